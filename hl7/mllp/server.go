@@ -1,0 +1,354 @@
+package mllp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Request is one received frame.
+type Request struct {
+	// Payload is the frame's content, owned by the handler. For a frame
+	// that was too large it holds only the frame's first line.
+	Payload []byte
+	// Err is nil for a complete frame and a *FrameTooLargeError for a frame
+	// that was discarded.
+	Err        error
+	RemoteAddr net.Addr
+	// TLS is the connection's TLS state, nil on plain TCP. With mutual TLS,
+	// TLS.PeerCertificates identifies the sender.
+	TLS      *tls.ConnectionState
+	Received time.Time
+}
+
+// Handler answers frames. ServeMLLP returns the payload of the reply frame
+// (an HL7 acknowledgment), or nil to send nothing and close the connection,
+// which tells the sender to retransmit. Calls for one connection are
+// sequential, in arrival order; different connections run concurrently.
+type Handler interface {
+	ServeMLLP(ctx context.Context, req *Request) []byte
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *Request) []byte
+
+// ServeMLLP calls f.
+func (f HandlerFunc) ServeMLLP(ctx context.Context, req *Request) []byte { return f(ctx, req) }
+
+// Server accepts MLLP connections. Set the fields before calling Serve;
+// zero values select the defaults noted.
+type Server struct {
+	Handler        Handler
+	MaxFrameSize   int           // default DefaultMaxFrameSize
+	ReadTimeout    time.Duration // a started frame must complete within it; default 30s
+	IdleTimeout    time.Duration // a connection without a frame for this long is closed; default 10m
+	WriteTimeout   time.Duration // default 10s
+	MaxConnections int           // further connections are closed at once; default 256
+	TLSConfig      *tls.Config   // nil for plain TCP
+	Logger         *slog.Logger  // default slog.Default()
+
+	mu       sync.Mutex
+	listener net.Listener
+	conns    map[*conn]struct{}
+	closing  atomic.Bool
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	stats    Stats
+}
+
+// Stats are counters since the server started.
+type Stats struct {
+	ConnectionsOpen     atomic.Int64
+	ConnectionsTotal    atomic.Int64
+	ConnectionsRefused  atomic.Int64
+	Frames              atomic.Int64
+	FramesTooLarge      atomic.Int64
+	JunkBytes           atomic.Int64
+	HandlerPanics       atomic.Int64
+	ConnectionsTimedOut atomic.Int64
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("mllp: server closed")
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// Listen binds addr (and wraps it in TLS when TLSConfig is set) without
+// serving yet, so that a caller learns of a busy port before it reports
+// readiness.
+func (s *Server) Listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("mllp: listen on %s: %w", addr, err)
+	}
+	if s.TLSConfig != nil {
+		l = tls.NewListener(l, s.TLSConfig)
+	}
+	return l, nil
+}
+
+// Serve accepts connections on l until Shutdown. It always returns a
+// non-nil error: ErrServerClosed after Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	if s.Handler == nil {
+		return errors.New("mllp: server has no handler")
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listener = l
+	s.conns = map[*conn]struct{}{}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.Unlock()
+	log := s.logger()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: back off, as
+				// net/http does, instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				log.Warn("mllp accept failed; retrying", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("mllp: accept: %w", err)
+		}
+		delay = 0
+		s.stats.ConnectionsTotal.Add(1)
+		if max := s.maxConns(); s.stats.ConnectionsOpen.Load() >= int64(max) {
+			s.stats.ConnectionsRefused.Add(1)
+			log.Warn("mllp connection refused: connection limit reached", "remote", nc.RemoteAddr().String(), "max_connections", max)
+			nc.Close()
+			continue
+		}
+		c := &conn{srv: s, nc: nc}
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.stats.ConnectionsOpen.Add(1)
+		go c.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// Addr returns the listening address, or nil before Serve.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener == nil {
+		return nil
+	}
+	return s.listener.Addr()
+}
+
+// Shutdown stops accepting connections, closes idle ones, and waits for
+// connections inside a frame or a handler to send their reply and close.
+// When ctx ends first, the remaining connections are closed and their
+// handlers' contexts cancelled; Shutdown then returns ctx.Err(). A sender
+// whose frame was cut off gets no acknowledgment and will retransmit.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	if s.listener != nil {
+		s.listener.Close()
+	}
+	for c := range s.conns {
+		c.interruptIfIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancelAll()
+		return nil
+	case <-ctx.Done():
+		s.cancelAll()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+func (s *Server) cancelAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) maxConns() int {
+	if s.MaxConnections > 0 {
+		return s.MaxConnections
+	}
+	return 256
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+type conn struct {
+	srv  *Server
+	nc   net.Conn
+	mu   sync.Mutex
+	idle bool
+}
+
+// interruptIfIdle unblocks a connection waiting for its next frame so that
+// it notices the shutdown.
+func (c *conn) interruptIfIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle {
+		_ = c.nc.SetReadDeadline(time.Now())
+	}
+}
+
+func (c *conn) setIdle(idle bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = idle
+	return c.srv.closing.Load()
+}
+
+func (c *conn) serve() {
+	s := c.srv
+	log := s.logger().With("remote", c.nc.RemoteAddr().String())
+	defer func() {
+		c.nc.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.stats.ConnectionsOpen.Add(-1)
+		s.wg.Done()
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			// The panic value may hold message data: log its type only.
+			s.stats.HandlerPanics.Add(1)
+			log.Error("mllp handler panicked; connection closed", "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+		}
+	}()
+	readTimeout := orDefault(s.ReadTimeout, 30*time.Second)
+	idleTimeout := orDefault(s.IdleTimeout, 10*time.Minute)
+	writeTimeout := orDefault(s.WriteTimeout, 10*time.Second)
+
+	var tlsState *tls.ConnectionState
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		_ = tc.SetDeadline(time.Now().Add(readTimeout))
+		if err := tc.Handshake(); err != nil {
+			log.Warn("mllp TLS handshake failed", "err", err)
+			return
+		}
+		st := tc.ConnectionState()
+		tlsState = &st
+	}
+	log.Debug("mllp connection opened")
+	rd := NewReader(c.nc, s.MaxFrameSize)
+	rd.OnFrameStart = func() {
+		c.setIdle(false)
+		_ = c.nc.SetReadDeadline(time.Now().Add(readTimeout))
+	}
+	junk := int64(0)
+	for {
+		if c.setIdle(true) {
+			return
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+		payload, err := rd.ReadFrame()
+		if n := rd.Skipped() - junk; n > 0 {
+			junk += n
+			s.stats.JunkBytes.Add(n)
+			log.Warn("mllp bytes outside frames skipped", "bytes", n)
+		}
+		var tooBig *FrameTooLargeError
+		switch {
+		case err == nil:
+		case errors.As(err, &tooBig):
+			s.stats.FramesTooLarge.Add(1)
+			log.Warn("mllp frame too large; rejected", "bytes", tooBig.Size, "max_bytes", tooBig.Max)
+			payload = tooBig.Head
+		default:
+			var ne net.Error
+			switch {
+			case errors.Is(err, io.EOF):
+				log.Debug("mllp connection closed by peer")
+			case errors.As(err, &ne) && ne.Timeout():
+				if !s.closing.Load() {
+					s.stats.ConnectionsTimedOut.Add(1)
+					log.Info("mllp connection timed out", "idle", c.isIdle())
+				}
+			case errors.Is(err, ErrIncompleteFrame):
+				log.Warn("mllp connection closed inside a frame; the sender will have to retransmit")
+			default:
+				if !s.closing.Load() {
+					log.Warn("mllp read failed", "err", err)
+				}
+			}
+			return
+		}
+		s.stats.Frames.Add(1)
+		req := &Request{Payload: payload, Err: err, RemoteAddr: c.nc.RemoteAddr(), TLS: tlsState, Received: time.Now()}
+		reply := s.Handler.ServeMLLP(s.ctx, req)
+		if reply == nil {
+			log.Info("mllp handler sent no reply; connection closed")
+			return
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := WriteFrame(c.nc, reply); err != nil {
+			log.Warn("mllp reply could not be written", "err", err)
+			return
+		}
+	}
+}
+
+func (c *conn) isIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.idle
+}
