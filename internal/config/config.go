@@ -1,0 +1,197 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"time"
+)
+
+// Config is the whole ehrbridge configuration file.
+type Config struct {
+	// DataDir holds the daemon's durable state. Default "./data", relative
+	// to the config file's directory.
+	DataDir string        `yaml:"data_dir"`
+	Log     LogConfig     `yaml:"log"`
+	Admin   AdminConfig   `yaml:"admin"`
+	Sources SourcesConfig `yaml:"sources"`
+
+	// pos records where each key was written, for later problems.
+	pos positions
+}
+
+// LogConfig configures the daemon's own logs.
+type LogConfig struct {
+	// Format is "text" (default) or "json".
+	Format string `yaml:"format"`
+	// Level is "debug", "info" (default), "warn" or "error".
+	Level string `yaml:"level"`
+	// Output is "stderr" (default), "stdout" or a file path, resolved
+	// against the config file's directory.
+	Output string `yaml:"output"`
+	// HashKey is the optional key for hashing record keys in logs
+	// (hash_key_env / hash_key_file). Without it hashes only correlate
+	// within one process run.
+	HashKey SecretRef `yaml:"hash_key"`
+}
+
+// AdminConfig configures the admin HTTP server.
+type AdminConfig struct {
+	// Listen is the admin server's host:port, default "127.0.0.1:8080".
+	// Writing "" or "off" disables the server; a loaded Config then holds "".
+	Listen string `yaml:"listen"`
+}
+
+// SourcesConfig lists the inbound message sources. None is required: an
+// admin-only run is valid.
+type SourcesConfig struct {
+	MLLP []MLLPSource `yaml:"mllp"`
+}
+
+// MLLPSource is one HL7 v2 over MLLP listener.
+type MLLPSource struct {
+	// Name identifies the source and is part of record keys, so it is
+	// restricted to [a-z0-9][a-z0-9_-]* (at most 64 bytes) and unique.
+	Name string `yaml:"name,required"`
+	// Listen is the host:port to listen on; port 0 picks a free port.
+	Listen string `yaml:"listen,required"`
+	// MaxFrameSize bounds one MLLP frame, default 10MiB, 1KiB to 1GiB.
+	MaxFrameSize ByteSize `yaml:"max_frame_size"`
+	// ReadTimeout bounds how long a started frame may take to complete,
+	// default 30s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a connection that sent no frame for this long,
+	// default 10m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds writing one acknowledgement, default 10s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxConnections bounds concurrent connections, default 256, 1 to 65535.
+	MaxConnections int `yaml:"max_connections"`
+	// TLS enables TLS on the listener; nil means plain TCP.
+	TLS *TLSServer `yaml:"tls"`
+}
+
+// TLSServer is the TLS configuration of a listener. File paths are
+// resolved against the config file's directory and checked to be readable
+// at load time; their contents are not parsed here.
+type TLSServer struct {
+	// CertFile is the PEM certificate chain.
+	CertFile string `yaml:"cert_file,required"`
+	// KeyFile is the PEM private key.
+	KeyFile string `yaml:"key_file,required"`
+	// KeyPassphrase decrypts an encrypted KeyFile (key_passphrase_env /
+	// key_passphrase_file).
+	KeyPassphrase SecretRef `yaml:"key_passphrase"`
+	// ClientCAFile, when set, enables mutual TLS: client certificates are
+	// required and verified against these CAs.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// Default values that are not obvious from the zero value.
+const (
+	DefaultDataDir        = "./data"
+	DefaultAdminListen    = "127.0.0.1:8080"
+	DefaultMaxFrameSize   = 10 * MiB
+	DefaultReadTimeout    = Duration(30 * time.Second)
+	DefaultIdleTimeout    = Duration(10 * time.Minute)
+	DefaultWriteTimeout   = Duration(10 * time.Second)
+	DefaultMaxConnections = 256
+	DefaultTLSMinVersion  = "1.2"
+)
+
+// Default returns the configuration an empty file gives: every default
+// filled in, no sources, paths not yet resolved against any directory.
+func Default() *Config {
+	c := &Config{
+		DataDir: DefaultDataDir,
+		Log:     LogConfig{Format: "text", Level: "info", Output: "stderr"},
+		Admin:   AdminConfig{Listen: DefaultAdminListen},
+	}
+	walkSecrets(reflect.ValueOf(c).Elem(), "", func(string, *SecretRef) {})
+	return c
+}
+
+// setDefaults gives a new source its defaults before it is decoded.
+func (s *MLLPSource) setDefaults() {
+	s.MaxFrameSize = DefaultMaxFrameSize
+	s.ReadTimeout = DefaultReadTimeout
+	s.IdleTimeout = DefaultIdleTimeout
+	s.WriteTimeout = DefaultWriteTimeout
+	s.MaxConnections = DefaultMaxConnections
+}
+
+// setDefaults gives a new TLS section its defaults before it is decoded.
+func (t *TLSServer) setDefaults() {
+	t.MinVersion = DefaultTLSMinVersion
+}
+
+// Load reads the file at path and returns its configuration, or nil and a
+// [Problems] error listing every problem found. Environment references are
+// expanded from the process environment.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Problems{{File: path, Msg: "cannot read: " + fileErrText(err)}}
+	}
+	return Parse(path, data, nil)
+}
+
+// Parse is [Load] on bytes already read: name is the file name used in
+// positions and as the base for relative paths, and lookupEnv resolves
+// environment references (nil means os.LookupEnv).
+func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	if lookupEnv == nil {
+		lookupEnv = os.LookupEnv
+	}
+	c := Default()
+	pos, probs, complete := decodeDocument(name, data, lookupEnv, c)
+	c.pos = pos
+	base := baseDir(name)
+	if !complete {
+		probs = probs.normalize()
+		if len(probs) >= maxProblems {
+			probs = append(probs, Problem{File: name, Msg: fmt.Sprintf("too many problems, stopped after %d", maxProblems)})
+		}
+		return nil, probs
+	}
+	probs = append(probs, checkSecrets(pos, c, base, lookupEnv)...)
+	probs = append(probs, c.validate(base)...)
+	if len(probs) > 0 {
+		return nil, probs.normalize()
+	}
+	c.resolvePaths(base)
+	return c, nil
+}
+
+// resolvePaths makes the file's relative paths relative to base.
+func (c *Config) resolvePaths(base string) {
+	c.DataDir = resolvePath(base, c.DataDir)
+	if c.Log.Output != "stderr" && c.Log.Output != "stdout" {
+		c.Log.Output = resolvePath(base, c.Log.Output)
+	}
+	for i := range c.Sources.MLLP {
+		if t := c.Sources.MLLP[i].TLS; t != nil {
+			t.CertFile = resolvePath(base, t.CertFile)
+			t.KeyFile = resolvePath(base, t.KeyFile)
+			t.ClientCAFile = resolvePath(base, t.ClientCAFile)
+		}
+	}
+	resolveSecretFiles(c, base)
+}
+
+// Pos returns where the key at path ("sources.mllp[0].listen") was written.
+// For a key the file leaves out it returns the position of the nearest
+// enclosing section that is written, and line 0 when there is none (or c
+// did not come from a file).
+func (c *Config) Pos(path string) (file string, line, col int) {
+	line, col = c.pos.at(path)
+	return c.pos.file, line, col
+}
+
+// Problem builds a problem about the key at path, positioned as by
+// [Config.Pos], with the message prefixed by "path: ".
+func (c *Config) Problem(path, format string, args ...any) Problem {
+	return c.pos.problem(path, format, args...)
+}

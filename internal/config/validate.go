@@ -1,0 +1,220 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// validator collects the problems of the checks that run after decoding.
+type validator struct {
+	c     *Config
+	base  string
+	probs Problems
+}
+
+// add records a problem about the key at path.
+func (v *validator) add(path, format string, args ...any) {
+	v.probs = append(v.probs, v.c.pos.problem(path, format, args...))
+}
+
+// listener is an address something will listen on, to find two owners of
+// the same port before the second bind fails at runtime.
+type listener struct {
+	path  string // e.g. "sources.mllp[0].listen"
+	owner string // e.g. `source "adt"`
+	addr  string
+	host  string
+	port  int
+}
+
+// validate checks values and cross-field rules. Values that are empty
+// because decoding already reported them (a missing required key) are
+// skipped so each mistake is reported once.
+func (c *Config) validate(base string) Problems {
+	v := &validator{c: c, base: base}
+
+	if c.DataDir == "" {
+		v.add("data_dir", "must not be empty")
+	}
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	if c.Log.Output == "" {
+		v.add("log.output", `must not be empty (use "stderr", "stdout" or a file path)`)
+	}
+
+	var listeners []listener
+	if strings.EqualFold(c.Admin.Listen, "off") {
+		c.Admin.Listen = ""
+	}
+	if c.Admin.Listen != "" {
+		if l, ok := v.listenAddr("admin.listen", "the admin server", c.Admin.Listen); ok {
+			listeners = append(listeners, l)
+		}
+	}
+
+	names := map[string]string{} // name -> path of its first use
+	for i := range c.Sources.MLLP {
+		s := &c.Sources.MLLP[i]
+		p := fmt.Sprintf("sources.mllp[%d]", i)
+		if s.Name != "" {
+			if msg := checkSourceName(s.Name); msg != "" {
+				v.add(p+".name", "invalid source name %s: %s", v.show(p+".name", s.Name), msg)
+			} else if first, dup := names[s.Name]; dup {
+				v.add(p+".name", "duplicate source name %s (first at %s)", v.show(p+".name", s.Name), c.pos.where(first))
+			} else {
+				names[s.Name] = p + ".name"
+			}
+		}
+		if s.Listen != "" {
+			if l, ok := v.listenAddr(p+".listen", "source "+v.show(p+".name", s.Name), s.Listen); ok {
+				if other := conflict(listeners, l); other != nil {
+					v.add(l.path, "address %s is already used by %s (%s)", v.show(l.path, l.addr), other.owner, v.at(other.path))
+				}
+				listeners = append(listeners, l)
+			}
+		}
+		if s.MaxFrameSize < KiB || s.MaxFrameSize > GiB {
+			v.add(p+".max_frame_size", "must be between 1KiB and 1GiB, got %s", v.c.pos.show(p+".max_frame_size", s.MaxFrameSize.String()))
+		}
+		v.positive(p+".read_timeout", s.ReadTimeout)
+		v.positive(p+".idle_timeout", s.IdleTimeout)
+		v.positive(p+".write_timeout", s.WriteTimeout)
+		if s.MaxConnections < 1 || s.MaxConnections > 65535 {
+			v.add(p+".max_connections", "must be between 1 and 65535, got %s", v.c.pos.show(p+".max_connections", strconv.Itoa(s.MaxConnections)))
+		}
+		if t := s.TLS; t != nil {
+			v.readable(p+".tls.cert_file", t.CertFile)
+			v.readable(p+".tls.key_file", t.KeyFile)
+			v.readable(p+".tls.client_ca_file", t.ClientCAFile)
+			v.oneOf(p+".tls.min_version", t.MinVersion, "1.2", "1.3")
+			if t.KeyPassphrase.IsSet() {
+				key := p + ".tls.key_passphrase_env"
+				if t.KeyPassphrase.File != "" {
+					key = p + ".tls.key_passphrase_file"
+				}
+				// Reserved: the daemon cannot decrypt keys yet, and lint
+				// must not pass a config that run would refuse.
+				v.add(key, "encrypted private keys are not supported yet: store the key unencrypted, readable only by the service account")
+			}
+		}
+	}
+	return v.probs
+}
+
+// show quotes the string value at path for a message, or hides it if it
+// came from the environment.
+func (v *validator) show(path, value string) string {
+	return v.c.pos.show(path, quoteShort(value))
+}
+
+// at describes where path was written, for messages about another key.
+func (v *validator) at(path string) string {
+	if _, ok := v.c.pos.m[path]; !ok {
+		return "by default"
+	}
+	return "at " + v.c.pos.where(path)
+}
+
+// oneOf checks an enumerated setting.
+func (v *validator) oneOf(path, got string, allowed ...string) {
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	q := make([]string, len(allowed))
+	for i, a := range allowed {
+		q[i] = strconv.Quote(a)
+	}
+	want := q[0]
+	if len(q) > 1 {
+		want = strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+	}
+	if len(q) > 2 {
+		want = "one of " + want
+	}
+	v.add(path, "must be %s, got %s", want, v.show(path, got))
+}
+
+// positive checks a timeout, where 0 would mean "wait forever" to the
+// net package and a negative value would time out at once.
+func (v *validator) positive(path string, d Duration) {
+	if d <= 0 {
+		v.add(path, "must be greater than 0, got %s", v.c.pos.show(path, d.String()))
+	}
+}
+
+// readable checks a file named in the config, resolved against the config
+// file's directory; an empty path is left to the required-key check.
+func (v *validator) readable(path, file string) {
+	if file == "" {
+		return
+	}
+	if msg := checkReadable(resolvePath(v.base, file)); msg != "" {
+		v.add(path, "cannot read %s: %s", v.show(path, file), msg)
+	}
+}
+
+// listenAddr parses a host:port listen address.
+func (v *validator) listenAddr(path, owner, addr string) (listener, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		msg := err.Error()
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			msg = ae.Err
+		}
+		v.add(path, "invalid address %s: %s (want host:port, like :2575 or 127.0.0.1:2575)", v.show(path, addr), msg)
+		return listener{}, false
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || strings.ContainsAny(port, "+-") {
+		v.add(path, "invalid address %s: the port must be a number from 0 to 65535", v.show(path, addr))
+		return listener{}, false
+	}
+	return listener{path: path, owner: owner, addr: addr, host: host, port: n}, true
+}
+
+// conflict returns the listener among ls that l cannot bind next to: the
+// same port on the same host or where either side listens on every
+// address. Port 0 never conflicts since the kernel picks a free port.
+func conflict(ls []listener, l listener) *listener {
+	if l.port == 0 {
+		return nil
+	}
+	for i := range ls {
+		o := &ls[i]
+		if o.port == l.port && (strings.EqualFold(o.host, l.host) || isWildcard(o.host) || isWildcard(l.host)) {
+			return o
+		}
+	}
+	return nil
+}
+
+// isWildcard reports whether host means "every local address".
+func isWildcard(host string) bool {
+	return host == "" || host == "0.0.0.0" || host == "::"
+}
+
+// checkSourceName returns why name cannot be a source name, or "" if it
+// can. Names end up in record keys, so they are kept to a small alphabet
+// that needs no escaping anywhere.
+func checkSourceName(name string) string {
+	const rule = `use lowercase letters, digits, "_" and "-", starting with a letter or digit`
+	if len(name) > 64 {
+		return "at most 64 characters"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return rule
+		}
+	}
+	return ""
+}
