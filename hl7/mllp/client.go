@@ -48,7 +48,7 @@ type Response struct {
 var ErrAckTimeout = errors.New("mllp: timed out waiting for the acknowledgment")
 
 // Send sends one message and waits for its acknowledgment: a frame whose
-// MSA-2 equals the message's MSH-10. Frames that do not match (late
+// MSA-2 equals the message's MSH-10 (both may be empty). Frames that do not match (late
 // acknowledgments of earlier messages) are skipped. A commit acknowledgment
 // (CA) is recorded and the wait goes on for the application acknowledgment,
 // unless the message's MSH-16 says the receiver never sends one ("NE"). CE
@@ -64,10 +64,9 @@ func (c *Client) Send(ctx context.Context, msg []byte) (*Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mllp: message to send: %w", err)
 	}
+	// A message without MSH-10 is still sent (testing a receiver's
+	// rejection path needs that); its acknowledgment has an empty MSA-2.
 	h := hdr.Header()
-	if h.ControlID == "" {
-		return nil, errors.New("mllp: message to send has no control id (MSH-10)")
-	}
 	commitOnly := h.AppAckType == "NE"
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -198,12 +198,20 @@ func TestClientConnectBackoff(t *testing.T) {
 	}
 }
 
-func TestClientRefusesMessageWithoutControlID(t *testing.T) {
+func TestClientRefusesNonHL7(t *testing.T) {
 	c := &Client{Addr: "127.0.0.1:1"}
-	if _, err := c.Send(context.Background(), []byte("MSH|^~\\&|A|B|C|D|2024||ADT^A01||P|2.5\r")); err == nil {
-		t.Error("want an error for a message without MSH-10")
-	}
 	if _, err := c.Send(context.Background(), []byte("garbage")); err == nil {
 		t.Error("want an error for a non-HL7 payload")
+	}
+}
+
+// A message without MSH-10 is sent and matched to an ACK with empty MSA-2.
+func TestClientMessageWithoutControlID(t *testing.T) {
+	addr := scripted(t, func(_ int, f []byte) [][]byte { return [][]byte{ackFor(t, f, hl7.AR, "")} })
+	c := &Client{Addr: addr, Logger: quietLogger()}
+	defer c.Close()
+	r, err := c.Send(context.Background(), []byte("MSH|^~\\&|A|B|C|D|2024||ADT^A01||P|2.5\r"))
+	if err != nil || r.Code != hl7.AR {
+		t.Fatalf("got %v %v, want AR", r, err)
 	}
 }
