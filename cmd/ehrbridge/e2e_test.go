@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+)
+
+// buildBinary builds ehrbridge once per test binary run.
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func ehrbridgeBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ehrbridge-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "ehrbridge")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			binPath = string(out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("go build: %v\n%s", buildErr, binPath)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The newcomer's path: `ehrbridge run` on the shipped config answers
+// `ehrbridge send` of a corpus message with AA, reports it on /status,
+// keeps patient data out of its log and stops cleanly on SIGTERM.
+func TestEndToEndRunAndSend(t *testing.T) {
+	bin := ehrbridgeBinary(t)
+	mllpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"))
+	cmd.Env = append(os.Environ(), "EHRBRIDGE_DATA_DIR="+t.TempDir(), "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr)
+	logs := &lockedBuf{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+
+	adt := corpus(t, "microsoft-FHIR-Converter", "ADT-A01-01.hl7")
+	batch := corpus(t, "CDCgov-trusted-intermediary", "Test", "Results", "005_AL_ORU_R01_NBS_Simplified_0_initial_message.hl7")
+	out, errOut, code := runBin(t, bin, "send", "--to", mllpAddr, adt, batch)
+	if code != 0 || out != "MSG00001 AA\n858625 AA\n" {
+		t.Fatalf("send: exit %d\nstdout %q\nstderr %q\nlog:\n%s", code, out, errOut, logs)
+	}
+	noID := corpus(t, "CDCgov-trusted-intermediary", "Test", "Message", "msh_present_but_missing_msh-10.hl7")
+	out, _, code = runBin(t, bin, "send", "--to", mllpAddr, noID)
+	if code != 1 || !strings.HasPrefix(out, "- AR ") {
+		t.Errorf("send without MSH-10: exit %d, %q; want exit 1 and an AR", code, out)
+	}
+
+	resp, err := http.Get("http://" + adminAddr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Sources []struct {
+			Name               string
+			Accepted, Rejected int64
+		}
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if len(st.Sources) != 1 || st.Sources[0].Name != "ehr" || st.Sources[0].Accepted != 2 || st.Sources[0].Rejected != 1 {
+		t.Errorf("status = %+v", st)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		if exitErr != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", exitErr, logs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("did not stop within 10s of SIGTERM\n%s", logs)
+	}
+	log := logs.String()
+	for _, want := range []string{"mllp source listening", "hl7 message accepted", "msg=stopped"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	// Names, identifiers and free text of the sent messages stay out of the log.
+	for _, phi := range []string{"EVERYMAN", "PATID1234", "ADAM", "MSG00001", "Walker", "ty6vmz", "858625"} {
+		if strings.Contains(log, phi) {
+			t.Errorf("log contains %q:\n%s", phi, log)
+		}
+	}
+}
+
+// run refuses a config that does not lint, printing file:line:col.
+func TestRunRefusesBadConfig(t *testing.T) {
+	bin := ehrbridgeBinary(t)
+	f := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(f, []byte("sources:\n  mllp:\n    - name: ehr\n      listne: 127.0.0.1:0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := runBin(t, bin, "run", "--config", f)
+	if code != 1 || !strings.Contains(errOut, f+":4:7: ") || !strings.Contains(errOut, "does not lint; not starting") {
+		t.Errorf("exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// A busy port makes run fail at once with a clear message.
+func TestRunFailsOnBusyPort(t *testing.T) {
+	bin := ehrbridgeBinary(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"))
+	cmd.Env = append(os.Environ(), "EHRBRIDGE_DATA_DIR="+t.TempDir(), "EHRBRIDGE_MLLP_ADDR="+l.Addr().String(), "EHRBRIDGE_ADMIN_ADDR="+freeAddr(t))
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("err = %v, output:\n%s", err, out)
+	}
+}
+
+func runBin(t *testing.T, bin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func waitReady(t *testing.T, url string, exited chan struct{}, logs *lockedBuf) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			t.Fatalf("daemon exited during start\n%s", logs)
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("daemon not ready within 20s\n%s", logs)
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/daemon"
+	"github.com/ehrbridge/ehrbridge/internal/logging"
+)
+
+// loadConfig loads and lints a config file, printing every problem.
+func loadConfig(file string, stderr io.Writer) (*config.Config, bool) {
+	cfg, err := config.Load(file)
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				fmt.Fprintln(stderr, p.String())
+			}
+		} else {
+			fmt.Fprintf(stderr, "%s: %v\n", file, err)
+		}
+		return nil, false
+	}
+	return cfg, true
+}
+
+func cmdLint(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", "", "config file to check (required)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ehrbridge lint --config FILE")
+		fmt.Fprintln(stderr, "Prints every problem as file:line:col: message and exits 1 if there is any.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *file == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	if _, ok := loadConfig(*file, stdout); !ok {
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *file)
+	return exitOK
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", "", "config file (required)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ehrbridge run --config FILE")
+		fmt.Fprintln(stderr, "Runs the daemon until SIGINT or SIGTERM. Refuses a config that does not lint.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *file == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	cfg, ok := loadConfig(*file, stderr)
+	if !ok {
+		fmt.Fprintf(stderr, "ehrbridge run: %s does not lint; not starting\n", *file)
+		return exitFailure
+	}
+	log, closeLog, err := newLogger(cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ehrbridge run: %v\n", err)
+		return exitFailure
+	}
+	defer closeLog()
+	daemon.Version = version
+	log.Info("ehrbridge starting", "version", version, "config", *file)
+	d, err := daemon.Start(cfg, log)
+	if err != nil {
+		log.Error("ehrbridge could not start", "err", err)
+		fmt.Fprintf(stderr, "ehrbridge run: %v\n", err)
+		return exitFailure
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := d.Wait(ctx); err != nil {
+		return exitFailure
+	}
+	return exitOK
+}
+
+// newLogger opens the configured log output and builds the redacting
+// logger on it.
+func newLogger(cfg *config.Config, stderr io.Writer) (*slog.Logger, func(), error) {
+	level, err := logging.ParseLevel(cfg.Log.Level)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := logging.Options{Format: cfg.Log.Format, Level: level}
+	if cfg.Log.HashKey.IsSet() {
+		k, err := cfg.Log.HashKey.Resolve()
+		if err != nil {
+			return nil, nil, fmt.Errorf("log hash key: %w", err)
+		}
+		opts.HashKey = []byte(k)
+	}
+	var w io.Writer
+	closeFn := func() {}
+	switch cfg.Log.Output {
+	case "", "stderr":
+		w = stderr
+	case "stdout":
+		w = os.Stdout
+	default:
+		f, err := os.OpenFile(cfg.Log.Output, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening log output: %w", err)
+		}
+		w, closeFn = f, func() { f.Close() }
+	}
+	log, err := logging.New(w, opts)
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return log, closeFn, nil
+}

@@ -1,0 +1,90 @@
+package ehr
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/interop"
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+)
+
+// corpusSample returns well-formed corpus files of several message types.
+func corpusSample(t *testing.T) []string {
+	dir := shared.Path(t, "corpus", "hl7v2", "microsoft-FHIR-Converter")
+	var files []string
+	for _, n := range []string{"ADT-A01-01.hl7", "ADT-A04-01.hl7", "ADT-A08-01.hl7", "ORU-R01-01.hl7", "SIU-S12-01.hl7", "MDM-T02-01.hl7", "ADT01-23.hl7"} {
+		files = append(files, filepath.Join(dir, n))
+	}
+	files = append(files, shared.Path(t, "corpus", "hl7v2", "CDCgov-trusted-intermediary", "Natus", "008_Natus_ORU_R01_NBS.hl7"))
+	return files
+}
+
+// @medplum/hl7's client sends corpus messages (one of them 77 KB, one with
+// a byte order mark) to our MLLP source over one connection.
+func TestInteropMedplumClientToSource(t *testing.T) {
+	dir := interop.NodeDir(t)
+	src := &MLLPSource{Name: "medplum"}
+	addr := startSource(t, src, 0, nil)
+	host, port, _ := strings.Cut(addr, ":")
+	files := corpusSample(t)
+	out, errOut, code := interop.Run(t, dir, 60*time.Second, "node", append([]string{"medplum_send.mjs", host, port}, files...)...)
+	if code != 0 {
+		t.Fatalf("medplum_send exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(files) {
+		t.Fatalf("medplum_send printed %d lines for %d messages:\n%s", len(lines), len(files), out)
+	}
+	for i, l := range lines {
+		want := controlID(t, files[i]) + " AA"
+		if l != want {
+			t.Errorf("line %d = %q, want %q", i, l, want)
+		}
+	}
+	if n := src.Accepted.Load(); n != int64(len(files)) {
+		t.Errorf("source accepted %d, want %d", n, len(files))
+	}
+}
+
+// Debian's python3-hl7 mllp_send, in --loose mode (LF files), sends to our
+// MLLP source.
+func TestInteropPythonMLLPSendToSource(t *testing.T) {
+	py := interop.PythonHL7(t)
+	src := &MLLPSource{Name: "pyhl7"}
+	addr := startSource(t, src, 0, nil)
+	_, port, _ := strings.Cut(addr, ":")
+	files := corpusSample(t)[:4]
+	for _, f := range files {
+		out, errOut, code := interop.Run(t, "", 30*time.Second, py, "/usr/bin/mllp_send", "--loose", "--port", port, "--file", f, "127.0.0.1")
+		if code != 0 {
+			t.Fatalf("mllp_send %s: exit %d\n%s\n%s", filepath.Base(f), code, out, errOut)
+		}
+		if !strings.Contains(out, "MSA|AA|"+controlID(t, f)) {
+			t.Errorf("mllp_send %s printed %q, want an AA for its control id", filepath.Base(f), out)
+		}
+	}
+	if n := src.Accepted.Load(); n != int64(len(files)) {
+		t.Errorf("source accepted %d, want %d", n, len(files))
+	}
+}
+
+func controlID(t *testing.T, file string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := hl7.Split(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := hl7.ParseHeader(parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Header().ControlID
+}

@@ -1,0 +1,203 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/config"
+)
+
+// ShutdownTimeout bounds how long in-flight frames get to finish on stop.
+const ShutdownTimeout = 15 * time.Second
+
+// Daemon is a started configuration. Create it with Start.
+type Daemon struct {
+	log     *slog.Logger
+	sources []*source
+	admin   *admin
+	errc    chan error
+	ready   chan struct{}
+}
+
+type source struct {
+	cfg      config.MLLPSource
+	handler  *ehr.MLLPSource
+	server   *mllp.Server
+	listener net.Listener
+}
+
+// Start binds every listener (failing at once if one cannot be bound) and
+// starts serving. The data directory is created if missing.
+func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	d := &Daemon{log: log, errc: make(chan error, len(cfg.Sources.MLLP)+1), ready: make(chan struct{})}
+	for _, sc := range cfg.Sources.MLLP {
+		s, err := newSource(sc, log)
+		if err != nil {
+			d.closeListeners()
+			return nil, fmt.Errorf("source %s: %w", sc.Name, err)
+		}
+		d.sources = append(d.sources, s)
+	}
+	if cfg.Admin.Listen != "" && cfg.Admin.Listen != "off" {
+		a, err := newAdmin(cfg.Admin.Listen, d, log)
+		if err != nil {
+			d.closeListeners()
+			return nil, err
+		}
+		d.admin = a
+	}
+	for _, s := range d.sources {
+		go func() {
+			if err := s.server.Serve(s.listener); err != nil && !errors.Is(err, mllp.ErrServerClosed) {
+				d.errc <- fmt.Errorf("source %s: %w", s.cfg.Name, err)
+			}
+		}()
+		log.Info("mllp source listening", "source", s.cfg.Name, "listen", s.listener.Addr().String(), "tls", tlsMode(s.cfg))
+	}
+	if d.admin != nil {
+		go func() {
+			if err := d.admin.serve(); err != nil {
+				d.errc <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
+	}
+	close(d.ready)
+	log.Warn("storage and CRM forwarding are not implemented yet: accepted messages are acknowledged and then dropped")
+	return d, nil
+}
+
+func tlsMode(sc config.MLLPSource) string {
+	switch {
+	case sc.TLS == nil:
+		return "off"
+	case sc.TLS.ClientCAFile != "":
+		return "mutual"
+	}
+	return "on"
+}
+
+func newSource(sc config.MLLPSource, log *slog.Logger) (*source, error) {
+	h := &ehr.MLLPSource{Name: sc.Name, Logger: log}
+	srv := &mllp.Server{
+		Handler:        h,
+		MaxFrameSize:   int(sc.MaxFrameSize),
+		ReadTimeout:    time.Duration(sc.ReadTimeout),
+		IdleTimeout:    time.Duration(sc.IdleTimeout),
+		WriteTimeout:   time.Duration(sc.WriteTimeout),
+		MaxConnections: sc.MaxConnections,
+		Logger:         log.With("source", sc.Name),
+	}
+	if sc.TLS != nil {
+		tc, err := serverTLS(sc.TLS)
+		if err != nil {
+			return nil, err
+		}
+		srv.TLSConfig = tc
+	}
+	l, err := srv.Listen(sc.Listen)
+	if err != nil {
+		return nil, err
+	}
+	return &source{cfg: sc, handler: h, server: srv, listener: l}, nil
+}
+
+func serverTLS(t *config.TLSServer) (*tls.Config, error) {
+	if t.KeyPassphrase.Env != "" || t.KeyPassphrase.File != "" {
+		return nil, errors.New("tls: encrypted private keys are not supported; store the key unencrypted and restrict the file's permissions to the service account")
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: loading certificate and key: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.MinVersion == "1.3" {
+		conf.MinVersion = tls.VersionTLS13
+	}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("tls: client CA file holds no PEM certificate")
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
+}
+
+// Wait blocks until ctx ends (a stop signal) or a part fails, then shuts
+// down. It returns the failure, or nil after a requested stop.
+func (d *Daemon) Wait(ctx context.Context) error {
+	var err error
+	select {
+	case <-ctx.Done():
+		d.log.Info("stopping")
+	case err = <-d.errc:
+		d.log.Error("a component failed; stopping", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	d.Shutdown(sctx)
+	return err
+}
+
+// Shutdown stops intake on every source, lets in-flight frames finish
+// within ctx, then stops the admin endpoint.
+func (d *Daemon) Shutdown(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, s := range d.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.server.Shutdown(ctx); err != nil {
+				d.log.Warn("mllp source did not drain in time; connections closed", "source", s.cfg.Name)
+			}
+		}()
+	}
+	wg.Wait()
+	if d.admin != nil {
+		d.admin.shutdown(ctx)
+	}
+	d.log.Info("stopped")
+}
+
+// MLLPAddrs returns the bound address of each MLLP source, by name.
+func (d *Daemon) MLLPAddrs() map[string]net.Addr {
+	out := map[string]net.Addr{}
+	for _, s := range d.sources {
+		out[s.cfg.Name] = s.listener.Addr()
+	}
+	return out
+}
+
+// AdminAddr returns the admin endpoint's address, or nil when disabled.
+func (d *Daemon) AdminAddr() net.Addr {
+	if d.admin == nil {
+		return nil
+	}
+	return d.admin.addr()
+}
+
+func (d *Daemon) closeListeners() {
+	for _, s := range d.sources {
+		s.listener.Close()
+	}
+}
+
