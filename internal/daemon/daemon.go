@@ -200,4 +200,3 @@ func (d *Daemon) closeListeners() {
 		s.listener.Close()
 	}
 }
-
