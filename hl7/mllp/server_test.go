@@ -222,8 +222,8 @@ func TestServerHandlerPanic(t *testing.T) {
 		}
 		return ackHandler(ctx, req)
 	})}
-	var logs bytes.Buffer
-	srv.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	logs := &lockedBuffer{}
+	srv.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	addr := startServer(t, srv)
 	c := &Client{Addr: addr, Logger: quietLogger(), AckTimeout: 2 * time.Second}
 	defer c.Close()
@@ -342,4 +342,23 @@ func TestTLS(t *testing.T) {
 			t.Error("a client without certificate must be refused")
 		}
 	})
+}
+
+// lockedBuffer is a log sink the server's goroutines may write while the
+// test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
