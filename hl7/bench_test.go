@@ -1,6 +1,7 @@
 package hl7
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -58,5 +59,25 @@ func BenchmarkEncodeADTA01(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = m.Bytes()
+	}
+}
+
+// BenchmarkSplitBaseline is the floor any parser stands on: splitting the
+// same ADT^A01 into segments and fields with strings.Split, no delimiters
+// read, no validation, no escapes. Parse's cost is reported against it.
+func BenchmarkSplitBaseline(b *testing.B) {
+	files := corpusFiles(b)
+	parts, _ := Split(files["microsoft-FHIR-Converter/ADT-A01-01.hl7"])
+	data := parts[0]
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		for _, seg := range strings.Split(string(data), "\r") {
+			n += len(strings.Split(seg, "|"))
+		}
+		if n == 0 {
+			b.Fatal("nothing split")
+		}
 	}
 }

@@ -101,6 +101,26 @@ func (c charset) encode(s string) ([]byte, error) {
 	return out, nil
 }
 
+// encodeLossy is encode with unrepresentable characters written as '?'.
+func (c charset) encodeLossy(s string) []byte {
+	if out, err := c.encode(s); err == nil {
+		return out
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < utf8.RuneSelf || c.representable(string(r)) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('?')
+		}
+	}
+	out, err := c.encode(b.String())
+	if err != nil {
+		return []byte(b.String())
+	}
+	return out
+}
+
 // representable reports whether s can be written in this character set.
 func (c charset) representable(s string) bool {
 	if c.enc == nil {

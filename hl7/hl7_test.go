@@ -247,6 +247,13 @@ func TestCharsets(t *testing.T) {
 		t.Error("Set of text outside ISO 8859-1 must fail")
 	}
 
+	// An acknowledgment of a latin-1 message with an application name
+	// outside ISO 8859-1 degrades that character instead of failing.
+	ack := BuildAck(m, AA, "", nil, AckOptions{SendingApp: "Zoë日"})
+	if got := ack.Bytes(); !bytes.Contains(got, []byte("Zo\xeb?")) {
+		t.Errorf("latin-1 ack = %q", got)
+	}
+
 	mislabelled := "MSH|^~\\&|A|B|C|D|2024||ADT^A08|X|P|2.5||||||8859/1\rPID|1||1||Müller\r"
 	m = mustParse(t, mislabelled)
 	if got, _ := m.GetString("PID-5"); got != "Müller" || string(m.Bytes()) != mislabelled {

@@ -142,13 +142,11 @@ func (m *Message) Bytes() []byte {
 	if m.cs.enc == nil {
 		return b
 	}
-	// Every value was checked to be representable when it was set, and
-	// parsed text came from this character set, so this cannot fail.
-	out, err := m.cs.encode(string(b))
-	if err != nil {
-		panic("hl7: internal error: unrepresentable text in message")
-	}
-	return out
+	// Values set through Set and SetRaw were checked to be representable
+	// and parsed text came from this character set; anything else (an
+	// acknowledgment's configured application name, say) degrades to '?'
+	// rather than failing.
+	return m.cs.encodeLossy(string(b))
 }
 
 // Format prints a summary (message type and segment count) rather than the

@@ -2,6 +2,8 @@ package mllp
 
 import (
 	"context"
+	"io"
+	"net"
 	"testing"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
@@ -26,6 +28,51 @@ func BenchmarkRoundTrip(b *testing.B) {
 	for b.Loop() {
 		r, err := c.Send(context.Background(), m)
 		if err != nil || r.Code != hl7.AA {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkTCPEchoBaseline is the same exchange without MLLP or HL7: the
+// message's bytes written on a loopback connection and an ACK-sized reply
+// read back. BenchmarkRoundTrip is reported against it.
+func BenchmarkTCPEchoBaseline(b *testing.B) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	m := msg("BENCH1")
+	reply := make([]byte, 120)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, len(m))
+		for {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			if _, err := c.Write(reply); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	got := make([]byte, len(reply))
+	b.SetBytes(int64(len(m)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(m); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, got); err != nil {
 			b.Fatal(err)
 		}
 	}
