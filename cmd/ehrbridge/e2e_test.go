@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 )
 
@@ -88,7 +90,9 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	bin := ehrbridgeBinary(t)
 	mllpAddr, adminAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"))
-	cmd.Env = append(os.Environ(), "EHRBRIDGE_DATA_DIR="+t.TempDir(), "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr)
+	dataDir := t.TempDir()
+	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr)
+	cmd.Env = env
 	logs := &lockedBuf{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -113,6 +117,17 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	if code != 0 || out != "MSG00001 AA\n858625 AA\n" {
 		t.Fatalf("send: exit %d\nstdout %q\nstderr %q\nlog:\n%s", code, out, errOut, logs)
 	}
+	// Done-when of the checkpoint issue: the same message twice gets the
+	// same ACK bytes twice, and the log holds one record for it.
+	first, second := rawSend(t, mllpAddr, adt), rawSend(t, mllpAddr, adt)
+	if !bytes.Equal(first, second) || !bytes.Contains(first, []byte("MSA|AA|MSG00001")) {
+		t.Errorf("retransmit ACK differs:\n%q\n%q", first, second)
+	}
+	stats, _, code := runBin(t, bin, "log", "stats", "--json", "--data-dir", dataDir)
+	if code != 1 || stats != "" {
+		// With only --data-dir the CLI cannot reach the running daemon.
+		t.Errorf("log stats --data-dir on a running daemon: exit %d", code)
+	}
 	noID := corpus(t, "CDCgov-trusted-intermediary", "Test", "Message", "msh_present_but_missing_msh-10.hl7")
 	out, _, code = runBin(t, bin, "send", "--to", mllpAddr, noID)
 	if code != 1 || !strings.HasPrefix(out, "- AR ") {
@@ -134,6 +149,20 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	if len(st.Sources) != 1 || st.Sources[0].Name != "ehr" || st.Sources[0].Accepted != 2 || st.Sources[0].Rejected != 1 {
 		t.Errorf("status = %+v", st)
 	}
+	// While the daemon runs, log stats goes through its admin endpoint.
+	shipped := filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml")
+	logStats := func() string {
+		c := exec.Command(bin, "log", "stats", "--json", "--config", shipped)
+		c.Env = env
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("log stats: %v", err)
+		}
+		return string(out)
+	}
+	if s := logStats(); !strings.Contains(s, `"received": 2`) {
+		t.Errorf("log stats (running daemon) = %s", s)
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -146,8 +175,14 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("did not stop within 10s of SIGTERM\n%s", logs)
 	}
+	if s := logStats(); !strings.Contains(s, `"received": 2`) {
+		t.Errorf("log stats (stopped daemon) = %s", s)
+	}
+	if out, _, code := runBin(t, bin, "log", "check", "--data-dir", dataDir); code != 0 {
+		t.Errorf("log check: exit %d %s", code, out)
+	}
 	log := logs.String()
-	for _, want := range []string{"mllp source listening", "hl7 message accepted", "msg=stopped"} {
+	for _, want := range []string{"mllp source listening", "hl7 message stored and acknowledged", "msg=stopped"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
@@ -187,6 +222,34 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "address already in use") {
 		t.Errorf("err = %v, output:\n%s", err, out)
 	}
+}
+
+// rawSend sends one file's message in one MLLP frame and returns the raw
+// acknowledgment frame.
+func rawSend(t *testing.T, addr, file string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := hl7.Split(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := mllp.WriteFrame(c, parts[0]); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	ack, err := mllp.NewReader(c, 0).ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack
 }
 
 func runBin(t *testing.T, bin string, args ...string) (string, string, int) {

@@ -12,14 +12,25 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 )
 
-// corpusSample returns well-formed corpus files of several message types.
+// corpusSample returns well-formed corpus files of several types and
+// vendors, each with its own control id (the FHIR-Converter ADT samples
+// share MSG00001, which the log rightly treats as one key): a byte order
+// mark, a 77 KB result, Epic and Oracle results, an MDM document.
 func corpusSample(t *testing.T) []string {
-	dir := shared.Path(t, "corpus", "hl7v2", "microsoft-FHIR-Converter")
 	var files []string
-	for _, n := range []string{"ADT-A01-01.hl7", "ADT-A04-01.hl7", "ADT-A08-01.hl7", "ORU-R01-01.hl7", "SIU-S12-01.hl7", "MDM-T02-01.hl7", "ADT01-23.hl7"} {
-		files = append(files, filepath.Join(dir, n))
+	for _, rel := range []string{
+		"microsoft-FHIR-Converter/ADT-A01-01.hl7",
+		"microsoft-FHIR-Converter/ADT01-23.hl7",
+		"microsoft-FHIR-Converter/ORU-R01-01.hl7",
+		"microsoft-FHIR-Converter/MDM-T02-03.hl7",
+		"microsoft-FHIR-Converter/VXU.hl7",
+		"CDCgov-trusted-intermediary/Epic/002_Epic_ORU_R01.hl7",
+		"CDCgov-trusted-intermediary/Oracle/004_Oracle_ORU_R01.hl7",
+		"CDCgov-trusted-intermediary/MN/005_MN_ADT_A01.hl7",
+		"CDCgov-trusted-intermediary/Natus/008_Natus_ORU_R01_NBS.hl7",
+	} {
+		files = append(files, shared.Path(t, append([]string{"corpus", "hl7v2"}, strings.Split(rel, "/")...)...))
 	}
-	files = append(files, shared.Path(t, "corpus", "hl7v2", "CDCgov-trusted-intermediary", "Natus", "008_Natus_ORU_R01_NBS.hl7"))
 	return files
 }
 
@@ -27,7 +38,7 @@ func corpusSample(t *testing.T) []string {
 // a byte order mark) to our MLLP source over one connection.
 func TestInteropMedplumClientToSource(t *testing.T) {
 	dir := interop.NodeDir(t)
-	src := &MLLPSource{Name: "medplum"}
+	src := &MLLPSource{Name: "medplum", Log: openLog(t)}
 	addr := startSource(t, src, 0, nil)
 	host, port, _ := strings.Cut(addr, ":")
 	files := corpusSample(t)
@@ -54,10 +65,10 @@ func TestInteropMedplumClientToSource(t *testing.T) {
 // MLLP source.
 func TestInteropPythonMLLPSendToSource(t *testing.T) {
 	py := interop.PythonHL7(t)
-	src := &MLLPSource{Name: "pyhl7"}
+	src := &MLLPSource{Name: "pyhl7", Log: openLog(t)}
 	addr := startSource(t, src, 0, nil)
 	_, port, _ := strings.Cut(addr, ":")
-	files := corpusSample(t)[:4]
+	files := corpusSample(t)[:5]
 	for _, f := range files {
 		out, errOut, code := interop.Run(t, "", 30*time.Second, py, "/usr/bin/mllp_send", "--loose", "--port", port, "--file", f, "127.0.0.1")
 		if code != 0 {
@@ -69,6 +80,20 @@ func TestInteropPythonMLLPSendToSource(t *testing.T) {
 	}
 	if n := src.Accepted.Load(); n != int64(len(files)) {
 		t.Errorf("source accepted %d, want %d", n, len(files))
+	}
+	// A retransmit from the same peer gets the byte-identical original ACK.
+	again := func() string {
+		out, errOut, code := interop.Run(t, "", 30*time.Second, py, "/usr/bin/mllp_send", "--loose", "--port", port, "--file", files[0], "127.0.0.1")
+		if code != 0 {
+			t.Fatalf("mllp_send: exit %d\n%s", code, errOut)
+		}
+		return out
+	}
+	if a, b := again(), again(); a != b || !strings.Contains(a, "MSA|AA|") {
+		t.Errorf("retransmits got different ACKs:\n%q\n%q", a, b)
+	}
+	if src.Duplicates.Load() != 2 {
+		t.Errorf("duplicates = %d, want 2", src.Duplicates.Load())
 	}
 }
 

@@ -7,39 +7,45 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/logging"
 )
 
-// Intake receives each valid message before it is acknowledged. Returning
-// an error makes the source answer AE with the error's text, which must
-// therefore be free of patient data. A nil Intake accepts everything.
-type Intake func(ctx context.Context, source string, msg *hl7.Message, raw []byte) error
+// Appender is where accepted messages go: the checkpoint log. Append must
+// be durable when it returns.
+type Appender interface {
+	Append(ctx context.Context, e checkpoint.Entry) (checkpoint.Result, error)
+}
 
-// MLLPSource turns MLLP frames into acknowledged HL7 messages.
+// MLLPSource turns MLLP frames into acknowledged, durably logged HL7
+// messages. It answers AA only after Append returned: a retransmit gets
+// the original acknowledgment's bytes again, a reused control id with
+// other content gets AR, and a failed append AE.
 type MLLPSource struct {
-	// Name identifies the source in logs and, later, in record keys.
+	// Name identifies the source in logs and record keys.
 	Name string
 	// AppName and Facility fill MSH-3 and MSH-4 of acknowledgments when the
 	// inbound message leaves MSH-5 or MSH-6 empty. Default "EHRBRIDGE".
 	AppName, Facility string
-	Intake            Intake
-	Logger            *slog.Logger
+	// Log receives every valid message. Nil acknowledges without storing
+	// (for tests of the protocol alone).
+	Log Appender
+	// HashIgnore lists fields left out of the content hash (see
+	// ContentHash); nil means MSH-7.
+	HashIgnore []hl7.Path
+	Logger     *slog.Logger
 
-	Accepted, Rejected, Errored atomic.Int64
+	Accepted, Duplicates, Conflicts, Rejected, Errored atomic.Int64
 }
 
 // ServeMLLP implements mllp.Handler.
 func (s *MLLPSource) ServeMLLP(ctx context.Context, req *mllp.Request) []byte {
-	ack := s.handle(ctx, req)
-	if ack == nil {
-		return nil
-	}
-	return ack.Bytes()
+	return s.handle(ctx, req)
 }
 
-func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) *hl7.Message {
+func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) []byte {
 	log := s.logger()
 	var tooBig *mllp.FrameTooLargeError
 	if errors.As(req.Err, &tooBig) {
@@ -50,7 +56,7 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) *hl7.Message
 		}
 		s.Rejected.Add(1)
 		text := fmt.Sprintf("message of %d bytes exceeds the maximum of %d bytes", tooBig.Size, tooBig.Max)
-		return s.reply(hdr, hl7.AR, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}})
+		return s.replyBytes(hdr, hl7.AR, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}})
 	}
 	msg, err := hl7.Parse(req.Payload)
 	if err != nil {
@@ -70,7 +76,7 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) *hl7.Message
 			detail.Text = pe.Reason
 		}
 		log.Warn("hl7 message rejected: parse error", "key", s.key(hdr), "err", err)
-		return s.reply(hdr, hl7.AR, "message could not be parsed", []hl7.ErrDetail{detail})
+		return s.replyBytes(hdr, hl7.AR, "message could not be parsed", []hl7.ErrDetail{detail})
 	}
 	if problems := msg.CheckHeader(); len(problems) > 0 {
 		s.Rejected.Add(1)
@@ -79,20 +85,55 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) *hl7.Message
 			details[i] = p.Detail()
 		}
 		log.Warn("hl7 message rejected: invalid header", "key", s.key(msg), "err", problems[0], "problems", len(problems))
-		return s.reply(msg, hl7.AR, problems[0].Reason, details)
+		return s.replyBytes(msg, hl7.AR, problems[0].Reason, details)
 	}
 	h := msg.Header()
-	if s.Intake != nil {
-		if err := s.Intake(ctx, s.Name, msg, req.Payload); err != nil {
-			s.Errored.Add(1)
-			log.Error("hl7 message not accepted: intake failed", "key", s.key(msg), "msg_type", msgType(h), "err", err)
-			return s.reply(msg, hl7.AE, err.Error(), []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: err.Error()}})
-		}
+	ack := s.reply(msg, hl7.AA, "", nil).Bytes()
+	if s.Log == nil {
+		s.Accepted.Add(1)
+		log.Info("hl7 message accepted (not stored)", "key", s.key(msg), "msg_type", msgType(h))
+		return ack
+	}
+	res, err := s.Log.Append(ctx, checkpoint.Entry{
+		Key: RecordKey(s.Name, h), Source: s.Name, Kind: "hl7v2", Type: msgType(h),
+		Hash: ContentHash(msg, s.hashIgnore()), Lane: LaneKey(msg),
+		Payload: req.Payload, Ack: ack, Received: req.Received,
+	})
+	if err != nil {
+		s.Errored.Add(1)
+		log.Error("hl7 message not stored; answered AE", "key", s.key(msg), "msg_type", msgType(h), "err", err)
+		text := "message could not be stored; please resend"
+		return s.replyBytes(msg, hl7.AE, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}})
+	}
+	switch res.Outcome {
+	case checkpoint.Duplicate:
+		s.Duplicates.Add(1)
+		log.Info("hl7 retransmit recognised; original acknowledgment sent again", "key", s.key(msg), "record", res.ID)
+		return res.Ack
+	case checkpoint.Conflict:
+		s.Conflicts.Add(1)
+		log.Warn("hl7 control id reused with different content; rejected and recorded as a conflict",
+			"key", s.key(msg), "record", res.ID, "conflict", res.ConflictID)
+		text := fmt.Sprintf("control id already used for a different message (conflict %d)", res.ConflictID)
+		return s.replyBytes(msg, hl7.AR, text, []hl7.ErrDetail{{Segment: "MSH", Field: 10, Code: hl7.ErrCodeDuplicateKey, Text: text}})
 	}
 	s.Accepted.Add(1)
-	log.Info("hl7 message accepted", "key", s.key(msg), "msg_type", msgType(h), "bytes", len(req.Payload))
-	return s.reply(msg, hl7.AA, "", nil)
+	log.Info("hl7 message stored and acknowledged", "key", s.key(msg), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload))
+	return ack
 }
+
+func (s *MLLPSource) replyBytes(in *hl7.Message, code hl7.AckCode, text string, errs []hl7.ErrDetail) []byte {
+	return s.reply(in, code, text, errs).Bytes()
+}
+
+func (s *MLLPSource) hashIgnore() []hl7.Path {
+	if s.HashIgnore == nil {
+		return defaultHashIgnore
+	}
+	return s.HashIgnore
+}
+
+var defaultHashIgnore = []hl7.Path{hl7.MustPath("MSH-7")}
 
 func (s *MLLPSource) reply(in *hl7.Message, code hl7.AckCode, text string, errs []hl7.ErrDetail) *hl7.Message {
 	opts := hl7.AckOptions{}
@@ -110,12 +151,6 @@ func (s *MLLPSource) reply(in *hl7.Message, code hl7.AckCode, text string, errs 
 // is logged only as a keyed hash.
 func (s *MLLPSource) key(m *hl7.Message) logging.Key {
 	return logging.Key(RecordKey(s.Name, m.Header()))
-}
-
-// RecordKey is the durable identity of an inbound HL7 message: source name,
-// sending application, sending facility and control id, joined by "|".
-func RecordKey(source string, h hl7.Header) string {
-	return source + "|" + h.SendingApp + "|" + h.SendingFacility + "|" + h.ControlID
 }
 
 // msgType renders MSH-9 for logs. Only code-shaped values pass: a sender

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/logging"
@@ -86,22 +88,30 @@ func send(t *testing.T, addr string, payload string) *hl7.Message {
 const admit = "MSH|^~\\&|EPIC|HOSP||CRM|20240101120000||ADT^A01^ADT_A01|C100|P|2.5.1\r" +
 	"PID|1||MRN100^^^HOSP^MR||DOE^JANE||19800101|F\r"
 
+// failingLog refuses every append, like a full disk.
+type failingLog struct{}
+
+func (failingLog) Append(context.Context, checkpoint.Entry) (checkpoint.Result, error) {
+	return checkpoint.Result{}, errors.New("checkpoint: append not committed: write: no space left on device")
+}
+
+func openLog(t *testing.T) *checkpoint.Log {
+	t.Helper()
+	l, err := checkpoint.Open(filepath.Join(t.TempDir(), checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
 func TestMLLPSourceAcks(t *testing.T) {
-	var intakeErr error
-	var got []string
-	var mu sync.Mutex
-	src := &MLLPSource{Name: "adt", Intake: func(ctx context.Context, source string, m *hl7.Message, raw []byte) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if intakeErr != nil {
-			return intakeErr
-		}
-		got = append(got, source+" "+RecordKey(source, m.Header()))
-		return nil
-	}}
+	cp := openLog(t)
+	src := &MLLPSource{Name: "adt", Log: cp}
 	addr := startSource(t, src, 4096, nil)
 
-	t.Run("AA with swapped header", func(t *testing.T) {
+	var first []byte
+	t.Run("AA with swapped header, after the append", func(t *testing.T) {
 		ack := send(t, addr, admit)
 		code, id, _, _ := ack.Ack()
 		h := ack.Header()
@@ -112,10 +122,37 @@ func TestMLLPSourceAcks(t *testing.T) {
 			h.Type != "ACK" || h.Trigger != "A01" || h.Version != "2.5.1" || h.ProcessingID != "P" {
 			t.Errorf("ack header = %+v", h)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if len(got) != 1 || got[0] != "adt adt|EPIC|HOSP|C100" {
-			t.Errorf("intake saw %q", got)
+		first = ack.Bytes()
+		r, err := cp.Reveal(1)
+		if err != nil || r.Key != "adt|EPIC|HOSP|C100" || string(r.Payload) != admit || string(r.Ack) != string(first) || r.Type != "ADT^A01" {
+			t.Fatalf("logged record = %+v, %v", r, err)
+		}
+		if r.Lane != cp.LaneHash("MRN100^HOSP") {
+			t.Error("lane is not PID-3.1^PID-3.4")
+		}
+	})
+	t.Run("retransmit gets the original ACK bytes", func(t *testing.T) {
+		// Restamped MSH-7 and LF terminators: still the same message.
+		resent := strings.ReplaceAll(strings.Replace(admit, "20240101120000", "20240101120500", 1), "\r", "\n")
+		ack := send(t, addr, resent)
+		if string(ack.Bytes()) != string(first) {
+			t.Errorf("retransmit ACK differs:\n%q\n%q", ack.Bytes(), first)
+		}
+		if st, _ := cp.Stats(); st.States[checkpoint.Received] != 1 {
+			t.Errorf("records = %d, want 1", st.States[checkpoint.Received])
+		}
+	})
+	t.Run("AR 205 for a reused control id", func(t *testing.T) {
+		ack := send(t, addr, strings.Replace(admit, "DOE^JANE", "ROE^JANE", 1))
+		code, id, text, _ := ack.Ack()
+		if code != hl7.AR || id != "C100" || !strings.Contains(text, "conflict 1") {
+			t.Fatalf("ack = %s %s %q", code, id, text)
+		}
+		if c, _ := ack.GetString("ERR-3.1"); c != "205" {
+			t.Errorf("ERR-3.1 = %q, want 205", c)
+		}
+		if cs, _ := cp.Conflicts(0, 10); len(cs) != 1 {
+			t.Errorf("conflicts = %d", len(cs))
 		}
 	})
 	t.Run("AR for a bad header names every field", func(t *testing.T) {
@@ -149,24 +186,56 @@ func TestMLLPSourceAcks(t *testing.T) {
 			t.Fatalf("ack = %s %s %q", code, id, text)
 		}
 	})
-	t.Run("AE when intake fails", func(t *testing.T) {
-		mu.Lock()
-		intakeErr = errors.New("checkpoint log: disk full")
-		mu.Unlock()
-		defer func() { mu.Lock(); intakeErr = nil; mu.Unlock() }()
-		ack := send(t, addr, admit)
-		code, _, text, _ := ack.Ack()
-		if code != hl7.AE || text != "checkpoint log: disk full" {
-			t.Fatalf("ack = %s %q", code, text)
-		}
-	})
 	t.Run("no ACK for a frame without MSH", func(t *testing.T) {
 		if ack := send(t, addr, "hello"); ack != nil {
 			t.Errorf("got an ack for garbage")
 		}
 	})
-	if src.Accepted.Load() != 1 || src.Rejected.Load() != 4 || src.Errored.Load() != 1 {
-		t.Errorf("counters accepted=%d rejected=%d errored=%d", src.Accepted.Load(), src.Rejected.Load(), src.Errored.Load())
+	if src.Accepted.Load() != 1 || src.Duplicates.Load() != 1 || src.Conflicts.Load() != 1 || src.Rejected.Load() != 4 {
+		t.Errorf("counters accepted=%d dup=%d conflicts=%d rejected=%d", src.Accepted.Load(), src.Duplicates.Load(), src.Conflicts.Load(), src.Rejected.Load())
+	}
+	if problems, err := cp.Check(); err != nil || len(problems) > 0 {
+		t.Errorf("log check: %v %v", err, problems)
+	}
+}
+
+func TestMLLPSourceAEWhenStorageFails(t *testing.T) {
+	src := &MLLPSource{Name: "adt", Log: failingLog{}}
+	addr := startSource(t, src, 0, nil)
+	ack := send(t, addr, admit)
+	code, _, text, _ := ack.Ack()
+	if code != hl7.AE || text != "message could not be stored; please resend" {
+		t.Fatalf("ack = %s %q", code, text)
+	}
+	if src.Errored.Load() != 1 || src.Accepted.Load() != 0 {
+		t.Errorf("counters errored=%d accepted=%d", src.Errored.Load(), src.Accepted.Load())
+	}
+}
+
+func TestContentHashAndLane(t *testing.T) {
+	parse := func(s string) *hl7.Message {
+		m, err := hl7.Parse([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	a := parse(admit)
+	ignore := []hl7.Path{hl7.MustPath("MSH-7")}
+	if ContentHash(a, ignore) != ContentHash(parse(strings.Replace(admit, "20240101120000", "20991231", 1)), ignore) {
+		t.Error("MSH-7 must not change the hash")
+	}
+	if ContentHash(a, ignore) == ContentHash(parse(strings.Replace(admit, "JANE", "JUNE", 1)), ignore) {
+		t.Error("a changed name must change the hash")
+	}
+	if ContentHash(a, nil) == ContentHash(parse(strings.Replace(admit, "20240101120000", "20991231", 1)), nil) {
+		t.Error("without ignore, MSH-7 counts")
+	}
+	if LaneKey(a) != "MRN100^HOSP" {
+		t.Errorf("lane = %q", LaneKey(a))
+	}
+	if LaneKey(parse("MSH|^~\\&|A|B|C|D|2024||MFN^M02|1|P|2.5\r")) != "" {
+		t.Error("no PID, no lane")
 	}
 }
 
@@ -183,9 +252,10 @@ func TestMLLPSourceLogsNoPHI(t *testing.T) {
 	oversized := good + strings.Repeat("NTE|2||ZZNOTETEXT "+strings.Repeat("x", 200)+"\r", 30)
 
 	logs := &syncBuffer{}
-	src := &MLLPSource{Name: "adt"}
+	src := &MLLPSource{Name: "adt", Log: openLog(t)}
 	addr := startSource(t, src, 4096, logs)
-	for _, m := range []string{good, badHeader, badSegment, oversized, good} {
+	conflicting := strings.Replace(good, "ZZNOTETEXT", "ZZNOTETEXT amended", 1)
+	for _, m := range []string{good, badHeader, badSegment, oversized, good, conflicting} {
 		if ack := send(t, addr, m); ack == nil {
 			t.Fatal("no ack")
 		}
@@ -196,7 +266,8 @@ func TestMLLPSourceLogsNoPHI(t *testing.T) {
 			t.Errorf("log output contains %q:\n%s", s, out)
 		}
 	}
-	for _, want := range []string{`"msg":"hl7 message accepted"`, `"msg":"hl7 message rejected: invalid header"`,
+	for _, want := range []string{`"msg":"hl7 message stored and acknowledged"`, `"msg":"hl7 retransmit recognised; original acknowledgment sent again"`,
+		`"msg":"hl7 control id reused with different content; rejected and recorded as a conflict"`, `"msg":"hl7 message rejected: invalid header"`,
 		`"msg":"hl7 message rejected: parse error"`, `"msg":"mllp frame too large; rejected"`, `"msg_type":"ADT^A01"`, `"key":"k_`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)

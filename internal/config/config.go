@@ -15,6 +15,8 @@ type Config struct {
 	Log     LogConfig     `yaml:"log"`
 	Admin   AdminConfig   `yaml:"admin"`
 	Sources SourcesConfig `yaml:"sources"`
+	// Checkpoint configures the durable log in DataDir.
+	Checkpoint CheckpointConfig `yaml:"checkpoint"`
 
 	// pos records where each key was written, for later problems.
 	pos positions
@@ -69,6 +71,40 @@ type MLLPSource struct {
 	MaxConnections int `yaml:"max_connections"`
 	// TLS enables TLS on the listener; nil means plain TCP.
 	TLS *TLSServer `yaml:"tls"`
+	// HashIgnore lists HL7 paths left out of the content hash that tells a
+	// retransmit (same content) from a conflict (same control id, other
+	// content); default [MSH-7], since some senders restamp the message
+	// time when they resend.
+	HashIgnore []string `yaml:"hash_ignore"`
+}
+
+// CheckpointConfig configures the checkpoint log: retention and
+// encryption at rest.
+type CheckpointConfig struct {
+	// DedupeWindow is how long a done record's key is remembered, so that
+	// a retransmit is recognised; default 30d.
+	DedupeWindow Duration `yaml:"dedupe_window"`
+	// PayloadRetention is how long a done record keeps its payload;
+	// default 7d, at most DedupeWindow.
+	PayloadRetention Duration `yaml:"payload_retention"`
+	// SweepInterval is how often retention runs; default 1h.
+	SweepInterval Duration `yaml:"sweep_interval"`
+	// Encryption seals payloads with AES-256-GCM; nil stores them in clear
+	// (the daemon warns at start).
+	Encryption *EncryptionConfig `yaml:"encryption"`
+}
+
+// EncryptionConfig names the payload keys: 32 bytes, base64.
+type EncryptionConfig struct {
+	// Key is the active key (key_env / key_file), required.
+	Key SecretRef `yaml:"key"`
+	// PreviousKeys stay readable after a rotation.
+	PreviousKeys []KeyRef `yaml:"previous_keys"`
+}
+
+// KeyRef is one previous key (key_env / key_file).
+type KeyRef struct {
+	Key SecretRef `yaml:"key"`
 }
 
 // TLSServer is the TLS configuration of a listener. File paths are
@@ -99,6 +135,10 @@ const (
 	DefaultWriteTimeout   = Duration(10 * time.Second)
 	DefaultMaxConnections = 256
 	DefaultTLSMinVersion  = "1.2"
+
+	DefaultDedupeWindow     = Duration(30 * 24 * time.Hour)
+	DefaultPayloadRetention = Duration(7 * 24 * time.Hour)
+	DefaultSweepInterval    = Duration(time.Hour)
 )
 
 // Default returns the configuration an empty file gives: every default
@@ -108,6 +148,9 @@ func Default() *Config {
 		DataDir: DefaultDataDir,
 		Log:     LogConfig{Format: "text", Level: "info", Output: "stderr"},
 		Admin:   AdminConfig{Listen: DefaultAdminListen},
+		Checkpoint: CheckpointConfig{
+			DedupeWindow: DefaultDedupeWindow, PayloadRetention: DefaultPayloadRetention, SweepInterval: DefaultSweepInterval,
+		},
 	}
 	walkSecrets(reflect.ValueOf(c).Elem(), "", func(string, *SecretRef) {})
 	return c
@@ -120,6 +163,7 @@ func (s *MLLPSource) setDefaults() {
 	s.IdleTimeout = DefaultIdleTimeout
 	s.WriteTimeout = DefaultWriteTimeout
 	s.MaxConnections = DefaultMaxConnections
+	s.HashIgnore = []string{"MSH-7"}
 }
 
 // setDefaults gives a new TLS section its defaults before it is decoded.

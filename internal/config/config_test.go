@@ -42,6 +42,7 @@ func TestLoadFullFile(t *testing.T) {
 				IdleTimeout:    Duration(time.Hour),
 				WriteTimeout:   Duration(2 * time.Second),
 				MaxConnections: 128,
+				HashIgnore:     []string{"MSH-7"},
 				TLS: &TLSServer{
 					CertFile:      filepath.Join(certs, "server.crt"),
 					KeyFile:       filepath.Join(certs, "server.key"),
@@ -58,8 +59,10 @@ func TestLoadFullFile(t *testing.T) {
 				IdleTimeout:    DefaultIdleTimeout,
 				WriteTimeout:   DefaultWriteTimeout,
 				MaxConnections: DefaultMaxConnections,
+				HashIgnore:     []string{"MSH-7"},
 			},
 		}},
+		Checkpoint: CheckpointConfig{DedupeWindow: DefaultDedupeWindow, PayloadRetention: DefaultPayloadRetention, SweepInterval: DefaultSweepInterval},
 	}
 	want.pos = c.pos
 	if !reflect.DeepEqual(c, want) {

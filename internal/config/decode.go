@@ -227,7 +227,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	t := v.Type()
 	switch {
 	case t == durationType:
-		const want = "a duration (like 30s or 5m)"
+		const want = "a duration (like 30s, 5m or 7d)"
 		if s, ok := d.scalarText(n, path, want); ok {
 			x, err := parseDuration(s)
 			if err != nil {

@@ -9,7 +9,7 @@ import (
 )
 
 // Duration is a time.Duration written in the file as a Go duration string
-// ("30s", "5m", "1h30m"). A unit is required: a bare "30" is ambiguous
+// ("30s", "5m", "1h30m") or a whole number of days ("30d"). A unit is required: a bare "30" is ambiguous
 // between seconds and milliseconds, so it is rejected.
 type Duration time.Duration
 
@@ -28,6 +28,15 @@ func parseDuration(s string) (Duration, error) {
 	s = strings.TrimSpace(s)
 	if s != "0" && isBareNumber(s) {
 		return 0, errNoUnit
+	}
+	// Retention periods read naturally in days ("30d"); Go durations
+	// stop at hours.
+	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && strings.Trim(days, "0123456789") == "" {
+		n, err := strconv.Atoi(days)
+		if err != nil || n > 100000 {
+			return 0, errors.New("too many days")
+		}
+		return Duration(time.Duration(n) * 24 * time.Hour), nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/ehrbridge/ehrbridge/hl7"
 	"net"
 	"strconv"
 	"strings"
@@ -55,6 +56,17 @@ func (c *Config) validate(base string) Problems {
 		}
 	}
 
+	cp := c.Checkpoint
+	v.positive("checkpoint.dedupe_window", cp.DedupeWindow)
+	v.positive("checkpoint.payload_retention", cp.PayloadRetention)
+	v.positive("checkpoint.sweep_interval", cp.SweepInterval)
+	if cp.PayloadRetention > cp.DedupeWindow {
+		v.add("checkpoint.payload_retention", "must not be longer than checkpoint.dedupe_window (%s)", cp.DedupeWindow)
+	}
+	if e := cp.Encryption; e != nil && !e.Key.IsSet() {
+		v.add("checkpoint.encryption", "key_env or key_file is required")
+	}
+
 	names := map[string]string{} // name -> path of its first use
 	for i := range c.Sources.MLLP {
 		s := &c.Sources.MLLP[i]
@@ -84,6 +96,11 @@ func (c *Config) validate(base string) Problems {
 		v.positive(p+".write_timeout", s.WriteTimeout)
 		if s.MaxConnections < 1 || s.MaxConnections > 65535 {
 			v.add(p+".max_connections", "must be between 1 and 65535, got %s", v.c.pos.show(p+".max_connections", strconv.Itoa(s.MaxConnections)))
+		}
+		for j, path := range s.HashIgnore {
+			if _, err := hl7.ParsePath(path); err != nil {
+				v.add(fmt.Sprintf("%s.hash_ignore[%d]", p, j), "%v", err)
+			}
 		}
 		if t := s.TLS; t != nil {
 			v.readable(p+".tls.cert_file", t.CertFile)

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
 // admin serves /healthz, /readyz and /status on loopback by default.
@@ -18,7 +20,7 @@ type admin struct {
 	d   *Daemon
 }
 
-func newAdmin(addr string, d *Daemon, log *slog.Logger) (*admin, error) {
+func newAdmin(addr string, d *Daemon, logAPI http.Handler, log *slog.Logger) (*admin, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen on %s: %w", addr, err)
@@ -31,6 +33,7 @@ func newAdmin(addr string, d *Daemon, log *slog.Logger) (*admin, error) {
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("GET /status", a.status)
+	mux.Handle("/api/v1/log/", logAPI)
 	a.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -62,33 +65,40 @@ func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {
 
 // sourceStatus is one MLLP source in /status. Counts only: no message data.
 type sourceStatus struct {
-	Name              string `json:"name"`
-	Listen            string `json:"listen"`
-	ConnectionsOpen   int64  `json:"connections_open"`
-	ConnectionsTotal  int64  `json:"connections_total"`
-	Frames            int64  `json:"frames"`
-	FramesTooLarge    int64  `json:"frames_too_large"`
-	JunkBytes         int64  `json:"junk_bytes"`
-	Accepted          int64  `json:"accepted"`
-	Rejected          int64  `json:"rejected"`
-	Errored           int64  `json:"errored"`
-	StorageForwarding string `json:"storage_forwarding"`
+	Name             string `json:"name"`
+	Listen           string `json:"listen"`
+	ConnectionsOpen  int64  `json:"connections_open"`
+	ConnectionsTotal int64  `json:"connections_total"`
+	Frames           int64  `json:"frames"`
+	FramesTooLarge   int64  `json:"frames_too_large"`
+	JunkBytes        int64  `json:"junk_bytes"`
+	Accepted         int64  `json:"accepted"`
+	Duplicates       int64  `json:"duplicates"`
+	Conflicts        int64  `json:"conflicts"`
+	Rejected         int64  `json:"rejected"`
+	Errored          int64  `json:"errored"`
 }
 
 func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	out := struct {
-		Version string         `json:"version"`
-		Sources []sourceStatus `json:"sources"`
-	}{Version: Version}
+		Version    string              `json:"version"`
+		Sources    []sourceStatus      `json:"sources"`
+		Checkpoint *logadmin.StatsView `json:"checkpoint,omitempty"`
+		Forwarding string              `json:"forwarding"`
+	}{Version: Version, Forwarding: "not implemented yet: messages are stored and acknowledged, not sent on"}
 	for _, s := range a.d.sources {
 		st := s.server.Stats()
 		out.Sources = append(out.Sources, sourceStatus{
 			Name: s.cfg.Name, Listen: s.listener.Addr().String(),
 			ConnectionsOpen: st.ConnectionsOpen.Load(), ConnectionsTotal: st.ConnectionsTotal.Load(),
 			Frames: st.Frames.Load(), FramesTooLarge: st.FramesTooLarge.Load(), JunkBytes: st.JunkBytes.Load(),
-			Accepted: s.handler.Accepted.Load(), Rejected: s.handler.Rejected.Load(), Errored: s.handler.Errored.Load(),
-			StorageForwarding: "not implemented yet: accepted messages are acknowledged and dropped",
+			Accepted: s.handler.Accepted.Load(), Duplicates: s.handler.Duplicates.Load(), Conflicts: s.handler.Conflicts.Load(),
+			Rejected: s.handler.Rejected.Load(), Errored: s.handler.Errored.Load(),
 		})
+	}
+	if st, err := a.d.cp.Stats(); err == nil {
+		v := logadmin.StatsViewOf(st, time.Now())
+		out.Checkpoint = &v
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

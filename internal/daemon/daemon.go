@@ -9,12 +9,16 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
+	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
 // ShutdownTimeout bounds how long in-flight frames get to finish on stop.
@@ -22,11 +26,15 @@ const ShutdownTimeout = 15 * time.Second
 
 // Daemon is a started configuration. Create it with Start.
 type Daemon struct {
-	log     *slog.Logger
-	sources []*source
-	admin   *admin
-	errc    chan error
-	ready   chan struct{}
+	log       *slog.Logger
+	cfg       *config.Config
+	cp        *checkpoint.Log
+	sources   []*source
+	admin     *admin
+	errc      chan error
+	ready     chan struct{}
+	stopSweep chan struct{}
+	swept     chan struct{}
 }
 
 type source struct {
@@ -42,20 +50,42 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
-	d := &Daemon{log: log, errc: make(chan error, len(cfg.Sources.MLLP)+1), ready: make(chan struct{})}
+	keyring, err := Keyring(cfg.Checkpoint.Encryption)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := checkpoint.Open(filepath.Join(cfg.DataDir, checkpoint.FileName), checkpoint.Options{
+		Keyring: keyring, DedupeWindow: cfg.Checkpoint.DedupeWindow.Std(),
+		PayloadRetention: cfg.Checkpoint.PayloadRetention.Std(), Logger: log.With("component", "checkpoint"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if keyring == nil {
+		log.Warn("checkpoint payloads are stored unencrypted: configure checkpoint.encryption with key_env or key_file")
+	}
+	d := &Daemon{log: log, cfg: cfg, cp: cp, errc: make(chan error, len(cfg.Sources.MLLP)+1), ready: make(chan struct{}),
+		stopSweep: make(chan struct{}), swept: make(chan struct{})}
+	fail := func(err error) (*Daemon, error) {
+		d.closeListeners()
+		cp.Close()
+		return nil, err
+	}
 	for _, sc := range cfg.Sources.MLLP {
-		s, err := newSource(sc, log)
+		s, err := newSource(sc, cp, log)
 		if err != nil {
-			d.closeListeners()
-			return nil, fmt.Errorf("source %s: %w", sc.Name, err)
+			return fail(fmt.Errorf("source %s: %w", sc.Name, err))
 		}
 		d.sources = append(d.sources, s)
 	}
 	if cfg.Admin.Listen != "" && cfg.Admin.Listen != "off" {
-		a, err := newAdmin(cfg.Admin.Listen, d, log)
+		token, err := logadmin.EnsureToken(cfg.DataDir)
 		if err != nil {
-			d.closeListeners()
-			return nil, err
+			return fail(err)
+		}
+		a, err := newAdmin(cfg.Admin.Listen, d, logadmin.Handler(cp, logadmin.NewAudit(cfg.DataDir), token), log)
+		if err != nil {
+			return fail(err)
 		}
 		d.admin = a
 	}
@@ -75,9 +105,64 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}()
 		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
 	}
+	go d.sweepLoop(cfg.Checkpoint.SweepInterval.Std())
 	close(d.ready)
-	log.Warn("storage and CRM forwarding are not implemented yet: accepted messages are acknowledged and then dropped")
+	log.Warn("CRM forwarding is not implemented yet: messages are stored in the checkpoint log and acknowledged, not yet sent on")
 	return d, nil
+}
+
+// Keyring builds the checkpoint keyring from the encryption config; nil
+// config gives nil.
+func Keyring(e *config.EncryptionConfig) (*checkpoint.Keyring, error) {
+	if e == nil {
+		return nil, nil
+	}
+	parse := func(what string, ref config.SecretRef) ([]byte, error) {
+		s, err := ref.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint encryption %s: %w", what, err)
+		}
+		k, err := checkpoint.ParseKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint encryption %s: %w", what, err)
+		}
+		return k, nil
+	}
+	active, err := parse("key", e.Key)
+	if err != nil {
+		return nil, err
+	}
+	var prev [][]byte
+	for i, pk := range e.PreviousKeys {
+		k, err := parse(fmt.Sprintf("previous_keys[%d]", i), pk.Key)
+		if err != nil {
+			return nil, err
+		}
+		prev = append(prev, k)
+	}
+	return checkpoint.NewKeyring(active, prev...)
+}
+
+// sweepLoop applies retention at start and then every interval.
+func (d *Daemon) sweepLoop(every time.Duration) {
+	defer close(d.swept)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		res, err := d.cp.Sweep()
+		switch {
+		case err != nil:
+			d.log.Error("checkpoint retention failed; will retry", "err", err)
+		case res.PayloadsDropped+res.RecordsDeleted+res.ConflictsPurged > 0:
+			d.log.Info("checkpoint retention applied", "payloads_dropped", res.PayloadsDropped,
+				"records_deleted", res.RecordsDeleted, "conflicts_purged", res.ConflictsPurged)
+		}
+		select {
+		case <-d.stopSweep:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func tlsMode(sc config.MLLPSource) string {
@@ -90,8 +175,15 @@ func tlsMode(sc config.MLLPSource) string {
 	return "on"
 }
 
-func newSource(sc config.MLLPSource, log *slog.Logger) (*source, error) {
-	h := &ehr.MLLPSource{Name: sc.Name, Logger: log}
+func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger) (*source, error) {
+	h := &ehr.MLLPSource{Name: sc.Name, Logger: log, Log: cp, HashIgnore: []hl7.Path{}}
+	for _, p := range sc.HashIgnore {
+		path, err := hl7.ParsePath(p)
+		if err != nil {
+			return nil, err
+		}
+		h.HashIgnore = append(h.HashIgnore, path)
+	}
 	srv := &mllp.Server{
 		Handler:        h,
 		MaxFrameSize:   int(sc.MaxFrameSize),
@@ -172,8 +264,13 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	close(d.stopSweep)
+	<-d.swept
 	if d.admin != nil {
 		d.admin.shutdown(ctx)
+	}
+	if err := d.cp.Close(); err != nil {
+		d.log.Error("closing the checkpoint log", "err", err)
 	}
 	d.log.Info("stopped")
 }

@@ -1,0 +1,239 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Entry is what a source appends.
+type Entry struct {
+	Key    string // the sender's identity for the message; at most MaxKeyLen bytes
+	Source string
+	Kind   string
+	Type   string
+	Hash   [32]byte // content hash; equal hashes under one key make a retransmit
+	// Lane is the patient identity that orders records; empty gives the
+	// record a lane of its own.
+	Lane     string
+	Payload  []byte
+	Ack      []byte // the acknowledgment to store and send
+	Received time.Time
+}
+
+// MaxKeyLen bounds record keys (bbolt allows 32 KiB; real keys are short).
+const MaxKeyLen = 1024
+
+// Outcome is what Append did with an entry.
+type Outcome uint8
+
+// Append outcomes.
+const (
+	Appended  Outcome = 1 // a new record
+	Duplicate Outcome = 2 // a retransmit of an existing record: send Result.Ack
+	Conflict  Outcome = 3 // same key, different content: recorded as a conflict, not queued
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Appended:
+		return "appended"
+	case Duplicate:
+		return "duplicate"
+	case Conflict:
+		return "conflict"
+	}
+	return "unknown"
+}
+
+// Result reports an Append.
+type Result struct {
+	Outcome Outcome
+	// ID is the record's id: the new one, or for a duplicate or conflict
+	// the existing record with that key.
+	ID uint64
+	// Ack is the acknowledgment stored with the record: for a duplicate the
+	// original's bytes, to be sent again verbatim.
+	Ack []byte
+	// ConflictID identifies the conflict entry for a Conflict.
+	ConflictID uint64
+}
+
+type appendOp struct {
+	e      *Entry
+	sealed []byte
+	lane   [16]byte
+	res    Result
+	err    error
+	done   chan struct{}
+}
+
+// Append makes e durable, or recognises it as a retransmit or a conflict,
+// and returns once the outcome is fsynced. Concurrent calls share commits.
+// ctx bounds only the wait for a place in the queue: once queued, Append
+// waits for the commit, so that its answer is always the truth.
+func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
+	if l.opts.ReadOnly {
+		return Result{}, errors.New("checkpoint: log is open read-only")
+	}
+	if e.Key == "" || len(e.Key) > MaxKeyLen {
+		return Result{}, fmt.Errorf("checkpoint: record key must be 1 to %d bytes", MaxKeyLen)
+	}
+	if e.Received.IsZero() {
+		e.Received = l.opts.Now()
+	}
+	op := &appendOp{e: &e, done: make(chan struct{})}
+	op.sealed = e.Payload
+	if l.opts.Keyring != nil {
+		op.sealed = l.opts.Keyring.seal(e.Payload, []byte(e.Key))
+	}
+	op.lane = l.LaneHash(laneOrKey(e.Lane, e.Key))
+	select {
+	case <-l.closing:
+		return Result{}, ErrClosed
+	default:
+	}
+	select {
+	case l.appendCh <- op:
+	case <-l.closing:
+		return Result{}, ErrClosed
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+	<-op.done
+	return op.res, op.err
+}
+
+// laneOrKey gives an entry without lane a lane of its own.
+func laneOrKey(lane, key string) string {
+	if lane == "" {
+		return "\x00key\x00" + key
+	}
+	return lane
+}
+
+// commitLoop is the single writer: it takes every queued append, commits
+// them in one transaction and answers them.
+func (l *Log) commitLoop() {
+	defer close(l.committed)
+	batch := make([]*appendOp, 0, l.opts.MaxBatch)
+	for {
+		var op *appendOp
+		select {
+		case op = <-l.appendCh:
+		case <-l.closing:
+			// Answer whatever is still queued before stopping.
+			for {
+				select {
+				case op := <-l.appendCh:
+					l.commit([]*appendOp{op})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], op)
+	fill:
+		for len(batch) < l.opts.MaxBatch {
+			select {
+			case op := <-l.appendCh:
+				batch = append(batch, op)
+			default:
+				break fill
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+func (l *Log) commit(batch []*appendOp) {
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		for _, op := range batch {
+			res, err := l.appendTx(tx, op)
+			if err != nil {
+				return err
+			}
+			op.res = res
+		}
+		return nil
+	})
+	for _, op := range batch {
+		if err != nil {
+			op.res, op.err = Result{}, fmt.Errorf("checkpoint: append not committed: %w", err)
+		}
+		close(op.done)
+	}
+}
+
+// failNext lets tests make a commit fail part-way, after earlier entries
+// of the same batch were written to the transaction.
+var failNext func(*Entry) bool
+
+var errInjected = errors.New("checkpoint: injected failure")
+
+func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
+	e := op.e
+	if failNext != nil && failNext(e) {
+		return Result{}, errInjected
+	}
+	keys := tx.Bucket(bKeys)
+	if v := keys.Get([]byte(e.Key)); v != nil {
+		id := btoi(v)
+		existing, _, err := getRecord(tx, id)
+		if err != nil {
+			return Result{}, err
+		}
+		if existing.Hash == e.Hash {
+			return Result{Outcome: Duplicate, ID: id, Ack: append([]byte(nil), existing.Ack...)}, nil
+		}
+		cid, err := l.putConflict(tx, id, op)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Outcome: Conflict, ID: id, ConflictID: cid, Ack: append([]byte(nil), existing.Ack...)}, nil
+	}
+	records := tx.Bucket(bRecords)
+	id, err := records.NextSequence()
+	if err != nil {
+		return Result{}, err
+	}
+	r := &Record{
+		ID: id, Key: e.Key, Source: e.Source, Kind: e.Kind, Type: e.Type, Hash: e.Hash, Lane: op.lane,
+		Received: e.Received, State: Received, ReadyAt: e.Received, Updated: e.Received, Ack: e.Ack,
+		PayloadLen: len(e.Payload), sealed: l.opts.Keyring != nil,
+	}
+	if err := putRecord(tx, r, op.sealed); err != nil {
+		return Result{}, err
+	}
+	if err := keys.Put([]byte(e.Key), itob(id)); err != nil {
+		return Result{}, err
+	}
+	if err := tx.Bucket(bPending).Put(itob(id), nil); err != nil {
+		return Result{}, err
+	}
+	head := laneHead(tx, op.lane) == 0
+	if err := tx.Bucket(bLanes).Put(laneKey(op.lane, id), nil); err != nil {
+		return Result{}, err
+	}
+	if head {
+		if err := tx.Bucket(bReady).Put(timeKey(r.ReadyAt, id), nil); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := addCount(tx, Received, 1); err != nil {
+		return Result{}, err
+	}
+	return Result{Outcome: Appended, ID: id, Ack: e.Ack}, nil
+}
+
+// laneHead returns the oldest pending record of a lane, or 0.
+func laneHead(tx *bolt.Tx, lane [16]byte) uint64 {
+	k, _ := tx.Bucket(bLanes).Cursor().Seek(lane[:])
+	if len(k) != 24 || string(k[:16]) != string(lane[:]) {
+		return 0
+	}
+	return btoi(k[16:])
+}

@@ -1,0 +1,96 @@
+package checkpoint
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Check verifies the file (bbolt's own page checks) and the log's
+// invariants: every record decodes, keys and indexes point at records in
+// the right state, counters match, and no lane has more than one record
+// claimable or in progress. It returns every problem found.
+func (l *Log) Check() ([]string, error) {
+	var problems []string
+	add := func(format string, args ...any) {
+		if len(problems) < 100 {
+			problems = append(problems, fmt.Sprintf(format, args...))
+		}
+	}
+	err := l.view(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			add("bbolt: %v", err)
+		}
+		counts := map[State]int64{}
+		active := map[[16]byte]int{}
+		err := tx.Bucket(bRecords).ForEach(func(k, v []byte) error {
+			id := btoi(k)
+			r, _, err := decodeRecord(id, v)
+			if err != nil {
+				add("%v", err)
+				return nil
+			}
+			counts[r.State]++
+			if kv := tx.Bucket(bKeys).Get([]byte(r.Key)); kv == nil || btoi(kv) != id {
+				add("record %d: key index does not point at it", id)
+			}
+			pending := tx.Bucket(bPending).Get(k) != nil
+			inLane := tx.Bucket(bLanes).Get(laneKey(r.Lane, id)) != nil
+			switch r.State {
+			case Received, InProgress, Retrying:
+				if !pending || !inLane {
+					add("record %d (%s): missing from the pending or lane index", id, r.State)
+				}
+			default:
+				if pending || inLane {
+					add("record %d (%s): still in the pending or lane index", id, r.State)
+				}
+			}
+			if (tx.Bucket(bInflight).Get(k) != nil) != (r.State == InProgress) {
+				add("record %d (%s): in-progress index disagrees", id, r.State)
+			}
+			if (tx.Bucket(bDead).Get(k) != nil) != (r.State == Dead) {
+				add("record %d (%s): dead index disagrees", id, r.State)
+			}
+			if r.State == Done && tx.Bucket(bDone).Get(timeKey(r.DoneAt, id)) == nil {
+				add("record %d: missing from the done index", id)
+			}
+			readyNow := tx.Bucket(bReady).Get(timeKey(r.ReadyAt, id)) != nil
+			if readyNow && r.State != Received && r.State != Retrying {
+				add("record %d (%s): claimable but not waiting", id, r.State)
+			}
+			if readyNow || r.State == InProgress {
+				active[r.Lane]++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, s := range States {
+			if got := counter(tx, countKey(s)); got != counts[s] {
+				add("counter %s is %d, records say %d", s, got, counts[s])
+			}
+		}
+		for lane, n := range active {
+			if n > 1 {
+				add("lane %x: %d records claimable or in progress at once", lane[:4], n)
+			}
+		}
+		if n := int64(tx.Bucket(bConflicts).Stats().KeyN); n != counter(tx, countConflicts) {
+			add("conflict counter is %d, entries say %d", counter(tx, countConflicts), n)
+		}
+		return nil
+	})
+	return problems, err
+}
+
+// syncDir fsyncs the directory holding path so that a rename is durable.
+func syncDir(path string) {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}

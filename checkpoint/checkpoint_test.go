@@ -1,0 +1,505 @@
+package checkpoint
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+// openTest opens a log in a temp dir and, when the test ends, closes it
+// and verifies the file and every invariant.
+func openTest(t *testing.T, opts Options) (*Log, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, opts)
+	return l, path
+}
+
+func reopen(t *testing.T, path string, opts Options) *Log {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if l.closed {
+			return
+		}
+		if problems, err := l.Check(); err != nil || len(problems) > 0 {
+			t.Errorf("log check: %v %q", err, problems)
+		}
+		l.Close()
+	})
+	return l
+}
+
+func entry(key, lane, payload string) Entry {
+	return Entry{Key: key, Source: "src", Kind: "hl7v2", Type: "ADT^A01", Hash: sha256.Sum256([]byte(payload)),
+		Lane: lane, Payload: []byte(payload), Ack: []byte("ACK for " + key)}
+}
+
+func mustAppend(t *testing.T, l *Log, e Entry) Result {
+	t.Helper()
+	r, err := l.Append(context.Background(), e)
+	if err != nil {
+		t.Fatalf("Append(%s): %v", e.Key, err)
+	}
+	return r
+}
+
+func TestAppendDedupeConflict(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	r1 := mustAppend(t, l, entry("k1", "p1", "body one"))
+	if r1.Outcome != Appended || r1.ID != 1 {
+		t.Fatalf("first append = %+v", r1)
+	}
+	dup := entry("k1", "p1", "body one")
+	dup.Ack = []byte("a NEW ack that must not be used")
+	r2 := mustAppend(t, l, dup)
+	if r2.Outcome != Duplicate || r2.ID != 1 || string(r2.Ack) != "ACK for k1" {
+		t.Fatalf("retransmit = %+v, want the original ACK", r2)
+	}
+	r3 := mustAppend(t, l, entry("k1", "p1", "body CHANGED"))
+	if r3.Outcome != Conflict || r3.ID != 1 || r3.ConflictID != 1 {
+		t.Fatalf("conflict = %+v", r3)
+	}
+	st, _ := l.Stats()
+	if st.States[Received] != 1 || st.Conflicts != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+	cs, _ := l.Conflicts(0, 10)
+	if len(cs) != 1 || cs[0].RecordID != 1 || cs[0].Key != "k1" || cs[0].PayloadLen != len("body CHANGED") {
+		t.Errorf("conflicts = %+v", cs)
+	}
+	_, p, err := l.RevealConflict(1)
+	if err != nil || string(p) != "body CHANGED" {
+		t.Errorf("RevealConflict = %q, %v", p, err)
+	}
+	if _, err := l.Append(context.Background(), Entry{}); err == nil {
+		t.Error("an empty key must be refused")
+	}
+}
+
+func TestDurableAcrossReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, Options{})
+	mustAppend(t, l, entry("k1", "p1", "x"))
+	l.Close()
+	l = reopen(t, path, Options{})
+	if r := mustAppend(t, l, entry("k1", "p1", "x")); r.Outcome != Duplicate {
+		t.Errorf("after reopen: %v, want duplicate (dedupe survives restarts)", r.Outcome)
+	}
+	if r := mustAppend(t, l, entry("k2", "p1", "y")); r.ID != 2 {
+		t.Errorf("next id = %d, want 2", r.ID)
+	}
+}
+
+func TestGroupCommitConcurrent(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	var wg sync.WaitGroup
+	results := make(chan Result, 64*20)
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				// Every goroutine also races the others on one shared key.
+				key := fmt.Sprintf("g%d-%d", g, i)
+				if i == 0 {
+					key = "shared"
+				}
+				r, err := l.Append(context.Background(), entry(key, fmt.Sprintf("lane%d", g%7), "same body"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				results <- r
+			}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	ids := map[uint64]bool{}
+	appended, dups := 0, 0
+	for r := range results {
+		switch r.Outcome {
+		case Appended:
+			appended++
+			if ids[r.ID] {
+				t.Fatalf("id %d handed out twice", r.ID)
+			}
+			ids[r.ID] = true
+		case Duplicate:
+			dups++
+		}
+	}
+	if appended != 64*19+1 || dups != 63 {
+		t.Errorf("appended %d duplicates %d, want %d and 63", appended, dups, 64*19+1)
+	}
+}
+
+func TestLanesOrderAndParallelism(t *testing.T) {
+	clk := newClock()
+	l, _ := openTest(t, Options{Now: clk.Now})
+	for i, lane := range []string{"A", "A", "B", "A", "B", ""} {
+		mustAppend(t, l, entry(fmt.Sprintf("k%d", i+1), lane, fmt.Sprintf("body%d", i+1)))
+		clk.Add(time.Millisecond)
+	}
+	claim := func(want ...uint64) []*Record {
+		t.Helper()
+		rs, err := l.Claim(10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		for _, r := range rs {
+			got = append(got, r.ID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("Claim = %v, want %v", got, want)
+		}
+		return rs
+	}
+	// Heads of A (1), B (3) and the lane-less record (6).
+	rs := claim(1, 3, 6)
+	if string(rs[0].Payload) != "body1" || rs[0].State != InProgress {
+		t.Errorf("claimed record = %+v", rs[0])
+	}
+	claim() // nothing more until a head finishes
+	if err := l.MarkDone(1, []string{"001xx0001"}); err != nil {
+		t.Fatal(err)
+	}
+	claim(2)
+	if err := l.MarkRetry(3, clk.Now().Add(time.Minute), "503 from CRM"); err != nil {
+		t.Fatal(err)
+	}
+	claim() // B waits for its retry; record 5 stays behind it
+	clk.Add(2 * time.Minute)
+	rs = claim(3)
+	if rs[0].Attempts != 1 || rs[0].Reason != "503 from CRM" {
+		t.Errorf("retried record = %+v", rs[0])
+	}
+	if err := l.MarkDead(2, "REQUIRED_FIELD_MISSING"); err != nil {
+		t.Fatal(err)
+	}
+	claim(4) // A moves on past the dead record
+	for _, id := range []uint64{3, 4, 6} {
+		if err := l.MarkDone(id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim(5)
+	if err := l.MarkDone(5, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := l.Get(1)
+	if r.State != Done || r.Targets[0] != "001xx0001" || r.DoneAt.IsZero() {
+		t.Errorf("done record = %+v", r)
+	}
+	st, _ := l.Stats()
+	if st.States[Done] != 5 || st.States[Dead] != 1 || !st.OldestPending.IsZero() {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestTransitionsRefused(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	mustAppend(t, l, entry("k1", "A", "x"))
+	for name, err := range map[string]error{
+		"done while received":  l.MarkDone(1, nil),
+		"retry while received": l.MarkRetry(1, time.Now(), "x"),
+		"dead while received":  l.MarkDead(1, "x"),
+		"requeue while alive":  l.Requeue(1),
+	} {
+		if !errors.Is(err, ErrTransition) {
+			t.Errorf("%s: %v, want ErrTransition", name, err)
+		}
+	}
+	if _, err := l.Claim(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.MarkDone(1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.MarkDone(1, nil); !errors.Is(err, ErrTransition) {
+		t.Errorf("done twice: %v", err)
+	}
+	if err := l.MarkDone(99, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown id: %v", err)
+	}
+}
+
+func TestRequeue(t *testing.T) {
+	clk := newClock()
+	l, _ := openTest(t, Options{Now: clk.Now})
+	mustAppend(t, l, entry("k1", "A", "1"))
+	mustAppend(t, l, entry("k2", "A", "2"))
+	mustAppend(t, l, entry("k3", "A", "3"))
+	l.Claim(10)
+	if err := l.MarkDead(1, "bad"); err != nil {
+		t.Fatal(err)
+	}
+	// Record 2 is now the claimable head; requeuing 1 puts it back in front.
+	if err := l.Requeue(1); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := l.Claim(10)
+	if len(rs) != 1 || rs[0].ID != 1 || rs[0].Attempts != 0 || rs[0].State != InProgress {
+		t.Fatalf("after requeue: %+v", rs)
+	}
+	if err := l.MarkDead(1, "still bad"); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ = l.Claim(10)
+	if len(rs) != 1 || rs[0].ID != 2 {
+		t.Fatalf("claim = %+v", rs)
+	}
+	// Requeue while the lane has a record in progress: it waits its turn,
+	// then runs ahead of the newer record 3.
+	if n, err := l.RequeueAllDead(); err != nil || n != 1 {
+		t.Fatalf("RequeueAllDead = %d, %v", n, err)
+	}
+	if rs, _ := l.Claim(10); len(rs) != 0 {
+		t.Fatalf("claimed %d records while the lane is busy", len(rs))
+	}
+	l.MarkDone(2, nil)
+	rs, _ = l.Claim(10)
+	if len(rs) != 1 || rs[0].ID != 1 {
+		t.Fatalf("claim after busy lane = %+v", rs)
+	}
+}
+
+func TestRecoverInProgress(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, Options{})
+	mustAppend(t, l, entry("k1", "A", "1"))
+	mustAppend(t, l, entry("k2", "A", "2"))
+	if rs, _ := l.Claim(10); len(rs) != 1 {
+		t.Fatal("claim")
+	}
+	l.Close() // as if the process died with record 1 in progress
+	l = reopen(t, path, Options{})
+	r, _ := l.Get(1)
+	if r.State != Retrying || r.Attempts != 1 || r.Reason != "interrupted by a restart" {
+		t.Fatalf("recovered record = %+v", r)
+	}
+	rs, _ := l.Claim(10)
+	if len(rs) != 1 || rs[0].ID != 1 {
+		t.Fatalf("claim after restart = %+v", rs)
+	}
+}
+
+func TestEncryptionAndRotation(t *testing.T) {
+	key1, key2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	ring1, _ := NewKeyring(key1)
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, Options{Keyring: ring1})
+	mustAppend(t, l, entry("k1", "MRN-SECRET-123^^^HOSP", "PID|1||ZZPATIENTNAME"))
+	l.Close()
+	raw, _ := os.ReadFile(path)
+	for _, s := range []string{"ZZPATIENTNAME", "MRN-SECRET-123"} {
+		if bytes.Contains(raw, []byte(s)) {
+			t.Errorf("the file holds %q in clear", s)
+		}
+	}
+	if _, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler)}); !errors.Is(err, ErrEncrypted) {
+		t.Errorf("open without key: %v, want ErrEncrypted", err)
+	}
+	// Rotate: key2 active, key1 still readable.
+	ring21, _ := NewKeyring(key2, key1)
+	l = reopen(t, path, Options{Keyring: ring21})
+	mustAppend(t, l, entry("k2", "MRN-SECRET-123^^^HOSP", "second"))
+	r1, err := l.Reveal(1)
+	if err != nil || string(r1.Payload) != "PID|1||ZZPATIENTNAME" {
+		t.Fatalf("old payload after rotation: %q, %v", r1.Payload, err)
+	}
+	rs, _ := l.Claim(10)
+	if len(rs) != 1 || rs[0].ID != 1 {
+		t.Fatalf("lane kept across rotation: claim = %+v", rs)
+	}
+	l.Close()
+	// Only the new key: the new payload opens, the old one names its key.
+	ring2, _ := NewKeyring(key2)
+	l = reopen(t, path, Options{Keyring: ring2})
+	if r, err := l.Reveal(2); err != nil || string(r.Payload) != "second" {
+		t.Errorf("new payload: %v", err)
+	}
+	if _, err := l.Reveal(1); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("old payload without its key: %v, want ErrUnknownKey", err)
+	}
+	if _, err := ParseKey("c2hvcnQ="); err == nil {
+		t.Error("a short key must be refused")
+	}
+	if k, err := ParseKey(" AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n"); err != nil || !bytes.Equal(k, key1) {
+		t.Errorf("ParseKey = %x, %v", k, err)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	clk := newClock()
+	l, _ := openTest(t, Options{Now: clk.Now})
+	mustAppend(t, l, entry("done", "A", "done payload"))
+	mustAppend(t, l, entry("dead", "B", "dead payload"))
+	mustAppend(t, l, entry("waiting", "C", "waiting payload"))
+	rs, _ := l.Claim(2)
+	if len(rs) != 2 {
+		t.Fatal("claim")
+	}
+	l.MarkDone(1, nil)
+	l.MarkDead(2, "x")
+	mustAppend(t, l, entry("done", "A", "done payload CHANGED")) // conflict entry
+	clk.Add(8 * 24 * time.Hour)
+	res, err := l.Sweep()
+	if err != nil || res.PayloadsDropped != 1 || res.RecordsDeleted != 0 {
+		t.Fatalf("sweep after 8 days = %+v, %v", res, err)
+	}
+	r, _ := l.Reveal(1)
+	if !r.PayloadDropped || len(r.Payload) != 0 {
+		t.Errorf("payload not dropped: %+v", r)
+	}
+	if res := mustAppend(t, l, entry("done", "A", "done payload")); res.Outcome != Duplicate {
+		t.Errorf("retransmit after payload drop: %v, want duplicate", res.Outcome)
+	}
+	if res, _ := l.Sweep(); res.PayloadsDropped != 0 {
+		t.Errorf("second sweep dropped %d again", res.PayloadsDropped)
+	}
+	clk.Add(23 * 24 * time.Hour)
+	res, err = l.Sweep()
+	if err != nil || res.RecordsDeleted != 1 || res.ConflictsPurged != 1 {
+		t.Fatalf("sweep after 31 days = %+v, %v", res, err)
+	}
+	if _, err := l.Get(1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("expired record still there: %v", err)
+	}
+	for _, id := range []uint64{2, 3} {
+		if r, err := l.Reveal(id); err != nil || len(r.Payload) == 0 {
+			t.Errorf("record %d (dead or waiting) lost by retention: %v", id, err)
+		}
+	}
+	if res := mustAppend(t, l, entry("done", "A", "done payload")); res.Outcome != Appended {
+		t.Errorf("after the dedupe window the key is new again: %v", res.Outcome)
+	}
+}
+
+func TestLockAndCompact(t *testing.T) {
+	l, path := openTest(t, Options{})
+	start := time.Now()
+	if _, err := Open(path, Options{LockTimeout: 100 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second open: %v, want ErrLocked", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Error("second open did not fail promptly")
+	}
+	if _, err := Compact(path); !errors.Is(err, ErrLocked) {
+		t.Errorf("compact while open: %v, want ErrLocked", err)
+	}
+	big := bytes.Repeat([]byte("x"), 20000)
+	for i := 0; i < 300; i++ {
+		e := entry(fmt.Sprintf("k%d", i), fmt.Sprintf("lane%d", i), string(big)+fmt.Sprint(i))
+		mustAppend(t, l, e)
+	}
+	for {
+		rs, _ := l.Claim(100)
+		if len(rs) == 0 {
+			break
+		}
+		for _, r := range rs {
+			l.MarkDone(r.ID, nil)
+		}
+	}
+	l.opts.Now = func() time.Time { return time.Now().Add(40 * 24 * time.Hour) }
+	if _, err := l.Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	res, err := Compact(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.After*2 > res.Before {
+		t.Errorf("compact: %d → %d bytes, want at least halved", res.Before, res.After)
+	}
+	l = reopen(t, path, Options{})
+	if st, _ := l.Stats(); st.States[Done] != 0 {
+		t.Errorf("stats after compact = %+v", st)
+	}
+	mustAppend(t, l, entry("after", "A", "x"))
+}
+
+// A commit that fails leaves nothing behind and fails every append that
+// shared it; the next appends succeed.
+func TestFailedCommitLeavesNothing(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	mustAppend(t, l, entry("before", "A", "x"))
+	failNext = func(e *Entry) bool { return e.Key == "poison" }
+	defer func() { failNext = nil }()
+	// Queue several appends so that they share the failing commit.
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for _, k := range []string{"poison", "p2", "p3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := l.Append(context.Background(), entry(k, "B", k))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Fatal("the poisoned append succeeded")
+	}
+	failNext = nil
+	st, _ := l.Stats()
+	if r, err := l.Get(2); failed == 3 && (err == nil || r != nil) {
+		t.Errorf("a failed batch left record 2 behind")
+	}
+	if st.States[Received] != int64(1+3-failed) {
+		t.Errorf("received = %d after %d failures", st.States[Received], failed)
+	}
+	if r := mustAppend(t, l, entry("poison", "B", "poison")); r.Outcome != Appended {
+		t.Errorf("retry after failure: %v, want appended (nothing of the failed attempt remained)", r.Outcome)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	l.Close()
+	if _, err := l.Append(context.Background(), entry("k", "A", "x")); !errors.Is(err, ErrClosed) {
+		t.Errorf("append after close: %v", err)
+	}
+	if _, err := l.Stats(); !errors.Is(err, ErrClosed) {
+		t.Errorf("stats after close: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("second close: %v", err)
+	}
+}

@@ -1,0 +1,49 @@
+// Package checkpoint is ehrbridge's durable log: every inbound message is
+// appended here, fsynced, before its sender is acknowledged, and is worked
+// off from here.
+//
+// # Records and keys
+//
+// A record is identified twice: by a sequential ID (its position in the
+// log) and by its key, the sender's identity for the message (for HL7:
+// source | MSH-3 | MSH-4 | MSH-10). Append looks the key up first: the same
+// key with the same content hash is a retransmit, answered with the ACK
+// bytes stored with the original; the same key with different content is
+// a conflict, recorded for an admin and not queued.
+//
+// # Durability and group commit
+//
+// Append returns only after the bbolt transaction holding the record has
+// been committed and fsynced. Concurrent appenders share one transaction:
+// a single committer goroutine takes whatever requests are waiting, writes
+// them in one Update and answers them all. With one sender that is one
+// commit per record; with many it amortises the fsync. bbolt's own Batch is
+// not used: called from one goroutine it waits out its batch delay on
+// every call.
+//
+// # States and lanes
+//
+// received → in_progress → done | retrying → in_progress ... | dead.
+// Each record carries a lane (the patient's identity) and only the oldest
+// unfinished record of a lane is ever offered by Claim, so one patient's
+// events apply in arrival order while different patients proceed in
+// parallel. Done and dead records leave their lane in the same transaction
+// that records the outcome. Records in progress when the process stopped
+// are returned to retrying when the log is next opened.
+//
+// # What is stored, and what is protected
+//
+// Payloads are sealed with AES-256-GCM when a Keyring is given, bound to
+// their record key; a new active key can be added while older keys stay
+// readable. Lane keys are patient identifiers, so the log stores only an
+// HMAC of them under a per-log salt, which is itself sealed when a Keyring
+// is given. Record keys and ACK bytes hold sender and control ids, not
+// patient data, and are stored in clear.
+//
+// # Retention
+//
+// Sweep drops the payloads of done records after PayloadRetention and
+// deletes done records, keys included, after DedupeWindow; unfinished and
+// dead records are never removed. bbolt files do not shrink: Compact
+// rewrites a log that is not open elsewhere.
+package checkpoint

@@ -1,0 +1,239 @@
+package checkpoint
+
+import (
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Claim takes up to limit records that are ready (their lane's oldest
+// unfinished record, ready at or before now), marks them in progress and
+// returns them with their payloads. At most one record per lane is ever in
+// progress.
+func (l *Log) Claim(limit int) ([]*Record, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []*Record
+	now := l.opts.Now()
+	err := l.update(func(tx *bolt.Tx) error {
+		out = out[:0]
+		ready := tx.Bucket(bReady)
+		var claimed [][]byte
+		c := ready.Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+			if int64(btoi(k[:8])) > now.UnixNano() {
+				break
+			}
+			id := btoi(k[8:])
+			r, payload, err := getRecord(tx, id)
+			if err != nil {
+				return err
+			}
+			from := r.State
+			r.State, r.Updated = InProgress, now
+			if err := putRecord(tx, r, payload); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bInflight).Put(itob(id), nil); err != nil {
+				return err
+			}
+			if err := moveCount(tx, from, InProgress); err != nil {
+				return err
+			}
+			r.Payload = append([]byte(nil), payload...)
+			claimed = append(claimed, append([]byte(nil), k...))
+			out = append(out, r)
+		}
+		for _, k := range claimed {
+			if err := ready.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range out {
+		if err := l.openPayload(r); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// MarkDone records that an in-progress record was applied, with the ids it
+// has in the target system, and moves its lane on, in one transaction.
+func (l *Log) MarkDone(id uint64, targets []string) error {
+	now := l.opts.Now()
+	return l.transition(id, InProgress, func(tx *bolt.Tx, r *Record) error {
+		r.State, r.DoneAt, r.Targets, r.Reason = Done, now, targets, ""
+		if err := tx.Bucket(bDone).Put(timeKey(now, id), nil); err != nil {
+			return err
+		}
+		return leaveLane(tx, r)
+	})
+}
+
+// MarkRetry records a transient failure: the record becomes ready again at
+// at, with its attempt count raised and the reason kept. Its lane waits.
+func (l *Log) MarkRetry(id uint64, at time.Time, reason string) error {
+	return l.transition(id, InProgress, func(tx *bolt.Tx, r *Record) error {
+		r.State, r.Attempts, r.ReadyAt, r.Reason = Retrying, r.Attempts+1, at, reason
+		if err := tx.Bucket(bInflight).Delete(itob(id)); err != nil {
+			return err
+		}
+		return tx.Bucket(bReady).Put(timeKey(at, id), nil)
+	})
+}
+
+// MarkDead records a permanent failure. The record waits for an admin
+// (Requeue) and its lane moves on: later events of the same patient are
+// not held back by one that cannot be applied.
+func (l *Log) MarkDead(id uint64, reason string) error {
+	return l.transition(id, InProgress, func(tx *bolt.Tx, r *Record) error {
+		r.State, r.Attempts, r.Reason = Dead, r.Attempts+1, reason
+		if err := tx.Bucket(bDead).Put(itob(id), nil); err != nil {
+			return err
+		}
+		return leaveLane(tx, r)
+	})
+}
+
+// Requeue puts a dead record back in its lane as received, attempts reset.
+// If its lane is idle it is ready at once; otherwise it runs as soon as the
+// record now in progress there finishes, ahead of newer ones.
+func (l *Log) Requeue(id uint64) error {
+	now := l.opts.Now()
+	return l.transition(id, Dead, func(tx *bolt.Tx, r *Record) error {
+		r.State, r.Attempts, r.ReadyAt, r.Reason = Received, 0, now, ""
+		if err := tx.Bucket(bDead).Delete(itob(id)); err != nil {
+			return err
+		}
+		return joinLane(tx, r)
+	})
+}
+
+// RequeueAllDead requeues every dead record and returns how many.
+func (l *Log) RequeueAllDead() (int, error) {
+	var ids []uint64
+	err := l.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bDead).ForEach(func(k, _ []byte) error {
+			ids = append(ids, btoi(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		if err := l.Requeue(id); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// transition loads a record in state from, lets fn change it, and writes
+// it back with the state counters moved, in one transaction.
+func (l *Log) transition(id uint64, from State, fn func(tx *bolt.Tx, r *Record) error) error {
+	now := l.opts.Now()
+	return l.update(func(tx *bolt.Tx) error {
+		r, payload, err := getRecord(tx, id)
+		if err != nil {
+			return err
+		}
+		if r.State != from {
+			return fmt.Errorf("%w: record %d is %s, not %s", ErrTransition, id, r.State, from)
+		}
+		if err := fn(tx, r); err != nil {
+			return err
+		}
+		r.Updated = now
+		if err := putRecord(tx, r, payload); err != nil {
+			return err
+		}
+		return moveCount(tx, from, r.State)
+	})
+}
+
+func moveCount(tx *bolt.Tx, from, to State) error {
+	if from == to {
+		return nil
+	}
+	if err := addCount(tx, from, -1); err != nil {
+		return err
+	}
+	return addCount(tx, to, 1)
+}
+
+// leaveLane removes a finished record from the pending indexes and makes
+// the next record of its lane claimable.
+func leaveLane(tx *bolt.Tx, r *Record) error {
+	for _, del := range []struct {
+		b []byte
+		k []byte
+	}{{bInflight, itob(r.ID)}, {bPending, itob(r.ID)}, {bLanes, laneKey(r.Lane, r.ID)}} {
+		if err := tx.Bucket(del.b).Delete(del.k); err != nil {
+			return err
+		}
+	}
+	next := laneHead(tx, r.Lane)
+	if next == 0 {
+		return nil
+	}
+	n, _, err := getRecord(tx, next)
+	if err != nil {
+		return err
+	}
+	if n.State == InProgress {
+		return nil
+	}
+	return tx.Bucket(bReady).Put(timeKey(n.ReadyAt, next), nil)
+}
+
+// joinLane puts a record back among its lane's pending records. It becomes
+// claimable if it is now the lane's oldest and the lane has nothing in
+// progress; a younger head that was waiting to be claimed steps back.
+func joinLane(tx *bolt.Tx, r *Record) error {
+	head := laneHead(tx, r.Lane)
+	if err := tx.Bucket(bPending).Put(itob(r.ID), nil); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bLanes).Put(laneKey(r.Lane, r.ID), nil); err != nil {
+		return err
+	}
+	if head != 0 {
+		h, _, err := getRecord(tx, head)
+		if err != nil {
+			return err
+		}
+		if h.State == InProgress || head < r.ID {
+			return nil
+		}
+		if err := tx.Bucket(bReady).Delete(timeKey(h.ReadyAt, head)); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bReady).Put(timeKey(r.ReadyAt, r.ID), nil)
+}
+
+// openPayload decrypts a record's payload in place.
+func (l *Log) openPayload(r *Record) error {
+	if !r.sealed || r.PayloadDropped {
+		return nil
+	}
+	if l.opts.Keyring == nil {
+		return ErrEncrypted
+	}
+	plain, err := l.opts.Keyring.open(r.Payload, []byte(r.Key))
+	if err != nil {
+		return fmt.Errorf("record %d: %w", r.ID, err)
+	}
+	r.Payload = plain
+	return nil
+}

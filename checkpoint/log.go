@@ -1,0 +1,372 @@
+package checkpoint
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the log's file inside the data directory.
+const FileName = "checkpoint.db"
+
+// Defaults for Options.
+const (
+	DefaultDedupeWindow     = 30 * 24 * time.Hour
+	DefaultPayloadRetention = 7 * 24 * time.Hour
+	DefaultLockTimeout      = time.Second
+)
+
+// Errors callers act on.
+var (
+	// ErrLocked means another process has the log open for writing.
+	ErrLocked = errors.New("checkpoint: the log is in use by another process")
+	// ErrClosed is returned by calls on a closed Log.
+	ErrClosed = errors.New("checkpoint: log is closed")
+	// ErrNotFound is returned for an unknown record id.
+	ErrNotFound = errors.New("checkpoint: no such record")
+	// ErrTransition is returned for a state change the record's state does
+	// not allow (done twice, say).
+	ErrTransition = errors.New("checkpoint: state change not allowed")
+	// ErrEncrypted means the log was written with encryption and no key is
+	// configured.
+	ErrEncrypted = errors.New("checkpoint: the log is encrypted and no key is configured")
+)
+
+// Options configure Open. Zero values select the defaults.
+type Options struct {
+	LockTimeout      time.Duration // waiting for another process's lock; default 1s
+	DedupeWindow     time.Duration // how long done records' keys are kept; default 30 days
+	PayloadRetention time.Duration // how long done records' payloads are kept; default 7 days
+	Keyring          *Keyring      // nil: payloads stored in clear
+	ReadOnly         bool          // for admin tools on a stopped log
+	Now              func() time.Time
+	Logger           *slog.Logger
+	// MaxBatch bounds how many appends share one commit; default 1024.
+	MaxBatch int
+}
+
+// Log is an open checkpoint log. Its methods are safe for concurrent use.
+type Log struct {
+	db   *bolt.DB
+	path string
+	opts Options
+	salt []byte
+
+	appendCh  chan *appendOp
+	closeOnce sync.Once
+	closing   chan struct{}
+	committed chan struct{}
+	mu        sync.RWMutex // held for reading by calls, for writing by Close
+	closed    bool
+}
+
+var (
+	bMeta      = []byte("meta")
+	bRecords   = []byte("records")   // id → record
+	bKeys      = []byte("keys")      // record key → id
+	bPending   = []byte("pending")   // id → ∅: received, in progress, retrying
+	bLanes     = []byte("lanes")     // lane hash | id → ∅, for pending records
+	bReady     = []byte("ready")     // readyAt | id → ∅: the claimable head of each lane
+	bInflight  = []byte("inflight")  // id → ∅: in progress
+	bDone      = []byte("done")      // doneAt | id → ∅
+	bDead      = []byte("dead")      // id → ∅
+	bConflicts = []byte("conflicts") // seq → conflict
+	allBuckets = [][]byte{bMeta, bRecords, bKeys, bPending, bLanes, bReady, bInflight, bDone, bDead, bConflicts}
+
+	metaSchema      = []byte("schema")
+	metaSalt        = []byte("lane_salt")
+	metaSweepCursor = []byte("sweep_payload_cursor")
+)
+
+const schemaVersion = 1
+
+// Open opens or creates the log at path, recovers records that were in
+// progress when it was last closed, and starts the committer.
+func Open(path string, opts Options) (*Log, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.DedupeWindow <= 0 {
+		opts.DedupeWindow = DefaultDedupeWindow
+	}
+	if opts.PayloadRetention <= 0 {
+		opts.PayloadRetention = DefaultPayloadRetention
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1024
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("checkpoint: creating data directory: %w", err)
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        opts.LockTimeout,
+		ReadOnly:       opts.ReadOnly,
+		NoFreelistSync: true, // the freelist is rebuilt at open: fewer pages per commit
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s is locked (is another ehrbridge running with this data directory?)", ErrLocked, path)
+		}
+		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
+	}
+	l := &Log{db: db, path: path, opts: opts, appendCh: make(chan *appendOp, 4096),
+		closing: make(chan struct{}), committed: make(chan struct{})}
+	if err := l.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if opts.ReadOnly {
+		close(l.committed)
+		return l, nil
+	}
+	recovered, err := l.recoverInflight()
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if recovered > 0 {
+		opts.Logger.Warn("checkpoint records in progress at the last stop returned to retrying", "records", recovered)
+	}
+	go l.commitLoop()
+	return l, nil
+}
+
+// Path returns the log's file.
+func (l *Log) Path() string { return l.path }
+
+// init creates the buckets and the lane salt, or checks them.
+func (l *Log) init() error {
+	load := func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if meta == nil {
+			return errors.New("checkpoint: not an ehrbridge checkpoint log (no meta bucket)")
+		}
+		if v := meta.Get(metaSchema); len(v) != 8 || btoi(v) != schemaVersion {
+			return fmt.Errorf("checkpoint: unsupported log schema (this ehrbridge reads version %d)", schemaVersion)
+		}
+		return l.loadSalt(meta.Get(metaSalt))
+	}
+	if l.opts.ReadOnly {
+		return l.db.View(load)
+	}
+	return l.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bMeta)
+		if meta.Get(metaSchema) == nil {
+			if err := meta.Put(metaSchema, itob(schemaVersion)); err != nil {
+				return err
+			}
+		}
+		stored := meta.Get(metaSalt)
+		if stored == nil {
+			salt := make([]byte, 32)
+			if _, err := rand.Read(salt); err != nil {
+				return err
+			}
+			stored = append([]byte{0}, salt...)
+			if err := meta.Put(metaSalt, stored); err != nil {
+				return err
+			}
+		}
+		if err := load(tx); err != nil {
+			return err
+		}
+		// Keep the salt sealed with the active key: a log that gains a
+		// key, or rotates it, re-seals the salt here.
+		want := append([]byte{0}, l.salt...)
+		if l.opts.Keyring != nil {
+			if id, ok := sealedWith(stored[1:]); stored[0] == 1 && ok && id == l.opts.Keyring.active {
+				return nil
+			}
+			want = append([]byte{1}, l.opts.Keyring.seal(l.salt, metaSalt)...)
+		}
+		if bytes.Equal(want, stored) {
+			return nil
+		}
+		return meta.Put(metaSalt, want)
+	})
+}
+
+func (l *Log) loadSalt(v []byte) error {
+	if len(v) < 1 {
+		return errors.New("checkpoint: lane salt missing")
+	}
+	switch v[0] {
+	case 0:
+		l.salt = append([]byte(nil), v[1:]...)
+	case 1:
+		if l.opts.Keyring == nil {
+			if l.opts.ReadOnly {
+				// Admin views need no salt (only Append hashes lanes);
+				// revealing a payload still needs the key.
+				return nil
+			}
+			return ErrEncrypted
+		}
+		salt, err := l.opts.Keyring.open(v[1:], metaSalt)
+		if err != nil {
+			return fmt.Errorf("checkpoint: lane salt: %w", err)
+		}
+		l.salt = salt
+	default:
+		return errors.New("checkpoint: lane salt has an unknown format")
+	}
+	return nil
+}
+
+// LaneHash is the keyed hash the log stores for a lane key. An empty lane
+// key gives each record a lane of its own (see Append).
+func (l *Log) LaneHash(lane string) [16]byte {
+	m := hmac.New(sha256.New, l.salt)
+	m.Write([]byte(lane))
+	var h [16]byte
+	copy(h[:], m.Sum(nil))
+	return h
+}
+
+// recoverInflight returns records left in progress by a crash to retrying,
+// ready now.
+func (l *Log) recoverInflight() (int, error) {
+	n := 0
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		var ids []uint64
+		_ = tx.Bucket(bInflight).ForEach(func(k, _ []byte) error {
+			ids = append(ids, btoi(k))
+			return nil
+		})
+		now := l.opts.Now()
+		for _, id := range ids {
+			r, payload, err := getRecord(tx, id)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bInflight).Delete(itob(id)); err != nil {
+				return err
+			}
+			if r.State != InProgress {
+				continue
+			}
+			r.State, r.Attempts, r.ReadyAt, r.Updated = Retrying, r.Attempts+1, now, now
+			r.Reason = "interrupted by a restart"
+			if err := putRecord(tx, r, payload); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bReady).Put(timeKey(r.ReadyAt, id), nil); err != nil {
+				return err
+			}
+			if err := addCount(tx, InProgress, -1); err != nil {
+				return err
+			}
+			if err := addCount(tx, Retrying, 1); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Close stops accepting appends, lets those already queued commit, and
+// closes the file. It is safe to call more than once.
+func (l *Log) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.closing)
+		<-l.committed
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		err = l.db.Close()
+	})
+	return err
+}
+
+// view and update run fn unless the log is closed.
+func (l *Log) view(fn func(tx *bolt.Tx) error) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return l.db.View(fn)
+}
+
+func (l *Log) update(fn func(tx *bolt.Tx) error) error {
+	if l.opts.ReadOnly {
+		return errors.New("checkpoint: log is open read-only")
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return l.db.Update(fn)
+}
+
+func getRecord(tx *bolt.Tx, id uint64) (*Record, []byte, error) {
+	v := tx.Bucket(bRecords).Get(itob(id))
+	if v == nil {
+		return nil, nil, fmt.Errorf("%w: %d", ErrNotFound, id)
+	}
+	return decodeRecord(id, v)
+}
+
+func putRecord(tx *bolt.Tx, r *Record, payload []byte) error {
+	v, err := encodeRecord(r, payload)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bRecords).Put(itob(r.ID), v)
+}
+
+func countKey(s State) []byte { return []byte("count/" + s.String()) }
+
+var countConflicts = []byte("count/conflicts")
+
+func addCount(tx *bolt.Tx, s State, delta int64) error {
+	return addCounter(tx, countKey(s), delta)
+}
+
+func addCounter(tx *bolt.Tx, key []byte, delta int64) error {
+	meta := tx.Bucket(bMeta)
+	var n int64
+	if v := meta.Get(key); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	return meta.Put(key, itob(uint64(n+delta)))
+}
+
+func counter(tx *bolt.Tx, key []byte) int64 {
+	if v := tx.Bucket(bMeta).Get(key); len(v) == 8 {
+		return int64(binary.BigEndian.Uint64(v))
+	}
+	return 0
+}

@@ -1,0 +1,193 @@
+package checkpoint
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Get returns a record's metadata, without its payload.
+func (l *Log) Get(id uint64) (*Record, error) {
+	var r *Record
+	err := l.view(func(tx *bolt.Tx) error {
+		var err error
+		r, _, err = getRecord(tx, id)
+		return err
+	})
+	return r, err
+}
+
+// Reveal returns a record with its payload decrypted. Callers that show it
+// to a person must audit that (see the CLI's `log show --reveal`).
+func (l *Log) Reveal(id uint64) (*Record, error) {
+	var r *Record
+	err := l.view(func(tx *bolt.Tx) error {
+		var payload []byte
+		var err error
+		r, payload, err = getRecord(tx, id)
+		if err == nil {
+			r.Payload = append([]byte(nil), payload...)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, l.openPayload(r)
+}
+
+// Stats summarise the log for admins and metrics.
+type Stats struct {
+	States map[State]int64
+	// OldestPending is when the oldest record not yet done or dead was
+	// received; zero when there is none.
+	OldestPending time.Time
+	Conflicts     int64
+	FileSize      int64
+	Encrypted     bool
+}
+
+// Stats returns the counters kept with the log; it reads a handful of
+// keys, whatever the log's size.
+func (l *Log) Stats() (Stats, error) {
+	st := Stats{States: map[State]int64{}, Encrypted: l.opts.Keyring != nil}
+	err := l.view(func(tx *bolt.Tx) error {
+		for _, s := range States {
+			st.States[s] = counter(tx, countKey(s))
+		}
+		st.Conflicts = counter(tx, countConflicts)
+		if k, _ := tx.Bucket(bPending).Cursor().First(); k != nil {
+			r, _, err := getRecord(tx, btoi(k))
+			if err != nil {
+				return err
+			}
+			st.OldestPending = r.Received
+		}
+		st.FileSize = tx.Size()
+		return nil
+	})
+	if fi, err := os.Stat(l.path); err == nil {
+		st.FileSize = fi.Size()
+	}
+	return st, err
+}
+
+// List returns up to limit records in a state, oldest first, starting
+// after the record id after (0 for the start). Payloads are not loaded.
+func (l *Log) List(state State, after uint64, limit int) ([]*Record, error) {
+	var out []*Record
+	err := l.view(func(tx *bolt.Tx) error {
+		var b *bolt.Bucket
+		switch state {
+		case Received, InProgress, Retrying:
+			b = tx.Bucket(bPending)
+		case Dead:
+			b = tx.Bucket(bDead)
+		case Done:
+			return listDone(tx, after, limit, &out)
+		default:
+			return fmt.Errorf("checkpoint: cannot list state %s", state)
+		}
+		c := b.Cursor()
+		k, _ := c.Seek(itob(after + 1))
+		for ; k != nil && len(out) < limit; k, _ = c.Next() {
+			r, _, err := getRecord(tx, btoi(k))
+			if err != nil {
+				return err
+			}
+			if r.State == state {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func listDone(tx *bolt.Tx, after uint64, limit int, out *[]*Record) error {
+	c := tx.Bucket(bDone).Cursor()
+	for k, _ := c.First(); k != nil && len(*out) < limit; k, _ = c.Next() {
+		id := btoi(k[8:])
+		if id <= after {
+			continue
+		}
+		r, _, err := getRecord(tx, id)
+		if err != nil {
+			return err
+		}
+		*out = append(*out, r)
+	}
+	return nil
+}
+
+// All calls fn for every record in id order, without payloads, until fn
+// returns false. It reads in batches so that no read transaction is held
+// while fn runs.
+func (l *Log) All(fn func(*Record) bool) error {
+	var after uint64
+	for {
+		var batch []*Record
+		err := l.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bRecords).Cursor()
+			for k, v := c.Seek(itob(after + 1)); k != nil && len(batch) < 1000; k, v = c.Next() {
+				r, _, err := decodeRecord(btoi(k), v)
+				if err != nil {
+					return err
+				}
+				batch = append(batch, r)
+			}
+			return nil
+		})
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		for _, r := range batch {
+			if !fn(r) {
+				return nil
+			}
+		}
+		after = batch[len(batch)-1].ID
+	}
+}
+
+// Conflicts returns up to limit conflict entries after the given id.
+func (l *Log) Conflicts(after uint64, limit int) ([]*ConflictEntry, error) {
+	var out []*ConflictEntry
+	err := l.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bConflicts).Cursor()
+		for k, v := c.Seek(itob(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			e, _, err := decodeConflict(btoi(k), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// RevealConflict returns a conflict entry and the conflicting payload.
+func (l *Log) RevealConflict(id uint64) (*ConflictEntry, []byte, error) {
+	var e *ConflictEntry
+	var payload []byte
+	err := l.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bConflicts).Get(itob(id))
+		if v == nil {
+			return fmt.Errorf("%w: conflict %d", ErrNotFound, id)
+		}
+		var err error
+		e, payload, err = decodeConflict(id, v)
+		return err
+	})
+	if err != nil || !e.sealed {
+		return e, payload, err
+	}
+	if l.opts.Keyring == nil {
+		return nil, nil, ErrEncrypted
+	}
+	plain, err := l.opts.Keyring.open(payload, conflictAAD(id))
+	return e, plain, err
+}

@@ -1,0 +1,177 @@
+package checkpoint
+
+import (
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// SweepResult counts what a Sweep removed.
+type SweepResult struct {
+	PayloadsDropped int // done records whose payload was dropped
+	RecordsDeleted  int // done records (and their keys) past the dedupe window
+	ConflictsPurged int // conflict entries past the dedupe window
+}
+
+// sweepBatch bounds the records one sweep transaction touches, so that
+// appends never wait long behind it.
+const sweepBatch = 500
+
+// Sweep applies retention: payloads of records done longer than
+// PayloadRetention ago are dropped (metadata, hash and ACK stay for
+// dedupe), and records done longer than DedupeWindow ago are deleted with
+// their keys. Conflicts older than DedupeWindow go too. Unfinished and dead
+// records are never touched. Work is split into short transactions.
+func (l *Log) Sweep() (SweepResult, error) {
+	var res SweepResult
+	now := l.opts.Now()
+	dropBefore := now.Add(-l.opts.PayloadRetention)
+	deleteBefore := now.Add(-l.opts.DedupeWindow)
+	for {
+		n, err := l.sweepDeletes(deleteBefore)
+		res.RecordsDeleted += n
+		if err != nil || n < sweepBatch {
+			if err != nil {
+				return res, err
+			}
+			break
+		}
+	}
+	for {
+		n, more, err := l.sweepPayloads(dropBefore)
+		res.PayloadsDropped += n
+		if err != nil {
+			return res, err
+		}
+		if !more {
+			break
+		}
+	}
+	for {
+		n, err := l.sweepConflicts(deleteBefore)
+		res.ConflictsPurged += n
+		if err != nil || n < sweepBatch {
+			return res, err
+		}
+	}
+}
+
+// sweepDeletes deletes up to sweepBatch done records finished before t.
+func (l *Log) sweepDeletes(t time.Time) (int, error) {
+	n := 0
+	err := l.update(func(tx *bolt.Tx) error {
+		n = 0
+		done := tx.Bucket(bDone)
+		var keys [][]byte
+		c := done.Cursor()
+		for k, _ := c.First(); k != nil && len(keys) < sweepBatch; k, _ = c.Next() {
+			if int64(btoi(k[:8])) >= t.UnixNano() {
+				break
+			}
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		for _, k := range keys {
+			id := btoi(k[8:])
+			r, _, err := getRecord(tx, id)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bKeys).Delete([]byte(r.Key)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bRecords).Delete(itob(id)); err != nil {
+				return err
+			}
+			if err := done.Delete(k); err != nil {
+				return err
+			}
+			if err := addCount(tx, Done, -1); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// sweepPayloads drops the payloads of up to sweepBatch done records
+// finished before t, resuming from where the last sweep stopped.
+func (l *Log) sweepPayloads(t time.Time) (n int, more bool, err error) {
+	err = l.update(func(tx *bolt.Tx) error {
+		n, more = 0, false
+		meta := tx.Bucket(bMeta)
+		c := tx.Bucket(bDone).Cursor()
+		var k []byte
+		if cur := meta.Get(metaSweepCursor); cur != nil {
+			k, _ = c.Seek(cur)
+			if k != nil && string(k) == string(cur) {
+				k, _ = c.Next()
+			}
+		} else {
+			k, _ = c.First()
+		}
+		var last []byte
+		visited := 0
+		for ; k != nil; k, _ = c.Next() {
+			if int64(btoi(k[:8])) >= t.UnixNano() {
+				break
+			}
+			if visited == sweepBatch {
+				more = true
+				break
+			}
+			visited++
+			last = append(last[:0], k...)
+			id := btoi(k[8:])
+			r, _, err := getRecord(tx, id)
+			if err != nil {
+				return err
+			}
+			if r.PayloadDropped {
+				continue
+			}
+			r.PayloadDropped = true
+			if err := putRecord(tx, r, nil); err != nil {
+				return err
+			}
+			n++
+		}
+		if last == nil {
+			return nil
+		}
+		return meta.Put(metaSweepCursor, last)
+	})
+	return n, more, err
+}
+
+func (l *Log) sweepConflicts(t time.Time) (int, error) {
+	n := 0
+	err := l.update(func(tx *bolt.Tx) error {
+		n = 0
+		b := tx.Bucket(bConflicts)
+		var ids [][]byte
+		c := b.Cursor()
+		for k, v := c.First(); k != nil && len(ids) < sweepBatch; k, v = c.Next() {
+			e, _, err := decodeConflict(btoi(k), v)
+			if err != nil {
+				return err
+			}
+			if !e.Received.Before(t) {
+				break
+			}
+			ids = append(ids, append([]byte(nil), k...))
+		}
+		for _, k := range ids {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			if err := addCounter(tx, countConflicts, -1); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}

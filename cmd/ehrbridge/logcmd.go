@@ -1,0 +1,364 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/daemon"
+	"github.com/ehrbridge/ehrbridge/internal/logadmin"
+)
+
+const logUsage = `usage: ehrbridge log COMMAND (--config F | --data-dir D) [flags]
+
+commands:
+  stats [--json]                               counts per state, oldest pending, conflicts, file size
+  list --state S [--json] [--limit N] [--after ID]
+                                               S: received, in_progress, done, retrying, dead, conflict, all
+  show ID [--conflict] [--reveal] [--json]     one record's metadata; --reveal adds the payload (audited)
+  retry ID | --all-dead                        put dead records back in their lane
+  compact                                      rewrite the file to reclaim space (daemon stopped)
+  check                                        verify the file and the log's invariants (daemon stopped)
+
+With the daemon stopped the log file is opened directly; while it runs,
+stats, list, show and retry are answered by the daemon's admin endpoint.`
+
+func cmdLog(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, logUsage)
+		return exitUsage
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("log "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, logUsage) }
+	cfgFile := fs.String("config", "", "config file (gives the data directory, admin endpoint and key)")
+	dataDir := fs.String("data-dir", "", "data directory, when no config file is at hand")
+	asJSON := fs.Bool("json", false, "print JSON")
+	state := fs.String("state", "", "state to list")
+	limit := fs.Int("limit", 100, "how many records to list")
+	after := fs.Uint64("after", 0, "list records after this id")
+	reveal := fs.Bool("reveal", false, "show the payload (written to the audit log)")
+	conflict := fs.Bool("conflict", false, "ID names a conflict entry")
+	allDead := fs.Bool("all-dead", false, "retry every dead record")
+	// Flags may come before or after the positional ID.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return exitUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	t, err := resolveLogTarget(*cfgFile, *dataDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "ehrbridge log %s: %v\n", sub, err)
+		return exitUsage
+	}
+	switch sub {
+	case "compact":
+		return logCompact(t, stdout, stderr)
+	case "check":
+		return logCheck(t, stdout, stderr)
+	case "stats", "list", "show", "retry":
+	default:
+		fmt.Fprintf(stderr, "ehrbridge log: unknown command %q\n\n%s\n", sub, logUsage)
+		return exitUsage
+	}
+	svc, closeFn, err := t.service(sub == "retry")
+	if err != nil {
+		fmt.Fprintf(stderr, "ehrbridge log %s: %v\n", sub, err)
+		return exitFailure
+	}
+	defer closeFn()
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "ehrbridge log %s: %v\n", sub, err)
+		return exitFailure
+	}
+	switch sub {
+	case "stats":
+		st, err := svc.Stats()
+		if err != nil {
+			return fail(err)
+		}
+		if *asJSON {
+			return printJSON(stdout, st)
+		}
+		printStats(stdout, st, t.path)
+	case "list":
+		if *state == "" {
+			fmt.Fprintln(stderr, "ehrbridge log list: --state is required")
+			return exitUsage
+		}
+		recs, confs, err := svc.List(*state, *after, *limit)
+		if err != nil {
+			return fail(err)
+		}
+		if *asJSON {
+			if *state == "conflict" {
+				return printJSON(stdout, nonNil(confs))
+			}
+			return printJSON(stdout, nonNil(recs))
+		}
+		printList(stdout, recs, confs)
+	case "show":
+		if len(pos) != 1 {
+			fmt.Fprintln(stderr, "ehrbridge log show: give one record id")
+			return exitUsage
+		}
+		id, err := strconv.ParseUint(pos[0], 10, 64)
+		if err != nil {
+			fmt.Fprintf(stderr, "ehrbridge log show: %q is not a record id\n", pos[0])
+			return exitUsage
+		}
+		if *conflict {
+			c, err := svc.ShowConflict(id, *reveal)
+			if err != nil {
+				return fail(err)
+			}
+			if *asJSON {
+				return printJSON(stdout, c)
+			}
+			printConflict(stdout, c)
+			return exitOK
+		}
+		r, err := svc.Show(id, *reveal)
+		if err != nil {
+			return fail(err)
+		}
+		if *asJSON {
+			return printJSON(stdout, r)
+		}
+		printRecord(stdout, r, *reveal)
+	case "retry":
+		if *allDead {
+			n, err := svc.RetryAllDead()
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stdout, "requeued %d dead record(s)\n", n)
+			return exitOK
+		}
+		if len(pos) != 1 {
+			fmt.Fprintln(stderr, "ehrbridge log retry: give one record id, or --all-dead")
+			return exitUsage
+		}
+		id, err := strconv.ParseUint(pos[0], 10, 64)
+		if err != nil {
+			fmt.Fprintf(stderr, "ehrbridge log retry: %q is not a record id\n", pos[0])
+			return exitUsage
+		}
+		if err := svc.Retry(id); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "requeued record %d\n", id)
+	}
+	return exitOK
+}
+
+// logTarget is where a log lives and how to reach its daemon.
+type logTarget struct {
+	dataDir, path string
+	adminAddr     string
+	enc           *config.EncryptionConfig
+}
+
+func resolveLogTarget(cfgFile, dataDir string) (*logTarget, error) {
+	switch {
+	case cfgFile != "" && dataDir != "":
+		return nil, errors.New("give --config or --data-dir, not both")
+	case cfgFile != "":
+		cfg, err := config.Load(cfgFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s does not lint:\n%v", cfgFile, err)
+		}
+		return &logTarget{dataDir: cfg.DataDir, path: filepath.Join(cfg.DataDir, checkpoint.FileName),
+			adminAddr: cfg.Admin.Listen, enc: cfg.Checkpoint.Encryption}, nil
+	case dataDir != "":
+		return &logTarget{dataDir: dataDir, path: filepath.Join(dataDir, checkpoint.FileName)}, nil
+	}
+	return nil, errors.New("give --config FILE or --data-dir DIR")
+}
+
+// service opens the log directly, or falls back to the running daemon's
+// API when the daemon holds the file.
+func (t *logTarget) service(write bool) (logadmin.Service, func(), error) {
+	keyring, err := daemon.Keyring(t.enc)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := checkpoint.Open(t.path, checkpoint.Options{ReadOnly: !write, LockTimeout: 300 * time.Millisecond,
+		Keyring: keyring, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		return &logadmin.Local{Log: l, Audit: logadmin.NewAudit(t.dataDir), Via: "cli"}, func() { l.Close() }, nil
+	}
+	if !errors.Is(err, checkpoint.ErrLocked) {
+		return nil, nil, err
+	}
+	if t.adminAddr == "" {
+		return nil, nil, errors.New("the daemon is running and holds the log; pass --config so that its admin endpoint can be asked")
+	}
+	token, terr := logadmin.ReadToken(t.dataDir)
+	if terr != nil {
+		return nil, nil, fmt.Errorf("the daemon is running; reading its admin token: %w", terr)
+	}
+	return &logadmin.Client{BaseURL: "http://" + t.adminAddr, Token: token}, func() {}, nil
+}
+
+func logCompact(t *logTarget, stdout, stderr io.Writer) int {
+	res, err := checkpoint.Compact(t.path)
+	if err != nil {
+		if errors.Is(err, checkpoint.ErrLocked) {
+			fmt.Fprintln(stderr, "ehrbridge log compact: the daemon is running: stop it first (compaction rewrites the file)")
+		} else {
+			fmt.Fprintf(stderr, "ehrbridge log compact: %v\n", err)
+		}
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "compacted %s: %s → %s\n", t.path, humanBytes(res.Before), humanBytes(res.After))
+	return exitOK
+}
+
+func logCheck(t *logTarget, stdout, stderr io.Writer) int {
+	l, err := checkpoint.Open(t.path, checkpoint.Options{ReadOnly: true, LockTimeout: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		if errors.Is(err, checkpoint.ErrLocked) {
+			fmt.Fprintln(stderr, "ehrbridge log check: the daemon is running: stop it first")
+		} else {
+			fmt.Fprintf(stderr, "ehrbridge log check: %v\n", err)
+		}
+		return exitFailure
+	}
+	defer l.Close()
+	problems, err := l.Check()
+	if err != nil {
+		fmt.Fprintf(stderr, "ehrbridge log check: %v\n", err)
+		return exitFailure
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stdout, p)
+	}
+	if len(problems) > 0 {
+		fmt.Fprintf(stderr, "ehrbridge log check: %d problem(s) in %s\n", len(problems), t.path)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", t.path)
+	return exitOK
+}
+
+func printJSON(w io.Writer, v any) int {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return exitFailure
+	}
+	return exitOK
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func printStats(w io.Writer, st logadmin.StatsView, path string) {
+	var parts []string
+	for _, s := range checkpoint.States {
+		parts = append(parts, fmt.Sprintf("%s %d", strings.ReplaceAll(s.String(), "_", " "), st.States[s.String()]))
+	}
+	fmt.Fprintf(w, "records:         %s\n", strings.Join(parts, ", "))
+	if st.OldestPending != nil {
+		fmt.Fprintf(w, "oldest pending:  %s (%s ago)\n", st.OldestPending.Format(time.RFC3339), time.Duration(st.OldestPendingAge*float64(time.Second)).Round(time.Second))
+	} else {
+		fmt.Fprintln(w, "oldest pending:  none")
+	}
+	fmt.Fprintf(w, "conflicts:       %d\n", st.Conflicts)
+	enc := "no (configure checkpoint.encryption)"
+	if st.Encrypted {
+		enc = "yes"
+	}
+	fmt.Fprintf(w, "file:            %s, %s, encrypted: %s\n", path, humanBytes(st.FileBytes), enc)
+}
+
+func printList(w io.Writer, recs []logadmin.RecordView, confs []logadmin.ConflictView) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if confs != nil {
+		fmt.Fprintln(tw, "CONFLICT\tRECORD\tRECEIVED\tTYPE\tKEY")
+		for _, c := range confs {
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", c.ID, c.RecordID, c.Received.Format(time.RFC3339), c.Type, c.Key)
+		}
+	} else {
+		fmt.Fprintln(tw, "ID\tSTATE\tRECEIVED\tTYPE\tATTEMPTS\tKEY\tREASON")
+		for _, r := range recs {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.State, r.Received.Format(time.RFC3339), r.Type, r.Attempts, r.Key, r.Reason)
+		}
+	}
+	tw.Flush()
+}
+
+func printRecord(w io.Writer, r logadmin.RecordView, reveal bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "id\t%d\nkey\t%s\nsource\t%s\ntype\t%s\nstate\t%s\nreceived\t%s\nattempts\t%d\n",
+		r.ID, r.Key, r.Source, r.Type, r.State, r.Received.Format(time.RFC3339Nano), r.Attempts)
+	if r.ReadyAt != nil {
+		fmt.Fprintf(tw, "ready at\t%s\n", r.ReadyAt.Format(time.RFC3339Nano))
+	}
+	if r.Reason != "" {
+		fmt.Fprintf(tw, "reason\t%s\n", r.Reason)
+	}
+	if r.DoneAt != nil {
+		fmt.Fprintf(tw, "done at\t%s\n", r.DoneAt.Format(time.RFC3339Nano))
+	}
+	if len(r.Targets) > 0 {
+		fmt.Fprintf(tw, "targets\t%s\n", strings.Join(r.Targets, ", "))
+	}
+	payload := fmt.Sprintf("%d bytes", r.PayloadBytes)
+	if r.PayloadDropped {
+		payload += " (dropped by retention)"
+	}
+	fmt.Fprintf(tw, "lane\t%s\ncontent hash\t%s\npayload\t%s\n", r.Lane, r.ContentHash, payload)
+	tw.Flush()
+	fmt.Fprintf(w, "ack:\n%s\n", indentSegments(r.Ack))
+	if reveal {
+		fmt.Fprintf(w, "payload (revealed, audited):\n%s\n", indentSegments(r.Payload))
+	}
+}
+
+func printConflict(w io.Writer, c logadmin.ConflictView) {
+	fmt.Fprintf(w, "conflict %d: key %s already used by record %d\nreceived %s, type %s, %d bytes, content hash %s\n",
+		c.ID, c.Key, c.RecordID, c.Received.Format(time.RFC3339Nano), c.Type, c.PayloadBytes, c.ContentHash)
+	if c.Payload != "" {
+		fmt.Fprintf(w, "payload (revealed, audited):\n%s\n", indentSegments(c.Payload))
+	}
+}
+
+func indentSegments(s string) string {
+	s = strings.TrimRight(strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(s), "\n")
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

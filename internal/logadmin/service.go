@@ -1,0 +1,160 @@
+package logadmin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+)
+
+// Service is what the admin tools do with a log, whether it is opened
+// directly (Local) or through a running daemon (Client).
+type Service interface {
+	Stats() (StatsView, error)
+	// List returns records in a state ("received", ..., "dead"), or
+	// conflicts for "conflict", after an id, at most limit.
+	List(state string, after uint64, limit int) ([]RecordView, []ConflictView, error)
+	Show(id uint64, reveal bool) (RecordView, error)
+	ShowConflict(id uint64, reveal bool) (ConflictView, error)
+	Retry(id uint64) error
+	RetryAllDead() (int, error)
+}
+
+// Local serves the admin operations from an open log, auditing reveals.
+type Local struct {
+	Log *checkpoint.Log
+	// Audit receives one line per revealed payload.
+	Audit *Audit
+	// Via names the channel in audit lines: "cli" or "api".
+	Via string
+	// Remote is the client address for audit lines of API calls.
+	Remote string
+}
+
+var _ Service = (*Local)(nil)
+
+// Stats implements Service.
+func (s *Local) Stats() (StatsView, error) {
+	st, err := s.Log.Stats()
+	return StatsViewOf(st, time.Now()), err
+}
+
+// List implements Service.
+func (s *Local) List(state string, after uint64, limit int) ([]RecordView, []ConflictView, error) {
+	if state == "conflict" {
+		cs, err := s.Log.Conflicts(after, limit)
+		out := make([]ConflictView, len(cs))
+		for i, c := range cs {
+			out[i] = ConflictViewOf(c)
+		}
+		return nil, out, err
+	}
+	if state == "all" {
+		var out []RecordView
+		err := s.Log.All(func(r *checkpoint.Record) bool {
+			if r.ID > after {
+				out = append(out, ViewOf(r))
+			}
+			return len(out) < limit
+		})
+		return out, nil, err
+	}
+	st, err := checkpoint.ParseState(state)
+	if err != nil {
+		return nil, nil, err
+	}
+	rs, err := s.Log.List(st, after, limit)
+	out := make([]RecordView, len(rs))
+	for i, r := range rs {
+		out[i] = ViewOf(r)
+	}
+	return out, nil, err
+}
+
+// Show implements Service.
+func (s *Local) Show(id uint64, reveal bool) (RecordView, error) {
+	if !reveal {
+		r, err := s.Log.Get(id)
+		if err != nil {
+			return RecordView{}, err
+		}
+		return ViewOf(r), nil
+	}
+	if err := s.Audit.Record("reveal", fmt.Sprintf("record %d", id), s.Via, s.Remote); err != nil {
+		return RecordView{}, err
+	}
+	r, err := s.Log.Reveal(id)
+	if err != nil {
+		return RecordView{}, err
+	}
+	return ViewOf(r), nil
+}
+
+// ShowConflict implements Service.
+func (s *Local) ShowConflict(id uint64, reveal bool) (ConflictView, error) {
+	if reveal {
+		if err := s.Audit.Record("reveal", fmt.Sprintf("conflict %d", id), s.Via, s.Remote); err != nil {
+			return ConflictView{}, err
+		}
+	}
+	c, payload, err := s.Log.RevealConflict(id)
+	if err != nil {
+		return ConflictView{}, err
+	}
+	v := ConflictViewOf(c)
+	if reveal {
+		v.Payload = string(payload)
+	}
+	return v, nil
+}
+
+// Retry implements Service.
+func (s *Local) Retry(id uint64) error { return s.Log.Requeue(id) }
+
+// RetryAllDead implements Service.
+func (s *Local) RetryAllDead() (int, error) { return s.Log.RequeueAllDead() }
+
+// AuditFileName is the audit trail inside the data directory.
+const AuditFileName = "audit.log"
+
+// Audit appends one JSON line per sensitive admin action to a file and
+// syncs it before the action proceeds: no reveal without its trace.
+type Audit struct {
+	mu   sync.Mutex
+	path string
+}
+
+// NewAudit writes to the audit log of a data directory.
+func NewAudit(dataDir string) *Audit { return &Audit{path: filepath.Join(dataDir, AuditFileName)} }
+
+// Record writes an audit line: who (OS user), what, through which channel.
+func (a *Audit) Record(action, object, via, remote string) error {
+	if a == nil {
+		return errors.New("logadmin: no audit log: refusing to reveal")
+	}
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	line, _ := json.Marshal(map[string]string{
+		"time": time.Now().UTC().Format(time.RFC3339Nano), "action": action, "object": object,
+		"os_user": who, "via": via, "remote": remote,
+	})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f, err := os.OpenFile(a.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return f.Sync()
+}

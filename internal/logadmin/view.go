@@ -1,0 +1,97 @@
+package logadmin
+
+import (
+	"encoding/hex"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+)
+
+// RecordView is a record as the admin tools show it. It holds no patient
+// data: the lane is a hash prefix, the payload only its size. Payload is
+// set only for a revealed record.
+type RecordView struct {
+	ID             uint64     `json:"id"`
+	Key            string     `json:"key"`
+	Source         string     `json:"source"`
+	Kind           string     `json:"kind,omitempty"`
+	Type           string     `json:"type,omitempty"`
+	State          string     `json:"state"`
+	Received       time.Time  `json:"received"`
+	Attempts       int        `json:"attempts"`
+	ReadyAt        *time.Time `json:"ready_at,omitempty"`
+	Reason         string     `json:"reason,omitempty"`
+	Targets        []string   `json:"targets,omitempty"`
+	DoneAt         *time.Time `json:"done_at,omitempty"`
+	Lane           string     `json:"lane"`
+	ContentHash    string     `json:"content_hash"`
+	PayloadBytes   int        `json:"payload_bytes"`
+	PayloadDropped bool       `json:"payload_dropped,omitempty"`
+	Ack            string     `json:"ack,omitempty"`
+	Payload        string     `json:"payload,omitempty"`
+}
+
+// ViewOf converts a record.
+func ViewOf(r *checkpoint.Record) RecordView {
+	v := RecordView{
+		ID: r.ID, Key: r.Key, Source: r.Source, Kind: r.Kind, Type: r.Type, State: r.State.String(),
+		Received: r.Received.UTC(), Attempts: r.Attempts, Reason: r.Reason, Targets: r.Targets,
+		Lane: hex.EncodeToString(r.Lane[:6]), ContentHash: hex.EncodeToString(r.Hash[:8]),
+		PayloadBytes: r.PayloadLen, PayloadDropped: r.PayloadDropped, Ack: string(r.Ack),
+	}
+	if r.State == checkpoint.Retrying || r.State == checkpoint.Received {
+		t := r.ReadyAt.UTC()
+		v.ReadyAt = &t
+	}
+	if !r.DoneAt.IsZero() {
+		t := r.DoneAt.UTC()
+		v.DoneAt = &t
+	}
+	if r.Payload != nil {
+		v.Payload = string(r.Payload)
+	}
+	return v
+}
+
+// ConflictView is a conflict entry as the admin tools show it.
+type ConflictView struct {
+	ID           uint64    `json:"id"`
+	RecordID     uint64    `json:"record_id"`
+	Key          string    `json:"key"`
+	Source       string    `json:"source"`
+	Type         string    `json:"type,omitempty"`
+	Received     time.Time `json:"received"`
+	ContentHash  string    `json:"content_hash"`
+	PayloadBytes int       `json:"payload_bytes"`
+	Payload      string    `json:"payload,omitempty"`
+}
+
+// ConflictViewOf converts a conflict entry.
+func ConflictViewOf(c *checkpoint.ConflictEntry) ConflictView {
+	return ConflictView{ID: c.ID, RecordID: c.RecordID, Key: c.Key, Source: c.Source, Type: c.Type,
+		Received: c.Received.UTC(), ContentHash: hex.EncodeToString(c.Hash[:8]), PayloadBytes: c.PayloadLen}
+}
+
+// StatsView is `log stats --json`.
+type StatsView struct {
+	States           map[string]int64 `json:"states"`
+	OldestPending    *time.Time       `json:"oldest_pending,omitempty"`
+	OldestPendingAge float64          `json:"oldest_pending_age_seconds"`
+	Conflicts        int64            `json:"conflicts"`
+	FileBytes        int64            `json:"file_bytes"`
+	Encrypted        bool             `json:"encrypted"`
+}
+
+// StatsViewOf converts stats, with ages measured from now.
+func StatsViewOf(s checkpoint.Stats, now time.Time) StatsView {
+	v := StatsView{States: map[string]int64{}, Conflicts: s.Conflicts, FileBytes: s.FileSize, Encrypted: s.Encrypted}
+	for _, st := range checkpoint.States {
+		v.States[st.String()] = s.States[st]
+	}
+	if !s.OldestPending.IsZero() {
+		t := s.OldestPending.UTC()
+		v.OldestPending = &t
+		v.OldestPendingAge = now.Sub(s.OldestPending).Seconds()
+	}
+	return v
+}
