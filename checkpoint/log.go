@@ -63,6 +63,9 @@ type Log struct {
 	path string
 	opts Options
 	salt []byte
+	// encrypted says the log was written with a key (its salt is sealed),
+	// whether or not this process has the key.
+	encrypted bool
 
 	appendCh  chan *appendOp
 	closeOnce sync.Once
@@ -218,6 +221,7 @@ func (l *Log) loadSalt(v []byte) error {
 	if len(v) < 1 {
 		return errors.New("checkpoint: lane salt missing")
 	}
+	l.encrypted = v[0] == 1
 	switch v[0] {
 	case 0:
 		l.salt = append([]byte(nil), v[1:]...)

@@ -1,0 +1,178 @@
+package logadmin
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+)
+
+// fixture is a log with a received record (1), a dead one (2) and a
+// conflict, served through the API with a token.
+func fixture(t *testing.T) (*checkpoint.Log, string, *httptest.Server, string) {
+	t.Helper()
+	dir := t.TempDir()
+	l, err := checkpoint.Open(filepath.Join(dir, checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	for _, e := range []checkpoint.Entry{
+		{Key: "src|A|F|1", Source: "src", Type: "ADT^A01", Lane: "MRN1^H", Payload: []byte("PID|1||ZZSECRETNAME"), Ack: []byte("MSA|AA|1")},
+		{Key: "src|A|F|2", Source: "src", Type: "ADT^A08", Lane: "MRN2^H", Payload: []byte("two"), Ack: []byte("MSA|AA|2")},
+		{Key: "src|A|F|1", Source: "src", Type: "ADT^A01", Lane: "MRN1^H", Payload: []byte("PID|1||ZZCHANGED"), Ack: []byte("x")},
+	} {
+		e.Hash = sha256.Sum256(e.Payload)
+		if _, err := l.Append(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, _ := l.Claim(10)
+	for _, r := range rs {
+		if r.ID == 2 {
+			if err := l.MarkDead(2, "REQUIRED_FIELD_MISSING"); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := l.MarkRetry(r.ID, r.Received, "timeout"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token, err := EnsureToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := EnsureToken(dir); again != token {
+		t.Error("the token must stay the same across restarts")
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, TokenFileName)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %v", fi.Mode().Perm())
+	}
+	srv := httptest.NewServer(Handler(l, NewAudit(dir), token))
+	t.Cleanup(srv.Close)
+	return l, dir, srv, token
+}
+
+func TestAPIRequiresToken(t *testing.T) {
+	_, _, srv, _ := fixture(t)
+	for _, auth := range []string{"", "Bearer wrong", "Basic x"} {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/log/stats", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("auth %q: status %d, want 401", auth, resp.StatusCode)
+		}
+	}
+	c := &Client{BaseURL: srv.URL, Token: "wrong"}
+	if _, err := c.Stats(); err == nil || !strings.Contains(err.Error(), "admin token") {
+		t.Errorf("client with a wrong token: %v", err)
+	}
+}
+
+// The Client over HTTP and Local on the log give the same answers.
+func TestClientAndLocalAgree(t *testing.T) {
+	l, dir, srv, token := fixture(t)
+	services := map[string]Service{
+		"local":  &Local{Log: l, Audit: NewAudit(dir), Via: "cli"},
+		"client": &Client{BaseURL: srv.URL, Token: token},
+	}
+	for name, svc := range services {
+		t.Run(name, func(t *testing.T) {
+			st, err := svc.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.States["retrying"] != 1 || st.States["dead"] != 1 || st.Conflicts != 1 || st.OldestPending == nil {
+				t.Errorf("stats = %+v", st)
+			}
+			dead, _, err := svc.List("dead", 0, 10)
+			if err != nil || len(dead) != 1 || dead[0].ID != 2 || dead[0].Reason != "REQUIRED_FIELD_MISSING" {
+				t.Errorf("list dead = %+v, %v", dead, err)
+			}
+			all, _, _ := svc.List("all", 0, 10)
+			if len(all) != 2 {
+				t.Errorf("list all = %d records", len(all))
+			}
+			_, confs, err := svc.List("conflict", 0, 10)
+			if err != nil || len(confs) != 1 || confs[0].RecordID != 1 {
+				t.Errorf("list conflict = %+v, %v", confs, err)
+			}
+			if _, _, err := svc.List("bogus", 0, 10); err == nil {
+				t.Error("an unknown state must be an error")
+			}
+			r, err := svc.Show(1, false)
+			if err != nil || r.Payload != "" || r.PayloadBytes != len("PID|1||ZZSECRETNAME") || r.Ack != "MSA|AA|1" {
+				t.Errorf("show = %+v, %v", r, err)
+			}
+			if _, err := svc.Show(99, false); !errors.Is(err, checkpoint.ErrNotFound) {
+				t.Errorf("show 99: %v, want ErrNotFound", err)
+			}
+			if err := svc.Retry(1); !errors.Is(err, checkpoint.ErrTransition) {
+				t.Errorf("retry of a retrying record: %v, want ErrTransition", err)
+			}
+		})
+	}
+}
+
+// A reveal writes its audit line first; the audit line names the record
+// and the channel, never the payload.
+func TestRevealIsAudited(t *testing.T) {
+	_, dir, srv, token := fixture(t)
+	c := &Client{BaseURL: srv.URL, Token: token}
+	r, err := c.Show(1, true)
+	if err != nil || r.Payload != "PID|1||ZZSECRETNAME" {
+		t.Fatalf("reveal = %+v, %v", r, err)
+	}
+	cv, err := c.ShowConflict(1, true)
+	if err != nil || cv.Payload != "PID|1||ZZCHANGED" {
+		t.Fatalf("reveal conflict = %+v, %v", cv, err)
+	}
+	if cv, _ := c.ShowConflict(1, false); cv.Payload != "" {
+		t.Error("conflict payload shown without --reveal")
+	}
+	audit, err := os.ReadFile(filepath.Join(dir, AuditFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(audit)), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"object":"record 1"`) || !strings.Contains(lines[0], `"via":"api"`) ||
+		!strings.Contains(lines[1], `"object":"conflict 1"`) {
+		t.Errorf("audit log:\n%s", audit)
+	}
+	if strings.Contains(string(audit), "ZZSECRETNAME") || strings.Contains(string(audit), "ZZCHANGED") {
+		t.Error("the audit log holds payload text")
+	}
+	// Without an audit log there is no reveal.
+	l2 := &Local{Log: nil}
+	if _, err := l2.Show(1, true); err == nil {
+		t.Error("reveal without an audit log must be refused")
+	}
+}
+
+func TestRetryDead(t *testing.T) {
+	l, _, srv, token := fixture(t)
+	c := &Client{BaseURL: srv.URL, Token: token}
+	n, err := c.RetryAllDead()
+	if err != nil || n != 1 {
+		t.Fatalf("retry-dead = %d, %v", n, err)
+	}
+	if r, _ := l.Get(2); r.State != checkpoint.Received {
+		t.Errorf("record 2 is %s after retry", r.State)
+	}
+	if err := c.Retry(2); !errors.Is(err, checkpoint.ErrTransition) {
+		t.Errorf("retry of a live record: %v", err)
+	}
+}
