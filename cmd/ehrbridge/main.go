@@ -29,6 +29,7 @@ func commands() []command {
 		{"hl7", "inspect HL7 v2 files: ehrbridge hl7 show FILE | hl7 get FILE PATH...", cmdHL7},
 		{"send", "send HL7 v2 files over MLLP: ehrbridge send --to HOST:PORT FILE...", cmdSend},
 		{"log", "inspect and act on the checkpoint log: ehrbridge log stats|list|show|retry|compact|check", cmdLog},
+		{"bench", "measure durable ingest: ehrbridge bench ingest [--duration 5s]", cmdBench},
 		{"version", "print the version", cmdVersion},
 	}
 }

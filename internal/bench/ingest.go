@@ -1,0 +1,663 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+)
+
+// Defaults for IngestOptions.
+const (
+	// DefaultDuration is how long each phase runs.
+	DefaultDuration = 5 * time.Second
+	// DefaultConns is the width of the concurrent phases.
+	DefaultConns = 64
+)
+
+// The goals the ratios are measured against.
+const (
+	// GoalOneConn is the least ingest 1 conn ÷ bbolt 1 Update/record.
+	GoalOneConn = 0.6
+	// GoalManyConns is the least ingest N conn ÷ bbolt N-way group commit.
+	GoalManyConns = 0.5
+	// GoalHalfLoadP99 is the most ACK p99 at half load ÷ bbolt commit p99.
+	GoalHalfLoadP99 = 3.0
+)
+
+// IngestOptions configure Ingest. Zero values select the defaults.
+type IngestOptions struct {
+	// Duration is how long each phase runs; default DefaultDuration.
+	Duration time.Duration
+	// Dir is the directory under which the phases' data directories are
+	// made (and removed again); default the system temp directory. All
+	// phases use it, so that they all measure the same filesystem.
+	Dir string
+	// Conns is the number of connections of the concurrent phases, and of
+	// writers in the group-commit baseline; default DefaultConns.
+	Conns int
+}
+
+// Phase is the outcome of one phase.
+type Phase struct {
+	// Name is the phase's label in the printed table.
+	Name string
+	// Count is the records committed or the messages acknowledged AA.
+	Count int
+	// Elapsed runs from the phase's start to its last answer.
+	Elapsed time.Duration
+	// Rate is Count per second of Elapsed.
+	Rate float64
+	// P50 and P99 are the commit latency (bbolt phases) or the ACK
+	// latency, frame sent to AA read (ingest phases).
+	P50, P99 time.Duration
+	// Offered is the paced phase's target rate per second; 0 elsewhere.
+	Offered float64
+}
+
+// Ratio is one goal as measured.
+type Ratio struct {
+	// Name is the ratio's label in the printed report.
+	Name string
+	// Value is the measured ratio.
+	Value float64
+	// Goal is the bound the ratio is held to.
+	Goal float64
+	// AtMost is true when Goal is a maximum, false when it is a minimum.
+	AtMost bool
+	// Pass reports whether Value meets Goal.
+	Pass bool
+}
+
+// IngestReport holds every figure Ingest printed.
+type IngestReport struct {
+	// Duration is each phase's length, Conns the concurrent phases' width
+	// and PayloadBytes the size of a test message (and of the bbolt
+	// baselines' values).
+	Duration     time.Duration
+	Conns        int
+	PayloadBytes int
+	// Bolt1 is raw bbolt with one Update per record; BoltGroup the same
+	// with Conns writers sharing commits.
+	Bolt1, BoltGroup Phase
+	// Ingest1 is MLLP ingest over one connection, IngestMany over Conns
+	// connections, HalfLoad over Conns connections paced to half of
+	// IngestMany's rate.
+	Ingest1, IngestMany, HalfLoad Phase
+	// OneConn is Ingest1.Rate ÷ Bolt1.Rate, ManyConns IngestMany.Rate ÷
+	// BoltGroup.Rate, HalfLoadP99 HalfLoad.P99 ÷ Bolt1.P99.
+	OneConn, ManyConns, HalfLoadP99 Ratio
+}
+
+// Pass reports whether every goal was met.
+func (r IngestReport) Pass() bool {
+	return r.OneConn.Pass && r.ManyConns.Pass && r.HalfLoadP99.Pass
+}
+
+// Ingest measures durable ingest and its bbolt baselines, one phase after
+// the other for opts.Duration each, prints a table of the figures and the
+// goals' ratios to w, and returns them. Every phase uses a fresh data
+// directory, removed before Ingest returns; every server, connection and
+// goroutine it started has stopped by then. A cancelled ctx ends the run
+// with ctx's error.
+func Ingest(ctx context.Context, opts IngestOptions, w io.Writer) (IngestReport, error) {
+	if opts.Duration <= 0 {
+		opts.Duration = DefaultDuration
+	}
+	if opts.Conns <= 0 {
+		opts.Conns = DefaultConns
+	}
+	root, err := os.MkdirTemp(opts.Dir, "ehrbridge-bench-")
+	if err != nil {
+		return IngestReport{}, fmt.Errorf("bench: data directory: %w", err)
+	}
+	defer os.RemoveAll(root)
+
+	gen := newMsgGen("P")
+	payload := gen.next()
+	rep := IngestReport{Duration: opts.Duration, Conns: opts.Conns, PayloadBytes: len(payload)}
+	n := opts.Conns
+	phases := []struct {
+		dst  *Phase
+		name string
+		run  func(ctx context.Context, dir string) (Phase, error)
+	}{
+		{&rep.Bolt1, "bbolt 1 Update/record", func(ctx context.Context, dir string) (Phase, error) {
+			return boltOneUpdate(ctx, dir, payload, opts.Duration)
+		}},
+		{&rep.BoltGroup, fmt.Sprintf("bbolt %d-way group commit", n), func(ctx context.Context, dir string) (Phase, error) {
+			return boltGroupCommit(ctx, dir, payload, n, opts.Duration)
+		}},
+		{&rep.Ingest1, "ingest 1 conn", func(ctx context.Context, dir string) (Phase, error) {
+			return ingestPhase(ctx, dir, newMsgGen("S"), 1, opts.Duration, 0)
+		}},
+		{&rep.IngestMany, fmt.Sprintf("ingest %d conn", n), func(ctx context.Context, dir string) (Phase, error) {
+			return ingestPhase(ctx, dir, newMsgGen("M"), n, opts.Duration, 0)
+		}},
+		{&rep.HalfLoad, fmt.Sprintf("ingest %d conn, half load", n), func(ctx context.Context, dir string) (Phase, error) {
+			return ingestPhase(ctx, dir, newMsgGen("H"), n, opts.Duration, rep.IngestMany.Rate/2)
+		}},
+	}
+	for _, p := range phases {
+		dir, err := os.MkdirTemp(root, "phase-")
+		if err != nil {
+			return rep, fmt.Errorf("bench: data directory: %w", err)
+		}
+		res, err := p.run(ctx, dir)
+		_ = os.RemoveAll(dir)
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			return rep, fmt.Errorf("bench: %s: %w", p.name, err)
+		}
+		res.Name = p.name
+		*p.dst = res
+	}
+
+	rep.OneConn = atLeast(fmt.Sprintf("%s ÷ %s", rep.Ingest1.Name, rep.Bolt1.Name), rep.Ingest1.Rate, rep.Bolt1.Rate, GoalOneConn)
+	rep.ManyConns = atLeast(fmt.Sprintf("%s ÷ %s", rep.IngestMany.Name, rep.BoltGroup.Name), rep.IngestMany.Rate, rep.BoltGroup.Rate, GoalManyConns)
+	rep.HalfLoadP99 = Ratio{Name: "ACK p99 at half load ÷ bbolt commit p99", Goal: GoalHalfLoadP99, AtMost: true}
+	if rep.Bolt1.P99 > 0 {
+		rep.HalfLoadP99.Value = float64(rep.HalfLoad.P99) / float64(rep.Bolt1.P99)
+		rep.HalfLoadP99.Pass = rep.HalfLoadP99.Value <= GoalHalfLoadP99
+	}
+	return rep, printReport(w, rep, root)
+}
+
+func atLeast(name string, num, den, goal float64) Ratio {
+	r := Ratio{Name: name, Goal: goal}
+	if den > 0 {
+		r.Value = num / den
+		r.Pass = r.Value >= goal
+	}
+	return r
+}
+
+func printReport(w io.Writer, r IngestReport, root string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ehrbridge ingest benchmark: %s per phase, ADT^A01 messages of ~%d bytes, data under %s\n\n",
+		r.Duration, r.PayloadBytes, filepath.Dir(root))
+	phases := []Phase{r.Bolt1, r.BoltGroup, r.Ingest1, r.IngestMany, r.HalfLoad}
+	width := len("phase")
+	for _, p := range phases {
+		width = max(width, len(p.Name))
+	}
+	fmt.Fprintf(&b, "%-*s  %8s  %8s  %8s  %8s\n", width, "phase", "count", "rate/s", "p50 ms", "p99 ms")
+	for _, p := range phases {
+		fmt.Fprintf(&b, "%-*s  %8d  %8.0f  %8s  %8s\n", width, p.Name, p.Count, p.Rate, ms(p.P50), ms(p.P99))
+	}
+	fmt.Fprintf(&b, "(half load: %.0f msg/s offered, half the %d-connection rate)\n\n", r.HalfLoad.Offered, r.Conns)
+	pad := len(r.IngestMany.Name) + 1
+	fmt.Fprintf(&b, "%-*s %.0f msg/s ÷ %s %.0f rec/s = %.2f (goal ≥ %g) %s\n", pad, r.Ingest1.Name+":",
+		r.Ingest1.Rate, r.Bolt1.Name, r.Bolt1.Rate, r.OneConn.Value, r.OneConn.Goal, verdict(r.OneConn.Pass))
+	fmt.Fprintf(&b, "%-*s %.0f msg/s ÷ %s %.0f rec/s = %.2f (goal ≥ %g) %s\n", pad, r.IngestMany.Name+":",
+		r.IngestMany.Rate, r.BoltGroup.Name, r.BoltGroup.Rate, r.ManyConns.Value, r.ManyConns.Goal, verdict(r.ManyConns.Pass))
+	fmt.Fprintf(&b, "ACK p99 at half load: %s ms ÷ bbolt commit p99 %s ms = %.2f (goal ≤ %g) %s\n",
+		ms(r.HalfLoad.P99), ms(r.Bolt1.P99), r.HalfLoadP99.Value, r.HalfLoadP99.Goal, verdict(r.HalfLoadP99.Pass))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond))
+}
+
+// percentile returns the nearest-rank p-quantile (0 < p ≤ 1) of sorted.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func summarise(lat []time.Duration, elapsed time.Duration) Phase {
+	slices.Sort(lat)
+	p := Phase{Count: len(lat), Elapsed: elapsed, P50: percentile(lat, 0.50), P99: percentile(lat, 0.99)}
+	if elapsed > 0 {
+		p.Rate = float64(len(lat)) / elapsed.Seconds()
+	}
+	return p
+}
+
+var benchBucket = []byte("bench")
+
+// openBolt opens a bbolt file with the options checkpoint uses.
+func openBolt(dir string) (*bolt.DB, error) {
+	db, err := bolt.Open(filepath.Join(dir, "baseline.db"), 0o600, &bolt.Options{
+		Timeout:        time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(benchBucket)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func seqKey(n uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, n)
+}
+
+// putOne is one durable record in its own transaction.
+func putOne(db *bolt.DB, seq uint64, payload []byte) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(benchBucket).Put(seqKey(seq), payload)
+	})
+}
+
+// boltOneUpdate is raw bbolt, one goroutine, one Update per record.
+func boltOneUpdate(ctx context.Context, dir string, payload []byte, d time.Duration) (Phase, error) {
+	db, err := openBolt(dir)
+	if err != nil {
+		return Phase{}, err
+	}
+	defer db.Close()
+	lat := make([]time.Duration, 0, 1<<12)
+	start := time.Now()
+	deadline := start.Add(d)
+	for seq := uint64(1); ctx.Err() == nil; seq++ {
+		t0 := time.Now()
+		if !t0.Before(deadline) {
+			break
+		}
+		if err := putOne(db, seq, payload); err != nil {
+			return Phase{}, err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	return summarise(lat, time.Since(start)), db.Close()
+}
+
+type boltOp struct {
+	payload []byte
+	err     error
+	done    chan struct{}
+}
+
+// boltGroupCommit is raw bbolt with n writers sharing commits: a single
+// committer goroutine takes whatever is queued (up to 1024, as checkpoint
+// does), writes it in one Update and answers every writer.
+func boltGroupCommit(ctx context.Context, dir string, payload []byte, n int, d time.Duration) (Phase, error) {
+	db, err := openBolt(dir)
+	if err != nil {
+		return Phase{}, err
+	}
+	defer db.Close()
+	const maxBatch = 1024
+	queue := make(chan *boltOp, 4096)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		var seq uint64
+		batch := make([]*boltOp, 0, maxBatch)
+		for op := range queue {
+			batch = append(batch[:0], op)
+		fill:
+			for len(batch) < maxBatch {
+				select {
+				case op, ok := <-queue:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, op)
+				default:
+					break fill
+				}
+			}
+			err := db.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket(benchBucket)
+				for _, op := range batch {
+					seq++
+					if err := b.Put(seqKey(seq), op.payload); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			for _, op := range batch {
+				op.err = err
+				close(op.done)
+			}
+		}
+	}()
+	lats := make([][]time.Duration, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for i := range n {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 1<<10)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if !t0.Before(deadline) {
+					break
+				}
+				op := &boltOp{payload: payload, done: make(chan struct{})}
+				queue <- op
+				<-op.done
+				if op.err != nil {
+					errs[i] = op.err
+					break
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			lats[i] = lat
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(queue)
+	<-committed
+	if err := errors.Join(errs...); err != nil {
+		return Phase{}, err
+	}
+	return summarise(slices.Concat(lats...), elapsed), db.Close()
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+// rig is the ingest path under test: checkpoint log, MLLPSource and an MLLP
+// server on a loopback port.
+type rig struct {
+	log    *checkpoint.Log
+	src    *ehr.MLLPSource
+	srv    *mllp.Server
+	addr   string
+	served chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func startRig(dir string, conns int) (*rig, error) {
+	log, err := checkpoint.Open(filepath.Join(dir, checkpoint.FileName), checkpoint.Options{Logger: discard})
+	if err != nil {
+		return nil, err
+	}
+	src := &ehr.MLLPSource{Name: "bench", Log: log, Logger: discard}
+	srv := &mllp.Server{Handler: src, Logger: discard, MaxConnections: max(256, 2*conns)}
+	l, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		log.Close()
+		return nil, err
+	}
+	r := &rig{log: log, src: src, srv: srv, addr: l.Addr().String(), served: make(chan struct{})}
+	go func() {
+		defer close(r.served)
+		_ = srv.Serve(l)
+	}()
+	return r, nil
+}
+
+// close stops the server, waiting for its connections, then the log.
+func (r *rig) close() error {
+	r.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := r.srv.Shutdown(ctx)
+		<-r.served
+		r.closeErr = errors.Join(err, r.log.Close())
+	})
+	return r.closeErr
+}
+
+// client is one sender's connection to the rig.
+func (r *rig) client() *mllp.Client {
+	return &mllp.Client{Addr: r.addr, Logger: discard, AckTimeout: 30 * time.Second}
+}
+
+// send sends one message and insists on its AA.
+func send(ctx context.Context, c *mllp.Client, msg []byte) error {
+	resp, err := c.Send(ctx, msg)
+	if err != nil {
+		return err
+	}
+	if resp.Code != hl7.AA {
+		return fmt.Errorf("answered %s %q, want AA", resp.Code, resp.Text)
+	}
+	return nil
+}
+
+// ingestPhase sends messages over conns connections for d. With rate > 0
+// the connections together offer rate messages per second, each on its
+// own Poisson schedule; otherwise each sends its next message as soon as
+// the last one is acknowledged. Every connection first sends one message
+// outside the measurement, to connect. Afterwards the log must hold
+// exactly the messages acknowledged.
+func ingestPhase(ctx context.Context, dir string, gen *msgGen, conns int, d time.Duration, rate float64) (Phase, error) {
+	r, err := startRig(dir, conns)
+	if err != nil {
+		return Phase{}, err
+	}
+	defer r.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	begin := make(chan struct{})
+	var ready, done sync.WaitGroup
+	var start time.Time
+	lats := make([][]time.Duration, conns)
+	errs := make([]error, conns)
+	var sent atomic.Int64
+	for i := range conns {
+		ready.Add(1)
+		done.Go(func() {
+			c := r.client()
+			defer c.Close()
+			// A connection that cannot be made should fail the run, not
+			// leave the client retrying until ctx ends.
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			err := send(wctx, c, gen.next())
+			wcancel()
+			ready.Done()
+			if err != nil {
+				errs[i] = fmt.Errorf("connecting: %w", err)
+				cancel()
+				return
+			}
+			sent.Add(1)
+			<-begin
+			var rng *rand.Rand
+			var gap float64 // mean seconds between this connection's messages
+			next := start
+			if rate > 0 {
+				rng = rand.New(rand.NewPCG(uint64(i), 0x5eed))
+				gap = float64(conns) / rate
+				next = start.Add(time.Duration(rng.Float64() * gap * float64(time.Second)))
+			}
+			deadline := start.Add(d)
+			lat := make([]time.Duration, 0, 1<<10)
+			defer func() { lats[i] = lat }()
+			for ctx.Err() == nil {
+				if rate > 0 {
+					if !next.Before(deadline) {
+						return
+					}
+					if wait := time.Until(next); wait > 0 {
+						sleep(ctx, wait)
+					}
+					next = next.Add(time.Duration(rng.ExpFloat64() * gap * float64(time.Second)))
+				}
+				msg := gen.next()
+				t0 := time.Now()
+				if !t0.Before(deadline) {
+					return
+				}
+				if err := send(ctx, c, msg); err != nil {
+					if ctx.Err() == nil {
+						errs[i] = err
+						cancel()
+					}
+					return
+				}
+				lat = append(lat, time.Since(t0))
+				sent.Add(1)
+				if rate > 0 && next.Before(time.Now()) {
+					// Behind schedule: carry on from now rather than
+					// sending a burst to catch up.
+					next = time.Now()
+				}
+			}
+		})
+	}
+	ready.Wait()
+	start = time.Now()
+	close(begin)
+	done.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return Phase{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Phase{}, err
+	}
+	p := summarise(slices.Concat(lats...), elapsed)
+	p.Offered = rate
+	// Every AA must stand for a record in the log, and nothing else may be.
+	st, err := r.log.Stats()
+	if err != nil {
+		return Phase{}, err
+	}
+	if got, want := st.States[checkpoint.Received], sent.Load(); got != want {
+		return Phase{}, fmt.Errorf("log holds %d records, %d messages were acknowledged", got, want)
+	}
+	if n := r.src.Duplicates.Load() + r.src.Conflicts.Load() + r.src.Rejected.Load() + r.src.Errored.Load(); n != 0 {
+		return Phase{}, fmt.Errorf("%d messages were not accepted as new", n)
+	}
+	return p, r.close()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// msgGen makes distinct ADT^A01 messages: a unique control id each, and
+// patients spread over many identifiers. Messages are cut from a pool of
+// prepared variants with the control id and the MRN patched in, so that
+// making one costs the senders next to nothing: on a small machine they
+// share the CPUs with the receiver under test.
+type msgGen struct {
+	pool []msgTemplate
+	n    atomic.Uint64
+}
+
+type msgTemplate struct {
+	b        []byte
+	ctrl, id int // offsets of the control id's and the MRN's digits
+}
+
+const (
+	patients   = 50000
+	variants   = 256
+	ctrlDigits = 9
+	mrnDigits  = 7
+)
+
+var (
+	surnames = []string{"SMITH", "JOHNSON", "WILLIAMS", "BROWN", "JONES", "GARCIA", "MILLER", "DAVIS", "MARTINEZ", "HERNANDEZ", "LOPEZ", "WILSON", "ANDERSON", "TAYLOR", "MOORE", "JACKSON"}
+	given    = []string{"JAMES", "MARY", "ROBERT", "PATRICIA", "JOHN", "JENNIFER", "MICHAEL", "LINDA", "DAVID", "ELIZABETH", "WILLIAM", "BARBARA", "RICHARD", "SUSAN"}
+	streets  = []string{"MAIN ST", "OAK AVE", "PINE RD", "MAPLE DR", "CEDAR LN", "ELM ST", "LAKE VIEW BLVD", "HILLCREST CT"}
+	wards    = []string{"4WEST", "5EAST", "ICU", "CARDIO", "3NORTH", "MATERNITY"}
+)
+
+// newMsgGen prepares the variants; prefix starts every control id.
+func newMsgGen(prefix string) *msgGen {
+	ts := time.Now().Format("20060102150405")
+	g := &msgGen{pool: make([]msgTemplate, variants)}
+	ctrl, mrn := strings.Repeat("#", ctrlDigits), strings.Repeat("@", mrnDigits)
+	for k := range g.pool {
+		raw := adtA01(uint64(k), prefix+ctrl, "MRN"+mrn, ts)
+		t := msgTemplate{b: []byte(raw), ctrl: strings.Index(raw, ctrl), id: strings.Index(raw, mrn)}
+		g.pool[k] = t
+	}
+	return g
+}
+
+// next returns a new message, about 1.8 KB: variant i mod 256, control id
+// prefix+i, and one of 50,000 MRNs, visited in a scattered order.
+func (g *msgGen) next() []byte {
+	i := g.n.Add(1)
+	t := &g.pool[i%variants]
+	b := append([]byte(nil), t.b...)
+	putDigits(b[t.ctrl:t.ctrl+ctrlDigits], i)
+	putDigits(b[t.id:t.id+mrnDigits], (i*2654435761)%patients)
+	return b
+}
+
+// putDigits writes n in decimal, zero-padded, over dst.
+func putDigits(dst []byte, n uint64) {
+	for j := len(dst) - 1; j >= 0; j-- {
+		dst[j] = byte('0' + n%10)
+		n /= 10
+	}
+}
+
+// adtA01 is one admission with the usual segments of a real feed.
+func adtA01(k uint64, ctrl, mrn, ts string) string {
+	sur, giv := surnames[k%uint64(len(surnames))], given[(k/16)%uint64(len(given))]
+	sex := "FM"[k%2 : k%2+1]
+	dob := fmt.Sprintf("19%02d%02d%02d", 30+k%70, 1+k%12, 1+k%28)
+	addr := fmt.Sprintf("%d %s^APT %d^SPRINGFIELD^IL^627%02d^USA^H", 10+k*37%9000, streets[k%uint64(len(streets))], 1+k%40, k%100)
+	phone := fmt.Sprintf("^PRN^PH^^1^217^555%04d", k*7919%10000)
+	ward := wards[k%uint64(len(wards))]
+	var b strings.Builder
+	fmt.Fprintf(&b, "MSH|^~\\&|EPIC|GENHOSP|EHRBRIDGE|CRM|%s||ADT^A01^ADT_A01|%s|P|2.5.1\r", ts, ctrl)
+	fmt.Fprintf(&b, "EVN|A01|%s|||U0042^NURSE^ANNA^^^^^^GENHOSP|%s\r", ts, ts)
+	fmt.Fprintf(&b, "PID|1||%s^^^GENHOSP^MR~%03d-%02d-%04d^^^SSA^SS||%s^%s^%c^^^^L||%s|%s|||%s||%s~^NET^Internet^%s.%s@example.org|^WPN^PH^^1^217^5550999|EN|M|CHR|ACCT%07d^^^GENHOSP^AN|||N||||||N\r",
+		mrn, k%1000, k%100, k*7%10000, sur, giv, 'A'+rune(k%26), dob, sex, addr, phone, strings.ToLower(giv), strings.ToLower(sur), k*104729%10000000)
+	b.WriteString("PD1|||GENERAL HOSPITAL^^10001|1234567890^PRIMARY^PAT^^^DR^MD^^^^^^NPI\r")
+	fmt.Fprintf(&b, "NK1|1|%s^SPOUSE^^^^^L|SPO^Spouse^HL70063|%s|%s||EC^Emergency Contact^HL70131\r", sur, addr, phone)
+	fmt.Fprintf(&b, "PV1|1|I|%s^%d^B^GENHOSP^^^^%s|E|||1234567890^ATTENDING^ALAN^^^DR^MD^^^^^^NPI|2345678901^REFERRING^RUTH^^^DR^MD^^^^^^NPI||MED||||7|||1234567890^ATTENDING^ALAN^^^DR^MD^^^^^^NPI|IN|VN%08d^^^GENHOSP^VN|||||||||||||||||||||||||%s\r",
+		ward, 100+k%400, ward, k*15485863%100000000, ts)
+	b.WriteString("PV2|||^CHEST PAIN, UNSPECIFIED||||||20260105|3|||||||||||N\r")
+	b.WriteString("AL1|1|DA|70618^PENICILLIN^RXNORM|SV|HIVES\r")
+	b.WriteString("AL1|2|FA|256349002^PEANUT^SCT|MO|ANAPHYLAXIS\r")
+	fmt.Fprintf(&b, "DG1|1||R07.9^Chest pain, unspecified^I10||%s|A\r", ts)
+	fmt.Fprintf(&b, "OBX|1|NM|8867-4^Heart rate^LN||%d|/min^beats per minute^UCUM|60-100|N|||F|||%s\r", 55+k%60, ts)
+	fmt.Fprintf(&b, "OBX|2|NM|8480-6^Systolic blood pressure^LN||%d|mm[Hg]^mmHg^UCUM|90-140|N|||F|||%s\r", 95+k%70, ts)
+	fmt.Fprintf(&b, "OBX|3|NM|29463-7^Body weight^LN||%d.%d|kg^kilogram^UCUM||N|||F|||%s\r", 45+k%80, k%10, ts)
+	fmt.Fprintf(&b, "GT1|1||%s^%s^^^^^L||%s|%s||%s|%s||SEL^Self^HL70063\r", sur, giv, addr, phone, dob, sex)
+	fmt.Fprintf(&b, "IN1|1|BCBS01^Blue Cross PPO^99|54321^^^PAYER^NIIP|BLUE CROSS BLUE SHIELD IL|PO BOX 1364^^CHICAGO^IL^60690^USA||^WPN^PH^^1^800^5551234|GRP%04d|ACME CORP||||||||%s^%s^^^^^L|SEL^Self^HL70063|%s|%s|||1||||||||||||||XYZ%09d\r",
+		k*31%5000, sur, giv, dob, addr, k*1299709%1000000000)
+	return b.String()
+}
