@@ -19,6 +19,9 @@ func (l *Log) Claim(limit int) ([]*Record, error) {
 	now := l.opts.Now()
 	err := l.update(func(tx *bolt.Tx) error {
 		out = out[:0]
+		if err := indexLanes(tx, indexBatch); err != nil {
+			return err
+		}
 		ready := tx.Bucket(bReady)
 		var claimed [][]byte
 		c := ready.Cursor()
@@ -62,6 +65,47 @@ func (l *Log) Claim(limit int) ([]*Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// indexBatch bounds how many new records one Claim puts in their lanes, so
+// that a large backlog is indexed over several short transactions.
+const indexBatch = 4096
+
+// indexLanes puts records appended since the last call into their lanes,
+// in id order (so each lane keeps arrival order), and makes a record
+// claimable when its lane had nothing pending. It returns once the cursor
+// has caught up or max records were indexed.
+func indexLanes(tx *bolt.Tx, max int) error {
+	meta := tx.Bucket(bMeta)
+	var cursor uint64
+	if v := meta.Get(metaLaneCursor); len(v) == 8 {
+		cursor = btoi(v)
+	}
+	c := tx.Bucket(bPending).Cursor()
+	last := cursor
+	n := 0
+	for k, _ := c.Seek(itob(cursor + 1)); k != nil && n < max; k, _ = c.Next() {
+		id := btoi(k)
+		r, _, err := getRecord(tx, id)
+		if err != nil {
+			return err
+		}
+		head := laneHead(tx, r.Lane) == 0
+		if err := tx.Bucket(bLanes).Put(laneKey(r.Lane, id), nil); err != nil {
+			return err
+		}
+		if head && (r.State == Received || r.State == Retrying) {
+			if err := tx.Bucket(bReady).Put(timeKey(r.ReadyAt, id), nil); err != nil {
+				return err
+			}
+		}
+		last = id
+		n++
+	}
+	if last == cursor {
+		return nil
+	}
+	return meta.Put(metaLaneCursor, itob(last))
 }
 
 // MarkDone records that an in-progress record was applied, with the ids it

@@ -80,7 +80,7 @@ var (
 	bRecords   = []byte("records")   // id → record
 	bKeys      = []byte("keys")      // record key → id
 	bPending   = []byte("pending")   // id → ∅: received, in progress, retrying
-	bLanes     = []byte("lanes")     // lane hash | id → ∅, for pending records
+	bLanes     = []byte("lanes")     // lane hash | id → ∅, for pending records up to the lane cursor
 	bReady     = []byte("ready")     // readyAt | id → ∅: the claimable head of each lane
 	bInflight  = []byte("inflight")  // id → ∅: in progress
 	bDone      = []byte("done")      // doneAt | id → ∅
@@ -91,6 +91,7 @@ var (
 	metaSchema      = []byte("schema")
 	metaSalt        = []byte("lane_salt")
 	metaSweepCursor = []byte("sweep_payload_cursor")
+	metaLaneCursor  = []byte("lane_cursor") // last record id put in its lane
 )
 
 const schemaVersion = 1

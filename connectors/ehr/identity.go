@@ -2,6 +2,7 @@ package ehr
 
 import (
 	"crypto/sha256"
+	"sync"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
 )
@@ -17,37 +18,51 @@ func RecordKey(source string, h hl7.Header) string {
 // or repetition in a path widens to its field). It is what tells a
 // retransmit from a reused control id.
 func ContentHash(m *hl7.Message, ignore []hl7.Path) [32]byte {
-	h := sha256.New()
-	seen := map[string]int{}
-	sep := []byte{m.Delimiters().Field}
+	// One pooled buffer hashed once: sha256 has no WriteString, and
+	// streaming fields into it would copy each one (this runs per message,
+	// on the path the sender waits on).
+	bp := hashBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	sep := m.Delimiters().Field
+	var seen []segCount // occurrences matter only for segments in ignore
 	for _, seg := range m.Segments() {
 		id := seg.Name()
-		seen[id]++
-		h.Write([]byte(id))
+		occurrence := 0
+		if len(ignore) > 0 {
+			seen, occurrence = countSegment(seen, id)
+		}
+		buf = append(buf, id...)
 		for f := 1; f <= seg.NumFields(); f++ {
-			h.Write(sep)
-			if !ignored(ignore, id, seen[id], f) {
-				h.Write([]byte(seg.Field(f)))
+			buf = append(buf, sep)
+			if len(ignore) == 0 || !ignored(ignore, id, occurrence, f) {
+				buf = append(buf, seg.Field(f)...)
 			}
 		}
-		h.Write([]byte{'\r'})
+		buf = append(buf, '\r')
 	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
+	sum := sha256.Sum256(buf)
+	if cap(buf) <= 1<<20 {
+		*bp = buf
+		hashBufs.Put(bp)
+	}
 	return sum
 }
 
-func ignored(ignore []hl7.Path, id string, occurrence, field int) bool {
-	for _, p := range ignore {
-		rep := p.SegmentRep
-		if rep < 1 {
-			rep = 1
-		}
-		if p.Segment == id && p.Field == field && (p.SegmentRep == 0 || rep == occurrence) {
-			return true
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+type segCount struct {
+	id string
+	n  int
+}
+
+func countSegment(seen []segCount, id string) ([]segCount, int) {
+	for i := range seen {
+		if seen[i].id == id {
+			seen[i].n++
+			return seen, seen[i].n
 		}
 	}
-	return false
+	return append(seen, segCount{id, 1}), 1
 }
 
 // LaneKey is the patient identity that orders a message's processing: the
@@ -60,4 +75,13 @@ func LaneKey(m *hl7.Message) string {
 		return ""
 	}
 	return id + "^" + m.Get(hl7.Path{Segment: "PID", Field: 3, Rep: 1, Component: 4, Subcomponent: 1}).String()
+}
+
+func ignored(ignore []hl7.Path, id string, occurrence, field int) bool {
+	for _, p := range ignore {
+		if p.Segment == id && p.Field == field && (p.SegmentRep == 0 || p.SegmentRep == occurrence) {
+			return true
+		}
+	}
+	return false
 }

@@ -71,6 +71,15 @@ type Phase struct {
 	P50, P99 time.Duration
 	// Offered is the paced phase's target rate per second; 0 elsewhere.
 	Offered float64
+
+	lat []time.Duration // raw latencies, kept to merge slices
+}
+
+// merge adds another slice of the same phase.
+func (p Phase) merge(q Phase) Phase {
+	out := summarise(append(append([]time.Duration(nil), p.lat...), q.lat...), p.Elapsed+q.Elapsed)
+	out.Name, out.Offered = p.Name, p.Offered
+	return out
 }
 
 // Ratio is one goal as measured.
@@ -112,8 +121,8 @@ func (r IngestReport) Pass() bool {
 	return r.OneConn.Pass && r.ManyConns.Pass && r.HalfLoadP99.Pass
 }
 
-// Ingest measures durable ingest and its bbolt baselines, one phase after
-// the other for opts.Duration each, prints a table of the figures and the
+// Ingest measures durable ingest and its bbolt baselines for opts.Duration
+// each (each ratio's two phases interleaved in slices), prints a table of the figures and the
 // goals' ratios to w, and returns them. Every phase uses a fresh data
 // directory, removed before Ingest returns; every server, connection and
 // goroutine it started has stopped by then. A cancelled ctx ends the run
@@ -135,43 +144,78 @@ func Ingest(ctx context.Context, opts IngestOptions, w io.Writer) (IngestReport,
 	payload := gen.next()
 	rep := IngestReport{Duration: opts.Duration, Conns: opts.Conns, PayloadBytes: len(payload)}
 	n := opts.Conns
-	phases := []struct {
-		dst  *Phase
-		name string
-		run  func(ctx context.Context, dir string) (Phase, error)
-	}{
-		{&rep.Bolt1, "bbolt 1 Update/record", func(ctx context.Context, dir string) (Phase, error) {
-			return boltOneUpdate(ctx, dir, payload, opts.Duration)
-		}},
-		{&rep.BoltGroup, fmt.Sprintf("bbolt %d-way group commit", n), func(ctx context.Context, dir string) (Phase, error) {
-			return boltGroupCommit(ctx, dir, payload, n, opts.Duration)
-		}},
-		{&rep.Ingest1, "ingest 1 conn", func(ctx context.Context, dir string) (Phase, error) {
-			return ingestPhase(ctx, dir, newMsgGen("S"), 1, opts.Duration, 0)
-		}},
-		{&rep.IngestMany, fmt.Sprintf("ingest %d conn", n), func(ctx context.Context, dir string) (Phase, error) {
-			return ingestPhase(ctx, dir, newMsgGen("M"), n, opts.Duration, 0)
-		}},
-		{&rep.HalfLoad, fmt.Sprintf("ingest %d conn, half load", n), func(ctx context.Context, dir string) (Phase, error) {
-			return ingestPhase(ctx, dir, newMsgGen("H"), n, opts.Duration, rep.IngestMany.Rate/2)
-		}},
-	}
-	for _, p := range phases {
+	type phaseFn func(ctx context.Context, dir string, d time.Duration) (Phase, error)
+	run := func(name string, fn phaseFn, d time.Duration) (Phase, error) {
 		dir, err := os.MkdirTemp(root, "phase-")
 		if err != nil {
-			return rep, fmt.Errorf("bench: data directory: %w", err)
+			return Phase{}, fmt.Errorf("bench: data directory: %w", err)
 		}
-		res, err := p.run(ctx, dir)
+		res, err := fn(ctx, dir, d)
 		_ = os.RemoveAll(dir)
 		if err == nil && ctx.Err() != nil {
 			err = ctx.Err()
 		}
 		if err != nil {
-			return rep, fmt.Errorf("bench: %s: %w", p.name, err)
+			return Phase{}, fmt.Errorf("bench: %s: %w", name, err)
 		}
-		res.Name = p.name
-		*p.dst = res
+		res.Name = name
+		return res, nil
 	}
+	// Each ratio's two phases run interleaved in short slices (baseline,
+	// ingest, ingest, baseline, ...): this disk's speed drifts by 2x within
+	// minutes, and a ratio of phases run far apart would measure the drift.
+	const rounds = 4
+	pair := func(baseDst, ingDst *Phase, baseName, ingName string, base, ing phaseFn) error {
+		slice := opts.Duration / rounds
+		for i := range rounds {
+			order := []struct {
+				dst  *Phase
+				name string
+				fn   phaseFn
+			}{{baseDst, baseName, base}, {ingDst, ingName, ing}}
+			if i%2 == 1 {
+				order[0], order[1] = order[1], order[0]
+			}
+			for _, o := range order {
+				res, err := run(o.name, o.fn, slice)
+				if err != nil {
+					return err
+				}
+				if i == 0 {
+					*o.dst = res
+				} else {
+					*o.dst = o.dst.merge(res)
+				}
+			}
+		}
+		return nil
+	}
+	genS, genM, genH := newMsgGen("S"), newMsgGen("M"), newMsgGen("H")
+	if err := pair(&rep.Bolt1, &rep.Ingest1, "bbolt 1 Update/record", "ingest 1 conn",
+		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+			return boltOneUpdate(ctx, dir, payload, d)
+		},
+		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+			return ingestPhase(ctx, dir, genS, 1, d, 0)
+		}); err != nil {
+		return rep, err
+	}
+	if err := pair(&rep.BoltGroup, &rep.IngestMany, fmt.Sprintf("bbolt %d-way group commit", n), fmt.Sprintf("ingest %d conn", n),
+		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+			return boltGroupCommit(ctx, dir, payload, n, d)
+		},
+		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+			return ingestPhase(ctx, dir, genM, n, d, 0)
+		}); err != nil {
+		return rep, err
+	}
+	half, err := run(fmt.Sprintf("ingest %d conn, half load", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+		return ingestPhase(ctx, dir, genH, n, d, rep.IngestMany.Rate/2)
+	}, opts.Duration)
+	if err != nil {
+		return rep, err
+	}
+	rep.HalfLoad = half
 
 	rep.OneConn = atLeast(fmt.Sprintf("%s ÷ %s", rep.Ingest1.Name, rep.Bolt1.Name), rep.Ingest1.Rate, rep.Bolt1.Rate, GoalOneConn)
 	rep.ManyConns = atLeast(fmt.Sprintf("%s ÷ %s", rep.IngestMany.Name, rep.BoltGroup.Name), rep.IngestMany.Rate, rep.BoltGroup.Rate, GoalManyConns)
@@ -239,7 +283,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 func summarise(lat []time.Duration, elapsed time.Duration) Phase {
 	slices.Sort(lat)
-	p := Phase{Count: len(lat), Elapsed: elapsed, P50: percentile(lat, 0.50), P99: percentile(lat, 0.99)}
+	p := Phase{Count: len(lat), Elapsed: elapsed, P50: percentile(lat, 0.50), P99: percentile(lat, 0.99), lat: lat}
 	if elapsed > 0 {
 		p.Rate = float64(len(lat)) / elapsed.Seconds()
 	}
