@@ -67,13 +67,15 @@ type appendOp struct {
 	value []byte // the encoded record, built before queueing
 	res   Result
 	err   error
-	done  chan struct{}
+	// signal tells a waiting appender its outcome: false when another
+	// appender committed it, true when it is to lead the next commit.
+	signal chan bool
 }
 
 // Append makes e durable, or recognises it as a retransmit or a conflict,
 // and returns once the outcome is fsynced. Concurrent calls share commits.
-// ctx bounds only the wait for a place in the queue: once queued, Append
-// waits for the commit, so that its answer is always the truth.
+// A cancelled ctx is refused before queueing; once queued, Append waits for
+// the commit, so that its answer is always the truth.
 func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 	if l.opts.ReadOnly {
 		return Result{}, errors.New("checkpoint: log is open read-only")
@@ -99,21 +101,59 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	op := &appendOp{e: &e, value: value, done: make(chan struct{})}
-	select {
-	case <-l.closing:
-		return Result{}, ErrClosed
-	default:
-	}
-	select {
-	case l.appendCh <- op:
-	case <-l.closing:
-		return Result{}, ErrClosed
-	case <-ctx.Done():
+	if ctx.Err() != nil {
 		return Result{}, ctx.Err()
 	}
-	<-op.done
+	op := &appendOp{e: &e, value: value, signal: make(chan bool, 1)}
+	l.wmu.Lock()
+	if l.stopping {
+		l.wmu.Unlock()
+		return Result{}, ErrClosed
+	}
+	l.inflight.Add(1)
+	defer l.inflight.Done()
+	l.queue = append(l.queue, op)
+	if l.committing {
+		l.wmu.Unlock()
+		if lead := <-op.signal; !lead {
+			return op.res, op.err
+		}
+	} else {
+		l.committing = true
+		l.wmu.Unlock()
+	}
+	l.lead(op)
 	return op.res, op.err
+}
+
+// lead commits everything queued, its own append included, in one
+// transaction and answers the others; then it hands the lead to the first
+// append that queued meanwhile, or steps down. Appenders thus commit for
+// each other without a writer goroutine in between: a lone sender's record
+// is committed by its own goroutine, with no hand-off to wait for.
+func (l *Log) lead(self *appendOp) {
+	l.wmu.Lock()
+	n := min(len(l.queue), l.opts.MaxBatch)
+	batch := append([]*appendOp(nil), l.queue[:n]...)
+	l.queue = append(l.queue[:0], l.queue[n:]...)
+	l.wmu.Unlock()
+
+	l.commit(batch)
+	for _, op := range batch {
+		if op != self {
+			op.signal <- false
+		}
+	}
+
+	l.wmu.Lock()
+	if len(l.queue) == 0 {
+		l.committing = false
+		l.wmu.Unlock()
+		return
+	}
+	next := l.queue[0]
+	l.wmu.Unlock()
+	next.signal <- true
 }
 
 // laneOrKey gives an entry without lane a lane of its own.
@@ -122,46 +162,6 @@ func laneOrKey(lane, key string) string {
 		return "\x00key\x00" + key
 	}
 	return lane
-}
-
-// commitLoop is the single writer: it takes every queued append, commits
-// them in one transaction and answers them. It commits as soon as anything
-// is queued: waiting for more (tried: up to a quarter of the last commit's
-// time) did not grow batches over MLLP, where the senders' next messages
-// come a network round trip after their answers.
-func (l *Log) commitLoop() {
-	defer close(l.committed)
-	batch := make([]*appendOp, 0, l.opts.MaxBatch)
-	for {
-		var op *appendOp
-		select {
-		case op = <-l.appendCh:
-		case <-l.closing:
-			// Answer whatever is still queued before stopping.
-			for {
-				select {
-				case op := <-l.appendCh:
-					l.commit([]*appendOp{op})
-				default:
-					return
-				}
-			}
-		}
-		l.commit(l.drain(append(batch[:0], op)))
-	}
-}
-
-// drain adds every append already queued, up to MaxBatch.
-func (l *Log) drain(batch []*appendOp) []*appendOp {
-	for len(batch) < l.opts.MaxBatch {
-		select {
-		case op := <-l.appendCh:
-			batch = append(batch, op)
-		default:
-			return batch
-		}
-	}
-	return batch
 }
 
 func (l *Log) commit(batch []*appendOp) {
@@ -175,11 +175,10 @@ func (l *Log) commit(batch []*appendOp) {
 		}
 		return nil
 	})
-	for _, op := range batch {
-		if err != nil {
+	if err != nil {
+		for _, op := range batch {
 			op.res, op.err = Result{}, fmt.Errorf("checkpoint: append not committed: %w", err)
 		}
-		close(op.done)
 	}
 }
 

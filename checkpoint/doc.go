@@ -15,11 +15,14 @@
 //
 // Append returns only after the bbolt transaction holding the record has
 // been committed and fsynced. Concurrent appenders share one transaction:
-// a single committer goroutine takes whatever requests are waiting, writes
-// them in one Update and answers them all. With one sender that is one
-// commit per record; with many it amortises the fsync. bbolt's own Batch is
-// not used: called from one goroutine it waits out its batch delay on
-// every call.
+// the appender that finds no commit running commits everything queued, its
+// own record included, answers the others and hands the lead to whoever
+// queued meanwhile. With one sender that is one commit per record and no
+// hand-off between goroutines; with many it shares the fsync. bbolt's own
+// Batch is not used: called from one goroutine it waits out its batch delay
+// on every call. Records are encoded (and sealed) before they are queued,
+// and lane indexes are written later by Claim, so the commit a sender waits
+// on only looks up its key and appends.
 //
 // # States and lanes
 //

@@ -67,10 +67,15 @@ type Log struct {
 	// whether or not this process has the key.
 	encrypted bool
 
-	appendCh  chan *appendOp
+	// Group commit (see lead): queued appends, whether one is committing,
+	// whether Close has begun, and the appends not yet answered.
+	wmu        sync.Mutex
+	queue      []*appendOp
+	committing bool
+	stopping   bool
+	inflight   sync.WaitGroup
+
 	closeOnce sync.Once
-	closing   chan struct{}
-	committed chan struct{}
 	mu        sync.RWMutex // held for reading by calls, for writing by Close
 	closed    bool
 }
@@ -136,14 +141,12 @@ func Open(path string, opts Options) (*Log, error) {
 		}
 		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
-	l := &Log{db: db, path: path, opts: opts, appendCh: make(chan *appendOp, 4096),
-		closing: make(chan struct{}), committed: make(chan struct{})}
+	l := &Log{db: db, path: path, opts: opts}
 	if err := l.init(); err != nil {
 		db.Close()
 		return nil, err
 	}
 	if opts.ReadOnly {
-		close(l.committed)
 		return l, nil
 	}
 	recovered, err := l.recoverInflight()
@@ -154,7 +157,6 @@ func Open(path string, opts Options) (*Log, error) {
 	if recovered > 0 {
 		opts.Logger.Warn("checkpoint records in progress at the last stop returned to retrying", "records", recovered)
 	}
-	go l.commitLoop()
 	return l, nil
 }
 
@@ -304,8 +306,10 @@ func (l *Log) recoverInflight() (int, error) {
 func (l *Log) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
-		close(l.closing)
-		<-l.committed
+		l.wmu.Lock()
+		l.stopping = true
+		l.wmu.Unlock()
+		l.inflight.Wait()
 		l.mu.Lock()
 		l.closed = true
 		l.mu.Unlock()
