@@ -74,6 +74,12 @@ type Log struct {
 	committing bool
 	stopping   bool
 	inflight   sync.WaitGroup
+	// The last commit's size and duration, and the leader's wait for a
+	// batch as large (see lead).
+	lastBatch  int
+	lastCommit time.Duration
+	gathering  bool
+	gathered   chan struct{}
 
 	closeOnce sync.Once
 	mu        sync.RWMutex // held for reading by calls, for writing by Close
@@ -141,7 +147,7 @@ func Open(path string, opts Options) (*Log, error) {
 		}
 		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
-	l := &Log{db: db, path: path, opts: opts}
+	l := &Log{db: db, path: path, opts: opts, gathered: make(chan struct{}, 1)}
 	if err := l.init(); err != nil {
 		db.Close()
 		return nil, err
