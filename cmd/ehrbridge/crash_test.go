@@ -26,6 +26,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // Crash-safety acceptance test parameters.
@@ -47,7 +48,7 @@ const (
 // kill with the same config and data directory.
 type crashDaemon struct {
 	bin, config, readyURL string
-	logs                  *lockedBuf
+	logs                  *syncbuf.Buffer
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -206,7 +207,7 @@ sources:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &crashDaemon{bin: bin, config: cfgFile, readyURL: "http://" + adminAddr + "/readyz", logs: &lockedBuf{}}
+	d := &crashDaemon{bin: bin, config: cfgFile, readyURL: "http://" + adminAddr + "/readyz", logs: &syncbuf.Buffer{}}
 	t.Cleanup(func() {
 		if cmd, exited := d.current(); cmd != nil {
 			select {

@@ -17,6 +17,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // buildBinary builds ehrbridge once per test binary run.
@@ -66,23 +67,6 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The newcomer's path: `ehrbridge run` on the shipped config answers
 // `ehrbridge send` of a corpus message with AA, reports it on /status,
 // keeps patient data out of its log and stops cleanly on SIGTERM.
@@ -93,7 +77,7 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	dataDir := t.TempDir()
 	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr)
 	cmd.Env = env
-	logs := &lockedBuf{}
+	logs := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -267,7 +251,7 @@ func runBin(t *testing.T, bin string, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-func waitReady(t *testing.T, url string, exited chan struct{}, logs *lockedBuf) {
+func waitReady(t *testing.T, url string, exited chan struct{}, logs *syncbuf.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {

@@ -1,14 +1,12 @@
 package ehr
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,33 +14,16 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/logging"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startSource serves an MLLPSource on a free loopback port, logging through
 // the product's redacting logger at debug level into logs.
-func startSource(t *testing.T, src *MLLPSource, maxFrame int, logs *syncBuffer) string {
+func startSource(t *testing.T, src *MLLPSource, maxFrame int, logs *syncbuf.Buffer) string {
 	t.Helper()
 	var w interface{ Write([]byte) (int, error) } = logs
 	if logs == nil {
-		w = &syncBuffer{}
+		w = &syncbuf.Buffer{}
 	}
 	log, err := logging.New(w, logging.Options{Format: "json", Level: slog.LevelDebug})
 	if err != nil {
@@ -251,7 +232,7 @@ func TestMLLPSourceLogsNoPHI(t *testing.T) {
 	badSegment := good + "ZZNOTETEXT broken ZZSURNAME\r"
 	oversized := good + strings.Repeat("NTE|2||ZZNOTETEXT "+strings.Repeat("x", 200)+"\r", 30)
 
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	src := &MLLPSource{Name: "adt", Log: openLog(t)}
 	addr := startSource(t, src, 4096, logs)
 	conflicting := strings.Replace(good, "ZZNOTETEXT", "ZZNOTETEXT amended", 1)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 )
 
@@ -222,7 +223,7 @@ func TestServerHandlerPanic(t *testing.T) {
 		}
 		return ackHandler(ctx, req)
 	})}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	srv.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	addr := startServer(t, srv)
 	c := &Client{Addr: addr, Logger: quietLogger(), AckTimeout: 2 * time.Second}
@@ -342,23 +343,4 @@ func TestTLS(t *testing.T) {
 			t.Error("a client without certificate must be refused")
 		}
 	})
-}
-
-// lockedBuffer is a log sink the server's goroutines may write while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
