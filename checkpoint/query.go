@@ -2,7 +2,6 @@ package checkpoint
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -68,9 +67,6 @@ func (l *Log) Stats() (Stats, error) {
 		st.FileSize = tx.Size()
 		return nil
 	})
-	if fi, err := os.Stat(l.path); err == nil {
-		st.FileSize = fi.Size()
-	}
 	return st, err
 }
 

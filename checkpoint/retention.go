@@ -62,13 +62,9 @@ func (l *Log) sweepDeletes(t time.Time) (int, error) {
 	err := l.update(func(tx *bolt.Tx) error {
 		n = 0
 		done := tx.Bucket(bDone)
-		var keys [][]byte
-		c := done.Cursor()
-		for k, _ := c.First(); k != nil && len(keys) < sweepBatch; k, _ = c.Next() {
-			if int64(btoi(k[:8])) >= t.UnixNano() {
-				break
-			}
-			keys = append(keys, append([]byte(nil), k...))
+		keys, err := oldest(done, func(k, _ []byte) (bool, error) { return int64(btoi(k[:8])) < t.UnixNano(), nil })
+		if err != nil {
+			return err
 		}
 		for _, k := range keys {
 			id := btoi(k[8:])
@@ -150,17 +146,12 @@ func (l *Log) sweepConflicts(t time.Time) (int, error) {
 	err := l.update(func(tx *bolt.Tx) error {
 		n = 0
 		b := tx.Bucket(bConflicts)
-		var ids [][]byte
-		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(ids) < sweepBatch; k, v = c.Next() {
+		ids, err := oldest(b, func(k, v []byte) (bool, error) {
 			e, _, err := decodeConflict(btoi(k), v)
-			if err != nil {
-				return err
-			}
-			if !e.Received.Before(t) {
-				break
-			}
-			ids = append(ids, append([]byte(nil), k...))
+			return err == nil && e.Received.Before(t), err
+		})
+		if err != nil {
+			return err
 		}
 		for _, k := range ids {
 			if err := b.Delete(k); err != nil {
@@ -174,4 +165,24 @@ func (l *Log) sweepConflicts(t time.Time) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// oldest returns copies of up to sweepBatch keys from the start of b for
+// which old holds, stopping at the first for which it does not (b's keys
+// are in time order). Keys are collected before anything is deleted: a
+// bbolt cursor may skip entries after a delete under it.
+func oldest(b *bolt.Bucket, old func(k, v []byte) (bool, error)) ([][]byte, error) {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, v := c.First(); k != nil && len(keys) < sweepBatch; k, v = c.Next() {
+		ok, err := old(k, v)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	return keys, nil
 }

@@ -117,11 +117,14 @@ func (e *HeaderError) Detail() ErrDetail {
 	return ErrDetail{Segment: "MSH", SegSeq: 1, Field: e.Field, Code: e.Code, Text: e.Reason}
 }
 
-// CheckHeader verifies the MSH fields a receiver needs to accept a message:
+// CheckHeader verifies the MSH fields a receiver needs to accept a message
+// (see Header.Check).
+func (m *Message) CheckHeader() []*HeaderError { return m.Header().Check() }
+
+// Check verifies the header fields a receiver needs to accept a message:
 // message type (MSH-9.1), control id (MSH-10), processing id (MSH-11) and
 // version (MSH-12). It returns every problem found.
-func (m *Message) CheckHeader() []*HeaderError {
-	h := m.Header()
+func (h Header) Check() []*HeaderError {
 	var errs []*HeaderError
 	if h.Type == "" {
 		errs = append(errs, &HeaderError{Field: 9, Code: ErrCodeRequiredMissing, Reason: "message type is missing"})

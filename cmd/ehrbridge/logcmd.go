@@ -115,13 +115,8 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		}
 		printList(stdout, recs, confs)
 	case "show":
-		if len(pos) != 1 {
-			fmt.Fprintln(stderr, "ehrbridge log show: give one record id")
-			return exitUsage
-		}
-		id, err := strconv.ParseUint(pos[0], 10, 64)
-		if err != nil {
-			fmt.Fprintf(stderr, "ehrbridge log show: %q is not a record id\n", pos[0])
+		id, ok := recordID(sub, pos, stderr)
+		if !ok {
 			return exitUsage
 		}
 		if *conflict {
@@ -152,13 +147,8 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "requeued %d dead record(s)\n", n)
 			return exitOK
 		}
-		if len(pos) != 1 {
-			fmt.Fprintln(stderr, "ehrbridge log retry: give one record id, or --all-dead")
-			return exitUsage
-		}
-		id, err := strconv.ParseUint(pos[0], 10, 64)
-		if err != nil {
-			fmt.Fprintf(stderr, "ehrbridge log retry: %q is not a record id\n", pos[0])
+		id, ok := recordID(sub, pos, stderr)
+		if !ok {
 			return exitUsage
 		}
 		if err := svc.Retry(id); err != nil {
@@ -167,6 +157,20 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "requeued record %d\n", id)
 	}
 	return exitOK
+}
+
+// recordID reads the one record id a subcommand takes.
+func recordID(sub string, pos []string, stderr io.Writer) (uint64, bool) {
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "ehrbridge log %s: give one record id (or, for retry, --all-dead)\n", sub)
+		return 0, false
+	}
+	id, err := strconv.ParseUint(pos[0], 10, 64)
+	if err != nil {
+		fmt.Fprintf(stderr, "ehrbridge log %s: %q is not a record id\n", sub, pos[0])
+		return 0, false
+	}
+	return id, true
 }
 
 // logTarget is where a log lives and how to reach its daemon.

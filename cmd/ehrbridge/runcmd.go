@@ -33,46 +33,45 @@ func loadConfig(file string, stderr io.Writer) (*config.Config, bool) {
 	return cfg, true
 }
 
-func cmdLint(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
+// configFlag parses the single --config flag of lint and run, printing
+// usage (the command line, then what the command does) when it is missing.
+func configFlag(name, what string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.String("config", "", "config file to check (required)")
+	file := fs.String("config", "", "config file (required)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ehrbridge lint --config FILE")
-		fmt.Fprintln(stderr, "Prints every problem as file:line:col: message and exits 1 if there is any.")
+		fmt.Fprintf(stderr, "usage: ehrbridge %s --config FILE\n%s\n", name, what)
 	}
 	if err := fs.Parse(args); err != nil {
-		return exitUsage
+		return "", false
 	}
 	if *file == "" || fs.NArg() > 0 {
 		fs.Usage()
+		return "", false
+	}
+	return *file, true
+}
+
+func cmdLint(args []string, stdout, stderr io.Writer) int {
+	file, ok := configFlag("lint", "Prints every problem as file:line:col: message and exits 1 if there is any.", args, stderr)
+	if !ok {
 		return exitUsage
 	}
-	if _, ok := loadConfig(*file, stdout); !ok {
+	if _, ok := loadConfig(file, stdout); !ok {
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", *file)
+	fmt.Fprintf(stdout, "%s: ok\n", file)
 	return exitOK
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := fs.String("config", "", "config file (required)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ehrbridge run --config FILE")
-		fmt.Fprintln(stderr, "Runs the daemon until SIGINT or SIGTERM. Refuses a config that does not lint.")
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if *file == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return exitUsage
-	}
-	cfg, ok := loadConfig(*file, stderr)
+	file, ok := configFlag("run", "Runs the daemon until SIGINT or SIGTERM. Refuses a config that does not lint.", args, stderr)
 	if !ok {
-		fmt.Fprintf(stderr, "ehrbridge run: %s does not lint; not starting\n", *file)
+		return exitUsage
+	}
+	cfg, ok := loadConfig(file, stderr)
+	if !ok {
+		fmt.Fprintf(stderr, "ehrbridge run: %s does not lint; not starting\n", file)
 		return exitFailure
 	}
 	log, closeLog, err := newLogger(cfg, stderr)
@@ -82,7 +81,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	defer closeLog()
 	daemon.Version = version
-	log.Info("ehrbridge starting", "version", version, "config", *file)
+	log.Info("ehrbridge starting", "version", version, "config", file)
 	d, err := daemon.Start(cfg, log)
 	if err != nil {
 		log.Error("ehrbridge could not start", "err", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
@@ -38,6 +39,9 @@ type MLLPSource struct {
 	Logger     *slog.Logger
 
 	Accepted, Duplicates, Conflicts, Rejected, Errored atomic.Int64
+
+	logOnce sync.Once
+	log     *slog.Logger
 }
 
 // ServeMLLP implements mllp.Handler.
@@ -49,49 +53,50 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) []byte {
 	log := s.logger()
 	var tooBig *mllp.FrameTooLargeError
 	if errors.As(req.Err, &tooBig) {
+		s.Rejected.Add(1)
 		hdr, err := hl7.ParseHeader(req.Payload)
 		if err != nil {
 			log.Warn("oversized frame without a readable MSH; connection closed", "bytes", tooBig.Size)
 			return nil
 		}
-		s.Rejected.Add(1)
 		text := fmt.Sprintf("message of %d bytes exceeds the maximum of %d bytes", tooBig.Size, tooBig.Max)
-		return s.replyBytes(hdr, hl7.AR, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}})
+		return s.reply(hdr, hdr.Header(), hl7.AR, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}})
 	}
 	msg, err := hl7.Parse(req.Payload)
 	if err != nil {
+		s.Rejected.Add(1)
 		hdr, herr := hl7.ParseHeader(req.Payload)
 		if herr != nil {
 			// Without a header there is nobody to address an ACK to; a
 			// closed connection tells the sender something is wrong.
-			s.Rejected.Add(1)
 			log.Warn("frame is not an HL7 message; connection closed", "err", err, "bytes", len(req.Payload))
 			return nil
 		}
-		s.Rejected.Add(1)
+		hh := hdr.Header()
 		detail := hl7.ErrDetail{Code: hl7.ErrCodeSegmentSequence, Text: "message could not be parsed"}
 		var pe *hl7.ParseError
 		if errors.As(err, &pe) {
 			detail.Segment, detail.Field = pe.ID, pe.Field
 			detail.Text = pe.Reason
 		}
-		log.Warn("hl7 message rejected: parse error", "key", s.key(hdr), "err", err)
-		return s.replyBytes(hdr, hl7.AR, "message could not be parsed", []hl7.ErrDetail{detail})
+		log.Warn("hl7 message rejected: parse error", "key", s.key(hh), "err", err)
+		return s.reply(hdr, hh, hl7.AR, "message could not be parsed", []hl7.ErrDetail{detail})
 	}
-	if problems := msg.CheckHeader(); len(problems) > 0 {
+	// The header is read once: it feeds the key, the ACK and the logs.
+	h := msg.Header()
+	if problems := h.Check(); len(problems) > 0 {
 		s.Rejected.Add(1)
 		details := make([]hl7.ErrDetail, len(problems))
 		for i, p := range problems {
 			details[i] = p.Detail()
 		}
-		log.Warn("hl7 message rejected: invalid header", "key", s.key(msg), "err", problems[0], "problems", len(problems))
-		return s.replyBytes(msg, hl7.AR, problems[0].Reason, details)
+		log.Warn("hl7 message rejected: invalid header", "key", s.key(h), "err", problems[0], "problems", len(problems))
+		return s.reply(msg, h, hl7.AR, problems[0].Reason, details)
 	}
-	h := msg.Header()
-	ack := s.reply(msg, hl7.AA, "", nil).Bytes()
+	ack := s.reply(msg, h, hl7.AA, "", nil)
 	if s.Log == nil {
 		s.Accepted.Add(1)
-		log.Info("hl7 message accepted (not stored)", "key", s.key(msg), "msg_type", msgType(h))
+		log.Info("hl7 message accepted (not stored)", "key", s.key(h), "msg_type", msgType(h))
 		return ack
 	}
 	res, err := s.Log.Append(ctx, checkpoint.Entry{
@@ -101,29 +106,25 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) []byte {
 	})
 	if err != nil {
 		s.Errored.Add(1)
-		log.Error("hl7 message not stored; answered AE", "key", s.key(msg), "msg_type", msgType(h), "err", err)
+		log.Error("hl7 message not stored; answered AE", "key", s.key(h), "msg_type", msgType(h), "err", err)
 		text := "message could not be stored; please resend"
-		return s.replyBytes(msg, hl7.AE, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}})
+		return s.reply(msg, h, hl7.AE, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}})
 	}
 	switch res.Outcome {
 	case checkpoint.Duplicate:
 		s.Duplicates.Add(1)
-		log.Info("hl7 retransmit recognised; original acknowledgment sent again", "key", s.key(msg), "record", res.ID)
+		log.Info("hl7 retransmit recognised; original acknowledgment sent again", "key", s.key(h), "record", res.ID)
 		return res.Ack
 	case checkpoint.Conflict:
 		s.Conflicts.Add(1)
 		log.Warn("hl7 control id reused with different content; rejected and recorded as a conflict",
-			"key", s.key(msg), "record", res.ID, "conflict", res.ConflictID)
+			"key", s.key(h), "record", res.ID, "conflict", res.ConflictID)
 		text := fmt.Sprintf("control id already used for a different message (conflict %d)", res.ConflictID)
-		return s.replyBytes(msg, hl7.AR, text, []hl7.ErrDetail{{Segment: "MSH", Field: 10, Code: hl7.ErrCodeDuplicateKey, Text: text}})
+		return s.reply(msg, h, hl7.AR, text, []hl7.ErrDetail{{Segment: "MSH", Field: 10, Code: hl7.ErrCodeDuplicateKey, Text: text}})
 	}
 	s.Accepted.Add(1)
-	log.Info("hl7 message stored and acknowledged", "key", s.key(msg), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload))
+	log.Info("hl7 message stored and acknowledged", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload))
 	return ack
-}
-
-func (s *MLLPSource) replyBytes(in *hl7.Message, code hl7.AckCode, text string, errs []hl7.ErrDetail) []byte {
-	return s.reply(in, code, text, errs).Bytes()
 }
 
 func (s *MLLPSource) hashIgnore() []hl7.Path {
@@ -135,22 +136,22 @@ func (s *MLLPSource) hashIgnore() []hl7.Path {
 
 var defaultHashIgnore = []hl7.Path{hl7.MustPath("MSH-7")}
 
-func (s *MLLPSource) reply(in *hl7.Message, code hl7.AckCode, text string, errs []hl7.ErrDetail) *hl7.Message {
+// reply encodes the acknowledgment of in, whose header is h.
+func (s *MLLPSource) reply(in *hl7.Message, h hl7.Header, code hl7.AckCode, text string, errs []hl7.ErrDetail) []byte {
 	opts := hl7.AckOptions{}
-	h := in.Header()
 	if h.ReceivingApp == "" {
 		opts.SendingApp = orDefault(s.AppName, "EHRBRIDGE")
 	}
 	if h.ReceivingFacility == "" && s.Facility != "" {
 		opts.SendingFacility = s.Facility
 	}
-	return hl7.BuildAck(in, code, text, errs, opts)
+	return hl7.BuildAck(in, code, text, errs, opts).Bytes()
 }
 
 // key is the message's record key (source | MSH-3 | MSH-4 | MSH-10), which
 // is logged only as a keyed hash.
-func (s *MLLPSource) key(m *hl7.Message) logging.Key {
-	return logging.Key(RecordKey(s.Name, m.Header()))
+func (s *MLLPSource) key(h hl7.Header) logging.Key {
+	return logging.Key(RecordKey(s.Name, h))
 }
 
 // msgType renders MSH-9 for logs. Only code-shaped values pass: a sender
@@ -173,11 +174,14 @@ func msgType(h hl7.Header) string {
 }
 
 func (s *MLLPSource) logger() *slog.Logger {
-	l := s.Logger
-	if l == nil {
-		l = slog.Default()
-	}
-	return l.With("source", s.Name)
+	s.logOnce.Do(func() {
+		l := s.Logger
+		if l == nil {
+			l = slog.Default()
+		}
+		s.log = l.With("source", s.Name)
+	})
+	return s.log
 }
 
 func orDefault(s, def string) string {

@@ -27,7 +27,6 @@ const ShutdownTimeout = 15 * time.Second
 // Daemon is a started configuration. Create it with Start.
 type Daemon struct {
 	log       *slog.Logger
-	cfg       *config.Config
 	cp        *checkpoint.Log
 	sources   []*source
 	admin     *admin
@@ -64,7 +63,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if keyring == nil {
 		log.Warn("checkpoint payloads are stored unencrypted: configure checkpoint.encryption with key_env or key_file")
 	}
-	d := &Daemon{log: log, cfg: cfg, cp: cp, errc: make(chan error, len(cfg.Sources.MLLP)+1), ready: make(chan struct{}),
+	d := &Daemon{log: log, cp: cp, errc: make(chan error, len(cfg.Sources.MLLP)+1), ready: make(chan struct{}),
 		stopSweep: make(chan struct{}), swept: make(chan struct{})}
 	fail := func(err error) (*Daemon, error) {
 		d.closeListeners()
@@ -78,7 +77,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}
 		d.sources = append(d.sources, s)
 	}
-	if cfg.Admin.Listen != "" && cfg.Admin.Listen != "off" {
+	if cfg.Admin.Listen != "" { // config turns "off" into ""
 		token, err := logadmin.EnsureToken(cfg.DataDir)
 		if err != nil {
 			return fail(err)
@@ -208,9 +207,6 @@ func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger) (*sou
 }
 
 func serverTLS(t *config.TLSServer) (*tls.Config, error) {
-	if t.KeyPassphrase.Env != "" || t.KeyPassphrase.File != "" {
-		return nil, errors.New("tls: encrypted private keys are not supported; store the key unencrypted and restrict the file's permissions to the service account")
-	}
 	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls: loading certificate and key: %w", err)
