@@ -3,9 +3,16 @@ module github.com/ehrbridge/ehrbridge
 go 1.26
 
 require (
+	github.com/gofhir/fhirpath v1.4.0
 	go.etcd.io/bbolt v1.4.3
 	go.yaml.in/yaml/v3 v3.0.4
 	golang.org/x/text v0.31.0
 )
 
-require golang.org/x/sys v0.29.0 // indirect
+require (
+	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
+	github.com/buger/jsonparser v1.1.1 // indirect
+	github.com/shopspring/decimal v1.4.0 // indirect
+	golang.org/x/exp v0.0.0-20240506185415-9bf2ced13842 // indirect
+	golang.org/x/sys v0.29.0 // indirect
+)

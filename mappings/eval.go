@@ -1,0 +1,337 @@
+package mappings
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gofhir/fhirpath"
+	"github.com/gofhir/fhirpath/types"
+
+	"github.com/ehrbridge/ehrbridge/hl7"
+)
+
+// Set is a loaded set of mappings. It is immutable and safe for
+// concurrent use; reloading builds a new Set.
+type Set struct {
+	Mappings []*Mapping
+}
+
+// Input is one message to map: an HL7 v2 message or one FHIR resource
+// (JSON).
+type Input struct {
+	HL7  *hl7.Message
+	FHIR []byte
+}
+
+// Result is what mapping one input produced.
+type Result struct {
+	// Mappings names the mappings that accepted the input, in set order.
+	Mappings []string
+	// Ops are their ops, mapping by mapping, in the order written.
+	Ops []Op
+}
+
+// Accepts reports whether the mapping applies to the input.
+func (m *Mapping) Accepts(in Input) bool {
+	if m.fhir {
+		if in.FHIR == nil {
+			return false
+		}
+		rt := resourceType(in.FHIR)
+		for _, r := range m.fhirRes {
+			if r == rt {
+				return true
+			}
+		}
+		return false
+	}
+	if in.HL7 == nil {
+		return false
+	}
+	h := in.HL7.Header()
+	for _, t := range m.hl7Types {
+		if t.typ != h.Type {
+			continue
+		}
+		if t.triggers == nil {
+			return true
+		}
+		for _, tr := range t.triggers {
+			if tr == h.Trigger {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// resourceType reads a FHIR resource's resourceType.
+func resourceType(res []byte) string {
+	var r struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if json.Unmarshal(res, &r) != nil {
+		return ""
+	}
+	return r.ResourceType
+}
+
+// Map runs every mapping that accepts the input. A failure in any op
+// fails the whole input with an *Error (nothing is half-mapped).
+func (s *Set) Map(in Input) (Result, error) {
+	var res Result
+	for _, m := range s.Mappings {
+		if !m.Accepts(in) {
+			continue
+		}
+		ops, err := m.Map(in)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Mappings = append(res.Mappings, m.Name)
+		res.Ops = append(res.Ops, ops...)
+	}
+	return res, nil
+}
+
+// Lane returns the lane key (patient identity) for the input from the
+// first accepting mapping that defines lane:, else "" (the caller's
+// default applies).
+func (s *Set) Lane(in Input) (string, error) {
+	for _, m := range s.Mappings {
+		if m.lane == nil || !m.Accepts(in) {
+			continue
+		}
+		e := m.newEnv(in)
+		v, err := m.lane.eval(e)
+		if err != nil {
+			return "", &Error{Mapping: m.Name, Field: "lane", Err: err}
+		}
+		return textOf(v), nil
+	}
+	return "", nil
+}
+
+// env is the evaluation context of one input.
+type env struct {
+	m    *Mapping
+	zone *time.Location
+	// HL7: the message, its segments, and the current repeat: a segment
+	// (cur ≥ 0) and/or a field repetition.
+	msg      *hl7.Message
+	segs     []*hl7.Segment
+	cur      int
+	field    *hl7.Path
+	fieldSeg *hl7.Segment
+	rep      int
+	index    int // 1-based repeat number; 0 outside foreach
+	// FHIR: the resource and the current item.
+	res     []byte
+	resColl types.Collection
+	item    []byte
+	// keys caches the keys of ops that others refer to.
+	keys map[*opDef]Value
+}
+
+func (m *Mapping) newEnv(in Input) *env {
+	e := &env{m: m, zone: m.zone, msg: in.HL7, cur: -1, res: in.FHIR}
+	if in.HL7 != nil {
+		e.segs = in.HL7.Segments()
+	}
+	return e
+}
+
+// segment resolves the segment a path reads, given the current repeat: the
+// repeat's own segment; else the nearest segment with that id before it
+// (its group's header, such as the OBR above an OBX); else the first in
+// the message. An explicit occurrence (OBX[2]-5) is taken as written.
+func (e *env) segment(p hl7.Path) *hl7.Segment {
+	if p.SegmentRep > 0 {
+		return e.msg.Segment(p.Segment, p.SegmentRep)
+	}
+	if e.cur >= 0 {
+		for i := e.cur; i >= 0; i-- {
+			if e.segs[i].Name() == p.Segment {
+				return e.segs[i]
+			}
+		}
+	}
+	if e.fieldSeg != nil && e.fieldSeg.Name() == p.Segment {
+		return e.fieldSeg
+	}
+	return e.msg.Segment(p.Segment, 1)
+}
+
+// fhirEval evaluates a FHIRPath on the current item or the resource, with
+// %resource bound to the resource.
+func (e *env) fhirEval(x *fhirpath.Expression) (col types.Collection, err error) {
+	// The FHIRPath engine is third-party code run on outside input: a
+	// panic in it fails this input, not the daemon.
+	defer func() {
+		if r := recover(); r != nil {
+			col, err = nil, fmt.Errorf("FHIRPath evaluation failed (%T)", r)
+		}
+	}()
+	if e.res == nil {
+		return nil, nil
+	}
+	if e.resColl == nil {
+		e.resColl = types.Collection{types.NewObjectValue(e.res)}
+	}
+	src := e.res
+	if e.item != nil {
+		src = e.item
+	}
+	return x.EvaluateWithOptions(src, fhirpath.WithVariable("resource", e.resColl), fhirpath.WithMaxDepth(64), fhirpath.WithTimeout(2*time.Second))
+}
+
+// refKey evaluates (once) the key of an op another op refers to, outside
+// any repeat.
+func (e *env) refKey(op *opDef) (Value, error) {
+	if v, ok := e.keys[op]; ok {
+		return v, nil
+	}
+	top := *e
+	top.cur, top.field, top.fieldSeg, top.rep, top.index, top.item = -1, nil, nil, 0, 0, nil
+	v, err := op.key.eval(&top)
+	if err != nil {
+		return Value{}, fmt.Errorf("key of op %s: %w", op.ID, err)
+	}
+	if e.keys == nil {
+		e.keys = map[*opDef]Value{}
+	}
+	e.keys[op] = v
+	return v, nil
+}
+
+// Map runs this mapping's ops on the input, which it must accept.
+func (m *Mapping) Map(in Input) ([]Op, error) {
+	e := m.newEnv(in)
+	var ops []Op
+	for _, od := range m.ops {
+		var err error
+		switch {
+		case od.foreach == nil:
+			ops, err = m.emit(e, od, ops)
+		case od.foreach.segment != "":
+			ops, err = m.eachSegment(e, od, ops)
+		case od.foreach.field != nil:
+			ops, err = m.eachRepetition(e, od, ops)
+		default:
+			ops, err = m.eachFHIR(e, od, ops)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ops, nil
+}
+
+func (m *Mapping) eachSegment(e *env, od *opDef, ops []Op) ([]Op, error) {
+	if e.msg == nil {
+		return ops, nil
+	}
+	n := 0
+	defer func() { e.cur, e.index = -1, 0 }()
+	for i, s := range e.segs {
+		if s.Name() != od.foreach.segment {
+			continue
+		}
+		n++
+		e.cur, e.index = i, n
+		var err error
+		if ops, err = m.emit(e, od, ops); err != nil {
+			return nil, err
+		}
+	}
+	return ops, nil
+}
+
+func (m *Mapping) eachRepetition(e *env, od *opDef, ops []Op) ([]Op, error) {
+	if e.msg == nil {
+		return ops, nil
+	}
+	f := od.foreach.field
+	seg := e.segment(*f)
+	if seg == nil {
+		return ops, nil
+	}
+	raw := seg.Field(f.Field)
+	if raw == "" {
+		return ops, nil
+	}
+	reps := strings.Count(raw, string(e.msg.Delimiters().Repetition)) + 1
+	defer func() { e.field, e.fieldSeg, e.rep, e.index = nil, nil, 0, 0 }()
+	for r := 1; r <= reps; r++ {
+		e.field, e.fieldSeg, e.rep, e.index = f, seg, r, r
+		var err error
+		if ops, err = m.emit(e, od, ops); err != nil {
+			return nil, err
+		}
+	}
+	return ops, nil
+}
+
+func (m *Mapping) eachFHIR(e *env, od *opDef, ops []Op) ([]Op, error) {
+	col, err := e.fhirEval(od.foreach.fhir.expr)
+	if err != nil {
+		return nil, &Error{Mapping: m.Name, Op: od.ID, Field: "foreach", Err: fmt.Errorf("FHIRPath %q could not be evaluated", od.foreach.src)}
+	}
+	defer func() { e.item, e.index = nil, 0 }()
+	for i, v := range col {
+		ov, ok := v.(*types.ObjectValue)
+		if !ok {
+			return nil, &Error{Mapping: m.Name, Op: od.ID, Field: "foreach", Err: fmt.Errorf("FHIRPath %q gives values, not elements to repeat over", od.foreach.src)}
+		}
+		e.item, e.index = ov.Data(), i+1
+		if ops, err = m.emit(e, od, ops); err != nil {
+			return nil, err
+		}
+	}
+	return ops, nil
+}
+
+var errNoKey = errors.New("the key expression gave no value (use if: to skip inputs without one)")
+
+// emit evaluates one op in the current context and appends it.
+func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
+	fail := func(field string, err error) ([]Op, error) {
+		if e.index > 0 {
+			field = fmt.Sprintf("repeat %d %s", e.index, field)
+		}
+		return nil, &Error{Mapping: m.Name, Op: od.ID, Field: strings.TrimSpace(field), Err: err}
+	}
+	if od.cond != nil {
+		v, err := od.cond.eval(e)
+		if err != nil {
+			return fail("if", err)
+		}
+		if !v.truthy() {
+			return ops, nil
+		}
+	}
+	key, err := od.key.eval(e)
+	if err != nil {
+		return fail("key", err)
+	}
+	if key.empty() {
+		return fail("key", errNoKey)
+	}
+	op := Op{Mapping: m.Name, Object: od.Object, Action: od.Action, KeyField: od.KeyField, Key: textOf(key)}
+	if len(od.fields) > 0 {
+		op.Fields = make([]Field, 0, len(od.fields))
+	}
+	for _, f := range od.fields {
+		v, err := f.expr.eval(e)
+		if err != nil {
+			return fail("field "+f.name, err)
+		}
+		if v.Kind != Absent {
+			op.Fields = append(op.Fields, Field{Name: f.name, Value: v})
+		}
+	}
+	return append(ops, op), nil
+}
