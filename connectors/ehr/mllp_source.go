@@ -36,6 +36,9 @@ type MLLPSource struct {
 	// HashIgnore lists fields left out of the content hash (see
 	// ContentHash); nil means MSH-7.
 	HashIgnore []hl7.Path
+	// Lane, when set, gives the lane key (patient identity) from the
+	// mappings; "" falls back to LaneKey.
+	Lane func(*hl7.Message) string
 	Logger     *slog.Logger
 
 	Accepted, Duplicates, Conflicts, Rejected, Errored atomic.Int64
@@ -101,7 +104,7 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) []byte {
 	}
 	res, err := s.Log.Append(ctx, checkpoint.Entry{
 		Key: RecordKey(s.Name, h), Source: s.Name, Kind: "hl7v2", Type: msgType(h),
-		Hash: ContentHash(msg, s.hashIgnore()), Lane: LaneKey(msg),
+		Hash: ContentHash(msg, s.hashIgnore()), Lane: s.laneKey(msg),
 		Payload: req.Payload, Ack: ack, Received: req.Received,
 	})
 	if err != nil {
@@ -189,4 +192,14 @@ func orDefault(s, def string) string {
 		return s
 	}
 	return def
+}
+
+// laneKey is the mapping's lane key when Lane gives one, else LaneKey.
+func (s *MLLPSource) laneKey(m *hl7.Message) string {
+	if s.Lane != nil {
+		if l := s.Lane(m); l != "" {
+			return l
+		}
+	}
+	return LaneKey(m)
 }

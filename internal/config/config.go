@@ -17,6 +17,8 @@ type Config struct {
 	Sources SourcesConfig `yaml:"sources"`
 	// Checkpoint configures the durable log in DataDir.
 	Checkpoint CheckpointConfig `yaml:"checkpoint"`
+	// Mappings are the mapping files that turn messages into CRM ops.
+	Mappings MappingsConfig `yaml:"mappings"`
 
 	// pos records where each key was written, for later problems.
 	pos positions
@@ -92,6 +94,23 @@ type CheckpointConfig struct {
 	// Encryption seals payloads with AES-256-GCM; nil stores them in clear
 	// (the daemon warns at start).
 	Encryption *EncryptionConfig `yaml:"encryption"`
+}
+
+// MappingsConfig names the mapping set.
+type MappingsConfig struct {
+	// Paths are mapping files or directories of them (*.yaml, tests
+	// *_test.yaml beside them), resolved against the config file's
+	// directory.
+	Paths []string `yaml:"paths"`
+	// Timezone is the IANA zone of HL7 times written without an offset;
+	// default the machine's local zone. A mapping may name its own.
+	Timezone string `yaml:"timezone"`
+	// Schemas are CRM schema files (Salesforce describe JSON, Dataverse
+	// entity metadata) that lint checks target fields and keys against.
+	Schemas []string `yaml:"schemas"`
+	// Watch reloads the mappings when a file changes (they are always
+	// reloaded on SIGHUP).
+	Watch bool `yaml:"watch"`
 }
 
 // EncryptionConfig names the payload keys: 32 bytes, base64.
@@ -221,6 +240,12 @@ func (c *Config) resolvePaths(base string) {
 			t.KeyFile = resolvePath(base, t.KeyFile)
 			t.ClientCAFile = resolvePath(base, t.ClientCAFile)
 		}
+	}
+	for i, p := range c.Mappings.Paths {
+		c.Mappings.Paths[i] = resolvePath(base, p)
+	}
+	for i, p := range c.Mappings.Schemas {
+		c.Mappings.Schemas[i] = resolvePath(base, p)
 	}
 	resolveSecretFiles(c, base)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // validator collects the problems of the checks that run after decoding.
@@ -65,6 +66,17 @@ func (c *Config) validate(base string) Problems {
 	}
 	if e := cp.Encryption; e != nil && !e.Key.IsSet() {
 		v.add("checkpoint.encryption", "key_env or key_file is required")
+	}
+
+	if tz := c.Mappings.Timezone; tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil {
+			v.add("mappings.timezone", "unknown time zone %s (use an IANA name such as America/Chicago)", v.show("mappings.timezone", tz))
+		}
+	}
+	for i, p := range c.Mappings.Paths {
+		if p == "" {
+			v.add(fmt.Sprintf("mappings.paths[%d]", i), "must not be empty")
+		}
 	}
 
 	names := map[string]string{} // name -> path of its first use

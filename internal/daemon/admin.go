@@ -33,6 +33,7 @@ func newAdmin(addr string, d *Daemon, logAPI http.Handler, log *slog.Logger) (*a
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("GET /status", a.status)
+	mux.HandleFunc("GET /metrics", a.metrics)
 	mux.Handle("/api/v1/log/", logAPI)
 	a.srv = &http.Server{
 		Handler:           mux,
@@ -84,8 +85,17 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		Version    string              `json:"version"`
 		Sources    []sourceStatus      `json:"sources"`
 		Checkpoint *logadmin.StatsView `json:"checkpoint,omitempty"`
+		Mappings   mappingStatus       `json:"mappings"`
 		Forwarding string              `json:"forwarding"`
 	}{Version: Version, Forwarding: "not implemented yet: messages are stored and acknowledged, not sent on"}
+	ms := a.d.maps
+	for _, m := range ms.Current().Mappings {
+		out.Mappings.Names = append(out.Mappings.Names, m.Name)
+	}
+	out.Mappings.LastReloadOK = ms.lastOK.Load()
+	if p := ms.lastProblem.Load(); p != nil {
+		out.Mappings.LastProblem = *p
+	}
 	for _, s := range a.d.sources {
 		st := s.server.Stats()
 		out.Sources = append(out.Sources, sourceStatus{
@@ -108,3 +118,27 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 
 // Version is reported by /status; the command sets it at start.
 var Version = "dev"
+
+// metrics writes the Prometheus text exposition format. Labels carry names
+// an admin chose (sources, mappings), never message content.
+func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	ms := a.d.maps
+	ok := 0
+	if ms.lastOK.Load() {
+		ok = 1
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_mappings_loaded Mappings in the running set.\n# TYPE ehrbridge_mappings_loaded gauge\nehrbridge_mappings_loaded %d\n", len(ms.Current().Mappings))
+	fmt.Fprintf(w, "# HELP ehrbridge_mapping_reloads_total Mapping set loads, by result; a refused set leaves the running one in place.\n# TYPE ehrbridge_mapping_reloads_total counter\n")
+	fmt.Fprintf(w, "ehrbridge_mapping_reloads_total{result=\"ok\"} %d\nehrbridge_mapping_reloads_total{result=\"refused\"} %d\n", ms.loaded.Load(), ms.refused.Load())
+	fmt.Fprintf(w, "# HELP ehrbridge_mapping_last_reload_ok Whether the last mapping reload was accepted (1) or refused (0).\n# TYPE ehrbridge_mapping_last_reload_ok gauge\nehrbridge_mapping_last_reload_ok %d\n", ok)
+	fmt.Fprintf(w, "# HELP ehrbridge_mapping_last_success_timestamp_seconds When the running mapping set was loaded.\n# TYPE ehrbridge_mapping_last_success_timestamp_seconds gauge\nehrbridge_mapping_last_success_timestamp_seconds %d\n", ms.lastReload.Load())
+}
+
+type mappingStatus struct {
+	Names        []string `json:"names"`
+	LastReloadOK bool     `json:"last_reload_ok"`
+	// LastProblem is why the last reload was refused: file:line:col
+	// messages about the mapping files.
+	LastProblem string `json:"last_problem,omitempty"`
+}

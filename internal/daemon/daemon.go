@@ -18,6 +18,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/mappings"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
@@ -34,6 +35,8 @@ type Daemon struct {
 	ready     chan struct{}
 	stopSweep chan struct{}
 	swept     chan struct{}
+	maps      *mappingSet
+	stopWatch chan struct{}
 }
 
 type source struct {
@@ -48,6 +51,10 @@ type source struct {
 func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	maps, err := newMappingSet(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	keyring, err := Keyring(cfg.Checkpoint.Encryption)
 	if err != nil {
@@ -64,14 +71,14 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		log.Warn("checkpoint payloads are stored unencrypted: configure checkpoint.encryption with key_env or key_file")
 	}
 	d := &Daemon{log: log, cp: cp, errc: make(chan error, len(cfg.Sources.MLLP)+1), ready: make(chan struct{}),
-		stopSweep: make(chan struct{}), swept: make(chan struct{})}
+		stopSweep: make(chan struct{}), swept: make(chan struct{}), maps: maps, stopWatch: make(chan struct{})}
 	fail := func(err error) (*Daemon, error) {
 		d.closeListeners()
 		cp.Close()
 		return nil, err
 	}
 	for _, sc := range cfg.Sources.MLLP {
-		s, err := newSource(sc, cp, log)
+		s, err := newSource(sc, cp, log, maps)
 		if err != nil {
 			return fail(fmt.Errorf("source %s: %w", sc.Name, err))
 		}
@@ -105,6 +112,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
 	}
 	go d.sweepLoop(cfg.Checkpoint.SweepInterval.Std())
+	if cfg.Mappings.Watch {
+		go maps.watch(2*time.Second, d.stopWatch)
+	}
+	log.Info("mappings loaded", "mappings", len(maps.Current().Mappings), "watch", cfg.Mappings.Watch)
 	close(d.ready)
 	log.Warn("CRM forwarding is not implemented yet: messages are stored in the checkpoint log and acknowledged, not yet sent on")
 	return d, nil
@@ -174,8 +185,8 @@ func tlsMode(sc config.MLLPSource) string {
 	return "on"
 }
 
-func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger) (*source, error) {
-	h := &ehr.MLLPSource{Name: sc.Name, Logger: log, Log: cp, HashIgnore: []hl7.Path{}}
+func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger, maps *mappingSet) (*source, error) {
+	h := &ehr.MLLPSource{Name: sc.Name, Logger: log, Log: cp, HashIgnore: []hl7.Path{}, Lane: maps.lane}
 	for _, p := range sc.HashIgnore {
 		path, err := hl7.ParsePath(p)
 		if err != nil {
@@ -261,6 +272,7 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 	}
 	wg.Wait()
 	close(d.stopSweep)
+	close(d.stopWatch)
 	<-d.swept
 	if d.admin != nil {
 		d.admin.shutdown(ctx)
@@ -293,3 +305,10 @@ func (d *Daemon) closeListeners() {
 		s.listener.Close()
 	}
 }
+
+// ReloadMappings re-reads the mapping files (SIGHUP). On problems the
+// running mappings stay in use and the problems are returned.
+func (d *Daemon) ReloadMappings() error { return d.maps.Reload("SIGHUP") }
+
+// Mappings returns the running mapping set.
+func (d *Daemon) Mappings() *mappings.Set { return d.maps.Current() }
