@@ -12,7 +12,8 @@ FUZZTIME ?= 2m
 PEERS    := internal/interop/node
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-windows run test unit fuzz-short fuzz fmt vet tidy peers clean
+.PHONY: all build build-windows run test unit mappings-test fuzz-short fuzz fmt vet tidy peers clean
+MAPPING_SETS := $(wildcard configs/mappings/*/)
 
 all: build
 
@@ -26,12 +27,20 @@ run: build
 	./$(BIN) run --config $(CONFIG)
 
 # test: formatting, vet, every Go test (race detector on, real peers
-# included), then a short fuzz run of each fuzz target.
+# included), lint and tests of every shipped mapping set, then a short
+# fuzz run of each fuzz target.
 test: peers vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(PEERS)/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) mappings-test
 	$(MAKE) fuzz-short
+
+# mappings-test: `ehrbridge lint` and `ehrbridge test` on each shipped set.
+mappings-test: build
+	@for set in $(MAPPING_SETS); do \
+	  ./$(BIN) lint $$set && ./$(BIN) test $$set || exit 1; \
+	done
 
 unit:
 	$(GO) test -count=1 ./...
@@ -45,6 +54,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./hl7
 	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./hl7/mllp
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./mappings
+	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $(FUZZTIME) ./mappings
+	$(GO) test -run '^$$' -fuzz '^FuzzMapFHIR$$' -fuzztime $(FUZZTIME) ./mappings
 
 vet:
 	$(GO) vet ./...

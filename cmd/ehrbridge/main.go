@@ -25,7 +25,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "run the daemon: ehrbridge run --config FILE", cmdRun},
-		{"lint", "check a config file: ehrbridge lint --config FILE", cmdLint},
+		{"lint", "check a config and its mappings: ehrbridge lint --config FILE [MAPPING...]", cmdLint},
+		{"map", "show the CRM ops messages map to: ehrbridge map --config FILE MESSAGE_FILE...", cmdMap},
+		{"test", "run mapping tests: ehrbridge test [--config FILE] [DIR...]", cmdTest},
 		{"hl7", "inspect HL7 v2 files: ehrbridge hl7 show FILE | hl7 get FILE PATH...", cmdHL7},
 		{"send", "send HL7 v2 files over MLLP: ehrbridge send --to HOST:PORT FILE...", cmdSend},
 		{"log", "inspect and act on the checkpoint log: ehrbridge log stats|list|show|retry|compact|check", cmdLog},

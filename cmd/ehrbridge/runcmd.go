@@ -52,17 +52,6 @@ func configFlag(name, what string, args []string, stderr io.Writer) (string, boo
 	return *file, true
 }
 
-func cmdLint(args []string, stdout, stderr io.Writer) int {
-	file, ok := configFlag("lint", "Prints every problem as file:line:col: message and exits 1 if there is any.", args, stderr)
-	if !ok {
-		return exitUsage
-	}
-	if _, ok := loadConfig(file, stdout); !ok {
-		return exitFailure
-	}
-	fmt.Fprintf(stdout, "%s: ok\n", file)
-	return exitOK
-}
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	file, ok := configFlag("run", "Runs the daemon until SIGINT or SIGTERM. Refuses a config that does not lint.", args, stderr)
@@ -90,6 +79,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = d.ReloadMappings() // logged either way; the running set stays on failure
+			}
+		}
+	}()
 	if err := d.Wait(ctx); err != nil {
 		return exitFailure
 	}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+)
+
+// writeFiles writes name → content under a new directory.
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// A broken mapping file gives precise file:line:col problems and exit 1;
+// a good one passes, alone or through a config.
+func TestLintMappings(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"maps/patient.yaml": "when: {hl7: ADT^A01}\nops:\n  - id: patient\n    object: Account\n    key_field: SourceSystemIdentifier\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n",
+		"bad/broken.yaml":   "when: {hl7: ADT^A01}\nops:\n  - object: Account\n    key_field: K\n    key: PID-3.1\n    fields:\n      LastName: PID-5.x\n      FirstName: uper(PID-5.2)\n      Born: date()\n      LastName: PID-5.1\n      Other: ref(patinet)\n",
+		"ehrbridge.yaml":    "data_dir: ./data\nmappings:\n  paths: [maps]\n  timezone: America/Chicago\n",
+		"badtz.yaml":        "data_dir: ./data\nmappings:\n  paths: [maps]\n  timezone: Mars/Olympus\n",
+	})
+	if out, errOut, code := runCLI(t, "lint", "--config", filepath.Join(dir, "ehrbridge.yaml")); code != exitOK || !strings.Contains(out, "ok (1 mappings)") {
+		t.Errorf("good set: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, _, code := runCLI(t, "lint", filepath.Join(dir, "maps")); code != exitOK {
+		t.Errorf("mapping dir alone: exit %d\n%s", code, out)
+	}
+	broken := filepath.Join(dir, "bad", "broken.yaml")
+	out, _, code := runCLI(t, "lint", broken)
+	if code != exitFailure {
+		t.Errorf("broken mapping: exit %d", code)
+	}
+	for _, want := range []string{
+		broken + `:7:17: LastName: path "PID-5.x": component: expected a number`,
+		broken + ":8:18: FirstName: unknown function uper (did you mean upper?)",
+		broken + ":9:13: Born: date takes 1 to 2 arguments, got 0",
+		broken + ":10:7: duplicate target field LastName (first at line 7)",
+		broken + `:11:14: ref(patinet): there is no op with id "patinet"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lint output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, code = runCLI(t, "lint", "--config", filepath.Join(dir, "badtz.yaml"))
+	if code != exitFailure || !strings.Contains(out, "badtz.yaml:4:13: mappings.timezone: unknown time zone") {
+		t.Errorf("bad timezone: exit %d\n%s", code, out)
+	}
+}
+
+// map prints the ops of corpus ADT, ORU and SIU messages as JSON lines
+// with the shipped Health Cloud set, and names what no mapping accepts.
+func TestMapCorpus(t *testing.T) {
+	root := shared.ModuleRoot(t)
+	set := filepath.Join(root, "configs", "mappings", "healthcloud")
+	files := []string{corpus(t, "microsoft-FHIR-Converter", "ADT-A01-01.hl7"), corpus(t, "microsoft-FHIR-Converter", "ORU-R01-01.hl7"),
+		corpus(t, "microsoft-FHIR-Converter", "SIU-S12-01.hl7"), corpus(t, "microsoft-FHIR-Converter", "MDM-T02-01.hl7")}
+	out, errOut, code := runCLI(t, append([]string{"map", "--timezone", "UTC", "--mappings", set}, files...)...)
+	if code != exitOK {
+		t.Fatalf("map: exit %d\n%s", code, errOut)
+	}
+	type op struct {
+		Mapping, Object, Action, KeyField, Key string
+		Fields                                 map[string]json.RawMessage
+	}
+	var ops []op
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var o struct {
+			Mapping  string                     `json:"mapping"`
+			Object   string                     `json:"object"`
+			Action   string                     `json:"action"`
+			KeyField string                     `json:"key_field"`
+			Key      string                     `json:"key"`
+			Fields   map[string]json.RawMessage `json:"fields"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &o); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", sc.Text(), err)
+		}
+		ops = append(ops, op{o.Mapping, o.Object, o.Action, o.KeyField, o.Key, o.Fields})
+	}
+	find := func(object string) *op {
+		for i := range ops {
+			if ops[i].Object == object {
+				return &ops[i]
+			}
+		}
+		return nil
+	}
+	// ADT-A01-01: PID-3 PATID1234^5^M11^test1&2.16.1&HCD^MR, EVERYMAN^ADAM, born 1988-08-18.
+	if p := find("Account"); p == nil || !strings.Contains(p.Key, "PATID1234") || string(p.Fields["LastName"]) != `"EVERYMAN"` || string(p.Fields["PersonBirthdate"]) != `"1988-08-18"` {
+		t.Errorf("no patient op for ADT-A01-01 as expected: %+v\n%s", p, out)
+	}
+	for _, object := range []string{"ClinicalEncounter", "CareObservation", "ServiceAppointment"} {
+		if find(object) == nil {
+			t.Errorf("no %s op:\n%s", object, out)
+		}
+	}
+	if !strings.Contains(errOut, "MDM-T02-01.hl7 message 1 (MDM^T02): no mapping accepts it") {
+		t.Errorf("unaccepted message not reported:\n%s", errOut)
+	}
+}
+
+// test runs a set's test files, prints a diff for a failing case and exits 1.
+func TestTestCommand(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"patient.yaml": "when: {hl7: ADT^A01}\nops:\n  - id: patient\n    object: Account\n    key_field: SourceSystemIdentifier\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n      PersonBirthdate: date(PID-7)\n",
+		"patient_test.yaml": "tests:\n  - name: good\n    input: |\n      MSH|^~\\&|A|B|C|D|20260105||ADT^A01|1|P|2.5.1\n      PID|1||42^^^H^MR||DOE^JANE||19700102\n" +
+			"    expect:\n      - {object: Account, key_field: SourceSystemIdentifier, key: H|42, fields: {LastName: DOE, PersonBirthdate: \"1970-01-02\"}}\n" +
+			"  - name: wrong\n    input: |\n      MSH|^~\\&|A|B|C|D|20260105||ADT^A01|1|P|2.5.1\n      PID|1||42^^^H^MR||DOE^JANE||19700102\n" +
+			"    expect:\n      - {object: Account, key_field: SourceSystemIdentifier, key: H|42, fields: {LastName: DOE, PersonBirthdate: \"1970-02-01\"}}\n",
+	})
+	out, _, code := runCLI(t, "test", dir)
+	if code != exitFailure {
+		t.Errorf("exit %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{"FAIL " + filepath.Join(dir, "patient_test.yaml") + ":8: wrong", `~ PersonBirthdate: want "1970-02-01", got "1970-01-02"`, "1 passed, 1 failed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, ": good") {
+		t.Errorf("passing case listed without -v:\n%s", out)
+	}
+}
