@@ -151,7 +151,7 @@ type exprParser struct {
 	fhir bool // paths are FHIRPath, not HL7
 	// tables are the mapping's code tables, by name.
 	tables map[string]map[string]string
-	errs []exprError
+	errs   []exprError
 	// calls collects the calls whose names are resolved after all ops are
 	// known (ref).
 	calls []*call

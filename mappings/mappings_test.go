@@ -65,10 +65,10 @@ func TestExpressions(t *testing.T) {
 		{"PID-3[2].4", Str("GENHOSP")},
 		{"PID-8", Str("F")}, // a field read whole reads its first component
 		{"PID-8.2", Str("Female")},
-		{"PID-19", NullValue},     // "" clears
-		{"PID-6", Value{}},        // empty: left out
-		{"ZZZ-1", Value{}},        // no such segment
-		{"OBX-5", Str("72")},      // first OBX outside a repeat
+		{"PID-19", NullValue}, // "" clears
+		{"PID-6", Value{}},    // empty: left out
+		{"ZZZ-1", Value{}},    // no such segment
+		{"OBX-5", Str("72")},  // first OBX outside a repeat
 		{"OBX[2]-5", Str("High|low \\.br\\next")},
 		{"text(OBX[2]-5)", Str("High|low \nnext")},
 		{`"literal"`, Str("literal")},
@@ -134,10 +134,10 @@ func TestExpressions(t *testing.T) {
 
 func TestEvaluationErrorsNameNoContent(t *testing.T) {
 	for expr, want := range map[string]string{
-		"date(PID-5.1)":  "not a date/time",
-		`date("1980")`:   "has no day",
+		"date(PID-5.1)":   "not a date/time",
+		`date("1980")`:    "has no day",
 		"datetime(PV1-2)": "not a date/time",
-		"index()":        "only meaningful in an op with foreach",
+		"index()":         "only meaningful in an op with foreach",
 	} {
 		_, err := evalField(t, expr)
 		var me *Error

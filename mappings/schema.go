@@ -19,7 +19,7 @@ type Schemas struct {
 
 type objectSchema struct {
 	name      string
-	source    string // file it came from
+	source    string            // file it came from
 	fields    map[string]string // lower-case name → name as written
 	keys      map[string]bool   // lower-case names of external id / alternate key fields
 	dataverse bool

@@ -52,7 +52,6 @@ func configFlag(name, what string, args []string, stderr io.Writer) (string, boo
 	return *file, true
 }
 
-
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	file, ok := configFlag("run", "Runs the daemon until SIGINT or SIGTERM. Refuses a config that does not lint.", args, stderr)
 	if !ok {

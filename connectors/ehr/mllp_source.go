@@ -38,8 +38,8 @@ type MLLPSource struct {
 	HashIgnore []hl7.Path
 	// Lane, when set, gives the lane key (patient identity) from the
 	// mappings; "" falls back to LaneKey.
-	Lane func(*hl7.Message) string
-	Logger     *slog.Logger
+	Lane   func(*hl7.Message) string
+	Logger *slog.Logger
 
 	Accepted, Duplicates, Conflicts, Rejected, Errored atomic.Int64
 

@@ -18,8 +18,8 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
-	"github.com/ehrbridge/ehrbridge/mappings"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
+	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 // ShutdownTimeout bounds how long in-flight frames get to finish on stop.
