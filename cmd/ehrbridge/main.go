@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	// Mapping time zones must resolve on a Windows host, which has no
+	// zoneinfo database of its own.
+	_ "time/tzdata"
 )
 
 // Exit codes: 0 success, 1 the work failed (lint problems, a rejected
