@@ -36,11 +36,19 @@ type Result struct {
 
 // Accepts reports whether the mapping applies to the input.
 func (m *Mapping) Accepts(in Input) bool {
+	rt := ""
+	if m.fhir && in.FHIR != nil {
+		rt = resourceType(in.FHIR)
+	}
+	return m.accepts(in, rt)
+}
+
+// accepts is Accepts with a FHIR input's resource type already read.
+func (m *Mapping) accepts(in Input, rt string) bool {
 	if m.fhir {
 		if in.FHIR == nil {
 			return false
 		}
-		rt := resourceType(in.FHIR)
 		for _, r := range m.fhirRes {
 			if r == rt {
 				return true
@@ -83,8 +91,12 @@ func resourceType(res []byte) string {
 // fails the whole input with an *Error (nothing is half-mapped).
 func (s *Set) Map(in Input) (Result, error) {
 	var res Result
+	rt := ""
+	if in.FHIR != nil {
+		rt = resourceType(in.FHIR)
+	}
 	for _, m := range s.Mappings {
-		if !m.Accepts(in) {
+		if !m.accepts(in, rt) {
 			continue
 		}
 		ops, err := m.Map(in)
@@ -134,6 +146,8 @@ type env struct {
 	item    []byte
 	// keys caches the keys of ops that others refer to.
 	keys map[*opDef]Value
+	// explain, when set, collects how each op came about (Explain).
+	explain *[]Explained
 }
 
 func (m *Mapping) newEnv(in Input) *env {
@@ -209,7 +223,10 @@ func (e *env) refKey(op *opDef) (Value, error) {
 
 // Map runs this mapping's ops on the input, which it must accept.
 func (m *Mapping) Map(in Input) ([]Op, error) {
-	e := m.newEnv(in)
+	return m.mapEnv(m.newEnv(in))
+}
+
+func (m *Mapping) mapEnv(e *env) ([]Op, error) {
 	var ops []Op
 	for _, od := range m.ops {
 		var err error
@@ -310,6 +327,10 @@ func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
 			return fail("if", err)
 		}
 		if !v.truthy() {
+			if e.explain != nil {
+				*e.explain = append(*e.explain, Explained{Op: Op{Mapping: m.Name, Object: od.Object, Action: od.Action, KeyField: od.KeyField},
+					OpID: od.ID, Repeat: e.index, Skipped: true, If: od.cond.src})
+			}
 			return ops, nil
 		}
 	}
@@ -324,6 +345,13 @@ func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
 	if len(od.fields) > 0 {
 		op.Fields = make([]Field, 0, len(od.fields))
 	}
+	var ex *Explained
+	if e.explain != nil {
+		ex = &Explained{OpID: od.ID, Repeat: e.index, Key: od.key.src}
+		if od.cond != nil {
+			ex.If = od.cond.src
+		}
+	}
 	for _, f := range od.fields {
 		v, err := f.expr.eval(e)
 		if err != nil {
@@ -332,6 +360,44 @@ func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
 		if v.Kind != Absent {
 			op.Fields = append(op.Fields, Field{Name: f.name, Value: v})
 		}
+		if ex != nil {
+			ex.Fields = append(ex.Fields, ExplainedField{Name: f.name, Expr: f.expr.src, Value: v})
+		}
+	}
+	if ex != nil {
+		ex.Op = op
+		*e.explain = append(*e.explain, *ex)
 	}
 	return append(ops, op), nil
+}
+
+// Explained tells how one op came about, for people writing mappings: the
+// expressions behind the key and every field, with the values they gave,
+// those left out (absent) included; or that the op was skipped by if:.
+type Explained struct {
+	Op      Op
+	OpID    string
+	Repeat  int // 1-based repeat of a foreach op; 0 otherwise
+	Skipped bool
+	If      string // the if: expression, if any
+	Key     string // the key expression
+	Fields  []ExplainedField
+}
+
+// ExplainedField is one target field, set or not.
+type ExplainedField struct {
+	Name  string
+	Expr  string
+	Value Value
+}
+
+// Explain maps the input like Map and also reports how each op came about.
+func (m *Mapping) Explain(in Input) ([]Explained, error) {
+	var out []Explained
+	e := m.newEnv(in)
+	e.explain = &out
+	if _, err := m.mapEnv(e); err != nil {
+		return out, err
+	}
+	return out, nil
 }

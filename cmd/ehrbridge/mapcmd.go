@@ -106,6 +106,7 @@ func cmdMap(args []string, stdout, stderr io.Writer) int {
 	f.register(fs)
 	var extra multiFlag
 	fs.Var(&extra, "mappings", "mapping file or directory, in addition to the config's; repeatable")
+	explain := fs.Bool("explain", false, "print, instead of JSON, each op with the expression behind every field and its value, fields left out and skipped ops included")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ehrbridge map [--config FILE] [--mappings PATH]... MESSAGE_FILE...")
 		fmt.Fprintln(stderr, "Maps each HL7 v2 message (or FHIR resource; a Bundle's entries in turn) in the files and prints")
@@ -154,6 +155,10 @@ func cmdMap(args []string, stdout, stderr io.Writer) int {
 			}
 			if len(res.Mappings) == 0 {
 				fmt.Fprintf(stderr, "%s: no mapping accepts it\n", where)
+				continue
+			}
+			if *explain {
+				explainInput(stdout, set, in, where)
 				continue
 			}
 			for _, op := range res.Ops {
@@ -272,4 +277,34 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// explainInput prints how each accepting mapping maps the input.
+func explainInput(w io.Writer, set *mappings.Set, in mappings.Input, where string) {
+	for _, m := range set.Mappings {
+		if !m.Accepts(in) {
+			continue
+		}
+		fmt.Fprintf(w, "== %s: mapping %s (%s)\n", where, m.Name, m.File)
+		exps, _ := m.Explain(in)
+		for _, x := range exps {
+			rep := ""
+			if x.Repeat > 0 {
+				rep = fmt.Sprintf(" [repeat %d]", x.Repeat)
+			}
+			if x.Skipped {
+				fmt.Fprintf(w, "-- op %s%s skipped: if %s is false\n", x.OpID, rep, x.If)
+				continue
+			}
+			fmt.Fprintf(w, "op %s%s: %s %s %s=%q\n", x.OpID, rep, x.Op.Action, x.Op.Object, x.Op.KeyField, x.Op.Key)
+			fmt.Fprintf(w, "    %-28s <- %s\n", "(key)", x.Key)
+			for _, f := range x.Fields {
+				val := f.Value.String()
+				if !f.Value.IsSet() {
+					val = "(left out: no value)"
+				}
+				fmt.Fprintf(w, "    %-28s <- %s\n", f.Name+" = "+val, f.Expr)
+			}
+		}
+	}
 }

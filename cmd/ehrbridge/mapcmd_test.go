@@ -140,3 +140,28 @@ func TestTestCommand(t *testing.T) {
 		t.Errorf("passing case listed without -v:\n%s", out)
 	}
 }
+
+// map --explain shows each field's expression and value, fields left out
+// and ops skipped by if:.
+func TestMapExplain(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"m/patient.yaml": "when: {hl7: ADT}\nops:\n  - id: patient\n    object: Account\n    key_field: K\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n      Email: PID-13.4\n  - id: visit\n    object: ClinicalEncounter\n    key_field: K\n    key: PV1-19.1\n    if: present(PV1-19.1)\n    fields:\n      PatientId: ref(patient)\n",
+		"adt.hl7":        "MSH|^~\\&|A|B|C|D|20260105||ADT^A28|1|P|2.5.1\nPID|1||42^^^H^MR||DOE^JANE\n",
+	})
+	out, errOut, code := runCLI(t, "map", "--explain", "--mappings", filepath.Join(dir, "m"), filepath.Join(dir, "adt.hl7"))
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"mapping patient (",
+		`op patient: upsert Account K="H|42"`,
+		`(key)                        <- key(PID-3.4, PID-3.1)`,
+		`LastName = "DOE"`,
+		"Email = (left out: no value) <- PID-13.4",
+		"-- op visit skipped: if present(PV1-19.1) is false",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+}
