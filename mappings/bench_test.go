@@ -1,7 +1,9 @@
 package mappings
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +83,45 @@ func BenchmarkParseORUBaseline(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := hl7.Parse([]byte(benchORU)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMapFHIRObservation maps a Synthea Observation (FHIRPath on raw
+// JSON, 7 fields).
+func BenchmarkMapFHIRObservation(b *testing.B) {
+	set, err := Load([]string{"testdata/bench_fhir.yaml"}, Options{Zone: time.UTC})
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := os.ReadFile("../configs/samples/fhir/Observation.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := Input{FHIR: res}
+	if r, err := set.Map(in); err != nil || len(r.Ops) != 1 {
+		b.Fatalf("map: %v %+v", err, r)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := set.Map(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeFHIRBaseline decodes the same Observation with
+// encoding/json into a generic value: the floor for any JSON reader.
+func BenchmarkDecodeFHIRBaseline(b *testing.B) {
+	res, err := os.ReadFile("../configs/samples/fhir/Observation.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var v any
+		if err := json.Unmarshal(res, &v); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -209,16 +209,31 @@ func (e *env) refKey(op *opDef) (Value, error) {
 		return v, nil
 	}
 	top := *e
-	top.cur, top.field, top.fieldSeg, top.rep, top.index, top.item = -1, nil, nil, 0, 0, nil
+	top.cur, top.field, top.fieldSeg, top.rep, top.index, top.item, top.explain = -1, nil, nil, 0, 0, nil, nil
+	// A reference to an op that its if: skips is no reference.
+	if op.cond != nil {
+		c, err := op.cond.eval(&top)
+		if err != nil {
+			return Value{}, fmt.Errorf("if of op %s: %w", op.ID, err)
+		}
+		if !c.truthy() {
+			e.cacheKey(op, Value{})
+			return Value{}, nil
+		}
+	}
 	v, err := op.key.eval(&top)
 	if err != nil {
 		return Value{}, fmt.Errorf("key of op %s: %w", op.ID, err)
 	}
+	e.cacheKey(op, v)
+	return v, nil
+}
+
+func (e *env) cacheKey(op *opDef, v Value) {
 	if e.keys == nil {
 		e.keys = map[*opDef]Value{}
 	}
 	e.keys[op] = v
-	return v, nil
 }
 
 // Map runs this mapping's ops on the input, which it must accept.

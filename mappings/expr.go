@@ -95,7 +95,13 @@ func fhirValue(v types.Value, src string) (Value, error) {
 	case "Integer", "Decimal":
 		return Num(canonicalNumber(v.String())), nil
 	case "String", "Date", "DateTime", "Time":
-		return Str(strings.TrimPrefix(v.String(), "@")), nil
+		t := strings.TrimPrefix(v.String(), "@")
+		if t == "" {
+			// FHIR has no empty strings: "" is what a FHIRPath such as
+			// join() makes of nothing, so it is nothing.
+			return Value{}, nil
+		}
+		return Str(t), nil
 	case "Quantity":
 		return Str(v.String()), nil
 	}

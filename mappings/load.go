@@ -262,6 +262,7 @@ func compileFile(file string, data []byte, opts Options) (*Mapping, Problems) {
 // repeated keys.
 func (l *loader) entries(n *yaml.Node, known []string, what string) map[string]*yaml.Node {
 	out := map[string]*yaml.Node{}
+	n = deref(n)
 	if n.Kind != yaml.MappingNode {
 		l.addAt(n, "%s must be a mapping of keys (%s)", what, strings.Join(known, ", "))
 		return out
@@ -276,7 +277,7 @@ func (l *loader) entries(n *yaml.Node, known []string, what string) map[string]*
 			l.addAt(k, "unknown key %q in %s%s (known: %s)", k.Value, what, suggest(k.Value, known), strings.Join(known, ", "))
 			continue
 		}
-		out[k.Value] = v
+		out[k.Value] = deref(v)
 	}
 	return out
 }
@@ -292,6 +293,15 @@ func suggest(word string, known []string) string {
 		return ""
 	}
 	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+// deref follows YAML aliases (*name) to the anchored node (&name), so
+// that a long expression can be written once and reused.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 16; i++ {
+		n = n.Alias
+	}
+	return n
 }
 
 // str reads a plain string value.
@@ -467,15 +477,16 @@ type pendingRef struct {
 }
 
 // expr compiles a YAML value as an expression. A plain (unquoted) scalar
-// is an expression; quoted text is literal text unless it starts with "="
-// (for expressions YAML needs quoted); numbers, booleans and null are
-// literals.
+// or a block scalar (| or >, for long expressions) is an expression;
+// quoted text is literal text unless it starts with "=" (for expressions
+// YAML needs quoted); numbers, booleans and null are literals.
 func (sc *scope) expr(n *yaml.Node, what string) *expression {
 	x, _ := sc.exprCalls(n, what)
 	return x
 }
 
 func (sc *scope) exprCalls(n *yaml.Node, what string) (*expression, []*call) {
+	n = deref(n)
 	if n.Kind != yaml.ScalarNode {
 		sc.l.addAt(n, "%s must be an expression or a value, not a %s", what, kindName(n))
 		return nil, nil
@@ -494,11 +505,13 @@ func (sc *scope) exprCalls(n *yaml.Node, what string) (*expression, []*call) {
 		return &expression{src: n.Value, root: literal{Boolean(b)}}, nil
 	}
 	src, colShift := n.Value, 0
-	if n.Style != 0 {
+	if n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) != 0 {
 		if !strings.HasPrefix(src, "=") {
 			return &expression{src: strconv.Quote(src), root: literal{Str(src)}}, nil
 		}
 		src, colShift = src[1:], 2 // the quote and the "="
+	} else if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		src = strings.TrimPrefix(strings.TrimSpace(src), "=")
 	}
 	root, calls, errs := parseExpression(src, sc.m.fhir, sc.tables)
 	for _, e := range errs {

@@ -559,3 +559,63 @@ func TestTestRunner(t *testing.T) {
 		}
 	}
 }
+
+// Anchors reuse an expression, a block scalar is an expression, a ref to
+// an op that if: skips is absent, and FHIRPath's "" is nothing.
+func TestAliasesBlocksSkippedRefs(t *testing.T) {
+	m := mapping(t, `when: {hl7: ADT}
+lane: &pk key(PID-3[2].4, PID-3[2].1)
+ops:
+  - id: patient
+    object: Account
+    key_field: K
+    key: *pk
+    fields:
+      Name: >-
+        concat(PID-5.2, " ",
+               PID-5.1)
+      Note: "literal text"
+  - id: visit
+    object: Enc
+    key_field: K
+    key: PV1-50
+    if: present(PV1-50)
+    fields: {X: PV1-2}
+  - object: Obs
+    key_field: K
+    key: *pk
+    fields:
+      Visit: ref(visit)
+      Patient: ref(patient)
+`)
+	ops, err := m.Map(Input{HL7: parse(t, testADT)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ops[0].Key != "GENHOSP|12345" {
+		t.Errorf("aliased key %q", ops[0].Key)
+	}
+	if v, _ := ops[0].Field("Name"); !v.Equal(Str("MARY O'BRIEN")) {
+		t.Errorf("block expression = %v", v)
+	}
+	if v, _ := ops[0].Field("Note"); !v.Equal(Str("literal text")) {
+		t.Errorf("quoted literal = %v", v)
+	}
+	if len(ops) != 2 || ops[1].Object != "Obs" {
+		t.Fatalf("ops %+v", ops)
+	}
+	if _, set := ops[1].Field("Visit"); set {
+		t.Errorf("a ref to a skipped op was written")
+	}
+	if v, _ := ops[1].Field("Patient"); v.Kind != Ref {
+		t.Errorf("ref(patient) = %v", v)
+	}
+	f := mapping(t, "when: {fhir: Patient}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      Street: \"=fhirpath(\\\"address.line.join(', ')\\\")\"\n")
+	ops, err = f.Map(Input{FHIR: []byte(`{"resourceType":"Patient","id":"p"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, set := ops[0].Field("Street"); set {
+		t.Errorf("FHIRPath \"\" was written: %+v", ops[0])
+	}
+}

@@ -205,6 +205,7 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: ehrbridge test [--config FILE] [-v] [DIR_OR_TEST_FILE...]")
 		fmt.Fprintln(stderr, "Runs mapping test files (x_test.yaml beside x.yaml) in the given directories, or in the")
 		fmt.Fprintln(stderr, "config's mapping directories, printing a diff for each failing case; exits 1 on a failure.")
+		fmt.Fprintln(stderr, "HL7 times without an offset are placed in --timezone, else the config's mappings.timezone, else UTC.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -261,8 +262,13 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 		dc := *cfg
 		dc.Mappings.Paths = []string{dir}
 		dc.Mappings.Schemas = append(append([]string(nil), cfg.Mappings.Schemas...), f.schemas...)
-		if f.timezone != "" {
+		switch {
+		case f.timezone != "":
 			dc.Mappings.Timezone = f.timezone
+		case dc.Mappings.Timezone == "":
+			// Expected values must not depend on the machine the tests
+			// run on: without a configured zone, tests use UTC.
+			dc.Mappings.Timezone = "UTC"
 		}
 		set, err := daemon.LoadMappings(&dc)
 		if err != nil {
