@@ -380,12 +380,53 @@ loop:
 }
 
 func (p *exprParser) compileFHIR(off int, src string) node {
+	if fn := impureFHIRPath(src); fn != "" {
+		p.fail(off, "FHIRPath %q uses %s, which depends on the clock or on other resources; a mapping's output must depend on the message alone", src, fn)
+		return nil
+	}
 	x, err := fhirpath.Compile(src)
 	if err != nil {
 		p.fail(off, "FHIRPath %q does not compile: %s", src, firstLine(err.Error()))
 		return nil
 	}
 	return &fhirPath{src: src, expr: x}
+}
+
+// impureFHIRPath names the first function in src (outside quotes) that
+// reads the clock or reaches beyond the resource, or "".
+func impureFHIRPath(src string) string {
+	var word strings.Builder
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c == '\'' || c == '"' || c == '`' {
+			for i++; i < len(src) && src[i] != c; i++ {
+				if src[i] == '\\' {
+					i++
+				}
+			}
+			word.Reset()
+			continue
+		}
+		if isIdentChar(c) || c == '%' {
+			word.WriteByte(c)
+			continue
+		}
+		w := word.String()
+		word.Reset()
+		if c == '(' {
+			switch w {
+			case "now", "today", "timeOfDay", "resolve", "memberOf", "subsumes", "subsumedBy", "conformsTo":
+				return w + "()"
+			}
+		}
+		if strings.HasPrefix(w, "%") && w != "%resource" && w != "%rootResource" && w != "%context" && w != "%ucum" && !strings.HasPrefix(w, "%sct") && !strings.HasPrefix(w, "%loinc") {
+			return w
+		}
+	}
+	if w := word.String(); strings.HasPrefix(w, "%") && w != "%resource" && w != "%rootResource" && w != "%context" && w != "%ucum" {
+		return w
+	}
+	return ""
 }
 
 func firstLine(s string) string {

@@ -510,8 +510,9 @@ func compileFHIRPathFn(p *exprParser, c *call) error {
 	}
 	n := p.compileFHIR(0, src)
 	if n == nil {
+		msg := p.errs[len(p.errs)-1].msg
 		p.errs = p.errs[:len(p.errs)-1]
-		return fmt.Errorf("%q does not compile", src)
+		return errors.New(msg)
 	}
 	c.args[0] = n
 	return nil

@@ -410,6 +410,9 @@ func TestLint(t *testing.T) {
 		{"bad zone", "when: {hl7: ADT}\nops:\n  - object: A\n    key_field: K\n    key: PID-3.1\n    fields:\n      X: datetime(PID-7, \"Mars/Olympus\")\n", `X: datetime: unknown time zone "Mars/Olympus"`},
 		{"format count", "when: {hl7: ADT}\nops:\n  - object: A\n    key_field: K\n    key: PID-3.1\n    fields:\n      X: format(\"{1} {3}\", PID-5, PID-6)\n", "refers to {3}, but there are 2 values"},
 		{"bad fhirpath", "when: {fhir: Patient}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: name.where(\n", "X:"},
+		{"clock in fhirpath", "when: {fhir: Patient}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: \"=fhirpath('now() - birthDate')\"\n", "uses now(), which depends on the clock"},
+		{"resolve in fhirpath", "when: {fhir: Observation}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: subject.resolve().name.family\n", "uses resolve()"},
+		{"environment variable in fhirpath", "when: {fhir: Patient}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: \"=fhirpath('%terminologies.expand()')\"\n", "uses %terminologies"},
 		{"yaml syntax", "when: {hl7: ADT\nops: []\n", "t.yaml:1: YAML syntax"},
 		{"text of non-path", "when: {hl7: ADT}\nops:\n  - object: A\n    key_field: K\n    key: PID-3.1\n    fields:\n      X: text(\"a\")\n", "text: the argument must be an HL7 path"},
 	}
