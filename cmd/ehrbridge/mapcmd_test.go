@@ -113,6 +113,16 @@ func TestMapCorpus(t *testing.T) {
 			t.Errorf("no %s op:\n%s", object, out)
 		}
 	}
+	// SIU-S12-01: MSH-3 SCHApp, SCH-2 (filler appointment id) 36996, TQ1-7 20210924093000+0215.
+	if a := find("ServiceAppointment"); a == nil || a.Key != "SCHApp|36996" || string(a.Fields["Status"]) != `"Scheduled"` ||
+		string(a.Fields["SchedStartTime"]) != `"2021-09-24T09:30:00+02:15"` {
+		t.Errorf("appointment op: %+v", a)
+	}
+	// ORU-R01-01: OBR-3 986, first OBX 8867-4 "heartrate" without OBX-4; PID-3 14^^^IA PHIMS Stage&...^PI.
+	if o := find("CareObservation"); o == nil || o.Key != "986|8867-4|#1" || string(o.Fields["Name"]) != `"heartrate"` ||
+		!strings.Contains(string(o.Fields["ObservedSubjectId"]), `"key":"IA PHIMS Stage|14"`) {
+		t.Errorf("observation op: %+v", o)
+	}
 	if !strings.Contains(errOut, "MDM-T02-01.hl7 message 1 (MDM^T02): no mapping accepts it") {
 		t.Errorf("unaccepted message not reported:\n%s", errOut)
 	}
