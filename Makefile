@@ -54,9 +54,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./hl7
 	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./hl7/mllp
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
-	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./mappings
-	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $(FUZZTIME) ./mappings
-	$(GO) test -run '^$$' -fuzz '^FuzzMapFHIR$$' -fuzztime $(FUZZTIME) ./mappings
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./mappings
+	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./mappings
+	$(GO) test -run '^$$' -fuzz '^FuzzMapFHIR$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./mappings
 
 vet:
 	$(GO) vet ./...

@@ -554,3 +554,34 @@ func TestFormatDoesNotLeak(t *testing.T) {
 		}
 	}
 }
+
+func TestRepetitionsAndComponents(t *testing.T) {
+	m, err := Parse([]byte("MSH|^~\\&|A|B|C|D|20260105||ADT^A01|1|P|2.5.1\rPID|1||1^^^H&1.2&ISO^MR~2^^^S^SS~~3\\T\\x^^^^PI\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps := m.Segment("PID", 1).Repetitions(3)
+	if len(reps) != 4 {
+		t.Fatalf("%d repetitions", len(reps))
+	}
+	cases := []struct{ got, want string }{
+		{reps[0].Component(1).String(), "1"},
+		{reps[0].Component(4).Subcomponent(2).String(), "1.2"},
+		{reps[0].Component(4).Raw(), "H&1.2&ISO"},
+		{reps[1].Component(5).String(), "SS"},
+		{reps[2].Raw(), ""},
+		{reps[3].Component(1).String(), "3&x"},
+		{reps[3].Component(9).Raw(), ""},
+	}
+	for i, c := range cases {
+		if c.got != c.want {
+			t.Errorf("case %d: %q, want %q", i, c.got, c.want)
+		}
+	}
+	if r := m.Segment("PID", 1).Repetitions(4); r != nil {
+		t.Errorf("empty field has repetitions %v", r)
+	}
+	if r := m.Segment("MSH", 1).Repetitions(2); len(r) != 1 || r[0].String() != "^~\\&" {
+		t.Errorf("MSH-2 repetitions %v", r)
+	}
+}

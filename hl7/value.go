@@ -1,5 +1,7 @@
 package hl7
 
+import "strings"
+
 // Null is the HL7 explicit null: a field holding "" tells the receiver to
 // clear the value, unlike an empty field, which leaves it untouched.
 const Null = `""`
@@ -51,4 +53,52 @@ func (v Value) Text() string {
 		return v.raw
 	}
 	return unescape(v.raw, &v.msg.delims, v.msg.cs.decodeHexBytes, true)
+}
+
+// Component returns component n (1-based) of a field repetition, or the
+// zero Value when there is none. Use it on the values Repetitions gives.
+func (v Value) Component(n int) Value {
+	if v.msg == nil || v.verbatim || n < 1 {
+		return Value{}
+	}
+	d := &v.msg.delims
+	raw := piece(v.raw, d.Component, n)
+	return Value{raw: raw, leaf: !containsAny2(raw, d.Subcomponent, 0), msg: v.msg}
+}
+
+// Subcomponent returns subcomponent n (1-based) of a component.
+func (v Value) Subcomponent(n int) Value {
+	if v.msg == nil || v.verbatim || n < 1 {
+		return Value{}
+	}
+	raw := piece(v.raw, v.msg.delims.Subcomponent, n)
+	return Value{raw: raw, leaf: true, msg: v.msg}
+}
+
+// Repetitions returns each repetition of field n of the segment, in order,
+// in one pass over the field (reading them one by one with Get is
+// quadratic in their number); nil for an empty field.
+func (s *Segment) Repetitions(n int) []Value {
+	raw := s.Field(n)
+	if raw == "" {
+		return nil
+	}
+	if s.fields[0] == "MSH" && n <= 2 {
+		return []Value{{raw: raw, leaf: true, verbatim: true, msg: s.msg}}
+	}
+	d := &s.msg.delims
+	var out []Value
+	for {
+		part, rest, more := raw, "", false
+		if d.Repetition != 0 {
+			if i := strings.IndexByte(raw, d.Repetition); i >= 0 {
+				part, rest, more = raw[:i], raw[i+1:], true
+			}
+		}
+		out = append(out, Value{raw: part, leaf: !containsAny2(part, d.Component, d.Subcomponent), msg: s.msg})
+		if !more {
+			return out
+		}
+		raw = rest
+	}
 }

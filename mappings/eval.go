@@ -138,7 +138,7 @@ type env struct {
 	cur      int
 	field    *hl7.Path
 	fieldSeg *hl7.Segment
-	rep      int
+	repVal   hl7.Value
 	index    int // 1-based repeat number; 0 outside foreach
 	// FHIR: the resource and the current item.
 	res     []byte
@@ -209,7 +209,7 @@ func (e *env) refKey(op *opDef) (Value, error) {
 		return v, nil
 	}
 	top := *e
-	top.cur, top.field, top.fieldSeg, top.rep, top.index, top.item, top.explain = -1, nil, nil, 0, 0, nil, nil
+	top.cur, top.field, top.fieldSeg, top.repVal, top.index, top.item, top.explain = -1, nil, nil, hl7.Value{}, 0, nil, nil
 	// A reference to an op that its if: skips is no reference.
 	if op.cond != nil {
 		c, err := op.cond.eval(&top)
@@ -273,6 +273,9 @@ func (m *Mapping) eachSegment(e *env, od *opDef, ops []Op) ([]Op, error) {
 			continue
 		}
 		n++
+		if n > MaxRepeats {
+			return nil, &Error{Mapping: m.Name, Op: od.ID, Field: "foreach", Err: errTooManyRepeats}
+		}
 		e.cur, e.index = i, n
 		var err error
 		if ops, err = m.emit(e, od, ops); err != nil {
@@ -291,14 +294,13 @@ func (m *Mapping) eachRepetition(e *env, od *opDef, ops []Op) ([]Op, error) {
 	if seg == nil {
 		return ops, nil
 	}
-	raw := seg.Field(f.Field)
-	if raw == "" {
-		return ops, nil
+	reps := seg.Repetitions(f.Field)
+	if len(reps) > MaxRepeats {
+		return nil, &Error{Mapping: m.Name, Op: od.ID, Field: "foreach", Err: errTooManyRepeats}
 	}
-	reps := strings.Count(raw, string(e.msg.Delimiters().Repetition)) + 1
-	defer func() { e.field, e.fieldSeg, e.rep, e.index = nil, nil, 0, 0 }()
-	for r := 1; r <= reps; r++ {
-		e.field, e.fieldSeg, e.rep, e.index = f, seg, r, r
+	defer func() { e.field, e.fieldSeg, e.repVal, e.index = nil, nil, hl7.Value{}, 0 }()
+	for r, rep := range reps {
+		e.field, e.fieldSeg, e.repVal, e.index = f, seg, rep, r+1
 		var err error
 		if ops, err = m.emit(e, od, ops); err != nil {
 			return nil, err
@@ -307,12 +309,22 @@ func (m *Mapping) eachRepetition(e *env, od *opDef, ops []Op) ([]Op, error) {
 	return ops, nil
 }
 
+// MaxRepeats bounds the repeats of one foreach op for one input: a
+// corrupt message with 100,000 OBX segments or PID-3 repetitions fails
+// with a reason instead of flooding the CRM.
+const MaxRepeats = 10000
+
+var errTooManyRepeats = fmt.Errorf("more than %d repeats; the message is refused rather than flooding the CRM", MaxRepeats)
+
 func (m *Mapping) eachFHIR(e *env, od *opDef, ops []Op) ([]Op, error) {
 	col, err := e.fhirEval(od.foreach.fhir.expr)
 	if err != nil {
 		return nil, &Error{Mapping: m.Name, Op: od.ID, Field: "foreach", Err: fmt.Errorf("FHIRPath %q could not be evaluated", od.foreach.src)}
 	}
 	defer func() { e.item, e.index = nil, 0 }()
+	if len(col) > MaxRepeats {
+		return nil, &Error{Mapping: m.Name, Op: od.ID, Field: "foreach", Err: errTooManyRepeats}
+	}
 	for i, v := range col {
 		ov, ok := v.(*types.ObjectValue)
 		if !ok {

@@ -44,29 +44,44 @@ func (n *hl7Path) eval(e *env) (Value, error) {
 func (n *hl7Path) evalIn(e *env, seg *hl7.Segment) (Value, error) {
 	p := n.p
 	if e.field != nil && seg == e.fieldSeg && p.Field == e.field.Field && p.Rep == 0 {
-		p.Rep = e.rep
+		return readHL7(narrow(e.repVal, p.Component, p.Subcomponent), p, n.text), nil
 	}
-	v := seg.Get(p)
-	if !v.IsLeaf() && !v.IsNull() {
-		// A field or component read whole that has structure below it
-		// reads its first part: HL7 v2's rule for fields that gained
-		// components in a later version (an ID that became a CWE).
-		if p.Component == 0 {
-			p.Component = 1
-		} else if p.Subcomponent == 0 {
-			p.Subcomponent = 1
+	return readHL7(seg.Get(p), p, n.text), nil
+}
+
+// narrow addresses a component and subcomponent (0: not given) of a field
+// repetition.
+func narrow(v hl7.Value, comp, sub int) hl7.Value {
+	if comp > 0 {
+		v = v.Component(comp)
+		if sub > 0 {
+			v = v.Subcomponent(sub)
 		}
-		v = seg.Get(p)
+	}
+	return v
+}
+
+// readHL7 turns an addressed HL7 value into a Value: "" is null, empty is
+// absent. A field or component read whole that has structure below it
+// reads its first part: HL7 v2's rule for fields that gained components
+// in a later version (an ID that became a CWE).
+func readHL7(v hl7.Value, p hl7.Path, text bool) Value {
+	if !v.IsLeaf() && !v.IsNull() {
+		if p.Component == 0 {
+			v = v.Component(1)
+		} else if p.Subcomponent == 0 {
+			v = v.Subcomponent(1)
+		}
 	}
 	switch {
 	case v.IsNull():
-		return NullValue, nil
+		return NullValue
 	case v.IsEmpty():
-		return Value{}, nil
-	case n.text:
-		return Str(v.Text()), nil
+		return Value{}
+	case text:
+		return Str(v.Text())
 	}
-	return Str(v.String()), nil
+	return Str(v.String())
 }
 
 // fhirPath evaluates a compiled FHIRPath on the resource or the current

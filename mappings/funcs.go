@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/hl7"
 )
 
 // function is one entry of the expression language's function set.
@@ -682,7 +684,7 @@ func evalPick(e *env, c *call) (Value, error) {
 	if err != nil || want.empty() {
 		return Value{}, err
 	}
-	base := *c.args[0].(*hl7Path)
+	base := c.args[0].(*hl7Path)
 	matchComp, _ := strconv.Atoi(c.args[1].(literal).v.Text)
 	wantComp, _ := strconv.Atoi(c.args[3].(literal).v.Text)
 	if e.msg == nil {
@@ -692,18 +694,11 @@ func evalPick(e *env, c *call) (Value, error) {
 	if seg == nil {
 		return Value{}, nil
 	}
-	raw := seg.Field(base.p.Field)
-	reps := strings.Count(raw, string(e.msg.Delimiters().Repetition)) + 1
-	for r := 1; r <= reps && raw != ""; r++ {
-		probe := base
-		probe.p.Rep, probe.p.Component = r, matchComp
-		v, err := probe.evalIn(e, seg)
-		if err != nil {
-			return Value{}, err
-		}
-		if same(v, want) {
-			probe.p.Component = wantComp
-			return probe.evalIn(e, seg)
+	mp := hl7.Path{Component: matchComp}
+	wp := hl7.Path{Component: wantComp}
+	for _, rep := range seg.Repetitions(base.p.Field) {
+		if same(readHL7(rep.Component(matchComp), mp, false), want) {
+			return readHL7(rep.Component(wantComp), wp, base.text), nil
 		}
 	}
 	return Value{}, nil

@@ -622,3 +622,26 @@ ops:
 		t.Errorf("FHIRPath \"\" was written: %+v", ops[0])
 	}
 }
+
+// A message with more repeats than MaxRepeats is refused with a reason
+// instead of turning into a flood of ops; one with many field repetitions
+// is read in one pass.
+func TestRepeatLimits(t *testing.T) {
+	m := mapping(t, "when: {hl7: ORU}\nops:\n  - object: O\n    foreach: OBX\n    key_field: K\n    key: concat(OBX-3, index())\n    fields: {V: OBX-5}\n  - object: I\n    foreach: PID-3\n    key_field: K\n    key: concat(PID-3.1, index())\n    fields: {V: PID-3.1}\n  - object: P\n    key_field: K\n    key: pick(PID-3, 5, \"MR\", 1)\n    fields: {V: PID-3.4}\n")
+	head := "MSH|^~\\&|A|B|C|D|2026||ORU^R01|1|P|2.5.1\rPID|1||" + strings.Repeat("~", MaxRepeats-2) + "7^^^H^MR\r"
+	ops, err := m.Map(Input{HL7: parse(t, head+strings.Repeat("OBX|1|NM|X||1\r", 3))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 3+MaxRepeats-1+1 {
+		t.Fatalf("%d ops", len(ops))
+	}
+	if last := ops[len(ops)-1]; last.Key != "7" {
+		t.Errorf("pick over %d repetitions = %q", MaxRepeats-1, last.Key)
+	}
+	_, err = m.Map(Input{HL7: parse(t, head+strings.Repeat("OBX|1|NM|X||1\r", MaxRepeats+1))})
+	var me *Error
+	if !errors.As(err, &me) || !strings.Contains(err.Error(), "more than 10000 repeats") {
+		t.Errorf("err = %v", err)
+	}
+}
