@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -560,7 +561,7 @@ func TestRepetitionsAndComponents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reps := m.Segment("PID", 1).Repetitions(3)
+	reps := slices.Collect(m.Segment("PID", 1).Repetitions(3))
 	if len(reps) != 4 {
 		t.Fatalf("%d repetitions", len(reps))
 	}
@@ -578,10 +579,10 @@ func TestRepetitionsAndComponents(t *testing.T) {
 			t.Errorf("case %d: %q, want %q", i, c.got, c.want)
 		}
 	}
-	if r := m.Segment("PID", 1).Repetitions(4); r != nil {
+	if r := slices.Collect(m.Segment("PID", 1).Repetitions(4)); r != nil {
 		t.Errorf("empty field has repetitions %v", r)
 	}
-	if r := m.Segment("MSH", 1).Repetitions(2); len(r) != 1 || r[0].String() != "^~\\&" {
+	if r := slices.Collect(m.Segment("MSH", 1).Repetitions(2)); len(r) != 1 || r[0].String() != "^~\\&" {
 		t.Errorf("MSH-2 repetitions %v", r)
 	}
 }

@@ -1,6 +1,9 @@
 package hl7
 
-import "strings"
+import (
+	"iter"
+	"strings"
+)
 
 // Null is the HL7 explicit null: a field holding "" tells the receiver to
 // clear the value, unlike an empty field, which leaves it untouched.
@@ -75,30 +78,31 @@ func (v Value) Subcomponent(n int) Value {
 	return Value{raw: raw, leaf: true, msg: v.msg}
 }
 
-// Repetitions returns each repetition of field n of the segment, in order,
+// Repetitions yields each repetition of field n of the segment, in order,
 // in one pass over the field (reading them one by one with Get is
-// quadratic in their number); nil for an empty field.
-func (s *Segment) Repetitions(n int) []Value {
-	raw := s.Field(n)
-	if raw == "" {
-		return nil
-	}
-	if s.fields[0] == "MSH" && n <= 2 {
-		return []Value{{raw: raw, leaf: true, verbatim: true, msg: s.msg}}
-	}
-	d := &s.msg.delims
-	var out []Value
-	for {
-		part, rest, more := raw, "", false
-		if d.Repetition != 0 {
-			if i := strings.IndexByte(raw, d.Repetition); i >= 0 {
-				part, rest, more = raw[:i], raw[i+1:], true
+// quadratic in their number); nothing for an empty field.
+func (s *Segment) Repetitions(n int) iter.Seq[Value] {
+	return func(yield func(Value) bool) {
+		raw := s.Field(n)
+		if raw == "" {
+			return
+		}
+		if s.fields[0] == "MSH" && n <= 2 {
+			yield(Value{raw: raw, leaf: true, verbatim: true, msg: s.msg})
+			return
+		}
+		d := &s.msg.delims
+		for {
+			part, rest, more := raw, "", false
+			if d.Repetition != 0 {
+				if i := strings.IndexByte(raw, d.Repetition); i >= 0 {
+					part, rest, more = raw[:i], raw[i+1:], true
+				}
 			}
+			if !yield(Value{raw: part, leaf: !containsAny2(part, d.Component, d.Subcomponent), msg: s.msg}) || !more {
+				return
+			}
+			raw = rest
 		}
-		out = append(out, Value{raw: part, leaf: !containsAny2(part, d.Component, d.Subcomponent), msg: s.msg})
-		if !more {
-			return out
-		}
-		raw = rest
 	}
 }

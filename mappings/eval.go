@@ -294,13 +294,13 @@ func (m *Mapping) eachRepetition(e *env, od *opDef, ops []Op) ([]Op, error) {
 	if seg == nil {
 		return ops, nil
 	}
-	reps := seg.Repetitions(f.Field)
-	if len(reps) > MaxRepeats {
-		return nil, &Error{Mapping: m.Name, Op: od.ID, Field: "foreach", Err: errTooManyRepeats}
-	}
 	defer func() { e.field, e.fieldSeg, e.repVal, e.index = nil, nil, hl7.Value{}, 0 }()
-	for r, rep := range reps {
-		e.field, e.fieldSeg, e.repVal, e.index = f, seg, rep, r+1
+	r := 0
+	for rep := range seg.Repetitions(f.Field) {
+		if r++; r > MaxRepeats {
+			return nil, &Error{Mapping: m.Name, Op: od.ID, Field: "foreach", Err: errTooManyRepeats}
+		}
+		e.field, e.fieldSeg, e.repVal, e.index = f, seg, rep, r
 		var err error
 		if ops, err = m.emit(e, od, ops); err != nil {
 			return nil, err

@@ -696,7 +696,7 @@ func evalPick(e *env, c *call) (Value, error) {
 	}
 	mp := hl7.Path{Component: matchComp}
 	wp := hl7.Path{Component: wantComp}
-	for _, rep := range seg.Repetitions(base.p.Field) {
+	for rep := range seg.Repetitions(base.p.Field) {
 		if same(readHL7(rep.Component(matchComp), mp, false), want) {
 			return readHL7(rep.Component(wantComp), wp, base.text), nil
 		}
