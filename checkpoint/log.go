@@ -55,6 +55,10 @@ type Options struct {
 	Logger           *slog.Logger
 	// MaxBatch bounds how many appends share one commit; default 1024.
 	MaxBatch int
+	// UnsafeNoSync skips fsync, so that nothing is durable. It exists for
+	// `ehrbridge bench ingest` to measure the ingest path without the disk
+	// (its CPU ceiling); the daemon never sets it and no config reaches it.
+	UnsafeNoSync bool
 }
 
 // Log is an open checkpoint log. Its methods are safe for concurrent use.
@@ -138,6 +142,7 @@ func Open(path string, opts Options) (*Log, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        opts.LockTimeout,
 		ReadOnly:       opts.ReadOnly,
+		NoSync:         opts.UnsafeNoSync,
 		NoFreelistSync: true, // the freelist is rebuilt at open: fewer pages per commit
 		FreelistType:   bolt.FreelistMapType,
 	})

@@ -286,6 +286,10 @@ func (s *Segment) encodedLen() int {
 	return n
 }
 
+// AppendEncoded appends the segment in its encoded form, without the
+// segment terminator, to b.
+func (s *Segment) AppendEncoded(b []byte) []byte { return s.appendTo(b) }
+
 func (s *Segment) appendTo(b []byte) []byte {
 	fs := s.msg.delims.Field
 	b = append(b, s.fields[0]...)

@@ -27,6 +27,12 @@ func ContentHash(m *hl7.Message, ignore []hl7.Path) [32]byte {
 	var seen []segCount // occurrences matter only for segments in ignore
 	for _, seg := range m.Segments() {
 		id := seg.Name()
+		if id != "MSH" && !names(ignore, id) {
+			// Nothing of it is ignored: its encoded form is exactly
+			// the id and its fields joined by the separator.
+			buf = append(seg.AppendEncoded(buf), '\r')
+			continue
+		}
 		occurrence := 0
 		if len(ignore) > 0 {
 			seen, occurrence = countSegment(seen, id)
@@ -75,6 +81,16 @@ func LaneKey(m *hl7.Message) string {
 		return ""
 	}
 	return id + "^" + m.Get(hl7.Path{Segment: "PID", Field: 3, Rep: 1, Component: 4, Subcomponent: 1}).String()
+}
+
+// names reports whether a path in ignore is in segment id.
+func names(ignore []hl7.Path, id string) bool {
+	for _, p := range ignore {
+		if p.Segment == id {
+			return true
+		}
+	}
+	return false
 }
 
 func ignored(ignore []hl7.Path, id string, occurrence, field int) bool {

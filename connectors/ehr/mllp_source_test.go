@@ -2,9 +2,12 @@ package ehr
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/logging"
+	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
@@ -254,4 +258,78 @@ func TestMLLPSourceLogsNoPHI(t *testing.T) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}
 	}
+}
+
+// referenceContentHash is the content hash as first defined: every
+// segment's id and fields joined by the field separator, ignored fields
+// left empty, segments ended by CR. Stored hashes depend on it: a change
+// would turn every retransmit after an upgrade into a conflict.
+func referenceContentHash(m *hl7.Message, ignore []hl7.Path) [32]byte {
+	var buf []byte
+	sep := m.Delimiters().Field
+	seen := map[string]int{}
+	for _, seg := range m.Segments() {
+		id := seg.Name()
+		seen[id]++
+		buf = append(buf, id...)
+		for f := 1; f <= seg.NumFields(); f++ {
+			buf = append(buf, sep)
+			skip := false
+			for _, p := range ignore {
+				if p.Segment == id && p.Field == f && (p.SegmentRep == 0 || p.SegmentRep == seen[id]) {
+					skip = true
+				}
+			}
+			if !skip {
+				buf = append(buf, seg.Field(f)...)
+			}
+		}
+		buf = append(buf, '\r')
+	}
+	return sha256.Sum256(buf)
+}
+
+func TestContentHashIsStable(t *testing.T) {
+	ignores := [][]hl7.Path{nil, {hl7.MustPath("MSH-7")}, {hl7.MustPath("MSH-7"), hl7.MustPath("EVN-2"), hl7.MustPath("OBX[2]-14")}}
+	n := 0
+	for _, file := range corpusFiles(t) {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := hl7.Split(data)
+		if err != nil {
+			continue
+		}
+		for _, raw := range msgs {
+			m, err := hl7.Parse(raw)
+			if err != nil {
+				continue
+			}
+			for _, ig := range ignores {
+				if ContentHash(m, ig) != referenceContentHash(m, ig) {
+					t.Fatalf("%s: content hash differs from its definition (ignore %v)", filepath.Base(file), ig)
+				}
+			}
+			n++
+		}
+	}
+	if n < 250 {
+		t.Fatalf("only %d corpus messages hashed", n)
+	}
+}
+
+func corpusFiles(t *testing.T) []string {
+	var out []string
+	root := shared.Path(t, "corpus", "hl7v2")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".hl7") {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

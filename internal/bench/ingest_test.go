@@ -85,7 +85,7 @@ func TestMessages(t *testing.T) {
 	g := newMsgGen("T")
 	ids, lanes := map[string]bool{}, map[string]bool{}
 	for range 1000 {
-		raw := g.next()
+		raw, ctrl := g.next()
 		if len(raw) < 1000 || len(raw) > 2048 {
 			t.Fatalf("message of %d bytes, want 1–2 KB", len(raw))
 		}
@@ -97,7 +97,7 @@ func TestMessages(t *testing.T) {
 			t.Fatalf("CheckHeader: %v", p[0])
 		}
 		h := m.Header()
-		if h.Type != "ADT" || h.Trigger != "A01" || ids[h.ControlID] {
+		if h.Type != "ADT" || h.Trigger != "A01" || ids[h.ControlID] || h.ControlID != string(ctrl) {
 			t.Fatalf("header %+v (duplicate control id?)", h)
 		}
 		ids[h.ControlID] = true
@@ -117,7 +117,7 @@ func BenchmarkBoltUpdate(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	payload := newMsgGen("B").next()
+	payload, _ := newMsgGen("B").next()
 	b.SetBytes(int64(len(payload)))
 	seq := uint64(0)
 	for b.Loop() {
@@ -132,21 +132,26 @@ func BenchmarkBoltUpdate(b *testing.B) {
 // connection, parsed, appended to checkpoint, fsynced and answered AA:
 // compare its ns/op with BenchmarkBoltUpdate's.
 func BenchmarkIngestMLLP1(b *testing.B) {
-	r, err := startRig(b.TempDir(), 1)
+	r, err := startRig(b.TempDir(), 1, false)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer r.close()
-	c := r.client()
-	defer c.Close()
-	gen := newMsgGen("B")
-	ctx := context.Background()
-	if err := send(ctx, c, gen.next()); err != nil {
+	c, err := r.dial(context.Background())
+	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(gen.next())))
+	defer c.Close()
+	gen := newMsgGen("B")
+	deadline := time.Now().Add(time.Hour)
+	msg, ctrl := gen.next()
+	if err := c.send(msg, ctrl, deadline); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
-		if err := send(ctx, c, gen.next()); err != nil {
+		msg, ctrl := gen.next()
+		if err := c.send(msg, ctrl, deadline); err != nil {
 			b.Fatal(err)
 		}
 	}
