@@ -57,6 +57,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./mappings
 	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./mappings
 	$(GO) test -run '^$$' -fuzz '^FuzzMapFHIR$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./mappings
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSOQL$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./connectors/sandbox
 
 vet:
 	$(GO) vet ./...

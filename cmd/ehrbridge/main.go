@@ -35,6 +35,7 @@ func commands() []command {
 		{"send", "send HL7 v2 files over MLLP: ehrbridge send --to HOST:PORT FILE...", cmdSend},
 		{"log", "inspect and act on the checkpoint log: ehrbridge log stats|list|show|retry|compact|check", cmdLog},
 		{"bench", "measure durable ingest: ehrbridge bench ingest [--duration 5s]", cmdBench},
+		{"sandbox", "run the CRM sandbox (Salesforce REST subset) alone: ehrbridge sandbox --listen ADDR", cmdSandbox},
 		{"version", "print the version", cmdVersion},
 	}
 }

@@ -1,0 +1,502 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a Server. Zero values select the defaults.
+type Options struct {
+	// ClientID and ClientSecret are the connected app's; default
+	// "sandbox-client" and "sandbox-secret".
+	ClientID, ClientSecret string
+	// Users maps usernames to passwords (password grant; JWT subjects);
+	// default {"integration@sandbox.example": "sandbox-password"}.
+	Users map[string]string
+	// RunAsUser is the user of the client credentials flow; default the
+	// first of Users in name order.
+	RunAsUser string
+	// RefreshTokens maps refresh tokens to their users.
+	RefreshTokens map[string]string
+	// JWTKey verifies JWT bearer assertions (see ParseCertificate); nil
+	// disables the flow.
+	JWTKey *rsa.PublicKey
+	// LoginURLs are further accepted JWT audiences besides the server's
+	// own URL (say https://login.salesforce.com).
+	LoginURLs []string
+	// TokenTTL is how long an access token lives; default 2h.
+	TokenTTL time.Duration
+	// DailyLimit is the org's daily API request allocation; default 100,000.
+	DailyLimit int
+	// QueryPageSize is how many records a query page holds; default 2000.
+	QueryPageSize int
+	// DataFile, when set, keeps the records across restarts: loaded at
+	// start, saved (atomically) within FlushInterval of a change and at Close.
+	DataFile string
+	// FlushInterval; default 200ms.
+	FlushInterval time.Duration
+	// Seed makes drop-after-commit faults repeatable; 0 seeds from the clock.
+	Seed   uint64
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Server is the CRM sandbox: the subset of the Salesforce REST API that
+// ehrbridge's connector uses, with the behaviours that matter for
+// exactly-once (upsert by external id, collections, per-record errors,
+// limits, expired sessions) and fault injection.
+type Server struct {
+	opts Options
+	st   *store
+
+	mu       sync.Mutex // sessions, cursors, faults
+	sessions map[string]session
+	cursors  map[string]*cursor
+	faults   []*fault
+	latency  time.Duration
+	dropP    float64
+	rng      *rand.Rand
+
+	apiRequests atomic.Int64 // since start, toward the daily limit
+	requests    atomic.Int64 // every CRM API request: token and data API
+	statsMu     sync.Mutex
+	byEndpoint  map[string]int64
+
+	srv       *http.Server
+	stopFlush chan struct{}
+	flushed   chan struct{}
+	closeOnce sync.Once
+}
+
+type cursor struct {
+	object  string
+	records []Record
+	next    int
+	created time.Time
+	version string
+	query   *Query
+}
+
+// fault is one injected misbehaviour.
+type fault struct {
+	status    int
+	limit     bool // REQUEST_LIMIT_EXCEEDED
+	count     int  // remaining requests of a counted fault
+	until     time.Time
+	timeBound bool
+}
+
+// New makes a server (not yet listening). It loads DataFile if set.
+func New(opts Options) (*Server, error) {
+	if opts.ClientID == "" {
+		opts.ClientID = "sandbox-client"
+	}
+	if opts.ClientSecret == "" {
+		opts.ClientSecret = "sandbox-secret"
+	}
+	if len(opts.Users) == 0 {
+		opts.Users = map[string]string{"integration@sandbox.example": "sandbox-password"}
+	}
+	if opts.RunAsUser == "" {
+		for u := range opts.Users {
+			if opts.RunAsUser == "" || u < opts.RunAsUser {
+				opts.RunAsUser = u
+			}
+		}
+	}
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = 2 * time.Hour
+	}
+	if opts.DailyLimit <= 0 {
+		opts.DailyLimit = 100000
+	}
+	if opts.QueryPageSize <= 0 {
+		opts.QueryPageSize = 2000
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 200 * time.Millisecond
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	seed := opts.Seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	s := &Server{
+		opts: opts, st: newStore(opts.Now), sessions: map[string]session{}, cursors: map[string]*cursor{},
+		rng: rand.New(rand.NewPCG(seed, seed^0x5a5a)), byEndpoint: map[string]int64{},
+		stopFlush: make(chan struct{}), flushed: make(chan struct{}),
+	}
+	if opts.DataFile != "" {
+		if err := s.st.load(opts.DataFile); err != nil {
+			return nil, err
+		}
+	}
+	go s.flushLoop()
+	return s, nil
+}
+
+// flushLoop saves the records within FlushInterval of a change.
+func (s *Server) flushLoop() {
+	defer close(s.flushed)
+	if s.opts.DataFile == "" {
+		<-s.stopFlush
+		return
+	}
+	t := time.NewTicker(s.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopFlush:
+			s.flush()
+			return
+		case <-t.C:
+			s.flush()
+		}
+	}
+}
+
+func (s *Server) flush() {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	if !s.st.dirty {
+		return
+	}
+	if err := s.st.save(s.opts.DataFile); err != nil {
+		s.opts.Logger.Error("sandbox: saving records failed; will retry", "err", err)
+	}
+}
+
+// Listen binds addr (host:port; port 0 picks a free one) and serves in
+// the background. It returns the bound address.
+func (s *Server) Listen(addr string) (net.Addr, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: listen on %s: %w", addr, err)
+	}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.opts.Logger.Error("sandbox: serving stopped", "err", err)
+		}
+	}()
+	return l.Addr(), nil
+}
+
+// Close stops serving (if Listen was called) and saves the records.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if s.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = s.srv.Shutdown(ctx)
+			cancel()
+		}
+		close(s.stopFlush)
+		<-s.flushed
+	})
+	return err
+}
+
+// Handler returns the sandbox's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /services/oauth2/token", s.counted("token", s.token))
+	mux.HandleFunc("GET /services/data", s.versions)
+	mux.HandleFunc("GET /services/data/{$}", s.versions)
+	mux.Handle("/services/data/", s.api(http.HandlerFunc(s.route)))
+	mux.HandleFunc("GET /sandbox/v1/objects/{object}", s.dumpObject)
+	mux.HandleFunc("GET /sandbox/v1/stats", s.stats)
+	mux.HandleFunc("POST /sandbox/v1/faults", s.addFault)
+	mux.HandleFunc("DELETE /sandbox/v1/faults", s.clearFaults)
+	mux.HandleFunc("POST /sandbox/v1/expire-sessions", func(w http.ResponseWriter, r *http.Request) {
+		s.ExpireTokens()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+// counted wraps a handler that counts as a CRM API request.
+func (s *Server) counted(endpoint string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.count(endpoint)
+		h(w, r)
+	}
+}
+
+func (s *Server) count(endpoint string) {
+	if endpoint == "token" {
+		s.requests.Add(1)
+	}
+	s.statsMu.Lock()
+	s.byEndpoint[endpoint]++
+	s.statsMu.Unlock()
+}
+
+// writeErrors writes a REST error body: a JSON array of errors.
+func writeErrors(w http.ResponseWriter, status int, errs ...*apiError) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(errs)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// api wraps the data API: faults, latency, the daily limit and its
+// header, and the session check.
+func (s *Server) api(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		used := s.apiRequests.Add(1)
+		s.requests.Add(1)
+		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", used, s.opts.DailyLimit))
+		if d := s.currentLatency(); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if f := s.takeFault(); f != nil {
+			s.count("fault")
+			if f.limit {
+				writeErrors(w, http.StatusForbidden, errf("REQUEST_LIMIT_EXCEEDED", nil, "TotalRequests Limit exceeded."))
+				return
+			}
+			writeErrors(w, f.status, errf("SERVER_UNAVAILABLE", nil, "Service temporarily unavailable (injected fault)"))
+			return
+		}
+		if int(used) > s.opts.DailyLimit {
+			writeErrors(w, http.StatusForbidden, errf("REQUEST_LIMIT_EXCEEDED", nil, "TotalRequests Limit exceeded."))
+			return
+		}
+		if !s.authorized(r) {
+			writeErrors(w, http.StatusUnauthorized, errf("INVALID_SESSION_ID", nil, "Session expired or invalid"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) currentLatency() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latency
+}
+
+// takeFault returns the fault that answers this request, if any, using up
+// one of a counted fault.
+func (s *Server) takeFault() *fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	kept := s.faults[:0]
+	var hit *fault
+	for _, f := range s.faults {
+		switch {
+		case f.timeBound && !now.Before(f.until):
+			continue // expired
+		case hit == nil && f.timeBound:
+			hit = f
+		case hit == nil && f.count > 0:
+			hit = f
+			f.count--
+			if f.count == 0 {
+				continue
+			}
+		}
+		kept = append(kept, f)
+	}
+	s.faults = kept
+	return hit
+}
+
+// dropAfterCommit reports whether this write's answer is to be dropped.
+func (s *Server) dropAfterCommit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropP > 0 && s.rng.Float64() < s.dropP
+}
+
+// drop cuts the connection without an answer (the write is applied).
+func drop(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			_ = c.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
+	var out []map[string]string
+	for _, v := range []string{"58.0", "59.0", "60.0", "61.0", "62.0"} {
+		out = append(out, map[string]string{"label": "Sandbox", "url": "/services/data/v" + v, "version": v})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// route dispatches /services/data/vNN.N/... after the API checks.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	segs, err := pathSegments(r.URL.EscapedPath())
+	if err != nil || len(segs) < 3 || !validVersion(segs[2]) {
+		writeErrors(w, http.StatusNotFound, errf("NOT_FOUND", nil, "The requested resource does not exist"))
+		return
+	}
+	version, rest := segs[2], segs[3:]
+	switch {
+	case len(rest) == 1 && rest[0] == "limits" && r.Method == http.MethodGet:
+		s.count("limits")
+		s.limits(w)
+	case len(rest) >= 1 && rest[0] == "query" && r.Method == http.MethodGet:
+		s.count("query")
+		s.query(w, r, version, rest[1:])
+	case len(rest) >= 1 && rest[0] == "sobjects":
+		s.sobjects(w, r, version, rest[1:])
+	case len(rest) >= 2 && rest[0] == "composite" && rest[1] == "sobjects":
+		s.collections(w, r, version, rest[2:])
+	default:
+		writeErrors(w, http.StatusNotFound, errf("NOT_FOUND", nil, "The requested resource does not exist"))
+	}
+}
+
+// pathSegments splits an escaped path and unescapes each segment, so
+// that an external id with an escaped "/" stays one segment.
+func pathSegments(escaped string) ([]string, error) {
+	parts := strings.Split(strings.Trim(escaped, "/"), "/")
+	for i, p := range parts {
+		u, err := unescapePath(p)
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = u
+	}
+	return parts, nil
+}
+
+func validVersion(v string) bool {
+	num, ok := strings.CutPrefix(v, "v")
+	if !ok {
+		return false
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	return err == nil && f >= 20 && f < 100
+}
+
+func (s *Server) limits(w http.ResponseWriter) {
+	used := int(s.apiRequests.Load())
+	writeJSON(w, http.StatusOK, map[string]any{
+		"DailyApiRequests": map[string]int{"Max": s.opts.DailyLimit, "Remaining": max(0, s.opts.DailyLimit-used)},
+	})
+}
+
+// faultRequest is the body of POST /sandbox/v1/faults.
+type faultRequest struct {
+	Status               int      `json:"status"`
+	Count                int      `json:"count"`
+	Seconds              float64  `json:"seconds"`
+	RequestLimitExceeded bool     `json:"request_limit_exceeded"`
+	LatencyMS            *int     `json:"latency_ms"`
+	DropAfterCommitRatio *float64 `json:"drop_after_commit_ratio"`
+}
+
+func (s *Server) addFault(w http.ResponseWriter, r *http.Request) {
+	var req faultRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		http.Error(w, "body must be a fault: {\"status\":503,\"count\":N} | {\"status\":503,\"seconds\":S} | {\"request_limit_exceeded\":true,\"seconds\":S} | {\"latency_ms\":M} | {\"drop_after_commit_ratio\":R}", http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case req.LatencyMS != nil:
+		s.latency += time.Duration(*req.LatencyMS) * time.Millisecond
+	case req.DropAfterCommitRatio != nil:
+		if *req.DropAfterCommitRatio < 0 || *req.DropAfterCommitRatio > 1 {
+			http.Error(w, "drop_after_commit_ratio must be between 0 and 1", http.StatusBadRequest)
+			return
+		}
+		s.dropP = min(1, s.dropP+*req.DropAfterCommitRatio)
+	case req.RequestLimitExceeded && req.Seconds > 0:
+		s.faults = append(s.faults, &fault{limit: true, timeBound: true, until: s.opts.Now().Add(seconds(req.Seconds))})
+	case req.Status >= 400 && req.Status < 600 && req.Count > 0:
+		s.faults = append(s.faults, &fault{status: req.Status, count: req.Count})
+	case req.Status >= 400 && req.Status < 600 && req.Seconds > 0:
+		s.faults = append(s.faults, &fault{status: req.Status, timeBound: true, until: s.opts.Now().Add(seconds(req.Seconds))})
+	default:
+		http.Error(w, "unsupported fault", http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+func (s *Server) clearFaults(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.faults, s.latency, s.dropP = nil, 0, 0
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Stats is what GET /sandbox/v1/stats returns.
+type Stats struct {
+	// RequestsTotal counts CRM API requests (token and data API), not the
+	// /sandbox/v1 endpoints.
+	RequestsTotal int64            `json:"requests_total"`
+	ByEndpoint    map[string]int64 `json:"by_endpoint"`
+	Records       map[string]int   `json:"records"`
+}
+
+// Stats returns the request counts and record counts.
+func (s *Server) Stats() Stats {
+	s.statsMu.Lock()
+	by := make(map[string]int64, len(s.byEndpoint))
+	for k, v := range s.byEndpoint {
+		by[k] = v
+	}
+	s.statsMu.Unlock()
+	total := s.requests.Load()
+	s.st.mu.Lock()
+	counts := s.st.counts()
+	s.st.mu.Unlock()
+	return Stats{RequestsTotal: total, ByEndpoint: by, Records: counts}
+}
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.Stats())
+}
+
+// Records returns all records of an object, in creation order.
+func (s *Server) Records(object string) []Record {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	return s.st.records(object)
+}
+
+func (s *Server) dumpObject(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.Records(r.PathValue("object")))
+}
