@@ -4,14 +4,17 @@ go 1.26
 
 require (
 	github.com/gofhir/fhirpath v1.4.0
+	github.com/hashicorp/go-retryablehttp v0.7.7
 	go.etcd.io/bbolt v1.4.3
 	go.yaml.in/yaml/v3 v3.0.4
+	golang.org/x/oauth2 v0.30.0
 	golang.org/x/text v0.31.0
 )
 
 require (
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
 	github.com/buger/jsonparser v1.1.1 // indirect
+	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect
 	golang.org/x/exp v0.0.0-20240506185415-9bf2ced13842 // indirect
 	golang.org/x/sys v0.29.0 // indirect

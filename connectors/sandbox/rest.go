@@ -90,17 +90,26 @@ func (s *Server) getOne(w http.ResponseWriter, r *http.Request, version, object,
 	s.st.mu.Lock()
 	o := s.st.object(object, false)
 	var rec Record
+	var several []string
 	if o != nil {
 		if keyField == "" {
 			rec = o.Records[id]
 		} else if ids := o.find(keyField, id); len(ids) == 1 {
 			rec = o.Records[ids[0]]
+		} else if len(ids) > 1 {
+			for _, x := range ids {
+				several = append(several, "/services/data/"+version+"/sobjects/"+o.Name+"/"+x)
+			}
 		}
 	}
 	if rec != nil {
 		rec = copyRecord(rec)
 	}
 	s.st.mu.Unlock()
+	if several != nil {
+		writeJSON(w, http.StatusMultipleChoices, several)
+		return
+	}
 	if rec == nil {
 		writeErrors(w, http.StatusNotFound, errf("NOT_FOUND", nil, "The requested resource does not exist"))
 		return

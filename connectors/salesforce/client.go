@@ -1,0 +1,494 @@
+// Package salesforce is ehrbridge's Salesforce REST client: OAuth (JWT
+// bearer, client credentials, refresh token), sObject Collections upserts
+// in batches of up to 200, SOQL with paging, error classification, a
+// budget governor on the org's daily API allocation, and a cap on
+// concurrent requests. It never logs URLs or bodies: both carry patient
+// data (external ids are MRNs).
+package salesforce
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	retryablehttp "github.com/hashicorp/go-retryablehttp"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+	"golang.org/x/oauth2/jwt"
+)
+
+// Auth selects the OAuth flow. Exactly one of its fields is set.
+type Auth struct {
+	// JWT bearer: the connected app's certificate key signs an assertion
+	// for Username. The recommended flow for a server integration.
+	JWTUsername   string
+	JWTPrivateKey []byte // PEM, unencrypted
+	// ClientCredentials uses the client id and secret (the connected app
+	// names its run-as user).
+	ClientCredentials bool
+	// RefreshToken from an earlier web-server authorization.
+	RefreshToken string
+}
+
+// Config configures a Client.
+type Config struct {
+	// LoginURL is where tokens come from: https://login.salesforce.com,
+	// https://test.salesforce.com, a My Domain URL, or the sandbox's.
+	LoginURL string
+	// APIVersion, default "62.0".
+	APIVersion             string
+	ClientID, ClientSecret string
+	Auth                   Auth
+	// MaxConcurrent caps requests in flight; default 4.
+	MaxConcurrent int
+	// BudgetReserve is the share of the daily API allocation kept free:
+	// when used reaches (1 - BudgetReserve) × max, requests fail with a
+	// Throttled error until the usage falls; default 0.1.
+	BudgetReserve float64
+	// RetryMax is how often one request is retried on a transient failure
+	// (network error, 5xx, 429); default 4.
+	RetryMax int
+	// RetryWaitMin and RetryWaitMax bound the backoff; default 200ms, 10s.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// HTTPClient, default a pooled client with a 60s timeout.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// Kind classifies a failure for the pipeline.
+type Kind int
+
+const (
+	// Transient failures are retried later with backoff.
+	Transient Kind = iota + 1
+	// Permanent failures dead-letter the record: retrying cannot help.
+	Permanent
+	// Throttled means the org's API allocation is (nearly) spent: pause
+	// everything until RetryAfter, do not count it against the record.
+	Throttled
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Transient:
+		return "transient"
+	case Permanent:
+		return "permanent"
+	case Throttled:
+		return "throttled"
+	}
+	return "unknown"
+}
+
+// Error is a classified failure. Code is Salesforce's errorCode (or an
+// HTTP status); Message is Salesforce's text, which may echo field values
+// and so must be treated as patient data: store it with the record, never
+// log it.
+type Error struct {
+	Kind       Kind
+	Code       string
+	Message    string
+	Fields     []string
+	Status     int
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("salesforce %s error %s (HTTP %d)", e.Kind, e.Code, e.Status)
+}
+
+// Detail is the error with Salesforce's message, for a dead letter's
+// reason (encrypted at rest with the log), not for logs.
+func (e *Error) Detail() string {
+	if e.Message == "" {
+		return e.Code
+	}
+	return e.Code + ": " + e.Message
+}
+
+// KindOf returns the kind of err: an *Error's own, Transient for anything
+// else (network, context), so that unknown failures are retried.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return Transient
+}
+
+// transientCodes are Salesforce errorCodes worth retrying.
+var transientCodes = map[string]bool{
+	"UNABLE_TO_LOCK_ROW": true, "SERVER_UNAVAILABLE": true, "QUERY_TIMEOUT": true, "REQUEST_RUNNING_TOO_LONG": true,
+	"ALL_OR_NONE_OPERATION_ROLLED_BACK": true, "TXN_SECURITY_METERING_ERROR": true,
+}
+
+// classify turns an error code into a kind.
+func classify(code string, status int) Kind {
+	switch {
+	case code == "REQUEST_LIMIT_EXCEEDED":
+		return Throttled
+	case transientCodes[code], status == http.StatusTooManyRequests, status >= 500:
+		return Transient
+	}
+	return Permanent
+}
+
+// Client talks to one org. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	http *retryablehttp.Client
+	log  *slog.Logger
+	sem  chan struct{}
+
+	tokMu    sync.Mutex
+	base     oauth2.TokenSource
+	token    *oauth2.Token
+	instance string
+
+	budgetMu sync.Mutex
+	used     int
+	max      int
+}
+
+// New validates cfg and builds a client; it does not connect yet.
+func New(cfg Config) (*Client, error) {
+	if cfg.LoginURL == "" || cfg.ClientID == "" {
+		return nil, errors.New("salesforce: login URL and client id are required")
+	}
+	if cfg.APIVersion == "" {
+		cfg.APIVersion = "62.0"
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 4
+	}
+	if cfg.BudgetReserve <= 0 {
+		cfg.BudgetReserve = 0.1
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 4
+	}
+	if cfg.RetryWaitMin <= 0 {
+		cfg.RetryWaitMin = 200 * time.Millisecond
+	}
+	if cfg.RetryWaitMax <= 0 {
+		cfg.RetryWaitMax = 10 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger.With("crm", "salesforce"), sem: make(chan struct{}, cfg.MaxConcurrent)}
+	tokenURL := strings.TrimSuffix(cfg.LoginURL, "/") + "/services/oauth2/token"
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, cfg.HTTPClient)
+	a := cfg.Auth
+	switch {
+	case a.JWTUsername != "":
+		if len(a.JWTPrivateKey) == 0 {
+			return nil, errors.New("salesforce: the JWT flow needs the connected app's private key")
+		}
+		j := &jwt.Config{Email: cfg.ClientID, Subject: a.JWTUsername, PrivateKey: a.JWTPrivateKey, TokenURL: tokenURL,
+			Audience: strings.TrimSuffix(cfg.LoginURL, "/"), Expires: 3 * time.Minute}
+		c.base = fetcher(func() (*oauth2.Token, error) { return j.TokenSource(ctx).Token() })
+	case a.ClientCredentials:
+		cc := &clientcredentials.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}
+		c.base = fetcher(func() (*oauth2.Token, error) { return cc.Token(ctx) })
+	case a.RefreshToken != "":
+		oc := &oauth2.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}
+		c.base = &refresher{cfg: oc, ctx: ctx, refresh: a.RefreshToken}
+	default:
+		return nil, errors.New("salesforce: choose an OAuth flow: JWT bearer, client credentials or refresh token")
+	}
+	rc := retryablehttp.NewClient()
+	rc.HTTPClient = cfg.HTTPClient
+	rc.Logger = nil // its messages carry URLs; ours do not
+	rc.RetryMax = cfg.RetryMax
+	rc.RetryWaitMin, rc.RetryWaitMax = cfg.RetryWaitMin, cfg.RetryWaitMax
+	rc.CheckRetry = c.checkRetry
+	rc.Backoff = backoff
+	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	rc.RequestLogHook = func(_ retryablehttp.Logger, req *http.Request, attempt int) {
+		if attempt > 0 {
+			c.log.Warn("salesforce request retried", "method", req.Method, "attempt", attempt)
+		}
+	}
+	c.http = rc
+	return c, nil
+}
+
+// fetcher gets a new token on every call. The oauth2 package's sources
+// cache a token until it expires, and Salesforce's have no expiry: the
+// client caches itself and fetches anew after INVALID_SESSION_ID.
+type fetcher func() (*oauth2.Token, error)
+
+func (f fetcher) Token() (*oauth2.Token, error) { return f() }
+
+// refresher gets a new access token from the refresh token on every call
+// (the caller caches); oauth2's own source would keep an access token
+// without expiry forever, as Salesforce sends none.
+type refresher struct {
+	cfg     *oauth2.Config
+	ctx     context.Context
+	refresh string
+}
+
+func (r *refresher) Token() (*oauth2.Token, error) {
+	return r.cfg.TokenSource(r.ctx, &oauth2.Token{RefreshToken: r.refresh, Expiry: time.Unix(1, 0)}).Token()
+}
+
+// checkRetry retries network errors, 5xx and 429, not REQUEST_LIMIT_EXCEEDED
+// (a pause for the pipeline) nor anything the context ended.
+func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		return true, nil
+	}
+	return resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500, nil
+}
+
+// backoff is exponential with full jitter, honouring Retry-After.
+func backoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil {
+		if s := resp.Header.Get("Retry-After"); s != "" {
+			if secs, err := strconv.Atoi(s); err == nil && secs >= 0 {
+				return min(time.Duration(secs)*time.Second, maxWait)
+			}
+		}
+	}
+	d := float64(minWait) * math.Pow(2, float64(attempt))
+	d = min(d, float64(maxWait))
+	return time.Duration(rand.Float64()*d/2 + d/2)
+}
+
+// accessToken returns the cached token, fetching one when there is none.
+func (c *Client) accessToken(ctx context.Context) (*oauth2.Token, string, error) {
+	c.tokMu.Lock()
+	defer c.tokMu.Unlock()
+	if c.token != nil {
+		return c.token, c.instance, nil
+	}
+	tok, err := c.base.Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			kind := Permanent
+			if re.Response != nil && re.Response.StatusCode >= 500 {
+				kind = Transient
+			}
+			return nil, "", &Error{Kind: kind, Code: "AUTH_" + strings.ToUpper(orDefault(re.ErrorCode, "failed")), Status: statusOf(re.Response)}
+		}
+		return nil, "", &Error{Kind: Transient, Code: "AUTH_UNREACHABLE"}
+	}
+	inst, _ := tok.Extra("instance_url").(string)
+	if inst == "" {
+		inst = strings.TrimSuffix(c.cfg.LoginURL, "/")
+	}
+	c.token, c.instance = tok, strings.TrimSuffix(inst, "/")
+	return c.token, c.instance, nil
+}
+
+func statusOf(r *http.Response) int {
+	if r == nil {
+		return 0
+	}
+	return r.StatusCode
+}
+
+func orDefault(s, d string) string {
+	if s != "" {
+		return s
+	}
+	return d
+}
+
+// invalidate drops tok, if it is still the cached one.
+func (c *Client) invalidate(tok *oauth2.Token) {
+	c.tokMu.Lock()
+	if c.token == tok {
+		c.token = nil
+	}
+	c.tokMu.Unlock()
+}
+
+// sfError is Salesforce's error body element.
+type sfError struct {
+	ErrorCode  string   `json:"errorCode"`
+	StatusCode string   `json:"statusCode"`
+	Message    string   `json:"message"`
+	Fields     []string `json:"fields"`
+}
+
+// do sends one API request (path relative to /services/data/vXX.X, or
+// absolute starting with /services/) with a JSON body, re-authenticating
+// once on INVALID_SESSION_ID, and decodes a 2xx JSON answer into out.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) (int, error) {
+	if err := c.checkBudget(); err != nil {
+		return 0, err
+	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-c.sem }()
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return 0, &Error{Kind: Permanent, Code: "ENCODING", Message: err.Error()}
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		tok, instance, err := c.accessToken(ctx)
+		if err != nil {
+			return 0, err
+		}
+		full := instance + path
+		if !strings.HasPrefix(path, "/services/") {
+			full = instance + "/services/data/v" + c.cfg.APIVersion + path
+		}
+		var rd io.Reader
+		if payload != nil {
+			rd = bytes.NewReader(payload)
+		}
+		req, err := retryablehttp.NewRequestWithContext(ctx, method, full, rd)
+		if err != nil {
+			return 0, &Error{Kind: Permanent, Code: "BAD_REQUEST"}
+		}
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		req.Header.Set("Accept", "application/json")
+		if payload != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			// The request may or may not have been applied: the caller's
+			// writes are upserts by external key, safe to repeat.
+			return 0, &Error{Kind: Transient, Code: "NETWORK"}
+		}
+		c.noteUsage(resp.Header.Get("Sforce-Limit-Info"))
+		data, readErr := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		if readErr != nil {
+			return resp.StatusCode, &Error{Kind: Transient, Code: "NETWORK", Status: resp.StatusCode}
+		}
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			if out != nil && len(data) > 0 {
+				if err := json.Unmarshal(data, out); err != nil {
+					return resp.StatusCode, &Error{Kind: Transient, Code: "BAD_RESPONSE", Status: resp.StatusCode}
+				}
+			}
+			return resp.StatusCode, nil
+		}
+		apiErr := parseError(resp, data)
+		if apiErr.Code == "INVALID_SESSION_ID" && attempt == 0 {
+			c.invalidate(tok)
+			continue
+		}
+		return resp.StatusCode, apiErr
+	}
+}
+
+// parseError reads a REST error body ([{"errorCode","message"}]).
+func parseError(resp *http.Response, data []byte) *Error {
+	e := &Error{Status: resp.StatusCode, Code: "HTTP_" + strconv.Itoa(resp.StatusCode)}
+	var errs []sfError
+	if json.Unmarshal(data, &errs) == nil && len(errs) > 0 {
+		e.Code, e.Message, e.Fields = orDefault(errs[0].ErrorCode, errs[0].StatusCode), errs[0].Message, errs[0].Fields
+	}
+	e.Kind = classify(e.Code, resp.StatusCode)
+	if e.Code == "INVALID_SESSION_ID" {
+		e.Kind = Transient
+	}
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if secs, err := strconv.Atoi(s); err == nil {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		}
+	}
+	if e.Kind == Throttled && e.RetryAfter == 0 {
+		e.RetryAfter = time.Minute
+	}
+	return e
+}
+
+// noteUsage reads "api-usage=used/max" from Sforce-Limit-Info.
+func (c *Client) noteUsage(h string) {
+	_, rest, ok := strings.Cut(h, "api-usage=")
+	if !ok {
+		return
+	}
+	rest, _, _ = strings.Cut(rest, ",")
+	u, m, ok := strings.Cut(strings.TrimSpace(rest), "/")
+	if !ok {
+		return
+	}
+	used, err1 := strconv.Atoi(u)
+	maxN, err2 := strconv.Atoi(m)
+	if err1 != nil || err2 != nil || maxN <= 0 {
+		return
+	}
+	c.budgetMu.Lock()
+	c.used, c.max = used, maxN
+	c.budgetMu.Unlock()
+}
+
+// Usage returns the last known API usage and allocation (0, 0 before the
+// first answer).
+func (c *Client) Usage() (used, max int) {
+	c.budgetMu.Lock()
+	defer c.budgetMu.Unlock()
+	return c.used, c.max
+}
+
+// checkBudget refuses a request once usage reaches the reserve, so that
+// the org's other integrations and users keep their share.
+func (c *Client) checkBudget() error {
+	c.budgetMu.Lock()
+	defer c.budgetMu.Unlock()
+	if c.max == 0 {
+		return nil
+	}
+	if float64(c.used) >= float64(c.max)*(1-c.cfg.BudgetReserve) {
+		return &Error{Kind: Throttled, Code: "BUDGET_RESERVED", RetryAfter: 10 * time.Minute,
+			Message: fmt.Sprintf("%d of %d daily API requests used; the last %.0f%% are kept in reserve", c.used, c.max, c.cfg.BudgetReserve*100)}
+	}
+	return nil
+}
+
+// RefreshUsage reads /limits, as after a restart before any request.
+func (c *Client) RefreshUsage(ctx context.Context) error {
+	var out map[string]struct {
+		Max, Remaining int
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/limits", nil, &out); err != nil {
+		return err
+	}
+	if d, ok := out["DailyApiRequests"]; ok && d.Max > 0 {
+		c.budgetMu.Lock()
+		c.used, c.max = d.Max-d.Remaining, d.Max
+		c.budgetMu.Unlock()
+	}
+	return nil
+}
+
+// pathValue escapes an external id value for a URL path: "/", "#", "?"
+// and spaces included, which jsforce and others leave raw.
+func pathValue(s string) string { return url.PathEscape(s) }
