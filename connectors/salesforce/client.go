@@ -27,6 +27,8 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/oauth2/jwt"
+
+	"github.com/ehrbridge/ehrbridge/connectors"
 )
 
 // Auth selects the OAuth flow. Exactly one of its fields is set.
@@ -67,66 +69,22 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
-// Kind classifies a failure for the pipeline.
-type Kind int
-
-const (
-	// Transient failures are retried later with backoff.
-	Transient Kind = iota + 1
-	// Permanent failures dead-letter the record: retrying cannot help.
-	Permanent
-	// Throttled means the org's API allocation is (nearly) spent: pause
-	// everything until RetryAfter, do not count it against the record.
-	Throttled
+// Error, Kind and KindOf are the connectors package's: every CRM
+// connector classifies failures the same way.
+type (
+	Error = connectors.Error
+	Kind  = connectors.Kind
 )
 
-func (k Kind) String() string {
-	switch k {
-	case Transient:
-		return "transient"
-	case Permanent:
-		return "permanent"
-	case Throttled:
-		return "throttled"
-	}
-	return "unknown"
-}
+// Failure kinds.
+const (
+	Transient = connectors.Transient
+	Permanent = connectors.Permanent
+	Throttled = connectors.Throttled
+)
 
-// Error is a classified failure. Code is Salesforce's errorCode (or an
-// HTTP status); Message is Salesforce's text, which may echo field values
-// and so must be treated as patient data: store it with the record, never
-// log it.
-type Error struct {
-	Kind       Kind
-	Code       string
-	Message    string
-	Fields     []string
-	Status     int
-	RetryAfter time.Duration
-}
-
-func (e *Error) Error() string {
-	return fmt.Sprintf("salesforce %s error %s (HTTP %d)", e.Kind, e.Code, e.Status)
-}
-
-// Detail is the error with Salesforce's message, for a dead letter's
-// reason (encrypted at rest with the log), not for logs.
-func (e *Error) Detail() string {
-	if e.Message == "" {
-		return e.Code
-	}
-	return e.Code + ": " + e.Message
-}
-
-// KindOf returns the kind of err: an *Error's own, Transient for anything
-// else (network, context), so that unknown failures are retried.
-func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return Transient
-}
+// KindOf classifies err (see connectors.KindOf).
+func KindOf(err error) Kind { return connectors.KindOf(err) }
 
 // transientCodes are Salesforce errorCodes worth retrying.
 var transientCodes = map[string]bool{

@@ -202,3 +202,70 @@ func relationshipName(field string) string {
 	}
 	return field
 }
+
+// Update changes existing records by id through sObject Collections
+// (PATCH /composite/sobjects), up to MaxBatch per request; each record
+// holds its "Id".
+func (c *Client) Update(ctx context.Context, object string, records []map[string]any) ([]Result, error) {
+	results := make([]Result, len(records))
+	for start := 0; start < len(records); start += MaxBatch {
+		chunk := records[start:min(start+MaxBatch, len(records))]
+		body := struct {
+			AllOrNone bool             `json:"allOrNone"`
+			Records   []map[string]any `json:"records"`
+		}{Records: make([]map[string]any, len(chunk))}
+		for i, r := range chunk {
+			rec := make(map[string]any, len(r)+1)
+			for k, v := range r {
+				rec[k] = v
+			}
+			rec["attributes"] = map[string]string{"type": object}
+			body.Records[i] = rec
+		}
+		var out []collectionResult
+		_, err := c.do(ctx, http.MethodPatch, "/composite/sobjects", body, &out)
+		if ctx.Err() != nil {
+			return results, ctx.Err()
+		}
+		c.fill(results[start:], len(chunk), out, err)
+	}
+	return results, nil
+}
+
+// Delete removes records by id (DELETE /composite/sobjects?ids=), up to
+// MaxBatch per request. A record already gone counts as deleted.
+func (c *Client) Delete(ctx context.Context, ids []string) ([]Result, error) {
+	results := make([]Result, len(ids))
+	for start := 0; start < len(ids); start += MaxBatch {
+		chunk := ids[start:min(start+MaxBatch, len(ids))]
+		var out []collectionResult
+		_, err := c.do(ctx, http.MethodDelete, "/composite/sobjects?allOrNone=false&ids="+url.QueryEscape(strings.Join(chunk, ",")), nil, &out)
+		if ctx.Err() != nil {
+			return results, ctx.Err()
+		}
+		c.fill(results[start:], len(chunk), out, err)
+		for i := range chunk {
+			if e, ok := results[start+i].Err.(*Error); ok && (e.Code == "ENTITY_IS_DELETED" || e.Code == "INVALID_CROSS_REFERENCE_KEY") {
+				results[start+i] = Result{ID: chunk[i]}
+			}
+		}
+	}
+	return results, nil
+}
+
+// fill turns a collection answer into results.
+func (c *Client) fill(results []Result, n int, out []collectionResult, err error) {
+	if err == nil && len(out) != n {
+		err = &Error{Kind: Transient, Code: "BAD_RESPONSE", Message: fmt.Sprintf("%d results for %d records", len(out), n)}
+	}
+	for i := range n {
+		switch {
+		case err != nil:
+			results[i] = Result{Err: err}
+		case out[i].Success:
+			results[i] = Result{ID: out[i].ID, Created: out[i].Created}
+		default:
+			results[i] = Result{Err: recordError(out[i].Errors)}
+		}
+	}
+}

@@ -1,0 +1,180 @@
+package salesforce
+
+import (
+	"context"
+	"strings"
+
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/mappings"
+)
+
+// Sink applies mapped ops to Salesforce: upserts by external id through
+// sObject Collections, updates and deletes by the id found for the key. It
+// implements connectors.Sink.
+type Sink struct {
+	Client *Client
+}
+
+var _ connectors.Sink = (*Sink)(nil)
+
+// keyOf identifies the record an op writes, for references between ops.
+type recKey struct{ object, field, key string }
+
+func keyOfOp(op *connectors.Op) recKey {
+	return recKey{strings.ToLower(op.Object), strings.ToLower(op.KeyField), strings.ToLower(op.Key)}
+}
+
+func keyOfRef(r *mappings.Reference) recKey {
+	return recKey{strings.ToLower(r.Object), strings.ToLower(r.KeyField), strings.ToLower(r.Key)}
+}
+
+// Apply writes ops in dependency order: an op that references a record
+// another op of this call writes goes in a later round, so the record
+// exists; if that op failed, the referencing op fails with the same error
+// without being sent (a transient failure must not turn into a permanent
+// "foreign key not found"). Within a round, ops are grouped by object,
+// action and key field into collection requests of up to 200.
+func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Result {
+	results := make([]connectors.Result, len(ops))
+	writers := map[recKey][]int{}
+	for i := range ops {
+		k := keyOfOp(&ops[i])
+		writers[k] = append(writers[k], i)
+	}
+	// level[i]: 0 for an op referencing nothing written here, else one
+	// more than the ops it references (bounded, in case of a cycle).
+	level := make([]int, len(ops))
+	for pass := 0; pass < 8; pass++ {
+		changed := false
+		for i := range ops {
+			for _, f := range ops[i].Fields {
+				if f.Value.Kind != mappings.Ref {
+					continue
+				}
+				for _, j := range writers[keyOfRef(f.Value.Ref)] {
+					if j != i && level[j]+1 > level[i] {
+						level[i], changed = level[j]+1, true
+					}
+				}
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	maxLevel := 0
+	for _, l := range level {
+		maxLevel = max(maxLevel, l)
+	}
+	done := make([]bool, len(ops))
+	for lv := 0; lv <= maxLevel; lv++ {
+		type group struct {
+			object, action, keyField string
+			idx                      []int
+		}
+		var groups []*group
+		byName := map[string]*group{}
+		for i := range ops {
+			if level[i] != lv || done[i] {
+				continue
+			}
+			if err := failedDependency(ops[i], writers, results, done); err != nil {
+				results[i], done[i] = connectors.Result{Err: err}, true
+				continue
+			}
+			name := strings.ToLower(ops[i].Object) + "\x00" + ops[i].Action + "\x00" + strings.ToLower(ops[i].KeyField)
+			g := byName[name]
+			if g == nil {
+				g = &group{object: ops[i].Object, action: ops[i].Action, keyField: ops[i].KeyField}
+				byName[name] = g
+				groups = append(groups, g)
+			}
+			g.idx = append(g.idx, i)
+		}
+		for _, g := range groups {
+			s.applyGroup(ctx, ops, g.object, g.action, g.keyField, g.idx, results)
+			for _, i := range g.idx {
+				done[i] = true
+			}
+		}
+	}
+	return results
+}
+
+// failedDependency returns the error of an op this one references that
+// failed in this call, or nil.
+func failedDependency(op connectors.Op, writers map[recKey][]int, results []connectors.Result, done []bool) error {
+	for _, f := range op.Fields {
+		if f.Value.Kind != mappings.Ref {
+			continue
+		}
+		for _, j := range writers[keyOfRef(f.Value.Ref)] {
+			if done[j] && results[j].Err != nil {
+				return results[j].Err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Sink) applyGroup(ctx context.Context, ops []connectors.Op, object, action, keyField string, idx []int, results []connectors.Result) {
+	c := s.Client
+	switch action {
+	case mappings.Upsert:
+		recs := make([]map[string]any, len(idx))
+		for n, i := range idx {
+			recs[n] = Fields(ops[i].Fields)
+			recs[n][keyField] = ops[i].Key
+		}
+		res, err := c.Upsert(ctx, object, keyField, recs)
+		for n, i := range idx {
+			results[i] = toResult(res[n], err)
+		}
+	case mappings.Update, mappings.Delete:
+		// Update never creates and delete tolerates absence: find the id
+		// by the key first; no record is success with no id.
+		var found []int
+		var ids []string
+		for _, i := range idx {
+			id, err := c.FindID(ctx, object, keyField, ops[i].Key)
+			switch {
+			case err != nil:
+				results[i] = connectors.Result{Err: err}
+			case id == "":
+				results[i] = connectors.Result{}
+			default:
+				found = append(found, i)
+				ids = append(ids, id)
+			}
+		}
+		if len(found) == 0 {
+			return
+		}
+		var res []Result
+		var err error
+		if action == mappings.Delete {
+			res, err = c.Delete(ctx, ids)
+		} else {
+			recs := make([]map[string]any, len(found))
+			for n, i := range found {
+				recs[n] = Fields(ops[i].Fields)
+				recs[n]["Id"] = ids[n]
+			}
+			res, err = c.Update(ctx, object, recs)
+		}
+		for n, i := range found {
+			results[i] = toResult(res[n], err)
+		}
+	default:
+		for _, i := range idx {
+			results[i] = connectors.Result{Err: &Error{Kind: Permanent, Code: "UNKNOWN_ACTION", Message: action}}
+		}
+	}
+}
+
+func toResult(r Result, err error) connectors.Result {
+	if err != nil {
+		return connectors.Result{Err: err}
+	}
+	return connectors.Result{ID: r.ID, Err: r.Err}
+}
