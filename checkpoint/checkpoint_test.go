@@ -496,3 +496,43 @@ func TestClosed(t *testing.T) {
 		t.Errorf("second close: %v", err)
 	}
 }
+
+// Settle records a batch of outcomes in one transaction, all or nothing.
+func TestSettleBatch(t *testing.T) {
+	clk := newClock()
+	l, _ := openTest(t, Options{Now: clk.Now})
+	for i, lane := range []string{"A", "B", "C", "A"} {
+		mustAppend(t, l, entry(fmt.Sprintf("k%d", i+1), lane, "x"))
+	}
+	rs, err := l.Claim(10)
+	if err != nil || len(rs) != 3 {
+		t.Fatalf("claim %v %v", rs, err)
+	}
+	// One invalid settlement (record 4 is not in progress): nothing recorded.
+	err = l.Settle([]Settlement{{ID: 1, State: Done}, {ID: 4, State: Done}})
+	if !errors.Is(err, ErrTransition) {
+		t.Fatalf("invalid batch: %v", err)
+	}
+	if r, _ := l.Get(1); r.State != InProgress {
+		t.Fatalf("record 1 settled by a failed batch: %s", r.State)
+	}
+	err = l.Settle([]Settlement{
+		{ID: 1, State: Done, Targets: []string{"001A"}},
+		{ID: 2, State: Retrying, RetryAt: clk.Now().Add(time.Minute), Reason: "SERVER_UNAVAILABLE"},
+		{ID: 3, State: Dead, Reason: "REQUIRED_FIELD_MISSING"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := l.Stats()
+	if st.States[Done] != 1 || st.States[Retrying] != 1 || st.States[Dead] != 1 || st.States[Received] != 1 {
+		t.Errorf("states %v", st.States)
+	}
+	rs, _ = l.Claim(10)
+	if len(rs) != 1 || rs[0].ID != 4 {
+		t.Errorf("after settling, claim = %v, want record 4 (lane A moved on)", rs)
+	}
+	if r, _ := l.Get(1); len(r.Targets) != 1 || r.Targets[0] != "001A" {
+		t.Errorf("targets %v", r.Targets)
+	}
+}

@@ -111,38 +111,78 @@ func indexLanes(tx *bolt.Tx, max int) error {
 // MarkDone records that an in-progress record was applied, with the ids it
 // has in the target system, and moves its lane on, in one transaction.
 func (l *Log) MarkDone(id uint64, targets []string) error {
-	now := l.opts.Now()
-	return l.transition(id, InProgress, func(tx *bolt.Tx, r *Record) error {
-		r.State, r.DoneAt, r.Targets, r.Reason = Done, now, targets, ""
-		if err := tx.Bucket(bDone).Put(timeKey(now, id), nil); err != nil {
-			return err
-		}
-		return leaveLane(tx, r)
-	})
+	return l.Settle([]Settlement{{ID: id, State: Done, Targets: targets}})
 }
 
 // MarkRetry records a transient failure: the record becomes ready again at
 // at, with its attempt count raised and the reason kept. Its lane waits.
 func (l *Log) MarkRetry(id uint64, at time.Time, reason string) error {
-	return l.transition(id, InProgress, func(tx *bolt.Tx, r *Record) error {
-		r.State, r.Attempts, r.ReadyAt, r.Reason = Retrying, r.Attempts+1, at, reason
-		if err := tx.Bucket(bInflight).Delete(itob(id)); err != nil {
-			return err
-		}
-		return tx.Bucket(bReady).Put(timeKey(at, id), nil)
-	})
+	return l.Settle([]Settlement{{ID: id, State: Retrying, RetryAt: at, Reason: reason}})
 }
 
 // MarkDead records a permanent failure. The record waits for an admin
 // (Requeue) and its lane moves on: later events of the same patient are
 // not held back by one that cannot be applied.
 func (l *Log) MarkDead(id uint64, reason string) error {
-	return l.transition(id, InProgress, func(tx *bolt.Tx, r *Record) error {
-		r.State, r.Attempts, r.Reason = Dead, r.Attempts+1, reason
-		if err := tx.Bucket(bDead).Put(itob(id), nil); err != nil {
-			return err
+	return l.Settle([]Settlement{{ID: id, State: Dead, Reason: reason}})
+}
+
+// Settlement is how an in-progress record ended, for Settle.
+type Settlement struct {
+	ID    uint64
+	State State // Done, Retrying or Dead
+	// Targets are the record's ids in the target system (Done).
+	Targets []string
+	// RetryAt is when a Retrying record is ready again.
+	RetryAt time.Time
+	// Reason is why it is retrying or dead; free of patient data, or kept
+	// only in the (encrypted) log, never in logs.
+	Reason string
+}
+
+// Settle records the settlements of in-progress records in one transaction:
+// one fsync for a whole batch. Done and dead records leave their lanes,
+// letting the next record of each lane be claimed; retrying ones keep
+// their lanes waiting. If any settlement is invalid, none is recorded.
+func (l *Log) Settle(outs []Settlement) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	now := l.opts.Now()
+	return l.update(func(tx *bolt.Tx) error {
+		for _, o := range outs {
+			if err := l.settleTx(tx, o, now); err != nil {
+				return err
+			}
 		}
-		return leaveLane(tx, r)
+		return nil
+	})
+}
+
+func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {
+	id := o.ID
+	return transitionTx(tx, id, InProgress, now, func(r *Record) error {
+		switch o.State {
+		case Done:
+			r.State, r.DoneAt, r.Targets, r.Reason = Done, now, o.Targets, ""
+			if err := tx.Bucket(bDone).Put(timeKey(now, id), nil); err != nil {
+				return err
+			}
+			return leaveLane(tx, r)
+		case Retrying:
+			r.State, r.Attempts, r.ReadyAt, r.Reason = Retrying, r.Attempts+1, o.RetryAt, o.Reason
+			if err := tx.Bucket(bInflight).Delete(itob(id)); err != nil {
+				return err
+			}
+			return tx.Bucket(bReady).Put(timeKey(o.RetryAt, id), nil)
+		case Dead:
+			r.State, r.Attempts, r.Reason = Dead, r.Attempts+1, o.Reason
+			if err := tx.Bucket(bDead).Put(itob(id), nil); err != nil {
+				return err
+			}
+			return leaveLane(tx, r)
+		}
+		return fmt.Errorf("%w: record %d cannot end as %s", ErrTransition, id, o.State)
 	})
 }
 
@@ -187,22 +227,27 @@ func (l *Log) RequeueAllDead() (int, error) {
 func (l *Log) transition(id uint64, from State, fn func(tx *bolt.Tx, r *Record) error) error {
 	now := l.opts.Now()
 	return l.update(func(tx *bolt.Tx) error {
-		r, payload, err := getRecord(tx, id)
-		if err != nil {
-			return err
-		}
-		if r.State != from {
-			return fmt.Errorf("%w: record %d is %s, not %s", ErrTransition, id, r.State, from)
-		}
-		if err := fn(tx, r); err != nil {
-			return err
-		}
-		r.Updated = now
-		if err := putRecord(tx, r, payload); err != nil {
-			return err
-		}
-		return moveCount(tx, from, r.State)
+		return transitionTx(tx, id, from, now, func(r *Record) error { return fn(tx, r) })
 	})
+}
+
+// transitionTx is transition within tx.
+func transitionTx(tx *bolt.Tx, id uint64, from State, now time.Time, fn func(r *Record) error) error {
+	r, payload, err := getRecord(tx, id)
+	if err != nil {
+		return err
+	}
+	if r.State != from {
+		return fmt.Errorf("%w: record %d is %s, not %s", ErrTransition, id, r.State, from)
+	}
+	if err := fn(r); err != nil {
+		return err
+	}
+	r.Updated = now
+	if err := putRecord(tx, r, payload); err != nil {
+		return err
+	}
+	return moveCount(tx, from, r.State)
 }
 
 func moveCount(tx *bolt.Tx, from, to State) error {
