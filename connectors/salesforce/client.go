@@ -64,6 +64,9 @@ type Config struct {
 	RetryMax int
 	// RetryWaitMin and RetryWaitMax bound the backoff; default 200ms, 10s.
 	RetryWaitMin, RetryWaitMax time.Duration
+	// ThrottlePause is how long to pause after REQUEST_LIMIT_EXCEEDED when
+	// Salesforce gives no Retry-After; default 1m.
+	ThrottlePause time.Duration
 	// HTTPClient, default a pooled client with a 60s timeout.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
@@ -145,6 +148,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if cfg.ThrottlePause <= 0 {
+		cfg.ThrottlePause = time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -356,7 +362,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (in
 			}
 			return resp.StatusCode, nil
 		}
-		apiErr := parseError(resp, data)
+		apiErr := parseError(resp, data, c.cfg.ThrottlePause)
 		if apiErr.Code == "INVALID_SESSION_ID" && attempt == 0 {
 			c.invalidate(tok)
 			continue
@@ -366,7 +372,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (in
 }
 
 // parseError reads a REST error body ([{"errorCode","message"}]).
-func parseError(resp *http.Response, data []byte) *Error {
+func parseError(resp *http.Response, data []byte, throttlePause time.Duration) *Error {
 	e := &Error{Status: resp.StatusCode, Code: "HTTP_" + strconv.Itoa(resp.StatusCode)}
 	var errs []sfError
 	if json.Unmarshal(data, &errs) == nil && len(errs) > 0 {
@@ -382,7 +388,7 @@ func parseError(resp *http.Response, data []byte) *Error {
 		}
 	}
 	if e.Kind == Throttled && e.RetryAfter == 0 {
-		e.RetryAfter = time.Minute
+		e.RetryAfter = throttlePause
 	}
 	return e
 }

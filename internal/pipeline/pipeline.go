@@ -1,0 +1,357 @@
+// Package pipeline moves records from the checkpoint log to the CRM: it
+// claims the ready head of each patient's lane, maps it, applies the ops
+// of many records in one sink call, and settles every record (done with
+// the CRM's ids, retrying with backoff, or dead with the reason) in one
+// transaction.
+//
+// Exactly-once: a record is done only after the CRM confirmed all its ops;
+// ops are upserts by deterministic external keys, so re-applying a record
+// after a crash, a timeout or an unanswered commit changes nothing. One
+// patient's records apply in arrival order (the lane's next record is
+// claimable only when the previous one is settled); a retrying record
+// holds only its own lane.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/mappings"
+)
+
+// Options configure a Pipeline. Zero values select the defaults.
+type Options struct {
+	Log      *checkpoint.Log
+	Mappings func() *mappings.Set
+	Sink     connectors.Sink
+	// BatchSize is how many records one round claims; default 200.
+	BatchSize int
+	// Linger is how long a round waits for more records after an idle
+	// spell, so that a trickle still shares CRM requests; default 1s.
+	Linger time.Duration
+	// Poll is how often an idle pipeline looks for ready records (retries
+	// come due without a wake-up); default 250ms.
+	Poll time.Duration
+	// BackoffMin and BackoffMax bound transient retries; default 1s, 10m.
+	BackoffMin, BackoffMax time.Duration
+	Logger                 *slog.Logger
+	Now                    func() time.Time
+}
+
+// Pipeline is the CRM-bound worker.
+type Pipeline struct {
+	opts Options
+	wake chan struct{}
+
+	// Counters, for /metrics and /status.
+	Done, Retried, Dead, Unmapped, Rounds atomic.Int64
+	pausedUntil                          atomic.Int64 // unix nanos
+}
+
+// New makes a pipeline; Run starts it.
+func New(opts Options) *Pipeline {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 200
+	}
+	if opts.Linger < 0 {
+		opts.Linger = 0
+	} else if opts.Linger == 0 {
+		opts.Linger = time.Second
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 250 * time.Millisecond
+	}
+	if opts.BackoffMin <= 0 {
+		opts.BackoffMin = time.Second
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 10 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Pipeline{opts: opts, wake: make(chan struct{}, 1)}
+}
+
+// Notify tells the pipeline that records arrived.
+func (p *Pipeline) Notify() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// PausedUntil returns when a throttling pause ends (zero when none).
+func (p *Pipeline) PausedUntil() time.Time {
+	n := p.pausedUntil.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// Run works until ctx ends. Records in progress when it returns are
+// settled; a crash instead leaves them in progress, and the log returns
+// them to retrying when it is next opened.
+func (p *Pipeline) Run(ctx context.Context) error {
+	log := p.opts.Logger.With("component", "pipeline")
+	idle := true
+	for ctx.Err() == nil {
+		if until := p.PausedUntil(); !until.IsZero() {
+			if d := until.Sub(p.opts.Now()); d > 0 {
+				sleep(ctx, d)
+				continue
+			}
+			p.pausedUntil.Store(0)
+			log.Info("CRM throttling pause over; resuming")
+		}
+		if idle {
+			// Coming out of an idle spell: give a trickle a moment to
+			// gather, so that its records share requests.
+			sleep(ctx, p.opts.Linger)
+		}
+		recs, err := p.opts.Log.Claim(p.opts.BatchSize)
+		if err != nil {
+			if errors.Is(err, checkpoint.ErrClosed) {
+				return nil
+			}
+			log.Error("claiming records failed; will retry", "err", err)
+			sleep(ctx, p.opts.Poll)
+			continue
+		}
+		if len(recs) == 0 {
+			idle = true
+			select {
+			case <-ctx.Done():
+			case <-p.wake:
+			case <-time.After(p.opts.Poll):
+			}
+			continue
+		}
+		idle = len(recs) < p.opts.BatchSize
+		p.round(ctx, log, recs)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// item is one claimed record in a round.
+type item struct {
+	rec        *checkpoint.Record
+	first, n   int // its ops in the round's op list
+	settlement checkpoint.Settlement
+	settled    bool
+}
+
+// round maps, applies and settles one batch of claimed records.
+func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoint.Record) {
+	p.Rounds.Add(1)
+	set := p.opts.Mappings()
+	var ops []connectors.Op
+	items := make([]item, len(recs))
+	for i, rec := range recs {
+		it := &items[i]
+		it.rec = rec
+		it.settlement.ID = rec.ID
+		in, err := decode(rec)
+		if err != nil {
+			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Dead, err.Error()
+			continue
+		}
+		res, err := set.Map(in)
+		if err != nil {
+			// Mapping errors name the mapping, op and field, never values.
+			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Dead, err.Error()
+			continue
+		}
+		if len(res.Mappings) == 0 {
+			it.settled, it.settlement.State = true, checkpoint.Done
+			p.Unmapped.Add(1)
+			continue
+		}
+		it.first, it.n = len(ops), len(res.Ops)
+		ops = append(ops, res.Ops...)
+	}
+	var results []connectors.Result
+	if len(ops) > 0 {
+		results = p.opts.Sink.Apply(ctx, ops)
+	}
+	now := p.opts.Now()
+	var pause time.Time
+	settlements := make([]checkpoint.Settlement, 0, len(items))
+	var done, retried, dead int
+	for i := range items {
+		it := &items[i]
+		if !it.settled {
+			p.judge(it, ops, results, now, &pause)
+		}
+		switch it.settlement.State {
+		case checkpoint.Done:
+			done++
+		case checkpoint.Retrying:
+			retried++
+		case checkpoint.Dead:
+			dead++
+		}
+		settlements = append(settlements, it.settlement)
+	}
+	// Settle even when ctx ended (shutdown): the answers are known.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := settleWithRetry(sctx, p.opts.Log, settlements); err != nil {
+		log.Error("settling a batch failed; its records return to retrying at the next start", "err", err, "records", len(settlements))
+		return
+	}
+	p.Done.Add(int64(done))
+	p.Retried.Add(int64(retried))
+	p.Dead.Add(int64(dead))
+	if !pause.IsZero() {
+		p.pausedUntil.Store(pause.UnixNano())
+		log.Warn("CRM API allocation exhausted or reserved; pausing", "until", pause.UTC().Format(time.RFC3339))
+	}
+	log.Debug("batch settled", "records", len(items), "ops", len(ops), "done", done, "retrying", retried, "dead", dead)
+	if dead > 0 {
+		log.Warn("records dead-lettered; see `ehrbridge log list --state dead`", "records", dead)
+	}
+}
+
+func settleWithRetry(ctx context.Context, l *checkpoint.Log, s []checkpoint.Settlement) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = l.Settle(s); err == nil || errors.Is(err, checkpoint.ErrTransition) || errors.Is(err, checkpoint.ErrClosed) {
+			return err
+		}
+		sleep(ctx, time.Duration(attempt+1)*200*time.Millisecond)
+	}
+	return err
+}
+
+// judge settles an item from its ops' results: done when all succeeded;
+// otherwise the worst failure decides: throttled (retry after the pause),
+// permanent (dead), transient (retry with backoff).
+func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Result, now time.Time, pause *time.Time) {
+	var throttled, permanent, transient *connectors.Error
+	var other error
+	targets := make([]string, 0, it.n)
+	for k := it.first; k < it.first+it.n; k++ {
+		r := results[k]
+		if r.Err == nil {
+			if r.ID != "" {
+				targets = append(targets, r.ID)
+			}
+			continue
+		}
+		var e *connectors.Error
+		if !errors.As(r.Err, &e) {
+			if other == nil {
+				other = r.Err
+			}
+			continue
+		}
+		switch e.Kind {
+		case connectors.Throttled:
+			throttled = e
+		case connectors.Permanent:
+			if permanent == nil {
+				permanent = e
+			}
+		default:
+			if transient == nil {
+				transient = e
+			}
+		}
+	}
+	s := &it.settlement
+	switch {
+	case throttled != nil:
+		at := now.Add(max(throttled.RetryAfter, time.Second))
+		if at.After(*pause) {
+			*pause = at
+		}
+		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, at, throttled.Error()
+	case permanent != nil:
+		s.State, s.Reason = checkpoint.Dead, scrub(permanent.Detail(), ops[it.first:it.first+it.n])
+	case transient != nil || other != nil:
+		reason := "CRM unreachable"
+		if transient != nil {
+			reason = transient.Error()
+		}
+		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now.Add(p.backoff(it.rec.Attempts)), reason
+	default:
+		s.State, s.Targets = checkpoint.Done, targets
+	}
+}
+
+// backoff is exponential in the attempts so far, with jitter, capped.
+func (p *Pipeline) backoff(attempts int) time.Duration {
+	d := p.opts.BackoffMin << min(attempts, 20)
+	if d <= 0 || d > p.opts.BackoffMax {
+		d = p.opts.BackoffMax
+	}
+	return time.Duration(float64(d) * (0.5 + rand.Float64()/2))
+}
+
+// scrub takes out of a CRM error message the keys and text values of the
+// record's ops, which Salesforce echoes ("Foreign key external ID: <MRN>
+// not found"), so that the reason an admin lists holds no patient data.
+func scrub(msg string, ops []connectors.Op) string {
+	var values []string
+	for _, op := range ops {
+		values = append(values, op.Key)
+		for _, f := range op.Fields {
+			switch f.Value.Kind {
+			case mappings.String:
+				values = append(values, f.Value.Text)
+			case mappings.Ref:
+				values = append(values, f.Value.Ref.Key)
+			}
+		}
+	}
+	for _, v := range values {
+		if len(v) >= 3 {
+			msg = strings.ReplaceAll(msg, v, "‹value›")
+		}
+	}
+	return msg
+}
+
+// decode reads a record's payload as the input its kind says.
+func decode(rec *checkpoint.Record) (mappings.Input, error) {
+	if rec.PayloadDropped || rec.Payload == nil {
+		return mappings.Input{}, fmt.Errorf("the record's payload is gone (retention) and cannot be mapped")
+	}
+	switch rec.Kind {
+	case "hl7v2", "":
+		m, err := hl7.Parse(rec.Payload)
+		if err != nil {
+			return mappings.Input{}, fmt.Errorf("stored message cannot be parsed: %w", err)
+		}
+		return mappings.Input{HL7: m}, nil
+	case "fhir":
+		return mappings.Input{FHIR: rec.Payload}, nil
+	}
+	return mappings.Input{}, fmt.Errorf("records of kind %q cannot be mapped", rec.Kind)
+}

@@ -1,0 +1,219 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
+	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
+	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/mappings"
+)
+
+type rig struct {
+	log  *checkpoint.Log
+	sb   *sandbox.Server
+	base string
+	p    *Pipeline
+	stop func()
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	l, err := checkpoint.Open(filepath.Join(t.TempDir(), "checkpoint.db"), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := sb.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + addr.String()
+	client, err := salesforce.New(salesforce.Config{LoginURL: base, ClientID: "sandbox-client", ClientSecret: "sandbox-secret",
+		Auth: salesforce.Auth{ClientCredentials: true}, RetryMax: 1, ThrottlePause: 300 * time.Millisecond, RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := mappings.Load([]string{filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud")}, mappings.Options{Zone: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: &salesforce.Sink{Client: client},
+		BatchSize: 50, Linger: -1, Poll: 10 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); _ = p.Run(ctx) }()
+	r := &rig{log: l, sb: sb, base: base, p: p}
+	r.stop = func() { cancel(); <-stopped }
+	t.Cleanup(func() { r.stop(); l.Close(); sb.Close() })
+	return r
+}
+
+var seq int
+
+// send appends an HL7 message as the MLLP source would.
+func (r *rig) send(t *testing.T, msg string) {
+	t.Helper()
+	seq++
+	msg = strings.Replace(msg, "CTRL", fmt.Sprint("C", seq), 1)
+	m, err := hl7.Parse([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Header()
+	if _, err := r.log.Append(context.Background(), checkpoint.Entry{Key: ehr.RecordKey("ehr", h), Source: "ehr", Kind: "hl7v2",
+		Hash: ehr.ContentHash(m, nil), Lane: ehr.LaneKey(m), Payload: []byte(msg), Ack: []byte("ack")}); err != nil {
+		t.Fatal(err)
+	}
+	r.p.Notify()
+}
+
+func (r *rig) waitSettled(t *testing.T, want map[checkpoint.State]int64) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := r.log.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := true
+		for s, n := range want {
+			ok = ok && st.States[s] == n
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("states %v, want %v", st.States, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func adt(trigger, mrn, last, first string) string {
+	return "MSH|^~\\&|EPIC|GENHOSP|EHRBRIDGE|CRM|20260105103000||ADT^" + trigger + "|CTRL|P|2.5.1\r" +
+		"EVN|" + trigger + "|20260105103000\r" +
+		"PID|1||" + mrn + "^^^GENHOSP^MR||" + last + "^" + first + "||19800517|F\r" +
+		"PV1|1|I|4WEST^401^B||||||||||||||||V" + mrn + "^^^GENHOSP^VN|||||||||||||||||||||||||20260104080000-0600\r"
+}
+
+// One patient's events apply in order, so the CRM holds the last one's
+// values; different patients' events share batches; nothing is duplicated.
+func TestOrderAndLastValueWins(t *testing.T) {
+	r := newRig(t)
+	for round := range 3 {
+		for p := range 5 {
+			r.send(t, adt("A08", fmt.Sprint("M", p), fmt.Sprint("LAST", p), fmt.Sprint("V", round)))
+		}
+	}
+	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 15, checkpoint.Received: 0, checkpoint.InProgress: 0})
+	accounts := r.sb.Records("Account")
+	if len(accounts) != 5 {
+		t.Fatalf("%d accounts, want 5", len(accounts))
+	}
+	for _, a := range accounts {
+		if a["FirstName"] != "V2" {
+			t.Errorf("account %v: FirstName %v, want the last message's V2", a["SourceSystemIdentifier"], a["FirstName"])
+		}
+	}
+	if n := len(r.sb.Records("ClinicalEncounter")); n != 5 {
+		t.Errorf("%d encounters, want 5", n)
+	}
+	if r.p.Done.Load() != 15 {
+		t.Errorf("Done counter %d", r.p.Done.Load())
+	}
+}
+
+// A CRM outage makes records retry, holding only their lanes; when the
+// CRM is back they are applied. A record that can never apply is dead,
+// with a reason free of patient data, and its lane moves on. A message no
+// mapping accepts is done without CRM writes.
+func TestRetryDeadAndUnmapped(t *testing.T) {
+	r := newRig(t)
+	fault := func(body string) {
+		resp, err := http.Post(r.base+"/sandbox/v1/faults", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	fault(`{"status":503,"seconds":0.3}`)
+	r.send(t, adt("A01", "R1", "RETRY", "ONE"))
+	time.Sleep(100 * time.Millisecond)
+	st, _ := r.log.Stats()
+	if st.States[checkpoint.Retrying]+st.States[checkpoint.InProgress] != 1 {
+		t.Errorf("during the outage: %v", st.States)
+	}
+	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 1})
+	if r.p.Retried.Load() == 0 {
+		t.Errorf("no retry counted")
+	}
+	// No patient id: the mapping refuses it, the record is dead.
+	r.send(t, strings.Replace(adt("A01", "X", "NOID", "X"), "PID|1||X^^^GENHOSP^MR|", "PID|1|||", 1))
+	// A person account without LastName: Salesforce refuses it permanently.
+	r.send(t, adt("A01", "D1", "", "NOLAST"))
+	r.send(t, adt("A08", "D1", "LATER", "NOLAST"))
+	r.send(t, strings.Replace(adt("A01", "U1", "U", "U"), "ADT^A01", "MDM^T02", 1))
+	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 3, checkpoint.Dead: 2})
+	dead, err := r.log.List(checkpoint.Dead, 0, 10)
+	if err != nil || len(dead) != 2 {
+		t.Fatalf("dead %v %v", dead, err)
+	}
+	if !strings.Contains(dead[0].Reason, "key expression gave no value") || !strings.Contains(dead[1].Reason, "REQUIRED_FIELD_MISSING") {
+		t.Errorf("reasons %q / %q", dead[0].Reason, dead[1].Reason)
+	}
+	for _, d := range dead {
+		if strings.Contains(d.Reason, "GENHOSP|D1") || strings.Contains(d.Reason, "NOLAST") {
+			t.Errorf("reason holds patient data: %q", d.Reason)
+		}
+	}
+	if r.p.Unmapped.Load() != 1 {
+		t.Errorf("unmapped %d", r.p.Unmapped.Load())
+	}
+	// The lane of the dead record moved on: the A08 with a LastName applied.
+	found := false
+	for _, a := range r.sb.Records("Account") {
+		found = found || a["LastName"] == "LATER"
+	}
+	if !found {
+		t.Errorf("the dead record's lane did not move on")
+	}
+}
+
+// A request-limit window pauses the whole pipeline instead of burning
+// retries, and the records apply once it is over.
+func TestThrottlingPauses(t *testing.T) {
+	r := newRig(t)
+	resp, err := http.Post(r.base+"/sandbox/v1/faults", "application/json", strings.NewReader(`{"request_limit_exceeded":true,"seconds":0.5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	r.send(t, adt("A01", "T1", "THROTTLED", "T"))
+	deadline := time.Now().Add(5 * time.Second)
+	for r.p.PausedUntil().IsZero() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.p.PausedUntil().IsZero() {
+		t.Fatal("no pause")
+	}
+	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 1})
+	if len(r.sb.Records("Account")) != 1 {
+		t.Errorf("accounts %d", len(r.sb.Records("Account")))
+	}
+}
