@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -75,7 +76,8 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	mllpAddr, adminAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"))
 	dataDir := t.TempDir()
-	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr)
+	sandboxAddr := freeAddr(t)
+	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr, "EHRBRIDGE_SANDBOX_ADDR="+sandboxAddr)
 	cmd.Env = env
 	logs := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -144,8 +146,35 @@ func TestEndToEndRunAndSend(t *testing.T) {
 		}
 		return string(out)
 	}
-	if s := logStats(); !strings.Contains(s, `"received": 2`) {
-		t.Errorf("log stats (running daemon) = %s", s)
+	if n := totalRecords(t, logStats()); n != 2 {
+		t.Errorf("log stats (running daemon): %d records, want 2", n)
+	}
+	// The pipeline sends the admission to the embedded CRM sandbox.
+	waitFor(t, 20*time.Second, "the patient in the sandbox", func() bool {
+		resp, err := http.Get("http://" + sandboxAddr + "/sandbox/v1/objects/Account")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var recs []map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&recs)
+		for _, r := range recs {
+			if r["LastName"] == "EVERYMAN" && r["PersonBirthdate"] == "1988-08-18" {
+				return true
+			}
+		}
+		return false
+	})
+	resp, err = http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ehrbridge_pipeline_records_total{outcome="done"}`, `ehrbridge_records{state="done"}`, `ehrbridge_messages_total{outcome="retransmit"} 2`, "ehrbridge_crm_api_requests_limit 100000"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
+		}
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -159,8 +188,8 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("did not stop within 10s of SIGTERM\n%s", logs)
 	}
-	if s := logStats(); !strings.Contains(s, `"received": 2`) {
-		t.Errorf("log stats (stopped daemon) = %s", s)
+	if n := totalRecords(t, logStats()); n != 2 {
+		t.Errorf("log stats (stopped daemon): %d records, want 2", n)
 	}
 	if out, _, code := runBin(t, bin, "log", "check", "--data-dir", dataDir); code != 0 {
 		t.Errorf("log check: exit %d %s", code, out)
@@ -201,7 +230,7 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 	}
 	defer l.Close()
 	cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"))
-	cmd.Env = append(os.Environ(), "EHRBRIDGE_DATA_DIR="+t.TempDir(), "EHRBRIDGE_MLLP_ADDR="+l.Addr().String(), "EHRBRIDGE_ADMIN_ADDR="+freeAddr(t))
+	cmd.Env = append(os.Environ(), "EHRBRIDGE_DATA_DIR="+t.TempDir(), "EHRBRIDGE_MLLP_ADDR="+l.Addr().String(), "EHRBRIDGE_ADMIN_ADDR="+freeAddr(t), "EHRBRIDGE_SANDBOX_ADDR="+freeAddr(t))
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "address already in use") {
 		t.Errorf("err = %v, output:\n%s", err, out)
@@ -269,4 +298,31 @@ func waitReady(t *testing.T, url string, exited chan struct{}, logs *syncbuf.Buf
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("daemon not ready within 20s\n%s", logs)
+}
+
+// totalRecords sums the states of `log stats --json` output.
+func totalRecords(t *testing.T, statsJSON string) int64 {
+	t.Helper()
+	var st struct {
+		States map[string]int64 `json:"states"`
+	}
+	if err := json.Unmarshal([]byte(statsJSON), &st); err != nil {
+		t.Fatalf("log stats --json: %v\n%s", err, statsJSON)
+	}
+	var n int64
+	for _, c := range st.States {
+		n += c
+	}
+	return n
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

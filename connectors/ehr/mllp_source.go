@@ -38,8 +38,11 @@ type MLLPSource struct {
 	HashIgnore []hl7.Path
 	// Lane, when set, gives the lane key (patient identity) from the
 	// mappings; "" falls back to LaneKey.
-	Lane   func(*hl7.Message) string
-	Logger *slog.Logger
+	Lane func(*hl7.Message) string
+	// Appended, when set, is called after a new record was stored (to
+	// wake the pipeline).
+	Appended func()
+	Logger   *slog.Logger
 
 	Accepted, Duplicates, Conflicts, Rejected, Errored atomic.Int64
 
@@ -126,6 +129,9 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) []byte {
 		return s.reply(msg, h, hl7.AR, text, []hl7.ErrDetail{{Segment: "MSH", Field: 10, Code: hl7.ErrCodeDuplicateKey, Text: text}})
 	}
 	s.Accepted.Add(1)
+	if s.Appended != nil {
+		s.Appended()
+	}
 	log.Info("hl7 message stored and acknowledged", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload))
 	return ack
 }

@@ -19,6 +19,8 @@ type Config struct {
 	Checkpoint CheckpointConfig `yaml:"checkpoint"`
 	// Mappings are the mapping files that turn messages into CRM ops.
 	Mappings MappingsConfig `yaml:"mappings"`
+	// CRM is where the ops go; nil stores messages without forwarding.
+	CRM *CRMConfig `yaml:"crm"`
 
 	// pos records where each key was written, for later problems.
 	pos positions
@@ -113,6 +115,65 @@ type MappingsConfig struct {
 	Watch bool `yaml:"watch"`
 }
 
+// CRMConfig names the CRM and how records are sent to it.
+type CRMConfig struct {
+	// Salesforce is the org to write to.
+	Salesforce *SalesforceConfig `yaml:"salesforce"`
+	// Sandbox makes the CRM sandbox (a Salesforce REST subset) the CRM
+	// instead: embedded, or running apart.
+	Sandbox *SandboxConfig `yaml:"sandbox"`
+	// Pipeline tunes the sending.
+	Pipeline PipelineConfig `yaml:"pipeline"`
+}
+
+// SalesforceConfig is a Salesforce org and its connected app.
+type SalesforceConfig struct {
+	// LoginURL is the token endpoint's base: https://login.salesforce.com,
+	// https://test.salesforce.com or the org's My Domain URL.
+	LoginURL string `yaml:"login_url,required"`
+	// APIVersion, default "62.0".
+	APIVersion string `yaml:"api_version"`
+	// ClientID is the connected app's consumer key.
+	ClientID string `yaml:"client_id,required"`
+	// ClientSecret (client_secret_env / client_secret_file) for the client
+	// credentials and refresh token flows.
+	ClientSecret SecretRef `yaml:"client_secret"`
+	// JWTUsername and JWTKeyFile select the JWT bearer flow: the key file
+	// is the connected app certificate's private key (PEM, unencrypted).
+	JWTUsername string `yaml:"jwt_username"`
+	JWTKeyFile  string `yaml:"jwt_key_file"`
+	// RefreshToken (refresh_token_env / refresh_token_file) selects the
+	// refresh token flow.
+	RefreshToken SecretRef `yaml:"refresh_token"`
+	// MaxConcurrent caps requests in flight; default 4.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// BudgetReserve is the share of the org's daily API allocation left
+	// to others: ehrbridge pauses when the rest is used; default 0.1.
+	BudgetReserve float64 `yaml:"budget_reserve"`
+}
+
+// SandboxConfig makes the CRM sandbox the CRM (for demos and tests).
+type SandboxConfig struct {
+	// Embed runs the sandbox inside the daemon; false connects to one
+	// already running at Listen (ehrbridge sandbox), with its default test
+	// credentials, so that a test can stop the daemon without touching
+	// the CRM's state.
+	Embed bool `yaml:"embed"`
+	// Listen is its address; default 127.0.0.1:8089.
+	Listen string `yaml:"listen"`
+	// DataFile keeps its records; default <data_dir>/sandbox.json.
+	DataFile string `yaml:"data_file"`
+}
+
+// PipelineConfig tunes the CRM pipeline.
+type PipelineConfig struct {
+	// BatchSize is how many records one round sends together; default 200.
+	BatchSize int `yaml:"batch_size"`
+	// Linger is how long a round waits after an idle spell for more
+	// records, so that a trickle shares requests; default 1s.
+	Linger Duration `yaml:"linger"`
+}
+
 // EncryptionConfig names the payload keys: 32 bytes, base64.
 type EncryptionConfig struct {
 	// Key is the active key (key_env / key_file), required.
@@ -157,7 +218,9 @@ const (
 
 	DefaultDedupeWindow     = Duration(30 * 24 * time.Hour)
 	DefaultPayloadRetention = Duration(7 * 24 * time.Hour)
-	DefaultSweepInterval    = Duration(time.Hour)
+	// DefaultSandboxListen is the embedded CRM sandbox's address.
+	DefaultSandboxListen = "127.0.0.1:8089"
+	DefaultSweepInterval = Duration(time.Hour)
 )
 
 // Default returns the configuration an empty file gives: every default
@@ -246,6 +309,19 @@ func (c *Config) resolvePaths(base string) {
 	}
 	for i, p := range c.Mappings.Schemas {
 		c.Mappings.Schemas[i] = resolvePath(base, p)
+	}
+	if c.CRM != nil {
+		if sf := c.CRM.Salesforce; sf != nil && sf.JWTKeyFile != "" {
+			sf.JWTKeyFile = resolvePath(base, sf.JWTKeyFile)
+		}
+		if sb := c.CRM.Sandbox; sb != nil {
+			if sb.DataFile == "" {
+				sb.DataFile = "sandbox.json"
+				sb.DataFile = resolvePath(c.DataDir, sb.DataFile)
+			} else {
+				sb.DataFile = resolvePath(base, sb.DataFile)
+			}
+		}
 	}
 	resolveSecretFiles(c, base)
 }

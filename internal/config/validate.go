@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -130,7 +131,68 @@ func (c *Config) validate(base string) Problems {
 			}
 		}
 	}
+	v.crm(&listeners)
 	return v.probs
+}
+
+// crm checks the CRM section.
+func (v *validator) crm(listeners *[]listener) {
+	c := v.c.CRM
+	if c == nil {
+		return
+	}
+	embed := c.Sandbox != nil && c.Sandbox.Embed
+	switch {
+	case c.Salesforce == nil && c.Sandbox == nil:
+		v.add("crm", "name the CRM: salesforce (login_url, client_id and credentials) or sandbox (embed: true, or the address of a running one)")
+	case c.Salesforce != nil && c.Sandbox != nil:
+		v.add("crm.sandbox", "give crm.salesforce or crm.sandbox, not both")
+	}
+	if sb := c.Sandbox; sb != nil {
+		if sb.Listen == "" {
+			sb.Listen = DefaultSandboxListen
+		}
+		if l, ok := v.listenAddr("crm.sandbox.listen", "the CRM sandbox", sb.Listen); ok && embed {
+			if other := conflict(*listeners, l); other != nil {
+				v.add(l.path, "address %s is already used by %s (%s)", v.show(l.path, l.addr), other.owner, v.at(other.path))
+			}
+			*listeners = append(*listeners, l)
+		}
+	}
+	if sf := c.Salesforce; sf != nil {
+		if u, err := url.Parse(sf.LoginURL); sf.LoginURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+			v.add("crm.salesforce.login_url", "must be an https URL like https://login.salesforce.com, got %s", v.show("crm.salesforce.login_url", sf.LoginURL))
+		}
+		flows := 0
+		if sf.JWTUsername != "" || sf.JWTKeyFile != "" {
+			flows++
+			if sf.JWTUsername == "" || sf.JWTKeyFile == "" {
+				v.add("crm.salesforce", "the JWT bearer flow needs both jwt_username and jwt_key_file")
+			}
+			v.readable("crm.salesforce.jwt_key_file", sf.JWTKeyFile)
+		}
+		if sf.RefreshToken.IsSet() {
+			flows++
+		}
+		if flows == 0 && !sf.ClientSecret.IsSet() {
+			v.add("crm.salesforce", "choose an OAuth flow: jwt_username + jwt_key_file, refresh_token_env/_file, or client_secret_env/_file alone for client credentials")
+		}
+		if flows > 1 {
+			v.add("crm.salesforce", "choose one OAuth flow: JWT bearer or refresh token, not both")
+		}
+		if sf.MaxConcurrent < 0 || sf.MaxConcurrent > 25 {
+			v.add("crm.salesforce.max_concurrent", "must be between 1 and 25 (Salesforce allows 25 long-running requests per org)")
+		}
+		if sf.BudgetReserve < 0 || sf.BudgetReserve > 0.9 {
+			v.add("crm.salesforce.budget_reserve", "must be between 0 and 0.9")
+		}
+	}
+	if p := c.Pipeline; p.BatchSize < 0 || p.BatchSize > 2000 {
+		v.add("crm.pipeline.batch_size", "must be between 1 and 2000")
+	}
+	if p := c.Pipeline; p.Linger < 0 || p.Linger > Duration(time.Minute) {
+		v.add("crm.pipeline.linger", "must be between 0s and 1m")
+	}
 }
 
 // show quotes the string value at path for a message, or hides it if it

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
@@ -87,7 +88,16 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		Checkpoint *logadmin.StatsView `json:"checkpoint,omitempty"`
 		Mappings   mappingStatus       `json:"mappings"`
 		Forwarding string              `json:"forwarding"`
-	}{Version: Version, Forwarding: "not implemented yet: messages are stored and acknowledged, not sent on"}
+	}{Version: Version, Forwarding: "no CRM configured: messages are stored and acknowledged, not sent on"}
+	if c := a.d.crm; c != nil {
+		out.Forwarding = "salesforce"
+		if c.sandbox != nil {
+			out.Forwarding = "embedded CRM sandbox at " + c.sbAddr
+		}
+		if until := c.pipe.PausedUntil(); !until.IsZero() {
+			out.Forwarding += "; paused until " + until.UTC().Format(time.RFC3339) + " (CRM API allocation)"
+		}
+	}
 	ms := a.d.maps
 	for _, m := range ms.Current().Mappings {
 		out.Mappings.Names = append(out.Mappings.Names, m.Name)
@@ -133,6 +143,35 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "ehrbridge_mapping_reloads_total{result=\"ok\"} %d\nehrbridge_mapping_reloads_total{result=\"refused\"} %d\n", ms.loaded.Load(), ms.refused.Load())
 	fmt.Fprintf(w, "# HELP ehrbridge_mapping_last_reload_ok Whether the last mapping reload was accepted (1) or refused (0).\n# TYPE ehrbridge_mapping_last_reload_ok gauge\nehrbridge_mapping_last_reload_ok %d\n", ok)
 	fmt.Fprintf(w, "# HELP ehrbridge_mapping_last_success_timestamp_seconds When the running mapping set was loaded.\n# TYPE ehrbridge_mapping_last_success_timestamp_seconds gauge\nehrbridge_mapping_last_success_timestamp_seconds %d\n", ms.lastReload.Load())
+	if st, err := a.d.cp.Stats(); err == nil {
+		fmt.Fprintf(w, "# HELP ehrbridge_records Records in the checkpoint log, by state.\n# TYPE ehrbridge_records gauge\n")
+		for _, s := range checkpoint.States {
+			fmt.Fprintf(w, "ehrbridge_records{state=%q} %d\n", s.String(), st.States[s])
+		}
+	}
+	var accepted, duplicates, rejected int64
+	for _, s := range a.d.sources {
+		accepted += s.handler.Accepted.Load()
+		duplicates += s.handler.Duplicates.Load()
+		rejected += s.handler.Rejected.Load() + s.handler.Conflicts.Load() + s.handler.Errored.Load()
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_messages_total HL7 messages received, by outcome.\n# TYPE ehrbridge_messages_total counter\n")
+	fmt.Fprintf(w, "ehrbridge_messages_total{outcome=\"acknowledged\"} %d\nehrbridge_messages_total{outcome=\"retransmit\"} %d\nehrbridge_messages_total{outcome=\"refused\"} %d\n", accepted, duplicates, rejected)
+	if c := a.d.crm; c != nil {
+		p := c.pipe
+		fmt.Fprintf(w, "# HELP ehrbridge_pipeline_records_total Records the pipeline settled, by outcome.\n# TYPE ehrbridge_pipeline_records_total counter\n")
+		fmt.Fprintf(w, "ehrbridge_pipeline_records_total{outcome=\"done\"} %d\nehrbridge_pipeline_records_total{outcome=\"retrying\"} %d\nehrbridge_pipeline_records_total{outcome=\"dead\"} %d\nehrbridge_pipeline_records_total{outcome=\"unmapped\"} %d\n",
+			p.Done.Load(), p.Retried.Load(), p.Dead.Load(), p.Unmapped.Load())
+		paused := 0
+		if !p.PausedUntil().IsZero() {
+			paused = 1
+		}
+		fmt.Fprintf(w, "# HELP ehrbridge_pipeline_paused Whether sending is paused for the CRM's API allocation.\n# TYPE ehrbridge_pipeline_paused gauge\nehrbridge_pipeline_paused %d\n", paused)
+		if used, limit := c.client.Usage(); limit > 0 {
+			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_used Daily API requests used in the CRM org, as it last reported.\n# TYPE ehrbridge_crm_api_requests_used gauge\nehrbridge_crm_api_requests_used %d\n", used)
+			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_limit The CRM org's daily API allocation.\n# TYPE ehrbridge_crm_api_requests_limit gauge\nehrbridge_crm_api_requests_limit %d\n", limit)
+		}
+	}
 }
 
 type mappingStatus struct {

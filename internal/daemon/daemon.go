@@ -37,6 +37,7 @@ type Daemon struct {
 	swept     chan struct{}
 	maps      *mappingSet
 	stopWatch chan struct{}
+	crm       *crm
 }
 
 type source struct {
@@ -74,14 +75,21 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		stopSweep: make(chan struct{}), swept: make(chan struct{}), maps: maps, stopWatch: make(chan struct{})}
 	fail := func(err error) (*Daemon, error) {
 		d.closeListeners()
+		d.crm.stop()
 		cp.Close()
 		return nil, err
 	}
+	crmSide, err := startCRM(cfg, cp, maps.Current, log)
+	if err != nil {
+		return fail(fmt.Errorf("crm: %w", err))
+	}
+	d.crm = crmSide
 	for _, sc := range cfg.Sources.MLLP {
 		s, err := newSource(sc, cp, log, maps)
 		if err != nil {
 			return fail(fmt.Errorf("source %s: %w", sc.Name, err))
 		}
+		s.handler.Appended = d.crm.notify
 		d.sources = append(d.sources, s)
 	}
 	if cfg.Admin.Listen != "" { // config turns "off" into ""
@@ -117,7 +125,14 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	log.Info("mappings loaded", "mappings", len(maps.Current().Mappings), "watch", cfg.Mappings.Watch)
 	close(d.ready)
-	log.Warn("CRM forwarding is not implemented yet: messages are stored in the checkpoint log and acknowledged, not yet sent on")
+	switch {
+	case d.crm == nil:
+		log.Warn("no CRM is configured (crm section): messages are stored in the checkpoint log and acknowledged, not sent on")
+	case d.crm.sandbox != nil:
+		log.Info("CRM: the embedded sandbox", "listen", d.crm.sbAddr)
+	default:
+		log.Info("CRM: Salesforce")
+	}
 	return d, nil
 }
 
@@ -271,6 +286,8 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	// No new records can arrive: let the pipeline settle its batch.
+	d.crm.stop()
 	close(d.stopSweep)
 	close(d.stopWatch)
 	<-d.swept
@@ -312,3 +329,11 @@ func (d *Daemon) ReloadMappings() error { return d.maps.Reload("SIGHUP") }
 
 // Mappings returns the running mapping set.
 func (d *Daemon) Mappings() *mappings.Set { return d.maps.Current() }
+
+// SandboxAddr returns the embedded CRM sandbox's address, or "".
+func (d *Daemon) SandboxAddr() string {
+	if d.crm == nil || d.crm.sandbox == nil {
+		return ""
+	}
+	return d.crm.sbAddr
+}

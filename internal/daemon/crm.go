@@ -1,0 +1,130 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
+	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/mappings"
+)
+
+// crm is the CRM side: the Salesforce client, the embedded sandbox when
+// configured, and the pipeline that feeds them from the checkpoint log.
+type crm struct {
+	client  *salesforce.Client
+	sandbox *sandbox.Server
+	sbAddr  string
+	pipe    *pipeline.Pipeline
+	cancel  context.CancelFunc
+	stopped chan struct{}
+}
+
+// startCRM builds the client (and sandbox) and starts the pipeline; nil
+// config gives nil.
+func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (*crm, error) {
+	cc := cfg.CRM
+	if cc == nil {
+		return nil, nil
+	}
+	c := &crm{stopped: make(chan struct{})}
+	sfLog := log.With("component", "crm")
+	var scfg salesforce.Config
+	if sb := cc.Sandbox; sb != nil && sb.Embed {
+		// The daemon connects to its own sandbox with a secret made for
+		// this run: nothing to configure, nothing to leak.
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		secret := hex.EncodeToString(b[:])
+		s, err := sandbox.New(sandbox.Options{ClientSecret: secret, DataFile: sb.DataFile, Logger: sfLog})
+		if err != nil {
+			return nil, err
+		}
+		addr, err := s.Listen(sb.Listen)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		c.sandbox, c.sbAddr = s, addr.String()
+		scfg = salesforce.Config{LoginURL: "http://" + c.sbAddr, ClientID: "sandbox-client", ClientSecret: secret, Auth: salesforce.Auth{ClientCredentials: true}}
+	} else if sb := cc.Sandbox; sb != nil {
+		// A sandbox running apart, with its default test credentials
+		// (they guard no real data).
+		scfg = salesforce.Config{LoginURL: "http://" + sb.Listen, ClientID: "sandbox-client", ClientSecret: "sandbox-secret", Auth: salesforce.Auth{ClientCredentials: true}}
+	} else {
+		sf := cc.Salesforce
+		scfg = salesforce.Config{LoginURL: sf.LoginURL, APIVersion: sf.APIVersion, ClientID: sf.ClientID,
+			MaxConcurrent: sf.MaxConcurrent, BudgetReserve: sf.BudgetReserve}
+		if sf.ClientSecret.IsSet() {
+			secret, err := sf.ClientSecret.Resolve()
+			if err != nil {
+				return nil, fmt.Errorf("crm.salesforce client secret: %w", err)
+			}
+			scfg.ClientSecret = secret
+		}
+		switch {
+		case sf.JWTUsername != "":
+			key, err := os.ReadFile(sf.JWTKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("crm.salesforce.jwt_key_file: %w", err)
+			}
+			scfg.Auth = salesforce.Auth{JWTUsername: sf.JWTUsername, JWTPrivateKey: key}
+		case sf.RefreshToken.IsSet():
+			rt, err := sf.RefreshToken.Resolve()
+			if err != nil {
+				return nil, fmt.Errorf("crm.salesforce refresh token: %w", err)
+			}
+			scfg.Auth = salesforce.Auth{RefreshToken: rt}
+		default:
+			scfg.Auth = salesforce.Auth{ClientCredentials: true}
+		}
+	}
+	scfg.Logger = sfLog
+	client, err := salesforce.New(scfg)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	c.client = client
+	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: &salesforce.Sink{Client: client},
+		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		defer close(c.stopped)
+		_ = c.pipe.Run(ctx)
+	}()
+	return c, nil
+}
+
+// notify wakes the pipeline; safe on a nil crm.
+func (c *crm) notify() {
+	if c != nil {
+		c.pipe.Notify()
+	}
+}
+
+// stop ends the pipeline (its current batch settles) and the sandbox.
+func (c *crm) stop() {
+	if c == nil {
+		return
+	}
+	if c.cancel != nil {
+		c.cancel()
+		<-c.stopped
+	}
+	c.close()
+}
+
+func (c *crm) close() {
+	if c.sandbox != nil {
+		_ = c.sandbox.Close()
+	}
+}
