@@ -140,7 +140,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		idle = len(recs) < p.opts.BatchSize
+		// Linger only after a quiet spell: while records keep coming
+		// (a patient's queued events, say) rounds follow at once.
+		idle = false
 		p.round(ctx, log, recs)
 	}
 	return nil
