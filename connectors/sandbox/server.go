@@ -280,6 +280,11 @@ func (s *Server) api(next http.Handler) http.Handler {
 		if f := s.takeFault(); f != nil {
 			s.count("fault")
 			if f.limit {
+				// Salesforce sends no Retry-After; the sandbox tells how long its
+				// injected window lasts, so that tests need not wait a full pause.
+				if left := f.until.Sub(s.opts.Now()); left > 0 {
+					w.Header().Set("Retry-After", strconv.Itoa(int(left/time.Second)+1))
+				}
 				writeErrors(w, http.StatusForbidden, errf("REQUEST_LIMIT_EXCEEDED", nil, "TotalRequests Limit exceeded."))
 				return
 			}

@@ -1,0 +1,398 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
+)
+
+// Exactly-once acceptance test parameters.
+const (
+	eoSenders     = 8
+	eoPatients    = 200 // patient p is sent by sender p % eoSenders, so its events keep their order
+	eoMessages    = 2000
+	eoORUShare    = 4  // every 4th message is an ORU^R01 with two results
+	eoRetransmitN = 10 // every 10th message is sent twice
+	eoMinKills    = 20
+	eoTraffic     = 90 * time.Second
+)
+
+// eoPatientState is what the CRM must hold for a patient at the end.
+type eoPatientState struct {
+	mu      sync.Mutex
+	lastSeq int // of the last message acknowledged for the patient
+}
+
+// TestExactlyOnceToSalesforce runs the real binary against a CRM sandbox
+// running apart: 2,000 ADT and ORU messages for 200 patients from 8
+// connections, 10% retransmits, several updates per patient, sandbox
+// faults (503 bursts, request-limit windows, 5% of writes applied but
+// unanswered) and at least 20 SIGKILLs with restarts. At the end each
+// patient is exactly one Account holding the values of the last message
+// sent for it, each OBX exactly one CareObservation, nothing acknowledged
+// is missing, and the log has drained.
+func TestExactlyOnceToSalesforce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("exactly-once test skipped in -short mode")
+	}
+	began := time.Now()
+	bin := ehrbridgeBinary(t)
+	dir := t.TempDir()
+	sandboxAddr, mllpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+
+	// The CRM runs apart, so that killing the daemon leaves its state alone.
+	sb := exec.Command(bin, "sandbox", "--listen", sandboxAddr, "--data", filepath.Join(dir, "crm.json"))
+	sbLogs := &syncbuf.Buffer{}
+	sb.Stdout, sb.Stderr = sbLogs, sbLogs
+	if err := sb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sbDone := make(chan struct{})
+	go func() { _ = sb.Wait(); close(sbDone) }()
+	t.Cleanup(func() {
+		_ = sb.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-sbDone:
+		case <-time.After(10 * time.Second):
+			_ = sb.Process.Kill()
+		}
+	})
+	crm := "http://" + sandboxAddr
+	waitFor(t, 10*time.Second, "the sandbox", func() bool {
+		resp, err := http.Get(crm + "/sandbox/v1/stats")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+
+	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
+	mappingsDir := filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud")
+	cfg := fmt.Sprintf(`data_dir: %s
+log:
+  level: warn
+admin:
+  listen: %s
+mappings:
+  paths: [%s]
+  timezone: UTC
+crm:
+  sandbox:
+    embed: false
+    listen: %s
+  pipeline:
+    batch_size: 100
+    linger: 200ms
+sources:
+  mllp:
+    - name: eo
+      listen: %s
+`, filepath.Join(dir, "data"), adminAddr, mappingsDir, sandboxAddr, mllpAddr)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &crashDaemon{bin: bin, config: cfgFile, readyURL: "http://" + adminAddr + "/readyz", logs: &syncbuf.Buffer{}}
+	t.Cleanup(func() {
+		if cmd, exited := d.current(); cmd != nil {
+			select {
+			case <-exited:
+			default:
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		}
+	})
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.waitReady(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, d.logs)
+	}
+
+	fault := func(body string) {
+		resp, err := http.Post(crm+"/sandbox/v1/faults", "application/json", strings.NewReader(body))
+		if err != nil || resp.StatusCode != http.StatusNoContent {
+			t.Errorf("fault %s: %v", body, err)
+			return
+		}
+		resp.Body.Close()
+	}
+	fault(`{"drop_after_commit_ratio":0.05}`)
+	fault(`{"latency_ms":15}`) // so that kills land while requests are under way
+
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	ctx, cancel := context.WithTimeout(context.Background(), eoTraffic)
+	defer cancel()
+	patients := make([]eoPatientState, eoPatients)
+	var next, acked, retransmits, kills atomic.Int64
+	var oruResults sync.Map // OBR-3 → number of OBX
+	var failOnce sync.Once
+	var failErr error
+	fail := func(err error) {
+		failOnce.Do(func() { failErr = err; cancel() })
+	}
+
+	// Faults and kills while the traffic runs, and on while the pipeline
+	// drains the backlog, so that kills land in the middle of CRM batches.
+	var chaos sync.WaitGroup
+	trafficDone := make(chan struct{})
+	var killsDuringTraffic, killsDuringDrain atomic.Int64
+	pending := func() int64 {
+		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			b.WriteString(string(buf[:n]))
+			if err != nil {
+				break
+			}
+		}
+		var total int64
+		for _, line := range strings.Split(b.String(), "\n") {
+			var st string
+			var n int64
+			if _, err := fmt.Sscanf(line, "ehrbridge_records{state=%q} %d", &st, &n); err == nil && st != "done" && st != "dead" {
+				total += n
+			}
+		}
+		return total
+	}
+	chaos.Add(1)
+	go func() {
+		defer chaos.Done()
+		rng := rand.New(rand.NewPCG(seed, 99))
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(150+rng.IntN(400)) * time.Millisecond):
+			}
+			draining := false
+			select {
+			case <-trafficDone:
+				draining = true
+			default:
+			}
+			if draining && (killsDuringDrain.Load() >= eoMinKills/2 && kills.Load() >= eoMinKills || pending() == 0) {
+				return
+			}
+			switch rng.IntN(6) {
+			case 0:
+				fault(`{"status":503,"count":3}`)
+			case 1:
+				fault(`{"request_limit_exceeded":true,"seconds":1}`)
+			}
+			if err := d.kill(); err != nil {
+				fail(fmt.Errorf("kill: %w", err))
+				return
+			}
+			kills.Add(1)
+			if draining {
+				killsDuringDrain.Add(1)
+			} else {
+				killsDuringTraffic.Add(1)
+			}
+			if err := d.start(); err != nil {
+				fail(err)
+				return
+			}
+			if err := d.waitReady(ctx); err != nil && ctx.Err() == nil {
+				fail(fmt.Errorf("restart: %w\n%s", err, crashTail(d.logs.String(), 3000)))
+				return
+			}
+		}
+	}()
+
+	var senders sync.WaitGroup
+	for g := range eoSenders {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			c := &mllp.Client{Addr: mllpAddr, AckTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)}
+			defer c.Close()
+			send := func(msg []byte) error {
+				for ctx.Err() == nil {
+					resp, err := c.Send(ctx, msg)
+					if err == nil && resp.Code == hl7.AA {
+						return nil
+					}
+					if err == nil && resp.Code != hl7.AE {
+						return fmt.Errorf("answered %s %s", resp.Code, resp.Text)
+					}
+					time.Sleep(20 * time.Millisecond) // the daemon is restarting
+				}
+				return ctx.Err()
+			}
+			for {
+				n := int(next.Add(1))
+				if n > eoMessages {
+					return
+				}
+				// Patients belonging to this sender, in turn.
+				p := g + eoSenders*((n/eoSenders)%(eoPatients/eoSenders))
+				msg, obr, nobx := eoMessage(n, p)
+				if err := send(msg); err != nil {
+					fail(fmt.Errorf("message %d: %w", n, err))
+					return
+				}
+				acked.Add(1)
+				if obr != "" {
+					oruResults.Store(obr, nobx)
+				}
+				ps := &patients[p]
+				ps.mu.Lock()
+				ps.lastSeq = n
+				ps.mu.Unlock()
+				if n%eoRetransmitN == 0 {
+					if err := send(msg); err != nil {
+						fail(fmt.Errorf("retransmit %d: %w", n, err))
+						return
+					}
+					retransmits.Add(1)
+				}
+			}
+		}()
+	}
+	senders.Wait()
+	close(trafficDone)
+	chaos.Wait()
+	if failErr != nil {
+		t.Fatalf("%v\ndaemon log:\n%s", failErr, crashTail(d.logs.String(), 4000))
+	}
+	if acked.Load() != eoMessages || kills.Load() < eoMinKills {
+		t.Fatalf("%d of %d messages acknowledged, %d kills", acked.Load(), eoMessages, kills.Load())
+	}
+	if killsDuringDrain.Load() == 0 {
+		t.Logf("note: the backlog drained before any kill landed during the drain")
+	}
+	// Clear the faults and let the log drain.
+	req, _ := http.NewRequest(http.MethodDelete, crm+"/sandbox/v1/faults", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	waitFor(t, 120*time.Second, "the log to drain", func() bool { return pending() == 0 })
+	out, _, code := runBin(t, bin, "log", "stats", "--json", "--config", cfgFile)
+	var stats struct {
+		States map[string]int64 `json:"states"`
+	}
+	if err := json.Unmarshal([]byte(out), &stats); code != 0 || err != nil {
+		t.Fatalf("log stats: exit %d %v", code, err)
+	}
+	if stats.States["done"] != eoMessages {
+		dead, _, _ := runBin(t, bin, "log", "list", "--state", "dead", "--config", cfgFile)
+		t.Errorf("states %v, want %d done\n%s", stats.States, eoMessages, dead)
+	}
+
+	// The CRM: one Account per patient with the last message's values,
+	// one CareObservation per OBX sent.
+	objects := func(name string) []map[string]any {
+		resp, err := http.Get(crm + "/sandbox/v1/objects/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var recs []map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil {
+			t.Fatal(err)
+		}
+		return recs
+	}
+	accounts := map[string][]map[string]any{}
+	for _, a := range objects("Account") {
+		k, _ := a["SourceSystemIdentifier"].(string)
+		accounts[k] = append(accounts[k], a)
+	}
+	var problems []string
+	for p := range eoPatients {
+		key := fmt.Sprintf("GENHOSP|EO%04d", p)
+		as := accounts[key]
+		switch {
+		case len(as) != 1:
+			problems = append(problems, fmt.Sprintf("patient %s: %d accounts", key, len(as)))
+		case as[0]["FirstName"] != fmt.Sprintf("V%05d", patients[p].lastSeq):
+			problems = append(problems, fmt.Sprintf("patient %s: FirstName %v, want the last message's V%05d", key, as[0]["FirstName"], patients[p].lastSeq))
+		}
+	}
+	if len(accounts) != eoPatients {
+		problems = append(problems, fmt.Sprintf("%d distinct accounts, want %d", len(accounts), eoPatients))
+	}
+	wantObs := 0
+	oruResults.Range(func(_, v any) bool { wantObs += v.(int); return true })
+	obsKeys := map[string]int{}
+	for _, o := range objects("CareObservation") {
+		k, _ := o["EHR_Observation_Key__c"].(string)
+		obsKeys[k]++
+	}
+	dupObs := 0
+	for _, n := range obsKeys {
+		if n > 1 {
+			dupObs++
+		}
+	}
+	if len(obsKeys) != wantObs || dupObs > 0 {
+		problems = append(problems, fmt.Sprintf("%d observation keys (%d duplicated), want %d", len(obsKeys), dupObs, wantObs))
+	}
+	if len(problems) > 0 {
+		if len(problems) > 15 {
+			problems = problems[:15]
+		}
+		t.Fatalf("CRM state:\n%s", strings.Join(problems, "\n"))
+	}
+	resp, err := http.Get(crm + "/sandbox/v1/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		RequestsTotal int64            `json:"requests_total"`
+		ByEndpoint    map[string]int64 `json:"by_endpoint"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	t.Logf("exactly-once: %d messages (%d retransmits) for %d patients, %d kills (%d during traffic, %d while the pipeline drained), %d observations; CRM requests %d (%.3f per message; %v); total %v",
+		eoMessages, retransmits.Load(), eoPatients, kills.Load(), killsDuringTraffic.Load(), killsDuringDrain.Load(), wantObs, st.RequestsTotal, float64(st.RequestsTotal)/eoMessages, st.ByEndpoint, time.Since(began).Round(time.Second))
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatalf("traffic took longer than %v", eoTraffic)
+	}
+}
+
+// eoMessage makes message n for patient p: an ADT^A08 (three in four) or
+// an ORU^R01 with two results. Every message carries FirstName V<n>, so
+// the CRM shows which message for the patient was applied last.
+func eoMessage(n, p int) (msg []byte, obr string, nobx int) {
+	ts := "20260105103000"
+	head := fmt.Sprintf("MSH|^~\\&|EHR|GENHOSP|EHRBRIDGE|CRM|%s||%%s|EO%06d|P|2.5.1\r", ts, n)
+	pid := fmt.Sprintf("PID|1||EO%04d^^^GENHOSP^MR||PATIENT%04d^V%05d||19700101|F\r", p, p, n)
+	if n%eoORUShare != 0 {
+		return []byte(fmt.Sprintf(head, "ADT^A08^ADT_A01") + "EVN|A08|" + ts + "\r" + pid +
+			fmt.Sprintf("PV1|1|I|4WEST^401^B||||||||||||||||V%04d^^^GENHOSP^VN|||||||||||||||||||||||||%s\r", p, ts)), "", 0
+	}
+	obr = fmt.Sprintf("ORD%06d", n)
+	return []byte(fmt.Sprintf(head, "ORU^R01^ORU_R01") + pid +
+		fmt.Sprintf("OBR|1||%s|24323-8^Panel^LN|||%s\r", obr, ts) +
+		fmt.Sprintf("OBX|1|NM|2345-7^Glucose^LN|1|%d|mg/dL|70-99|N|||F|||%s\r", 80+n%40, ts) +
+		fmt.Sprintf("OBX|2|NM|2951-2^Sodium^LN|1|%d|mmol/L|135-145|N|||F|||%s\r", 135+n%10, ts)), obr, 2
+}
