@@ -34,6 +34,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	sub, args := args[0], args[1:]
+	if sub == "crm" {
+		return benchCRM(args, stdout, stderr)
+	}
 	if sub != "ingest" {
 		fmt.Fprintf(stderr, "ehrbridge bench: unknown benchmark %q\n\n%s\n", sub, benchUsage)
 		return exitUsage
@@ -59,6 +62,44 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "ehrbridge bench ingest: 6 phases of %s, about %s in all\n", *duration, (6 * *duration).Round(time.Second))
 	if _, err := bench.Ingest(ctx, bench.IngestOptions{Duration: *duration, Dir: *dir, Conns: *conns}, stdout); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge bench ingest: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+const benchCRMUsage = `usage: ehrbridge bench crm [--mappings DIR] [--backlog 2000] [--patients 200] [--trickle-rate 10]
+                          [--trickle-for 20s] [--latency 50ms]
+
+Measures sending to the CRM (the embedded sandbox on loopback, the
+Health Cloud mappings, ADT^A08 messages with a visit): CRM API requests
+per record when a backlog drains after an outage and in a trickle, the
+time from a record's arrival to its being done, and the drain rate with
+CRM latency injected. Prints the figures and the goals.`
+
+func benchCRM(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench crm", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, benchCRMUsage)
+		fs.PrintDefaults()
+	}
+	maps := fs.String("mappings", "configs/mappings/healthcloud", "mapping set directory")
+	backlog := fs.Int("backlog", 2000, "records queued during the outage")
+	patients := fs.Int("patients", 200, "patients the messages spread over")
+	rate := fs.Float64("trickle-rate", 10, "messages per second in the trickle phase")
+	trickleFor := fs.Duration("trickle-for", 20*time.Second, "length of the trickle phase")
+	latency := fs.Duration("latency", 50*time.Millisecond, "CRM latency injected in the last phase")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		if err == nil {
+			fs.Usage()
+		}
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if _, err := bench.CRM(ctx, bench.CRMOptions{Mappings: *maps, Backlog: *backlog, Patients: *patients, TrickleRate: *rate,
+		TrickleFor: *trickleFor, Latency: *latency}, stdout); err != nil {
+		fmt.Fprintf(stderr, "ehrbridge bench crm: %v\n", err)
 		return exitFailure
 	}
 	return exitOK

@@ -340,3 +340,54 @@ func testKeyCert(t *testing.T) (*rsa.PrivateKey, []byte) {
 	_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
 	return key, b.Bytes()
 }
+
+// UpsertGroups packs collection requests into Composite calls: one API
+// request for up to 25 collections, in order, so that a later group can
+// reference an earlier one's records.
+func TestUpsertGroupsComposite(t *testing.T) {
+	r := newRig(t, sandbox.Options{})
+	c := r.client(t, nil)
+	var accounts, encounters []map[string]any
+	for i := range 5200 {
+		key := fmt.Sprintf("P%05d", i)
+		accounts = append(accounts, patient(key, "L"))
+		if i < 10 {
+			encounters = append(encounters, map[string]any{"SourceSystemIdentifier": "V" + key, "Status": "Planned",
+				"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "SourceSystemIdentifier": key}})
+		}
+	}
+	encounters = append(encounters, map[string]any{"SourceSystemIdentifier": "Vdangling", "Status": "Planned",
+		"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "SourceSystemIdentifier": "nobody"}})
+	if err := c.RefreshUsage(context.Background()); err != nil { // the token
+		t.Fatal(err)
+	}
+	before := r.sb.Stats().RequestsTotal
+	res, err := c.UpsertGroups(context.Background(), []UpsertGroup{
+		{Object: "Account", KeyField: "SourceSystemIdentifier", Records: accounts},
+		{Object: "ClinicalEncounter", KeyField: "SourceSystemIdentifier", Records: encounters},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5,200 accounts are 26 collections, plus one for the encounters: 27
+	// subrequests, two Composite calls.
+	if n := r.sb.Stats().RequestsTotal - before; n != 2 {
+		t.Errorf("%d API requests, want 2", n)
+	}
+	for i, x := range res[0] {
+		if x.Err != nil || x.ID == "" {
+			t.Fatalf("account %d: %+v", i, x)
+		}
+	}
+	for i, x := range res[1][:10] {
+		if x.Err != nil {
+			t.Errorf("encounter %d: %v", i, x.Err)
+		}
+	}
+	if e, ok := res[1][10].Err.(*Error); !ok || e.Kind != Permanent || e.Code != "INVALID_FIELD" {
+		t.Errorf("dangling reference: %v", res[1][10].Err)
+	}
+	if n := len(r.sb.Records("Account")); n != 5200 {
+		t.Errorf("%d accounts", n)
+	}
+}

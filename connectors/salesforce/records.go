@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
@@ -41,65 +42,32 @@ type collectionResult struct {
 // whole-request failures are in the results.
 func (c *Client) Upsert(ctx context.Context, object, keyField string, records []map[string]any) ([]Result, error) {
 	results := make([]Result, len(records))
-	type merged struct {
-		fields  map[string]any
-		indexes []int
-	}
-	var order []*merged
-	byKey := map[string]*merged{}
-	for i, r := range records {
-		key, ok := r[keyField].(string)
-		if !ok || key == "" {
-			results[i].Err = &Error{Kind: Permanent, Code: "MISSING_KEY", Message: "the record has no value for " + keyField}
-			continue
-		}
-		k := strings.ToLower(key) // external ids match case-insensitively
-		m := byKey[k]
-		if m == nil {
-			m = &merged{fields: map[string]any{}}
-			byKey[k] = m
-			order = append(order, m)
-		}
-		for f, v := range r {
-			m.fields[f] = v
-		}
-		m.indexes = append(m.indexes, i)
-	}
+	merged, indexes := mergeByKey(records, keyField, results)
 	path := "/composite/sobjects/" + url.PathEscape(object) + "/" + url.PathEscape(keyField)
-	for start := 0; start < len(order); start += MaxBatch {
-		chunk := order[start:min(start+MaxBatch, len(order))]
+	for start := 0; start < len(merged); start += MaxBatch {
+		end := min(start+MaxBatch, len(merged))
 		body := struct {
 			AllOrNone bool             `json:"allOrNone"`
 			Records   []map[string]any `json:"records"`
-		}{Records: make([]map[string]any, len(chunk))}
-		for i, m := range chunk {
-			rec := make(map[string]any, len(m.fields)+1)
-			for k, v := range m.fields {
+		}{Records: make([]map[string]any, 0, end-start)}
+		for _, m := range merged[start:end] {
+			rec := make(map[string]any, len(m)+1)
+			for k, v := range m {
 				rec[k] = v
 			}
 			rec["attributes"] = map[string]string{"type": object}
-			body.Records[i] = rec
+			body.Records = append(body.Records, rec)
 		}
 		var out []collectionResult
 		_, err := c.do(ctx, http.MethodPatch, path, body, &out)
-		if err == nil && len(out) != len(chunk) {
-			err = &Error{Kind: Transient, Code: "BAD_RESPONSE", Message: fmt.Sprintf("%d results for %d records", len(out), len(chunk))}
-		}
 		if ctx.Err() != nil {
 			return results, ctx.Err()
 		}
-		for i, m := range chunk {
-			var r Result
-			switch {
-			case err != nil:
-				r.Err = err
-			case out[i].Success:
-				r.ID, r.Created = out[i].ID, out[i].Created
-			default:
-				r.Err = recordError(out[i].Errors)
-			}
-			for _, idx := range m.indexes {
-				results[idx] = r
+		chunk := make([]Result, end-start)
+		c.fill(chunk, end-start, out, err)
+		for n, idxs := range indexes[start:end] {
+			for _, idx := range idxs {
+				results[idx] = chunk[n]
 			}
 		}
 	}
@@ -268,4 +236,137 @@ func (c *Client) fill(results []Result, n int, out []collectionResult, err error
 			results[i] = Result{Err: recordError(out[i].Errors)}
 		}
 	}
+}
+
+// MaxSubrequests is the Composite resource's limit per call.
+const MaxSubrequests = 25
+
+// UpsertGroup is the records of one object, upserted by keyField.
+type UpsertGroup struct {
+	Object, KeyField string
+	Records          []map[string]any
+}
+
+// UpsertGroups upserts several groups, in order, packing their collection
+// requests (up to MaxBatch records each) into Composite calls of up to
+// MaxSubrequests: a call counts once against the org's API allocation,
+// however many objects it writes. Subrequests run in order, so a group may
+// reference records an earlier group writes. Records repeating a key
+// within a group are merged as in Upsert. Results follow the groups'
+// records. The error is for context cancellation only.
+func (c *Client) UpsertGroups(ctx context.Context, groups []UpsertGroup) ([][]Result, error) {
+	results := make([][]Result, len(groups))
+	type sub struct {
+		group   int
+		indexes [][]int // the group's record indexes behind each merged record
+		body    map[string]any
+		path    string
+	}
+	var subs []sub
+	for gi, g := range groups {
+		results[gi] = make([]Result, len(g.Records))
+		merged, indexes := mergeByKey(g.Records, g.KeyField, results[gi])
+		path := "/services/data/v" + c.cfg.APIVersion + "/composite/sobjects/" + url.PathEscape(g.Object) + "/" + url.PathEscape(g.KeyField)
+		for start := 0; start < len(merged); start += MaxBatch {
+			end := min(start+MaxBatch, len(merged))
+			recs := make([]map[string]any, 0, end-start)
+			for _, m := range merged[start:end] {
+				rec := make(map[string]any, len(m)+1)
+				for k, v := range m {
+					rec[k] = v
+				}
+				rec["attributes"] = map[string]string{"type": g.Object}
+				recs = append(recs, rec)
+			}
+			subs = append(subs, sub{group: gi, indexes: indexes[start:end], path: path,
+				body: map[string]any{"allOrNone": false, "records": recs}})
+		}
+	}
+	for start := 0; start < len(subs); start += MaxSubrequests {
+		chunk := subs[start:min(start+MaxSubrequests, len(subs))]
+		req := struct {
+			AllOrNone        bool             `json:"allOrNone"`
+			CompositeRequest []map[string]any `json:"compositeRequest"`
+		}{CompositeRequest: make([]map[string]any, len(chunk))}
+		for i, s := range chunk {
+			req.CompositeRequest[i] = map[string]any{"method": http.MethodPatch, "url": s.path, "referenceId": fmt.Sprintf("g%d", start+i), "body": s.body}
+		}
+		var out struct {
+			CompositeResponse []struct {
+				Body           json.RawMessage `json:"body"`
+				HTTPStatusCode int             `json:"httpStatusCode"`
+			} `json:"compositeResponse"`
+		}
+		_, err := c.do(ctx, http.MethodPost, "/composite", req, &out)
+		if ctx.Err() != nil {
+			return results, ctx.Err()
+		}
+		if err == nil && len(out.CompositeResponse) != len(chunk) {
+			err = &Error{Kind: Transient, Code: "BAD_RESPONSE", Message: "composite answer does not match the request"}
+		}
+		for i, s := range chunk {
+			var subErr error = err
+			var recs []collectionResult
+			if err == nil {
+				sr := out.CompositeResponse[i]
+				if sr.HTTPStatusCode >= 200 && sr.HTTPStatusCode < 300 {
+					if json.Unmarshal(sr.Body, &recs) != nil || len(recs) != len(s.indexes) {
+						subErr = &Error{Kind: Transient, Code: "BAD_RESPONSE", Message: "collection answer does not match the request"}
+					}
+				} else {
+					subErr = subrequestError(sr.HTTPStatusCode, sr.Body, c.cfg.ThrottlePause)
+				}
+			}
+			for n, idxs := range s.indexes {
+				var r Result
+				switch {
+				case subErr != nil:
+					r.Err = subErr
+				case recs[n].Success:
+					r.ID, r.Created = recs[n].ID, recs[n].Created
+				default:
+					r.Err = recordError(recs[n].Errors)
+				}
+				for _, idx := range idxs {
+					results[s.group][idx] = r
+				}
+			}
+		}
+	}
+	return results, nil
+}
+
+// mergeByKey merges records repeating a key (later fields win) and
+// returns the merged records with the indexes behind each; records
+// without a key get a MISSING_KEY result.
+func mergeByKey(records []map[string]any, keyField string, results []Result) ([]map[string]any, [][]int) {
+	var merged []map[string]any
+	var indexes [][]int
+	pos := map[string]int{}
+	for i, r := range records {
+		key, ok := r[keyField].(string)
+		if !ok || key == "" {
+			results[i].Err = &Error{Kind: Permanent, Code: "MISSING_KEY", Message: "the record has no value for " + keyField}
+			continue
+		}
+		k := strings.ToLower(key)
+		j, seen := pos[k]
+		if !seen {
+			j = len(merged)
+			pos[k] = j
+			merged = append(merged, map[string]any{})
+			indexes = append(indexes, nil)
+		}
+		for f, v := range r {
+			merged[j][f] = v
+		}
+		indexes[j] = append(indexes[j], i)
+	}
+	return merged, indexes
+}
+
+// subrequestError classifies a failed composite subrequest.
+func subrequestError(status int, body json.RawMessage, throttlePause time.Duration) *Error {
+	resp := &http.Response{StatusCode: status, Header: http.Header{}}
+	return parseError(resp, body, throttlePause)
 }

@@ -2,6 +2,7 @@ package salesforce
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
@@ -29,11 +30,12 @@ func keyOfRef(r *mappings.Reference) recKey {
 }
 
 // Apply writes ops in dependency order: an op that references a record
-// another op of this call writes goes in a later round, so the record
-// exists; if that op failed, the referencing op fails with the same error
-// without being sent (a transient failure must not turn into a permanent
-// "foreign key not found"). Within a round, ops are grouped by object,
-// action and key field into collection requests of up to 200.
+// another op of this call writes comes after it, and if that op failed,
+// the referencing op reports the same error (a transient failure must not
+// turn into a permanent "foreign key not found"). Upserts are grouped by
+// object and key field into collection requests of up to 200 records,
+// packed into Composite calls of up to 25; updates and deletes follow,
+// by the ids found for their keys.
 func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Result {
 	results := make([]connectors.Result, len(ops))
 	writers := map[recKey][]int{}
@@ -66,35 +68,63 @@ func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Resu
 	for _, l := range level {
 		maxLevel = max(maxLevel, l)
 	}
-	done := make([]bool, len(ops))
+	// Upserts, all levels, in one pass: their collection requests go
+	// into Composite calls in level order, so referenced records are
+	// written first, and several objects cost one API request.
+	type group struct {
+		object, action, keyField string
+		idx                      []int
+	}
+	byName := map[string]*group{}
+	var upserts, others []*group
 	for lv := 0; lv <= maxLevel; lv++ {
-		type group struct {
-			object, action, keyField string
-			idx                      []int
-		}
-		var groups []*group
-		byName := map[string]*group{}
 		for i := range ops {
-			if level[i] != lv || done[i] {
+			if level[i] != lv {
 				continue
 			}
-			if err := failedDependency(ops[i], writers, results, done); err != nil {
-				results[i], done[i] = connectors.Result{Err: err}, true
-				continue
-			}
-			name := strings.ToLower(ops[i].Object) + "\x00" + ops[i].Action + "\x00" + strings.ToLower(ops[i].KeyField)
+			name := fmt.Sprint(lv) + "\x00" + strings.ToLower(ops[i].Object) + "\x00" + ops[i].Action + "\x00" + strings.ToLower(ops[i].KeyField)
 			g := byName[name]
 			if g == nil {
 				g = &group{object: ops[i].Object, action: ops[i].Action, keyField: ops[i].KeyField}
 				byName[name] = g
-				groups = append(groups, g)
+				if ops[i].Action == mappings.Upsert {
+					upserts = append(upserts, g)
+				} else {
+					others = append(others, g)
+				}
 			}
 			g.idx = append(g.idx, i)
 		}
-		for _, g := range groups {
-			s.applyGroup(ctx, ops, g.object, g.action, g.keyField, g.idx, results)
-			for _, i := range g.idx {
-				done[i] = true
+	}
+	if len(upserts) > 0 {
+		groups := make([]UpsertGroup, len(upserts))
+		for gi, g := range upserts {
+			recs := make([]map[string]any, len(g.idx))
+			for n, i := range g.idx {
+				recs[n] = Fields(ops[i].Fields)
+				recs[n][g.keyField] = ops[i].Key
+			}
+			groups[gi] = UpsertGroup{Object: g.object, KeyField: g.keyField, Records: recs}
+		}
+		res, err := s.Client.UpsertGroups(ctx, groups)
+		for gi, g := range upserts {
+			for n, i := range g.idx {
+				results[i] = toResult(res[gi][n], err)
+			}
+		}
+	}
+	for _, g := range others {
+		s.applyGroup(ctx, ops, g.object, g.action, g.keyField, g.idx, results)
+	}
+	// An op whose referenced record failed in this call fails with that
+	// error: a transient failure of the patient must not leave the
+	// encounter dead with "foreign key not found".
+	for lv := 1; lv <= maxLevel; lv++ {
+		for i := range ops {
+			if level[i] == lv && results[i].Err != nil {
+				if err := failedDependency(ops[i], writers, results); err != nil {
+					results[i].Err = err
+				}
 			}
 		}
 	}
@@ -103,13 +133,13 @@ func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Resu
 
 // failedDependency returns the error of an op this one references that
 // failed in this call, or nil.
-func failedDependency(op connectors.Op, writers map[recKey][]int, results []connectors.Result, done []bool) error {
+func failedDependency(op connectors.Op, writers map[recKey][]int, results []connectors.Result) error {
 	for _, f := range op.Fields {
 		if f.Value.Kind != mappings.Ref {
 			continue
 		}
 		for _, j := range writers[keyOfRef(f.Value.Ref)] {
-			if done[j] && results[j].Err != nil {
+			if results[j].Err != nil {
 				return results[j].Err
 			}
 		}

@@ -90,8 +90,8 @@ func TestSinkAppliesShippedMappings(t *testing.T) {
 }
 
 // An op whose referenced record failed in the same call fails with that
-// error, unsent: a transient failure of the patient must not make the
-// encounter a permanent "foreign key not found".
+// error: a transient failure of the patient must not make the encounter a
+// permanent "foreign key not found".
 func TestSinkPropagatesDependencyFailure(t *testing.T) {
 	r := newRig(t, sandbox.Options{})
 	sink := &Sink{Client: r.client(t, nil)}
@@ -113,6 +113,6 @@ func TestSinkPropagatesDependencyFailure(t *testing.T) {
 		t.Errorf("deleting a record that does not exist: %v", res[2].Err)
 	}
 	if n := len(r.sb.Records("ClinicalEncounter")); n != 0 {
-		t.Errorf("the encounter was sent")
+		t.Errorf("an encounter without its patient was created")
 	}
 }

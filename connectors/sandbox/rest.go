@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -491,7 +492,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, version string, r
 // reply answers a write that has been applied, unless a drop-after-commit
 // fault cuts the connection first; v nil writes no body.
 func (s *Server) reply(w http.ResponseWriter, status int, v any) {
-	if s.dropAfterCommit() {
+	if _, inComposite := w.(*subResponse); !inComposite && s.dropAfterCommit() {
 		drop(w)
 		return
 	}
@@ -500,4 +501,84 @@ func (s *Server) reply(w http.ResponseWriter, status int, v any) {
 		return
 	}
 	writeJSON(w, status, v)
+}
+
+// maxSubrequests is the Composite resource's limit.
+const maxSubrequests = 25
+
+// subResponse captures a composite subrequest's answer.
+type subResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *subResponse) Header() http.Header { return r.header }
+func (r *subResponse) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(b)
+}
+func (r *subResponse) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+// composite serves POST /composite: up to 25 subrequests run in order as
+// one API call, each answered in compositeResponse. allOrNone is not
+// supported (ehrbridge sends false); a drop-after-commit fault applies to
+// the whole call.
+func (s *Server) composite(w http.ResponseWriter, r *http.Request, version string) {
+	var req struct {
+		AllOrNone        bool `json:"allOrNone"`
+		CompositeRequest []struct {
+			Method      string          `json:"method"`
+			URL         string          `json:"url"`
+			ReferenceID string          `json:"referenceId"`
+			Body        json.RawMessage `json:"body"`
+		} `json:"compositeRequest"`
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil || json.Unmarshal(body, &req) != nil {
+		writeErrors(w, http.StatusBadRequest, errf("JSON_PARSER_ERROR", nil, "The request body is not a composite request"))
+		return
+	}
+	if n := len(req.CompositeRequest); n == 0 || n > maxSubrequests {
+		writeErrors(w, http.StatusBadRequest, errf("INVALID_FIELD", nil, "compositeRequest: give 1 to %d subrequests", maxSubrequests))
+		return
+	}
+	if req.AllOrNone {
+		writeErrors(w, http.StatusBadRequest, errf("INVALID_FIELD", nil, "allOrNone composite requests are not supported by the ehrbridge sandbox"))
+		return
+	}
+	type subResult struct {
+		Body           json.RawMessage   `json:"body"`
+		HTTPHeaders    map[string]string `json:"httpHeaders"`
+		HTTPStatusCode int               `json:"httpStatusCode"`
+		ReferenceID    string            `json:"referenceId"`
+	}
+	out := make([]subResult, len(req.CompositeRequest))
+	for i, sub := range req.CompositeRequest {
+		rec := &subResponse{header: http.Header{}}
+		u, err := url.Parse(sub.URL)
+		if err != nil || !strings.HasPrefix(u.Path, "/services/data/") {
+			writeErrors(rec, http.StatusBadRequest, errf("INVALID_FIELD", nil, "subrequest url must start with /services/data/"))
+		} else {
+			var rd io.Reader = http.NoBody
+			if len(sub.Body) > 0 {
+				rd = bytes.NewReader(sub.Body)
+			}
+			sr, _ := http.NewRequestWithContext(r.Context(), sub.Method, sub.URL, rd)
+			sr.Header = r.Header.Clone()
+			s.route(rec, sr)
+		}
+		b := bytes.TrimSpace(rec.body.Bytes())
+		if len(b) == 0 {
+			b = []byte("null")
+		}
+		out[i] = subResult{Body: b, HTTPHeaders: map[string]string{}, HTTPStatusCode: rec.status, ReferenceID: sub.ReferenceID}
+	}
+	s.reply(w, http.StatusOK, map[string]any{"compositeResponse": out})
 }

@@ -379,6 +379,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.query(w, r, version, rest[1:])
 	case len(rest) >= 1 && rest[0] == "sobjects":
 		s.sobjects(w, r, version, rest[1:])
+	case len(rest) == 1 && rest[0] == "composite" && r.Method == http.MethodPost:
+		s.count("composite")
+		s.composite(w, r, version)
 	case len(rest) >= 2 && rest[0] == "composite" && rest[1] == "sobjects":
 		s.collections(w, r, version, rest[2:])
 	default:

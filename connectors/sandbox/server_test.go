@@ -453,3 +453,38 @@ func signJWT(t *testing.T, key *rsa.PrivateKey, claims map[string]any) string {
 	}
 	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
+
+// Composite runs subrequests in order as one API request.
+func TestComposite(t *testing.T) {
+	f := start(t, Options{})
+	before := f.s.Stats().RequestsTotal
+	st, b, _ := f.do("POST", v+"/composite", map[string]any{"allOrNone": false, "compositeRequest": []any{
+		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/Account/SourceSystemIdentifier", "referenceId": "a",
+			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "P1", "LastName": "Doe"}}}},
+		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/SourceSystemIdentifier", "referenceId": "e",
+			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "SourceSystemIdentifier": "V1",
+				"Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "P1"}}}}},
+		map[string]any{"method": "GET", "url": v + "/sobjects/Account/001000000000000AAA", "referenceId": "missing"},
+	}})
+	var out struct {
+		CompositeResponse []struct {
+			HTTPStatusCode int             `json:"httpStatusCode"`
+			ReferenceID    string          `json:"referenceId"`
+			Body           json.RawMessage `json:"body"`
+		} `json:"compositeResponse"`
+	}
+	_ = json.Unmarshal(b, &out)
+	if st != 200 || len(out.CompositeResponse) != 3 {
+		t.Fatalf("composite: %d %s", st, b)
+	}
+	codes := []int{out.CompositeResponse[0].HTTPStatusCode, out.CompositeResponse[1].HTTPStatusCode, out.CompositeResponse[2].HTTPStatusCode}
+	if codes[0] != 200 || codes[1] != 200 || codes[2] != 404 || out.CompositeResponse[1].ReferenceID != "e" {
+		t.Errorf("subrequest statuses %v: %s", codes, b)
+	}
+	if enc := f.s.Records("ClinicalEncounter"); len(enc) != 1 || enc[0]["PatientId"] != f.s.Records("Account")[0]["Id"] {
+		t.Errorf("the second subrequest did not see the first's record: %v", enc)
+	}
+	if n := f.s.Stats().RequestsTotal - before; n != 1 {
+		t.Errorf("composite counted as %d requests, want 1", n)
+	}
+}

@@ -35,8 +35,9 @@ type Options struct {
 	Sink     connectors.Sink
 	// BatchSize is how many records one round claims; default 200.
 	BatchSize int
-	// Linger is how long a round waits for more records after an idle
-	// spell, so that a trickle still shares CRM requests; default 1s.
+	// Linger is the flush interval: a round that has fewer than BatchSize
+	// records waits until its oldest record has been ready this long, for
+	// more to share its CRM requests; default 1s.
 	Linger time.Duration
 	// Poll is how often an idle pipeline looks for ready records (retries
 	// come due without a wake-up); default 250ms.
@@ -107,7 +108,6 @@ func (p *Pipeline) PausedUntil() time.Time {
 // them to retrying when it is next opened.
 func (p *Pipeline) Run(ctx context.Context) error {
 	log := p.opts.Logger.With("component", "pipeline")
-	idle := true
 	for ctx.Err() == nil {
 		if until := p.PausedUntil(); !until.IsZero() {
 			if d := until.Sub(p.opts.Now()); d > 0 {
@@ -117,35 +117,62 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.pausedUntil.Store(0)
 			log.Info("CRM throttling pause over; resuming")
 		}
-		if idle {
-			// Coming out of an idle spell: give a trickle a moment to
-			// gather, so that its records share requests.
-			sleep(ctx, p.opts.Linger)
-		}
-		recs, err := p.opts.Log.Claim(p.opts.BatchSize)
+		recs, err := p.gather(ctx)
 		if err != nil {
 			if errors.Is(err, checkpoint.ErrClosed) {
 				return nil
 			}
 			log.Error("claiming records failed; will retry", "err", err)
 			sleep(ctx, p.opts.Poll)
-			continue
 		}
 		if len(recs) == 0 {
-			idle = true
-			select {
-			case <-ctx.Done():
-			case <-p.wake:
-			case <-time.After(p.opts.Poll):
+			if err == nil {
+				select {
+				case <-ctx.Done():
+				case <-p.wake:
+				case <-time.After(p.opts.Poll):
+				}
 			}
 			continue
 		}
-		// Linger only after a quiet spell: while records keep coming
-		// (a patient's queued events, say) rounds follow at once.
-		idle = false
 		p.round(ctx, log, recs)
 	}
 	return nil
+}
+
+// gather claims a batch: up to BatchSize records, waiting (by the flush
+// interval) for more while the batch is short and its oldest record has
+// been ready less than Linger. A backlog fills batches at once; a trickle
+// gathers for at most Linger.
+func (p *Pipeline) gather(ctx context.Context) ([]*checkpoint.Record, error) {
+	recs, err := p.opts.Log.Claim(p.opts.BatchSize)
+	if err != nil || len(recs) == 0 {
+		return recs, err
+	}
+	oldest := recs[0].ReadyAt
+	for _, r := range recs {
+		if r.ReadyAt.Before(oldest) {
+			oldest = r.ReadyAt
+		}
+	}
+	flushAt := oldest.Add(p.opts.Linger)
+	for len(recs) < p.opts.BatchSize && ctx.Err() == nil {
+		wait := flushAt.Sub(p.opts.Now())
+		if wait <= 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-p.wake:
+		case <-time.After(min(wait, p.opts.Poll)):
+		}
+		more, err := p.opts.Log.Claim(p.opts.BatchSize - len(recs))
+		recs = append(recs, more...)
+		if err != nil {
+			return recs, err
+		}
+	}
+	return recs, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {
