@@ -187,3 +187,21 @@ func (l *Log) RevealConflict(id uint64) (*ConflictEntry, []byte, error) {
 	plain, err := l.opts.Keyring.open(payload, conflictAAD(id))
 	return e, plain, err
 }
+
+// Recent returns the newest records, up to limit, newest first, without
+// payloads.
+func (l *Log) Recent(limit int) ([]*Record, error) {
+	var out []*Record
+	err := l.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bRecords).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			r, _, err := decodeRecord(btoi(k), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}

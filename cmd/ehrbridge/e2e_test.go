@@ -135,6 +135,21 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	if len(st.Sources) != 1 || st.Sources[0].Name != "ehr" || st.Sources[0].Accepted != 2 || st.Sources[0].Rejected != 1 {
 		t.Errorf("status = %+v", st)
 	}
+	// The admin page lists the records' states, never message content.
+	resp, err = http.Get("http://" + adminAddr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "<h2>Newest records</h2>") || !strings.Contains(string(page), "ADT^A01") {
+		t.Errorf("admin page:\n%s", page)
+	}
+	for _, phi := range []string{"EVERYMAN", "PATID1234", "MSG00001"} {
+		if strings.Contains(string(page), phi) {
+			t.Errorf("admin page shows %q", phi)
+		}
+	}
 	// While the daemon runs, log stats goes through its admin endpoint.
 	shipped := filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml")
 	logStats := func() string {
@@ -171,7 +186,8 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`ehrbridge_pipeline_records_total{outcome="done"}`, `ehrbridge_records{state="done"}`, `ehrbridge_messages_total{outcome="retransmit"} 2`, "ehrbridge_crm_api_requests_limit 100000"} {
+	for _, want := range []string{`ehrbridge_pipeline_records_total{outcome="done"}`, `ehrbridge_records{state="done"}`, `ehrbridge_messages_total{outcome="retransmit"} 2`,
+		"ehrbridge_crm_api_requests_limit 100000", "ehrbridge_backlog ", "ehrbridge_crm_requests_total "} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
 		}

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	retryablehttp "github.com/hashicorp/go-retryablehttp"
@@ -121,6 +122,10 @@ type Client struct {
 	budgetMu sync.Mutex
 	used     int
 	max      int
+
+	// Requests counts API requests sent (token requests and retries
+	// included), for /metrics.
+	Requests atomic.Int64
 }
 
 // New validates cfg and builds a client; it does not connect yet.
@@ -185,6 +190,7 @@ func New(cfg Config) (*Client, error) {
 	rc.Backoff = backoff
 	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
 	rc.RequestLogHook = func(_ retryablehttp.Logger, req *http.Request, attempt int) {
+		c.Requests.Add(1)
 		if attempt > 0 {
 			c.log.Warn("salesforce request retried", "method", req.Method, "attempt", attempt)
 		}

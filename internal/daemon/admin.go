@@ -35,6 +35,7 @@ func newAdmin(addr string, d *Daemon, logAPI http.Handler, log *slog.Logger) (*a
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("GET /status", a.status)
 	mux.HandleFunc("GET /metrics", a.metrics)
+	mux.HandleFunc("GET /{$}", a.page)
 	mux.Handle("/api/v1/log/", logAPI)
 	a.srv = &http.Server{
 		Handler:           mux,
@@ -88,16 +89,7 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		Checkpoint *logadmin.StatsView `json:"checkpoint,omitempty"`
 		Mappings   mappingStatus       `json:"mappings"`
 		Forwarding string              `json:"forwarding"`
-	}{Version: Version, Forwarding: "no CRM configured: messages are stored and acknowledged, not sent on"}
-	if c := a.d.crm; c != nil {
-		out.Forwarding = "salesforce"
-		if c.sandbox != nil {
-			out.Forwarding = "embedded CRM sandbox at " + c.sbAddr
-		}
-		if until := c.pipe.PausedUntil(); !until.IsZero() {
-			out.Forwarding += "; paused until " + until.UTC().Format(time.RFC3339) + " (CRM API allocation)"
-		}
-	}
+	}{Version: Version, Forwarding: a.forwarding()}
 	ms := a.d.maps
 	for _, m := range ms.Current().Mappings {
 		out.Mappings.Names = append(out.Mappings.Names, m.Name)
@@ -148,6 +140,8 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 		for _, s := range checkpoint.States {
 			fmt.Fprintf(w, "ehrbridge_records{state=%q} %d\n", s.String(), st.States[s])
 		}
+		backlog := st.States[checkpoint.Received] + st.States[checkpoint.InProgress] + st.States[checkpoint.Retrying]
+		fmt.Fprintf(w, "# HELP ehrbridge_backlog Records waiting in the lanes to reach the CRM (received, in progress, retrying).\n# TYPE ehrbridge_backlog gauge\nehrbridge_backlog %d\n", backlog)
 	}
 	var accepted, duplicates, rejected int64
 	for _, s := range a.d.sources {
@@ -167,9 +161,11 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 			paused = 1
 		}
 		fmt.Fprintf(w, "# HELP ehrbridge_pipeline_paused Whether sending is paused for the CRM's API allocation.\n# TYPE ehrbridge_pipeline_paused gauge\nehrbridge_pipeline_paused %d\n", paused)
+		fmt.Fprintf(w, "# HELP ehrbridge_crm_requests_total CRM API requests sent, retries included (token requests not).\n# TYPE ehrbridge_crm_requests_total counter\nehrbridge_crm_requests_total %d\n", c.client.Requests.Load())
 		if used, limit := c.client.Usage(); limit > 0 {
 			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_used Daily API requests used in the CRM org, as it last reported.\n# TYPE ehrbridge_crm_api_requests_used gauge\nehrbridge_crm_api_requests_used %d\n", used)
 			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_limit The CRM org's daily API allocation.\n# TYPE ehrbridge_crm_api_requests_limit gauge\nehrbridge_crm_api_requests_limit %d\n", limit)
+			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_remaining Daily API requests left in the CRM org.\n# TYPE ehrbridge_crm_api_requests_remaining gauge\nehrbridge_crm_api_requests_remaining %d\n", max(0, limit-used))
 		}
 	}
 }

@@ -328,7 +328,11 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 		if transient != nil {
 			reason = transient.Error()
 		}
-		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now.Add(p.backoff(it.rec.Attempts)), reason
+		wait := p.backoff(it.rec.Attempts)
+		if transient != nil && transient.RetryAfter > wait {
+			wait = transient.RetryAfter // the CRM said when to come back
+		}
+		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now.Add(wait), reason
 	default:
 		s.State, s.Targets = checkpoint.Done, targets
 	}

@@ -1,0 +1,72 @@
+package daemon
+
+import (
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+)
+
+// pageTmpl is the admin's plain status page: counts and the newest
+// records' state. It shows no message content and no record keys (they
+// hold control ids); `ehrbridge log show` gives details.
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>ehrbridge</title>
+<meta http-equiv="refresh" content="5">
+<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}
+.dead{color:#b00}.retrying{color:#a60}.done{color:#070}</style></head><body>
+<h1>ehrbridge {{.Version}}</h1>
+<p>CRM: {{.Forwarding}}</p>
+<p>Records: {{range .States}}{{.Name}} {{.Count}} · {{end}}conflicts {{.Conflicts}}</p>
+<h2>Newest records</h2>
+<table><tr><th>id</th><th>state</th><th>type</th><th>received</th><th>attempts</th><th>reason</th></tr>
+{{range .Records}}<tr><td>{{.ID}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Type}}</td><td>{{.Received.UTC.Format "2006-01-02 15:04:05Z"}}</td><td>{{.Attempts}}</td><td>{{.Reason}}</td></tr>
+{{end}}</table>
+<p>Details: <code>ehrbridge log list --state dead</code>, <code>ehrbridge log show ID</code>. Refreshes every 5 s.</p>
+</body></html>`))
+
+type stateCount struct {
+	Name  string
+	Count int64
+}
+
+// page serves GET / on the admin address.
+func (a *admin) page(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	data := struct {
+		Version, Forwarding string
+		States              []stateCount
+		Conflicts           int64
+		Records             []*checkpoint.Record
+	}{Version: Version, Forwarding: a.forwarding()}
+	if st, err := a.d.cp.Stats(); err == nil {
+		for _, s := range checkpoint.States {
+			data.States = append(data.States, stateCount{s.String(), st.States[s]})
+		}
+		data.Conflicts = st.Conflicts
+	}
+	data.Records, _ = a.d.cp.Recent(50)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = pageTmpl.Execute(w, data)
+}
+
+// forwarding describes where records go.
+func (a *admin) forwarding() string {
+	c := a.d.crm
+	if c == nil {
+		return "no CRM configured: messages are stored and acknowledged, not sent on"
+	}
+	out := "salesforce"
+	if c.sandbox != nil {
+		out = "embedded CRM sandbox at " + c.sbAddr
+	}
+	if until := c.pipe.PausedUntil(); !until.IsZero() {
+		out += "; paused until " + until.UTC().Format(time.RFC3339) + " (CRM API allocation)"
+	}
+	return out
+}
