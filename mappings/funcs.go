@@ -174,22 +174,15 @@ func evalStamp(e *env, c *call) (stamp, bool, error) {
 	return st, true, nil
 }
 
-func evalDate(e *env, c *call) (Value, error) {
-	v, err := c.arg(e, 0)
-	if err != nil || v.Kind == Null {
-		return v, err
-	}
-	st, ok, err := evalStamp(e, c)
-	if !ok {
-		return Value{}, err
-	}
-	if st.precision < 8 {
-		return Value{}, errors.New("date(): the value has no day (year or month precision only)")
-	}
-	return Str(st.isoDate()), nil
-}
+func evalDate(e *env, c *call) (Value, error) { return evalStampAs(e, c, "date()", stamp.isoDate) }
 
 func evalDateTime(e *env, c *call) (Value, error) {
+	return evalStampAs(e, c, "datetime()", stamp.isoDateTime)
+}
+
+// evalStampAs reads argument 0 as a date/time with at least a day and
+// renders it; null stays null (it clears the field).
+func evalStampAs(e *env, c *call, fn string, render func(stamp) string) (Value, error) {
 	v, err := c.arg(e, 0)
 	if err != nil || v.Kind == Null {
 		return v, err
@@ -199,9 +192,9 @@ func evalDateTime(e *env, c *call) (Value, error) {
 		return Value{}, err
 	}
 	if st.precision < 8 {
-		return Value{}, errors.New("datetime(): the value has no day (year or month precision only)")
+		return Value{}, fmt.Errorf("%s: the value has no day (year or month precision only)", fn)
 	}
-	return Str(st.isoDateTime()), nil
+	return Str(render(st)), nil
 }
 
 func (p *exprParser) table(nameText string) (map[string]string, error) {

@@ -123,7 +123,7 @@ func Load(paths []string, opts Options) (*Set, error) {
 		s.Mappings = append(s.Mappings, m)
 	}
 	if len(probs) > 0 {
-		return nil, probs.sorted()
+		return nil, probs.Sorted()
 	}
 	return s, nil
 }
@@ -180,7 +180,7 @@ func Compile(name string, data []byte, opts Options) (*Mapping, error) {
 	}
 	m, probs := compileFile(name, data, opts)
 	if len(probs) > 0 {
-		return nil, probs.sorted()
+		return nil, probs.Sorted()
 	}
 	return m, nil
 }

@@ -153,7 +153,7 @@ func ParseTestFile(path string) (*TestFile, error) {
 		tf.Cases = append(tf.Cases, tc)
 	}
 	if len(l.probs) > 0 {
-		return nil, l.probs.sorted()
+		return nil, l.probs.Sorted()
 	}
 	return tf, nil
 }

@@ -56,6 +56,33 @@ type crashDaemon struct {
 	waitErr error // set before exited is closed
 }
 
+// startCrashDaemon writes cfg to cfgFile, starts the daemon on it, waits
+// until it is ready, and kills it when the test ends if it still runs.
+func startCrashDaemon(t *testing.T, bin, cfgFile, cfg, adminAddr string) *crashDaemon {
+	t.Helper()
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &crashDaemon{bin: bin, config: cfgFile, readyURL: "http://" + adminAddr + "/readyz", logs: &syncbuf.Buffer{}}
+	t.Cleanup(func() {
+		if cmd, exited := d.current(); cmd != nil {
+			select {
+			case <-exited:
+			default:
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		}
+	})
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.waitReady(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, d.logs)
+	}
+	return d
+}
+
 func (d *crashDaemon) start() error {
 	cmd := exec.Command(d.bin, "run", "--config", d.config)
 	cmd.Stdout, cmd.Stderr = d.logs, d.logs
@@ -204,26 +231,7 @@ sources:
       listen: %s
       hash_ignore: [MSH-7]
 `, dataDir, adminAddr, crashSource, mllpAddr)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := &crashDaemon{bin: bin, config: cfgFile, readyURL: "http://" + adminAddr + "/readyz", logs: &syncbuf.Buffer{}}
-	t.Cleanup(func() {
-		if cmd, exited := d.current(); cmd != nil {
-			select {
-			case <-exited:
-			default:
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
-	})
-	if err := d.start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.waitReady(context.Background()); err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
-	}
+	d := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr)
 
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -106,26 +105,7 @@ sources:
     - name: eo
       listen: %s
 `, filepath.Join(dir, "data"), adminAddr, mappingsDir, sandboxAddr, mllpAddr)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := &crashDaemon{bin: bin, config: cfgFile, readyURL: "http://" + adminAddr + "/readyz", logs: &syncbuf.Buffer{}}
-	t.Cleanup(func() {
-		if cmd, exited := d.current(); cmd != nil {
-			select {
-			case <-exited:
-			default:
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
-	})
-	if err := d.start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.waitReady(context.Background()); err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
-	}
+	d := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr)
 
 	fault := func(body string) {
 		resp, err := http.Post(crm+"/sandbox/v1/faults", "application/json", strings.NewReader(body))
@@ -197,7 +177,9 @@ sources:
 				draining = true
 			default:
 			}
-			if draining && (killsDuringDrain.Load() >= eoMinKills/2 && kills.Load() >= eoMinKills || pending() == 0) {
+			// Never fewer than eoMinKills; past that, stop once the drain
+			// had its share of kills or the backlog is gone.
+			if draining && kills.Load() >= eoMinKills && (killsDuringDrain.Load() >= eoMinKills/2 || pending() == 0) {
 				return
 			}
 			switch rng.IntN(6) {

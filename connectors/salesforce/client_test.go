@@ -1,20 +1,17 @@
 package salesforce
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
@@ -79,7 +76,7 @@ func patient(key, last string) map[string]any {
 }
 
 func TestAuthFlows(t *testing.T) {
-	key, certPEM := testKeyCert(t)
+	key, certPEM := testcerts.RSASigning(t)
 	pub, err := sandbox.ParseCertificate(certPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -322,23 +319,6 @@ func TestNoPatientDataInLogs(t *testing.T) {
 	if e := (&Error{Kind: Permanent, Code: "INVALID_FIELD", Message: "Foreign key external ID: MRN-CANARY not found"}); strings.Contains(e.Error(), "CANARY") {
 		t.Errorf("Error() carries the CRM's message: %s", e.Error())
 	}
-}
-
-func testKeyCert(t *testing.T) (*rsa.PrivateKey, []byte) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ehrbridge-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return key, b.Bytes()
 }
 
 // UpsertGroups packs collection requests into Composite calls: one API

@@ -6,13 +6,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -20,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 
 	"github.com/ehrbridge/ehrbridge/internal/testclock"
 )
@@ -110,7 +108,7 @@ func errorCode(b []byte) string {
 }
 
 func TestOAuthFlows(t *testing.T) {
-	key, certPEM := testCert(t)
+	key, certPEM := testcerts.RSASigning(t)
 	pub, err := ParseCertificate(certPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +129,7 @@ func TestOAuthFlows(t *testing.T) {
 		{"wrong secret", url.Values{"grant_type": {"client_credentials"}, "client_id": {"sandbox-client"}, "client_secret": {"x"}}, "invalid_client"},
 		{"wrong password", url.Values{"grant_type": {"password"}, "client_id": {"sandbox-client"}, "client_secret": {"sandbox-secret"}, "username": {"integration@sandbox.example"}, "password": {"x"}}, "invalid_grant"},
 		{"unknown refresh token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"sandbox-client"}, "refresh_token": {"nope"}}, "invalid_grant"},
-		{"jwt signed by another key", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {signJWT(t, otherKey(t), map[string]any{"iss": "sandbox-client", "sub": "integration@sandbox.example", "aud": "https://login.salesforce.com", "exp": exp})}}, "invalid_grant"},
+		{"jwt signed by another key", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {signJWT(t, func() *rsa.PrivateKey { k, _ := testcerts.RSASigning(t); return k }(), map[string]any{"iss": "sandbox-client", "sub": "integration@sandbox.example", "aud": "https://login.salesforce.com", "exp": exp})}}, "invalid_grant"},
 		{"jwt expired", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {signJWT(t, key, map[string]any{"iss": "sandbox-client", "sub": "integration@sandbox.example", "aud": "https://login.salesforce.com", "exp": f.clk.Now().Add(-time.Minute).Unix()})}}, "invalid_grant"},
 		{"jwt wrong audience", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {signJWT(t, key, map[string]any{"iss": "sandbox-client", "sub": "integration@sandbox.example", "aud": "https://evil.example", "exp": exp})}}, "invalid_grant"},
 		{"unknown grant", url.Values{"grant_type": {"authorization_code"}}, "unsupported_grant_type"},
@@ -414,29 +412,6 @@ func TestCaseSafeID(t *testing.T) {
 	if got := caseSafeSuffix("001A0000006Vm9r"); got != "IAC" {
 		t.Errorf("suffix %s, want IAC", got)
 	}
-}
-
-func testCert(t *testing.T) (*rsa.PrivateKey, []byte) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ehrbridge-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func otherKey(t *testing.T) *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 func signJWT(t *testing.T, key *rsa.PrivateKey, claims map[string]any) string {

@@ -276,7 +276,7 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	c.pos = pos
 	base := baseDir(name)
 	if !complete {
-		probs = probs.normalize()
+		probs = probs.Sorted()
 		if len(probs) >= maxProblems {
 			probs = append(probs, Problem{File: name, Msg: fmt.Sprintf("too many problems, stopped after %d", maxProblems)})
 		}
@@ -285,7 +285,7 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	probs = append(probs, checkSecrets(pos, c, base, lookupEnv)...)
 	probs = append(probs, c.validate(base)...)
 	if len(probs) > 0 {
-		return nil, probs.normalize()
+		return nil, probs.Sorted()
 	}
 	c.resolvePaths(base)
 	return c, nil

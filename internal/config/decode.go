@@ -470,7 +470,7 @@ func (d *decoder) entries(m *yaml.Node, path string) []entry {
 		}
 		if prev, dup := first[k.Value]; dup {
 			d.addf(kpos, "duplicate key %q %s (first at %s)", k.Value, section(path),
-				Problem{File: d.pos.file, Line: prev.Line, Col: prev.Column}.location())
+				location(Problem{File: d.pos.file, Line: prev.Line, Col: prev.Column}))
 			continue
 		}
 		first[k.Value] = kpos

@@ -2,59 +2,17 @@ package config
 
 import (
 	"fmt"
-	"slices"
 	"strings"
+
+	"github.com/ehrbridge/ehrbridge/internal/problems"
 )
 
-// Problem is one finding about a configuration file, positioned in that file.
-// Line and Col are 1-based; 0 means the problem is about the whole file.
-type Problem struct {
-	File string
-	Line int
-	Col  int
-	Msg  string
-}
-
-// String formats the problem as "file:line:col: msg", the form editors and
-// CI annotators recognise, or "file: msg" when it has no position.
-func (p Problem) String() string {
-	switch {
-	case p.Line <= 0:
-		return p.File + ": " + p.Msg
-	case p.Col <= 0:
-		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
-	}
-	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
-}
-
-// Problems is an error listing every problem found in a configuration file,
-// in the order they appear in the file.
-type Problems []Problem
-
-// Error returns one problem per line.
-func (ps Problems) Error() string {
-	lines := make([]string, len(ps))
-	for i, p := range ps {
-		lines[i] = p.String()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// normalize orders problems as they appear in the file and drops exact
-// duplicates, which aliases can produce by decoding one node several times.
-func (ps Problems) normalize() Problems {
-	out := slices.Clone(ps)
-	slices.SortStableFunc(out, func(a, b Problem) int {
-		if c := strings.Compare(a.File, b.File); c != 0 {
-			return c
-		}
-		if a.Line != b.Line {
-			return a.Line - b.Line
-		}
-		return a.Col - b.Col
-	})
-	return slices.Compact(out)
-}
+// Problem is one finding about a configuration file, positioned in it
+// (see problems.Problem); Problems lists them, in file order.
+type (
+	Problem  = problems.Problem
+	Problems = problems.Problems
+)
 
 // position is where a key or node was written (1-based).
 type position struct {
@@ -109,13 +67,12 @@ func (p positions) problem(path, format string, args ...any) Problem {
 // place in the file ("first at file:3:5").
 func (p positions) where(path string) string {
 	line, col := p.at(path)
-	return Problem{File: p.file, Line: line, Col: col}.location()
+	return location(Problem{File: p.file, Line: line, Col: col})
 }
 
-// location is String without the message.
-func (p Problem) location() string {
-	s := p.String()
-	return strings.TrimSuffix(s, ": ")
+// location is a problem's String without the message.
+func location(p Problem) string {
+	return strings.TrimSuffix(p.String(), ": ")
 }
 
 // parentPath strips the last ".key" or "[i]" from a dotted path.

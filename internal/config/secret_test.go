@@ -38,7 +38,7 @@ func loadSecretSchema(t *testing.T, name, data string, env map[string]string) (*
 		probs = append(probs, checkSecrets(pos, &s, baseDir(name), lookup)...)
 	}
 	resolveSecretFiles(&s, baseDir(name))
-	return &s, probs.normalize()
+	return &s, probs.Sorted()
 }
 
 func TestSecretSchemaDecode(t *testing.T) {
