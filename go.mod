@@ -5,6 +5,7 @@ go 1.26
 require (
 	github.com/gofhir/fhirpath v1.4.0
 	github.com/hashicorp/go-retryablehttp v0.7.7
+	github.com/robfig/cron/v3 v3.0.1
 	go.etcd.io/bbolt v1.4.3
 	go.yaml.in/yaml/v3 v3.0.4
 	golang.org/x/oauth2 v0.30.0

@@ -24,7 +24,7 @@ const logUsage = `usage: ehrbridge log COMMAND (--config F | --data-dir D) [flag
 commands:
   stats [--json]                               counts per state, oldest pending, conflicts, file size
   list --state S [--json] [--limit N] [--after ID]
-                                               S: received, in_progress, done, retrying, dead, conflict, all
+                                               S: received, in_progress, done, retrying, dead, held, conflict, all
   show ID [--conflict] [--reveal] [--json]     one record's metadata; --reveal adds the payload (audited)
   retry ID | --all-dead                        put dead records back in their lane
   compact                                      rewrite the file to reclaim space (daemon stopped)

@@ -223,6 +223,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /services/data/{$}", s.versions)
 	mux.Handle("/services/data/", s.api(http.HandlerFunc(s.route)))
 	mux.HandleFunc("GET /sandbox/v1/objects/{object}", s.dumpObject)
+	mux.HandleFunc("POST /sandbox/v1/objects/{object}", s.userCreate)
+	mux.HandleFunc("PATCH /sandbox/v1/objects/{object}/{id}", s.userUpdate)
 	mux.HandleFunc("GET /sandbox/v1/stats", s.stats)
 	mux.HandleFunc("POST /sandbox/v1/faults", s.addFault)
 	mux.HandleFunc("DELETE /sandbox/v1/faults", s.clearFaults)
@@ -507,4 +509,44 @@ func (s *Server) Records(object string) []Record {
 
 func (s *Server) dumpObject(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Records(r.PathValue("object")))
+}
+
+// userCreate creates a record as a CRM user would, in the UI: no token,
+// not counted as an API request. Relationships may be given by external
+// id as in the API. It answers {"id": ...}.
+func (s *Server) userCreate(w http.ResponseWriter, r *http.Request) {
+	rec, apiErr := readRecord(w, r)
+	if apiErr != nil {
+		writeErrors(w, http.StatusBadRequest, apiErr)
+		return
+	}
+	s.st.mu.Lock()
+	id, apiErr := s.st.create(r.PathValue("object"), rec)
+	s.st.mu.Unlock()
+	if apiErr != nil {
+		writeErrors(w, http.StatusBadRequest, apiErr)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+}
+
+// userUpdate edits a record as a CRM user would.
+func (s *Server) userUpdate(w http.ResponseWriter, r *http.Request) {
+	rec, apiErr := readRecord(w, r)
+	if apiErr != nil {
+		writeErrors(w, http.StatusBadRequest, apiErr)
+		return
+	}
+	s.st.mu.Lock()
+	apiErr = s.st.update(r.PathValue("object"), r.PathValue("id"), rec)
+	s.st.mu.Unlock()
+	if apiErr != nil {
+		status := http.StatusBadRequest
+		if apiErr.Code == "NOT_FOUND" {
+			status = http.StatusNotFound
+		}
+		writeErrors(w, status, apiErr)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

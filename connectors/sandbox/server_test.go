@@ -463,3 +463,36 @@ func TestComposite(t *testing.T) {
 		t.Errorf("composite counted as %d requests, want 1", n)
 	}
 }
+
+// A newcomer plays coordinator: create and edit records without a token;
+// those calls are not API requests.
+func TestUserEndpoints(t *testing.T) {
+	f := start(t, Options{})
+	f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/H%7C1", map[string]any{"LastName": "Doe"})
+	before := f.s.Stats().RequestsTotal
+	resp, err := http.Post(f.base+"/sandbox/v1/objects/Task", "application/json", strings.NewReader(
+		`{"Subject":"Call","Description":"Discussed discharge plan","Send_to_EHR__c":true,"What":{"attributes":{"type":"Account"},"SourceSystemIdentifier":"H|1"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || !strings.HasPrefix(created["id"], "00T") {
+		t.Fatalf("create: %d %v", resp.StatusCode, created)
+	}
+	req, _ := http.NewRequest("PATCH", f.base+"/sandbox/v1/objects/Task/"+created["id"], strings.NewReader(`{"Description":"Edited"}`))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("edit: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	tasks := f.s.Records("Task")
+	acct := f.s.Records("Account")[0]
+	if len(tasks) != 1 || tasks[0]["Description"] != "Edited" || tasks[0]["WhatId"] != acct["Id"] {
+		t.Errorf("task %v", tasks)
+	}
+	if n := f.s.Stats().RequestsTotal - before; n != 0 {
+		t.Errorf("user edits counted as %d API requests", n)
+	}
+}

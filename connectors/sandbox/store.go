@@ -254,7 +254,7 @@ func lookupField(rel string) string {
 var knownLookups = map[string]string{
 	"patient": "Account", "observedsubject": "Account", "parentrecord": "Account", "account": "Account",
 	"code": "CodeSet", "conditioncode": "CodeSetBundle", "clinicalencounter": "ClinicalEncounter", "encounter": "ClinicalEncounter",
-	"codeset1": "CodeSet", "contact": "Contact",
+	"codeset1": "CodeSet", "contact": "Contact", "what": "Account", "who": "Contact",
 }
 
 // requiredFields lists fields a create must set, for the objects whose

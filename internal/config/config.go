@@ -21,6 +21,8 @@ type Config struct {
 	Mappings MappingsConfig `yaml:"mappings"`
 	// CRM is where the ops go; nil stores messages without forwarding.
 	CRM *CRMConfig `yaml:"crm"`
+	// Writeback files coordinators' notes from the CRM in the EHR.
+	Writeback *WritebackConfig `yaml:"writeback"`
 
 	// pos records where each key was written, for later problems.
 	pos positions
@@ -174,6 +176,38 @@ type PipelineConfig struct {
 	Linger Duration `yaml:"linger"`
 }
 
+// WritebackConfig files notes from the CRM in the EHR.
+type WritebackConfig struct {
+	// Schedule is when to look for notes: a cron spec or "@every 30s";
+	// default "@every 30s".
+	Schedule string `yaml:"schedule"`
+	// Object and FlagField name the note object and its "send to the EHR"
+	// checkbox; default Task and Send_to_EHR__c.
+	Object    string `yaml:"object"`
+	FlagField string `yaml:"flag_field"`
+	// DocPrefix starts every document id (TXA-12); default "EHRB-".
+	DocPrefix string `yaml:"doc_prefix"`
+	// SendingApplication ... fill MSH-3 to MSH-6 of the MDM messages.
+	SendingApplication   string `yaml:"sending_application"`
+	SendingFacility      string `yaml:"sending_facility"`
+	ReceivingApplication string `yaml:"receiving_application"`
+	ReceivingFacility    string `yaml:"receiving_facility"`
+	// AuthorsFile maps CRM user ids to EHR provider ids: CSV lines
+	// crm_user_id,provider_id.
+	AuthorsFile string `yaml:"authors_file"`
+	// Target is where documents go: a directory (file drop) or an MLLP
+	// receiver.
+	Target WritebackTarget `yaml:"target"`
+}
+
+// WritebackTarget is the EHR side of write-back: one of its fields.
+type WritebackTarget struct {
+	// Dir is a file-drop directory; default <data_dir>/outbox.
+	Dir string `yaml:"dir"`
+	// MLLP is the EHR's MLLP receiver, host:port.
+	MLLP string `yaml:"mllp"`
+}
+
 // EncryptionConfig names the payload keys: 32 bytes, base64.
 type EncryptionConfig struct {
 	// Key is the active key (key_env / key_file), required.
@@ -309,6 +343,16 @@ func (c *Config) resolvePaths(base string) {
 	}
 	for i, p := range c.Mappings.Schemas {
 		c.Mappings.Schemas[i] = resolvePath(base, p)
+	}
+	if wb := c.Writeback; wb != nil {
+		if wb.Target.Dir == "" && wb.Target.MLLP == "" {
+			wb.Target.Dir = resolvePath(c.DataDir, "outbox")
+		} else if wb.Target.Dir != "" {
+			wb.Target.Dir = resolvePath(base, wb.Target.Dir)
+		}
+		if wb.AuthorsFile != "" {
+			wb.AuthorsFile = resolvePath(base, wb.AuthorsFile)
+		}
 	}
 	if c.CRM != nil {
 		if sf := c.CRM.Salesforce; sf != nil && sf.JWTKeyFile != "" {

@@ -3,12 +3,16 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/ehrbridge/ehrbridge/hl7"
 	"net"
 	"net/url"
+
+	"github.com/ehrbridge/ehrbridge/hl7"
+
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // validator collects the problems of the checks that run after decoding.
@@ -132,6 +136,26 @@ func (c *Config) validate(base string) Problems {
 		}
 	}
 	v.crm(&listeners)
+	if wb := c.Writeback; wb != nil {
+		if c.CRM == nil {
+			v.add("writeback", "write-back reads notes from the CRM: configure crm as well")
+		}
+		if wb.Schedule == "" {
+			wb.Schedule = "@every 30s"
+		}
+		if _, err := cron.ParseStandard(wb.Schedule); err != nil {
+			v.add("writeback.schedule", "%s is not a schedule: %v (write a cron spec like \"*/1 * * * *\" or \"@every 30s\")", v.show("writeback.schedule", wb.Schedule), err)
+		}
+		if wb.Target.Dir != "" && wb.Target.MLLP != "" {
+			v.add("writeback.target", "give dir or mllp, not both")
+		}
+		if wb.Target.MLLP != "" {
+			if _, _, err := net.SplitHostPort(wb.Target.MLLP); err != nil {
+				v.add("writeback.target.mllp", "must be host:port, got %s", v.show("writeback.target.mllp", wb.Target.MLLP))
+			}
+		}
+		v.readable("writeback.authors_file", wb.AuthorsFile)
+	}
 	return v.probs
 }
 

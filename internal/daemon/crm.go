@@ -1,12 +1,22 @@
 package daemon
 
 import (
+	"encoding/csv"
+	"io"
+	"path/filepath"
+	"strings"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/writeback"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
@@ -23,6 +33,7 @@ type crm struct {
 	sandbox *sandbox.Server
 	sbAddr  string
 	pipe    *pipeline.Pipeline
+	cron    *cron.Cron
 	cancel  context.CancelFunc
 	stopped chan struct{}
 }
@@ -93,15 +104,89 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 		return nil, err
 	}
 	c.client = client
+	var notes pipeline.NoteHandler
+	var source *writeback.Source
+	echo := ""
+	if wb := cfg.Writeback; wb != nil {
+		h, src, err := newWriteback(wb, cfg.DataDir, client, cp, log)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		notes, source = h, src
+		echo = h.DocPrefix()
+	}
 	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: &salesforce.Sink{Client: client},
-		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log})
+		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log, Notes: notes, EchoPrefix: echo})
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
+	if source != nil {
+		source.Appended = c.pipe.Notify
+		c.cron = cron.New(cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
+		wbLog := log.With("component", "writeback")
+		if _, err := c.cron.AddFunc(cfg.Writeback.Schedule, func() {
+			if n, err := source.Poll(ctx); err != nil && ctx.Err() == nil {
+				wbLog.Warn("polling the CRM for notes failed; will try again", "err", err)
+			} else if n > 0 {
+				wbLog.Info("notes to file in the EHR", "versions", n)
+			}
+		}); err != nil {
+			cancel()
+			c.close()
+			return nil, fmt.Errorf("writeback.schedule: %w", err)
+		}
+		c.cron.Start()
+	}
 	go func() {
 		defer close(c.stopped)
 		_ = c.pipe.Run(ctx)
 	}()
 	return c, nil
+}
+
+// newWriteback builds the note handler and poller.
+func newWriteback(wb *config.WritebackConfig, dataDir string, client *salesforce.Client, cp *checkpoint.Log, log *slog.Logger) (*writeback.Handler, *writeback.Source, error) {
+	wcfg := writeback.Config{Object: wb.Object, FlagField: wb.FlagField, DocPrefix: wb.DocPrefix,
+		SendingApp: wb.SendingApplication, SendingFacility: wb.SendingFacility,
+		ReceivingApp: wb.ReceivingApplication, ReceivingFacility: wb.ReceivingFacility}
+	if wb.AuthorsFile != "" {
+		authors, err := readAuthors(wb.AuthorsFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		wcfg.Authors = authors
+	}
+	var target writeback.Target
+	if wb.Target.MLLP != "" {
+		target = &writeback.MLLP{Client: &mllp.Client{Addr: wb.Target.MLLP, Logger: log.With("component", "writeback")}}
+	} else {
+		target = &writeback.FileDrop{Dir: wb.Target.Dir}
+	}
+	h := &writeback.Handler{Cfg: wcfg, Client: client, Target: target, Logger: log.With("component", "writeback")}
+	src := &writeback.Source{Cfg: wcfg, Client: client, Log: cp, WatermarkFile: filepath.Join(dataDir, "writeback.watermark"), Logger: log}
+	return h, src, nil
+}
+
+// readAuthors reads "crm_user_id,provider_id" lines.
+func readAuthors(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("writeback.authors_file: %w", err)
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.Comment, r.FieldsPerRecord = '#', 2
+	out := map[string]string{}
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("writeback.authors_file: %w", err)
+		}
+		out[strings.TrimSpace(rec[0])] = strings.TrimSpace(rec[1])
+	}
 }
 
 // notify wakes the pipeline; safe on a nil crm.
@@ -117,7 +202,12 @@ func (c *crm) stop() {
 		return
 	}
 	if c.cancel != nil {
-		c.cancel()
+		c.cancel() // ends a poll under way and the pipeline's next round
+	}
+	if c.cron != nil {
+		<-c.cron.Stop().Done()
+	}
+	if c.cancel != nil {
 		<-c.stopped
 	}
 	c.close()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,6 +65,24 @@ func (s *Local) List(state string, after uint64, limit int) ([]RecordView, []Con
 			return len(out) < limit
 		})
 		return out, nil, err
+	}
+	if state == "held" {
+		// Held notes wait, retrying, for data that resolves them (a
+		// patient's EHR identifier, say); their reason says "held: ...".
+		var out []RecordView
+		for after := after; len(out) < limit; {
+			rs, err := s.Log.List(checkpoint.Retrying, after, 500)
+			if err != nil || len(rs) == 0 {
+				return out, nil, err
+			}
+			for _, r := range rs {
+				if strings.HasPrefix(r.Reason, "held:") && len(out) < limit {
+					out = append(out, ViewOf(r))
+				}
+				after = r.ID
+			}
+		}
+		return out, nil, nil
 	}
 	st, err := checkpoint.ParseState(state)
 	if err != nil {

@@ -46,7 +46,22 @@ type Options struct {
 	BackoffMin, BackoffMax time.Duration
 	Logger                 *slog.Logger
 	Now                    func() time.Time
+	// Notes files note records (write-back to the EHR); nil leaves them
+	// retrying, to be filed once write-back is configured.
+	Notes NoteHandler
+	// EchoPrefix is write-back's document id prefix: an inbound MDM whose
+	// TXA-12 starts with it is our own note coming back from the EHR, and
+	// is done without being mapped (never imported as a new note).
+	EchoPrefix string
 }
+
+// NoteHandler files note records in the EHR and says how each ended.
+type NoteHandler interface {
+	Handle(ctx context.Context, recs []*checkpoint.Record) []checkpoint.Settlement
+}
+
+// noteKind is the kind of note records (see internal/writeback).
+const noteKind = "note"
 
 // Pipeline is the CRM-bound worker.
 type Pipeline struct {
@@ -54,7 +69,7 @@ type Pipeline struct {
 	wake chan struct{}
 
 	// Counters, for /metrics and /status.
-	Done, Retried, Dead, Unmapped, Rounds atomic.Int64
+	Done, Retried, Dead, Unmapped, Echoes, Rounds atomic.Int64
 	pausedUntil                           atomic.Int64 // unix nanos
 }
 
@@ -198,6 +213,27 @@ type item struct {
 // round maps, applies and settles one batch of claimed records.
 func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoint.Record) {
 	p.Rounds.Add(1)
+	var notes []*checkpoint.Record
+	inbound := recs[:0:0]
+	for _, r := range recs {
+		if r.Kind == noteKind {
+			notes = append(notes, r)
+		} else {
+			inbound = append(inbound, r)
+		}
+	}
+	var noteSettlements []checkpoint.Settlement
+	if len(notes) > 0 {
+		if p.opts.Notes != nil {
+			noteSettlements = p.opts.Notes.Handle(ctx, notes)
+		} else {
+			for _, r := range notes {
+				noteSettlements = append(noteSettlements, checkpoint.Settlement{ID: r.ID, State: checkpoint.Retrying,
+					RetryAt: p.opts.Now().Add(time.Minute), Reason: "write-back is not configured"})
+			}
+		}
+	}
+	recs = inbound
 	set := p.opts.Mappings()
 	var ops []connectors.Op
 	items := make([]item, len(recs))
@@ -208,6 +244,11 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		in, err := decode(rec)
 		if err != nil {
 			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Dead, err.Error()
+			continue
+		}
+		if p.isEcho(in) {
+			it.settled, it.settlement.State = true, checkpoint.Done
+			p.Echoes.Add(1)
 			continue
 		}
 		res, err := set.Map(in)
@@ -230,8 +271,19 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	}
 	now := p.opts.Now()
 	var pause time.Time
-	settlements := make([]checkpoint.Settlement, 0, len(items))
+	settlements := make([]checkpoint.Settlement, 0, len(items)+len(noteSettlements))
 	var done, retried, dead int
+	for _, s := range noteSettlements {
+		switch s.State {
+		case checkpoint.Done:
+			done++
+		case checkpoint.Retrying:
+			retried++
+		case checkpoint.Dead:
+			dead++
+		}
+		settlements = append(settlements, s)
+	}
 	for i := range items {
 		it := &items[i]
 		if !it.settled {
@@ -387,4 +439,14 @@ func decode(rec *checkpoint.Record) (mappings.Input, error) {
 		return mappings.Input{FHIR: rec.Payload}, nil
 	}
 	return mappings.Input{}, fmt.Errorf("records of kind %q cannot be mapped", rec.Kind)
+}
+
+// isEcho reports whether an inbound message is one of our own notes,
+// filed by write-back, that the EHR sends back.
+func (p *Pipeline) isEcho(in mappings.Input) bool {
+	if p.opts.EchoPrefix == "" || in.HL7 == nil || in.HL7.Header().Type != "MDM" {
+		return false
+	}
+	id := in.HL7.Get(hl7.Path{Segment: "TXA", Field: 12, Component: 1}).String()
+	return strings.HasPrefix(id, p.opts.EchoPrefix)
 }

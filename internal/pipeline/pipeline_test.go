@@ -217,3 +217,18 @@ func TestThrottlingPauses(t *testing.T) {
 		t.Errorf("accounts %d", len(r.sb.Records("Account")))
 	}
 }
+
+// An MDM carrying write-back's document id prefix is our own note coming
+// back: done, not mapped, counted as an echo.
+func TestEchoGuard(t *testing.T) {
+	r := newRig(t)
+	r.p.opts.EchoPrefix = "EHRB-"
+	mdm := "MSH|^~\\&|EHR|GENHOSP|EHRBRIDGE|CRM|20260105103000||MDM^T02|CTRL|P|2.5.1\r" +
+		"EVN|T02|20260105103000\rPID|1||E1^^^GENHOSP^MR||ECHO^X\rPV1|1\r" +
+		"TXA|1|CN|TX|20260105||||||||EHRB-00T000000000001AAA||||||AU\rOBX|1|TX|NOTE||text||||||F\r"
+	r.send(t, mdm)
+	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 1})
+	if r.p.Echoes.Load() != 1 || r.p.Unmapped.Load() != 0 {
+		t.Errorf("echoes %d, unmapped %d", r.p.Echoes.Load(), r.p.Unmapped.Load())
+	}
+}

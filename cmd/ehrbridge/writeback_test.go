@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
+)
+
+// The write-back demo: on the shipped config, a note created in the CRM
+// sandbox for a patient who arrived by ADT lies in the outbox as one
+// MDM^T02 with the MRN and the text, the Task shows Filed with the
+// document id, and a restart does not file it again.
+func TestWritebackDemo(t *testing.T) {
+	bin := ehrbridgeBinary(t)
+	dataDir := t.TempDir()
+	mllpAddr, adminAddr, sandboxAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr, "EHRBRIDGE_SANDBOX_ADDR="+sandboxAddr)
+	start := func() (*exec.Cmd, *syncbuf.Buffer, chan struct{}) {
+		cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"))
+		cmd.Env = env
+		logs := &syncbuf.Buffer{}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			select {
+			case <-exited:
+			default:
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		})
+		waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+		return cmd, logs, exited
+	}
+	stop := func(cmd *exec.Cmd, exited chan struct{}) {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			t.Fatal("daemon did not stop on SIGTERM")
+		}
+	}
+	cmd, logs, exited := start()
+	if out, errOut, code := runBin(t, bin, "send", "--to", mllpAddr, corpus(t, "microsoft-FHIR-Converter", "ADT-A01-01.hl7")); code != 0 {
+		t.Fatalf("send: %s %s", out, errOut)
+	}
+	crm := "http://" + sandboxAddr
+	records := func(object string) []map[string]any {
+		resp, err := http.Get(crm + "/sandbox/v1/objects/" + object)
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		var recs []map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&recs)
+		return recs
+	}
+	waitFor(t, 20*time.Second, "the patient in the CRM", func() bool { return len(records("Account")) == 1 })
+	// The README's curl: a coordinator's note on the patient.
+	resp, err := http.Post(crm+"/sandbox/v1/objects/Task", "application/json", strings.NewReader(
+		`{"Subject":"Discharge call","Description":"Patient agrees to the discharge plan.","Send_to_EHR__c":true,"What":{"attributes":{"type":"Account"},"SourceSystemIdentifier":"test1|PATID1234"}}`))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create task: %v %v", err, resp)
+	}
+	var created map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	outbox := filepath.Join(dataDir, "outbox")
+	files := func() []string {
+		entries, _ := os.ReadDir(outbox)
+		var out []string
+		for _, e := range entries {
+			out = append(out, filepath.Join(outbox, e.Name()))
+		}
+		return out
+	}
+	waitFor(t, 20*time.Second, "the MDM in the outbox", func() bool { return len(files()) == 1 })
+	data, _ := os.ReadFile(files()[0])
+	m, err := hl7.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"MSH-9.1": "MDM", "MSH-9.2": "T02", "PID-3.1": "PATID1234", "TXA-12.1": "EHRB-" + created["id"], "OBX[2]-5": "Patient agrees to the discharge plan."} {
+		if got, _ := m.GetString(p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	waitFor(t, 10*time.Second, "the Task filed", func() bool {
+		for _, tk := range records("Task") {
+			if tk["EHR_Status__c"] == "Filed" && tk["EHR_Document_Id__c"] == "EHRB-"+created["id"] {
+				return true
+			}
+		}
+		return false
+	})
+	stop(cmd, exited)
+	// A restart re-polls (the overlap window) and must not file again.
+	cmd, logs, exited = start()
+	time.Sleep(5 * time.Second)
+	if n := len(files()); n != 1 {
+		t.Errorf("%d files in the outbox after a restart, want 1", n)
+	}
+	stop(cmd, exited)
+	for _, phi := range []string{"EVERYMAN", "PATID1234", "discharge plan"} {
+		if strings.Contains(logs.String(), phi) {
+			t.Errorf("log contains %q", phi)
+		}
+	}
+}

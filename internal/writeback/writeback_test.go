@@ -1,0 +1,251 @@
+package writeback
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
+	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/logadmin"
+	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/mappings"
+)
+
+type rig struct {
+	sb     *sandbox.Server
+	base   string
+	log    *checkpoint.Log
+	src    *Source
+	outbox string
+	p      *pipeline.Pipeline
+	h      *Handler
+}
+
+func newRig(t *testing.T, target func(outbox string) Target) *rig {
+	t.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	sb, err := sandbox.New(sandbox.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := sb.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + addr.String()
+	dir := t.TempDir()
+	l, err := checkpoint.Open(filepath.Join(dir, "checkpoint.db"), checkpoint.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := salesforce.New(salesforce.Config{LoginURL: base, ClientID: "sandbox-client", ClientSecret: "sandbox-secret",
+		Auth: salesforce.Auth{ClientCredentials: true}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbox := filepath.Join(dir, "outbox")
+	cfg := Config{ReceivingApp: "EHR", ReceivingFacility: "GENHOSP", Authors: map[string]string{"005U1": "1234"}, HeldRetry: 100 * time.Millisecond}
+	h := &Handler{Cfg: cfg, Client: client, Target: target(outbox), Logger: quiet}
+	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return &mappings.Set{} }, Sink: &salesforce.Sink{Client: client},
+		Linger: -1, Poll: 10 * time.Millisecond, Logger: quiet, Notes: h})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; l.Close(); sb.Close() })
+	r := &rig{sb: sb, base: base, log: l, outbox: outbox, p: p, h: h,
+		src: &Source{Cfg: cfg, Client: client, Log: l, WatermarkFile: filepath.Join(dir, "wm"), Appended: p.Notify, Logger: quiet}}
+	return r
+}
+
+// user creates or edits a record as a coordinator would.
+func (r *rig) user(t *testing.T, method, path, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(method, r.base+"/sandbox/v1/objects/"+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
+	}
+	return out["id"]
+}
+
+func (r *rig) task(t *testing.T, id string) map[string]any {
+	t.Helper()
+	for _, x := range r.sb.Records("Task") {
+		if x["Id"] == id {
+			return x
+		}
+	}
+	t.Fatalf("no task %s", id)
+	return nil
+}
+
+func (r *rig) poll(t *testing.T) int {
+	t.Helper()
+	n, err := r.src.Poll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func outboxFiles(t *testing.T, dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	return out
+}
+
+// A coordinator's note on a patient who came by ADT is filed once as an
+// MDM^T02 with the MRN, visit, author and text, and shows Filed; the status
+// update is not a new version; an edit files a T10 replacement.
+func TestFileDropAndEdit(t *testing.T) {
+	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN123"}`)
+	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V777"}`)
+	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Status":"Finished","StartDate":"2026-01-05T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V888"}`)
+	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Discharge call","Description":"Patient agrees to plan.\nFollow-up in 7 days | bring meds","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
+	r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Private","Description":"Not for the EHR","Send_to_EHR__c":false}`)
+	if n := r.poll(t); n != 1 {
+		t.Fatalf("poll found %d versions, want 1", n)
+	}
+	waitUntil(t, "the note filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
+	files := outboxFiles(t, r.outbox)
+	if len(files) != 1 {
+		t.Fatalf("outbox %v", files)
+	}
+	data, _ := os.ReadFile(files[0])
+	m, err := hl7.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(p string) string { v, _ := m.GetString(p); return v }
+	checks := map[string]string{"MSH-9.1": "MDM", "MSH-9.2": "T02", "MSH-5": "EHR", "PID-3.1": "MRN123", "PID-3.4": "GENHOSP",
+		"PV1-19.1": "V777", "TXA-12.1": "EHRB-" + task, "TXA-9.1": "1234", "OBX[1]-5": "Discharge call",
+		"OBX[2]-5": "Patient agrees to plan.", "OBX[3]-5": "Follow-up in 7 days | bring meds"}
+	for p, want := range checks {
+		if got := get(p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	if tk := r.task(t, task); tk["EHR_Document_Id__c"] != "EHRB-"+task || tk["EHR_Filed_At__c"] == nil {
+		t.Errorf("task %v", tk)
+	}
+	// The Filed status changed the task's SystemModstamp: not a new version.
+	if n := r.poll(t); n != 0 {
+		t.Errorf("after filing, poll found %d versions", n)
+	}
+	// An edit is a replacement of the same document.
+	r.user(t, "PATCH", "Task/"+task, `{"Description":"Patient agrees to plan. Follow-up in 10 days."}`)
+	if n := r.poll(t); n != 1 {
+		t.Fatalf("after an edit, poll found %d versions", n)
+	}
+	waitUntil(t, "the replacement", func() bool { return len(outboxFiles(t, r.outbox)) == 2 })
+	var t10 *hl7.Message
+	for _, f := range outboxFiles(t, r.outbox) {
+		b, _ := os.ReadFile(f)
+		if m, _ := hl7.Parse(b); m != nil && m.Header().Trigger == "T10" {
+			t10 = m
+		}
+	}
+	if t10 == nil {
+		t.Fatal("no T10 replacement in the outbox")
+	}
+	if v, _ := t10.GetString("TXA-13.1"); v != "EHRB-"+task {
+		t.Errorf("replacement's parent document %q", v)
+	}
+	st, _ := r.log.Stats()
+	if st.States[checkpoint.Done] != 2 {
+		t.Errorf("states %v", st.States)
+	}
+}
+
+// A note whose patient has no EHR identifier is held, with the reason on
+// the CRM record, and filed once the identifier arrives.
+func TestHeldUntilResolvable(t *testing.T) {
+	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	acct := r.user(t, "POST", "Account", `{"LastName":"NEW"}`)
+	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Intake","Description":"x","Send_to_EHR__c":true}`)
+	r.poll(t)
+	waitUntil(t, "held", func() bool { return r.task(t, task)["EHR_Status__c"] == "Held" })
+	if reason, _ := r.task(t, task)["EHR_Error__c"].(string); !strings.Contains(reason, "no EHR identifier") {
+		t.Errorf("held reason %q", reason)
+	}
+	recs, _ := r.log.List(checkpoint.Retrying, 0, 10)
+	if len(recs) != 1 || !strings.HasPrefix(recs[0].Reason, "held:") {
+		t.Fatalf("retrying %v", recs)
+	}
+	r.user(t, "PATCH", "Account/"+acct, `{"SourceSystemIdentifier":"GENHOSP|NEW1"}`)
+	waitUntil(t, "filed after the identifier arrived", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
+}
+
+// An EHR that answers AE makes the note Error, with the EHR's text for
+// the coordinator.
+func TestMLLPRejection(t *testing.T) {
+	srv := &mllp.Server{Handler: mllp.HandlerFunc(func(ctx context.Context, req *mllp.Request) []byte {
+		m, _ := hl7.Parse(req.Payload)
+		return hl7.BuildAck(m, hl7.AE, "Unknown provider", nil, hl7.AckOptions{}).Bytes()
+	}), Logger: slog.New(slog.DiscardHandler)}
+	l, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	r := newRig(t, func(string) Target {
+		return &MLLP{Client: &mllp.Client{Addr: l.Addr().String(), Logger: slog.New(slog.DiscardHandler)}}
+	})
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN9"}`)
+	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
+	r.poll(t)
+	waitUntil(t, "the error status", func() bool { return r.task(t, task)["EHR_Status__c"] == "Error" })
+	if e, _ := r.task(t, task)["EHR_Error__c"].(string); !strings.Contains(e, "Unknown provider") {
+		t.Errorf("error text %q", e)
+	}
+}
+
+// `log list --state held` lists held notes.
+func TestHeldListed(t *testing.T) {
+	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	r.h.Cfg.HeldRetry = time.Hour
+	acct := r.user(t, "POST", "Account", `{"LastName":"NOID"}`)
+	r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"x","Description":"y","Send_to_EHR__c":true}`)
+	r.poll(t)
+	svc := &logadmin.Local{Log: r.log}
+	var recs []logadmin.RecordView
+	waitUntil(t, "a held note", func() bool {
+		recs, _, _ = svc.List("held", 0, 10)
+		return len(recs) == 1
+	})
+	if !strings.Contains(recs[0].Reason, "no EHR identifier") {
+		t.Errorf("held record %+v", recs[0])
+	}
+}
