@@ -70,7 +70,7 @@ type Pipeline struct {
 
 	// Counters, for /metrics and /status.
 	Done, Retried, Dead, Unmapped, Echoes, Rounds atomic.Int64
-	pausedUntil                           atomic.Int64 // unix nanos
+	pausedUntil                                   atomic.Int64 // unix nanos
 }
 
 // New makes a pipeline; Run starts it.
