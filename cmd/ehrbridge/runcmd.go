@@ -70,17 +70,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer closeLog()
 	daemon.Version = version
 	log.Info("ehrbridge starting", "version", version, "config", file)
+	// Signals are caught before the daemon reports ready: a supervisor
+	// may stop or reload it as soon as /readyz answers.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	d, err := daemon.Start(cfg, log)
 	if err != nil {
 		log.Error("ehrbridge could not start", "err", err)
 		fmt.Fprintf(stderr, "ehrbridge run: %v\n", err)
 		return exitFailure
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {

@@ -63,6 +63,10 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 	}
+	// Signals are caught before "listening" is printed: whoever waits for
+	// that line may stop the sandbox at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	s, err := sandbox.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "ehrbridge sandbox: %v\n", err)
@@ -75,8 +79,6 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	fmt.Fprintf(stdout, "ehrbridge sandbox listening on http://%s (token: POST /services/oauth2/token; records: GET /sandbox/v1/objects/{Object})\n", addr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	done := make(chan error, 1)
 	go func() { done <- s.Close() }()
