@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
+)
+
+const (
+	wbNotes    = 300
+	wbPatients = 30
+	wbMinKills = 10
+)
+
+// TestWritebackCrash files 300 notes over MLLP into an EHR that drops one
+// answer in ten, while the daemon is SIGKILLed at least 10 times during
+// the write-back. At the end every note version exists once in the EHR
+// (distinct TXA-12; a resend after a crash repeats the same document) and
+// every note shows Filed in the CRM.
+func TestWritebackCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("write-back crash test skipped in -short mode")
+	}
+	bin := ehrbridgeBinary(t)
+	dir := t.TempDir()
+	sandboxAddr, adminAddr, mllpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+
+	// The EHR: records each document, and now and then applies a message
+	// but drops the connection before its ACK (an ambiguous outcome).
+	var mu sync.Mutex
+	docs := map[string]int{} // TXA-12 → deliveries
+	rng := rand.New(rand.NewPCG(7, 7))
+	ehr := &mllp.Server{Logger: slog.New(slog.DiscardHandler), Handler: mllp.HandlerFunc(func(ctx context.Context, req *mllp.Request) []byte {
+		m, err := hl7.Parse(req.Payload)
+		if err != nil {
+			return nil
+		}
+		doc, _ := m.GetString("TXA-12.1")
+		mu.Lock()
+		docs[doc]++
+		drop := rng.IntN(10) == 0
+		mu.Unlock()
+		if drop {
+			return nil
+		}
+		return hl7.BuildAck(m, hl7.AA, "", nil, hl7.AckOptions{}).Bytes()
+	})}
+	l, err := ehr.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = ehr.Serve(l) }()
+	t.Cleanup(func() { _ = ehr.Shutdown(context.Background()) })
+
+	sb := exec.Command(bin, "sandbox", "--listen", sandboxAddr)
+	sbLogs := &syncbuf.Buffer{}
+	sb.Stdout, sb.Stderr = sbLogs, sbLogs
+	if err := sb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sbDone := make(chan struct{})
+	go func() { _ = sb.Wait(); close(sbDone) }()
+	t.Cleanup(func() {
+		_ = sb.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-sbDone:
+		case <-time.After(10 * time.Second):
+			_ = sb.Process.Kill()
+		}
+	})
+	crm := "http://" + sandboxAddr
+	waitFor(t, 10*time.Second, "the sandbox", func() bool {
+		resp, err := http.Get(crm + "/sandbox/v1/stats")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	user := func(object, body string) string {
+		resp, err := http.Post(crm+"/sandbox/v1/objects/"+object, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("create %s: %d", object, resp.StatusCode)
+		}
+		return out["id"]
+	}
+	var accounts []string
+	for p := range wbPatients {
+		accounts = append(accounts, user("Account", fmt.Sprintf(`{"LastName":"P%02d","SourceSystemIdentifier":"GENHOSP|W%04d"}`, p, p)))
+	}
+
+	cfg := fmt.Sprintf(`data_dir: %s
+log:
+  level: warn
+admin:
+  listen: %s
+crm:
+  sandbox:
+    embed: false
+    listen: %s
+  pipeline:
+    linger: 100ms
+writeback:
+  schedule: "@every 1s"
+  target:
+    mllp: %s
+sources:
+  mllp:
+    - name: wb
+      listen: %s
+`, filepath.Join(dir, "data"), adminAddr, sandboxAddr, l.Addr().String(), mllpAddr)
+	d := startCrashDaemon(t, bin, filepath.Join(dir, "ehrbridge.yaml"), cfg, adminAddr)
+
+	// Coordinators write notes while the daemon is killed again and again.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := range wbNotes {
+			user("Task", fmt.Sprintf(`{"WhatId":"%s","Subject":"Note %d","Description":"Text of note %d","Send_to_EHR__c":true}`, accounts[n%wbPatients], n, n))
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	tasks := func() []map[string]any {
+		resp, err := http.Get(crm + "/sandbox/v1/objects/Task")
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		var out []map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return out
+	}
+	filed := func() int {
+		n := 0
+		for _, tk := range tasks() {
+			if tk["EHR_Status__c"] == "Filed" {
+				n++
+			}
+		}
+		return n
+	}
+	kills := 0
+	krng := rand.New(rand.NewPCG(11, 11))
+	for kills < wbMinKills {
+		time.Sleep(time.Duration(200+krng.IntN(400)) * time.Millisecond)
+		if err := d.kill(); err != nil {
+			t.Fatalf("kill: %v\n%s", err, crashTail(d.logs.String(), 3000))
+		}
+		kills++
+		if err := d.start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.waitReady(context.Background()); err != nil {
+			t.Fatalf("restart: %v\n%s", err, crashTail(d.logs.String(), 3000))
+		}
+	}
+	<-done
+	waitFor(t, 90*time.Second, "every note filed", func() bool { return filed() == wbNotes })
+
+	mu.Lock()
+	defer mu.Unlock()
+	var problems []string
+	redelivered := 0
+	for _, tk := range tasks() {
+		id := tk["Id"].(string)
+		doc := "EHRB-" + id
+		if tk["EHR_Document_Id__c"] != doc {
+			problems = append(problems, fmt.Sprintf("task %s: document id %v", id, tk["EHR_Document_Id__c"]))
+		}
+		switch n := docs[doc]; {
+		case n == 0:
+			problems = append(problems, fmt.Sprintf("task %s: never reached the EHR", id))
+		case n > 1:
+			redelivered++
+		}
+	}
+	if len(docs) != wbNotes {
+		problems = append(problems, fmt.Sprintf("%d distinct documents in the EHR, want %d", len(docs), wbNotes))
+	}
+	if len(problems) > 0 {
+		if len(problems) > 10 {
+			problems = problems[:10]
+		}
+		t.Fatalf("%s", strings.Join(problems, "\n"))
+	}
+	t.Logf("write-back crash: %d notes filed once each (%d delivered again after a crash or a dropped ACK, same TXA-12), %d kills", wbNotes, redelivered, kills)
+}
