@@ -206,6 +206,26 @@ type WritebackTarget struct {
 	Dir string `yaml:"dir"`
 	// MLLP is the EHR's MLLP receiver, host:port.
 	MLLP string `yaml:"mllp"`
+	// FHIR is the EHR's FHIR R4 server: DocumentReference.
+	FHIR *FHIRTarget `yaml:"fhir"`
+}
+
+// FHIRTarget is an EHR's FHIR R4 server for write-back.
+type FHIRTarget struct {
+	// BaseURL is the server's base, like https://ehr.example/fhir/R4.
+	BaseURL string `yaml:"base_url,required"`
+	// Token (token_env / token_file) is a static bearer token.
+	Token SecretRef `yaml:"token"`
+	// SMART Backend Services: a client id registered with the EHR, its
+	// token URL and the client's private key (PEM, RS384 signing).
+	SMARTTokenURL string `yaml:"smart_token_url"`
+	SMARTClientID string `yaml:"smart_client_id"`
+	SMARTKeyFile  string `yaml:"smart_key_file"`
+	// DocSystem is our DocumentReference identifier system; default
+	// urn:ehrbridge:note. TypeCode is the LOINC document type; default
+	// 34746-8.
+	DocSystem string `yaml:"doc_system"`
+	TypeCode  string `yaml:"type_code"`
 }
 
 // EncryptionConfig names the payload keys: 32 bytes, base64.
@@ -345,7 +365,10 @@ func (c *Config) resolvePaths(base string) {
 		c.Mappings.Schemas[i] = resolvePath(base, p)
 	}
 	if wb := c.Writeback; wb != nil {
-		if wb.Target.Dir == "" && wb.Target.MLLP == "" {
+		if f := wb.Target.FHIR; f != nil && f.SMARTKeyFile != "" {
+			f.SMARTKeyFile = resolvePath(base, f.SMARTKeyFile)
+		}
+		if wb.Target.Dir == "" && wb.Target.MLLP == "" && wb.Target.FHIR == nil {
 			wb.Target.Dir = resolvePath(c.DataDir, "outbox")
 		} else if wb.Target.Dir != "" {
 			wb.Target.Dir = resolvePath(base, wb.Target.Dir)

@@ -146,8 +146,27 @@ func (c *Config) validate(base string) Problems {
 		if _, err := cron.ParseStandard(wb.Schedule); err != nil {
 			v.add("writeback.schedule", "%s is not a schedule: %v (write a cron spec like \"*/1 * * * *\" or \"@every 30s\")", v.show("writeback.schedule", wb.Schedule), err)
 		}
-		if wb.Target.Dir != "" && wb.Target.MLLP != "" {
-			v.add("writeback.target", "give dir or mllp, not both")
+		targets := 0
+		for _, set := range []bool{wb.Target.Dir != "", wb.Target.MLLP != "", wb.Target.FHIR != nil} {
+			if set {
+				targets++
+			}
+		}
+		if targets > 1 {
+			v.add("writeback.target", "give one of dir, mllp and fhir")
+		}
+		if f := wb.Target.FHIR; f != nil {
+			if u, err := url.Parse(f.BaseURL); f.BaseURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+				v.add("writeback.target.fhir.base_url", "must be an https URL, got %s", v.show("writeback.target.fhir.base_url", f.BaseURL))
+			}
+			smart := f.SMARTTokenURL != "" || f.SMARTClientID != "" || f.SMARTKeyFile != ""
+			if smart && (f.SMARTTokenURL == "" || f.SMARTClientID == "" || f.SMARTKeyFile == "") {
+				v.add("writeback.target.fhir", "SMART Backend Services needs smart_token_url, smart_client_id and smart_key_file")
+			}
+			if smart && f.Token.IsSet() {
+				v.add("writeback.target.fhir", "give a static token or SMART Backend Services, not both")
+			}
+			v.readable("writeback.target.fhir.smart_key_file", f.SMARTKeyFile)
 		}
 		if wb.Target.MLLP != "" {
 			if _, _, err := net.SplitHostPort(wb.Target.MLLP); err != nil {

@@ -157,7 +157,28 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, client *salesforce
 		wcfg.Authors = authors
 	}
 	var target writeback.Target
-	if wb.Target.MLLP != "" {
+	if f := wb.Target.FHIR; f != nil {
+		ft := &writeback.FHIR{Base: f.BaseURL, DocSystem: f.DocSystem, TypeCode: f.TypeCode}
+		switch {
+		case f.SMARTKeyFile != "":
+			pemBytes, err := os.ReadFile(f.SMARTKeyFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("writeback.target.fhir.smart_key_file: %w", err)
+			}
+			k, err := writeback.ParseRSAKey(pemBytes)
+			if err != nil {
+				return nil, nil, fmt.Errorf("writeback.target.fhir.smart_key_file: %w", err)
+			}
+			ft.Auth = &writeback.BackendServices{TokenURL: f.SMARTTokenURL, ClientID: f.SMARTClientID, Key: k}
+		case f.Token.IsSet():
+			tok, err := f.Token.Resolve()
+			if err != nil {
+				return nil, nil, fmt.Errorf("writeback.target.fhir token: %w", err)
+			}
+			ft.Auth = writeback.StaticToken(tok)
+		}
+		target = ft
+	} else if wb.Target.MLLP != "" {
 		target = &writeback.MLLP{Client: &mllp.Client{Addr: wb.Target.MLLP, Logger: log.With("component", "writeback")}}
 	} else {
 		target = &writeback.FileDrop{Dir: wb.Target.Dir}

@@ -194,7 +194,20 @@ func (s *Source) setWatermark(t time.Time) error {
 // Target files an MDM message in the EHR. Filing the same message again
 // must not make a second document.
 type Target interface {
-	File(ctx context.Context, msg *hl7.Message) error
+	File(ctx context.Context, doc *Document) error
+}
+
+// Document is one note version ready to file: the MDM built for it and
+// the facts a FHIR target needs.
+type Document struct {
+	Note *Note
+	// ID is the document id (TXA-12): the prefix and the note id.
+	ID string
+	// Authority and MRN identify the patient; Visit the encounter ("" for
+	// none); Author the EHR provider id ("" for none).
+	Authority, MRN, Visit, Author string
+	// MDM is the HL7 document: T02, or T10 replacing an earlier version.
+	MDM *hl7.Message
 }
 
 // Rejected is an EHR's refusal of a document (AE/AR): the note gets
@@ -283,7 +296,8 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 	if err != nil {
 		return "", &connectors.Error{Kind: connectors.Permanent, Code: "BUILD", Message: err.Error()}
 	}
-	if err := h.Target.File(ctx, msg); err != nil {
+	doc := &Document{Note: note, ID: docID, Authority: pat.authority, MRN: pat.mrn, Visit: visit, Author: h.Cfg.Authors[note.OwnerID], MDM: msg}
+	if err := h.Target.File(ctx, doc); err != nil {
 		return "", err
 	}
 	filedAt := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
@@ -420,7 +434,8 @@ func (h *Handler) setStatus(ctx context.Context, noteID string, fields map[strin
 type FileDrop struct{ Dir string }
 
 // File implements Target.
-func (f *FileDrop) File(_ context.Context, msg *hl7.Message) error {
+func (f *FileDrop) File(_ context.Context, doc *Document) error {
+	msg := doc.MDM
 	if err := os.MkdirAll(f.Dir, 0o750); err != nil {
 		return err
 	}
@@ -449,7 +464,8 @@ func (f *FileDrop) File(_ context.Context, msg *hl7.Message) error {
 type MLLP struct{ Client *mllp.Client }
 
 // File implements Target.
-func (t *MLLP) File(ctx context.Context, msg *hl7.Message) error {
+func (t *MLLP) File(ctx context.Context, doc *Document) error {
+	msg := doc.MDM
 	resp, err := t.Client.Send(ctx, msg.Bytes())
 	if err != nil {
 		return &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
