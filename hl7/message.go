@@ -217,6 +217,19 @@ func (s *Segment) Set(p Path, text string) error {
 	return s.setRaw(p, raw)
 }
 
+// SetRaw writes already-encoded text at p within this segment (the
+// segment part of p is ignored). The caller vouches that raw holds no
+// field separator or segment terminator.
+func (s *Segment) SetRaw(p Path, raw string) error {
+	if strings.IndexByte(raw, s.msg.delims.Field) >= 0 || strings.ContainsAny(raw, "\r\n") {
+		return fmt.Errorf("hl7: raw value for %s-%d contains a field separator or line break", s.fields[0], p.Field)
+	}
+	if !s.msg.cs.representable(raw) {
+		return fmt.Errorf("hl7: value for %s-%d cannot be written in character set %s", s.fields[0], p.Field, s.msg.cs.name)
+	}
+	return s.setRaw(p, raw)
+}
+
 // SetFieldRaw writes an already-encoded field (components, repetitions and
 // escapes included). The caller vouches that raw holds no field separator
 // or segment terminator.

@@ -66,6 +66,9 @@ func TestShippedSetsOnCorpus(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s does not lint:\n%v", dir, err)
 		}
+		if set.Mappings[0].Output() == mappings.OutputHL7 {
+			continue // write-back's outbound mappings; the corpus is inbound
+		}
 		mapped := map[string]int{}
 		failed := 0
 		for _, c := range inputs {

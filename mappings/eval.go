@@ -361,20 +361,26 @@ func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
 			return ops, nil
 		}
 	}
-	key, err := od.key.eval(e)
-	if err != nil {
-		return fail("key", err)
+	op := Op{Mapping: m.Name, Object: od.Object, Action: od.Action, KeyField: od.KeyField}
+	if od.key != nil { // nil only in an hl7 output mapping
+		key, err := od.key.eval(e)
+		if err != nil {
+			return fail("key", err)
+		}
+		if key.empty() {
+			return fail("key", errNoKey)
+		}
+		op.Key = textOf(key)
 	}
-	if key.empty() {
-		return fail("key", errNoKey)
-	}
-	op := Op{Mapping: m.Name, Object: od.Object, Action: od.Action, KeyField: od.KeyField, Key: textOf(key)}
 	if len(od.fields) > 0 {
 		op.Fields = make([]Field, 0, len(od.fields))
 	}
 	var ex *Explained
 	if e.explain != nil {
-		ex = &Explained{OpID: od.ID, Repeat: e.index, Key: od.key.src}
+		ex = &Explained{OpID: od.ID, Repeat: e.index}
+		if od.key != nil {
+			ex.Key = od.key.src
+		}
 		if od.cond != nil {
 			ex.If = od.cond.src
 		}

@@ -29,11 +29,20 @@ type Mapping struct {
 	Description string
 
 	fhir     bool
+	hl7Out   bool      // output: hl7 — ops are segments of an HL7 message
 	hl7Types []msgType // HL7 input: accepted MSH-9 types and triggers
 	fhirRes  []string  // FHIR input: accepted resource types
 	lane     *expression
 	zone     *time.Location
 	ops      []*opDef
+}
+
+// Output is what the mapping's ops are: OutputCRM or OutputHL7.
+func (m *Mapping) Output() string {
+	if m.hl7Out {
+		return OutputHL7
+	}
+	return OutputCRM
 }
 
 // msgType is one accepted MSH-9: a type with its triggers (nil: any).
@@ -216,9 +225,20 @@ func compileFile(file string, data []byte, opts Options) (*Mapping, Problems) {
 	l := &loader{opts: opts, file: file}
 	base := filepath.Base(file)
 	m := &Mapping{Name: strings.TrimSuffix(base, filepath.Ext(base)), File: file, zone: opts.Zone}
-	keys := l.entries(root, []string{"description", "when", "lane", "timezone", "tables", "ops"}, "mapping")
+	keys := l.entries(root, []string{"description", "when", "output", "lane", "timezone", "tables", "ops"}, "mapping")
 	if n := keys["description"]; n != nil {
 		m.Description, _ = l.str(n, "description")
+	}
+	if n := keys["output"]; n != nil {
+		if s, ok := l.str(n, "output"); ok {
+			switch s {
+			case OutputCRM:
+			case OutputHL7:
+				m.hl7Out = true
+			default:
+				l.addAt(n, "output %q: use crm (records, the default) or hl7 (segments of an HL7 message)", s)
+			}
+		}
 	}
 	if n := keys["timezone"]; n != nil {
 		if s, ok := l.str(n, "timezone"); ok {
@@ -249,7 +269,7 @@ func compileFile(file string, data []byte, opts Options) (*Mapping, Problems) {
 		l.add(root.Line, root.Column, "missing ops: a mapping needs at least one op")
 	}
 	sc.resolveRefs()
-	if l.opts.Schemas != nil && len(l.probs) == 0 {
+	if l.opts.Schemas != nil && len(l.probs) == 0 && !m.hl7Out {
 		l.checkSchema(m)
 	}
 	if len(l.probs) > 0 {
@@ -549,15 +569,30 @@ func (sc *scope) ops(n *yaml.Node) {
 	for _, on := range n.Content {
 		keys := l.entries(on, opKeys, "op")
 		op := &opDef{Action: Upsert, line: on.Line}
+		if sc.m.hl7Out {
+			op.Action = Segment
+		}
 		if k := keys["object"]; k != nil {
 			if s, ok := l.str(k, "object"); ok {
-				if !identRe.MatchString(s) {
+				switch {
+				case sc.m.hl7Out && !segmentRe.MatchString(s):
+					l.addAt(k, "object %q is not an HL7 segment id (three letters or digits, like TXA or ZNT)", s)
+				case !sc.m.hl7Out && !identRe.MatchString(s):
 					l.addAt(k, "object %q is not an API name (letters, digits, _)", s)
 				}
 				op.Object = s
 			}
+		} else if sc.m.hl7Out {
+			l.addAt(on, "op has no object: say which segment it writes (object: TXA)")
 		} else {
 			l.addAt(on, "op has no object: say which CRM object it writes (object: Account)")
+		}
+		if sc.m.hl7Out {
+			for _, k := range []string{"action", "key_field", "key"} {
+				if n := keys[k]; n != nil {
+					l.addAt(n, "%s: an op of an hl7 output mapping writes one segment; it has no %s", k, k)
+				}
+			}
 		}
 		op.ID = strings.ToLower(op.Object)
 		if k := keys["id"]; k != nil {
@@ -573,7 +608,7 @@ func (sc *scope) ops(n *yaml.Node) {
 		} else {
 			sc.byID[op.ID] = op
 		}
-		if k := keys["action"]; k != nil {
+		if k := keys["action"]; k != nil && !sc.m.hl7Out {
 			if s, ok := l.str(k, "action"); ok {
 				switch s {
 				case Upsert, Update, Delete:
@@ -587,7 +622,7 @@ func (sc *scope) ops(n *yaml.Node) {
 			if s, ok := l.str(k, "key_field"); ok {
 				op.KeyField = s
 			}
-		} else {
+		} else if !sc.m.hl7Out {
 			l.addAt(on, "op %s has no key_field: name the external id field its key is written to", op.ID)
 		}
 		if k := keys["foreach"]; k != nil {
@@ -595,9 +630,11 @@ func (sc *scope) ops(n *yaml.Node) {
 		}
 		var calls []*call
 		if k := keys["key"]; k != nil {
-			op.key, calls = sc.exprCalls(k, "key")
-			sc.pend(calls, op, k)
-		} else {
+			if !sc.m.hl7Out {
+				op.key, calls = sc.exprCalls(k, "key")
+				sc.pend(calls, op, k)
+			}
+		} else if !sc.m.hl7Out {
 			l.addAt(on, "op %s has no key: every op is written by a deterministic external key (key: PID-3.1)", op.ID)
 		}
 		if k := keys["if"]; k != nil {
@@ -632,7 +669,11 @@ func (sc *scope) fields(op *opDef, n *yaml.Node) {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if !fieldNameRe.MatchString(k.Value) {
+		if sc.m.hl7Out {
+			if !sc.segmentField(op, k) {
+				continue
+			}
+		} else if !fieldNameRe.MatchString(k.Value) {
 			l.addAt(k, "target field %q is not an API name", k.Value)
 			continue
 		}
@@ -653,7 +694,29 @@ func (sc *scope) fields(op *opDef, n *yaml.Node) {
 	}
 }
 
-var fieldNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.@]*$`)
+var (
+	fieldNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.@]*$`)
+	segmentRe   = regexp.MustCompile(`^[A-Z][A-Z0-9]{2}$`)
+)
+
+// segmentField checks a target of an hl7 output op: a path within the
+// op's own segment (TXA-12.1, PID-3[2].4), reporting what is wrong.
+func (sc *scope) segmentField(op *opDef, k *yaml.Node) bool {
+	p, err := hl7.ParsePath(k.Value)
+	switch {
+	case err != nil:
+		sc.l.addAt(k, "target %q is not an HL7 path like TXA-12.1: %s", k.Value, errText(err))
+	case op.Object != "" && p.Segment != op.Object:
+		sc.l.addAt(k, "target %s is not in segment %s: an op writes its own segment (add an op with object: %s)", k.Value, op.Object, p.Segment)
+	case p.SegmentRep != 0:
+		sc.l.addAt(k, "target %s names a segment occurrence; each op writes one new segment, so write %s", k.Value, strings.Replace(k.Value, k.Value[3:strings.IndexByte(k.Value, ']')+1], "", 1))
+	case p.Segment == "MSH" && p.Field <= 2:
+		sc.l.addAt(k, "MSH-1 and MSH-2 hold the delimiters; they cannot be mapped")
+	default:
+		return true
+	}
+	return false
+}
 
 func (sc *scope) foreach(n *yaml.Node) *foreach {
 	l := sc.l
@@ -699,6 +762,8 @@ func (sc *scope) resolveRefs() {
 			}
 			sort.Strings(ids)
 			sc.l.addAt(r.n, "ref(%s): there is no op with id %q in this mapping (ops: %s)", id, id, strings.Join(ids, ", "))
+		case sc.m.hl7Out:
+			sc.l.addAt(r.n, "ref(%s): an hl7 output mapping writes segments, which do not refer to each other", id)
 		case target == r.from:
 			sc.l.addAt(r.n, "ref(%s): an op cannot refer to itself", id)
 		case target.foreach != nil:

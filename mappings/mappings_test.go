@@ -415,6 +415,14 @@ func TestLint(t *testing.T) {
 		{"environment variable in fhirpath", "when: {fhir: Patient}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: \"=fhirpath('%terminologies.expand()')\"\n", "uses %terminologies"},
 		{"yaml syntax", "when: {hl7: ADT\nops: []\n", "t.yaml:1: YAML syntax"},
 		{"text of non-path", "when: {hl7: ADT}\nops:\n  - object: A\n    key_field: K\n    key: PID-3.1\n    fields:\n      X: text(\"a\")\n", "text: the argument must be an HL7 path"},
+		{"bad output", "when: {fhir: CoordinatorNote}\noutput: x12\nops:\n  - object: TXA\n    fields: {TXA-1: id}\n", `t.yaml:2:9: output "x12": use crm`},
+		{"hl7 output: object not a segment", "when: {fhir: CoordinatorNote}\noutput: hl7\nops:\n  - object: Task\n    fields: {TXA-1: id}\n", `t.yaml:4:13: object "Task" is not an HL7 segment id`},
+		{"hl7 output: target in another segment", "when: {fhir: CoordinatorNote}\noutput: hl7\nops:\n  - object: TXA\n    fields: {PID-3.1: id}\n", "t.yaml:5:14: target PID-3.1 is not in segment TXA"},
+		{"hl7 output: target not a path", "when: {fhir: CoordinatorNote}\noutput: hl7\nops:\n  - object: TXA\n    fields: {Subject: id}\n", `t.yaml:5:14: target "Subject" is not an HL7 path`},
+		{"hl7 output: segment occurrence", "when: {fhir: CoordinatorNote}\noutput: hl7\nops:\n  - object: OBX\n    fields: {\"OBX[2]-5\": id}\n", "names a segment occurrence; each op writes one new segment, so write OBX-5"},
+		{"hl7 output: delimiters", "when: {fhir: CoordinatorNote}\noutput: hl7\nops:\n  - object: MSH\n    fields: {MSH-2: id}\n", "MSH-1 and MSH-2 hold the delimiters"},
+		{"hl7 output: key", "when: {fhir: CoordinatorNote}\noutput: hl7\nops:\n  - object: TXA\n    key_field: K\n    fields: {TXA-1: id}\n", "t.yaml:5:16: key_field: an op of an hl7 output mapping writes one segment; it has no key_field"},
+		{"hl7 output: ref", "when: {fhir: CoordinatorNote}\noutput: hl7\nops:\n  - object: PID\n    fields: {PID-1: id}\n  - object: TXA\n    fields: {TXA-1: ref(pid)}\n", "ref(pid): an hl7 output mapping writes segments"},
 	}
 	for _, c := range cases {
 		_, err := Compile("t.yaml", []byte(c.text), Options{Zone: time.UTC})

@@ -168,10 +168,15 @@ func (l *loader) expectOps(n *yaml.Node, mapping string) []Op {
 	for _, on := range n.Content {
 		k := l.entries(on, []string{"object", "action", "key_field", "key", "fields"}, "expected op")
 		op := Op{Mapping: mapping, Action: Upsert}
+		// A segment of an hl7 output mapping (object: TXA) has no key.
+		segment := false
+		if v := k["object"]; v != nil && segmentRe.MatchString(v.Value) {
+			segment, op.Action = true, Segment
+		}
 		for name, dst := range map[string]*string{"object": &op.Object, "action": &op.Action, "key_field": &op.KeyField, "key": &op.Key} {
 			if v := k[name]; v != nil {
 				*dst, _ = l.str(v, name)
-			} else if name != "action" {
+			} else if name == "object" || !segment && name != "action" {
 				l.addAt(on, "expected op has no %s", name)
 			}
 		}

@@ -230,6 +230,15 @@ const (
 	Upsert = "upsert" // create the record, or update it when its key exists
 	Update = "update" // update the record with this key; never create one
 	Delete = "delete" // delete the record with this key, if there is one
+	// Segment is the action of every op of an hl7 output mapping: it
+	// writes one segment of the message being built (MSH: the header).
+	Segment = "segment"
+)
+
+// Outputs a mapping can have (output: in the file).
+const (
+	OutputCRM = "crm" // ops are CRM records (the default)
+	OutputHL7 = "hl7" // ops are the segments of an HL7 message ehrbridge sends
 )
 
 // MarshalJSON writes the op as `ehrbridge map` prints it, fields in the
@@ -242,10 +251,12 @@ func (o Op) MarshalJSON() ([]byte, error) {
 	writeJSONString(&b, o.Object)
 	b.WriteString(`,"action":`)
 	writeJSONString(&b, o.Action)
-	b.WriteString(`,"key_field":`)
-	writeJSONString(&b, o.KeyField)
-	b.WriteString(`,"key":`)
-	writeJSONString(&b, o.Key)
+	if o.Action != Segment {
+		b.WriteString(`,"key_field":`)
+		writeJSONString(&b, o.KeyField)
+		b.WriteString(`,"key":`)
+		writeJSONString(&b, o.Key)
+	}
 	b.WriteString(`,"fields":{`)
 	for i, f := range o.Fields {
 		if i > 0 {
