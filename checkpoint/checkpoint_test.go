@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -534,5 +535,38 @@ func TestSettleBatch(t *testing.T) {
 	}
 	if r, _ := l.Get(1); len(r.Targets) != 1 || r.Targets[0] != "001A" {
 		t.Errorf("targets %v", r.Targets)
+	}
+}
+
+// Hasten brings matching retrying records forward, and only those.
+func TestHasten(t *testing.T) {
+	clk := newClock()
+	l, _ := openTest(t, Options{Now: clk.Now})
+	mustAppend(t, l, entry("k1", "p1", "one"))
+	mustAppend(t, l, entry("k2", "p2", "two"))
+	mustAppend(t, l, entry("k3", "p3", "three"))
+	recs, err := l.Claim(10)
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("claim %d %v", len(recs), err)
+	}
+	later := clk.Now().Add(time.Hour)
+	if err := l.Settle([]Settlement{{ID: recs[0].ID, State: Retrying, RetryAt: later, Reason: "held: no MRN"},
+		{ID: recs[1].ID, State: Retrying, RetryAt: later, Reason: "CRM unreachable"},
+		{ID: recs[2].ID, State: Done}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Claim(10); len(got) != 0 {
+		t.Fatalf("claimed %d before their retry time", len(got))
+	}
+	n, err := l.Hasten(func(r *Record) bool { return strings.HasPrefix(r.Reason, "held:") })
+	if err != nil || n != 1 {
+		t.Fatalf("Hasten = %d, %v", n, err)
+	}
+	got, err := l.Claim(10)
+	if err != nil || len(got) != 1 || got[0].ID != recs[0].ID || string(got[0].Payload) != "one" {
+		t.Fatalf("after Hasten claimed %v %v", got, err)
+	}
+	if n, _ := l.Hasten(func(*Record) bool { return true }); n != 1 {
+		t.Errorf("second Hasten moved %d, want the one other retrying record", n)
 	}
 }

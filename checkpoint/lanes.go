@@ -326,3 +326,66 @@ func (l *Log) openPayload(r *Record) error {
 	r.Payload = plain
 	return nil
 }
+
+// Hasten makes retrying records that match ready now instead of at their
+// retry time, and returns how many it moved. Only records waiting for a
+// later time are looked at (a walk of the ready index from now on), so it
+// is cheap when few records wait. Write-back uses it to try held notes
+// again as soon as new EHR data has been applied.
+func (l *Log) Hasten(match func(*Record) bool) (int, error) {
+	now := l.opts.Now()
+	from := timeKey(now.Add(time.Nanosecond), 0)
+	// Look first in a read transaction: most calls find nothing, and
+	// then cost no commit (no fsync).
+	found := false
+	err := l.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bReady).Cursor()
+		for k, _ := c.Seek(from); k != nil && !found; k, _ = c.Next() {
+			r, _, err := getRecord(tx, btoi(k[8:]))
+			if err != nil {
+				return err
+			}
+			found = r.State == Retrying && match(r)
+		}
+		return nil
+	})
+	if err != nil || !found {
+		return 0, err
+	}
+	n := 0
+	err = l.update(func(tx *bolt.Tx) error {
+		n = 0
+		ready := tx.Bucket(bReady)
+		type move struct {
+			key []byte
+			r   *Record
+			p   []byte
+		}
+		var moves []move
+		c := ready.Cursor()
+		for k, _ := c.Seek(from); k != nil; k, _ = c.Next() {
+			r, payload, err := getRecord(tx, btoi(k[8:]))
+			if err != nil {
+				return err
+			}
+			if r.State == Retrying && match(r) {
+				moves = append(moves, move{append([]byte(nil), k...), r, payload})
+			}
+		}
+		for _, m := range moves {
+			if err := ready.Delete(m.key); err != nil {
+				return err
+			}
+			m.r.ReadyAt, m.r.Updated = now, now
+			if err := putRecord(tx, m.r, m.p); err != nil {
+				return err
+			}
+			if err := ready.Put(timeKey(now, m.r.ID), nil); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}

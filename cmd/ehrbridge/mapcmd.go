@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/daemon"
+	"github.com/ehrbridge/ehrbridge/internal/writeback"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -87,9 +89,21 @@ func cmdLint(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	_, set, ok := f.load(fs.Args(), stdout)
+	cfg, set, ok := f.load(fs.Args(), stdout)
 	if !ok {
 		return exitFailure
+	}
+	if f.config != "" {
+		if _, err := daemon.LoadInbound(cfg); err != nil {
+			printProblems(stdout, err)
+			return exitFailure
+		}
+	}
+	if wb := cfg.Writeback; wb != nil && f.config != "" {
+		if _, err := writeback.LoadMDM(wb.MDMMapping, mappings.Options{Zone: time.UTC}); err != nil {
+			printProblems(stdout, err)
+			return exitFailure
+		}
 	}
 	what := f.config
 	if what == "" {
@@ -302,8 +316,12 @@ func explainInput(w io.Writer, set *mappings.Set, in mappings.Input, where strin
 				fmt.Fprintf(w, "-- op %s%s skipped: if %s is false\n", x.OpID, rep, x.If)
 				continue
 			}
-			fmt.Fprintf(w, "op %s%s: %s %s %s=%q\n", x.OpID, rep, x.Op.Action, x.Op.Object, x.Op.KeyField, x.Op.Key)
-			fmt.Fprintf(w, "    %-28s <- %s\n", "(key)", x.Key)
+			if x.Op.Action == mappings.Segment {
+				fmt.Fprintf(w, "op %s%s: segment %s\n", x.OpID, rep, x.Op.Object)
+			} else {
+				fmt.Fprintf(w, "op %s%s: %s %s %s=%q\n", x.OpID, rep, x.Op.Action, x.Op.Object, x.Op.KeyField, x.Op.Key)
+				fmt.Fprintf(w, "    %-28s <- %s\n", "(key)", x.Key)
+			}
 			for _, f := range x.Fields {
 				val := f.Value.String()
 				if !f.Value.IsSet() {

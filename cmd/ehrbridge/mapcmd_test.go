@@ -64,6 +64,35 @@ func TestLintMappings(t *testing.T) {
 	}
 }
 
+// lint --config checks write-back's MDM mapping too: one that loses the
+// document id is refused, and an hl7 output mapping among the inbound
+// mappings is named.
+func TestLintWritebackMapping(t *testing.T) {
+	builtIn, err := os.ReadFile(filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "writeback", "mdm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := "crm:\n  sandbox:\n    embed: true\nwriteback:\n  mdm_mapping: mdm/mdm.yaml\n"
+	dir := writeFiles(t, map[string]string{
+		"mdm/mdm.yaml":   strings.Replace(string(builtIn), "TXA-12.1: documentId", "TXA-12.1: id", 1),
+		"good/mdm.yaml":  string(builtIn),
+		"broken.yaml":    "data_dir: ./data\n" + wb,
+		"good.yaml":      "data_dir: ./data\n" + strings.Replace(wb, "mdm/", "good/", 1),
+		"misplaced.yaml": "data_dir: ./data\nmappings:\n  paths: [good]\n",
+	})
+	if out, _, code := runCLI(t, "lint", "--config", filepath.Join(dir, "good.yaml")); code != exitOK {
+		t.Errorf("good MDM mapping: exit %d\n%s", code, out)
+	}
+	out, _, code := runCLI(t, "lint", "--config", filepath.Join(dir, "broken.yaml"))
+	if code != exitFailure || !strings.Contains(out, "must set MSH-10 from controlId and TXA-12.1 from documentId") {
+		t.Errorf("broken MDM mapping: exit %d\n%s", code, out)
+	}
+	out, _, code = runCLI(t, "lint", "--config", filepath.Join(dir, "misplaced.yaml"))
+	if code != exitFailure || !strings.Contains(out, "name it in writeback.mdm_mapping, not mappings.paths") {
+		t.Errorf("hl7 output in mappings.paths: exit %d\n%s", code, out)
+	}
+}
+
 // map prints the ops of corpus ADT, ORU and SIU messages as JSON lines
 // with the shipped Health Cloud set, and names what no mapping accepts.
 func TestMapCorpus(t *testing.T) {

@@ -193,8 +193,28 @@ type WritebackConfig struct {
 	ReceivingApplication string `yaml:"receiving_application"`
 	ReceivingFacility    string `yaml:"receiving_facility"`
 	// AuthorsFile maps CRM user ids to EHR provider ids: CSV lines
-	// crm_user_id,provider_id.
+	// crm_user_id,provider_id. Looked up first.
 	AuthorsFile string `yaml:"authors_file"`
+	// AuthorField is a field of the CRM user record (Salesforce User)
+	// holding the EHR provider id, looked up when the file has no entry.
+	AuthorField string `yaml:"author_field"`
+	// AuthorRequired holds notes whose author has no provider id.
+	AuthorRequired bool `yaml:"author_required"`
+	// EncounterRule picks the encounter (PV1-19): link_or_open (default),
+	// link, open or none.
+	EncounterRule string `yaml:"encounter_rule"`
+	// EncounterLinkField is the note field holding an encounter id; without
+	// one, a note whose WhatId is an encounter is linked to it.
+	EncounterLinkField string `yaml:"encounter_link_field"`
+	// EncounterRequired holds notes for which the rule finds no encounter.
+	EncounterRequired bool `yaml:"encounter_required"`
+	// ReplaceTrigger is the MDM trigger of an edit of a filed note: T10
+	// (default), T08, T06 or T02.
+	ReplaceTrigger string `yaml:"replace_trigger"`
+	// MDMMapping is the hl7 output mapping file that builds
+	// the MDM message; default the built-in one, shipped as
+	// configs/mappings/writeback/mdm.yaml.
+	MDMMapping string `yaml:"mdm_mapping"`
 	// Target is where documents go: a directory (file drop) or an MLLP
 	// receiver.
 	Target WritebackTarget `yaml:"target"`
@@ -372,6 +392,9 @@ func (c *Config) resolvePaths(base string) {
 			wb.Target.Dir = resolvePath(c.DataDir, "outbox")
 		} else if wb.Target.Dir != "" {
 			wb.Target.Dir = resolvePath(base, wb.Target.Dir)
+		}
+		if wb.MDMMapping != "" {
+			wb.MDMMapping = resolvePath(base, wb.MDMMapping)
 		}
 		if wb.AuthorsFile != "" {
 			wb.AuthorsFile = resolvePath(base, wb.AuthorsFile)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"context"
 	"crypto/rand"
@@ -116,8 +117,18 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 		notes, source = h, src
 		echo = h.DocPrefix()
 	}
+	var waker *writeback.HeldWaker
+	var applied func()
+	if source != nil {
+		waker = &writeback.HeldWaker{Log: cp, Logger: log.With("component", "writeback")}
+		applied = waker.Applied
+	}
 	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: &salesforce.Sink{Client: client},
-		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log, Notes: notes, EchoPrefix: echo})
+		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log, Notes: notes, EchoPrefix: echo,
+		Applied: applied})
+	if waker != nil {
+		waker.Notify = c.pipe.Notify
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	if source != nil {
@@ -148,7 +159,15 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 func newWriteback(wb *config.WritebackConfig, dataDir string, client *salesforce.Client, cp *checkpoint.Log, log *slog.Logger) (*writeback.Handler, *writeback.Source, error) {
 	wcfg := writeback.Config{Object: wb.Object, FlagField: wb.FlagField, DocPrefix: wb.DocPrefix,
 		SendingApp: wb.SendingApplication, SendingFacility: wb.SendingFacility,
-		ReceivingApp: wb.ReceivingApplication, ReceivingFacility: wb.ReceivingFacility}
+		ReceivingApp: wb.ReceivingApplication, ReceivingFacility: wb.ReceivingFacility,
+		AuthorField: wb.AuthorField, AuthorRequired: wb.AuthorRequired,
+		EncounterRule: wb.EncounterRule, EncounterLinkField: wb.EncounterLinkField, EncounterRequired: wb.EncounterRequired,
+		ReplaceTrigger: wb.ReplaceTrigger}
+	mdm, err := writeback.LoadMDM(wb.MDMMapping, mappings.Options{Zone: time.UTC})
+	if err != nil {
+		return nil, nil, fmt.Errorf("writeback.mdm_mapping does not lint:\n%w", err)
+	}
+	wcfg.MDM = mdm
 	if wb.AuthorsFile != "" {
 		authors, err := readAuthors(wb.AuthorsFile)
 		if err != nil {

@@ -68,9 +68,25 @@ type mappingSet struct {
 	stamp       string       // the files' names, sizes and times at the last load
 }
 
+// LoadInbound loads the config's mapping set, which maps what the EHR
+// sends: a mapping that builds HL7 for the EHR does not belong in it.
+func LoadInbound(cfg *config.Config) (*mappings.Set, error) {
+	s, err := LoadMappings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range s.Mappings {
+		if m.Output() == mappings.OutputHL7 {
+			return nil, mappings.Problems{{File: m.File, Line: 1, Col: 1,
+				Msg: "output: hl7 builds messages for the EHR; name it in writeback.mdm_mapping, not mappings.paths"}}
+		}
+	}
+	return s, nil
+}
+
 func newMappingSet(cfg *config.Config, log *slog.Logger) (*mappingSet, error) {
 	ms := &mappingSet{cfg: cfg, log: log.With("component", "mappings")}
-	s, err := LoadMappings(cfg)
+	s, err := LoadInbound(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("mappings do not lint:\n%w", err)
 	}
@@ -96,7 +112,7 @@ func (ms *mappingSet) Reload(why string) error {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	stamp, _ := ms.fileStamp()
-	s, err := LoadMappings(ms.cfg)
+	s, err := LoadInbound(ms.cfg)
 	if err != nil {
 		ms.refused.Add(1)
 		ms.lastOK.Store(false)

@@ -53,6 +53,9 @@ type Options struct {
 	// TXA-12 starts with it is our own note coming back from the EHR, and
 	// is done without being mapped (never imported as a new note).
 	EchoPrefix string
+	// Applied, when set, is called after a round in which EHR data was
+	// applied to the CRM (write-back then tries held notes again).
+	Applied func()
 }
 
 // NoteHandler files note records in the EHR and says how each ended.
@@ -272,7 +275,7 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	now := p.opts.Now()
 	var pause time.Time
 	settlements := make([]checkpoint.Settlement, 0, len(items)+len(noteSettlements))
-	var done, retried, dead int
+	var done, retried, dead, applied int
 	for _, s := range noteSettlements {
 		switch s.State {
 		case checkpoint.Done:
@@ -292,6 +295,9 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		switch it.settlement.State {
 		case checkpoint.Done:
 			done++
+			if it.n > 0 {
+				applied++
+			}
 		case checkpoint.Retrying:
 			retried++
 		case checkpoint.Dead:
@@ -312,6 +318,9 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	if !pause.IsZero() {
 		p.pausedUntil.Store(pause.UnixNano())
 		log.Warn("CRM API allocation exhausted or reserved; pausing", "until", pause.UTC().Format(time.RFC3339))
+	}
+	if applied > 0 && p.opts.Applied != nil {
+		p.opts.Applied()
 	}
 	log.Debug("batch settled", "records", len(items), "ops", len(ops), "done", done, "retrying", retried, "dead", dead)
 	if dead > 0 {

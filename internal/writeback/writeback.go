@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
@@ -29,6 +30,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 // Config names the CRM's note object and fields and the EHR's document.
@@ -42,13 +44,39 @@ type Config struct {
 	// PatientObject and PatientKeyField give the patient's MRN: the key
 	// is "<assigning authority>|<MRN>" as the shipped mappings write it.
 	PatientObject, PatientKeyField string // default Account, SourceSystemIdentifier
-	// Encounter: the patient's most recent encounter not finished or
-	// cancelled gives PV1-19; none leaves PV1-19 empty.
+	// Encounter records: their key field holds "<authority>|<visit
+	// number>", as the shipped mappings write it.
 	EncounterObject, EncounterKeyField, EncounterPatientField, EncounterStartField, EncounterStatusField string
+	// EncounterRule says which encounter a note is filed against (PV1-19):
+	// EncounterLink, EncounterOpen, EncounterLinkOrOpen (default) or
+	// EncounterNone.
+	EncounterRule string
+	// EncounterLinkField is a note field holding an encounter record's
+	// id. Without one, a note linked (WhatId) to an encounter rather than
+	// to the patient is the note's link.
+	EncounterLinkField string
+	// ClosedStatuses are encounter statuses that are not open; default
+	// Finished, Cancelled.
+	ClosedStatuses []string
+	// EncounterRequired holds a note for which the rule finds no
+	// encounter, instead of filing it without one.
+	EncounterRequired bool
 	// DocPrefix starts every document id (TXA-12); default "EHRB-".
 	DocPrefix string
-	// Authors maps CRM user ids to EHR provider ids (TXA-9).
+	// ReplaceTrigger is the MDM trigger of an edit of a filed note: T10
+	// (replacement, the default), T08 (edit) or T06 (addendum), or T02.
+	ReplaceTrigger string
+	// Authors maps CRM user ids to EHR provider ids (TXA-9); looked up
+	// first.
 	Authors map[string]string
+	// AuthorObject and AuthorField: the CRM user record (default User)
+	// and its field holding the EHR provider id, looked up when Authors
+	// has no entry; "" (the default) does not look.
+	AuthorObject, AuthorField string
+	// AuthorRequired holds a note whose author has no EHR provider id.
+	AuthorRequired bool
+	// MDM builds the message; nil uses the built-in mapping.
+	MDM *MDMBuilder
 	// SendingApp and SendingFacility fill MSH-3/4; ReceivingApp and
 	// ReceivingFacility MSH-5/6.
 	SendingApp, SendingFacility, ReceivingApp, ReceivingFacility string
@@ -79,6 +107,14 @@ func (c *Config) defaults() {
 	def(&c.EncounterStartField, "StartDate")
 	def(&c.EncounterStatusField, "Status")
 	def(&c.DocPrefix, "EHRB-")
+	def(&c.ReplaceTrigger, "T10")
+	def(&c.AuthorObject, "User")
+	if c.EncounterRule == "" {
+		c.EncounterRule = EncounterLinkOrOpen
+	}
+	if c.ClosedStatuses == nil {
+		c.ClosedStatuses = []string{"Finished", "Cancelled"}
+	}
 	def(&c.SendingApp, "EHRBRIDGE")
 	def(&c.SendingFacility, "CRM")
 	if c.Overlap <= 0 {
@@ -89,6 +125,17 @@ func (c *Config) defaults() {
 	}
 }
 
+// Encounter rules (Config.EncounterRule).
+const (
+	EncounterLinkOrOpen = "link_or_open" // the note's link, else the most recent open encounter
+	EncounterLink       = "link"         // only the note's link
+	EncounterOpen       = "open"         // only the most recent open encounter
+	EncounterNone       = "none"         // never an encounter
+)
+
+// modstampLayout is Salesforce's SystemModstamp format.
+const modstampLayout = "2006-01-02T15:04:05.000-0700"
+
 // Note is one note version as stored in the checkpoint log.
 type Note struct {
 	ID       string `json:"id"`
@@ -97,6 +144,9 @@ type Note struct {
 	Text     string `json:"text"`
 	OwnerID  string `json:"owner_id"`
 	Modstamp string `json:"modstamp"`
+	// EncounterID is the encounter the note is linked to by the
+	// configured link field.
+	EncounterID string `json:"encounter_id,omitempty"`
 	// Filed is the document id the note was already filed under, for an
 	// edit (a replacement of that document).
 	Filed string `json:"filed,omitempty"`
@@ -130,8 +180,8 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	if !wm.IsZero() {
 		since = wm.Add(-s.Cfg.Overlap).UTC().Format("2006-01-02T15:04:05Z")
 	}
-	q := fmt.Sprintf("SELECT Id, WhatId, Subject, Description, OwnerId, SystemModstamp, %s FROM %s WHERE %s = true AND SystemModstamp > %s ORDER BY SystemModstamp LIMIT 2000",
-		s.Cfg.DocIDField, s.Cfg.Object, s.Cfg.FlagField, since)
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s = true AND SystemModstamp > %s ORDER BY SystemModstamp LIMIT 2000",
+		s.Cfg.noteFields(), s.Cfg.Object, s.Cfg.FlagField, since)
 	recs, err := s.Client.Query(ctx, q)
 	if err != nil {
 		return 0, err
@@ -139,10 +189,7 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	n := 0
 	newest := wm
 	for _, r := range recs {
-		note := Note{ID: str(r["Id"]), WhatID: str(r["WhatId"]), Subject: str(r["Subject"]), Text: str(r["Description"]),
-			OwnerID: str(r["OwnerId"]), Modstamp: str(r["SystemModstamp"]), Filed: str(r[s.Cfg.DocIDField])}
-		h := sha256.Sum256([]byte(note.WhatID + "\x00" + note.Subject + "\x00" + note.Text))
-		note.Version = hex.EncodeToString(h[:8])
+		note := s.Cfg.note(r)
 		payload, _ := json.Marshal(note)
 		res, err := s.Log.Append(ctx, checkpoint.Entry{Key: "crm|" + note.ID + "|" + note.Version, Source: "crm", Kind: Kind,
 			Type: "note", Hash: sha256.Sum256([]byte(note.Version)), Lane: "note|" + note.ID, Payload: payload, Ack: []byte("-")})
@@ -152,7 +199,7 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 		if res.Outcome == checkpoint.Appended {
 			n++
 		}
-		if t, err := time.Parse("2006-01-02T15:04:05.000-0700", note.Modstamp); err == nil && t.After(newest) {
+		if t, err := time.Parse(modstampLayout, note.Modstamp); err == nil && t.After(newest) {
 			newest = t
 		}
 	}
@@ -165,6 +212,39 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 		s.Appended()
 	}
 	return n, nil
+}
+
+// noteFields is the field list of note queries.
+func (c *Config) noteFields() string {
+	f := "Id, WhatId, Subject, Description, OwnerId, SystemModstamp, " + c.FlagField + ", " + c.DocIDField + ", " + c.StatusField + ", " + c.FiledAtField
+	if c.EncounterLinkField != "" {
+		f += ", " + c.EncounterLinkField
+	}
+	return f
+}
+
+// note reads a note version from a query result. Its version is a hash
+// of what is filed: the patient and encounter links, subject and text.
+// The status fields ehrbridge writes are not part of it.
+func (c *Config) note(r map[string]any) Note {
+	note := Note{ID: str(r["Id"]), WhatID: str(r["WhatId"]), Subject: str(r["Subject"]), Text: str(r["Description"]),
+		OwnerID: str(r["OwnerId"]), Modstamp: str(r["SystemModstamp"]), Filed: str(r[c.DocIDField])}
+	content := note.WhatID + "\x00" + note.Subject + "\x00" + note.Text
+	if c.EncounterLinkField != "" {
+		note.EncounterID = str(r[c.EncounterLinkField])
+		if note.EncounterID != "" { // versions of notes without one keep their hash
+			content += "\x00" + note.EncounterID
+		}
+	}
+	h := sha256.Sum256([]byte(content))
+	note.Version = hex.EncodeToString(h[:8])
+	return note
+}
+
+// ControlID is the MSH-10 of a note version: the same for every resend.
+func ControlID(note *Note) string {
+	h := sha256.Sum256([]byte(note.ID + "|" + note.Version))
+	return "EHRB" + hex.EncodeToString(h[:8])
 }
 
 func str(v any) string {
@@ -234,7 +314,15 @@ func (h *Handler) DocPrefix() string {
 // errHeld marks a note that cannot be resolved yet.
 type errHeld struct{ reason string }
 
-func (e *errHeld) Error() string { return "held: " + e.reason }
+func (e *errHeld) Error() string { return HeldPrefix + " " + e.reason }
+
+// HeldPrefix starts the checkpoint reason of a held note.
+const HeldPrefix = "held:"
+
+// errSuperseded: the note changed (or was withdrawn) since this version
+// was read; the newer version, behind this one in the note's lane, is
+// what gets filed.
+var errSuperseded = errors.New("superseded")
 
 // Handle files each record and returns its settlement.
 func (h *Handler) Handle(ctx context.Context, recs []*checkpoint.Record) []checkpoint.Settlement {
@@ -258,6 +346,8 @@ func (h *Handler) Handle(ctx context.Context, recs []*checkpoint.Record) []check
 		switch {
 		case err == nil:
 			s.State, s.Targets = checkpoint.Done, []string{docID}
+		case errors.Is(err, errSuperseded):
+			s.State = checkpoint.Done
 		case errors.As(err, &held):
 			h.status(ctx, note.ID, "Held", "", held.reason)
 			s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(h.Cfg.HeldRetry), err.Error()
@@ -283,20 +373,34 @@ func truncate(s string, n int) string {
 
 // file resolves, builds, files and reports one note version.
 func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
-	pat, err := h.patient(ctx, note.WhatID)
+	if err := h.current(ctx, note); err != nil {
+		return "", err
+	}
+	pat, linked, err := h.patient(ctx, note.WhatID)
 	if err != nil {
 		return "", err
 	}
-	visit, err := h.encounter(ctx, note.WhatID)
+	visit, err := h.encounter(ctx, note, pat.accountID, linked)
+	if err != nil {
+		return "", err
+	}
+	author, err := h.author(ctx, note.OwnerID)
 	if err != nil {
 		return "", err
 	}
 	docID := h.Cfg.DocPrefix + note.ID
-	msg, err := h.build(note, pat, visit, docID)
+	mdm := h.Cfg.MDM
+	if mdm == nil {
+		if mdm, err = LoadMDM("", mappings.Options{Zone: time.UTC}); err != nil {
+			return "", err
+		}
+		h.Cfg.MDM = mdm
+	}
+	msg, err := mdm.Build(h.noteInput(note, pat, visit, author, docID))
 	if err != nil {
 		return "", &connectors.Error{Kind: connectors.Permanent, Code: "BUILD", Message: err.Error()}
 	}
-	doc := &Document{Note: note, ID: docID, Authority: pat.authority, MRN: pat.mrn, Visit: visit, Author: h.Cfg.Authors[note.OwnerID], MDM: msg}
+	doc := &Document{Note: note, ID: docID, Authority: pat.authority, MRN: pat.mrn, Visit: visit, Author: author, MDM: msg}
 	if err := h.Target.File(ctx, doc); err != nil {
 		return "", err
 	}
@@ -307,108 +411,145 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 	return docID, nil
 }
 
-// patientID is a patient's MRN and assigning authority.
-type patientID struct{ authority, mrn string }
-
-func (h *Handler) patient(ctx context.Context, accountID string) (patientID, error) {
-	if accountID == "" {
-		return patientID{}, &errHeld{"the note is not linked to a patient"}
-	}
-	recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", h.Cfg.PatientKeyField, h.Cfg.PatientObject, soqlQuote(accountID)))
+// current reads the note as it is now. A version that is no longer the
+// note's content (edited again before it was filed), or a note deleted or
+// no longer flagged for the EHR, is superseded: nothing is filed for it.
+// An edit of a note whose earlier version was filed after this version
+// was read becomes a replacement of that document.
+func (h *Handler) current(ctx context.Context, note *Note) error {
+	recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE Id = '%s'", h.Cfg.noteFields(), h.Cfg.Object, soqlQuote(note.ID)))
 	if err != nil {
-		return patientID{}, err
+		return err
+	}
+	if len(recs) == 0 || recs[0][h.Cfg.FlagField] != true {
+		return errSuperseded
+	}
+	now := h.Cfg.note(recs[0])
+	if now.Version != note.Version {
+		return errSuperseded
+	}
+	if note.Filed == "" && now.Filed != "" && str(recs[0][h.Cfg.StatusField]) == "Filed" {
+		// Filed since this version was read: by this version (a retry
+		// after a crash, filed at or after the version's time) or by an
+		// earlier one (filed before this version existed).
+		filedAt, err1 := time.Parse(time.RFC3339Nano, str(recs[0][h.Cfg.FiledAtField]))
+		changed, err2 := time.Parse(modstampLayout, note.Modstamp)
+		if err1 == nil && err2 == nil && filedAt.Before(changed) {
+			note.Filed = now.Filed
+		}
+	}
+	return nil
+}
+
+// patientID is a patient's MRN and assigning authority, and its CRM id.
+type patientID struct{ authority, mrn, accountID string }
+
+// patient resolves the note's link (WhatId): the patient's record, or an
+// encounter record, whose patient is then the patient. It returns the
+// encounter's id when the note is linked to one.
+func (h *Handler) patient(ctx context.Context, whatID string) (patientID, string, error) {
+	if whatID == "" {
+		return patientID{}, "", &errHeld{"the note is not linked to a patient"}
+	}
+	accountID, encounterID := whatID, ""
+	recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", h.Cfg.PatientKeyField, h.Cfg.PatientObject, soqlQuote(whatID)))
+	if err != nil {
+		return patientID{}, "", err
+	}
+	if len(recs) == 0 && h.Cfg.EncounterRule != EncounterNone {
+		enc, err := h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", h.Cfg.EncounterPatientField, h.Cfg.EncounterObject, soqlQuote(whatID)))
+		if err != nil {
+			return patientID{}, "", err
+		}
+		if len(enc) > 0 && str(enc[0][h.Cfg.EncounterPatientField]) != "" {
+			accountID, encounterID = str(enc[0][h.Cfg.EncounterPatientField]), whatID
+			if recs, err = h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", h.Cfg.PatientKeyField, h.Cfg.PatientObject, soqlQuote(accountID))); err != nil {
+				return patientID{}, "", err
+			}
+		}
 	}
 	if len(recs) == 0 {
-		return patientID{}, &errHeld{"the linked patient does not exist"}
+		return patientID{}, "", &errHeld{"the linked patient does not exist"}
 	}
 	key := str(recs[0][h.Cfg.PatientKeyField])
 	i := strings.LastIndexByte(key, '|')
 	if key == "" || i == len(key)-1 {
-		return patientID{}, &errHeld{"the patient has no EHR identifier yet"}
+		return patientID{}, "", &errHeld{"the patient has no EHR identifier yet"}
 	}
-	return patientID{authority: key[:max(i, 0)], mrn: key[i+1:]}, nil
+	return patientID{authority: key[:max(i, 0)], mrn: key[i+1:], accountID: accountID}, encounterID, nil
 }
 
-// encounter returns the visit number of the patient's most recent open
-// encounter, "" when there is none.
-func (h *Handler) encounter(ctx context.Context, accountID string) (string, error) {
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s = '%s' AND %s != 'Finished' AND %s != 'Cancelled' ORDER BY %s DESC NULLS LAST LIMIT 1",
-		h.Cfg.EncounterKeyField, h.Cfg.EncounterObject, h.Cfg.EncounterPatientField, soqlQuote(accountID),
-		h.Cfg.EncounterStatusField, h.Cfg.EncounterStatusField, h.Cfg.EncounterStartField)
-	recs, err := h.Client.Query(ctx, q)
-	if err != nil || len(recs) == 0 {
-		return "", err
+// encounter applies the encounter rule and returns the visit number ("" for
+// none). linked is the encounter the note's WhatId points at, if any.
+func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked string) (string, error) {
+	rule := h.Cfg.EncounterRule
+	if rule == EncounterNone {
+		return "", nil
 	}
-	key := str(recs[0][h.Cfg.EncounterKeyField])
-	return key[strings.LastIndexByte(key, '|')+1:], nil
+	if note.EncounterID != "" {
+		linked = note.EncounterID
+	}
+	var visit string
+	if linked != "" && rule != EncounterOpen {
+		recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s, %s FROM %s WHERE Id = '%s'",
+			h.Cfg.EncounterKeyField, h.Cfg.EncounterPatientField, h.Cfg.EncounterObject, soqlQuote(linked)))
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case len(recs) == 0:
+			return "", &errHeld{"the linked encounter does not exist"}
+		case str(recs[0][h.Cfg.EncounterPatientField]) != accountID:
+			return "", &errHeld{"the linked encounter belongs to another patient"}
+		}
+		if visit = visitNumber(str(recs[0][h.Cfg.EncounterKeyField])); visit == "" {
+			return "", &errHeld{"the linked encounter has no EHR visit number yet"}
+		}
+	}
+	if visit == "" && (rule == EncounterOpen || rule == EncounterLinkOrOpen) {
+		where := fmt.Sprintf("%s = '%s'", h.Cfg.EncounterPatientField, soqlQuote(accountID))
+		for _, st := range h.Cfg.ClosedStatuses {
+			where += fmt.Sprintf(" AND %s != '%s'", h.Cfg.EncounterStatusField, soqlQuote(st))
+		}
+		recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s DESC NULLS LAST LIMIT 1",
+			h.Cfg.EncounterKeyField, h.Cfg.EncounterObject, where, h.Cfg.EncounterStartField))
+		if err != nil {
+			return "", err
+		}
+		if len(recs) > 0 {
+			visit = visitNumber(str(recs[0][h.Cfg.EncounterKeyField]))
+		}
+	}
+	if visit == "" && h.Cfg.EncounterRequired {
+		return "", &errHeld{"no encounter to file the note against"}
+	}
+	return visit, nil
+}
+
+// visitNumber is the visit number of an encounter key "<authority>|<number>".
+func visitNumber(key string) string { return key[strings.LastIndexByte(key, '|')+1:] }
+
+// author returns the EHR provider id of the note's owner: from the map
+// file, else from the CRM user's field when one is configured.
+func (h *Handler) author(ctx context.Context, ownerID string) (string, error) {
+	id := h.Cfg.Authors[ownerID]
+	if id == "" && h.Cfg.AuthorField != "" && ownerID != "" {
+		recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", h.Cfg.AuthorField, h.Cfg.AuthorObject, soqlQuote(ownerID)))
+		if err != nil {
+			return "", err
+		}
+		if len(recs) > 0 {
+			id = str(recs[0][h.Cfg.AuthorField])
+		}
+	}
+	if id == "" && h.Cfg.AuthorRequired {
+		return "", &errHeld{"the note's author has no EHR provider id"}
+	}
+	return id, nil
 }
 
 func soqlQuote(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
-}
-
-// build makes the MDM: T02 for a new document, T10 (replacement) for an
-// edit of one already filed.
-func (h *Handler) build(note *Note, pat patientID, visit, docID string) (*hl7.Message, error) {
-	trigger := "T02"
-	if note.Filed != "" {
-		trigger = "T10"
-	}
-	m := hl7.NewMessage("MDM", trigger, "MDM_T02", "2.5.1")
-	ctrl := sha256.Sum256([]byte(note.ID + "|" + note.Version))
-	set := func(path, v string) error {
-		if v == "" {
-			return nil
-		}
-		return m.Set(hl7.MustPath(path), v)
-	}
-	ts := hl7.FormatTime(time.Now())
-	if t, err := time.Parse("2006-01-02T15:04:05.000-0700", note.Modstamp); err == nil {
-		ts = hl7.FormatTime(t)
-	}
-	steps := []struct{ path, v string }{
-		{"MSH-3", h.Cfg.SendingApp}, {"MSH-4", h.Cfg.SendingFacility}, {"MSH-5", h.Cfg.ReceivingApp}, {"MSH-6", h.Cfg.ReceivingFacility},
-		{"MSH-7", ts}, {"MSH-10", "EHRB" + hex.EncodeToString(ctrl[:8])},
-		{"EVN-1", trigger}, {"EVN-2", ts},
-		{"PID-1", "1"}, {"PID-3.1", pat.mrn}, {"PID-3.4", pat.authority}, {"PID-3.5", "MR"},
-		{"PV1-1", "1"}, {"PV1-19.1", visit},
-		{"TXA-1", "1"}, {"TXA-2", "CN"}, {"TXA-3", "TX"}, {"TXA-4", ts}, {"TXA-9.1", h.Cfg.Authors[note.OwnerID]},
-		{"TXA-12.1", docID}, {"TXA-17", "AU"},
-	}
-	if trigger == "T10" {
-		steps = append(steps, struct{ path, v string }{"TXA-13.1", note.Filed})
-	}
-	for _, st := range steps {
-		if err := set(st.path, st.v); err != nil {
-			return nil, err
-		}
-	}
-	lines := []string{}
-	if note.Subject != "" {
-		lines = append(lines, note.Subject)
-	}
-	lines = append(lines, strings.Split(strings.ReplaceAll(note.Text, "\r\n", "\n"), "\n")...)
-	for i, line := range lines {
-		seg, err := m.AddSegment("OBX")
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range []struct {
-			n int
-			v string
-		}{{1, fmt.Sprint(i + 1)}, {2, "TX"}, {3, "NOTE^Coordinator note"}, {5, line}, {11, "F"}} {
-			if f.n == 3 {
-				if err := seg.SetFieldRaw(3, "NOTE^Coordinator note"); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			if err := seg.SetField(f.n, f.v); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return m, nil
 }
 
 // status writes a status (Held, Error) with its reason to the note; a
@@ -477,4 +618,52 @@ func (t *MLLP) File(ctx context.Context, doc *Document) error {
 		return &Rejected{Text: string(resp.Code) + " " + resp.Text}
 	}
 	return &connectors.Error{Kind: connectors.Transient, Code: "EHR_ANSWER_" + string(resp.Code)}
+}
+
+// HeldWaker tries held notes again when EHR data has been applied to the
+// CRM (the patient's identifier or the encounter a note waits for may just
+// have arrived), at most once per Every (default 5s), instead of waiting
+// for their next retry. Applied is meant for pipeline.Options.Applied.
+type HeldWaker struct {
+	Log *checkpoint.Log
+	// Notify wakes the pipeline when notes were made ready.
+	Notify func()
+	Every  time.Duration
+	Logger *slog.Logger
+
+	mu      sync.Mutex
+	last    time.Time
+	pending bool // a wake is scheduled for the end of the interval
+}
+
+// Applied makes held notes ready now, or at the end of the current
+// interval when one ran less than Every ago.
+func (w *HeldWaker) Applied() {
+	every := w.Every
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	w.mu.Lock()
+	if wait := every - time.Since(w.last); wait > 0 {
+		if !w.pending {
+			w.pending = true
+			time.AfterFunc(wait, w.Applied)
+		}
+		w.mu.Unlock()
+		return
+	}
+	w.last, w.pending = time.Now(), false
+	w.mu.Unlock()
+	n, err := w.Log.Hasten(func(r *checkpoint.Record) bool {
+		return r.Kind == Kind && strings.HasPrefix(r.Reason, HeldPrefix)
+	})
+	if err != nil {
+		if w.Logger != nil && !errors.Is(err, checkpoint.ErrClosed) {
+			w.Logger.Warn("could not make held notes ready", "err", err)
+		}
+		return
+	}
+	if n > 0 && w.Notify != nil {
+		w.Notify()
+	}
 }

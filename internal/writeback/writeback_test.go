@@ -31,8 +31,22 @@ type rig struct {
 	h      *Handler
 }
 
+// rigOptions change a rig before its pipeline starts.
+type rigOptions struct {
+	cfg    func(*Config)
+	set    *mappings.Set // inbound mappings (default none)
+	noRun  bool          // do not run the pipeline: the test claims
+	waker  bool          // wake held notes when EHR data is applied
+	target func(outbox string) Target
+}
+
 func newRig(t *testing.T, target func(outbox string) Target) *rig {
+	return newRigWith(t, rigOptions{target: target})
+}
+
+func newRigWith(t *testing.T, o rigOptions) *rig {
 	t.Helper()
+	target := o.target
 	quiet := slog.New(slog.DiscardHandler)
 	sb, err := sandbox.New(sandbox.Options{Logger: quiet})
 	if err != nil {
@@ -55,12 +69,32 @@ func newRig(t *testing.T, target func(outbox string) Target) *rig {
 	}
 	outbox := filepath.Join(dir, "outbox")
 	cfg := Config{ReceivingApp: "EHR", ReceivingFacility: "GENHOSP", Authors: map[string]string{"005U1": "1234"}, HeldRetry: 100 * time.Millisecond}
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
 	h := &Handler{Cfg: cfg, Client: client, Target: target(outbox), Logger: quiet}
-	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return &mappings.Set{} }, Sink: &salesforce.Sink{Client: client},
-		Linger: -1, Poll: 10 * time.Millisecond, Logger: quiet, Notes: h})
+	set := o.set
+	if set == nil {
+		set = &mappings.Set{}
+	}
+	popts := pipeline.Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: &salesforce.Sink{Client: client},
+		Linger: -1, Poll: 10 * time.Millisecond, Logger: quiet, Notes: h}
+	var waker *HeldWaker
+	if o.waker {
+		waker = &HeldWaker{Log: l, Every: 10 * time.Millisecond}
+		popts.Applied = waker.Applied
+	}
+	p := pipeline.New(popts)
+	if waker != nil {
+		waker.Notify = p.Notify
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
+	if o.noRun {
+		close(done)
+	} else {
+		go func() { defer close(done); _ = p.Run(ctx) }()
+	}
 	t.Cleanup(func() { cancel(); <-done; l.Close(); sb.Close() })
 	r := &rig{sb: sb, base: base, log: l, outbox: outbox, p: p, h: h,
 		src: &Source{Cfg: cfg, Client: client, Log: l, WatermarkFile: filepath.Join(dir, "wm"), Appended: p.Notify, Logger: quiet}}
