@@ -154,8 +154,8 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 	if c := a.d.crm; c != nil {
 		p := c.pipe
 		fmt.Fprintf(w, "# HELP ehrbridge_pipeline_records_total Records the pipeline settled, by outcome.\n# TYPE ehrbridge_pipeline_records_total counter\n")
-		fmt.Fprintf(w, "ehrbridge_pipeline_records_total{outcome=\"done\"} %d\nehrbridge_pipeline_records_total{outcome=\"retrying\"} %d\nehrbridge_pipeline_records_total{outcome=\"dead\"} %d\nehrbridge_pipeline_records_total{outcome=\"unmapped\"} %d\n",
-			p.Done.Load(), p.Retried.Load(), p.Dead.Load(), p.Unmapped.Load())
+		fmt.Fprintf(w, "ehrbridge_pipeline_records_total{outcome=\"done\"} %d\nehrbridge_pipeline_records_total{outcome=\"retrying\"} %d\nehrbridge_pipeline_records_total{outcome=\"dead\"} %d\nehrbridge_pipeline_records_total{outcome=\"unmapped\"} %d\nehrbridge_pipeline_records_total{outcome=\"echo\"} %d\n",
+			p.Done.Load(), p.Retried.Load(), p.Dead.Load(), p.Unmapped.Load(), p.Echoes.Load())
 		paused := 0
 		if !p.PausedUntil().IsZero() {
 			paused = 1

@@ -13,7 +13,9 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -249,8 +251,8 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Dead, err.Error()
 			continue
 		}
-		if p.isEcho(in) {
-			it.settled, it.settlement.State = true, checkpoint.Done
+		if doc, ok := p.echo(in); ok {
+			it.settled, it.settlement.State, it.settlement.Targets = true, checkpoint.Done, []string{doc}
 			p.Echoes.Add(1)
 			continue
 		}
@@ -450,12 +452,45 @@ func decode(rec *checkpoint.Record) (mappings.Input, error) {
 	return mappings.Input{}, fmt.Errorf("records of kind %q cannot be mapped", rec.Kind)
 }
 
-// isEcho reports whether an inbound message is one of our own notes,
-// filed by write-back, that the EHR sends back.
-func (p *Pipeline) isEcho(in mappings.Input) bool {
-	if p.opts.EchoPrefix == "" || in.HL7 == nil || in.HL7.Header().Type != "MDM" {
-		return false
+// echo returns the document id when an inbound message is one of our own
+// notes coming back from the EHR: an MDM whose TXA-12 (or a FHIR
+// DocumentReference whose identifier or masterIdentifier) starts with the
+// write-back prefix. It is linked to the note (the document id is the
+// record's target), never imported as a new one.
+func (p *Pipeline) echo(in mappings.Input) (string, bool) {
+	pre := p.opts.EchoPrefix
+	if pre == "" {
+		return "", false
 	}
-	id := in.HL7.Get(hl7.Path{Segment: "TXA", Field: 12, Component: 1}).String()
-	return strings.HasPrefix(id, p.opts.EchoPrefix)
+	if in.HL7 != nil {
+		if in.HL7.Header().Type != "MDM" {
+			return "", false
+		}
+		id := in.HL7.Get(hl7.Path{Segment: "TXA", Field: 12, Component: 1}).String()
+		return id, strings.HasPrefix(id, pre)
+	}
+	if in.FHIR == nil || !bytes.Contains(in.FHIR, []byte(pre)) {
+		return "", false
+	}
+	var doc struct {
+		ResourceType     string `json:"resourceType"`
+		MasterIdentifier struct {
+			Value string `json:"value"`
+		} `json:"masterIdentifier"`
+		Identifier []struct {
+			Value string `json:"value"`
+		} `json:"identifier"`
+	}
+	if json.Unmarshal(in.FHIR, &doc) != nil || doc.ResourceType != "DocumentReference" {
+		return "", false
+	}
+	if strings.HasPrefix(doc.MasterIdentifier.Value, pre) {
+		return doc.MasterIdentifier.Value, true
+	}
+	for _, id := range doc.Identifier {
+		if strings.HasPrefix(id.Value, pre) {
+			return id.Value, true
+		}
+	}
+	return "", false
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -227,8 +228,24 @@ func TestEchoGuard(t *testing.T) {
 		"EVN|T02|20260105103000\rPID|1||E1^^^GENHOSP^MR||ECHO^X\rPV1|1\r" +
 		"TXA|1|CN|TX|20260105||||||||EHRB-00T000000000001AAA||||||AU\rOBX|1|TX|NOTE||text||||||F\r"
 	r.send(t, mdm)
-	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 1})
-	if r.p.Echoes.Load() != 1 || r.p.Unmapped.Load() != 0 {
+	// The same note as a FHIR DocumentReference; and one of the EHR's own
+	// documents, which is not an echo (no mapping accepts it here).
+	for i, doc := range []string{
+		`{"resourceType":"DocumentReference","status":"current","identifier":[{"system":"urn:ehrbridge:note","value":"EHRB-00T000000000001AAA-3f2a"}]}`,
+		`{"resourceType":"DocumentReference","status":"current","identifier":[{"system":"urn:ehr:doc","value":"DOC-1"}],"description":"EHRB-like text"}`,
+	} {
+		if _, err := r.log.Append(context.Background(), checkpoint.Entry{Key: fmt.Sprint("fhir|doc|", i), Source: "fhir", Kind: "fhir",
+			Hash: sha256.Sum256([]byte(doc)), Lane: "x", Payload: []byte(doc), Ack: []byte("-")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.p.Notify()
+	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 3})
+	if r.p.Echoes.Load() != 2 || r.p.Unmapped.Load() != 1 {
 		t.Errorf("echoes %d, unmapped %d", r.p.Echoes.Load(), r.p.Unmapped.Load())
+	}
+	rec, err := r.log.Get(1)
+	if err != nil || len(rec.Targets) != 1 || rec.Targets[0] != "EHRB-00T000000000001AAA" {
+		t.Errorf("the echo is not linked to its note's document: %+v %v", rec, err)
 	}
 }
