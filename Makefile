@@ -58,6 +58,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./mappings
 	$(GO) test -run '^$$' -fuzz '^FuzzMapFHIR$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./mappings
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSOQL$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./connectors/sandbox
+	$(GO) test -run '^$$' -fuzz '^FuzzOData$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./connectors/sandbox
 
 vet:
 	$(GO) vet ./...

@@ -58,7 +58,7 @@ func TestExactlyOnceToSalesforce(t *testing.T) {
 	sandboxAddr, mllpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 
 	// The CRM runs apart, so that killing the daemon leaves its state alone.
-	sb := exec.Command(bin, "sandbox", "--listen", sandboxAddr, "--data", filepath.Join(dir, "crm.json"))
+	sb := exec.Command(bin, "sandbox", "--listen", sandboxAddr, "--tls-listen", "off", "--data", filepath.Join(dir, "crm.json"))
 	sbLogs := &syncbuf.Buffer{}
 	sb.Stdout, sb.Stderr = sbLogs, sbLogs
 	if err := sb.Start(); err != nil {

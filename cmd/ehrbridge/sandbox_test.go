@@ -1,9 +1,13 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,14 +18,17 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
-// `ehrbridge sandbox` serves the Salesforce subset, stops on SIGTERM and,
-// with --data, keeps its records across a restart.
+// `ehrbridge sandbox` serves the Salesforce subset, and the Dataverse
+// side over TLS with a certificate it keeps beside --data; it stops on
+// SIGTERM and, with --data, keeps its records (both CRMs') across a
+// restart.
 func TestSandboxCommand(t *testing.T) {
 	bin := ehrbridgeBinary(t)
 	data := filepath.Join(t.TempDir(), "crm.json")
+	var logs *syncbuf.Buffer
 	run := func(addr string) (stop func()) {
-		cmd := exec.Command(bin, "sandbox", "--listen", addr, "--data", data)
-		logs := &syncbuf.Buffer{}
+		cmd := exec.Command(bin, "sandbox", "--listen", addr, "--tls-listen", "127.0.0.1:0", "--data", data)
+		logs = &syncbuf.Buffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -69,6 +76,23 @@ func TestSandboxCommand(t *testing.T) {
 		t.Fatalf("upsert: %v %v", err, resp)
 	}
 	resp.Body.Close()
+	// The Dataverse side: a token over TLS, trusting the kept certificate.
+	dv := dataverseSide(t, logs.String(), filepath.Join(filepath.Dir(data), "sandbox-tls.pem"))
+	resp, err = dv.client.PostForm(dv.base+"/sandbox-tenant/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"},
+		"client_id": {"sandbox-client"}, "client_secret": {"sandbox-secret"}, "scope": {dv.base + "/.default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	req, _ = http.NewRequest("PATCH", dv.base+"/api/data/v9.2/contacts(msemr_medicalrecordnumber='H|42')", strings.NewReader(`{"lastname":"KeptToo"}`))
+	req.Header.Set("Authorization", fmt.Sprint("Bearer ", tok["access_token"]))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err = dv.client.Do(req); err != nil || resp.StatusCode != 204 {
+		t.Fatalf("Dataverse upsert: %v %v", err, resp)
+	}
+	resp.Body.Close()
 	stop()
 
 	addr = freeAddr(t)
@@ -84,4 +108,47 @@ func TestSandboxCommand(t *testing.T) {
 	if len(recs) != 1 || recs[0]["LastName"] != "Kept" || recs[0]["SourceSystemIdentifier"] != "H|42" {
 		t.Errorf("after restart: %v", recs)
 	}
+	resp, err = http.Get("http://" + addr + "/sandbox/v1/objects/contacts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = nil
+	_ = json.NewDecoder(resp.Body).Decode(&recs)
+	resp.Body.Close()
+	if len(recs) != 1 || recs[0]["lastname"] != "KeptToo" {
+		t.Errorf("Dataverse rows after restart: %v", recs)
+	}
+	// The same certificate after the restart: the old trust still holds.
+	dataverseSide(t, logs.String(), filepath.Join(filepath.Dir(data), "sandbox-tls.pem"))
+}
+
+type dvSide struct {
+	base   string
+	client *http.Client
+}
+
+// dataverseSide finds the TLS address in the sandbox's output and checks
+// that a client trusting caFile reaches its OpenID configuration.
+func dataverseSide(t *testing.T, out, caFile string) dvSide {
+	t.Helper()
+	_, rest, ok := strings.Cut(out, "(Dataverse) listening on ")
+	if !ok {
+		t.Fatalf("no TLS side in:\n%s", out)
+	}
+	base := strings.Fields(rest)[0]
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("no certificate in", caFile)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	resp, err := c.Get(base + "/sandbox-tenant/v2.0/.well-known/openid-configuration")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("openid-configuration: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	return dvSide{base: base, client: c}
 }

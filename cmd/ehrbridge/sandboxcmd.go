@@ -2,26 +2,44 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 )
 
-const sandboxUsage = `usage: ehrbridge sandbox [--listen 127.0.0.1:8089] [--data FILE] [--client-id ID] [--client-secret-env VAR]
-                         [--jwt-cert FILE] [--daily-limit N]
+const sandboxUsage = `usage: ehrbridge sandbox [--listen 127.0.0.1:8089] [--tls-listen 127.0.0.1:8443] [--data FILE]
+                         [--client-id ID] [--client-secret-env VAR] [--jwt-cert FILE] [--daily-limit N]
+                         [--tls-cert FILE --tls-key FILE] [--tenant T] [--dataverse-client-id ID]
+                         [--dataverse-secret-env VAR] [--dataverse-cert FILE] [--dataverse-limit N]
 
-Runs the CRM sandbox alone: the Salesforce REST subset ehrbridge's connector
-uses (OAuth token, sObjects, upsert by external id, sObject Collections,
-SOQL query with paging, limits), in memory or kept in --data, with
-fault injection under /sandbox/v1/faults. For tests and demos: it is not
-Salesforce, and it holds no real patient data unless you send it some.`
+Runs the CRM sandbox alone, for tests and demos: it is not Salesforce or
+Dataverse, and it holds no real patient data unless you send it some.
+
+Salesforce side (plain HTTP on --listen, and on the TLS address too): the
+REST subset ehrbridge's connector uses (OAuth token, sObjects, upsert by
+external id, sObject Collections, SOQL query with paging, limits).
+
+Dataverse side (on --tls-listen, default $EHRBRIDGE_SANDBOX_TLS_ADDR or
+127.0.0.1:8443; "off" disables): the Microsoft identity platform token
+endpoints azidentity uses (https only) and the Web API under /api/data/v9.2/.
+The TLS certificate is made on first start and kept in --tls-cert / --tls-key
+(default sandbox-tls.pem and sandbox-tls-key.pem beside --data, else in the
+current directory); give --tls-cert to a client to trust.
+
+Records are in memory or kept in --data; faults are injected under
+/sandbox/v1/faults.`
 
 func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
@@ -36,6 +54,18 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 	secretEnv := fs.String("client-secret-env", "", "environment variable holding the client secret (default sandbox-secret)")
 	jwtCert := fs.String("jwt-cert", "", "PEM certificate that verifies JWT bearer assertions")
 	daily := fs.Int("daily-limit", 0, "daily API request allocation (default 100000)")
+	defTLS := os.Getenv("EHRBRIDGE_SANDBOX_TLS_ADDR")
+	if defTLS == "" {
+		defTLS = "127.0.0.1:8443"
+	}
+	tlsListen := fs.String("tls-listen", defTLS, "address of the TLS side (Dataverse, identity endpoints); off disables")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate of the TLS side, created if missing")
+	tlsKey := fs.String("tls-key", "", "PEM key of the TLS side, created if missing")
+	tenant := fs.String("tenant", "", "Entra ID tenant of the Dataverse side (default sandbox-tenant)")
+	dvClient := fs.String("dataverse-client-id", "", "app registration client id (default sandbox-client)")
+	dvSecretEnv := fs.String("dataverse-secret-env", "", "environment variable holding the app's client secret (default sandbox-secret)")
+	dvCert := fs.String("dataverse-cert", "", "PEM certificate of the app registration (certificate credentials)")
+	dvLimit := fs.Int("dataverse-limit", 0, "Dataverse requests per client per 5 minutes (default 6000)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		if err == nil {
 			fs.Usage()
@@ -51,6 +81,23 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		opts.ClientSecret = secret
+	}
+	opts.TenantID, opts.DataverseClientID, opts.DataverseRequestLimit = *tenant, *dvClient, *dvLimit
+	if *dvSecretEnv != "" {
+		secret, ok := os.LookupEnv(*dvSecretEnv)
+		if !ok || secret == "" {
+			fmt.Fprintf(stderr, "ehrbridge sandbox: environment variable %s is not set\n", *dvSecretEnv)
+			return exitFailure
+		}
+		opts.DataverseSecret = secret
+	}
+	if *dvCert != "" {
+		c, err := readCertificate(*dvCert)
+		if err != nil {
+			fmt.Fprintf(stderr, "ehrbridge sandbox: --dataverse-cert: %v\n", err)
+			return exitFailure
+		}
+		opts.DataverseCert = c
 	}
 	if *jwtCert != "" {
 		pemBytes, err := os.ReadFile(*jwtCert)
@@ -78,6 +125,31 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ehrbridge sandbox: %v\n", err)
 		return exitFailure
 	}
+	if *tlsListen != "off" && *tlsListen != "" {
+		dir := "."
+		if *data != "" {
+			dir = filepath.Dir(*data)
+		}
+		if *tlsCert == "" {
+			*tlsCert = filepath.Join(dir, "sandbox-tls.pem")
+		}
+		if *tlsKey == "" {
+			*tlsKey = strings.TrimSuffix(*tlsCert, ".pem") + "-key.pem"
+		}
+		cert, _, err := sandbox.LoadOrCreateCert(*tlsCert, *tlsKey)
+		if err == nil {
+			var taddr net.Addr
+			if taddr, err = s.ListenTLS(*tlsListen, cert); err == nil {
+				fmt.Fprintf(stdout, "ehrbridge sandbox (Dataverse) listening on https://%s (token: POST /%s/oauth2/v2.0/token; Web API: /api/data/v9.2/; trust %s)\n",
+					taddr, s.TenantID(), *tlsCert)
+			}
+		}
+		if err != nil {
+			s.Close()
+			fmt.Fprintf(stderr, "ehrbridge sandbox: %v\n", err)
+			return exitFailure
+		}
+	}
 	fmt.Fprintf(stdout, "ehrbridge sandbox listening on http://%s (token: POST /services/oauth2/token; records: GET /sandbox/v1/objects/{Object})\n", addr)
 	<-ctx.Done()
 	done := make(chan error, 1)
@@ -93,4 +165,17 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// readCertificate reads one PEM certificate.
+func readCertificate(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return x509.ParseCertificate(block.Bytes)
 }

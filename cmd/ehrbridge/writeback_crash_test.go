@@ -66,7 +66,7 @@ func TestWritebackCrash(t *testing.T) {
 	go func() { _ = ehr.Serve(l) }()
 	t.Cleanup(func() { _ = ehr.Shutdown(context.Background()) })
 
-	sb := exec.Command(bin, "sandbox", "--listen", sandboxAddr)
+	sb := exec.Command(bin, "sandbox", "--listen", sandboxAddr, "--tls-listen", "off")
 	sbLogs := &syncbuf.Buffer{}
 	sb.Stdout, sb.Stderr = sbLogs, sbLogs
 	if err := sb.Start(); err != nil {

@@ -1,6 +1,10 @@
 // Package sandbox is the embedded CRM sandbox: an HTTP server that speaks
 // the subset of the Salesforce REST API ehrbridge's Salesforce connector
-// uses, for tests, the demo and `ehrbridge sandbox`.
+// uses, and on its Dataverse side (dataverse.go, identity.go) the
+// Microsoft identity platform token endpoints and the Dataverse Web API
+// subset of the Dynamics connector, for tests, the demo and `ehrbridge
+// sandbox`. The real jsforce, dynamics-web-api and azidentity clients are
+// run against it in the tests.
 //
 // What it does like Salesforce: OAuth 2.0 token grants (client
 // credentials, password, refresh token, JWT bearer verified against a

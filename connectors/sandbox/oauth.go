@@ -141,6 +141,7 @@ func (s *Server) issue(user string) string {
 func (s *Server) ExpireTokens() {
 	s.mu.Lock()
 	s.sessions = map[string]session{}
+	s.dvTokens = map[string]dvToken{}
 	s.mu.Unlock()
 }
 

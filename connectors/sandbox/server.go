@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,18 @@ type Options struct {
 	DataFile string
 	// FlushInterval; default 200ms.
 	FlushInterval time.Duration
+	// The Dataverse side (identity.go, dataverse.go): the tenant and the
+	// app registration's client id and secret; default "sandbox-tenant",
+	// "sandbox-client" and "sandbox-secret". DataverseCert, when set,
+	// verifies certificate (client assertion) credentials.
+	TenantID                           string
+	DataverseClientID, DataverseSecret string
+	DataverseCert                      *x509.Certificate
+	// Service protection limits per client: requests per window (default
+	// 6000 per 5 minutes) and requests in flight (default 52).
+	DataverseRequestLimit int
+	DataverseWindow       time.Duration
+	DataverseConcurrency  int
 	// Seed makes drop-after-commit faults repeatable; 0 seeds from the clock.
 	Seed   uint64
 	Now    func() time.Time
@@ -63,6 +76,8 @@ type Server struct {
 
 	mu       sync.Mutex // sessions, cursors, faults
 	sessions map[string]session
+	dvTokens map[string]dvToken
+	dvUsage  map[string]*dvUsage
 	cursors  map[string]*cursor
 	faults   []*fault
 	latency  time.Duration
@@ -75,6 +90,7 @@ type Server struct {
 	byEndpoint  map[string]int64
 
 	srv       *http.Server
+	tlsSrv    *http.Server
 	stopFlush chan struct{}
 	flushed   chan struct{}
 	closeOnce sync.Once
@@ -131,6 +147,24 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.TenantID == "" {
+		opts.TenantID = "sandbox-tenant"
+	}
+	if opts.DataverseClientID == "" {
+		opts.DataverseClientID = "sandbox-client"
+	}
+	if opts.DataverseSecret == "" {
+		opts.DataverseSecret = "sandbox-secret"
+	}
+	if opts.DataverseRequestLimit <= 0 {
+		opts.DataverseRequestLimit = 6000
+	}
+	if opts.DataverseWindow <= 0 {
+		opts.DataverseWindow = 5 * time.Minute
+	}
+	if opts.DataverseConcurrency <= 0 {
+		opts.DataverseConcurrency = 52
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -140,6 +174,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, st: newStore(opts.Now), sessions: map[string]session{}, cursors: map[string]*cursor{},
+		dvTokens: map[string]dvToken{}, dvUsage: map[string]*dvUsage{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x5a5a)), byEndpoint: map[string]int64{},
 		stopFlush: make(chan struct{}), flushed: make(chan struct{}),
 	}
@@ -204,10 +239,17 @@ func (s *Server) Listen(addr string) (net.Addr, error) {
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		if s.srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err = s.srv.Shutdown(ctx)
-			cancel()
+		s.mu.Lock()
+		tlsSrv := s.tlsSrv
+		s.mu.Unlock()
+		for _, srv := range []*http.Server{s.srv, tlsSrv} {
+			if srv != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if e := srv.Shutdown(ctx); e != nil && err == nil {
+					err = e
+				}
+				cancel()
+			}
 		}
 		close(s.stopFlush)
 		<-s.flushed
@@ -222,6 +264,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /services/data", s.versions)
 	mux.HandleFunc("GET /services/data/{$}", s.versions)
 	mux.Handle("/services/data/", s.api(http.HandlerFunc(s.route)))
+	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", s.openIDConfig)
+	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.counted("dv_token", s.dvTokenGrant))
+	mux.Handle("/api/data/", s.dvAPI(http.HandlerFunc(s.dvRoute)))
 	mux.HandleFunc("GET /sandbox/v1/objects/{object}", s.dumpObject)
 	mux.HandleFunc("POST /sandbox/v1/objects/{object}", s.userCreate)
 	mux.HandleFunc("PATCH /sandbox/v1/objects/{object}/{id}", s.userUpdate)
@@ -244,7 +289,7 @@ func (s *Server) counted(endpoint string, h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (s *Server) count(endpoint string) {
-	if endpoint == "token" {
+	if endpoint == "token" || endpoint == "dv_token" {
 		s.requests.Add(1)
 	}
 	s.statsMu.Lock()
@@ -500,6 +545,9 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Stats())
 }
 
+// TenantID is the Dataverse side's tenant.
+func (s *Server) TenantID() string { return s.opts.TenantID }
+
 // Records returns all records of an object, in creation order.
 func (s *Server) Records(object string) []Record {
 	s.st.mu.Lock()
@@ -507,8 +555,67 @@ func (s *Server) Records(object string) []Record {
 	return s.st.records(object)
 }
 
+// dataverseName reports whether a /sandbox/v1/objects name means a
+// Dataverse table (by logical or entity set name) rather than a
+// Salesforce object, and returns the table. Salesforce names are written
+// with capitals (Account, Task); an all-lower-case name is a Dataverse
+// table if one exists by that name, else a Salesforce object if one
+// exists, else a new Dataverse table. ?crm=salesforce|dataverse decides.
+// The caller holds the store lock.
+func (s *Server) dataverseName(r *http.Request, name string, create bool) (*objectStore, bool) {
+	switch r.URL.Query().Get("crm") {
+	case "salesforce":
+		return nil, false
+	case "dataverse":
+	default:
+		if strings.ToLower(name) != name {
+			return nil, false
+		}
+		if t := s.st.dvLookup(name); t != nil {
+			return t, true
+		}
+		if s.st.object(name, false) != nil {
+			return nil, false
+		}
+	}
+	if t := s.st.dvLookup(name); t != nil {
+		return t, true
+	}
+	if !create {
+		return nil, true
+	}
+	if logical := logicalOfSet(name); logical != "" && strings.HasSuffix(name, "s") {
+		return s.st.dvTable(logical, true), true
+	}
+	return s.st.dvTable(strings.ToLower(name), true), true
+}
+
+// DataverseRecords returns all rows of a Dataverse table (logical or
+// entity set name), in creation order.
+func (s *Server) DataverseRecords(table string) []Record {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	t := s.st.dvLookup(table)
+	if t == nil {
+		return []Record{}
+	}
+	out := make([]Record, 0, len(t.Order))
+	for _, id := range t.Order {
+		out = append(out, copyRecord(t.Records[id]))
+	}
+	return out
+}
+
 func (s *Server) dumpObject(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.Records(r.PathValue("object")))
+	name := r.PathValue("object")
+	s.st.mu.Lock()
+	_, dv := s.dataverseName(r, name, false)
+	s.st.mu.Unlock()
+	if dv {
+		writeJSON(w, http.StatusOK, s.DataverseRecords(name))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Records(name))
 }
 
 // userCreate creates a record as a CRM user would, in the UI: no token,
@@ -521,6 +628,16 @@ func (s *Server) userCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.st.mu.Lock()
+	if t, dv := s.dataverseName(r, r.PathValue("object"), true); dv {
+		id, derr := s.st.dvCreate(t, rec)
+		s.st.mu.Unlock()
+		if derr != nil {
+			writeDVError(w, derr)
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+		return
+	}
 	id, apiErr := s.st.create(r.PathValue("object"), rec)
 	s.st.mu.Unlock()
 	if apiErr != nil {
@@ -538,6 +655,19 @@ func (s *Server) userUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.st.mu.Lock()
+	if t, dv := s.dataverseName(r, r.PathValue("object"), false); dv {
+		derr := dverr(http.StatusNotFound, dvNotFound, "no such table")
+		if t != nil {
+			derr = s.st.dvUpdate(t, strings.ToLower(r.PathValue("id")), rec)
+		}
+		s.st.mu.Unlock()
+		if derr != nil {
+			writeDVError(w, derr)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	apiErr = s.st.update(r.PathValue("object"), r.PathValue("id"), rec)
 	s.st.mu.Unlock()
 	if apiErr != nil {

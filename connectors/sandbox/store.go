@@ -37,6 +37,10 @@ type store struct {
 	// journal, while a collection request runs, records how to undo each
 	// change, for allOrNone.
 	journal *[]undo
+	// dv holds the Dataverse tables by logical name (dvstore.go), dvKeys
+	// their learned alternate keys.
+	dv     map[string]*objectStore
+	dvKeys map[string][][]string
 }
 
 // undo restores one record: to before (nil: it did not exist).
@@ -44,7 +48,8 @@ type undo struct {
 	object string
 	id     string
 	before Record
-	pos    int // its place in Order, for a deleted record
+	pos    int  // its place in Order, for a deleted record
+	dv     bool // a Dataverse row
 }
 
 // begin starts journaling changes; rollback undoes them, end stops.
@@ -56,9 +61,9 @@ func (s *store) begin() *[]undo {
 
 func (s *store) end() { s.journal = nil }
 
-func (s *store) note(object, id string, before Record, pos int) {
+func (s *store) note(object, id string, before Record, pos int, dv bool) {
 	if s.journal != nil {
-		*s.journal = append(*s.journal, undo{object: object, id: id, before: before, pos: pos})
+		*s.journal = append(*s.journal, undo{object: object, id: id, before: before, pos: pos, dv: dv})
 	}
 }
 
@@ -66,6 +71,9 @@ func (s *store) rollback(j *[]undo) {
 	for i := len(*j) - 1; i >= 0; i-- {
 		u := (*j)[i]
 		o := s.object(u.object, true)
+		if u.dv {
+			o = s.dvTable(u.object, true)
+		}
 		_, exists := o.Records[u.id]
 		switch {
 		case u.before == nil:
@@ -344,7 +352,7 @@ func (s *store) create(object string, fields Record) (string, *apiError) {
 	}
 	o.Records[id] = r
 	o.Order = append(o.Order, id)
-	s.note(o.Name, id, nil, 0)
+	s.note(o.Name, id, nil, 0, false)
 	s.dirty = true
 	return id, nil
 }
@@ -363,7 +371,7 @@ func (s *store) update(object, id string, fields Record) *apiError {
 		return err
 	}
 	r := o.Records[id]
-	s.note(o.Name, id, copyRecord(r), 0)
+	s.note(o.Name, id, copyRecord(r), 0, false)
 	for k, v := range resolved {
 		setField(r, k, v)
 	}
@@ -418,7 +426,7 @@ func (s *store) remove(object, id string) *apiError {
 			pos = i
 		}
 	}
-	s.note(o.Name, id, o.Records[id], pos)
+	s.note(o.Name, id, o.Records[id], pos, false)
 	delete(o.Records, id)
 	o.Order = removeID(o.Order, id)
 	s.dirty = true
@@ -452,18 +460,23 @@ func (s *store) counts() map[string]int {
 	for _, o := range s.objects {
 		out[o.Name] = len(o.Order)
 	}
+	for _, t := range s.dv {
+		out[t.Name] = len(t.Order)
+	}
 	return out
 }
 
 // snapshot is the persisted form.
 type snapshot struct {
-	Seq     uint64                  `json:"seq"`
-	Objects map[string]*objectStore `json:"objects"`
+	Seq       uint64                  `json:"seq"`
+	Objects   map[string]*objectStore `json:"objects"`
+	Dataverse map[string]*objectStore `json:"dataverse,omitempty"`
+	DVKeys    map[string][][]string   `json:"dataverse_keys,omitempty"`
 }
 
 // save writes the store to path atomically (temp file, fsync, rename).
 func (s *store) save(path string) error {
-	data, err := json.Marshal(snapshot{Seq: s.seq, Objects: s.objects})
+	data, err := json.Marshal(snapshot{Seq: s.seq, Objects: s.objects, Dataverse: s.dv, DVKeys: s.dvKeys})
 	if err != nil {
 		return err
 	}
@@ -506,9 +519,12 @@ func (s *store) load(path string) error {
 	if snap.Objects != nil {
 		s.objects = snap.Objects
 	}
-	for _, o := range s.objects {
-		if o.Records == nil {
-			o.Records = map[string]Record{}
+	s.dv, s.dvKeys = snap.Dataverse, snap.DVKeys
+	for _, m := range []map[string]*objectStore{s.objects, s.dv} {
+		for _, o := range m {
+			if o.Records == nil {
+				o.Records = map[string]Record{}
+			}
 		}
 	}
 	s.seq = snap.Seq

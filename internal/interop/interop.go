@@ -143,10 +143,19 @@ func (p *Proc) Stderr() string {
 // stderr and exit code (-1 if it could not run or timed out).
 func Run(t testing.TB, dir string, timeout time.Duration, name string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return RunEnv(t, dir, timeout, nil, name, args...)
+}
+
+// RunEnv is Run with extra environment variables (NAME=value).
+func RunEnv(t testing.TB, dir string, timeout time.Duration, env []string, name string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
