@@ -18,17 +18,6 @@ type Sink struct {
 
 var _ connectors.Sink = (*Sink)(nil)
 
-// keyOf identifies the record an op writes, for references between ops.
-type recKey struct{ object, field, key string }
-
-func keyOfOp(op *connectors.Op) recKey {
-	return recKey{strings.ToLower(op.Object), strings.ToLower(op.KeyField), strings.ToLower(op.Key)}
-}
-
-func keyOfRef(r *mappings.Reference) recKey {
-	return recKey{strings.ToLower(r.Object), strings.ToLower(r.KeyField), strings.ToLower(r.Key)}
-}
-
 // Apply writes ops in dependency order: an op that references a record
 // another op of this call writes comes after it, and if that op failed,
 // the referencing op reports the same error (a transient failure must not
@@ -38,36 +27,8 @@ func keyOfRef(r *mappings.Reference) recKey {
 // by the ids found for their keys.
 func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Result {
 	results := make([]connectors.Result, len(ops))
-	writers := map[recKey][]int{}
-	for i := range ops {
-		k := keyOfOp(&ops[i])
-		writers[k] = append(writers[k], i)
-	}
-	// level[i]: 0 for an op referencing nothing written here, else one
-	// more than the ops it references (bounded, in case of a cycle).
-	level := make([]int, len(ops))
-	for pass := 0; pass < 8; pass++ {
-		changed := false
-		for i := range ops {
-			for _, f := range ops[i].Fields {
-				if f.Value.Kind != mappings.Ref {
-					continue
-				}
-				for _, j := range writers[keyOfRef(f.Value.Ref)] {
-					if j != i && level[j]+1 > level[i] {
-						level[i], changed = level[j]+1, true
-					}
-				}
-			}
-		}
-		if !changed {
-			break
-		}
-	}
-	maxLevel := 0
-	for _, l := range level {
-		maxLevel = max(maxLevel, l)
-	}
+	plan := connectors.NewPlan(ops)
+	level, maxLevel := plan.Level, plan.Max
 	// Upserts, all levels, in one pass: their collection requests go
 	// into Composite calls in level order, so referenced records are
 	// written first, and several objects cost one API request.
@@ -116,35 +77,8 @@ func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Resu
 	for _, g := range others {
 		s.applyGroup(ctx, ops, g.object, g.action, g.keyField, g.idx, results)
 	}
-	// An op whose referenced record failed in this call fails with that
-	// error: a transient failure of the patient must not leave the
-	// encounter dead with "foreign key not found".
-	for lv := 1; lv <= maxLevel; lv++ {
-		for i := range ops {
-			if level[i] == lv && results[i].Err != nil {
-				if err := failedDependency(ops[i], writers, results); err != nil {
-					results[i].Err = err
-				}
-			}
-		}
-	}
+	plan.PropagateFailures(ops, results)
 	return results
-}
-
-// failedDependency returns the error of an op this one references that
-// failed in this call, or nil.
-func failedDependency(op connectors.Op, writers map[recKey][]int, results []connectors.Result) error {
-	for _, f := range op.Fields {
-		if f.Value.Kind != mappings.Ref {
-			continue
-		}
-		for _, j := range writers[keyOfRef(f.Value.Ref)] {
-			if results[j].Err != nil {
-				return results[j].Err
-			}
-		}
-	}
-	return nil
 }
 
 func (s *Sink) applyGroup(ctx context.Context, ops []connectors.Op, object, action, keyField string, idx []int, results []connectors.Result) {

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -274,6 +275,9 @@ func (s *store) dvResolveBinds(fields Record) (Record, *dvError) {
 			if j := strings.IndexByte(ref[len("/api/data/"):], '/'); j >= 0 {
 				ref = ref[len("/api/data/")+j:]
 			}
+		}
+		if u, err := url.PathUnescape(ref); err == nil {
+			ref = u // a client may percent-encode the key value, as in URLs
 		}
 		set, pred, err := splitEntityRef(strings.TrimPrefix(ref, "/"))
 		if err != nil {

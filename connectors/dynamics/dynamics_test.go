@@ -1,0 +1,225 @@
+package dynamics
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/conformance"
+	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
+	"github.com/ehrbridge/ehrbridge/mappings"
+)
+
+type rig struct {
+	sb   *sandbox.Server
+	base string
+	http *http.Client
+	logs *syncbuf.Buffer
+}
+
+func newRig(t *testing.T, opts sandbox.Options) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	cert, certPEM, err := sandbox.LoadOrCreateCert(filepath.Join(dir, "tls.pem"), filepath.Join(dir, "tls-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Logger = slog.New(slog.DiscardHandler)
+	sb, err := sandbox.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := sb.ListenTLS("127.0.0.1:0", cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return &rig{sb: sb, base: "https://" + addr.String(), logs: &syncbuf.Buffer{},
+		http: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}}
+}
+
+func (r *rig) client(t *testing.T, edit func(*Config)) *Client {
+	t.Helper()
+	cred, err := NewCredential(Auth{TenantID: "sandbox-tenant", ClientID: "sandbox-client", ClientSecret: "sandbox-secret",
+		AuthorityHost: r.base, HTTPClient: r.http})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{URL: r.base, Credential: cred, HTTPClient: r.http, Logger: slog.New(slog.NewTextHandler(r.logs, nil))}
+	if edit != nil {
+		edit(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (r *rig) fault(t *testing.T, method, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, r.base+"/sandbox/v1/faults", strings.NewReader(body))
+	resp, err := r.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// The Dynamics sink passes the connector conformance suite against the
+// sandbox's Dataverse side.
+func TestConformance(t *testing.T) {
+	conformance.Run(t, func(t *testing.T) conformance.Target {
+		r := newRig(t, sandbox.Options{})
+		c := r.client(t, func(cfg *Config) { cfg.BatchSize = 3 })
+		return conformance.Target{
+			Sink: &Sink{Client: c},
+			Records: func(object string) []map[string]any {
+				var out []map[string]any
+				for _, rec := range r.sb.DataverseRecords(object) {
+					m := map[string]any(rec)
+					m["msemr_patient"] = rec["_msemr_patient_value"]
+					out = append(out, m)
+				}
+				return out
+			},
+			Throttle: func(d time.Duration) {
+				r.fault(t, "POST", fmt.Sprintf(`{"request_limit_exceeded":true,"seconds":%g}`, d.Seconds()))
+			},
+			DropAnswers: func(ratio float64) {
+				if ratio == 0 {
+					r.fault(t, "DELETE", "")
+					return
+				}
+				r.fault(t, "POST", fmt.Sprintf(`{"drop_after_commit_ratio":%g}`, ratio))
+			},
+			Unavailable: func(n int) { r.fault(t, "POST", fmt.Sprintf(`{"status":503,"count":%d}`, n)) },
+			Patient:     "contact", PatientKey: "msemr_medicalrecordnumber", PatientText: "lastname",
+			Encounter: "msemr_encounter", EncounterKey: "msemr_encounteridentifier", EncounterToPat: "msemr_patient",
+			Invalid: func(key string) connectors.Op {
+				// A column that does not exist: Dataverse answers 400.
+				return connectors.Op{Object: "contact", Action: mappings.Upsert, KeyField: "msemr_medicalrecordnumber", Key: key,
+					Fields: []mappings.Field{{Name: "no such column", Value: mappings.Str("x")}}}
+			},
+			IDOf: func(rec map[string]any) string { s, _ := rec["contactid"].(string); return s },
+		}
+	})
+}
+
+// Keys with characters that mean something in a URL reach Dataverse as
+// written, in the URL and in @odata.bind references.
+func TestKeyEscaping(t *testing.T) {
+	r := newRig(t, sandbox.Options{})
+	c := r.client(t, nil)
+	s := &Sink{Client: c}
+	keys := []string{"GH|O'Brien", "A/B#1?x=%20", "plain"}
+	var ops []connectors.Op
+	for i, k := range keys {
+		ops = append(ops,
+			connectors.Op{Object: "contact", Action: mappings.Upsert, KeyField: "msemr_medicalrecordnumber", Key: k,
+				Fields: []mappings.Field{{Name: "lastname", Value: mappings.Str("P")}}},
+			connectors.Op{Object: "msemr_encounter", Action: mappings.Upsert, KeyField: "msemr_encounteridentifier", Key: fmt.Sprint("V", i),
+				Fields: []mappings.Field{{Name: "msemr_Patient", Value: mappings.Value{Kind: mappings.Ref,
+					Ref: &mappings.Reference{Object: "contact", KeyField: "msemr_medicalrecordnumber", Key: k}}}}})
+	}
+	for i, res := range s.Apply(context.Background(), ops) {
+		if res.Err != nil {
+			t.Fatalf("op %d: %v", i, res.Err)
+		}
+	}
+	contacts := r.sb.DataverseRecords("contact")
+	byKey := map[string]string{}
+	for _, c := range contacts {
+		byKey[c["msemr_medicalrecordnumber"].(string)] = c["contactid"].(string)
+	}
+	for _, k := range keys {
+		if byKey[k] == "" {
+			t.Errorf("no contact keyed %q: %v", k, byKey)
+		}
+	}
+	for i, e := range r.sb.DataverseRecords("msemr_encounter") {
+		if e["_msemr_patient_value"] != byKey[keys[i]] {
+			t.Errorf("encounter %d points at %v, want %s", i, e["_msemr_patient_value"], byKey[keys[i]])
+		}
+	}
+}
+
+// A 429 from one worker pauses them all until Retry-After; nothing is sent
+// meanwhile, and the log names no URL or key.
+func TestThrottleSharedAcrossWorkers(t *testing.T) {
+	r := newRig(t, sandbox.Options{DataverseRequestLimit: 4})
+	c := r.client(t, func(cfg *Config) { cfg.BatchSize = 1; cfg.MaxConcurrent = 4 })
+	s := &Sink{Client: c}
+	var ops []connectors.Op
+	for i := range 12 {
+		ops = append(ops, connectors.Op{Object: "contact", Action: mappings.Upsert, KeyField: "msemr_medicalrecordnumber",
+			Key: fmt.Sprint("MRN-SECRET-", i), Fields: []mappings.Field{{Name: "lastname", Value: mappings.Str("P")}}})
+	}
+	res := s.Apply(context.Background(), ops)
+	ok, throttled := 0, 0
+	for _, r := range res {
+		switch {
+		case r.Err == nil:
+			ok++
+		case connectors.KindOf(r.Err) == connectors.Throttled:
+			throttled++
+		}
+	}
+	if ok != 4 || throttled != 8 || c.PausedUntil().IsZero() {
+		t.Errorf("ok %d, throttled %d, paused until %v", ok, throttled, c.PausedUntil())
+	}
+	sent := r.sb.Stats().ByEndpoint["dv_upsert"]
+	if sent > 4+4 {
+		t.Errorf("%d upserts reached the sandbox: workers kept sending during the pause", sent)
+	}
+	if strings.Contains(r.logs.String(), "MRN-SECRET") || strings.Contains(r.logs.String(), "/api/data") {
+		t.Errorf("log leaks a key or URL:\n%s", r.logs)
+	}
+}
+
+// Query follows @odata.nextLink; Update patches a row by id.
+func TestQueryAndUpdate(t *testing.T) {
+	r := newRig(t, sandbox.Options{})
+	c := r.client(t, nil)
+	s := &Sink{Client: c}
+	var ops []connectors.Op
+	for i := range 1200 {
+		ops = append(ops, connectors.Op{Object: "contact", Action: mappings.Upsert, KeyField: "msemr_medicalrecordnumber",
+			Key: fmt.Sprintf("K%04d", i), Fields: []mappings.Field{{Name: "lastname", Value: mappings.Str("P")}}})
+	}
+	for _, res := range s.Apply(context.Background(), ops) {
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	rows, err := c.Query(context.Background(), "contact", "$select=contactid&$orderby=msemr_medicalrecordnumber", 0)
+	if err != nil || len(rows) != 1200 {
+		t.Fatalf("query: %d rows, %v", len(rows), err)
+	}
+	id := rows[0]["contactid"].(string)
+	if err := c.Update(context.Background(), "contact", id, map[string]any{"lastname": "Q"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range r.sb.DataverseRecords("contact") {
+		if row["contactid"] == id && row["lastname"] != "Q" {
+			t.Errorf("after update: %v", row)
+		}
+	}
+	if err := c.Update(context.Background(), "contact", "00000000-0000-4000-8000-000000000000", map[string]any{"lastname": "Q"}); connectors.KindOf(err) != connectors.Permanent {
+		t.Errorf("update of a missing row: %v", err)
+	}
+	if reqs := r.sb.Stats().ByEndpoint["dv_batch"]; reqs != 60 {
+		t.Errorf("%d $batch requests for 1200 upserts in batches of 20", reqs)
+	}
+}
