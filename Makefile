@@ -12,7 +12,7 @@ FUZZTIME ?= 2m
 PEERS    := internal/interop/node
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-windows run test unit mappings-test fuzz-short fuzz fmt vet tidy peers clean
+.PHONY: all build build-windows run run-dynamics test unit mappings-test fuzz-short fuzz fmt vet tidy peers clean
 MAPPING_SETS := $(wildcard configs/mappings/*/)
 
 all: build
@@ -25,6 +25,11 @@ build-windows:
 
 run: build
 	./$(BIN) run --config $(CONFIG)
+
+# run-dynamics: the same demo with the CRM sandbox's Dataverse side as the
+# CRM and the Dataverse mappings.
+run-dynamics: build
+	./$(BIN) run --config configs/ehrbridge-dynamics.yaml
 
 # test: formatting, vet, every Go test (race detector on, real peers
 # included), lint and tests of every shipped mapping set, then a short

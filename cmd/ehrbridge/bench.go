@@ -67,11 +67,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-const benchCRMUsage = `usage: ehrbridge bench crm [--mappings DIR] [--backlog 2000] [--patients 200] [--trickle-rate 10]
-                          [--trickle-for 20s] [--latency 50ms]
+const benchCRMUsage = `usage: ehrbridge bench crm [--crm salesforce|dataverse] [--mappings DIR] [--backlog 2000] [--patients 200]
+                          [--trickle-rate 10] [--trickle-for 20s] [--latency 50ms]
 
-Measures sending to the CRM (the embedded sandbox on loopback, the
-Health Cloud mappings, ADT^A08 messages with a visit): CRM API requests
+Measures sending to the CRM (the embedded sandbox on loopback, its
+Salesforce side with the Health Cloud mappings or its Dataverse side with
+the Dataverse mappings, ADT^A08 messages with a visit): CRM API requests
 per record when a backlog drains after an outage and in a trickle, the
 time from a record's arrival to its being done, and the drain rate with
 CRM latency injected. Prints the figures and the goals.`
@@ -83,7 +84,8 @@ func benchCRM(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, benchCRMUsage)
 		fs.PrintDefaults()
 	}
-	maps := fs.String("mappings", "configs/mappings/healthcloud", "mapping set directory")
+	crm := fs.String("crm", "salesforce", "sandbox side: salesforce or dataverse")
+	maps := fs.String("mappings", "", "mapping set directory (default configs/mappings/healthcloud, or configs/mappings/dynamics for dataverse)")
 	backlog := fs.Int("backlog", 2000, "records queued during the outage")
 	patients := fs.Int("patients", 200, "patients the messages spread over")
 	rate := fs.Float64("trickle-rate", 10, "messages per second in the trickle phase")
@@ -95,9 +97,16 @@ func benchCRM(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
+	if *crm != "salesforce" && *crm != "dataverse" {
+		fs.Usage()
+		return exitUsage
+	}
+	if *maps == "" {
+		*maps = map[string]string{"salesforce": "configs/mappings/healthcloud", "dataverse": "configs/mappings/dynamics"}[*crm]
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if _, err := bench.CRM(ctx, bench.CRMOptions{Mappings: *maps, Backlog: *backlog, Patients: *patients, TrickleRate: *rate,
+	if _, err := bench.CRM(ctx, bench.CRMOptions{CRM: *crm, Mappings: *maps, Backlog: *backlog, Patients: *patients, TrickleRate: *rate,
 		TrickleFor: *trickleFor, Latency: *latency}, stdout); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge bench crm: %v\n", err)
 		return exitFailure

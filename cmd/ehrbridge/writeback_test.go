@@ -121,3 +121,64 @@ func TestWritebackDemo(t *testing.T) {
 		}
 	}
 }
+
+// The Dynamics demo: on configs/ehrbridge-dynamics.yaml, an ADT becomes a
+// contact and an encounter in the sandbox's Dataverse side, reached over
+// TLS with azidentity's client credentials; a retransmit changes nothing.
+func TestDynamicsDemo(t *testing.T) {
+	bin := ehrbridgeBinary(t)
+	dataDir := t.TempDir()
+	mllpAddr, adminAddr, sandboxAddr, tlsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge-dynamics.yaml"))
+	cmd.Env = append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr,
+		"EHRBRIDGE_SANDBOX_ADDR="+sandboxAddr, "EHRBRIDGE_SANDBOX_TLS_ADDR="+tlsAddr)
+	logs := &syncbuf.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("daemon did not stop on SIGTERM")
+		}
+	}()
+	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+	adt := corpus(t, "microsoft-FHIR-Converter", "ADT-A01-01.hl7")
+	for range 2 {
+		if out, errOut, code := runBin(t, bin, "send", "--to", mllpAddr, adt); code != 0 {
+			t.Fatalf("send: %s %s", out, errOut)
+		}
+	}
+	rows := func(table string) []map[string]any {
+		resp, err := http.Get("http://" + sandboxAddr + "/sandbox/v1/objects/" + table)
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		var recs []map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&recs)
+		return recs
+	}
+	waitFor(t, 20*time.Second, "the contact and its encounter in Dataverse", func() bool {
+		return len(rows("contacts")) == 1 && len(rows("msemr_encounters")) == 1
+	})
+	c, e := rows("contacts")[0], rows("msemr_encounters")[0]
+	if c["msemr_medicalrecordnumber"] != "test1|PATID1234" || c["lastname"] == nil {
+		t.Errorf("contact %v", c)
+	}
+	if e["_msemr_encounterpatientidentifier_value"] != c["contactid"] {
+		t.Errorf("encounter %v does not point at contact %v", e, c["contactid"])
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "sandbox-tls.pem")); err != nil {
+		t.Errorf("the sandbox's certificate is not in the data dir: %v", err)
+	}
+	if strings.Contains(logs.String(), "PATID1234") {
+		t.Errorf("the daemon's log holds the MRN:\n%s", logs)
+	}
+}

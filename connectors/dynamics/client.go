@@ -43,7 +43,8 @@ type Config struct {
 	// HTTPClient sends the requests; default one with a 60 s timeout.
 	HTTPClient *http.Client
 	// BatchSize is how many ops go in one $batch request. Microsoft
-	// advises small batches and more concurrency; default 20, at most 1000.
+	// advises batches of 100 or fewer, with more concurrency rather than
+	// bigger batches; default 50, at most 1000.
 	BatchSize int
 	// MaxConcurrent bounds the requests in flight; default 4, at most 32
 	// (Dataverse allows 52 per user).
@@ -85,7 +86,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 20
+		cfg.BatchSize = 50
 	}
 	cfg.BatchSize = min(cfg.BatchSize, 1000)
 	if cfg.MaxConcurrent <= 0 {

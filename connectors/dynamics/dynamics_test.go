@@ -219,7 +219,7 @@ func TestQueryAndUpdate(t *testing.T) {
 	if err := c.Update(context.Background(), "contact", "00000000-0000-4000-8000-000000000000", map[string]any{"lastname": "Q"}); connectors.KindOf(err) != connectors.Permanent {
 		t.Errorf("update of a missing row: %v", err)
 	}
-	if reqs := r.sb.Stats().ByEndpoint["dv_batch"]; reqs != 60 {
-		t.Errorf("%d $batch requests for 1200 upserts in batches of 20", reqs)
+	if reqs := r.sb.Stats().ByEndpoint["dv_batch"]; reqs != 24 {
+		t.Errorf("%d $batch requests for 1200 upserts in batches of 50", reqs)
 	}
 }

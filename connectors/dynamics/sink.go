@@ -25,8 +25,9 @@ import (
 // * (never creates), a delete a DELETE by the key (a missing row is fine).
 // Ops go in $batch requests of BatchSize with Prefer:
 // odata.continue-on-error, several at a time; an op that references a
-// record another op of the call writes is sent in a later round. It
-// implements connectors.Sink.
+// record another op of the call writes comes after it: later in the same
+// $batch when the call fits in one, else in a later round. It implements
+// connectors.Sink.
 type Sink struct {
 	Client *Client
 }
@@ -38,6 +39,22 @@ func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Resu
 	results := make([]connectors.Result, len(ops))
 	plan := connectors.NewPlan(ops)
 	size := s.Client.cfg.BatchSize
+	if len(ops) <= size {
+		// One $batch: Dataverse runs its requests in order, so ops placed
+		// by level find the records they reference. A trickle costs one
+		// request per round.
+		idx := make([]int, 0, len(ops))
+		for lv := 0; lv <= plan.Max; lv++ {
+			for i := range ops {
+				if plan.Level[i] == lv {
+					idx = append(idx, i)
+				}
+			}
+		}
+		s.apply(ctx, ops, idx, results)
+		plan.PropagateFailures(ops, results)
+		return results
+	}
 	for lv := 0; lv <= plan.Max; lv++ {
 		var idx []int
 		for i := range ops {

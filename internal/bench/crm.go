@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
@@ -23,14 +27,19 @@ import (
 
 // CRM benchmark goals.
 const (
-	GoalBacklogRequests = 0.02 // CRM requests per record, draining a backlog
-	GoalTrickleRequests = 0.2  // CRM requests per record, at 10 msg/s
-	GoalTrickleLatency  = time.Second
+	GoalBacklogRequests          = 0.02 // Salesforce requests per record, draining a backlog
+	GoalBacklogRequestsDataverse = 0.1  // Dataverse requests per record, draining a backlog
+	GoalTrickleRequests          = 0.2  // CRM requests per record, at 10 msg/s
+	GoalTrickleLatency           = time.Second
 )
 
 // CRMOptions configure CRM. Zero values select the defaults.
 type CRMOptions struct {
-	// Mappings is the mapping set directory (the Health Cloud set).
+	// CRM is the sandbox side the pipeline writes to: "salesforce" (the
+	// default) or "dataverse".
+	CRM string
+	// Mappings is the mapping set directory (Health Cloud, or Dataverse
+	// for the dataverse side).
 	Mappings string
 	// Backlog is the number of records queued during an outage; 2000.
 	Backlog int
@@ -83,6 +92,10 @@ func CRM(ctx context.Context, opts CRMOptions, w io.Writer) (CRMReport, error) {
 	if opts.Latency <= 0 {
 		opts.Latency = 50 * time.Millisecond
 	}
+	goal, setName := GoalBacklogRequests, "Health Cloud"
+	if opts.CRM == "dataverse" {
+		goal, setName = GoalBacklogRequestsDataverse, "Dataverse"
+	}
 	set, err := mappings.Load([]string{opts.Mappings}, mappings.Options{Zone: time.UTC})
 	if err != nil {
 		return CRMReport{}, fmt.Errorf("bench: mappings: %w", err)
@@ -103,13 +116,13 @@ func CRM(ctx context.Context, opts CRMOptions, w io.Writer) (CRMReport, error) {
 		return rep, err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "ehrbridge CRM benchmark: ADT^A08 messages for %d patients, Health Cloud mappings, the CRM sandbox on loopback\n\n", opts.Patients)
+	fmt.Fprintf(&b, "ehrbridge CRM benchmark: ADT^A08 messages for %d patients, %s mappings, the CRM sandbox (%s side) on loopback\n\n", opts.Patients, setName, orDefault(opts.CRM, "salesforce"))
 	fmt.Fprintf(&b, "%-36s %8s %6s %9s %9s %9s %9s %9s\n", "phase", "records", "ops", "requests", "req/rec", "rec/s", "p50 ms", "p99 ms")
 	for _, p := range []CRMPhase{rep.Backlog, rep.Trickle, rep.Slow} {
 		fmt.Fprintf(&b, "%-36s %8d %6d %9d %9.4f %9.0f %9s %9s\n", p.Name, p.Records, p.Ops, p.Requests, p.PerRecord(), p.Rate, ms(p.P50), ms(p.P99))
 	}
 	fmt.Fprintf(&b, "\nbacklog: %.4f requests per record (one request per op would be %.2f) (goal ≤ %g) %s\n",
-		rep.Backlog.PerRecord(), float64(rep.Backlog.Ops)/float64(rep.Backlog.Records), GoalBacklogRequests, verdict(rep.Backlog.PerRecord() <= GoalBacklogRequests))
+		rep.Backlog.PerRecord(), float64(rep.Backlog.Ops)/float64(rep.Backlog.Records), goal, verdict(rep.Backlog.PerRecord() <= goal))
 	fmt.Fprintf(&b, "trickle: %.4f requests per record (goal ≤ %g) %s; arrival to done p99 %s ms (goal ≤ %s ms) %s\n",
 		rep.Trickle.PerRecord(), GoalTrickleRequests, verdict(rep.Trickle.PerRecord() <= GoalTrickleRequests), ms(rep.Trickle.P99), ms(GoalTrickleLatency),
 		verdict(rep.Trickle.P99 <= GoalTrickleLatency+200*time.Millisecond))
@@ -138,24 +151,18 @@ func crmPhase(ctx context.Context, root string, set *mappings.Set, name string, 
 		return CRMPhase{}, err
 	}
 	defer sb.Close()
-	addr, err := sb.Listen("127.0.0.1:0")
+	sink, faultURL, hc, err := benchSink(sb, opts.CRM, quiet)
 	if err != nil {
 		return CRMPhase{}, err
 	}
-	base := "http://" + addr.String()
 	if latency > 0 {
-		resp, err := http.Post(base+"/sandbox/v1/faults", "application/json", strings.NewReader(fmt.Sprintf(`{"latency_ms":%d}`, latency.Milliseconds())))
+		resp, err := hc.Post(faultURL, "application/json", strings.NewReader(fmt.Sprintf(`{"latency_ms":%d}`, latency.Milliseconds())))
 		if err != nil {
 			return CRMPhase{}, err
 		}
 		resp.Body.Close()
 	}
-	client, err := salesforce.New(salesforce.Config{LoginURL: base, ClientID: "sandbox-client", ClientSecret: "sandbox-secret",
-		Auth: salesforce.Auth{ClientCredentials: true}, Logger: quiet})
-	if err != nil {
-		return CRMPhase{}, err
-	}
-	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: &salesforce.Sink{Client: client}, Logger: quiet})
+	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: sink, Logger: quiet})
 	pctx, stop := context.WithCancel(ctx)
 	stopped := make(chan struct{})
 	startPipeline := func() {
@@ -246,4 +253,55 @@ func crmMessage(n, p int) []byte {
 		"EVN|A08|" + ts + "\r" +
 		fmt.Sprintf("PID|1||P%05d^^^GENHOSP^MR||PATIENT%05d^V%07d||19700101|F\r", p, p, n) +
 		fmt.Sprintf("PV1|1|I|4WEST^401^B||||||||||||||||V%05d^^^GENHOSP^VN|||||||||||||||||||||||||%s\r", p, ts))
+}
+
+// benchSink serves the sandbox's side for crm and returns a sink on it,
+// the fault endpoint and an HTTP client that reaches it.
+func benchSink(sb *sandbox.Server, crm string, quiet *slog.Logger) (connectors.Sink, string, *http.Client, error) {
+	if crm != "dataverse" {
+		addr, err := sb.Listen("127.0.0.1:0")
+		if err != nil {
+			return nil, "", nil, err
+		}
+		base := "http://" + addr.String()
+		client, err := salesforce.New(salesforce.Config{LoginURL: base, ClientID: "sandbox-client", ClientSecret: "sandbox-secret",
+			Auth: salesforce.Auth{ClientCredentials: true}, Logger: quiet})
+		if err != nil {
+			return nil, "", nil, err
+		}
+		return &salesforce.Sink{Client: client}, base + "/sandbox/v1/faults", http.DefaultClient, nil
+	}
+	certPEM, keyPEM, err := sandbox.NewCert()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	addr, err := sb.ListenTLS("127.0.0.1:0", cert)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 32}, Timeout: time.Minute}
+	base := "https://" + addr.String()
+	cred, err := dynamics.NewCredential(dynamics.Auth{TenantID: "sandbox-tenant", ClientID: "sandbox-client", ClientSecret: "sandbox-secret",
+		AuthorityHost: base, HTTPClient: hc})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	client, err := dynamics.New(dynamics.Config{URL: base, Credential: cred, HTTPClient: hc, Logger: quiet})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return &dynamics.Sink{Client: client}, base + "/sandbox/v1/faults", hc, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
 }

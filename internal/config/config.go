@@ -121,8 +121,10 @@ type MappingsConfig struct {
 type CRMConfig struct {
 	// Salesforce is the org to write to.
 	Salesforce *SalesforceConfig `yaml:"salesforce"`
-	// Sandbox makes the CRM sandbox (a Salesforce REST subset) the CRM
-	// instead: embedded, or running apart.
+	// Dynamics is the Dataverse environment to write to instead.
+	Dynamics *DynamicsConfig `yaml:"dynamics"`
+	// Sandbox makes the CRM sandbox the CRM instead (its Salesforce or
+	// its Dataverse side): embedded, or running apart.
 	Sandbox *SandboxConfig `yaml:"sandbox"`
 	// Pipeline tunes the sending.
 	Pipeline PipelineConfig `yaml:"pipeline"`
@@ -154,8 +156,48 @@ type SalesforceConfig struct {
 	BudgetReserve float64 `yaml:"budget_reserve"`
 }
 
+// DynamicsConfig is a Dataverse environment (Dynamics 365) and the app
+// registration ehrbridge signs in as.
+type DynamicsConfig struct {
+	// URL is the environment, like https://org.crm.dynamics.com.
+	URL string `yaml:"url,required"`
+	// APIVersion of the Web API, default "9.2".
+	APIVersion string `yaml:"api_version"`
+	// TenantID and ClientID of the app registration (Entra ID).
+	TenantID string `yaml:"tenant_id"`
+	ClientID string `yaml:"client_id"`
+	// Exactly one credential: ClientSecret (client_secret_env / _file);
+	// CertFile (and KeyFile unless the key follows the certificate in
+	// CertFile), PEM; ManagedIdentity; WorkloadIdentity.
+	ClientSecret     SecretRef `yaml:"client_secret"`
+	CertFile         string    `yaml:"cert_file"`
+	KeyFile          string    `yaml:"key_file"`
+	ManagedIdentity  bool      `yaml:"managed_identity"`
+	WorkloadIdentity bool      `yaml:"workload_identity"`
+	// AuthorityHost is the identity platform, default
+	// https://login.microsoftonline.com/ (set it for a sovereign cloud).
+	AuthorityHost string `yaml:"authority_host"`
+	// CAFile adds trusted CAs (PEM) for a TLS-inspecting proxy.
+	CAFile string `yaml:"ca_file"`
+	// BatchSize is ops per $batch request, default 50; MaxConcurrent the
+	// requests in flight, default 4 (at most 32; Dataverse allows 52).
+	BatchSize     int `yaml:"batch_size"`
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// EntitySets names the entity set of a table whose set name is not
+	// its logical name in the plural.
+	EntitySets map[string]string `yaml:"entity_sets"`
+}
+
 // SandboxConfig makes the CRM sandbox the CRM (for demos and tests).
 type SandboxConfig struct {
+	// Flavor is the side of the sandbox ehrbridge writes to: salesforce
+	// (default) or dataverse.
+	Flavor string `yaml:"flavor"`
+	// TLSListen is the address of its TLS side (Dataverse), default
+	// 127.0.0.1:8443; TLSCert the certificate to trust (made by the
+	// sandbox), default <data_dir>/sandbox-tls.pem.
+	TLSListen string `yaml:"tls_listen"`
+	TLSCert   string `yaml:"tls_cert"`
 	// Embed runs the sandbox inside the daemon; false connects to one
 	// already running at Listen (ehrbridge sandbox), with its default test
 	// credentials, so that a test can stop the daemon without touching
@@ -294,7 +336,9 @@ const (
 	DefaultPayloadRetention = Duration(7 * 24 * time.Hour)
 	// DefaultSandboxListen is the embedded CRM sandbox's address.
 	DefaultSandboxListen = "127.0.0.1:8089"
-	DefaultSweepInterval = Duration(time.Hour)
+	// DefaultSandboxTLSListen is the address of its TLS (Dataverse) side.
+	DefaultSandboxTLSListen = "127.0.0.1:8443"
+	DefaultSweepInterval    = Duration(time.Hour)
 )
 
 // Default returns the configuration an empty file gives: every default
@@ -404,7 +448,19 @@ func (c *Config) resolvePaths(base string) {
 		if sf := c.CRM.Salesforce; sf != nil && sf.JWTKeyFile != "" {
 			sf.JWTKeyFile = resolvePath(base, sf.JWTKeyFile)
 		}
+		if d := c.CRM.Dynamics; d != nil {
+			for _, f := range []*string{&d.CertFile, &d.KeyFile, &d.CAFile} {
+				if *f != "" {
+					*f = resolvePath(base, *f)
+				}
+			}
+		}
 		if sb := c.CRM.Sandbox; sb != nil {
+			if sb.TLSCert == "" {
+				sb.TLSCert = resolvePath(c.DataDir, "sandbox-tls.pem")
+			} else {
+				sb.TLSCert = resolvePath(base, sb.TLSCert)
+			}
 			if sb.DataFile == "" {
 				sb.DataFile = "sandbox.json"
 				sb.DataFile = resolvePath(c.DataDir, sb.DataFile)

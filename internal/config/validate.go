@@ -140,6 +140,8 @@ func (c *Config) validate(base string) Problems {
 	if wb := c.Writeback; wb != nil {
 		if c.CRM == nil {
 			v.add("writeback", "write-back reads notes from the CRM: configure crm as well")
+		} else if c.CRM.Dynamics != nil || c.CRM.Sandbox != nil && c.CRM.Sandbox.Flavor == "dataverse" {
+			v.add("writeback", "write-back reads notes from Salesforce in this version; from Dataverse it is not available yet")
 		}
 		if wb.Schedule == "" {
 			wb.Schedule = "@every 30s"
@@ -202,21 +204,72 @@ func (v *validator) crm(listeners *[]listener) {
 		return
 	}
 	embed := c.Sandbox != nil && c.Sandbox.Embed
+	named := 0
+	for _, set := range []bool{c.Salesforce != nil, c.Dynamics != nil, c.Sandbox != nil} {
+		if set {
+			named++
+		}
+	}
 	switch {
-	case c.Salesforce == nil && c.Sandbox == nil:
-		v.add("crm", "name the CRM: salesforce (login_url, client_id and credentials) or sandbox (embed: true, or the address of a running one)")
-	case c.Salesforce != nil && c.Sandbox != nil:
-		v.add("crm.sandbox", "give crm.salesforce or crm.sandbox, not both")
+	case named == 0:
+		v.add("crm", "name the CRM: salesforce (login_url, client_id and credentials), dynamics (url, tenant_id, client_id and a credential) or sandbox (embed: true, or the address of a running one)")
+	case named > 1:
+		v.add("crm", "give one of crm.salesforce, crm.dynamics and crm.sandbox")
 	}
 	if sb := c.Sandbox; sb != nil {
 		if sb.Listen == "" {
 			sb.Listen = DefaultSandboxListen
 		}
-		if l, ok := v.listenAddr("crm.sandbox.listen", "the CRM sandbox", sb.Listen); ok && embed {
-			if other := conflict(*listeners, l); other != nil {
-				v.add(l.path, "address %s is already used by %s (%s)", v.show(l.path, l.addr), other.owner, v.at(other.path))
+		if sb.TLSListen == "" {
+			sb.TLSListen = DefaultSandboxTLSListen
+		}
+		switch sb.Flavor {
+		case "":
+			sb.Flavor = "salesforce"
+		case "salesforce", "dataverse":
+		default:
+			v.add("crm.sandbox.flavor", "%s: use salesforce (the default) or dataverse", v.show("crm.sandbox.flavor", sb.Flavor))
+		}
+		addrs := []struct{ path, addr string }{{"crm.sandbox.listen", sb.Listen}}
+		if sb.Flavor == "dataverse" {
+			addrs = append(addrs, struct{ path, addr string }{"crm.sandbox.tls_listen", sb.TLSListen})
+		}
+		for _, a := range addrs {
+			if l, ok := v.listenAddr(a.path, "the CRM sandbox", a.addr); ok && embed {
+				if other := conflict(*listeners, l); other != nil {
+					v.add(l.path, "address %s is already used by %s (%s)", v.show(l.path, l.addr), other.owner, v.at(other.path))
+				}
+				*listeners = append(*listeners, l)
 			}
-			*listeners = append(*listeners, l)
+		}
+	}
+	if d := c.Dynamics; d != nil {
+		if u, err := url.Parse(d.URL); d.URL != "" && (err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/")) {
+			v.add("crm.dynamics.url", "must be the environment's https URL like https://org.crm.dynamics.com, got %s", v.show("crm.dynamics.url", d.URL))
+		}
+		creds := 0
+		for _, set := range []bool{d.ClientSecret.IsSet(), d.CertFile != "", d.ManagedIdentity, d.WorkloadIdentity} {
+			if set {
+				creds++
+			}
+		}
+		if creds != 1 {
+			v.add("crm.dynamics", "choose one credential: client_secret_env/_file, cert_file (+ key_file), managed_identity: true or workload_identity: true")
+		}
+		if (d.ClientSecret.IsSet() || d.CertFile != "") && (d.TenantID == "" || d.ClientID == "") {
+			v.add("crm.dynamics", "a client secret or certificate needs tenant_id and client_id")
+		}
+		v.readable("crm.dynamics.cert_file", d.CertFile)
+		v.readable("crm.dynamics.key_file", d.KeyFile)
+		v.readable("crm.dynamics.ca_file", d.CAFile)
+		if d.AuthorityHost != "" && !strings.HasPrefix(d.AuthorityHost, "https://") {
+			v.add("crm.dynamics.authority_host", "must be an https URL")
+		}
+		if d.BatchSize < 0 || d.BatchSize > 1000 {
+			v.add("crm.dynamics.batch_size", "must be between 1 and 1000 (Dataverse's limit per $batch)")
+		}
+		if d.MaxConcurrent < 0 || d.MaxConcurrent > 32 {
+			v.add("crm.dynamics.max_concurrent", "must be between 1 and 32 (Dataverse allows 52 concurrent requests per user)")
 		}
 	}
 	if sf := c.Salesforce; sf != nil {

@@ -161,8 +161,8 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 			paused = 1
 		}
 		fmt.Fprintf(w, "# HELP ehrbridge_pipeline_paused Whether sending is paused for the CRM's API allocation.\n# TYPE ehrbridge_pipeline_paused gauge\nehrbridge_pipeline_paused %d\n", paused)
-		fmt.Fprintf(w, "# HELP ehrbridge_crm_requests_total CRM API requests sent, retries included (token requests not).\n# TYPE ehrbridge_crm_requests_total counter\nehrbridge_crm_requests_total %d\n", c.client.Requests.Load())
-		if used, limit := c.client.Usage(); limit > 0 {
+		fmt.Fprintf(w, "# HELP ehrbridge_crm_requests_total CRM API requests sent, retries included (token requests not).\n# TYPE ehrbridge_crm_requests_total counter\nehrbridge_crm_requests_total %d\n", c.requests())
+		if used, limit := c.usage(); limit > 0 {
 			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_used Daily API requests used in the CRM org, as it last reported.\n# TYPE ehrbridge_crm_api_requests_used gauge\nehrbridge_crm_api_requests_used %d\n", used)
 			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_limit The CRM org's daily API allocation.\n# TYPE ehrbridge_crm_api_requests_limit gauge\nehrbridge_crm_api_requests_limit %d\n", limit)
 			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_remaining Daily API requests left in the CRM org.\n# TYPE ehrbridge_crm_api_requests_remaining gauge\nehrbridge_crm_api_requests_remaining %d\n", max(0, limit-used))

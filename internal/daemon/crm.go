@@ -3,12 +3,15 @@ package daemon
 import (
 	"encoding/csv"
 	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -16,10 +19,12 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/config"
@@ -27,89 +32,56 @@ import (
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
-// crm is the CRM side: the Salesforce client, the embedded sandbox when
-// configured, and the pipeline that feeds them from the checkpoint log.
+// crm is the CRM side: the connector (Salesforce or Dataverse), the
+// embedded sandbox when configured, and the pipeline that feeds them from
+// the checkpoint log.
 type crm struct {
-	client  *salesforce.Client
-	sandbox *sandbox.Server
-	sbAddr  string
-	pipe    *pipeline.Pipeline
-	cron    *cron.Cron
-	cancel  context.CancelFunc
-	stopped chan struct{}
+	kind     string             // "Salesforce" or "Dataverse", for logs and the admin page
+	client   *salesforce.Client // the Salesforce client (write-back uses it), nil for Dataverse
+	dv       *dynamics.Client
+	sink     connectors.Sink
+	sandbox  *sandbox.Server
+	sbAddr   string
+	pipe     *pipeline.Pipeline
+	cron     *cron.Cron
+	cancel   context.CancelFunc
+	stopped  chan struct{}
+	requests func() int64
 }
 
-// startCRM builds the client (and sandbox) and starts the pipeline; nil
-// config gives nil.
+// usage is the CRM's daily API usage as it last reported (Salesforce).
+func (c *crm) usage() (used, limit int) {
+	if c.client == nil {
+		return 0, 0
+	}
+	return c.client.Usage()
+}
+
+// startCRM builds the connector (and sandbox) and starts the pipeline;
+// nil config gives nil.
 func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (*crm, error) {
 	cc := cfg.CRM
 	if cc == nil {
 		return nil, nil
 	}
 	c := &crm{stopped: make(chan struct{})}
-	sfLog := log.With("component", "crm")
-	var scfg salesforce.Config
-	if sb := cc.Sandbox; sb != nil && sb.Embed {
-		// The daemon connects to its own sandbox with a secret made for
-		// this run: nothing to configure, nothing to leak.
-		var b [16]byte
-		_, _ = rand.Read(b[:])
-		secret := hex.EncodeToString(b[:])
-		s, err := sandbox.New(sandbox.Options{ClientSecret: secret, DataFile: sb.DataFile, Logger: sfLog})
-		if err != nil {
-			return nil, err
-		}
-		addr, err := s.Listen(sb.Listen)
-		if err != nil {
-			s.Close()
-			return nil, err
-		}
-		c.sandbox, c.sbAddr = s, addr.String()
-		scfg = salesforce.Config{LoginURL: "http://" + c.sbAddr, ClientID: "sandbox-client", ClientSecret: secret, Auth: salesforce.Auth{ClientCredentials: true}}
-	} else if sb := cc.Sandbox; sb != nil {
-		// A sandbox running apart, with its default test credentials
-		// (they guard no real data).
-		scfg = salesforce.Config{LoginURL: "http://" + sb.Listen, ClientID: "sandbox-client", ClientSecret: "sandbox-secret", Auth: salesforce.Auth{ClientCredentials: true}}
-	} else {
-		sf := cc.Salesforce
-		scfg = salesforce.Config{LoginURL: sf.LoginURL, APIVersion: sf.APIVersion, ClientID: sf.ClientID,
-			MaxConcurrent: sf.MaxConcurrent, BudgetReserve: sf.BudgetReserve}
-		if sf.ClientSecret.IsSet() {
-			secret, err := sf.ClientSecret.Resolve()
-			if err != nil {
-				return nil, fmt.Errorf("crm.salesforce client secret: %w", err)
-			}
-			scfg.ClientSecret = secret
-		}
-		switch {
-		case sf.JWTUsername != "":
-			key, err := os.ReadFile(sf.JWTKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("crm.salesforce.jwt_key_file: %w", err)
-			}
-			scfg.Auth = salesforce.Auth{JWTUsername: sf.JWTUsername, JWTPrivateKey: key}
-		case sf.RefreshToken.IsSet():
-			rt, err := sf.RefreshToken.Resolve()
-			if err != nil {
-				return nil, fmt.Errorf("crm.salesforce refresh token: %w", err)
-			}
-			scfg.Auth = salesforce.Auth{RefreshToken: rt}
-		default:
-			scfg.Auth = salesforce.Auth{ClientCredentials: true}
-		}
+	crmLog := log.With("component", "crm")
+	var err error
+	switch {
+	case cc.Dynamics != nil || cc.Sandbox != nil && cc.Sandbox.Flavor == "dataverse":
+		err = c.startDataverse(cc, crmLog)
+	default:
+		err = c.startSalesforce(cc, crmLog)
 	}
-	scfg.Logger = sfLog
-	client, err := salesforce.New(scfg)
 	if err != nil {
 		c.close()
 		return nil, err
 	}
-	c.client = client
 	var notes pipeline.NoteHandler
 	var source *writeback.Source
 	echo := ""
-	if wb := cfg.Writeback; wb != nil {
-		h, src, err := newWriteback(wb, cfg.DataDir, client, cp, log)
+	if wb := cfg.Writeback; wb != nil && c.client != nil {
+		h, src, err := newWriteback(wb, cfg.DataDir, c.client, cp, log)
 		if err != nil {
 			c.close()
 			return nil, err
@@ -123,7 +95,7 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 		waker = &writeback.HeldWaker{Log: cp, Logger: log.With("component", "writeback")}
 		applied = waker.Applied
 	}
-	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: &salesforce.Sink{Client: client},
+	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: c.sink,
 		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log, Notes: notes, EchoPrefix: echo,
 		Applied: applied})
 	if waker != nil {
@@ -257,4 +229,184 @@ func (c *crm) close() {
 	if c.sandbox != nil {
 		_ = c.sandbox.Close()
 	}
+}
+
+// startSalesforce connects to Salesforce, or to the sandbox's Salesforce
+// side.
+func (c *crm) startSalesforce(cc *config.CRMConfig, log *slog.Logger) error {
+	c.kind = "Salesforce"
+	var scfg salesforce.Config
+	if sb := cc.Sandbox; sb != nil && sb.Embed {
+		// The daemon connects to its own sandbox with a secret made for
+		// this run: nothing to configure, nothing to leak.
+		secret := randomSecret()
+		s, err := sandbox.New(sandbox.Options{ClientSecret: secret, DataFile: sb.DataFile, Logger: log})
+		if err != nil {
+			return err
+		}
+		c.sandbox = s
+		addr, err := s.Listen(sb.Listen)
+		if err != nil {
+			return err
+		}
+		c.sbAddr = addr.String()
+		scfg = salesforce.Config{LoginURL: "http://" + c.sbAddr, ClientID: "sandbox-client", ClientSecret: secret, Auth: salesforce.Auth{ClientCredentials: true}}
+	} else if sb := cc.Sandbox; sb != nil {
+		// A sandbox running apart, with its default test credentials
+		// (they guard no real data).
+		scfg = salesforce.Config{LoginURL: "http://" + sb.Listen, ClientID: "sandbox-client", ClientSecret: "sandbox-secret", Auth: salesforce.Auth{ClientCredentials: true}}
+	} else {
+		sf := cc.Salesforce
+		scfg = salesforce.Config{LoginURL: sf.LoginURL, APIVersion: sf.APIVersion, ClientID: sf.ClientID,
+			MaxConcurrent: sf.MaxConcurrent, BudgetReserve: sf.BudgetReserve}
+		if sf.ClientSecret.IsSet() {
+			secret, err := sf.ClientSecret.Resolve()
+			if err != nil {
+				return fmt.Errorf("crm.salesforce client secret: %w", err)
+			}
+			scfg.ClientSecret = secret
+		}
+		switch {
+		case sf.JWTUsername != "":
+			key, err := os.ReadFile(sf.JWTKeyFile)
+			if err != nil {
+				return fmt.Errorf("crm.salesforce.jwt_key_file: %w", err)
+			}
+			scfg.Auth = salesforce.Auth{JWTUsername: sf.JWTUsername, JWTPrivateKey: key}
+		case sf.RefreshToken.IsSet():
+			rt, err := sf.RefreshToken.Resolve()
+			if err != nil {
+				return fmt.Errorf("crm.salesforce refresh token: %w", err)
+			}
+			scfg.Auth = salesforce.Auth{RefreshToken: rt}
+		default:
+			scfg.Auth = salesforce.Auth{ClientCredentials: true}
+		}
+	}
+	scfg.Logger = log
+	client, err := salesforce.New(scfg)
+	if err != nil {
+		return err
+	}
+	c.client, c.sink, c.requests = client, &salesforce.Sink{Client: client}, client.Requests.Load
+	return nil
+}
+
+// startDataverse connects to Dataverse, or to the sandbox's Dataverse
+// side (over TLS, trusting the sandbox's own certificate).
+func (c *crm) startDataverse(cc *config.CRMConfig, log *slog.Logger) error {
+	c.kind = "Dataverse"
+	var dcfg dynamics.Config
+	var auth dynamics.Auth
+	if sb := cc.Sandbox; sb != nil {
+		keyFile := strings.TrimSuffix(sb.TLSCert, ".pem") + "-key.pem"
+		secret := "sandbox-secret"
+		var certPEM []byte
+		if sb.Embed {
+			cert, pemBytes, err := sandbox.LoadOrCreateCert(sb.TLSCert, keyFile)
+			if err != nil {
+				return err
+			}
+			secret = randomSecret()
+			s, err := sandbox.New(sandbox.Options{DataverseSecret: secret, DataFile: sb.DataFile, Logger: log})
+			if err != nil {
+				return err
+			}
+			c.sandbox = s
+			addr, err := s.Listen(sb.Listen)
+			if err != nil {
+				return err
+			}
+			c.sbAddr = addr.String()
+			taddr, err := s.ListenTLS(sb.TLSListen, cert)
+			if err != nil {
+				return err
+			}
+			sb.TLSListen, certPEM = taddr.String(), pemBytes
+		} else {
+			pemBytes, err := os.ReadFile(sb.TLSCert)
+			if err != nil {
+				return fmt.Errorf("crm.sandbox.tls_cert (the running sandbox's certificate; see its --tls-cert): %w", err)
+			}
+			certPEM = pemBytes
+		}
+		hc, err := httpClientTrusting(certPEM, false)
+		if err != nil {
+			return err
+		}
+		base := "https://" + sb.TLSListen
+		auth = dynamics.Auth{TenantID: "sandbox-tenant", ClientID: "sandbox-client", ClientSecret: secret, AuthorityHost: base, HTTPClient: hc}
+		dcfg = dynamics.Config{URL: base, HTTPClient: hc}
+	} else {
+		d := cc.Dynamics
+		var extra []byte
+		if d.CAFile != "" {
+			b, err := os.ReadFile(d.CAFile)
+			if err != nil {
+				return fmt.Errorf("crm.dynamics.ca_file: %w", err)
+			}
+			extra = b
+		}
+		hc, err := httpClientTrusting(extra, true)
+		if err != nil {
+			return err
+		}
+		auth = dynamics.Auth{TenantID: d.TenantID, ClientID: d.ClientID, ManagedIdentity: d.ManagedIdentity,
+			WorkloadIdentity: d.WorkloadIdentity, AuthorityHost: d.AuthorityHost, HTTPClient: hc}
+		if d.ClientSecret.IsSet() {
+			secret, err := d.ClientSecret.Resolve()
+			if err != nil {
+				return fmt.Errorf("crm.dynamics client secret: %w", err)
+			}
+			auth.ClientSecret = secret
+		}
+		if d.CertFile != "" {
+			certPEM, err := os.ReadFile(d.CertFile)
+			if err != nil {
+				return fmt.Errorf("crm.dynamics.cert_file: %w", err)
+			}
+			auth.CertPEM = certPEM
+			if d.KeyFile != "" {
+				if auth.KeyPEM, err = os.ReadFile(d.KeyFile); err != nil {
+					return fmt.Errorf("crm.dynamics.key_file: %w", err)
+				}
+			}
+		}
+		dcfg = dynamics.Config{URL: d.URL, APIVersion: d.APIVersion, HTTPClient: hc, BatchSize: d.BatchSize,
+			MaxConcurrent: d.MaxConcurrent, EntitySets: d.EntitySets}
+	}
+	cred, err := dynamics.NewCredential(auth)
+	if err != nil {
+		return err
+	}
+	dcfg.Credential, dcfg.Logger = cred, log
+	client, err := dynamics.New(dcfg)
+	if err != nil {
+		return err
+	}
+	c.dv, c.sink, c.requests = client, &dynamics.Sink{Client: client}, client.Requests.Load
+	return nil
+}
+
+// httpClientTrusting is an HTTP client that trusts the CAs in pemBytes,
+// besides the system's when withSystem is set.
+func httpClientTrusting(pemBytes []byte, withSystem bool) (*http.Client, error) {
+	pool := x509.NewCertPool()
+	if withSystem {
+		if sys, err := x509.SystemCertPool(); err == nil {
+			pool = sys
+		}
+	}
+	if len(pemBytes) > 0 && !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("no PEM certificate to trust")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+}
+
+func randomSecret() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

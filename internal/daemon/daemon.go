@@ -129,9 +129,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	case d.crm == nil:
 		log.Warn("no CRM is configured (crm section): messages are stored in the checkpoint log and acknowledged, not sent on")
 	case d.crm.sandbox != nil:
-		log.Info("CRM: the embedded sandbox", "listen", d.crm.sbAddr)
+		log.Info("CRM: the embedded sandbox", "side", d.crm.kind, "listen", d.crm.sbAddr)
 	default:
-		log.Info("CRM: Salesforce")
+		log.Info("CRM: " + d.crm.kind)
 	}
 	return d, nil
 }

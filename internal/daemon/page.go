@@ -61,9 +61,9 @@ func (a *admin) forwarding() string {
 	if c == nil {
 		return "no CRM configured: messages are stored and acknowledged, not sent on"
 	}
-	out := "salesforce"
+	out := c.kind
 	if c.sandbox != nil {
-		out = "embedded CRM sandbox at " + c.sbAddr
+		out = "embedded CRM sandbox (" + c.kind + " side) at " + c.sbAddr
 	}
 	if until := c.pipe.PausedUntil(); !until.IsZero() {
 		out += "; paused until " + until.UTC().Format(time.RFC3339) + " (CRM API allocation)"
