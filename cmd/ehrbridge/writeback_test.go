@@ -124,7 +124,9 @@ func TestWritebackDemo(t *testing.T) {
 
 // The Dynamics demo: on configs/ehrbridge-dynamics.yaml, an ADT becomes a
 // contact and an encounter in the sandbox's Dataverse side, reached over
-// TLS with azidentity's client credentials; a retransmit changes nothing.
+// TLS with azidentity's client credentials; a retransmit changes nothing;
+// the README's curl makes a task that lies in the outbox as an MDM^T02 and
+// shows Filed.
 func TestDynamicsDemo(t *testing.T) {
 	bin := ehrbridgeBinary(t)
 	dataDir := t.TempDir()
@@ -178,7 +180,38 @@ func TestDynamicsDemo(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, "sandbox-tls.pem")); err != nil {
 		t.Errorf("the sandbox's certificate is not in the data dir: %v", err)
 	}
-	if strings.Contains(logs.String(), "PATID1234") {
-		t.Errorf("the daemon's log holds the MRN:\n%s", logs)
+	// The README's curl: a coordinator's task regarding the contact.
+	resp, err := http.Post("http://"+sandboxAddr+"/sandbox/v1/objects/tasks", "application/json", strings.NewReader(
+		`{"subject":"Discharge call","description":"Patient agrees to the discharge plan.","new_sendtoehr":true,"regardingobjectid_contact@odata.bind":"/contacts(msemr_medicalrecordnumber='test1|PATID1234')"}`))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create task: %v %v", err, resp)
+	}
+	var created map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	waitFor(t, 20*time.Second, "the task filed", func() bool {
+		for _, tk := range rows("tasks") {
+			if tk["new_ehrstatus"] == "Filed" && tk["new_ehrdocumentid"] == "EHRB-"+created["id"] {
+				return true
+			}
+		}
+		return false
+	})
+	files, _ := filepath.Glob(filepath.Join(dataDir, "outbox", "*.hl7"))
+	if len(files) != 1 {
+		t.Fatalf("outbox: %v", files)
+	}
+	data, _ := os.ReadFile(files[0])
+	m, err := hl7.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"MSH-9.2": "T02", "PID-3.1": "PATID1234", "TXA-12.1": "EHRB-" + created["id"], "OBX[2]-5": "Patient agrees to the discharge plan."} {
+		if got, _ := m.GetString(p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	if strings.Contains(logs.String(), "PATID1234") || strings.Contains(logs.String(), "discharge plan") {
+		t.Errorf("the daemon's log holds patient data:\n%s", logs)
 	}
 }

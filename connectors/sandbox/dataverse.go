@@ -179,7 +179,7 @@ func (s *Server) dvServe(w http.ResponseWriter, r *http.Request, version, path s
 	case path == "WhoAmI" || path == "WhoAmI()":
 		s.count("dv_whoami")
 		writeDVJSON(w, http.StatusOK, map[string]any{"@odata.context": dvBase(r, version) + "$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
-			"BusinessUnitId": "00000000-5a4d-4b00-8000-000000000b01", "UserId": "00000000-5a4d-4b00-8000-000000000a01",
+			"BusinessUnitId": "00000000-5a4d-4b00-8000-000000000b01", "UserId": SandboxUserID,
 			"OrganizationId": "00000000-5a4d-4b00-8000-000000000c01"})
 		return
 	case path == "$batch" && r.Method == http.MethodPost:

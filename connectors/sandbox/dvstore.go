@@ -18,6 +18,10 @@ import (
 // columns used in an upsert's key is a key of the table from then on, so
 // a create that repeats its values is refused as a duplicate.
 
+// SandboxUserID is the Dataverse side's user (WhoAmI), the owner of the
+// rows it creates unless a row names another.
+const SandboxUserID = "00000000-5a4d-4b00-8000-000000000a01"
+
 // dvError is a Dataverse error: HTTP status and {"error":{"code","message"}}.
 type dvError struct {
 	status  int
@@ -113,8 +117,15 @@ func (s *store) dvTableOfSet(set string, create bool) *objectStore {
 	return s.dvTable(logical, create)
 }
 
-// primaryKey is a table's primary key column.
-func primaryKey(t *objectStore) string { return t.Name + "id" }
+// primaryKey is a table's primary key column: <logical name>id, or
+// activityid for the activity tables (task, email, ...).
+func primaryKey(t *objectStore) string {
+	switch t.Name {
+	case "task", "email", "phonecall", "appointment", "letter", "fax", "activitypointer":
+		return "activityid"
+	}
+	return t.Name + "id"
+}
 
 // newGUID makes a GUID from the store's sequence, so ids are unique and
 // repeatable in tests.
@@ -291,7 +302,14 @@ func (s *store) dvResolveBinds(fields Record) (Record, *dvError) {
 		if derr != nil {
 			return nil, dverr(404, dvNotFound, "The record referenced by %s does not exist.", name)
 		}
-		out["_"+strings.ToLower(nav)+"_value"] = id
+		// A polymorphic lookup is bound through a navigation property per
+		// target table (regardingobjectid_contact) and read back as the
+		// lookup's own column (_regardingobjectid_value).
+		col := strings.ToLower(nav)
+		if base, ok := strings.CutSuffix(col, "_"+t.Name); ok && base != "" {
+			col = base
+		}
+		out["_"+col+"_value"] = id
 	}
 	return out, nil
 }
@@ -338,7 +356,7 @@ func (s *store) dvCreate(t *objectStore, fields Record) (string, *dvError) {
 		return "", derr
 	}
 	now := s.dvStamp()
-	r := Record{pk: id, "createdon": now, "modifiedon": now, "versionnumber": float64(s.seq)}
+	r := Record{pk: id, "createdon": now, "modifiedon": now, "versionnumber": float64(s.seq), "_ownerid_value": SandboxUserID}
 	for k, v := range cols {
 		if k != pk {
 			r[k] = v

@@ -140,8 +140,6 @@ func (c *Config) validate(base string) Problems {
 	if wb := c.Writeback; wb != nil {
 		if c.CRM == nil {
 			v.add("writeback", "write-back reads notes from the CRM: configure crm as well")
-		} else if c.CRM.Dynamics != nil || c.CRM.Sandbox != nil && c.CRM.Sandbox.Flavor == "dataverse" {
-			v.add("writeback", "write-back reads notes from Salesforce in this version; from Dataverse it is not available yet")
 		}
 		if wb.Schedule == "" {
 			wb.Schedule = "@every 30s"

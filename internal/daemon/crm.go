@@ -37,7 +37,7 @@ import (
 // the checkpoint log.
 type crm struct {
 	kind     string             // "Salesforce" or "Dataverse", for logs and the admin page
-	client   *salesforce.Client // the Salesforce client (write-back uses it), nil for Dataverse
+	client   *salesforce.Client // the Salesforce client, nil for Dataverse
 	dv       *dynamics.Client
 	sink     connectors.Sink
 	sandbox  *sandbox.Server
@@ -80,8 +80,12 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 	var notes pipeline.NoteHandler
 	var source *writeback.Source
 	echo := ""
-	if wb := cfg.Writeback; wb != nil && c.client != nil {
-		h, src, err := newWriteback(wb, cfg.DataDir, c.client, cp, log)
+	if wb := cfg.Writeback; wb != nil {
+		var notesCRM writeback.CRM = &writeback.SalesforceCRM{Client: c.client}
+		if c.dv != nil {
+			notesCRM = &writeback.DataverseCRM{Client: c.dv}
+		}
+		h, src, err := newWriteback(wb, cfg.DataDir, notesCRM, cp, log)
 		if err != nil {
 			c.close()
 			return nil, err
@@ -128,7 +132,7 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 }
 
 // newWriteback builds the note handler and poller.
-func newWriteback(wb *config.WritebackConfig, dataDir string, client *salesforce.Client, cp *checkpoint.Log, log *slog.Logger) (*writeback.Handler, *writeback.Source, error) {
+func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback.CRM, cp *checkpoint.Log, log *slog.Logger) (*writeback.Handler, *writeback.Source, error) {
 	wcfg := writeback.Config{Object: wb.Object, FlagField: wb.FlagField, DocPrefix: wb.DocPrefix,
 		SendingApp: wb.SendingApplication, SendingFacility: wb.SendingFacility,
 		ReceivingApp: wb.ReceivingApplication, ReceivingFacility: wb.ReceivingFacility,
@@ -174,8 +178,8 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, client *salesforce
 	} else {
 		target = &writeback.FileDrop{Dir: wb.Target.Dir}
 	}
-	h := &writeback.Handler{Cfg: wcfg, Client: client, Target: target, Logger: log.With("component", "writeback")}
-	src := &writeback.Source{Cfg: wcfg, Client: client, Log: cp, WatermarkFile: filepath.Join(dataDir, "writeback.watermark"), Logger: log}
+	h := &writeback.Handler{Cfg: wcfg, CRM: notesCRM, Target: target, Logger: log.With("component", "writeback")}
+	src := &writeback.Source{Cfg: wcfg, CRM: notesCRM, Log: cp, WatermarkFile: filepath.Join(dataDir, "writeback.watermark"), Logger: log}
 	return h, src, nil
 }
 

@@ -208,7 +208,7 @@ func (h *Handler) noteInput(note *Note, pat patientID, visit, author, docID stri
 	}
 	in.Trigger = trigger
 	in.Modified = hl7.FormatTime(time.Now())
-	if t, err := time.Parse(modstampLayout, note.Modstamp); err == nil {
+	if t, err := parseModified(note.Modstamp); err == nil {
 		in.Modified = hl7.FormatTime(t)
 	}
 	in.Patient.Identifier, in.Patient.Authority = pat.mrn, pat.authority

@@ -17,7 +17,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,25 +26,38 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors"
-	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 // Config names the CRM's note object and fields and the EHR's document.
+// Defaults depend on the CRM: Salesforce's are given first, Dataverse's
+// after "|".
 type Config struct {
-	// Object is the note object; default Task. Its fields: WhatId (the
-	// patient's Account), Subject, Description, OwnerId, and the flag and
-	// status fields below.
-	Object                                          string
-	FlagField                                       string // default Send_to_EHR__c
-	StatusField, DocIDField, FiledAtField, ErrField string // default EHR_Status__c, EHR_Document_Id__c, EHR_Filed_At__c, EHR_Error__c
+	// Object is the note object; default Task | task.
+	Object string
+	// The note's fields: its link to the patient (WhatId |
+	// _regardingobjectid_value), Subject | subject, Description |
+	// description, OwnerId | _ownerid_value, and the time it last changed
+	// (SystemModstamp | modifiedon).
+	WhatField, SubjectField, TextField, OwnerField, ModifiedField string
+	// FlagField is the "send to the EHR" checkbox: Send_to_EHR__c |
+	// new_sendtoehr.
+	FlagField string
+	// The status fields ehrbridge writes: EHR_Status__c, EHR_Document_Id__c,
+	// EHR_Filed_At__c, EHR_Error__c | new_ehrstatus, new_ehrdocumentid,
+	// new_ehrfiledat, new_ehrerror.
+	StatusField, DocIDField, FiledAtField, ErrField string
 	// PatientObject and PatientKeyField give the patient's MRN: the key
 	// is "<assigning authority>|<MRN>" as the shipped mappings write it.
-	PatientObject, PatientKeyField string // default Account, SourceSystemIdentifier
+	PatientObject, PatientKeyField string // Account, SourceSystemIdentifier | contact, msemr_medicalrecordnumber
 	// Encounter records: their key field holds "<authority>|<visit
-	// number>", as the shipped mappings write it.
+	// number>", as the shipped mappings write it. ClinicalEncounter,
+	// SourceSystemIdentifier, PatientId, StartDate, Status |
+	// msemr_encounter, msemr_encounteridentifier,
+	// _msemr_encounterpatientidentifier_value, msemr_periodstart,
+	// msemr_encounterstatus.
 	EncounterObject, EncounterKeyField, EncounterPatientField, EncounterStartField, EncounterStatusField string
 	// EncounterRule says which encounter a note is filed against (PV1-19):
 	// EncounterLink, EncounterOpen, EncounterLinkOrOpen (default) or
@@ -55,9 +67,9 @@ type Config struct {
 	// id. Without one, a note linked (WhatId) to an encounter rather than
 	// to the patient is the note's link.
 	EncounterLinkField string
-	// ClosedStatuses are encounter statuses that are not open; default
-	// Finished, Cancelled.
-	ClosedStatuses []string
+	// ClosedStatuses are encounter statuses that are not open: Finished,
+	// Cancelled | 935000005, 935000006 (msemr_encounterstatus).
+	ClosedStatuses []any
 	// EncounterRequired holds a note for which the rule finds no
 	// encounter, instead of filing it without one.
 	EncounterRequired bool
@@ -69,9 +81,9 @@ type Config struct {
 	// Authors maps CRM user ids to EHR provider ids (TXA-9); looked up
 	// first.
 	Authors map[string]string
-	// AuthorObject and AuthorField: the CRM user record (default User)
-	// and its field holding the EHR provider id, looked up when Authors
-	// has no entry; "" (the default) does not look.
+	// AuthorObject and AuthorField: the CRM user record (User |
+	// systemuser) and its field holding the EHR provider id, looked up
+	// when Authors has no entry; "" (the default) does not look.
 	AuthorObject, AuthorField string
 	// AuthorRequired holds a note whose author has no EHR provider id.
 	AuthorRequired bool
@@ -87,36 +99,49 @@ type Config struct {
 	HeldRetry time.Duration
 }
 
-func (c *Config) defaults() {
-	def := func(s *string, d string) {
+// defaults fills in the names of the CRM's flavor ("salesforce" or
+// "dataverse").
+func (c *Config) defaults(flavor string) {
+	def := func(s *string, sf, dv string) {
 		if *s == "" {
-			*s = d
+			*s = sf
+			if flavor == "dataverse" {
+				*s = dv
+			}
 		}
 	}
-	def(&c.Object, "Task")
-	def(&c.FlagField, "Send_to_EHR__c")
-	def(&c.StatusField, "EHR_Status__c")
-	def(&c.DocIDField, "EHR_Document_Id__c")
-	def(&c.FiledAtField, "EHR_Filed_At__c")
-	def(&c.ErrField, "EHR_Error__c")
-	def(&c.PatientObject, "Account")
-	def(&c.PatientKeyField, "SourceSystemIdentifier")
-	def(&c.EncounterObject, "ClinicalEncounter")
-	def(&c.EncounterKeyField, "SourceSystemIdentifier")
-	def(&c.EncounterPatientField, "PatientId")
-	def(&c.EncounterStartField, "StartDate")
-	def(&c.EncounterStatusField, "Status")
-	def(&c.DocPrefix, "EHRB-")
-	def(&c.ReplaceTrigger, "T10")
-	def(&c.AuthorObject, "User")
+	def(&c.Object, "Task", "task")
+	def(&c.WhatField, "WhatId", "_regardingobjectid_value")
+	def(&c.SubjectField, "Subject", "subject")
+	def(&c.TextField, "Description", "description")
+	def(&c.OwnerField, "OwnerId", "_ownerid_value")
+	def(&c.ModifiedField, "SystemModstamp", "modifiedon")
+	def(&c.FlagField, "Send_to_EHR__c", "new_sendtoehr")
+	def(&c.StatusField, "EHR_Status__c", "new_ehrstatus")
+	def(&c.DocIDField, "EHR_Document_Id__c", "new_ehrdocumentid")
+	def(&c.FiledAtField, "EHR_Filed_At__c", "new_ehrfiledat")
+	def(&c.ErrField, "EHR_Error__c", "new_ehrerror")
+	def(&c.PatientObject, "Account", "contact")
+	def(&c.PatientKeyField, "SourceSystemIdentifier", "msemr_medicalrecordnumber")
+	def(&c.EncounterObject, "ClinicalEncounter", "msemr_encounter")
+	def(&c.EncounterKeyField, "SourceSystemIdentifier", "msemr_encounteridentifier")
+	def(&c.EncounterPatientField, "PatientId", "_msemr_encounterpatientidentifier_value")
+	def(&c.EncounterStartField, "StartDate", "msemr_periodstart")
+	def(&c.EncounterStatusField, "Status", "msemr_encounterstatus")
+	def(&c.AuthorObject, "User", "systemuser")
+	def(&c.DocPrefix, "EHRB-", "EHRB-")
+	def(&c.ReplaceTrigger, "T10", "T10")
+	def(&c.SendingApp, "EHRBRIDGE", "EHRBRIDGE")
+	def(&c.SendingFacility, "CRM", "CRM")
 	if c.EncounterRule == "" {
 		c.EncounterRule = EncounterLinkOrOpen
 	}
 	if c.ClosedStatuses == nil {
-		c.ClosedStatuses = []string{"Finished", "Cancelled"}
+		c.ClosedStatuses = []any{"Finished", "Cancelled"}
+		if flavor == "dataverse" {
+			c.ClosedStatuses = []any{935000005, 935000006}
+		}
 	}
-	def(&c.SendingApp, "EHRBRIDGE")
-	def(&c.SendingFacility, "CRM")
 	if c.Overlap <= 0 {
 		c.Overlap = 30 * time.Second
 	}
@@ -133,8 +158,16 @@ const (
 	EncounterNone       = "none"         // never an encounter
 )
 
-// modstampLayout is Salesforce's SystemModstamp format.
-const modstampLayout = "2006-01-02T15:04:05.000-0700"
+// parseModified reads a note's last-change time: Salesforce's
+// SystemModstamp (2026-01-05T10:30:00.000+0000) or Dataverse's modifiedon
+// (2026-01-05T10:30:00Z).
+func parseModified(s string) (time.Time, error) {
+	t, err := time.Parse("2006-01-02T15:04:05.000-0700", s)
+	if err != nil {
+		t, err = time.Parse(time.RFC3339Nano, s)
+	}
+	return t, err
+}
 
 // Note is one note version as stored in the checkpoint log.
 type Note struct {
@@ -161,9 +194,9 @@ const Kind = "note"
 // Source polls the CRM for notes flagged for the EHR and appends each new
 // version to the log.
 type Source struct {
-	Cfg    Config
-	Client *salesforce.Client
-	Log    *checkpoint.Log
+	Cfg Config
+	CRM CRM
+	Log *checkpoint.Log
 	// WatermarkFile keeps the newest SystemModstamp seen.
 	WatermarkFile string
 	// Appended is called after new versions were stored.
@@ -174,22 +207,22 @@ type Source struct {
 // Poll runs one query and appends what is new; it returns how many
 // versions were new.
 func (s *Source) Poll(ctx context.Context) (int, error) {
-	s.Cfg.defaults()
+	s.Cfg.defaults(s.CRM.Flavor())
 	wm := s.watermark()
-	since := "1970-01-01T00:00:00Z"
+	since := time.Unix(0, 0)
 	if !wm.IsZero() {
-		since = wm.Add(-s.Cfg.Overlap).UTC().Format("2006-01-02T15:04:05Z")
+		since = wm.Add(-s.Cfg.Overlap)
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s = true AND SystemModstamp > %s ORDER BY SystemModstamp LIMIT 2000",
-		s.Cfg.noteFields(), s.Cfg.Object, s.Cfg.FlagField, since)
-	recs, err := s.Client.Query(ctx, q)
+	recs, err := s.CRM.Find(ctx, Query{Object: s.Cfg.Object, Fields: s.Cfg.noteFields(s.CRM),
+		Where:   []Cond{{s.Cfg.FlagField, "=", true}, {s.Cfg.ModifiedField, ">", since}},
+		OrderBy: s.Cfg.ModifiedField, Limit: 2000})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	newest := wm
 	for _, r := range recs {
-		note := s.Cfg.note(r)
+		note := s.Cfg.note(s.CRM, r)
 		payload, _ := json.Marshal(note)
 		res, err := s.Log.Append(ctx, checkpoint.Entry{Key: "crm|" + note.ID + "|" + note.Version, Source: "crm", Kind: Kind,
 			Type: "note", Hash: sha256.Sum256([]byte(note.Version)), Lane: "note|" + note.ID, Payload: payload, Ack: []byte("-")})
@@ -199,7 +232,7 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 		if res.Outcome == checkpoint.Appended {
 			n++
 		}
-		if t, err := time.Parse(modstampLayout, note.Modstamp); err == nil && t.After(newest) {
+		if t, err := parseModified(note.Modstamp); err == nil && t.After(newest) {
 			newest = t
 		}
 	}
@@ -215,10 +248,11 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 }
 
 // noteFields is the field list of note queries.
-func (c *Config) noteFields() string {
-	f := "Id, WhatId, Subject, Description, OwnerId, SystemModstamp, " + c.FlagField + ", " + c.DocIDField + ", " + c.StatusField + ", " + c.FiledAtField
+func (c *Config) noteFields(crm CRM) []string {
+	f := []string{crm.IDField(c.Object), c.WhatField, c.SubjectField, c.TextField, c.OwnerField, c.ModifiedField,
+		c.FlagField, c.DocIDField, c.StatusField, c.FiledAtField}
 	if c.EncounterLinkField != "" {
-		f += ", " + c.EncounterLinkField
+		f = append(f, c.EncounterLinkField)
 	}
 	return f
 }
@@ -226,9 +260,9 @@ func (c *Config) noteFields() string {
 // note reads a note version from a query result. Its version is a hash
 // of what is filed: the patient and encounter links, subject and text.
 // The status fields ehrbridge writes are not part of it.
-func (c *Config) note(r map[string]any) Note {
-	note := Note{ID: str(r["Id"]), WhatID: str(r["WhatId"]), Subject: str(r["Subject"]), Text: str(r["Description"]),
-		OwnerID: str(r["OwnerId"]), Modstamp: str(r["SystemModstamp"]), Filed: str(r[c.DocIDField])}
+func (c *Config) note(crm CRM, r map[string]any) Note {
+	note := Note{ID: str(r[crm.IDField(c.Object)]), WhatID: str(r[c.WhatField]), Subject: str(r[c.SubjectField]), Text: str(r[c.TextField]),
+		OwnerID: str(r[c.OwnerField]), Modstamp: str(r[c.ModifiedField]), Filed: str(r[c.DocIDField])}
 	content := note.WhatID + "\x00" + note.Subject + "\x00" + note.Text
 	if c.EncounterLinkField != "" {
 		note.EncounterID = str(r[c.EncounterLinkField])
@@ -299,7 +333,7 @@ func (r *Rejected) Error() string { return "the EHR rejected the document" }
 // Handler files claimed note versions.
 type Handler struct {
 	Cfg    Config
-	Client *salesforce.Client
+	CRM    CRM
 	Target Target
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -307,7 +341,7 @@ type Handler struct {
 
 // DocPrefix is the document id prefix in use, for the echo guard.
 func (h *Handler) DocPrefix() string {
-	h.Cfg.defaults()
+	h.Cfg.defaults(h.CRM.Flavor())
 	return h.Cfg.DocPrefix
 }
 
@@ -326,7 +360,7 @@ var errSuperseded = errors.New("superseded")
 
 // Handle files each record and returns its settlement.
 func (h *Handler) Handle(ctx context.Context, recs []*checkpoint.Record) []checkpoint.Settlement {
-	h.Cfg.defaults()
+	h.Cfg.defaults(h.CRM.Flavor())
 	now := time.Now
 	if h.Now != nil {
 		now = h.Now
@@ -417,14 +451,14 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 // An edit of a note whose earlier version was filed after this version
 // was read becomes a replacement of that document.
 func (h *Handler) current(ctx context.Context, note *Note) error {
-	recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE Id = '%s'", h.Cfg.noteFields(), h.Cfg.Object, soqlQuote(note.ID)))
+	recs, err := h.byID(ctx, h.Cfg.Object, note.ID, h.Cfg.noteFields(h.CRM)...)
 	if err != nil {
 		return err
 	}
 	if len(recs) == 0 || recs[0][h.Cfg.FlagField] != true {
 		return errSuperseded
 	}
-	now := h.Cfg.note(recs[0])
+	now := h.Cfg.note(h.CRM, recs[0])
 	if now.Version != note.Version {
 		return errSuperseded
 	}
@@ -433,7 +467,7 @@ func (h *Handler) current(ctx context.Context, note *Note) error {
 		// after a crash, filed at or after the version's time) or by an
 		// earlier one (filed before this version existed).
 		filedAt, err1 := time.Parse(time.RFC3339Nano, str(recs[0][h.Cfg.FiledAtField]))
-		changed, err2 := time.Parse(modstampLayout, note.Modstamp)
+		changed, err2 := parseModified(note.Modstamp)
 		if err1 == nil && err2 == nil && filedAt.Before(changed) {
 			note.Filed = now.Filed
 		}
@@ -452,18 +486,18 @@ func (h *Handler) patient(ctx context.Context, whatID string) (patientID, string
 		return patientID{}, "", &errHeld{"the note is not linked to a patient"}
 	}
 	accountID, encounterID := whatID, ""
-	recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", h.Cfg.PatientKeyField, h.Cfg.PatientObject, soqlQuote(whatID)))
+	recs, err := h.byID(ctx, h.Cfg.PatientObject, whatID, h.Cfg.PatientKeyField)
 	if err != nil {
 		return patientID{}, "", err
 	}
 	if len(recs) == 0 && h.Cfg.EncounterRule != EncounterNone {
-		enc, err := h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", h.Cfg.EncounterPatientField, h.Cfg.EncounterObject, soqlQuote(whatID)))
+		enc, err := h.byID(ctx, h.Cfg.EncounterObject, whatID, h.Cfg.EncounterPatientField)
 		if err != nil {
 			return patientID{}, "", err
 		}
 		if len(enc) > 0 && str(enc[0][h.Cfg.EncounterPatientField]) != "" {
 			accountID, encounterID = str(enc[0][h.Cfg.EncounterPatientField]), whatID
-			if recs, err = h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", h.Cfg.PatientKeyField, h.Cfg.PatientObject, soqlQuote(accountID))); err != nil {
+			if recs, err = h.byID(ctx, h.Cfg.PatientObject, accountID, h.Cfg.PatientKeyField); err != nil {
 				return patientID{}, "", err
 			}
 		}
@@ -491,15 +525,14 @@ func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked s
 	}
 	var visit string
 	if linked != "" && rule != EncounterOpen {
-		recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s, %s FROM %s WHERE Id = '%s'",
-			h.Cfg.EncounterKeyField, h.Cfg.EncounterPatientField, h.Cfg.EncounterObject, soqlQuote(linked)))
+		recs, err := h.byID(ctx, h.Cfg.EncounterObject, linked, h.Cfg.EncounterKeyField, h.Cfg.EncounterPatientField)
 		if err != nil {
 			return "", err
 		}
 		switch {
 		case len(recs) == 0:
 			return "", &errHeld{"the linked encounter does not exist"}
-		case str(recs[0][h.Cfg.EncounterPatientField]) != accountID:
+		case !strings.EqualFold(str(recs[0][h.Cfg.EncounterPatientField]), accountID):
 			return "", &errHeld{"the linked encounter belongs to another patient"}
 		}
 		if visit = visitNumber(str(recs[0][h.Cfg.EncounterKeyField])); visit == "" {
@@ -507,12 +540,12 @@ func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked s
 		}
 	}
 	if visit == "" && (rule == EncounterOpen || rule == EncounterLinkOrOpen) {
-		where := fmt.Sprintf("%s = '%s'", h.Cfg.EncounterPatientField, soqlQuote(accountID))
+		where := []Cond{{h.Cfg.EncounterPatientField, "=", accountID}}
 		for _, st := range h.Cfg.ClosedStatuses {
-			where += fmt.Sprintf(" AND %s != '%s'", h.Cfg.EncounterStatusField, soqlQuote(st))
+			where = append(where, Cond{h.Cfg.EncounterStatusField, "!=", st})
 		}
-		recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s DESC NULLS LAST LIMIT 1",
-			h.Cfg.EncounterKeyField, h.Cfg.EncounterObject, where, h.Cfg.EncounterStartField))
+		recs, err := h.CRM.Find(ctx, Query{Object: h.Cfg.EncounterObject, Fields: []string{h.Cfg.EncounterKeyField}, Where: where,
+			OrderBy: h.Cfg.EncounterStartField, Desc: true, Limit: 1})
 		if err != nil {
 			return "", err
 		}
@@ -534,7 +567,7 @@ func visitNumber(key string) string { return key[strings.LastIndexByte(key, '|')
 func (h *Handler) author(ctx context.Context, ownerID string) (string, error) {
 	id := h.Cfg.Authors[ownerID]
 	if id == "" && h.Cfg.AuthorField != "" && ownerID != "" {
-		recs, err := h.Client.Query(ctx, fmt.Sprintf("SELECT Id, %s FROM %s WHERE Id = '%s'", h.Cfg.AuthorField, h.Cfg.AuthorObject, soqlQuote(ownerID)))
+		recs, err := h.byID(ctx, h.Cfg.AuthorObject, ownerID, h.Cfg.AuthorField)
 		if err != nil {
 			return "", err
 		}
@@ -548,8 +581,10 @@ func (h *Handler) author(ctx context.Context, ownerID string) (string, error) {
 	return id, nil
 }
 
-func soqlQuote(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
+// byID reads fields of the record of object with id (none: empty).
+func (h *Handler) byID(ctx context.Context, object, id string, fields ...string) ([]map[string]any, error) {
+	idField := h.CRM.IDField(object)
+	return h.CRM.Find(ctx, Query{Object: object, Fields: append([]string{idField}, fields...), Where: []Cond{{idField, "=", id}}})
 }
 
 // status writes a status (Held, Error) with its reason to the note; a
@@ -562,12 +597,7 @@ func (h *Handler) status(ctx context.Context, noteID, status, docID, reason stri
 }
 
 func (h *Handler) setStatus(ctx context.Context, noteID string, fields map[string]any) error {
-	fields["Id"] = noteID
-	res, err := h.Client.Update(ctx, h.Cfg.Object, []map[string]any{fields})
-	if err != nil {
-		return err
-	}
-	return res[0].Err
+	return h.CRM.Update(ctx, h.Cfg.Object, noteID, fields)
 }
 
 // FileDrop writes each message atomically (temp file, fsync, rename) into

@@ -72,7 +72,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	h := &Handler{Cfg: cfg, Client: client, Target: target(outbox), Logger: quiet}
+	h := &Handler{Cfg: cfg, CRM: &SalesforceCRM{Client: client}, Target: target(outbox), Logger: quiet}
 	set := o.set
 	if set == nil {
 		set = &mappings.Set{}
@@ -97,7 +97,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	}
 	t.Cleanup(func() { cancel(); <-done; l.Close(); sb.Close() })
 	r := &rig{sb: sb, base: base, log: l, outbox: outbox, p: p, h: h,
-		src: &Source{Cfg: cfg, Client: client, Log: l, WatermarkFile: filepath.Join(dir, "wm"), Appended: p.Notify, Logger: quiet}}
+		src: &Source{Cfg: cfg, CRM: &SalesforceCRM{Client: client}, Log: l, WatermarkFile: filepath.Join(dir, "wm"), Appended: p.Notify, Logger: quiet}}
 	return r
 }
 
