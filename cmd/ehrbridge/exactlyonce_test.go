@@ -40,6 +40,19 @@ type eoPatientState struct {
 	lastSeq int // of the last message acknowledged for the patient
 }
 
+// eoCRM is one side of the sandbox the exactly-once test runs against.
+type eoCRM struct {
+	name, mappings string
+	// sandboxArgs and crmConfig make the sandbox and the config's crm
+	// section; the arguments are the sandbox's two addresses and a dir.
+	sandboxArgs func(addr, tlsAddr, dir string) []string
+	crmConfig   func(addr, tlsAddr, dir string) string
+	// The patient object, its key and first-name fields; the
+	// observation object and its key field, as /sandbox/v1/objects names
+	// them.
+	patient, patientKey, firstName, observation, observationKey string
+}
+
 // TestExactlyOnceToSalesforce runs the real binary against a CRM sandbox
 // running apart: 2,000 ADT and ORU messages for 200 patients from 8
 // connections, 10% retransmits, several updates per patient, sandbox
@@ -49,16 +62,45 @@ type eoPatientState struct {
 // sent for it, each OBX exactly one CareObservation, nothing acknowledged
 // is missing, and the log has drained.
 func TestExactlyOnceToSalesforce(t *testing.T) {
+	runExactlyOnce(t, eoCRM{name: "Salesforce", mappings: "healthcloud",
+		sandboxArgs: func(addr, _, dir string) []string {
+			return []string{"--listen", addr, "--tls-listen", "off", "--data", filepath.Join(dir, "crm.json")}
+		},
+		crmConfig: func(addr, _, _ string) string {
+			return fmt.Sprintf("crm:\n  sandbox:\n    embed: false\n    listen: %s\n", addr)
+		},
+		patient: "Account", patientKey: "SourceSystemIdentifier", firstName: "FirstName",
+		observation: "CareObservation", observationKey: "EHR_Observation_Key__c"})
+}
+
+// TestExactlyOnceToDataverse is the same test against the sandbox's
+// Dataverse side, through the Dynamics connector: its request-limit
+// windows are 429s with Retry-After, and each patient must be exactly one
+// contact, each OBX one msemr_observation.
+func TestExactlyOnceToDataverse(t *testing.T) {
+	runExactlyOnce(t, eoCRM{name: "Dataverse", mappings: "dynamics",
+		sandboxArgs: func(addr, tlsAddr, dir string) []string {
+			return []string{"--listen", addr, "--tls-listen", tlsAddr, "--tls-cert", filepath.Join(dir, "tls.pem"), "--data", filepath.Join(dir, "crm.json")}
+		},
+		crmConfig: func(addr, tlsAddr, dir string) string {
+			return fmt.Sprintf("crm:\n  sandbox:\n    flavor: dataverse\n    embed: false\n    listen: %s\n    tls_listen: %s\n    tls_cert: %s\n",
+				addr, tlsAddr, filepath.Join(dir, "tls.pem"))
+		},
+		patient: "contacts", patientKey: "msemr_medicalrecordnumber", firstName: "firstname",
+		observation: "msemr_observations", observationKey: "msemr_observationnumber"})
+}
+
+func runExactlyOnce(t *testing.T, side eoCRM) {
 	if testing.Short() {
 		t.Skip("exactly-once test skipped in -short mode")
 	}
 	began := time.Now()
 	bin := ehrbridgeBinary(t)
 	dir := t.TempDir()
-	sandboxAddr, mllpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	sandboxAddr, tlsAddr, mllpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 
 	// The CRM runs apart, so that killing the daemon leaves its state alone.
-	sb := exec.Command(bin, "sandbox", "--listen", sandboxAddr, "--tls-listen", "off", "--data", filepath.Join(dir, "crm.json"))
+	sb := exec.Command(bin, append([]string{"sandbox"}, side.sandboxArgs(sandboxAddr, tlsAddr, dir)...)...)
 	sbLogs := &syncbuf.Buffer{}
 	sb.Stdout, sb.Stderr = sbLogs, sbLogs
 	if err := sb.Start(); err != nil {
@@ -84,7 +126,7 @@ func TestExactlyOnceToSalesforce(t *testing.T) {
 	})
 
 	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
-	mappingsDir := filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud")
+	mappingsDir := filepath.Join(shared.ModuleRoot(t), "configs", "mappings", side.mappings)
 	cfg := fmt.Sprintf(`data_dir: %s
 log:
   level: warn
@@ -93,18 +135,14 @@ admin:
 mappings:
   paths: [%s]
   timezone: UTC
-crm:
-  sandbox:
-    embed: false
-    listen: %s
-  pipeline:
+%s  pipeline:
     batch_size: 100
     linger: 200ms
 sources:
   mllp:
     - name: eo
       listen: %s
-`, filepath.Join(dir, "data"), adminAddr, mappingsDir, sandboxAddr, mllpAddr)
+`, filepath.Join(dir, "data"), adminAddr, mappingsDir, side.crmConfig(sandboxAddr, tlsAddr, dir), mllpAddr)
 	d := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr)
 
 	fault := func(body string) {
@@ -304,8 +342,8 @@ sources:
 		return recs
 	}
 	accounts := map[string][]map[string]any{}
-	for _, a := range objects("Account") {
-		k, _ := a["SourceSystemIdentifier"].(string)
+	for _, a := range objects(side.patient) {
+		k, _ := a[side.patientKey].(string)
 		accounts[k] = append(accounts[k], a)
 	}
 	var problems []string
@@ -314,19 +352,19 @@ sources:
 		as := accounts[key]
 		switch {
 		case len(as) != 1:
-			problems = append(problems, fmt.Sprintf("patient %s: %d accounts", key, len(as)))
-		case as[0]["FirstName"] != fmt.Sprintf("V%05d", patients[p].lastSeq):
-			problems = append(problems, fmt.Sprintf("patient %s: FirstName %v, want the last message's V%05d", key, as[0]["FirstName"], patients[p].lastSeq))
+			problems = append(problems, fmt.Sprintf("patient %s: %d records", key, len(as)))
+		case as[0][side.firstName] != fmt.Sprintf("V%05d", patients[p].lastSeq):
+			problems = append(problems, fmt.Sprintf("patient %s: first name %v, want the last message's V%05d", key, as[0][side.firstName], patients[p].lastSeq))
 		}
 	}
 	if len(accounts) != eoPatients {
-		problems = append(problems, fmt.Sprintf("%d distinct accounts, want %d", len(accounts), eoPatients))
+		problems = append(problems, fmt.Sprintf("%d distinct patients, want %d", len(accounts), eoPatients))
 	}
 	wantObs := 0
 	oruResults.Range(func(_, v any) bool { wantObs += v.(int); return true })
 	obsKeys := map[string]int{}
-	for _, o := range objects("CareObservation") {
-		k, _ := o["EHR_Observation_Key__c"].(string)
+	for _, o := range objects(side.observation) {
+		k, _ := o[side.observationKey].(string)
 		obsKeys[k]++
 	}
 	dupObs := 0
@@ -354,8 +392,8 @@ sources:
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
-	t.Logf("exactly-once: %d messages (%d retransmits) for %d patients, %d kills (%d during traffic, %d while the pipeline drained), %d observations; CRM requests %d (%.3f per message; %v); total %v",
-		eoMessages, retransmits.Load(), eoPatients, kills.Load(), killsDuringTraffic.Load(), killsDuringDrain.Load(), wantObs, st.RequestsTotal, float64(st.RequestsTotal)/eoMessages, st.ByEndpoint, time.Since(began).Round(time.Second))
+	t.Logf("exactly-once to %s: %d messages (%d retransmits) for %d patients, %d kills (%d during traffic, %d while the pipeline drained), %d observations; CRM requests %d (%.3f per message; %v); total %v",
+		side.name, eoMessages, retransmits.Load(), eoPatients, kills.Load(), killsDuringTraffic.Load(), killsDuringDrain.Load(), wantObs, st.RequestsTotal, float64(st.RequestsTotal)/eoMessages, st.ByEndpoint, time.Since(began).Round(time.Second))
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatalf("traffic took longer than %v", eoTraffic)
 	}

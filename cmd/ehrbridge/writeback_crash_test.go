@@ -26,18 +26,58 @@ const (
 	wbMinKills = 10
 )
 
+// wbCRM is the CRM side of the write-back crash test: how to run the
+// sandbox, the config's crm section, and the names of patients and notes.
+type wbCRM struct {
+	name        string
+	sandboxArgs func(addr, tlsAddr, dir string) []string
+	crmConfig   func(addr, tlsAddr, dir string) string
+	// patient and patientBody (with %d the patient number, twice) make a
+	// patient; note and noteBody (note number twice, then the patient's
+	// id) a note; idField, statusField and docField read a note.
+	patient, patientBody, note, noteBody, idField, statusField, docField string
+}
+
 // TestWritebackCrash files 300 notes over MLLP into an EHR that drops one
 // answer in ten, while the daemon is SIGKILLed at least 10 times during
 // the write-back. At the end every note version exists once in the EHR
 // (distinct TXA-12; a resend after a crash repeats the same document) and
 // every note shows Filed in the CRM.
 func TestWritebackCrash(t *testing.T) {
+	runWritebackCrash(t, wbCRM{name: "Salesforce",
+		sandboxArgs: func(addr, _, _ string) []string { return []string{"--listen", addr, "--tls-listen", "off"} },
+		crmConfig: func(addr, _, _ string) string {
+			return fmt.Sprintf("crm:\n  sandbox:\n    embed: false\n    listen: %s\n", addr)
+		},
+		patient: "Account", patientBody: `{"LastName":"P%02d","SourceSystemIdentifier":"GENHOSP|W%04d"}`,
+		note: "Task", noteBody: `{"Subject":"Note %d","Description":"Text of note %d","Send_to_EHR__c":true,"WhatId":"%s"}`,
+		idField: "Id", statusField: "EHR_Status__c", docField: "EHR_Document_Id__c"})
+}
+
+// TestWritebackCrashDataverse is the same with the notes in Dataverse:
+// tasks regarding contacts, read and marked Filed through the Dynamics
+// connector.
+func TestWritebackCrashDataverse(t *testing.T) {
+	runWritebackCrash(t, wbCRM{name: "Dataverse",
+		sandboxArgs: func(addr, tlsAddr, dir string) []string {
+			return []string{"--listen", addr, "--tls-listen", tlsAddr, "--tls-cert", filepath.Join(dir, "tls.pem")}
+		},
+		crmConfig: func(addr, tlsAddr, dir string) string {
+			return fmt.Sprintf("crm:\n  sandbox:\n    flavor: dataverse\n    embed: false\n    listen: %s\n    tls_listen: %s\n    tls_cert: %s\n",
+				addr, tlsAddr, filepath.Join(dir, "tls.pem"))
+		},
+		patient: "contacts", patientBody: `{"lastname":"P%02d","msemr_medicalrecordnumber":"GENHOSP|W%04d"}`,
+		note: "tasks", noteBody: `{"subject":"Note %d","description":"Text of note %d","new_sendtoehr":true,"regardingobjectid_contact@odata.bind":"/contacts(%s)"}`,
+		idField: "activityid", statusField: "new_ehrstatus", docField: "new_ehrdocumentid"})
+}
+
+func runWritebackCrash(t *testing.T, side wbCRM) {
 	if testing.Short() {
 		t.Skip("write-back crash test skipped in -short mode")
 	}
 	bin := ehrbridgeBinary(t)
 	dir := t.TempDir()
-	sandboxAddr, adminAddr, mllpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	sandboxAddr, tlsAddr, adminAddr, mllpAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 
 	// The EHR: records each document, and now and then applies a message
 	// but drops the connection before its ACK (an ambiguous outcome).
@@ -66,7 +106,7 @@ func TestWritebackCrash(t *testing.T) {
 	go func() { _ = ehr.Serve(l) }()
 	t.Cleanup(func() { _ = ehr.Shutdown(context.Background()) })
 
-	sb := exec.Command(bin, "sandbox", "--listen", sandboxAddr, "--tls-listen", "off")
+	sb := exec.Command(bin, append([]string{"sandbox"}, side.sandboxArgs(sandboxAddr, tlsAddr, dir)...)...)
 	sbLogs := &syncbuf.Buffer{}
 	sb.Stdout, sb.Stderr = sbLogs, sbLogs
 	if err := sb.Start(); err != nil {
@@ -105,7 +145,7 @@ func TestWritebackCrash(t *testing.T) {
 	}
 	var accounts []string
 	for p := range wbPatients {
-		accounts = append(accounts, user("Account", fmt.Sprintf(`{"LastName":"P%02d","SourceSystemIdentifier":"GENHOSP|W%04d"}`, p, p)))
+		accounts = append(accounts, user(side.patient, fmt.Sprintf(side.patientBody, p, p)))
 	}
 
 	cfg := fmt.Sprintf(`data_dir: %s
@@ -113,11 +153,7 @@ log:
   level: warn
 admin:
   listen: %s
-crm:
-  sandbox:
-    embed: false
-    listen: %s
-  pipeline:
+%s  pipeline:
     linger: 100ms
 writeback:
   schedule: "@every 1s"
@@ -127,7 +163,7 @@ sources:
   mllp:
     - name: wb
       listen: %s
-`, filepath.Join(dir, "data"), adminAddr, sandboxAddr, l.Addr().String(), mllpAddr)
+`, filepath.Join(dir, "data"), adminAddr, side.crmConfig(sandboxAddr, tlsAddr, dir), l.Addr().String(), mllpAddr)
 	d := startCrashDaemon(t, bin, filepath.Join(dir, "ehrbridge.yaml"), cfg, adminAddr)
 
 	// Coordinators write notes while the daemon is killed again and again.
@@ -135,12 +171,12 @@ sources:
 	go func() {
 		defer close(done)
 		for n := range wbNotes {
-			user("Task", fmt.Sprintf(`{"WhatId":"%s","Subject":"Note %d","Description":"Text of note %d","Send_to_EHR__c":true}`, accounts[n%wbPatients], n, n))
+			user(side.note, fmt.Sprintf(side.noteBody, n, n, accounts[n%wbPatients]))
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	tasks := func() []map[string]any {
-		resp, err := http.Get(crm + "/sandbox/v1/objects/Task")
+		resp, err := http.Get(crm + "/sandbox/v1/objects/" + side.note)
 		if err != nil {
 			return nil
 		}
@@ -152,7 +188,7 @@ sources:
 	filed := func() int {
 		n := 0
 		for _, tk := range tasks() {
-			if tk["EHR_Status__c"] == "Filed" {
+			if tk[side.statusField] == "Filed" {
 				n++
 			}
 		}
@@ -181,14 +217,14 @@ sources:
 	var problems []string
 	redelivered := 0
 	for _, tk := range tasks() {
-		id := tk["Id"].(string)
+		id := tk[side.idField].(string)
 		doc := "EHRB-" + id
-		if tk["EHR_Document_Id__c"] != doc {
-			problems = append(problems, fmt.Sprintf("task %s: document id %v", id, tk["EHR_Document_Id__c"]))
+		if tk[side.docField] != doc {
+			problems = append(problems, fmt.Sprintf("note %s: document id %v", id, tk[side.docField]))
 		}
 		switch n := docs[doc]; {
 		case n == 0:
-			problems = append(problems, fmt.Sprintf("task %s: never reached the EHR", id))
+			problems = append(problems, fmt.Sprintf("note %s: never reached the EHR", id))
 		case n > 1:
 			redelivered++
 		}
@@ -202,5 +238,5 @@ sources:
 		}
 		t.Fatalf("%s", strings.Join(problems, "\n"))
 	}
-	t.Logf("write-back crash: %d notes filed once each (%d delivered again after a crash or a dropped ACK, same TXA-12), %d kills", wbNotes, redelivered, kills)
+	t.Logf("write-back crash (%s): %d notes filed once each (%d delivered again after a crash or a dropped ACK, same TXA-12), %d kills", side.name, wbNotes, redelivered, kills)
 }
