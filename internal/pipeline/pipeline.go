@@ -60,9 +60,12 @@ type Options struct {
 	Applied func()
 }
 
-// NoteHandler files note records in the EHR and says how each ended.
+// NoteHandler files note records in the EHR and says how each ended, by
+// calling settle for each record as soon as it knows: a note filed in the
+// EHR is settled before the next is sent, so that a crash resends at most
+// the one under way.
 type NoteHandler interface {
-	Handle(ctx context.Context, recs []*checkpoint.Record) []checkpoint.Settlement
+	Handle(ctx context.Context, recs []*checkpoint.Record, settle func(checkpoint.Settlement))
 }
 
 // noteKind is the kind of note records (see internal/writeback).
@@ -230,7 +233,7 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	var noteSettlements []checkpoint.Settlement
 	if len(notes) > 0 {
 		if p.opts.Notes != nil {
-			noteSettlements = p.opts.Notes.Handle(ctx, notes)
+			p.opts.Notes.Handle(ctx, notes, func(s checkpoint.Settlement) { p.settleNote(ctx, log, s) })
 		} else {
 			for _, r := range notes {
 				noteSettlements = append(noteSettlements, checkpoint.Settlement{ID: r.ID, State: checkpoint.Retrying,
@@ -327,6 +330,26 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	log.Debug("batch settled", "records", len(items), "ops", len(ops), "done", done, "retrying", retried, "dead", dead)
 	if dead > 0 {
 		log.Warn("records dead-lettered; see `ehrbridge log list --state dead`", "records", dead)
+	}
+}
+
+// settleNote records one note's settlement at once (one fsync: notes are
+// few, and a filed note must not be sent again after a crash).
+func (p *Pipeline) settleNote(ctx context.Context, log *slog.Logger, s checkpoint.Settlement) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := settleWithRetry(sctx, p.opts.Log, []checkpoint.Settlement{s}); err != nil {
+		log.Error("settling a note failed; it returns to retrying at the next start", "err", err)
+		return
+	}
+	switch s.State {
+	case checkpoint.Done:
+		p.Done.Add(1)
+	case checkpoint.Retrying:
+		p.Retried.Add(1)
+	case checkpoint.Dead:
+		p.Dead.Add(1)
+		log.Warn("a note is dead-lettered; see `ehrbridge log list --state dead`")
 	}
 }
 

@@ -140,7 +140,7 @@ func TestSupersededVersions(t *testing.T) {
 		t.Fatalf("claim %d %v", len(recs), err)
 	}
 	// Not linked to a patient: held.
-	out := r.h.Handle(context.Background(), recs)
+	out := r.h.handle(context.Background(), recs, nil)
 	if out[0].State != checkpoint.Retrying || !strings.HasPrefix(out[0].Reason, HeldPrefix) {
 		t.Fatalf("settlement %+v", out[0])
 	}

@@ -358,44 +358,59 @@ const HeldPrefix = "held:"
 // what gets filed.
 var errSuperseded = errors.New("superseded")
 
-// Handle files each record and returns its settlement.
-func (h *Handler) Handle(ctx context.Context, recs []*checkpoint.Record) []checkpoint.Settlement {
+// Handle files each record in turn and reports its settlement through
+// settle before the next is sent (pipeline.NoteHandler).
+func (h *Handler) Handle(ctx context.Context, recs []*checkpoint.Record, settle func(checkpoint.Settlement)) {
+	h.handle(ctx, recs, settle)
+}
+
+// handle files the records, calling settle (when not nil) for each as
+// soon as it is known, and returns the settlements.
+func (h *Handler) handle(ctx context.Context, recs []*checkpoint.Record, settle func(checkpoint.Settlement)) []checkpoint.Settlement {
 	h.Cfg.defaults(h.CRM.Flavor())
+	out := make([]checkpoint.Settlement, len(recs))
+	for i, rec := range recs {
+		out[i] = h.one(ctx, rec)
+		if settle != nil {
+			settle(out[i])
+		}
+	}
+	return out
+}
+
+// one files one note version and says how it ended.
+func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Settlement {
 	now := time.Now
 	if h.Now != nil {
 		now = h.Now
 	}
-	out := make([]checkpoint.Settlement, len(recs))
-	for i, rec := range recs {
-		s := &out[i]
-		s.ID = rec.ID
-		var note Note
-		if err := json.Unmarshal(rec.Payload, &note); err != nil {
-			s.State, s.Reason = checkpoint.Dead, "the stored note cannot be read"
-			continue
-		}
-		docID, err := h.file(ctx, &note)
-		var held *errHeld
-		var rej *Rejected
-		switch {
-		case err == nil:
-			s.State, s.Targets = checkpoint.Done, []string{docID}
-		case errors.Is(err, errSuperseded):
-			s.State = checkpoint.Done
-		case errors.As(err, &held):
-			h.status(ctx, note.ID, "Held", "", held.reason)
-			s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(h.Cfg.HeldRetry), err.Error()
-		case errors.As(err, &rej):
-			h.status(ctx, note.ID, "Error", "", truncate(rej.Text, 250))
-			s.State, s.Reason = checkpoint.Dead, "the EHR rejected the document"
-		case connectors.KindOf(err) == connectors.Permanent:
-			s.State, s.Reason = checkpoint.Dead, err.Error()
-		default:
-			wait := time.Duration(1<<min(rec.Attempts, 10)) * time.Second
-			s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(wait), err.Error()
-		}
+	s := checkpoint.Settlement{ID: rec.ID}
+	var note Note
+	if err := json.Unmarshal(rec.Payload, &note); err != nil {
+		s.State, s.Reason = checkpoint.Dead, "the stored note cannot be read"
+		return s
 	}
-	return out
+	docID, err := h.file(ctx, &note)
+	var held *errHeld
+	var rej *Rejected
+	switch {
+	case err == nil:
+		s.State, s.Targets = checkpoint.Done, []string{docID}
+	case errors.Is(err, errSuperseded):
+		s.State = checkpoint.Done
+	case errors.As(err, &held):
+		h.status(ctx, note.ID, "Held", "", held.reason)
+		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(h.Cfg.HeldRetry), err.Error()
+	case errors.As(err, &rej):
+		h.status(ctx, note.ID, "Error", "", truncate(rej.Text, 250))
+		s.State, s.Reason = checkpoint.Dead, "the EHR rejected the document"
+	case connectors.KindOf(err) == connectors.Permanent:
+		s.State, s.Reason = checkpoint.Dead, err.Error()
+	default:
+		wait := time.Duration(1<<min(rec.Attempts, 10)) * time.Second
+		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(wait), err.Error()
+	}
+	return s
 }
 
 func truncate(s string, n int) string {
