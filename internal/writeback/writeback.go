@@ -99,6 +99,14 @@ type Config struct {
 	HeldRetry time.Duration
 }
 
+// DefaultConfig is the configuration with every name defaulted for a CRM
+// ("salesforce" or "dataverse"): what an admin creates in the CRM.
+func DefaultConfig(flavor string) Config {
+	var c Config
+	c.defaults(flavor)
+	return c
+}
+
 // defaults fills in the names of the CRM's flavor ("salesforce" or
 // "dataverse").
 func (c *Config) defaults(flavor string) {
