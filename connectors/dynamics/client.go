@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,8 +54,8 @@ type Config struct {
 	// their logical name in the plural (logical name → set name).
 	EntitySets map[string]string
 	// RetryMax is how often a request that failed transiently (5xx, no
-	// answer) is retried at once; default 2. Throttling is not retried here:
-	// the pipeline pauses.
+	// answer) is retried at once; default 2, negative for none. Throttling
+	// is not retried here: the pipeline pauses.
 	RetryMax int
 	Logger   *slog.Logger
 }
@@ -93,8 +94,11 @@ func New(cfg Config) (*Client, error) {
 		cfg.MaxConcurrent = 4
 	}
 	cfg.MaxConcurrent = min(cfg.MaxConcurrent, 32)
-	if cfg.RetryMax == 0 {
+	switch {
+	case cfg.RetryMax == 0:
 		cfg.RetryMax = 2
+	case cfg.RetryMax < 0:
+		cfg.RetryMax = 0 // no retries
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -179,11 +183,20 @@ func (c *Client) token(ctx context.Context) (string, error) {
 	tok, err := c.cfg.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{strings.TrimSuffix(c.cfg.URL, "/") + "/.default"}})
 	if err != nil {
 		// azidentity's error text holds the identity platform's answer,
-		// no patient data; keep it short.
-		return "", &connectors.Error{Kind: connectors.Transient, Code: "TOKEN", Message: firstLine(err.Error())}
+		// no patient data: keep its AADSTS code and description, short.
+		e := &connectors.Error{Kind: connectors.Transient, Code: "TOKEN", Message: firstLine(err.Error())}
+		if m := aadstsRe.FindString(err.Error()); m != "" {
+			// The AADSTS code names the problem (7000215: wrong secret) in
+			// logs and reasons; it carries no patient data.
+			e.Code, e.Message, _ = strings.Cut(m, ":")
+			e.Message = firstLine(strings.TrimSpace(e.Message))
+		}
+		return "", e
 	}
 	return tok.Token, nil
 }
+
+var aadstsRe = regexp.MustCompile(`AADSTS\d+:?[^\n"]*`)
 
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

@@ -2,10 +2,16 @@ package dynamics
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -221,5 +227,47 @@ func TestQueryAndUpdate(t *testing.T) {
 	}
 	if reqs := r.sb.Stats().ByEndpoint["dv_batch"]; reqs != 24 {
 		t.Errorf("%d $batch requests for 1200 upserts in batches of 50", reqs)
+	}
+}
+
+// A certificate credential (PEM certificate and key, as crm.dynamics's
+// cert_file and key_file hold them) signs in; a wrong secret does not,
+// and its error is transient with the identity platform's code.
+func TestCertificateCredential(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ehrbridge"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	r := newRig(t, sandbox.Options{DataverseCert: cert})
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	cred, err := NewCredential(Auth{TenantID: "sandbox-tenant", ClientID: "sandbox-client", CertPEM: certPEM, KeyPEM: keyPEM,
+		AuthorityHost: r.base, HTTPClient: r.http})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{URL: r.base, Credential: cred, HTTPClient: r.http, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := c.WhoAmI(context.Background()); err != nil || id != sandbox.SandboxUserID {
+		t.Errorf("WhoAmI with a certificate: %q %v", id, err)
+	}
+	bad, _ := NewCredential(Auth{TenantID: "sandbox-tenant", ClientID: "sandbox-client", ClientSecret: "wrong", AuthorityHost: r.base, HTTPClient: r.http})
+	c, _ = New(Config{URL: r.base, Credential: bad, HTTPClient: r.http, Logger: slog.New(slog.DiscardHandler), RetryMax: -1})
+	_, err = c.WhoAmI(context.Background())
+	var ce *connectors.Error
+	if !errors.As(err, &ce) || ce.Kind != connectors.Transient || ce.Code != "AADSTS7000215" || !strings.Contains(err.Error(), "AADSTS7000215") {
+		t.Errorf("wrong secret: %v", err)
+	}
+	if _, err := NewCredential(Auth{TenantID: "t", ClientID: "c", ClientSecret: "s", ManagedIdentity: true}); err == nil {
+		t.Error("two credentials at once were accepted")
 	}
 }
