@@ -216,10 +216,11 @@ func TestFileDropAndEdit(t *testing.T) {
 	if v, _ := t10.GetString("TXA-13.1"); v != "EHRB-"+task {
 		t.Errorf("replacement's parent document %q", v)
 	}
-	st, _ := r.log.Stats()
-	if st.States[checkpoint.Done] != 2 {
-		t.Errorf("states %v", st.States)
-	}
+	// The version is settled just after its file is written.
+	waitUntil(t, "both versions done", func() bool {
+		st, _ := r.log.Stats()
+		return st.States[checkpoint.Done] == 2
+	})
 }
 
 // A note whose patient has no EHR identifier is held, with the reason on
