@@ -80,12 +80,8 @@ func TestWritebackDemo(t *testing.T) {
 	_ = json.NewDecoder(resp.Body).Decode(&created)
 	resp.Body.Close()
 	outbox := filepath.Join(dataDir, "outbox")
-	files := func() []string {
-		entries, _ := os.ReadDir(outbox)
-		var out []string
-		for _, e := range entries {
-			out = append(out, filepath.Join(outbox, e.Name()))
-		}
+	files := func() []string { // the MDMs, not a file still being written
+		out, _ := filepath.Glob(filepath.Join(outbox, "*.hl7"))
 		return out
 	}
 	waitFor(t, 20*time.Second, "the MDM in the outbox", func() bool { return len(files()) == 1 })

@@ -153,7 +153,9 @@ func outboxFiles(t *testing.T, dir string) []string {
 	entries, _ := os.ReadDir(dir)
 	var out []string
 	for _, e := range entries {
-		out = append(out, filepath.Join(dir, e.Name()))
+		if strings.HasSuffix(e.Name(), ".hl7") { // not a file still being written
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
 	}
 	return out
 }
@@ -234,10 +236,11 @@ func TestHeldUntilResolvable(t *testing.T) {
 	if reason, _ := r.task(t, task)["EHR_Error__c"].(string); !strings.Contains(reason, "no EHR identifier") {
 		t.Errorf("held reason %q", reason)
 	}
-	recs, _ := r.log.List(checkpoint.Retrying, 0, 10)
-	if len(recs) != 1 || !strings.HasPrefix(recs[0].Reason, "held:") {
-		t.Fatalf("retrying %v", recs)
-	}
+	// The settlement follows the status written to the CRM.
+	waitUntil(t, "the held record retrying", func() bool {
+		recs, _ := r.log.List(checkpoint.Retrying, 0, 10)
+		return len(recs) == 1 && strings.HasPrefix(recs[0].Reason, "held:")
+	})
 	r.user(t, "PATCH", "Account/"+acct, `{"SourceSystemIdentifier":"GENHOSP|NEW1"}`)
 	waitUntil(t, "filed after the identifier arrived", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
 }
