@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/ehrbridge/ehrbridge/internal/testclock"
 )
 
@@ -568,5 +570,114 @@ func TestHasten(t *testing.T) {
 	}
 	if n, _ := l.Hasten(func(*Record) bool { return true }); n != 1 {
 		t.Errorf("second Hasten moved %d, want the one other retrying record", n)
+	}
+}
+
+// setSchema rewrites a closed log's schema version, as an older or newer
+// ehrbridge would have left it.
+func setSchema(t *testing.T, path string, v uint64) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if err := meta.Delete(metaWrittenBy); err != nil {
+			return err
+		}
+		return meta.Put(metaSchema, itob(v))
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A log of an older schema is migrated when opened for writing, and read
+// as it is by a read-only open; a log of a newer schema is refused, with
+// a message that says what to do, and left untouched.
+func TestSchemaUpgradeAndDowngrade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, Options{Writer: "ehrbridge 1.0"})
+	mustAppend(t, l, entry("k1", "p1", "one"))
+	mustAppend(t, l, entry("k2", "p2", "two"))
+	l.Close()
+
+	setSchema(t, path, 1)
+	ro := reopen(t, path, Options{ReadOnly: true})
+	if st, err := ro.Stats(); err != nil || st.Schema != 1 || st.States[Received] != 2 {
+		t.Fatalf("read-only open of a schema 1 log: %+v %v", st, err)
+	}
+	ro.Close()
+
+	l = reopen(t, path, Options{Writer: "ehrbridge 2.0"})
+	st, err := l.Stats()
+	if err != nil || st.Schema != schemaVersion || st.WrittenBy != "ehrbridge 2.0" || st.States[Received] != 2 {
+		t.Fatalf("after migration: %+v %v", st, err)
+	}
+	if recs, err := l.Claim(10); err != nil || len(recs) != 2 || string(recs[0].Payload) != "one" {
+		t.Fatalf("records after migration: %v %v", recs, err)
+	}
+	l.Close()
+
+	setSchema(t, path, schemaVersion+1)
+	for _, ro := range []bool{false, true} {
+		_, err := Open(path, Options{ReadOnly: ro, Logger: slog.New(slog.DiscardHandler)})
+		if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), fmt.Sprintf("reads up to %d", schemaVersion)) ||
+			!strings.Contains(err.Error(), "backup") {
+			t.Errorf("read-only %v: newer log: %v", ro, err)
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *bolt.Tx) error {
+		if got := btoi(tx.Bucket(bMeta).Get(metaSchema)); got != schemaVersion+1 {
+			t.Errorf("a refused newer log was changed: schema %d", got)
+		}
+		return nil
+	})
+	db.Close()
+}
+
+// A backup taken while appends go on is a consistent log: it opens, checks
+// clean, and holds every record appended before it began.
+func TestBackupWhileInUse(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := openTest(t, Options{})
+	for i := range 200 {
+		mustAppend(t, l, entry(fmt.Sprint("k", i), fmt.Sprint("p", i%7), fmt.Sprint("body ", i)))
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 200; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = l.Append(context.Background(), entry(fmt.Sprint("k", i), "busy", "more"))
+		}
+	}()
+	path := filepath.Join(dir, "backup.db")
+	n, err := l.BackupFile(path)
+	close(stop)
+	<-done
+	if err != nil || n == 0 {
+		t.Fatalf("backup: %d bytes, %v", n, err)
+	}
+	if _, err := l.BackupFile(path); err == nil {
+		t.Error("a backup replaced an existing file")
+	}
+	b := reopen(t, path, Options{ReadOnly: true})
+	st, err := b.Stats()
+	if err != nil || st.States[Received] < 200 {
+		t.Fatalf("backup stats %+v %v", st, err)
+	}
+	if problems, err := b.Check(); err != nil || len(problems) > 0 {
+		t.Errorf("backup check: %v %v", problems, err)
 	}
 }

@@ -42,10 +42,17 @@ var (
 	// ErrEncrypted means the log was written with encryption and no key is
 	// configured.
 	ErrEncrypted = errors.New("checkpoint: the log is encrypted and no key is configured")
+	// ErrNewerSchema means the log was written by a newer ehrbridge than
+	// this one: it must not be changed by code that does not know its
+	// layout.
+	ErrNewerSchema = errors.New("checkpoint: the log was written by a newer ehrbridge")
 )
 
 // Options configure Open. Zero values select the defaults.
 type Options struct {
+	// Writer names the program that opens the log for writing (its
+	// version), kept in the log for `ehrbridge log stats` and upgrades.
+	Writer           string
 	LockTimeout      time.Duration // waiting for another process's lock; default 1s
 	DedupeWindow     time.Duration // how long done records' keys are kept; default 30 days
 	PayloadRetention time.Duration // how long done records' payloads are kept; default 7 days
@@ -104,12 +111,30 @@ var (
 	allBuckets = [][]byte{bMeta, bRecords, bKeys, bPending, bLanes, bReady, bInflight, bDone, bDead, bConflicts}
 
 	metaSchema      = []byte("schema")
+	metaWrittenBy   = []byte("written_by") // schema 2: the last program that opened the log for writing
 	metaSalt        = []byte("lane_salt")
 	metaSweepCursor = []byte("sweep_payload_cursor")
 	metaLaneCursor  = []byte("lane_cursor") // last record id put in its lane
 )
 
-const schemaVersion = 1
+// schemaVersion is the layout this code writes. An older log is migrated
+// when opened for writing (migrations[v] takes a log from v to v+1, in the
+// same transaction as the rest of the opening); a newer one is refused.
+// Read-only opens accept every version from minReadableSchema up to this
+// one without migrating.
+const (
+	schemaVersion     = 2
+	minReadableSchema = 1
+)
+
+// migrations[v] moves a log from schema v to v+1.
+var migrations = map[uint64]func(tx *bolt.Tx) error{
+	// 1 → 2: the log names the program that last wrote it.
+	1: func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(metaWrittenBy, []byte("ehrbridge (schema 1)")) },
+}
+
+// SchemaVersion is the log layout this ehrbridge writes.
+func SchemaVersion() int { return schemaVersion }
 
 // Open opens or creates the log at path, recovers records that were in
 // progress when it was last closed, and starts the committer.
@@ -181,8 +206,18 @@ func (l *Log) init() error {
 		if meta == nil {
 			return errors.New("checkpoint: not an ehrbridge checkpoint log (no meta bucket)")
 		}
-		if v := meta.Get(metaSchema); len(v) != 8 || btoi(v) != schemaVersion {
-			return fmt.Errorf("checkpoint: unsupported log schema (this ehrbridge reads version %d)", schemaVersion)
+		v := meta.Get(metaSchema)
+		if len(v) != 8 {
+			return errors.New("checkpoint: the log has no schema version; it is damaged or not an ehrbridge log")
+		}
+		switch got := btoi(v); {
+		case got > schemaVersion:
+			return fmt.Errorf("%w: %s has log schema %d, this ehrbridge reads up to %d. Run the newer ehrbridge, or restore the backup taken before the upgrade (ehrbridge log backup)",
+				ErrNewerSchema, l.path, got, schemaVersion)
+		case got < minReadableSchema:
+			return fmt.Errorf("checkpoint: %s has log schema %d, older than this ehrbridge can read (%d): upgrade through an intermediate release", l.path, got, minReadableSchema)
+		case got < schemaVersion && !l.opts.ReadOnly:
+			return fmt.Errorf("checkpoint: %s still has log schema %d after migration", l.path, got)
 		}
 		return l.loadSalt(meta.Get(metaSalt))
 	}
@@ -198,6 +233,14 @@ func (l *Log) init() error {
 		meta := tx.Bucket(bMeta)
 		if meta.Get(metaSchema) == nil {
 			if err := meta.Put(metaSchema, itob(schemaVersion)); err != nil {
+				return err
+			}
+		}
+		if err := l.migrate(tx); err != nil {
+			return err
+		}
+		if l.opts.Writer != "" {
+			if err := meta.Put(metaWrittenBy, []byte(l.opts.Writer)); err != nil {
 				return err
 			}
 		}
@@ -229,6 +272,34 @@ func (l *Log) init() error {
 		}
 		return meta.Put(metaSalt, want)
 	})
+}
+
+// migrate brings an older log to schemaVersion, one step at a time; the
+// caller's transaction makes it all or nothing. A newer log is left alone
+// (load refuses it).
+func (l *Log) migrate(tx *bolt.Tx) error {
+	meta := tx.Bucket(bMeta)
+	v := meta.Get(metaSchema)
+	if len(v) != 8 {
+		return nil // load reports it
+	}
+	from := btoi(v)
+	for ver := from; ver < schemaVersion && ver >= minReadableSchema; ver++ {
+		step, ok := migrations[ver]
+		if !ok {
+			return fmt.Errorf("checkpoint: no migration from log schema %d", ver)
+		}
+		if err := step(tx); err != nil {
+			return fmt.Errorf("checkpoint: migrating the log from schema %d: %w", ver, err)
+		}
+		if err := meta.Put(metaSchema, itob(ver+1)); err != nil {
+			return err
+		}
+	}
+	if from < schemaVersion && from >= minReadableSchema {
+		l.opts.Logger.Info("checkpoint log migrated", "from_schema", from, "to_schema", schemaVersion)
+	}
+	return nil
 }
 
 func (l *Log) loadSalt(v []byte) error {

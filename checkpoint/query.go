@@ -46,6 +46,10 @@ type Stats struct {
 	Conflicts     int64
 	FileSize      int64
 	Encrypted     bool
+	// Schema is the log's layout version; WrittenBy the program that last
+	// opened it for writing.
+	Schema    int
+	WrittenBy string
 }
 
 // Stats returns the counters kept with the log; it reads a handful of
@@ -65,6 +69,11 @@ func (l *Log) Stats() (Stats, error) {
 			st.OldestPending = r.Received
 		}
 		st.FileSize = tx.Size()
+		meta := tx.Bucket(bMeta)
+		if v := meta.Get(metaSchema); len(v) == 8 {
+			st.Schema = int(btoi(v))
+		}
+		st.WrittenBy = string(meta.Get(metaWrittenBy))
 		return nil
 	})
 	return st, err

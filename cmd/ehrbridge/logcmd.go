@@ -27,6 +27,7 @@ commands:
                                                S: received, in_progress, done, retrying, dead, held, conflict, all
   show ID [--conflict] [--reveal] [--json]     one record's metadata; --reveal adds the payload (audited)
   retry ID | --all-dead                        put dead records back in their lane
+  backup FILE                                  a consistent copy of the log, also while the daemon runs
   compact                                      rewrite the file to reclaim space (daemon stopped)
   check                                        verify the file and the log's invariants (daemon stopped)
 
@@ -69,6 +70,12 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	switch sub {
+	case "backup":
+		if len(pos) != 1 {
+			fmt.Fprintln(stderr, "usage: ehrbridge log backup FILE (--config F | --data-dir D)")
+			return exitUsage
+		}
+		return logBackup(t, pos[0], stdout, stderr)
 	case "compact":
 		return logCompact(t, stdout, stderr)
 	case "check":
@@ -222,6 +229,63 @@ func (t *logTarget) service(write bool) (logadmin.Service, func(), error) {
 	return &logadmin.Client{BaseURL: "http://" + t.adminAddr, Token: token}, func() {}, nil
 }
 
+// logBackup copies the log to file: from the file itself when the daemon
+// is stopped, else through the daemon's admin endpoint, which copies it in
+// one read transaction while it keeps running. The copy is then opened
+// and checked.
+func logBackup(t *logTarget, file string, stdout, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "ehrbridge log backup: %v\n", err)
+		return exitFailure
+	}
+	via := "the log file"
+	l, err := checkpoint.Open(t.path, checkpoint.Options{ReadOnly: true, LockTimeout: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	switch {
+	case err == nil:
+		// The copy holds every payload: audited like a reveal.
+		if err = logadmin.NewAudit(t.dataDir).Record("backup", "checkpoint log", "cli", ""); err == nil {
+			_, err = l.BackupFile(file)
+		}
+		l.Close()
+	case errors.Is(err, checkpoint.ErrLocked):
+		if t.adminAddr == "" {
+			return fail(errors.New("the daemon is running and holds the log; pass --config so that its admin endpoint can be asked"))
+		}
+		token, terr := logadmin.ReadToken(t.dataDir)
+		if terr != nil {
+			return fail(fmt.Errorf("the daemon is running; reading its admin token: %w", terr))
+		}
+		via = "the running daemon"
+		c := &logadmin.Client{BaseURL: "http://" + t.adminAddr, Token: token}
+		_, err = checkpoint.WriteFileAtomic(file, c.Backup)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	b, err := checkpoint.Open(file, checkpoint.Options{ReadOnly: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return fail(fmt.Errorf("the copy does not open: %w", err))
+	}
+	defer b.Close()
+	problems, err := b.Check()
+	if err != nil || len(problems) > 0 {
+		return fail(fmt.Errorf("the copy does not check clean: %v %v", problems, err))
+	}
+	st, err := b.Stats()
+	if err != nil {
+		return fail(err)
+	}
+	pending := st.States[checkpoint.Received] + st.States[checkpoint.InProgress] + st.States[checkpoint.Retrying]
+	fmt.Fprintf(stdout, "backed up %s (from %s) to %s: %s, %d records pending, %d done, %d dead, schema %d; checked clean\n",
+		t.path, via, file, humanBytes(st.FileSize), pending, st.States[checkpoint.Done], st.States[checkpoint.Dead], st.Schema)
+	if st.Encrypted {
+		fmt.Fprintln(stdout, "the payloads are encrypted: keep the key (and any previous keys) with the backup, apart from it")
+	} else {
+		fmt.Fprintln(stdout, "the payloads are NOT encrypted: the backup holds patient data in clear; store it as such")
+	}
+	return exitOK
+}
+
 func logCompact(t *logTarget, stdout, stderr io.Writer) int {
 	res, err := checkpoint.Compact(t.path)
 	if err != nil {
@@ -296,6 +360,16 @@ func printStats(w io.Writer, st logadmin.StatsView, path string) {
 		enc = "yes"
 	}
 	fmt.Fprintf(w, "file:            %s, %s, encrypted: %s\n", path, humanBytes(st.FileBytes), enc)
+	if st.Schema > 0 {
+		fmt.Fprintf(w, "schema:          %d (this ehrbridge writes %d), last written by %s\n", st.Schema, checkpoint.SchemaVersion(), orUnknown(st.WrittenBy))
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown program"
+	}
+	return s
 }
 
 func printList(w io.Writer, recs []logadmin.RecordView, confs []logadmin.ConflictView) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+
 	// Mapping time zones must resolve on a Windows host, which has no
 	// zoneinfo database of its own.
 	_ "time/tzdata"

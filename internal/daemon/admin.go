@@ -118,7 +118,8 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	_ = enc.Encode(out)
 }
 
-// Version is reported by /status; the command sets it at start.
+// Version is reported by /status and recorded in the checkpoint log as
+// the program that last wrote it; the command sets it at start.
 var Version = "dev"
 
 // metrics writes the Prometheus text exposition format. Labels carry names

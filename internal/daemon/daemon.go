@@ -62,7 +62,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	cp, err := checkpoint.Open(filepath.Join(cfg.DataDir, checkpoint.FileName), checkpoint.Options{
-		Keyring: keyring, DedupeWindow: cfg.Checkpoint.DedupeWindow.Std(),
+		Writer: "ehrbridge " + Version, Keyring: keyring, DedupeWindow: cfg.Checkpoint.DedupeWindow.Std(),
 		PayloadRetention: cfg.Checkpoint.PayloadRetention.Std(), Logger: log.With("component", "checkpoint"),
 	})
 	if err != nil {

@@ -93,6 +93,19 @@ func Handler(log *checkpoint.Log, audit *Audit, token string) http.Handler {
 			reply(w, map[string]uint64{"requeued": id}, svc(r).Retry(id))
 		}
 	})
+	mux.HandleFunc("GET /api/v1/log/backup", func(w http.ResponseWriter, r *http.Request) {
+		// The copy holds every payload (as stored): audited like a reveal.
+		if err := audit.Record("backup", "checkpoint log", "api", r.RemoteAddr); err != nil {
+			writeJSON(w, http.StatusInternalServerError, errorReply{Error: "the audit log cannot be written; no backup"})
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if _, err := log.Backup(w); err != nil {
+			// Headers are gone: cut the body short so the client sees an
+			// incomplete copy (its length will not match).
+			panic(http.ErrAbortHandler)
+		}
+	})
 	mux.HandleFunc("POST /api/v1/log/retry-dead", func(w http.ResponseWriter, r *http.Request) {
 		n, err := svc(r).RetryAllDead()
 		reply(w, map[string]int{"requeued": n}, err)
@@ -194,6 +207,34 @@ func (c *Client) do(method, path string, q url.Values, out any) error {
 		return fmt.Errorf("daemon: %s", msg)
 	}
 	return json.NewDecoder(bytes.NewReader(body)).Decode(out)
+}
+
+// Backup streams a consistent copy of the running daemon's log into w.
+func (c *Client) Backup(w io.Writer) (int64, error) {
+	req, err := http.NewRequest(http.MethodGet, strings.TrimSuffix(c.BaseURL, "/")+"/api/v1/log/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{} // no timeout: a large log takes a while
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("asking the running daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e errorReply
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
+		return 0, fmt.Errorf("daemon: %s %s", resp.Status, e.Error)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("the copy was cut short: %w", err)
+	}
+	return n, nil
 }
 
 // Stats implements Service.

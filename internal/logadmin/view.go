@@ -80,11 +80,14 @@ type StatsView struct {
 	Conflicts        int64            `json:"conflicts"`
 	FileBytes        int64            `json:"file_bytes"`
 	Encrypted        bool             `json:"encrypted"`
+	Schema           int              `json:"schema"`
+	WrittenBy        string           `json:"written_by,omitempty"`
 }
 
 // StatsViewOf converts stats, with ages measured from now.
 func StatsViewOf(s checkpoint.Stats, now time.Time) StatsView {
-	v := StatsView{States: map[string]int64{}, Conflicts: s.Conflicts, FileBytes: s.FileSize, Encrypted: s.Encrypted}
+	v := StatsView{States: map[string]int64{}, Conflicts: s.Conflicts, FileBytes: s.FileSize, Encrypted: s.Encrypted,
+		Schema: s.Schema, WrittenBy: s.WrittenBy}
 	for _, st := range checkpoint.States {
 		v.States[st.String()] = s.States[st]
 	}
