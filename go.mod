@@ -7,6 +7,7 @@ require (
 	github.com/Azure/azure-sdk-for-go/sdk/azidentity v1.13.1
 	github.com/gofhir/fhirpath v1.4.0
 	github.com/hashicorp/go-retryablehttp v0.7.7
+	github.com/kardianos/service v1.2.4
 	github.com/robfig/cron/v3 v3.0.1
 	go.etcd.io/bbolt v1.4.3
 	go.yaml.in/yaml/v3 v3.0.4

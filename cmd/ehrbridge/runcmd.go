@@ -1,6 +1,8 @@
 package main
 
 import (
+	ks "github.com/kardianos/service"
+
 	"context"
 	"errors"
 	"flag"
@@ -9,11 +11,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/daemon"
 	"github.com/ehrbridge/ehrbridge/internal/logging"
+	"github.com/ehrbridge/ehrbridge/internal/service"
 )
 
 // loadConfig loads and lints a config file, printing every problem.
@@ -33,29 +38,25 @@ func loadConfig(file string, stderr io.Writer) (*config.Config, bool) {
 	return cfg, true
 }
 
-// configFlag parses the single --config flag of lint and run, printing
-// usage (the command line, then what the command does) when it is missing.
-func configFlag(name, what string, args []string, stderr io.Writer) (string, bool) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.String("config", "", "config file (required)")
+	fileFlag := fs.String("config", "", "config file (required)")
+	svcName := fs.String("service-name", service.DefaultName, "the instance's service name (set by ehrbridge service install; names the Windows Event Log source)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ehrbridge %s --config FILE\n%s\n", name, what)
+		fmt.Fprintln(stderr, "usage: ehrbridge run --config FILE\nRuns the daemon until SIGINT or SIGTERM (a second one forces the stop); SIGHUP reloads the mappings.\nRefuses a config that does not lint. Under systemd (Type=notify) it reports ready, reloading and stopping;\nstarted by the Windows service manager it runs as that service.")
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return "", false
-	}
-	if *file == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return "", false
-	}
-	return *file, true
-}
-
-func cmdRun(args []string, stdout, stderr io.Writer) int {
-	file, ok := configFlag("run", "Runs the daemon until SIGINT or SIGTERM. Refuses a config that does not lint.", args, stderr)
-	if !ok {
 		return exitUsage
+	}
+	file := *fileFlag
+	if file == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	if runtime.GOOS == "windows" && !ks.Interactive() {
+		return runWindowsService(file, *svcName, stderr)
 	}
 	cfg, ok := loadConfig(file, stderr)
 	if !ok {
@@ -68,8 +69,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer closeLog()
-	daemon.Version = version
-	log.Info("ehrbridge starting", "version", version, "config", file)
 	// Signals are caught before the daemon reports ready: a supervisor
 	// may stop or reload it as soon as /readyz answers.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -77,26 +76,127 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	d, err := daemon.Start(cfg, log)
-	if err != nil {
-		log.Error("ehrbridge could not start", "err", err)
+	if err := serve(ctx, cfg, file, log, hup); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge run: %v\n", err)
 		return exitFailure
 	}
+	return exitOK
+}
+
+// serve runs the daemon until ctx ends, reloading the mappings on each
+// value of reload, and keeps the service manager informed (sd_notify).
+// After ctx ends, a second interrupt or termination signal forces the
+// stop: the log is crash-safe, so nothing acknowledged is lost.
+func serve(ctx context.Context, cfg *config.Config, file string, log *slog.Logger, reload <-chan os.Signal) error {
+	daemon.Version = version
+	log.Info("ehrbridge starting", "version", version, "config", file)
+	d, err := daemon.Start(cfg, log)
+	if err != nil {
+		log.Error("ehrbridge could not start", "err", err)
+		return err
+	}
+	notify := func(state string) {
+		if _, err := service.Notify(state); err != nil {
+			log.Warn("could not tell the service manager", "state", strings.SplitN(state, "=", 2)[0], "err", err)
+		}
+	}
+	notify("READY=1\nSTATUS=ready; ehrbridge " + version)
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
-				return
-			case <-hup:
+				notify("STOPPING=1\nSTATUS=stopping: intake closed, draining the pipeline")
+				force := make(chan os.Signal, 1)
+				signal.Notify(force, os.Interrupt, syscall.SIGTERM)
+				<-force
+				log.Warn("second stop signal: stopping now; records not yet sent stay in the log")
+				os.Exit(exitFailure)
+			case <-reload:
+				notify("RELOADING=1")
 				_ = d.ReloadMappings() // logged either way; the running set stays on failure
+				notify("READY=1\nSTATUS=ready; mappings reloaded")
 			}
 		}
 	}()
-	if err := d.Wait(ctx); err != nil {
+	return d.Wait(ctx)
+}
+
+// runWindowsService runs the daemon under the Windows service control
+// manager, logging to the Windows Event Log (source: the service name)
+// unless the config names a log file.
+func runWindowsService(file, name string, stderr io.Writer) int {
+	prg := &windowsProgram{file: file}
+	s, err := ks.New(prg, &ks.Config{Name: name})
+	if err != nil {
+		fmt.Fprintf(stderr, "ehrbridge run: %v\n", err)
 		return exitFailure
 	}
-	return exitOK
+	prg.svc = s
+	if err := s.Run(); err != nil {
+		return exitFailure
+	}
+	return prg.exit
+}
+
+// windowsProgram is the daemon as a kardianos service body.
+type windowsProgram struct {
+	file   string
+	svc    ks.Service
+	cancel context.CancelFunc
+	done   chan struct{}
+	exit   int
+}
+
+func (p *windowsProgram) Start(s ks.Service) error {
+	cfg, err := config.Load(p.file)
+	if err != nil {
+		return fmt.Errorf("%s does not lint: %w", p.file, err)
+	}
+	var w io.Writer = os.Stderr
+	if el, err := s.Logger(nil); err == nil && (cfg.Log.Output == "" || cfg.Log.Output == "stderr") {
+		w = eventLogWriter{el}
+	}
+	log, closeLog, err := newLogger(cfg, w)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan struct{})
+	go func() {
+		defer close(p.done)
+		defer closeLog()
+		if err := serve(ctx, cfg, p.file, log, nil); err != nil {
+			p.exit = exitFailure
+			_ = s.Stop()
+		}
+	}()
+	return nil
+}
+
+func (p *windowsProgram) Stop(ks.Service) error {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+	}
+	return nil
+}
+
+// eventLogWriter writes each log line to the Windows Event Log at the
+// line's level.
+type eventLogWriter struct{ l ks.Logger }
+
+func (w eventLogWriter) Write(b []byte) (int, error) {
+	line := strings.TrimRight(string(b), "\n")
+	var err error
+	switch {
+	case strings.Contains(line, "level=ERROR"), strings.Contains(line, `"level":"ERROR"`):
+		err = w.l.Error(line)
+	case strings.Contains(line, "level=WARN"), strings.Contains(line, `"level":"WARN"`):
+		err = w.l.Warning(line)
+	default:
+		err = w.l.Info(line)
+	}
+	return len(b), err
 }
 
 // newLogger opens the configured log output and builds the redacting

@@ -216,6 +216,10 @@ type PipelineConfig struct {
 	// Linger is how long a round waits after an idle spell for more
 	// records, so that a trickle shares requests; default 1s.
 	Linger Duration `yaml:"linger"`
+	// DrainTimeout is how long, on stop, the pipeline goes on sending the
+	// records already ready after intake has closed; default 10s. What is
+	// left stays in the log for the next start.
+	DrainTimeout Duration `yaml:"drain_timeout"`
 }
 
 // WritebackConfig files notes from the CRM in the EHR.

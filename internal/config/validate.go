@@ -304,6 +304,11 @@ func (v *validator) crm(listeners *[]listener) {
 	if p := c.Pipeline; p.Linger < 0 || p.Linger > Duration(time.Minute) {
 		v.add("crm.pipeline.linger", "must be between 0s and 1m")
 	}
+	if p := &c.Pipeline; p.DrainTimeout == 0 {
+		p.DrainTimeout = Duration(10 * time.Second)
+	} else if p.DrainTimeout < 0 || p.DrainTimeout > Duration(10*time.Minute) {
+		v.add("crm.pipeline.drain_timeout", "must be between 0s and 10m")
+	}
 }
 
 // show quotes the string value at path for a message, or hides it if it

@@ -212,6 +212,32 @@ func (c *crm) notify() {
 	}
 }
 
+// drain lets the pipeline send what is ready (received, in progress) for
+// at most d after intake has closed, so that a stop leaves as little as
+// possible behind; the rest stays in the log for the next start.
+func (c *crm) drain(cp *checkpoint.Log, d time.Duration, log *slog.Logger) {
+	if c == nil || d <= 0 {
+		return
+	}
+	deadline := time.Now().Add(d)
+	for {
+		st, err := cp.Stats()
+		if err != nil {
+			return
+		}
+		left := st.States[checkpoint.Received] + st.States[checkpoint.InProgress]
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			log.Warn("stopping with records not yet sent; they are sent at the next start", "records", left)
+			return
+		}
+		c.pipe.Notify()
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // stop ends the pipeline (its current batch settles) and the sandbox.
 func (c *crm) stop() {
 	if c == nil {

@@ -38,6 +38,8 @@ type Daemon struct {
 	maps      *mappingSet
 	stopWatch chan struct{}
 	crm       *crm
+	// drainTimeout bounds the pipeline's sending after intake closes.
+	drainTimeout time.Duration
 }
 
 type source struct {
@@ -73,6 +75,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d := &Daemon{log: log, cp: cp, errc: make(chan error, len(cfg.Sources.MLLP)+1), ready: make(chan struct{}),
 		stopSweep: make(chan struct{}), swept: make(chan struct{}), maps: maps, stopWatch: make(chan struct{})}
+	if cfg.CRM != nil {
+		d.drainTimeout = cfg.CRM.Pipeline.DrainTimeout.Std()
+	}
 	fail := func(err error) (*Daemon, error) {
 		d.closeListeners()
 		d.crm.stop()
@@ -286,7 +291,9 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-	// No new records can arrive: let the pipeline settle its batch.
+	// No new records can arrive: let the pipeline send what is ready, up
+	// to the drain deadline, then settle its batch and stop.
+	d.crm.drain(d.cp, d.drainTimeout, d.log)
 	d.crm.stop()
 	close(d.stopSweep)
 	close(d.stopWatch)
