@@ -12,7 +12,7 @@ FUZZTIME ?= 2m
 PEERS    := internal/interop/node
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-windows run run-dynamics test unit mappings-test fuzz-short fuzz fmt vet tidy peers clean
+.PHONY: all build build-windows package packagers run run-dynamics test unit mappings-test fuzz-short fuzz fmt vet tidy peers clean
 MAPPING_SETS := $(wildcard configs/mappings/*/)
 
 all: build
@@ -22,6 +22,18 @@ build:
 
 build-windows:
 	GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN).exe ./cmd/ehrbridge
+
+# package: the .deb, .rpm, Windows .zip and .msi in dist/ (installs the
+# Debian packaging tools it needs: rpm, wixl, zip).
+package: build build-windows packagers
+	rm -rf dist
+	sh packaging/package.sh $(VERSION) dist
+
+packagers:
+	@command -v rpmbuild >/dev/null && command -v wixl >/dev/null && command -v zip >/dev/null \
+	  && command -v fakeroot >/dev/null && command -v systemd-analyze >/dev/null || { \
+	  echo "installing Debian rpm, wixl, zip, fakeroot, systemd"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq rpm wixl zip fakeroot systemd >/dev/null; }
 
 run: build
 	./$(BIN) run --config $(CONFIG)
@@ -34,7 +46,7 @@ run-dynamics: build
 # test: formatting, vet, every Go test (race detector on, real peers
 # included), lint and tests of every shipped mapping set, then a short
 # fuzz run of each fuzz target.
-test: peers vet
+test: peers packagers vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(PEERS)/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) test -race -count=1 -timeout 15m ./...
@@ -79,8 +91,11 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
 	done
 
+# vet: go vet for Linux, and for Windows: the Windows build (service
+# control, Event Log) must compile and vet clean too.
 vet:
 	$(GO) vet ./...
+	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

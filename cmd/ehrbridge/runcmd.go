@@ -101,11 +101,13 @@ func serve(ctx context.Context, cfg *config.Config, file string, log *slog.Logge
 		}
 	}
 	notify("READY=1\nSTATUS=ready; ehrbridge " + version)
+	stopping := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				notify("STOPPING=1\nSTATUS=stopping: intake closed, draining the pipeline")
+				close(stopping)
 				force := make(chan os.Signal, 1)
 				signal.Notify(force, os.Interrupt, syscall.SIGTERM)
 				<-force
@@ -118,7 +120,13 @@ func serve(ctx context.Context, cfg *config.Config, file string, log *slog.Logge
 			}
 		}
 	}()
-	return d.Wait(ctx)
+	err = d.Wait(ctx)
+	if ctx.Err() != nil {
+		<-stopping // the service manager has heard STOPPING=1
+	} else {
+		notify("STOPPING=1\nSTATUS=a component failed")
+	}
+	return err
 }
 
 // runWindowsService runs the daemon under the Windows service control

@@ -50,6 +50,7 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 	cfgFile := fs.String("config", "", "config file (default /etc/ehrbridge/NAME.yaml; on Windows %ProgramData%\\ehrbridge\\NAME.yaml)")
 	dataDir := fs.String("data-dir", "", "data directory the service may write (default: the config's data_dir)")
 	usr := fs.String("user", "ehrbridge", "Linux: system user the service runs as")
+	exe := fs.String("exe", "", "unit: the executable's installed path (default: this one)")
 	fs.Usage = func() { printServiceUsage(stderr) }
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		if err == nil {
@@ -61,9 +62,20 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ehrbridge service %s: %v\n", action, err)
 		return exitFailure
 	}
-	p, err := serviceParams(*name, *cfgFile, *dataDir, *usr, action == "install" || action == "unit", stderr)
+	// install lints the config; unit does too, unless it is given the data
+	// dir (packaging, where the config is not installed yet).
+	p, err := serviceParams(*name, *cfgFile, *dataDir, *usr, action == "install" || action == "unit" && *dataDir == "", stderr)
 	if err != nil {
 		return fail(err)
+	}
+	if *exe != "" {
+		if action != "unit" {
+			return fail(errors.New("--exe is for service unit only"))
+		}
+		p.Exe = *exe
+		if err := p.Check(); err != nil {
+			return fail(err)
+		}
 	}
 	if action == "unit" {
 		unit, err := service.SystemdUnit(p)
@@ -103,6 +115,7 @@ func printServiceUsage(w io.Writer) {
 	fmt.Fprintln(w, "  --config F     config file (default /etc/ehrbridge/NAME.yaml; Windows %ProgramData%\\ehrbridge\\NAME.yaml)")
 	fmt.Fprintln(w, "  --data-dir D   data directory the service may write (default: the config's data_dir)")
 	fmt.Fprintln(w, "  --user U       Linux: system user the service runs as (default ehrbridge)")
+	fmt.Fprintln(w, "  --exe PATH     unit: the executable's installed path (default: this one)")
 }
 
 // serviceParams resolves an instance's executable, config and data
