@@ -148,9 +148,15 @@ func TestServiceCommandHelpAndUnit(t *testing.T) {
 
 type fakeEventLog struct{ got []string }
 
-func (f *fakeEventLog) Error(v ...any) error   { f.got = append(f.got, "E "+fmt.Sprint(v...)); return nil }
-func (f *fakeEventLog) Warning(v ...any) error { f.got = append(f.got, "W "+fmt.Sprint(v...)); return nil }
-func (f *fakeEventLog) Info(v ...any) error    { f.got = append(f.got, "I "+fmt.Sprint(v...)); return nil }
+func (f *fakeEventLog) Error(v ...any) error {
+	f.got = append(f.got, "E "+fmt.Sprint(v...))
+	return nil
+}
+func (f *fakeEventLog) Warning(v ...any) error {
+	f.got = append(f.got, "W "+fmt.Sprint(v...))
+	return nil
+}
+func (f *fakeEventLog) Info(v ...any) error { f.got = append(f.got, "I "+fmt.Sprint(v...)); return nil }
 func (f *fakeEventLog) Errorf(format string, a ...any) error {
 	return f.Error(fmt.Sprintf(format, a...))
 }
