@@ -600,3 +600,36 @@ func crashTail(s string, n int) string {
 	}
 	return s
 }
+
+// startSandboxProcess runs `ehrbridge sandbox ARGS...` (ARGS include
+// --listen addr) apart from the daemon, so that killing the daemon leaves
+// the CRM's state alone; it waits until the sandbox answers on addr, stops
+// it when the test ends, and returns its base URL.
+func startSandboxProcess(t *testing.T, bin, addr string, args []string) string {
+	t.Helper()
+	sb := exec.Command(bin, append([]string{"sandbox"}, args...)...)
+	logs := &syncbuf.Buffer{}
+	sb.Stdout, sb.Stderr = logs, logs
+	if err := sb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = sb.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = sb.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = sb.Process.Kill()
+		}
+	})
+	base := "http://" + addr
+	waitFor(t, 10*time.Second, "the sandbox", func() bool {
+		resp, err := http.Get(base + "/sandbox/v1/stats")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	return base
+}

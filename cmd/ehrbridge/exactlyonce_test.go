@@ -8,19 +8,16 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // Exactly-once acceptance test parameters.
@@ -100,30 +97,7 @@ func runExactlyOnce(t *testing.T, side eoCRM) {
 	sandboxAddr, tlsAddr, mllpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 
 	// The CRM runs apart, so that killing the daemon leaves its state alone.
-	sb := exec.Command(bin, append([]string{"sandbox"}, side.sandboxArgs(sandboxAddr, tlsAddr, dir)...)...)
-	sbLogs := &syncbuf.Buffer{}
-	sb.Stdout, sb.Stderr = sbLogs, sbLogs
-	if err := sb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sbDone := make(chan struct{})
-	go func() { _ = sb.Wait(); close(sbDone) }()
-	t.Cleanup(func() {
-		_ = sb.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-sbDone:
-		case <-time.After(10 * time.Second):
-			_ = sb.Process.Kill()
-		}
-	})
-	crm := "http://" + sandboxAddr
-	waitFor(t, 10*time.Second, "the sandbox", func() bool {
-		resp, err := http.Get(crm + "/sandbox/v1/stats")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	crm := startSandboxProcess(t, bin, sandboxAddr, side.sandboxArgs(sandboxAddr, tlsAddr, dir))
 
 	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
 	mappingsDir := filepath.Join(shared.ModuleRoot(t), "configs", "mappings", side.mappings)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,7 +17,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -104,13 +102,7 @@ sources:
 
 	// The new binary meets a log of the older schema.
 	setLogSchema(t, logFile, 1)
-	sb := exec.Command(bin, "sandbox", "--listen", sandboxAddr, "--tls-listen", "off")
-	sbLogs := &syncbuf.Buffer{}
-	sb.Stdout, sb.Stderr = sbLogs, sbLogs
-	if err := sb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sb.Process.Signal(syscall.SIGTERM); _ = sb.Wait() }()
+	startSandboxProcess(t, bin, sandboxAddr, []string{"--listen", sandboxAddr, "--tls-listen", "off"})
 	if err := d.start(); err != nil {
 		t.Fatal(err)
 	}

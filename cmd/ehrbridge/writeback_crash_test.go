@@ -7,17 +7,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 const (
@@ -110,30 +107,7 @@ func runWritebackCrash(t *testing.T, side wbCRM) {
 	go func() { _ = ehr.Serve(l) }()
 	t.Cleanup(func() { _ = ehr.Shutdown(context.Background()) })
 
-	sb := exec.Command(bin, append([]string{"sandbox"}, side.sandboxArgs(sandboxAddr, tlsAddr, dir)...)...)
-	sbLogs := &syncbuf.Buffer{}
-	sb.Stdout, sb.Stderr = sbLogs, sbLogs
-	if err := sb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sbDone := make(chan struct{})
-	go func() { _ = sb.Wait(); close(sbDone) }()
-	t.Cleanup(func() {
-		_ = sb.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-sbDone:
-		case <-time.After(10 * time.Second):
-			_ = sb.Process.Kill()
-		}
-	})
-	crm := "http://" + sandboxAddr
-	waitFor(t, 10*time.Second, "the sandbox", func() bool {
-		resp, err := http.Get(crm + "/sandbox/v1/stats")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	crm := startSandboxProcess(t, bin, sandboxAddr, side.sandboxArgs(sandboxAddr, tlsAddr, dir))
 	user := func(object, body string) string {
 		resp, err := http.Post(crm+"/sandbox/v1/objects/"+object, "application/json", strings.NewReader(body))
 		if err != nil {

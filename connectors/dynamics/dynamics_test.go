@@ -2,16 +2,12 @@ package dynamics
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -22,6 +18,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/conformance"
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
+	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -234,19 +231,13 @@ func TestQueryAndUpdate(t *testing.T) {
 // cert_file and key_file hold them) signs in; a wrong secret does not,
 // and its error is transient with the identity platform's code.
 func TestCertificateCredential(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, certPEM := testcerts.RSASigning(t)
+	block, _ := pem.Decode(certPEM)
+	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ehrbridge"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
 	r := newRig(t, sandbox.Options{DataverseCert: cert})
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	cred, err := NewCredential(Auth{TenantID: "sandbox-tenant", ClientID: "sandbox-client", CertPEM: certPEM, KeyPEM: keyPEM,
 		AuthorityHost: r.base, HTTPClient: r.http})

@@ -2,15 +2,12 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -24,6 +21,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/ehrbridge/ehrbridge/internal/interop"
+	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 )
 
 // dvRig is a sandbox serving its Dataverse side over TLS.
@@ -325,17 +323,12 @@ func TestDataverseLimits(t *testing.T) {
 // identity endpoints with a client secret and with a certificate, and a
 // wrong secret is refused as the identity platform refuses it.
 func TestAzidentity(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, certPEM := testcerts.RSASigning(t)
+	block, _ := pem.Decode(certPEM)
+	appCert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "ehrbridge app"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	appCert, _ := x509.ParseCertificate(der)
 	r := newDVRig(t, Options{TenantID: "contoso.onmicrosoft.com", DataverseClientID: "11111111-2222-3333-4444-555555555555", DataverseCert: appCert})
 	opts := azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: r.base + "/"}, Transport: r.client,
 		Retry: policy.RetryOptions{MaxRetries: -1}}
@@ -372,9 +365,9 @@ func TestAzidentity(t *testing.T) {
 		t.Errorf("wrong secret: %v", err)
 	}
 	// A certificate the app does not have is refused.
-	otherKey, _ := rsa.GenerateKey(rand.Reader, 2048)
-	der2, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &otherKey.PublicKey, otherKey)
-	other, _ := x509.ParseCertificate(der2)
+	otherKey, otherPEM := testcerts.RSASigning(t)
+	block, _ = pem.Decode(otherPEM)
+	other, _ := x509.ParseCertificate(block.Bytes)
 	wrongCert, _ := azidentity.NewClientCertificateCredential("contoso.onmicrosoft.com", "11111111-2222-3333-4444-555555555555",
 		[]*x509.Certificate{other}, otherKey, &azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
 	if _, err := wrongCert.GetToken(ctx, scope); err == nil || !strings.Contains(err.Error(), "AADSTS700027") {

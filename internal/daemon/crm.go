@@ -270,16 +270,9 @@ func (c *crm) startSalesforce(cc *config.CRMConfig, log *slog.Logger) error {
 		// The daemon connects to its own sandbox with a secret made for
 		// this run: nothing to configure, nothing to leak.
 		secret := randomSecret()
-		s, err := sandbox.New(sandbox.Options{ClientSecret: secret, DataFile: sb.DataFile, Logger: log})
-		if err != nil {
+		if _, err := c.embedSandbox(sandbox.Options{ClientSecret: secret, DataFile: sb.DataFile, Logger: log}, sb.Listen); err != nil {
 			return err
 		}
-		c.sandbox = s
-		addr, err := s.Listen(sb.Listen)
-		if err != nil {
-			return err
-		}
-		c.sbAddr = addr.String()
 		scfg = salesforce.Config{LoginURL: "http://" + c.sbAddr, ClientID: "sandbox-client", ClientSecret: secret, Auth: salesforce.Auth{ClientCredentials: true}}
 	} else if sb := cc.Sandbox; sb != nil {
 		// A sandbox running apart, with its default test credentials
@@ -338,16 +331,10 @@ func (c *crm) startDataverse(cc *config.CRMConfig, log *slog.Logger) error {
 				return err
 			}
 			secret = randomSecret()
-			s, err := sandbox.New(sandbox.Options{DataverseSecret: secret, DataFile: sb.DataFile, Logger: log})
+			s, err := c.embedSandbox(sandbox.Options{DataverseSecret: secret, DataFile: sb.DataFile, Logger: log}, sb.Listen)
 			if err != nil {
 				return err
 			}
-			c.sandbox = s
-			addr, err := s.Listen(sb.Listen)
-			if err != nil {
-				return err
-			}
-			c.sbAddr = addr.String()
 			taddr, err := s.ListenTLS(sb.TLSListen, cert)
 			if err != nil {
 				return err
@@ -416,6 +403,22 @@ func (c *crm) startDataverse(cc *config.CRMConfig, log *slog.Logger) error {
 	}
 	c.dv, c.sink, c.requests = client, &dynamics.Sink{Client: client}, client.Requests.Load
 	return nil
+}
+
+// embedSandbox starts the embedded sandbox on listen (plain HTTP: the
+// test endpoints, and the Salesforce side).
+func (c *crm) embedSandbox(opts sandbox.Options, listen string) (*sandbox.Server, error) {
+	s, err := sandbox.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	c.sandbox = s
+	addr, err := s.Listen(listen)
+	if err != nil {
+		return nil, err
+	}
+	c.sbAddr = addr.String()
+	return s, nil
 }
 
 // httpClientTrusting is an HTTP client that trusts the CAs in pemBytes,
