@@ -25,6 +25,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
+	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/config"
@@ -160,17 +161,17 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback
 			if err != nil {
 				return nil, nil, fmt.Errorf("writeback.target.fhir.smart_key_file: %w", err)
 			}
-			k, err := writeback.ParseRSAKey(pemBytes)
+			k, err := fhirhttp.ParseRSAKey(pemBytes)
 			if err != nil {
 				return nil, nil, fmt.Errorf("writeback.target.fhir.smart_key_file: %w", err)
 			}
-			ft.Auth = &writeback.BackendServices{TokenURL: f.SMARTTokenURL, ClientID: f.SMARTClientID, Key: k}
+			ft.Auth = &fhirhttp.BackendServices{TokenURL: f.SMARTTokenURL, ClientID: f.SMARTClientID, Key: k}
 		case f.Token.IsSet():
 			tok, err := f.Token.Resolve()
 			if err != nil {
 				return nil, nil, fmt.Errorf("writeback.target.fhir token: %w", err)
 			}
-			ft.Auth = writeback.StaticToken(tok)
+			ft.Auth = fhirhttp.StaticToken(tok)
 		}
 		target = ft
 	} else if wb.Target.MLLP != "" {

@@ -1,27 +1,16 @@
 package writeback
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha512"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 )
 
 // FHIR files each note as a DocumentReference on the EHR's FHIR R4 server:
@@ -42,20 +31,13 @@ type FHIR struct {
 	// TypeCode is the LOINC document type; default 34746-8 (nurse note).
 	TypeCode, TypeDisplay string
 	// Auth gives the bearer token; nil sends none.
-	Auth TokenSource
+	Auth fhirhttp.TokenSource
 	HTTP *http.Client
 }
 
-// TokenSource returns a bearer token.
-type TokenSource interface {
-	Token(ctx context.Context) (string, error)
+func (f *FHIR) client() *fhirhttp.Client {
+	return &fhirhttp.Client{Base: f.Base, Auth: f.Auth, HTTP: f.HTTP}
 }
-
-// StaticToken is a bearer token from the configuration.
-type StaticToken string
-
-// Token implements TokenSource.
-func (s StaticToken) Token(context.Context) (string, error) { return string(s), nil }
 
 // File implements Target.
 func (f *FHIR) File(ctx context.Context, doc *Document) error {
@@ -113,7 +95,7 @@ func (f *FHIR) File(ctx context.Context, doc *Document) error {
 		dr["relatesTo"] = []map[string]any{{"code": "replaces", "target": map[string]any{"identifier": map[string]string{"system": docSystem, "value": doc.ID}}}}
 	}
 	condition := "identifier=" + url.QueryEscape(docSystem+"|"+value)
-	status, body, err := f.do(ctx, http.MethodPost, "/DocumentReference", dr, map[string]string{"If-None-Exist": condition})
+	status, body, err := f.client().Do(ctx, http.MethodPost, "/DocumentReference", dr, map[string]string{"If-None-Exist": condition})
 	if err != nil {
 		return err
 	}
@@ -144,7 +126,7 @@ type fhirResource struct {
 }
 
 func (f *FHIR) search(ctx context.Context, typ string, q url.Values) ([]fhirResource, error) {
-	status, body, err := f.do(ctx, http.MethodGet, "/"+typ+"?"+q.Encode(), nil, nil)
+	status, body, err := f.client().Do(ctx, http.MethodGet, "/"+typ+"?"+q.Encode(), nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -168,166 +150,12 @@ func (f *FHIR) search(ctx context.Context, typ string, q url.Values) ([]fhirReso
 	return out, nil
 }
 
-func (f *FHIR) do(ctx context.Context, method, path string, body any, headers map[string]string) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(f.Base, "/")+path, rd)
-	if err != nil {
-		return 0, nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BAD_URL"}
-	}
-	req.Header.Set("Accept", "application/fhir+json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/fhir+json")
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	if f.Auth != nil {
-		tok, err := f.Auth.Token(ctx)
-		if err != nil {
-			return 0, nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	client := f.HTTP
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return resp.StatusCode, nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
-	}
-	return resp.StatusCode, b, nil
-}
-
 // fhirError classifies a FHIR server's answer: 5xx and 429 are worth
 // retrying; 401/403 are a configuration problem (retry: it may be fixed);
 // other 4xx are a rejection with the OperationOutcome's text.
 func fhirError(status int, body []byte) error {
-	switch {
-	case status >= 500, status == http.StatusTooManyRequests, status == http.StatusUnauthorized, status == http.StatusForbidden:
+	if fhirhttp.Transient(status) {
 		return &connectors.Error{Kind: connectors.Transient, Code: fmt.Sprintf("FHIR_HTTP_%d", status), Status: status}
 	}
-	var oo struct {
-		Issue []struct {
-			Diagnostics string `json:"diagnostics"`
-			Details     struct {
-				Text string `json:"text"`
-			} `json:"details"`
-		} `json:"issue"`
-	}
-	text := fmt.Sprintf("HTTP %d", status)
-	if json.Unmarshal(body, &oo) == nil && len(oo.Issue) > 0 {
-		text += ": " + orDefault(oo.Issue[0].Details.Text, oo.Issue[0].Diagnostics)
-	}
-	return &Rejected{Text: text}
-}
-
-// BackendServices gets bearer tokens by SMART Backend Services: a client
-// credentials grant authenticated with a JWT assertion signed (RS384) by
-// the client's private key. Tokens are cached until a minute before they
-// expire.
-type BackendServices struct {
-	TokenURL, ClientID string
-	Key                *rsa.PrivateKey
-	KeyID              string
-	Scope              string // default "system/DocumentReference.write system/Patient.read system/Encounter.read"
-	HTTP               *http.Client
-
-	mu      sync.Mutex
-	token   string
-	expires time.Time
-}
-
-// ParseRSAKey reads an unencrypted PEM RSA private key (PKCS#1 or #8).
-func ParseRSAKey(pemBytes []byte) (*rsa.PrivateKey, error) {
-	block, _ := pem.Decode(pemBytes)
-	if block == nil {
-		return nil, errors.New("no PEM block in the key file")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, errors.New("the key file holds no RSA private key")
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, errors.New("the key is not RSA")
-	}
-	return rk, nil
-}
-
-// Token implements TokenSource.
-func (b *BackendServices) Token(ctx context.Context) (string, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.token != "" && time.Now().Before(b.expires) {
-		return b.token, nil
-	}
-	assertion, err := b.assertion()
-	if err != nil {
-		return "", err
-	}
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {orDefault(b.Scope, "system/DocumentReference.write system/Patient.read system/Encounter.read")},
-		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.TokenURL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_AUTH_URL"}
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	client := b.HTTP
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", &connectors.Error{Kind: connectors.Transient, Code: "FHIR_AUTH_UNREACHABLE"}
-	}
-	defer resp.Body.Close()
-	var out struct {
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int    `json:"expires_in"`
-	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil || out.AccessToken == "" {
-		return "", &connectors.Error{Kind: connectors.Transient, Code: fmt.Sprintf("FHIR_AUTH_HTTP_%d", resp.StatusCode)}
-	}
-	b.token = out.AccessToken
-	b.expires = time.Now().Add(time.Duration(max(out.ExpiresIn, 120)-60) * time.Second)
-	return b.token, nil
-}
-
-// assertion is the signed client authentication JWT.
-func (b *BackendServices) assertion() (string, error) {
-	var jti [16]byte
-	_, _ = rand.Read(jti[:])
-	header := map[string]string{"alg": "RS384", "typ": "JWT"}
-	if b.KeyID != "" {
-		header["kid"] = b.KeyID
-	}
-	claims := map[string]any{"iss": b.ClientID, "sub": b.ClientID, "aud": b.TokenURL, "jti": hex.EncodeToString(jti[:]),
-		"exp": time.Now().Add(4 * time.Minute).Unix()}
-	enc := func(v any) string {
-		j, _ := json.Marshal(v)
-		return base64.RawURLEncoding.EncodeToString(j)
-	}
-	signing := enc(header) + "." + enc(claims)
-	digest := sha512.Sum384([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, b.Key, crypto.SHA384, digest[:])
-	if err != nil {
-		return "", err
-	}
-	return signing + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	return &Rejected{Text: fhirhttp.Outcome(status, body)}
 }

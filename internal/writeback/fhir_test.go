@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/internal/interop"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 )
@@ -35,12 +36,12 @@ func TestInteropMedplumFHIR(t *testing.T) {
 	peer := interop.Start(t, dir, "node", "--experimental-websocket", "medplum_fhir_server.mjs", "--smart-key", pubFile, "--client-id", "ehrbridge")
 	port := strings.TrimPrefix(peer.WaitFor(t, "LISTENING ", 60*time.Second), "LISTENING ")
 	root := "http://127.0.0.1:" + port
-	auth := &BackendServices{TokenURL: root + "/auth/token", ClientID: "ehrbridge", Key: key}
+	auth := &fhirhttp.BackendServices{TokenURL: root + "/auth/token", ClientID: "ehrbridge", Key: key}
 	target := &FHIR{Base: root + "/fhir/R4", Auth: auth}
 	ctx := context.Background()
 	// The EHR's FHIR server knows the patient and the visit.
 	post := func(typ string, res map[string]any) string {
-		status, body, err := target.do(ctx, http.MethodPost, "/"+typ, res, nil)
+		status, body, err := target.client().Do(ctx, http.MethodPost, "/"+typ, res, nil)
 		if err != nil || status != http.StatusCreated {
 			t.Fatalf("seed %s: %d %v %s", typ, status, err, body)
 		}
@@ -63,7 +64,7 @@ func TestInteropMedplumFHIR(t *testing.T) {
 	if err != nil || len(docs) != 1 {
 		t.Fatalf("documents for the patient: %v %v", docs, err)
 	}
-	status, body, err := target.do(ctx, http.MethodGet, "/DocumentReference/"+docs[0].ID, nil, nil)
+	status, body, err := target.client().Do(ctx, http.MethodGet, "/DocumentReference/"+docs[0].ID, nil, nil)
 	if err != nil || status != 200 {
 		t.Fatalf("read: %d %v", status, err)
 	}

@@ -1,0 +1,244 @@
+// Package fhirhttp is the HTTP side of talking to an EHR's FHIR R4 server,
+// shared by write-back (DocumentReference) and the FHIR source (search,
+// paging): requests with a bearer token, static or by SMART Backend
+// Services, and how answers are classified. Its errors never quote the
+// server's URLs or bodies.
+package fhirhttp
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/connectors"
+)
+
+// TokenSource returns a bearer token.
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
+}
+
+// StaticToken is a bearer token from the configuration.
+type StaticToken string
+
+// Token implements TokenSource.
+func (s StaticToken) Token(context.Context) (string, error) { return string(s), nil }
+
+// Client sends requests to one FHIR server.
+type Client struct {
+	// Base is the server's base URL, like https://ehr.example/fhir/R4.
+	Base string
+	// Auth gives the bearer token; nil sends none.
+	Auth TokenSource
+	HTTP *http.Client
+}
+
+// Do sends a request to path (below Base, or an absolute URL on Base's
+// origin, as paging links are) and returns the status and body. body, if
+// not nil, is sent as JSON. Network failures are transient errors.
+func (c *Client) Do(ctx context.Context, method, path string, body any, headers map[string]string) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	target := strings.TrimSuffix(c.Base, "/") + path
+	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
+		if !SameOrigin(c.Base, path) {
+			return 0, nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_FOREIGN_URL"}
+		}
+		target = path
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return 0, nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BAD_URL"}
+	}
+	req.Header.Set("Accept", "application/fhir+json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	if c.Auth != nil {
+		tok, err := c.Auth.Token(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	client := c.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return resp.StatusCode, nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
+	}
+	return resp.StatusCode, b, nil
+}
+
+// SameOrigin reports whether u is on base's scheme, host and port: a
+// server's paging link must not send the token elsewhere.
+func SameOrigin(base, u string) bool {
+	b, err1 := url.Parse(base)
+	x, err2 := url.Parse(u)
+	return err1 == nil && err2 == nil && b.Scheme == x.Scheme && strings.EqualFold(b.Host, x.Host)
+}
+
+// Transient reports the answers worth retrying: 5xx and 429; 401 and 403,
+// a configuration problem that may be fixed.
+func Transient(status int) bool {
+	return status >= 500 || status == http.StatusTooManyRequests || status == http.StatusUnauthorized || status == http.StatusForbidden
+}
+
+// Outcome is the text of an OperationOutcome body (its first issue), or
+// the status.
+func Outcome(status int, body []byte) string {
+	var oo struct {
+		Issue []struct {
+			Diagnostics string `json:"diagnostics"`
+			Details     struct {
+				Text string `json:"text"`
+			} `json:"details"`
+		} `json:"issue"`
+	}
+	text := fmt.Sprintf("HTTP %d", status)
+	if json.Unmarshal(body, &oo) == nil && len(oo.Issue) > 0 {
+		t := oo.Issue[0].Details.Text
+		if t == "" {
+			t = oo.Issue[0].Diagnostics
+		}
+		text += ": " + t
+	}
+	return text
+}
+
+func orDefault(s, d string) string {
+	if s != "" {
+		return s
+	}
+	return d
+}
+
+// BackendServices gets bearer tokens by SMART Backend Services: a client
+// credentials grant authenticated with a JWT assertion signed (RS384) by
+// the client's private key. Tokens are cached until a minute before they
+// expire.
+type BackendServices struct {
+	TokenURL, ClientID string
+	Key                *rsa.PrivateKey
+	KeyID              string
+	Scope              string // default "system/DocumentReference.write system/Patient.read system/Encounter.read"
+	HTTP               *http.Client
+
+	mu      sync.Mutex
+	token   string
+	expires time.Time
+}
+
+// ParseRSAKey reads an unencrypted PEM RSA private key (PKCS#1 or #8).
+func ParseRSAKey(pemBytes []byte) (*rsa.PrivateKey, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, errors.New("no PEM block in the key file")
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, errors.New("the key file holds no RSA private key")
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("the key is not RSA")
+	}
+	return rk, nil
+}
+
+// Token implements TokenSource.
+func (b *BackendServices) Token(ctx context.Context) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.token != "" && time.Now().Before(b.expires) {
+		return b.token, nil
+	}
+	assertion, err := b.assertion()
+	if err != nil {
+		return "", err
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {orDefault(b.Scope, "system/DocumentReference.write system/Patient.read system/Encounter.read")},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.TokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_AUTH_URL"}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	client := b.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", &connectors.Error{Kind: connectors.Transient, Code: "FHIR_AUTH_UNREACHABLE"}
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil || out.AccessToken == "" {
+		return "", &connectors.Error{Kind: connectors.Transient, Code: fmt.Sprintf("FHIR_AUTH_HTTP_%d", resp.StatusCode)}
+	}
+	b.token = out.AccessToken
+	b.expires = time.Now().Add(time.Duration(max(out.ExpiresIn, 120)-60) * time.Second)
+	return b.token, nil
+}
+
+// assertion is the signed client authentication JWT.
+func (b *BackendServices) assertion() (string, error) {
+	var jti [16]byte
+	_, _ = rand.Read(jti[:])
+	header := map[string]string{"alg": "RS384", "typ": "JWT"}
+	if b.KeyID != "" {
+		header["kid"] = b.KeyID
+	}
+	claims := map[string]any{"iss": b.ClientID, "sub": b.ClientID, "aud": b.TokenURL, "jti": hex.EncodeToString(jti[:]),
+		"exp": time.Now().Add(4 * time.Minute).Unix()}
+	enc := func(v any) string {
+		j, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(j)
+	}
+	signing := enc(header) + "." + enc(claims)
+	digest := sha512.Sum384([]byte(signing))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, b.Key, crypto.SHA384, digest[:])
+	if err != nil {
+		return "", err
+	}
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}
