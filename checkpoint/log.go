@@ -108,7 +108,8 @@ var (
 	bDone      = []byte("done")      // doneAt | id → ∅
 	bDead      = []byte("dead")      // id → ∅
 	bConflicts = []byte("conflicts") // seq → conflict
-	allBuckets = [][]byte{bMeta, bRecords, bKeys, bPending, bLanes, bReady, bInflight, bDone, bDead, bConflicts}
+	bSources   = []byte("sources")   // a source's own state (a FHIR source's watermarks) by key
+	allBuckets = [][]byte{bMeta, bRecords, bKeys, bPending, bLanes, bReady, bInflight, bDone, bDead, bConflicts, bSources}
 
 	metaSchema      = []byte("schema")
 	metaWrittenBy   = []byte("written_by") // schema 2: the last program that opened the log for writing

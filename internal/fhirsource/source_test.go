@@ -1,0 +1,185 @@
+package fhirsource
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+)
+
+// fakeFHIR is a FHIR server of ours that pages (the Medplum router does
+// not): search by _lastUpdated=gtT, _sort=_lastUpdated, _count, with
+// link[next] carrying an offset, and a bearer token.
+type fakeFHIR struct {
+	mu        sync.Mutex
+	resources []map[string]any // in lastUpdated order
+	requests  int
+}
+
+func (f *fakeFHIR) add(typ, id, version string, at time.Time, extra map[string]any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := map[string]any{"resourceType": typ, "id": id, "meta": map[string]any{"versionId": version, "lastUpdated": at.UTC().Format(time.RFC3339Nano)}}
+	for k, v := range extra {
+		r[k] = v
+	}
+	f.resources = append(f.resources, r)
+	sort.SliceStable(f.resources, func(i, j int) bool {
+		return f.resources[i]["meta"].(map[string]any)["lastUpdated"].(string) < f.resources[j]["meta"].(map[string]any)["lastUpdated"].(string)
+	})
+}
+
+func (f *fakeFHIR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests++
+	if r.Header.Get("Authorization") != "Bearer T0K" {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	typ := strings.TrimPrefix(r.URL.Path, "/fhir/")
+	q := r.URL.Query()
+	count, _ := strconv.Atoi(q.Get("_count"))
+	offset, _ := strconv.Atoi(q.Get("_offset"))
+	var since time.Time
+	if v, ok := strings.CutPrefix(q.Get("_lastUpdated"), "gt"); ok {
+		since, _ = time.Parse(time.RFC3339Nano, v)
+	}
+	var match []map[string]any
+	for _, res := range f.resources {
+		at, _ := time.Parse(time.RFC3339Nano, res["meta"].(map[string]any)["lastUpdated"].(string))
+		if res["resourceType"] == typ && (since.IsZero() || at.After(since)) {
+			match = append(match, res)
+		}
+	}
+	b := map[string]any{"resourceType": "Bundle", "type": "searchset"}
+	end := min(offset+count, len(match))
+	var entries []map[string]any
+	for _, res := range match[min(offset, len(match)):end] {
+		entries = append(entries, map[string]any{"resource": res})
+	}
+	b["entry"] = entries
+	if end < len(match) {
+		q.Set("_offset", fmt.Sprint(end))
+		b["link"] = []map[string]string{{"relation": "next", "url": "http://" + r.Host + r.URL.Path + "?" + q.Encode()}}
+	}
+	w.Header().Set("Content-Type", "application/fhir+json")
+	_ = json.NewEncoder(w).Encode(b)
+}
+
+func newSource(t *testing.T, srv *httptest.Server) (*Source, *checkpoint.Log) {
+	t.Helper()
+	l, err := checkpoint.Open(filepath.Join(t.TempDir(), checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return &Source{Cfg: Config{Name: "ehrfhir", Types: []string{"Patient", "Encounter"}, PageSize: 3, Overlap: time.Second},
+		Client: &fhirhttp.Client{Base: srv.URL + "/fhir", Auth: fhirhttp.StaticToken("T0K")}, Log: l,
+		Logger: slog.New(slog.DiscardHandler)}, l
+}
+
+// The first poll loads everything, page by page; the watermark follows
+// each durable page; a second poll (with the overlap re-reading some)
+// adds nothing; a new version and a new patient are picked up; records
+// are ordered by patient lanes.
+func TestPollPagesAndTails(t *testing.T) {
+	fake := &fakeFHIR{}
+	t0 := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+	for i := range 7 {
+		fake.add("Patient", fmt.Sprint("p", i), "1", t0.Add(time.Duration(i)*time.Minute), nil)
+		fake.add("Encounter", fmt.Sprint("e", i), "1", t0.Add(time.Duration(i)*time.Minute+time.Second),
+			map[string]any{"subject": map[string]any{"reference": fmt.Sprint("Patient/p", i)}})
+	}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	s, l := newSource(t, srv)
+	st, err := s.Poll(context.Background())
+	if err != nil || st.Added != 14 || st.Pages != 6 {
+		t.Fatalf("first poll: %+v %v", st, err)
+	}
+	if wm, _ := s.Watermark("Encounter"); !wm.Equal(t0.Add(6*time.Minute + time.Second)) {
+		t.Errorf("watermark %v", wm)
+	}
+	st, err = s.Poll(context.Background())
+	if err != nil || st.Added != 0 {
+		t.Errorf("second poll: %+v %v", st, err)
+	}
+	fake.add("Patient", "p3", "2", t0.Add(time.Hour), map[string]any{"name": []any{map[string]any{"family": "New"}}})
+	fake.add("Patient", "p9", "1", t0.Add(time.Hour+time.Second), nil)
+	st, err = s.Poll(context.Background())
+	if err != nil || st.Added != 2 || st.Seen != 4 { // the overlap re-reads p6 and e6
+		t.Errorf("tail poll: %+v %v", st, err)
+	}
+	recs, _ := l.List(checkpoint.Received, 0, 100)
+	keys := map[string]bool{}
+	for _, r := range recs {
+		keys[r.Key] = true
+		// A patient and its encounter share the patient's lane.
+		if want := l.LaneHash("Patient/p2"); (r.Key == "fhir|ehrfhir|Patient/p2/_history/1" || r.Key == "fhir|ehrfhir|Encounter/e2/_history/1") && r.Lane != want {
+			t.Errorf("%s is not in the lane of Patient/p2", r.Key)
+		}
+	}
+	if len(recs) != 16 || !keys["fhir|ehrfhir|Patient/p3/_history/2"] {
+		t.Errorf("%d records, keys %v", len(recs), keys)
+	}
+}
+
+// A page that fails leaves the watermark where the last durable page put
+// it; the next poll resumes there and nothing is lost or doubled.
+func TestPollResumesAfterFailure(t *testing.T) {
+	fake := &fakeFHIR{}
+	t0 := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+	for i := range 9 {
+		fake.add("Patient", fmt.Sprint("p", i), "1", t0.Add(time.Duration(i)*time.Minute), nil)
+	}
+	fail := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("_offset") == "6" && fail == 0 {
+			fail++
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		fake.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	s, l := newSource(t, srv)
+	s.Cfg.Types = []string{"Patient"}
+	if _, err := s.Poll(context.Background()); err == nil {
+		t.Fatal("the 503 was not reported")
+	}
+	if wm, _ := s.Watermark("Patient"); !wm.Equal(t0.Add(5 * time.Minute)) {
+		t.Errorf("watermark after the failed page %v, want the last durable page's newest", wm)
+	}
+	st, err := s.Poll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats, _ := l.Stats(); stats.States[checkpoint.Received] != 9 {
+		t.Errorf("%d records after the resume (%+v)", stats.States[checkpoint.Received], st)
+	}
+}
+
+// References to patients in their various forms.
+func TestPatientRef(t *testing.T) {
+	for in, want := range map[string]string{
+		"Patient/123": "Patient/123", "https://ehr/fhir/R4/Patient/123/_history/2": "Patient/123",
+		"urn:uuid:abc": "Patient/abc", "Practitioner/9": "", "Patient/": "",
+	} {
+		if got := PatientRef(in); got != want {
+			t.Errorf("PatientRef(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
