@@ -64,7 +64,9 @@ type Stats struct {
 }
 
 // watermarkKey is where a type's watermark lives in the log.
-func (s *Source) watermarkKey(typ string) string { return "fhir|" + s.Cfg.Name + "|" + typ + "|watermark" }
+func (s *Source) watermarkKey(typ string) string {
+	return "fhir|" + s.Cfg.Name + "|" + typ + "|watermark"
+}
 
 // Watermark returns the newest lastUpdated stored for a type (zero: none).
 func (s *Source) Watermark(typ string) (time.Time, error) {
