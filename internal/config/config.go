@@ -54,6 +54,32 @@ type AdminConfig struct {
 // admin-only run is valid.
 type SourcesConfig struct {
 	MLLP []MLLPSource `yaml:"mllp"`
+	FHIR []FHIRSource `yaml:"fhir"`
+}
+
+// FHIRSource is an EHR's FHIR R4 server that ehrbridge polls for changes.
+type FHIRSource struct {
+	// Name identifies the source and is part of record keys (as for MLLP
+	// sources: [a-z0-9][a-z0-9_-]*, unique among all sources).
+	Name string `yaml:"name,required"`
+	// BaseURL is the server's base, like https://ehr.example/fhir/R4.
+	BaseURL string `yaml:"base_url,required"`
+	// Token (token_env / token_file) is a static bearer token; or SMART
+	// Backend Services with SMARTTokenURL, SMARTClientID and SMARTKeyFile
+	// (RS384).
+	Token         SecretRef `yaml:"token"`
+	SMARTTokenURL string    `yaml:"smart_token_url"`
+	SMARTClientID string    `yaml:"smart_client_id"`
+	SMARTKeyFile  string    `yaml:"smart_key_file"`
+	// Types to follow, in order; default Patient, Encounter, Observation,
+	// Condition, AllergyIntolerance.
+	Types []string `yaml:"types"`
+	// Schedule of the polls; default "@every 30s".
+	Schedule string `yaml:"schedule"`
+	// PageSize is _count; default 100.
+	PageSize int `yaml:"page_size"`
+	// Overlap re-reads changes this long before the watermark; default 60s.
+	Overlap Duration `yaml:"overlap"`
 }
 
 // MLLPSource is one HL7 v2 over MLLP listener.
@@ -446,6 +472,11 @@ func (c *Config) resolvePaths(base string) {
 		}
 		if wb.AuthorsFile != "" {
 			wb.AuthorsFile = resolvePath(base, wb.AuthorsFile)
+		}
+	}
+	for i := range c.Sources.FHIR {
+		if f := &c.Sources.FHIR[i]; f.SMARTKeyFile != "" {
+			f.SMARTKeyFile = resolvePath(base, f.SMARTKeyFile)
 		}
 	}
 	if c.CRM != nil {

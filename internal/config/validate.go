@@ -136,6 +136,54 @@ func (c *Config) validate(base string) Problems {
 			}
 		}
 	}
+	for i := range c.Sources.FHIR {
+		s := &c.Sources.FHIR[i]
+		p := fmt.Sprintf("sources.fhir[%d]", i)
+		if s.Name != "" {
+			if msg := checkSourceName(s.Name); msg != "" {
+				v.add(p+".name", "invalid source name %s: %s", v.show(p+".name", s.Name), msg)
+			} else if first, dup := names[s.Name]; dup {
+				v.add(p+".name", "duplicate source name %s (first at %s)", v.show(p+".name", s.Name), c.pos.where(first))
+			} else {
+				names[s.Name] = p + ".name"
+			}
+		}
+		if u, err := url.Parse(s.BaseURL); s.BaseURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+			v.add(p+".base_url", "must be the server's base URL like https://ehr.example/fhir/R4, got %s", v.show(p+".base_url", s.BaseURL))
+		}
+		if len(s.Types) == 0 {
+			s.Types = []string{"Patient", "Encounter", "Observation", "Condition", "AllergyIntolerance"}
+		}
+		for j, typ := range s.Types {
+			if !fhirTypeRe.MatchString(typ) {
+				v.add(fmt.Sprintf("%s.types[%d]", p, j), "%s is not a FHIR resource type like Patient", v.show(fmt.Sprintf("%s.types[%d]", p, j), typ))
+			}
+		}
+		if s.Schedule == "" {
+			s.Schedule = "@every 30s"
+		}
+		if _, err := cron.ParseStandard(s.Schedule); err != nil {
+			v.add(p+".schedule", "%s is not a schedule: %v", v.show(p+".schedule", s.Schedule), err)
+		}
+		if s.PageSize == 0 {
+			s.PageSize = 100
+		} else if s.PageSize < 1 || s.PageSize > 1000 {
+			v.add(p+".page_size", "must be between 1 and 1000")
+		}
+		if s.Overlap == 0 {
+			s.Overlap = Duration(time.Minute)
+		} else if s.Overlap < 0 || s.Overlap > Duration(24*time.Hour) {
+			v.add(p+".overlap", "must be between 0s and 24h")
+		}
+		smart := s.SMARTTokenURL != "" || s.SMARTClientID != "" || s.SMARTKeyFile != ""
+		if smart && (s.SMARTTokenURL == "" || s.SMARTClientID == "" || s.SMARTKeyFile == "") {
+			v.add(p, "SMART Backend Services needs smart_token_url, smart_client_id and smart_key_file")
+		}
+		if smart && s.Token.IsSet() {
+			v.add(p, "give a static token or SMART Backend Services, not both")
+		}
+		v.readable(p+".smart_key_file", s.SMARTKeyFile)
+	}
 	v.crm(&listeners)
 	if wb := c.Writeback; wb != nil {
 		if c.CRM == nil {
@@ -428,3 +476,6 @@ func checkSourceName(name string) string {
 
 // fieldNameRe is a CRM field's API name.
 var fieldNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// fhirTypeRe is a FHIR resource type name.
+var fhirTypeRe = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)

@@ -38,6 +38,7 @@ type Daemon struct {
 	maps      *mappingSet
 	stopWatch chan struct{}
 	crm       *crm
+	fhir      *fhirSources
 	// drainTimeout bounds the pipeline's sending after intake closes.
 	drainTimeout time.Duration
 }
@@ -123,6 +124,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 			}
 		}()
 		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
+	}
+	if d.fhir, err = startFHIR(cfg, cp, maps.Current, d.crm.notify, log); err != nil {
+		return fail(err)
 	}
 	go d.sweepLoop(cfg.Checkpoint.SweepInterval.Std())
 	if cfg.Mappings.Watch {
@@ -291,6 +295,7 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	d.fhir.stop()
 	// No new records can arrive: let the pipeline send what is ready, up
 	// to the drain deadline, then settle its batch and stop.
 	d.crm.drain(d.cp, d.drainTimeout, d.log)

@@ -115,6 +115,7 @@ func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Sta
 		q.Set("_lastUpdated", "gt"+from.UTC().Format(time.RFC3339Nano))
 	}
 	next := "/" + typ + "?" + q.Encode()
+	pageStart := wm
 	for next != "" {
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -162,6 +163,14 @@ func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Sta
 			s.Progress(typ, len(page.Entry), added)
 		}
 		next = page.next()
+		if next == "" && len(page.Entry) >= max(s.Cfg.PageSize, 1) && newest.After(pageStart) {
+			// A full page and no link[next]: a server that does not page.
+			// Go on from the newest change seen (ge: ties at that instant
+			// are read again, and the log recognises them).
+			q.Set("_lastUpdated", "ge"+newest.UTC().Format(time.RFC3339Nano))
+			next = "/" + typ + "?" + q.Encode()
+		}
+		pageStart = newest
 	}
 	return st, nil
 }
