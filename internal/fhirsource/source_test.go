@@ -2,85 +2,18 @@ package fhirsource
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
 )
-
-// fakeFHIR is a FHIR server of ours that pages (the Medplum router does
-// not): search by _lastUpdated=gtT, _sort=_lastUpdated, _count, with
-// link[next] carrying an offset, and a bearer token.
-type fakeFHIR struct {
-	mu        sync.Mutex
-	resources []map[string]any // in lastUpdated order
-	requests  int
-	noPaging  bool // like the Medplum router: _count entries, no link[next]
-}
-
-func (f *fakeFHIR) add(typ, id, version string, at time.Time, extra map[string]any) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	r := map[string]any{"resourceType": typ, "id": id, "meta": map[string]any{"versionId": version, "lastUpdated": at.UTC().Format(time.RFC3339Nano)}}
-	for k, v := range extra {
-		r[k] = v
-	}
-	f.resources = append(f.resources, r)
-	sort.SliceStable(f.resources, func(i, j int) bool {
-		return f.resources[i]["meta"].(map[string]any)["lastUpdated"].(string) < f.resources[j]["meta"].(map[string]any)["lastUpdated"].(string)
-	})
-}
-
-func (f *fakeFHIR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.requests++
-	if r.Header.Get("Authorization") != "Bearer T0K" {
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	typ := strings.TrimPrefix(r.URL.Path, "/fhir/")
-	q := r.URL.Query()
-	count, _ := strconv.Atoi(q.Get("_count"))
-	offset, _ := strconv.Atoi(q.Get("_offset"))
-	var since time.Time
-	inclusive := false
-	if v := q.Get("_lastUpdated"); len(v) > 2 {
-		since, _ = time.Parse(time.RFC3339Nano, v[2:])
-		inclusive = v[:2] == "ge"
-	}
-	var match []map[string]any
-	for _, res := range f.resources {
-		at, _ := time.Parse(time.RFC3339Nano, res["meta"].(map[string]any)["lastUpdated"].(string))
-		if res["resourceType"] == typ && (since.IsZero() || at.After(since) || inclusive && at.Equal(since)) {
-			match = append(match, res)
-		}
-	}
-	b := map[string]any{"resourceType": "Bundle", "type": "searchset"}
-	end := min(offset+count, len(match))
-	var entries []map[string]any
-	for _, res := range match[min(offset, len(match)):end] {
-		entries = append(entries, map[string]any{"resource": res})
-	}
-	b["entry"] = entries
-	if end < len(match) && !f.noPaging {
-		q.Set("_offset", fmt.Sprint(end))
-		b["link"] = []map[string]string{{"relation": "next", "url": "http://" + r.Host + r.URL.Path + "?" + q.Encode()}}
-	}
-	w.Header().Set("Content-Type", "application/fhir+json")
-	_ = json.NewEncoder(w).Encode(b)
-}
 
 func newSource(t *testing.T, srv *httptest.Server) (*Source, *checkpoint.Log) {
 	t.Helper()
@@ -99,11 +32,12 @@ func newSource(t *testing.T, srv *httptest.Server) (*Source, *checkpoint.Log) {
 // adds nothing; a new version and a new patient are picked up; records
 // are ordered by patient lanes.
 func TestPollPagesAndTails(t *testing.T) {
-	fake := &fakeFHIR{}
+	fake := fhirtest.New()
+	fake.Token = "T0K"
 	t0 := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
 	for i := range 7 {
-		fake.add("Patient", fmt.Sprint("p", i), "1", t0.Add(time.Duration(i)*time.Minute), nil)
-		fake.add("Encounter", fmt.Sprint("e", i), "1", t0.Add(time.Duration(i)*time.Minute+time.Second),
+		fake.Add("Patient", fmt.Sprint("p", i), t0.Add(time.Duration(i)*time.Minute), nil)
+		fake.Add("Encounter", fmt.Sprint("e", i), t0.Add(time.Duration(i)*time.Minute+time.Second),
 			map[string]any{"subject": map[string]any{"reference": fmt.Sprint("Patient/p", i)}})
 	}
 	srv := httptest.NewServer(fake)
@@ -120,8 +54,8 @@ func TestPollPagesAndTails(t *testing.T) {
 	if err != nil || st.Added != 0 {
 		t.Errorf("second poll: %+v %v", st, err)
 	}
-	fake.add("Patient", "p3", "2", t0.Add(time.Hour), map[string]any{"name": []any{map[string]any{"family": "New"}}})
-	fake.add("Patient", "p9", "1", t0.Add(time.Hour+time.Second), nil)
+	fake.Add("Patient", "p3", t0.Add(time.Hour), map[string]any{"name": []any{map[string]any{"family": "New"}}})
+	fake.Add("Patient", "p9", t0.Add(time.Hour+time.Second), nil)
 	st, err = s.Poll(context.Background())
 	if err != nil || st.Added != 2 || st.Seen != 5 { // the overlap re-reads p6 and e6; a full last page, p9 once more
 		t.Errorf("tail poll: %+v %v", st, err)
@@ -143,10 +77,11 @@ func TestPollPagesAndTails(t *testing.T) {
 // A page that fails leaves the watermark where the last durable page put
 // it; the next poll resumes there and nothing is lost or doubled.
 func TestPollResumesAfterFailure(t *testing.T) {
-	fake := &fakeFHIR{}
+	fake := fhirtest.New()
+	fake.Token = "T0K"
 	t0 := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
 	for i := range 9 {
-		fake.add("Patient", fmt.Sprint("p", i), "1", t0.Add(time.Duration(i)*time.Minute), nil)
+		fake.Add("Patient", fmt.Sprint("p", i), t0.Add(time.Duration(i)*time.Minute), nil)
 	}
 	fail := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -191,11 +126,12 @@ func TestPatientRef(t *testing.T) {
 // from the newest change seen, ties included, until a page comes back
 // short: nothing is missed, nothing doubled.
 func TestPollServerWithoutPaging(t *testing.T) {
-	fake := &fakeFHIR{noPaging: true}
+	fake := fhirtest.New()
+	fake.Token, fake.NoPaging = "T0K", true
 	t0 := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
 	for i := range 8 {
 		// Pairs share an instant, as resources of one transaction may.
-		fake.add("Patient", fmt.Sprint("p", i), "1", t0.Add(time.Duration(i/2)*time.Second), nil)
+		fake.Add("Patient", fmt.Sprint("p", i), t0.Add(time.Duration(i/2)*time.Second), nil)
 	}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
