@@ -37,6 +37,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	if sub == "crm" {
 		return benchCRM(args, stdout, stderr)
 	}
+	if sub == "fhir" {
+		return benchFHIR(args, stdout, stderr)
+	}
 	if sub != "ingest" {
 		fmt.Fprintf(stderr, "ehrbridge bench: unknown benchmark %q\n\n%s\n", sub, benchUsage)
 		return exitUsage
@@ -109,6 +112,35 @@ func benchCRM(args []string, stdout, stderr io.Writer) int {
 	if _, err := bench.CRM(ctx, bench.CRMOptions{CRM: *crm, Mappings: *maps, Backlog: *backlog, Patients: *patients, TrickleRate: *rate,
 		TrickleFor: *trickleFor, Latency: *latency}, stdout); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge bench crm: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func benchFHIR(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench fhir", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ehrbridge bench fhir [--mappings DIR] [--patients 1000] [--encounters 1] [--page-size 100] [--latency 5ms]")
+		fmt.Fprintln(stderr, "Measures a FHIR backfill: resources/s from a paging FHIR server (in memory) into the log and on into the")
+		fmt.Fprintln(stderr, "CRM sandbox, and CRM requests per resource.")
+		fs.PrintDefaults()
+	}
+	maps := fs.String("mappings", "configs/mappings/healthcloud", "mapping set directory (its FHIR mappings)")
+	patients := fs.Int("patients", 1000, "patients on the FHIR server")
+	encounters := fs.Int("encounters", 1, "encounters per patient")
+	pageSize := fs.Int("page-size", 100, "FHIR search _count")
+	latency := fs.Duration("latency", 5*time.Millisecond, "latency of each FHIR page")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		if err == nil {
+			fs.Usage()
+		}
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if _, err := bench.FHIR(ctx, bench.FHIROptions{Mappings: *maps, Patients: *patients, Encounters: *encounters, PageSize: *pageSize, Latency: *latency}, stdout); err != nil {
+		fmt.Fprintf(stderr, "ehrbridge bench fhir: %v\n", err)
 		return exitFailure
 	}
 	return exitOK

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
@@ -126,7 +127,8 @@ func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Sta
 		}
 		st.Pages++
 		newest := wm
-		added := 0
+		var heads []resourceHead
+		var raws []json.RawMessage
 		for _, e := range page.Entry {
 			if e.deleted() {
 				st.Deleted++ // deletes are left to a configurable rule (not yet)
@@ -136,17 +138,15 @@ func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Sta
 			if json.Unmarshal(e.Resource, &head) != nil || head.ResourceType == "" || head.ID == "" {
 				continue // an OperationOutcome or a malformed entry
 			}
-			st.Seen++
-			ok, err := s.append(ctx, head, e.Resource)
-			if err != nil {
-				return st, err
-			}
-			if ok {
-				added++
-			}
+			heads, raws = append(heads, head), append(raws, e.Resource)
 			if t, err := time.Parse(time.RFC3339Nano, head.Meta.LastUpdated); err == nil && t.After(newest) {
 				newest = t
 			}
+		}
+		st.Seen += len(heads)
+		added, err := s.appendPage(ctx, heads, raws)
+		if err != nil {
+			return st, err
 		}
 		st.Added += added
 		// The page's records are durable: now the watermark may pass them.
@@ -242,6 +242,36 @@ func (s *Source) page(ctx context.Context, path string) (*bundle, error) {
 		return nil, &connectors.Error{Kind: connectors.Transient, Code: "FHIR_NOT_A_BUNDLE"}
 	}
 	return &b, nil
+}
+
+// appendPage stores a page's resource versions together: the appends
+// share fsyncs (group commit) instead of waiting for one each. It returns
+// how many were new; all are durable when it returns without error.
+func (s *Source) appendPage(ctx context.Context, heads []resourceHead, raws []json.RawMessage) (int, error) {
+	type result struct {
+		added bool
+		err   error
+	}
+	results := make([]result, len(heads))
+	var wg sync.WaitGroup
+	for i := range heads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i].added, results[i].err = s.append(ctx, heads[i], raws[i])
+		}()
+	}
+	wg.Wait()
+	added := 0
+	for _, r := range results {
+		if r.err != nil {
+			return added, r.err
+		}
+		if r.added {
+			added++
+		}
+	}
+	return added, nil
 }
 
 // append stores one resource version; it reports whether it was new.
