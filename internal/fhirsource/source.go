@@ -11,6 +11,7 @@ package fhirsource
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -186,6 +187,7 @@ type bundle struct {
 }
 
 type entry struct {
+	FullURL  string          `json:"fullUrl"`
 	Resource json.RawMessage `json:"resource"`
 	Request  *struct {
 		Method string `json:"method"`
@@ -279,6 +281,11 @@ func (s *Source) append(ctx context.Context, head resourceHead, raw json.RawMess
 	version := head.Meta.VersionID
 	if version == "" {
 		version = head.Meta.LastUpdated // a server without versions: the change time tells them apart
+	}
+	if version == "" {
+		// Neither (a pushed resource stripped of meta): the content does.
+		h := sha256.Sum256(raw)
+		version = "sha256-" + hex.EncodeToString(h[:12])
 	}
 	key := "fhir|" + s.Cfg.Name + "|" + head.ResourceType + "/" + head.ID + "/_history/" + version
 	res, err := s.Log.Append(ctx, checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: Kind, Type: head.ResourceType,

@@ -1,0 +1,158 @@
+package fhirsource
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Notifications: an endpoint for FHIR subscriptions. It takes
+//   - R4 rest-hook notifications with the full resource in the body (a
+//     resource, or a Bundle of them),
+//   - R4 rest-hook pings (an empty body): the source polls at once,
+//   - R4B/R5-style subscription-notification Bundles, full-resource (the
+//     resources are in the entries) or id-only (the entries' fullUrl are
+//     read from the server);
+// and answers 200 only once every resource is durable in the checkpoint
+// log (5xx otherwise, so that the server sends it again).
+
+// maxNotification bounds a notification's body.
+const maxNotification = 32 << 20
+
+// NotifyHandler is the notification endpoint. header names the header
+// that carries the shared secret ("Authorization" expects "Bearer
+// <secret>"); an empty secret accepts every request (for mutual TLS
+// deployments, where the client certificate is the authentication).
+func (s *Source) NotifyHandler(header, secret string) http.Handler {
+	if header == "" {
+		header = "Authorization"
+	}
+	want := secret
+	if strings.EqualFold(header, "Authorization") {
+		want = "Bearer " + secret
+	}
+	var pollMu sync.Mutex // one ping-triggered poll at a time
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			writeOutcome(w, http.StatusMethodNotAllowed, "error", "POST notifications here")
+			return
+		}
+		if secret != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(header)), []byte(want)) != 1 {
+			writeOutcome(w, http.StatusUnauthorized, "error", "missing or wrong subscription secret")
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxNotification))
+		if err != nil {
+			writeOutcome(w, http.StatusRequestEntityTooLarge, "error", "the notification is too large or was cut short")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+		defer cancel()
+		if len(strings.TrimSpace(string(body))) == 0 {
+			// A ping: read what changed now.
+			pollMu.Lock()
+			st, err := s.Poll(ctx)
+			pollMu.Unlock()
+			if err != nil {
+				s.Logger.Warn("a subscription ping's poll failed; the server will send it again", "err", err)
+				writeOutcome(w, http.StatusServiceUnavailable, "error", "the changes could not be read yet; send the notification again")
+				return
+			}
+			writeOutcome(w, http.StatusOK, "information", "stored")
+			if st.Added > 0 {
+				s.Logger.Info("FHIR resources received (subscription ping)", "added", st.Added)
+			}
+			return
+		}
+		heads, raws, status, msg := s.notificationResources(ctx, body)
+		if status != 0 {
+			writeOutcome(w, status, "error", msg)
+			return
+		}
+		added, err := s.appendPage(ctx, heads, raws)
+		if err != nil {
+			s.Logger.Warn("storing a subscription notification failed; the server will send it again", "err", err)
+			writeOutcome(w, http.StatusServiceUnavailable, "error", "the resources could not be stored; send the notification again")
+			return
+		}
+		if added > 0 {
+			if s.Appended != nil {
+				s.Appended()
+			}
+			s.Logger.Info("FHIR resources received (subscription)", "added", added)
+		}
+		writeOutcome(w, http.StatusOK, "information", "stored")
+	})
+}
+
+// notificationResources reads the resources a notification carries or
+// names; a non-zero status is a refusal with its message.
+func (s *Source) notificationResources(ctx context.Context, body []byte) ([]resourceHead, []json.RawMessage, int, string) {
+	var top struct {
+		ResourceType string  `json:"resourceType"`
+		Type         string  `json:"type"`
+		Entry        []entry `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &top); err != nil || top.ResourceType == "" {
+		return nil, nil, http.StatusBadRequest, "the body is not a FHIR resource"
+	}
+	var heads []resourceHead
+	var raws []json.RawMessage
+	add := func(raw json.RawMessage) bool {
+		var head resourceHead
+		if json.Unmarshal(raw, &head) != nil || head.ResourceType == "" || head.ID == "" {
+			return false
+		}
+		switch head.ResourceType {
+		case "SubscriptionStatus", "Parameters", "Subscription", "OperationOutcome":
+			return true // the notification's own status, not data
+		}
+		heads, raws = append(heads, head), append(raws, raw)
+		return true
+	}
+	if top.ResourceType != "Bundle" {
+		if !add(body) {
+			return nil, nil, http.StatusBadRequest, "the resource has no resourceType or id"
+		}
+		return heads, raws, 0, ""
+	}
+	for _, e := range top.Entry {
+		switch {
+		case e.deleted():
+			continue // deletes are left to a configurable rule (not yet)
+		case len(e.Resource) > 0:
+			if !add(e.Resource) {
+				return nil, nil, http.StatusBadRequest, "an entry's resource has no resourceType or id"
+			}
+		case e.FullURL != "":
+			// id-only: read the resource from the server.
+			ref := e.FullURL
+			if !strings.HasPrefix(ref, "http://") && !strings.HasPrefix(ref, "https://") {
+				ref = "/" + strings.TrimPrefix(ref, "/")
+			}
+			status, b, err := s.Client.Do(ctx, http.MethodGet, ref, nil, nil)
+			if err != nil || status != http.StatusOK {
+				return nil, nil, http.StatusServiceUnavailable, "a notified resource could not be read from the server; send the notification again"
+			}
+			if !add(b) {
+				return nil, nil, http.StatusBadGateway, "the server answered with no resource for a notified reference"
+			}
+		}
+	}
+	return heads, raws, 0, ""
+}
+
+// writeOutcome answers with an OperationOutcome.
+func writeOutcome(w http.ResponseWriter, status int, severity, text string) {
+	w.Header().Set("Content-Type", "application/fhir+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "OperationOutcome",
+		"issue": []map[string]any{{"severity": severity, "code": map[bool]string{true: "informational", false: "processing"}[severity == "information"],
+			"details": map[string]string{"text": text}}}})
+}
