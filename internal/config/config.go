@@ -80,6 +80,28 @@ type FHIRSource struct {
 	PageSize int `yaml:"page_size"`
 	// Overlap re-reads changes this long before the watermark; default 60s.
 	Overlap Duration `yaml:"overlap"`
+	// Subscription, when set, also takes the server's subscription
+	// notifications on an HTTPS endpoint, between polls.
+	Subscription *FHIRSubscription `yaml:"subscription"`
+}
+
+// FHIRSubscription is the endpoint a FHIR server's subscriptions notify
+// (rest-hook): R4 full-resource and empty "ping" notifications, and
+// R4B/R5 subscription-notification Bundles.
+type FHIRSubscription struct {
+	// Listen is the host:port of the endpoint.
+	Listen string `yaml:"listen,required"`
+	// Path is where notifications are posted; default /fhir/notify.
+	Path string `yaml:"path"`
+	// Header carries the shared secret (the subscription's
+	// channel.header); default Authorization, which expects
+	// "Bearer <secret>".
+	Header string `yaml:"header"`
+	// Secret (secret_env / secret_file) authenticates the server; it may
+	// be left out only when mutual TLS (tls.client_ca_file) does.
+	Secret SecretRef `yaml:"secret"`
+	// TLS serves HTTPS; required unless Listen is a loopback address.
+	TLS *TLSServer `yaml:"tls"`
 }
 
 // MLLPSource is one HL7 v2 over MLLP listener.
@@ -439,6 +461,16 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	return c, nil
 }
 
+// resolvePaths makes a TLS section's files relative to base (nil: none).
+func (t *TLSServer) resolvePaths(base string) {
+	if t == nil {
+		return
+	}
+	t.CertFile = resolvePath(base, t.CertFile)
+	t.KeyFile = resolvePath(base, t.KeyFile)
+	t.ClientCAFile = resolvePath(base, t.ClientCAFile)
+}
+
 // resolvePaths makes the file's relative paths relative to base.
 func (c *Config) resolvePaths(base string) {
 	c.DataDir = resolvePath(base, c.DataDir)
@@ -446,11 +478,7 @@ func (c *Config) resolvePaths(base string) {
 		c.Log.Output = resolvePath(base, c.Log.Output)
 	}
 	for i := range c.Sources.MLLP {
-		if t := c.Sources.MLLP[i].TLS; t != nil {
-			t.CertFile = resolvePath(base, t.CertFile)
-			t.KeyFile = resolvePath(base, t.KeyFile)
-			t.ClientCAFile = resolvePath(base, t.ClientCAFile)
-		}
+		c.Sources.MLLP[i].TLS.resolvePaths(base)
 	}
 	for i, p := range c.Mappings.Paths {
 		c.Mappings.Paths[i] = resolvePath(base, p)
@@ -477,6 +505,9 @@ func (c *Config) resolvePaths(base string) {
 	for i := range c.Sources.FHIR {
 		if f := &c.Sources.FHIR[i]; f.SMARTKeyFile != "" {
 			f.SMARTKeyFile = resolvePath(base, f.SMARTKeyFile)
+		}
+		if sub := c.Sources.FHIR[i].Subscription; sub != nil {
+			sub.TLS.resolvePaths(base)
 		}
 	}
 	if c.CRM != nil {

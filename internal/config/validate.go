@@ -120,21 +120,7 @@ func (c *Config) validate(base string) Problems {
 				v.add(fmt.Sprintf("%s.hash_ignore[%d]", p, j), "%v", err)
 			}
 		}
-		if t := s.TLS; t != nil {
-			v.readable(p+".tls.cert_file", t.CertFile)
-			v.readable(p+".tls.key_file", t.KeyFile)
-			v.readable(p+".tls.client_ca_file", t.ClientCAFile)
-			v.oneOf(p+".tls.min_version", t.MinVersion, "1.2", "1.3")
-			if t.KeyPassphrase.IsSet() {
-				key := p + ".tls.key_passphrase_env"
-				if t.KeyPassphrase.File != "" {
-					key = p + ".tls.key_passphrase_file"
-				}
-				// Reserved: the daemon cannot decrypt keys yet, and lint
-				// must not pass a config that run would refuse.
-				v.add(key, "encrypted private keys are not supported yet: store the key unencrypted, readable only by the service account")
-			}
-		}
+		v.tlsServer(p+".tls", s.TLS)
 	}
 	for i := range c.Sources.FHIR {
 		s := &c.Sources.FHIR[i]
@@ -183,6 +169,34 @@ func (c *Config) validate(base string) Problems {
 			v.add(p, "give a static token or SMART Backend Services, not both")
 		}
 		v.readable(p+".smart_key_file", s.SMARTKeyFile)
+		if sub := s.Subscription; sub != nil {
+			sp := p + ".subscription"
+			if sub.Listen != "" {
+				if l, ok := v.listenAddr(sp+".listen", "the subscription endpoint of "+v.show(p+".name", s.Name), sub.Listen); ok {
+					if other := conflict(listeners, l); other != nil {
+						v.add(l.path, "address %s is already used by %s (%s)", v.show(l.path, l.addr), other.owner, v.at(other.path))
+					}
+					listeners = append(listeners, l)
+					if sub.TLS == nil && !loopback(l.addr) {
+						v.add(sp+".tls", "notifications carry patient data: give tls (cert_file, key_file) for a listener that is not on a loopback address")
+					}
+				}
+			}
+			if sub.Path == "" {
+				sub.Path = "/fhir/notify"
+			} else if !strings.HasPrefix(sub.Path, "/") {
+				v.add(sp+".path", "must start with /, got %s", v.show(sp+".path", sub.Path))
+			}
+			if sub.Header == "" {
+				sub.Header = "Authorization"
+			} else if !httpHeaderRe.MatchString(sub.Header) {
+				v.add(sp+".header", "%s is not an HTTP header name", v.show(sp+".header", sub.Header))
+			}
+			if !sub.Secret.IsSet() && (sub.TLS == nil || sub.TLS.ClientCAFile == "") {
+				v.add(sp, "give secret_env or secret_file (the value the FHIR server sends in %s), or mutual TLS with tls.client_ca_file", sub.Header)
+			}
+			v.tlsServer(sp+".tls", sub.TLS)
+		}
 	}
 	v.crm(&listeners)
 	if wb := c.Writeback; wb != nil {
@@ -476,6 +490,42 @@ func checkSourceName(name string) string {
 
 // fieldNameRe is a CRM field's API name.
 var fieldNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// httpHeaderRe is an HTTP header name.
+var httpHeaderRe = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,128}$`)
+
+// loopback reports whether a listen host is a loopback address.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// tlsServer checks a listener's TLS section (nil: none).
+func (v *validator) tlsServer(p string, t *TLSServer) {
+	if t == nil {
+		return
+	}
+	v.readable(p+".cert_file", t.CertFile)
+	v.readable(p+".key_file", t.KeyFile)
+	v.readable(p+".client_ca_file", t.ClientCAFile)
+	v.oneOf(p+".min_version", t.MinVersion, "1.2", "1.3")
+	if t.KeyPassphrase.IsSet() {
+		key := p + ".key_passphrase_env"
+		if t.KeyPassphrase.File != "" {
+			key = p + ".key_passphrase_file"
+		}
+		// Reserved: the daemon cannot decrypt keys yet, and lint
+		// must not pass a config that run would refuse.
+		v.add(key, "encrypted private keys are not supported yet: store the key unencrypted, readable only by the service account")
+	}
+}
 
 // fhirTypeRe is a FHIR resource type name.
 var fhirTypeRe = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)

@@ -74,7 +74,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if keyring == nil {
 		log.Warn("checkpoint payloads are stored unencrypted: configure checkpoint.encryption with key_env or key_file")
 	}
-	d := &Daemon{log: log, cp: cp, errc: make(chan error, len(cfg.Sources.MLLP)+1), ready: make(chan struct{}),
+	d := &Daemon{log: log, cp: cp, errc: make(chan error, len(cfg.Sources.MLLP)+len(cfg.Sources.FHIR)+1), ready: make(chan struct{}),
 		stopSweep: make(chan struct{}), swept: make(chan struct{}), maps: maps, stopWatch: make(chan struct{})}
 	if cfg.CRM != nil {
 		d.drainTimeout = cfg.CRM.Pipeline.DrainTimeout.Std()
@@ -125,7 +125,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}()
 		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
 	}
-	if d.fhir, err = startFHIR(cfg, cp, maps.Current, d.crm.notify, log); err != nil {
+	if d.fhir, err = startFHIR(cfg, cp, maps.Current, d.crm.notify, d.errc, log); err != nil {
 		return fail(err)
 	}
 	go d.sweepLoop(cfg.Checkpoint.SweepInterval.Std())
@@ -294,6 +294,11 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.fhir.closeIntake(ctx)
+	}()
 	wg.Wait()
 	d.fhir.stop()
 	// No new records can arrive: let the pipeline send what is ready, up

@@ -2,9 +2,13 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/robfig/cron/v3"
 
@@ -15,10 +19,20 @@ import (
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
-// fhirSources polls the configured FHIR servers on their schedules.
+// fhirSources polls the configured FHIR servers on their schedules and
+// serves their subscription endpoints.
 type fhirSources struct {
-	cron   *cron.Cron
-	cancel context.CancelFunc
+	cron      *cron.Cron
+	cancel    context.CancelFunc
+	endpoints []*notifyEndpoint
+	log       *slog.Logger
+}
+
+// notifyEndpoint is one source's subscription endpoint.
+type notifyEndpoint struct {
+	source   string
+	server   *http.Server
+	listener net.Listener
 }
 
 // NewFHIRSource builds the poller of a configured FHIR source (the daemon
@@ -49,19 +63,32 @@ func NewFHIRSource(sc config.FHIRSource, cp *checkpoint.Log, maps func() *mappin
 }
 
 // startFHIR schedules a poll of each FHIR source; nil when there is none.
-func startFHIR(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, notify func(), log *slog.Logger) (*fhirSources, error) {
+func startFHIR(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, notify func(), errc chan<- error, log *slog.Logger) (*fhirSources, error) {
 	if len(cfg.Sources.FHIR) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fhirSources{cron: cron.New(cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger))), cancel: cancel}
+	f := &fhirSources{cron: cron.New(cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger))), cancel: cancel, log: log}
+	fail := func(err error) (*fhirSources, error) {
+		cancel()
+		for _, ep := range f.endpoints {
+			ep.listener.Close()
+		}
+		return nil, err
+	}
 	for _, sc := range cfg.Sources.FHIR {
 		src, err := NewFHIRSource(sc, cp, maps, log)
 		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("sources.fhir %s: %w", sc.Name, err)
+			return fail(fmt.Errorf("sources.fhir %s: %w", sc.Name, err))
 		}
 		src.Appended = notify
+		if sub := sc.Subscription; sub != nil {
+			ep, err := newNotifyEndpoint(sc.Name, sub, src, log)
+			if err != nil {
+				return fail(fmt.Errorf("sources.fhir %s subscription: %w", sc.Name, err))
+			}
+			f.endpoints = append(f.endpoints, ep)
+		}
 		srcLog := src.Logger
 		if _, err := f.cron.AddFunc(sc.Schedule, func() {
 			st, err := src.Poll(ctx)
@@ -72,13 +99,68 @@ func startFHIR(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set
 				srcLog.Info("FHIR resources received", "added", st.Added, "pages", st.Pages)
 			}
 		}); err != nil {
-			cancel()
-			return nil, fmt.Errorf("sources.fhir %s schedule: %w", sc.Name, err)
+			return fail(fmt.Errorf("sources.fhir %s schedule: %w", sc.Name, err))
 		}
 		log.Info("fhir source polling", "source", sc.Name, "schedule", sc.Schedule, "types", len(sc.Types))
 	}
+	for _, ep := range f.endpoints {
+		go func() {
+			var err error
+			if ep.server.TLSConfig != nil {
+				err = ep.server.ServeTLS(ep.listener, "", "")
+			} else {
+				err = ep.server.Serve(ep.listener)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("sources.fhir %s subscription endpoint: %w", ep.source, err)
+			}
+		}()
+		log.Info("fhir subscription endpoint listening", "source", ep.source, "listen", ep.listener.Addr().String(),
+			"tls", ep.server.TLSConfig != nil)
+	}
 	f.cron.Start()
 	return f, nil
+}
+
+// newNotifyEndpoint binds a source's subscription endpoint (failing at
+// once when the address is taken).
+func newNotifyEndpoint(name string, sub *config.FHIRSubscription, src *fhirsource.Source, log *slog.Logger) (*notifyEndpoint, error) {
+	secret := ""
+	if sub.Secret.IsSet() {
+		var err error
+		if secret, err = sub.Secret.Resolve(); err != nil {
+			return nil, fmt.Errorf("secret: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle(sub.Path, src.NotifyHandler(sub.Header, secret))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if sub.TLS != nil {
+		tc, err := serverTLS(sub.TLS)
+		if err != nil {
+			return nil, err
+		}
+		srv.TLSConfig = tc
+	}
+	l, err := net.Listen("tcp", sub.Listen)
+	if err != nil {
+		return nil, err
+	}
+	return &notifyEndpoint{source: name, server: srv, listener: l}, nil
+}
+
+// closeIntake stops the subscription endpoints: no new notification is
+// taken, those in flight are stored and answered (within ctx).
+func (f *fhirSources) closeIntake(ctx context.Context) {
+	if f == nil {
+		return
+	}
+	for _, ep := range f.endpoints {
+		if err := ep.server.Shutdown(ctx); err != nil {
+			f.log.Warn("fhir subscription endpoint did not drain in time; connections closed", "source", ep.source)
+		}
+	}
 }
 
 // stop ends the polls; one under way stops at its next page.
@@ -88,4 +170,16 @@ func (f *fhirSources) stop() {
 	}
 	f.cancel()
 	<-f.cron.Stop().Done()
+}
+
+// NotifyAddrs returns the bound address of each subscription endpoint, by
+// source name.
+func (d *Daemon) NotifyAddrs() map[string]net.Addr {
+	out := map[string]net.Addr{}
+	if d.fhir != nil {
+		for _, ep := range d.fhir.endpoints {
+			out[ep.source] = ep.listener.Addr()
+		}
+	}
+	return out
 }

@@ -7,8 +7,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 )
 
 // Notifications: an endpoint for FHIR subscriptions. It takes
@@ -36,7 +37,6 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 	if strings.EqualFold(header, "Authorization") {
 		want = "Bearer " + secret
 	}
-	var pollMu sync.Mutex // one ping-triggered poll at a time
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
@@ -56,9 +56,7 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 		defer cancel()
 		if len(strings.TrimSpace(string(body))) == 0 {
 			// A ping: read what changed now.
-			pollMu.Lock()
 			st, err := s.Poll(ctx)
-			pollMu.Unlock()
 			if err != nil {
 				s.Logger.Warn("a subscription ping's poll failed; the server will send it again", "err", err)
 				writeOutcome(w, http.StatusServiceUnavailable, "error", "the changes could not be read yet; send the notification again")
@@ -135,6 +133,10 @@ func (s *Source) notificationResources(ctx context.Context, body []byte) ([]reso
 			ref := e.FullURL
 			if !strings.HasPrefix(ref, "http://") && !strings.HasPrefix(ref, "https://") {
 				ref = "/" + strings.TrimPrefix(ref, "/")
+			}
+			if (strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://")) && !fhirhttp.SameOrigin(s.Client.Base, ref) {
+				// Read nothing from elsewhere (the token would go along).
+				return nil, nil, http.StatusBadRequest, "a notified reference is not on the FHIR server's origin"
 			}
 			status, b, err := s.Client.Do(ctx, http.MethodGet, ref, nil, nil)
 			if err != nil || status != http.StatusOK {

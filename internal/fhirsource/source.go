@@ -58,6 +58,10 @@ type Source struct {
 	// Progress, when set, is told each page's counts (for backfill).
 	Progress func(typ string, seen, added int)
 	Logger   *slog.Logger
+
+	// pollMu keeps polls one at a time (the schedule's and a
+	// subscription ping's), so that a watermark never moves back.
+	pollMu sync.Mutex
 }
 
 // Stats of one poll.
@@ -81,6 +85,8 @@ func (s *Source) Watermark(typ string) (time.Time, error) {
 
 // Poll follows every type once.
 func (s *Source) Poll(ctx context.Context) (Stats, error) {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
 	var total Stats
 	for _, typ := range s.Cfg.Types {
 		st, err := s.PollType(ctx, typ, time.Time{})

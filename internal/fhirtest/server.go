@@ -2,10 +2,16 @@
 // the Medplum router (the real peer) does not do — paging with link[next]
 // — and what crash tests need — resources changing while a client reads
 // them. It serves GET {base}/{Type}?_lastUpdated=gtT|geT&_count=N (sorted
-// by lastUpdated) and GET {base}/{Type}/{id}.
+// by lastUpdated) and GET {base}/{Type}/{id}; optionally behind SMART Backend Services auth.
 package fhirtest
 
 import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -24,11 +30,20 @@ type Server struct {
 	NoPaging bool
 	// Latency delays each answer.
 	Latency time.Duration
+	// SMARTKey, when set, makes the server a SMART Backend Services
+	// resource server: POST {base}/auth/token takes a client_credentials
+	// grant with an RS384 client assertion signed by this key's private
+	// half, and the other requests need the token it issued.
+	SMARTKey *rsa.PublicKey
+	// TokenLifetime is the issued tokens' expires_in; default 300s.
+	TokenLifetime time.Duration
 
 	mu       sync.Mutex
 	current  map[string]map[string]any // Type/id → latest version
 	versions map[string]int
 	requests int
+	tokens   map[string]time.Time // issued token → expiry
+	grants   int
 }
 
 // New makes an empty server.
@@ -73,9 +88,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests++
+	if s.SMARTKey != nil && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/auth/token") {
+		s.issueToken(w, r)
+		return
+	}
 	if s.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.Token {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
+	}
+	if s.SMARTKey != nil {
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if exp, ok := s.tokens[tok]; !ok || time.Now().After(exp) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	w.Header().Set("Content-Type", "application/fhir+json")
@@ -121,4 +147,72 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b["link"] = []map[string]string{{"relation": "next", "url": "http://" + r.Host + r.URL.Path + "?" + q.Encode()}}
 	}
 	_ = json.NewEncoder(w).Encode(b)
+}
+
+// Grants counts the access tokens issued.
+func (s *Server) Grants() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.grants
+}
+
+// issueToken is the SMART Backend Services token endpoint: it checks the
+// client assertion's form, audience, expiry and RS384 signature.
+func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
+	refuse := func(msg string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client", "error_description": msg})
+	}
+	if r.ParseForm() != nil || r.PostForm.Get("grant_type") != "client_credentials" ||
+		r.PostForm.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+		refuse("not a client_credentials grant with a JWT assertion")
+		return
+	}
+	parts := strings.Split(r.PostForm.Get("client_assertion"), ".")
+	if len(parts) != 3 {
+		refuse("the assertion is not a JWT")
+		return
+	}
+	var header struct{ Alg string }
+	var claims struct {
+		Iss, Sub, Aud string
+		Exp           int64
+	}
+	hb, err1 := base64.RawURLEncoding.DecodeString(parts[0])
+	cb, err2 := base64.RawURLEncoding.DecodeString(parts[1])
+	sig, err3 := base64.RawURLEncoding.DecodeString(parts[2])
+	if err1 != nil || err2 != nil || err3 != nil || json.Unmarshal(hb, &header) != nil || json.Unmarshal(cb, &claims) != nil {
+		refuse("the assertion does not decode")
+		return
+	}
+	digest := sha512.Sum384([]byte(parts[0] + "." + parts[1]))
+	switch {
+	case header.Alg != "RS384":
+		refuse("alg must be RS384")
+	case rsa.VerifyPKCS1v15(s.SMARTKey, crypto.SHA384, digest[:], sig) != nil:
+		refuse("bad signature")
+	case claims.Iss == "" || claims.Iss != claims.Sub:
+		refuse("iss and sub must be the client id")
+	case !strings.HasSuffix(claims.Aud, "/auth/token"):
+		refuse("aud must be the token URL")
+	case time.Unix(claims.Exp, 0).Before(time.Now()) || time.Unix(claims.Exp, 0).After(time.Now().Add(5*time.Minute)):
+		refuse("exp must be within five minutes")
+	default:
+		life := s.TokenLifetime
+		if life <= 0 {
+			life = 300 * time.Second
+		}
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		tok := hex.EncodeToString(b[:])
+		if s.tokens == nil {
+			s.tokens = map[string]time.Time{}
+		}
+		s.tokens[tok] = time.Now().Add(life)
+		s.grants++
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": int(life.Seconds()),
+			"scope": r.PostForm.Get("scope")})
+	}
 }

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
+	"github.com/ehrbridge/ehrbridge/internal/testcerts"
+)
+
+// The subscription endpoint of the real daemon, over mutual TLS with a
+// header secret, in front of a FHIR server that wants SMART Backend
+// Services tokens. Polls are an hour apart, so everything that reaches the
+// CRM came through notifications: a full-resource R4 rest-hook, an empty
+// ping (answered by a search with a SMART token), and an id-only R5
+// notification Bundle (the resource read from the server). A notification
+// sent twice is stored once; a wrong secret is refused and stores nothing;
+// a client without a certificate does not get through the handshake.
+func TestFHIRSubscriptionEndpoint(t *testing.T) {
+	bin := ehrbridgeBinary(t)
+	dir := t.TempDir()
+	certs := testcerts.New(t)
+	signing, _ := testcerts.RSASigning(t)
+	keyFile := filepath.Join(dir, "smart.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(signing)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fake := fhirtest.New()
+	fake.SMARTKey = &signing.PublicKey
+	fhirSrv := httptest.NewServer(fake)
+	defer fhirSrv.Close()
+
+	mllpAddr, adminAddr, sandboxAddr, notifyAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
+	cfg := fmt.Sprintf(`data_dir: %s
+admin:
+  listen: %s
+mappings:
+  paths: [%s]
+  timezone: UTC
+crm:
+  sandbox:
+    embed: true
+    listen: %s
+  pipeline:
+    linger: 50ms
+sources:
+  mllp:
+    - name: ehr
+      listen: %s
+  fhir:
+    - name: ehrfhir
+      base_url: %s/fhir/R4
+      types: [Patient, Encounter]
+      schedule: "@every 1h"
+      smart_token_url: %s/fhir/R4/auth/token
+      smart_client_id: ehrbridge-test
+      smart_key_file: %s
+      subscription:
+        listen: %s
+        secret_env: EHRBRIDGE_TEST_NOTIFY_SECRET
+        tls:
+          cert_file: %s
+          key_file: %s
+          client_ca_file: %s
+`, filepath.Join(dir, "data"), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"),
+		sandboxAddr, mllpAddr, fhirSrv.URL, fhirSrv.URL, keyFile, notifyAddr, certs.ServerCert, certs.ServerKey, certs.CAFile)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "s3cret-notify-value"
+	t.Setenv("EHRBRIDGE_TEST_NOTIFY_SECRET", secret)
+	cmd := exec.Command(bin, "run", "--config", cfgFile)
+	logs := &syncbuf.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}()
+	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(true)}}
+	notify := func(auth string, body []byte) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "https://"+notifyAddr+"/fhir/notify", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/fhir+json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	accounts := func() map[string]string {
+		resp, err := http.Get("http://" + sandboxAddr + "/sandbox/v1/objects/Account")
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		var recs []map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&recs)
+		out := map[string]string{}
+		for _, r := range recs {
+			out[fmt.Sprint(r["SourceSystemIdentifier"])] = fmt.Sprint(r["LastName"])
+		}
+		return out
+	}
+	records := func() int64 {
+		out, errOut, code := runBin(t, bin, "log", "stats", "--json", "--config", cfgFile)
+		if code != 0 {
+			t.Fatalf("log stats: exit %d: %s", code, errOut)
+		}
+		return totalRecords(t, out)
+	}
+
+	// 1. R4 rest-hook, full resource; a wrong secret first.
+	pushed := []byte(`{"resourceType":"Patient","id":"sub-1","meta":{"versionId":"1","lastUpdated":"2026-11-01T10:00:00Z"},"name":[{"family":"Pushedname","given":["Ada"]}],"gender":"female"}`)
+	if code, _ := notify("Bearer wrong", pushed); code != http.StatusUnauthorized {
+		t.Fatalf("a wrong secret: HTTP %d, want 401", code)
+	}
+	if code, body := notify("Bearer "+secret, pushed); code != http.StatusOK {
+		t.Fatalf("full-resource notification: HTTP %d %s", code, body)
+	}
+	if n := records(); n != 1 {
+		t.Fatalf("after the first acknowledged notification the log holds %d records, want 1 (acknowledged means stored)", n)
+	}
+	if code, _ := notify("Bearer "+secret, pushed); code != http.StatusOK {
+		t.Fatalf("the same notification again: HTTP %d", code)
+	}
+	waitFor(t, 15*time.Second, "the pushed patient in the CRM", func() bool { return accounts()["sub-1"] == "Pushedname" })
+
+	// 2. A ping: the daemon searches (with a SMART token) at once.
+	fake.Add("Patient", "sub-2", time.Now(), map[string]any{"name": []any{map[string]any{"family": "Pingedname"}}})
+	if code, body := notify("Bearer "+secret, nil); code != http.StatusOK {
+		t.Fatalf("ping: HTTP %d %s", code, body)
+	}
+	waitFor(t, 15*time.Second, "the pinged patient in the CRM", func() bool { return accounts()["sub-2"] == "Pingedname" })
+
+	// 3. R5 id-only notification Bundle: the daemon reads Patient/sub-3.
+	fake.Add("Patient", "sub-3", time.Now(), map[string]any{"name": []any{map[string]any{"family": "Idonlyname"}}})
+	bundle := fmt.Sprintf(`{"resourceType":"Bundle","type":"subscription-notification","entry":[
+	  {"fullUrl":"urn:uuid:9f1e","resource":{"resourceType":"SubscriptionStatus","id":"st","status":"active","type":"event-notification","eventsSinceSubscriptionStart":"3"}},
+	  {"fullUrl":"%s/fhir/R4/Patient/sub-3"}]}`, fhirSrv.URL)
+	if code, body := notify("Bearer "+secret, []byte(bundle)); code != http.StatusOK {
+		t.Fatalf("id-only notification: HTTP %d %s", code, body)
+	}
+	waitFor(t, 15*time.Second, "the id-only patient in the CRM", func() bool { return accounts()["sub-3"] == "Idonlyname" })
+
+	// A notification naming another origin is not fetched (no request
+	// forgery through the endpoint).
+	evil := []byte(`{"resourceType":"Bundle","type":"subscription-notification","entry":[{"fullUrl":"http://169.254.169.254/latest/Patient/x"}]}`)
+	if code, _ := notify("Bearer "+secret, evil); code != http.StatusBadRequest {
+		t.Errorf("a notification naming another origin: HTTP %d, want 400", code)
+	}
+
+	// 4. No client certificate: no handshake.
+	noCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(false)}}
+	if resp, err := noCert.Post("https://"+notifyAddr+"/fhir/notify", "application/fhir+json", bytes.NewReader(pushed)); err == nil {
+		resp.Body.Close()
+		t.Errorf("a client without a certificate got HTTP %d, want a failed handshake", resp.StatusCode)
+	}
+
+	if n := records(); n != 3 {
+		t.Errorf("the log holds %d records, want 3 (one per resource version, the repeated notification deduplicated)", n)
+	}
+	if fake.Grants() != 1 {
+		t.Errorf("%d SMART tokens were issued, want 1 (cached)", fake.Grants())
+	}
+	if got := len(accounts()); got != 3 {
+		t.Errorf("%d accounts in the CRM, want 3", got)
+	}
+	for _, name := range []string{"Pushedname", "Pingedname", "Idonlyname", secret} {
+		if strings.Contains(logs.String(), name) {
+			t.Errorf("the daemon's log holds %q:\n%s", name, logs)
+		}
+	}
+}
