@@ -24,6 +24,9 @@ type Set struct {
 type Input struct {
 	HL7  *hl7.Message
 	FHIR []byte
+	// Patients resolves patient_key(reference) for FHIR input; nil gives
+	// the reference's logical id.
+	Patients PatientResolver
 }
 
 // Result is what mapping one input produced.
@@ -140,10 +143,12 @@ type env struct {
 	fieldSeg *hl7.Segment
 	repVal   hl7.Value
 	index    int // 1-based repeat number; 0 outside foreach
-	// FHIR: the resource and the current item.
-	res     []byte
-	resColl types.Collection
-	item    []byte
+	// FHIR: the resource and the current item, and the resolver of
+	// patient references.
+	patients PatientResolver
+	res      []byte
+	resColl  types.Collection
+	item     []byte
 	// keys caches the keys of ops that others refer to.
 	keys map[*opDef]Value
 	// explain, when set, collects how each op came about (Explain).
@@ -151,7 +156,7 @@ type env struct {
 }
 
 func (m *Mapping) newEnv(in Input) *env {
-	e := &env{m: m, zone: m.zone, msg: in.HL7, cur: -1, res: in.FHIR}
+	e := &env{m: m, zone: m.zone, msg: in.HL7, cur: -1, res: in.FHIR, patients: in.Patients}
 	if in.HL7 != nil {
 		e.segs = in.HL7.Segments()
 	}

@@ -35,7 +35,10 @@ import (
 //	    expect_error: key expression gave no value
 //
 // input is an HL7 v2 message (line ends \n, \r\n or \r) or FHIR JSON: one
-// resource, or a Bundle whose entries are mapped in turn.
+// resource, or a Bundle whose entries are mapped in turn. patients: maps
+// FHIR references to the keys patient_key() gives for them (the daemon
+// reads the Patient from the server); a reference missing from it is not
+// resolved yet, so that a case can expect the wait.
 
 // TestCase is one test of a test file.
 type TestCase struct {
@@ -46,6 +49,8 @@ type TestCase struct {
 	expect      []Op
 	expectNone  bool
 	expectError string
+	// patients resolves patient_key() (nil: the references' ids).
+	patients StaticPatients
 }
 
 // TestFile is a parsed test file and the mapping it tests.
@@ -115,7 +120,18 @@ func ParseTestFile(path string) (*TestFile, error) {
 	}
 	for i, tn := range tests.Content {
 		tc := TestCase{Line: tn.Line, Name: fmt.Sprintf("case %d", i+1)}
-		k := l.entries(tn, []string{"name", "input", "input_file", "expect", "expect_error"}, "test")
+		k := l.entries(tn, []string{"name", "input", "input_file", "patients", "expect", "expect_error"}, "test")
+		if pn := k["patients"]; pn != nil {
+			if pn.Kind != yaml.MappingNode {
+				l.addAt(pn, "patients must map references to patient keys, like \"Patient/123\": \"HOSP|M123\"")
+			} else {
+				tc.patients = StaticPatients{}
+				for i := 0; i+1 < len(pn.Content); i += 2 {
+					key, _ := l.str(pn.Content[i+1], pn.Content[i].Value)
+					tc.patients[pn.Content[i].Value] = key
+				}
+			}
+		}
 		if n := k["name"]; n != nil {
 			tc.Name, _ = l.str(n, "name")
 		}
@@ -317,6 +333,9 @@ func runCase(m *Mapping, tc *TestCase) []string {
 	for _, in := range inputs {
 		if !m.Accepts(in) {
 			continue
+		}
+		if tc.patients != nil {
+			in.Patients = tc.patients
 		}
 		ops, err := m.Map(in)
 		if err != nil {

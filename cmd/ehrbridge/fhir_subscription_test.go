@@ -29,7 +29,9 @@ import (
 // CRM came through notifications: a full-resource R4 rest-hook, an empty
 // ping (answered by a search with a SMART token), and an id-only R5
 // notification Bundle (the resource read from the server). A notification
-// sent twice is stored once; a wrong secret is refused and stores nothing;
+// sent twice is stored once; an Encounter whose Patient is not on the
+// server yet waits, then refers to the account keyed by the Patient's MRN;
+// a wrong secret is refused and stores nothing;
 // a client without a certificate does not get through the handshake.
 func TestFHIRSubscriptionEndpoint(t *testing.T) {
 	bin := ehrbridgeBinary(t)
@@ -174,6 +176,37 @@ sources:
 	}
 	waitFor(t, 15*time.Second, "the id-only patient in the CRM", func() bool { return accounts()["sub-3"] == "Idonlyname" })
 
+	// 4. An Encounter whose patient is not on the server yet waits
+	// (retrying) and writes nothing; once the Patient exists (keyed by its
+	// MR identifier) the encounter refers to that account.
+	encounter := []byte(`{"resourceType":"Encounter","id":"enc-4","meta":{"versionId":"1","lastUpdated":"2026-11-01T11:00:00Z"},"status":"in-progress","subject":{"reference":"Patient/sub-4"}}`)
+	if code, body := notify("Bearer "+secret, encounter); code != http.StatusOK {
+		t.Fatalf("encounter notification: HTTP %d %s", code, body)
+	}
+	waitFor(t, 15*time.Second, "the encounter retrying, waiting for its patient", func() bool {
+		out, _, _ := runBin(t, bin, "log", "list", "--state", "retrying", "--config", cfgFile)
+		return strings.Contains(out, "not on the FHIR server")
+	})
+	if n := len(objects(sandboxAddr, "ClinicalEncounter")); n != 0 {
+		t.Fatalf("%d encounters written before their patient could be resolved", n)
+	}
+	fake.Add("Patient", "sub-4", time.Now(), map[string]any{"name": []any{map[string]any{"family": "Mrnname"}},
+		"identifier": []any{map[string]any{"type": map[string]any{"coding": []any{map[string]any{"code": "MR"}}},
+			"system": "urn:oid:2.16.840.1.113883.19.5", "value": "M4444"}}})
+	if code, _ := notify("Bearer "+secret, nil); code != http.StatusOK {
+		t.Fatalf("ping: HTTP %d", code)
+	}
+	waitFor(t, 30*time.Second, "the encounter linked to the MRN-keyed account", func() bool {
+		var accountID string
+		for _, a := range objects(sandboxAddr, "Account") {
+			if a["SourceSystemIdentifier"] == "HOSP|M4444" {
+				accountID = fmt.Sprint(a["Id"])
+			}
+		}
+		encs := objects(sandboxAddr, "ClinicalEncounter")
+		return accountID != "" && len(encs) == 1 && encs[0]["PatientId"] == accountID
+	})
+
 	// A notification naming another origin is not fetched (no request
 	// forgery through the endpoint).
 	evil := []byte(`{"resourceType":"Bundle","type":"subscription-notification","entry":[{"fullUrl":"http://169.254.169.254/latest/Patient/x"}]}`)
@@ -181,25 +214,37 @@ sources:
 		t.Errorf("a notification naming another origin: HTTP %d, want 400", code)
 	}
 
-	// 4. No client certificate: no handshake.
+	// 5. No client certificate: no handshake.
 	noCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(false)}}
 	if resp, err := noCert.Post("https://"+notifyAddr+"/fhir/notify", "application/fhir+json", bytes.NewReader(pushed)); err == nil {
 		resp.Body.Close()
 		t.Errorf("a client without a certificate got HTTP %d, want a failed handshake", resp.StatusCode)
 	}
 
-	if n := records(); n != 3 {
-		t.Errorf("the log holds %d records, want 3 (one per resource version, the repeated notification deduplicated)", n)
+	if n := records(); n != 5 {
+		t.Errorf("the log holds %d records, want 5 (one per resource version, the repeated notification deduplicated)", n)
 	}
 	if fake.Grants() != 1 {
 		t.Errorf("%d SMART tokens were issued, want 1 (cached)", fake.Grants())
 	}
-	if got := len(accounts()); got != 3 {
-		t.Errorf("%d accounts in the CRM, want 3", got)
+	if got := len(accounts()); got != 4 {
+		t.Errorf("%d accounts in the CRM, want 4", got)
 	}
-	for _, name := range []string{"Pushedname", "Pingedname", "Idonlyname", secret} {
+	for _, name := range []string{"Pushedname", "Pingedname", "Idonlyname", "Mrnname", "M4444", secret} {
 		if strings.Contains(logs.String(), name) {
 			t.Errorf("the daemon's log holds %q:\n%s", name, logs)
 		}
 	}
+}
+
+// objects lists a sandbox object's records.
+func objects(sandboxAddr, name string) []map[string]any {
+	resp, err := http.Get("http://" + sandboxAddr + "/sandbox/v1/objects/" + name)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var recs []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&recs)
+	return recs
 }

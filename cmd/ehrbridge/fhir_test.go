@@ -123,19 +123,24 @@ sources:
 		}
 	}()
 	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
-	objects := func(name string) []map[string]any {
-		resp, err := http.Get("http://" + sandboxAddr + "/sandbox/v1/objects/" + name)
-		if err != nil {
-			return nil
-		}
-		defer resp.Body.Close()
-		var recs []map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&recs)
-		return recs
-	}
+	objects := func(name string) []map[string]any { return objects(sandboxAddr, name) }
 	waitFor(t, 30*time.Second, "the backfilled patients and encounters in the CRM", func() bool {
 		return len(objects("Account")) == wantPatients && len(objects("ClinicalEncounter")) == wantEncounters
 	})
+	// Patients are keyed by their MR identifier (system|value), and every
+	// encounter's subject reference was resolved to its patient's account.
+	accountIDs := map[any]bool{}
+	for _, a := range objects("Account") {
+		if !strings.HasPrefix(fmt.Sprint(a["SourceSystemIdentifier"]), "http://hospital.smarthealthit.org|") {
+			t.Errorf("account keyed %v, want the MR identifier", a["SourceSystemIdentifier"])
+		}
+		accountIDs[a["Id"]] = true
+	}
+	for _, e := range objects("ClinicalEncounter") {
+		if !accountIDs[e["PatientId"]] {
+			t.Errorf("encounter %v refers to %v, not to a synced account", e["SourceSystemIdentifier"], e["PatientId"])
+		}
+	}
 	// Tailing: a patient created now arrives within a poll interval or so.
 	post("/Patient", []byte(`{"resourceType":"Patient","name":[{"family":"Tailing","given":["Newly"]}],"gender":"female","birthDate":"1990-02-03"}`))
 	created := time.Now()

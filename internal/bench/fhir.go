@@ -75,7 +75,10 @@ func FHIR(ctx context.Context, opts FHIROptions, w io.Writer) (FHIRReport, error
 	for i := range opts.Patients {
 		id := fmt.Sprintf("p%06d", i)
 		fake.Add("Patient", id, t0.Add(time.Duration(i)*time.Millisecond), map[string]any{
-			"name": []any{map[string]any{"family": fmt.Sprintf("BENCH%06d", i), "given": []any{"Pat"}}}, "gender": "female", "birthDate": "1970-01-01"})
+			"name": []any{map[string]any{"family": fmt.Sprintf("BENCH%06d", i), "given": []any{"Pat"}}}, "gender": "female", "birthDate": "1970-01-01",
+			// keyed by its MRN, so encounters resolve their subject to it
+			"identifier": []any{map[string]any{"type": map[string]any{"coding": []any{map[string]any{"code": "MR"}}},
+				"system": "urn:oid:2.16.840.1.113883.19.5", "value": fmt.Sprintf("M%06d", i)}}})
 		for e := range opts.Encounters {
 			fake.Add("Encounter", fmt.Sprintf("e%06d-%d", i, e), t0.Add(time.Duration(i)*time.Millisecond+time.Microsecond*time.Duration(e+1)),
 				map[string]any{"status": "finished", "subject": map[string]any{"reference": "Patient/" + id},
@@ -99,8 +102,10 @@ func FHIR(ctx context.Context, opts FHIROptions, w io.Writer) (FHIRReport, error
 	if err != nil {
 		return FHIRReport{}, err
 	}
-	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: sink, Logger: quiet})
-	src := &fhirsource.Source{Cfg: fhirsource.Config{Name: "bench", Types: []string{"Patient", "Encounter"}, PageSize: opts.PageSize},
+	var src *fhirsource.Source
+	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: sink, Logger: quiet,
+		Patients: func(string) mappings.PatientResolver { return src }})
+	src = &fhirsource.Source{Cfg: fhirsource.Config{Name: "bench", Types: []string{"Patient", "Encounter"}, PageSize: opts.PageSize},
 		Client: &fhirhttp.Client{Base: srv.URL + "/fhir"}, Log: l, Mappings: func() *mappings.Set { return set },
 		Appended: p.Notify, Logger: quiet}
 	pctx, stop := context.WithCancel(ctx)

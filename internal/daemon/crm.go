@@ -60,7 +60,7 @@ func (c *crm) usage() (used, limit int) {
 
 // startCRM builds the connector (and sandbox) and starts the pipeline;
 // nil config gives nil.
-func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (*crm, error) {
+func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, patients func(string) mappings.PatientResolver, log *slog.Logger) (*crm, error) {
 	cc := cfg.CRM
 	if cc == nil {
 		return nil, nil
@@ -102,7 +102,7 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 	}
 	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: c.sink,
 		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log, Notes: notes, EchoPrefix: echo,
-		Applied: applied})
+		Applied: applied, Patients: patients})
 	if waker != nil {
 		waker.Notify = c.pipe.Notify
 	}

@@ -85,7 +85,11 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		cp.Close()
 		return nil, err
 	}
-	crmSide, err := startCRM(cfg, cp, maps.Current, log)
+	fhirSrcs, err := newFHIRSources(cfg, cp, maps.Current, log)
+	if err != nil {
+		return fail(err)
+	}
+	crmSide, err := startCRM(cfg, cp, maps.Current, patientResolvers(fhirSrcs), log)
 	if err != nil {
 		return fail(fmt.Errorf("crm: %w", err))
 	}
@@ -125,7 +129,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}()
 		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
 	}
-	if d.fhir, err = startFHIR(cfg, cp, maps.Current, d.crm.notify, d.errc, log); err != nil {
+	if d.fhir, err = startFHIR(cfg, fhirSrcs, d.crm.notify, d.errc, log); err != nil {
 		return fail(err)
 	}
 	go d.sweepLoop(cfg.Checkpoint.SweepInterval.Std())

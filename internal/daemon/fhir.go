@@ -63,7 +63,31 @@ func NewFHIRSource(sc config.FHIRSource, cp *checkpoint.Log, maps func() *mappin
 }
 
 // startFHIR schedules a poll of each FHIR source; nil when there is none.
-func startFHIR(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, notify func(), errc chan<- error, log *slog.Logger) (*fhirSources, error) {
+// newFHIRSources builds every configured FHIR source, by name.
+func newFHIRSources(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (map[string]*fhirsource.Source, error) {
+	out := map[string]*fhirsource.Source{}
+	for _, sc := range cfg.Sources.FHIR {
+		src, err := NewFHIRSource(sc, cp, maps, log)
+		if err != nil {
+			return nil, fmt.Errorf("sources.fhir %s: %w", sc.Name, err)
+		}
+		out[sc.Name] = src
+	}
+	return out, nil
+}
+
+// patientResolvers gives the pipeline each FHIR source's resolver of
+// patient references.
+func patientResolvers(srcs map[string]*fhirsource.Source) func(string) mappings.PatientResolver {
+	return func(name string) mappings.PatientResolver {
+		if s, ok := srcs[name]; ok {
+			return s
+		}
+		return nil
+	}
+}
+
+func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify func(), errc chan<- error, log *slog.Logger) (*fhirSources, error) {
 	if len(cfg.Sources.FHIR) == 0 {
 		return nil, nil
 	}
@@ -77,10 +101,7 @@ func startFHIR(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set
 		return nil, err
 	}
 	for _, sc := range cfg.Sources.FHIR {
-		src, err := NewFHIRSource(sc, cp, maps, log)
-		if err != nil {
-			return fail(fmt.Errorf("sources.fhir %s: %w", sc.Name, err))
-		}
+		src := srcs[sc.Name]
 		src.Appended = notify
 		if sub := sc.Subscription; sub != nil {
 			ep, err := newNotifyEndpoint(sc.Name, sub, src, log)

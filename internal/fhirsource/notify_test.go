@@ -77,7 +77,7 @@ func TestNotifications(t *testing.T) {
 	}
 	// The id-only entry's read goes to the server's origin only.
 	foreign := `{"resourceType":"Bundle","type":"subscription-notification","entry":[{"fullUrl":"http://elsewhere.example/fhir/Patient/x"}]}`
-	if got := post("Bearer s3cret", foreign); got != http.StatusServiceUnavailable {
+	if got := post("Bearer s3cret", foreign); got != http.StatusBadRequest {
 		t.Errorf("foreign fullUrl: %d", got)
 	}
 }

@@ -59,6 +59,8 @@ type Source struct {
 	Progress func(typ string, seen, added int)
 	Logger   *slog.Logger
 
+	// patients caches the keys of the patients references name.
+	patients patientCache
 	// pollMu keeps polls one at a time (the schedule's and a
 	// subscription ping's), so that a watermark never moves back.
 	pollMu sync.Mutex
@@ -305,23 +307,33 @@ func (s *Source) append(ctx context.Context, head resourceHead, raw json.RawMess
 }
 
 // lane orders one patient's resources: the mappings' lane for the
-// resource, else the patient it is or refers to.
+// resource (with patient references resolved), else the patient it is or
+// refers to. A reference that cannot be resolved now gives the reference
+// as the lane; the record still waits for it when it is mapped.
 func (s *Source) lane(head resourceHead, raw json.RawMessage) string {
+	if head.ResourceType == "Patient" {
+		// The patient's key orders its records, and is remembered for the
+		// references to it that follow.
+		key := s.patientKeyOf(head, raw)
+		s.patients.put("Patient/"+head.ID, key)
+		return key
+	}
 	if s.Mappings != nil {
 		if set := s.Mappings(); set != nil {
-			if l, err := set.Lane(mappings.Input{FHIR: raw}); err == nil && l != "" {
+			if l, err := set.Lane(mappings.Input{FHIR: raw, Patients: s}); err == nil && l != "" {
 				return l
 			}
 		}
 	}
-	if head.ResourceType == "Patient" {
-		return "Patient/" + head.ID
-	}
 	for _, r := range []*reference{head.Subject, head.Patient} {
-		if r != nil {
-			if p := PatientRef(r.Reference); p != "" {
-				return p
+		if r == nil {
+			continue
+		}
+		if p := PatientRef(r.Reference); p != "" {
+			if k, err := s.PatientKey(p); err == nil && k != "" {
+				return k
 			}
+			return p
 		}
 	}
 	return head.ResourceType + "/" + head.ID

@@ -64,8 +64,9 @@ func TestPollPagesAndTails(t *testing.T) {
 	keys := map[string]bool{}
 	for _, r := range recs {
 		keys[r.Key] = true
-		// A patient and its encounter share the patient's lane.
-		if want := l.LaneHash("Patient/p2"); (r.Key == "fhir|ehrfhir|Patient/p2/_history/1" || r.Key == "fhir|ehrfhir|Encounter/e2/_history/1") && r.Lane != want {
+		// A patient and its encounter share the patient's lane (its key:
+		// without mappings, its id).
+		if want := l.LaneHash("p2"); (r.Key == "fhir|ehrfhir|Patient/p2/_history/1" || r.Key == "fhir|ehrfhir|Encounter/e2/_history/1") && r.Lane != want {
 			t.Errorf("%s is not in the lane of Patient/p2", r.Key)
 		}
 	}

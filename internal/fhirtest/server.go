@@ -109,6 +109,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(s.current[parts[len(parts)-2]+"/"+parts[len(parts)-1]])
 		return
 	}
+	if len(parts) >= 2 && typeName(parts[len(parts)-2]) {
+		w.WriteHeader(http.StatusNotFound) // a read of a resource that is not here
+		_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "OperationOutcome",
+			"issue": []any{map[string]any{"severity": "error", "code": "not-found"}}})
+		return
+	}
 	typ := parts[len(parts)-1]
 	q := r.URL.Query()
 	count, _ := strconv.Atoi(q.Get("_count"))
@@ -215,4 +221,18 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": int(life.Seconds()),
 			"scope": r.PostForm.Get("scope")})
 	}
+}
+
+// typeName reports whether a path segment is a resource type (Patient, not
+// fhir or R4).
+func typeName(s string) bool {
+	if len(s) < 2 || s[0] < 'A' || s[0] > 'Z' || s[1] < 'a' || s[1] > 'z' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
 }

@@ -58,6 +58,10 @@ type Options struct {
 	// Applied, when set, is called after a round in which EHR data was
 	// applied to the CRM (write-back then tries held notes again).
 	Applied func()
+	// Patients returns the resolver of patient references for FHIR
+	// records of a source (nil when the source is not configured: such
+	// records wait rather than be written with a guessed patient).
+	Patients func(source string) mappings.PatientResolver
 }
 
 // NoteHandler files note records in the EHR and says how each ended, by
@@ -259,7 +263,16 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 			p.Echoes.Add(1)
 			continue
 		}
+		if in.FHIR != nil {
+			in.Patients = p.patients(rec.Source)
+		}
 		res, err := set.Map(in)
+		if errors.Is(err, mappings.ErrWait) {
+			// Data it needs has not arrived (a referenced Patient): later.
+			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Retrying, err.Error()
+			it.settlement.RetryAt = p.opts.Now().Add(p.backoff(rec.Attempts))
+			continue
+		}
 		if err != nil {
 			// Mapping errors name the mapping, op and field, never values.
 			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Dead, err.Error()
@@ -422,6 +435,23 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 	default:
 		s.State, s.Targets = checkpoint.Done, targets
 	}
+}
+
+// patients is the resolver of a source's patient references.
+func (p *Pipeline) patients(source string) mappings.PatientResolver {
+	if p.opts.Patients != nil {
+		if r := p.opts.Patients(source); r != nil {
+			return r
+		}
+	}
+	return unconfigured{}
+}
+
+// unconfigured resolves nothing: the record's source is not configured.
+type unconfigured struct{}
+
+func (unconfigured) PatientKey(string) (string, error) {
+	return "", mappings.Wait("the record's FHIR source is not configured, so its patient reference cannot be resolved")
 }
 
 // backoff is exponential in the attempts so far, with jitter, capped.
