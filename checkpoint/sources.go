@@ -30,3 +30,19 @@ func (l *Log) SetSourceState(key string, value []byte) error {
 		return tx.Bucket(bSources).Put([]byte(key), value)
 	})
 }
+
+// SetSourceStates stores several keys in one fsynced transaction.
+func (l *Log) SetSourceStates(kv map[string][]byte) error {
+	if len(kv) == 0 {
+		return nil
+	}
+	return l.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bSources)
+		for k, v := range kv {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

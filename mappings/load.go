@@ -35,6 +35,7 @@ type Mapping struct {
 	lane     *expression
 	zone     *time.Location
 	ops      []*opDef
+	onDelete *deleteRule // FHIR: what a deleted resource's record becomes
 }
 
 // Output is what the mapping's ops are: OutputCRM or OutputHL7.
@@ -225,7 +226,7 @@ func compileFile(file string, data []byte, opts Options) (*Mapping, Problems) {
 	l := &loader{opts: opts, file: file}
 	base := filepath.Base(file)
 	m := &Mapping{Name: strings.TrimSuffix(base, filepath.Ext(base)), File: file, zone: opts.Zone}
-	keys := l.entries(root, []string{"description", "when", "output", "lane", "timezone", "tables", "ops"}, "mapping")
+	keys := l.entries(root, []string{"description", "when", "output", "lane", "timezone", "tables", "ops", "on_delete"}, "mapping")
 	if n := keys["description"]; n != nil {
 		m.Description, _ = l.str(n, "description")
 	}
@@ -269,6 +270,9 @@ func compileFile(file string, data []byte, opts Options) (*Mapping, Problems) {
 		l.add(root.Line, root.Column, "missing ops: a mapping needs at least one op")
 	}
 	sc.resolveRefs()
+	if n := keys["on_delete"]; n != nil {
+		l.onDelete(m, n, sc.byID)
+	}
 	if l.opts.Schemas != nil && len(l.probs) == 0 && !m.hl7Out {
 		l.checkSchema(m)
 	}

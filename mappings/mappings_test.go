@@ -653,3 +653,74 @@ func TestRepeatLimits(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestOnDelete(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("enc.yaml", `when: {fhir: Encounter}
+lane: patient_key(subject.reference)
+ops:
+  - id: encounter
+    object: ClinicalEncounter
+    key_field: SourceSystemIdentifier
+    key: id
+    fields:
+      Status: status
+on_delete:
+  op: encounter
+  fields:
+    Status: Cancelled
+`)
+	set, err := Load([]string{good}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Input{FHIR: []byte(`{"resourceType":"Encounter","id":"e1","status":"finished","subject":{"reference":"Patient/p1"}}`)}
+	addrs, err := set.Addresses(in)
+	if err != nil || len(addrs) != 1 || addrs[0] != (Address{Mapping: "enc", Object: "ClinicalEncounter", KeyField: "SourceSystemIdentifier", Key: "e1"}) {
+		t.Fatalf("Addresses: %+v %v", addrs, err)
+	}
+	ops := set.DeleteOps(addrs)
+	if len(ops) != 1 || ops[0].Action != Update || ops[0].Key != "e1" || len(ops[0].Fields) != 1 || ops[0].Fields[0].Value.Text != "Cancelled" {
+		t.Fatalf("DeleteOps: %+v", ops)
+	}
+	if len(set.DeleteOps([]Address{{Mapping: "gone", Object: "X", KeyField: "K", Key: "1"}})) != 0 {
+		t.Error("an address of a mapping that is gone gave ops")
+	}
+
+	for _, c := range []struct{ body, want string }{
+		{"on_delete: {op: nope, fields: {Status: X}}", `no op with id "nope"`},
+		{"on_delete: {op: encounter}", "needs fields"},
+		{"on_delete: {op: encounter, action: delete, fields: {Status: X}}", "takes no fields"},
+		{"on_delete: {op: encounter, action: archive, fields: {Status: X}}", `action "archive"`},
+		{"on_delete: {op: encounter, fields: {Status: \"=status\"}}", "literal value"},
+	} {
+		bad := write("bad.yaml", `when: {fhir: Encounter}
+ops:
+  - id: encounter
+    object: ClinicalEncounter
+    key_field: SourceSystemIdentifier
+    key: id
+`+c.body+"\n")
+		if _, err := Load([]string{bad}, Options{}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.body, err, c.want)
+		}
+	}
+	hl7 := write("hl7.yaml", `when: {hl7: ADT^A01}
+ops:
+  - id: p
+    object: Account
+    key_field: K
+    key: PID-3.1
+on_delete: {op: p, fields: {Status: X}}
+`)
+	if _, err := Load([]string{hl7}, Options{}); err == nil || !strings.Contains(err.Error(), "for FHIR mappings") {
+		t.Errorf("on_delete on an HL7 mapping: %v", err)
+	}
+}

@@ -107,6 +107,11 @@ func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 	prog := newProgress(stdout, isTerminal(stdout))
 	src.Progress = prog.page
 	for _, typ := range types {
+		// With deletes: inactivate, the deletes watermark starts before
+		// the load, so that a delete during the backfill is not missed.
+		if _, err := src.PollDeletes(ctx, typ); err != nil {
+			return fail(fmt.Errorf("%s history (deletes): %w", typ, err))
+		}
 		prog.start(typ)
 		st, err := src.PollType(ctx, typ, since)
 		prog.done(typ, st.Added, st.Seen)

@@ -31,6 +31,7 @@ import (
 // notification Bundle (the resource read from the server). A notification
 // sent twice is stored once; an Encounter whose Patient is not on the
 // server yet waits, then refers to the account keyed by the Patient's MRN;
+// deletes, from the history and from a notification, cancel the encounter;
 // a wrong secret is refused and stores nothing;
 // a client without a certificate does not get through the handshake.
 func TestFHIRSubscriptionEndpoint(t *testing.T) {
@@ -70,6 +71,7 @@ sources:
       base_url: %s/fhir/R4
       types: [Patient, Encounter]
       schedule: "@every 1h"
+      deletes: inactivate
       smart_token_url: %s/fhir/R4/auth/token
       smart_client_id: ehrbridge-test
       smart_key_file: %s
@@ -207,6 +209,35 @@ sources:
 		return accountID != "" && len(encs) == 1 && encs[0]["PatientId"] == accountID
 	})
 
+	// 5. Deletes (deletes: inactivate): one read from the type's history
+	// after a ping, one carried by a notification; each cancels its
+	// ClinicalEncounter (61_fhir_encounter's on_delete).
+	fake.Add("Encounter", "enc-5", time.Now(), map[string]any{"status": "in-progress", "subject": map[string]any{"reference": "Patient/sub-4"}})
+	if code, _ := notify("Bearer "+secret, nil); code != http.StatusOK {
+		t.Fatalf("ping: HTTP %d", code)
+	}
+	status := func(key string) string {
+		for _, e := range objects(sandboxAddr, "ClinicalEncounter") {
+			if e["SourceSystemIdentifier"] == key {
+				return fmt.Sprint(e["Status"])
+			}
+		}
+		return ""
+	}
+	waitFor(t, 15*time.Second, "encounter enc-5 in the CRM", func() bool { return status("enc-5") == "In Progress" })
+	fake.Delete("Encounter", "enc-5", time.Now())
+	if code, _ := notify("Bearer "+secret, nil); code != http.StatusOK {
+		t.Fatalf("ping: HTTP %d", code)
+	}
+	waitFor(t, 15*time.Second, "the deleted encounter enc-5 cancelled", func() bool { return status("enc-5") == "Cancelled" })
+	deleteNote := []byte(`{"resourceType":"Bundle","type":"subscription-notification","entry":[
+	  {"fullUrl":"urn:uuid:9f1f","resource":{"resourceType":"SubscriptionStatus","id":"st","status":"active","type":"event-notification"}},
+	  {"request":{"method":"DELETE","url":"Encounter/enc-4"},"response":{"status":"410 Gone","etag":"W/\"2\""}}]}`)
+	if code, body := notify("Bearer "+secret, deleteNote); code != http.StatusOK {
+		t.Fatalf("delete notification: HTTP %d %s", code, body)
+	}
+	waitFor(t, 15*time.Second, "the deleted encounter enc-4 cancelled", func() bool { return status("enc-4") == "Cancelled" })
+
 	// A notification naming another origin is not fetched (no request
 	// forgery through the endpoint).
 	evil := []byte(`{"resourceType":"Bundle","type":"subscription-notification","entry":[{"fullUrl":"http://169.254.169.254/latest/Patient/x"}]}`)
@@ -214,15 +245,15 @@ sources:
 		t.Errorf("a notification naming another origin: HTTP %d, want 400", code)
 	}
 
-	// 5. No client certificate: no handshake.
+	// 6. No client certificate: no handshake.
 	noCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(false)}}
 	if resp, err := noCert.Post("https://"+notifyAddr+"/fhir/notify", "application/fhir+json", bytes.NewReader(pushed)); err == nil {
 		resp.Body.Close()
 		t.Errorf("a client without a certificate got HTTP %d, want a failed handshake", resp.StatusCode)
 	}
 
-	if n := records(); n != 5 {
-		t.Errorf("the log holds %d records, want 5 (one per resource version, the repeated notification deduplicated)", n)
+	if n := records(); n != 8 {
+		t.Errorf("the log holds %d records, want 8 (one per resource version or delete, the repeated notification deduplicated)", n)
 	}
 	if fake.Grants() != 1 {
 		t.Errorf("%d SMART tokens were issued, want 1 (cached)", fake.Grants())

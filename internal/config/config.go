@@ -80,6 +80,11 @@ type FHIRSource struct {
 	PageSize int `yaml:"page_size"`
 	// Overlap re-reads changes this long before the watermark; default 60s.
 	Overlap Duration `yaml:"overlap"`
+	// Deletes is the rule for resources the EHR deletes: "ignore"
+	// (default) or "inactivate" (the on_delete of the mappings that wrote
+	// the resource: mark its CRM record inactive, or delete it; polls then
+	// also read each type's _history for deletes).
+	Deletes string `yaml:"deletes"`
 	// Subscription, when set, also takes the server's subscription
 	// notifications on an HTTPS endpoint, between polls.
 	Subscription *FHIRSubscription `yaml:"subscription"`

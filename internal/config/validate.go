@@ -161,6 +161,10 @@ func (c *Config) validate(base string) Problems {
 		} else if s.Overlap < 0 || s.Overlap > Duration(24*time.Hour) {
 			v.add(p+".overlap", "must be between 0s and 24h")
 		}
+		if s.Deletes == "" {
+			s.Deletes = "ignore"
+		}
+		v.oneOf(p+".deletes", s.Deletes, "ignore", "inactivate")
 		smart := s.SMARTTokenURL != "" || s.SMARTClientID != "" || s.SMARTKeyFile != ""
 		if smart && (s.SMARTTokenURL == "" || s.SMARTClientID == "" || s.SMARTKeyFile == "") {
 			v.add(p, "SMART Backend Services needs smart_token_url, smart_client_id and smart_key_file")

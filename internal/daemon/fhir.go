@@ -58,7 +58,8 @@ func NewFHIRSource(sc config.FHIRSource, cp *checkpoint.Log, maps func() *mappin
 		}
 		client.Auth = fhirhttp.StaticToken(tok)
 	}
-	return &fhirsource.Source{Cfg: fhirsource.Config{Name: sc.Name, Types: sc.Types, PageSize: sc.PageSize, Overlap: sc.Overlap.Std()},
+	return &fhirsource.Source{Cfg: fhirsource.Config{Name: sc.Name, Types: sc.Types, PageSize: sc.PageSize, Overlap: sc.Overlap.Std(),
+		Deletes: sc.Deletes},
 		Client: client, Log: cp, Mappings: maps, Logger: log.With("component", "fhir", "source", sc.Name)}, nil
 }
 

@@ -68,12 +68,22 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 			}
 			return
 		}
-		heads, raws, status, msg := s.notificationResources(ctx, body)
+		heads, raws, deletes, status, msg := s.notificationResources(ctx, body)
 		if status != 0 {
 			writeOutcome(w, status, "error", msg)
 			return
 		}
 		added, err := s.appendPage(ctx, heads, raws)
+		for _, e := range deletes {
+			if err != nil {
+				break
+			}
+			t, id, ver := e.deletedRef()
+			var ok bool
+			if ok, err = s.appendDelete(ctx, t, id, ver); ok {
+				added++
+			}
+		}
 		if err != nil {
 			s.Logger.Warn("storing a subscription notification failed; the server will send it again", "err", err)
 			writeOutcome(w, http.StatusServiceUnavailable, "error", "the resources could not be stored; send the notification again")
@@ -91,17 +101,18 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 
 // notificationResources reads the resources a notification carries or
 // names; a non-zero status is a refusal with its message.
-func (s *Source) notificationResources(ctx context.Context, body []byte) ([]resourceHead, []json.RawMessage, int, string) {
+func (s *Source) notificationResources(ctx context.Context, body []byte) ([]resourceHead, []json.RawMessage, []entry, int, string) {
 	var top struct {
 		ResourceType string  `json:"resourceType"`
 		Type         string  `json:"type"`
 		Entry        []entry `json:"entry"`
 	}
 	if err := json.Unmarshal(body, &top); err != nil || top.ResourceType == "" {
-		return nil, nil, http.StatusBadRequest, "the body is not a FHIR resource"
+		return nil, nil, nil, http.StatusBadRequest, "the body is not a FHIR resource"
 	}
 	var heads []resourceHead
 	var raws []json.RawMessage
+	var deletes []entry
 	add := func(raw json.RawMessage) bool {
 		var head resourceHead
 		if json.Unmarshal(raw, &head) != nil || head.ResourceType == "" || head.ID == "" {
@@ -116,17 +127,17 @@ func (s *Source) notificationResources(ctx context.Context, body []byte) ([]reso
 	}
 	if top.ResourceType != "Bundle" {
 		if !add(body) {
-			return nil, nil, http.StatusBadRequest, "the resource has no resourceType or id"
+			return nil, nil, nil, http.StatusBadRequest, "the resource has no resourceType or id"
 		}
-		return heads, raws, 0, ""
+		return heads, raws, deletes, 0, ""
 	}
 	for _, e := range top.Entry {
 		switch {
 		case e.deleted():
-			continue // deletes are left to a configurable rule (not yet)
+			deletes = append(deletes, e)
 		case len(e.Resource) > 0:
 			if !add(e.Resource) {
-				return nil, nil, http.StatusBadRequest, "an entry's resource has no resourceType or id"
+				return nil, nil, nil, http.StatusBadRequest, "an entry's resource has no resourceType or id"
 			}
 		case e.FullURL != "":
 			// id-only: read the resource from the server.
@@ -136,18 +147,22 @@ func (s *Source) notificationResources(ctx context.Context, body []byte) ([]reso
 			}
 			if (strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://")) && !fhirhttp.SameOrigin(s.Client.Base, ref) {
 				// Read nothing from elsewhere (the token would go along).
-				return nil, nil, http.StatusBadRequest, "a notified reference is not on the FHIR server's origin"
+				return nil, nil, nil, http.StatusBadRequest, "a notified reference is not on the FHIR server's origin"
 			}
 			status, b, err := s.Client.Do(ctx, http.MethodGet, ref, nil, nil)
+			if err == nil && status == http.StatusGone {
+				deletes = append(deletes, e) // deleted since it was notified
+				continue
+			}
 			if err != nil || status != http.StatusOK {
-				return nil, nil, http.StatusServiceUnavailable, "a notified resource could not be read from the server; send the notification again"
+				return nil, nil, nil, http.StatusServiceUnavailable, "a notified resource could not be read from the server; send the notification again"
 			}
 			if !add(b) {
-				return nil, nil, http.StatusBadGateway, "the server answered with no resource for a notified reference"
+				return nil, nil, nil, http.StatusBadGateway, "the server answered with no resource for a notified reference"
 			}
 		}
 	}
-	return heads, raws, 0, ""
+	return heads, raws, deletes, 0, ""
 }
 
 // writeOutcome answers with an OperationOutcome.

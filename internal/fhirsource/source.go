@@ -43,6 +43,9 @@ type Config struct {
 	// clock skew between the server's lastUpdated and commit order;
 	// default 60s.
 	Overlap time.Duration
+	// Deletes is the rule for deleted resources: DeletesIgnore (default)
+	// or DeletesApply.
+	Deletes string
 }
 
 // Source polls one FHIR server.
@@ -99,6 +102,16 @@ func (s *Source) Poll(ctx context.Context) (Stats, error) {
 		if err != nil {
 			return total, fmt.Errorf("%s: %w", typ, err)
 		}
+		dst, err := s.PollDeletes(ctx, typ)
+		total.Pages += dst.Pages
+		total.Added += dst.Added
+		total.Deleted += dst.Deleted
+		if dst.Added > 0 && s.Appended != nil {
+			s.Appended()
+		}
+		if err != nil {
+			return total, fmt.Errorf("%s history (deletes): %w", typ, err)
+		}
 	}
 	return total, nil
 }
@@ -140,7 +153,7 @@ func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Sta
 		var raws []json.RawMessage
 		for _, e := range page.Entry {
 			if e.deleted() {
-				st.Deleted++ // deletes are left to a configurable rule (not yet)
+				st.Deleted++ // a search shows none; PollDeletes reads them from the history
 				continue
 			}
 			var head resourceHead
@@ -199,9 +212,12 @@ type entry struct {
 	Resource json.RawMessage `json:"resource"`
 	Request  *struct {
 		Method string `json:"method"`
+		URL    string `json:"url"`
 	} `json:"request"`
 	Response *struct {
-		Status string `json:"status"`
+		Status       string `json:"status"`
+		Etag         string `json:"etag"`
+		LastModified string `json:"lastModified"`
 	} `json:"response"`
 }
 

@@ -44,6 +44,27 @@ type Server struct {
 	requests int
 	tokens   map[string]time.Time // issued token → expiry
 	grants   int
+	deleted  map[string]deletion // Type/id → its delete
+}
+
+// deletion is a delete in the history.
+type deletion struct {
+	version int
+	at      time.Time
+}
+
+// Delete deletes Type/id at at: reads answer 410 Gone, searches leave it
+// out, and the type's history shows the delete.
+func (s *Server) Delete(typ, id string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ref := typ + "/" + id
+	s.versions[ref]++
+	delete(s.current, ref)
+	if s.deleted == nil {
+		s.deleted = map[string]deletion{}
+	}
+	s.deleted[ref] = deletion{version: s.versions[ref], at: at}
 }
 
 // New makes an empty server.
@@ -59,6 +80,7 @@ func (s *Server) Add(typ, id string, at time.Time, body map[string]any) int {
 	ref := typ + "/" + id
 	s.versions[ref]++
 	v := s.versions[ref]
+	delete(s.deleted, ref)
 	r := map[string]any{"resourceType": typ, "id": id,
 		"meta": map[string]any{"versionId": strconv.Itoa(v), "lastUpdated": at.UTC().Format(time.RFC3339Nano)}}
 	for k, val := range body {
@@ -109,8 +131,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(s.current[parts[len(parts)-2]+"/"+parts[len(parts)-1]])
 		return
 	}
+	if len(parts) >= 2 && parts[len(parts)-1] == "_history" && typeName(parts[len(parts)-2]) {
+		s.history(w, r, parts[len(parts)-2])
+		return
+	}
 	if len(parts) >= 2 && typeName(parts[len(parts)-2]) {
-		w.WriteHeader(http.StatusNotFound) // a read of a resource that is not here
+		if _, gone := s.deleted[parts[len(parts)-2]+"/"+parts[len(parts)-1]]; gone {
+			w.WriteHeader(http.StatusGone)
+			_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "OperationOutcome",
+				"issue": []any{map[string]any{"severity": "error", "code": "deleted"}}})
+			return
+		}
+		w.WriteHeader(http.StatusNotFound) // a read of a resource that was never here
 		_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "OperationOutcome",
 			"issue": []any{map[string]any{"severity": "error", "code": "not-found"}}})
 		return
@@ -235,4 +267,26 @@ func typeName(s string) bool {
 		}
 	}
 	return true
+}
+
+// history serves GET {Type}/_history?_since=T: the current versions and
+// the deletes changed since T (one page; this server's histories are short).
+func (s *Server) history(w http.ResponseWriter, r *http.Request, typ string) {
+	since, _ := time.Parse(time.RFC3339Nano, r.URL.Query().Get("_since"))
+	entries := []map[string]any{}
+	for _, res := range s.current {
+		if res["resourceType"] == typ && lastUpdated(res).After(since) {
+			entries = append(entries, map[string]any{"resource": res,
+				"request":  map[string]any{"method": "PUT", "url": typ + "/" + res["id"].(string)},
+				"response": map[string]any{"status": "200"}})
+		}
+	}
+	for ref, d := range s.deleted {
+		if strings.HasPrefix(ref, typ+"/") && d.at.After(since) {
+			entries = append(entries, map[string]any{
+				"request":  map[string]any{"method": "DELETE", "url": fmt.Sprintf("%s/_history/%d", ref, d.version)},
+				"response": map[string]any{"status": "410 Gone", "etag": fmt.Sprintf(`W/"%d"`, d.version), "lastModified": d.at.UTC().Format(time.RFC3339Nano)}})
+		}
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "Bundle", "type": "history", "entry": entries})
 }

@@ -220,6 +220,10 @@ type item struct {
 	first, n   int // its ops in the round's op list
 	settlement checkpoint.Settlement
 	settled    bool
+	// FHIR: where the resource's CRM records are, kept (once applied)
+	// under addrKey for a later delete.
+	addrKey string
+	addrs   []mappings.Address
 }
 
 // round maps, applies and settles one batch of claimed records.
@@ -253,6 +257,21 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		it := &items[i]
 		it.rec = rec
 		it.settlement.ID = rec.ID
+		if rec.Kind == fhirDeleteKind {
+			dops, err := p.deleteOps(set, rec)
+			switch {
+			case err != nil:
+				it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Dead, err.Error()
+			case len(dops) == 0:
+				// Never applied, or no mapping says what a delete does.
+				it.settled, it.settlement.State = true, checkpoint.Done
+				p.Unmapped.Add(1)
+			default:
+				it.first, it.n = len(ops), len(dops)
+				ops = append(ops, dops...)
+			}
+			continue
+		}
 		in, err := decode(rec)
 		if err != nil {
 			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Dead, err.Error()
@@ -285,6 +304,11 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		}
 		it.first, it.n = len(ops), len(res.Ops)
 		ops = append(ops, res.Ops...)
+		if in.FHIR != nil && set.HasOnDelete() {
+			if addrs, err := set.Addresses(in); err == nil && len(addrs) > 0 {
+				it.addrKey, it.addrs = addressKey(rec.Source, in.FHIR), addrs
+			}
+		}
 	}
 	var results []connectors.Result
 	if len(ops) > 0 {
@@ -326,6 +350,19 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	// Settle even when ctx ended (shutdown): the answers are known.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	// Where applied FHIR resources' records are, for their deletes: stored
+	// before the records are done, so that done implies stored.
+	addrs := map[string][]byte{}
+	for i := range items {
+		if it := &items[i]; it.addrKey != "" && it.settlement.State == checkpoint.Done {
+			b, _ := json.Marshal(it.addrs)
+			addrs[it.addrKey] = b
+		}
+	}
+	if err := p.opts.Log.SetSourceStates(addrs); err != nil {
+		log.Error("storing where FHIR resources were written failed; the batch is applied again later", "err", err)
+		return
+	}
 	if err := settleWithRetry(sctx, p.opts.Log, settlements); err != nil {
 		log.Error("settling a batch failed; its records return to retrying at the next start", "err", err, "records", len(settlements))
 		return
@@ -435,6 +472,40 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 	default:
 		s.State, s.Targets = checkpoint.Done, targets
 	}
+}
+
+// fhirDeleteKind is the kind of the records of deleted FHIR resources
+// (see internal/fhirsource): their payload is {"resourceType", "id"}.
+const fhirDeleteKind = "fhir-delete"
+
+// addressKey is where the CRM addresses of a source's resource are kept.
+func addressKey(source string, resource []byte) string {
+	var head struct {
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+	}
+	if json.Unmarshal(resource, &head) != nil || head.ResourceType == "" || head.ID == "" {
+		return ""
+	}
+	return "fhir|" + source + "|addr|" + head.ResourceType + "/" + head.ID
+}
+
+// deleteOps are the ops of a deleted resource: the on_delete rules of the
+// mappings that wrote it, at the records they wrote.
+func (p *Pipeline) deleteOps(set *mappings.Set, rec *checkpoint.Record) ([]connectors.Op, error) {
+	key := addressKey(rec.Source, rec.Payload)
+	if key == "" {
+		return nil, errors.New("the delete record names no resource")
+	}
+	b, ok, err := p.opts.Log.SourceState(key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var addrs []mappings.Address
+	if err := json.Unmarshal(b, &addrs); err != nil {
+		return nil, errors.New("the stored CRM address of the deleted resource is unreadable")
+	}
+	return set.DeleteOps(addrs), nil
 }
 
 // patients is the resolver of a source's patient references.
