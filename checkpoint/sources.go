@@ -46,3 +46,10 @@ func (l *Log) SetSourceStates(kv map[string][]byte) error {
 		return nil
 	})
 }
+
+// DeleteSourceState removes a source's state key (durably).
+func (l *Log) DeleteSourceState(key string) error {
+	return l.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bSources).Delete([]byte(key))
+	})
+}

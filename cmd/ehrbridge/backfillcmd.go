@@ -16,19 +16,27 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/daemon"
+	"github.com/ehrbridge/ehrbridge/internal/fhirsource"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
-const backfillUsage = `usage: ehrbridge backfill --config F --source NAME [--since DATE] [--types Patient,Encounter,...]
+const backfillUsage = `usage: ehrbridge backfill --config F --source NAME [--since DATE] [--types Patient,Encounter,...] [--bulk auto|never]
 
-Loads what a FHIR source's server holds into the checkpoint log, type by
-type, page by page (paged search sorted by _lastUpdated), so that the
-daemon sends it to the CRM; then the daemon's polls follow changes from
-where the backfill ended, with no gap and no duplicate. Each page is
-stored before the source's watermark passes it: a backfill that is
-stopped (even by SIGKILL) resumes where it stopped when run again.
---since limits a type that was never loaded to resources changed after
-DATE (2006-01-02 or RFC 3339). Run it with the daemon stopped.`
+Loads what a FHIR source's server holds into the checkpoint log, so that
+the daemon sends it to the CRM; then the daemon's polls follow changes
+from where the backfill ended, with no gap and no duplicate.
+
+On a first load, when the server's CapabilityStatement offers the Bulk
+Data $export operation (and --bulk is auto), the backfill exports: it
+kicks off a system-level $export of the types, waits for the server, and
+stores the NDJSON files it lists, patients first; then each type's
+watermark is the export's transactionTime. Otherwise, or for types
+already loaded, it searches type by type, page by page (sorted by
+_lastUpdated). Either way nothing is skipped when it is stopped (even by
+SIGKILL): run it again and it resumes (the same export, the files not yet
+finished; or the search after the last stored page).
+--since limits a first load to resources changed after DATE (2006-01-02
+or RFC 3339). Run it with the daemon stopped.`
 
 func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
@@ -37,11 +45,12 @@ func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 	source := fs.String("source", "", "name of the FHIR source (sources.fhir[].name)")
 	sinceFlag := fs.String("since", "", "only resources changed after this date, for types never loaded")
 	typesFlag := fs.String("types", "", "resource types, comma-separated (default: the source's types)")
+	bulkFlag := fs.String("bulk", "auto", "auto: use Bulk Data $export for a first load when the server offers it; never: always search")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, backfillUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *cfgFile == "" || *source == "" {
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *cfgFile == "" || *source == "" || *bulkFlag != "auto" && *bulkFlag != "never" {
 		if err == nil {
 			fs.Usage()
 		}
@@ -106,6 +115,37 @@ func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	prog := newProgress(stdout, isTerminal(stdout))
 	src.Progress = prog.page
+	src.Total = prog.expect
+	if *bulkFlag == "auto" {
+		use, err := useBulk(ctx, src, types)
+		if err != nil {
+			return fail(err)
+		}
+		if use {
+			for _, typ := range types {
+				if _, err := src.PollDeletes(ctx, typ); err != nil {
+					return fail(fmt.Errorf("%s history (deletes): %w", typ, err))
+				}
+			}
+			fmt.Fprintln(stdout, "the server offers Bulk Data: exporting (a stopped backfill resumes the same export)")
+			lastStatus := ""
+			st, err := src.Bulk(ctx, types, since, func(status string) {
+				if status != lastStatus && status != "" {
+					fmt.Fprintf(stdout, "export: the server reports %q\n", status)
+					lastStatus = status
+				}
+			})
+			prog.finish()
+			if err != nil {
+				return fail(fmt.Errorf("bulk export: %w (run the backfill again: it resumes the export)", err))
+			}
+			fmt.Fprintf(stdout, "export of %s: %d files, %d resources, as of %s", sc.Name, st.Files, st.Resources, st.TransactionTime.UTC().Format(time.RFC3339))
+			if st.Errors > 0 {
+				fmt.Fprintf(stdout, "; the server reported %d error files (not loaded)", st.Errors)
+			}
+			fmt.Fprintln(stdout, "; searching for changes since")
+		}
+	}
 	for _, typ := range types {
 		// With deletes: inactivate, the deletes watermark starts before
 		// the load, so that a delete during the backfill is not missed.
@@ -123,13 +163,34 @@ func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// progress shows a backfill's counts and rate: a line rewritten in place
-// on a terminal, a line every few seconds otherwise.
+// useBulk decides whether a backfill exports: an export is under way, or
+// the server offers $export and none of the types was loaded before (a
+// later backfill searches from the watermarks, which costs less).
+func useBulk(ctx context.Context, src *fhirsource.Source, types []string) (bool, error) {
+	if pending, err := src.BulkPending(); err != nil || pending {
+		return pending, err
+	}
+	for _, typ := range types {
+		if wm, err := src.Watermark(typ); err != nil || !wm.IsZero() {
+			return false, err
+		}
+	}
+	ok, err := src.BulkAvailable(ctx)
+	if err != nil {
+		return false, nil // no CapabilityStatement: search
+	}
+	return ok, nil
+}
+
+// progress shows a backfill's counts and rate, with a bar when the total
+// is known (Bundle.total, an export file's count): a line rewritten in
+// place on a terminal, a line every few seconds otherwise.
 type progress struct {
 	w            io.Writer
 	tty          bool
 	typ          string
 	seen, added  int
+	want         int // the type's total, when the server said; else 0
 	total        int
 	began, shown time.Time
 }
@@ -137,10 +198,38 @@ type progress struct {
 func newProgress(w io.Writer, tty bool) *progress { return &progress{w: w, tty: tty} }
 
 func (p *progress) start(typ string) {
-	p.typ, p.seen, p.added, p.began, p.shown = typ, 0, 0, time.Now(), time.Time{}
+	p.typ, p.seen, p.added, p.want, p.began, p.shown = typ, 0, 0, 0, time.Now(), time.Time{}
 }
 
-func (p *progress) page(_ string, seen, added int) {
+// expect adds to the type's known total.
+func (p *progress) expect(typ string, n int) {
+	if typ != p.typ {
+		p.switchTo(typ)
+	}
+	p.want += n
+}
+
+// switchTo ends the current type's line and starts typ's (an export's
+// files arrive type after type).
+func (p *progress) switchTo(typ string) {
+	if p.typ != "" {
+		p.done(p.typ, p.added, p.seen)
+	}
+	p.start(typ)
+}
+
+// finish ends the last type of an export.
+func (p *progress) finish() {
+	if p.typ != "" {
+		p.done(p.typ, p.added, p.seen)
+		p.typ = ""
+	}
+}
+
+func (p *progress) page(typ string, seen, added int) {
+	if typ != p.typ {
+		p.switchTo(typ)
+	}
 	p.seen += seen
 	p.added += added
 	p.total += added
@@ -149,9 +238,17 @@ func (p *progress) page(_ string, seen, added int) {
 	}
 	p.shown = time.Now()
 	rate := float64(p.seen) / max(time.Since(p.began).Seconds(), 0.001)
-	if p.tty {
+	switch {
+	case p.tty && p.want > 0:
+		const width = 30
+		frac := min(float64(p.seen)/float64(p.want), 1)
+		bar := strings.Repeat("#", int(frac*width)) + strings.Repeat(".", width-int(frac*width))
+		fmt.Fprintf(p.w, "\r%-20s [%s] %3.0f%% %8d/%d read %8d new %8.0f/s", p.typ, bar, frac*100, p.seen, p.want, p.added, rate)
+	case p.tty:
 		fmt.Fprintf(p.w, "\r%-20s %8d read %8d new %8.0f/s", p.typ, p.seen, p.added, rate)
-	} else {
+	case p.want > 0:
+		fmt.Fprintf(p.w, "%s: %d of %d read (%.0f%%), %d new, %.0f/s\n", p.typ, p.seen, p.want, 100*min(float64(p.seen)/float64(p.want), 1), p.added, rate)
+	default:
 		fmt.Fprintf(p.w, "%s: %d read, %d new, %.0f/s\n", p.typ, p.seen, p.added, rate)
 	}
 }

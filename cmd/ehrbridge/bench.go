@@ -121,7 +121,7 @@ func benchFHIR(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench fhir", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ehrbridge bench fhir [--mappings DIR] [--patients 1000] [--encounters 1] [--page-size 100] [--latency 5ms]")
+		fmt.Fprintln(stderr, "usage: ehrbridge bench fhir [--mappings DIR] [--patients 1000] [--encounters 1] [--page-size 100] [--latency 5ms] [--bulk]")
 		fmt.Fprintln(stderr, "Measures a FHIR backfill: resources/s from a paging FHIR server (in memory) into the log and on into the")
 		fmt.Fprintln(stderr, "CRM sandbox, and CRM requests per resource.")
 		fs.PrintDefaults()
@@ -131,6 +131,7 @@ func benchFHIR(args []string, stdout, stderr io.Writer) int {
 	encounters := fs.Int("encounters", 1, "encounters per patient")
 	pageSize := fs.Int("page-size", 100, "FHIR search _count")
 	latency := fs.Duration("latency", 5*time.Millisecond, "latency of each FHIR page")
+	bulk := fs.Bool("bulk", false, "read through Bulk Data $export instead of paged search")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		if err == nil {
 			fs.Usage()
@@ -139,7 +140,7 @@ func benchFHIR(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if _, err := bench.FHIR(ctx, bench.FHIROptions{Mappings: *maps, Patients: *patients, Encounters: *encounters, PageSize: *pageSize, Latency: *latency}, stdout); err != nil {
+	if _, err := bench.FHIR(ctx, bench.FHIROptions{Mappings: *maps, Patients: *patients, Encounters: *encounters, PageSize: *pageSize, Latency: *latency, Bulk: *bulk}, stdout); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge bench fhir: %v\n", err)
 		return exitFailure
 	}

@@ -60,39 +60,15 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, headers 
 			return 0, nil, err
 		}
 		rd = bytes.NewReader(b)
-	}
-	target := strings.TrimSuffix(c.Base, "/") + path
-	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
-		if !SameOrigin(c.Base, path) {
-			return 0, nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_FOREIGN_URL"}
+		h := map[string]string{"Content-Type": "application/fhir+json"}
+		for k, v := range headers {
+			h[k] = v
 		}
-		target = path
+		headers = h
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	resp, err := c.send(ctx, method, path, rd, headers, true, false)
 	if err != nil {
-		return 0, nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BAD_URL"}
-	}
-	req.Header.Set("Accept", "application/fhir+json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/fhir+json")
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	if c.Auth != nil {
-		tok, err := c.Auth.Token(ctx)
-		if err != nil {
-			return 0, nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	client := c.HTTP
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -101,6 +77,59 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, headers 
 	}
 	return resp.StatusCode, b, nil
 }
+
+// Open sends a GET like Do and returns the response with its body unread
+// (the caller closes it), for downloads too large to hold. With auth
+// false no token is sent, and the URL may be on another origin (a Bulk
+// Data file in object storage); with auth true it must be on Base's.
+func (c *Client) Open(ctx context.Context, path string, headers map[string]string, auth bool) (*http.Response, error) {
+	return c.send(ctx, http.MethodGet, path, nil, headers, auth, true)
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader, headers map[string]string, auth, stream bool) (*http.Response, error) {
+	target := strings.TrimSuffix(c.Base, "/") + path
+	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
+		if auth && !SameOrigin(c.Base, path) {
+			return nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_FOREIGN_URL"}
+		}
+		target = path
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BAD_URL"}
+	}
+	req.Header.Set("Accept", "application/fhir+json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	if auth && c.Auth != nil {
+		tok, err := c.Auth.Token(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	client := c.HTTP
+	switch {
+	case client != nil:
+	case stream:
+		// A download: no deadline on the whole body (it may take long);
+		// the caller's context ends it.
+		client = streamClient
+	default:
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
+	}
+	return resp, nil
+}
+
+// streamClient downloads: a deadline for the answer's headers, none for
+// its body.
+var streamClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment,
+	ResponseHeaderTimeout: time.Minute, TLSHandshakeTimeout: 15 * time.Second}}
 
 // SameOrigin reports whether u is on base's scheme, host and port: a
 // server's paging link must not send the token elsewhere.

@@ -29,7 +29,9 @@ type FHIROptions struct {
 	PageSize int
 	// Latency of each FHIR page; 5ms.
 	Latency time.Duration
-	Dir     string
+	// Bulk reads through Bulk Data $export instead of paged search.
+	Bulk bool
+	Dir  string
 }
 
 // FHIRReport holds the figures.
@@ -71,6 +73,7 @@ func FHIR(ctx context.Context, opts FHIROptions, w io.Writer) (FHIRReport, error
 
 	fake := fhirtest.New()
 	fake.Latency = opts.Latency
+	fake.Bulk = opts.Bulk
 	t0 := time.Now().Add(-24 * time.Hour)
 	for i := range opts.Patients {
 		id := fmt.Sprintf("p%06d", i)
@@ -114,9 +117,19 @@ func FHIR(ctx context.Context, opts FHIROptions, w io.Writer) (FHIRReport, error
 	defer func() { stop(); <-stopped }()
 
 	start := time.Now()
-	st, err := src.Poll(ctx)
-	if err != nil {
-		return FHIRReport{}, err
+	var pages int
+	if opts.Bulk {
+		bst, err := src.Bulk(ctx, src.Cfg.Types, time.Time{}, nil)
+		if err != nil {
+			return FHIRReport{}, err
+		}
+		pages = bst.Files
+	} else {
+		st, err := src.Poll(ctx)
+		if err != nil {
+			return FHIRReport{}, err
+		}
+		pages = st.Pages
 	}
 	read := time.Since(start)
 	want := int64(opts.Patients * (1 + opts.Encounters))
@@ -133,11 +146,15 @@ func FHIR(ctx context.Context, opts FHIROptions, w io.Writer) (FHIRReport, error
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	rep := FHIRReport{Resources: int(want), Read: read, Total: time.Since(start), FHIRPages: st.Pages, CRMRequests: sb.Stats().RequestsTotal}
+	rep := FHIRReport{Resources: int(want), Read: read, Total: time.Since(start), FHIRPages: pages, CRMRequests: sb.Stats().RequestsTotal}
 	perRes := float64(rep.CRMRequests) / float64(rep.Resources)
-	fmt.Fprintf(w, "ehrbridge FHIR backfill benchmark: %d patients and %d encounters from a paging FHIR server (%d per page, %v a page) into the CRM sandbox (Salesforce side, %s)\n\n",
-		opts.Patients, opts.Patients*opts.Encounters, opts.PageSize, opts.Latency, filepath.Base(opts.Mappings))
-	fmt.Fprintf(w, "read into the log:   %6d resources in %v: %.0f resources/s (%d pages)\n", rep.Resources, rep.Read.Round(time.Millisecond), float64(rep.Resources)/rep.Read.Seconds(), rep.FHIRPages)
+	how, unit := fmt.Sprintf("a paging FHIR server (%d per page, %v a page)", opts.PageSize, opts.Latency), "pages"
+	if opts.Bulk {
+		how, unit = "a FHIR server's Bulk Data $export (NDJSON files)", "files"
+	}
+	fmt.Fprintf(w, "ehrbridge FHIR backfill benchmark: %d patients and %d encounters from %s into the CRM sandbox (Salesforce side, %s)\n\n",
+		opts.Patients, opts.Patients*opts.Encounters, how, filepath.Base(opts.Mappings))
+	fmt.Fprintf(w, "read into the log:   %6d resources in %v: %.0f resources/s (%d %s)\n", rep.Resources, rep.Read.Round(time.Millisecond), float64(rep.Resources)/rep.Read.Seconds(), rep.FHIRPages, unit)
 	fmt.Fprintf(w, "done in the CRM:     %6d resources in %v: %.0f resources/s\n", rep.Resources, rep.Total.Round(time.Millisecond), float64(rep.Resources)/rep.Total.Seconds())
 	fmt.Fprintf(w, "CRM requests:        %6d, %.4f per resource (one request per resource would be 1.0)\n", rep.CRMRequests, perRes)
 	return rep, nil

@@ -58,8 +58,11 @@ type Source struct {
 	Mappings func() *mappings.Set
 	// Appended is called after new versions were stored.
 	Appended func()
-	// Progress, when set, is told each page's counts (for backfill).
+	// Progress, when set, is told each page's counts (for backfill);
+	// Total, the number of resources the server says a type has (a
+	// search's Bundle.total, an export file's count).
 	Progress func(typ string, seen, added int)
+	Total    func(typ string, n int)
 	Logger   *slog.Logger
 
 	// patients caches the keys of the patients references name.
@@ -148,6 +151,9 @@ func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Sta
 			return st, err
 		}
 		st.Pages++
+		if st.Pages == 1 && page.Total != nil && s.Total != nil {
+			s.Total(typ, *page.Total)
+		}
 		newest := wm
 		var heads []resourceHead
 		var raws []json.RawMessage
@@ -200,6 +206,7 @@ func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Sta
 // bundle is a searchset or history page.
 type bundle struct {
 	ResourceType string `json:"resourceType"`
+	Total        *int   `json:"total"`
 	Link         []struct {
 		Relation string `json:"relation"`
 		URL      string `json:"url"`

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,14 @@ type Server struct {
 	SMARTKey *rsa.PublicKey
 	// TokenLifetime is the issued tokens' expires_in; default 300s.
 	TokenLifetime time.Duration
+	// Bulk offers the Bulk Data system-level $export (in the
+	// CapabilityStatement at {base}/metadata): the kick-off snapshots the
+	// resources, the status URL answers 202 BulkPolls times, then the
+	// manifest; files are NDJSON, one per type.
+	Bulk      bool
+	BulkPolls int
+	// BulkLineDelay slows the file downloads, per line (crash tests).
+	BulkLineDelay time.Duration
 
 	mu       sync.Mutex
 	current  map[string]map[string]any // Type/id → latest version
@@ -45,6 +54,15 @@ type Server struct {
 	tokens   map[string]time.Time // issued token → expiry
 	grants   int
 	deleted  map[string]deletion // Type/id → its delete
+	exports  []*export
+}
+
+// export is a $export job: a snapshot taken at kick-off.
+type export struct {
+	at    time.Time
+	files map[string][][]byte // type → NDJSON lines
+	polls int
+	gone  bool
 }
 
 // deletion is a delete in the history.
@@ -127,6 +145,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	w.Header().Set("Content-Type", "application/fhir+json")
+	if s.bulk(w, r, parts) {
+		return
+	}
 	if len(parts) >= 2 && s.current[parts[len(parts)-2]+"/"+parts[len(parts)-1]] != nil {
 		_ = json.NewEncoder(w).Encode(s.current[parts[len(parts)-2]+"/"+parts[len(parts)-1]])
 		return
@@ -185,6 +206,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b["link"] = []map[string]string{{"relation": "next", "url": "http://" + r.Host + r.URL.Path + "?" + q.Encode()}}
 	}
 	_ = json.NewEncoder(w).Encode(b)
+}
+
+// Exports counts the $export kick-offs.
+func (s *Server) Exports() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.exports)
 }
 
 // Grants counts the access tokens issued.
@@ -289,4 +317,107 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, typ string) {
 		}
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "Bundle", "type": "history", "entry": entries})
+}
+
+// bulk serves the Bulk Data endpoints; false when r is not one of them.
+// It is called with s.mu held; a file download releases it while it
+// writes.
+func (s *Server) bulk(w http.ResponseWriter, r *http.Request, parts []string) bool {
+	last := parts[len(parts)-1]
+	base := "http://" + r.Host + "/" + strings.Join(parts[:len(parts)-1], "/")
+	switch {
+	case last == "metadata":
+		cs := map[string]any{"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
+			"format": []string{"json"}, "rest": []any{map[string]any{"mode": "server"}}}
+		if s.Bulk {
+			cs["rest"] = []any{map[string]any{"mode": "server", "operation": []any{map[string]any{"name": "export",
+				"definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}}}}
+		}
+		_ = json.NewEncoder(w).Encode(cs)
+		return true
+	case !s.Bulk:
+		return false
+	case last == "$export":
+		if r.Header.Get("Prefer") != "respond-async" {
+			w.WriteHeader(http.StatusBadRequest)
+			return true
+		}
+		var since time.Time
+		if v := r.URL.Query().Get("_since"); v != "" {
+			since, _ = time.Parse(time.RFC3339Nano, v)
+		}
+		types := strings.Split(r.URL.Query().Get("_type"), ",")
+		job := &export{at: time.Now().UTC(), files: map[string][][]byte{}}
+		var refs []string
+		for ref := range s.current {
+			refs = append(refs, ref)
+		}
+		sort.Strings(refs)
+		for _, ref := range refs {
+			res := s.current[ref]
+			typ := res["resourceType"].(string)
+			if slices.Contains(types, typ) && (since.IsZero() || lastUpdated(res).After(since)) {
+				b, _ := json.Marshal(res)
+				job.files[typ] = append(job.files[typ], b)
+			}
+		}
+		s.exports = append(s.exports, job)
+		w.Header().Set("Content-Location", fmt.Sprintf("%s/bulkstatus/%d", strings.TrimSuffix(base, "/"), len(s.exports)))
+		w.WriteHeader(http.StatusAccepted)
+		return true
+	case len(parts) >= 2 && parts[len(parts)-2] == "bulkstatus":
+		n, _ := strconv.Atoi(last)
+		if n < 1 || n > len(s.exports) || s.exports[n-1].gone {
+			w.WriteHeader(http.StatusNotFound)
+			return true
+		}
+		job := s.exports[n-1]
+		if r.Method == http.MethodDelete {
+			job.gone = true
+			w.WriteHeader(http.StatusAccepted)
+			return true
+		}
+		if job.polls < max(s.BulkPolls, 1) {
+			job.polls++
+			w.Header().Set("X-Progress", fmt.Sprintf("%d%% done", 50*job.polls/max(s.BulkPolls, 1)))
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusAccepted)
+			return true
+		}
+		root := strings.TrimSuffix(base, "/bulkstatus")
+		var out []map[string]any
+		var types []string
+		for typ := range job.files {
+			types = append(types, typ)
+		}
+		sort.Strings(types)
+		for _, typ := range types {
+			out = append(out, map[string]any{"type": typ, "url": fmt.Sprintf("%s/bulkfile/%d/%s.ndjson", root, n, typ), "count": len(job.files[typ])})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"transactionTime": job.at.Format(time.RFC3339Nano), "request": r.URL.String(),
+			"requiresAccessToken": true, "output": out, "error": []any{}})
+		return true
+	case len(parts) >= 3 && parts[len(parts)-3] == "bulkfile":
+		n, _ := strconv.Atoi(parts[len(parts)-2])
+		if n < 1 || n > len(s.exports) || s.exports[n-1].gone {
+			w.WriteHeader(http.StatusNotFound)
+			return true
+		}
+		lines := s.exports[n-1].files[strings.TrimSuffix(last, ".ndjson")]
+		delay := s.BulkLineDelay
+		w.Header().Set("Content-Type", "application/fhir+ndjson")
+		s.mu.Unlock()
+		defer s.mu.Lock()
+		for _, l := range lines {
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			if _, err := w.Write(append(l, '\n')); err != nil {
+				return true
+			}
+		}
+		return true
+	}
+	return false
 }

@@ -1,0 +1,79 @@
+package fhirhttp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/ehrbridge/ehrbridge/connectors"
+)
+
+// TestTokenStaysOnOrigin: the bearer token goes to the server's own
+// origin only; a URL elsewhere is refused when it would carry the token
+// and read without it otherwise (a Bulk Data file in object storage).
+func TestTokenStaysOnOrigin(t *testing.T) {
+	seen := map[string]string{}
+	handler := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			seen[name] = r.Header.Get("Authorization")
+			io.WriteString(w, `{"resourceType":"Patient","id":"1"}`)
+		}
+	}
+	fhir := httptest.NewServer(handler("fhir"))
+	defer fhir.Close()
+	store := httptest.NewServer(handler("store"))
+	defer store.Close()
+
+	c := &Client{Base: fhir.URL + "/R4", Auth: StaticToken("tok")}
+	ctx := context.Background()
+
+	status, _, err := c.Do(ctx, http.MethodGet, "/Patient/1", nil, nil)
+	if err != nil || status != 200 || seen["fhir"] != "Bearer tok" {
+		t.Fatalf("own server: status %d err %v auth %q", status, err, seen["fhir"])
+	}
+	_, _, err = c.Do(ctx, http.MethodGet, store.URL+"/Patient/1", nil, nil)
+	var ce *connectors.Error
+	if !errors.As(err, &ce) || ce.Code != "FHIR_FOREIGN_URL" {
+		t.Fatalf("a foreign URL with the token: err %v, want FHIR_FOREIGN_URL", err)
+	}
+	if _, ok := seen["store"]; ok {
+		t.Fatal("the foreign server was called")
+	}
+	resp, err := c.Open(ctx, store.URL+"/file.ndjson", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if a, ok := seen["store"]; !ok || a != "" {
+		t.Fatalf("foreign file read without the token: called %v, Authorization %q", ok, a)
+	}
+	resp, err = c.Open(ctx, fhir.URL+"/R4/file.ndjson", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if seen["fhir"] != "Bearer tok" {
+		t.Fatalf("own file: Authorization %q", seen["fhir"])
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	for _, c := range []struct {
+		base, u string
+		want    bool
+	}{
+		{"https://ehr.example/fhir/R4", "https://ehr.example/fhir/R4?page=2", true},
+		{"https://ehr.example/fhir/R4", "https://EHR.example/other", true},
+		{"https://ehr.example/fhir/R4", "http://ehr.example/fhir/R4", false},
+		{"https://ehr.example/fhir/R4", "https://ehr.example:8443/fhir/R4", false},
+		{"https://ehr.example/fhir/R4", "https://evil.example/fhir/R4", false},
+		{"https://ehr.example/fhir/R4", "https://ehr.example.evil.example/", false},
+	} {
+		if got := SameOrigin(c.base, c.u); got != c.want {
+			t.Errorf("SameOrigin(%q, %q) = %v, want %v", c.base, c.u, got, c.want)
+		}
+	}
+}

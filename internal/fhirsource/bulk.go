@@ -1,0 +1,333 @@
+package fhirsource
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+)
+
+// Bulk Data: a backfill through the FHIR Bulk Data Access system-level
+// $export, when the server offers it (CapabilityStatement), instead of
+// paged search. The export is kicked off once; its status URL, its
+// transactionTime and the files already loaded are kept in the log, so a
+// backfill stopped at any moment (even by SIGKILL) resumes the same export
+// and skips the files it finished (a file cut short is read again; the
+// versions already stored are recognised). Once every file is stored, each
+// type's search watermark becomes the export's transactionTime, so that
+// tailing goes on from the moment the export described: no gap, and the
+// overlap is deduplicated.
+
+// bulkState is a backfill's export under way, as stored in the log.
+type bulkState struct {
+	StatusURL       string   `json:"status_url"`
+	Types           []string `json:"types"`
+	TransactionTime string   `json:"transaction_time,omitempty"`
+	FilesDone       []string `json:"files_done,omitempty"`
+}
+
+// BulkStats counts a bulk backfill.
+type BulkStats struct {
+	Files, Resources, Added, Errors int
+	TransactionTime                 time.Time
+}
+
+func (s *Source) bulkKey() string { return "fhir|" + s.Cfg.Name + "|bulk" }
+
+// BulkAvailable reports whether the server's CapabilityStatement offers
+// the system-level $export operation.
+func (s *Source) BulkAvailable(ctx context.Context) (bool, error) {
+	status, body, err := s.Client.Do(ctx, http.MethodGet, "/metadata", nil, nil)
+	if err != nil {
+		return false, err
+	}
+	if status != http.StatusOK {
+		return false, nil
+	}
+	var cs struct {
+		Rest []struct {
+			Operation []struct {
+				Name       string `json:"name"`
+				Definition string `json:"definition"`
+			} `json:"operation"`
+		} `json:"rest"`
+	}
+	if json.Unmarshal(body, &cs) != nil {
+		return false, nil
+	}
+	for _, r := range cs.Rest {
+		for _, op := range r.Operation {
+			if op.Name == "export" || strings.Contains(op.Definition, "bulkdata/OperationDefinition/export") {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// BulkPending reports whether an export started by an earlier backfill is
+// still to be finished.
+func (s *Source) BulkPending() (bool, error) {
+	_, ok, err := s.Log.SourceState(s.bulkKey())
+	return ok, err
+}
+
+// Bulk loads the types through $export (since, if not zero, is _since).
+// status, when set, is told the export's progress while the server works.
+func (s *Source) Bulk(ctx context.Context, types []string, since time.Time, status func(string)) (BulkStats, error) {
+	var st BulkStats
+	state, err := s.loadBulk()
+	if err != nil {
+		return st, err
+	}
+	if state == nil {
+		if state, err = s.kickOff(ctx, types, since); err != nil {
+			return st, err
+		}
+	}
+	manifest, err := s.awaitExport(ctx, state, status)
+	if err != nil {
+		return st, err
+	}
+	tt, err := time.Parse(time.RFC3339Nano, manifest.TransactionTime)
+	if err != nil {
+		return st, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BULK_MANIFEST", Message: "the export manifest has no transactionTime"}
+	}
+	st.TransactionTime = tt
+	st.Errors = len(manifest.Error)
+	// Patients first (the configured order), then anything else.
+	outputs := slices.Clone(manifest.Output)
+	order := func(t string) int {
+		if i := slices.Index(state.Types, t); i >= 0 {
+			return i
+		}
+		return len(state.Types)
+	}
+	slices.SortStableFunc(outputs, func(a, b bulkOutput) int { return order(a.Type) - order(b.Type) })
+	for _, out := range outputs {
+		if slices.Contains(state.FilesDone, out.URL) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if s.Total != nil && out.Count > 0 {
+			s.Total(out.Type, out.Count)
+		}
+		read, added, err := s.loadFile(ctx, out, manifest.RequiresAccessToken)
+		st.Resources += read
+		st.Added += added
+		if err != nil {
+			return st, err
+		}
+		st.Files++
+		state.FilesDone = append(state.FilesDone, out.URL)
+		if err := s.saveBulk(state); err != nil {
+			return st, err
+		}
+	}
+	// Every file is stored: tailing starts at the export's moment.
+	for _, typ := range state.Types {
+		if wm, err := s.Watermark(typ); err != nil {
+			return st, err
+		} else if tt.After(wm) {
+			if err := s.Log.SetSourceState(s.watermarkKey(typ), []byte(tt.UTC().Format(time.RFC3339Nano))); err != nil {
+				return st, err
+			}
+		}
+	}
+	// The server may drop the files now; a failure here changes nothing.
+	_, _, _ = s.Client.Do(ctx, http.MethodDelete, state.StatusURL, nil, nil)
+	return st, s.clearBulk()
+}
+
+func (s *Source) loadBulk() (*bulkState, error) {
+	b, ok, err := s.Log.SourceState(s.bulkKey())
+	if err != nil || !ok {
+		return nil, err
+	}
+	var st bulkState
+	if err := json.Unmarshal(b, &st); err != nil || st.StatusURL == "" {
+		return nil, errors.New("the stored bulk export state is unreadable")
+	}
+	return &st, nil
+}
+
+func (s *Source) saveBulk(st *bulkState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.Log.SetSourceState(s.bulkKey(), b)
+}
+
+func (s *Source) clearBulk() error {
+	return s.Log.DeleteSourceState(s.bulkKey())
+}
+
+// kickOff starts the export and stores its status URL before anything
+// else, so that a crash after it resumes this export.
+func (s *Source) kickOff(ctx context.Context, types []string, since time.Time) (*bulkState, error) {
+	q := url.Values{"_type": {strings.Join(types, ",")}}
+	if !since.IsZero() {
+		q.Set("_since", since.UTC().Format(time.RFC3339Nano))
+	}
+	resp, err := s.Client.Open(ctx, "/$export?"+q.Encode(), map[string]string{"Prefer": "respond-async"}, true)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	loc := resp.Header.Get("Content-Location")
+	if resp.StatusCode != http.StatusAccepted || loc == "" {
+		body := make([]byte, 4096)
+		n, _ := resp.Body.Read(body)
+		return nil, &connectors.Error{Kind: kindOf(resp.StatusCode), Code: fmt.Sprintf("FHIR_BULK_KICKOFF_%d", resp.StatusCode),
+			Status: resp.StatusCode, Message: fhirhttp.Outcome(resp.StatusCode, body[:n])}
+	}
+	st := &bulkState{StatusURL: loc, Types: types}
+	return st, s.saveBulk(st)
+}
+
+type bulkOutput struct {
+	Type  string `json:"type"`
+	URL   string `json:"url"`
+	Count int    `json:"count"`
+}
+
+type bulkManifest struct {
+	TransactionTime     string       `json:"transactionTime"`
+	RequiresAccessToken bool         `json:"requiresAccessToken"`
+	Output              []bulkOutput `json:"output"`
+	Error               []bulkOutput `json:"error"`
+}
+
+// awaitExport polls the status URL until the manifest is ready.
+func (s *Source) awaitExport(ctx context.Context, st *bulkState, status func(string)) (*bulkManifest, error) {
+	for {
+		resp, err := s.Client.Open(ctx, st.StatusURL, nil, true)
+		if err != nil {
+			return nil, err
+		}
+		body, rerr := readLimited(resp, 64<<20)
+		switch {
+		case rerr != nil:
+			return nil, rerr
+		case resp.StatusCode == http.StatusOK:
+			var m bulkManifest
+			if err := json.Unmarshal(body, &m); err != nil {
+				return nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BULK_MANIFEST", Message: "the export manifest is not JSON"}
+			}
+			return &m, nil
+		case resp.StatusCode == http.StatusAccepted:
+			if status != nil {
+				status(strings.TrimSpace(resp.Header.Get("X-Progress")))
+			}
+			wait := time.Second
+			if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 {
+				wait = min(max(time.Duration(n)*time.Second, 100*time.Millisecond), time.Minute)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+			// The server dropped the export (expired): start afresh next time.
+			_ = s.clearBulk()
+			return nil, &connectors.Error{Kind: connectors.Transient, Code: "FHIR_BULK_EXPIRED", Status: resp.StatusCode,
+				Message: "the server no longer has the export; run the backfill again to start a new one"}
+		default:
+			return nil, &connectors.Error{Kind: kindOf(resp.StatusCode), Code: fmt.Sprintf("FHIR_BULK_STATUS_%d", resp.StatusCode),
+				Status: resp.StatusCode, Message: fhirhttp.Outcome(resp.StatusCode, body)}
+		}
+	}
+}
+
+// bulkBatch is how many lines of a file are appended together.
+const bulkBatch = 500
+
+// loadFile stores one NDJSON file's resources, a batch at a time.
+func (s *Source) loadFile(ctx context.Context, out bulkOutput, token bool) (read, added int, err error) {
+	resp, err := s.Client.Open(ctx, out.URL, map[string]string{"Accept": "application/fhir+ndjson"}, token)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, &connectors.Error{Kind: kindOf(resp.StatusCode), Code: fmt.Sprintf("FHIR_BULK_FILE_%d", resp.StatusCode), Status: resp.StatusCode}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	var heads []resourceHead
+	var raws []json.RawMessage
+	flush := func() error {
+		n, err := s.appendPage(ctx, heads, raws)
+		added += n
+		if s.Progress != nil {
+			s.Progress(out.Type, len(heads), n)
+		}
+		heads, raws = heads[:0], raws[:0]
+		return err
+	}
+	skipped := 0
+	defer func() {
+		if skipped > 0 && s.Logger != nil {
+			// A count only: the line itself may hold patient data.
+			s.Logger.Warn("bulk export file had lines that are not FHIR resources; skipped", "type", out.Type, "lines", skipped)
+		}
+	}()
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var head resourceHead
+		if json.Unmarshal(line, &head) != nil || head.ResourceType == "" || head.ID == "" {
+			skipped++ // not a resource: an export never holds one; skip it rather than fail the whole file
+			continue
+		}
+		read++
+		heads, raws = append(heads, head), append(raws, json.RawMessage(bytes.Clone(line)))
+		if len(heads) >= bulkBatch {
+			if err := flush(); err != nil {
+				return read, added, err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return read, added, &connectors.Error{Kind: connectors.Transient, Code: "FHIR_BULK_FILE_CUT"}
+	}
+	if len(heads) > 0 {
+		if err := flush(); err != nil {
+			return read, added, err
+		}
+	}
+	return read, added, nil
+}
+
+func readLimited(resp *http.Response, n int64) ([]byte, error) {
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(http.MaxBytesReader(nil, resp.Body, n)); err != nil {
+		return nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
+	}
+	return buf.Bytes(), nil
+}
+
+func kindOf(status int) connectors.Kind {
+	if fhirhttp.Transient(status) {
+		return connectors.Transient
+	}
+	return connectors.Permanent
+}
