@@ -413,7 +413,9 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, parts []string) bo
 			if delay > 0 {
 				time.Sleep(delay)
 			}
-			if _, err := w.Write(append(l, '\n')); err != nil {
+			// Not append(l, '\n'): that writes into l's spare capacity,
+			// shared by concurrent downloads of the same file.
+			if _, err := fmt.Fprintf(w, "%s\n", l); err != nil {
 				return true
 			}
 		}
