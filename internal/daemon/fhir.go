@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -24,6 +25,7 @@ import (
 type fhirSources struct {
 	cron      *cron.Cron
 	cancel    context.CancelFunc
+	startup   sync.WaitGroup // the polls at start
 	endpoints []*notifyEndpoint
 	log       *slog.Logger
 }
@@ -63,7 +65,6 @@ func NewFHIRSource(sc config.FHIRSource, cp *checkpoint.Log, maps func() *mappin
 		Client: client, Log: cp, Mappings: maps, Logger: log.With("component", "fhir", "source", sc.Name)}, nil
 }
 
-// startFHIR schedules a poll of each FHIR source; nil when there is none.
 // newFHIRSources builds every configured FHIR source, by name.
 func newFHIRSources(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (map[string]*fhirsource.Source, error) {
 	out := map[string]*fhirsource.Source{}
@@ -88,12 +89,16 @@ func patientResolvers(srcs map[string]*fhirsource.Source) func(string) mappings.
 	}
 }
 
+// startFHIR polls each FHIR source at once (catching up on what changed
+// while the daemon was down) and then on its schedule, and opens the
+// subscription endpoints; nil when there is no FHIR source.
 func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify func(), errc chan<- error, log *slog.Logger) (*fhirSources, error) {
 	if len(cfg.Sources.FHIR) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fhirSources{cron: cron.New(cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger))), cancel: cancel, log: log}
+	f := &fhirSources{cron: cron.New(), cancel: cancel, log: log}
+	var polls []cron.Job
 	fail := func(err error) (*fhirSources, error) {
 		cancel()
 		for _, ep := range f.endpoints {
@@ -112,7 +117,9 @@ func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify fu
 			f.endpoints = append(f.endpoints, ep)
 		}
 		srcLog := src.Logger
-		if _, err := f.cron.AddFunc(sc.Schedule, func() {
+		// One chain per source: a scheduled poll is skipped while the
+		// previous one (or the one at start) still runs.
+		poll := cron.NewChain(cron.SkipIfStillRunning(cron.DiscardLogger)).Then(cron.FuncJob(func() {
 			st, err := src.Poll(ctx)
 			switch {
 			case err != nil && ctx.Err() == nil:
@@ -120,9 +127,11 @@ func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify fu
 			case st.Added > 0:
 				srcLog.Info("FHIR resources received", "added", st.Added, "pages", st.Pages)
 			}
-		}); err != nil {
+		}))
+		if _, err := f.cron.AddJob(sc.Schedule, poll); err != nil {
 			return fail(fmt.Errorf("sources.fhir %s schedule: %w", sc.Name, err))
 		}
+		polls = append(polls, poll)
 		log.Info("fhir source polling", "source", sc.Name, "schedule", sc.Schedule, "types", len(sc.Types))
 	}
 	for _, ep := range f.endpoints {
@@ -141,6 +150,13 @@ func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify fu
 			"tls", ep.server.TLSConfig != nil)
 	}
 	f.cron.Start()
+	for _, poll := range polls {
+		f.startup.Add(1)
+		go func() {
+			defer f.startup.Done()
+			poll.Run()
+		}()
+	}
 	return f, nil
 }
 
@@ -192,6 +208,7 @@ func (f *fhirSources) stop() {
 	}
 	f.cancel()
 	<-f.cron.Stop().Done()
+	f.startup.Wait()
 }
 
 // NotifyAddrs returns the bound address of each subscription endpoint, by
