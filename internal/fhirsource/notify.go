@@ -115,12 +115,15 @@ func (s *Source) notificationResources(ctx context.Context, body []byte) ([]reso
 	var deletes []entry
 	add := func(raw json.RawMessage) bool {
 		var head resourceHead
-		if json.Unmarshal(raw, &head) != nil || head.ResourceType == "" || head.ID == "" {
+		if json.Unmarshal(raw, &head) != nil || head.ResourceType == "" {
 			return false
 		}
 		switch head.ResourceType {
 		case "SubscriptionStatus", "Parameters", "Subscription", "OperationOutcome":
-			return true // the notification's own status, not data
+			return true // the notification's own status, not data: it needs no id
+		}
+		if head.ID == "" {
+			return false
 		}
 		heads, raws = append(heads, head), append(raws, raw)
 		return true

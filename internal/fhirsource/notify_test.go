@@ -59,7 +59,7 @@ func TestNotifications(t *testing.T) {
 		t.Errorf("the same version again: %d, %d records", got, records())
 	}
 	bundle := `{"resourceType":"Bundle","type":"subscription-notification","entry":[
-	  {"fullUrl":"urn:uuid:1","resource":{"resourceType":"SubscriptionStatus","id":"s","type":"event-notification"}},
+	  {"fullUrl":"urn:uuid:1","resource":{"resourceType":"SubscriptionStatus","type":"event-notification"}},
 	  {"fullUrl":"` + fhirSrv.URL + `/fhir/Encounter/e1"},
 	  {"resource":{"resourceType":"Encounter","id":"e9","meta":{"versionId":"1"},"subject":{"reference":"Patient/p7"}}}]}`
 	if got := post("Bearer s3cret", bundle); got != http.StatusOK || records() != 3 {
@@ -71,6 +71,9 @@ func TestNotifications(t *testing.T) {
 	}
 	if got := post("Bearer s3cret", `{"resourceType":`); got != http.StatusBadRequest {
 		t.Errorf("malformed: %d", got)
+	}
+	if got := post("Bearer s3cret", `{"resourceType":"Patient","name":[{"family":"Noid"}]}`); got != http.StatusBadRequest {
+		t.Errorf("a resource without an id: %d", got)
 	}
 	if notified == 0 {
 		t.Error("the pipeline was never woken")
