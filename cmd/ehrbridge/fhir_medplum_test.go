@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -188,7 +189,71 @@ sources:
 	if a := objects(sandboxAddr, "Account"); len(a) != 3 {
 		t.Errorf("%d accounts, want 3 (each patient once)", len(a))
 	}
-	for _, name := range []string{"Readbyid", "Foundbysearch", "MP-777"} {
+
+	// A refused notification is counted and logged (reason and sender,
+	// never the body); /status and /metrics show the source's figures.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+notifyAddr+"/fhir/notify", strings.NewReader(`{"resourceType":"Patient","id":"x","name":[{"family":"Refusedname"}]}`))
+	req.Header.Set("Authorization", "Bearer not-the-secret")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a wrong secret: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	waitFor(t, 5*time.Second, "the refusal in the log", func() bool { return strings.Contains(logs.String(), "subscription notification refused") })
+	var status struct {
+		FHIR []struct {
+			Name                 string               `json:"name"`
+			Subscription         string               `json:"subscription"`
+			LastPollOK           *time.Time           `json:"last_poll_ok"`
+			LastError            string               `json:"last_error"`
+			Polls                int64                `json:"polls"`
+			Stored               int64                `json:"stored"`
+			Notifications        int64                `json:"notifications"`
+			NotificationsRefused int64                `json:"notifications_refused"`
+			Watermarks           map[string]time.Time `json:"watermarks"`
+		} `json:"fhir_sources"`
+	}
+	resp, err := http.Get("http://" + adminAddr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&status)
+	resp.Body.Close()
+	if err != nil || len(status.FHIR) != 1 {
+		t.Fatalf("/status fhir_sources: %v %+v", err, status)
+	}
+	fs := status.FHIR[0]
+	// Stored: the seed bundle's patient and encounters, then three more resources.
+	if fs.Name != "ehrfhir" || fs.Subscription != notifyAddr || fs.LastPollOK == nil || fs.LastError != "" || fs.Polls < 2 ||
+		fs.Stored != int64(wantEncounters)+4 || fs.Notifications != 2 || fs.NotificationsRefused != 1 ||
+		fs.Watermarks["Patient"].IsZero() || fs.Watermarks["Encounter"].IsZero() {
+		t.Errorf("/status fhir_sources[0] = %+v", fs)
+	}
+	resp, err = http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf(`ehrbridge_fhir_resources_total{source="ehrfhir",outcome="stored"} %d`, wantEncounters+4),
+		`ehrbridge_fhir_notifications_total{source="ehrfhir",result="refused"} 1`,
+		`ehrbridge_fhir_polls_total{source="ehrfhir",result="failed"} 0`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
+		}
+	}
+	resp, err = http.Get("http://" + adminAddr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "<h2>FHIR sources</h2>") || !strings.Contains(string(page), "<td>ehrfhir</td>") {
+		t.Errorf("the admin page does not show the FHIR source:\n%s", page)
+	}
+	for _, name := range []string{"Readbyid", "Foundbysearch", "MP-777", "Refusedname"} {
 		if strings.Contains(logs.String(), name) {
 			t.Errorf("the daemon's log holds patient data (%s):\n%s", name, logs)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -82,14 +83,74 @@ type sourceStatus struct {
 	Errored          int64  `json:"errored"`
 }
 
+// fhirStatus is one FHIR source in /status: counts and times, no
+// resource data.
+type fhirStatus struct {
+	Name                 string               `json:"name"`
+	BaseURL              string               `json:"base_url"`
+	Schedule             string               `json:"schedule"`
+	Subscription         string               `json:"subscription,omitempty"` // the endpoint's address
+	Deletes              string               `json:"deletes"`
+	LastPoll             *time.Time           `json:"last_poll,omitempty"`
+	LastPollOK           *time.Time           `json:"last_poll_ok,omitempty"`
+	LastError            string               `json:"last_error,omitempty"`
+	Polls                int64                `json:"polls"`
+	PollsFailed          int64                `json:"polls_failed"`
+	Stored               int64                `json:"stored"`
+	Repeats              int64                `json:"repeats"`
+	DeletesStored        int64                `json:"deletes_stored"`
+	Notifications        int64                `json:"notifications"`
+	NotificationsRefused int64                `json:"notifications_refused"`
+	NotificationsFailed  int64                `json:"notifications_failed"`
+	Watermarks           map[string]time.Time `json:"watermarks"`
+	BulkExportPending    bool                 `json:"bulk_export_pending,omitempty"`
+}
+
+func (a *admin) fhirStatus() []fhirStatus {
+	if a.d.fhir == nil {
+		return nil
+	}
+	addrs := a.d.NotifyAddrs()
+	var out []fhirStatus
+	for _, e := range a.d.fhir.sources {
+		c := &e.src.Counters
+		st := fhirStatus{Name: e.cfg.Name, BaseURL: e.cfg.BaseURL, Schedule: e.cfg.Schedule, Deletes: e.cfg.Deletes,
+			LastError: c.LastError(), Polls: c.Polls.Load(), PollsFailed: c.PollsFailed.Load(), Stored: c.Stored.Load(),
+			Repeats: c.Repeats.Load(), DeletesStored: c.Deletes.Load(), Notifications: c.Notifications.Load(),
+			NotificationsRefused: c.Refused.Load(), NotificationsFailed: c.NotificationsFailed.Load(),
+			Watermarks: map[string]time.Time{}}
+		if st.Deletes == "" {
+			st.Deletes = "ignore"
+		}
+		if addr, ok := addrs[e.cfg.Name]; ok {
+			st.Subscription = addr.String()
+		}
+		if t := c.LastPoll(); !t.IsZero() {
+			st.LastPoll = &t
+		}
+		if t := c.LastPollOK(); !t.IsZero() {
+			st.LastPollOK = &t
+		}
+		for _, typ := range e.cfg.Types {
+			if wm, err := e.src.Watermark(typ); err == nil && !wm.IsZero() {
+				st.Watermarks[typ] = wm
+			}
+		}
+		st.BulkExportPending, _ = e.src.BulkPending()
+		out = append(out, st)
+	}
+	return out
+}
+
 func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		Version    string              `json:"version"`
 		Sources    []sourceStatus      `json:"sources"`
+		FHIR       []fhirStatus        `json:"fhir_sources,omitempty"`
 		Checkpoint *logadmin.StatsView `json:"checkpoint,omitempty"`
 		Mappings   mappingStatus       `json:"mappings"`
 		Forwarding string              `json:"forwarding"`
-	}{Version: Version, Forwarding: a.forwarding()}
+	}{Version: Version, Forwarding: a.forwarding(), FHIR: a.fhirStatus()}
 	ms := a.d.maps
 	for _, m := range ms.Current().Mappings {
 		out.Mappings.Names = append(out.Mappings.Names, m.Name)
@@ -152,6 +213,9 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(w, "# HELP ehrbridge_messages_total HL7 messages received, by outcome.\n# TYPE ehrbridge_messages_total counter\n")
 	fmt.Fprintf(w, "ehrbridge_messages_total{outcome=\"acknowledged\"} %d\nehrbridge_messages_total{outcome=\"retransmit\"} %d\nehrbridge_messages_total{outcome=\"refused\"} %d\n", accepted, duplicates, rejected)
+	if f := a.d.fhir; f != nil && len(f.sources) > 0 {
+		writeFHIRMetrics(w, f.sources)
+	}
 	if c := a.d.crm; c != nil {
 		p := c.pipe
 		fmt.Fprintf(w, "# HELP ehrbridge_pipeline_records_total Records the pipeline settled, by outcome.\n# TYPE ehrbridge_pipeline_records_total counter\n")
@@ -177,4 +241,35 @@ type mappingStatus struct {
 	// LastProblem is why the last reload was refused: file:line:col
 	// messages about the mapping files.
 	LastProblem string `json:"last_problem,omitempty"`
+}
+
+// writeFHIRMetrics writes the FHIR sources' counters; the source label is
+// the configured name.
+func writeFHIRMetrics(w io.Writer, sources []fhirEntry) {
+	fmt.Fprintf(w, "# HELP ehrbridge_fhir_polls_total Polls of a FHIR source, by result.\n# TYPE ehrbridge_fhir_polls_total counter\n")
+	for _, e := range sources {
+		c := &e.src.Counters
+		fmt.Fprintf(w, "ehrbridge_fhir_polls_total{source=%q,result=\"ok\"} %d\nehrbridge_fhir_polls_total{source=%q,result=\"failed\"} %d\n",
+			e.cfg.Name, c.Polls.Load()-c.PollsFailed.Load(), e.cfg.Name, c.PollsFailed.Load())
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_fhir_resources_total FHIR resource versions read, by outcome: stored new, recognised as already stored, or deletes stored.\n# TYPE ehrbridge_fhir_resources_total counter\n")
+	for _, e := range sources {
+		c := &e.src.Counters
+		fmt.Fprintf(w, "ehrbridge_fhir_resources_total{source=%q,outcome=\"stored\"} %d\nehrbridge_fhir_resources_total{source=%q,outcome=\"repeat\"} %d\nehrbridge_fhir_resources_total{source=%q,outcome=\"delete\"} %d\n",
+			e.cfg.Name, c.Stored.Load(), e.cfg.Name, c.Repeats.Load(), e.cfg.Name, c.Deletes.Load())
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_fhir_notifications_total Subscription notifications, by answer: stored (2xx), refused (4xx), failed (5xx, sent again by the server).\n# TYPE ehrbridge_fhir_notifications_total counter\n")
+	for _, e := range sources {
+		c := &e.src.Counters
+		fmt.Fprintf(w, "ehrbridge_fhir_notifications_total{source=%q,result=\"stored\"} %d\nehrbridge_fhir_notifications_total{source=%q,result=\"refused\"} %d\nehrbridge_fhir_notifications_total{source=%q,result=\"failed\"} %d\n",
+			e.cfg.Name, c.Notifications.Load(), e.cfg.Name, c.Refused.Load(), e.cfg.Name, c.NotificationsFailed.Load())
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_fhir_last_poll_success_timestamp_seconds When a poll of the source last read everything it was due to (0: never).\n# TYPE ehrbridge_fhir_last_poll_success_timestamp_seconds gauge\n")
+	for _, e := range sources {
+		var ts int64
+		if t := e.src.Counters.LastPollOK(); !t.IsZero() {
+			ts = t.Unix()
+		}
+		fmt.Fprintf(w, "ehrbridge_fhir_last_poll_success_timestamp_seconds{source=%q} %d\n", e.cfg.Name, ts)
+	}
 }

@@ -121,6 +121,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}()
 		log.Info("mllp source listening", "source", s.cfg.Name, "listen", s.listener.Addr().String(), "tls", tlsMode(s.cfg))
 	}
+	if d.fhir, err = startFHIR(cfg, fhirSrcs, d.crm.notify, d.errc, log); err != nil {
+		return fail(err)
+	}
+	// The admin endpoint serves once everything it reports on is set.
 	if d.admin != nil {
 		go func() {
 			if err := d.admin.serve(); err != nil {
@@ -128,9 +132,6 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 			}
 		}()
 		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
-	}
-	if d.fhir, err = startFHIR(cfg, fhirSrcs, d.crm.notify, d.errc, log); err != nil {
-		return fail(err)
 	}
 	go d.sweepLoop(cfg.Checkpoint.SweepInterval.Std())
 	if cfg.Mappings.Watch {

@@ -26,8 +26,15 @@ type fhirSources struct {
 	cron      *cron.Cron
 	cancel    context.CancelFunc
 	startup   sync.WaitGroup // the polls at start
+	sources   []fhirEntry    // in configuration order, for /status and /metrics
 	endpoints []*notifyEndpoint
 	log       *slog.Logger
+}
+
+// fhirEntry is one running FHIR source.
+type fhirEntry struct {
+	cfg config.FHIRSource
+	src *fhirsource.Source
 }
 
 // notifyEndpoint is one source's subscription endpoint.
@@ -109,6 +116,7 @@ func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify fu
 	for _, sc := range cfg.Sources.FHIR {
 		src := srcs[sc.Name]
 		src.Appended = notify
+		f.sources = append(f.sources, fhirEntry{cfg: sc, src: src})
 		if sub := sc.Subscription; sub != nil {
 			ep, err := newNotifyEndpoint(sc.Name, sub, src, log)
 			if err != nil {

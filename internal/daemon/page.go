@@ -19,6 +19,10 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <h1>ehrbridge {{.Version}}</h1>
 <p>CRM: {{.Forwarding}}</p>
 <p>Records: {{range .States}}{{.Name}} {{.Count}} · {{end}}conflicts {{.Conflicts}}</p>
+{{if .FHIR}}<h2>FHIR sources</h2>
+<table><tr><th>source</th><th>last good poll</th><th>last error</th><th>stored</th><th>repeats</th><th>notifications</th><th>refused</th></tr>
+{{range .FHIR}}<tr><td>{{.Name}}</td><td>{{with .LastPollOK}}{{.UTC.Format "2006-01-02 15:04:05Z"}}{{else}}never{{end}}</td><td class="dead">{{.LastError}}</td><td>{{.Stored}}</td><td>{{.Repeats}}</td><td>{{.Notifications}}</td><td>{{.NotificationsRefused}}</td></tr>
+{{end}}</table>{{end}}
 <h2>Newest records</h2>
 <table><tr><th>id</th><th>state</th><th>type</th><th>received</th><th>attempts</th><th>reason</th></tr>
 {{range .Records}}<tr><td>{{.ID}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Type}}</td><td>{{.Received.UTC.Format "2006-01-02 15:04:05Z"}}</td><td>{{.Attempts}}</td><td>{{.Reason}}</td></tr>
@@ -42,7 +46,8 @@ func (a *admin) page(w http.ResponseWriter, r *http.Request) {
 		States              []stateCount
 		Conflicts           int64
 		Records             []*checkpoint.Record
-	}{Version: Version, Forwarding: a.forwarding()}
+		FHIR                []fhirStatus
+	}{Version: Version, Forwarding: a.forwarding(), FHIR: a.fhirStatus()}
 	if st, err := a.d.cp.Stats(); err == nil {
 		for _, s := range checkpoint.States {
 			data.States = append(data.States, stateCount{s.String(), st.States[s]})

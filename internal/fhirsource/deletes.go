@@ -96,7 +96,11 @@ func (s *Source) appendDelete(ctx context.Context, typ, id, version string) (boo
 	if err != nil {
 		return false, err
 	}
-	return res.Outcome == checkpoint.Appended, nil
+	if res.Outcome != checkpoint.Appended {
+		return false, nil
+	}
+	s.Counters.Deletes.Add(1)
+	return true, nil
 }
 
 func fhirTypeOK(t string) bool {

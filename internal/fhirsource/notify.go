@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
@@ -37,19 +38,38 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 	if strings.EqualFold(header, "Authorization") {
 		want = "Bearer " + secret
 	}
+	var refusals refusalLog
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		answer := func(status int, severity, text string) {
+			switch {
+			case status < 300:
+				s.Counters.Notifications.Add(1)
+			case status < 500:
+				s.Counters.Refused.Add(1)
+				// The refusal's reason and the sender's address (never
+				// the body), at most once a minute: a misconfigured
+				// Subscription shows in the log without flooding it.
+				if n := refusals.note(); n > 0 && s.Logger != nil {
+					s.Logger.Warn("subscription notification refused", "status", status, "reason", text,
+						"remote", r.RemoteAddr, "refused_since_last_report", n)
+				}
+			default:
+				s.Counters.NotificationsFailed.Add(1)
+			}
+			writeOutcome(w, status, severity, text)
+		}
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
-			writeOutcome(w, http.StatusMethodNotAllowed, "error", "POST notifications here")
+			answer(http.StatusMethodNotAllowed, "error", "POST notifications here")
 			return
 		}
 		if secret != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(header)), []byte(want)) != 1 {
-			writeOutcome(w, http.StatusUnauthorized, "error", "missing or wrong subscription secret")
+			answer(http.StatusUnauthorized, "error", "missing or wrong subscription secret")
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxNotification))
 		if err != nil {
-			writeOutcome(w, http.StatusRequestEntityTooLarge, "error", "the notification is too large or was cut short")
+			answer(http.StatusRequestEntityTooLarge, "error", "the notification is too large or was cut short")
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
@@ -59,10 +79,10 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 			st, err := s.Poll(ctx)
 			if err != nil {
 				s.Logger.Warn("a subscription ping's poll failed; the server will send it again", "err", err)
-				writeOutcome(w, http.StatusServiceUnavailable, "error", "the changes could not be read yet; send the notification again")
+				answer(http.StatusServiceUnavailable, "error", "the changes could not be read yet; send the notification again")
 				return
 			}
-			writeOutcome(w, http.StatusOK, "information", "stored")
+			answer(http.StatusOK, "information", "stored")
 			if st.Added > 0 {
 				s.Logger.Info("FHIR resources received (subscription ping)", "added", st.Added)
 			}
@@ -70,7 +90,7 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 		}
 		heads, raws, deletes, status, msg := s.notificationResources(ctx, body)
 		if status != 0 {
-			writeOutcome(w, status, "error", msg)
+			answer(status, "error", msg)
 			return
 		}
 		added, err := s.appendPage(ctx, heads, raws)
@@ -86,7 +106,7 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 		}
 		if err != nil {
 			s.Logger.Warn("storing a subscription notification failed; the server will send it again", "err", err)
-			writeOutcome(w, http.StatusServiceUnavailable, "error", "the resources could not be stored; send the notification again")
+			answer(http.StatusServiceUnavailable, "error", "the resources could not be stored; send the notification again")
 			return
 		}
 		if added > 0 {
@@ -95,7 +115,7 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 			}
 			s.Logger.Info("FHIR resources received (subscription)", "added", added)
 		}
-		writeOutcome(w, http.StatusOK, "information", "stored")
+		answer(http.StatusOK, "information", "stored")
 	})
 }
 
@@ -175,4 +195,25 @@ func writeOutcome(w http.ResponseWriter, status int, severity, text string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "OperationOutcome",
 		"issue": []map[string]any{{"severity": severity, "code": map[bool]string{true: "informational", false: "processing"}[severity == "information"],
 			"details": map[string]string{"text": text}}}})
+}
+
+// refusalLog lets one refusal a minute be logged, with how many there
+// were since the last one logged.
+type refusalLog struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+// note counts a refusal and returns how many to report now (0: not now).
+func (l *refusalLog) note() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.missed++
+	if !l.last.IsZero() && time.Since(l.last) < time.Minute {
+		return 0
+	}
+	n := l.missed
+	l.last, l.missed = time.Now(), 0
+	return n
 }

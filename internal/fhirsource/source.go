@@ -64,6 +64,8 @@ type Source struct {
 	Progress func(typ string, seen, added int)
 	Total    func(typ string, n int)
 	Logger   *slog.Logger
+	// Counters are the source's figures, for /status and /metrics.
+	Counters Counters
 
 	// patients caches the keys of the patients references name.
 	patients patientCache
@@ -92,9 +94,14 @@ func (s *Source) Watermark(typ string) (time.Time, error) {
 }
 
 // Poll follows every type once.
-func (s *Source) Poll(ctx context.Context) (Stats, error) {
+func (s *Source) Poll(ctx context.Context) (st Stats, err error) {
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
+	defer func() { s.Counters.pollEnded(err) }()
+	return s.poll(ctx)
+}
+
+func (s *Source) poll(ctx context.Context) (Stats, error) {
 	var total Stats
 	for _, typ := range s.Cfg.Types {
 		st, err := s.PollType(ctx, typ, time.Time{})
@@ -326,7 +333,12 @@ func (s *Source) append(ctx context.Context, head resourceHead, raw json.RawMess
 	if err != nil {
 		return false, err
 	}
-	return res.Outcome == checkpoint.Appended, nil
+	if res.Outcome == checkpoint.Appended {
+		s.Counters.Stored.Add(1)
+		return true, nil
+	}
+	s.Counters.Repeats.Add(1)
+	return false, nil
 }
 
 // lane orders one patient's resources: the mappings' lane for the
