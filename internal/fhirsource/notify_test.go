@@ -84,3 +84,21 @@ func TestNotifications(t *testing.T) {
 		t.Errorf("foreign fullUrl: %d", got)
 	}
 }
+
+// TestRefusalLog: the first refusal is reported, the next ones within a
+// minute are counted and reported together after it.
+func TestRefusalLog(t *testing.T) {
+	var l refusalLog
+	if n := l.note(); n != 1 {
+		t.Fatalf("first refusal: report %d, want 1", n)
+	}
+	for range 5 {
+		if n := l.note(); n != 0 {
+			t.Fatalf("a refusal within the minute reported (%d)", n)
+		}
+	}
+	l.last = l.last.Add(-61 * time.Second)
+	if n := l.note(); n != 6 {
+		t.Fatalf("after a minute: report %d, want 6 (5 held back and this one)", n)
+	}
+}
