@@ -18,7 +18,11 @@ type Entry struct {
 	Hash   [32]byte // content hash; equal hashes under one key make a retransmit
 	// Lane is the patient identity that orders records; empty gives the
 	// record a lane of its own.
-	Lane     string
+	Lane string
+	// LaneHash, when set, is the lane itself (as LaneOfPrefix gives it),
+	// in place of Lane: an entry that must follow earlier records whose
+	// lane key it cannot compute.
+	LaneHash *[16]byte
 	Payload  []byte
 	Ack      []byte // the acknowledgment to store and send
 	Received time.Time
@@ -93,7 +97,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 		sealed = l.opts.Keyring.seal(e.Payload, []byte(e.Key))
 	}
 	r := &Record{
-		Key: e.Key, Source: e.Source, Kind: e.Kind, Type: e.Type, Hash: e.Hash, Lane: l.LaneHash(laneOrKey(e.Lane, e.Key)),
+		Key: e.Key, Source: e.Source, Kind: e.Kind, Type: e.Type, Hash: e.Hash, Lane: l.entryLane(&e),
 		Received: e.Received, State: Received, ReadyAt: e.Received, Updated: e.Received, Ack: e.Ack,
 		PayloadLen: len(e.Payload), sealed: l.opts.Keyring != nil,
 	}
@@ -187,6 +191,13 @@ func (l *Log) lead(self *appendOp) {
 	next := l.queue[0]
 	l.wmu.Unlock()
 	next.signal <- true
+}
+
+func (l *Log) entryLane(e *Entry) [16]byte {
+	if e.LaneHash != nil {
+		return *e.LaneHash
+	}
+	return l.LaneHash(laneOrKey(e.Lane, e.Key))
 }
 
 // laneOrKey gives an entry without lane a lane of its own.

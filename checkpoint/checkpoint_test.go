@@ -681,3 +681,33 @@ func TestBackupWhileInUse(t *testing.T) {
 		t.Errorf("backup check: %v %v", problems, err)
 	}
 }
+
+// LaneOfPrefix finds the newest record under a key prefix (not a longer
+// id that shares it), and an entry's LaneHash puts it in that lane.
+func TestLaneOfPrefix(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	ctx := context.Background()
+	add := func(key, lane string, hash *[16]byte) Result {
+		t.Helper()
+		res, err := l.Append(ctx, Entry{Key: key, Lane: lane, LaneHash: hash, Hash: sha256.Sum256([]byte(key)), Payload: []byte("x"), Ack: []byte("-")})
+		if err != nil || res.Outcome != Appended {
+			t.Fatalf("append %s: %+v %v", key, res, err)
+		}
+		return res
+	}
+	add("f|Obs/o1/_history/1", "patient-A", nil)
+	add("f|Obs/o1/_history/2", "patient-B", nil) // moved to another patient
+	add("f|Obs/o10/_history/1", "patient-C", nil)
+	lane, ok, err := l.LaneOfPrefix("f|Obs/o1/_history/")
+	if err != nil || !ok || lane != l.LaneHash("patient-B") {
+		t.Fatalf("LaneOfPrefix: %x %v %v, want patient-B's lane", lane, ok, err)
+	}
+	if _, ok, err := l.LaneOfPrefix("f|Obs/o2/_history/"); ok || err != nil {
+		t.Fatalf("a prefix with no record: %v %v", ok, err)
+	}
+	res := add("f|Obs/o1/_history/deleted-3", "ignored", &lane)
+	r, err := l.Get(res.ID)
+	if err != nil || r.Lane != l.LaneHash("patient-B") {
+		t.Fatalf("an entry with LaneHash: %v %v", r, err)
+	}
+}

@@ -1,6 +1,8 @@
 package checkpoint
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -213,4 +215,36 @@ func (l *Log) Recent(limit int) ([]*Record, error) {
 		return nil
 	})
 	return out, err
+}
+
+// LaneOfPrefix returns the lane of the newest record whose key starts
+// with prefix, and whether there is one (its key may have left the
+// dedupe window). A FHIR delete takes the lane of the resource's own
+// records this way, so that it is applied after them.
+func (l *Log) LaneOfPrefix(prefix string) ([16]byte, bool, error) {
+	var lane [16]byte
+	var newest uint64
+	err := l.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bKeys).Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			if id := btoi(v); id > newest {
+				newest = id
+			}
+		}
+		if newest == 0 {
+			return nil
+		}
+		r, _, err := getRecord(tx, newest)
+		if errors.Is(err, ErrNotFound) {
+			newest = 0 // the key outlived its record: no lane to follow
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		lane = r.Lane
+		return nil
+	})
+	return lane, newest != 0, err
 }

@@ -82,17 +82,28 @@ func (s *Source) appendDelete(ctx context.Context, typ, id, version string) (boo
 	if version == "" {
 		version = "gone"
 	}
-	key := "fhir|" + s.Cfg.Name + "|" + typ + "/" + id + "/_history/deleted-" + version
-	lane := typ + "/" + id
-	if typ == "Patient" {
-		lane = id
+	versions := "fhir|" + s.Cfg.Name + "|" + typ + "/" + id + "/_history/"
+	key := versions + "deleted-" + version
+	// The delete follows the resource's own records in their lane (the
+	// patient's), so that it is applied after every version stored before
+	// it, even one still waiting; without such records (read before ehrbridge
+	// kept them, or long gone) it gets a lane of its own.
+	entry := checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: KindDelete, Type: typ,
+		Hash: sha256.Sum256([]byte(key)), Lane: typ + "/" + id, Ack: []byte("-")}
+	lane, ok, err := s.Log.LaneOfPrefix(versions)
+	switch {
+	case err != nil:
+		return false, err
+	case ok:
+		entry.LaneHash = &lane
+	case typ == "Patient":
+		entry.Lane = id
 		if k, ok := s.patients.get("Patient/" + id); ok {
-			lane = k
+			entry.Lane = k
 		}
 	}
-	payload, _ := json.Marshal(map[string]string{"resourceType": typ, "id": id})
-	res, err := s.Log.Append(ctx, checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: KindDelete, Type: typ,
-		Hash: sha256.Sum256([]byte(key)), Lane: lane, Payload: payload, Ack: []byte("-")})
+	entry.Payload, _ = json.Marshal(map[string]string{"resourceType": typ, "id": id})
+	res, err := s.Log.Append(ctx, entry)
 	if err != nil {
 		return false, err
 	}
