@@ -10,17 +10,14 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/internal/interop"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 )
 
@@ -109,28 +106,9 @@ sources:
         secret_env: EHRBRIDGE_TEST_NOTIFY_SECRET
 `, filepath.Join(dir, "data"), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"),
 		sandboxAddr, mllpAddr, fhirBase, root, keyFile, notifyAddr)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const secret = "medplum-notify-secret"
 	t.Setenv("EHRBRIDGE_TEST_NOTIFY_SECRET", secret)
-	cmd := exec.Command(bin, "run", "--config", cfgFile)
-	logs := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	}()
-	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+	logs := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr).logs
 	lastNames := func() map[string]string {
 		out := map[string]string{}
 		for _, a := range objects(sandboxAddr, "Account") {

@@ -10,16 +10,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 )
 
@@ -84,28 +81,9 @@ sources:
           client_ca_file: %s
 `, filepath.Join(dir, "data"), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"),
 		sandboxAddr, mllpAddr, fhirSrv.URL, fhirSrv.URL, keyFile, notifyAddr, certs.ServerCert, certs.ServerKey, certs.CAFile)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const secret = "s3cret-notify-value"
 	t.Setenv("EHRBRIDGE_TEST_NOTIFY_SECRET", secret)
-	cmd := exec.Command(bin, "run", "--config", cfgFile)
-	logs := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	}()
-	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+	logs := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr).logs
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(true)}}
 	notify := func(auth string, body []byte) (int, string) {

@@ -6,17 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/interop"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // Backfill then tail, against the Medplum FHIR router seeded with two
@@ -106,23 +103,7 @@ sources:
 		t.Errorf("a second backfill stored something:\n%s", out)
 	}
 
-	cmd := exec.Command(bin, "run", "--config", cfgFile)
-	logs := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	}()
-	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+	logs := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr).logs
 	objects := func(name string) []map[string]any { return objects(sandboxAddr, name) }
 	waitFor(t, 30*time.Second, "the backfilled patients and encounters in the CRM", func() bool {
 		return len(objects("Account")) == wantPatients && len(objects("ClinicalEncounter")) == wantEncounters
