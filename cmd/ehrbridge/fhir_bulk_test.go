@@ -4,15 +4,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
-	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
@@ -45,35 +42,8 @@ func TestFHIRBulkBackfillCrash(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 
-	sandboxAddr, mllpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
-	cfg := fmt.Sprintf(`data_dir: %s
-log:
-  level: warn
-admin:
-  listen: %s
-mappings:
-  paths: [%s]
-  timezone: UTC
-crm:
-  sandbox:
-    embed: true
-    listen: %s
-  pipeline:
-    linger: 100ms
-sources:
-  mllp:
-    - name: ehr
-      listen: %s
-  fhir:
-    - name: ehrfhir
-      base_url: %s/fhir/R4
-      types: [Patient, Encounter]
-      schedule: "@every 300ms"
-`, filepath.Join(dir, "data"), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), sandboxAddr, mllpAddr, srv.URL)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c := writeFHIRConfig(t, dir, "", srv.URL+"/fhir/R4", `schedule: "@every 300ms"`)
+	cfgFile, cfg, adminAddr, sandboxAddr := c.file, c.yaml, c.adminAddr, c.sandboxAddr
 	rng := rand.New(rand.NewPCG(31, 31))
 	kills := 0
 	var out *syncbuf.Buffer

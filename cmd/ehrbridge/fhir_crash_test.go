@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
-	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
@@ -52,42 +50,17 @@ func TestFHIRCrash(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 
-	sandboxAddr, mllpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	sandboxAddr := freeAddr(t)
 	crm := startSandboxProcess(t, bin, sandboxAddr, []string{"--listen", sandboxAddr, "--tls-listen", "off", "--data", filepath.Join(dir, "crm.json")})
-	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
-	cfg := fmt.Sprintf(`data_dir: %s
-log:
-  level: warn
-admin:
-  listen: %s
-mappings:
-  paths: [%s]
-  timezone: UTC
-crm:
-  sandbox:
-    embed: false
-    listen: %s
-  pipeline:
-    linger: 100ms
-sources:
-  mllp:
-    - name: ehr
-      listen: %s
-  fhir:
-    - name: ehrfhir
-      base_url: %s/fhir/R4
-      types: [Patient, Encounter]
-      schedule: "@every 300ms"
-      page_size: 10
-      overlap: 2s
-`, filepath.Join(dir, "data"), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), sandboxAddr, mllpAddr, srv.URL)
+	c := writeFHIRConfig(t, dir, sandboxAddr, srv.URL+"/fhir/R4", `
+schedule: "@every 300ms"
+page_size: 10
+overlap: 2s`)
+	cfgFile, cfg, adminAddr := c.file, c.yaml, c.adminAddr
 	rng := rand.New(rand.NewPCG(21, 21))
 
 	// The backfill, killed until it completes.
 	backfillKills := 0
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	for {
 		cmd := exec.Command(bin, "backfill", "--config", cfgFile, "--source", "ehrfhir")
 		out := &syncbuf.Buffer{}

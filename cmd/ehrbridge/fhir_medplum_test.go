@@ -75,40 +75,19 @@ func TestFHIRSubscriptionMedplum(t *testing.T) {
 	}
 	post("", seed)
 
-	mllpAddr, adminAddr, sandboxAddr, notifyAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
-	cfg := fmt.Sprintf(`data_dir: %s
-admin:
+	notifyAddr := freeAddr(t)
+	c := writeFHIRConfig(t, dir, "", fhirBase, fmt.Sprintf(`
+schedule: "@every 1h"
+smart_token_url: %s/auth/token
+smart_client_id: ehrbridge-test
+smart_key_file: %s
+subscription:
   listen: %s
-mappings:
-  paths: [%s]
-  timezone: UTC
-crm:
-  sandbox:
-    embed: true
-    listen: %s
-  pipeline:
-    linger: 50ms
-sources:
-  mllp:
-    - name: ehr
-      listen: %s
-  fhir:
-    - name: ehrfhir
-      base_url: %s
-      types: [Patient, Encounter]
-      schedule: "@every 1h"
-      smart_token_url: %s/auth/token
-      smart_client_id: ehrbridge-test
-      smart_key_file: %s
-      subscription:
-        listen: %s
-        secret_env: EHRBRIDGE_TEST_NOTIFY_SECRET
-`, filepath.Join(dir, "data"), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"),
-		sandboxAddr, mllpAddr, fhirBase, root, keyFile, notifyAddr)
+  secret_env: EHRBRIDGE_TEST_NOTIFY_SECRET`, root, keyFile, notifyAddr))
+	adminAddr, sandboxAddr := c.adminAddr, c.sandboxAddr
 	const secret = "medplum-notify-secret"
 	t.Setenv("EHRBRIDGE_TEST_NOTIFY_SECRET", secret)
-	logs := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr).logs
+	logs := startCrashDaemon(t, bin, c.file, c.yaml, adminAddr).logs
 	lastNames := func() map[string]string {
 		out := map[string]string{}
 		for _, a := range objects(sandboxAddr, "Account") {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
-	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 )
 
@@ -45,45 +44,24 @@ func TestFHIRSubscriptionEndpoint(t *testing.T) {
 	fhirSrv := httptest.NewServer(fake)
 	defer fhirSrv.Close()
 
-	mllpAddr, adminAddr, sandboxAddr, notifyAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
-	cfg := fmt.Sprintf(`data_dir: %s
-admin:
+	notifyAddr := freeAddr(t)
+	c := writeFHIRConfig(t, dir, "", fhirSrv.URL+"/fhir/R4", fmt.Sprintf(`
+schedule: "@every 1h"
+deletes: inactivate
+smart_token_url: %s/fhir/R4/auth/token
+smart_client_id: ehrbridge-test
+smart_key_file: %s
+subscription:
   listen: %s
-mappings:
-  paths: [%s]
-  timezone: UTC
-crm:
-  sandbox:
-    embed: true
-    listen: %s
-  pipeline:
-    linger: 50ms
-sources:
-  mllp:
-    - name: ehr
-      listen: %s
-  fhir:
-    - name: ehrfhir
-      base_url: %s/fhir/R4
-      types: [Patient, Encounter]
-      schedule: "@every 1h"
-      deletes: inactivate
-      smart_token_url: %s/fhir/R4/auth/token
-      smart_client_id: ehrbridge-test
-      smart_key_file: %s
-      subscription:
-        listen: %s
-        secret_env: EHRBRIDGE_TEST_NOTIFY_SECRET
-        tls:
-          cert_file: %s
-          key_file: %s
-          client_ca_file: %s
-`, filepath.Join(dir, "data"), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"),
-		sandboxAddr, mllpAddr, fhirSrv.URL, fhirSrv.URL, keyFile, notifyAddr, certs.ServerCert, certs.ServerKey, certs.CAFile)
+  secret_env: EHRBRIDGE_TEST_NOTIFY_SECRET
+  tls:
+    cert_file: %s
+    key_file: %s
+    client_ca_file: %s`, fhirSrv.URL, keyFile, notifyAddr, certs.ServerCert, certs.ServerKey, certs.CAFile))
+	cfgFile, adminAddr, sandboxAddr := c.file, c.adminAddr, c.sandboxAddr
 	const secret = "s3cret-notify-value"
 	t.Setenv("EHRBRIDGE_TEST_NOTIFY_SECRET", secret)
-	logs := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr).logs
+	logs := startCrashDaemon(t, bin, cfgFile, c.yaml, adminAddr).logs
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(true)}}
 	notify := func(auth string, body []byte) (int, string) {

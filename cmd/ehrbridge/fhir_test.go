@@ -65,34 +65,10 @@ func TestFHIRBackfillThenTail(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	mllpAddr, adminAddr, sandboxAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
-	cfg := fmt.Sprintf(`data_dir: %s
-admin:
-  listen: %s
-mappings:
-  paths: [%s]
-  timezone: UTC
-crm:
-  sandbox:
-    embed: true
-    listen: %s
-  pipeline:
-    linger: 100ms
-sources:
-  mllp:
-    - name: ehr
-      listen: %s
-  fhir:
-    - name: ehrfhir
-      base_url: %s
-      types: [Patient, Encounter]
-      schedule: "@every 1s"
-      page_size: 5
-`, filepath.Join(dir, "data"), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), sandboxAddr, mllpAddr, fhirBase)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c := writeFHIRConfig(t, dir, "", fhirBase, `
+schedule: "@every 1s"
+page_size: 5`)
+	cfgFile, adminAddr, sandboxAddr := c.file, c.adminAddr, c.sandboxAddr
 	out, errOut, code := runBin(t, bin, "backfill", "--config", cfgFile, "--source", "ehrfhir")
 	// "read" counts a page boundary the router makes us read twice; "new" is what was stored.
 	if code != 0 || !regexp.MustCompile(fmt.Sprintf(`(?m)^Patient: \d+ read, %d new in`, wantPatients)).MatchString(out) ||
@@ -103,7 +79,7 @@ sources:
 		t.Errorf("a second backfill stored something:\n%s", out)
 	}
 
-	logs := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr).logs
+	logs := startCrashDaemon(t, bin, cfgFile, c.yaml, adminAddr).logs
 	objects := func(name string) []map[string]any { return objects(sandboxAddr, name) }
 	waitFor(t, 30*time.Second, "the backfilled patients and encounters in the CRM", func() bool {
 		return len(objects("Account")) == wantPatients && len(objects("ClinicalEncounter")) == wantEncounters
