@@ -116,17 +116,19 @@ func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 	prog := newProgress(stdout, isTerminal(stdout))
 	src.Progress = prog.page
 	src.Total = prog.expect
+	// With deletes: inactivate, the deletes watermarks start before the
+	// load, so that a delete during the backfill is not missed.
+	for _, typ := range types {
+		if _, err := src.PollDeletes(ctx, typ); err != nil {
+			return fail(fmt.Errorf("%s history (deletes): %w", typ, err))
+		}
+	}
 	if *bulkFlag == "auto" {
 		use, err := useBulk(ctx, src, types)
 		if err != nil {
 			return fail(err)
 		}
 		if use {
-			for _, typ := range types {
-				if _, err := src.PollDeletes(ctx, typ); err != nil {
-					return fail(fmt.Errorf("%s history (deletes): %w", typ, err))
-				}
-			}
 			fmt.Fprintln(stdout, "the server offers Bulk Data: exporting (a stopped backfill resumes the same export)")
 			lastStatus := ""
 			st, err := src.Bulk(ctx, types, since, func(status string) {
@@ -147,11 +149,6 @@ func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	for _, typ := range types {
-		// With deletes: inactivate, the deletes watermark starts before
-		// the load, so that a delete during the backfill is not missed.
-		if _, err := src.PollDeletes(ctx, typ); err != nil {
-			return fail(fmt.Errorf("%s history (deletes): %w", typ, err))
-		}
 		prog.start(typ)
 		st, err := src.PollType(ctx, typ, since)
 		prog.done(typ, st.Added, st.Seen)

@@ -53,11 +53,18 @@ type Client struct {
 // origin, as paging links are) and returns the status and body. body, if
 // not nil, is sent as JSON. Network failures are transient errors.
 func (c *Client) Do(ctx context.Context, method, path string, body any, headers map[string]string) (int, []byte, error) {
+	status, _, b, err := c.DoHeader(ctx, method, path, body, headers)
+	return status, b, err
+}
+
+// DoHeader is Do that also returns the answer's headers (a Bulk Data
+// kick-off's Content-Location, a status poll's Retry-After).
+func (c *Client) DoHeader(ctx context.Context, method, path string, body any, headers map[string]string) (int, http.Header, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		rd = bytes.NewReader(b)
 		h := map[string]string{"Content-Type": "application/fhir+json"}
@@ -68,14 +75,25 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, headers 
 	}
 	resp, err := c.send(ctx, method, path, rd, headers, true, false)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return resp.StatusCode, nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
+		return resp.StatusCode, resp.Header, nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
 	}
-	return resp.StatusCode, b, nil
+	return resp.StatusCode, resp.Header, b, nil
+}
+
+// StatusError is the error for an unexpected answer: code_STATUS, transient
+// or permanent as Transient says, with the OperationOutcome's text as the
+// Message (for a dead letter's reason, never for logs).
+func StatusError(code string, status int, body []byte) *connectors.Error {
+	kind := connectors.Permanent
+	if Transient(status) {
+		kind = connectors.Transient
+	}
+	return &connectors.Error{Kind: kind, Code: fmt.Sprintf("%s_%d", code, status), Status: status, Message: Outcome(status, body)}
 }
 
 // Open sends a GET like Do and returns the response with its body unread

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
@@ -75,5 +76,19 @@ func TestSameOrigin(t *testing.T) {
 		if got := SameOrigin(c.base, c.u); got != c.want {
 			t.Errorf("SameOrigin(%q, %q) = %v, want %v", c.base, c.u, got, c.want)
 		}
+	}
+}
+
+func TestStatusError(t *testing.T) {
+	e := StatusError("FHIR_HTTP", 503, nil)
+	if e.Kind != connectors.Transient || e.Code != "FHIR_HTTP_503" || e.Status != 503 {
+		t.Errorf("503: %+v", e)
+	}
+	e = StatusError("FHIR_BULK_KICKOFF", 400, []byte(`{"resourceType":"OperationOutcome","issue":[{"diagnostics":"_type not supported"}]}`))
+	if e.Kind != connectors.Permanent || e.Code != "FHIR_BULK_KICKOFF_400" || e.Message != "HTTP 400: _type not supported" {
+		t.Errorf("400: %+v", e)
+	}
+	if strings.Contains(e.Error(), "_type") {
+		t.Errorf("the server's text reached Error(), which is logged: %q", e.Error())
 	}
 }

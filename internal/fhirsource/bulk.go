@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -137,15 +136,20 @@ func (s *Source) Bulk(ctx context.Context, types []string, since time.Time, stat
 			return st, err
 		}
 	}
-	// Every file is stored: tailing starts at the export's moment.
+	// Every file is stored: tailing starts at the export's moment (all
+	// types in one transaction).
+	marks := map[string][]byte{}
 	for _, typ := range state.Types {
-		if wm, err := s.Watermark(typ); err != nil {
+		wm, err := s.Watermark(typ)
+		if err != nil {
 			return st, err
-		} else if tt.After(wm) {
-			if err := s.Log.SetSourceState(s.watermarkKey(typ), []byte(tt.UTC().Format(time.RFC3339Nano))); err != nil {
-				return st, err
-			}
 		}
+		if tt.After(wm) {
+			marks[s.watermarkKey(typ)] = []byte(tt.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if err := s.Log.SetSourceStates(marks); err != nil {
+		return st, err
 	}
 	// The server may drop the files now; a failure here changes nothing.
 	_, _, _ = s.Client.Do(ctx, http.MethodDelete, state.StatusURL, nil, nil)
@@ -183,17 +187,13 @@ func (s *Source) kickOff(ctx context.Context, types []string, since time.Time) (
 	if !since.IsZero() {
 		q.Set("_since", since.UTC().Format(time.RFC3339Nano))
 	}
-	resp, err := s.Client.Open(ctx, "/$export?"+q.Encode(), map[string]string{"Prefer": "respond-async"}, true)
+	status, header, body, err := s.Client.DoHeader(ctx, http.MethodGet, "/$export?"+q.Encode(), nil, map[string]string{"Prefer": "respond-async"})
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	loc := resp.Header.Get("Content-Location")
-	if resp.StatusCode != http.StatusAccepted || loc == "" {
-		body := make([]byte, 4096)
-		n, _ := resp.Body.Read(body)
-		return nil, &connectors.Error{Kind: kindOf(resp.StatusCode), Code: fmt.Sprintf("FHIR_BULK_KICKOFF_%d", resp.StatusCode),
-			Status: resp.StatusCode, Message: fhirhttp.Outcome(resp.StatusCode, body[:n])}
+	loc := header.Get("Content-Location")
+	if status != http.StatusAccepted || loc == "" {
+		return nil, fhirhttp.StatusError("FHIR_BULK_KICKOFF", status, body)
 	}
 	st := &bulkState{StatusURL: loc, Types: types}
 	return st, s.saveBulk(st)
@@ -213,28 +213,24 @@ type bulkManifest struct {
 }
 
 // awaitExport polls the status URL until the manifest is ready.
-func (s *Source) awaitExport(ctx context.Context, st *bulkState, status func(string)) (*bulkManifest, error) {
+func (s *Source) awaitExport(ctx context.Context, st *bulkState, progress func(string)) (*bulkManifest, error) {
 	for {
-		resp, err := s.Client.Open(ctx, st.StatusURL, nil, true)
-		if err != nil {
-			return nil, err
-		}
-		body, rerr := readLimited(resp, 64<<20)
+		status, header, body, err := s.Client.DoHeader(ctx, http.MethodGet, st.StatusURL, nil, nil)
 		switch {
-		case rerr != nil:
-			return nil, rerr
-		case resp.StatusCode == http.StatusOK:
+		case err != nil:
+			return nil, err
+		case status == http.StatusOK:
 			var m bulkManifest
 			if err := json.Unmarshal(body, &m); err != nil {
 				return nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BULK_MANIFEST", Message: "the export manifest is not JSON"}
 			}
 			return &m, nil
-		case resp.StatusCode == http.StatusAccepted:
-			if status != nil {
-				status(strings.TrimSpace(resp.Header.Get("X-Progress")))
+		case status == http.StatusAccepted:
+			if progress != nil {
+				progress(strings.TrimSpace(header.Get("X-Progress")))
 			}
 			wait := time.Second
-			if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 {
+			if n, err := strconv.Atoi(header.Get("Retry-After")); err == nil && n >= 0 {
 				wait = min(max(time.Duration(n)*time.Second, 100*time.Millisecond), time.Minute)
 			}
 			select {
@@ -242,14 +238,13 @@ func (s *Source) awaitExport(ctx context.Context, st *bulkState, status func(str
 				return nil, ctx.Err()
 			case <-time.After(wait):
 			}
-		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		case status == http.StatusNotFound || status == http.StatusGone:
 			// The server dropped the export (expired): start afresh next time.
 			_ = s.clearBulk()
-			return nil, &connectors.Error{Kind: connectors.Transient, Code: "FHIR_BULK_EXPIRED", Status: resp.StatusCode,
+			return nil, &connectors.Error{Kind: connectors.Transient, Code: "FHIR_BULK_EXPIRED", Status: status,
 				Message: "the server no longer has the export; run the backfill again to start a new one"}
 		default:
-			return nil, &connectors.Error{Kind: kindOf(resp.StatusCode), Code: fmt.Sprintf("FHIR_BULK_STATUS_%d", resp.StatusCode),
-				Status: resp.StatusCode, Message: fhirhttp.Outcome(resp.StatusCode, body)}
+			return nil, fhirhttp.StatusError("FHIR_BULK_STATUS", status, body)
 		}
 	}
 }
@@ -265,7 +260,7 @@ func (s *Source) loadFile(ctx context.Context, out bulkOutput, token bool) (read
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, &connectors.Error{Kind: kindOf(resp.StatusCode), Code: fmt.Sprintf("FHIR_BULK_FILE_%d", resp.StatusCode), Status: resp.StatusCode}
+		return 0, 0, fhirhttp.StatusError("FHIR_BULK_FILE", resp.StatusCode, nil)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
@@ -314,20 +309,4 @@ func (s *Source) loadFile(ctx context.Context, out bulkOutput, token bool) (read
 		}
 	}
 	return read, added, nil
-}
-
-func readLimited(resp *http.Response, n int64) ([]byte, error) {
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(http.MaxBytesReader(nil, resp.Body, n)); err != nil {
-		return nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
-	}
-	return buf.Bytes(), nil
-}
-
-func kindOf(status int) connectors.Kind {
-	if fhirhttp.Transient(status) {
-		return connectors.Transient
-	}
-	return connectors.Permanent
 }

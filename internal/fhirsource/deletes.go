@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,7 +45,7 @@ func (e entry) deletedRef() (typ, id, version string) {
 		ref = u.Path
 	}
 	parts := strings.Split(strings.Trim(ref, "/"), "/")
-	if i := indexOf(parts, "_history"); i >= 0 {
+	if i := slices.Index(parts, "_history"); i >= 0 {
 		if i+1 < len(parts) {
 			version = parts[i+1]
 		}
@@ -62,15 +63,6 @@ func (e entry) deletedRef() (typ, id, version string) {
 		}
 	}
 	return typ, id, version
-}
-
-func indexOf(parts []string, s string) int {
-	for i, p := range parts {
-		if p == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // appendDelete stores the delete of typ/id (when the rule applies them);
@@ -132,8 +124,9 @@ func (s *Source) deletesWatermarkKey(typ string) string {
 }
 
 // PollDeletes reads a type's history since its deletes watermark for
-// delete entries (nothing unless the rule is DeletesApply). The first poll only sets the watermark: deletes from
-// before ehrbridge followed the server concern records it never wrote.
+// delete entries (nothing unless the rule is DeletesApply). The first
+// poll only sets the watermark: deletes from before ehrbridge followed the
+// server concern records it never wrote.
 func (s *Source) PollDeletes(ctx context.Context, typ string) (Stats, error) {
 	var st Stats
 	if s.Cfg.Deletes != DeletesApply {

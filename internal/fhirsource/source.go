@@ -138,11 +138,7 @@ func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Sta
 	q := url.Values{"_sort": {"_lastUpdated"}, "_count": {fmt.Sprint(max(s.Cfg.PageSize, 1))}}
 	from := since
 	if !wm.IsZero() {
-		overlap := s.Cfg.Overlap
-		if overlap <= 0 {
-			overlap = time.Minute
-		}
-		from = wm.Add(-overlap)
+		from = wm.Add(-s.overlap())
 	}
 	if !from.IsZero() {
 		q.Set("_lastUpdated", "gt"+from.UTC().Format(time.RFC3339Nano))
@@ -271,11 +267,7 @@ func (s *Source) page(ctx context.Context, path string) (*bundle, error) {
 		return nil, err
 	}
 	if status != http.StatusOK {
-		kind := connectors.Permanent
-		if fhirhttp.Transient(status) {
-			kind = connectors.Transient
-		}
-		return nil, &connectors.Error{Kind: kind, Code: fmt.Sprintf("FHIR_HTTP_%d", status), Status: status, Message: fhirhttp.Outcome(status, body)}
+		return nil, fhirhttp.StatusError("FHIR_HTTP", status, body)
 	}
 	var b bundle
 	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" {
