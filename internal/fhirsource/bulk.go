@@ -278,8 +278,13 @@ func (s *Source) loadFile(ctx context.Context, out bulkOutput, token bool) (read
 	skipped := 0
 	defer func() {
 		if skipped > 0 && s.Logger != nil {
-			// A count only: the line itself may hold patient data.
-			s.Logger.Warn("bulk export file had lines that are not FHIR resources; skipped", "type", out.Type, "lines", skipped)
+			// A count only: the line itself may hold patient data (and the
+			// manifest's type is logged only when it is a type name).
+			typ := out.Type
+			if !fhirTypeOK(typ) {
+				typ = "?"
+			}
+			s.Logger.Warn("bulk export file had lines that are not FHIR resources; skipped", "type", typ, "lines", skipped)
 		}
 	}()
 	for sc.Scan() {
