@@ -8,6 +8,7 @@ require (
 	github.com/gofhir/fhirpath v1.4.0
 	github.com/hashicorp/go-retryablehttp v0.7.7
 	github.com/kardianos/service v1.2.4
+	github.com/klauspost/compress v1.18.0
 	github.com/robfig/cron/v3 v3.0.1
 	go.etcd.io/bbolt v1.4.3
 	go.yaml.in/yaml/v3 v3.0.4

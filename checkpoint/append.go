@@ -92,16 +92,19 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 	}
 	// Everything that costs CPU happens here, in the caller's goroutine,
 	// so that the single writer only looks up and puts.
-	sealed := e.Payload
+	stored, compressed := compressPayload(e.Payload)
+	if !compressed {
+		stored = e.Payload
+	}
 	if l.opts.Keyring != nil {
-		sealed = l.opts.Keyring.seal(e.Payload, []byte(e.Key))
+		stored = l.opts.Keyring.seal(stored, []byte(e.Key))
 	}
 	r := &Record{
 		Key: e.Key, Source: e.Source, Kind: e.Kind, Type: e.Type, Hash: e.Hash, Lane: l.entryLane(&e),
 		Received: e.Received, State: Received, ReadyAt: e.Received, Updated: e.Received, Ack: e.Ack,
-		PayloadLen: len(e.Payload), sealed: l.opts.Keyring != nil,
+		PayloadLen: len(e.Payload), sealed: l.opts.Keyring != nil, compressed: compressed,
 	}
-	value, err := encodeRecord(r, sealed)
+	value, err := encodeRecord(r, stored)
 	if err != nil {
 		return Result{}, err
 	}
@@ -210,14 +213,25 @@ func laneOrKey(lane, key string) string {
 
 func (l *Log) commit(batch []*appendOp) {
 	err := l.db.Update(func(tx *bolt.Tx) error {
+		// Ids are sequential: records and pending pages are only ever
+		// appended to, so they are filled, not split in halves.
+		tx.Bucket(bRecords).FillPercent = 1
+		tx.Bucket(bPending).FillPercent = 1
+		appended := int64(0)
 		for _, op := range batch {
 			res, err := l.appendTx(tx, op)
 			if err != nil {
 				return err
 			}
 			op.res = res
+			if res.Outcome == Appended {
+				appended++
+			}
 		}
-		return nil
+		if appended == 0 {
+			return nil
+		}
+		return addCount(tx, Received, appended)
 	})
 	if err != nil {
 		for _, op := range batch {
@@ -268,9 +282,6 @@ func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 		return Result{}, err
 	}
 	if err := tx.Bucket(bPending).Put(itob(id), nil); err != nil {
-		return Result{}, err
-	}
-	if err := addCount(tx, Received, 1); err != nil {
 		return Result{}, err
 	}
 	return Result{Outcome: Appended, ID: id, Ack: e.Ack}, nil

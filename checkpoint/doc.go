@@ -36,6 +36,13 @@
 //
 // # What is stored, and what is protected
 //
+// A record is stored in binary (record version 2, log schema 3): its
+// metadata, the ACK bytes, then the payload, compressed with S2 when that
+// saves a sixteenth or more, then sealed. Logs of schema 1 and 2 held JSON
+// metadata (record version 1); such records are read as they are and take
+// the binary form when they next change. Smaller records mean fewer pages
+// per commit, so less to write and fsync while a sender waits.
+//
 // Payloads are sealed with AES-256-GCM when a Keyring is given, bound to
 // their record key; a new active key can be added while older keys stay
 // readable. Lane keys are patient identifiers, so the log stores only an

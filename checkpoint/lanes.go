@@ -311,19 +311,28 @@ func joinLane(tx *bolt.Tx, r *Record) error {
 	return tx.Bucket(bReady).Put(timeKey(r.ReadyAt, r.ID), nil)
 }
 
-// openPayload decrypts a record's payload in place.
+// openPayload decrypts and decompresses a record's payload in place.
 func (l *Log) openPayload(r *Record) error {
-	if !r.sealed || r.PayloadDropped {
+	if r.PayloadDropped {
 		return nil
 	}
-	if l.opts.Keyring == nil {
-		return ErrEncrypted
+	if r.sealed {
+		if l.opts.Keyring == nil {
+			return ErrEncrypted
+		}
+		plain, err := l.opts.Keyring.open(r.Payload, []byte(r.Key))
+		if err != nil {
+			return fmt.Errorf("record %d: %w", r.ID, err)
+		}
+		r.Payload = plain
 	}
-	plain, err := l.opts.Keyring.open(r.Payload, []byte(r.Key))
-	if err != nil {
-		return fmt.Errorf("record %d: %w", r.ID, err)
+	if r.compressed {
+		plain, err := decompressPayload(r.Payload, r.PayloadLen)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", r.ID, err)
+		}
+		r.Payload = plain
 	}
-	r.Payload = plain
 	return nil
 }
 

@@ -124,7 +124,7 @@ var (
 // Read-only opens accept every version from minReadableSchema up to this
 // one without migrating.
 const (
-	schemaVersion     = 2
+	schemaVersion     = 3
 	minReadableSchema = 1
 )
 
@@ -132,6 +132,11 @@ const (
 var migrations = map[uint64]func(tx *bolt.Tx) error{
 	// 1 → 2: the log names the program that last wrote it.
 	1: func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(metaWrittenBy, []byte("ehrbridge (schema 1)")) },
+	// 2 → 3: records are written in binary (record version 2), payloads
+	// compressed. Version 1 records stay readable as they are and take the
+	// new form when they next change, so the step writes nothing: the
+	// schema number is what keeps an older ehrbridge from misreading them.
+	2: func(*bolt.Tx) error { return nil },
 }
 
 // SchemaVersion is the log layout this ehrbridge writes.

@@ -69,11 +69,12 @@ type Record struct {
 	PayloadLen     int
 	PayloadDropped bool
 	sealed         bool
+	compressed     bool
 	// Payload is filled only by the calls that document it.
 	Payload []byte
 }
 
-// stored is the on-disk form of a record's metadata.
+// stored is a version 1 record's metadata, as JSON.
 type stored struct {
 	Key      string   `json:"k"`
 	Source   string   `json:"s"`
@@ -95,35 +96,190 @@ type stored struct {
 	Sealed   bool     `json:"sl,omitempty"`
 }
 
-const recordVersion = 1
+// Record value versions. Version 1 (schema 1 and 2) held JSON metadata;
+// version 2 (schema 3) holds the same fields in binary, which halves the
+// metadata: the ACK and the hashes are stored as bytes, not base64, and
+// times as differences from the arrival. Both are read; version 2 is
+// written.
+const (
+	recordV1 = 1
+	recordV2 = 2
+)
+
+// Flags of a version 2 record.
+const (
+	flagSealed     = 1 << 0 // the payload is sealed (AES-256-GCM)
+	flagCompressed = 1 << 1 // the payload is compressed (before sealing)
+	flagDropped    = 1 << 2 // retention dropped the payload
+	flagDone       = 1 << 3 // DoneAt is set
+	flagReady      = 1 << 4 // ReadyAt is set
+	flagUpdated    = 1 << 5 // Updated is set
+)
 
 var errCorrupt = errors.New("checkpoint: corrupt record")
 
-// encodeRecord writes version, metadata length, metadata and payload.
+// encodeRecord writes a version 2 record: version, flags, metadata and
+// payload, which is stored as given (already compressed and sealed as
+// r's flags say).
 func encodeRecord(r *Record, payload []byte) ([]byte, error) {
-	s := stored{
-		Key: r.Key, Source: r.Source, Kind: r.Kind, Type: r.Type, Hash: r.Hash[:], Lane: r.Lane[:],
-		Received: r.Received.UnixNano(), State: r.State, Attempts: r.Attempts, ReadyAt: nanos(r.ReadyAt),
-		Reason: r.Reason, Targets: r.Targets, Updated: nanos(r.Updated), DoneAt: nanos(r.DoneAt), Ack: r.Ack,
-		Len: r.PayloadLen, Dropped: r.PayloadDropped, Sealed: r.sealed,
+	var flags byte
+	for _, f := range []struct {
+		on  bool
+		bit byte
+	}{{r.sealed, flagSealed}, {r.compressed, flagCompressed}, {r.PayloadDropped, flagDropped},
+		{!r.DoneAt.IsZero(), flagDone}, {!r.ReadyAt.IsZero(), flagReady}, {!r.Updated.IsZero(), flagUpdated}} {
+		if f.on {
+			flags |= f.bit
+		}
 	}
-	meta, err := json.Marshal(&s)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: encoding record: %w", err)
+	size := 2 + 32 + 16 + 12*binary.MaxVarintLen64 + len(r.Key) + len(r.Source) + len(r.Kind) + len(r.Type) +
+		len(r.Reason) + len(r.Ack) + len(payload)
+	for _, t := range r.Targets {
+		size += binary.MaxVarintLen64 + len(t)
 	}
-	out := make([]byte, 0, 1+binary.MaxVarintLen64+len(meta)+len(payload))
-	out = append(out, recordVersion)
-	out = binary.AppendUvarint(out, uint64(len(meta)))
-	out = append(out, meta...)
+	out := make([]byte, 0, size)
+	out = append(out, recordV2, flags)
+	for _, f := range []string{r.Key, r.Source, r.Kind, r.Type} {
+		out = appendString(out, f)
+	}
+	out = append(out, r.Hash[:]...)
+	out = append(out, r.Lane[:]...)
+	received := r.Received.UnixNano()
+	out = binary.AppendVarint(out, received)
+	out = append(out, byte(r.State))
+	out = binary.AppendUvarint(out, uint64(max(r.Attempts, 0)))
+	// Later times are stored as their distance from the arrival: a few
+	// bytes each, none for a time that is not set.
+	for _, t := range []struct {
+		t   time.Time
+		bit byte
+	}{{r.ReadyAt, flagReady}, {r.Updated, flagUpdated}, {r.DoneAt, flagDone}} {
+		if flags&t.bit != 0 {
+			out = binary.AppendVarint(out, t.t.UnixNano()-received)
+		}
+	}
+	out = appendString(out, r.Reason)
+	out = binary.AppendUvarint(out, uint64(len(r.Targets)))
+	for _, t := range r.Targets {
+		out = appendString(out, t)
+	}
+	out = appendString(out, string(r.Ack))
+	out = binary.AppendUvarint(out, uint64(max(r.PayloadLen, 0)))
 	return append(out, payload...), nil
 }
 
-// decodeRecord parses a stored value. The returned payload aliases v: copy
-// it before the transaction ends.
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decodeRecord parses a stored value of either version. The returned
+// payload aliases v: copy it before the transaction ends.
 func decodeRecord(id uint64, v []byte) (*Record, []byte, error) {
-	if len(v) < 2 || v[0] != recordVersion {
-		return nil, nil, fmt.Errorf("%w %d: unknown version", errCorrupt, id)
+	if len(v) < 2 {
+		return nil, nil, fmt.Errorf("%w %d: too short", errCorrupt, id)
 	}
+	switch v[0] {
+	case recordV1:
+		return decodeRecordV1(id, v)
+	case recordV2:
+		d := decoder{b: v[2:]}
+		r, err := d.record(id, v[1])
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w %d: %v", errCorrupt, id, err)
+		}
+		return r, d.b, nil
+	}
+	return nil, nil, fmt.Errorf("%w %d: unknown version %d", errCorrupt, id, v[0])
+}
+
+// decoder reads a version 2 record's fields in order; the first problem
+// sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("bad %s", what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	n, w := binary.Uvarint(d.b)
+	if w <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.b = d.b[w:]
+	return n
+}
+
+func (d *decoder) varint(what string) int64 {
+	n, w := binary.Varint(d.b)
+	if w <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.b = d.b[w:]
+	return n
+}
+
+func (d *decoder) bytes(n uint64, what string) []byte {
+	if n > uint64(len(d.b)) {
+		d.fail(what)
+		return nil
+	}
+	out := d.b[:n:n]
+	d.b = d.b[n:]
+	return out
+}
+
+func (d *decoder) string(what string) string {
+	return string(d.bytes(d.uvarint(what), what))
+}
+
+func (d *decoder) record(id uint64, flags byte) (*Record, error) {
+	r := &Record{ID: id, sealed: flags&flagSealed != 0, compressed: flags&flagCompressed != 0, PayloadDropped: flags&flagDropped != 0}
+	r.Key, r.Source, r.Kind, r.Type = d.string("key"), d.string("source"), d.string("kind"), d.string("type")
+	copy(r.Hash[:], d.bytes(32, "hash"))
+	copy(r.Lane[:], d.bytes(16, "lane"))
+	received := d.varint("arrival")
+	r.Received = time.Unix(0, received)
+	if st := d.bytes(1, "state"); len(st) == 1 {
+		r.State = State(st[0])
+	}
+	r.Attempts = int(min(d.uvarint("attempts"), 1<<31))
+	for _, t := range []struct {
+		t   *time.Time
+		bit byte
+	}{{&r.ReadyAt, flagReady}, {&r.Updated, flagUpdated}, {&r.DoneAt, flagDone}} {
+		if flags&t.bit != 0 {
+			*t.t = time.Unix(0, received+d.varint("time"))
+		}
+	}
+	r.Reason = d.string("reason")
+	if n := d.uvarint("targets"); n > 0 {
+		if n > uint64(len(d.b)) {
+			d.fail("targets")
+		} else {
+			r.Targets = make([]string, n)
+			for i := range r.Targets {
+				r.Targets[i] = d.string("target")
+			}
+		}
+	}
+	if ack := d.bytes(d.uvarint("ack"), "ack"); len(ack) > 0 {
+		r.Ack = append([]byte(nil), ack...) // v aliases the database's memory
+	}
+	r.PayloadLen = int(min(d.uvarint("payload length"), 1<<40))
+	return r, d.err
+}
+
+// decodeRecordV1 parses a version 1 record: JSON metadata.
+func decodeRecordV1(id uint64, v []byte) (*Record, []byte, error) {
 	n, w := binary.Uvarint(v[1:])
 	if w <= 0 || uint64(len(v)-1-w) < n {
 		return nil, nil, fmt.Errorf("%w %d: bad length", errCorrupt, id)

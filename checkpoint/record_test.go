@@ -1,0 +1,266 @@
+package checkpoint
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// encodeRecordV1 writes a record as schema 1 and 2 logs held it: version
+// byte 1, JSON metadata, payload.
+func encodeRecordV1(t *testing.T, r *Record, payload []byte) []byte {
+	t.Helper()
+	s := stored{
+		Key: r.Key, Source: r.Source, Kind: r.Kind, Type: r.Type, Hash: r.Hash[:], Lane: r.Lane[:],
+		Received: r.Received.UnixNano(), State: r.State, Attempts: r.Attempts, ReadyAt: nanos(r.ReadyAt),
+		Reason: r.Reason, Targets: r.Targets, Updated: nanos(r.Updated), DoneAt: nanos(r.DoneAt), Ack: r.Ack,
+		Len: r.PayloadLen, Dropped: r.PayloadDropped, Sealed: r.sealed,
+	}
+	meta, err := json.Marshal(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := binary.AppendUvarint([]byte{recordV1}, uint64(len(meta)))
+	return append(append(out, meta...), payload...)
+}
+
+func fullRecord() *Record {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 8, time.UTC)
+	r := &Record{
+		ID: 7, Key: "adt|EPIC|GENHOSP|MSG00042", Source: "adt", Kind: "hl7v2", Type: "ADT^A08",
+		Received: at, State: Done, Attempts: 3, ReadyAt: at.Add(-time.Second), Reason: "CRM answered 503",
+		Targets: []string{"001xx0000001", "", "a0Bxx00002"}, Updated: at.Add(time.Minute), DoneAt: at.Add(time.Hour),
+		Ack:        []byte("MSH|^~\\&|EHRBRIDGE|CRM|EPIC|GENHOSP|20260304050607||ACK^A08^ACK|A42|P|2.5.1\rMSA|AA|MSG00042\r"),
+		PayloadLen: 1234, sealed: true, compressed: true,
+	}
+	r.Hash = sha256.Sum256([]byte("content"))
+	copy(r.Lane[:], "0123456789abcdef")
+	return r
+}
+
+// Every field survives the binary form, including unset times, and the
+// binary form is much smaller than the JSON one for the same record.
+func TestRecordV2RoundTrip(t *testing.T) {
+	payload := []byte("stored payload bytes")
+	for _, r := range []*Record{fullRecord(), {ID: 9, Key: "k", Received: time.Unix(0, 1), State: Received}} {
+		v, err := encodeRecord(r, payload)
+		if err != nil || v[0] != recordV2 {
+			t.Fatalf("encode: %v (version %d)", err, v[0])
+		}
+		got, p, err := decodeRecord(r.ID, v)
+		if err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		if !bytes.Equal(p, payload) {
+			t.Errorf("payload %q", p)
+		}
+		if !got.Received.Equal(r.Received) || !got.ReadyAt.Equal(r.ReadyAt) || !got.Updated.Equal(r.Updated) || !got.DoneAt.Equal(r.DoneAt) {
+			t.Errorf("times: got %v %v %v %v, want %v %v %v %v", got.Received, got.ReadyAt, got.Updated, got.DoneAt, r.Received, r.ReadyAt, r.Updated, r.DoneAt)
+		}
+		if got.ReadyAt.IsZero() != r.ReadyAt.IsZero() || got.DoneAt.IsZero() != r.DoneAt.IsZero() {
+			t.Errorf("unset times must stay unset")
+		}
+		for _, x := range []*Record{got, r} {
+			x.Received, x.ReadyAt, x.Updated, x.DoneAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		}
+		if !reflect.DeepEqual(got, r) {
+			t.Errorf("decoded\n%+v\nwant\n%+v", got, r)
+		}
+	}
+	r := fullRecord()
+	v2, _ := encodeRecord(r, nil)
+	v1 := encodeRecordV1(t, r, nil)
+	if len(v2)*10 > len(v1)*7 {
+		t.Errorf("binary metadata %d bytes, JSON %d: expected at least 30%% smaller", len(v2), len(v1))
+	}
+}
+
+// A damaged record is an error naming it, never a panic: every prefix of
+// a valid record and a few corrupt bytes.
+func TestRecordV2Damaged(t *testing.T) {
+	v, _ := encodeRecord(fullRecord(), nil)
+	for n := 0; n < len(v); n++ {
+		// The record has no payload: every shorter prefix cuts a field.
+		if _, _, err := decodeRecord(7, v[:n]); err == nil {
+			t.Errorf("prefix of %d of %d bytes decoded without error", n, len(v))
+		} else if !errors.Is(err, errCorrupt) {
+			t.Errorf("prefix %d: %v is not errCorrupt", n, err)
+		}
+	}
+	bad := append([]byte(nil), v...)
+	bad[0] = 9
+	if _, _, err := decodeRecord(7, bad); !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), "unknown version") {
+		t.Errorf("unknown version: %v", err)
+	}
+	huge := []byte{recordV2, 0, 0xff, 0xff, 0xff, 0xff, 0x0f} // a key longer than the record
+	if _, _, err := decodeRecord(7, huge); !errors.Is(err, errCorrupt) {
+		t.Errorf("overlong key: %v", err)
+	}
+}
+
+// rewriteAsV1 turns every record of a closed log back into version 1 with
+// an uncompressed payload and sets schema 2: the log as the previous
+// release left it.
+func rewriteAsV1(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bRecords)
+		type kv struct{ k, v []byte }
+		var all []kv
+		if err := b.ForEach(func(k, v []byte) error {
+			r, p, err := decodeRecord(btoi(k), v)
+			if err != nil {
+				return err
+			}
+			if r.compressed {
+				if p, err = decompressPayload(p, r.PayloadLen); err != nil {
+					return err
+				}
+				r.compressed = false
+			}
+			all = append(all, kv{append([]byte(nil), k...), encodeRecordV1(t, r, p)})
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, e := range all {
+			if err := b.Put(e.k, e.v); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bMeta).Put(metaSchema, itob(2))
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A schema 2 log (JSON records, uncompressed payloads) opened by this
+// release: migrated, its pending records claimed with their payloads, a
+// retransmit still answered with the original ACK bytes, and a record that
+// changes state is rewritten in the binary form. The log checks clean.
+func TestSchema2RecordsCarryOn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, Options{})
+	big := strings.Repeat("OBX|1|NM|8867-4^Heart rate^LN||72|/min|60-100|N|||F\r", 40)
+	mustAppend(t, l, entry("k1", "p1", big))
+	mustAppend(t, l, entry("k2", "p2", "short"))
+	third := mustAppend(t, l, entry("k3", "p1", "behind k1 in its lane"))
+	l.Close()
+	rewriteAsV1(t, path)
+
+	l = reopen(t, path, Options{})
+	if r := mustAppend(t, l, entry("k1", "p1", big)); r.Outcome != Duplicate || string(r.Ack) != "ACK for k1" {
+		t.Fatalf("retransmit of a version 1 record: %+v", r)
+	}
+	recs, err := l.Claim(10)
+	if err != nil || len(recs) != 2 || string(recs[0].Payload) != big || string(recs[1].Payload) != "short" {
+		t.Fatalf("claimed %v %v", recs, err)
+	}
+	if err := l.MarkDone(recs[0].ID, []string{"001"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bRecords).Get(itob(recs[0].ID)); v[0] != recordV2 {
+			t.Errorf("a settled record is still version %d", v[0])
+		}
+		if v := tx.Bucket(bRecords).Get(itob(third.ID)); v[0] != recordV1 {
+			t.Errorf("an untouched record was rewritten: version %d", v[0])
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.Reveal(recs[0].ID); err != nil || string(got.Payload) != big || got.Targets[0] != "001" {
+		t.Fatalf("done record after the rewrite: %v %v", got, err)
+	}
+	if recs, err := l.Claim(10); err != nil || len(recs) != 1 || string(recs[0].Payload) != "behind k1 in its lane" {
+		t.Fatalf("claimed after k1 was done: %v %v", recs, err)
+	}
+	if st, err := l.Stats(); err != nil || st.Schema != schemaVersion || st.States[Done] != 1 || st.States[InProgress] != 2 {
+		t.Fatalf("stats: %+v %v", st, err)
+	}
+	if problems, err := l.Check(); err != nil || len(problems) > 0 {
+		t.Fatalf("check: %v %v", problems, err)
+	}
+}
+
+// Payloads are stored compressed (and then sealed, with a key), come back
+// whole from Claim and Reveal, and a damaged compressed payload is an
+// error for that record, not a panic.
+func TestPayloadCompression(t *testing.T) {
+	big := strings.Repeat("PID|1||4711^^^GENHOSP^MR||DOE^JANE||19700101|F\r", 50)
+	for _, keyed := range []bool{false, true} {
+		opts := Options{}
+		if keyed {
+			ring, err := NewKeyring(bytes.Repeat([]byte{7}, 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.Keyring = ring
+		}
+		l, _ := openTest(t, opts)
+		r := mustAppend(t, l, entry("k1", "p1", big))
+		mustAppend(t, l, entry("k2", "p2", "tiny"))
+		var size int
+		_ = l.db.View(func(tx *bolt.Tx) error {
+			size = len(tx.Bucket(bRecords).Get(itob(r.ID)))
+			return nil
+		})
+		if size*4 > len(big) {
+			t.Errorf("keyed %v: a %d-byte repetitive payload takes %d bytes", keyed, len(big), size)
+		}
+		got, err := l.Reveal(r.ID)
+		if err != nil || string(got.Payload) != big {
+			t.Fatalf("keyed %v: reveal %v", keyed, err)
+		}
+		recs, err := l.Claim(10)
+		if err != nil || len(recs) != 2 || string(recs[0].Payload) != big || string(recs[1].Payload) != "tiny" {
+			t.Fatalf("keyed %v: claim %v", keyed, err)
+		}
+	}
+	c, ok := compressPayload([]byte(big))
+	if !ok {
+		t.Fatal("not compressed")
+	}
+	if p, err := decompressPayload(c, len(big)); err != nil || string(p) != big {
+		t.Fatalf("round trip: %v", err)
+	}
+	for _, bad := range [][]byte{c[:len(c)/2], append([]byte{0xff}, c[1:]...), nil} {
+		if _, err := decompressPayload(bad, len(big)); !errors.Is(err, errDecompress) {
+			t.Errorf("damaged: %v", err)
+		}
+	}
+	if _, err := decompressPayload(c, len(big)+1); !errors.Is(err, errDecompress) {
+		t.Errorf("wrong length accepted")
+	}
+	if _, ok := compressPayload(make([]byte, 100)); ok {
+		t.Error("a payload under minCompress was compressed")
+	}
+	if _, ok := compressPayload(sha256Stream(4096)); ok {
+		t.Error("an incompressible payload was stored compressed")
+	}
+}
+
+func sha256Stream(n int) []byte {
+	var out []byte
+	seed := sha256.Sum256([]byte("seed"))
+	for len(out) < n {
+		seed = sha256.Sum256(seed[:])
+		out = append(out, seed[:]...)
+	}
+	return out[:n]
+}
