@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -74,6 +75,9 @@ type Log struct {
 	path string
 	opts Options
 	salt []byte
+	// laneMACs holds HMACs keyed with salt, reset after use: keying one
+	// costs two hash blocks and allocations on every append.
+	laneMACs sync.Pool
 	// encrypted says the log was written with a key (its salt is sealed),
 	// whether or not this process has the key.
 	encrypted bool
@@ -339,10 +343,16 @@ func (l *Log) loadSalt(v []byte) error {
 // LaneHash is the keyed hash the log stores for a lane key. An empty lane
 // key gives each record a lane of its own (see Append).
 func (l *Log) LaneHash(lane string) [16]byte {
-	m := hmac.New(sha256.New, l.salt)
+	m, _ := l.laneMACs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, l.salt)
+	}
 	m.Write([]byte(lane))
+	var sum [sha256.Size]byte
 	var h [16]byte
-	copy(h[:], m.Sum(nil))
+	copy(h[:], m.Sum(sum[:0]))
+	m.Reset()
+	l.laneMACs.Put(m)
 	return h
 }
 

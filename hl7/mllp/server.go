@@ -295,6 +295,7 @@ func (c *conn) serve() {
 		_ = c.nc.SetReadDeadline(time.Now().Add(readTimeout))
 	}
 	junk := int64(0)
+	var wbuf []byte
 	for {
 		if c.setIdle(true) {
 			return
@@ -340,7 +341,14 @@ func (c *conn) serve() {
 			return
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if err := WriteFrame(c.nc, reply); err != nil {
+		// One buffer per connection frames every reply; one that grew
+		// for a large reply is not kept.
+		wbuf = AppendFrame(wbuf[:0], reply)
+		_, err = c.nc.Write(wbuf)
+		if cap(wbuf) > 64<<10 {
+			wbuf = nil
+		}
+		if err != nil {
 			log.Warn("mllp reply could not be written", "err", err)
 			return
 		}
