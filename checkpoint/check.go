@@ -23,10 +23,7 @@ func (l *Log) Check() ([]string, error) {
 		for err := range tx.Check() {
 			add("bbolt: %v", err)
 		}
-		var laneCursor uint64
-		if v := tx.Bucket(bMeta).Get(metaLaneCursor); len(v) == 8 {
-			laneCursor = btoi(v)
-		}
+		cursor := laneCursor(tx)
 		counts := map[State]int64{}
 		active := map[[16]byte]int{}
 		err := tx.Bucket(bRecords).ForEach(func(k, v []byte) error {
@@ -44,10 +41,11 @@ func (l *Log) Check() ([]string, error) {
 			inLane := tx.Bucket(bLanes).Get(laneKey(r.Lane, id)) != nil
 			switch r.State {
 			case Received, InProgress, Retrying:
-				// Records after the lane cursor have not been put in their
-				// lanes yet; the next Claim does that.
-				if !pending || inLane != (id <= laneCursor) {
-					add("record %d (%s): pending or lane index disagrees (lane cursor %d)", id, r.State, laneCursor)
+				// Records after the lane cursor are pending by position and
+				// not yet in the pending or lane index; the next Claim puts
+				// them there.
+				if indexed := id <= cursor; pending != indexed || inLane != indexed {
+					add("record %d (%s): pending or lane index disagrees (lane cursor %d)", id, r.State, cursor)
 				}
 			default:
 				if pending || inLane {

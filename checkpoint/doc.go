@@ -20,9 +20,10 @@
 // queued meanwhile. With one sender that is one commit per record and no
 // hand-off between goroutines; with many it shares the fsync. bbolt's own
 // Batch is not used: called from one goroutine it waits out its batch delay
-// on every call. Records are encoded (and sealed) before they are queued,
-// and lane indexes are written later by Claim, so the commit a sender waits
-// on only looks up its key and appends.
+// on every call. Records are encoded (compressed and sealed) before they
+// are queued, and the pending and lane indexes are written later by Claim
+// (a record after the lane cursor is pending by its position), so the
+// commit a sender waits on only looks up its key and appends.
 //
 // # States and lanes
 //

@@ -71,23 +71,26 @@ func (l *Log) Claim(limit int) ([]*Record, error) {
 // that a large backlog is indexed over several short transactions.
 const indexBatch = 4096
 
-// indexLanes puts records appended since the last call into their lanes,
-// in id order (so each lane keeps arrival order), and makes a record
-// claimable when its lane had nothing pending. It returns once the cursor
-// has caught up or max records were indexed.
+// indexLanes puts records appended since the last call (those after the
+// lane cursor) into the pending index and their lanes, in id order (so
+// each lane keeps arrival order), and makes a record claimable when its
+// lane had nothing pending. It returns once the cursor has caught up or
+// max records were indexed.
 func indexLanes(tx *bolt.Tx, max int) error {
 	meta := tx.Bucket(bMeta)
-	var cursor uint64
-	if v := meta.Get(metaLaneCursor); len(v) == 8 {
-		cursor = btoi(v)
-	}
-	c := tx.Bucket(bPending).Cursor()
+	cursor := laneCursor(tx)
+	c := tx.Bucket(bRecords).Cursor()
+	pending := tx.Bucket(bPending)
+	pending.FillPercent = 1 // ids only grow here
 	last := cursor
 	n := 0
-	for k, _ := c.Seek(itob(cursor + 1)); k != nil && n < max; k, _ = c.Next() {
+	for k, v := c.Seek(itob(cursor + 1)); k != nil && n < max; k, v = c.Next() {
 		id := btoi(k)
-		r, _, err := getRecord(tx, id)
+		r, _, err := decodeRecord(id, v)
 		if err != nil {
+			return err
+		}
+		if err := pending.Put(itob(id), nil); err != nil {
 			return err
 		}
 		head := laneHead(tx, r.Lane) == 0
@@ -106,6 +109,15 @@ func indexLanes(tx *bolt.Tx, max int) error {
 		return nil
 	}
 	return meta.Put(metaLaneCursor, itob(last))
+}
+
+// laneCursor is the last record id indexed by indexLanes: records after it
+// are new, and pending by their position alone.
+func laneCursor(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bMeta).Get(metaLaneCursor); len(v) == 8 {
+		return btoi(v)
+	}
+	return 0
 }
 
 // MarkDone records that an in-progress record was applied, with the ids it

@@ -105,7 +105,7 @@ var (
 	bMeta      = []byte("meta")
 	bRecords   = []byte("records")   // id → record
 	bKeys      = []byte("keys")      // record key → id
-	bPending   = []byte("pending")   // id → ∅: received, in progress, retrying
+	bPending   = []byte("pending")   // id → ∅: received (indexed), in progress, retrying
 	bLanes     = []byte("lanes")     // lane hash | id → ∅, for pending records up to the lane cursor
 	bReady     = []byte("ready")     // readyAt | id → ∅: the claimable head of each lane
 	bInflight  = []byte("inflight")  // id → ∅: in progress
@@ -137,10 +137,24 @@ var migrations = map[uint64]func(tx *bolt.Tx) error{
 	// 1 → 2: the log names the program that last wrote it.
 	1: func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(metaWrittenBy, []byte("ehrbridge (schema 1)")) },
 	// 2 → 3: records are written in binary (record version 2), payloads
-	// compressed. Version 1 records stay readable as they are and take the
-	// new form when they next change, so the step writes nothing: the
-	// schema number is what keeps an older ehrbridge from misreading them.
-	2: func(*bolt.Tx) error { return nil },
+	// compressed; version 1 records stay readable as they are and take the
+	// new form when they next change. Records after the lane cursor are
+	// pending by position, no longer in the pending index: their entries
+	// go.
+	2: func(tx *bolt.Tx) error {
+		pending := tx.Bucket(bPending)
+		var drop [][]byte
+		c := pending.Cursor()
+		for k, _ := c.Seek(itob(laneCursor(tx) + 1)); k != nil; k, _ = c.Next() {
+			drop = append(drop, append([]byte(nil), k...))
+		}
+		for _, k := range drop {
+			if err := pending.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
 }
 
 // SchemaVersion is the log layout this ehrbridge writes.

@@ -63,7 +63,13 @@ func (l *Log) Stats() (Stats, error) {
 			st.States[s] = counter(tx, countKey(s))
 		}
 		st.Conflicts = counter(tx, countConflicts)
-		if k, _ := tx.Bucket(bPending).Cursor().First(); k != nil {
+		// Indexed pending records are older than any after the lane
+		// cursor, which are pending by position.
+		k, _ := tx.Bucket(bPending).Cursor().First()
+		if k == nil {
+			k, _ = tx.Bucket(bRecords).Cursor().Seek(itob(laneCursor(tx) + 1))
+		}
+		if k != nil {
 			r, _, err := getRecord(tx, btoi(k))
 			if err != nil {
 				return err
@@ -105,6 +111,22 @@ func (l *Log) List(state State, after uint64, limit int) ([]*Record, error) {
 				return err
 			}
 			if r.State == state {
+				out = append(out, r)
+			}
+		}
+		if state != Received {
+			return nil
+		}
+		// New records after the lane cursor are received and not yet in
+		// the pending index.
+		c = tx.Bucket(bRecords).Cursor()
+		k, v := c.Seek(itob(max(after, laneCursor(tx)) + 1))
+		for ; k != nil && len(out) < limit; k, v = c.Next() {
+			r, _, err := decodeRecord(btoi(k), v)
+			if err != nil {
+				return err
+			}
+			if r.State == Received {
 				out = append(out, r)
 			}
 		}

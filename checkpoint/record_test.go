@@ -108,8 +108,9 @@ func TestRecordV2Damaged(t *testing.T) {
 }
 
 // rewriteAsV1 turns every record of a closed log back into version 1 with
-// an uncompressed payload and sets schema 2: the log as the previous
-// release left it.
+// an uncompressed payload, puts the records not yet in their lanes in the
+// pending index and sets schema 2: the log as the previous release left
+// it.
 func rewriteAsV1(t *testing.T, path string) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, nil)
@@ -141,6 +142,12 @@ func rewriteAsV1(t *testing.T, path string) {
 			if err := b.Put(e.k, e.v); err != nil {
 				return err
 			}
+			// Schema 2 put every new record in the pending index at once.
+			if btoi(e.k) > laneCursor(tx) {
+				if err := tx.Bucket(bPending).Put(e.k, nil); err != nil {
+					return err
+				}
+			}
 		}
 		return tx.Bucket(bMeta).Put(metaSchema, itob(2))
 	}); err != nil {
@@ -148,8 +155,9 @@ func rewriteAsV1(t *testing.T, path string) {
 	}
 }
 
-// A schema 2 log (JSON records, uncompressed payloads) opened by this
-// release: migrated, its pending records claimed with their payloads, a
+// A schema 2 log (JSON records, uncompressed payloads, new records in the
+// pending index) opened by this release: migrated, its pending records
+// listed and claimed with their payloads, a
 // retransmit still answered with the original ACK bytes, and a record that
 // changes state is rewritten in the binary form. The log checks clean.
 func TestSchema2RecordsCarryOn(t *testing.T) {
@@ -163,6 +171,13 @@ func TestSchema2RecordsCarryOn(t *testing.T) {
 	rewriteAsV1(t, path)
 
 	l = reopen(t, path, Options{})
+	// The migration took the new records out of the pending index.
+	if problems, err := l.Check(); err != nil || len(problems) > 0 {
+		t.Fatalf("check after migration: %v %v", problems, err)
+	}
+	if recs, err := l.List(Received, 0, 10); err != nil || len(recs) != 3 {
+		t.Fatalf("received before any claim: %d %v", len(recs), err)
+	}
 	if r := mustAppend(t, l, entry("k1", "p1", big)); r.Outcome != Duplicate || string(r.Ack) != "ACK for k1" {
 		t.Fatalf("retransmit of a version 1 record: %+v", r)
 	}
@@ -263,4 +278,57 @@ func sha256Stream(n int) []byte {
 		out = append(out, seed[:]...)
 	}
 	return out[:n]
+}
+
+// New records are pending by their position after the lane cursor: they
+// are listed, counted as the oldest pending and checked as such before
+// Claim indexes them, and alongside indexed ones after.
+func TestPendingByPosition(t *testing.T) {
+	clock := newClock()
+	l, _ := openTest(t, Options{Now: clock.Now})
+	first := mustAppend(t, l, entry("k1", "p1", "one"))
+	clock.Add(time.Minute)
+	mustAppend(t, l, entry("k2", "p1", "two"))
+	st, err := l.Stats()
+	if err != nil || !st.OldestPending.Equal(clock.Now().Add(-time.Minute)) {
+		t.Fatalf("oldest pending before indexing: %v %v", st.OldestPending, err)
+	}
+	if recs, err := l.List(Received, 0, 10); err != nil || len(recs) != 2 || recs[0].ID != first.ID {
+		t.Fatalf("list before indexing: %v %v", recs, err)
+	}
+	if problems, err := l.Check(); err != nil || len(problems) > 0 {
+		t.Fatalf("check before indexing: %v %v", problems, err)
+	}
+	claimed, err := l.Claim(10) // indexes both, claims k1 (k2 waits in its lane)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	clock.Add(time.Minute)
+	third := mustAppend(t, l, entry("k3", "p3", "three"))
+	recs, err := l.List(Received, 0, 10)
+	if err != nil || len(recs) != 2 || recs[0].Key != "k2" || recs[1].ID != third.ID {
+		t.Fatalf("list across the cursor: %v %v", recs, err)
+	}
+	if recs, err := l.List(Received, recs[0].ID, 10); err != nil || len(recs) != 1 || recs[0].ID != third.ID {
+		t.Fatalf("list after k2: %v %v", recs, err)
+	}
+	if recs, err := l.List(InProgress, 0, 10); err != nil || len(recs) != 1 || recs[0].Key != "k1" {
+		t.Fatalf("in progress: %v %v", recs, err)
+	}
+	if st, err := l.Stats(); err != nil || !st.OldestPending.Equal(clock.Now().Add(-2*time.Minute)) {
+		t.Fatalf("oldest pending with an indexed one: %v %v", st.OldestPending, err)
+	}
+	if problems, err := l.Check(); err != nil || len(problems) > 0 {
+		t.Fatalf("check across the cursor: %v %v", problems, err)
+	}
+	// A pending entry for a record not yet indexed is an inconsistency.
+	if err := l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bPending).Put(itob(third.ID), nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if problems, _ := l.Check(); len(problems) != 1 || !strings.Contains(problems[0], "pending or lane index disagrees") {
+		t.Fatalf("check of a stray pending entry: %v", problems)
+	}
+	if err := l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bPending).Delete(itob(third.ID)) }); err != nil {
+		t.Fatal(err)
+	}
 }
