@@ -18,10 +18,12 @@ Measures durable ingest on this machine: HL7 ADT^A01 messages over loopback
 MLLP into the checkpoint log, each acknowledged AA once fsynced, over one
 connection and over --conns connections, against raw bbolt commits on the
 same filesystem (one Update per record; a --conns-way group commit). Then
-the connections again at half the measured rate, for the ACK latency, and
-once more without fsync (not durable) to show the ingest path's own CPU
-and network ceiling on this machine. Each of the six phases runs for
---duration in a fresh directory under --dir, removed afterwards. The
+the connections again at half the measured rate, for the ACK latency,
+beside single bbolt commits for their latency, and once more without
+fsync (not durable) to show the ingest path's own CPU and network ceiling
+on this machine. Each ratio's two phases run interleaved in slices, as
+the disk's speed drifts. Each of the seven phases runs for --duration in
+all, in fresh directories under --dir, removed afterwards. The
 load generator is lean (raw frames, the ACK checked by its bytes), as it
 shares the CPUs with the receiver under test.
 
@@ -62,7 +64,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	fmt.Fprintf(stderr, "ehrbridge bench ingest: 6 phases of %s, about %s in all\n", *duration, (6 * *duration).Round(time.Second))
+	fmt.Fprintf(stderr, "ehrbridge bench ingest: 7 phases of %s, about %s in all\n", *duration, (7 * *duration).Round(time.Second))
 	if _, err := bench.Ingest(ctx, bench.IngestOptions{Duration: *duration, Dir: *dir, Conns: *conns}, stdout); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge bench ingest: %v\n", err)
 		return exitFailure

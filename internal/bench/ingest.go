@@ -112,12 +112,16 @@ type IngestReport struct {
 	// connections, HalfLoad over Conns connections paced to half of
 	// IngestMany's rate.
 	Ingest1, IngestMany, HalfLoad Phase
+	// BoltBeside is Bolt1 again, run in slices between HalfLoad's: the
+	// commit latency the half-load ACKs are held to, measured at the same
+	// time.
+	BoltBeside Phase
 	// Ceiling is IngestMany without fsync (not durable): the ingest path's
 	// CPU and network limit on this machine, for reference. Ceiling.Rate ÷
 	// BoltGroup.Rate is the most ManyConns could reach in this run.
 	Ceiling Phase
 	// OneConn is Ingest1.Rate ÷ Bolt1.Rate, ManyConns IngestMany.Rate ÷
-	// BoltGroup.Rate, HalfLoadP99 HalfLoad.P99 ÷ Bolt1.P99.
+	// BoltGroup.Rate, HalfLoadP99 HalfLoad.P99 ÷ BoltBeside.P99.
 	OneConn, ManyConns, HalfLoadP99 Ratio
 }
 
@@ -214,13 +218,15 @@ func Ingest(ctx context.Context, opts IngestOptions, w io.Writer) (IngestReport,
 		}); err != nil {
 		return rep, err
 	}
-	half, err := run(fmt.Sprintf("ingest %d conn, half load", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
-		return ingestPhase(ctx, dir, genH, n, d, rep.IngestMany.Rate/2, false)
-	}, opts.Duration)
-	if err != nil {
+	if err := pair(&rep.BoltBeside, &rep.HalfLoad, "bbolt 1 Update/record, beside", fmt.Sprintf("ingest %d conn, half load", n),
+		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+			return boltOneUpdate(ctx, dir, payload, d)
+		},
+		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+			return ingestPhase(ctx, dir, genH, n, d, rep.IngestMany.Rate/2, false)
+		}); err != nil {
 		return rep, err
 	}
-	rep.HalfLoad = half
 	genC := newMsgGen("C")
 	ceiling, err := run(fmt.Sprintf("ingest %d conn, no fsync", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
 		return ingestPhase(ctx, dir, genC, n, d, 0, true)
@@ -233,8 +239,8 @@ func Ingest(ctx context.Context, opts IngestOptions, w io.Writer) (IngestReport,
 	rep.OneConn = atLeast(fmt.Sprintf("%s ÷ %s", rep.Ingest1.Name, rep.Bolt1.Name), rep.Ingest1.Rate, rep.Bolt1.Rate, GoalOneConn)
 	rep.ManyConns = atLeast(fmt.Sprintf("%s ÷ %s", rep.IngestMany.Name, rep.BoltGroup.Name), rep.IngestMany.Rate, rep.BoltGroup.Rate, GoalManyConns)
 	rep.HalfLoadP99 = Ratio{Name: "ACK p99 at half load ÷ bbolt commit p99", Goal: GoalHalfLoadP99, AtMost: true}
-	if rep.Bolt1.P99 > 0 {
-		rep.HalfLoadP99.Value = float64(rep.HalfLoad.P99) / float64(rep.Bolt1.P99)
+	if rep.BoltBeside.P99 > 0 {
+		rep.HalfLoadP99.Value = float64(rep.HalfLoad.P99) / float64(rep.BoltBeside.P99)
 		rep.HalfLoadP99.Pass = rep.HalfLoadP99.Value <= GoalHalfLoadP99
 	}
 	return rep, printReport(w, rep, root)
@@ -253,7 +259,7 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ehrbridge ingest benchmark: %s per phase, ADT^A01 messages of ~%d bytes, data under %s\n\n",
 		r.Duration, r.PayloadBytes, filepath.Dir(root))
-	phases := []Phase{r.Bolt1, r.BoltGroup, r.Ingest1, r.IngestMany, r.HalfLoad, r.Ceiling}
+	phases := []Phase{r.Bolt1, r.BoltGroup, r.BoltBeside, r.Ingest1, r.IngestMany, r.HalfLoad, r.Ceiling}
 	width := len("phase")
 	for _, p := range phases {
 		width = max(width, len(p.Name))
@@ -268,8 +274,8 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 		r.Ingest1.Rate, r.Bolt1.Name, r.Bolt1.Rate, r.OneConn.Value, r.OneConn.Goal, verdict(r.OneConn.Pass))
 	fmt.Fprintf(&b, "%-*s %.0f msg/s ÷ %s %.0f rec/s = %.2f (goal ≥ %g) %s\n", pad, r.IngestMany.Name+":",
 		r.IngestMany.Rate, r.BoltGroup.Name, r.BoltGroup.Rate, r.ManyConns.Value, r.ManyConns.Goal, verdict(r.ManyConns.Pass))
-	fmt.Fprintf(&b, "ACK p99 at half load: %s ms ÷ bbolt commit p99 %s ms = %.2f (goal ≤ %g) %s\n",
-		ms(r.HalfLoad.P99), ms(r.Bolt1.P99), r.HalfLoadP99.Value, r.HalfLoadP99.Goal, verdict(r.HalfLoadP99.Pass))
+	fmt.Fprintf(&b, "ACK p99 at half load: %s ms ÷ bbolt commit p99 beside it %s ms = %.2f (goal ≤ %g) %s\n",
+		ms(r.HalfLoad.P99), ms(r.BoltBeside.P99), r.HalfLoadP99.Value, r.HalfLoadP99.Goal, verdict(r.HalfLoadP99.Pass))
 	if r.BoltGroup.Rate > 0 {
 		fmt.Fprintf(&b, "for reference: %s %.0f msg/s ÷ %s = %.2f, the most the %d-connection ratio could reach on this machine in this run\n",
 			r.Ceiling.Name, r.Ceiling.Rate, r.BoltGroup.Name, r.Ceiling.Rate/r.BoltGroup.Rate, r.Conns)

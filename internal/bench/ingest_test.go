@@ -25,7 +25,7 @@ func TestIngestSmoke(t *testing.T) {
 	}
 	text := out.String()
 	t.Logf("\n%s", text)
-	for _, p := range []Phase{rep.Bolt1, rep.BoltGroup, rep.Ingest1, rep.IngestMany, rep.HalfLoad} {
+	for _, p := range []Phase{rep.Bolt1, rep.BoltGroup, rep.BoltBeside, rep.Ingest1, rep.IngestMany, rep.HalfLoad} {
 		if p.Count <= 0 || p.Rate <= 0 || p.P99 <= 0 || p.P50 > p.P99 {
 			t.Errorf("phase %q: %+v, want positive figures", p.Name, p)
 		}
@@ -33,6 +33,7 @@ func TestIngestSmoke(t *testing.T) {
 	for _, line := range []string{
 		"\nbbolt 1 Update/record ",
 		"\nbbolt 64-way group commit ",
+		"\nbbolt 1 Update/record, beside ",
 		"\ningest 1 conn ",
 		"\ningest 64 conn ",
 		"\ningest 64 conn, half load ",
