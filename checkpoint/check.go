@@ -41,10 +41,11 @@ func (l *Log) Check() ([]string, error) {
 			inLane := tx.Bucket(bLanes).Get(laneKey(r.Lane, id)) != nil
 			switch r.State {
 			case Received, InProgress, Retrying:
-				// Records after the lane cursor are pending by position and
-				// not yet in the pending or lane index; the next Claim puts
-				// them there.
-				if indexed := id <= cursor; pending != indexed || inLane != indexed {
+				// Records after the lane cursor are not yet in their lanes
+				// (the next Claim puts them there) and, from schema 3, are
+				// pending by position, out of the pending index.
+				indexed := id <= cursor
+				if pending != (indexed || !l.pendingByPosition()) || inLane != indexed {
 					add("record %d (%s): pending or lane index disagrees (lane cursor %d)", id, r.State, cursor)
 				}
 			default:

@@ -81,6 +81,9 @@ type Log struct {
 	// encrypted says the log was written with a key (its salt is sealed),
 	// whether or not this process has the key.
 	encrypted bool
+	// schema is the layout of the file as read: schemaVersion, or older
+	// for a read-only open, which does not migrate.
+	schema uint64
 
 	// Group commit (see lead): queued appends, whether one is committing,
 	// whether Close has begun, and the appends not yet answered.
@@ -156,6 +159,12 @@ var migrations = map[uint64]func(tx *bolt.Tx) error{
 		return nil
 	},
 }
+
+// pendingByPosition says whether new records (after the lane cursor) are
+// pending by their position alone, out of the pending index: from schema
+// 3. Before, every new record was in the pending index at once; a
+// read-only open of such a log reads it that way.
+func (l *Log) pendingByPosition() bool { return l.schema >= 3 }
 
 // SchemaVersion is the log layout this ehrbridge writes.
 func SchemaVersion() int { return schemaVersion }
@@ -243,6 +252,7 @@ func (l *Log) init() error {
 		case got < schemaVersion && !l.opts.ReadOnly:
 			return fmt.Errorf("checkpoint: %s still has log schema %d after migration", l.path, got)
 		}
+		l.schema = btoi(v)
 		return l.loadSalt(meta.Get(metaSalt))
 	}
 	if l.opts.ReadOnly {

@@ -114,7 +114,7 @@ func (l *Log) List(state State, after uint64, limit int) ([]*Record, error) {
 				out = append(out, r)
 			}
 		}
-		if state != Received {
+		if state != Received || !l.pendingByPosition() {
 			return nil
 		}
 		// New records after the lane cursor are received and not yet in
