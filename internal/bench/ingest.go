@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -72,6 +73,9 @@ type Phase struct {
 	P50, P99 time.Duration
 	// Offered is the paced phase's target rate per second; 0 elsewhere.
 	Offered float64
+	// CPU is the process's CPU time over the phase (receiver and load
+	// generator together); 0 where it cannot be measured.
+	CPU time.Duration
 
 	lat []time.Duration // raw latencies, kept to merge slices
 }
@@ -79,7 +83,7 @@ type Phase struct {
 // merge adds another slice of the same phase.
 func (p Phase) merge(q Phase) Phase {
 	out := summarise(append(append([]time.Duration(nil), p.lat...), q.lat...), p.Elapsed+q.Elapsed)
-	out.Name, out.Offered = p.Name, p.Offered
+	out.Name, out.Offered, out.CPU = p.Name, p.Offered, p.CPU+q.CPU
 	return out
 }
 
@@ -264,10 +268,16 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 	for _, p := range phases {
 		width = max(width, len(p.Name))
 	}
-	fmt.Fprintf(&b, "%-*s  %8s  %8s  %8s  %8s\n", width, "phase", "count", "rate/s", "p50 ms", "p99 ms")
+	fmt.Fprintf(&b, "%-*s  %8s  %8s  %8s  %8s  %6s  %8s\n", width, "phase", "count", "rate/s", "p50 ms", "p99 ms", "cores", "CPU µs")
 	for _, p := range phases {
-		fmt.Fprintf(&b, "%-*s  %8d  %8.0f  %8s  %8s\n", width, p.Name, p.Count, p.Rate, ms(p.P50), ms(p.P99))
+		cores, per := "-", "-"
+		if p.CPU > 0 && p.Elapsed > 0 && p.Count > 0 {
+			cores = fmt.Sprintf("%.2f", p.CPU.Seconds()/p.Elapsed.Seconds())
+			per = fmt.Sprintf("%.1f", float64(p.CPU)/float64(time.Microsecond)/float64(p.Count))
+		}
+		fmt.Fprintf(&b, "%-*s  %8d  %8.0f  %8s  %8s  %6s  %8s\n", width, p.Name, p.Count, p.Rate, ms(p.P50), ms(p.P99), cores, per)
 	}
+	fmt.Fprintf(&b, "(cores: the process's CPU time over the phase ÷ its length, receiver and load generator together,\n of %d here; CPU µs: the same per record or message)\n", runtime.NumCPU())
 	fmt.Fprintf(&b, "(half load: %.0f msg/s offered, half the %d-connection rate)\n\n", r.HalfLoad.Offered, r.Conns)
 	pad := len(r.IngestMany.Name) + 1
 	fmt.Fprintf(&b, "%-*s %.0f msg/s ÷ %s %.0f rec/s = %.2f (goal ≥ %g) %s\n", pad, r.Ingest1.Name+":",
@@ -302,6 +312,25 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	i := int(math.Ceil(p*float64(len(sorted)))) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// cpuMeter measures the process's CPU time from its start.
+type cpuMeter struct {
+	start time.Duration
+	ok    bool
+}
+
+func startCPU() cpuMeter {
+	c, ok := processCPU()
+	return cpuMeter{c, ok}
+}
+
+func (m cpuMeter) used() time.Duration {
+	c, ok := processCPU()
+	if !m.ok || !ok {
+		return 0
+	}
+	return c - m.start
 }
 
 func summarise(lat []time.Duration, elapsed time.Duration) Phase {
@@ -354,6 +383,7 @@ func boltOneUpdate(ctx context.Context, dir string, payload []byte, d time.Durat
 	}
 	defer db.Close()
 	lat := make([]time.Duration, 0, 1<<12)
+	cpu := startCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	for seq := uint64(1); ctx.Err() == nil; seq++ {
@@ -366,7 +396,9 @@ func boltOneUpdate(ctx context.Context, dir string, payload []byte, d time.Durat
 		}
 		lat = append(lat, time.Since(t0))
 	}
-	return summarise(lat, time.Since(start)), db.Close()
+	p := summarise(lat, time.Since(start))
+	p.CPU = cpu.used()
+	return p, db.Close()
 }
 
 type boltOp struct {
@@ -424,6 +456,7 @@ func boltGroupCommit(ctx context.Context, dir string, payload []byte, n int, d t
 	lats := make([][]time.Duration, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	cpu := startCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	for i := range n {
@@ -447,13 +480,15 @@ func boltGroupCommit(ctx context.Context, dir string, payload []byte, n int, d t
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, used := time.Since(start), cpu.used()
 	close(queue)
 	<-committed
 	if err := errors.Join(errs...); err != nil {
 		return Phase{}, err
 	}
-	return summarise(slices.Concat(lats...), elapsed), db.Close()
+	p := summarise(slices.Concat(lats...), elapsed)
+	p.CPU = used
+	return p, db.Close()
 }
 
 var discard = slog.New(slog.DiscardHandler)
@@ -638,10 +673,11 @@ func ingestPhase(ctx context.Context, dir string, gen *msgGen, conns int, d time
 		})
 	}
 	ready.Wait()
+	cpu := startCPU()
 	start = time.Now()
 	close(begin)
 	done.Wait()
-	elapsed := time.Since(start)
+	elapsed, used := time.Since(start), cpu.used()
 	if err := errors.Join(errs...); err != nil {
 		return Phase{}, err
 	}
@@ -649,7 +685,7 @@ func ingestPhase(ctx context.Context, dir string, gen *msgGen, conns int, d time
 		return Phase{}, err
 	}
 	p := summarise(slices.Concat(lats...), elapsed)
-	p.Offered = rate
+	p.Offered, p.CPU = rate, used
 	// Every AA must stand for a record in the log, and nothing else may be.
 	st, err := r.log.Stats()
 	if err != nil {
