@@ -577,18 +577,24 @@ func TestHasten(t *testing.T) {
 // ehrbridge would have left it.
 func setSchema(t *testing.T, path string, v uint64) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error {
+	updateClosed(t, path, func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bMeta)
 		if err := meta.Delete(metaWrittenBy); err != nil {
 			return err
 		}
 		return meta.Put(metaSchema, itob(v))
-	}); err != nil {
+	})
+}
+
+// updateClosed changes a closed log's file in one bbolt transaction.
+func updateClosed(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -207,23 +207,30 @@ func (d *decoder) fail(what string) {
 	d.b = nil
 }
 
-func (d *decoder) uvarint(what string) uint64 {
-	n, w := binary.Uvarint(d.b)
+// advance skips a varint of w bytes as binary.(U)varint measured it;
+// false (and the decoder failed) when there was none.
+func (d *decoder) advance(w int, what string) bool {
 	if w <= 0 {
 		d.fail(what)
-		return 0
+		return false
 	}
 	d.b = d.b[w:]
+	return true
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	n, w := binary.Uvarint(d.b)
+	if !d.advance(w, what) {
+		return 0
+	}
 	return n
 }
 
 func (d *decoder) varint(what string) int64 {
 	n, w := binary.Varint(d.b)
-	if w <= 0 {
-		d.fail(what)
+	if !d.advance(w, what) {
 		return 0
 	}
-	d.b = d.b[w:]
 	return n
 }
 

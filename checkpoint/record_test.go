@@ -113,12 +113,7 @@ func TestRecordV2Damaged(t *testing.T) {
 // it.
 func rewriteAsV1(t *testing.T, path string) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error {
+	updateClosed(t, path, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bRecords)
 		type kv struct{ k, v []byte }
 		var all []kv
@@ -150,9 +145,7 @@ func rewriteAsV1(t *testing.T, path string) {
 			}
 		}
 		return tx.Bucket(bMeta).Put(metaSchema, itob(2))
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 // A schema 2 log (JSON records, uncompressed payloads, new records in the
