@@ -405,16 +405,7 @@ func (s *store) dvDelete(t *objectStore, id string) *dvError {
 	if t.Records[id] == nil {
 		return dverr(404, dvNotFound, "%s With Id = %s Does Not Exist", t.Name, id)
 	}
-	pos := 0
-	for i, x := range t.Order {
-		if x == id {
-			pos = i
-		}
-	}
-	s.note(t.Name, id, t.Records[id], pos, true)
-	delete(t.Records, id)
-	t.Order = removeID(t.Order, id)
-	s.dirty = true
+	s.drop(t, id, true)
 	return nil
 }
 

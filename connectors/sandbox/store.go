@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -420,17 +421,17 @@ func (s *store) remove(object, id string) *apiError {
 	if o == nil || o.Records[id] == nil {
 		return errf("ENTITY_IS_DELETED", nil, "entity is deleted")
 	}
-	pos := 0
-	for i, x := range o.Order {
-		if x == id {
-			pos = i
-		}
-	}
-	s.note(o.Name, id, o.Records[id], pos, false)
+	s.drop(o, id, false)
+	return nil
+}
+
+// drop deletes an existing record, noting it for rollback (dv: a
+// Dataverse row).
+func (s *store) drop(o *objectStore, id string, dv bool) {
+	s.note(o.Name, id, o.Records[id], max(slices.Index(o.Order, id), 0), dv)
 	delete(o.Records, id)
 	o.Order = removeID(o.Order, id)
 	s.dirty = true
-	return nil
 }
 
 // records returns copies of an object's records in creation order.
