@@ -86,18 +86,24 @@ func (c *Config) validate(base string) Problems {
 	}
 
 	names := map[string]string{} // name -> path of its first use
+	// sourceName checks a source's name (at path p), unique across MLLP
+	// and FHIR sources.
+	sourceName := func(p, name string) {
+		if name == "" {
+			return
+		}
+		if msg := checkSourceName(name); msg != "" {
+			v.add(p+".name", "invalid source name %s: %s", v.show(p+".name", name), msg)
+		} else if first, dup := names[name]; dup {
+			v.add(p+".name", "duplicate source name %s (first at %s)", v.show(p+".name", name), c.pos.where(first))
+		} else {
+			names[name] = p + ".name"
+		}
+	}
 	for i := range c.Sources.MLLP {
 		s := &c.Sources.MLLP[i]
 		p := fmt.Sprintf("sources.mllp[%d]", i)
-		if s.Name != "" {
-			if msg := checkSourceName(s.Name); msg != "" {
-				v.add(p+".name", "invalid source name %s: %s", v.show(p+".name", s.Name), msg)
-			} else if first, dup := names[s.Name]; dup {
-				v.add(p+".name", "duplicate source name %s (first at %s)", v.show(p+".name", s.Name), c.pos.where(first))
-			} else {
-				names[s.Name] = p + ".name"
-			}
-		}
+		sourceName(p, s.Name)
 		if s.Listen != "" {
 			if l, ok := v.listenAddr(p+".listen", "source "+v.show(p+".name", s.Name), s.Listen); ok {
 				if other := conflict(listeners, l); other != nil {
@@ -125,15 +131,7 @@ func (c *Config) validate(base string) Problems {
 	for i := range c.Sources.FHIR {
 		s := &c.Sources.FHIR[i]
 		p := fmt.Sprintf("sources.fhir[%d]", i)
-		if s.Name != "" {
-			if msg := checkSourceName(s.Name); msg != "" {
-				v.add(p+".name", "invalid source name %s: %s", v.show(p+".name", s.Name), msg)
-			} else if first, dup := names[s.Name]; dup {
-				v.add(p+".name", "duplicate source name %s (first at %s)", v.show(p+".name", s.Name), c.pos.where(first))
-			} else {
-				names[s.Name] = p + ".name"
-			}
-		}
+		sourceName(p, s.Name)
 		if u, err := url.Parse(s.BaseURL); s.BaseURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
 			v.add(p+".base_url", "must be the server's base URL like https://ehr.example/fhir/R4, got %s", v.show(p+".base_url", s.BaseURL))
 		}
