@@ -87,7 +87,16 @@ func (c *SalesforceCRM) Find(ctx context.Context, q Query) ([]map[string]any, er
 	return out, nil
 }
 
+// soqlValue is a SOQL literal: text quoted, backslash-escaped.
 func soqlValue(v any) string {
+	return literal(v, func(s string) string {
+		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	})
+}
+
+// literal writes v as a query literal, its text through text: SOQL and
+// OData agree on everything else.
+func literal(v any, text func(string) string) string {
 	switch x := v.(type) {
 	case bool:
 		return strconv.FormatBool(x)
@@ -96,7 +105,7 @@ func soqlValue(v any) string {
 	case time.Time:
 		return x.UTC().Format("2006-01-02T15:04:05Z")
 	case string:
-		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(x) + "'"
+		return text(x)
 	}
 	return "null"
 }
@@ -162,20 +171,12 @@ func odataEscape(s string) string {
 
 // odataValue is an OData literal: GUIDs bare, text quoted (” for ').
 func odataValue(v any) string {
-	switch x := v.(type) {
-	case bool:
-		return strconv.FormatBool(x)
-	case int:
-		return strconv.Itoa(x)
-	case time.Time:
-		return x.UTC().Format("2006-01-02T15:04:05Z")
-	case string:
-		if isGUID(x) {
-			return x
+	return literal(v, func(s string) string {
+		if isGUID(s) {
+			return s
 		}
-		return "'" + strings.ReplaceAll(x, "'", "''") + "'"
-	}
-	return "null"
+		return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	})
 }
 
 func isGUID(s string) bool {
