@@ -11,6 +11,7 @@ package dynamics
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -251,10 +252,10 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 			d := retryAfter(resp.header)
 			c.pause(d)
 			c.cfg.Logger.Warn("Dataverse service protection limit reached; pausing", "retry_after", d.String(), "code", dvCode(resp.body))
-			return nil, &connectors.Error{Kind: connectors.Throttled, Code: orDefault(dvCode(resp.body), "429"), Status: 429, RetryAfter: d}
+			return nil, &connectors.Error{Kind: connectors.Throttled, Code: cmp.Or(dvCode(resp.body), "429"), Status: 429, RetryAfter: d}
 		}
 		if resp.status >= 500 {
-			lastErr = &connectors.Error{Kind: connectors.Transient, Code: orDefault(dvCode(resp.body), strconv.Itoa(resp.status)), Status: resp.status, Message: dvMessage(resp.body)}
+			lastErr = &connectors.Error{Kind: connectors.Transient, Code: cmp.Or(dvCode(resp.body), strconv.Itoa(resp.status)), Status: resp.status, Message: dvMessage(resp.body)}
 			continue
 		}
 		return resp, nil
@@ -293,7 +294,7 @@ func (c *Client) send(ctx context.Context, method, path string, header http.Head
 		return nil, &connectors.Error{Kind: connectors.Transient, Code: "NO_ANSWER"}
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
-		return nil, &connectors.Error{Kind: connectors.Transient, Code: orDefault(dvCode(data), "401"), Status: 401, Message: dvMessage(data)}
+		return nil, &connectors.Error{Kind: connectors.Transient, Code: cmp.Or(dvCode(data), "401"), Status: 401, Message: dvMessage(data)}
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
@@ -330,16 +331,9 @@ func dvMessage(body []byte) string {
 	return e.Error.Message
 }
 
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
-}
-
 // classify turns a non-2xx answer to one write into an error.
 func classify(status int, body []byte) error {
-	e := &connectors.Error{Kind: connectors.Permanent, Code: orDefault(dvCode(body), strconv.Itoa(status)), Status: status, Message: dvMessage(body)}
+	e := &connectors.Error{Kind: connectors.Permanent, Code: cmp.Or(dvCode(body), strconv.Itoa(status)), Status: status, Message: dvMessage(body)}
 	switch {
 	case status == http.StatusTooManyRequests:
 		e.Kind = connectors.Throttled

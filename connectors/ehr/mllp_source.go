@@ -1,6 +1,7 @@
 package ehr
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,7 +150,7 @@ var defaultHashIgnore = []hl7.Path{hl7.MustPath("MSH-7")}
 func (s *MLLPSource) reply(in *hl7.Message, h hl7.Header, code hl7.AckCode, text string, errs []hl7.ErrDetail) []byte {
 	opts := hl7.AckOptions{}
 	if h.ReceivingApp == "" {
-		opts.SendingApp = orDefault(s.AppName, "EHRBRIDGE")
+		opts.SendingApp = cmp.Or(s.AppName, "EHRBRIDGE")
 	}
 	if h.ReceivingFacility == "" && s.Facility != "" {
 		opts.SendingFacility = s.Facility
@@ -191,13 +192,6 @@ func (s *MLLPSource) logger() *slog.Logger {
 		s.log = l.With("source", s.Name)
 	})
 	return s.log
-}
-
-func orDefault(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
 }
 
 // laneKey is the mapping's lane key when Lane gives one, else LaneKey.

@@ -7,6 +7,7 @@ package fhirhttp
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -185,13 +186,6 @@ func Outcome(status int, body []byte) string {
 	return text
 }
 
-func orDefault(s, d string) string {
-	if s != "" {
-		return s
-	}
-	return d
-}
-
 // BackendServices gets bearer tokens by SMART Backend Services: a client
 // credentials grant authenticated with a JWT assertion signed (RS384) by
 // the client's private key. Tokens are cached until a minute before they
@@ -239,7 +233,7 @@ func (b *BackendServices) Token(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {orDefault(b.Scope, "system/DocumentReference.write system/Patient.read system/Encounter.read")},
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {cmp.Or(b.Scope, "system/DocumentReference.write system/Patient.read system/Encounter.read")},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.TokenURL, strings.NewReader(form.Encode()))
 	if err != nil {

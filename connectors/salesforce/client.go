@@ -8,6 +8,7 @@ package salesforce
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -260,7 +261,7 @@ func (c *Client) accessToken(ctx context.Context) (*oauth2.Token, string, error)
 			if re.Response != nil && re.Response.StatusCode >= 500 {
 				kind = Transient
 			}
-			return nil, "", &Error{Kind: kind, Code: "AUTH_" + strings.ToUpper(orDefault(re.ErrorCode, "failed")), Status: statusOf(re.Response)}
+			return nil, "", &Error{Kind: kind, Code: "AUTH_" + strings.ToUpper(cmp.Or(re.ErrorCode, "failed")), Status: statusOf(re.Response)}
 		}
 		return nil, "", &Error{Kind: Transient, Code: "AUTH_UNREACHABLE"}
 	}
@@ -277,13 +278,6 @@ func statusOf(r *http.Response) int {
 		return 0
 	}
 	return r.StatusCode
-}
-
-func orDefault(s, d string) string {
-	if s != "" {
-		return s
-	}
-	return d
 }
 
 // invalidate drops tok, if it is still the cached one.
@@ -382,7 +376,7 @@ func parseError(resp *http.Response, data []byte, throttlePause time.Duration) *
 	e := &Error{Status: resp.StatusCode, Code: "HTTP_" + strconv.Itoa(resp.StatusCode)}
 	var errs []sfError
 	if json.Unmarshal(data, &errs) == nil && len(errs) > 0 {
-		e.Code, e.Message, e.Fields = orDefault(errs[0].ErrorCode, errs[0].StatusCode), errs[0].Message, errs[0].Fields
+		e.Code, e.Message, e.Fields = cmp.Or(errs[0].ErrorCode, errs[0].StatusCode), errs[0].Message, errs[0].Fields
 	}
 	e.Kind = classify(e.Code, resp.StatusCode)
 	if e.Code == "INVALID_SESSION_ID" {

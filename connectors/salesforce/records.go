@@ -1,6 +1,7 @@
 package salesforce
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,7 +80,7 @@ func recordError(errs []sfError) *Error {
 	if len(errs) == 0 {
 		return &Error{Kind: Transient, Code: "UNKNOWN"}
 	}
-	code := orDefault(errs[0].StatusCode, errs[0].ErrorCode)
+	code := cmp.Or(errs[0].StatusCode, errs[0].ErrorCode)
 	return &Error{Kind: classify(code, 0), Code: code, Message: errs[0].Message, Fields: errs[0].Fields}
 }
 

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -116,7 +117,7 @@ func CRM(ctx context.Context, opts CRMOptions, w io.Writer) (CRMReport, error) {
 		return rep, err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "ehrbridge CRM benchmark: ADT^A08 messages for %d patients, %s mappings, the CRM sandbox (%s side) on loopback\n\n", opts.Patients, setName, orDefault(opts.CRM, "salesforce"))
+	fmt.Fprintf(&b, "ehrbridge CRM benchmark: ADT^A08 messages for %d patients, %s mappings, the CRM sandbox (%s side) on loopback\n\n", opts.Patients, setName, cmp.Or(opts.CRM, "salesforce"))
 	fmt.Fprintf(&b, "%-36s %8s %6s %9s %9s %9s %9s %9s\n", "phase", "records", "ops", "requests", "req/rec", "rec/s", "p50 ms", "p99 ms")
 	for _, p := range []CRMPhase{rep.Backlog, rep.Trickle, rep.Slow} {
 		fmt.Fprintf(&b, "%-36s %8d %6d %9d %9.4f %9.0f %9s %9s\n", p.Name, p.Records, p.Ops, p.Requests, p.PerRecord(), p.Rate, ms(p.P50), ms(p.P99))
@@ -297,11 +298,4 @@ func benchSink(sb *sandbox.Server, crm string, quiet *slog.Logger) (connectors.S
 		return nil, "", nil, err
 	}
 	return &dynamics.Sink{Client: client}, base + "/sandbox/v1/faults", hc, nil
-}
-
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
 }

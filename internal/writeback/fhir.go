@@ -1,6 +1,7 @@
 package writeback
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -41,7 +42,7 @@ func (f *FHIR) client() *fhirhttp.Client {
 
 // File implements Target.
 func (f *FHIR) File(ctx context.Context, doc *Document) error {
-	docSystem := orDefault(f.DocSystem, "urn:ehrbridge:note")
+	docSystem := cmp.Or(f.DocSystem, "urn:ehrbridge:note")
 	patSystem := doc.Authority
 	if f.PatientSystem != nil {
 		patSystem = f.PatientSystem(doc.Authority)
@@ -79,7 +80,7 @@ func (f *FHIR) File(ctx context.Context, doc *Document) error {
 		"masterIdentifier": map[string]string{"system": docSystem, "value": doc.ID},
 		"identifier":       []map[string]string{{"system": docSystem, "value": value}},
 		"type": map[string]any{"coding": []map[string]string{{"system": "http://loinc.org",
-			"code": orDefault(f.TypeCode, "34746-8"), "display": orDefault(f.TypeDisplay, "Nurse Note")}}},
+			"code": cmp.Or(f.TypeCode, "34746-8"), "display": cmp.Or(f.TypeDisplay, "Nurse Note")}}},
 		"subject": map[string]string{"reference": subject},
 		"date":    time.Now().UTC().Format(time.RFC3339),
 		"content": []map[string]any{{"attachment": map[string]any{"contentType": "text/plain; charset=utf-8",
@@ -111,13 +112,6 @@ func (f *FHIR) File(ctx context.Context, doc *Document) error {
 		return &connectors.Error{Kind: connectors.Transient, Code: "FHIR_READBACK", Message: fmt.Sprintf("%d documents found after create", len(found))}
 	}
 	return nil
-}
-
-func orDefault(s, d string) string {
-	if s != "" {
-		return s
-	}
-	return d
 }
 
 type fhirResource struct {
