@@ -157,6 +157,34 @@ func (d *crashDaemon) kill() error {
 	return nil
 }
 
+// killAndRestart SIGKILLs the daemon, starts it again and waits until it
+// is ready, failing the test with the log's tail if any step fails.
+func (d *crashDaemon) killAndRestart(t *testing.T) {
+	t.Helper()
+	if err := d.kill(); err != nil {
+		t.Fatalf("kill: %v\n%s", err, crashTail(d.logs.String(), 3000))
+	}
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.waitReady(context.Background()); err != nil {
+		t.Fatalf("restart: %v\n%s", err, crashTail(d.logs.String(), 3000))
+	}
+}
+
+// objects lists a sandbox object's (or Dataverse table's) records; nil
+// while the sandbox cannot answer.
+func objects(sandboxAddr, name string) []map[string]any {
+	resp, err := http.Get("http://" + sandboxAddr + "/sandbox/v1/objects/" + name)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var recs []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&recs)
+	return recs
+}
+
 func (d *crashDaemon) exitErr() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

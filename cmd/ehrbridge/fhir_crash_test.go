@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +50,7 @@ func TestFHIRCrash(t *testing.T) {
 	defer srv.Close()
 
 	sandboxAddr := freeAddr(t)
-	crm := startSandboxProcess(t, bin, sandboxAddr, []string{"--listen", sandboxAddr, "--tls-listen", "off", "--data", filepath.Join(dir, "crm.json")})
+	startSandboxProcess(t, bin, sandboxAddr, []string{"--listen", sandboxAddr, "--tls-listen", "off", "--data", filepath.Join(dir, "crm.json")})
 	c := writeFHIRConfig(t, dir, sandboxAddr, srv.URL+"/fhir/R4", `
 schedule: "@every 300ms"
 page_size: 10
@@ -103,34 +102,16 @@ overlap: 2s`)
 	kills := 0
 	for kills < 10 {
 		time.Sleep(time.Duration(150+rng.IntN(300)) * time.Millisecond)
-		if err := d.kill(); err != nil {
-			t.Fatalf("kill: %v\n%s", err, crashTail(d.logs.String(), 3000))
-		}
+		d.killAndRestart(t)
 		kills++
-		if err := d.start(); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.waitReady(context.Background()); err != nil {
-			t.Fatalf("restart: %v\n%s", err, crashTail(d.logs.String(), 3000))
-		}
 	}
 	stopUpdates()
 	updates.Wait()
 
-	objects := func(name string) []map[string]any {
-		resp, err := http.Get(crm + "/sandbox/v1/objects/" + name)
-		if err != nil {
-			return nil
-		}
-		defer resp.Body.Close()
-		var recs []map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&recs)
-		return recs
-	}
 	settled := func() (string, bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		accounts := objects("Account")
+		accounts := objects(sandboxAddr, "Account")
 		if len(accounts) != patients {
 			return fmt.Sprintf("%d accounts", len(accounts)), false
 		}
@@ -140,7 +121,7 @@ overlap: 2s`)
 				return fmt.Sprintf("account %s has %v, the latest version %s", id, a["FirstName"], latest[id]), false
 			}
 		}
-		if n := len(objects("ClinicalEncounter")); n != patients {
+		if n := len(objects(sandboxAddr, "ClinicalEncounter")); n != patients {
 			return fmt.Sprintf("%d encounters", n), false
 		}
 		return "", true

@@ -223,15 +223,3 @@ subscription:
 		}
 	}
 }
-
-// objects lists a sandbox object's records.
-func objects(sandboxAddr, name string) []map[string]any {
-	resp, err := http.Get("http://" + sandboxAddr + "/sandbox/v1/objects/" + name)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	var recs []map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&recs)
-	return recs
-}

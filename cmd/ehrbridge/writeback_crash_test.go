@@ -153,16 +153,7 @@ sources:
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	tasks := func() []map[string]any {
-		resp, err := http.Get(crm + "/sandbox/v1/objects/" + side.note)
-		if err != nil {
-			return nil
-		}
-		defer resp.Body.Close()
-		var out []map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		return out
-	}
+	tasks := func() []map[string]any { return objects(sandboxAddr, side.note) }
 	filed := func() int {
 		n := 0
 		for _, tk := range tasks() {
@@ -176,16 +167,8 @@ sources:
 	krng := rand.New(rand.NewPCG(11, 11))
 	for kills < wbMinKills {
 		time.Sleep(time.Duration(200+krng.IntN(400)) * time.Millisecond)
-		if err := d.kill(); err != nil {
-			t.Fatalf("kill: %v\n%s", err, crashTail(d.logs.String(), 3000))
-		}
+		d.killAndRestart(t)
 		kills++
-		if err := d.start(); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.waitReady(context.Background()); err != nil {
-			t.Fatalf("restart: %v\n%s", err, crashTail(d.logs.String(), 3000))
-		}
 	}
 	<-done
 	waitFor(t, 90*time.Second, "every note filed", func() bool { return filed() == wbNotes })

@@ -59,16 +59,7 @@ func TestWritebackDemo(t *testing.T) {
 		t.Fatalf("send: %s %s", out, errOut)
 	}
 	crm := "http://" + sandboxAddr
-	records := func(object string) []map[string]any {
-		resp, err := http.Get(crm + "/sandbox/v1/objects/" + object)
-		if err != nil {
-			return nil
-		}
-		defer resp.Body.Close()
-		var recs []map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&recs)
-		return recs
-	}
+	records := func(object string) []map[string]any { return objects(sandboxAddr, object) }
 	waitFor(t, 20*time.Second, "the patient in the CRM", func() bool { return len(records("Account")) == 1 })
 	// The README's curl: a coordinator's note on the patient.
 	resp, err := http.Post(crm+"/sandbox/v1/objects/Task", "application/json", strings.NewReader(
@@ -153,16 +144,7 @@ func TestDynamicsDemo(t *testing.T) {
 			t.Fatalf("send: %s %s", out, errOut)
 		}
 	}
-	rows := func(table string) []map[string]any {
-		resp, err := http.Get("http://" + sandboxAddr + "/sandbox/v1/objects/" + table)
-		if err != nil {
-			return nil
-		}
-		defer resp.Body.Close()
-		var recs []map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&recs)
-		return recs
-	}
+	rows := func(table string) []map[string]any { return objects(sandboxAddr, table) }
 	waitFor(t, 20*time.Second, "the contact and its encounter in Dataverse", func() bool {
 		return len(rows("contacts")) == 1 && len(rows("msemr_encounters")) == 1
 	})
