@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"os"
@@ -79,18 +78,7 @@ func newDVNotes(t *testing.T, cfg Config) *dvNotes {
 // user creates or edits a row as a Dynamics user would.
 func (r *dvNotes) user(t *testing.T, method, path, body string) string {
 	t.Helper()
-	req, _ := http.NewRequest(method, r.base+"/sandbox/v1/objects/"+path, strings.NewReader(body))
-	resp, err := r.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]string
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode >= 300 {
-		t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
-	}
-	return out["id"]
+	return sandboxWrite(t, r.http, r.base, method, path, body)
 }
 
 func (r *dvNotes) task(t *testing.T, id string) map[string]any {
@@ -106,11 +94,7 @@ func (r *dvNotes) task(t *testing.T, id string) map[string]any {
 
 func (r *dvNotes) poll(t *testing.T) int {
 	t.Helper()
-	n, err := r.src.Poll(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return pollOnce(t, r.src)
 }
 
 // Write-back from Dataverse: a task regarding a contact is filed as an

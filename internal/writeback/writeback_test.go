@@ -104,8 +104,15 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 // user creates or edits a record as a coordinator would.
 func (r *rig) user(t *testing.T, method, path, body string) string {
 	t.Helper()
-	req, _ := http.NewRequest(method, r.base+"/sandbox/v1/objects/"+path, strings.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
+	return sandboxWrite(t, http.DefaultClient, r.base, method, path, body)
+}
+
+// sandboxWrite sends a write to the sandbox's object API (base is its
+// URL) and returns the id it answers.
+func sandboxWrite(t *testing.T, client *http.Client, base, method, path, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+"/sandbox/v1/objects/"+path, strings.NewReader(body))
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +138,15 @@ func (r *rig) task(t *testing.T, id string) map[string]any {
 
 func (r *rig) poll(t *testing.T) int {
 	t.Helper()
-	n, err := r.src.Poll(context.Background())
+	return pollOnce(t, r.src)
+}
+
+// pollOnce runs one poll of a write-back source.
+func pollOnce(t *testing.T, src interface {
+	Poll(context.Context) (int, error)
+}) int {
+	t.Helper()
+	n, err := src.Poll(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
