@@ -1,6 +1,7 @@
 package mllp
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -74,6 +75,23 @@ func BenchmarkTCPEchoBaseline(b *testing.B) {
 		}
 		if _, err := io.ReadFull(c, got); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReadFrame reads 1,000 frames of 2 KB from memory: the Reader's
+// own cost per frame, without the network.
+func BenchmarkReadFrame(b *testing.B) {
+	payload := bytes.Repeat([]byte("PID|1||MRN12345^^^HOSP^MR||DOE^JANE||19800101|F\r"), 40)
+	stream := bytes.Repeat(AppendFrame(nil, payload), 1000)
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		rd := NewReader(bytes.NewReader(stream), 0)
+		for range 1000 {
+			if _, err := rd.ReadFrame(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

@@ -143,3 +143,23 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestIndexBlock(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"", -1},
+		{"MSH|^~\\&|A\r", -1},
+		{"abc\x1c\r", 3},
+		{"ab\x0bcd", 2},
+		{"ab\x0bc\x1c", 2},
+		{"ab\x1cc\x0b", 2},
+		{"\x0b", 0},
+		{"\x1c", 0},
+	} {
+		if got := indexBlock([]byte(c.in)); got != c.want {
+			t.Errorf("indexBlock(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}
