@@ -44,6 +44,7 @@ func commands() []command {
 }
 
 func main() {
+	tuneProcs()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -89,7 +89,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // stop: the log is crash-safe, so nothing acknowledged is lost.
 func serve(ctx context.Context, cfg *config.Config, file string, log *slog.Logger, reload <-chan os.Signal) error {
 	daemon.Version = version
-	log.Info("ehrbridge starting", "version", version, "config", file)
+	log.Info("ehrbridge starting", "version", version, "config", file, "gomaxprocs", runtime.GOMAXPROCS(0))
 	d, err := daemon.Start(cfg, log)
 	if err != nil {
 		log.Error("ehrbridge could not start", "err", err)
