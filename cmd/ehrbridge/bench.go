@@ -19,13 +19,14 @@ MLLP into the checkpoint log, each acknowledged AA once fsynced, over one
 connection and over --conns connections, against raw bbolt commits on the
 same filesystem (one Update per record; a --conns-way group commit). Then
 the connections again at half the measured rate, for the ACK latency,
-beside single bbolt commits for their latency, and once more without
-fsync (not durable) to show the ingest path's own CPU and network ceiling
-on this machine. Each ratio's two phases run interleaved in slices, as
-the disk's speed drifts. Each of the seven phases runs for --duration in
-all, in fresh directories under --dir, removed afterwards. The
-load generator is lean (raw frames, the ACK checked by its bytes), as it
-shares the CPUs with the receiver under test.
+beside the bbolt group commit paced the same way, for the commit latency
+at that load, and once more without fsync (not durable) to show the
+ingest path's own CPU and network ceiling on this machine. Each ratio's
+two phases run interleaved in slices, as the disk's speed drifts. Each of
+the seven phases runs for --duration in all, in fresh directories under
+--dir, removed afterwards. The load generator is lean (raw frames, the
+ACK checked by its bytes), as it shares the CPUs with the receiver under
+test.
 
 Prints the figures (with the cores the process used and its CPU time per
 record or message, where the platform reports them) and each goal's ratio

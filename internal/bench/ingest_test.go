@@ -25,7 +25,7 @@ func TestIngestSmoke(t *testing.T) {
 	}
 	text := out.String()
 	t.Logf("\n%s", text)
-	for _, p := range []Phase{rep.Bolt1, rep.BoltGroup, rep.BoltBeside, rep.Ingest1, rep.IngestMany, rep.HalfLoad} {
+	for _, p := range []Phase{rep.Bolt1, rep.BoltGroup, rep.BoltHalf, rep.Ingest1, rep.IngestMany, rep.HalfLoad} {
 		if p.Count <= 0 || p.Rate <= 0 || p.P99 <= 0 || p.P50 > p.P99 {
 			t.Errorf("phase %q: %+v, want positive figures", p.Name, p)
 		}
@@ -33,7 +33,7 @@ func TestIngestSmoke(t *testing.T) {
 	for _, line := range []string{
 		"\nbbolt 1 Update/record ",
 		"\nbbolt 64-way group commit ",
-		"\nbbolt 1 Update/record, beside ",
+		"\nbbolt 64-way group commit, half load ",
 		"\ningest 1 conn ",
 		"\ningest 64 conn ",
 		"\ningest 64 conn, half load ",
@@ -56,8 +56,16 @@ func TestIngestSmoke(t *testing.T) {
 			t.Errorf("ratio %q = %v", r.Name, r.Value)
 		}
 	}
-	if rep.HalfLoad.Offered <= 0 || rep.HalfLoad.Offered != rep.IngestMany.Rate/2 {
-		t.Errorf("half load offered %v, want half of %v", rep.HalfLoad.Offered, rep.IngestMany.Rate)
+	if rep.HalfLoad.Offered <= 0 || rep.HalfLoad.Offered != rep.IngestMany.Rate/2 || rep.BoltHalf.Offered != rep.HalfLoad.Offered {
+		t.Errorf("half load offered %v to ingest and %v to bbolt, want half of %v to both", rep.HalfLoad.Offered, rep.BoltHalf.Offered, rep.IngestMany.Rate)
+	}
+	for _, p := range []Phase{rep.BoltGroup, rep.BoltHalf} {
+		if p.CommitP50 <= 0 || p.CommitP50 > p.CommitP99 {
+			t.Errorf("phase %q: commit p50 %v p99 %v, want positive figures", p.Name, p.CommitP50, p.CommitP99)
+		}
+	}
+	if rep.HalfLoadP99.Value != float64(rep.HalfLoad.P99)/float64(rep.BoltHalf.CommitP99) {
+		t.Errorf("half-load ratio %v, want ACK p99 %v ÷ commit p99 %v", rep.HalfLoadP99.Value, rep.HalfLoad.P99, rep.BoltHalf.CommitP99)
 	}
 	if left, _ := os.ReadDir(dir); len(left) > 0 {
 		t.Errorf("data directories left behind: %v", left)
