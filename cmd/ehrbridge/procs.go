@@ -19,7 +19,9 @@ const extraProcs = 2
 
 // tuneProcs sets GOMAXPROCS to the runtime's default (the CPUs, or the
 // container's CPU limit) plus extraProcs, unless the GOMAXPROCS
-// environment variable sets it.
+// environment variable sets it. Setting it stops the runtime's own updates
+// when the CPU count or the container's CPU limit changes later: a changed
+// limit takes effect at the next restart.
 func tuneProcs() int {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return runtime.GOMAXPROCS(0)
