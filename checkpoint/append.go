@@ -153,9 +153,11 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 // duration. On loopback MLLP with 64 connections that raised throughput by
 // 15-45% at GOMAXPROCS=2; since ehrbridge runs with two spare Ps (see
 // cmd/ehrbridge/procs.go) the committer no longer waits for a P after its
-// fsync, and this wait, waiting for the batch before last, and not waiting
-// measure within noise of each other. A lone sender (last batch of one)
-// never waits.
+// fsync, and this wait and waiting for the batch before last measure
+// within noise of each other; not waiting measured within noise on one day
+// and 4-22% slower on another, and waiting for larger batches (1.5-3x the
+// last, or until appends pause) no better and mostly worse (README,
+// Performance). A lone sender (last batch of one) never waits.
 func (l *Log) lead(self *appendOp) {
 	l.wmu.Lock()
 	if want := l.lastBatch; want > 1 && len(l.queue) < want {
