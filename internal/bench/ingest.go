@@ -308,6 +308,10 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 		fmt.Fprintf(&b, "for reference: ACK p99 at half load ÷ %s p99 %s ms = %.2f, against commits of one record\n",
 			r.Bolt1.Name, ms(r.Bolt1.P99), float64(r.HalfLoad.P99)/float64(r.Bolt1.P99))
 	}
+	if r.BoltHalf.CommitP99 > 0 {
+		fmt.Fprintf(&b, "for reference: a raw bbolt writer's own p99 at half load %s ms ÷ its commit p99 = %.2f, the wait group commit adds before any network or parsing\n",
+			ms(r.BoltHalf.P99), float64(r.BoltHalf.P99)/float64(r.BoltHalf.CommitP99))
+	}
 	if r.BoltGroup.Rate > 0 {
 		fmt.Fprintf(&b, "for reference: %s %.0f msg/s ÷ %s = %.2f, the most the %d-connection ratio could reach on this machine in this run\n",
 			r.Ceiling.Name, r.Ceiling.Rate, r.BoltGroup.Name, r.Ceiling.Rate/r.BoltGroup.Rate, r.Conns)
