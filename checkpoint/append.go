@@ -182,12 +182,16 @@ func (l *Log) lead(self *appendOp) {
 	l.wmu.Unlock()
 
 	start := time.Now()
-	l.commit(batch)
+	err := l.commit(batch)
 	elapsed := time.Since(start)
 	for _, op := range batch {
 		if op != self {
 			op.signal <- false
 		}
+	}
+	l.commitStats.observe(len(batch), elapsed, err != nil)
+	if l.opts.OnCommit != nil {
+		l.opts.OnCommit(len(batch), elapsed)
 	}
 
 	l.wmu.Lock()
@@ -217,7 +221,9 @@ func laneOrKey(lane, key string) string {
 	return lane
 }
 
-func (l *Log) commit(batch []*appendOp) {
+// commit writes batch in one transaction and sets each op's outcome; the
+// error is the transaction's, already given to every op.
+func (l *Log) commit(batch []*appendOp) error {
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		// Ids are sequential: record pages are only ever appended to
 		// here, so they are filled, not split in halves.
@@ -243,6 +249,7 @@ func (l *Log) commit(batch []*appendOp) {
 			op.res, op.err = Result{}, fmt.Errorf("checkpoint: append not committed: %w", err)
 		}
 	}
+	return err
 }
 
 // failNext lets tests make a commit fail part-way, after earlier entries

@@ -63,6 +63,12 @@ type Options struct {
 	Logger           *slog.Logger
 	// MaxBatch bounds how many appends share one commit; default 1024.
 	MaxBatch int
+	// OnCommit, when set, is called by the committing goroutine after each
+	// group commit of appends, with the number of appends it carried and
+	// its duration, once its appenders have their answers. It must return
+	// quickly and must not call the Log. `ehrbridge bench ingest` uses it;
+	// CommitStats gives the same as counters.
+	OnCommit func(appends int, d time.Duration)
 	// UnsafeNoSync skips fsync, so that nothing is durable. It exists for
 	// `ehrbridge bench ingest` to measure the ingest path without the disk
 	// (its CPU ceiling); the daemon never sets it and no config reaches it.
@@ -98,6 +104,8 @@ type Log struct {
 	lastCommit time.Duration
 	gathering  bool
 	gathered   chan struct{}
+	// commitStats counts the group commits (see CommitStats).
+	commitStats commitCounters
 
 	closeOnce sync.Once
 	mu        sync.RWMutex // held for reading by calls, for writing by Close

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -192,6 +193,18 @@ func TestEndToEndRunAndSend(t *testing.T) {
 			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
 		}
 	}
+	// Every message, retransmits included, went through a group commit.
+	msgs := metricValue(t, metrics, `ehrbridge_messages_total{outcome="acknowledged"}`) + metricValue(t, metrics, `ehrbridge_messages_total{outcome="retransmit"}`)
+	commits := metricValue(t, metrics, "ehrbridge_checkpoint_commit_duration_seconds_count")
+	if appends := metricValue(t, metrics, "ehrbridge_checkpoint_committed_appends_total"); appends < msgs || commits < 1 || commits > appends {
+		t.Errorf("%v commits carried %v appends for %v messages", commits, appends, msgs)
+	}
+	if inf := metricValue(t, metrics, `ehrbridge_checkpoint_commit_duration_seconds_bucket{le="+Inf"}`); inf != commits {
+		t.Errorf("+Inf bucket %v, count %v", inf, commits)
+	}
+	if metricValue(t, metrics, "ehrbridge_checkpoint_commit_failures_total") != 0 || metricValue(t, metrics, "ehrbridge_checkpoint_commit_duration_seconds_sum") <= 0 {
+		t.Errorf("commit failures or duration sum wrong:\n%s", metrics)
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -341,4 +354,21 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// metricValue returns the value of one series in a Prometheus text
+// exposition, failing the test when it is missing.
+func metricValue(t *testing.T, exposition []byte, series string) float64 {
+	t.Helper()
+	for line := range strings.Lines(string(exposition)) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", series, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("/metrics lacks %s:\n%s", series, exposition)
+	return 0
 }

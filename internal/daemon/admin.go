@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
@@ -205,6 +206,7 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 		backlog := st.States[checkpoint.Received] + st.States[checkpoint.InProgress] + st.States[checkpoint.Retrying]
 		fmt.Fprintf(w, "# HELP ehrbridge_backlog Records waiting in the lanes to reach the CRM (received, in progress, retrying).\n# TYPE ehrbridge_backlog gauge\nehrbridge_backlog %d\n", backlog)
 	}
+	writeCommitMetrics(w, a.d.cp.CommitStats())
 	var accepted, duplicates, rejected int64
 	for _, s := range a.d.sources {
 		accepted += s.handler.Accepted.Load()
@@ -233,6 +235,20 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_remaining Daily API requests left in the CRM org.\n# TYPE ehrbridge_crm_api_requests_remaining gauge\nehrbridge_crm_api_requests_remaining %d\n", max(0, limit-used))
 		}
 	}
+}
+
+// writeCommitMetrics writes the checkpoint log's group commits: the
+// fsynced transactions every acknowledgment waits for.
+func writeCommitMetrics(w io.Writer, s checkpoint.CommitStats) {
+	fmt.Fprintf(w, "# HELP ehrbridge_checkpoint_commit_duration_seconds Group commits of the checkpoint log (write and fsync), which every acknowledgment waits for.\n# TYPE ehrbridge_checkpoint_commit_duration_seconds histogram\n")
+	for i, b := range checkpoint.CommitBounds {
+		fmt.Fprintf(w, "ehrbridge_checkpoint_commit_duration_seconds_bucket{le=%q} %d\n", strconv.FormatFloat(b.Seconds(), 'g', -1, 64), s.Buckets[i])
+	}
+	fmt.Fprintf(w, "ehrbridge_checkpoint_commit_duration_seconds_bucket{le=\"+Inf\"} %d\n", s.Commits)
+	fmt.Fprintf(w, "ehrbridge_checkpoint_commit_duration_seconds_sum %s\n", strconv.FormatFloat(s.Total.Seconds(), 'g', -1, 64))
+	fmt.Fprintf(w, "ehrbridge_checkpoint_commit_duration_seconds_count %d\n", s.Commits)
+	fmt.Fprintf(w, "# HELP ehrbridge_checkpoint_committed_appends_total Appends the group commits carried, retransmits included; divided by the commit count, the mean batch.\n# TYPE ehrbridge_checkpoint_committed_appends_total counter\nehrbridge_checkpoint_committed_appends_total %d\n", s.Appends)
+	fmt.Fprintf(w, "# HELP ehrbridge_checkpoint_commit_failures_total Group commits that failed (disk full, I/O error): their senders got AE.\n# TYPE ehrbridge_checkpoint_commit_failures_total counter\nehrbridge_checkpoint_commit_failures_total %d\n", s.Failures)
 }
 
 type mappingStatus struct {
