@@ -20,10 +20,12 @@ connection and over --conns connections, against raw bbolt commits on the
 same filesystem (one Update per record; a --conns-way group commit). Then
 the connections again at half the measured rate, for the ACK latency,
 beside the bbolt group commit paced the same way, for the commit latency
-at that load, and once more without fsync (not durable) to show the
-ingest path's own CPU and network ceiling on this machine. Each ratio's
-two phases run interleaved in slices, as the disk's speed drifts. Each of
-the seven phases runs for --duration in all, in fresh directories under
+at that load, and the checkpoint log alone (Append, no network) paced the
+same way, to tell the log's share of the latency from the MLLP path's;
+and once more without fsync (not durable) to show the ingest path's own
+CPU and network ceiling on this machine. The phases each ratio compares
+run interleaved in slices, as the disk's speed drifts. Each of the eight
+phases runs for --duration in all, in fresh directories under
 --dir, removed afterwards. The load generator is lean (raw frames, the
 ACK checked by its bytes), as it shares the CPUs with the receiver under
 test.
@@ -67,7 +69,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	fmt.Fprintf(stderr, "ehrbridge bench ingest: 7 phases of %s, about %s in all\n", *duration, (7 * *duration).Round(time.Second))
+	fmt.Fprintf(stderr, "ehrbridge bench ingest: 8 phases of %s, about %s in all\n", *duration, (8 * *duration).Round(time.Second))
 	if _, err := bench.Ingest(ctx, bench.IngestOptions{Duration: *duration, Dir: *dir, Conns: *conns}, stdout); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge bench ingest: %v\n", err)
 		return exitFailure

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
+	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 )
 
@@ -135,6 +136,12 @@ type IngestReport struct {
 	// connections, run in slices between HalfLoad's: the commits the
 	// half-load ACKs are held to, at the same load and the same time.
 	BoltHalf Phase
+	// AppendHalf is the checkpoint log alone at the same load and the same
+	// time: paced writers call Append with entries made as the MLLP source
+	// makes them, with no network and no parsing on the clock. It splits
+	// the half-load ACK's distance from raw bbolt into the log's share
+	// (AppendHalf ÷ BoltHalf) and the MLLP path's (HalfLoad ÷ AppendHalf).
+	AppendHalf Phase
 	// Ceiling is IngestMany without fsync (not durable): the ingest path's
 	// CPU and network limit on this machine, for reference. Ceiling.Rate ÷
 	// BoltGroup.Rate is the most ManyConns could reach in this run.
@@ -150,8 +157,9 @@ func (r IngestReport) Pass() bool {
 }
 
 // Ingest measures durable ingest and its bbolt baselines for opts.Duration
-// each (each ratio's two phases interleaved in slices), prints a table of the figures and the
-// goals' ratios to w, and returns them. Every phase uses a fresh data
+// each (the phases each ratio compares interleaved in slices), prints a
+// table of the figures and the goals' ratios to w, and returns them. Every
+// phase uses a fresh data
 // directory, removed before Ingest returns; every server, connection and
 // goroutine it started has stopped by then. A cancelled ctx ends the run
 // with ctx's error.
@@ -189,21 +197,22 @@ func Ingest(ctx context.Context, opts IngestOptions, w io.Writer) (IngestReport,
 		res.Name = name
 		return res, nil
 	}
-	// Each ratio's two phases run interleaved in short slices (baseline,
-	// ingest, ingest, baseline, ...): this disk's speed drifts by 2x within
-	// minutes, and a ratio of phases run far apart would measure the drift.
+	// The phases a ratio compares run interleaved in short slices
+	// (baseline, ingest, ingest, baseline, ...): this disk's speed drifts
+	// by 2x within minutes, and a ratio of phases run far apart would
+	// measure the drift.
 	const rounds = 4
-	pair := func(baseDst, ingDst *Phase, baseName, ingName string, base, ing phaseFn) error {
+	type slot struct {
+		dst  *Phase
+		name string
+		fn   phaseFn
+	}
+	// interleave runs the phases in rounds, each round in the order of the
+	// last rotated by one, so that no phase always follows the same one.
+	interleave := func(phases ...slot) error {
 		slice := opts.Duration / rounds
 		for i := range rounds {
-			order := []struct {
-				dst  *Phase
-				name string
-				fn   phaseFn
-			}{{baseDst, baseName, base}, {ingDst, ingName, ing}}
-			if i%2 == 1 {
-				order[0], order[1] = order[1], order[0]
-			}
+			order := append(slices.Clone(phases[i%len(phases):]), phases[:i%len(phases)]...)
 			for _, o := range order {
 				res, err := run(o.name, o.fn, slice)
 				if err != nil {
@@ -218,33 +227,36 @@ func Ingest(ctx context.Context, opts IngestOptions, w io.Writer) (IngestReport,
 		}
 		return nil
 	}
-	genS, genM, genH := newMsgGen("S"), newMsgGen("M"), newMsgGen("H")
-	if err := pair(&rep.Bolt1, &rep.Ingest1, "bbolt 1 Update/record", "ingest 1 conn",
-		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+	genS, genM, genH, genA := newMsgGen("S"), newMsgGen("M"), newMsgGen("H"), newMsgGen("A")
+	if err := interleave(
+		slot{&rep.Bolt1, "bbolt 1 Update/record", func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
 			return boltOneUpdate(ctx, dir, payload, d)
-		},
-		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+		}},
+		slot{&rep.Ingest1, "ingest 1 conn", func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
 			return ingestPhase(ctx, dir, genS, 1, d, 0, false)
-		}); err != nil {
+		}}); err != nil {
 		return rep, err
 	}
-	if err := pair(&rep.BoltGroup, &rep.IngestMany, fmt.Sprintf("bbolt %d-way group commit", n), fmt.Sprintf("ingest %d conn", n),
-		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+	if err := interleave(
+		slot{&rep.BoltGroup, fmt.Sprintf("bbolt %d-way group commit", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
 			return boltGroupCommit(ctx, dir, payload, n, 0, d)
-		},
-		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+		}},
+		slot{&rep.IngestMany, fmt.Sprintf("ingest %d conn", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
 			return ingestPhase(ctx, dir, genM, n, d, 0, false)
-		}); err != nil {
+		}}); err != nil {
 		return rep, err
 	}
 	half := rep.IngestMany.Rate / 2
-	if err := pair(&rep.BoltHalf, &rep.HalfLoad, fmt.Sprintf("bbolt %d-way group commit, half load", n), fmt.Sprintf("ingest %d conn, half load", n),
-		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+	if err := interleave(
+		slot{&rep.BoltHalf, fmt.Sprintf("bbolt %d-way group commit, half load", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
 			return boltGroupCommit(ctx, dir, payload, n, half, d)
-		},
-		func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+		}},
+		slot{&rep.HalfLoad, fmt.Sprintf("ingest %d conn, half load", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
 			return ingestPhase(ctx, dir, genH, n, d, half, false)
-		}); err != nil {
+		}},
+		slot{&rep.AppendHalf, fmt.Sprintf("checkpoint.Append %d-way, half load", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+			return appendPhase(ctx, dir, genA, n, half, d)
+		}}); err != nil {
 		return rep, err
 	}
 	genC := newMsgGen("C")
@@ -279,7 +291,7 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ehrbridge ingest benchmark: %s per phase, ADT^A01 messages of ~%d bytes, data under %s\n\n",
 		r.Duration, r.PayloadBytes, filepath.Dir(root))
-	phases := []Phase{r.Bolt1, r.BoltGroup, r.BoltHalf, r.Ingest1, r.IngestMany, r.HalfLoad, r.Ceiling}
+	phases := []Phase{r.Bolt1, r.BoltGroup, r.BoltHalf, r.AppendHalf, r.Ingest1, r.IngestMany, r.HalfLoad, r.Ceiling}
 	width := len("phase")
 	for _, p := range phases {
 		width = max(width, len(p.Name))
@@ -299,7 +311,8 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 	fmt.Fprintf(&b, "(p50, p99: the latency a writer sees, the ACK's for ingest; commit99: the p99 of the phase's commits, raw bbolt's\n"+
 		" group commits' Update calls or the checkpoint log's group commits;\n"+
 		" cores: the process's CPU time over the phase ÷ its length, receiver and load generator together,\n of %d here; CPU µs: the same per record or message)\n", runtime.NumCPU())
-	fmt.Fprintf(&b, "(half load: %.0f msg/s offered, half the %d-connection rate, to both half-load phases)\n\n", r.HalfLoad.Offered, r.Conns)
+	fmt.Fprintf(&b, "(half load: %.0f msg/s offered, half the %d-connection rate, to the three half-load phases;\n"+
+		" checkpoint.Append: the log alone, its writers appending entries made as the MLLP source makes them, no network)\n\n", r.HalfLoad.Offered, r.Conns)
 	pad := len(r.IngestMany.Name) + 1
 	fmt.Fprintf(&b, "%-*s %.0f msg/s ÷ %s %.0f rec/s = %.2f (goal ≥ %g) %s\n", pad, r.Ingest1.Name+":",
 		r.Ingest1.Rate, r.Bolt1.Name, r.Bolt1.Rate, r.OneConn.Value, r.OneConn.Goal, verdict(r.OneConn.Pass))
@@ -314,6 +327,10 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 	if r.BoltHalf.CommitP99 > 0 {
 		fmt.Fprintf(&b, "for reference: a raw bbolt writer's own p99 at half load %s ms ÷ its commit p99 = %.2f, the wait group commit adds before any network or parsing\n",
 			ms(r.BoltHalf.P99), float64(r.BoltHalf.P99)/float64(r.BoltHalf.CommitP99))
+	}
+	if r.AppendHalf.P99 > 0 && r.BoltHalf.P99 > 0 {
+		fmt.Fprintf(&b, "for reference: at half load the log alone's writer p99 %s ms ÷ raw bbolt writers' %s ms = %.2f (the log's share); the ACK p99 ÷ the log alone's = %.2f (the MLLP path's)\n",
+			ms(r.AppendHalf.P99), ms(r.BoltHalf.P99), float64(r.AppendHalf.P99)/float64(r.BoltHalf.P99), float64(r.HalfLoad.P99)/float64(r.AppendHalf.P99))
 	}
 	if r.HalfLoad.CommitP99 > 0 && r.BoltHalf.CommitP99 > 0 {
 		fmt.Fprintf(&b, "for reference: ACK p99 at half load ÷ the log's own commit p99 there %s ms = %.2f; its commits' p99 ÷ raw bbolt's at the same load = %.2f\n",
@@ -490,6 +507,70 @@ func boltGroupCommit(ctx context.Context, dir string, payload []byte, n int, rat
 			}
 		}
 	}()
+	p, err := paced(ctx, n, rate, d, func(int) func() error {
+		return func() error {
+			op := &boltOp{payload: payload, done: make(chan struct{})}
+			queue <- op
+			<-op.done
+			return op.err
+		}
+	})
+	close(queue)
+	<-committed
+	if err != nil {
+		return Phase{}, err
+	}
+	p.setCommits(commits)
+	return p, db.Close()
+}
+
+// appendPhase is the checkpoint log alone: n writers, paced like
+// ingestPhase's connections, append ADT^A01 messages as the MLLP source
+// does (its record key, content hash, lane and AA acknowledgment). The
+// entry is made before the clock starts, so that a latency is Append's
+// alone, with no network and no parsing; the log's own commits are the
+// phase's commits.
+func appendPhase(ctx context.Context, dir string, gen *msgGen, n int, rate float64, d time.Duration) (Phase, error) {
+	var commits commitLog
+	log, err := checkpoint.Open(filepath.Join(dir, checkpoint.FileName), checkpoint.Options{Logger: discard, OnCommit: commits.observe})
+	if err != nil {
+		return Phase{}, err
+	}
+	defer log.Close()
+	const source = "bench"
+	ignore := []hl7.Path{hl7.MustPath("MSH-7")} // the MLLP source's default
+	commits.measuring.Store(true)
+	p, err := paced(ctx, n, rate, d, func(int) func() error {
+		raw, _ := gen.next()
+		msg, err := hl7.Parse(raw)
+		if err != nil {
+			return func() error { return err }
+		}
+		h := msg.Header()
+		e := checkpoint.Entry{Key: ehr.RecordKey(source, h), Source: source, Kind: "hl7v2", Type: h.Type + "^" + h.Trigger,
+			Hash: ehr.ContentHash(msg, ignore), Lane: ehr.LaneKey(msg), Payload: raw,
+			Ack: hl7.BuildAck(msg, hl7.AA, "", nil, hl7.AckOptions{}).Bytes(), Received: time.Now()}
+		return func() error {
+			res, err := log.Append(ctx, e)
+			if err == nil && res.Outcome != checkpoint.Appended {
+				err = fmt.Errorf("append %s, want appended", res.Outcome)
+			}
+			return err
+		}
+	})
+	commits.measuring.Store(false)
+	if err != nil {
+		return Phase{}, err
+	}
+	p.setCommits(commits.take())
+	return p, log.Close()
+}
+
+// paced runs n writers for d, on newPacer's schedule: each gets its next
+// operation from prepare, off the clock, and times calling it. It returns
+// their latencies with the process's CPU time over the span; a writer
+// whose operation fails stops, and its error is returned.
+func paced(ctx context.Context, n int, rate float64, d time.Duration, prepare func(writer int) func() error) (Phase, error) {
 	lats := make([][]time.Duration, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -502,12 +583,10 @@ func boltGroupCommit(ctx context.Context, dir string, payload []byte, n int, rat
 			defer func() { lats[i] = lat }()
 			pace := newPacer(i, n, rate, start, deadline)
 			for pace.wait(ctx) {
+				op := prepare(i)
 				t0 := time.Now()
-				op := &boltOp{payload: payload, done: make(chan struct{})}
-				queue <- op
-				<-op.done
-				if op.err != nil {
-					errs[i] = op.err
+				if err := op(); err != nil {
+					errs[i] = err
 					return
 				}
 				lat = append(lat, time.Since(t0))
@@ -517,15 +596,38 @@ func boltGroupCommit(ctx context.Context, dir string, payload []byte, n int, rat
 	}
 	wg.Wait()
 	elapsed, used := time.Since(start), cpu.used()
-	close(queue)
-	<-committed
 	if err := errors.Join(errs...); err != nil {
 		return Phase{}, err
 	}
 	p := summarise(slices.Concat(lats...), elapsed)
-	p.setCommits(commits)
 	p.Offered, p.CPU = rate, used
-	return p, db.Close()
+	return p, nil
+}
+
+// commitLog collects the durations of a checkpoint log's commits
+// (checkpoint.Options.OnCommit) while measuring is set.
+type commitLog struct {
+	measuring atomic.Bool
+	mu        sync.Mutex
+	d         []time.Duration
+}
+
+func (c *commitLog) observe(_ int, d time.Duration) {
+	if !c.measuring.Load() {
+		return
+	}
+	c.mu.Lock()
+	c.d = append(c.d, d)
+	c.mu.Unlock()
+}
+
+// take returns the durations collected and starts afresh.
+func (c *commitLog) take() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.d
+	c.d = nil
+	return d
 }
 
 // pacer spaces the sends of one of n connections or writers: with
@@ -581,15 +683,12 @@ var discard = slog.New(slog.DiscardHandler)
 // server on a loopback port.
 type rig struct {
 	log *checkpoint.Log
-	// measuring says whether commits are recorded in commits: only those
-	// of the measured part of a phase.
-	measuring atomic.Bool
-	cmu       sync.Mutex
-	commits   []time.Duration
-	src       *ehr.MLLPSource
-	srv       *mllp.Server
-	addr      string
-	served    chan struct{}
+	// commits records the log's commits of the measured part of a phase.
+	commits commitLog
+	src     *ehr.MLLPSource
+	srv     *mllp.Server
+	addr    string
+	served  chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -597,7 +696,7 @@ type rig struct {
 
 func startRig(dir string, conns int, noSync bool) (*rig, error) {
 	r := &rig{served: make(chan struct{})}
-	log, err := checkpoint.Open(filepath.Join(dir, checkpoint.FileName), checkpoint.Options{Logger: discard, UnsafeNoSync: noSync, OnCommit: r.onCommit})
+	log, err := checkpoint.Open(filepath.Join(dir, checkpoint.FileName), checkpoint.Options{Logger: discard, UnsafeNoSync: noSync, OnCommit: r.commits.observe})
 	if err != nil {
 		return nil, err
 	}
@@ -614,15 +713,6 @@ func startRig(dir string, conns int, noSync bool) (*rig, error) {
 		_ = srv.Serve(l)
 	}()
 	return r, nil
-}
-
-func (r *rig) onCommit(_ int, d time.Duration) {
-	if !r.measuring.Load() {
-		return
-	}
-	r.cmu.Lock()
-	r.commits = append(r.commits, d)
-	r.cmu.Unlock()
 }
 
 // close stops the server, waiting for its connections, then the log.
@@ -750,11 +840,11 @@ func ingestPhase(ctx context.Context, dir string, gen *msgGen, conns int, d time
 	ready.Wait()
 	cpu := startCPU()
 	start = time.Now()
-	r.measuring.Store(true)
+	r.commits.measuring.Store(true)
 	close(begin)
 	done.Wait()
 	elapsed, used := time.Since(start), cpu.used()
-	r.measuring.Store(false)
+	r.commits.measuring.Store(false)
 	if err := errors.Join(errs...); err != nil {
 		return Phase{}, err
 	}
@@ -763,10 +853,7 @@ func ingestPhase(ctx context.Context, dir string, gen *msgGen, conns int, d time
 	}
 	p := summarise(slices.Concat(lats...), elapsed)
 	p.Offered, p.CPU = rate, used
-	r.cmu.Lock()
-	p.setCommits(r.commits)
-	r.commits = nil
-	r.cmu.Unlock()
+	p.setCommits(r.commits.take())
 	// Every AA must stand for a record in the log, and nothing else may be.
 	st, err := r.log.Stats()
 	if err != nil {

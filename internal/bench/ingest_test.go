@@ -25,7 +25,7 @@ func TestIngestSmoke(t *testing.T) {
 	}
 	text := out.String()
 	t.Logf("\n%s", text)
-	for _, p := range []Phase{rep.Bolt1, rep.BoltGroup, rep.BoltHalf, rep.Ingest1, rep.IngestMany, rep.HalfLoad} {
+	for _, p := range []Phase{rep.Bolt1, rep.BoltGroup, rep.BoltHalf, rep.AppendHalf, rep.Ingest1, rep.IngestMany, rep.HalfLoad} {
 		if p.Count <= 0 || p.Rate <= 0 || p.P99 <= 0 || p.P50 > p.P99 {
 			t.Errorf("phase %q: %+v, want positive figures", p.Name, p)
 		}
@@ -34,6 +34,7 @@ func TestIngestSmoke(t *testing.T) {
 		"\nbbolt 1 Update/record ",
 		"\nbbolt 64-way group commit ",
 		"\nbbolt 64-way group commit, half load ",
+		"\ncheckpoint.Append 64-way, half load ",
 		"\ningest 1 conn ",
 		"\ningest 64 conn ",
 		"\ningest 64 conn, half load ",
@@ -42,6 +43,7 @@ func TestIngestSmoke(t *testing.T) {
 		"\nACK p99 at half load: ",
 		"\nfor reference: a raw bbolt writer's own p99 at half load ",
 		"\nfor reference: ACK p99 at half load ÷ the log's own commit p99 there ",
+		"\nfor reference: at half load the log alone's writer p99 ",
 	} {
 		if !strings.Contains(text, line) {
 			t.Errorf("output lacks a line starting %q", strings.TrimPrefix(line, "\n"))
@@ -58,12 +60,12 @@ func TestIngestSmoke(t *testing.T) {
 			t.Errorf("ratio %q = %v", r.Name, r.Value)
 		}
 	}
-	if rep.HalfLoad.Offered <= 0 || rep.HalfLoad.Offered != rep.IngestMany.Rate/2 || rep.BoltHalf.Offered != rep.HalfLoad.Offered {
-		t.Errorf("half load offered %v to ingest and %v to bbolt, want half of %v to both", rep.HalfLoad.Offered, rep.BoltHalf.Offered, rep.IngestMany.Rate)
+	if rep.HalfLoad.Offered <= 0 || rep.HalfLoad.Offered != rep.IngestMany.Rate/2 || rep.BoltHalf.Offered != rep.HalfLoad.Offered || rep.AppendHalf.Offered != rep.HalfLoad.Offered {
+		t.Errorf("half load offered %v to ingest, %v to bbolt and %v to Append, want half of %v to all", rep.HalfLoad.Offered, rep.BoltHalf.Offered, rep.AppendHalf.Offered, rep.IngestMany.Rate)
 	}
 	// The ingest phases report the log's own commits, of the measured part
 	// only: no more commits than acknowledgments.
-	for _, p := range []Phase{rep.BoltGroup, rep.BoltHalf, rep.Ingest1, rep.IngestMany, rep.HalfLoad} {
+	for _, p := range []Phase{rep.BoltGroup, rep.BoltHalf, rep.AppendHalf, rep.Ingest1, rep.IngestMany, rep.HalfLoad} {
 		if len(p.commits) > p.Count {
 			t.Errorf("phase %q: %d commits for %d records", p.Name, len(p.commits), p.Count)
 		}
