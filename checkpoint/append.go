@@ -184,12 +184,14 @@ func (l *Log) lead(self *appendOp) {
 	start := time.Now()
 	err := l.commit(batch)
 	elapsed := time.Since(start)
+	// Counted before any appender has its answer, so that CommitStats
+	// read after an acknowledgment includes the commit behind it.
+	l.commitStats.observe(len(batch), elapsed, err != nil)
 	for _, op := range batch {
 		if op != self {
 			op.signal <- false
 		}
 	}
-	l.commitStats.observe(len(batch), elapsed, err != nil)
 	if l.opts.OnCommit != nil {
 		l.opts.OnCommit(len(batch), elapsed)
 	}

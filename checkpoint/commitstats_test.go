@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -39,10 +40,18 @@ func TestCommitStats(t *testing.T) {
 		t.Fatal("the poisoned append succeeded")
 	}
 
-	// Concurrent appends share commits: fewer commits than appends.
+	// Concurrent appends share commits: fewer commits than appends. A
+	// commit is counted before its appenders have their answers.
 	var wg sync.WaitGroup
+	var answered atomic.Uint64
 	for i := range 64 {
-		wg.Go(func() { mustAppend(t, l, entry(fmt.Sprintf("c%d", i), "C", "p")) })
+		wg.Go(func() {
+			mustAppend(t, l, entry(fmt.Sprintf("c%d", i), "C", "p"))
+			n := answered.Add(1)
+			if got := l.CommitStats().Appends; got < 4+n {
+				t.Errorf("%d appends answered, CommitStats counts %d", 4+n, got)
+			}
+		})
 	}
 	wg.Wait()
 
