@@ -130,11 +130,21 @@ func TestEndToEndRunAndSend(t *testing.T) {
 			Name               string
 			Accepted, Rejected int64
 		}
+		Commits struct {
+			Count, Appends, Failures uint64
+			MeanBatch                float64 `json:"mean_batch"`
+			MeanMs                   float64 `json:"mean_ms"`
+		} `json:"checkpoint_commits"`
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	if len(st.Sources) != 1 || st.Sources[0].Name != "ehr" || st.Sources[0].Accepted != 2 || st.Sources[0].Rejected != 1 {
 		t.Errorf("status = %+v", st)
+	}
+	// The two accepted messages and the two retransmits went through a
+	// commit each (the AR was refused before the log); write-back may add notes.
+	if c := st.Commits; c.Appends < 4 || c.Count < 1 || c.Failures != 0 || c.MeanBatch < 1 || c.MeanMs <= 0 {
+		t.Errorf("status checkpoint_commits = %+v", c)
 	}
 	// The admin page lists the records' states, never message content.
 	resp, err = http.Get("http://" + adminAddr + "/")

@@ -149,9 +149,10 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		Sources    []sourceStatus      `json:"sources"`
 		FHIR       []fhirStatus        `json:"fhir_sources,omitempty"`
 		Checkpoint *logadmin.StatsView `json:"checkpoint,omitempty"`
+		Commits    commitStatus        `json:"checkpoint_commits"`
 		Mappings   mappingStatus       `json:"mappings"`
 		Forwarding string              `json:"forwarding"`
-	}{Version: Version, Forwarding: a.forwarding(), FHIR: a.fhirStatus()}
+	}{Version: Version, Forwarding: a.forwarding(), FHIR: a.fhirStatus(), Commits: commitStatusOf(a.d.cp.CommitStats())}
 	ms := a.d.maps
 	for _, m := range ms.Current().Mappings {
 		out.Mappings.Names = append(out.Mappings.Names, m.Name)
@@ -235,6 +236,33 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_remaining Daily API requests left in the CRM org.\n# TYPE ehrbridge_crm_api_requests_remaining gauge\nehrbridge_crm_api_requests_remaining %d\n", max(0, limit-used))
 		}
 	}
+}
+
+// commitStatus is the checkpoint log's group commits since start, for
+// /status: what /metrics has as a histogram, for a reader without one.
+type commitStatus struct {
+	Count     uint64  `json:"count"`
+	Appends   uint64  `json:"appends"`
+	Failures  uint64  `json:"failures"`
+	MeanBatch float64 `json:"mean_batch"`
+	MeanMs    float64 `json:"mean_ms"`
+	// Over100ms counts the commits that took longer than 100 ms: every
+	// sender waiting on one waited as long for its ACK.
+	Over100ms uint64 `json:"over_100ms"`
+}
+
+func commitStatusOf(s checkpoint.CommitStats) commitStatus {
+	c := commitStatus{Count: s.Commits, Appends: s.Appends, Failures: s.Failures}
+	if s.Commits > 0 {
+		c.MeanBatch = float64(s.Appends) / float64(s.Commits)
+		c.MeanMs = float64(s.Total) / float64(time.Millisecond) / float64(s.Commits)
+	}
+	for i, b := range checkpoint.CommitBounds {
+		if b == 100*time.Millisecond {
+			c.Over100ms = s.Commits - s.Buckets[i]
+		}
+	}
+	return c
 }
 
 // writeCommitMetrics writes the checkpoint log's group commits: the
