@@ -92,8 +92,11 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 	}
 	// Everything that costs CPU happens here, in the caller's goroutine,
 	// so that the single writer only looks up and puts.
-	stored, compressed := compressPayload(e.Payload)
-	if !compressed {
+	buf := compressBufs.Get().(*[]byte)
+	stored, compressed := compressTo(*buf, e.Payload)
+	if compressed {
+		*buf = stored[:0]
+	} else {
 		stored = e.Payload
 	}
 	if l.opts.Keyring != nil {
@@ -105,6 +108,9 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 		PayloadLen: len(e.Payload), sealed: l.opts.Keyring != nil, compressed: compressed,
 	}
 	value, err := encodeRecord(r, stored)
+	if cap(*buf) <= maxPooledCompress { // stored is copied into value by now
+		compressBufs.Put(buf)
+	}
 	if err != nil {
 		return Result{}, err
 	}

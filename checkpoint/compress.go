@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -21,16 +22,33 @@ const (
 
 // compressPayload returns p compressed, or false when that would not save
 // at least a sixteenth of it.
-func compressPayload(p []byte) ([]byte, bool) {
+func compressPayload(p []byte) ([]byte, bool) { return compressTo(nil, p) }
+
+// compressTo is compressPayload writing into dst's storage when it is
+// large enough, and into a new slice otherwise.
+func compressTo(dst, p []byte) ([]byte, bool) {
 	if len(p) < minCompress || len(p) > maxPayload {
 		return nil, false
 	}
-	c := s2.Encode(make([]byte, 0, s2.MaxEncodedLen(len(p))), p)
+	if n := s2.MaxEncodedLen(len(p)); cap(dst) >= n {
+		dst = dst[:n]
+	} else {
+		dst = make([]byte, n)
+	}
+	c := s2.Encode(dst, p)
 	if len(c) > len(p)-len(p)/16 {
 		return nil, false
 	}
 	return c, true
 }
+
+// compressBufs holds the scratch buffers Append compresses into: the
+// compressed payload is copied into the record (or sealed) at once, so
+// the buffer goes back for the next append instead of to the collector.
+// Buffers grown past maxPooledCompress by a large message are dropped.
+var compressBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledCompress = 64 << 10
 
 var errDecompress = errors.New("checkpoint: compressed payload is damaged")
 

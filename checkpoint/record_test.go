@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -274,6 +276,58 @@ func TestPayloadCompression(t *testing.T) {
 	}
 	if _, ok := compressPayload(sha256Stream(4096)); ok {
 		t.Error("an incompressible payload was stored compressed")
+	}
+}
+
+// Appends compress into pooled buffers: concurrent appends of different
+// payloads, sealed or not and of every size class, each keep their own.
+func TestPooledCompressionKeepsPayloads(t *testing.T) {
+	for _, keyed := range []bool{false, true} {
+		opts := Options{}
+		if keyed {
+			ring, err := NewKeyring(bytes.Repeat([]byte{9}, 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.Keyring = ring
+		}
+		l, _ := openTest(t, opts)
+		const n = 96
+		payloads := make([]string, n)
+		ids := make([]uint64, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			// Compressible payloads of growing size (one past
+			// maxPooledCompress), a few too small or random to compress.
+			switch {
+			case i%10 == 3:
+				payloads[i] = fmt.Sprintf("tiny %d", i)
+			case i%10 == 7:
+				payloads[i] = string(sha256Stream(512 + i))
+			default:
+				payloads[i] = strings.Repeat(fmt.Sprintf("OBX|%d|NM|8867-4^Heart rate^LN||%d|/min\r", i, i), 1+i*i/2)
+			}
+			wg.Go(func() { ids[i] = mustAppend(t, l, entry(fmt.Sprintf("k%d", i), "L", payloads[i])).ID })
+		}
+		wg.Wait()
+		for i, id := range ids {
+			got, err := l.Reveal(id)
+			if err != nil || string(got.Payload) != payloads[i] {
+				t.Fatalf("keyed %v: record %d (%d bytes) reads back wrong: %v", keyed, i, len(payloads[i]), err)
+			}
+		}
+	}
+	buf := make([]byte, 0, 8192)
+	p := []byte(strings.Repeat("PID|1||4711^^^GENHOSP^MR\r", 40))
+	c, ok := compressTo(buf, p)
+	if !ok || &c[0] != &buf[:1][0] {
+		t.Error("compressTo did not write into a buffer large enough")
+	}
+	if d, err := decompressPayload(c, len(p)); err != nil || !bytes.Equal(d, p) {
+		t.Errorf("round trip through a reused buffer: %v", err)
+	}
+	if c, ok := compressTo(make([]byte, 0, 8), p); !ok || len(c) == 0 {
+		t.Error("compressTo with a small buffer failed")
 	}
 }
 
