@@ -228,15 +228,7 @@ func TestSchema2RecordsCarryOn(t *testing.T) {
 func TestPayloadCompression(t *testing.T) {
 	big := strings.Repeat("PID|1||4711^^^GENHOSP^MR||DOE^JANE||19700101|F\r", 50)
 	for _, keyed := range []bool{false, true} {
-		opts := Options{}
-		if keyed {
-			ring, err := NewKeyring(bytes.Repeat([]byte{7}, 32))
-			if err != nil {
-				t.Fatal(err)
-			}
-			opts.Keyring = ring
-		}
-		l, _ := openTest(t, opts)
+		l, _ := openTest(t, keyedOptions(t, keyed, 7))
 		r := mustAppend(t, l, entry("k1", "p1", big))
 		mustAppend(t, l, entry("k2", "p2", "tiny"))
 		var size int
@@ -283,15 +275,7 @@ func TestPayloadCompression(t *testing.T) {
 // payloads, sealed or not and of every size class, each keep their own.
 func TestPooledCompressionKeepsPayloads(t *testing.T) {
 	for _, keyed := range []bool{false, true} {
-		opts := Options{}
-		if keyed {
-			ring, err := NewKeyring(bytes.Repeat([]byte{9}, 32))
-			if err != nil {
-				t.Fatal(err)
-			}
-			opts.Keyring = ring
-		}
-		l, _ := openTest(t, opts)
+		l, _ := openTest(t, keyedOptions(t, keyed, 9))
 		const n = 96
 		payloads := make([]string, n)
 		ids := make([]uint64, n)
@@ -329,6 +313,19 @@ func TestPooledCompressionKeepsPayloads(t *testing.T) {
 	if c, ok := compressTo(make([]byte, 0, 8), p); !ok || len(c) == 0 {
 		t.Error("compressTo with a small buffer failed")
 	}
+}
+
+// keyedOptions are the default options, with a key made of b when keyed.
+func keyedOptions(t *testing.T, keyed bool, b byte) Options {
+	t.Helper()
+	if !keyed {
+		return Options{}
+	}
+	ring, err := NewKeyring(bytes.Repeat([]byte{b}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Options{Keyring: ring}
 }
 
 func sha256Stream(n int) []byte {
