@@ -20,12 +20,9 @@ const (
 	maxPayload = 1 << 30
 )
 
-// compressPayload returns p compressed, or false when that would not save
-// at least a sixteenth of it.
-func compressPayload(p []byte) ([]byte, bool) { return compressTo(nil, p) }
-
-// compressTo is compressPayload writing into dst's storage when it is
-// large enough, and into a new slice otherwise.
+// compressTo returns p compressed, or false when that would not save at
+// least a sixteenth of it. It writes into dst's storage when that is large
+// enough, and into a new slice otherwise.
 func compressTo(dst, p []byte) ([]byte, bool) {
 	if len(p) < minCompress || len(p) > maxPayload {
 		return nil, false
@@ -52,7 +49,7 @@ const maxPooledCompress = 64 << 10
 
 var errDecompress = errors.New("checkpoint: compressed payload is damaged")
 
-// decompressPayload reverses compressPayload; n is the payload's recorded
+// decompressPayload reverses compressTo; n is the payload's recorded
 // length, which the result must have.
 func decompressPayload(c []byte, n int) ([]byte, error) {
 	if got, err := s2.DecodedLen(c); err != nil || got != n || n > maxPayload {

@@ -248,7 +248,7 @@ func TestPayloadCompression(t *testing.T) {
 			t.Fatalf("keyed %v: claim %v", keyed, err)
 		}
 	}
-	c, ok := compressPayload([]byte(big))
+	c, ok := compressTo(nil, []byte(big))
 	if !ok {
 		t.Fatal("not compressed")
 	}
@@ -263,10 +263,10 @@ func TestPayloadCompression(t *testing.T) {
 	if _, err := decompressPayload(c, len(big)+1); !errors.Is(err, errDecompress) {
 		t.Errorf("wrong length accepted")
 	}
-	if _, ok := compressPayload(make([]byte, 100)); ok {
+	if _, ok := compressTo(nil, make([]byte, 100)); ok {
 		t.Error("a payload under minCompress was compressed")
 	}
-	if _, ok := compressPayload(sha256Stream(4096)); ok {
+	if _, ok := compressTo(nil, sha256Stream(4096)); ok {
 		t.Error("an incompressible payload was stored compressed")
 	}
 }

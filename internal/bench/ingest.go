@@ -507,7 +507,7 @@ func boltGroupCommit(ctx context.Context, dir string, payload []byte, n int, rat
 			}
 		}
 	}()
-	p, err := paced(ctx, n, rate, d, func(int) func() error {
+	p, err := paced(ctx, n, rate, d, func() func() error {
 		return func() error {
 			op := &boltOp{payload: payload, done: make(chan struct{})}
 			queue <- op
@@ -537,19 +537,15 @@ func appendPhase(ctx context.Context, dir string, gen *msgGen, n int, rate float
 		return Phase{}, err
 	}
 	defer log.Close()
-	const source = "bench"
-	ignore := []hl7.Path{hl7.MustPath("MSH-7")} // the MLLP source's default
+	src := &ehr.MLLPSource{Name: "bench"} // makes the entries, as in startRig
 	commits.measuring.Store(true)
-	p, err := paced(ctx, n, rate, d, func(int) func() error {
+	p, err := paced(ctx, n, rate, d, func() func() error {
 		raw, _ := gen.next()
 		msg, err := hl7.Parse(raw)
 		if err != nil {
 			return func() error { return err }
 		}
-		h := msg.Header()
-		e := checkpoint.Entry{Key: ehr.RecordKey(source, h), Source: source, Kind: "hl7v2", Type: h.Type + "^" + h.Trigger,
-			Hash: ehr.ContentHash(msg, ignore), Lane: ehr.LaneKey(msg), Payload: raw,
-			Ack: hl7.BuildAck(msg, hl7.AA, "", nil, hl7.AckOptions{}).Bytes(), Received: time.Now()}
+		e := src.Entry(msg, raw, time.Now())
 		return func() error {
 			res, err := log.Append(ctx, e)
 			if err == nil && res.Outcome != checkpoint.Appended {
@@ -570,7 +566,7 @@ func appendPhase(ctx context.Context, dir string, gen *msgGen, n int, rate float
 // operation from prepare, off the clock, and times calling it. It returns
 // their latencies with the process's CPU time over the span; a writer
 // whose operation fails stops, and its error is returned.
-func paced(ctx context.Context, n int, rate float64, d time.Duration, prepare func(writer int) func() error) (Phase, error) {
+func paced(ctx context.Context, n int, rate float64, d time.Duration, prepare func() func() error) (Phase, error) {
 	lats := make([][]time.Duration, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -583,7 +579,7 @@ func paced(ctx context.Context, n int, rate float64, d time.Duration, prepare fu
 			defer func() { lats[i] = lat }()
 			pace := newPacer(i, n, rate, start, deadline)
 			for pace.wait(ctx) {
-				op := prepare(i)
+				op := prepare()
 				t0 := time.Now()
 				if err := op(); err != nil {
 					errs[i] = err

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -257,11 +258,7 @@ func commitStatusOf(s checkpoint.CommitStats) commitStatus {
 		c.MeanBatch = float64(s.Appends) / float64(s.Commits)
 		c.MeanMs = float64(s.Total) / float64(time.Millisecond) / float64(s.Commits)
 	}
-	for i, b := range checkpoint.CommitBounds {
-		if b == 100*time.Millisecond {
-			c.Over100ms = s.Commits - s.Buckets[i]
-		}
-	}
+	c.Over100ms = s.Commits - s.Buckets[slices.Index(checkpoint.CommitBounds[:], 100*time.Millisecond)]
 	return c
 }
 
