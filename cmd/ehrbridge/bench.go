@@ -69,7 +69,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	fmt.Fprintf(stderr, "ehrbridge bench ingest: 8 phases of %s, about %s in all\n", *duration, (8 * *duration).Round(time.Second))
+	fmt.Fprintf(stderr, "ehrbridge bench ingest: 9 phases of %s, about %s in all\n", *duration, (9 * *duration).Round(time.Second))
 	if _, err := bench.Ingest(ctx, bench.IngestOptions{Duration: *duration, Dir: *dir, Conns: *conns}, stdout); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge bench ingest: %v\n", err)
 		return exitFailure

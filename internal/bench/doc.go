@@ -3,7 +3,7 @@
 // figures can be compared with each other rather than with a number
 // measured on some other machine.
 //
-// Ingest runs seven phases, each for the same duration in a fresh data
+// Ingest runs nine phases, each for the same duration in a fresh data
 // directory:
 //
 //   - raw bbolt, one goroutine, one Update per record (the cost of one
@@ -19,8 +19,16 @@
 //     for the latency of an ACK under an ordinary load;
 //   - the bbolt group commit with its writers paced the same way, for the
 //     commit latency at that load;
+//   - the checkpoint log alone at that load, paced writers calling Append
+//     with entries made as the MLLP source makes them, no network;
+//   - the paced connections again without fsync (not durable): the ACK
+//     latency the MLLP path and this machine give with no disk wait, a
+//     floor under the half-load ratio;
 //   - the many connections without fsync (not durable), the ceiling the
 //     ingest path's CPU and network put on this machine.
+//
+// The phases each ratio compares run interleaved in short slices, as the
+// disk's speed drifts within minutes.
 //
 // It prints the figures and the ratios the project's goals are stated in:
 // ingest throughput divided by the matching bbolt throughput, and the ACK

@@ -142,6 +142,12 @@ type IngestReport struct {
 	// the half-load ACK's distance from raw bbolt into the log's share
 	// (AppendHalf ÷ BoltHalf) and the MLLP path's (HalfLoad ÷ AppendHalf).
 	AppendHalf Phase
+	// HalfFloor is HalfLoad without fsync (not durable), run in slices
+	// between the other half-load phases: the ACK latency the MLLP path,
+	// the log's CPU work and this machine's scheduling give with no disk
+	// wait at all. HalfFloor.P99 ÷ BoltHalf.CommitP99 is a floor under
+	// HalfLoadP99 that nothing in how the log waits for the disk can lower.
+	HalfFloor Phase
 	// Ceiling is IngestMany without fsync (not durable): the ingest path's
 	// CPU and network limit on this machine, for reference. Ceiling.Rate ÷
 	// BoltGroup.Rate is the most ManyConns could reach in this run.
@@ -227,7 +233,7 @@ func Ingest(ctx context.Context, opts IngestOptions, w io.Writer) (IngestReport,
 		}
 		return nil
 	}
-	genS, genM, genH, genA := newMsgGen("S"), newMsgGen("M"), newMsgGen("H"), newMsgGen("A")
+	genS, genM, genH, genA, genF := newMsgGen("S"), newMsgGen("M"), newMsgGen("H"), newMsgGen("A"), newMsgGen("F")
 	if err := interleave(
 		slot{&rep.Bolt1, "bbolt 1 Update/record", func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
 			return boltOneUpdate(ctx, dir, payload, d)
@@ -256,6 +262,9 @@ func Ingest(ctx context.Context, opts IngestOptions, w io.Writer) (IngestReport,
 		}},
 		slot{&rep.AppendHalf, fmt.Sprintf("checkpoint.Append %d-way, half load", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
 			return appendPhase(ctx, dir, genA, n, half, d)
+		}},
+		slot{&rep.HalfFloor, fmt.Sprintf("ingest %d conn, half load, no fsync", n), func(ctx context.Context, dir string, d time.Duration) (Phase, error) {
+			return ingestPhase(ctx, dir, genF, n, d, half, true)
 		}}); err != nil {
 		return rep, err
 	}
@@ -291,7 +300,7 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ehrbridge ingest benchmark: %s per phase, ADT^A01 messages of ~%d bytes, data under %s\n\n",
 		r.Duration, r.PayloadBytes, filepath.Dir(root))
-	phases := []Phase{r.Bolt1, r.BoltGroup, r.BoltHalf, r.AppendHalf, r.Ingest1, r.IngestMany, r.HalfLoad, r.Ceiling}
+	phases := []Phase{r.Bolt1, r.BoltGroup, r.BoltHalf, r.AppendHalf, r.Ingest1, r.IngestMany, r.HalfLoad, r.HalfFloor, r.Ceiling}
 	width := len("phase")
 	for _, p := range phases {
 		width = max(width, len(p.Name))
@@ -311,8 +320,9 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 	fmt.Fprintf(&b, "(p50, p99: the latency a writer sees, the ACK's for ingest; commit99: the p99 of the phase's commits, raw bbolt's\n"+
 		" group commits' Update calls or the checkpoint log's group commits;\n"+
 		" cores: the process's CPU time over the phase ÷ its length, receiver and load generator together,\n of %d here; CPU µs: the same per record or message)\n", runtime.NumCPU())
-	fmt.Fprintf(&b, "(half load: %.0f msg/s offered, half the %d-connection rate, to the three half-load phases;\n"+
-		" checkpoint.Append: the log alone, its writers appending entries made as the MLLP source makes them, no network)\n\n", r.HalfLoad.Offered, r.Conns)
+	fmt.Fprintf(&b, "(half load: %.0f msg/s offered, half the %d-connection rate, to the four half-load phases;\n"+
+		" checkpoint.Append: the log alone, its writers appending entries made as the MLLP source makes them, no network;\n"+
+		" no fsync: not durable, for reference only)\n\n", r.HalfLoad.Offered, r.Conns)
 	pad := len(r.IngestMany.Name) + 1
 	fmt.Fprintf(&b, "%-*s %.0f msg/s ÷ %s %.0f rec/s = %.2f (goal ≥ %g) %s\n", pad, r.Ingest1.Name+":",
 		r.Ingest1.Rate, r.Bolt1.Name, r.Bolt1.Rate, r.OneConn.Value, r.OneConn.Goal, verdict(r.OneConn.Pass))
@@ -335,6 +345,10 @@ func printReport(w io.Writer, r IngestReport, root string) error {
 	if r.HalfLoad.CommitP99 > 0 && r.BoltHalf.CommitP99 > 0 {
 		fmt.Fprintf(&b, "for reference: ACK p99 at half load ÷ the log's own commit p99 there %s ms = %.2f; its commits' p99 ÷ raw bbolt's at the same load = %.2f\n",
 			ms(r.HalfLoad.CommitP99), float64(r.HalfLoad.P99)/float64(r.HalfLoad.CommitP99), float64(r.HalfLoad.CommitP99)/float64(r.BoltHalf.CommitP99))
+	}
+	if r.HalfFloor.P99 > 0 && r.BoltHalf.CommitP99 > 0 {
+		fmt.Fprintf(&b, "for reference: ACK p99 at half load without fsync %s ms ÷ bbolt commit p99 at the same load = %.2f, the floor the MLLP path and this machine set with no disk wait at all\n",
+			ms(r.HalfFloor.P99), float64(r.HalfFloor.P99)/float64(r.BoltHalf.CommitP99))
 	}
 	if r.BoltGroup.Rate > 0 {
 		fmt.Fprintf(&b, "for reference: %s %.0f msg/s ÷ %s = %.2f, the most the %d-connection ratio could reach on this machine in this run\n",
