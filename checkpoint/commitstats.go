@@ -73,3 +73,14 @@ func (l *Log) CommitStats() CommitStats {
 	s.Commits = c.commits.Load()
 	return s
 }
+
+// Over returns how many commits took longer than d, counted to the first
+// of CommitBounds at or above d (exactly d when d is one of them); with d
+// above every bound, the commits over the last one.
+func (s CommitStats) Over(d time.Duration) uint64 {
+	i := 0
+	for i < len(CommitBounds)-1 && CommitBounds[i] < d {
+		i++
+	}
+	return s.Commits - s.Buckets[i]
+}

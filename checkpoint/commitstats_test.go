@@ -101,3 +101,27 @@ func TestCommitCountersBuckets(t *testing.T) {
 		t.Errorf("stats = %+v, want buckets %v, 5 commits, 10 appends", s, want)
 	}
 }
+
+func TestCommitStatsOver(t *testing.T) {
+	var l Log
+	for _, d := range []time.Duration{100 * time.Microsecond, 3 * time.Millisecond, 100 * time.Millisecond, 101 * time.Millisecond, 2 * time.Second} {
+		l.commitStats.observe(1, d, false)
+	}
+	s := l.CommitStats()
+	for _, c := range []struct {
+		d    time.Duration
+		want uint64
+	}{
+		{0, 4}, // counted to the first bound, 250 µs: one commit within it
+		{250 * time.Microsecond, 4},
+		{2 * time.Millisecond, 4},
+		{3 * time.Millisecond, 3}, // counted to 5 ms
+		{100 * time.Millisecond, 2},
+		{time.Second, 1},
+		{time.Hour, 1}, // over the last bound
+	} {
+		if got := s.Over(c.d); got != c.want {
+			t.Errorf("Over(%v) = %d, want %d", c.d, got, c.want)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -258,7 +257,7 @@ func commitStatusOf(s checkpoint.CommitStats) commitStatus {
 		c.MeanBatch = float64(s.Appends) / float64(s.Commits)
 		c.MeanMs = float64(s.Total) / float64(time.Millisecond) / float64(s.Commits)
 	}
-	c.Over100ms = s.Commits - s.Buckets[slices.Index(checkpoint.CommitBounds[:], 100*time.Millisecond)]
+	c.Over100ms = s.Over(100 * time.Millisecond)
 	return c
 }
 
