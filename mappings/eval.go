@@ -35,6 +35,23 @@ type Result struct {
 	Mappings []string
 	// Ops are their ops, mapping by mapping, in the order written.
 	Ops []Op
+	// Warnings are the fields left out of Ops because their value could
+	// not be written (a malformed optional timestamp, a date more precise
+	// than its source): the input is mapped, with warnings.
+	Warnings []Warning
+}
+
+// Warning is one field a mapping left out instead of failing the input.
+// Text names the problem and never quotes the value (it reaches logs and
+// the checkpoint log's reasons).
+type Warning struct {
+	Mapping, Op, Field string
+	Text               string
+}
+
+// String renders the warning as "mapping/op.field: text".
+func (w Warning) String() string {
+	return w.Mapping + "/" + w.Op + "." + w.Field + ": " + w.Text
 }
 
 // Accepts reports whether the mapping applies to the input.
