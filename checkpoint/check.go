@@ -1,6 +1,8 @@
 package checkpoint
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,7 +27,14 @@ func (l *Log) Check() ([]string, error) {
 		}
 		cursor := laneCursor(tx)
 		counts := map[State]int64{}
+		var warned int64
 		active := map[[16]byte]int{}
+		// bSkipped is missing from a log last written by an ehrbridge
+		// without the skipped state, opened read-only.
+		inSkipped := func(k []byte) bool {
+			b := tx.Bucket(bSkipped)
+			return b != nil && b.Get(k) != nil
+		}
 		err := tx.Bucket(bRecords).ForEach(func(k, v []byte) error {
 			id := btoi(k)
 			r, _, err := decodeRecord(id, v)
@@ -34,6 +43,9 @@ func (l *Log) Check() ([]string, error) {
 				return nil
 			}
 			counts[r.State]++
+			if r.Warned() {
+				warned++
+			}
 			if kv := tx.Bucket(bKeys).Get([]byte(r.Key)); kv == nil || btoi(kv) != id {
 				add("record %d: key index does not point at it", id)
 			}
@@ -62,6 +74,12 @@ func (l *Log) Check() ([]string, error) {
 			if r.State == Done && tx.Bucket(bDone).Get(timeKey(r.DoneAt, id)) == nil {
 				add("record %d: missing from the done index", id)
 			}
+			if r.State == Skipped && !inSkipped(timeKey(r.DoneAt, id)) {
+				add("record %d: missing from the skipped index", id)
+			}
+			if _, known := stateNames[r.State]; !known {
+				add("record %d: unknown state %d", id, r.State)
+			}
 			readyNow := tx.Bucket(bReady).Get(timeKey(r.ReadyAt, id)) != nil
 			if readyNow && r.State != Received && r.State != Retrying {
 				add("record %d (%s): claimable but not waiting", id, r.State)
@@ -77,6 +95,37 @@ func (l *Log) Check() ([]string, error) {
 		for _, s := range States {
 			if got := counter(tx, countKey(s)); got != counts[s] {
 				add("counter %s is %d, records say %d", s, got, counts[s])
+			}
+		}
+		if got := counter(tx, countWarned); got != warned {
+			add("counter done with warnings is %d, records say %d", got, warned)
+		}
+		// Every entry of a finished index names a record of its state,
+		// finished at the entry's time.
+		for _, ix := range finishedIndexes {
+			b := tx.Bucket(ix.bucket)
+			if b == nil {
+				continue
+			}
+			err := b.ForEach(func(k, _ []byte) error {
+				if len(k) != 16 {
+					add("%s index: malformed entry", ix.state)
+					return nil
+				}
+				id := btoi(k[8:])
+				r, _, err := getRecord(tx, id)
+				switch {
+				case errors.Is(err, ErrNotFound):
+					add("%s index: record %d does not exist", ix.state, id)
+				case err != nil:
+					// Reported by the pass over the records.
+				case r.State != ix.state || !bytes.Equal(timeKey(r.DoneAt, id), k):
+					add("%s index: record %d is %s (finished %v), not %s then", ix.state, id, r.State, r.DoneAt, ix.state)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 		for lane, n := range active {

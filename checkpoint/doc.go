@@ -27,13 +27,26 @@
 //
 // # States and lanes
 //
-// received → in_progress → done | retrying → in_progress ... | dead.
-// Each record carries a lane (the patient's identity) and only the oldest
-// unfinished record of a lane is ever offered by Claim, so one patient's
-// events apply in arrival order while different patients proceed in
-// parallel. Done and dead records leave their lane in the same transaction
-// that records the outcome. Records in progress when the process stopped
-// are returned to retrying when the log is next opened.
+// received → in_progress → done | skipped | retrying → in_progress ... |
+// dead. Skipped is for a record nothing was to be done with (no mapping
+// accepts its message): acknowledged and stored, not applied, kept apart
+// from done so that "synced" and "ignored" can be told apart. A done
+// record may carry warnings (fields its mapping left out) as its reason;
+// they are counted. Each record carries a lane (the patient's identity)
+// and only the oldest unfinished record of a lane is ever offered by
+// Claim, so one patient's events apply in arrival order while different
+// patients proceed in parallel. Done, skipped and dead records leave their
+// lane in the same transaction that records the outcome; an admin may put
+// dead and skipped ones back (Requeue). Records in progress when the
+// process stopped are returned to retrying when the log is next opened.
+//
+// The skipped state (6) and its index came without a schema change: an
+// older ehrbridge of schema 3 opens such a log, shows skipped records as
+// "state(6)", counts them nowhere and never sweeps them (their keys stay
+// for dedupe); its log check passes. Once the newer ehrbridge is back, it
+// sweeps them again. Done records with warnings that the older one
+// deletes leave the newer one's warnings counter too high, which log
+// check reports; nothing else is affected.
 //
 // # What is stored, and what is protected
 //
@@ -53,8 +66,8 @@
 //
 // # Retention
 //
-// Sweep drops the payloads of done records after PayloadRetention and
-// deletes done records, keys included, after DedupeWindow; unfinished and
-// dead records are never removed. bbolt files do not shrink: Compact
+// Sweep drops the payloads of done and skipped records after
+// PayloadRetention and deletes them, keys included, after DedupeWindow;
+// unfinished and dead records are never removed. bbolt files do not shrink: Compact
 // rewrites a log that is not open elsewhere.
 package checkpoint

@@ -1,7 +1,9 @@
 package checkpoint
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -142,18 +144,22 @@ func (l *Log) MarkDead(id uint64, reason string) error {
 // Settlement is how an in-progress record ended, for Settle.
 type Settlement struct {
 	ID    uint64
-	State State // Done, Retrying or Dead
+	State State // Done, Retrying, Dead or Skipped
 	// Targets are the record's ids in the target system (Done).
 	Targets []string
 	// RetryAt is when a Retrying record is ready again.
 	RetryAt time.Time
-	// Reason is why it is retrying or dead; free of patient data, or kept
-	// only in the (encrypted) log, never in logs.
+	// Reason is why it is retrying, dead or skipped; free of patient
+	// data, or kept only in the (encrypted) log, never in logs.
 	Reason string
+	// Warnings are what a Done record was applied without (fields a
+	// mapping left out): kept as its reason (WarningsReason) and counted
+	// in Stats.DoneWithWarnings. Free of patient data.
+	Warnings []string
 }
 
 // Settle records the settlements of in-progress records in one transaction:
-// one fsync for a whole batch. Done and dead records leave their lanes,
+// one fsync for a whole batch. Done, dead and skipped records leave their lanes,
 // letting the next record of each lane be claimed; retrying ones keep
 // their lanes waiting. If any settlement is invalid, none is recorded.
 func (l *Log) Settle(outs []Settlement) error {
@@ -176,8 +182,20 @@ func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {
 	return transitionTx(tx, id, InProgress, now, func(r *Record) error {
 		switch o.State {
 		case Done:
-			r.State, r.DoneAt, r.Targets, r.Reason = Done, now, o.Targets, ""
+			r.State, r.DoneAt, r.Targets, r.Reason = Done, now, o.Targets, WarningsReason(o.Warnings)
 			if err := tx.Bucket(bDone).Put(timeKey(now, id), nil); err != nil {
+				return err
+			}
+			if r.Warned() {
+				if err := addCounter(tx, countWarned, 1); err != nil {
+					return err
+				}
+			}
+			return leaveLane(tx, r)
+		case Skipped:
+			// Not a failure: attempts stay as they were.
+			r.State, r.DoneAt, r.Targets, r.Reason = Skipped, now, nil, o.Reason
+			if err := tx.Bucket(bSkipped).Put(timeKey(now, id), nil); err != nil {
 				return err
 			}
 			return leaveLane(tx, r)
@@ -198,18 +216,47 @@ func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {
 	})
 }
 
-// Requeue puts a dead record back in its lane as received, attempts reset.
-// If its lane is idle it is ready at once; otherwise it runs as soon as the
-// record now in progress there finishes, ahead of newer ones.
+// Requeue puts a dead or skipped record back in its lane as received,
+// attempts reset. If its lane is idle it is ready at once; otherwise it
+// runs as soon as the record now in progress there finishes, ahead of
+// newer ones. A skipped record whose payload retention dropped cannot be
+// requeued (ErrPayloadGone): there is nothing left to map.
 func (l *Log) Requeue(id uint64) error {
 	now := l.opts.Now()
-	return l.transition(id, Dead, func(tx *bolt.Tx, r *Record) error {
-		r.State, r.Attempts, r.ReadyAt, r.Reason = Received, 0, now, ""
-		if err := tx.Bucket(bDead).Delete(itob(id)); err != nil {
-			return err
+	return l.update(func(tx *bolt.Tx) error { return requeueTx(tx, id, now) })
+}
+
+// ErrPayloadGone is returned for a skipped record that cannot be requeued
+// because retention dropped its payload.
+var ErrPayloadGone = errors.New("checkpoint: the record's payload was dropped by retention")
+
+func requeueTx(tx *bolt.Tx, id uint64, now time.Time) error {
+	r, _, err := getRecord(tx, id)
+	if err != nil {
+		return err
+	}
+	switch r.State {
+	case Dead:
+		return transitionTx(tx, id, Dead, now, func(r *Record) error {
+			r.State, r.Attempts, r.ReadyAt, r.Reason = Received, 0, now, ""
+			if err := tx.Bucket(bDead).Delete(itob(id)); err != nil {
+				return err
+			}
+			return joinLane(tx, r)
+		})
+	case Skipped:
+		if r.PayloadDropped {
+			return fmt.Errorf("%w: skipped record %d cannot be mapped again", ErrPayloadGone, id)
 		}
-		return joinLane(tx, r)
-	})
+		return transitionTx(tx, id, Skipped, now, func(r *Record) error {
+			if err := tx.Bucket(bSkipped).Delete(timeKey(r.DoneAt, id)); err != nil {
+				return err
+			}
+			r.State, r.Attempts, r.ReadyAt, r.Reason, r.DoneAt = Received, 0, now, "", time.Time{}
+			return joinLane(tx, r)
+		})
+	}
+	return fmt.Errorf("%w: record %d is %s, not dead or skipped", ErrTransition, id, r.State)
 }
 
 // RequeueAllDead requeues every dead record and returns how many.
@@ -232,6 +279,69 @@ func (l *Log) RequeueAllDead() (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// RequeueSkipped requeues the skipped records for which match holds (all
+// when match is nil), oldest first, a batch per transaction. It returns
+// how many it requeued and how many matched but could not be, their
+// payloads dropped by retention.
+func (l *Log) RequeueSkipped(match func(*Record) bool) (requeued, gone int, err error) {
+	var ids []uint64
+	err = l.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bSkipped)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			r, _, err := getRecord(tx, btoi(k[8:]))
+			if err != nil {
+				return err
+			}
+			switch {
+			case match != nil && !match(r):
+			case r.PayloadDropped:
+				gone++
+			default:
+				ids = append(ids, r.ID)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, gone, err
+	}
+	// Lanes take requeued records in id order whatever order they come
+	// back in (joinLane); ids sorted keep the batches' work local.
+	slices.Sort(ids)
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), sweepBatch)]
+		ids = ids[len(batch):]
+		now := l.opts.Now()
+		n := 0
+		err := l.update(func(tx *bolt.Tx) error {
+			n = 0
+			for _, id := range batch {
+				// Requeued meanwhile by someone else, or swept: leave it.
+				r, _, err := getRecord(tx, id)
+				if errors.Is(err, ErrNotFound) || err == nil && (r.State != Skipped || r.PayloadDropped) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if err := requeueTx(tx, id, now); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return requeued, gone, err
+		}
+		requeued += n
+	}
+	return requeued, gone, nil
 }
 
 // transition loads a record in state from, lets fn change it, and writes

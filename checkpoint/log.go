@@ -127,7 +127,11 @@ var (
 	bDead      = []byte("dead")      // id → ∅
 	bConflicts = []byte("conflicts") // seq → conflict
 	bSources   = []byte("sources")   // a source's own state (a FHIR source's watermarks) by key
-	allBuckets = [][]byte{bMeta, bRecords, bKeys, bPending, bLanes, bReady, bInflight, bDone, bDead, bConflicts, bSources}
+	// bSkipped indexes skipped records as bDone does done ones. A log
+	// last written by an ehrbridge without the skipped state lacks it
+	// until it is next opened for writing (read-only opens find nil).
+	bSkipped   = []byte("skipped") // skippedAt | id → ∅
+	allBuckets = [][]byte{bMeta, bRecords, bKeys, bPending, bLanes, bReady, bInflight, bDone, bDead, bConflicts, bSources, bSkipped}
 
 	metaSchema      = []byte("schema")
 	metaWrittenBy   = []byte("written_by") // schema 2: the last program that opened the log for writing
@@ -493,6 +497,13 @@ func putRecord(tx *bolt.Tx, r *Record, payload []byte) error {
 func countKey(s State) []byte { return []byte("count/" + s.String()) }
 
 var countConflicts = []byte("count/conflicts")
+
+// metaSweepSkipped is the payload sweep's cursor for skipped records.
+var metaSweepSkipped = []byte("sweep_payload_cursor_skipped")
+
+// countWarned counts the done records that were done with warnings (a
+// part of the done count).
+var countWarned = []byte("count/done_with_warnings")
 
 func addCount(tx *bolt.Tx, s State, delta int64) error {
 	return addCounter(tx, countKey(s), delta)

@@ -42,8 +42,11 @@ func (l *Log) Reveal(id uint64) (*Record, error) {
 // Stats summarise the log for admins and metrics.
 type Stats struct {
 	States map[State]int64
-	// OldestPending is when the oldest record not yet done or dead was
-	// received; zero when there is none.
+	// DoneWithWarnings is how many of the done records were done with
+	// warnings (Record.Warned).
+	DoneWithWarnings int64
+	// OldestPending is when the oldest record not yet finished (done,
+	// dead or skipped) was received; zero when there is none.
 	OldestPending time.Time
 	Conflicts     int64
 	FileSize      int64
@@ -63,6 +66,7 @@ func (l *Log) Stats() (Stats, error) {
 			st.States[s] = counter(tx, countKey(s))
 		}
 		st.Conflicts = counter(tx, countConflicts)
+		st.DoneWithWarnings = counter(tx, countWarned)
 		// Indexed pending records are older than any after the lane
 		// cursor, which are pending by position.
 		k, _ := tx.Bucket(bPending).Cursor().First()
@@ -99,7 +103,9 @@ func (l *Log) List(state State, after uint64, limit int) ([]*Record, error) {
 		case Dead:
 			b = tx.Bucket(bDead)
 		case Done:
-			return listDone(tx, after, limit, &out)
+			return listFinished(tx.Bucket(bDone), after, limit, &out)
+		case Skipped:
+			return listFinished(tx.Bucket(bSkipped), after, limit, &out)
 		default:
 			return fmt.Errorf("checkpoint: cannot list state %s", state)
 		}
@@ -135,8 +141,15 @@ func (l *Log) List(state State, after uint64, limit int) ([]*Record, error) {
 	return out, err
 }
 
-func listDone(tx *bolt.Tx, after uint64, limit int, out *[]*Record) error {
-	c := tx.Bucket(bDone).Cursor()
+// listFinished lists the records of a finished index (done or skipped),
+// in the order they finished. b is nil in a log that never had skipped
+// records and was last written by an ehrbridge without them.
+func listFinished(b *bolt.Bucket, after uint64, limit int, out *[]*Record) error {
+	if b == nil {
+		return nil
+	}
+	tx := b.Tx()
+	c := b.Cursor()
 	for k, _ := c.First(); k != nil && len(*out) < limit; k, _ = c.Next() {
 		id := btoi(k[8:])
 		if id <= after {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -18,12 +19,17 @@ const (
 	Done       State = 3 // applied to its target
 	Retrying   State = 4 // failed transiently; ready again at NextAttempt
 	Dead       State = 5 // failed permanently; waits for an admin
+	// Skipped: nothing was to be done (no mapping accepts the message);
+	// acknowledged and stored, not applied. Retention treats it as done;
+	// an admin may requeue it (after adding a mapping, say).
+	Skipped State = 6
 )
 
-var stateNames = map[State]string{Received: "received", InProgress: "in_progress", Done: "done", Retrying: "retrying", Dead: "dead"}
+var stateNames = map[State]string{Received: "received", InProgress: "in_progress", Done: "done", Retrying: "retrying", Dead: "dead",
+	Skipped: "skipped"}
 
 // States lists every state in lifecycle order.
-var States = []State{Received, InProgress, Done, Retrying, Dead}
+var States = []State{Received, InProgress, Done, Retrying, Dead, Skipped}
 
 func (s State) String() string {
 	if n, ok := stateNames[s]; ok {
@@ -39,8 +45,69 @@ func ParseState(s string) (State, error) {
 			return st, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown state %q (want received, in_progress, done, retrying or dead)", s)
+	return 0, fmt.Errorf("unknown state %q (want received, in_progress, done, retrying, dead or skipped)", s)
 }
+
+// Finished says whether a record is settled for good unless an admin
+// acts: done, dead or skipped. It has left its lane.
+func (s State) Finished() bool { return s == Done || s == Dead || s == Skipped }
+
+// WarningsPrefix starts the reason of a record that was done with
+// warnings: mapped and applied, some fields left out (see Settlement).
+const WarningsPrefix = "mapped with warnings: "
+
+// maxWarningsReason bounds the reason of a record done with warnings.
+const maxWarningsReason = 480
+
+// WarningsReason is the reason kept on a record done with warnings: the
+// prefix and the warnings joined by "; ", as many as fit in a bounded
+// length, then how many more there were. Empty without warnings.
+func WarningsReason(warnings []string) string {
+	if len(warnings) == 0 {
+		return ""
+	}
+	if all := WarningsPrefix + strings.Join(warnings, "; "); len(all) <= maxWarningsReason {
+		return all
+	}
+	out := WarningsPrefix
+	for i, w := range warnings {
+		if i > 0 {
+			w = "; " + w
+		}
+		// Room for the note of what is left out after this one.
+		more := ""
+		if left := len(warnings) - i - 1; left > 0 {
+			more = fmt.Sprintf(" (and %d more)", left)
+		}
+		if len(out)+len(w)+len(more) > maxWarningsReason {
+			if i == 0 {
+				// One warning longer than the whole bound: cut it.
+				w = cutRunes(w, maxWarningsReason-len(out)-len(more)-len("…")) + "…"
+				return out + w + more
+			}
+			return out + fmt.Sprintf(" (and %d more)", len(warnings)-i)
+		}
+		out += w
+	}
+	return out
+}
+
+// cutRunes cuts s to at most n bytes, on a rune boundary.
+func cutRunes(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// Warned says whether a record was done with warnings.
+func (r *Record) Warned() bool { return r.State == Done && strings.HasPrefix(r.Reason, WarningsPrefix) }
 
 // Record is one logged message and its processing state.
 type Record struct {
@@ -57,10 +124,13 @@ type Record struct {
 	// ReadyAt is when the record may next be claimed: its arrival for a
 	// received record, the next attempt for a retrying one.
 	ReadyAt time.Time
-	Reason  string   // last error (retrying) or why it died; free of patient data
+	// Reason is the last error (retrying), why it died or was skipped,
+	// or, for a done record, its warnings (see Warned); free of patient
+	// data.
+	Reason  string
 	Targets []string // ids of what the record became in the target system
 	Updated time.Time
-	DoneAt  time.Time
+	DoneAt  time.Time // when it was done or skipped
 	// Ack is the acknowledgment sent for the original, returned verbatim
 	// to retransmits.
 	Ack []byte

@@ -8,8 +8,8 @@ import (
 
 // SweepResult counts what a Sweep removed.
 type SweepResult struct {
-	PayloadsDropped int // done records whose payload was dropped
-	RecordsDeleted  int // done records (and their keys) past the dedupe window
+	PayloadsDropped int // done and skipped records whose payload was dropped
+	RecordsDeleted  int // done and skipped records (and their keys) past the dedupe window
 	ConflictsPurged int // conflict entries past the dedupe window
 }
 
@@ -17,34 +17,45 @@ type SweepResult struct {
 // appends never wait long behind it.
 const sweepBatch = 500
 
-// Sweep applies retention: payloads of records done longer than
-// PayloadRetention ago are dropped (metadata, hash and ACK stay for
-// dedupe), and records done longer than DedupeWindow ago are deleted with
-// their keys. Conflicts older than DedupeWindow go too. Unfinished and dead
-// records are never touched. Work is split into short transactions.
+// finishedIndexes are the indexes of finished records that retention
+// sweeps, by time: done and skipped records follow the same rules, each
+// index with its own payload sweep cursor.
+var finishedIndexes = []struct {
+	bucket, cursor []byte
+	state          State
+}{{bDone, metaSweepCursor, Done}, {bSkipped, metaSweepSkipped, Skipped}}
+
+// Sweep applies retention: payloads of records done or skipped longer
+// than PayloadRetention ago are dropped (metadata, hash and ACK stay for
+// dedupe), and records done or skipped longer than DedupeWindow ago are
+// deleted with their keys. Conflicts older than DedupeWindow go too.
+// Unfinished and dead records are never touched. Work is split into short
+// transactions.
 func (l *Log) Sweep() (SweepResult, error) {
 	var res SweepResult
 	now := l.opts.Now()
 	dropBefore := now.Add(-l.opts.PayloadRetention)
 	deleteBefore := now.Add(-l.opts.DedupeWindow)
-	for {
-		n, err := l.sweepDeletes(deleteBefore)
-		res.RecordsDeleted += n
-		if err != nil || n < sweepBatch {
+	for _, ix := range finishedIndexes {
+		for {
+			n, err := l.sweepDeletes(ix.bucket, ix.state, deleteBefore)
+			res.RecordsDeleted += n
 			if err != nil {
 				return res, err
 			}
-			break
+			if n < sweepBatch {
+				break
+			}
 		}
-	}
-	for {
-		n, more, err := l.sweepPayloads(dropBefore)
-		res.PayloadsDropped += n
-		if err != nil {
-			return res, err
-		}
-		if !more {
-			break
+		for {
+			n, more, err := l.sweepPayloads(ix.bucket, ix.cursor, dropBefore)
+			res.PayloadsDropped += n
+			if err != nil {
+				return res, err
+			}
+			if !more {
+				break
+			}
 		}
 	}
 	for {
@@ -56,12 +67,13 @@ func (l *Log) Sweep() (SweepResult, error) {
 	}
 }
 
-// sweepDeletes deletes up to sweepBatch done records finished before t.
-func (l *Log) sweepDeletes(t time.Time) (int, error) {
+// sweepDeletes deletes up to sweepBatch records of a finished index (in
+// state) finished before t.
+func (l *Log) sweepDeletes(bucket []byte, state State, t time.Time) (int, error) {
 	n := 0
 	err := l.update(func(tx *bolt.Tx) error {
 		n = 0
-		done := tx.Bucket(bDone)
+		done := tx.Bucket(bucket)
 		keys, err := oldest(done, func(k, _ []byte) (bool, error) { return int64(btoi(k[:8])) < t.UnixNano(), nil })
 		if err != nil {
 			return err
@@ -81,8 +93,13 @@ func (l *Log) sweepDeletes(t time.Time) (int, error) {
 			if err := done.Delete(k); err != nil {
 				return err
 			}
-			if err := addCount(tx, Done, -1); err != nil {
+			if err := addCount(tx, state, -1); err != nil {
 				return err
+			}
+			if r.Warned() {
+				if err := addCounter(tx, countWarned, -1); err != nil {
+					return err
+				}
 			}
 			n++
 		}
@@ -91,15 +108,16 @@ func (l *Log) sweepDeletes(t time.Time) (int, error) {
 	return n, err
 }
 
-// sweepPayloads drops the payloads of up to sweepBatch done records
-// finished before t, resuming from where the last sweep stopped.
-func (l *Log) sweepPayloads(t time.Time) (n int, more bool, err error) {
+// sweepPayloads drops the payloads of up to sweepBatch records of a
+// finished index finished before t, resuming from where the last sweep
+// of that index stopped (its cursor in meta).
+func (l *Log) sweepPayloads(bucket, cursor []byte, t time.Time) (n int, more bool, err error) {
 	err = l.update(func(tx *bolt.Tx) error {
 		n, more = 0, false
 		meta := tx.Bucket(bMeta)
-		c := tx.Bucket(bDone).Cursor()
+		c := tx.Bucket(bucket).Cursor()
 		var k []byte
-		if cur := meta.Get(metaSweepCursor); cur != nil {
+		if cur := meta.Get(cursor); cur != nil {
 			k, _ = c.Seek(cur)
 			if k != nil && string(k) == string(cur) {
 				k, _ = c.Next()
@@ -136,7 +154,7 @@ func (l *Log) sweepPayloads(t time.Time) (n int, more bool, err error) {
 		if last == nil {
 			return nil
 		}
-		return meta.Put(metaSweepCursor, last)
+		return meta.Put(cursor, last)
 	})
 	return n, more, err
 }
