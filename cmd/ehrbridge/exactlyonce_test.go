@@ -167,7 +167,7 @@ sources:
 		for _, line := range strings.Split(b.String(), "\n") {
 			var st string
 			var n int64
-			if _, err := fmt.Sscanf(line, "ehrbridge_records{state=%q} %d", &st, &n); err == nil && st != "done" && st != "dead" {
+			if _, err := fmt.Sscanf(line, "ehrbridge_records{state=%q} %d", &st, &n); err == nil && st != "done" && st != "dead" && st != "skipped" {
 				total += n
 			}
 		}

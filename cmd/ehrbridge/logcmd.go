@@ -24,9 +24,12 @@ const logUsage = `usage: ehrbridge log COMMAND (--config F | --data-dir D) [flag
 commands:
   stats [--json]                               counts per state, oldest pending, conflicts, file size
   list --state S [--json] [--limit N] [--after ID]
-                                               S: received, in_progress, done, retrying, dead, held, conflict, all
+                                               S: received, in_progress, done, retrying, dead, skipped,
+                                               warned (done with warnings), held, conflict, all
   show ID [--conflict] [--reveal] [--json]     one record's metadata; --reveal adds the payload (audited)
-  retry ID | --all-dead                        put dead records back in their lane
+  retry ID | --all-dead | --all-skipped [--type T]
+                                               put dead or skipped records back in their lane
+                                               (skipped: after adding a mapping for them; T: VXU^V04)
   backup FILE                                  a consistent copy of the log, also while the daemon runs
   compact                                      rewrite the file to reclaim space (daemon stopped)
   check                                        verify the file and the log's invariants (daemon stopped)
@@ -52,6 +55,8 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 	reveal := fs.Bool("reveal", false, "show the payload (written to the audit log)")
 	conflict := fs.Bool("conflict", false, "ID names a conflict entry")
 	allDead := fs.Bool("all-dead", false, "retry every dead record")
+	allSkipped := fs.Bool("all-skipped", false, "retry every skipped record (of --type)")
+	typ := fs.String("type", "", "with --all-skipped: only records of this message type (VXU^V04) or FHIR resource type")
 	// Flags may come before or after the positional ID.
 	var pos []string
 	for {
@@ -146,6 +151,25 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		}
 		printRecord(stdout, r, *reveal)
 	case "retry":
+		if *allDead && *allSkipped {
+			fmt.Fprintln(stderr, "ehrbridge log retry: give --all-dead or --all-skipped, not both")
+			return exitUsage
+		}
+		if *typ != "" && !*allSkipped {
+			fmt.Fprintln(stderr, "ehrbridge log retry: --type goes with --all-skipped")
+			return exitUsage
+		}
+		if *allSkipped {
+			n, gone, err := svc.RetrySkipped(*typ)
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stdout, "requeued %d skipped record(s)\n", n)
+			if gone > 0 {
+				fmt.Fprintf(stdout, "%d skipped record(s) left as they are: retention dropped their payloads (payload_retention)\n", gone)
+			}
+			return exitOK
+		}
 		if *allDead {
 			n, err := svc.RetryAllDead()
 			if err != nil {
@@ -169,7 +193,7 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 // recordID reads the one record id a subcommand takes.
 func recordID(sub string, pos []string, stderr io.Writer) (uint64, bool) {
 	if len(pos) != 1 {
-		fmt.Fprintf(stderr, "ehrbridge log %s: give one record id (or, for retry, --all-dead)\n", sub)
+		fmt.Fprintf(stderr, "ehrbridge log %s: give one record id (or, for retry, --all-dead or --all-skipped)\n", sub)
 		return 0, false
 	}
 	id, err := strconv.ParseUint(pos[0], 10, 64)
@@ -276,8 +300,8 @@ func logBackup(t *logTarget, file string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	pending := st.States[checkpoint.Received] + st.States[checkpoint.InProgress] + st.States[checkpoint.Retrying]
-	fmt.Fprintf(stdout, "backed up %s (from %s) to %s: %s, %d records pending, %d done, %d dead, schema %d; checked clean\n",
-		t.path, via, file, humanBytes(st.FileSize), pending, st.States[checkpoint.Done], st.States[checkpoint.Dead], st.Schema)
+	fmt.Fprintf(stdout, "backed up %s (from %s) to %s: %s, %d records pending, %d done, %d skipped, %d dead, schema %d; checked clean\n",
+		t.path, via, file, humanBytes(st.FileSize), pending, st.States[checkpoint.Done], st.States[checkpoint.Skipped], st.States[checkpoint.Dead], st.Schema)
 	if st.Encrypted {
 		fmt.Fprintln(stdout, "the payloads are encrypted: keep the key (and any previous keys) with the backup, apart from it")
 	} else {
@@ -349,6 +373,8 @@ func printStats(w io.Writer, st logadmin.StatsView, path string) {
 		parts = append(parts, fmt.Sprintf("%s %d", strings.ReplaceAll(s.String(), "_", " "), st.States[s.String()]))
 	}
 	fmt.Fprintf(w, "records:         %s\n", strings.Join(parts, ", "))
+	fmt.Fprintf(w, "done:            %d applied, %d of them with warnings (log list --state warned)\n", st.States[checkpoint.Done.String()], st.DoneWithWarnings)
+	fmt.Fprintf(w, "skipped:         %d stored and acknowledged, no mapping accepts them (log list --state skipped)\n", st.States[checkpoint.Skipped.String()])
 	if st.OldestPending != nil {
 		fmt.Fprintf(w, "oldest pending:  %s (%s ago)\n", st.OldestPending.Format(time.RFC3339), time.Duration(st.OldestPendingAge*float64(time.Second)).Round(time.Second))
 	} else {
@@ -382,7 +408,11 @@ func printList(w io.Writer, recs []logadmin.RecordView, confs []logadmin.Conflic
 	} else {
 		fmt.Fprintln(tw, "ID\tSTATE\tRECEIVED\tTYPE\tATTEMPTS\tKEY\tREASON")
 		for _, r := range recs {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.State, r.Received.Format(time.RFC3339), r.Type, r.Attempts, r.Key, r.Reason)
+			state := r.State
+			if r.Warned {
+				state += " (warnings)"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, state, r.Received.Format(time.RFC3339), r.Type, r.Attempts, r.Key, r.Reason)
 		}
 	}
 	tw.Flush()
@@ -395,11 +425,18 @@ func printRecord(w io.Writer, r logadmin.RecordView, reveal bool) {
 	if r.ReadyAt != nil {
 		fmt.Fprintf(tw, "ready at\t%s\n", r.ReadyAt.Format(time.RFC3339Nano))
 	}
-	if r.Reason != "" {
+	switch {
+	case r.Warned:
+		fmt.Fprintf(tw, "warnings\t%s\n", strings.TrimPrefix(r.Reason, checkpoint.WarningsPrefix))
+	case r.Reason != "":
 		fmt.Fprintf(tw, "reason\t%s\n", r.Reason)
 	}
 	if r.DoneAt != nil {
-		fmt.Fprintf(tw, "done at\t%s\n", r.DoneAt.Format(time.RFC3339Nano))
+		at := "done at"
+		if r.State == checkpoint.Skipped.String() {
+			at = "skipped at"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", at, r.DoneAt.Format(time.RFC3339Nano))
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintf(tw, "targets\t%s\n", strings.Join(r.Targets, ", "))

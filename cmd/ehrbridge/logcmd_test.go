@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -54,7 +55,7 @@ func TestLogCommandsOnStoppedDaemon(t *testing.T) {
 		States    map[string]int64 `json:"states"`
 		Conflicts int64            `json:"conflicts"`
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.States) != 5 || st.States["received"] != 2 ||
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.States) != 6 || st.States["received"] != 2 ||
 		st.States["in_progress"] != 0 || st.States["dead"] != 1 || st.Conflicts != 1 {
 		t.Errorf("stats --json = %s (%v)", out, err)
 	}
@@ -143,5 +144,87 @@ func TestLogCommandsEncrypted(t *testing.T) {
 	out, e, code := runCLI(t, "log", "show", "--reveal", "2", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "ZZPATIENT2") {
 		t.Errorf("reveal with the key from the config: %d %s %s", code, out, e)
+	}
+}
+
+// Skipped records (no mapping accepts them) and records done with
+// warnings are counted apart by `log stats`, listed by `log list`, shown
+// by `log show`, and skipped ones are put back by `log retry`, by id or
+// by type.
+func TestLogSkippedAndWarned(t *testing.T) {
+	dir := t.TempDir()
+	l, err := checkpoint.Open(filepath.Join(dir, checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, typ := range []string{"VXU^V04", "VXU^V04", "ADT^A60", "ADT^A08", "ADT^A01"} {
+		p := fmt.Sprintf("MSH|^~\\&|A|F||||||%s|%d\rPID|1||ZZPATIENT%d", typ, i, i)
+		e := checkpoint.Entry{Key: fmt.Sprint("ehr|A|F|", i), Source: "ehr", Type: typ, Lane: fmt.Sprint("MRN", i), Payload: []byte(p),
+			Ack: []byte("MSA|AA|" + fmt.Sprint(i)), Hash: sha256.Sum256([]byte(p))}
+		if _, err := l.Append(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs, _ := l.Claim(10); len(rs) != 5 {
+		t.Fatal("claim")
+	}
+	if err := l.Settle([]checkpoint.Settlement{
+		{ID: 1, State: checkpoint.Skipped, Reason: "no mapping for VXU^V04"},
+		{ID: 2, State: checkpoint.Skipped, Reason: "no mapping for VXU^V04"},
+		{ID: 3, State: checkpoint.Skipped, Reason: "no mapping for ADT^A60"},
+		{ID: 4, State: checkpoint.Done, Warnings: []string{"adt/visit.AdmitDate__c: not a valid timestamp"}},
+		{ID: 5, State: checkpoint.Done},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	out, _, code := runCLI(t, "log", "stats", "--data-dir", dir)
+	for _, want := range []string{"done 2, retrying 0, dead 0, skipped 3", "done:            2 applied, 1 of them with warnings",
+		"skipped:         3 stored and acknowledged, no mapping accepts them"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("stats lack %q: exit %d\n%s", want, code, out)
+		}
+	}
+	out, _, _ = runCLI(t, "log", "stats", "--json", "--data-dir", dir)
+	var st struct {
+		States           map[string]int64 `json:"states"`
+		DoneWithWarnings int64            `json:"done_with_warnings"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.States["skipped"] != 3 || st.States["done"] != 2 || st.DoneWithWarnings != 1 {
+		t.Errorf("stats --json = %s (%v)", out, err)
+	}
+	out, _, _ = runCLI(t, "log", "list", "--state", "skipped", "--data-dir", dir)
+	if strings.Count(out, "no mapping for VXU^V04") != 2 || !strings.Contains(out, "no mapping for ADT^A60") || strings.Contains(out, "ZZPATIENT") {
+		t.Errorf("list skipped:\n%s", out)
+	}
+	out, _, _ = runCLI(t, "log", "list", "--state", "warned", "--data-dir", dir)
+	if !strings.Contains(out, "done (warnings)") || !strings.Contains(out, "AdmitDate__c") || strings.Contains(out, "ehr|A|F|5") {
+		t.Errorf("list warned:\n%s", out)
+	}
+	out, _, _ = runCLI(t, "log", "show", "4", "--data-dir", dir)
+	if !strings.Contains(out, "warnings      adt/visit.AdmitDate__c: not a valid timestamp") {
+		t.Errorf("show warned:\n%s", out)
+	}
+	out, _, _ = runCLI(t, "log", "show", "3", "--data-dir", dir)
+	if !strings.Contains(out, "state         skipped") || !strings.Contains(out, "reason        no mapping for ADT^A60") || !strings.Contains(out, "skipped at") {
+		t.Errorf("show skipped:\n%s", out)
+	}
+
+	if _, e, code := runCLI(t, "log", "retry", "--type", "VXU^V04", "--data-dir", dir); code != exitUsage || !strings.Contains(e, "--all-skipped") {
+		t.Errorf("--type without --all-skipped: %d %s", code, e)
+	}
+	if out, _, code := runCLI(t, "log", "retry", "--all-skipped", "--type", "VXU^V04", "--data-dir", dir); code != 0 || out != "requeued 2 skipped record(s)\n" {
+		t.Errorf("retry --all-skipped --type: %d %q", code, out)
+	}
+	if out, _, code := runCLI(t, "log", "retry", "3", "--data-dir", dir); code != 0 || out != "requeued record 3\n" {
+		t.Errorf("retry of a skipped record: %d %q", code, out)
+	}
+	out, _, _ = runCLI(t, "log", "stats", "--json", "--data-dir", dir)
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.States["skipped"] != 0 || st.States["received"] != 3 {
+		t.Errorf("after retry: %s", out)
+	}
+	if out, _, code := runCLI(t, "log", "check", "--data-dir", dir); code != 0 || !strings.HasSuffix(out, ": ok\n") {
+		t.Errorf("check: %d %q", code, out)
 	}
 }

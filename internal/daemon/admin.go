@@ -14,6 +14,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
+	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 )
 
 // admin serves /healthz, /readyz and /status on loopback by default.
@@ -200,12 +201,7 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "# HELP ehrbridge_mapping_last_reload_ok Whether the last mapping reload was accepted (1) or refused (0).\n# TYPE ehrbridge_mapping_last_reload_ok gauge\nehrbridge_mapping_last_reload_ok %d\n", ok)
 	fmt.Fprintf(w, "# HELP ehrbridge_mapping_last_success_timestamp_seconds When the running mapping set was loaded.\n# TYPE ehrbridge_mapping_last_success_timestamp_seconds gauge\nehrbridge_mapping_last_success_timestamp_seconds %d\n", ms.lastReload.Load())
 	if st, err := a.d.cp.Stats(); err == nil {
-		fmt.Fprintf(w, "# HELP ehrbridge_records Records in the checkpoint log, by state.\n# TYPE ehrbridge_records gauge\n")
-		for _, s := range checkpoint.States {
-			fmt.Fprintf(w, "ehrbridge_records{state=%q} %d\n", s.String(), st.States[s])
-		}
-		backlog := st.States[checkpoint.Received] + st.States[checkpoint.InProgress] + st.States[checkpoint.Retrying]
-		fmt.Fprintf(w, "# HELP ehrbridge_backlog Records waiting in the lanes to reach the CRM (received, in progress, retrying).\n# TYPE ehrbridge_backlog gauge\nehrbridge_backlog %d\n", backlog)
+		writeRecordMetrics(w, st)
 	}
 	writeCommitMetrics(w, a.d.cp.CommitStats())
 	var accepted, duplicates, rejected int64
@@ -221,9 +217,7 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	if c := a.d.crm; c != nil {
 		p := c.pipe
-		fmt.Fprintf(w, "# HELP ehrbridge_pipeline_records_total Records the pipeline settled, by outcome.\n# TYPE ehrbridge_pipeline_records_total counter\n")
-		fmt.Fprintf(w, "ehrbridge_pipeline_records_total{outcome=\"done\"} %d\nehrbridge_pipeline_records_total{outcome=\"retrying\"} %d\nehrbridge_pipeline_records_total{outcome=\"dead\"} %d\nehrbridge_pipeline_records_total{outcome=\"unmapped\"} %d\nehrbridge_pipeline_records_total{outcome=\"echo\"} %d\n",
-			p.Done.Load(), p.Retried.Load(), p.Dead.Load(), p.Unmapped.Load(), p.Echoes.Load())
+		writePipelineMetrics(w, p)
 		paused := 0
 		if !p.PausedUntil().IsZero() {
 			paused = 1
@@ -236,6 +230,30 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_remaining Daily API requests left in the CRM org.\n# TYPE ehrbridge_crm_api_requests_remaining gauge\nehrbridge_crm_api_requests_remaining %d\n", max(0, limit-used))
 		}
 	}
+}
+
+// writeRecordMetrics writes the checkpoint log's records by state (done,
+// the synced, apart from skipped, the ignored) and the backlog.
+func writeRecordMetrics(w io.Writer, st checkpoint.Stats) {
+	fmt.Fprintf(w, "# HELP ehrbridge_records Records in the checkpoint log, by state: done were applied, skipped were stored and acknowledged but no mapping accepts them.\n# TYPE ehrbridge_records gauge\n")
+	for _, s := range checkpoint.States {
+		fmt.Fprintf(w, "ehrbridge_records{state=%q} %d\n", s.String(), st.States[s])
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_records_done_with_warnings Done records applied with warnings (fields their mapping left out); part of ehrbridge_records{state=\"done\"}.\n# TYPE ehrbridge_records_done_with_warnings gauge\nehrbridge_records_done_with_warnings %d\n", st.DoneWithWarnings)
+	backlog := st.States[checkpoint.Received] + st.States[checkpoint.InProgress] + st.States[checkpoint.Retrying]
+	fmt.Fprintf(w, "# HELP ehrbridge_backlog Records waiting in the lanes to reach the CRM (received, in progress, retrying).\n# TYPE ehrbridge_backlog gauge\nehrbridge_backlog %d\n", backlog)
+}
+
+// writePipelineMetrics writes what the pipeline settled since start.
+func writePipelineMetrics(w io.Writer, p *pipeline.Pipeline) {
+	fmt.Fprintf(w, "# HELP ehrbridge_pipeline_records_total Records the pipeline settled, by outcome: done (echoes included), retrying, dead, skipped (no mapping accepts them), echo.\n# TYPE ehrbridge_pipeline_records_total counter\n")
+	for _, o := range []struct {
+		name string
+		n    int64
+	}{{"done", p.Done.Load()}, {"retrying", p.Retried.Load()}, {"dead", p.Dead.Load()}, {"skipped", p.Skipped.Load()}, {"echo", p.Echoes.Load()}} {
+		fmt.Fprintf(w, "ehrbridge_pipeline_records_total{outcome=%q} %d\n", o.name, o.n)
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_pipeline_records_with_warnings_total Records done with warnings: applied, some fields left out by their mapping (a malformed optional timestamp, say).\n# TYPE ehrbridge_pipeline_records_with_warnings_total counter\nehrbridge_pipeline_records_with_warnings_total %d\n", p.Warned.Load())
 }
 
 // commitStatus is the checkpoint log's group commits since start, for

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 )
 
 func TestCommitStatusAndMetrics(t *testing.T) {
@@ -61,4 +62,49 @@ func indexOf(t *testing.T, d time.Duration) int {
 	}
 	t.Fatalf("%v is not a commit bucket bound", d)
 	return 0
+}
+
+// Per-state counts tell synced (done) from ignored (skipped) in /metrics
+// and on the page, with done records that had warnings counted too.
+func TestSkippedAndWarnedShown(t *testing.T) {
+	st := checkpoint.Stats{States: map[checkpoint.State]int64{checkpoint.Done: 7, checkpoint.Skipped: 3, checkpoint.Dead: 1, checkpoint.Received: 2},
+		DoneWithWarnings: 2}
+	var buf bytes.Buffer
+	writeRecordMetrics(&buf, st)
+	for _, want := range []string{`ehrbridge_records{state="done"} 7`, `ehrbridge_records{state="skipped"} 3`,
+		"ehrbridge_records_done_with_warnings 2\n", "ehrbridge_backlog 2\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		}
+	}
+
+	p := pipeline.New(pipeline.Options{})
+	p.Done.Add(5)
+	p.Skipped.Add(4)
+	p.Warned.Add(2)
+	buf.Reset()
+	writePipelineMetrics(&buf, p)
+	for _, want := range []string{`ehrbridge_pipeline_records_total{outcome="done"} 5`, `ehrbridge_pipeline_records_total{outcome="skipped"} 4`,
+		"ehrbridge_pipeline_records_with_warnings_total 2\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		}
+	}
+
+	data := pageDataOf(st)
+	now := time.Now()
+	data.Records = []*checkpoint.Record{
+		{ID: 1, State: checkpoint.Skipped, Type: "VXU^V04", Reason: "no mapping for VXU^V04", Received: now},
+		{ID: 2, State: checkpoint.Done, Type: "ADT^A08", Reason: checkpoint.WarningsReason([]string{"adt/visit.AdmitDate__c: not a valid timestamp"}), Received: now},
+	}
+	buf.Reset()
+	if err := pageTmpl.Execute(&buf, data); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"skipped 3", "done 7", "Done with warnings (applied, fields left out): 2", `<td class="skipped">skipped</td>`,
+		"no mapping for VXU^V04", `<td class="warned">done, with warnings</td>`, "AdmitDate__c: not a valid timestamp"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("page lacks %q:\n%s", want, buf.String())
+		}
+	}
 }

@@ -15,17 +15,18 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>ehrbridge</title>
 <meta http-equiv="refresh" content="5">
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}
-.dead{color:#b00}.retrying{color:#a60}.done{color:#070}</style></head><body>
+.dead{color:#b00}.retrying{color:#a60}.done{color:#070}.skipped{color:#666}.warned{color:#870}</style></head><body>
 <h1>ehrbridge {{.Version}}</h1>
 <p>CRM: {{.Forwarding}}</p>
 <p>Records: {{range .States}}{{.Name}} {{.Count}} · {{end}}conflicts {{.Conflicts}}</p>
+<p>Done with warnings (applied, fields left out): {{.DoneWithWarnings}}. Skipped: stored and acknowledged, no mapping accepts them (<code>ehrbridge log list --state skipped</code>).</p>
 {{if .FHIR}}<h2>FHIR sources</h2>
 <table><tr><th>source</th><th>last good poll</th><th>last error</th><th>stored</th><th>repeats</th><th>notifications</th><th>refused</th></tr>
 {{range .FHIR}}<tr><td>{{.Name}}</td><td>{{with .LastPollOK}}{{.UTC.Format "2006-01-02 15:04:05Z"}}{{else}}never{{end}}</td><td class="dead">{{.LastError}}</td><td>{{.Stored}}</td><td>{{.Repeats}}</td><td>{{.Notifications}}</td><td>{{.NotificationsRefused}}</td></tr>
 {{end}}</table>{{end}}
 <h2>Newest records</h2>
 <table><tr><th>id</th><th>state</th><th>type</th><th>received</th><th>attempts</th><th>reason</th></tr>
-{{range .Records}}<tr><td>{{.ID}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Type}}</td><td>{{.Received.UTC.Format "2006-01-02 15:04:05Z"}}</td><td>{{.Attempts}}</td><td>{{.Reason}}</td></tr>
+{{range .Records}}<tr><td>{{.ID}}</td>{{if .Warned}}<td class="warned">done, with warnings</td>{{else}}<td class="{{.State}}">{{.State}}</td>{{end}}<td>{{.Type}}</td><td>{{.Received.UTC.Format "2006-01-02 15:04:05Z"}}</td><td>{{.Attempts}}</td><td>{{.Reason}}</td></tr>
 {{end}}</table>
 <p>Details: <code>ehrbridge log list --state dead</code>, <code>ehrbridge log show ID</code>. Refreshes every 5 s.</p>
 </body></html>`))
@@ -35,25 +36,37 @@ type stateCount struct {
 	Count int64
 }
 
+// pageData is what the page shows.
+type pageData struct {
+	Version, Forwarding string
+	States              []stateCount
+	Conflicts           int64
+	DoneWithWarnings    int64
+	Records             []*checkpoint.Record
+	FHIR                []fhirStatus
+}
+
+// pageDataOf fills the page's counts from the log's stats.
+func pageDataOf(st checkpoint.Stats) pageData {
+	var d pageData
+	for _, s := range checkpoint.States {
+		d.States = append(d.States, stateCount{s.String(), st.States[s]})
+	}
+	d.Conflicts, d.DoneWithWarnings = st.Conflicts, st.DoneWithWarnings
+	return d
+}
+
 // page serves GET / on the admin address.
 func (a *admin) page(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
 		http.NotFound(w, r)
 		return
 	}
-	data := struct {
-		Version, Forwarding string
-		States              []stateCount
-		Conflicts           int64
-		Records             []*checkpoint.Record
-		FHIR                []fhirStatus
-	}{Version: Version, Forwarding: a.forwarding(), FHIR: a.fhirStatus()}
+	var data pageData
 	if st, err := a.d.cp.Stats(); err == nil {
-		for _, s := range checkpoint.States {
-			data.States = append(data.States, stateCount{s.String(), st.States[s]})
-		}
-		data.Conflicts = st.Conflicts
+		data = pageDataOf(st)
 	}
+	data.Version, data.Forwarding, data.FHIR = Version, a.forwarding(), a.fhirStatus()
 	data.Records, _ = a.d.cp.Recent(50)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

@@ -110,6 +110,10 @@ func Handler(log *checkpoint.Log, audit *Audit, token string) http.Handler {
 		n, err := svc(r).RetryAllDead()
 		reply(w, map[string]int{"requeued": n}, err)
 	})
+	mux.HandleFunc("POST /api/v1/log/retry-skipped", func(w http.ResponseWriter, r *http.Request) {
+		n, gone, err := svc(r).RetrySkipped(r.URL.Query().Get("type"))
+		reply(w, map[string]int{"requeued": n, "payload_gone": gone}, err)
+	})
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
@@ -147,6 +151,8 @@ func reply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusNotFound, errorReply{Error: err.Error(), Kind: "not_found"})
 	case errors.Is(err, checkpoint.ErrTransition):
 		writeJSON(w, http.StatusConflict, errorReply{Error: err.Error(), Kind: "transition"})
+	case errors.Is(err, checkpoint.ErrPayloadGone):
+		writeJSON(w, http.StatusConflict, errorReply{Error: err.Error(), Kind: "payload_gone"})
 	default:
 		writeJSON(w, http.StatusInternalServerError, errorReply{Error: err.Error()})
 	}
@@ -203,6 +209,8 @@ func (c *Client) do(method, path string, q url.Values, out any) error {
 			return fmt.Errorf("%w (%s)", checkpoint.ErrNotFound, msg)
 		case "transition":
 			return fmt.Errorf("%w (%s)", checkpoint.ErrTransition, msg)
+		case "payload_gone":
+			return fmt.Errorf("%w (%s)", checkpoint.ErrPayloadGone, msg)
 		}
 		return fmt.Errorf("daemon: %s", msg)
 	}
@@ -273,6 +281,17 @@ func (c *Client) RetryAllDead() (int, error) {
 	var v map[string]int
 	err := c.do("POST", "/api/v1/log/retry-dead", nil, &v)
 	return v["requeued"], err
+}
+
+// RetrySkipped implements Service.
+func (c *Client) RetrySkipped(typ string) (int, int, error) {
+	var v map[string]int
+	var q url.Values
+	if typ != "" {
+		q = url.Values{"type": {typ}}
+	}
+	err := c.do("POST", "/api/v1/log/retry-skipped", q, &v)
+	return v["requeued"], v["payload_gone"], err
 }
 
 func revealQuery(reveal bool) url.Values {

@@ -176,3 +176,86 @@ func TestRetryDead(t *testing.T) {
 		t.Errorf("retry of a live record: %v", err)
 	}
 }
+
+// skippedFixture is a log with two skipped records (VXU^V04, ADT^A60), one
+// done with warnings and one plain done record, served through the API.
+func skippedFixture(t *testing.T) (*checkpoint.Log, map[string]Service) {
+	t.Helper()
+	dir := t.TempDir()
+	l, err := checkpoint.Open(filepath.Join(dir, checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	for i, typ := range []string{"VXU^V04", "ADT^A60", "ADT^A08", "ADT^A01"} {
+		e := checkpoint.Entry{Key: "src|A|F|" + typ, Source: "src", Type: typ, Lane: "MRN" + typ, Payload: []byte(typ), Ack: []byte{'a', byte('0' + i)}}
+		e.Hash = sha256.Sum256(e.Payload)
+		if _, err := l.Append(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs, _ := l.Claim(10); len(rs) != 4 {
+		t.Fatalf("claimed %d", len(rs))
+	}
+	if err := l.Settle([]checkpoint.Settlement{
+		{ID: 1, State: checkpoint.Skipped, Reason: "no mapping for VXU^V04"},
+		{ID: 2, State: checkpoint.Skipped, Reason: "no mapping for ADT^A60"},
+		{ID: 3, State: checkpoint.Done, Warnings: []string{"adt/visit.AdmitDate__c: not a valid timestamp"}},
+		{ID: 4, State: checkpoint.Done},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	token, err := EnsureToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Handler(l, NewAudit(dir), token))
+	t.Cleanup(srv.Close)
+	return l, map[string]Service{"local": &Local{Log: l, Audit: NewAudit(dir), Via: "cli"}, "client": &Client{BaseURL: srv.URL, Token: token}}
+}
+
+// Skipped records and records done with warnings are counted, listed and
+// shown apart, and skipped ones can be put back by type, locally and
+// through the daemon alike.
+func TestSkippedAndWarned(t *testing.T) {
+	for _, name := range []string{"local", "client"} {
+		t.Run(name, func(t *testing.T) {
+			l, services := skippedFixture(t)
+			svc := services[name]
+			st, err := svc.Stats()
+			if err != nil || st.States["skipped"] != 2 || st.States["done"] != 2 || st.DoneWithWarnings != 1 {
+				t.Fatalf("stats = %+v, %v", st, err)
+			}
+			sk, _, err := svc.List("skipped", 0, 10)
+			if err != nil || len(sk) != 2 || sk[0].Reason != "no mapping for VXU^V04" || sk[0].State != "skipped" || sk[0].DoneAt == nil {
+				t.Errorf("list skipped = %+v, %v", sk, err)
+			}
+			w, _, err := svc.List("warned", 0, 10)
+			if err != nil || len(w) != 1 || w[0].ID != 3 || !w[0].Warned || !strings.HasPrefix(w[0].Reason, "mapped with warnings: ") {
+				t.Errorf("list warned = %+v, %v", w, err)
+			}
+			if r, err := svc.Show(4, false); err != nil || r.Warned || r.Reason != "" {
+				t.Errorf("show plain done = %+v, %v", r, err)
+			}
+			n, gone, err := svc.RetrySkipped("ADT^A60")
+			if err != nil || n != 1 || gone != 0 {
+				t.Errorf("retry skipped ADT^A60 = %d, %d, %v", n, gone, err)
+			}
+			if r, _ := l.Get(2); r.State != checkpoint.Received {
+				t.Errorf("record 2 is %s after retry", r.State)
+			}
+			if r, _ := l.Get(1); r.State != checkpoint.Skipped {
+				t.Errorf("record 1 (another type) is %s", r.State)
+			}
+			if err := svc.Retry(1); err != nil {
+				t.Errorf("retry of a skipped record by id: %v", err)
+			}
+			if err := svc.Retry(3); !errors.Is(err, checkpoint.ErrTransition) {
+				t.Errorf("retry of a done record: %v", err)
+			}
+			if n, _, err := svc.RetrySkipped(""); err != nil || n != 0 {
+				t.Errorf("nothing left to retry: %d, %v", n, err)
+			}
+		})
+	}
+}

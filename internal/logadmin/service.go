@@ -18,13 +18,20 @@ import (
 // directly (Local) or through a running daemon (Client).
 type Service interface {
 	Stats() (StatsView, error)
-	// List returns records in a state ("received", ..., "dead"), or
-	// conflicts for "conflict", after an id, at most limit.
+	// List returns records in a state ("received", ..., "dead",
+	// "skipped"), done records with warnings for "warned", held notes for
+	// "held", every record for "all", or conflicts for "conflict", after
+	// an id, at most limit.
 	List(state string, after uint64, limit int) ([]RecordView, []ConflictView, error)
 	Show(id uint64, reveal bool) (RecordView, error)
 	ShowConflict(id uint64, reveal bool) (ConflictView, error)
+	// Retry puts a dead or skipped record back in its lane.
 	Retry(id uint64) error
 	RetryAllDead() (int, error)
+	// RetrySkipped puts the skipped records of a message type (all when
+	// typ is empty) back in their lanes, after a mapping for them was
+	// added. gone counts those retention left without a payload.
+	RetrySkipped(typ string) (requeued, gone int, err error)
 }
 
 // Local serves the admin operations from an open log, auditing reveals.
@@ -60,6 +67,18 @@ func (s *Local) List(state string, after uint64, limit int) ([]RecordView, []Con
 		var out []RecordView
 		err := s.Log.All(func(r *checkpoint.Record) bool {
 			if r.ID > after {
+				out = append(out, ViewOf(r))
+			}
+			return len(out) < limit
+		})
+		return out, nil, err
+	}
+	if state == "warned" {
+		// Done records with warnings, in id order (the done index is in
+		// the order they were done, which "after" cannot page through).
+		var out []RecordView
+		err := s.Log.All(func(r *checkpoint.Record) bool {
+			if r.ID > after && r.Warned() {
 				out = append(out, ViewOf(r))
 			}
 			return len(out) < limit
@@ -138,6 +157,15 @@ func (s *Local) Retry(id uint64) error { return s.Log.Requeue(id) }
 
 // RetryAllDead implements Service.
 func (s *Local) RetryAllDead() (int, error) { return s.Log.RequeueAllDead() }
+
+// RetrySkipped implements Service.
+func (s *Local) RetrySkipped(typ string) (int, int, error) {
+	var match func(*checkpoint.Record) bool
+	if typ != "" {
+		match = func(r *checkpoint.Record) bool { return r.Type == typ }
+	}
+	return s.Log.RequeueSkipped(match)
+}
 
 // AuditFileName is the audit trail inside the data directory.
 const AuditFileName = "audit.log"

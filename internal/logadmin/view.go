@@ -11,12 +11,15 @@ import (
 // data: the lane is a hash prefix, the payload only its size. Payload is
 // set only for a revealed record.
 type RecordView struct {
-	ID             uint64     `json:"id"`
-	Key            string     `json:"key"`
-	Source         string     `json:"source"`
-	Kind           string     `json:"kind,omitempty"`
-	Type           string     `json:"type,omitempty"`
-	State          string     `json:"state"`
+	ID     uint64 `json:"id"`
+	Key    string `json:"key"`
+	Source string `json:"source"`
+	Kind   string `json:"kind,omitempty"`
+	Type   string `json:"type,omitempty"`
+	State  string `json:"state"`
+	// Warned: done with warnings (fields its mapping left out), listed
+	// in Reason.
+	Warned         bool       `json:"warned,omitempty"`
 	Received       time.Time  `json:"received"`
 	Attempts       int        `json:"attempts"`
 	ReadyAt        *time.Time `json:"ready_at,omitempty"`
@@ -37,7 +40,7 @@ func ViewOf(r *checkpoint.Record) RecordView {
 		ID: r.ID, Key: r.Key, Source: r.Source, Kind: r.Kind, Type: r.Type, State: r.State.String(),
 		Received: r.Received.UTC(), Attempts: r.Attempts, Reason: r.Reason, Targets: r.Targets,
 		Lane: hex.EncodeToString(r.Lane[:6]), ContentHash: hex.EncodeToString(r.Hash[:8]),
-		PayloadBytes: r.PayloadLen, PayloadDropped: r.PayloadDropped, Ack: string(r.Ack),
+		PayloadBytes: r.PayloadLen, PayloadDropped: r.PayloadDropped, Ack: string(r.Ack), Warned: r.Warned(),
 	}
 	if r.State == checkpoint.Retrying || r.State == checkpoint.Received {
 		t := r.ReadyAt.UTC()
@@ -74,20 +77,23 @@ func ConflictViewOf(c *checkpoint.ConflictEntry) ConflictView {
 
 // StatsView is `log stats --json`.
 type StatsView struct {
-	States           map[string]int64 `json:"states"`
-	OldestPending    *time.Time       `json:"oldest_pending,omitempty"`
-	OldestPendingAge float64          `json:"oldest_pending_age_seconds"`
-	Conflicts        int64            `json:"conflicts"`
-	FileBytes        int64            `json:"file_bytes"`
-	Encrypted        bool             `json:"encrypted"`
-	Schema           int              `json:"schema"`
-	WrittenBy        string           `json:"written_by,omitempty"`
+	States map[string]int64 `json:"states"`
+	// DoneWithWarnings is how many of the done records were done with
+	// warnings.
+	DoneWithWarnings int64      `json:"done_with_warnings"`
+	OldestPending    *time.Time `json:"oldest_pending,omitempty"`
+	OldestPendingAge float64    `json:"oldest_pending_age_seconds"`
+	Conflicts        int64      `json:"conflicts"`
+	FileBytes        int64      `json:"file_bytes"`
+	Encrypted        bool       `json:"encrypted"`
+	Schema           int        `json:"schema"`
+	WrittenBy        string     `json:"written_by,omitempty"`
 }
 
 // StatsViewOf converts stats, with ages measured from now.
 func StatsViewOf(s checkpoint.Stats, now time.Time) StatsView {
 	v := StatsView{States: map[string]int64{}, Conflicts: s.Conflicts, FileBytes: s.FileSize, Encrypted: s.Encrypted,
-		Schema: s.Schema, WrittenBy: s.WrittenBy}
+		Schema: s.Schema, WrittenBy: s.WrittenBy, DoneWithWarnings: s.DoneWithWarnings}
 	for _, st := range checkpoint.States {
 		v.States[st.String()] = s.States[st]
 	}

@@ -2,7 +2,9 @@
 // claims the ready head of each patient's lane, maps it, applies the ops
 // of many records in one sink call, and settles every record (done with
 // the CRM's ids, retrying with backoff, or dead with the reason) in one
-// transaction.
+// transaction. A record no mapping accepts is skipped (a state of its own,
+// with the reason "no mapping for ADT^A60"), and one applied while its
+// mapping left fields out is done with those warnings kept as its reason.
 //
 // Exactly-once: a record is done only after the CRM confirmed all its ops;
 // ops are upserts by deterministic external keys, so re-applying a record
@@ -80,9 +82,14 @@ type Pipeline struct {
 	opts Options
 	wake chan struct{}
 
-	// Counters, for /metrics and /status.
-	Done, Retried, Dead, Unmapped, Echoes, Rounds atomic.Int64
-	pausedUntil                                   atomic.Int64 // unix nanos
+	// Counters, for /metrics and /status: records settled done (echoes
+	// included), retrying, dead and skipped; done ones applied with
+	// warnings (part of Done); echoes; rounds.
+	Done, Retried, Dead, Skipped, Warned, Echoes, Rounds atomic.Int64
+	pausedUntil                                          atomic.Int64 // unix nanos
+
+	// mapInput maps an input with the round's set; tests replace it.
+	mapInput func(set *mappings.Set, in mappings.Input) (mappings.Result, error)
 }
 
 // New makes a pipeline; Run starts it.
@@ -110,7 +117,8 @@ func New(opts Options) *Pipeline {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Pipeline{opts: opts, wake: make(chan struct{}, 1)}
+	return &Pipeline{opts: opts, wake: make(chan struct{}, 1),
+		mapInput: func(set *mappings.Set, in mappings.Input) (mappings.Result, error) { return set.Map(in) }}
 }
 
 // Notify tells the pipeline that records arrived.
@@ -220,6 +228,9 @@ type item struct {
 	first, n   int // its ops in the round's op list
 	settlement checkpoint.Settlement
 	settled    bool
+	// warnings are the fields its mapping left out; kept on the record
+	// if it is done.
+	warnings []string
 	// FHIR: where the resource's CRM records are, kept (once applied)
 	// under addrKey for a later delete.
 	addrKey string
@@ -258,14 +269,13 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		it.rec = rec
 		it.settlement.ID = rec.ID
 		if rec.Kind == fhirDeleteKind {
-			dops, err := p.deleteOps(set, rec)
+			dops, skip, err := p.deleteOps(set, rec)
 			switch {
 			case err != nil:
 				it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Dead, err.Error()
 			case len(dops) == 0:
 				// Never applied, or no mapping says what a delete does.
-				it.settled, it.settlement.State = true, checkpoint.Done
-				p.Unmapped.Add(1)
+				it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Skipped, skip
 			default:
 				it.first, it.n = len(ops), len(dops)
 				ops = append(ops, dops...)
@@ -285,7 +295,7 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		if in.FHIR != nil {
 			in.Patients = p.patients(rec.Source)
 		}
-		res, err := set.Map(in)
+		res, err := p.mapInput(set, in)
 		if errors.Is(err, mappings.ErrWait) {
 			// Data it needs has not arrived (a referenced Patient): later.
 			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Retrying, err.Error()
@@ -298,9 +308,13 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 			continue
 		}
 		if len(res.Mappings) == 0 {
-			it.settled, it.settlement.State = true, checkpoint.Done
-			p.Unmapped.Add(1)
+			// Acknowledged and stored, not applied: skipped, not done, so
+			// that "synced" and "ignored" are told apart.
+			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Skipped, noMappingReason(rec, in)
 			continue
+		}
+		for _, w := range res.Warnings {
+			it.warnings = append(it.warnings, w.String())
 		}
 		it.first, it.n = len(ops), len(res.Ops)
 		ops = append(ops, res.Ops...)
@@ -317,7 +331,7 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	now := p.opts.Now()
 	var pause time.Time
 	settlements := make([]checkpoint.Settlement, 0, len(items)+len(noteSettlements))
-	var done, retried, dead, applied int
+	var done, retried, dead, skipped, warned, applied int
 	for _, s := range noteSettlements {
 		switch s.State {
 		case checkpoint.Done:
@@ -340,10 +354,16 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 			if it.n > 0 {
 				applied++
 			}
+			if len(it.warnings) > 0 {
+				it.settlement.Warnings = it.warnings
+				warned++
+			}
 		case checkpoint.Retrying:
 			retried++
 		case checkpoint.Dead:
 			dead++
+		case checkpoint.Skipped:
+			skipped++
 		}
 		settlements = append(settlements, it.settlement)
 	}
@@ -370,6 +390,8 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	p.Done.Add(int64(done))
 	p.Retried.Add(int64(retried))
 	p.Dead.Add(int64(dead))
+	p.Skipped.Add(int64(skipped))
+	p.Warned.Add(int64(warned))
 	if !pause.IsZero() {
 		p.pausedUntil.Store(pause.UnixNano())
 		log.Warn("CRM API allocation exhausted or reserved; pausing", "until", pause.UTC().Format(time.RFC3339))
@@ -377,7 +399,8 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	if applied > 0 && p.opts.Applied != nil {
 		p.opts.Applied()
 	}
-	log.Debug("batch settled", "records", len(items), "ops", len(ops), "done", done, "retrying", retried, "dead", dead)
+	log.Debug("batch settled", "records", len(items), "ops", len(ops), "done", done, "retrying", retried, "dead", dead,
+		"skipped", skipped, "with_warnings", warned)
 	if dead > 0 {
 		log.Warn("records dead-lettered; see `ehrbridge log list --state dead`", "records", dead)
 	}
@@ -491,21 +514,72 @@ func addressKey(source string, resource []byte) string {
 }
 
 // deleteOps are the ops of a deleted resource: the on_delete rules of the
-// mappings that wrote it, at the records they wrote.
-func (p *Pipeline) deleteOps(set *mappings.Set, rec *checkpoint.Record) ([]connectors.Op, error) {
+// mappings that wrote it, at the records they wrote. Without ops, skip
+// says why (free of patient data: the resource type only).
+func (p *Pipeline) deleteOps(set *mappings.Set, rec *checkpoint.Record) (ops []connectors.Op, skip string, err error) {
 	key := addressKey(rec.Source, rec.Payload)
 	if key == "" {
-		return nil, errors.New("the delete record names no resource")
+		return nil, "", errors.New("the delete record names no resource")
 	}
+	typ := plainType(rec.Type, "resource")
 	b, ok, err := p.opts.Log.SourceState(key)
-	if err != nil || !ok {
-		return nil, err
+	if err != nil {
+		return nil, "", err
+	}
+	if !ok {
+		return nil, "nothing to delete: the " + typ + " was never written to the CRM", nil
 	}
 	var addrs []mappings.Address
 	if err := json.Unmarshal(b, &addrs); err != nil {
-		return nil, errors.New("the stored CRM address of the deleted resource is unreadable")
+		return nil, "", errors.New("the stored CRM address of the deleted resource is unreadable")
 	}
-	return set.DeleteOps(addrs), nil
+	ops = set.DeleteOps(addrs)
+	if len(ops) == 0 {
+		return nil, "no mapping says what a delete of " + typ + " does (on_delete)", nil
+	}
+	return ops, "", nil
+}
+
+// noMappingReason is a skipped record's reason: "no mapping for" its
+// message type: for HL7 v2 the first two components of MSH-9 (message
+// type, data element 00009): the message code (HL7 table 0076) and the
+// trigger event (table 0003), as "VXU^V04"; for FHIR the resource type. Codes only: never a value of the message.
+func noMappingReason(rec *checkpoint.Record, in mappings.Input) string {
+	typ := rec.Type
+	if typ == "" && in.HL7 != nil {
+		// Records stored before the type was kept.
+		h := in.HL7.Header()
+		typ = h.Type
+		if h.Trigger != "" {
+			typ += "^" + h.Trigger
+		}
+	}
+	if in.FHIR != nil {
+		if typ == "" {
+			var head struct {
+				ResourceType string `json:"resourceType"`
+			}
+			_ = json.Unmarshal(in.FHIR, &head)
+			typ = head.ResourceType
+		}
+		return "no mapping for " + plainType(typ, "this resource type")
+	}
+	return "no mapping for " + plainType(typ, "this message type")
+}
+
+// plainType returns a type name as it is when it is a short code of
+// letters, digits, '^' and '_' (what MSH-9 and FHIR resource types are),
+// else instead: a malformed type could carry anything.
+func plainType(t, instead string) string {
+	if t == "" || len(t) > 40 || t == "invalid" {
+		return instead
+	}
+	for _, c := range t {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '^' || c == '_') {
+			return instead
+		}
+	}
+	return t
 }
 
 // patients is the resolver of a source's patient references.
