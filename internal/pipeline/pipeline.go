@@ -521,13 +521,18 @@ func (p *Pipeline) deleteOps(set *mappings.Set, rec *checkpoint.Record) (ops []c
 	if key == "" {
 		return nil, "", errors.New("the delete record names no resource")
 	}
-	typ := plainType(rec.Type, "resource")
+	typ := rec.Type
+	if typ == "" {
+		typ = resourceType(rec.Payload)
+	}
+	typ = plainType(typ, "resource")
 	b, ok, err := p.opts.Log.SourceState(key)
 	if err != nil {
 		return nil, "", err
 	}
 	if !ok {
-		return nil, "nothing to delete: the " + typ + " was never written to the CRM", nil
+		// Never applied, or applied by mappings without on_delete.
+		return nil, "nothing to delete: no mapping with on_delete wrote this " + typ, nil
 	}
 	var addrs []mappings.Address
 	if err := json.Unmarshal(b, &addrs); err != nil {
@@ -535,9 +540,18 @@ func (p *Pipeline) deleteOps(set *mappings.Set, rec *checkpoint.Record) (ops []c
 	}
 	ops = set.DeleteOps(addrs)
 	if len(ops) == 0 {
-		return nil, "no mapping says what a delete of " + typ + " does (on_delete)", nil
+		return nil, "nothing to delete: the mappings that wrote this " + typ + " have no on_delete any more", nil
 	}
 	return ops, "", nil
+}
+
+// resourceType reads a FHIR resource's type from its JSON ("" if none).
+func resourceType(resource []byte) string {
+	var head struct {
+		ResourceType string `json:"resourceType"`
+	}
+	_ = json.Unmarshal(resource, &head)
+	return head.ResourceType
 }
 
 // noMappingReason is a skipped record's reason: "no mapping for" its
@@ -556,11 +570,7 @@ func noMappingReason(rec *checkpoint.Record, in mappings.Input) string {
 	}
 	if in.FHIR != nil {
 		if typ == "" {
-			var head struct {
-				ResourceType string `json:"resourceType"`
-			}
-			_ = json.Unmarshal(in.FHIR, &head)
-			typ = head.ResourceType
+			typ = resourceType(in.FHIR)
 		}
 		return "no mapping for " + plainType(typ, "this resource type")
 	}

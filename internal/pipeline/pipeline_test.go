@@ -362,3 +362,41 @@ func TestDoneWithWarnings(t *testing.T) {
 		t.Errorf("%d accounts: a record with warnings is applied", n)
 	}
 }
+
+// A FHIR delete that nothing applies is skipped, not done: a resource
+// never written to the CRM, or one whose mapping has no on_delete (Health
+// Cloud accounts are left alone). The reasons name the type only.
+func TestFHIRDeleteSkipped(t *testing.T) {
+	r := newRig(t)
+	appendFHIR := func(key, kind, body string) {
+		t.Helper()
+		if _, err := r.log.Append(context.Background(), checkpoint.Entry{Key: key, Source: "fhir", Kind: kind, Type: "",
+			Hash: sha256.Sum256([]byte(key)), Lane: "pat-9", Payload: []byte(body), Ack: []byte("-")}); err != nil {
+			t.Fatal(err)
+		}
+		r.p.Notify()
+	}
+	patient := `{"resourceType":"Patient","id":"pat-9","identifier":[{"type":{"coding":[{"code":"MR"}]},"system":"urn:mrn","value":"ZZMRN9"}],"name":[{"family":"ZZDELETED"}]}`
+	appendFHIR("fhir|fhir|Patient/pat-9/_history/1", "fhir", patient)
+	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 1})
+	appendFHIR("fhir|fhir|Patient/pat-9/_history/deleted-2", fhirDeleteKind, `{"resourceType":"Patient","id":"pat-9"}`)
+	// An encounter written by a mapping that no longer has on_delete
+	// (here: no longer exists).
+	if err := r.log.SetSourceState("fhir|fhir|addr|Encounter/enc-1", []byte(`[{"mapping":"gone","object":"ClinicalEncounter","key_field":"X","key":"ZZKEY"}]`)); err != nil {
+		t.Fatal(err)
+	}
+	appendFHIR("fhir|fhir|Encounter/enc-1/_history/deleted-1", fhirDeleteKind, `{"resourceType":"Encounter","id":"enc-1"}`)
+	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 1, checkpoint.Skipped: 2})
+	sk, _ := r.log.List(checkpoint.Skipped, 0, 10)
+	reasons := map[string]bool{}
+	for _, rec := range sk {
+		reasons[rec.Reason] = true
+	}
+	if !reasons["nothing to delete: no mapping with on_delete wrote this Patient"] ||
+		!reasons["nothing to delete: the mappings that wrote this Encounter have no on_delete any more"] {
+		t.Errorf("reasons %v", reasons)
+	}
+	if n := len(r.sb.Records("Account")); n != 1 {
+		t.Errorf("%d accounts: a skipped delete changed the CRM", n)
+	}
+}
