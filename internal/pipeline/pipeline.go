@@ -404,6 +404,9 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	if dead > 0 {
 		log.Warn("records dead-lettered; see `ehrbridge log list --state dead`", "records", dead)
 	}
+	if warned > 0 {
+		log.Info("records applied with fields left out; see `ehrbridge log list --state warned`", "records", warned)
+	}
 }
 
 // settleNote records one note's settlement at once (one fsync: notes are
