@@ -119,8 +119,9 @@ func (e *SendError) Unwrap() []error {
 // do not match (late acknowledgments of earlier messages) are skipped.
 //
 // What is awaited follows MSH-15 (accept acknowledgment type) and MSH-16
-// (application acknowledgment type), HL7 v2.5 chapter 2 section 2.9 and
-// table 0155 (AL always, NE never, ER error/reject only, SU success only):
+// (application acknowledgment type), HL7 v2.5 chapter 2 sections 2.9.2
+// (original mode) and 2.9.3 (enhanced mode), table 0155 (AL always, NE
+// never, ER error/reject only, SU success only) and table 0008 (codes):
 //   - both empty (original mode): the application acknowledgment; a
 //     commit acknowledgment (CA) before it is recorded in Commit.
 //   - enhanced mode (either valued; an empty or unknown one counts as AL):
