@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,26 +21,61 @@ type Client struct {
 	Addr         string
 	TLSConfig    *tls.Config   // nil for plain TCP
 	DialTimeout  time.Duration // default 10s
-	AckTimeout   time.Duration // how long to wait for the acknowledgment; default 30s
+	AckTimeout   time.Duration // how long one try waits for its acknowledgment; default 30s
 	WriteTimeout time.Duration // default 10s
+	// SendTimeout bounds one Send in all (backoff waits, reconnects and
+	// resends included) when ctx has no earlier deadline; default 1m.
+	SendTimeout time.Duration
+	// Attempts is the most tries (connect, send, wait) one Send makes;
+	// 0 tries as often as SendTimeout allows.
+	Attempts int
+	// MaxWait is the longest backoff one Send waits out before a try: when
+	// the client's next try is further off, Send gives up at once with a
+	// *SendError whose RetryIn says when. 0 waits whatever ends before
+	// the deadline.
+	MaxWait time.Duration
+	// QuietPeriod is how long Send listens for an error after which
+	// silence means success, for a message whose MSH-15/MSH-16 ask for no
+	// answer on success (see Send); cut short by the deadline. Default 2s.
+	QuietPeriod  time.Duration
 	MaxFrameSize int           // largest acknowledgment accepted; default DefaultMaxFrameSize
-	MinBackoff   time.Duration // first reconnect delay; default 200ms
-	MaxBackoff   time.Duration // reconnect delays double up to this; default 30s
+	MinBackoff   time.Duration // first delay after a failed try; default 100ms
+	MaxBackoff   time.Duration // delays double up to this; default 30s
 	Logger       *slog.Logger  // default slog.Default()
 
-	mu      sync.Mutex
-	nc      net.Conn
-	rd      *Reader
-	backoff time.Duration
+	mu sync.Mutex
+	nc net.Conn
+	rd *Reader
+	// Backoff: fails counts the tries in a row that ended without an
+	// acknowledgment (connect refused, connection lost, no answer); no
+	// try starts before retryAt. Only an acknowledgment resets them.
+	fails   int
+	retryAt time.Time
+	lastErr error
 }
 
 // Response is the receiver's answer to one message.
 type Response struct {
-	Code   hl7.AckCode  // MSA-1 of the final acknowledgment
+	// Code is MSA-1 of the final acknowledgment: AA, AE or AR (application
+	// level), CE or CR (commit level), or CA where the message asks for
+	// no application acknowledgment on success. "" with Silent: none was
+	// due and none came.
+	Code   hl7.AckCode
 	Text   string       // MSA-3 (or the ERR text)
-	Ack    *hl7.Message // the final acknowledgment
+	Ack    *hl7.Message // the final acknowledgment (nil when Silent without a CA)
 	Raw    []byte       // its bytes
-	Commit *hl7.Message // the commit acknowledgment (CA) that preceded it, if any
+	Commit *hl7.Message // the commit acknowledgment (CA) that came first, if any
+	// Silent means success was concluded from silence: the message asks
+	// for answers only on error (MSH-15/MSH-16 ER or NE) and no error
+	// came within QuietPeriod.
+	Silent bool
+}
+
+// Accepted reports whether the receiver took the message as the message
+// asked to be told: AA; CA where no application acknowledgment is due on
+// success; or silence where only errors are answered.
+func (r *Response) Accepted() bool {
+	return r.Code == hl7.AA || r.Code == hl7.CA || (r.Silent && r.Code == "")
 }
 
 // ErrAckTimeout is returned when no matching acknowledgment arrived within
@@ -47,18 +83,65 @@ type Response struct {
 // with the same control id lets the receiver recognise a duplicate.
 var ErrAckTimeout = errors.New("mllp: timed out waiting for the acknowledgment")
 
-// Send sends one message and waits for its acknowledgment: a frame whose
-// MSA-2 equals the message's MSH-10 (both may be empty). Frames that do not match (late
-// acknowledgments of earlier messages) are skipped. A commit acknowledgment
-// (CA) is recorded and the wait goes on for the application acknowledgment,
-// unless the message's MSH-16 says the receiver never sends one ("NE"). CE
-// and CR are final.
+// ErrConnectionLost is the cause of a try whose connection ended (closed
+// or reset by the receiver, or a failed write) before the acknowledgment.
+var ErrConnectionLost = errors.New("mllp: the connection ended before the acknowledgment")
+
+// SendError is returned when Send gives up: its tries are used up, the
+// deadline would pass before the next try, or that try is further off than
+// MaxWait. Err is the last failure (a dial error, ErrConnectionLost, ...).
+type SendError struct {
+	Addr     string
+	Attempts int           // tries this Send made (0: the client was backing off)
+	RetryIn  time.Duration // when the client will try again
+	Err      error
+	ctxErr   error // the context's error when the deadline or a cancel was why
+}
+
+func (e *SendError) Error() string {
+	if e.Attempts == 0 {
+		return fmt.Sprintf("mllp: sending to %s: not tried, backing off for %v after: %v", e.Addr, e.RetryIn.Round(time.Millisecond), e.Err)
+	}
+	return fmt.Sprintf("mllp: sending to %s: gave up after %d attempt(s): %v", e.Addr, e.Attempts, e.Err)
+}
+
+// Unwrap returns the last failure and, when the context ended the send,
+// the context's error.
+func (e *SendError) Unwrap() []error {
+	if e.ctxErr != nil {
+		return []error{e.Err, e.ctxErr}
+	}
+	return []error{e.Err}
+}
+
+// Send sends one message and waits for the answers it asks for: frames
+// whose MSA-2 equals the message's MSH-10 (both may be empty); frames that
+// do not match (late acknowledgments of earlier messages) are skipped.
 //
-// When the connection fails before an acknowledgment arrives, Send
-// reconnects with exponential backoff and sends the message again, until
-// ctx ends: an MLLP receiver is expected to recognise the repeated control
-// id. An acknowledgment timeout is returned as ErrAckTimeout without
-// resending; the caller decides.
+// What is awaited follows MSH-15 (accept acknowledgment type) and MSH-16
+// (application acknowledgment type), HL7 v2.5 chapter 2 sections 2.9.2
+// (original mode) and 2.9.3 (enhanced mode), table 0155 (AL always, NE
+// never, ER error/reject only, SU success only) and table 0008 (codes):
+//   - both empty (original mode): the application acknowledgment; a
+//     commit acknowledgment (CA) before it is recorded in Commit.
+//   - enhanced mode (either valued; an empty or unknown one counts as AL):
+//     CE and CR end the exchange. MSH-16 AL or SU: the application
+//     acknowledgment, past any CA. MSH-16 NE with MSH-15 AL or SU: the CA
+//     is the final answer. MSH-16 ER: the CA if MSH-15 asks for one, then
+//     QuietPeriod for an error; silence is success (Response.Silent).
+//     MSH-15 and MSH-16 both NE or ER: QuietPeriod for an error, then
+//     success by silence.
+//
+// When a try fails before the answer (connection refused, closed or reset
+// by the receiver), Send waits a backoff and tries again, reconnecting and
+// resending the same bytes (the receiver recognises the repeated control
+// id), until it gives up with a *SendError: Attempts used, or the next try
+// would start after the deadline (ctx's, or SendTimeout) or more than
+// MaxWait from now. The backoff starts at MinBackoff and doubles per failed
+// try up to MaxBackoff, each delay drawn from its upper half (jitter); it
+// carries over from one Send to the next and resets only when an
+// acknowledgment arrives. No answer within AckTimeout is returned as
+// ErrAckTimeout without a resend; the caller decides.
 func (c *Client) Send(ctx context.Context, msg []byte) (*Response, error) {
 	hdr, err := hl7.ParseHeader(msg)
 	if err != nil {
@@ -67,24 +150,83 @@ func (c *Client) Send(ctx context.Context, msg []byte) (*Response, error) {
 	// A message without MSH-10 is still sent (testing a receiver's
 	// rejection path needs that); its acknowledgment has an empty MSA-2.
 	h := hdr.Header()
-	commitOnly := h.AppAckType == "NE"
+	want := expectFor(h.AcceptAckType, h.AppAckType)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	deadline := time.Now().Add(orDefault(c.SendTimeout, time.Minute))
+	fromCtx := false
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		deadline, fromCtx = d, true
+	}
+	tries := 0
+	var last error
 	for {
-		if err := c.connect(ctx); err != nil {
-			return nil, err
+		if c.Attempts > 0 && tries >= c.Attempts {
+			return nil, c.giveUp(tries, last, nil)
 		}
-		resp, err := c.exchange(ctx, msg, h.ControlID, commitOnly)
+		if wait := time.Until(c.retryAt); wait > 0 {
+			if (c.MaxWait > 0 && wait > c.MaxWait) || time.Now().Add(wait).After(deadline) {
+				var ctxErr error
+				if fromCtx && time.Now().Add(wait).After(deadline) {
+					ctxErr = context.DeadlineExceeded
+				}
+				return nil, c.giveUp(tries, last, ctxErr)
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, c.giveUp(tries, last, ctx.Err())
+			case <-t.C:
+			}
+		}
+		tries++
+		resp, err := c.try(ctx, msg, h.ControlID, want, deadline, fromCtx)
 		if err == nil {
-			c.backoff = 0
+			c.fails, c.retryAt, c.lastErr = 0, time.Time{}, nil
 			return resp, nil
 		}
 		c.closeConn()
-		if errors.Is(err, ErrAckTimeout) || ctx.Err() != nil {
+		last = err
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, c.giveUp(tries, last, ctx.Err()) // the caller's doing, not the receiver's
+		}
+		c.failed(err)
+		if errors.Is(err, ErrAckTimeout) {
 			return nil, err
 		}
-		c.logger().Warn("mllp connection lost while sending; reconnecting", "addr", c.Addr, "err", err)
+		if ctx.Err() != nil {
+			return nil, c.giveUp(tries, last, ctx.Err())
+		}
+		c.logger().Warn("mllp send failed; backing off", "addr", c.Addr, "err", err, "attempt", tries,
+			"retry_in", time.Until(c.retryAt).Round(time.Millisecond))
 	}
+}
+
+// failed records a try that ended without an acknowledgment and sets the
+// earliest next try: MinBackoff doubled per failure in a row, capped at
+// MaxBackoff, drawn from [d/2, d].
+func (c *Client) failed(err error) {
+	c.fails++
+	lo, hi := orDefault(c.MinBackoff, 100*time.Millisecond), orDefault(c.MaxBackoff, 30*time.Second)
+	d := hi
+	if c.fails-1 < 40 {
+		if x := lo << (c.fails - 1); x > 0 && x < hi {
+			d = x
+		}
+	}
+	d = d/2 + rand.N(d/2+1)
+	c.retryAt, c.lastErr = time.Now().Add(d), err
+}
+
+func (c *Client) giveUp(tries int, last, ctxErr error) error {
+	if last == nil {
+		last = c.lastErr
+	}
+	if last == nil {
+		last = errors.New("no try was made")
+	}
+	return &SendError{Addr: c.Addr, Attempts: tries, RetryIn: max(time.Until(c.retryAt), 0), Err: last, ctxErr: ctxErr}
 }
 
 // Close closes the connection. The Client may be used again afterwards; it
@@ -103,19 +245,11 @@ func (c *Client) closeConn() {
 	}
 }
 
-// connect dials if there is no connection, backing off between failures.
-func (c *Client) connect(ctx context.Context) error {
-	for c.nc == nil {
-		if c.backoff > 0 {
-			wait := c.backoff/2 + rand.N(c.backoff/2+1)
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return fmt.Errorf("mllp: connecting to %s: %w", c.Addr, ctx.Err())
-			case <-t.C:
-			}
-		}
+// try makes one attempt: connect if needed, write, wait for the answers.
+func (c *Client) try(ctx context.Context, msg []byte, controlID string, want expectation, deadline time.Time, fromCtx bool) (*Response, error) {
+	if c.nc == nil {
+		dctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
 		d := net.Dialer{Timeout: orDefault(c.DialTimeout, 10*time.Second)}
 		var (
 			nc  net.Conn
@@ -123,35 +257,79 @@ func (c *Client) connect(ctx context.Context) error {
 		)
 		if c.TLSConfig != nil {
 			td := tls.Dialer{NetDialer: &d, Config: c.TLSConfig}
-			nc, err = td.DialContext(ctx, "tcp", c.Addr)
+			nc, err = td.DialContext(dctx, "tcp", c.Addr)
 		} else {
-			nc, err = d.DialContext(ctx, "tcp", c.Addr)
+			nc, err = d.DialContext(dctx, "tcp", c.Addr)
 		}
 		if err != nil {
-			c.backoff = min(max(2*c.backoff, orDefault(c.MinBackoff, 200*time.Millisecond)), orDefault(c.MaxBackoff, 30*time.Second))
-			if ctx.Err() != nil {
-				return fmt.Errorf("mllp: connecting to %s: %w", c.Addr, err)
-			}
-			c.logger().Warn("mllp connect failed; retrying", "addr", c.Addr, "err", err, "retry_in", c.backoff)
-			continue
+			return nil, fmt.Errorf("mllp: connecting to %s: %w", c.Addr, err)
 		}
 		c.nc, c.rd = nc, NewReader(nc, c.MaxFrameSize)
 	}
-	return nil
+	return c.exchange(ctx, msg, controlID, want, deadline, fromCtx)
 }
 
-func (c *Client) exchange(ctx context.Context, msg []byte, controlID string, commitOnly bool) (*Response, error) {
+// expectation is what a message asks its receiver to answer: MSH-15 and
+// MSH-16, HL7 table 0155.
+type expectation struct {
+	original    bool   // both empty: original acknowledgment mode
+	accept, app string // AL, NE, ER or SU
+}
+
+func expectFor(msh15, msh16 string) expectation {
+	a, p := strings.ToUpper(strings.TrimSpace(msh15)), strings.ToUpper(strings.TrimSpace(msh16))
+	if a == "" && p == "" {
+		return expectation{original: true, accept: "AL", app: "AL"}
+	}
+	known := func(s string) string {
+		switch s {
+		case "AL", "NE", "ER", "SU":
+			return s
+		}
+		return "AL" // empty or unknown: wait for the answer rather than assume it
+	}
+	return expectation{accept: known(a), app: known(p)}
+}
+
+// commitFinal: a CA is the final answer (no application acknowledgment is
+// due on success, and one is due at commit level).
+func (e expectation) commitFinal() bool {
+	return !e.original && e.app == "NE" && (e.accept == "AL" || e.accept == "SU")
+}
+
+// quietAfterCommit: after the CA only an application error may come.
+func (e expectation) quietAfterCommit() bool {
+	return !e.original && e.app == "ER" && (e.accept == "AL" || e.accept == "SU")
+}
+
+// quietFromStart: no answer at all is due on success.
+func (e expectation) quietFromStart() bool {
+	return !e.original && (e.app == "NE" || e.app == "ER") && (e.accept == "NE" || e.accept == "ER")
+}
+
+func (c *Client) exchange(ctx context.Context, msg []byte, controlID string, want expectation, deadline time.Time, fromCtx bool) (*Response, error) {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(orDefault(c.WriteTimeout, 10*time.Second)))
 	if err := WriteFrame(c.nc, msg); err != nil {
-		return nil, fmt.Errorf("mllp: writing to %s: %w", c.Addr, err)
+		return nil, fmt.Errorf("%w: writing to %s: %w", ErrConnectionLost, c.Addr, err)
 	}
-	deadline := time.Now().Add(orDefault(c.AckTimeout, 30*time.Second))
-	fromCtx := false
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline, fromCtx = d, true
+	ackDeadline := time.Now().Add(orDefault(c.AckTimeout, 30*time.Second))
+	ackFromCtx := false
+	if deadline.Before(ackDeadline) {
+		ackDeadline, ackFromCtx = deadline, fromCtx
 	}
 	nc := c.nc
-	_ = nc.SetReadDeadline(deadline)
+	var quietUntil time.Time // set while listening for an error only
+	quiet := func() {
+		quietUntil = time.Now().Add(orDefault(c.QuietPeriod, 2*time.Second))
+		if quietUntil.After(ackDeadline) {
+			quietUntil = ackDeadline
+		}
+		_ = nc.SetReadDeadline(quietUntil)
+	}
+	_ = nc.SetReadDeadline(ackDeadline)
+	if want.quietFromStart() {
+		quiet()
+	}
 	// Unblock the read when ctx is cancelled. If the callback has already
 	// started, wait for it so that it cannot touch the deadline of a later
 	// exchange on the same connection.
@@ -166,6 +344,7 @@ func (c *Client) exchange(ctx context.Context, msg []byte, controlID string, com
 		}
 	}()
 	var commit *hl7.Message
+	var commitRaw []byte
 	for {
 		frame, err := c.rd.ReadFrame()
 		if err != nil {
@@ -179,14 +358,23 @@ func (c *Client) exchange(ctx context.Context, msg []byte, controlID string, com
 				if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 					return nil, ctx.Err()
 				}
-				if fromCtx || ctx.Err() != nil {
+				if !quietUntil.IsZero() && !time.Now().Before(quietUntil) {
+					// Only an error was due, and none came.
+					r := &Response{Silent: true, Commit: commit}
+					if commit != nil {
+						r.Code, r.Ack, r.Raw = hl7.CA, commit, commitRaw
+						_, _, r.Text, _ = commit.Ack()
+					}
+					return r, nil
+				}
+				if ackFromCtx || ctx.Err() != nil {
 					// The socket deadline may fire a moment before ctx
 					// reports it: the error answers to both.
 					return nil, fmt.Errorf("%w: %w", ErrAckTimeout, context.DeadlineExceeded)
 				}
 				return nil, ErrAckTimeout
 			}
-			return nil, fmt.Errorf("mllp: reading from %s: %w", c.Addr, err)
+			return nil, fmt.Errorf("%w: reading from %s: %w", ErrConnectionLost, c.Addr, err)
 		}
 		ack, err := hl7.Parse(frame)
 		if err != nil {
@@ -198,8 +386,14 @@ func (c *Client) exchange(ctx context.Context, msg []byte, controlID string, com
 			c.logger().Debug("mllp reply does not acknowledge this message; skipped")
 			continue
 		}
-		if code == hl7.CA && !commitOnly {
-			commit = ack
+		if code == hl7.CA {
+			commit, commitRaw = ack, frame
+			switch {
+			case want.commitFinal():
+				return &Response{Code: code, Text: text, Ack: ack, Raw: frame, Commit: ack}, nil
+			case want.quietAfterCommit() && quietUntil.IsZero():
+				quiet()
+			}
 			continue
 		}
 		return &Response{Code: code, Text: text, Ack: ack, Raw: frame, Commit: commit}, nil

@@ -16,8 +16,12 @@
 // connection in order. It knows nothing of HL7 beyond framing: a Handler
 // turns each frame into the bytes of its acknowledgment.
 //
-// The Client keeps one connection open, reconnects with exponential
-// backoff, and matches acknowledgments to messages by MSA-2 = MSH-10,
-// waiting past an enhanced-mode commit acknowledgment (CA) for the
-// application acknowledgment.
+// The Client keeps one connection open and matches acknowledgments to
+// messages by MSA-2 = MSH-10, waiting for exactly the answers a message's
+// MSH-15/MSH-16 ask for (original mode: the application acknowledgment,
+// past a commit acknowledgment CA). A try that ends without an
+// acknowledgment (refused, closed or reset by the receiver) is a failure:
+// the client reconnects and resends after an exponential backoff with
+// jitter that only an acknowledgment resets, and a Send gives up with a
+// *SendError after its attempts or its timeout.
 package mllp

@@ -325,6 +325,10 @@ type WritebackTarget struct {
 	Dir string `yaml:"dir"`
 	// MLLP is the EHR's MLLP receiver, host:port.
 	MLLP string `yaml:"mllp"`
+	// MLLPMaxBackoff caps the delays between tries when the MLLP receiver
+	// refuses or drops connections (they start at 100 ms and double);
+	// default 30s, between 1s and 1h. Only with MLLP.
+	MLLPMaxBackoff Duration `yaml:"mllp_max_backoff"`
 	// FHIR is the EHR's FHIR R4 server: DocumentReference.
 	FHIR *FHIRTarget `yaml:"fhir"`
 }

@@ -238,6 +238,14 @@ func (c *Config) validate(base string) Problems {
 				v.add("writeback.target.mllp", "must be host:port, got %s", v.show("writeback.target.mllp", wb.Target.MLLP))
 			}
 		}
+		switch b := wb.Target.MLLPMaxBackoff; {
+		case b != 0 && wb.Target.MLLP == "":
+			v.add("writeback.target.mllp_max_backoff", "applies to writeback.target.mllp only")
+		case b == 0:
+			wb.Target.MLLPMaxBackoff = Duration(30 * time.Second)
+		case b < Duration(time.Second) || b > Duration(time.Hour):
+			v.add("writeback.target.mllp_max_backoff", "must be between 1s and 1h")
+		}
 		v.readable("writeback.authors_file", wb.AuthorsFile)
 		switch wb.EncounterRule {
 		case "", "link_or_open", "link", "open", "none":

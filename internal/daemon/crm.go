@@ -20,7 +20,6 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
-	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
@@ -175,7 +174,7 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback
 		}
 		target = ft
 	} else if wb.Target.MLLP != "" {
-		target = &writeback.MLLP{Client: &mllp.Client{Addr: wb.Target.MLLP, Logger: log.With("component", "writeback")}}
+		target = writeback.NewMLLP(wb.Target.MLLP, wb.Target.MLLPMaxBackoff.Std(), log.With("component", "writeback"))
 	} else {
 		target = &writeback.FileDrop{Dir: wb.Target.Dir}
 	}

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -332,9 +333,13 @@ type Document struct {
 	MDM *hl7.Message
 }
 
-// Rejected is an EHR's refusal of a document (AE/AR): the note gets
-// status Error with the text; retrying cannot help.
-type Rejected struct{ Text string }
+// Rejected is an EHR's refusal of a document (MLLP AE/AR, or CE/CR at
+// commit level; a FHIR error outcome): the note gets status Error with the
+// text; retrying cannot help.
+type Rejected struct {
+	Code string // the MLLP acknowledgment code (AE, AR, CE, CR); "" for FHIR
+	Text string
+}
 
 func (r *Rejected) Error() string { return "the EHR rejected the document" }
 
@@ -412,13 +417,35 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 	case errors.As(err, &rej):
 		h.status(ctx, note.ID, "Error", "", truncate(rej.Text, 250))
 		s.State, s.Reason = checkpoint.Dead, "the EHR rejected the document"
+	case errors.Is(err, ErrUnconfirmable):
+		h.status(ctx, note.ID, "Error", "", "the MDM mapping asks the EHR for no acknowledgment")
+		s.State, s.Reason = checkpoint.Dead, err.Error()
 	case connectors.KindOf(err) == connectors.Permanent:
 		s.State, s.Reason = checkpoint.Dead, err.Error()
 	default:
-		wait := time.Duration(1<<min(rec.Attempts, 10)) * time.Second
+		wait := retryWait(rec.Attempts)
+		var u *Unreachable
+		var ce *connectors.Error
+		switch {
+		case errors.As(err, &u) && u.RetryAfter > wait:
+			wait = u.RetryAfter // the MLLP client is backing off until then
+		case errors.As(err, &ce) && ce.RetryAfter > wait:
+			wait = ce.RetryAfter
+		}
 		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(wait), err.Error()
 	}
 	return s
+}
+
+// retryWait is the wait before a transient failure is retried, as the
+// pipeline waits for CRM records: 1 s doubled per attempt so far, capped
+// at 10 min, drawn from its upper half (jitter).
+func retryWait(attempts int) time.Duration {
+	d := time.Second << min(attempts, 20)
+	if d <= 0 || d > 10*time.Minute {
+		d = 10 * time.Minute
+	}
+	return d/2 + rand.N(d/2+1)
 }
 
 func truncate(s string, n int) string {
@@ -653,24 +680,75 @@ func (f *FileDrop) File(_ context.Context, doc *Document) error {
 	return os.Rename(tmp.Name(), name)
 }
 
-// MLLP sends each message to the EHR's MLLP receiver and waits for its
-// AA (past a commit-level CA). AE or AR is a rejection.
+// MLLP sends each message to the EHR's MLLP receiver and waits for the
+// answers its MSH-15/MSH-16 ask for (mllp.Client.Send): AA, past a commit
+// CA; or the CA alone when MSH-16 is NE. AE, AR, CE or CR is a rejection
+// (Rejected, its Code telling which). A send that got no answer (refused,
+// connection lost, no acknowledgment in time) is an *Unreachable: the note
+// is retried with backoff, not sooner than the client will try again.
 type MLLP struct{ Client *mllp.Client }
+
+// NewMLLP is the write-back target for the EHR's MLLP receiver at addr.
+// Its client resends a message whose connection was lost after short
+// backoffs (from 100 ms), and gives up at once when its next try is more
+// than 2 s off, so that a note whose EHR is down goes back to the
+// pipeline, which retries it later, instead of holding the note lane;
+// maxBackoff caps the client's delays (0: 30 s).
+func NewMLLP(addr string, maxBackoff time.Duration, logger *slog.Logger) *MLLP {
+	return &MLLP{Client: &mllp.Client{Addr: addr, MaxBackoff: maxBackoff, MaxWait: 2 * time.Second, Logger: logger}}
+}
+
+// Unreachable is a send to the EHR that got no answer: the connection was
+// refused or lost, or no acknowledgment came in time. The note is retried,
+// not before RetryAfter (when the client's backoff allows its next try).
+type Unreachable struct {
+	Err        error
+	RetryAfter time.Duration
+}
+
+func (e *Unreachable) Error() string { return "the EHR did not answer: " + e.Err.Error() }
+
+func (e *Unreachable) Unwrap() error { return e.Err }
+
+// ErrUnconfirmable is returned for an MDM message whose MSH-15 and MSH-16
+// are each NE or ER: such a message asks the EHR for no answer when it
+// files the document (HL7 table 0155), so ehrbridge could never know that a
+// note was filed. The note is dead-lettered; fix the MDM mapping.
+var ErrUnconfirmable = errors.New("the MDM message asks the EHR for no acknowledgment on success (MSH-15 and MSH-16 each NE or ER); " +
+	"write-back needs AL or SU in one of them to know that a note was filed")
 
 // File implements Target.
 func (t *MLLP) File(ctx context.Context, doc *Document) error {
 	msg := doc.MDM
+	if !confirmable(msg.Header()) {
+		return ErrUnconfirmable
+	}
 	resp, err := t.Client.Send(ctx, msg.Bytes())
 	if err != nil {
-		return &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
+		u := &Unreachable{Err: err}
+		var se *mllp.SendError
+		if errors.As(err, &se) {
+			u.RetryAfter = se.RetryIn
+		}
+		return u
 	}
-	switch resp.Code {
-	case hl7.AA, hl7.CA:
+	switch {
+	case resp.Accepted():
 		return nil
-	case hl7.AE, hl7.AR, hl7.CE, hl7.CR:
-		return &Rejected{Text: string(resp.Code) + " " + resp.Text}
+	case resp.Code == hl7.AE || resp.Code == hl7.AR || resp.Code == hl7.CE || resp.Code == hl7.CR:
+		return &Rejected{Code: string(resp.Code), Text: string(resp.Code) + " " + resp.Text}
 	}
 	return &connectors.Error{Kind: connectors.Transient, Code: "EHR_ANSWER_" + string(resp.Code)}
+}
+
+// confirmable reports whether a message's MSH-15/MSH-16 make the receiver
+// answer a success: AL or SU in either, or both empty (original mode: the
+// application acknowledgment). An empty one beside a valued one is read as
+// AL, as mllp.Client does.
+func confirmable(h hl7.Header) bool {
+	a, p := strings.ToUpper(strings.TrimSpace(h.AcceptAckType)), strings.ToUpper(strings.TrimSpace(h.AppAckType))
+	silent := func(s string) bool { return s == "NE" || s == "ER" }
+	return !(silent(a) && silent(p))
 }
 
 // HeldWaker tries held notes again when EHR data has been applied to the

@@ -1,0 +1,165 @@
+package writeback
+
+import (
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/mappings"
+)
+
+// ehrPeer is an EHR's MLLP receiver on 127.0.0.1 that counts connections
+// and frames and answers each frame with the codes answer returns; none
+// closes the connection without an answer.
+func ehrPeer(t *testing.T, answer func(m *hl7.Message) []hl7.AckCode) (addr string, conns, frames *atomic.Int64) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	conns, frames = new(atomic.Int64), new(atomic.Int64)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				rd := mllp.NewReader(c, 0)
+				for {
+					f, err := rd.ReadFrame()
+					if err != nil {
+						return
+					}
+					frames.Add(1)
+					m, err := hl7.Parse(f)
+					if err != nil {
+						return
+					}
+					codes := answer(m)
+					if len(codes) == 0 {
+						return
+					}
+					for _, code := range codes {
+						if err := mllp.WriteFrame(c, hl7.BuildAck(m, code, "", nil, hl7.AckOptions{}).Bytes()); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String(), conns, frames
+}
+
+// An EHR that accepts connections and hangs up without an acknowledgment
+// (or where nothing listens): the note ends retrying with the reason, and
+// the EHR sees a few connections in 6 s, not a resend loop (the old client
+// resent the same MDM^T02 71,705 times in 25 s, and the note never left
+// "in progress").
+func TestMLLPUnansweredNoteRetries(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		hangUp bool
+		reason string
+	}{{"hangs up", true, "the connection ended before the acknowledgment"}, {"nothing listens", false, "connection refused"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var addr string
+			conns := new(atomic.Int64)
+			if tc.hangUp {
+				addr, conns, _ = ehrPeer(t, func(*hl7.Message) []hl7.AckCode { return nil })
+			} else {
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr = l.Addr().String()
+				l.Close()
+			}
+			r := newRig(t, func(string) Target { return NewMLLP(addr, 0, slog.New(slog.DiscardHandler)) })
+			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
+			r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
+			start := time.Now()
+			r.poll(t)
+			var rec *checkpoint.Record
+			waitUntil(t, "the note retrying", func() bool {
+				recs, _ := r.log.List(checkpoint.Retrying, 0, 10)
+				if len(recs) == 1 {
+					rec = recs[0]
+				}
+				return rec != nil
+			})
+			t.Logf("retrying after %v: %q", time.Since(start).Round(time.Millisecond), rec.Reason)
+			if !strings.HasPrefix(rec.Reason, "the EHR did not answer: ") || !strings.Contains(rec.Reason, tc.reason) {
+				t.Errorf("reason %q, want the EHR did not answer: ... %s", rec.Reason, tc.reason)
+			}
+			if tc.hangUp {
+				time.Sleep(time.Until(start.Add(6 * time.Second)))
+				n := conns.Load()
+				t.Logf("%d connections in 6s", n)
+				if n < 3 || n > 30 {
+					t.Errorf("%d connections in 6s, want a few (3..30)", n)
+				}
+			}
+		})
+	}
+}
+
+// Write-back waits for what the MDM's MSH-15/MSH-16 ask for: AL/ER is
+// filed on the CA when no error follows; NE/NE (no answer on success) is
+// never sent, the note dead with the reason: ehrbridge could not know it
+// was filed.
+func TestMLLPAcknowledgmentModes(t *testing.T) {
+	builtIn, err := os.ReadFile(filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "writeback", "mdm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		msh15, msh16 string
+		status       string
+		frames       int64
+	}{{"AL", "ER", "Filed", 1}, {"NE", "NE", "Error", 0}} {
+		t.Run(tc.msh15+"/"+tc.msh16, func(t *testing.T) {
+			t.Parallel()
+			site := strings.Replace(string(builtIn), `MSH-12: "2.5.1"`,
+				`MSH-12: "2.5.1"`+"\n      MSH-15: \""+tc.msh15+"\"\n      MSH-16: \""+tc.msh16+"\"", 1)
+			path := filepath.Join(t.TempDir(), "mdm.yaml")
+			if err := os.WriteFile(path, []byte(site), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			b, err := LoadMDM(path, mappings.Options{Zone: time.UTC})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, _, frames := ehrPeer(t, func(*hl7.Message) []hl7.AckCode { return []hl7.AckCode{hl7.CA} })
+			r := newRigWith(t, rigOptions{cfg: func(c *Config) { c.MDM = b },
+				target: func(string) Target { return NewMLLP(addr, 0, slog.New(slog.DiscardHandler)) }})
+			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
+			task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
+			r.poll(t)
+			waitUntil(t, "status "+tc.status, func() bool { return r.task(t, task)["EHR_Status__c"] == tc.status })
+			if n := frames.Load(); n != tc.frames {
+				t.Errorf("the EHR received %d messages, want %d", n, tc.frames)
+			}
+			if tc.status == "Error" {
+				recs, _ := r.log.List(checkpoint.Dead, 0, 10)
+				if len(recs) != 1 || !strings.Contains(recs[0].Reason, "no acknowledgment on success") {
+					t.Errorf("dead records %v", recs)
+				}
+			}
+		})
+	}
+}
