@@ -46,49 +46,6 @@ var patientObjects = map[string]bool{"Account": true, "contact": true}
 // booking status table), rightly the same for every sender.
 var sharedObjects = map[string]bool{"CodeSet": true, "CodeSetBundle": true, "bookingstatus": true}
 
-// findings gathers failures by kind, so that a defect shown by hundreds of
-// messages reads as one line naming how many and which files.
-type findings struct {
-	byKind map[string][]string
-	seen   map[string]bool
-}
-
-func (f *findings) add(kind, where string) {
-	if f.byKind == nil {
-		f.byKind, f.seen = map[string][]string{}, map[string]bool{}
-	}
-	if f.seen[kind+"\x00"+where] {
-		return
-	}
-	f.seen[kind+"\x00"+where] = true
-	f.byKind[kind] = append(f.byKind[kind], where)
-}
-
-func (f *findings) report(t *testing.T) {
-	t.Helper()
-	kinds := make([]string, 0, len(f.byKind))
-	for k := range f.byKind {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		var files []string
-		seen := map[string]bool{}
-		for _, w := range f.byKind[k] {
-			file, _, _ := strings.Cut(w, " #")
-			if !seen[file] {
-				seen[file] = true
-				files = append(files, file)
-			}
-		}
-		more := ""
-		if len(files) > 6 {
-			files, more = files[:6], fmt.Sprintf(" and %d more", len(files)-6)
-		}
-		t.Errorf("%s: %d messages in %d files: %s%s", k, len(f.byKind[k]), len(seen), strings.Join(files, ", "), more)
-	}
-}
-
 type wildMessage struct {
 	name string // file #n
 	raw  []byte
@@ -278,27 +235,27 @@ func TestWildKeys(t *testing.T) {
 				ids  map[string]bool
 			}
 			patients := map[string]owner{}
-			var f findings
+			var f shared.Findings
 			var mapped, refused int
 			for _, wm := range msgs {
 				res, err, panicked := mapWild(set, wm.msg)
 				if panicked {
-					f.add("mapping panics", wm.name)
+					f.Add("mapping panics", wm.name)
 					continue
 				}
 				if err != nil {
 					refused++
 					var me *mappings.Error
 					if !errors.As(err, &me) {
-						f.add(fmt.Sprintf("refused with an error of type %T, not *mappings.Error", err), wm.name)
+						f.Add(fmt.Sprintf("refused with an error of type %T, not *mappings.Error", err), wm.name)
 					}
 					if refusalLeaks(wm.msg, err.Error()) {
-						f.add("the refusal quotes patient data", wm.name)
+						f.Add("the refusal quotes patient data", wm.name)
 					}
 					if v, _ := wm.msg.GetString("PID-7.1"); partialDate.MatchString(v) {
 						full := reparse(t, wm.raw, fullBirthDate)
 						if _, err2, _ := mapWild(set, full); err2 == nil {
-							f.add("refused only for its partial birth date (YYYY or YYYYMM)", wm.name)
+							f.Add("refused only for its partial birth date (YYYY or YYYYMM)", wm.name)
 						}
 					}
 					continue
@@ -309,7 +266,7 @@ func TestWildKeys(t *testing.T) {
 				ids := identities(wm.msg)
 				for _, k := range opKeys(res) {
 					if n := blankPart(k.key); n > 0 {
-						f.add(fmt.Sprintf("%s %s has a blank part", k.object, keyKind(k.ref)), wm.name)
+						f.Add(fmt.Sprintf("%s %s has a blank part", k.object, keyKind(k.ref)), wm.name)
 					}
 					if !patientObjects[k.object] {
 						continue
@@ -323,11 +280,11 @@ func TestWildKeys(t *testing.T) {
 						continue
 					}
 					if !overlap(o.ids, ids) {
-						f.add(fmt.Sprintf("patients with no identifier in common share one %s key (first: %s)", k.object, o.name), wm.name)
+						f.Add(fmt.Sprintf("patients with no identifier in common share one %s key (first: %s)", k.object, o.name), wm.name)
 					}
 				}
 			}
-			f.report(t)
+			f.Report(t)
 			t.Logf("%s: %d wild messages, %d mapped to ops, %d refused, %d patient keys", setName, len(msgs), mapped, refused, len(patients))
 			if mapped < 100 {
 				t.Errorf("only %d wild messages mapped to ops", mapped)
@@ -347,7 +304,7 @@ func TestWildVariants(t *testing.T) {
 	for _, setName := range wildSets {
 		t.Run(setName, func(t *testing.T) {
 			set := loadWildSet(t, setName)
-			var f findings
+			var f shared.Findings
 			var dates, blanks, senders int
 			for _, wm := range msgs {
 				res, err, _ := mapWild(set, wm.msg)
@@ -360,7 +317,7 @@ func TestWildVariants(t *testing.T) {
 						dates++
 						variant := reparse(t, wm.raw, func(m *hl7.Message) { _ = m.Set(hl7.MustPath("PID-7.1"), v[:n]) })
 						if _, err, _ := mapWild(set, variant); err != nil {
-							f.add(fmt.Sprintf("refused with a %d-digit birth date (its full PID-7 truncated)", n), wm.name)
+							f.Add(fmt.Sprintf("refused with a %d-digit birth date (its full PID-7 truncated)", n), wm.name)
 						}
 					}
 				}
@@ -371,11 +328,11 @@ func TestWildVariants(t *testing.T) {
 						variant := withPID3(t, wm.raw, b.raw)
 						vres, err, panicked := mapWild(set, variant)
 						if panicked {
-							f.add("mapping panics with PID-3 "+b.name, wm.name)
+							f.Add("mapping panics with PID-3 "+b.name, wm.name)
 							continue
 						}
 						if err == nil && hasPatient(vres) {
-							f.add("PID-3 "+b.name+": a patient is written or referred to without an identifier", wm.name)
+							f.Add("PID-3 "+b.name+": a patient is written or referred to without an identifier", wm.name)
 						}
 					}
 				}
@@ -384,7 +341,7 @@ func TestWildVariants(t *testing.T) {
 				other := reparse(t, wm.raw, otherSender)
 				ores, err, panicked := mapWild(set, other)
 				if panicked {
-					f.add("mapping panics for another sender", wm.name)
+					f.Add("mapping panics for another sender", wm.name)
 					continue
 				}
 				if err != nil {
@@ -396,11 +353,11 @@ func TestWildVariants(t *testing.T) {
 				}
 				for _, k := range opKeys(ores) {
 					if !sharedObjects[k.object] && mine[k.object+" "+k.key] {
-						f.add(fmt.Sprintf("from another sender (other OIDs, same local names) it has the same %s %s", k.object, keyKind(k.ref)), wm.name)
+						f.Add(fmt.Sprintf("from another sender (other OIDs, same local names) it has the same %s %s", k.object, keyKind(k.ref)), wm.name)
 					}
 				}
 			}
-			f.report(t)
+			f.Report(t)
 			t.Logf("%s: %d partial-date, %d blank-identifier and %d other-sender variants", setName, dates, blanks, senders)
 			if dates < 50 || blanks < 50 || senders < 100 {
 				t.Errorf("too few variants: %d %d %d", dates, blanks, senders)

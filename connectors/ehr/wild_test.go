@@ -30,8 +30,12 @@ import (
 //   - original mode (MSH-15 and MSH-16 empty) gets exactly one AA, AE or
 //     AR; enhanced mode gets the commit and application acknowledgments
 //     MSH-15 and MSH-16 ask for (table 0155), commit first;
+//   - the acknowledgment's MSH-3 and MSH-4 are the inbound MSH-5 and MSH-6,
+//     whole hierarchic designators (an OID-only one included);
 //   - a retransmit of an accepted message gets the same bytes back, a
 //     rejected one the same codes;
+//   - an accepted message sent again with only MSH-4's universal id changed
+//     (another sender, same local names, same control id) is accepted;
 //   - a file without any MSH line, sent whole as one frame, does not stop
 //     the listener;
 //   - the log output holds no patient name or identifier of the corpus.
@@ -57,7 +61,8 @@ func TestWildMLLP(t *testing.T) {
 	t.Cleanup(func() { cp.Close() })
 	logs := &syncbuf.Buffer{}
 	w := &wildSender{t: t}
-	var sent, answered, silent int
+	var f shared.Findings
+	var sent, answered, silent, senders int
 	codes := map[string]int{}
 	var phi []string
 	for i, name := range names {
@@ -91,16 +96,31 @@ func TestWildMLLP(t *testing.T) {
 					codes[string(c)]++
 				}
 			}
-			checkAnswers(t, fmt.Sprintf("%s #%d", name, j+1), raw, frames)
+			checkAnswers(&f, fmt.Sprintf("%s #%d", name, j+1), raw, frames)
 			phi = append(phi, patientValues(raw)...)
 		}
 		for j, raw := range msgs {
 			again, _ := w.exchange(raw)
-			checkRetransmit(t, fmt.Sprintf("%s #%d", name, j+1), first[j], again)
+			checkRetransmit(&f, fmt.Sprintf("%s #%d", name, j+1), first[j], again)
+		}
+		// Another sender with the same local names: MSH-4's universal id
+		// differs, the control id is the same. It is not a retransmit nor
+		// a reused control id: it is accepted.
+		for j, raw := range msgs {
+			if c, _ := answerCodes(first[j]); !accepting(c) {
+				continue
+			}
+			other := otherFacilityOID(raw)
+			frames, _ := w.exchange(other)
+			senders++
+			if c, _ := answerCodes(frames); !accepting(c) {
+				f.Add("sent again with another MSH-4 universal id (HD.2), same control id: not accepted", fmt.Sprintf("%s #%d", name, j+1))
+			}
 		}
 		w.close()
 	}
-	t.Logf("wild corpus over MLLP: %d messages sent, %d answered, %d without an answer; first answers' codes %v", sent, answered, silent, codes)
+	t.Logf("wild corpus over MLLP: %d messages sent, %d answered, %d without an answer; first answers' codes %v; %d sent again from another sender", sent, answered, silent, codes, senders)
+	f.Report(t)
 	if sent < 450 {
 		t.Errorf("only %d wild messages sent", sent)
 	}
@@ -218,46 +238,53 @@ func readableControlID(f [][]byte) (string, bool) {
 // (application): AL always, NE never, ER only on error or rejection, SU
 // only on success; both empty is original mode. In enhanced mode an empty
 // MSH-16 asks for no application acknowledgment.
-func checkAnswers(t *testing.T, what string, raw []byte, frames [][]byte) {
-	t.Helper()
-	f := mshFields(raw)
-	accept, app := mshField(f, 15), mshField(f, 16)
+func checkAnswers(f *shared.Findings, what string, raw []byte, frames [][]byte) {
+	msh := mshFields(raw)
+	accept, app := mshField(msh, 15), mshField(msh, 16)
 	known := func(s string) bool { return s == "" || s == "AL" || s == "NE" || s == "ER" || s == "SU" }
 	original := accept == "" && app == ""
 	if len(frames) == 0 {
 		if original || accept == "AL" || app == "AL" || !known(accept) || !known(app) {
-			t.Errorf("%s: no answer (MSH-15 %q, MSH-16 %q)", what, accept, app)
+			f.Add(fmt.Sprintf("no answer (MSH-15 %q, MSH-16 %q)", accept, app), what)
 		}
 		return
 	}
-	ctl, readable := readableControlID(f)
+	ctl, readable := readableControlID(msh)
 	var commits, apps []hl7.AckCode
-	for i, fr := range frames {
+	for _, fr := range frames {
 		m, err := hl7.Parse(fr)
 		if err != nil {
-			t.Errorf("%s: answer %d does not parse: %v", what, i+1, err)
+			f.Add("an answer does not parse", what)
 			return
 		}
 		code, id, _, ok := m.Ack()
 		if !ok {
-			t.Errorf("%s: answer %d has no MSA", what, i+1)
+			f.Add("an answer has no MSA", what)
 			return
+		}
+		if in, err := hl7.Parse(raw); err == nil {
+			for _, hd := range [][2]int{{5, 3}, {6, 4}} {
+				want, got := hdOf(in, hd[0]), hdOf(m, hd[1])
+				if want != "" && got != want {
+					f.Add(fmt.Sprintf("the answer's MSH-%d is not the inbound MSH-%d, whole (%d of 3 components differ)", hd[1], hd[0], hdDiff(want, got)), what)
+				}
+			}
 		}
 		switch code {
 		case hl7.AA, hl7.CA:
 		case hl7.AE, hl7.AR, hl7.CE, hl7.CR:
 			if m.Count("ERR") == 0 {
-				t.Errorf("%s: answer %d is %s without an ERR segment", what, i+1, code)
+				f.Add(fmt.Sprintf("%s without an ERR segment", code), what)
 			}
 		default:
-			t.Errorf("%s: answer %d has MSA-1 %q, not a table 0008 code", what, i+1, code)
+			f.Add("MSA-1 is not a table 0008 code", what)
 		}
 		if readable && id != ctl {
-			t.Errorf("%s: answer %d has MSA-2 %q, want MSH-10 %q", what, i+1, id, ctl)
+			f.Add("MSA-2 is not the inbound MSH-10", what)
 		}
 		if code.IsCommit() {
 			if len(apps) > 0 {
-				t.Errorf("%s: commit acknowledgment %s after an application acknowledgment", what, code)
+				f.Add("a commit acknowledgment after an application acknowledgment", what)
 			}
 			commits = append(commits, code)
 		} else {
@@ -266,7 +293,7 @@ func checkAnswers(t *testing.T, what string, raw []byte, frames [][]byte) {
 	}
 	if original {
 		if len(frames) != 1 || len(commits) != 0 {
-			t.Errorf("%s: original mode answered with %v %v, want one AA, AE or AR", what, commits, apps)
+			f.Add("original mode (MSH-15/16 empty) not answered by exactly one AA, AE or AR", what)
 		}
 		return
 	}
@@ -274,36 +301,117 @@ func checkAnswers(t *testing.T, what string, raw []byte, frames [][]byte) {
 		return
 	}
 	if len(commits) > 1 || len(apps) > 1 {
-		t.Errorf("%s: answered %v %v, want at most one commit and one application acknowledgment", what, commits, apps)
+		f.Add("more than one commit or application acknowledgment", what)
 	}
 	switch {
 	case accept == "AL" && len(commits) != 1:
-		t.Errorf("%s: MSH-15 AL: %d commit acknowledgments, want 1", what, len(commits))
+		f.Add("MSH-15 AL: not exactly one commit acknowledgment", what)
 	case accept == "NE" && len(commits) != 0:
-		t.Errorf("%s: MSH-15 NE: got commit acknowledgment %v", what, commits)
+		f.Add("MSH-15 NE: a commit acknowledgment", what)
 	case accept == "SU" && len(commits) > 0 && commits[0] != hl7.CA:
-		t.Errorf("%s: MSH-15 SU: got %s", what, commits[0])
+		f.Add("MSH-15 SU: a commit acknowledgment other than CA", what)
 	case accept == "ER" && len(commits) > 0 && commits[0] == hl7.CA:
-		t.Errorf("%s: MSH-15 ER: got CA", what)
+		f.Add("MSH-15 ER: CA sent", what)
 	}
 	committed := len(commits) == 0 || commits[0] == hl7.CA
 	switch {
 	case (app == "NE" || app == "") && len(apps) != 0:
-		t.Errorf("%s: MSH-16 %q: got application acknowledgment %v", what, app, apps)
+		f.Add(fmt.Sprintf("MSH-16 %q in enhanced mode: an application acknowledgment", app), what)
 	case app == "AL" && committed && len(apps) != 1:
-		t.Errorf("%s: MSH-16 AL: %d application acknowledgments, want 1", what, len(apps))
+		f.Add("MSH-16 AL: not exactly one application acknowledgment after CA", what)
 	case app == "SU" && len(apps) > 0 && apps[0] != hl7.AA:
-		t.Errorf("%s: MSH-16 SU: got %s", what, apps[0])
+		f.Add("MSH-16 SU: an application acknowledgment other than AA", what)
 	case app == "ER" && len(apps) > 0 && apps[0] == hl7.AA:
-		t.Errorf("%s: MSH-16 ER: got AA", what)
+		f.Add("MSH-16 ER: AA sent", what)
 	}
+}
+
+// hdOf renders MSH-n of m as a hierarchic designator: its three
+// components decoded and trimmed, joined by "^", trailing empty ones
+// dropped; "" when all are empty.
+func hdOf(m *hl7.Message, n int) string {
+	var parts []string
+	for c := 1; c <= 3; c++ {
+		parts = append(parts, strings.TrimSpace(m.Get(hl7.Path{Segment: "MSH", Field: n, Component: c}).String()))
+	}
+	for len(parts) > 0 && parts[len(parts)-1] == "" {
+		parts = parts[:len(parts)-1]
+	}
+	return strings.Join(parts, "^")
+}
+
+// hdDiff counts the components in which two rendered HDs differ.
+func hdDiff(a, b string) int {
+	pa, pb := strings.Split(a, "^"), strings.Split(b, "^")
+	n := 0
+	for i := 0; i < 3; i++ {
+		var x, y string
+		if i < len(pa) {
+			x = pa[i]
+		}
+		if i < len(pb) {
+			y = pb[i]
+		}
+		if x != y {
+			n++
+		}
+	}
+	return n
+}
+
+// answerCodes returns the MSA-1 codes of frames ("?" for one that does
+// not parse).
+func answerCodes(frames [][]byte) ([]string, bool) {
+	var codes []string
+	for _, f := range frames {
+		m, err := hl7.Parse(f)
+		if err != nil {
+			codes = append(codes, "?")
+			continue
+		}
+		c, _, _, _ := m.Ack()
+		codes = append(codes, string(c))
+	}
+	return codes, len(codes) > 0
+}
+
+// accepting reports whether answers accept a message: one of them is AA or
+// CA and none rejects it.
+func accepting(codes []string) bool {
+	ok := false
+	for _, c := range codes {
+		switch hl7.AckCode(c) {
+		case hl7.AA, hl7.CA:
+			ok = true
+		default:
+			return false
+		}
+	}
+	return ok
+}
+
+// otherFacilityOID returns raw with MSH-4 replaced by its first component
+// and another universal id (2.999.4, ISO).
+func otherFacilityOID(raw []byte) []byte {
+	f := mshFields(raw)
+	for len(f) < 4 {
+		f = append(f, nil)
+	}
+	comp := []byte{'^'}
+	if len(f[1]) > 0 {
+		comp = f[1][:1]
+	}
+	first, _, _ := bytes.Cut(f[3], comp)
+	f[3] = bytes.Join([][]byte{first, []byte("2.999.4"), []byte("ISO")}, comp)
+	line := bytes.Join(f, raw[3:4])
+	rest := raw[bytes.IndexByte(raw, '\r'):]
+	return append(line, rest...)
 }
 
 // checkRetransmit compares the answers to a message sent twice: byte for
 // byte when the first answer accepted it (the stored answer comes back),
 // else the same acknowledgment codes.
-func checkRetransmit(t *testing.T, what string, first, again [][]byte) {
-	t.Helper()
+func checkRetransmit(f *shared.Findings, what string, first, again [][]byte) {
 	codesOf := func(frames [][]byte) (codes []string, accepted bool) {
 		for _, f := range frames {
 			m, err := hl7.Parse(f)
@@ -321,18 +429,18 @@ func checkRetransmit(t *testing.T, what string, first, again [][]byte) {
 	c2, _ := codesOf(again)
 	if accepted {
 		if len(first) != len(again) {
-			t.Errorf("%s: retransmit answered %v, first %v", what, c2, c1)
+			f.Add("a retransmit of an accepted message answered with other frames", what)
 			return
 		}
 		for i := range first {
 			if !bytes.Equal(first[i], again[i]) {
-				t.Errorf("%s: retransmit's answer %d differs from the original's bytes", what, i+1)
+				f.Add("a retransmit's answer differs from the original's bytes", what)
 			}
 		}
 		return
 	}
 	if strings.Join(c1, " ") != strings.Join(c2, " ") {
-		t.Errorf("%s: retransmit answered %v, first %v", what, c2, c1)
+		f.Add("a retransmit of a rejected message answered with other codes", what)
 	}
 }
 

@@ -2,8 +2,10 @@ package shared
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -85,4 +87,55 @@ func IsMSH(b []byte) bool {
 	}
 	c := b[3]
 	return !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9')
+}
+
+// Findings gathers test failures by kind, so that a defect that hundreds of
+// corpus messages show reads as one line: how many messages, which files.
+// Where names a message as "file #n".
+type Findings struct {
+	byKind map[string][]string
+	seen   map[string]bool
+}
+
+// Add records that the message where shows the failure kind (once).
+func (f *Findings) Add(kind, where string) {
+	if f.byKind == nil {
+		f.byKind, f.seen = map[string][]string{}, map[string]bool{}
+	}
+	if f.seen[kind+"\x00"+where] {
+		return
+	}
+	f.seen[kind+"\x00"+where] = true
+	f.byKind[kind] = append(f.byKind[kind], where)
+}
+
+// Report fails t once per kind, naming up to six files.
+func (f *Findings) Report(t testing.TB) {
+	t.Helper()
+	kinds := make([]string, 0, len(f.byKind))
+	for k := range f.byKind {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		var files []string
+		seen := map[string]bool{}
+		for _, w := range f.byKind[k] {
+			file, _, _ := strings.Cut(w, " #")
+			if !seen[file] {
+				seen[file] = true
+				files = append(files, file)
+			}
+		}
+		more := ""
+		if len(files) > 6 {
+			files, more = files[:6], fmt.Sprintf(" and %d more", len(files)-6)
+		}
+		msgs := f.byKind[k]
+		example := ""
+		if len(msgs) <= 3 {
+			example = " (" + strings.Join(msgs, ", ") + ")"
+		}
+		t.Errorf("%s: %d messages%s in %d files: %s%s", k, len(msgs), example, len(seen), strings.Join(files, ", "), more)
+	}
 }
