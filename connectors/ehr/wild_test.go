@@ -35,7 +35,9 @@ import (
 //   - a retransmit of an accepted message gets the same bytes back, a
 //     rejected one the same codes;
 //   - an accepted message sent again with only MSH-4's universal id changed
-//     (another sender, same local names, same control id) is accepted;
+//     (another sender, same local names, same control id) is accepted, and
+//     so is an accepted ASCII message sent again with MSH-18 UNICODE under a
+//     control id of its own;
 //   - a file without any MSH line, sent whole as one frame, does not stop
 //     the listener;
 //   - the log output holds no patient name or identifier of the corpus.
@@ -62,7 +64,7 @@ func TestWildMLLP(t *testing.T) {
 	logs := &syncbuf.Buffer{}
 	w := &wildSender{t: t}
 	var f shared.Findings
-	var sent, answered, silent, senders int
+	var sent, answered, silent, senders, unicode int
 	codes := map[string]int{}
 	var phi []string
 	for i, name := range names {
@@ -116,10 +118,19 @@ func TestWildMLLP(t *testing.T) {
 			if c, _ := answerCodes(frames); !accepting(c) {
 				f.Add("sent again with another MSH-4 universal id (HD.2), same control id: not accepted", fmt.Sprintf("%s #%d", name, j+1))
 			}
+			// The same ASCII message saying MSH-18 UNICODE (table 0211),
+			// under a control id of its own: read, and accepted.
+			if u, ok := unicodeVariant(raw); ok {
+				frames, _ := w.exchange(u)
+				unicode++
+				if c, _ := answerCodes(frames); !accepting(c) {
+					f.Add("an ASCII message with MSH-18 UNICODE (own control id): not accepted", fmt.Sprintf("%s #%d", name, j+1))
+				}
+			}
 		}
 		w.close()
 	}
-	t.Logf("wild corpus over MLLP: %d messages sent, %d answered, %d without an answer; first answers' codes %v; %d sent again from another sender", sent, answered, silent, codes, senders)
+	t.Logf("wild corpus over MLLP: %d messages sent, %d answered, %d without an answer; first answers' codes %v; %d sent again from another sender, %d with MSH-18 UNICODE", sent, answered, silent, codes, senders, unicode)
 	f.Report(t)
 	if sent < 450 {
 		t.Errorf("only %d wild messages sent", sent)
@@ -406,6 +417,29 @@ func otherFacilityOID(raw []byte) []byte {
 	line := bytes.Join(f, raw[3:4])
 	rest := raw[bytes.IndexByte(raw, '\r'):]
 	return append(line, rest...)
+}
+
+// unicodeVariant returns raw with MSH-18 set to UNICODE and "U" appended to
+// MSH-10, for a message of ASCII bytes with MSH-18 empty and a readable
+// control id.
+func unicodeVariant(raw []byte) ([]byte, bool) {
+	for _, c := range raw {
+		if c >= 0x80 {
+			return nil, false
+		}
+	}
+	f := mshFields(raw)
+	ctl, ok := readableControlID(f)
+	if !ok || len(f) > 17 && len(f[17]) > 0 {
+		return nil, false
+	}
+	for len(f) < 18 {
+		f = append(f, nil)
+	}
+	f[9] = []byte(ctl + "U")
+	f[17] = []byte("UNICODE")
+	line := bytes.Join(f, raw[3:4])
+	return append(line, raw[bytes.IndexByte(raw, '\r'):]...), true
 }
 
 // checkRetransmit compares the answers to a message sent twice: byte for
