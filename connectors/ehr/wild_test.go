@@ -116,7 +116,7 @@ func TestWildMLLP(t *testing.T) {
 			frames, _ := w.exchange(other)
 			senders++
 			if c, _ := answerCodes(frames); !accepting(c) {
-				f.Add("sent again with another MSH-4 universal id (HD.2), same control id: not accepted", fmt.Sprintf("%s #%d", name, j+1))
+				f.Add("sent again with another MSH-4 universal id (HD.2), same control id: "+notAccepted(c), fmt.Sprintf("%s #%d", name, j+1))
 			}
 			// The same ASCII message saying MSH-18 UNICODE (table 0211),
 			// under a control id of its own: read, and accepted.
@@ -124,7 +124,7 @@ func TestWildMLLP(t *testing.T) {
 				frames, _ := w.exchange(u)
 				unicode++
 				if c, _ := answerCodes(frames); !accepting(c) {
-					f.Add("an ASCII message with MSH-18 UNICODE (own control id): not accepted", fmt.Sprintf("%s #%d", name, j+1))
+					f.Add("an ASCII message with MSH-18 UNICODE (own control id): "+notAccepted(c), fmt.Sprintf("%s #%d", name, j+1))
 				}
 			}
 		}
@@ -399,6 +399,14 @@ func accepting(codes []string) bool {
 		}
 	}
 	return ok
+}
+
+// notAccepted says how answers with codes failed to accept a message.
+func notAccepted(codes []string) string {
+	if len(codes) == 0 {
+		return "no answer"
+	}
+	return "answered " + strings.Join(codes, " ")
 }
 
 // otherFacilityOID returns raw with MSH-4 replaced by its first component
