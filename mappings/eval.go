@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofhir/fhirpath"
 	"github.com/gofhir/fhirpath/types"
@@ -441,6 +442,12 @@ func (m *Mapping) eachFHIR(e *env, od *opDef, ops []Op) ([]Op, error) {
 	return ops, nil
 }
 
+// MaxKeyLength is the longest key an op may have: a Salesforce External
+// ID text field holds 255 characters, and no Dataverse key column more.
+// A longer key (long namespaces, a long code) fails the input with a
+// reason rather than being cut, which could make two keys one.
+const MaxKeyLength = 255
+
 var errNoKey = errors.New("the key expression gave no value (use if: to skip inputs without one)")
 
 // emit evaluates one op in the current context and appends it.
@@ -474,6 +481,9 @@ func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
 			return fail("key", errNoKey)
 		}
 		op.Key = textOf(key)
+		if n := utf8.RuneCountInString(op.Key); n > MaxKeyLength {
+			return fail("key", fmt.Errorf("the key is %d characters long; an external id holds at most %d", n, MaxKeyLength))
+		}
 	}
 	if len(od.fields) > 0 {
 		op.Fields = make([]Field, 0, len(od.fields))

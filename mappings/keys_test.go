@@ -433,3 +433,17 @@ func TestSplit(t *testing.T) {
 		t.Error("split with piece 0 compiled")
 	}
 }
+
+// A key longer than an external id field holds is refused, not cut (two
+// cut keys could become one).
+func TestKeyLength(t *testing.T) {
+	m := mapping(t, "when: {hl7: ADT}\nops:\n  - object: A\n    key_field: K\n    key: concat(ns(PID-3.4), \"|\", PID-3.1)\n    fields: {N: PID-5.1}\n")
+	ok := strings.Repeat("é", 255-len("H|"))
+	if ops, err := m.Map(Input{HL7: parse(t, adtWithPID(ok+"^^^H"))}); err != nil || len([]rune(ops[0].Key)) != 255 {
+		t.Fatalf("255 characters: %v", err)
+	}
+	_, err := m.Map(Input{HL7: parse(t, adtWithPID(ok+"x^^^H"))})
+	if err == nil || !strings.Contains(err.Error(), "the key is 256 characters long; an external id holds at most 255") {
+		t.Errorf("err = %v", err)
+	}
+}
