@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofhir/fhirpath"
 	"github.com/gofhir/fhirpath/types"
@@ -46,12 +48,19 @@ type Result struct {
 // the checkpoint log's reasons).
 type Warning struct {
 	Mapping, Op, Field string
-	Text               string
+	// Repeat is the 1-based repeat of a foreach op; 0 otherwise.
+	Repeat int
+	Text   string
 }
 
-// String renders the warning as "mapping/op.field: text".
+// String renders the warning as "mapping/op.field: text", with the
+// repeat of a foreach op as "mapping/op[2].field: text".
 func (w Warning) String() string {
-	return w.Mapping + "/" + w.Op + "." + w.Field + ": " + w.Text
+	op := w.Op
+	if w.Repeat > 0 {
+		op += "[" + strconv.Itoa(w.Repeat) + "]"
+	}
+	return w.Mapping + "/" + op + "." + w.Field + ": " + w.Text
 }
 
 // Accepts reports whether the mapping applies to the input.
@@ -119,12 +128,13 @@ func (s *Set) Map(in Input) (Result, error) {
 		if !m.accepts(in, rt) {
 			continue
 		}
-		ops, err := m.Map(in)
+		ops, warns, err := m.MapWarnings(in)
 		if err != nil {
 			return Result{}, err
 		}
 		res.Mappings = append(res.Mappings, m.Name)
 		res.Ops = append(res.Ops, ops...)
+		res.Warnings = append(res.Warnings, warns...)
 	}
 	return res, nil
 }
@@ -138,7 +148,7 @@ func (s *Set) Lane(in Input) (string, error) {
 			continue
 		}
 		e := m.newEnv(in)
-		v, err := m.lane.eval(e)
+		v, err := e.evalKey(m.lane)
 		if err != nil {
 			return "", &Error{Mapping: m.Name, Field: "lane", Err: err}
 		}
@@ -170,6 +180,63 @@ type env struct {
 	keys map[*opDef]Value
 	// explain, when set, collects how each op came about (Explain).
 	explain *[]Explained
+	// keyMode is set while a key is evaluated (an op's key, the lane, the
+	// key of a ref): values read from the input that are blank (only
+	// whitespace, or the HL7 null "") are absent there, and so are the
+	// concat() and key() results with such a part (see evalKey).
+	keyMode bool
+	// target is the target field being evaluated, "" outside fields:
+	// only there may a value that cannot be written be left out with a
+	// warning (see evalStampAs) instead of failing the input.
+	target string
+	// warnings collects those, for the field being evaluated; out, when
+	// set, collects them for the input.
+	warnings []string
+	out      *[]Warning
+}
+
+// blank reports whether a value is nothing in a key: absent, null, or
+// text that is empty or only whitespace.
+func blank(v Value) bool {
+	switch v.Kind {
+	case Absent, Null:
+		return true
+	case String:
+		return strings.TrimSpace(v.Text) == ""
+	}
+	return false
+}
+
+// leaf applies key mode to a value read from the input: a blank value is
+// absent in a key.
+func (e *env) leaf(v Value) Value {
+	if e.keyMode && v.Kind != Bool && v.Kind != Number && blank(v) {
+		return Value{}
+	}
+	return v
+}
+
+// evalKey evaluates an expression in key position: blank parts are
+// absent, and a blank result is absent.
+func (e *env) evalKey(x *expression) (Value, error) {
+	saved, savedTarget := e.keyMode, e.target
+	e.keyMode, e.target = true, ""
+	defer func() { e.keyMode, e.target = saved, savedTarget }()
+	v, err := x.eval(e)
+	if err != nil || blank(v) {
+		return Value{}, err
+	}
+	return v, nil
+}
+
+// warn records that the current field is left out, and why (never the
+// value). It reports false outside a field, where the caller must fail.
+func (e *env) warn(text string) bool {
+	if e.target == "" || e.keyMode {
+		return false
+	}
+	e.warnings = append(e.warnings, text)
+	return true
 }
 
 func (m *Mapping) newEnv(in Input) *env {
@@ -232,6 +299,7 @@ func (e *env) refKey(op *opDef) (Value, error) {
 	}
 	top := *e
 	top.cur, top.field, top.fieldSeg, top.repVal, top.index, top.item, top.explain = -1, nil, nil, hl7.Value{}, 0, nil, nil
+	top.target, top.warnings, top.keyMode = "", nil, false
 	// A reference to an op that its if: skips is no reference.
 	if op.cond != nil {
 		c, err := op.cond.eval(&top)
@@ -243,7 +311,7 @@ func (e *env) refKey(op *opDef) (Value, error) {
 			return Value{}, nil
 		}
 	}
-	v, err := op.key.eval(&top)
+	v, err := top.evalKey(op.key)
 	if err != nil {
 		return Value{}, fmt.Errorf("key of op %s: %w", op.ID, err)
 	}
@@ -260,7 +328,21 @@ func (e *env) cacheKey(op *opDef, v Value) {
 
 // Map runs this mapping's ops on the input, which it must accept.
 func (m *Mapping) Map(in Input) ([]Op, error) {
-	return m.mapEnv(m.newEnv(in))
+	ops, _, err := m.MapWarnings(in)
+	return ops, err
+}
+
+// MapWarnings is Map that also returns the fields left out with a
+// warning (see Result.Warnings).
+func (m *Mapping) MapWarnings(in Input) ([]Op, []Warning, error) {
+	var warns []Warning
+	e := m.newEnv(in)
+	e.out = &warns
+	ops, err := m.mapEnv(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ops, warns, nil
 }
 
 func (m *Mapping) mapEnv(e *env) ([]Op, error) {
@@ -360,6 +442,12 @@ func (m *Mapping) eachFHIR(e *env, od *opDef, ops []Op) ([]Op, error) {
 	return ops, nil
 }
 
+// MaxKeyLength is the longest key an op may have: a Salesforce External
+// ID text field holds 255 characters, and no Dataverse key column more.
+// A longer key (long namespaces, a long code) fails the input with a
+// reason rather than being cut, which could make two keys one.
+const MaxKeyLength = 255
+
 var errNoKey = errors.New("the key expression gave no value (use if: to skip inputs without one)")
 
 // emit evaluates one op in the current context and appends it.
@@ -385,7 +473,7 @@ func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
 	}
 	op := Op{Mapping: m.Name, Object: od.Object, Action: od.Action, KeyField: od.KeyField}
 	if od.key != nil { // nil only in an hl7 output mapping
-		key, err := od.key.eval(e)
+		key, err := e.evalKey(od.key)
 		if err != nil {
 			return fail("key", err)
 		}
@@ -393,6 +481,9 @@ func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
 			return fail("key", errNoKey)
 		}
 		op.Key = textOf(key)
+		if n := utf8.RuneCountInString(op.Key); n > MaxKeyLength {
+			return fail("key", fmt.Errorf("the key is %d characters long; an external id holds at most %d", n, MaxKeyLength))
+		}
 	}
 	if len(od.fields) > 0 {
 		op.Fields = make([]Field, 0, len(od.fields))
@@ -408,15 +499,25 @@ func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
 		}
 	}
 	for _, f := range od.fields {
+		e.target, e.warnings = f.name, nil
 		v, err := f.expr.eval(e)
+		e.target = ""
 		if err != nil {
 			return fail("field "+f.name, err)
+		}
+		warning := ""
+		if len(e.warnings) > 0 {
+			// The value could not be written: the field is left out.
+			v, warning = Value{}, strings.Join(e.warnings, "; ")
+			if e.out != nil {
+				*e.out = append(*e.out, Warning{Mapping: m.Name, Op: od.ID, Field: f.name, Repeat: e.index, Text: warning})
+			}
 		}
 		if v.Kind != Absent {
 			op.Fields = append(op.Fields, Field{Name: f.name, Value: v})
 		}
 		if ex != nil {
-			ex.Fields = append(ex.Fields, ExplainedField{Name: f.name, Expr: f.expr.src, Value: v})
+			ex.Fields = append(ex.Fields, ExplainedField{Name: f.name, Expr: f.expr.src, Value: v, Warning: warning})
 		}
 	}
 	if ex != nil {
@@ -444,6 +545,9 @@ type ExplainedField struct {
 	Name  string
 	Expr  string
 	Value Value
+	// Warning, when set, says why the field was left out (a date the
+	// target cannot hold); it never quotes the value.
+	Warning string
 }
 
 // Explain maps the input like Map and also reports how each op came about.

@@ -25,8 +25,9 @@ func (n literal) eval(*env) (Value, error) { return n.v, nil }
 // hl7Path reads a value from the message, in the context of the current
 // repeat (see env.segment).
 type hl7Path struct {
-	p    hl7.Path
-	text bool // render formatting escapes (text())
+	p     hl7.Path
+	text  bool // render formatting escapes (text())
+	whole bool // read with all its parts (ns())
 }
 
 func (n *hl7Path) eval(e *env) (Value, error) {
@@ -43,10 +44,16 @@ func (n *hl7Path) eval(e *env) (Value, error) {
 // evalIn reads the path in a given segment.
 func (n *hl7Path) evalIn(e *env, seg *hl7.Segment) (Value, error) {
 	p := n.p
+	var v hl7.Value
 	if e.field != nil && seg == e.fieldSeg && p.Field == e.field.Field && p.Rep == 0 {
-		return readHL7(narrow(e.repVal, p.Component, p.Subcomponent), p, n.text), nil
+		v = narrow(e.repVal, p.Component, p.Subcomponent)
+	} else {
+		v = seg.Get(p)
 	}
-	return readHL7(seg.Get(p), p, n.text), nil
+	if n.whole {
+		return wholeHL7(v, p, e.msg.Delimiters()), nil
+	}
+	return e.leaf(readHL7(v, p, n.text)), nil
 }
 
 // narrow addresses a component and subcomponent (0: not given) of a field
@@ -99,7 +106,8 @@ func (n *fhirPath) eval(e *env) (Value, error) {
 	if len(col) == 0 {
 		return Value{}, nil
 	}
-	return fhirValue(col[0], n.src)
+	v, err := fhirValue(col[0], n.src)
+	return e.leaf(v), err
 }
 
 // fhirValue converts a FHIRPath item to a Value.

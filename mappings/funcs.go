@@ -55,6 +55,8 @@ func init() {
 		"lookup":      {min: 2, max: 3, nameArgs: []int{0}, compile: compileLookup, eval: evalLookup, usage: "lookup(table, value [, default])"},
 		"concat":      {min: 1, max: -1, eval: evalConcat, usage: "concat(value, ...)"},
 		"key":         {min: 1, max: -1, eval: evalKey, usage: "key(part, ...)"},
+		"ns":          {min: 1, max: -1, compile: compileNS, eval: evalNS, usage: "ns(HL7 path, ...)"},
+		"required":    {min: 2, max: 2, compile: compileRequired, eval: evalRequired, usage: `required(value, "reason")`},
 		"format":      {min: 1, max: -1, compile: compileFormat, eval: evalFormat, usage: `format("{1} {2}", value, ...)`},
 		"default":     {min: 2, max: 2, eval: evalCoalesce, usage: "default(value, fallback)"},
 		"coalesce":    {min: 1, max: -1, eval: evalCoalesce, usage: "coalesce(value, ...)"},
@@ -63,6 +65,7 @@ func init() {
 		"lower":       {min: 1, max: 1, eval: stringFn(strings.ToLower), usage: "lower(value)"},
 		"replace":     {min: 3, max: 3, eval: evalReplace, usage: "replace(value, old, new)"},
 		"truncate":    {min: 2, max: 2, compile: compileCountArg, eval: evalTruncate, usage: "truncate(value, n)"},
+		"split":       {min: 3, max: 3, compile: compileSplit, eval: evalSplit, usage: `split(value, "^", n)`},
 		"number":      {min: 1, max: 1, eval: evalNumber, usage: "number(value)"},
 		"bool":        {min: 1, max: 1, eval: evalBool, usage: "bool(value)"},
 		"text":        {min: 1, max: 1, compile: compileText, eval: evalArg0, usage: "text(HL7 path)"},
@@ -163,39 +166,47 @@ func (c *call) zoneFor(e *env) *time.Location {
 	return e.zone
 }
 
-func evalStamp(e *env, c *call) (stamp, bool, error) {
-	v, err := c.arg(e, 0)
-	if err != nil || v.empty() {
-		return stamp{}, false, err
-	}
-	st, err := parseStamp(v.Text, c.zoneFor(e))
-	if err != nil {
-		return stamp{}, false, fmt.Errorf("%s: the value is not a date/time (HL7 YYYYMMDD[HHMM[SS]][+ZZZZ] or ISO 8601)", c.fn.usage)
-	}
-	return st, true, nil
-}
-
 func evalDate(e *env, c *call) (Value, error) { return evalStampAs(e, c, "date()", stamp.isoDate) }
 
 func evalDateTime(e *env, c *call) (Value, error) {
 	return evalStampAs(e, c, "datetime()", stamp.isoDateTime)
 }
 
-// evalStampAs reads argument 0 as a date/time with at least a day and
-// renders it; null stays null (it clears the field).
+// evalStampAs reads argument 0 as an HL7 DTM/TS or ISO 8601 date/time, at
+// any precision the standards allow, and renders it; null stays null (it
+// clears the field). A value with less than a day (YYYY, YYYYMM) cannot
+// be written to a Date or DateTime field without inventing a day: in a
+// field it is left out with a warning, and so is a value that is not a
+// date/time at all; in a key, a lane or a condition either fails the
+// input.
 func evalStampAs(e *env, c *call, fn string, render func(stamp) string) (Value, error) {
 	v, err := c.arg(e, 0)
-	if err != nil || v.Kind == Null {
+	if err != nil || v.Kind == Null || v.empty() {
 		return v, err
 	}
-	st, ok, err := evalStamp(e, c)
-	if !ok {
-		return Value{}, err
+	st, err := parseStamp(v.Text, c.zoneFor(e))
+	if err != nil {
+		msg := fn + ": the value is not a date/time (HL7 YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ] or ISO 8601)"
+		if e.warn(msg + "; the field is left out") {
+			return Value{}, nil
+		}
+		return Value{}, errors.New(msg)
 	}
 	if st.precision < 8 {
-		return Value{}, fmt.Errorf("%s: the value has no day (year or month precision only)", fn)
+		msg := fn + ": the value has no day (" + precisionName(st.precision) + " precision only)"
+		if e.warn(msg + "; the field is left out rather than given an invented day") {
+			return Value{}, nil
+		}
+		return Value{}, errors.New(msg)
 	}
 	return Str(render(st)), nil
+}
+
+func precisionName(p int) string {
+	if p == 4 {
+		return "year"
+	}
+	return "month"
 }
 
 func (p *exprParser) table(nameText string) (map[string]string, error) {
@@ -244,15 +255,23 @@ func evalLookup(e *env, c *call) (Value, error) {
 // joinArgs evaluates args and reports whether any that is not a literal
 // was set, and any null: literal separators alone ("|", " ") do not make
 // a value, so concat(PID-5.2, " ", PID-5.1) of an empty name is absent.
-func joinArgs(e *env, args []node, each func(i int, v Value)) (set, null bool, err error) {
+// In a key (key mode), a part that is not a literal and comes out blank
+// makes the whole result absent (blank reports it), so that
+// concat(PID-3.4, "|", PID-3.1) never gives "HOSP|" or "|" — except a
+// part written as an explicit fallback to a literal, like
+// coalesce(OBX-3.3, ""), which says the part may be empty.
+func joinArgs(e *env, args []node, each func(i int, v Value)) (set, null, blankPart bool, err error) {
 	allLiteral := true
 	for i, a := range args {
 		v, err := a.eval(e)
 		if err != nil {
-			return false, false, err
+			return false, false, false, err
 		}
 		_, lit := a.(literal)
 		allLiteral = allLiteral && lit
+		if e.keyMode && !lit && !optionalPart(a) && blank(v) {
+			blankPart = true
+		}
 		switch {
 		case v.Kind == Absent:
 		case v.Kind == Null:
@@ -262,16 +281,30 @@ func joinArgs(e *env, args []node, each func(i int, v Value)) (set, null bool, e
 		}
 		each(i, v)
 	}
-	return set || allLiteral, null, nil
+	return set || allLiteral, null, blankPart, nil
+}
+
+// optionalPart reports whether a key part is written as a fallback to a
+// literal (coalesce(x, "") or default(x, "none")): the part may be
+// empty, by the mapping's own word.
+func optionalPart(n node) bool {
+	c, ok := n.(*call)
+	if !ok || (c.fn != functions["coalesce"] && c.fn != functions["default"]) || len(c.args) == 0 {
+		return false
+	}
+	_, lit := c.args[len(c.args)-1].(literal)
+	return lit
 }
 
 // evalKey joins its parts with "|" for a composite external key, and is
-// absent when any part is absent or empty: a key is never half made.
+// absent when any part is absent, null or blank (only whitespace): a key
+// is never half made, so a patient without an id never shares the key
+// "HOSP|" with every other such patient.
 func evalKey(e *env, c *call) (Value, error) {
 	var b strings.Builder
 	for i := range c.args {
 		v, err := c.arg(e, i)
-		if err != nil || v.empty() {
+		if err != nil || blank(v) {
 			return Value{}, err
 		}
 		if i > 0 {
@@ -280,6 +313,128 @@ func evalKey(e *env, c *call) (Value, error) {
 		b.WriteString(textOf(v))
 	}
 	return Str(b.String()), nil
+}
+
+// compileNS marks the HL7 paths among ns()'s arguments (also the field
+// of a pick()) to be read whole: all the parts of a namespace.
+func compileNS(_ *exprParser, c *call) error {
+	for i, a := range c.args {
+		switch n := a.(type) {
+		case *hl7Path:
+			cp := *n
+			cp.whole = true
+			c.args[i] = &cp
+		case *call:
+			if n.fn == functions["pick"] {
+				cp := *n.args[0].(*hl7Path)
+				cp.whole = true
+				pc := *n
+				pc.args = append([]node{&cp}, n.args[1:]...)
+				c.args[i] = &pc
+			}
+		}
+	}
+	return nil
+}
+
+// evalNS renders a namespace — an HD (MSH-4, CX.4 as in PID-3.4), or the
+// components 2–4 of an EI given one by one (ns(OBR-3.2, OBR-3.3,
+// OBR-3.4)) — in one normal form: its parts trimmed, trailing empty parts
+// dropped, joined with "^" (HD's own separator; subcomponents of a CX.4
+// are written with "^" too, so a namespace reads the same wherever it
+// came from). "HOSP" stays "HOSP"; "HOSP&1.2.3&ISO" gives "HOSP^1.2.3^ISO".
+// Blank, it is absent.
+func evalNS(e *env, c *call) (Value, error) {
+	var parts []string
+	for i := range c.args {
+		v, err := c.arg(e, i)
+		if err != nil {
+			return Value{}, err
+		}
+		if v.Kind == Null {
+			v = Value{}
+		}
+		parts = append(parts, strings.TrimSpace(textOf(v)))
+	}
+	for len(parts) > 0 && parts[len(parts)-1] == "" {
+		parts = parts[:len(parts)-1]
+	}
+	if len(parts) == 0 {
+		return Value{}, nil
+	}
+	return Str(strings.Join(parts, "^")), nil
+}
+
+// wholeHL7 renders an addressed value with all its parts, trimmed and
+// without trailing empty ones, joined with "^": a field's components
+// (a component's subcomponents joined with "&"), or a component's
+// subcomponents. The HL7 null and empty values are absent.
+func wholeHL7(v hl7.Value, p hl7.Path, d hl7.Delimiters) Value {
+	if v.IsNull() || v.IsEmpty() {
+		return Value{}
+	}
+	if v.IsLeaf() {
+		return Str(strings.TrimSpace(v.String()))
+	}
+	join := func(n int, part func(i int) string, sep string) string {
+		parts := make([]string, 0, n)
+		for i := 1; i <= n; i++ {
+			parts = append(parts, part(i))
+		}
+		for len(parts) > 0 && parts[len(parts)-1] == "" {
+			parts = parts[:len(parts)-1]
+		}
+		return strings.Join(parts, sep)
+	}
+	sub := func(c hl7.Value) string {
+		if c.IsNull() {
+			return ""
+		}
+		if c.IsLeaf() {
+			return strings.TrimSpace(c.String())
+		}
+		return join(strings.Count(c.Raw(), string(d.Subcomponent))+1, func(i int) string {
+			s := c.Subcomponent(i)
+			if s.IsNull() {
+				return ""
+			}
+			return strings.TrimSpace(s.String())
+		}, "&")
+	}
+	var s string
+	if p.Component == 0 {
+		s = join(strings.Count(v.Raw(), string(d.Component))+1, func(i int) string { return sub(v.Component(i)) }, "^")
+	} else {
+		s = strings.ReplaceAll(sub(v), "&", "^")
+	}
+	if s == "" {
+		return Value{}
+	}
+	return Str(s)
+}
+
+func compileRequired(_ *exprParser, c *call) error {
+	if _, ok := c.args[1].(literal); !ok {
+		return errors.New(`the reason must be quoted text, like required(PID-5.1, "no patient name (PID-5)"); it is the dead letter's reason and must not quote the message`)
+	}
+	if r, _ := literalText(c.args[1]); strings.TrimSpace(r) == "" {
+		return errors.New("the reason must say what is missing")
+	}
+	return nil
+}
+
+// evalRequired is its first argument, unless that is blank (absent, null
+// or only whitespace): then the input is refused with the reason.
+func evalRequired(e *env, c *call) (Value, error) {
+	v, err := c.arg(e, 0)
+	if err != nil {
+		return Value{}, err
+	}
+	if blank(v) {
+		r, _ := literalText(c.args[1])
+		return Value{}, errors.New(r)
+	}
+	return v, nil
 }
 
 // textOf renders a value inside concatenated text.
@@ -295,8 +450,11 @@ func textOf(v Value) string {
 
 func evalConcat(e *env, c *call) (Value, error) {
 	var b strings.Builder
-	set, null, err := joinArgs(e, c.args, func(_ int, v Value) { b.WriteString(textOf(v)) })
-	return joined(b.String(), set, null), err
+	set, null, blankPart, err := joinArgs(e, c.args, func(_ int, v Value) { b.WriteString(textOf(v)) })
+	if err != nil || blankPart {
+		return Value{}, err
+	}
+	return joined(b.String(), set, null), nil
 }
 
 // joined is the result of concat and format: absent when every part was
@@ -357,8 +515,8 @@ func compileFormat(_ *exprParser, c *call) error {
 
 func evalFormat(e *env, c *call) (Value, error) {
 	vals := make([]Value, len(c.args))
-	set, null, err := joinArgs(e, c.args[1:], func(i int, v Value) { vals[i+1] = v })
-	if err != nil {
+	set, null, blankPart, err := joinArgs(e, c.args[1:], func(i int, v Value) { vals[i+1] = v })
+	if err != nil || blankPart {
 		return Value{}, err
 	}
 	var b strings.Builder
@@ -450,6 +608,36 @@ func evalTruncate(e *env, c *call) (Value, error) {
 		n++
 	}
 	return v, nil
+}
+
+func compileSplit(_ *exprParser, c *call) error {
+	if sep, ok := literalText(c.args[1]); !ok || sep == "" {
+		return errors.New(`the separator must be quoted text, like split(patient.authority, "^", 2)`)
+	}
+	l, ok := c.args[2].(literal)
+	n, err := strconv.Atoi(l.v.Text)
+	if !ok || l.v.Kind != Number || err != nil || n < 1 {
+		return errors.New("the piece must be a whole number of at least 1")
+	}
+	c.count = n
+	return nil
+}
+
+// evalSplit is piece n (1-based) of text split at a separator: the parts
+// of a namespace that ns() joined with "^" (split(authority, "^", 2) is
+// the universal id of an HD). Absent when there is no such piece or it
+// is empty.
+func evalSplit(e *env, c *call) (Value, error) {
+	v, err := c.arg(e, 0)
+	if err != nil || v.Kind != String {
+		return v, err
+	}
+	sep, _ := literalText(c.args[1])
+	parts := strings.Split(v.Text, sep)
+	if c.count > len(parts) || parts[c.count-1] == "" {
+		return Value{}, nil
+	}
+	return Str(parts[c.count-1]), nil
 }
 
 // evalNumber reads a decimal number. Text that is not a number (a lab's
@@ -573,14 +761,16 @@ func evalIn(e *env, c *call) (Value, error) {
 	return Boolean(false), nil
 }
 
+// evalPresent is true when its argument has a value that is not blank:
+// an HL7 field of spaces is no more present than an empty one.
 func evalPresent(e *env, c *call) (Value, error) {
 	v, err := c.arg(e, 0)
-	return Boolean(!v.empty()), err
+	return Boolean(!blank(v)), err
 }
 
 func evalEmpty(e *env, c *call) (Value, error) {
 	v, err := c.arg(e, 0)
-	return Boolean(v.empty()), err
+	return Boolean(blank(v)), err
 }
 
 func evalNot(e *env, c *call) (Value, error) {
@@ -648,7 +838,7 @@ func evalRef(e *env, c *call) (Value, error) {
 		}
 		return Value{Kind: Ref, Ref: &Reference{Object: c.ref.Object, KeyField: c.ref.KeyField, Key: textOf(key)}}, nil
 	}
-	key, err := c.arg(e, 2)
+	key, err := e.evalKey(&expression{root: c.args[2]})
 	if err != nil || key.empty() {
 		return Value{}, err
 	}
@@ -692,7 +882,10 @@ func evalPick(e *env, c *call) (Value, error) {
 	wp := hl7.Path{Component: wantComp}
 	for rep := range seg.Repetitions(base.p.Field) {
 		if same(readHL7(rep.Component(matchComp), mp, false), want) {
-			return readHL7(rep.Component(wantComp), wp, base.text), nil
+			if base.whole {
+				return wholeHL7(rep.Component(wantComp), wp, e.msg.Delimiters()), nil
+			}
+			return e.leaf(readHL7(rep.Component(wantComp), wp, base.text)), nil
 		}
 	}
 	return Value{}, nil

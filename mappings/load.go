@@ -36,6 +36,7 @@ type Mapping struct {
 	zone     *time.Location
 	ops      []*opDef
 	onDelete *deleteRule // FHIR: what a deleted resource's record becomes
+	lint     Problems    // warnings (Lint)
 }
 
 // Output is what the mapping's ops are: OutputCRM or OutputHL7.
@@ -263,6 +264,7 @@ func compileFile(file string, data []byte, opts Options) (*Mapping, Problems) {
 	sc := &scope{l: l, m: m, tables: tables}
 	if n := keys["lane"]; n != nil {
 		m.lane = sc.expr(n, "lane")
+		sc.lintKey(m.lane, n, "lane")
 	}
 	if n := keys["ops"]; n != nil {
 		sc.ops(n)
@@ -637,6 +639,7 @@ func (sc *scope) ops(n *yaml.Node) {
 			if !sc.m.hl7Out {
 				op.key, calls = sc.exprCalls(k, "key")
 				sc.pend(calls, op, k)
+				sc.lintKey(op.key, k, "key")
 			}
 		} else if !sc.m.hl7Out {
 			l.addAt(on, "op %s has no key: every op is written by a deterministic external key (key: PID-3.1)", op.ID)
@@ -693,6 +696,9 @@ func (sc *scope) fields(op *opDef, n *yaml.Node) {
 		x, calls := sc.exprCalls(v, k.Value)
 		sc.pend(calls, op, v)
 		if x != nil {
+			for _, kn := range keyCalls(x.root) {
+				sc.lintKey(&expression{root: kn}, v, k.Value+": the key of ref()")
+			}
 			op.fields = append(op.fields, fieldDef{name: k.Value, expr: x})
 		}
 	}

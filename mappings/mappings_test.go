@@ -134,10 +134,8 @@ func TestExpressions(t *testing.T) {
 
 func TestEvaluationErrorsNameNoContent(t *testing.T) {
 	for expr, want := range map[string]string{
-		"date(PID-5.1)":   "not a date/time",
-		`date("1980")`:    "has no day",
-		"datetime(PV1-2)": "not a date/time",
-		"index()":         "only meaningful in an op with foreach",
+		"index()":                  "only meaningful in an op with foreach",
+		`required(PID-6, "no mn")`: "no mn",
 	} {
 		_, err := evalField(t, expr)
 		var me *Error
@@ -635,7 +633,7 @@ ops:
 // instead of turning into a flood of ops; one with many field repetitions
 // is read in one pass.
 func TestRepeatLimits(t *testing.T) {
-	m := mapping(t, "when: {hl7: ORU}\nops:\n  - object: O\n    foreach: OBX\n    key_field: K\n    key: concat(OBX-3, index())\n    fields: {V: OBX-5}\n  - object: I\n    foreach: PID-3\n    key_field: K\n    key: concat(PID-3.1, index())\n    fields: {V: PID-3.1}\n  - object: P\n    key_field: K\n    key: pick(PID-3, 5, \"MR\", 1)\n    fields: {V: PID-3.4}\n")
+	m := mapping(t, "when: {hl7: ORU}\nops:\n  - object: O\n    foreach: OBX\n    key_field: K\n    key: concat(OBX-3, index())\n    fields: {V: OBX-5}\n  - object: I\n    foreach: PID-3\n    key_field: K\n    key: concat(coalesce(PID-3.1, \"none\"), \"|\", index())\n    fields: {V: PID-3.1}\n  - object: P\n    key_field: K\n    key: pick(PID-3, 5, \"MR\", 1)\n    fields: {V: PID-3.4}\n")
 	head := "MSH|^~\\&|A|B|C|D|2026||ORU^R01|1|P|2.5.1\rPID|1||" + strings.Repeat("~", MaxRepeats-2) + "7^^^H^MR\r"
 	ops, err := m.Map(Input{HL7: parse(t, head+strings.Repeat("OBX|1|NM|X||1\r", 3))})
 	if err != nil {

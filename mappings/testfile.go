@@ -32,7 +32,17 @@ import (
 //	    expect: []
 //	  - name: no patient id is an error
 //	    input: ...
-//	    expect_error: key expression gave no value
+//	    expect_error: no patient identifier
+//	  - name: a year-only birth date is left out, with a warning
+//	    input: ...
+//	    expect: [...]
+//	    warnings:
+//	      - "patient.PersonBirthdate: date(): the value has no day"
+//
+// warnings: lists the fields the case leaves out with a warning (see
+// Result.Warnings), each as text that one warning, rendered
+// "mapping/op.field: text", must contain; a case without warnings: must
+// produce none.
 //
 // input is an HL7 v2 message (line ends \n, \r\n or \r) or FHIR JSON: one
 // resource, or a Bundle whose entries are mapped in turn. patients: maps
@@ -49,6 +59,8 @@ type TestCase struct {
 	expect      []Op
 	expectNone  bool
 	expectError string
+	// warnings each match one warning the case must produce.
+	warnings []string
 	// patients resolves patient_key() (nil: the references' ids).
 	patients StaticPatients
 }
@@ -120,7 +132,7 @@ func ParseTestFile(path string) (*TestFile, error) {
 	}
 	for i, tn := range tests.Content {
 		tc := TestCase{Line: tn.Line, Name: fmt.Sprintf("case %d", i+1)}
-		k := l.entries(tn, []string{"name", "input", "input_file", "patients", "expect", "expect_error"}, "test")
+		k := l.entries(tn, []string{"name", "input", "input_file", "patients", "expect", "expect_error", "warnings"}, "test")
 		if pn := k["patients"]; pn != nil {
 			if pn.Kind != yaml.MappingNode {
 				l.addAt(pn, "patients must map references to patient keys, like \"Patient/123\": \"HOSP|M123\"")
@@ -153,6 +165,13 @@ func ParseTestFile(path string) (*TestFile, error) {
 			}
 		default:
 			l.addAt(tn, "test %q has no input or input_file", tc.Name)
+		}
+		if wn := k["warnings"]; wn != nil {
+			if wn.Kind != yaml.SequenceNode {
+				l.addAt(wn, "warnings must be a list of texts, each part of one warning (\"patient.PersonBirthdate: date()\")")
+			} else {
+				tc.warnings = l.strList(wn, "warnings")
+			}
 		}
 		ex, exErr := k["expect"], k["expect_error"]
 		switch {
@@ -329,6 +348,7 @@ func runCase(m *Mapping, tc *TestCase) []string {
 		return []string{fmt.Sprintf("%s: %v", tc.inputName, err)}
 	}
 	var got []Op
+	var warns []Warning
 	var mapErr error
 	for _, in := range inputs {
 		if !m.Accepts(in) {
@@ -337,12 +357,13 @@ func runCase(m *Mapping, tc *TestCase) []string {
 		if tc.patients != nil {
 			in.Patients = tc.patients
 		}
-		ops, err := m.Map(in)
+		ops, ws, err := m.MapWarnings(in)
 		if err != nil {
 			mapErr = err
 			break
 		}
 		got = append(got, ops...)
+		warns = append(warns, ws...)
 	}
 	switch {
 	case tc.expectError != "" && mapErr == nil:
@@ -355,7 +376,32 @@ func runCase(m *Mapping, tc *TestCase) []string {
 	case mapErr != nil:
 		return []string{fmt.Sprintf("mapping failed: %v", mapErr)}
 	}
-	return DiffOps(tc.expect, got)
+	return append(DiffOps(tc.expect, got), diffWarnings(tc.warnings, warns)...)
+}
+
+// diffWarnings matches expected warnings (texts each contained in one
+// warning) against those produced, in any order.
+func diffWarnings(want []string, got []Warning) []string {
+	var d []string
+	used := make([]bool, len(got))
+	for _, w := range want {
+		found := false
+		for i, g := range got {
+			if !used[i] && strings.Contains(g.String(), w) {
+				used[i], found = true, true
+				break
+			}
+		}
+		if !found {
+			d = append(d, fmt.Sprintf("warning: want one containing %q, got none", w))
+		}
+	}
+	for i, g := range got {
+		if !used[i] {
+			d = append(d, fmt.Sprintf("warning not expected (list it under warnings:): %s", g))
+		}
+	}
+	return d
 }
 
 // DiffOps compares expected ops with produced ones, in order, and

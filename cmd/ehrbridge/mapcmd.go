@@ -109,6 +109,16 @@ func cmdLint(args []string, stdout, stderr io.Writer) int {
 	if what == "" {
 		what = strings.Join(fs.Args(), " ")
 	}
+	// Warnings do not fail lint: the mappings load and run, but a key
+	// can collide or run its parts together (see docs/mappings.md).
+	warns := set.Lint()
+	for _, p := range warns {
+		fmt.Fprintln(stdout, p.String())
+	}
+	if len(warns) > 0 {
+		fmt.Fprintf(stdout, "%s: ok (%d mappings, %d warnings)\n", what, len(set.Mappings), len(warns))
+		return exitOK
+	}
 	fmt.Fprintf(stdout, "%s: ok (%d mappings)\n", what, len(set.Mappings))
 	return exitOK
 }
@@ -173,7 +183,15 @@ func cmdMap(args []string, stdout, stderr io.Writer) int {
 			}
 			if *explain {
 				explainInput(stdout, set, in, where)
+				for _, w := range res.Warnings {
+					fmt.Fprintf(stdout, "warning: %s\n", w)
+				}
 				continue
+			}
+			// Mapped with warnings: the fields left out, on stderr so
+			// that stdout stays JSON lines.
+			for _, w := range res.Warnings {
+				fmt.Fprintf(stderr, "%s: warning: %s\n", where, w)
 			}
 			for _, op := range res.Ops {
 				if err := enc.Encode(op); err != nil {
@@ -324,7 +342,10 @@ func explainInput(w io.Writer, set *mappings.Set, in mappings.Input, where strin
 			}
 			for _, f := range x.Fields {
 				val := f.Value.String()
-				if !f.Value.IsSet() {
+				switch {
+				case f.Warning != "":
+					val = "(left out: " + f.Warning + ")"
+				case !f.Value.IsSet():
 					val = "(left out: no value)"
 				}
 				fmt.Fprintf(w, "    %-28s <- %s\n", f.Name+" = "+val, f.Expr)

@@ -35,6 +35,7 @@ func TestLintMappings(t *testing.T) {
 		"bad/broken.yaml":   "when: {hl7: ADT^A01}\nops:\n  - object: Account\n    key_field: K\n    key: PID-3.1\n    fields:\n      LastName: PID-5.x\n      FirstName: uper(PID-5.2)\n      Born: date()\n      LastName: PID-5.1\n      Other: ref(patinet)\n",
 		"ehrbridge.yaml":    "data_dir: ./data\nmappings:\n  paths: [maps]\n  timezone: America/Chicago\n",
 		"badtz.yaml":        "data_dir: ./data\nmappings:\n  paths: [maps]\n  timezone: Mars/Olympus\n",
+		"warn/obs.yaml":     "when: {hl7: ORU}\nops:\n  - id: obs\n    object: CareObservation\n    key_field: K\n    key: concat(OBR-3.1, \"|\", OBX-3.1)\n    fields:\n      V: OBX-5\n",
 	})
 	if out, errOut, code := runCLI(t, "lint", "--config", filepath.Join(dir, "ehrbridge.yaml")); code != exitOK || !strings.Contains(out, "ok (1 mappings)") {
 		t.Errorf("good set: exit %d\n%s%s", code, out, errOut)
@@ -57,6 +58,12 @@ func TestLintMappings(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("lint output lacks %q:\n%s", want, out)
 		}
+	}
+	// Warnings (a key without its namespace) are printed; lint still passes.
+	if out, _, code := runCLI(t, "lint", filepath.Join(dir, "warn")); code != exitOK ||
+		!strings.Contains(out, filepath.Join(dir, "warn", "obs.yaml")+":6:10: warning: key: OBR-3.1 is an entity identifier (EI) read without its namespace") ||
+		!strings.Contains(out, "ok (1 mappings, 1 warnings)") {
+		t.Errorf("warnings: exit %d\n%s", code, out)
 	}
 	out, _, code = runCLI(t, "lint", "--config", filepath.Join(dir, "badtz.yaml"))
 	if code != exitFailure || !strings.Contains(out, "badtz.yaml:4:13: mappings.timezone: unknown time zone") {
@@ -142,14 +149,16 @@ func TestMapCorpus(t *testing.T) {
 			t.Errorf("no %s op:\n%s", object, out)
 		}
 	}
-	// SIU-S12-01: MSH-3 SCHApp, SCH-2 (filler appointment id) 36996, TQ1-7 20210924093000+0215.
-	if a := find("ServiceAppointment"); a == nil || a.Key != "SCHApp|36996" || string(a.Fields["Status"]) != `"Scheduled"` ||
+	// SIU-S12-01: MSH-4 GHHSFacility^2.16.840.1.122848.1.30^ISO, SCH-2 (filler appointment id)
+	// 36996 without a namespace, TQ1-7 20210924093000+0215.
+	if a := find("ServiceAppointment"); a == nil || a.Key != "GHHSFacility^2.16.840.1.122848.1.30^ISO|36996" || string(a.Fields["Status"]) != `"Scheduled"` ||
 		string(a.Fields["SchedStartTime"]) != `"2021-09-24T09:30:00+02:15"` {
 		t.Errorf("appointment op: %+v", a)
 	}
-	// ORU-R01-01: OBR-3 986, first OBX 8867-4 "heartrate" without OBX-4; PID-3 14^^^IA PHIMS Stage&...^PI.
-	if o := find("CareObservation"); o == nil || o.Key != "986|8867-4|#1" || string(o.Fields["Name"]) != `"heartrate"` ||
-		!strings.Contains(string(o.Fields["ObservedSubjectId"]), `"key":"IA PHIMS Stage|14"`) {
+	// ORU-R01-01: OBR-3 986 without a namespace, MSH-4 IA PHIMS Stage^2.16.840.1.114222.4.3.3.5.1.2^ISO,
+	// first OBX 8867-4^...^LN "heartrate" without OBX-4; PID-3 14^^^IA PHIMS Stage&...&ISO^PI.
+	if o := find("CareObservation"); o == nil || o.Key != "IA PHIMS Stage^2.16.840.1.114222.4.3.3.5.1.2^ISO|986|LN|8867-4|#1" || string(o.Fields["Name"]) != `"heartrate"` ||
+		!strings.Contains(string(o.Fields["ObservedSubjectId"]), `"key":"IA PHIMS Stage^2.16.840.1.114222.4.3.3.5.1.2^ISO|14"`) {
 		t.Errorf("observation op: %+v", o)
 	}
 	if !strings.Contains(errOut, "MDM-T02-01.hl7 message 1 (MDM^T02): no mapping accepts it") {
@@ -202,5 +211,32 @@ func TestMapExplain(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("explain lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// A field left out with a warning (a year-only birth date) is shown by
+// map --explain beside the field and as a warning line, and by map on
+// stderr, with stdout staying JSON; the value is never quoted.
+func TestMapWarnings(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"m/patient.yaml": "when: {hl7: ADT}\nops:\n  - id: patient\n    object: Account\n    key_field: K\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n      Birth: date(PID-7)\n",
+		"adt.hl7":        "MSH|^~\\&|A|B|C|D|20260105||ADT^A28|1|P|2.5.1\nPID|1||42^^^H^MR||DOE^JANE||1962\n",
+	})
+	out, errOut, code := runCLI(t, "map", "--explain", "--mappings", filepath.Join(dir, "m"), filepath.Join(dir, "adt.hl7"))
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"Birth = (left out: date(): the value has no day (year precision only); the field is left out rather than given an invented day) <- date(PID-7)",
+		"warning: patient/patient.Birth: date(): the value has no day (year precision only)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+	out, errOut, code = runCLI(t, "map", "--mappings", filepath.Join(dir, "m"), filepath.Join(dir, "adt.hl7"))
+	if code != exitOK || !strings.Contains(errOut, "message 1 (ADT^A28): warning: patient/patient.Birth: date(): the value has no day") ||
+		strings.Contains(out, "warning") || strings.Contains(out+errOut, "1962") || !strings.Contains(out, `"LastName":"DOE"`) {
+		t.Errorf("map: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
 }

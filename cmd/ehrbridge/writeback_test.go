@@ -63,7 +63,7 @@ func TestWritebackDemo(t *testing.T) {
 	waitFor(t, 20*time.Second, "the patient in the CRM", func() bool { return len(records("Account")) == 1 })
 	// The README's curl: a coordinator's note on the patient.
 	resp, err := http.Post(crm+"/sandbox/v1/objects/Task", "application/json", strings.NewReader(
-		`{"Subject":"Discharge call","Description":"Patient agrees to the discharge plan.","Send_to_EHR__c":true,"What":{"attributes":{"type":"Account"},"SourceSystemIdentifier":"test1|PATID1234"}}`))
+		`{"Subject":"Discharge call","Description":"Patient agrees to the discharge plan.","Send_to_EHR__c":true,"What":{"attributes":{"type":"Account"},"SourceSystemIdentifier":"test1^2.16.1^HCD|PATID1234"}}`))
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create task: %v %v", err, resp)
 	}
@@ -149,7 +149,7 @@ func TestDynamicsDemo(t *testing.T) {
 		return len(rows("contacts")) == 1 && len(rows("msemr_encounters")) == 1
 	})
 	c, e := rows("contacts")[0], rows("msemr_encounters")[0]
-	if c["msemr_medicalrecordnumber"] != "test1|PATID1234" || c["lastname"] == nil {
+	if c["msemr_medicalrecordnumber"] != "test1^2.16.1^HCD|PATID1234" || c["lastname"] == nil {
 		t.Errorf("contact %v", c)
 	}
 	if e["_msemr_encounterpatientidentifier_value"] != c["contactid"] {
@@ -160,7 +160,7 @@ func TestDynamicsDemo(t *testing.T) {
 	}
 	// The README's curl: a coordinator's task regarding the contact.
 	resp, err := http.Post("http://"+sandboxAddr+"/sandbox/v1/objects/tasks", "application/json", strings.NewReader(
-		`{"subject":"Discharge call","description":"Patient agrees to the discharge plan.","new_sendtoehr":true,"regardingobjectid_contact@odata.bind":"/contacts(msemr_medicalrecordnumber='test1|PATID1234')"}`))
+		`{"subject":"Discharge call","description":"Patient agrees to the discharge plan.","new_sendtoehr":true,"regardingobjectid_contact@odata.bind":"/contacts(msemr_medicalrecordnumber='test1^2.16.1^HCD|PATID1234')"}`))
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create task: %v %v", err, resp)
 	}

@@ -1,0 +1,182 @@
+package mappings_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/mappings"
+)
+
+// loadShipped loads the two shipped CRM sets.
+func loadShipped(t *testing.T) map[string]*mappings.Set {
+	t.Helper()
+	root := shared.ModuleRoot(t)
+	out := map[string]*mappings.Set{}
+	for _, name := range []string{"healthcloud", "dynamics"} {
+		s, err := mappings.Load([]string{filepath.Join(root, "configs", "mappings", name)}, mappings.Options{Zone: time.UTC})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out[name] = s
+	}
+	return out
+}
+
+func hl7In(t *testing.T, lines ...string) mappings.Input {
+	t.Helper()
+	m, err := hl7.Parse([]byte(strings.Join(lines, "\r") + "\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mappings.Input{HL7: m}
+}
+
+// admission is an ADT^A01 from facility fac for one patient with a visit,
+// an allergy and a diagnosis.
+func admission(t *testing.T, fac, pid3, name, birth, sex, visit string) mappings.Input {
+	return hl7In(t,
+		"MSH|^~\\&|EPIC|"+fac+"|CRM|CRM|20260105103000||ADT^A01^ADT_A01|A-"+visit+"|P|2.5.1",
+		"EVN|A01|20260105103000",
+		"PID|1||"+pid3+"||"+name+"||"+birth+"|"+sex,
+		"PV1|1|I|W^1^1||||||||||||||||"+visit+"||||||||||||||||||||||||||20260105100000",
+		"AL1|1|DA|70618^PENICILLIN^RXNORM|SV",
+		"DG1|1||I10^Hypertension^I10")
+}
+
+// patientScoped are the objects whose records belong to one patient (code
+// records are shared by design).
+var patientScoped = map[string]bool{
+	"Account": true, "ClinicalEncounter": true, "AllergyIntolerance": true, "HealthCondition": true,
+	"CareObservation": true, "ServiceAppointment": true,
+	"contact": true, "msemr_encounter": true, "msemr_allergyintolerance": true, "msemr_condition": true,
+	"msemr_observation": true, "msemr_appointmentemr": true,
+}
+
+// keysOf lists the patient-scoped op keys and the references' keys.
+func keysOf(ops []mappings.Op) map[string]bool {
+	out := map[string]bool{}
+	for _, op := range ops {
+		if patientScoped[op.Object] {
+			out[op.Object+" "+op.Key] = true
+		}
+		for _, f := range op.Fields {
+			if f.Value.Kind == mappings.Ref && patientScoped[f.Value.Ref.Object] {
+				out[f.Value.Ref.Object+" "+f.Value.Ref.Key] = true
+			}
+		}
+	}
+	return out
+}
+
+func shareNoKey(t *testing.T, what string, a, b []mappings.Op) {
+	t.Helper()
+	ka, kb := keysOf(a), keysOf(b)
+	if len(ka) == 0 || len(kb) == 0 {
+		t.Errorf("%s: no keys (%d, %d)", what, len(ka), len(kb))
+	}
+	for k := range ka {
+		if kb[k] {
+			t.Errorf("%s: both write or refer to %s", what, k)
+		}
+	}
+}
+
+// Issue 25 acceptance, through both shipped sets: two patients with blank
+// MRNs never share a CRM record (they are refused: "no patient
+// identifier"), two patients with the same MRN from two facilities share
+// no key, and two labs with the same order number never share an
+// observation.
+func TestShippedKeysNeverShared(t *testing.T) {
+	for name, set := range loadShipped(t) {
+		// The issue's reproduction, and the other blank ids.
+		for _, pid3 := range []string{" ", `""`, "^^^HOSP^MR", "  ^^^HOSP&1.2.3&ISO^MR"} {
+			for _, p := range []struct{ name, birth, sex, visit string }{
+				{"ALPHA^ANNA", "19500101", "F", "V1"}, {"BRAVO^BEN", "19600202", "M", "V2"},
+			} {
+				res, err := set.Map(admission(t, "HOSP", pid3, p.name, p.birth, p.sex, p.visit))
+				if err == nil || !strings.Contains(err.Error(), "no patient identifier") || len(res.Ops) > 0 {
+					t.Errorf("%s: PID-3 %q, %s: %d ops, err %v; want refused with \"no patient identifier\"", name, pid3, p.name, len(res.Ops), err)
+				}
+				if err != nil && (strings.Contains(err.Error(), "ALPHA") || strings.Contains(err.Error(), "BRAVO")) {
+					t.Errorf("%s: the reason quotes the message: %v", name, err)
+				}
+			}
+		}
+		// Same MRN and visit number, no authority, two facilities; same
+		// MRN, two authorities (one facility: its visit numbers differ).
+		for _, c := range []struct{ facA, pidA, facB, pidB, visitB string }{
+			{"HOSP", "1001", "CLINIC", "1001", "V1"},
+			{"HOSP", "1001^^^EAST^MR", "HOSP", "1001^^^WEST^MR", "V2"},
+			{"HOSP", "1001^^^MPI&1.2.3&ISO^MR", "HOSP", "1001^^^MPI&1.2.4&ISO^MR", "V2"},
+		} {
+			a, err := set.Map(admission(t, c.facA, c.pidA, "ALPHA^ANNA", "19500101", "F", "V1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := set.Map(admission(t, c.facB, c.pidB, "BRAVO^BEN", "19600202", "M", c.visitB))
+			if err != nil {
+				t.Fatal(err)
+			}
+			shareNoKey(t, name+": "+c.pidA+" from "+c.facA+" and "+c.pidB+" from "+c.facB, a.Ops, b.Ops)
+		}
+		// Two labs, the same order number 1001.
+		for _, c := range []struct{ labA, obrA, labB, obrB string }{
+			{"LABA", "1001", "LABB", "1001"},
+			{"LAB", "1001^CHEM", "LAB", "1001^MICRO"},
+			{"LABA", "1001^LAB^2.16.1^ISO", "LABB", "1001^LAB^2.16.2^ISO"},
+		} {
+			oru := func(lab, obr3, pid3, name string) mappings.Input {
+				return hl7In(t,
+					"MSH|^~\\&|LIS|"+lab+"|CRM|CRM|20260105103000||ORU^R01^ORU_R01|R-"+lab+"|P|2.5.1",
+					"PID|1||"+pid3+"||"+name+"||19500101|F",
+					"OBR|1||"+obr3+"|2345-7^Glucose^LN|||20260105090000",
+					"OBX|1|NM|2345-7^Glucose^LN||95|mg/dL|70-99|N|||F",
+					"OBX|2|NM|2951-2^Sodium^LN||140|mmol/L|135-145|N|||F")
+			}
+			a, err := set.Map(oru(c.labA, c.obrA, "P1^^^"+c.labA+"^MR", "ALPHA^ANNA"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := set.Map(oru(c.labB, c.obrB, "P2^^^"+c.labB+"^MR", "BRAVO^BEN"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			shareNoKey(t, name+": lab "+c.labA+" order "+c.obrA+" and lab "+c.labB+" order "+c.obrB, a.Ops, b.Ops)
+		}
+	}
+}
+
+// Issue 25.3 and 8: a year-only (or year and month) birth date maps, the
+// birth date left out with a warning; a nameless patient is refused with a
+// reason instead of being bounced by the CRM.
+func TestShippedPartialBirthDateAndNameless(t *testing.T) {
+	birthField := map[string]string{"healthcloud": "PersonBirthdate", "dynamics": "birthdate"}
+	for name, set := range loadShipped(t) {
+		for _, birth := range []string{"1962", "196203"} {
+			res, err := set.Map(admission(t, "HOSP", "1001^^^HOSP^MR", "ALPHA^ANNA", birth, "F", "V1"))
+			if err != nil {
+				t.Errorf("%s: birth date %s: %v", name, birth, err)
+				continue
+			}
+			if len(res.Ops) < 3 {
+				t.Errorf("%s: %d ops", name, len(res.Ops))
+			}
+			if _, ok := res.Ops[0].Field(birthField[name]); ok {
+				t.Errorf("%s: birth date %s written: %+v", name, birth, res.Ops[0])
+			}
+			if len(res.Warnings) != 1 || res.Warnings[0].Field != birthField[name] || !strings.Contains(res.Warnings[0].Text, "has no day") {
+				t.Errorf("%s: birth date %s: warnings %v", name, birth, res.Warnings)
+			}
+		}
+		for _, pid5 := range []string{"", `""`, " ^ANNA"} {
+			_, err := set.Map(admission(t, "HOSP", "1001^^^HOSP^MR", pid5, "19500101", "F", "V1"))
+			if err == nil || !strings.Contains(err.Error(), "no patient name (PID-5)") {
+				t.Errorf("%s: PID-5 %q: err = %v", name, pid5, err)
+			}
+		}
+	}
+}
