@@ -159,7 +159,9 @@ func (m *Message) Header() Header {
 		Type: get(9, 1), Trigger: get(9, 2), Structure: get(9, 3),
 		ControlID:    msh.Get(Path{Field: 10}).String(),
 		ProcessingID: get(11, 1), Version: get(12, 1),
-		AcceptAckType: get(15, 1), AppAckType: get(16, 1),
+		// Blank is not valued: some senders pad MSH-15 with a space,
+		// which must not switch on enhanced mode.
+		AcceptAckType: strings.TrimSpace(get(15, 1)), AppAckType: strings.TrimSpace(get(16, 1)),
 	}
 	h.SendingApp, h.SendingFacility = h.SendingAppHD.Namespace, h.SendingFacilityHD.Namespace
 	h.ReceivingApp, h.ReceivingFacility = h.ReceivingAppHD.Namespace, h.ReceivingFacilityHD.Namespace
@@ -207,6 +209,12 @@ func (h Header) Check() []*HeaderError {
 	default:
 		errs = append(errs, &HeaderError{Field: 11, Code: ErrCodeUnsupportedProcID, Reason: "processing id must be P, D or T"})
 	}
+	if !AckCondition(h.AcceptAckType).valid() {
+		errs = append(errs, &HeaderError{Field: 15, Code: ErrCodeTableValue, Reason: "accept acknowledgment type must be AL, NE, ER or SU (table 0155)"})
+	}
+	if !AckCondition(h.AppAckType).valid() {
+		errs = append(errs, &HeaderError{Field: 16, Code: ErrCodeTableValue, Reason: "application acknowledgment type must be AL, NE, ER or SU (table 0155)"})
+	}
 	if h.Version == "" {
 		errs = append(errs, &HeaderError{Field: 12, Code: ErrCodeRequiredMissing, Reason: "version id is missing"})
 	} else if !strings.HasPrefix(h.Version, "2.") {
@@ -214,6 +222,47 @@ func (h Header) Check() []*HeaderError {
 	}
 	return errs
 }
+
+// AckCondition is a value of HL7 table 0155, the conditions under which
+// MSH-15 (accept acknowledgment type) and MSH-16 (application
+// acknowledgment type) ask for an acknowledgment.
+type AckCondition string
+
+// Table 0155 values.
+const (
+	AckAlways    AckCondition = "AL"
+	AckNever     AckCondition = "NE"
+	AckOnError   AckCondition = "ER" // error/reject conditions only
+	AckOnSuccess AckCondition = "SU" // successful completion only
+)
+
+func (c AckCondition) valid() bool {
+	switch c {
+	case "", AckAlways, AckNever, AckOnError, AckOnSuccess:
+		return true
+	}
+	return false
+}
+
+// Wants reports whether an acknowledgment is due under c for an outcome
+// that succeeded or not. An empty condition (field not valued) asks for
+// none: it only arises in enhanced mode, where the other field is valued.
+func (c AckCondition) Wants(success bool) bool {
+	switch c {
+	case AckAlways:
+		return true
+	case AckOnError:
+		return !success
+	case AckOnSuccess:
+		return success
+	}
+	return false
+}
+
+// Enhanced reports whether the message asks for enhanced-mode
+// acknowledgments: MSH-15 or MSH-16 valued. With both empty the original
+// mode applies: one application acknowledgment (AA, AE or AR).
+func (h Header) Enhanced() bool { return h.AcceptAckType != "" || h.AppAckType != "" }
 
 // AckOptions tune BuildAck. Zero values are filled in.
 type AckOptions struct {

@@ -145,3 +145,27 @@ func TestAckTimeAvoidsDelimiters(t *testing.T) {
 		}
 	}
 }
+
+// Issue 25.6: MSH-15/MSH-16 and table 0155. A blank MSH-15 (a corpus
+// sample pads it with a space) is not valued: original mode.
+func TestAckConditions(t *testing.T) {
+	blank := mustParse(t, "MSH|^~\\&|A|B|C|D|2024||ADT^A01|C1|P|2.3||| \r").Header()
+	if blank.Enhanced() || len(blank.Check()) != 0 {
+		t.Errorf("blank MSH-15: enhanced=%v problems=%v", blank.Enhanced(), blank.Check())
+	}
+	h := mustParse(t, "MSH|^~\\&|A|B|C|D|2024||ADT^A01|C1|P|2.5|||AL|XX\r").Header()
+	if !h.Enhanced() {
+		t.Error("MSH-15 AL is enhanced mode")
+	}
+	if p := h.Check(); len(p) != 1 || p[0].Field != 16 || p[0].Code != ErrCodeTableValue {
+		t.Errorf("MSH-16 XX: problems = %v", p)
+	}
+	for _, tt := range []struct {
+		c           AckCondition
+		onOK, onErr bool
+	}{{AckAlways, true, true}, {AckNever, false, false}, {AckOnError, false, true}, {AckOnSuccess, true, false}, {"", false, false}} {
+		if tt.c.Wants(true) != tt.onOK || tt.c.Wants(false) != tt.onErr {
+			t.Errorf("%q: Wants(true)=%v Wants(false)=%v", tt.c, tt.c.Wants(true), tt.c.Wants(false))
+		}
+	}
+}
