@@ -13,6 +13,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // conn is one client connection to a source, for exchanges that answer
@@ -298,4 +299,39 @@ func answerable(m []byte) bool {
 	m = bytes.TrimLeft(m, "\r\n \t")
 	return len(m) > 3 && bytes.HasPrefix(m, []byte("MSH")) && m[3] > ' ' && m[3] < 0x7f &&
 		!(m[3] >= '0' && m[3] <= '9' || m[3] >= 'A' && m[3] <= 'Z' || m[3] >= 'a' && m[3] <= 'z')
+}
+
+// Issue 25.5/25.6 paths log what happened without patient data: broken
+// MSH-2, unreadable MSH-18, enhanced-mode answers, an oversized frame
+// whose MSH-16 is outside table 0155 (answered in original mode).
+func TestMLLPSourceNewPathsLogNoPHI(t *testing.T) {
+	phi := []string{"ZZSURNAME", "MRN88442211", "ZZCONTROL77", "Zürich"}
+	pid := "PID|1||MRN88442211^^^HOSP^MR||ZZSURNAME^ANNA|||||1 LANE^^Zürich\r"
+	logs := &syncbuf.Buffer{}
+	src := &MLLPSource{Name: "adt", Log: openLog(t)}
+	c := dial(t, startSource(t, src, 2048, logs))
+	for _, m := range []string{
+		"MSH|^~\\\\&|EPIC|HOSP||CRM|2024||ADT^A01|ZZCONTROL77|P|2.5.1\r" + pid,
+		"MSH|^~\\&|EPIC|HOSP||CRM|2024||ADT^A01|ZZCONTROL77|P|2.5.1||||||UNICODE UTF-32\r" + pid,
+		"MSH|^~\\&|EPIC|HOSP||CRM|2024||ADT^A01|ZZCONTROL77|P|2.5.1|||AL|AL\r" + pid,
+		"MSH|^~\\&|EPIC|HOSP||CRM|2024||ADT^A01|ZZCONTROL78|P|2.5.1|||NE|NE\r" + pid,
+	} {
+		c.exchange(m)
+	}
+	big := c.exchange("MSH|^~\\&|EPIC|HOSP||CRM|2024||ADT^A01|ZZCONTROL79|P|2.5.1|||AL|XX\r" + strings.Repeat(pid, 40))
+	if got := strings.Join(codes(t, big), " "); got != "AR/ZZCONTROL79" {
+		t.Errorf("oversized frame with MSH-16 XX: got %q, want an original-mode AR", got)
+	}
+	out := logs.String()
+	for _, s := range phi {
+		if strings.Contains(out, s) {
+			t.Errorf("log output contains %q:\n%s", s, out)
+		}
+	}
+	for _, want := range []string{`"msg":"hl7 message rejected: unreadable header"`, `"acks":2`,
+		`"msg":"hl7 message stored; the sender asked for no acknowledgment (MSH-15/MSH-16)"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
 }

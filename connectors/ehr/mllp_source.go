@@ -112,7 +112,7 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 		h := hdr.Header()
 		text := fmt.Sprintf("message of %d bytes exceeds the maximum of %d bytes", tooBig.Size, tooBig.Max)
 		details := append([]hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}}, headerDetails(problems)...)
-		return s.answer(hdr, h, len(problems) == 0, rejected, text, details), true
+		return s.answer(hdr, h, len(problems) == 0 && ackTypesValid(h), rejected, text, details), true
 	}
 	msg, err := hl7.Parse(req.Payload)
 	if err != nil {
@@ -179,8 +179,13 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 	if s.Appended != nil {
 		s.Appended()
 	}
-	log.Info("hl7 message stored and acknowledged", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload))
-	return DecodeAcks(e.Ack), true
+	frames := DecodeAcks(e.Ack)
+	if len(frames) == 0 {
+		log.Info("hl7 message stored; the sender asked for no acknowledgment (MSH-15/MSH-16)", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload))
+	} else {
+		log.Info("hl7 message stored and acknowledged", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload), "acks", len(frames))
+	}
+	return frames, true
 }
 
 func headerDetails(problems []*hl7.HeaderError) []hl7.ErrDetail {
