@@ -117,6 +117,9 @@ func (h HD) Normalized() string {
 	for n > 0 && parts[n-1] == "" {
 		n--
 	}
+	if n <= 1 {
+		return parts[0] // the common namespace-only HD: no allocation
+	}
 	return strings.Join(parts[:n], "^")
 }
 
@@ -415,16 +418,18 @@ func ackTime(t time.Time, d Delimiters) string {
 	isDelim := func(c byte) bool {
 		return c == d.Field || c == d.Component || c == d.Repetition || c == d.Escape || c == d.Subcomponent || (d.Truncation != 0 && c == d.Truncation)
 	}
-	layout := "20060102150405"
-	if !isDelim('.') {
-		layout += ".000"
+	fraction, offset := !isDelim('.'), !isDelim('+') && !isDelim('-')
+	switch {
+	case fraction && offset:
+		return FormatTime(t)
+	case offset:
+		return t.Format("20060102150405-0700")
+	case fraction:
+		// Without an offset the time reads as the receiver's local time,
+		// which for a sender on the same site is t's own zone.
+		return t.Format("20060102150405.000")
 	}
-	if !isDelim('+') && !isDelim('-') {
-		// Without it the time reads as the receiver's local time, which
-		// for a sender on the same site is t's own zone.
-		layout += "-0700"
-	}
-	return t.Format(layout)
+	return t.Format("20060102150405")
 }
 
 // NewControlID returns a random 20-character message control id.

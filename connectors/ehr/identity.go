@@ -16,7 +16,20 @@ import (
 // earlier releases gave it. "\", "^" and "|" inside the parts are
 // escaped (\E\ \S\ \F\): no crafted value can forge another sender's key.
 func RecordKey(source string, h hl7.Header) string {
-	return source + "|" + h.SendingAppHD.Normalized() + "|" + h.SendingFacilityHD.Normalized() + "|" + hl7.KeyEscape(h.ControlID)
+	key, _ := recordKeys(source, h)
+	return key
+}
+
+// recordKeys returns RecordKey and, when it differs, LegacyRecordKey
+// ("" otherwise), building the legacy key only then: on the path every
+// message takes, a namespace-only sender costs one key, as before.
+func recordKeys(source string, h hl7.Header) (key, legacy string) {
+	app, fac, id := h.SendingAppHD.Normalized(), h.SendingFacilityHD.Normalized(), hl7.KeyEscape(h.ControlID)
+	key = source + "|" + app + "|" + fac + "|" + id
+	if app != h.SendingApp || fac != h.SendingFacility || id != h.ControlID {
+		legacy = LegacyRecordKey(source, h)
+	}
+	return key, legacy
 }
 
 // LegacyRecordKey is the key releases before issue 25 gave a message:

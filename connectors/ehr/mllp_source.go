@@ -233,6 +233,15 @@ func (s *MLLPSource) answer(in *hl7.Message, h hl7.Header, honourMode bool, o ou
 	return frames
 }
 
+// acceptAcks is what a stored message is answered with, encoded for its
+// record: original mode's AA as is, without the slice answer builds.
+func (s *MLLPSource) acceptAcks(msg *hl7.Message, h hl7.Header) []byte {
+	if !h.Enhanced() {
+		return s.reply(msg, h, hl7.AA, "", nil)
+	}
+	return EncodeAcks(s.answer(msg, h, true, accepted, "", nil))
+}
+
 // EncodeAcks is how a record stores the acknowledgments sent for it: a
 // single one as its bytes (the form of every record before enhanced
 // mode), any other number as MLLP frames back to back. An acknowledgment
@@ -282,15 +291,11 @@ func (s *MLLPSource) Entry(msg *hl7.Message, payload []byte, received time.Time)
 }
 
 func (s *MLLPSource) entry(msg *hl7.Message, h hl7.Header, payload []byte, received time.Time) checkpoint.Entry {
-	key := RecordKey(s.Name, h)
-	legacy := LegacyRecordKey(s.Name, h)
-	if legacy == key {
-		legacy = ""
-	}
+	key, legacy := recordKeys(s.Name, h)
 	return checkpoint.Entry{
 		Key: key, LegacyKey: legacy, Source: s.Name, Kind: "hl7v2", Type: msgType(h),
 		Hash: ContentHash(msg, s.hashIgnore()), Lane: s.laneKey(msg),
-		Payload: payload, Ack: EncodeAcks(s.answer(msg, h, true, accepted, "", nil)), Received: received,
+		Payload: payload, Ack: s.acceptAcks(msg, h), Received: received,
 	}
 }
 
