@@ -26,6 +26,14 @@ type Entry struct {
 	Payload  []byte
 	Ack      []byte // the acknowledgment to store and send
 	Received time.Time
+	// LegacyKey, when set and different from Key, is the key an earlier
+	// release gave the same message. A record stored under it with the
+	// same content hash makes the entry a Duplicate (its original ACK is
+	// returned), so that retransmits across an upgrade that changed the
+	// key form are still recognised. A record under it with another hash
+	// is not a conflict: the old form may have lumped distinct senders
+	// together, which is why it was replaced.
+	LegacyKey string
 }
 
 // MaxKeyLen bounds record keys (bbolt allows 32 KiB; real keys are short).
@@ -286,6 +294,18 @@ func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 			return Result{}, err
 		}
 		return Result{Outcome: Conflict, ID: id, ConflictID: cid, Ack: append([]byte(nil), existing.Ack...)}, nil
+	}
+	if e.LegacyKey != "" && e.LegacyKey != e.Key && len(e.LegacyKey) <= MaxKeyLen {
+		if v := keys.Get([]byte(e.LegacyKey)); v != nil {
+			id := btoi(v)
+			existing, _, err := getRecord(tx, id)
+			if err != nil {
+				return Result{}, err
+			}
+			if existing.Hash == e.Hash {
+				return Result{Outcome: Duplicate, ID: id, Ack: append([]byte(nil), existing.Ack...)}, nil
+			}
+		}
 	}
 	// The record joins the pending and lane indexes later, when Claim
 	// indexes new records: until then, being after the lane cursor is

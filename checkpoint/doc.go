@@ -9,7 +9,11 @@
 // source | MSH-3 | MSH-4 | MSH-10). Append looks the key up first: the same
 // key with the same content hash is a retransmit, answered with the ACK
 // bytes stored with the original; the same key with different content is
-// a conflict, recorded for an admin and not queued.
+// a conflict, recorded for an admin and not queued. An entry may name a
+// LegacyKey, the key an earlier release gave the same message: a record
+// under it with the same hash is a retransmit too (and one with another
+// hash is not a conflict), so that a change of key form does not turn
+// retransmits across an upgrade into new records.
 //
 // # Durability and group commit
 //

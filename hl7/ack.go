@@ -76,11 +76,76 @@ type ErrDetail struct {
 type Header struct {
 	SendingApp, SendingFacility     string // MSH-3.1, MSH-4.1
 	ReceivingApp, ReceivingFacility string // MSH-5.1, MSH-6.1
-	Type, Trigger, Structure        string // MSH-9.1, MSH-9.2, MSH-9.3
-	ControlID                       string // MSH-10
-	ProcessingID                    string // MSH-11.1
-	Version                         string // MSH-12.1
-	AcceptAckType, AppAckType       string // MSH-15, MSH-16
+	// The whole hierarchic designators of MSH-3 to MSH-6: a sender named
+	// only by an OID leaves the .1 fields above empty.
+	SendingAppHD, SendingFacilityHD     HD
+	ReceivingAppHD, ReceivingFacilityHD HD
+	Type, Trigger, Structure            string // MSH-9.1, MSH-9.2, MSH-9.3
+	ControlID                           string // MSH-10
+	ProcessingID                        string // MSH-11.1
+	Version                             string // MSH-12.1
+	AcceptAckType, AppAckType           string // MSH-15, MSH-16
+}
+
+// HD is a hierarchic designator (HL7 data type HD), decoded: namespace id
+// (HD.1), universal id (HD.2) and universal id type (HD.3, a code of
+// HL7 table 0301 such as ISO, DNS or UUID).
+type HD struct {
+	Namespace, UniversalID, UniversalIDType string
+}
+
+// IsZero reports whether every component is empty (or blank).
+func (h HD) IsZero() bool {
+	return strings.TrimSpace(h.Namespace) == "" && strings.TrimSpace(h.UniversalID) == "" && strings.TrimSpace(h.UniversalIDType) == ""
+}
+
+// Normalized renders the designator as one comparable string: components
+// trimmed of surrounding blanks, the universal id type upper-cased (it is
+// a code of table 0301, and senders write both "ISO" and "iso"; namespace
+// and universal id are identifiers, so their case is kept), trailing empty
+// components dropped, joined with "^". A namespace-only HD thus renders
+// as its namespace. Within a component, "\", "^" and "|" are written as
+// \E\, \S\ and \F\, so that two different designators never share a
+// rendering and the rendering never contains a "|".
+func (h HD) Normalized() string {
+	parts := [3]string{
+		keyEscape(strings.TrimSpace(h.Namespace)),
+		keyEscape(strings.TrimSpace(h.UniversalID)),
+		keyEscape(strings.ToUpper(strings.TrimSpace(h.UniversalIDType))),
+	}
+	n := 3
+	for n > 0 && parts[n-1] == "" {
+		n--
+	}
+	if n <= 1 {
+		return parts[0] // the common namespace-only HD: no allocation
+	}
+	return strings.Join(parts[:n], "^")
+}
+
+// KeyEscape writes s so that it holds no "|" or "^" and no "\" other than
+// as the start of \E\, \S\ or \F\: a value that can be joined with
+// "|" into a key nobody can forge with a crafted component.
+func KeyEscape(s string) string { return keyEscape(s) }
+
+func keyEscape(s string) string {
+	if !strings.ContainsAny(s, "\\^|") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			b.WriteString(`\E\`)
+		case '^':
+			b.WriteString(`\S\`)
+		case '|':
+			b.WriteString(`\F\`)
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
 }
 
 // Header returns the decoded header fields.
@@ -90,14 +155,20 @@ func (m *Message) Header() Header {
 		return Header{}
 	}
 	get := func(f, c int) string { return msh.Get(Path{Field: f, Component: c}).String() }
-	return Header{
-		SendingApp: get(3, 1), SendingFacility: get(4, 1),
-		ReceivingApp: get(5, 1), ReceivingFacility: get(6, 1),
+	hd := func(f int) HD { return HD{get(f, 1), get(f, 2), get(f, 3)} }
+	h := Header{
+		SendingAppHD: hd(3), SendingFacilityHD: hd(4),
+		ReceivingAppHD: hd(5), ReceivingFacilityHD: hd(6),
 		Type: get(9, 1), Trigger: get(9, 2), Structure: get(9, 3),
 		ControlID:    msh.Get(Path{Field: 10}).String(),
 		ProcessingID: get(11, 1), Version: get(12, 1),
-		AcceptAckType: get(15, 1), AppAckType: get(16, 1),
+		// Blank is not valued: some senders pad MSH-15 with a space,
+		// which must not switch on enhanced mode.
+		AcceptAckType: strings.TrimSpace(get(15, 1)), AppAckType: strings.TrimSpace(get(16, 1)),
 	}
+	h.SendingApp, h.SendingFacility = h.SendingAppHD.Namespace, h.SendingFacilityHD.Namespace
+	h.ReceivingApp, h.ReceivingFacility = h.ReceivingAppHD.Namespace, h.ReceivingFacilityHD.Namespace
+	return h
 }
 
 // HeaderError is a problem with MSH that the sender must fix; it converts to
@@ -141,6 +212,12 @@ func (h Header) Check() []*HeaderError {
 	default:
 		errs = append(errs, &HeaderError{Field: 11, Code: ErrCodeUnsupportedProcID, Reason: "processing id must be P, D or T"})
 	}
+	if !AckCondition(h.AcceptAckType).valid() {
+		errs = append(errs, &HeaderError{Field: 15, Code: ErrCodeTableValue, Reason: "accept acknowledgment type must be AL, NE, ER or SU (table 0155)"})
+	}
+	if !AckCondition(h.AppAckType).valid() {
+		errs = append(errs, &HeaderError{Field: 16, Code: ErrCodeTableValue, Reason: "application acknowledgment type must be AL, NE, ER or SU (table 0155)"})
+	}
 	if h.Version == "" {
 		errs = append(errs, &HeaderError{Field: 12, Code: ErrCodeRequiredMissing, Reason: "version id is missing"})
 	} else if !strings.HasPrefix(h.Version, "2.") {
@@ -148,6 +225,47 @@ func (h Header) Check() []*HeaderError {
 	}
 	return errs
 }
+
+// AckCondition is a value of HL7 table 0155, the conditions under which
+// MSH-15 (accept acknowledgment type) and MSH-16 (application
+// acknowledgment type) ask for an acknowledgment.
+type AckCondition string
+
+// Table 0155 values.
+const (
+	AckAlways    AckCondition = "AL"
+	AckNever     AckCondition = "NE"
+	AckOnError   AckCondition = "ER" // error/reject conditions only
+	AckOnSuccess AckCondition = "SU" // successful completion only
+)
+
+func (c AckCondition) valid() bool {
+	switch c {
+	case "", AckAlways, AckNever, AckOnError, AckOnSuccess:
+		return true
+	}
+	return false
+}
+
+// Wants reports whether an acknowledgment is due under c for an outcome
+// that succeeded or not. An empty condition (field not valued) asks for
+// none: it only arises in enhanced mode, where the other field is valued.
+func (c AckCondition) Wants(success bool) bool {
+	switch c {
+	case AckAlways:
+		return true
+	case AckOnError:
+		return !success
+	case AckOnSuccess:
+		return success
+	}
+	return false
+}
+
+// Enhanced reports whether the message asks for enhanced-mode
+// acknowledgments: MSH-15 or MSH-16 valued. With both empty the original
+// mode applies: one application acknowledgment (AA, AE or AR).
+func (h Header) Enhanced() bool { return h.AcceptAckType != "" || h.AppAckType != "" }
 
 // AckOptions tune BuildAck. Zero values are filled in.
 type AckOptions struct {
@@ -206,7 +324,7 @@ func BuildAck(in *Message, code AckCode, text string, errs []ErrDetail, opts Ack
 	if opts.SendingFacility != "" {
 		f[4] = Escape(opts.SendingFacility, d)
 	}
-	f[7] = FormatTime(opts.Time)
+	f[7] = ackTime(opts.Time, d)
 	f[9] = msgType
 	f[10] = Escape(opts.ControlID, d)
 	f[11] = procID
@@ -290,6 +408,28 @@ func trimTrailingEmpty(f []string, min int) []string {
 // YYYYMMDDHHMMSS.SSS+ZZZZ.
 func FormatTime(t time.Time) string {
 	return t.Format("20060102150405.000-0700")
+}
+
+// ackTime is FormatTime for an acknowledgment written with delimiters d:
+// a DTM's "." (before the fraction) or sign (before the offset) that is
+// one of the message's delimiters would split MSH-7, so that part is left
+// out (both are optional in a DTM). Digits are never delimiters.
+func ackTime(t time.Time, d Delimiters) string {
+	isDelim := func(c byte) bool {
+		return c == d.Field || c == d.Component || c == d.Repetition || c == d.Escape || c == d.Subcomponent || (d.Truncation != 0 && c == d.Truncation)
+	}
+	fraction, offset := !isDelim('.'), !isDelim('+') && !isDelim('-')
+	switch {
+	case fraction && offset:
+		return FormatTime(t)
+	case offset:
+		return t.Format("20060102150405-0700")
+	case fraction:
+		// Without an offset the time reads as the receiver's local time,
+		// which for a sender on the same site is t's own zone.
+		return t.Format("20060102150405.000")
+	}
+	return t.Format("20060102150405")
 }
 
 // NewControlID returns a random 20-character message control id.

@@ -31,22 +31,40 @@ var iso8859 = map[string]*charmap.Charmap{
 	"8859/15": charmap.ISO8859_15,
 }
 
+// asciiCompatible lists MSH-18 values of table 0211 whose bytes 0x00-0x7F
+// are ASCII (besides ASCII, UTF-8 and the ISO 8859 family, handled on
+// their own): a message in one of them that is valid UTF-8 (pure ASCII, as
+// nearly every header is) reads the same as UTF-8. Their multi-byte
+// encodings are not decoded; such a message is refused with a clear
+// reason instead of being misread.
+var asciiCompatible = map[string]bool{
+	"ISO IR14": true, "ISO IR87": true, "ISO IR159": true, // JIS X 0201 / 0208 / 0212 via ISO 2022
+	"GB 18030-2000": true, "KS X 1001": true, "CNS 11643-1992": true, "BIG-5": true,
+}
+
 // chooseCharset picks the decoding for a message from its declared MSH-18
-// (first repetition) and its bytes. It never fails on the bytes: what cannot
-// be UTF-8 is read as ISO 8859-1, which maps every byte, so nothing is lost.
+// (first repetition) and its bytes. What cannot be UTF-8 is read as ISO
+// 8859-1, which maps every byte, so nothing is lost. UNICODE (table 0211:
+// ISO/IEC 10646 without an encoding form) is read as UTF-8, the only form
+// whose bytes can carry an ASCII MSH; UNICODE UTF-16 and UTF-32 cannot, so
+// a message that says so is refused.
 func chooseCharset(declared string, data []byte) (charset, error) {
 	declared = strings.ToUpper(strings.TrimSpace(declared))
 	valid := utf8.Valid(data)
 	switch {
-	case declared == "" || declared == "ASCII" || declared == "UNICODE UTF-8" || declared == "UTF-8" || declared == "UTF8":
+	case declared == "" || declared == "ASCII" || declared == "UNICODE" || declared == "UNICODE UTF-8" ||
+		declared == "UTF-8" || declared == "UTF8" || declared == "ISO IR6" || declared == "ISO IR192":
 		if valid {
 			return utf8Charset, nil
 		}
 		return charset{name: "ISO-8859-1", enc: charmap.ISO8859_1}, nil
-	case strings.HasPrefix(declared, "8859/"):
+	case strings.HasPrefix(declared, "8859/") || declared == "ISO IR100":
+		if declared == "ISO IR100" {
+			declared = "8859/1"
+		}
 		cm, ok := iso8859[declared]
 		if !ok {
-			return charset{}, fmt.Errorf("MSH-18 character set is not supported (supported: ASCII, UTF-8, 8859/1 to 8859/9, 8859/15)")
+			return charset{}, fmt.Errorf("MSH-18 character set is not supported (supported: ASCII, UNICODE, UNICODE UTF-8, 8859/1 to 8859/9, 8859/15)")
 		}
 		if valid {
 			// Pure ASCII reads the same either way; non-ASCII that is valid
@@ -54,6 +72,11 @@ func chooseCharset(declared string, data []byte) (charset, error) {
 			return utf8Charset, nil
 		}
 		return charset{name: cm.String(), enc: cm}, nil
+	case asciiCompatible[declared]:
+		if valid {
+			return utf8Charset, nil
+		}
+		return charset{}, fmt.Errorf("MSH-18 character set is supported only for text that is ASCII or UTF-8 (its multi-byte form is not decoded)")
 	case strings.HasPrefix(declared, "UNICODE"):
 		return charset{}, fmt.Errorf("MSH-18 character set is not supported: of the Unicode encodings only UTF-8 is")
 	default:

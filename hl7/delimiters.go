@@ -40,6 +40,10 @@ func parseDelimiters(field byte, enc string) (Delimiters, error) {
 	}
 	dst := []*byte{&d.Component, &d.Repetition, &d.Escape, &d.Subcomponent, &d.Truncation}
 	for i := 0; i < len(enc); i++ {
+		if !isDelimiterChar(enc[i]) {
+			// A zero byte would otherwise pass as "character not used".
+			return d, fmt.Errorf("delimiter %d (0x%02X) must be a printable, non-alphanumeric ASCII character", i+2, enc[i])
+		}
 		*dst[i] = enc[i]
 	}
 	if err := d.validate(); err != nil {

@@ -19,14 +19,29 @@
 //     Value.Text renders them for people (\.br\ becomes a newline).
 //   - The HL7 explicit null, a field holding exactly "" (two double quotes),
 //     is reported by Value.IsNull and is distinct from an empty value.
-//   - Character sets follow MSH-18: ASCII, UTF-8 ("UNICODE UTF-8") and the ISO
-//     8859 family ("8859/1" ...). Text is held as UTF-8 and written back in
+//   - Character sets follow MSH-18 (HL7 table 0211): ASCII, UTF-8
+//     ("UNICODE UTF-8", and "UNICODE", which names no encoding form and is
+//     read as UTF-8) and the ISO 8859 family ("8859/1" ...). The other
+//     ASCII-compatible sets of the table (ISO IR87, GB 18030-2000,
+//     KS X 1001, BIG-5, ...) are read when the text is valid UTF-8 (plain
+//     ASCII, say); their multi-byte forms, UTF-16 and UTF-32 are refused
+//     with a ParseError on MSH-18. Text is held as UTF-8 and written back in
 //     the message's own character set. A message that declares 8859/x but is
 //     valid UTF-8 is read as UTF-8 (a common mislabel); a message without
 //     MSH-18 that is not valid UTF-8 is read as ISO 8859-1. Either way the
 //     original bytes are reproduced on encoding.
 //   - Errors name the segment (number and id) and byte offset, never the
 //     content of the message, so they are safe to log.
+//   - ReadHeader reads the MSH of a message that ParseHeader refuses (a
+//     broken MSH-2, an unsupported MSH-18, a bare "MSH|") well enough to
+//     address an acknowledgment, so that a receiver can answer every
+//     message that starts with MSH and a field separator.
+//   - Header gives MSH-3 to MSH-6 both as their first component (the
+//     namespace id) and whole (HD); HD.Normalized renders a designator for
+//     keys: trimmed, HD.3 upper-cased (a table 0301 code), "|" escaped.
+//   - BuildAck leaves the fraction (or the UTC offset) out of the
+//     acknowledgment's MSH-7 when "." (or the sign) is one of the message's
+//     delimiters.
 //   - Message and Segment format themselves with %v as a short summary, not
 //     their content, so a stray fmt call cannot leak patient data.
 package hl7

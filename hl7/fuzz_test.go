@@ -16,11 +16,26 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("MSH|^~\\&|A|B|C|D|2024||ADT^A08|X|P|2.5||||||8859/1\rPID|1||\xe9\r"))
 	f.Add([]byte("MSH#*!$%#A\rPID#1##a*b%c!d\r"))
 	f.Add([]byte("MSH|"))
+	f.Add([]byte("MSH|^~\\\\&|A|B|C|D|2024||ADT^A01|X|P|2.5.1\rPID|1\r"))
+	f.Add([]byte("MSH||A^1.2^ISO|B|C|D|2024||ADT^A01|X|P|2.5.1||||||UNICODE UTF-16\r"))
+	f.Add([]byte("MSH.^~\\&.A.B.C.D.2024..ADT^A01.X.P.2\\F\\5\r"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 1<<16 {
 			return
 		}
 		_, _ = ParseHeader(data)
+		// Whatever ReadHeader can address gets an acknowledgment that
+		// parses (issue 25: every message with an MSH is answered).
+		if hdr, problems, ok := ReadHeader(data); ok {
+			details := make([]ErrDetail, 0, len(problems))
+			for _, p := range problems {
+				details = append(details, p.Detail())
+			}
+			ack := BuildAck(hdr, AR, "x", details, AckOptions{})
+			if _, err := Parse(ack.Bytes()); err != nil {
+				t.Fatalf("ACK to a readable header does not parse: %v\n%q", err, ack.Bytes())
+			}
+		}
 		if parts, err := Split(data); err == nil {
 			for _, p := range parts {
 				_, _ = Parse(p)

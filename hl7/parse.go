@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
 )
 
 // ParseError reports where a message is malformed. It never quotes message
@@ -311,4 +314,115 @@ func Split(data []byte) ([][]byte, error) {
 		return nil, &ParseError{Offset: start, Reason: "no MSH segment found: " + ErrNotMessage.Error()}
 	}
 	return out, nil
+}
+
+// ReadHeader reads the MSH of a message that a receiver must answer, even
+// one that ParseHeader refuses. ok is false only when there is nobody to
+// answer: the data does not start with "MSH" followed by a usable field
+// separator. Otherwise m is a header-only message that Header and BuildAck
+// accept, and problems lists what is wrong with MSH-1, MSH-2 or MSH-18
+// (none when ParseHeader would succeed). When MSH-2 is unusable, m carries
+// DefaultDelimiters (with the message's own field separator where that
+// does not clash with them) and its fields are the message's, kept as
+// they are where that is well-formed under those delimiters and escaped
+// otherwise; when MSH-18 is unusable, the fields are read as UTF-8 (or
+// ISO 8859-1 when they are not valid UTF-8) and MSH-18 is left empty, so
+// that an acknowledgment built from m does not claim a character set it
+// is not written in.
+func ReadHeader(data []byte) (m *Message, problems []*HeaderError, ok bool) {
+	if m, err := ParseHeader(data); err == nil {
+		return m, nil, true
+	}
+	start := skipLeading(data)
+	line := data[start:]
+	if i := bytes.IndexAny(line, "\r\n"); i >= 0 {
+		line = line[:i]
+	}
+	if len(line) < 4 || string(line[:3]) != "MSH" || !isDelimiterChar(line[3]) {
+		return nil, nil, false
+	}
+	fs := line[3]
+	rest := line[4:]
+	enc := rest
+	if i := bytes.IndexByte(rest, fs); i >= 0 {
+		enc = rest[:i]
+	}
+	d, err := parseDelimiters(fs, string(enc))
+	ownDelims := err == nil
+	if err != nil {
+		code := ErrCodeDataType
+		if len(enc) == 0 {
+			code = ErrCodeRequiredMissing
+		}
+		problems = append(problems, &HeaderError{Field: 2, Code: code, Reason: err.Error()})
+		d = DefaultDelimiters
+		if !bytes.ContainsRune([]byte(d.EncodingCharacters()), rune(fs)) {
+			d.Field = fs
+		}
+	}
+	// Fields split at the message's own separator: raw[0] is MSH-3.
+	raw := strings.Split(string(rest), string(fs))[1:]
+	declared := ""
+	if len(raw) >= 16 {
+		declared = raw[15]
+		if ownDelims {
+			declared = piece(declared, d.Repetition, 1)
+		}
+	}
+	cs, cerr := chooseCharset(declared, data[start:])
+	if cerr != nil {
+		problems = append(problems, &HeaderError{Field: 18, Code: ErrCodeTableValue, Reason: cerr.Error()})
+		cs = utf8Charset
+		if !utf8.Valid(line) {
+			cs = charset{name: "ISO-8859-1", enc: charmap.ISO8859_1}
+		}
+		raw[15] = "" // declared is not empty, so raw[15] exists
+	}
+	m = &Message{delims: d, cs: cs}
+	fields := make([]string, 0, len(raw)+3)
+	fields = append(fields, "MSH", string(d.Field), d.EncodingCharacters())
+	for _, f := range raw {
+		text, err := cs.decode([]byte(f))
+		if err != nil {
+			text = latin1ToUTF8([]byte(f))
+		}
+		if !ownDelims && !wellFormed(text, d) {
+			text = Escape(text, d)
+		}
+		fields = append(fields, text)
+	}
+	m.segments = []*Segment{{msg: m, fields: fields}}
+	if len(problems) == 0 {
+		// ParseHeader refused the header for a reason not found here;
+		// name it rather than answer as if nothing were wrong.
+		_, err := ParseHeader(data)
+		reason := "MSH could not be read"
+		if pe, ok := err.(*ParseError); ok {
+			reason = pe.Reason
+		}
+		problems = append(problems, &HeaderError{Field: 1, Code: ErrCodeDataType, Reason: reason})
+	}
+	return m, problems, true
+}
+
+// wellFormed reports whether raw can stand as a field under d: it holds no
+// field separator and every escape character opens a sequence that ends.
+func wellFormed(raw string, d Delimiters) bool {
+	if strings.IndexByte(raw, d.Field) >= 0 || strings.ContainsAny(raw, "\r\n") {
+		return false
+	}
+	if d.Truncation != 0 && strings.IndexByte(raw, d.Truncation) >= 0 {
+		return false
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != d.Escape {
+			continue
+		}
+		j := strings.IndexByte(raw[i+1:], d.Escape)
+		if j <= 0 {
+			return false
+		}
+		i += j + 1
+	}
+	return true
 }

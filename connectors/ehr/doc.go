@@ -1,9 +1,20 @@
 // Package ehr holds the EHR-facing connectors. Today that is the MLLP
-// source: it receives HL7 v2 messages, validates their header and answers
-// each with an acknowledgment.
+// source: it receives HL7 v2 messages, validates their header, appends
+// each valid one to the checkpoint log and answers only after that append
+// was fsynced.
 //
-// Until the checkpoint log exists (issue 3) an accepted message is
-// acknowledged with AA and then dropped: nothing is stored or forwarded.
-// The Intake hook is where the durable append will sit; the source sends AA
-// only after Intake returns without error, and AE with a reason otherwise.
+// Acknowledgments follow the message's mode (MSH-15/MSH-16, HL7 table
+// 0155): one AA, AE or AR in original mode; in enhanced mode a commit
+// acknowledgment (CA, CE, CR) and an application acknowledgment, each
+// only when asked for. A record stores the acknowledgments sent (see
+// EncodeAcks), so that a retransmit gets them again byte for byte.
+//
+// Record keys (RecordKey) hold the whole sending application and facility
+// designators; LegacyRecordKey, the form before issue 25, is consulted
+// for retransmits of records stored by earlier releases.
+//
+// Every frame that starts with "MSH" and a field separator is answered,
+// with AR and ERR segments naming the problem when it cannot be
+// accepted; only a frame without one is answered by closing the
+// connection.
 package ehr

@@ -8,8 +8,36 @@ import (
 )
 
 // RecordKey is the durable identity of an inbound HL7 message: source name,
-// sending application, sending facility and control id, joined by "|".
+// the whole sending application (MSH-3) and sending facility (MSH-4)
+// designators, and the control id (MSH-10), joined by "|". The designators
+// are rendered by hl7.HD.Normalized (namespace, universal id and its type,
+// trimmed, trailing empty components dropped), so that senders known only
+// by an OID stay apart, while a namespace-only sender keeps the key that
+// earlier releases gave it. "\", "^" and "|" inside the parts are
+// escaped (\E\ \S\ \F\): no crafted value can forge another sender's key.
 func RecordKey(source string, h hl7.Header) string {
+	key, _ := recordKeys(source, h)
+	return key
+}
+
+// recordKeys returns RecordKey and, when it differs, LegacyRecordKey
+// ("" otherwise), building the legacy key only then: on the path every
+// message takes, a namespace-only sender costs one key, as before.
+func recordKeys(source string, h hl7.Header) (key, legacy string) {
+	app, fac, id := h.SendingAppHD.Normalized(), h.SendingFacilityHD.Normalized(), hl7.KeyEscape(h.ControlID)
+	key = source + "|" + app + "|" + fac + "|" + id
+	if app != h.SendingApp || fac != h.SendingFacility || id != h.ControlID {
+		legacy = LegacyRecordKey(source, h)
+	}
+	return key, legacy
+}
+
+// LegacyRecordKey is the key releases before issue 25 gave a message:
+// MSH-3.1 and MSH-4.1 only, unescaped. It differs from RecordKey only for
+// senders with a universal id, blanks around a namespace, or "\", "^" or
+// "|" in a part; the checkpoint consults it so that their retransmits
+// across the upgrade still get their original acknowledgment.
+func LegacyRecordKey(source string, h hl7.Header) string {
 	return source + "|" + h.SendingApp + "|" + h.SendingFacility + "|" + h.ControlID
 }
 

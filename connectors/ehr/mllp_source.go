@@ -1,6 +1,7 @@
 package ehr
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -23,9 +24,24 @@ type Appender interface {
 }
 
 // MLLPSource turns MLLP frames into acknowledged, durably logged HL7
-// messages. It answers AA only after Append returned: a retransmit gets
-// the original acknowledgment's bytes again, a reused control id with
-// other content gets AR, and a failed append AE.
+// messages. It acknowledges acceptance only after Append returned: a
+// retransmit gets the original acknowledgments' bytes again, a reused
+// control id with other content is rejected, a failed append answered
+// with an error.
+//
+// Acknowledgment modes follow MSH-15 and MSH-16 (HL7 table 0155). With
+// both empty (original mode) every message gets one AA, AR or AE. When
+// either is valued (enhanced mode) the commit acknowledgment (CA after the
+// durable append, CE when the append failed, CR for a rejected message) is
+// sent when MSH-15 asks for it (AL always, ER on error or reject only, SU
+// on success only, NE or empty never), then an application acknowledgment
+// when MSH-16 asks for it: AA for an accepted message (acceptance is the
+// durable append, as in original mode), AR or AE for a failed one only
+// when no commit acknowledgment already reported the failure. A message
+// whose MSH-1, MSH-2, MSH-15, MSH-16 or MSH-18 cannot be read is answered
+// AR in original mode, addressed with safe default delimiters when its own
+// are unusable. Only a frame that does not start with "MSH" and a field
+// separator is answered by closing the connection.
 type MLLPSource struct {
 	// Name identifies the source in logs and record keys.
 	Name string
@@ -52,35 +68,72 @@ type MLLPSource struct {
 	log     *slog.Logger
 }
 
-// ServeMLLP implements mllp.Handler.
+var _ mllp.ReplyHandler = (*MLLPSource)(nil)
+
+// ServeMLLP implements mllp.Handler for callers that take a single
+// reply: the first frame of ServeMLLPReply's answer, nil (close) when it
+// has none. An mllp.Server calls ServeMLLPReply instead.
 func (s *MLLPSource) ServeMLLP(ctx context.Context, req *mllp.Request) []byte {
-	return s.handle(ctx, req)
+	r := s.ServeMLLPReply(ctx, req)
+	if r.Close || len(r.Frames) == 0 {
+		return nil
+	}
+	return r.Frames[0]
 }
 
-func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) []byte {
+// ServeMLLPReply implements mllp.ReplyHandler.
+func (s *MLLPSource) ServeMLLPReply(ctx context.Context, req *mllp.Request) mllp.Reply {
+	frames, ok := s.handle(ctx, req)
+	if !ok {
+		return mllp.Reply{Close: true}
+	}
+	return mllp.Reply{Frames: frames}
+}
+
+// outcome is what became of a message, for choosing its acknowledgments.
+type outcome uint8
+
+const (
+	accepted outcome = iota // durably stored (or a retransmit of a stored one)
+	rejected                // the sender must fix it: header, structure, size, reused control id
+	errored                 // not stored for a reason of ours: the sender may resend
+)
+
+func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, bool) {
 	log := s.logger()
 	var tooBig *mllp.FrameTooLargeError
 	if errors.As(req.Err, &tooBig) {
 		s.Rejected.Add(1)
-		hdr, err := hl7.ParseHeader(req.Payload)
-		if err != nil {
+		hdr, problems, ok := hl7.ReadHeader(req.Payload)
+		if !ok {
 			log.Warn("oversized frame without a readable MSH; connection closed", "bytes", tooBig.Size)
-			return nil
+			return nil, false
 		}
+		h := hdr.Header()
 		text := fmt.Sprintf("message of %d bytes exceeds the maximum of %d bytes", tooBig.Size, tooBig.Max)
-		return s.reply(hdr, hdr.Header(), hl7.AR, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}})
+		details := append([]hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}}, headerDetails(problems)...)
+		return s.answer(hdr, h, len(problems) == 0 && ackTypesValid(h), rejected, text, details), true
 	}
 	msg, err := hl7.Parse(req.Payload)
 	if err != nil {
 		s.Rejected.Add(1)
-		hdr, herr := hl7.ParseHeader(req.Payload)
-		if herr != nil {
-			// Without a header there is nobody to address an ACK to; a
-			// closed connection tells the sender something is wrong.
-			log.Warn("frame is not an HL7 message; connection closed", "err", err, "bytes", len(req.Payload))
-			return nil
+		hdr, problems, ok := hl7.ReadHeader(req.Payload)
+		if !ok {
+			// Without "MSH" and a field separator there is nobody to
+			// address an ACK to; a closed connection tells the sender
+			// something is wrong.
+			log.Warn("frame is not an HL7 message (no MSH segment with a field separator); no acknowledgment possible, connection closed",
+				"err", err, "bytes", len(req.Payload))
+			return nil, false
 		}
 		hh := hdr.Header()
+		if len(problems) > 0 {
+			// MSH-1, MSH-2 or MSH-18 unusable: answered with what could
+			// be read, in original mode (MSH-15/16 cannot be trusted).
+			details := append(headerDetails(problems), headerDetails(hh.Check())...)
+			log.Warn("hl7 message rejected: unreadable header", "key", s.key(hh), "err", problems[0], "problems", len(details))
+			return s.answer(hdr, hh, false, rejected, problems[0].Reason, details), true
+		}
 		detail := hl7.ErrDetail{Code: hl7.ErrCodeSegmentSequence, Text: "message could not be parsed"}
 		var pe *hl7.ParseError
 		if errors.As(err, &pe) {
@@ -88,50 +141,144 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) []byte {
 			detail.Text = pe.Reason
 		}
 		log.Warn("hl7 message rejected: parse error", "key", s.key(hh), "err", err)
-		return s.reply(hdr, hh, hl7.AR, "message could not be parsed", []hl7.ErrDetail{detail})
+		return s.answer(hdr, hh, ackTypesValid(hh), rejected, "message could not be parsed", []hl7.ErrDetail{detail}), true
 	}
 	// The header is read once: it feeds the key, the ACK and the logs.
 	h := msg.Header()
 	if problems := h.Check(); len(problems) > 0 {
 		s.Rejected.Add(1)
-		details := make([]hl7.ErrDetail, len(problems))
-		for i, p := range problems {
-			details[i] = p.Detail()
-		}
 		log.Warn("hl7 message rejected: invalid header", "key", s.key(h), "err", problems[0], "problems", len(problems))
-		return s.reply(msg, h, hl7.AR, problems[0].Reason, details)
+		return s.answer(msg, h, ackTypesValid(h), rejected, problems[0].Reason, headerDetails(problems)), true
 	}
 	if s.Log == nil {
 		s.Accepted.Add(1)
 		log.Info("hl7 message accepted (not stored)", "key", s.key(h), "msg_type", msgType(h))
-		return s.reply(msg, h, hl7.AA, "", nil)
+		return s.answer(msg, h, true, accepted, "", nil), true
 	}
 	e := s.entry(msg, h, req.Payload, req.Received)
 	res, err := s.Log.Append(ctx, e)
 	if err != nil {
 		s.Errored.Add(1)
-		log.Error("hl7 message not stored; answered AE", "key", s.key(h), "msg_type", msgType(h), "err", err)
+		log.Error("hl7 message not stored; answered with an error", "key", s.key(h), "msg_type", msgType(h), "err", err)
 		text := "message could not be stored; please resend"
-		return s.reply(msg, h, hl7.AE, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}})
+		return s.answer(msg, h, true, errored, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}}), true
 	}
 	switch res.Outcome {
 	case checkpoint.Duplicate:
 		s.Duplicates.Add(1)
 		log.Info("hl7 retransmit recognised; original acknowledgment sent again", "key", s.key(h), "record", res.ID)
-		return res.Ack
+		return DecodeAcks(res.Ack), true
 	case checkpoint.Conflict:
 		s.Conflicts.Add(1)
 		log.Warn("hl7 control id reused with different content; rejected and recorded as a conflict",
 			"key", s.key(h), "record", res.ID, "conflict", res.ConflictID)
 		text := fmt.Sprintf("control id already used for a different message (conflict %d)", res.ConflictID)
-		return s.reply(msg, h, hl7.AR, text, []hl7.ErrDetail{{Segment: "MSH", Field: 10, Code: hl7.ErrCodeDuplicateKey, Text: text}})
+		return s.answer(msg, h, true, rejected, text, []hl7.ErrDetail{{Segment: "MSH", Field: 10, Code: hl7.ErrCodeDuplicateKey, Text: text}}), true
 	}
 	s.Accepted.Add(1)
 	if s.Appended != nil {
 		s.Appended()
 	}
-	log.Info("hl7 message stored and acknowledged", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload))
-	return e.Ack
+	frames := DecodeAcks(e.Ack)
+	if len(frames) == 0 {
+		log.Info("hl7 message stored; the sender asked for no acknowledgment (MSH-15/MSH-16)", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload))
+	} else {
+		log.Info("hl7 message stored and acknowledged", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload), "acks", len(frames))
+	}
+	return frames, true
+}
+
+func headerDetails(problems []*hl7.HeaderError) []hl7.ErrDetail {
+	out := make([]hl7.ErrDetail, len(problems))
+	for i, p := range problems {
+		out[i] = p.Detail()
+	}
+	return out
+}
+
+// ackTypesValid reports whether MSH-15 and MSH-16 hold table 0155 values
+// (or nothing), so that the acknowledgment mode they ask for can be
+// honoured; otherwise a rejection goes out in original mode.
+func ackTypesValid(h hl7.Header) bool {
+	for _, p := range h.Check() {
+		if p.Field == 15 || p.Field == 16 {
+			return false
+		}
+	}
+	return true
+}
+
+// answer renders the acknowledgments of in (header h) for outcome o: one
+// in original mode, or those MSH-15 and MSH-16 ask for in enhanced mode
+// (see MLLPSource). honourMode false forces original mode, for a header
+// whose MSH-15/16 cannot be trusted.
+func (s *MLLPSource) answer(in *hl7.Message, h hl7.Header, honourMode bool, o outcome, text string, errs []hl7.ErrDetail) [][]byte {
+	app := [...]hl7.AckCode{accepted: hl7.AA, rejected: hl7.AR, errored: hl7.AE}[o]
+	if !honourMode || !h.Enhanced() {
+		return [][]byte{s.reply(in, h, app, text, errs)}
+	}
+	ok := o == accepted
+	var frames [][]byte
+	commit := hl7.AckCondition(h.AcceptAckType).Wants(ok)
+	if commit {
+		code := [...]hl7.AckCode{accepted: hl7.CA, rejected: hl7.CR, errored: hl7.CE}[o]
+		frames = append(frames, s.reply(in, h, code, text, errs))
+	}
+	// A message refused at commit never reaches the application: its
+	// failure is reported once, by the commit acknowledgment when the
+	// sender asked for that one.
+	if hl7.AckCondition(h.AppAckType).Wants(ok) && (ok || !commit) {
+		frames = append(frames, s.reply(in, h, app, text, errs))
+	}
+	return frames
+}
+
+// acceptAcks is what a stored message is answered with, encoded for its
+// record: original mode's AA as is, without the slice answer builds.
+func (s *MLLPSource) acceptAcks(msg *hl7.Message, h hl7.Header) []byte {
+	if !h.Enhanced() {
+		return s.reply(msg, h, hl7.AA, "", nil)
+	}
+	return EncodeAcks(s.answer(msg, h, true, accepted, "", nil))
+}
+
+// EncodeAcks is how a record stores the acknowledgments sent for it: a
+// single one as its bytes (the form of every record before enhanced
+// mode), any other number as MLLP frames back to back. An acknowledgment
+// is an HL7 message and starts with "MSH", never with the start block,
+// so DecodeAcks tells the forms apart.
+func EncodeAcks(frames [][]byte) []byte {
+	if len(frames) == 1 {
+		return frames[0]
+	}
+	var b []byte
+	for _, f := range frames {
+		b = mllp.AppendFrame(b, f)
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return b
+}
+
+// DecodeAcks reverses EncodeAcks; a record of another form (a source's
+// single acknowledgment) reads as one frame, an empty one as none.
+func DecodeAcks(b []byte) [][]byte {
+	if len(b) == 0 {
+		return nil
+	}
+	if b[0] != mllp.StartBlock {
+		return [][]byte{b}
+	}
+	var frames [][]byte
+	rd := mllp.NewReader(bytes.NewReader(b), len(b))
+	for {
+		f, err := rd.ReadFrame()
+		if err != nil {
+			return frames
+		}
+		frames = append(frames, f)
+	}
 }
 
 // Entry is the checkpoint entry this source appends for msg, a parsed
@@ -144,10 +291,11 @@ func (s *MLLPSource) Entry(msg *hl7.Message, payload []byte, received time.Time)
 }
 
 func (s *MLLPSource) entry(msg *hl7.Message, h hl7.Header, payload []byte, received time.Time) checkpoint.Entry {
+	key, legacy := recordKeys(s.Name, h)
 	return checkpoint.Entry{
-		Key: RecordKey(s.Name, h), Source: s.Name, Kind: "hl7v2", Type: msgType(h),
+		Key: key, LegacyKey: legacy, Source: s.Name, Kind: "hl7v2", Type: msgType(h),
 		Hash: ContentHash(msg, s.hashIgnore()), Lane: s.laneKey(msg),
-		Payload: payload, Ack: s.reply(msg, h, hl7.AA, "", nil), Received: received,
+		Payload: payload, Ack: s.acceptAcks(msg, h), Received: received,
 	}
 }
 
@@ -163,10 +311,12 @@ var defaultHashIgnore = []hl7.Path{hl7.MustPath("MSH-7")}
 // reply encodes the acknowledgment of in, whose header is h.
 func (s *MLLPSource) reply(in *hl7.Message, h hl7.Header, code hl7.AckCode, text string, errs []hl7.ErrDetail) []byte {
 	opts := hl7.AckOptions{}
-	if h.ReceivingApp == "" {
+	// The inbound MSH-5/MSH-6 are copied whole; only an empty designator
+	// (not one named by its universal id alone) is replaced.
+	if h.ReceivingAppHD.IsZero() {
 		opts.SendingApp = cmp.Or(s.AppName, "EHRBRIDGE")
 	}
-	if h.ReceivingFacility == "" && s.Facility != "" {
+	if h.ReceivingFacilityHD.IsZero() && s.Facility != "" {
 		opts.SendingFacility = s.Facility
 	}
 	return hl7.BuildAck(in, code, text, errs, opts).Bytes()

@@ -14,7 +14,9 @@
 //
 // The Server runs one goroutine per connection and answers frames on a
 // connection in order. It knows nothing of HL7 beyond framing: a Handler
-// turns each frame into the bytes of its acknowledgment.
+// turns each frame into the bytes of its acknowledgment, a ReplyHandler
+// into any number of frames (an enhanced-mode commit acknowledgment and
+// application acknowledgment, or none) and whether to close.
 //
 // The Client keeps one connection open and matches acknowledgments to
 // messages by MSA-2 = MSH-10, waiting for exactly the answers a message's

@@ -37,6 +37,26 @@ type Handler interface {
 	ServeMLLP(ctx context.Context, req *Request) []byte
 }
 
+// Reply is a handler's whole answer to one frame.
+type Reply struct {
+	// Frames are the payloads to send, in order, each in its own frame:
+	// one in original-mode HL7, a commit acknowledgment and then an
+	// application acknowledgment in enhanced mode, or none when the
+	// sender asked for none.
+	Frames [][]byte
+	// Close closes the connection after Frames are written, which tells
+	// a sender still waiting for an acknowledgment to retransmit.
+	Close bool
+}
+
+// ReplyHandler is a Handler that answers a frame with any number of
+// frames, or none while keeping the connection. Server calls
+// ServeMLLPReply, not ServeMLLP, on a Handler that implements it.
+type ReplyHandler interface {
+	Handler
+	ServeMLLPReply(ctx context.Context, req *Request) Reply
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, req *Request) []byte
 
@@ -335,15 +355,23 @@ func (c *conn) serve() {
 		}
 		s.stats.Frames.Add(1)
 		req := &Request{Payload: payload, Err: err, RemoteAddr: c.nc.RemoteAddr(), TLS: tlsState, Received: time.Now()}
-		reply := s.Handler.ServeMLLP(s.ctx, req)
-		if reply == nil {
-			log.Info("mllp handler sent no reply; connection closed")
-			return
+		reply := s.serveFrame(req)
+		if len(reply.Frames) == 0 {
+			if reply.Close {
+				log.Info("mllp handler sent no reply; connection closed")
+				return
+			}
+			log.Debug("mllp frame needs no reply")
+			continue
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		// One buffer per connection frames every reply; one that grew
-		// for a large reply is not kept.
-		wbuf = AppendFrame(wbuf[:0], reply)
+		// One buffer per connection frames every reply, all frames of
+		// one reply in one write; a buffer that grew for a large reply
+		// is not kept.
+		wbuf = wbuf[:0]
+		for _, f := range reply.Frames {
+			wbuf = AppendFrame(wbuf, f)
+		}
 		_, err = c.nc.Write(wbuf)
 		if cap(wbuf) > 64<<10 {
 			wbuf = nil
@@ -352,7 +380,24 @@ func (c *conn) serve() {
 			log.Warn("mllp reply could not be written", "err", err)
 			return
 		}
+		if reply.Close {
+			log.Info("mllp handler closed the connection after its reply")
+			return
+		}
 	}
+}
+
+// serveFrame asks the handler for its reply: ServeMLLPReply when it has
+// one, else ServeMLLP, whose nil means "close".
+func (s *Server) serveFrame(req *Request) Reply {
+	if rh, ok := s.Handler.(ReplyHandler); ok {
+		return rh.ServeMLLPReply(s.ctx, req)
+	}
+	b := s.Handler.ServeMLLP(s.ctx, req)
+	if b == nil {
+		return Reply{Close: true}
+	}
+	return Reply{Frames: [][]byte{b}}
 }
 
 func (c *conn) isIdle() bool {
