@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -152,6 +153,15 @@ func TestOrderAndLastValueWins(t *testing.T) {
 // mapping accepts is skipped, without CRM writes.
 func TestRetryDeadAndUnmapped(t *testing.T) {
 	r := newRig(t)
+	r.p.mapInput = func(set *mappings.Set, in mappings.Input) (mappings.Result, error) {
+		res, err := set.Map(in)
+		for i, op := range res.Ops {
+			if v, _ := op.Field("LastName"); op.Object == "Account" && v.Text == "CRMREFUSES" {
+				res.Ops[i].Fields = slices.DeleteFunc(slices.Clone(op.Fields), func(f mappings.Field) bool { return f.Name == "LastName" })
+			}
+		}
+		return res, err
+	}
 	fault := func(body string) {
 		resp, err := http.Post(r.base+"/sandbox/v1/faults", "application/json", strings.NewReader(body))
 		if err != nil {
@@ -170,22 +180,27 @@ func TestRetryDeadAndUnmapped(t *testing.T) {
 	if r.p.Retried.Load() == 0 {
 		t.Errorf("no retry counted")
 	}
-	// No patient id: the mapping refuses it, the record is dead.
+	// No patient id, no patient name: the mapping refuses them (the CRM
+	// never sees them) and the records are dead.
 	r.send(t, strings.Replace(adt("A01", "X", "NOID", "X"), "PID|1||X^^^GENHOSP^MR|", "PID|1|||", 1))
-	// A person account without LastName: Salesforce refuses it permanently.
 	r.send(t, adt("A01", "D1", "", "NOLAST"))
 	r.send(t, adt("A08", "D1", "LATER", "NOLAST"))
 	r.send(t, strings.Replace(adt("A01", "U1", "U", "U"), "ADT^A01", "MDM^T02", 1))
 	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 2, checkpoint.Dead: 2, checkpoint.Skipped: 1})
+	// A record the CRM itself refuses for good (the mapping is bypassed to
+	// send an account without LastName): dead with the CRM's error code.
+	r.send(t, adt("A01", "C1", "CRMREFUSES", "X"))
+	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 2, checkpoint.Dead: 3, checkpoint.Skipped: 1})
 	dead, err := r.log.List(checkpoint.Dead, 0, 10)
-	if err != nil || len(dead) != 2 {
+	if err != nil || len(dead) != 3 {
 		t.Fatalf("dead %v %v", dead, err)
 	}
-	if !strings.Contains(dead[0].Reason, "key expression gave no value") || !strings.Contains(dead[1].Reason, "REQUIRED_FIELD_MISSING") {
-		t.Errorf("reasons %q / %q", dead[0].Reason, dead[1].Reason)
+	if !strings.Contains(dead[0].Reason, "no patient identifier") || !strings.Contains(dead[1].Reason, "no patient name (PID-5)") ||
+		!strings.Contains(dead[2].Reason, "REQUIRED_FIELD_MISSING") {
+		t.Errorf("reasons %q / %q / %q", dead[0].Reason, dead[1].Reason, dead[2].Reason)
 	}
 	for _, d := range dead {
-		if strings.Contains(d.Reason, "GENHOSP|D1") || strings.Contains(d.Reason, "NOLAST") {
+		if strings.Contains(d.Reason, "GENHOSP|D1") || strings.Contains(d.Reason, "NOLAST") || strings.Contains(d.Reason, "CRMREFUSES") {
 			t.Errorf("reason holds patient data: %q", d.Reason)
 		}
 	}
@@ -321,22 +336,14 @@ func TestSkippedWhenNoMappingAccepts(t *testing.T) {
 }
 
 // A record applied while its mapping left fields out (warnings) is done,
-// not failed, with the warnings as its reason, and counted. The shipped
-// mappings give no warnings on this branch, so the test adds them to what
-// the real set maps.
+// not failed, with the warnings as its reason, and counted: a year-only
+// birth date (valid HL7, but a Date field cannot hold it) and a malformed
+// admit time, through the shipped Health Cloud set.
 func TestDoneWithWarnings(t *testing.T) {
 	r := newRig(t)
-	r.p.mapInput = func(set *mappings.Set, in mappings.Input) (mappings.Result, error) {
-		res, err := set.Map(in)
-		if err == nil && in.HL7 != nil && in.HL7.Header().Trigger == "A08" {
-			res.Warnings = append(res.Warnings,
-				mappings.Warning{Mapping: "adt_encounter", Op: "encounter", Field: "ActualStartDate", Text: "not a valid HL7 timestamp; left out"},
-				mappings.Warning{Mapping: "adt_patient", Op: "patient", Field: "PersonBirthdate", Text: "not a valid HL7 date; left out"})
-		}
-		return res, err
-	}
 	r.send(t, adt("A01", "W1", "PLAIN", "X"))
-	r.send(t, adt("A08", "W2", "WARNED", "X"))
+	warnedMsg := strings.Replace(adt("A08", "W2", "WARNED", "X"), "||19800517|", "||1980|", 1)
+	r.send(t, strings.Replace(warnedMsg, "|20260104080000-0600\r", "|2026010408XX\r", 1))
 	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 2})
 	waitCounter(t, &r.p.Warned, 1)
 	waitCounter(t, &r.p.Done, 2)
@@ -348,8 +355,9 @@ func TestDoneWithWarnings(t *testing.T) {
 		warned := strings.Contains(rec.Key, "C"+fmt.Sprint(seq))
 		want := ""
 		if warned {
-			want = "mapped with warnings: adt_encounter/encounter.ActualStartDate: not a valid HL7 timestamp; left out; " +
-				"adt_patient/patient.PersonBirthdate: not a valid HL7 date; left out"
+			want = "mapped with warnings: 10_adt_patient/patient.PersonBirthdate: date(): the value has no day (year precision only); " +
+				"the field is left out rather than given an invented day; 20_adt_encounter/encounter.StartDate: datetime(): the value is " +
+				"not a date/time (HL7 YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ] or ISO 8601); the field is left out"
 		}
 		if rec.Reason != want || rec.Warned() != warned || len(rec.Targets) == 0 {
 			t.Errorf("record %d: reason %q warned %v targets %v", rec.ID, rec.Reason, rec.Warned(), rec.Targets)
@@ -358,8 +366,14 @@ func TestDoneWithWarnings(t *testing.T) {
 	if st, _ := r.log.Stats(); st.DoneWithWarnings != 1 {
 		t.Errorf("DoneWithWarnings %d", st.DoneWithWarnings)
 	}
-	if n := len(r.sb.Records("Account")); n != 2 {
-		t.Errorf("%d accounts: a record with warnings is applied", n)
+	accounts := r.sb.Records("Account")
+	if len(accounts) != 2 {
+		t.Errorf("%d accounts: a record with warnings is applied", len(accounts))
+	}
+	for _, a := range accounts {
+		if _, has := a["PersonBirthdate"]; has != (a["LastName"] == "PLAIN") {
+			t.Errorf("account %v: only the full birth date is written, the year-only one is left out", a["LastName"])
+		}
 	}
 }
 
