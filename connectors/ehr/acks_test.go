@@ -204,6 +204,9 @@ func TestMLLPSourceAnswersEveryMSH(t *testing.T) {
 		{"doubled escape char", "MSH|^~\\\\&|EPIC|HOSP||CRM|2024||ADT^A01|B3|P|2.5.1\rPID|1\r", "AR/B3", "MSH^1^2", "102"},
 		{"UTF-16 on ASCII text", "MSH|^~\\&|EPIC|HOSP||CRM|2024||ADT^A01|B4|P|2.5.1||||||UNICODE UTF-16\rPID|1\r", "AR/B4", "MSH^1^18", "103"},
 		{"UNICODE on ASCII text", "MSH|^~\\&|EPIC|HOSP||CRM|2024||ADT^A01|B5|P|2.5.1||||||UNICODE\rPID|1||M5^^^H^MR\r", "AA/B5", "", ""},
+		// Enhanced mode asked for with a broken MSH-2: MSH-15/16 are still
+		// readable at the field separator, so the rejection is a CR alone.
+		{"doubled escape char, AL/NE", "MSH|^~\\\\&|EPIC|HOSP||CRM|2024||ADT^A01|B7|P|2.5.1|||AL|NE\rPID|1\r", "CR/B7", "MSH^1^2", "102"},
 		{"'.' as field separator", "MSH.^~\\&.EPIC.HOSP..CRM.20240101..ADT^A01.B6.P.2\\F\\5\\F\\1\rPID.1..M6^^^H^MR\r", "AA/B6", "", ""},
 	} {
 		frames := c.exchange(tt.in)

@@ -38,9 +38,10 @@ type Appender interface {
 // when MSH-16 asks for it: AA for an accepted message (acceptance is the
 // durable append, as in original mode), AR or AE for a failed one only
 // when no commit acknowledgment already reported the failure. A message
-// whose MSH-1, MSH-2, MSH-15, MSH-16 or MSH-18 cannot be read is answered
-// AR in original mode, addressed with safe default delimiters when its own
-// are unusable. Only a frame that does not start with "MSH" and a field
+// whose MSH-2 or MSH-18 cannot be read is rejected, addressed with safe
+// default delimiters when its own are unusable: CR (and what MSH-16 asks
+// for) when its MSH-15/16 hold valid table 0155 values, else AR in
+// original mode, as for an MSH-15/16 outside the table. Only a frame that does not start with "MSH" and a field
 // separator is answered by closing the connection.
 type MLLPSource struct {
 	// Name identifies the source in logs and record keys.
@@ -128,11 +129,14 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 		}
 		hh := hdr.Header()
 		if len(problems) > 0 {
-			// MSH-1, MSH-2 or MSH-18 unusable: answered with what could
-			// be read, in original mode (MSH-15/16 cannot be trusted).
+			// MSH-2 or MSH-18 unusable: answered with what could be read.
+			// The fields are still split at the message's own field
+			// separator, so MSH-15/16 (plain codes of table 0155) are
+			// honoured when they hold valid values: a sender that asked
+			// for enhanced mode waits for a commit acknowledgment (CR).
 			details := append(headerDetails(problems), headerDetails(hh.Check())...)
 			log.Warn("hl7 message rejected: unreadable header", "key", s.key(hh), "err", problems[0], "problems", len(details))
-			return s.answer(hdr, hh, false, rejected, problems[0].Reason, details), true
+			return s.answer(hdr, hh, ackTypesValid(hh), rejected, problems[0].Reason, details), true
 		}
 		detail := hl7.ErrDetail{Code: hl7.ErrCodeSegmentSequence, Text: "message could not be parsed"}
 		var pe *hl7.ParseError
