@@ -31,7 +31,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Sends every message in the files on one connection and prints, per message:")
 		fmt.Fprintln(stderr, "  <MSH-10> <MSA-1> [<MSA-3>]   or   <MSH-10> ERROR <reason>")
 		fmt.Fprintln(stderr, "It waits for the answers each message's MSH-15/MSH-16 ask for: the application")
-		fmt.Fprintln(stderr, "ACK (past a CA); the CA alone when MSH-16 is NE; where only errors are answered")
+		fmt.Fprintln(stderr, "ACK (past a CA); the CA alone when MSH-16 is NE or empty; where only errors are answered")
 		fmt.Fprintln(stderr, "(ER/NE), 2s without one (printed as \"-\"). A refused connection is reported at")
 		fmt.Fprintln(stderr, "once and the rest of the messages are not sent; a connection closed before the")
 		fmt.Fprintln(stderr, "answer is an ERROR unless --retries allows a resend.")

@@ -124,7 +124,8 @@ func (e *SendError) Unwrap() []error {
 // never, ER error/reject only, SU success only) and table 0008 (codes):
 //   - both empty (original mode): the application acknowledgment; a
 //     commit acknowledgment (CA) before it is recorded in Commit.
-//   - enhanced mode (either valued; an empty or unknown one counts as AL):
+//   - enhanced mode (either valued; an empty one counts as NE, an unknown
+//     one as AL):
 //     CE and CR end the exchange. MSH-16 AL or SU: the application
 //     acknowledgment, past any CA. MSH-16 NE with MSH-15 AL or SU: the CA
 //     is the final answer. MSH-16 ER: the CA if MSH-15 asks for one, then
@@ -285,8 +286,14 @@ func expectFor(msh15, msh16 string) expectation {
 		switch s {
 		case "AL", "NE", "ER", "SU":
 			return s
+		case "":
+			// In enhanced mode an empty one asks for nothing: what
+			// ehrbridge's own listener (and table 0155's "never")
+			// answers. A receiver that sends it anyway is not waited
+			// for; its late frame is skipped by the next exchange.
+			return "NE"
 		}
-		return "AL" // empty or unknown: wait for the answer rather than assume it
+		return "AL" // unknown: wait for the answer rather than assume it
 	}
 	return expectation{accept: known(a), app: known(p)}
 }

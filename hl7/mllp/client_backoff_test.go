@@ -236,8 +236,11 @@ func TestClientAcknowledgmentModes(t *testing.T) {
 		{"ER", "ER", answer{hl7.AR}, hl7.AR, false, false, false, 0},
 		{"NE", "AL", answer{hl7.AA}, hl7.AA, false, true, false, 0},
 		{"NE", "SU", answer{}, "", false, false, true, 0},
-		{"AL", "", answer{hl7.CA, hl7.AA}, hl7.AA, false, true, false, 0},
-		{"AL", "", answer{hl7.CA}, "", false, false, true, 0},
+		// An empty MSH-16 beside a valued MSH-15 asks for no application
+		// acknowledgment (as ehrbridge's listener reads it): the CA is final.
+		{"AL", "", answer{hl7.CA}, hl7.CA, false, true, false, 0},
+		{"AL", "", answer{hl7.CA, hl7.AA}, hl7.CA, false, true, false, 0},
+		{"", "AL", answer{hl7.AA}, hl7.AA, false, true, false, 0},
 	} {
 		name := "[" + tc.msh15 + "/" + tc.msh16 + "]"
 		for _, a := range tc.peer {
