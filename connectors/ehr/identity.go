@@ -2,6 +2,7 @@ package ehr
 
 import (
 	"crypto/sha256"
+	"strings"
 	"sync"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
@@ -102,10 +103,11 @@ func countSegment(seen []segCount, id string) ([]segCount, int) {
 // LaneKey is the patient identity that orders a message's processing: the
 // first PID-3 repetition's id and assigning authority. Until a mapping
 // names another, that is what keeps one patient's events in order. A
-// message without PID gets a lane of its own.
+// message without PID, or whose id is blank (spaces or HL7's null ""),
+// gets a lane of its own: blank ids are no identity to share.
 func LaneKey(m *hl7.Message) string {
 	id := m.Get(hl7.Path{Segment: "PID", Field: 3, Rep: 1, Component: 1}).String()
-	if id == "" {
+	if t := strings.TrimSpace(id); t == "" || t == `""` {
 		return ""
 	}
 	return id + "^" + m.Get(hl7.Path{Segment: "PID", Field: 3, Rep: 1, Component: 4, Subcomponent: 1}).String()

@@ -222,6 +222,13 @@ func TestContentHashAndLane(t *testing.T) {
 	if LaneKey(parse("MSH|^~\\&|A|B|C|D|2024||MFN^M02|1|P|2.5\r")) != "" {
 		t.Error("no PID, no lane")
 	}
+	// Issue 25.1: a blank id is no identity: each such message gets a lane
+	// of its own instead of one lane for every patient without an MRN.
+	for _, pid3 := range []string{" ", `""`, "^^^HOSP^MR", " ^^^HOSP^MR"} {
+		if l := LaneKey(parse("MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5\rPID|1||" + pid3 + "||X^Y\r")); l != "" {
+			t.Errorf("PID-3 %q: lane %q, want none", pid3, l)
+		}
+	}
 }
 
 // The security officer's test: a receive cycle of messages full of
