@@ -1,62 +1,15 @@
 package main
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
-	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/mllptest"
 )
-
-// sendPeer is an MLLP receiver for the send tests: it counts connections
-// and answers each frame with the codes answer returns (none: it hangs up).
-func sendPeer(t *testing.T, answer func(m *hl7.Message) []hl7.AckCode) (string, *atomic.Int64) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	var conns atomic.Int64
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				rd := mllp.NewReader(c, 0)
-				for {
-					f, err := rd.ReadFrame()
-					if err != nil {
-						return
-					}
-					m, err := hl7.Parse(f)
-					if err != nil {
-						return
-					}
-					codes := answer(m)
-					if len(codes) == 0 {
-						return
-					}
-					for _, code := range codes {
-						if err := mllp.WriteFrame(c, hl7.BuildAck(m, code, "", nil, hl7.AckOptions{}).Bytes()); err != nil {
-							return
-						}
-					}
-				}
-			}()
-		}
-	}()
-	return l.Addr().String(), &conns
-}
 
 func sendFile(t *testing.T, name, msh15, msh16 string) string {
 	t.Helper()
@@ -71,12 +24,7 @@ func sendFile(t *testing.T, name, msh15, msh16 string) string {
 // Nothing listens: "connection refused" at once, exit 1, and the other
 // messages are not sent (the old client waited out --timeout per message).
 func TestSendConnectionRefused(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := mllptest.ClosedAddr(t)
 	start := time.Now()
 	out, errOut, code := runCLI(t, "send", "--to", addr, "--timeout", "3s", sendFile(t, "R1", "", ""), sendFile(t, "R2", "", ""))
 	if d := time.Since(start); d > time.Second {
@@ -94,7 +42,8 @@ func TestSendConnectionRefused(t *testing.T) {
 // and a clear error, not a reconnect loop; --retries N resends N times,
 // with backoff.
 func TestSendHangUpPeer(t *testing.T) {
-	addr, conns := sendPeer(t, func(*hl7.Message) []hl7.AckCode { return nil })
+	peer := mllptest.NewPeer(t, func(*hl7.Message) []hl7.AckCode { return nil })
+	addr, conns := peer.Addr, &peer.Conns
 	start := time.Now()
 	out, _, code := runCLI(t, "send", "--to", addr, "--timeout", "3s", sendFile(t, "H1", "", ""), sendFile(t, "H2", "", ""), sendFile(t, "H3", "", ""))
 	took := time.Since(start)
@@ -121,7 +70,7 @@ func TestSendHangUpPeer(t *testing.T) {
 // send waits for what MSH-15/MSH-16 ask for: AL/NE is accepted on the CA
 // alone, AL/AL on the AA after the CA; an AE is not accepted.
 func TestSendEnhancedMode(t *testing.T) {
-	addr, _ := sendPeer(t, func(m *hl7.Message) []hl7.AckCode {
+	addr := mllptest.NewPeer(t, func(m *hl7.Message) []hl7.AckCode {
 		h := m.Header()
 		switch {
 		case h.ControlID == "E3":
@@ -130,7 +79,7 @@ func TestSendEnhancedMode(t *testing.T) {
 			return []hl7.AckCode{hl7.CA} // never an application ACK
 		}
 		return []hl7.AckCode{hl7.CA, hl7.AA}
-	})
+	}).Addr
 	out, errOut, code := runCLI(t, "send", "--to", addr, "--timeout", "3s", sendFile(t, "E1", "AL", "NE"), sendFile(t, "E2", "AL", "AL"))
 	if code != exitOK || out != "E1 CA\nE2 AA\n" {
 		t.Errorf("exit %d, stdout %q, stderr %q; want E1 CA, E2 AA, exit 0", code, out, errOut)

@@ -2,67 +2,18 @@ package writeback
 
 import (
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/hl7"
-	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/mllptest"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
-
-// ehrPeer is an EHR's MLLP receiver on 127.0.0.1 that counts connections
-// and frames and answers each frame with the codes answer returns; none
-// closes the connection without an answer.
-func ehrPeer(t *testing.T, answer func(m *hl7.Message) []hl7.AckCode) (addr string, conns, frames *atomic.Int64) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	conns, frames = new(atomic.Int64), new(atomic.Int64)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				rd := mllp.NewReader(c, 0)
-				for {
-					f, err := rd.ReadFrame()
-					if err != nil {
-						return
-					}
-					frames.Add(1)
-					m, err := hl7.Parse(f)
-					if err != nil {
-						return
-					}
-					codes := answer(m)
-					if len(codes) == 0 {
-						return
-					}
-					for _, code := range codes {
-						if err := mllp.WriteFrame(c, hl7.BuildAck(m, code, "", nil, hl7.AckOptions{}).Bytes()); err != nil {
-							return
-						}
-					}
-				}
-			}()
-		}
-	}()
-	return l.Addr().String(), conns, frames
-}
 
 // An EHR that accepts connections and hangs up without an acknowledgment
 // (or where nothing listens): the note ends retrying with the reason, and
@@ -77,18 +28,11 @@ func TestMLLPUnansweredNoteRetries(t *testing.T) {
 	}{{"hangs up", true, "the connection ended before the acknowledgment"}, {"nothing listens", false, "connection refused"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var addr string
-			conns := new(atomic.Int64)
+			peer := &mllptest.Peer{Addr: mllptest.ClosedAddr(t)}
 			if tc.hangUp {
-				addr, conns, _ = ehrPeer(t, func(*hl7.Message) []hl7.AckCode { return nil })
-			} else {
-				l, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				addr = l.Addr().String()
-				l.Close()
+				peer = mllptest.NewPeer(t, func(*hl7.Message) []hl7.AckCode { return nil })
 			}
+			addr, conns := peer.Addr, &peer.Conns
 			r := newRig(t, func(string) Target { return NewMLLP(addr, 0, slog.New(slog.DiscardHandler)) })
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
 			r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
@@ -144,7 +88,8 @@ func TestMLLPAcknowledgmentModes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			addr, _, frames := ehrPeer(t, func(*hl7.Message) []hl7.AckCode { return []hl7.AckCode{hl7.CA} })
+			peer := mllptest.NewPeer(t, func(*hl7.Message) []hl7.AckCode { return []hl7.AckCode{hl7.CA} })
+			addr, frames := peer.Addr, &peer.Frames
 			r := newRigWith(t, rigOptions{cfg: func(c *Config) { c.MDM = b },
 				target: func(string) Target { return NewMLLP(addr, 0, slog.New(slog.DiscardHandler)) }})
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
