@@ -274,18 +274,28 @@ var failNext func(*Entry) bool
 
 var errInjected = errors.New("checkpoint: injected failure")
 
+// storedUnder returns the record stored under key, or nil.
+func storedUnder(tx *bolt.Tx, keys *bolt.Bucket, key string) (uint64, *Record, error) {
+	v := keys.Get([]byte(key))
+	if v == nil {
+		return 0, nil, nil
+	}
+	id := btoi(v)
+	rec, _, err := getRecord(tx, id)
+	return id, rec, err
+}
+
 func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 	e := op.e
 	if failNext != nil && failNext(e) {
 		return Result{}, errInjected
 	}
 	keys := tx.Bucket(bKeys)
-	if v := keys.Get([]byte(e.Key)); v != nil {
-		id := btoi(v)
-		existing, _, err := getRecord(tx, id)
-		if err != nil {
-			return Result{}, err
-		}
+	id, existing, err := storedUnder(tx, keys, e.Key)
+	if err != nil {
+		return Result{}, err
+	}
+	if existing != nil {
 		if existing.Hash == e.Hash {
 			return Result{Outcome: Duplicate, ID: id, Ack: append([]byte(nil), existing.Ack...)}, nil
 		}
@@ -296,15 +306,15 @@ func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 		return Result{Outcome: Conflict, ID: id, ConflictID: cid, Ack: append([]byte(nil), existing.Ack...)}, nil
 	}
 	if e.LegacyKey != "" && e.LegacyKey != e.Key && len(e.LegacyKey) <= MaxKeyLen {
-		if v := keys.Get([]byte(e.LegacyKey)); v != nil {
-			id := btoi(v)
-			existing, _, err := getRecord(tx, id)
-			if err != nil {
-				return Result{}, err
-			}
-			if existing.Hash == e.Hash {
-				return Result{Outcome: Duplicate, ID: id, Ack: append([]byte(nil), existing.Ack...)}, nil
-			}
+		// Only a retransmit is recognised under the old key form: other
+		// content there may be another sender the old form could not
+		// tell apart, so it is stored as new, not taken for a conflict.
+		id, existing, err := storedUnder(tx, keys, e.LegacyKey)
+		if err != nil {
+			return Result{}, err
+		}
+		if existing != nil && existing.Hash == e.Hash {
+			return Result{Outcome: Duplicate, ID: id, Ack: append([]byte(nil), existing.Ack...)}, nil
 		}
 	}
 	// The record joins the pending and lane indexes later, when Claim
@@ -314,7 +324,7 @@ func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 	// sender waits on, and the pending index costs this commit a fifth of
 	// its CPU; Claim writes both for thousands of records at once.
 	records := tx.Bucket(bRecords)
-	id, err := records.NextSequence()
+	id, err = records.NextSequence()
 	if err != nil {
 		return Result{}, err
 	}
