@@ -75,28 +75,11 @@ func freeAddr(t *testing.T) string {
 func TestEndToEndRunAndSend(t *testing.T) {
 	bin := ehrbridgeBinary(t)
 	mllpAddr, adminAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"))
 	dataDir := t.TempDir()
 	sandboxAddr := freeAddr(t)
 	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr, "EHRBRIDGE_SANDBOX_ADDR="+sandboxAddr)
-	cmd.Env = env
-	logs := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var exitErr error
-	go func() { exitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+	d := startDaemon(t, bin, filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"), adminAddr, env)
+	cmd, logs, exited := d.cmd, d.logs, d.exited
 
 	adt := corpus(t, "microsoft-FHIR-Converter", "ADT-A01-01.hl7")
 	batch := corpus(t, "CDCgov-trusted-intermediary", "Test", "Results", "005_AL_ORU_R01_NBS_Simplified_0_initial_message.hl7")
@@ -224,8 +207,8 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	}
 	select {
 	case <-exited:
-		if exitErr != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", exitErr, logs)
+		if d.err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", d.err, logs)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("did not stop within 10s of SIGTERM\n%s", logs)
@@ -248,6 +231,38 @@ func TestEndToEndRunAndSend(t *testing.T) {
 			t.Errorf("log contains %q:\n%s", phi, log)
 		}
 	}
+}
+
+// runningDaemon is an `ehrbridge run` a test started; the test's cleanup
+// kills it if it is still running.
+type runningDaemon struct {
+	cmd    *exec.Cmd
+	logs   *syncbuf.Buffer
+	exited chan struct{}
+	err    error // the exit error, once exited is closed
+}
+
+// startDaemon runs `ehrbridge run --config cfg` with env and waits until
+// the admin endpoint at adminAddr is ready.
+func startDaemon(t *testing.T, bin, cfg, adminAddr string, env []string) *runningDaemon {
+	t.Helper()
+	d := &runningDaemon{cmd: exec.Command(bin, "run", "--config", cfg), logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
+	d.cmd.Env = env
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+	})
+	waitReady(t, "http://"+adminAddr+"/readyz", d.exited, d.logs)
+	return d
 }
 
 // run refuses a config that does not lint, printing file:line:col.

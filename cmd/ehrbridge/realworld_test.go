@@ -14,7 +14,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // rwSide is one shipped demo config and the sandbox names its mapping
@@ -50,24 +49,7 @@ func runRealWorld(t *testing.T, side rwSide) {
 	shipped := filepath.Join(shared.ModuleRoot(t), "configs", side.config)
 	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+t.TempDir(), "EHRBRIDGE_MLLP_ADDR="+mllpAddr,
 		"EHRBRIDGE_ADMIN_ADDR="+adminAddr, "EHRBRIDGE_SANDBOX_ADDR="+sandboxAddr, "EHRBRIDGE_SANDBOX_TLS_ADDR="+freeAddr(t))
-	cmd := exec.Command(bin, "run", "--config", shipped)
-	cmd.Env = env
-	logs := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+	logs := startDaemon(t, bin, shipped, adminAddr, env).logs
 
 	c, err := net.Dial("tcp", mllpAddr)
 	if err != nil {

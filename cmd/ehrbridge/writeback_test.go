@@ -26,25 +26,8 @@ func TestWritebackDemo(t *testing.T) {
 	mllpAddr, adminAddr, sandboxAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr, "EHRBRIDGE_SANDBOX_ADDR="+sandboxAddr)
 	start := func() (*exec.Cmd, *syncbuf.Buffer, chan struct{}) {
-		cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"))
-		cmd.Env = env
-		logs := &syncbuf.Buffer{}
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		t.Cleanup(func() {
-			select {
-			case <-exited:
-			default:
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		})
-		waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
-		return cmd, logs, exited
+		d := startDaemon(t, bin, filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"), adminAddr, env)
+		return d.cmd, d.logs, d.exited
 	}
 	stop := func(cmd *exec.Cmd, exited chan struct{}) {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
