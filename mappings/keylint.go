@@ -3,6 +3,7 @@ package mappings
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -12,8 +13,9 @@ import (
 // Key lint: findings about key expressions (op keys, lanes, the key of
 // ref(object, key_field, key)) that do not stop a mapping from loading,
 // because the key rules at run time already refuse what they would
-// break, but that an admin should fix: parts that run together, and
-// identifiers read without their namespace.
+// break, but that an admin should fix: parts that run together, a part
+// that falls back to blank text, and identifiers read without their
+// namespace.
 
 // identifierFields are the HL7 fields of type CX (id in component 1,
 // assigning authority HD in component 4) and EI (id in component 1,
@@ -36,6 +38,7 @@ func (sc *scope) lintKey(x *expression, n *yaml.Node, what string) {
 		return
 	}
 	sc.lintJoins(x.root, n, what)
+	sc.lintBlankFallbacks(x.root, n, what)
 	var ids []string
 	reads := map[string]bool{} // "PID-3.4", "PID-3*" (read whole), "MSH-4"
 	walkPaths(x.root, func(p hl7.Path, comp int, whole bool) {
@@ -101,6 +104,42 @@ func (sc *scope) lintJoins(root node, n *yaml.Node, what string) {
 				case p.lit != "":
 					prev = 0
 				}
+			}
+		}
+	})
+}
+
+// lintBlankFallbacks warns about a key part that falls back to blank
+// literal text (coalesce(PID-3.4, ""), default(x, " "), if(c, x, ""),
+// lookup(t, x, "")): blank parts are absent in a key so that a missing
+// identifier refuses the message, and such a fallback writes one anyway,
+// so that every message without the value shares the part. HL7 mappings
+// only: a message always has a namespace to fall back to (MSH-4, MSH-3),
+// while a FHIR coding without a system has none.
+func (sc *scope) lintBlankFallbacks(root node, n *yaml.Node, what string) {
+	warned := false
+	walk(root, func(nd node) {
+		c, ok := nd.(*call)
+		if !ok || warned {
+			return
+		}
+		var alts []node
+		name := ""
+		switch c.fn {
+		case functions["coalesce"]:
+			alts, name = c.args, "coalesce"
+		case functions["default"]:
+			alts, name = c.args, "default"
+		case functions["if"]:
+			alts, name = c.args[1:], "if"
+		case functions["lookup"]:
+			alts, name = c.args[2:], "lookup"
+		}
+		for _, a := range alts {
+			if l, ok := a.(literal); ok && (l.v.Kind == Null || strings.TrimSpace(l.v.Text) == "") {
+				sc.warnAt(n, "%s: a part falls back to blank text in %s(): every input without the value shares that part; leave the fallback out so that such an input is refused", what, name)
+				warned = true
+				return
 			}
 		}
 	})
