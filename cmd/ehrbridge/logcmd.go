@@ -447,7 +447,11 @@ func printRecord(w io.Writer, r logadmin.RecordView, reveal bool) {
 	}
 	fmt.Fprintf(tw, "lane\t%s\ncontent hash\t%s\npayload\t%s\n", r.Lane, r.ContentHash, payload)
 	tw.Flush()
-	fmt.Fprintf(w, "ack:\n%s\n", indentSegments(r.Ack))
+	if r.Ack == "" {
+		fmt.Fprintf(w, "ack: none sent (MSH-15/MSH-16 asked for none)\n")
+	} else {
+		fmt.Fprintf(w, "ack:\n%s\n", indentSegments(r.Ack))
+	}
 	if reveal {
 		fmt.Fprintf(w, "payload (revealed, audited):\n%s\n", indentSegments(r.Payload))
 	}

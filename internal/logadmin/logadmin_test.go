@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 )
 
 // fixture is a log with a received record (1), a dead one (2) and a
@@ -257,5 +258,24 @@ func TestSkippedAndWarned(t *testing.T) {
 				t.Errorf("nothing left to retry: %d, %v", n, err)
 			}
 		})
+	}
+}
+
+// An enhanced-mode record stores its answers as MLLP frames back to back
+// (CA then AA), or none at all: the view shows them without the framing
+// bytes, a blank line between two; a single answer as it was sent.
+func TestViewOfEnhancedModeAcks(t *testing.T) {
+	two := ehr.EncodeAcks([][]byte{[]byte("MSH|^~\\&|A\rMSA|CA|1\r"), []byte("MSH|^~\\&|A\rMSA|AA|1")})
+	for _, tc := range []struct {
+		stored []byte
+		want   string
+	}{
+		{two, "MSH|^~\\&|A\rMSA|CA|1\r\rMSH|^~\\&|A\rMSA|AA|1"},
+		{ehr.EncodeAcks(nil), ""},
+		{[]byte("MSH|^~\\&|A\rMSA|AA|1"), "MSH|^~\\&|A\rMSA|AA|1"},
+	} {
+		if got := ViewOf(&checkpoint.Record{Ack: tc.stored}).Ack; got != tc.want {
+			t.Errorf("stored %q: view %q, want %q", tc.stored, got, tc.want)
+		}
 	}
 }

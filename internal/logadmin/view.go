@@ -2,9 +2,11 @@ package logadmin
 
 import (
 	"encoding/hex"
+	"strings"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 )
 
 // RecordView is a record as the admin tools show it. It holds no patient
@@ -34,13 +36,26 @@ type RecordView struct {
 	Payload        string     `json:"payload,omitempty"`
 }
 
+// ackText renders the acknowledgments stored with a record as text: in
+// enhanced mode a record may hold several (CA, then AA), stored as MLLP
+// frames back to back, or none; they are shown without the framing bytes,
+// a blank line between two.
+func ackText(stored []byte) string {
+	frames := ehr.DecodeAcks(stored)
+	out := make([]string, len(frames))
+	for i, f := range frames {
+		out[i] = strings.TrimRight(string(f), "\r\n")
+	}
+	return strings.Join(out, "\r\r")
+}
+
 // ViewOf converts a record.
 func ViewOf(r *checkpoint.Record) RecordView {
 	v := RecordView{
 		ID: r.ID, Key: r.Key, Source: r.Source, Kind: r.Kind, Type: r.Type, State: r.State.String(),
 		Received: r.Received.UTC(), Attempts: r.Attempts, Reason: r.Reason, Targets: r.Targets,
 		Lane: hex.EncodeToString(r.Lane[:6]), ContentHash: hex.EncodeToString(r.Hash[:8]),
-		PayloadBytes: r.PayloadLen, PayloadDropped: r.PayloadDropped, Ack: string(r.Ack), Warned: r.Warned(),
+		PayloadBytes: r.PayloadLen, PayloadDropped: r.PayloadDropped, Ack: ackText(r.Ack), Warned: r.Warned(),
 	}
 	if r.State == checkpoint.Retrying || r.State == checkpoint.Received {
 		t := r.ReadyAt.UTC()
