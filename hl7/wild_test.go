@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 
@@ -20,11 +19,7 @@ import (
 // values.
 func TestWild(t *testing.T) {
 	files := shared.WildFiles(t)
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := shared.WildNames(files)
 	var messages, parsed, refused int
 	for _, name := range names {
 		data := files[name]

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -56,11 +55,7 @@ type wildMessage struct {
 func wildMessages(t *testing.T) []wildMessage {
 	t.Helper()
 	files := shared.WildFiles(t)
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := shared.WildNames(files)
 	var out []wildMessage
 	for _, n := range names {
 		for i, raw := range shared.SplitMessages(files[n]) {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -48,11 +47,7 @@ import (
 // source sends for the corpus message without waiting on timeouts.
 func TestWildMLLP(t *testing.T) {
 	files := shared.WildFiles(t)
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := shared.WildNames(files)
 	// Durability is not what is tested here: without fsync the few
 	// thousand appends take a second instead of most of a minute.
 	cp, err := checkpoint.Open(filepath.Join(t.TempDir(), checkpoint.FileName),

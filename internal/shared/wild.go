@@ -50,6 +50,17 @@ func WildFiles(t testing.TB) map[string][]byte {
 	return files
 }
 
+// WildNames returns the names of files (as WildFiles gives them) in
+// sorted order, for tests that go through them in a stable order.
+func WildNames(files map[string][]byte) []string {
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // SplitMessages cuts a file into messages the way a file-drop sender does:
 // a line (CR, LF or CRLF ended; a leading byte order mark dropped) that
 // starts with "MSH" and a non-alphanumeric byte begins a message, every
