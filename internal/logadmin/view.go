@@ -39,14 +39,15 @@ type RecordView struct {
 // ackText renders the acknowledgments stored with a record as text: in
 // enhanced mode a record may hold several (CA, then AA), stored as MLLP
 // frames back to back, or none; they are shown without the framing bytes,
-// a blank line between two.
+// one after the other (each ends its last segment with CR, so a CR between
+// two makes a blank line). A single one is shown byte for byte as sent.
 func ackText(stored []byte) string {
 	frames := ehr.DecodeAcks(stored)
 	out := make([]string, len(frames))
 	for i, f := range frames {
-		out[i] = strings.TrimRight(string(f), "\r\n")
+		out[i] = string(f)
 	}
-	return strings.Join(out, "\r\r")
+	return strings.Join(out, "\r")
 }
 
 // ViewOf converts a record.
