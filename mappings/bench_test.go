@@ -126,3 +126,34 @@ func BenchmarkDecodeFHIRBaseline(b *testing.B) {
 		}
 	}
 }
+
+// benchShipped maps msg with a shipped mapping set (every mapping of the
+// set that accepts it: patient, encounter, allergies, conditions; or the
+// observations), as the daemon does per record. Their keys are what issue
+// 25 made longer (namespaces, blank-part rules): compare with the same
+// benchmark on an earlier commit.
+func benchShipped(b *testing.B, set, msg string) {
+	s, err := Load([]string{"../configs/mappings/" + set}, Options{Zone: time.UTC})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := hl7.Parse([]byte(msg))
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := Input{HL7: m}
+	if res, err := s.Map(in); err != nil || len(res.Ops) == 0 {
+		b.Fatalf("map: %v, %d ops", err, len(res.Ops))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Map(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkShippedHealthCloudADT(b *testing.B) { benchShipped(b, "healthcloud", benchADT) }
+func BenchmarkShippedHealthCloudORU(b *testing.B) { benchShipped(b, "healthcloud", benchORU) }
+func BenchmarkShippedDynamicsADT(b *testing.B)    { benchShipped(b, "dynamics", benchADT) }
+func BenchmarkShippedDynamicsORU(b *testing.B)    { benchShipped(b, "dynamics", benchORU) }

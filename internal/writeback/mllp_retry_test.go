@@ -100,7 +100,13 @@ func TestMLLPAcknowledgmentModes(t *testing.T) {
 				t.Errorf("the EHR received %d messages, want %d", n, tc.frames)
 			}
 			if tc.status == "Error" {
-				recs, _ := r.log.List(checkpoint.Dead, 0, 10)
+				// The note's status is written before its record is
+				// settled: wait for the record too.
+				var recs []*checkpoint.Record
+				waitUntil(t, "the note dead", func() bool {
+					recs, _ = r.log.List(checkpoint.Dead, 0, 10)
+					return len(recs) > 0
+				})
 				if len(recs) != 1 || !strings.Contains(recs[0].Reason, "no acknowledgment on success") {
 					t.Errorf("dead records %v", recs)
 				}
