@@ -104,6 +104,26 @@ func (ms *mappingSet) install(s *mappings.Set) {
 	ms.lastOK.Store(true)
 	ms.lastReload.Store(time.Now().Unix())
 	ms.lastProblem.Store(nil)
+	ms.logLint(s)
+}
+
+// logLint logs the set's lint warnings (keys whose parts run together,
+// identifiers without namespace, blank fallbacks): they do not stop the
+// set from loading, so an admin who never runs `ehrbridge lint` learns of
+// them here. They name files, lines and expressions, never patient data.
+func (ms *mappingSet) logLint(s *mappings.Set) {
+	w := s.Lint()
+	if len(w) == 0 {
+		return
+	}
+	const shown = 10
+	for i, p := range w {
+		if i == shown {
+			ms.log.Warn("more mapping lint warnings; run `ehrbridge lint` for all", "more", len(w)-shown)
+			break
+		}
+		ms.log.Warn("mapping lint warning", "warning", p.String())
+	}
 }
 
 // Reload re-reads the mapping files. On problems the running set stays and
