@@ -197,7 +197,9 @@ func TestCompositeLimitsAndOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	ops := opsOf(t, set, filepath.Join(root, "configs", "samples", "hl7v2", "ADT-A01-01.hl7"))
+	mu.Lock()
 	before := len(calls)
+	mu.Unlock()
 	for i, res := range (&Sink{Client: c}).Apply(ctx, ops) {
 		if res.Err != nil {
 			t.Errorf("ADT-A01-01 op %d (%s %s): %v", i, ops[i].Action, ops[i].Object, res.Err)
