@@ -51,6 +51,13 @@ type Config struct {
 	// LoginURL is where tokens come from: https://login.salesforce.com,
 	// https://test.salesforce.com, a My Domain URL, or the sandbox's.
 	LoginURL string
+	// Audience is the JWT bearer assertion's aud claim. Salesforce accepts
+	// only https://login.salesforce.com, https://test.salesforce.com (a
+	// sandbox org) or an Experience Cloud site URL, never the My Domain
+	// URL that may serve the token endpoint; any other answers invalid_grant
+	// "audience is invalid" (https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm).
+	// Default: DefaultAudience(LoginURL).
+	Audience string
 	// APIVersion, default "62.0".
 	APIVersion             string
 	ClientID, ClientSecret string
@@ -58,8 +65,10 @@ type Config struct {
 	// MaxConcurrent caps requests in flight; default 4.
 	MaxConcurrent int
 	// BudgetReserve is the share of the daily API allocation kept free:
-	// when used reaches (1 - BudgetReserve) × max, requests fail with a
-	// Throttled error until the usage falls; default 0.1.
+	// when used reaches (1 - BudgetReserve) × max, org-wide or for this
+	// connected app (Sforce-Limit-Info's per-app-api-usage, whichever is
+	// tighter), requests fail with a Throttled error until the usage
+	// falls; default 0.1.
 	BudgetReserve float64
 	// RetryMax is how often one request is retried on a transient failure
 	// (network error, 5xx, 429); default 4.
@@ -120,9 +129,9 @@ type Client struct {
 	token    *oauth2.Token
 	instance string
 
-	budgetMu sync.Mutex
-	used     int
-	max      int
+	budgetMu        sync.Mutex
+	used, max       int // org-wide: api-usage
+	appUsed, appMax int // this connected app: per-app-api-usage (0/0 when absent)
 
 	// Requests counts API requests sent (token requests and retries
 	// included), for /metrics.
@@ -161,6 +170,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Audience == "" {
+		cfg.Audience = DefaultAudience(cfg.LoginURL)
+	}
+	if problem := AudienceProblem(cfg.Audience); problem != "" && cfg.Auth.JWTUsername != "" {
+		return nil, errors.New("salesforce: " + problem)
+	}
 	c := &Client{cfg: cfg, log: cfg.Logger.With("crm", "salesforce"), sem: make(chan struct{}, cfg.MaxConcurrent)}
 	tokenURL := strings.TrimSuffix(cfg.LoginURL, "/") + "/services/oauth2/token"
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, cfg.HTTPClient)
@@ -171,7 +186,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, errors.New("salesforce: the JWT flow needs the connected app's private key")
 		}
 		j := &jwt.Config{Email: cfg.ClientID, Subject: a.JWTUsername, PrivateKey: a.JWTPrivateKey, TokenURL: tokenURL,
-			Audience: strings.TrimSuffix(cfg.LoginURL, "/"), Expires: 3 * time.Minute}
+			Audience: strings.TrimSuffix(cfg.Audience, "/"), Expires: 3 * time.Minute}
 		c.base = fetcher(func() (*oauth2.Token, error) { return j.TokenSource(ctx).Token() })
 	case a.ClientCredentials:
 		cc := &clientcredentials.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}
@@ -261,7 +276,19 @@ func (c *Client) accessToken(ctx context.Context) (*oauth2.Token, string, error)
 			if re.Response != nil && re.Response.StatusCode >= 500 {
 				kind = Transient
 			}
-			return nil, "", &Error{Kind: kind, Code: "AUTH_" + strings.ToUpper(cmp.Or(re.ErrorCode, "failed")), Status: statusOf(re.Response)}
+			code, desc := re.ErrorCode, re.ErrorDescription
+			if code == "" {
+				// The jwt package leaves the OAuth error in the body.
+				var body struct {
+					Error       string `json:"error"`
+					Description string `json:"error_description"`
+				}
+				if json.Unmarshal(re.Body, &body) == nil {
+					code, desc = body.Error, body.Description
+				}
+			}
+			return nil, "", &Error{Kind: kind, Code: "AUTH_" + strings.ToUpper(cmp.Or(code, "failed")), Status: statusOf(re.Response),
+				Message: c.explainAuth(desc)}
 		}
 		return nil, "", &Error{Kind: Transient, Code: "AUTH_UNREACHABLE"}
 	}
@@ -271,6 +298,23 @@ func (c *Client) accessToken(ctx context.Context) (*oauth2.Token, string, error)
 	}
 	c.token, c.instance = tok, strings.TrimSuffix(inst, "/")
 	return c.token, c.instance, nil
+}
+
+// explainAuth puts a token endpoint's error description (Salesforce's
+// texts carry no patient data) in the admin's terms where it is known.
+func (c *Client) explainAuth(desc string) string {
+	if len(desc) > 200 {
+		desc = desc[:200]
+	}
+	if strings.Contains(strings.ToLower(desc), "audience is invalid") {
+		want := SandboxAudience
+		if c.cfg.Audience == SandboxAudience {
+			want = ProductionAudience
+		}
+		return "audience is invalid: set crm.salesforce.audience to " + want + " (now " + c.cfg.Audience + "): " +
+			ProductionAudience + " for production, " + SandboxAudience + " for a sandbox org, or the Experience Cloud site URL"
+	}
+	return desc
 }
 
 func statusOf(r *http.Response) int {
@@ -393,25 +437,62 @@ func parseError(resp *http.Response, data []byte, throttlePause time.Duration) *
 	return e
 }
 
-// noteUsage reads "api-usage=used/max" from Sforce-Limit-Info.
+// noteUsage reads Sforce-Limit-Info. Its documented form is parts
+// separated by ";", each "name=used/max", the per-app part followed by
+// the app's name: "api-usage=25/5000; per-app-api-usage=17/250(appName=sample-app)"
+// or "api-usage=10018/100000; api-bursts=1/750"
+// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm).
+// Unknown parts are ignored; a header without api-usage changes nothing.
 func (c *Client) noteUsage(h string) {
-	_, rest, ok := strings.Cut(h, "api-usage=")
+	u, ok := ParseLimitInfo(h)
 	if !ok {
-		return
-	}
-	rest, _, _ = strings.Cut(rest, ",")
-	u, m, ok := strings.Cut(strings.TrimSpace(rest), "/")
-	if !ok {
-		return
-	}
-	used, err1 := strconv.Atoi(u)
-	maxN, err2 := strconv.Atoi(m)
-	if err1 != nil || err2 != nil || maxN <= 0 {
 		return
 	}
 	c.budgetMu.Lock()
-	c.used, c.max = used, maxN
+	c.used, c.max = u.Used, u.Max
+	c.appUsed, c.appMax = u.AppUsed, u.AppMax
 	c.budgetMu.Unlock()
+}
+
+// LimitInfo is what a Sforce-Limit-Info header says: the org's daily API
+// usage and, when the connected app has its own allocation, the app's.
+type LimitInfo struct {
+	Used, Max       int
+	AppUsed, AppMax int // 0, 0 without a per-app-api-usage part
+	AppName         string
+}
+
+// ParseLimitInfo parses a Sforce-Limit-Info header; ok is false when it
+// has no usable api-usage part.
+func ParseLimitInfo(h string) (info LimitInfo, ok bool) {
+	for part := range strings.SplitSeq(h, ";") {
+		name, val, found := strings.Cut(strings.TrimSpace(part), "=")
+		if !found {
+			continue
+		}
+		app := ""
+		if i := strings.IndexByte(val, '('); i >= 0 {
+			inner := strings.TrimSuffix(val[i+1:], ")")
+			app, _ = strings.CutPrefix(inner, "appName=")
+			val = val[:i]
+		}
+		u, m, found := strings.Cut(strings.TrimSpace(val), "/")
+		if !found {
+			continue
+		}
+		used, err1 := strconv.Atoi(strings.TrimSpace(u))
+		maxN, err2 := strconv.Atoi(strings.TrimSpace(m))
+		if err1 != nil || err2 != nil || used < 0 || maxN <= 0 {
+			continue
+		}
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "api-usage":
+			info.Used, info.Max, ok = used, maxN, true
+		case "per-app-api-usage":
+			info.AppUsed, info.AppMax, info.AppName = used, maxN, app
+		}
+	}
+	return info, ok
 }
 
 // Usage returns the last known API usage and allocation (0, 0 before the
@@ -422,19 +503,83 @@ func (c *Client) Usage() (used, max int) {
 	return c.used, c.max
 }
 
-// checkBudget refuses a request once usage reaches the reserve, so that
-// the org's other integrations and users keep their share.
+// AppUsage returns the connected app's last known usage and allocation
+// (per-app-api-usage; 0, 0 when Salesforce sends none).
+func (c *Client) AppUsage() (used, max int) {
+	c.budgetMu.Lock()
+	defer c.budgetMu.Unlock()
+	return c.appUsed, c.appMax
+}
+
+// checkBudget refuses a request once usage reaches the reserve, org-wide
+// or for the connected app, whichever comes first, so that the org's
+// other integrations and users keep their share and the app is not cut
+// off by its own allocation.
 func (c *Client) checkBudget() error {
 	c.budgetMu.Lock()
 	defer c.budgetMu.Unlock()
-	if c.max == 0 {
-		return nil
-	}
-	if float64(c.used) >= float64(c.max)*(1-c.cfg.BudgetReserve) {
+	keep := 1 - c.cfg.BudgetReserve
+	if c.max > 0 && float64(c.used) >= float64(c.max)*keep {
 		return &Error{Kind: Throttled, Code: "BUDGET_RESERVED", RetryAfter: 10 * time.Minute,
 			Message: fmt.Sprintf("%d of %d daily API requests used; the last %.0f%% are kept in reserve", c.used, c.max, c.cfg.BudgetReserve*100)}
 	}
+	if c.appMax > 0 && float64(c.appUsed) >= float64(c.appMax)*keep {
+		return &Error{Kind: Throttled, Code: "BUDGET_RESERVED", RetryAfter: 10 * time.Minute,
+			Message: fmt.Sprintf("%d of the connected app's %d daily API requests used; the last %.0f%% are kept in reserve", c.appUsed, c.appMax, c.cfg.BudgetReserve*100)}
+	}
 	return nil
+}
+
+// Audiences Salesforce accepts in a JWT bearer assertion besides an
+// Experience Cloud site URL.
+const (
+	ProductionAudience = "https://login.salesforce.com"
+	SandboxAudience    = "https://test.salesforce.com"
+)
+
+// DefaultAudience is the JWT aud for a login URL: test.salesforce.com for
+// a sandbox org (login URL https://test.salesforce.com or a sandbox My
+// Domain, *.sandbox.my.salesforce.com), login.salesforce.com otherwise.
+func DefaultAudience(loginURL string) string {
+	u, err := url.Parse(loginURL)
+	if err != nil {
+		return ProductionAudience
+	}
+	h := strings.ToLower(u.Hostname())
+	if h == "test.salesforce.com" || strings.HasSuffix(h, ".sandbox.my.salesforce.com") {
+		return SandboxAudience
+	}
+	return ProductionAudience
+}
+
+// AudienceProblem says what is wrong with a JWT audience, "" when nothing
+// obvious is. A site URL cannot be known in advance, so only what is
+// certainly wrong is refused: not an https URL, a path or query, or a
+// Salesforce host that is neither login nor test (a My Domain such as
+// hospital.my.salesforce.com, a Lightning or Setup domain), which
+// Salesforce answers with "audience is invalid".
+func AudienceProblem(aud string) string {
+	u, err := url.Parse(aud)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "the JWT audience must be https://login.salesforce.com, https://test.salesforce.com (a sandbox org) or an Experience Cloud site URL"
+	}
+	h := strings.ToLower(u.Hostname())
+	if h == "login.salesforce.com" || h == "test.salesforce.com" {
+		if strings.Trim(u.Path, "/") != "" {
+			return "the JWT audience is the login server alone, without a path: https://" + h
+		}
+		return ""
+	}
+	for _, suffix := range []string{".salesforce.com", ".lightning.force.com", ".salesforce-setup.com"} {
+		if strings.HasSuffix(h, suffix) {
+			want := ProductionAudience
+			if strings.HasSuffix(h, ".sandbox.my.salesforce.com") {
+				want = SandboxAudience
+			}
+			return "audience is invalid: the JWT audience is not the My Domain URL; set audience to " + want + " (" + SandboxAudience + " for a sandbox org) or an Experience Cloud site URL"
+		}
+	}
+	return ""
 }
 
 // RefreshUsage reads /limits, as after a restart before any request.

@@ -322,7 +322,7 @@ func TestNoPatientDataInLogs(t *testing.T) {
 }
 
 // UpsertGroups packs collection requests into Composite calls: one API
-// request for up to 25 collections, in order, so that a later group can
+// request for up to 5 collections, in order, so that a later group can
 // reference an earlier one's records.
 func TestUpsertGroupsComposite(t *testing.T) {
 	r := newRig(t, sandbox.Options{})
@@ -350,9 +350,9 @@ func TestUpsertGroupsComposite(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 5,200 accounts are 26 collections, plus one for the encounters: 27
-	// subrequests, two Composite calls.
-	if n := r.sb.Stats().RequestsTotal - before; n != 2 {
-		t.Errorf("%d API requests, want 2", n)
+	// subrequests, six Composite calls of at most 5 collections.
+	if n := r.sb.Stats().RequestsTotal - before; n != 6 {
+		t.Errorf("%d API requests, want 6", n)
 	}
 	for i, x := range res[0] {
 		if x.Err != nil || x.ID == "" {

@@ -239,8 +239,16 @@ func (c *Client) fill(results []Result, n int, out []collectionResult, err error
 	}
 }
 
-// MaxSubrequests is the Composite resource's limit per call.
-const MaxSubrequests = 25
+// Composite limits: at most MaxSubrequests subrequests per call, of which
+// at most MaxCollectionSubrequests are sObject Collections or queries
+// (https://developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-composite-post.html;
+// /work/shared/crm-metadata/salesforce/docs_facts.json REST.composite).
+// Every subrequest UpsertGroups sends is a collection, so the second
+// limit is the one that binds.
+const (
+	MaxSubrequests           = 25
+	MaxCollectionSubrequests = 5
+)
 
 // UpsertGroup is the records of one object, upserted by keyField.
 type UpsertGroup struct {
@@ -250,9 +258,11 @@ type UpsertGroup struct {
 
 // UpsertGroups upserts several groups, in order, packing their collection
 // requests (up to MaxBatch records each) into Composite calls of up to
-// MaxSubrequests: a call counts once against the org's API allocation,
-// however many objects it writes. Subrequests run in order, so a group may
-// reference records an earlier group writes. Records repeating a key
+// MaxCollectionSubrequests: a call counts once against the org's API
+// allocation, however many objects it writes. Each call sets
+// "collateSubrequests": false, since Salesforce otherwise (the default
+// since API 49.0) runs subrequests in any order, and a group may reference
+// records an earlier group writes; the calls go one after another. Records repeating a key
 // within a group are merged as in Upsert. Results follow the groups'
 // records. The error is for context cancellation only.
 func (c *Client) UpsertGroups(ctx context.Context, groups []UpsertGroup) ([][]Result, error) {
@@ -283,12 +293,13 @@ func (c *Client) UpsertGroups(ctx context.Context, groups []UpsertGroup) ([][]Re
 				body: map[string]any{"allOrNone": false, "records": recs}})
 		}
 	}
-	for start := 0; start < len(subs); start += MaxSubrequests {
-		chunk := subs[start:min(start+MaxSubrequests, len(subs))]
+	for start := 0; start < len(subs); start += MaxCollectionSubrequests {
+		chunk := subs[start:min(start+MaxCollectionSubrequests, len(subs))]
 		req := struct {
-			AllOrNone        bool             `json:"allOrNone"`
-			CompositeRequest []map[string]any `json:"compositeRequest"`
-		}{CompositeRequest: make([]map[string]any, len(chunk))}
+			AllOrNone          bool             `json:"allOrNone"`
+			CollateSubrequests bool             `json:"collateSubrequests"`
+			CompositeRequest   []map[string]any `json:"compositeRequest"`
+		}{CollateSubrequests: false, CompositeRequest: make([]map[string]any, len(chunk))}
 		for i, s := range chunk {
 			req.CompositeRequest[i] = map[string]any{"method": http.MethodPatch, "url": s.path, "referenceId": fmt.Sprintf("g%d", start+i), "body": s.body}
 		}
@@ -302,7 +313,13 @@ func (c *Client) UpsertGroups(ctx context.Context, groups []UpsertGroup) ([][]Re
 		if ctx.Err() != nil {
 			return results, ctx.Err()
 		}
-		if err == nil && len(out.CompositeResponse) != len(chunk) {
+		switch {
+		case err != nil, len(out.CompositeResponse) == len(chunk):
+		case len(out.CompositeResponse) == 1 && out.CompositeResponse[0].HTTPStatusCode >= 400:
+			// The call as a whole was refused (LIMIT_EXCEEDED over the
+			// Composite limits): one element answers for all subrequests.
+			err = subrequestError(out.CompositeResponse[0].HTTPStatusCode, out.CompositeResponse[0].Body, c.cfg.ThrottlePause)
+		default:
 			err = &Error{Kind: Transient, Code: "BAD_RESPONSE", Message: "composite answer does not match the request"}
 		}
 		for i, s := range chunk {

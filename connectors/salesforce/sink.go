@@ -23,7 +23,8 @@ var _ connectors.Sink = (*Sink)(nil)
 // the referencing op reports the same error (a transient failure must not
 // turn into a permanent "foreign key not found"). Upserts are grouped by
 // object and key field into collection requests of up to 200 records,
-// packed into Composite calls of up to 25; updates and deletes follow,
+// packed into Composite calls of up to 5 (Salesforce's limit on
+// collection subrequests), in order; updates and deletes follow,
 // by the ids found for their keys.
 func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Result {
 	results := make([]connectors.Result, len(ops))

@@ -13,8 +13,15 @@
 // Salesforce errorCodes), relationships by external id in bodies, sObject
 // Collections of up to 200 records with allOrNone rollback and per-record
 // results, SOQL queries with nextRecordsUrl paging, the daily API limit
-// with the Sforce-Limit-Info header and REQUEST_LIMIT_EXCEEDED. The real
-// jsforce client is run against it in the tests.
+// (org-wide and per connected app; Options.UsedAtStart starts it near a
+// limit) with the Sforce-Limit-Info header in its documented form
+// ("api-usage=u/m; per-app-api-usage=u/m(appName=...)") and
+// REQUEST_LIMIT_EXCEEDED, the JWT bearer aud rule (login.salesforce.com or
+// test.salesforce.com, never its own URL: "audience is invalid"), and the
+// Composite limits (25 subrequests, at most 5 collections or queries, else
+// LIMIT_EXCEEDED) with collated subrequests run in a shuffled, seeded order
+// unless collateSubrequests is false. The real jsforce client is run
+// against it in the tests.
 //
 // What it adds for tests: /sandbox/v1/objects/{Object} (every record),
 // /sandbox/v1/stats (API requests per endpoint), and fault injection under

@@ -96,7 +96,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 		user = u
 	case "urn:ietf:params:oauth:grant-type:jwt-bearer":
-		u, err := s.checkAssertion(r.PostForm.Get("assertion"), baseURL(r))
+		u, err := s.checkAssertion(r.PostForm.Get("assertion"))
 		if err != nil {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", err.Error())
 			return
@@ -170,8 +170,9 @@ func (s *Server) authorized(r *http.Request) bool {
 
 // checkAssertion verifies a JWT bearer assertion: RS256 signed by the
 // configured certificate's key, issued by the client id, for a known user,
-// addressed to this server, not expired. It returns the user.
-func (s *Server) checkAssertion(assertion, audience string) (string, error) {
+// addressed to the login server of the org's kind, not expired. It returns
+// the user.
+func (s *Server) checkAssertion(assertion string) (string, error) {
 	if s.opts.JWTKey == nil {
 		return "", errors.New("the JWT bearer flow is not configured")
 	}
@@ -208,7 +209,11 @@ func (s *Server) checkAssertion(assertion, audience string) (string, error) {
 	if _, known := s.opts.Users[claims.Sub]; !known {
 		return "", errors.New("user hasn't approved this consumer")
 	}
-	if !audienceMatches(claims.Aud, audience, s.opts.LoginURLs) {
+	login := "https://login.salesforce.com"
+	if s.opts.SandboxOrg {
+		login = "https://test.salesforce.com"
+	}
+	if !audienceMatches(claims.Aud, login, s.opts.LoginURLs) {
 		return "", errors.New("audience is invalid")
 	}
 	if claims.Exp == 0 || !s.opts.Now().Before(time.Unix(claims.Exp, 0)) {
@@ -225,8 +230,8 @@ func decodeSegment(seg string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-// audienceMatches accepts this server's URL or a configured login URL, as
-// a string or in a list.
+// audienceMatches accepts the login server's URL or a configured site
+// URL, as a string or in a list.
 func audienceMatches(raw json.RawMessage, self string, extra []string) bool {
 	var auds []string
 	var one string

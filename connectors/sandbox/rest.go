@@ -503,8 +503,38 @@ func (s *Server) reply(w http.ResponseWriter, status int, v any) {
 	writeJSON(w, status, v)
 }
 
-// maxSubrequests is the Composite resource's limit.
-const maxSubrequests = 25
+// The Composite resource's limits: 25 subrequests, at most 5 of them
+// sObject Collections or queries
+// (https://developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-composite-post.html;
+// ../shared/crm-metadata/salesforce/docs_facts.json REST.composite).
+const (
+	maxSubrequests           = 25
+	maxCollectionSubrequests = 5
+)
+
+// collectionOrQuery tells whether a subrequest URL is an sObject
+// Collections or query request, the kind limited to 5 per Composite call.
+func collectionOrQuery(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/services/data/")
+	if !ok {
+		return false
+	}
+	_, rest, _ = strings.Cut(rest, "/") // the version
+	return strings.HasPrefix(rest, "composite/sobjects") || rest == "query" || strings.HasPrefix(rest, "query/") ||
+		rest == "queryAll" || strings.HasPrefix(rest, "queryAll/")
+}
+
+// compositeLimitError answers a Composite call over a limit as Salesforce
+// does: 200 with a single compositeResponse element, 400 LIMIT_EXCEEDED,
+// referenceId null (observed: https://github.com/guardian/support-service-lambdas/pull/766
+// "The request can’t contain more than 25 operations."; the text for the
+// collections limit is the sandbox's own, Salesforce's is not published).
+func (s *Server) compositeLimitError(w http.ResponseWriter, msg string) {
+	s.reply(w, http.StatusOK, map[string]any{"compositeResponse": []any{map[string]any{
+		"body":        []*apiError{errf("LIMIT_EXCEEDED", nil, "%s", msg)},
+		"httpHeaders": map[string]string{}, "httpStatusCode": http.StatusBadRequest, "referenceId": nil,
+	}}})
+}
 
 // subResponse captures a composite subrequest's answer.
 type subResponse struct {
@@ -526,14 +556,21 @@ func (r *subResponse) WriteHeader(status int) {
 	}
 }
 
-// composite serves POST /composite: up to 25 subrequests run in order as
-// one API call, each answered in compositeResponse. allOrNone is not
-// supported (ehrbridge sends false); a drop-after-commit fault applies to
-// the whole call.
+// composite serves POST /composite: up to 25 subrequests, at most 5 of
+// them collections or queries, as one API call, each answered in
+// compositeResponse in request order. Unless the call sets
+// "collateSubrequests": false, they run in a shuffled order (seeded by
+// Options.Seed), as Salesforce gives no order to collated subrequests
+// (the default since API 49.0,
+// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/requests_composite.htm):
+// a client relying on order fails here as it would there. @{reference}
+// dependencies are not supported. allOrNone is not supported (ehrbridge
+// sends false); a drop-after-commit fault applies to the whole call.
 func (s *Server) composite(w http.ResponseWriter, r *http.Request, version string) {
 	var req struct {
-		AllOrNone        bool `json:"allOrNone"`
-		CompositeRequest []struct {
+		AllOrNone          bool  `json:"allOrNone"`
+		CollateSubrequests *bool `json:"collateSubrequests"`
+		CompositeRequest   []struct {
 			Method      string          `json:"method"`
 			URL         string          `json:"url"`
 			ReferenceID string          `json:"referenceId"`
@@ -545,8 +582,22 @@ func (s *Server) composite(w http.ResponseWriter, r *http.Request, version strin
 		writeErrors(w, http.StatusBadRequest, errf("JSON_PARSER_ERROR", nil, "The request body is not a composite request"))
 		return
 	}
-	if n := len(req.CompositeRequest); n == 0 || n > maxSubrequests {
+	if len(req.CompositeRequest) == 0 {
 		writeErrors(w, http.StatusBadRequest, errf("INVALID_FIELD", nil, "compositeRequest: give 1 to %d subrequests", maxSubrequests))
+		return
+	}
+	if len(req.CompositeRequest) > maxSubrequests {
+		s.compositeLimitError(w, fmt.Sprintf("The request can’t contain more than %d operations.", maxSubrequests))
+		return
+	}
+	heavy := 0
+	for _, sub := range req.CompositeRequest {
+		if u, err := url.Parse(sub.URL); err == nil && collectionOrQuery(u.Path) {
+			heavy++
+		}
+	}
+	if heavy > maxCollectionSubrequests {
+		s.compositeLimitError(w, fmt.Sprintf("The request can’t contain more than %d sObject Collections or query operations.", maxCollectionSubrequests))
 		return
 	}
 	if req.AllOrNone {
@@ -560,7 +611,17 @@ func (s *Server) composite(w http.ResponseWriter, r *http.Request, version strin
 		ReferenceID    string            `json:"referenceId"`
 	}
 	out := make([]subResult, len(req.CompositeRequest))
-	for i, sub := range req.CompositeRequest {
+	order := make([]int, len(req.CompositeRequest))
+	for i := range order {
+		order[i] = i
+	}
+	if req.CollateSubrequests == nil || *req.CollateSubrequests {
+		s.mu.Lock()
+		s.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		s.mu.Unlock()
+	}
+	for _, i := range order {
+		sub := req.CompositeRequest[i]
 		rec := &subResponse{header: http.Header{}}
 		u, err := url.Parse(sub.URL)
 		if err != nil || !strings.HasPrefix(u.Path, "/services/data/") {

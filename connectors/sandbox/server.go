@@ -34,13 +34,29 @@ type Options struct {
 	// JWTKey verifies JWT bearer assertions (see ParseCertificate); nil
 	// disables the flow.
 	JWTKey *rsa.PublicKey
-	// LoginURLs are further accepted JWT audiences besides the server's
-	// own URL (say https://login.salesforce.com).
+	// SandboxOrg makes the server a sandbox org: JWT bearer assertions
+	// must be addressed to https://test.salesforce.com instead of
+	// https://login.salesforce.com. As in Salesforce, the server's own URL
+	// (a My Domain) is never a valid audience; anything else is answered
+	// invalid_grant "audience is invalid"
+	// (https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm).
+	SandboxOrg bool
+	// LoginURLs are further accepted JWT audiences: Experience Cloud site
+	// URLs.
 	LoginURLs []string
 	// TokenTTL is how long an access token lives; default 2h.
 	TokenTTL time.Duration
 	// DailyLimit is the org's daily API request allocation; default 100,000.
 	DailyLimit int
+	// AppLimit is the connected app's own daily allocation, sent as
+	// Sforce-Limit-Info's per-app-api-usage part; default DailyLimit.
+	// AppName names the app there; default "ehrbridge".
+	AppLimit int
+	AppName  string
+	// UsedAtStart and AppUsedAtStart are API requests already used today
+	// when the server starts (org-wide and by the app), to start it near
+	// a limit.
+	UsedAtStart, AppUsedAtStart int
 	// QueryPageSize is how many records a query page holds; default 2000.
 	QueryPageSize int
 	// DataFile, when set, keeps the records across restarts: loaded at
@@ -60,7 +76,8 @@ type Options struct {
 	DataverseRequestLimit int
 	DataverseWindow       time.Duration
 	DataverseConcurrency  int
-	// Seed makes drop-after-commit faults repeatable; 0 seeds from the clock.
+	// Seed makes drop-after-commit faults and the order of collated
+	// Composite subrequests repeatable; 0 seeds from the clock.
 	Seed   uint64
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -137,6 +154,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.DailyLimit <= 0 {
 		opts.DailyLimit = 100000
+	}
+	if opts.AppLimit <= 0 {
+		opts.AppLimit = opts.DailyLimit
+	}
+	if opts.AppName == "" {
+		opts.AppName = "ehrbridge"
 	}
 	if opts.QueryPageSize <= 0 {
 		opts.QueryPageSize = 2000
@@ -321,9 +344,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // header, and the session check.
 func (s *Server) api(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		used := s.apiRequests.Add(1)
+		n := s.apiRequests.Add(1)
+		used := n + int64(s.opts.UsedAtStart)
 		s.requests.Add(1)
-		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", used, s.opts.DailyLimit))
+		// The documented form: parts separated by ";", the per-app part
+		// with the app's name
+		// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm).
+		// The sandbox has one connected app, so every request is the app's.
+		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d; per-app-api-usage=%d/%d(appName=%s)",
+			used, s.opts.DailyLimit, n+int64(s.opts.AppUsedAtStart), s.opts.AppLimit, s.opts.AppName))
 		if d := s.currentLatency(); d > 0 {
 			select {
 			case <-time.After(d):
@@ -345,7 +374,7 @@ func (s *Server) api(next http.Handler) http.Handler {
 			writeErrors(w, f.status, errf("SERVER_UNAVAILABLE", nil, "Service temporarily unavailable (injected fault)"))
 			return
 		}
-		if int(used) > s.opts.DailyLimit {
+		if int(used) > s.opts.DailyLimit || int(n)+s.opts.AppUsedAtStart > s.opts.AppLimit {
 			writeErrors(w, http.StatusForbidden, errf("REQUEST_LIMIT_EXCEEDED", nil, "TotalRequests Limit exceeded."))
 			return
 		}
@@ -467,7 +496,7 @@ func validVersion(v string) bool {
 }
 
 func (s *Server) limits(w http.ResponseWriter) {
-	used := int(s.apiRequests.Load())
+	used := int(s.apiRequests.Load()) + s.opts.UsedAtStart
 	writeJSON(w, http.StatusOK, map[string]any{
 		"DailyApiRequests": map[string]int{"Max": s.opts.DailyLimit, "Remaining": max(0, s.opts.DailyLimit-used)},
 	})

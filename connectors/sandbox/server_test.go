@@ -113,7 +113,7 @@ func TestOAuthFlows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := start(t, Options{JWTKey: pub, LoginURLs: []string{"https://login.salesforce.com"}})
+	f := start(t, Options{JWTKey: pub, LoginURLs: []string{"https://hospital.my.site.com/patients"}})
 	f.login(url.Values{"grant_type": {"password"}, "client_id": {"sandbox-client"}, "client_secret": {"sandbox-secret"},
 		"username": {"integration@sandbox.example"}, "password": {"sandbox-password"}})
 	f.login(url.Values{"grant_type": {"refresh_token"}, "client_id": {"sandbox-client"}, "client_secret": {"sandbox-secret"}, "refresh_token": {"RT123"}})
@@ -131,6 +131,8 @@ func TestOAuthFlows(t *testing.T) {
 		{"unknown refresh token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"sandbox-client"}, "refresh_token": {"nope"}}, "invalid_grant"},
 		{"jwt signed by another key", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {signJWT(t, func() *rsa.PrivateKey { k, _ := testcerts.RSASigning(t); return k }(), map[string]any{"iss": "sandbox-client", "sub": "integration@sandbox.example", "aud": "https://login.salesforce.com", "exp": exp})}}, "invalid_grant"},
 		{"jwt expired", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {signJWT(t, key, map[string]any{"iss": "sandbox-client", "sub": "integration@sandbox.example", "aud": "https://login.salesforce.com", "exp": f.clk.Now().Add(-time.Minute).Unix()})}}, "invalid_grant"},
+		{"jwt audience is the server itself (a My Domain)", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {signJWT(t, key, map[string]any{"iss": "sandbox-client", "sub": "integration@sandbox.example", "aud": f.base, "exp": exp})}}, "invalid_grant"},
+		{"jwt audience test.salesforce.com in a production org", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {signJWT(t, key, map[string]any{"iss": "sandbox-client", "sub": "integration@sandbox.example", "aud": "https://test.salesforce.com", "exp": exp})}}, "invalid_grant"},
 		{"jwt wrong audience", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {signJWT(t, key, map[string]any{"iss": "sandbox-client", "sub": "integration@sandbox.example", "aud": "https://evil.example", "exp": exp})}}, "invalid_grant"},
 		{"unknown grant", url.Values{"grant_type": {"authorization_code"}}, "unsupported_grant_type"},
 	}
@@ -342,7 +344,7 @@ func TestFaultsLimitsStats(t *testing.T) {
 	}
 	f.clk.Add(31 * time.Second)
 	st, b, h := f.do("GET", v+"/limits", nil)
-	if st != 200 || !strings.Contains(string(b), `"Max":1000`) || h.Get("Sforce-Limit-Info") != "api-usage=5/1000" {
+	if st != 200 || !strings.Contains(string(b), `"Max":1000`) || h.Get("Sforce-Limit-Info") != "api-usage=5/1000; per-app-api-usage=5/1000(appName=ehrbridge)" {
 		t.Errorf("limits after the window: %d %s %s", st, b, h.Get("Sforce-Limit-Info"))
 	}
 	// Drop after commit: the write is applied, the answer never comes.
@@ -429,11 +431,12 @@ func signJWT(t *testing.T, key *rsa.PrivateKey, claims map[string]any) string {
 	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
-// Composite runs subrequests in order as one API request.
+// Composite runs subrequests in order as one API request when
+// collateSubrequests is false.
 func TestComposite(t *testing.T) {
 	f := start(t, Options{})
 	before := f.s.Stats().RequestsTotal
-	st, b, _ := f.do("POST", v+"/composite", map[string]any{"allOrNone": false, "compositeRequest": []any{
+	st, b, _ := f.do("POST", v+"/composite", map[string]any{"allOrNone": false, "collateSubrequests": false, "compositeRequest": []any{
 		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/Account/SourceSystemIdentifier", "referenceId": "a",
 			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "P1", "LastName": "Doe"}}}},
 		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/SourceSystemIdentifier", "referenceId": "e",

@@ -188,6 +188,13 @@ type SalesforceConfig struct {
 	// LoginURL is the token endpoint's base: https://login.salesforce.com,
 	// https://test.salesforce.com or the org's My Domain URL.
 	LoginURL string `yaml:"login_url,required"`
+	// Audience is the JWT bearer assertion's aud: https://login.salesforce.com
+	// (production, the default), https://test.salesforce.com (a sandbox
+	// org: the default when login_url is test.salesforce.com or a
+	// *.sandbox.my.salesforce.com My Domain) or an Experience Cloud site
+	// URL; never the My Domain URL, whatever login_url is
+	// (https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm).
+	Audience string `yaml:"audience"`
 	// APIVersion, default "62.0".
 	APIVersion string `yaml:"api_version"`
 	// ClientID is the connected app's consumer key.

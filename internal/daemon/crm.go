@@ -280,7 +280,7 @@ func (c *crm) startSalesforce(cc *config.CRMConfig, log *slog.Logger) error {
 		scfg = salesforce.Config{LoginURL: "http://" + sb.Listen, ClientID: "sandbox-client", ClientSecret: "sandbox-secret", Auth: salesforce.Auth{ClientCredentials: true}}
 	} else {
 		sf := cc.Salesforce
-		scfg = salesforce.Config{LoginURL: sf.LoginURL, APIVersion: sf.APIVersion, ClientID: sf.ClientID,
+		scfg = salesforce.Config{LoginURL: sf.LoginURL, Audience: sf.Audience, APIVersion: sf.APIVersion, ClientID: sf.ClientID,
 			MaxConcurrent: sf.MaxConcurrent, BudgetReserve: sf.BudgetReserve}
 		if sf.ClientSecret.IsSet() {
 			secret, err := sf.ClientSecret.Resolve()

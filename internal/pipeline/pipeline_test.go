@@ -30,13 +30,15 @@ type rig struct {
 	stop func()
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { t.Helper(); return newRigWith(t, sandbox.Options{}) }
+
+func newRigWith(t *testing.T, opts sandbox.Options) *rig {
 	t.Helper()
 	l, err := checkpoint.Open(filepath.Join(t.TempDir(), "checkpoint.db"), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := sandbox.New(sandbox.Options{})
+	sb, err := sandbox.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
