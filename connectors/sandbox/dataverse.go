@@ -109,20 +109,9 @@ type dvLimited struct {
 func (s *Server) dvAdmit(client string) (release func(), limited *dvLimited) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.opts.Now()
-	u := s.dvUsage[client]
-	if u == nil {
-		u = &dvUsage{windowStart: now}
-		s.dvUsage[client] = u
-	}
-	window := s.opts.DataverseWindow
-	if now.Sub(u.windowStart) >= window {
-		u.windowStart, u.requests = now, 0
-	}
-	if u.requests >= s.opts.DataverseRequestLimit {
-		left := u.windowStart.Add(window).Sub(now)
-		return nil, &dvLimited{retryAfter: int((left + time.Second - 1) / time.Second),
-			err: dverr(http.StatusTooManyRequests, dvTooMany, "Number of requests exceeded the limit of %d over time window of %d seconds.", s.opts.DataverseRequestLimit, int(window/time.Second))}
+	u, limited := s.dvWindow(client)
+	if limited != nil {
+		return nil, limited
 	}
 	if u.inFlight >= s.opts.DataverseConcurrency {
 		return nil, &dvLimited{retryAfter: 1,
@@ -135,6 +124,39 @@ func (s *Server) dvAdmit(client string) (release func(), limited *dvLimited) {
 		u.inFlight--
 		s.mu.Unlock()
 	}, nil
+}
+
+// dvCount counts one request of a $batch against the client's requests
+// per window (the batch holds its one place among the requests in flight).
+func (s *Server) dvCount(client string) *dvLimited {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, limited := s.dvWindow(client)
+	if limited == nil {
+		u.requests++
+	}
+	return limited
+}
+
+// dvWindow returns a client's usage in the current window, or the answer
+// when its requests in the window are spent. Called with s.mu held.
+func (s *Server) dvWindow(client string) (*dvUsage, *dvLimited) {
+	now := s.opts.Now()
+	u := s.dvUsage[client]
+	if u == nil {
+		u = &dvUsage{windowStart: now}
+		s.dvUsage[client] = u
+	}
+	window := s.opts.DataverseWindow
+	if now.Sub(u.windowStart) >= window {
+		u.windowStart, u.requests = now, 0
+	}
+	if u.requests >= s.opts.DataverseRequestLimit {
+		left := u.windowStart.Add(window).Sub(now)
+		return u, &dvLimited{retryAfter: int((left + time.Second - 1) / time.Second),
+			err: dverr(http.StatusTooManyRequests, dvTooMany, "Number of requests exceeded the limit of %d over time window of %d seconds.", s.opts.DataverseRequestLimit, int(window/time.Second))}
+	}
+	return u, nil
 }
 
 // dvBase is the Web API root as the client addressed it.
@@ -193,6 +215,10 @@ func (s *Server) dvServe(w http.ResponseWriter, r *http.Request, version, path s
 		return
 	}
 	single := pred.id != "" || len(pred.key.cols) > 0
+	if derr := dvCheckKeyChars(pred.key); derr != nil {
+		writeDVError(w, derr)
+		return
+	}
 	switch {
 	case !single && r.Method == http.MethodPost:
 		s.count("dv_create")
@@ -380,6 +406,9 @@ func predString(p dvPredicate) string {
 
 func (s *Server) dvGet(w http.ResponseWriter, r *http.Request, version, set string, pred dvPredicate) {
 	sel, derr := selectParam(r)
+	if derr == nil {
+		derr = dvCheckSelect(set, sel)
+	}
 	if derr != nil {
 		writeDVError(w, derr)
 		return
@@ -449,6 +478,9 @@ func maxPageSize(r *http.Request) (int, bool) {
 func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set string) {
 	q := r.URL.Query()
 	sel, derr := selectParam(r)
+	if derr == nil {
+		derr = dvCheckSelect(set, sel)
+	}
 	if derr != nil {
 		writeDVError(w, derr)
 		return
