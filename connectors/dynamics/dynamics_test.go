@@ -125,7 +125,7 @@ func TestConformance(t *testing.T) {
 // reach Dataverse as written, in the URL and in @odata.bind references.
 // A key with a character Dataverse cannot address a row by (/ # < > * %
 // & : \ ? +; the mappings escape them with keysafe()) is refused for
-// good, not retried.
+// good before it is sent, with an error that says so and quotes no key.
 func TestKeyEscaping(t *testing.T) {
 	r := newRig(t, sandbox.Options{})
 	c := r.client(t, nil)
@@ -164,9 +164,18 @@ func TestKeyEscaping(t *testing.T) {
 		res := s.Apply(context.Background(), []connectors.Op{{Object: "contact", Action: mappings.Upsert, KeyField: "msemr_medicalrecordnumber", Key: k,
 			Fields: []mappings.Field{{Name: "lastname", Value: mappings.Str("P")}}}})
 		var ce *connectors.Error
-		if !errors.As(res[0].Err, &ce) || ce.Kind != connectors.Permanent {
-			t.Errorf("a key with a forbidden character: %v (%T), want a permanent error", res[0].Err, res[0].Err)
+		if !errors.As(res[0].Err, &ce) || ce.Kind != connectors.Permanent || ce.Code != "KEY_CHARACTERS" || strings.Contains(ce.Error(), k) {
+			t.Errorf("a key with a forbidden character: %v (%T), want a permanent KEY_CHARACTERS error without the key", res[0].Err, res[0].Err)
 		}
+		res = s.Apply(context.Background(), []connectors.Op{{Object: "msemr_encounter", Action: mappings.Upsert, KeyField: "msemr_encounteridentifier", Key: "V9",
+			Fields: []mappings.Field{{Name: "msemr_EncounterPatientIdentifier", Value: mappings.Value{Kind: mappings.Ref,
+				Ref: &mappings.Reference{Object: "contact", KeyField: "msemr_medicalrecordnumber", Key: k}}}}}})
+		if !errors.As(res[0].Err, &ce) || ce.Code != "KEY_CHARACTERS" || strings.Contains(ce.Error(), k) {
+			t.Errorf("a reference by a key with a forbidden character: %v", res[0].Err)
+		}
+	}
+	if n := len(r.sb.DataverseRecords("msemr_encounter")); n != len(keys) {
+		t.Errorf("%d encounters", n)
 	}
 }
 
