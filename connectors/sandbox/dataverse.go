@@ -173,7 +173,7 @@ func (s *Server) dvRoute(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api/data/")
 	version, rest, _ := strings.Cut(rest, "/")
 	if !ok || (version != "v9.0" && version != "v9.1" && version != "v9.2") {
-		writeDVError(w, dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", version))
+		writeDVError(w, dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", version))
 		return
 	}
 	path, err := url.PathUnescape(rest)
@@ -321,7 +321,7 @@ func (s *Server) dvCreateReq(w http.ResponseWriter, r *http.Request, version, se
 	t := s.st.dvTableOfSet(set, true)
 	if t == nil {
 		s.unlockFor(r)
-		writeDVError(w, dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set))
+		writeDVError(w, dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set))
 		return
 	}
 	id, derr := s.st.dvCreate(t, body)
@@ -347,7 +347,7 @@ func (s *Server) dvUpsert(w http.ResponseWriter, r *http.Request, version, set s
 	t := s.st.dvTableOfSet(set, true)
 	if t == nil {
 		s.unlockFor(r)
-		writeDVError(w, dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set))
+		writeDVError(w, dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set))
 		return
 	}
 	var ids []string
@@ -417,7 +417,7 @@ func (s *Server) dvGet(w http.ResponseWriter, r *http.Request, version, set stri
 	t := s.st.dvTableOfSet(set, false)
 	var view map[string]any
 	if t == nil {
-		derr = dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set)
+		derr = dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set)
 	} else {
 		var id string
 		if id, derr = s.st.dvRowOf(t, pred); derr == nil {
@@ -438,7 +438,7 @@ func (s *Server) dvDeleteReq(w http.ResponseWriter, r *http.Request, set string,
 	t := s.st.dvTableOfSet(set, false)
 	var derr *dvError
 	if t == nil {
-		derr = dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set)
+		derr = dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set)
 	} else {
 		var id string
 		if id, derr = s.st.dvRowOf(t, pred); derr == nil {
@@ -534,7 +534,7 @@ func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set st
 	}
 	s.unlockFor(r)
 	if t == nil && logicalOfSet(set) == "" {
-		writeDVError(w, dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set))
+		writeDVError(w, dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set))
 		return
 	}
 	sortRows(rows, order)

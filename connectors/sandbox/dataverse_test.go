@@ -502,24 +502,26 @@ func TestDataverseSchema(t *testing.T) {
 	if len(appts) != 1 || appts[0]["_msemr_actorpatient_value"] != contacts[0]["contactid"] {
 		t.Errorf("the lookup is stored by its column: %v", appts)
 	}
-	for _, c := range []struct{ body, msg string }{
-		{`{"msemr_ActorPatient@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')"}`,
-			"An undeclared property 'msemr_ActorPatient' which only has property annotations in the payload but no property value was found in the payload."},
-		{`{"msemr_actorpatient_msemr_appointmentemr@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')"}`,
-			"An undeclared property 'msemr_actorpatient_msemr_appointmentemr'"},
-		{`{"msemr_Status@odata.bind":"/bookingstatuses(new_ehrcode='booked')"}`, "An undeclared property 'msemr_Status'"},
-		{`{"msemr_status":1}`, "The property 'msemr_status' does not exist on type 'Microsoft.Dynamics.CRM.msemr_appointmentemr'."},
+	// Codes and messages as "Troubleshoot Dataverse Web API client errors"
+	// (Microsoft Learn) shows them.
+	undeclared := "Error identified in Payload provided by the user for Entity :'msemr_appointmentemrs'  ---->  InnerException : Microsoft.OData.ODataException: An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload."
+	for _, c := range []struct{ body, code, msg string }{
+		{`{"msemr_ActorPatient@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')"}`, dvPayloadError, fmt.Sprintf(undeclared, "msemr_ActorPatient")},
+		{`{"msemr_actorpatient_msemr_appointmentemr@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')"}`, dvPayloadError,
+			fmt.Sprintf(undeclared, "msemr_actorpatient_msemr_appointmentemr")},
+		{`{"msemr_Status@odata.bind":"/bookingstatuses(new_ehrcode='booked')"}`, dvPayloadError, fmt.Sprintf(undeclared, "msemr_Status")},
+		{`{"msemr_status":1}`, dvCodeZero, "An error occurred while validating input parameters: Microsoft.Crm.CrmException: Invalid property 'msemr_status' was found in entity 'Microsoft.Dynamics.CRM.msemr_appointmentemr'."},
 	} {
 		st, _, m := r.do(t, "PATCH", "msemr_appointmentemrs(new_ehrkey='GH|A2')", c.body)
 		msg, _ := m["error"].(map[string]any)["message"].(string)
-		if st != 400 || errCode(m) != dvBadRequest || !strings.HasPrefix(msg, c.msg) {
+		if st != 400 || errCode(m) != c.code || !strings.HasPrefix(msg, c.msg) {
 			t.Errorf("%s: %d %v", c.body, st, m)
 		}
 	}
 	if n := len(r.s.DataverseRecords("msemr_appointmentemr")); n != 1 {
 		t.Errorf("%d appointments after refused writes", n)
 	}
-	if st, _, m := r.do(t, "GET", "contacts?$select=lastname,nosuchcolumn", ""); st != 400 || errCode(m) != dvBadRequest ||
+	if st, _, m := r.do(t, "GET", "contacts?$select=lastname,nosuchcolumn", ""); st != 400 || errCode(m) != dvCodeZero ||
 		!strings.Contains(fmt.Sprint(m), "Could not find a property named 'nosuchcolumn' on type 'Microsoft.Dynamics.CRM.contact'.") {
 		t.Errorf("$select of an unknown column: %d %v", st, m)
 	}

@@ -61,16 +61,26 @@ var dvSchema = func() map[string]*dvTableSchema {
 // publisher's prefix, which a site adds to any table.
 func siteOwn(name string) bool { return strings.HasPrefix(strings.ToLower(name), "new_") }
 
+// The errors below are Dataverse's as Microsoft publishes them in
+// "Troubleshoot Dataverse Web API client errors"
+// (https://learn.microsoft.com/en-us/troubleshoot/power-platform/power-apps/dataverse/web-api-client-errors),
+// status, code and message.
+const (
+	dvCodeZero     = "0x0"        // an unknown property in $select or in a body
+	dvPayloadError = "0x80048d19" // "Error identified in Payload provided by the user"
+	dvNoSegment    = "0x8006088a" // "Resource not found for the segment"
+)
+
 // dvUnknownColumn is Dataverse's answer to a body property the table does
-// not have (code 0x80060888, the OData reader's error).
+// not have.
 func dvUnknownColumn(table, name string) *dvError {
-	return dverr(400, dvBadRequest, "The property '%s' does not exist on type 'Microsoft.Dynamics.CRM.%s'. Make sure to only use property names that are defined by the type or mark the type as open type.", name, table)
+	return dverr(400, dvCodeZero, "An error occurred while validating input parameters: Microsoft.Crm.CrmException: Invalid property '%s' was found in entity 'Microsoft.Dynamics.CRM.%s'. ---> Microsoft.OData.ODataException: Does not support untyped value in non-open type.", name, table)
 }
 
 // dvUndeclaredNav is Dataverse's answer to "x@odata.bind" where x is not
-// a navigation property of the table (code 0x80060888).
-func dvUndeclaredNav(nav string) *dvError {
-	return dverr(400, dvBadRequest, "An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload. In OData, only declared navigation properties and declared named streams can be represented as properties without values.", nav)
+// a single-valued navigation property of the table.
+func dvUndeclaredNav(set, nav string) *dvError {
+	return dverr(400, dvPayloadError, "Error identified in Payload provided by the user for Entity :'%s'  ---->  InnerException : Microsoft.OData.ODataException: An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload. In OData, only declared navigation properties and declared named streams can be represented as properties without values.", set, nav)
 }
 
 // keyUnaddressable lists the characters with which an alternate-key value
@@ -104,8 +114,7 @@ func sortedKeys(r Record) []string {
 }
 
 // dvCheckSelect refuses a $select column that a known table does not
-// have, as Dataverse does ("Could not find a property named ...",
-// 0x80060888). Lookup values (_x_value) are checked by their column.
+// have, as Dataverse does ("Could not find a property named ...", 0x0). Lookup values (_x_value) are checked by their column.
 func dvCheckSelect(set string, sel []string) *dvError {
 	logical := ""
 	for name, t := range dvSchema {
@@ -123,7 +132,7 @@ func dvCheckSelect(set string, sel []string) *dvError {
 			col = strings.TrimSuffix(inner, "_value")
 		}
 		if !schema.cols[col] && !siteOwn(col) {
-			return dverr(400, dvBadRequest, "Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.%s'.", c, logical)
+			return dverr(400, dvCodeZero, "Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.%s'.", c, logical)
 		}
 	}
 	return nil

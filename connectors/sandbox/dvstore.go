@@ -283,7 +283,7 @@ func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvEr
 		if schema != nil && !siteOwn(nav) {
 			n, ok := schema.Navigation[nav]
 			if !ok {
-				return nil, dvUndeclaredNav(nav)
+				return nil, dvUndeclaredNav(table.Prefix, nav)
 			}
 			declared = &n
 		}
