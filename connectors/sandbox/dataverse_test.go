@@ -568,33 +568,57 @@ func TestDataverseKeyCharacters(t *testing.T) {
 	}
 }
 
-// Each request inside a $batch counts against the service protection
-// limits (Microsoft Learn, "Service protection API limits"): with a limit
-// of 4, a batch of 5 requests (1 + 5 counted) is cut off at its third.
-func TestDataverseBatchCountsEachRequest(t *testing.T) {
-	r := newDVRig(t, Options{DataverseRequestLimit: 4})
-	var parts string
-	for i := 1; i <= 5; i++ {
-		parts += fmt.Sprintf("--batch_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST /api/data/v9.2/contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"lastname\":\"B%d\"}\r\n", i)
+// Service protection limits around $batch, as "Service protection API
+// limits" (Microsoft Learn) documents them: a batch is one request against
+// the number of requests, but each operation in it adds to the combined
+// execution time, whose limit then refuses the next requests (429,
+// 0x80072321, Retry-After); the batch that spends it runs whole.
+func TestDataverseBatchLimits(t *testing.T) {
+	batch := func(r *dvRig, n int) (int, string) {
+		t.Helper()
+		var parts string
+		for i := 1; i <= n; i++ {
+			parts += fmt.Sprintf("--batch_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST /api/data/v9.2/contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"lastname\":\"B%d\"}\r\n", i)
+		}
+		req, _ := http.NewRequest("POST", r.base+"/api/data/v9.2/$batch", strings.NewReader(parts+"--batch_x--\r\n"))
+		req.Header.Set("Authorization", "Bearer "+r.token)
+		req.Header.Set("Content-Type", "multipart/mixed; boundary=batch_x")
+		resp, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
 	}
-	req, _ := http.NewRequest("POST", r.base+"/api/data/v9.2/$batch", strings.NewReader(parts+"--batch_x--\r\n"))
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	req.Header.Set("Content-Type", "multipart/mixed; boundary=batch_x")
-	req.Header.Set("Prefer", "odata.continue-on-error")
-	resp, err := r.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// Request limit 10, so 20 operations of execution time. A batch of 5
+	// is one request: 8 more requests fit (9 of 10), where counting each
+	// operation as a request would have refused the 5th.
+	r := newDVRig(t, Options{DataverseRequestLimit: 10})
+	if st, body := batch(r, 5); st != 200 || strings.Count(body, "HTTP/1.1 204") != 5 {
+		t.Fatalf("batch: %d\n%s", st, body)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || strings.Count(string(body), "HTTP/1.1 204") != 3 || strings.Count(string(body), "HTTP/1.1 429") != 2 ||
-		!strings.Contains(string(body), dvTooMany) || !strings.Contains(string(body), "Retry-After: ") {
-		t.Errorf("batch over the limit: %d\n%s", resp.StatusCode, body)
+	for i := 0; i < 8; i++ {
+		if st, _, m := r.do(t, "GET", "contacts?$top=1", ""); st != 200 {
+			t.Fatalf("request %d after the batch: %d %v", i, st, m)
+		}
 	}
-	if n := len(r.s.DataverseRecords("contact")); n != 3 {
+	// A batch of 25 runs whole (no part is refused), and spends the
+	// execution time: the next request is refused for it.
+	r = newDVRig(t, Options{DataverseRequestLimit: 10})
+	if st, body := batch(r, 25); st != 200 || strings.Count(body, "HTTP/1.1 204") != 25 {
+		t.Fatalf("large batch: %d\n%s", st, body)
+	}
+	if n := len(r.s.DataverseRecords("contact")); n != 25 {
 		t.Errorf("%d rows written", n)
 	}
-	if st, _, m := r.do(t, "GET", "contacts", ""); st != 429 || errCode(m) != dvTooMany {
-		t.Errorf("after the batch: %d %v", st, m)
+	st, h, m := r.do(t, "GET", "contacts?$top=1", "")
+	msg, _ := m["error"].(map[string]any)["message"].(string)
+	if st != 429 || errCode(m) != dvTooLong || h.Get("Retry-After") == "" ||
+		!strings.HasPrefix(msg, "Combined execution time of incoming requests exceeded limit of 2,000 milliseconds over time window of 300 seconds.") {
+		t.Errorf("after the execution time is spent: %d %v %v", st, h, m)
+	}
+	if st, body := batch(r, 1); st != 429 || !strings.Contains(body, dvTooLong) {
+		t.Errorf("a batch after the execution time is spent: %d %s", st, body)
 	}
 }

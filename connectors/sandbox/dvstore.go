@@ -40,6 +40,7 @@ const (
 	dvBadRequest    = "0x80060888" // the OData request is malformed
 	dvUnauthorized  = "0x80072560"
 	dvTooMany       = "0x80072322" // number of requests exceeded the limit
+	dvTooLong       = "0x80072321" // combined execution time exceeded the limit
 	dvTooConcurrent = "0x80072326" // number of concurrent requests exceeded the limit
 	dvUnavailable   = "0x80040216" // unexpected: the sandbox's injected 5xx
 )
