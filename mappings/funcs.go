@@ -55,6 +55,7 @@ func init() {
 		"lookup":      {min: 2, max: 3, nameArgs: []int{0}, compile: compileLookup, eval: evalLookup, usage: "lookup(table, value [, default])"},
 		"concat":      {min: 1, max: -1, eval: evalConcat, usage: "concat(value, ...)"},
 		"key":         {min: 1, max: -1, eval: evalKey, usage: "key(part, ...)"},
+		"keysafe":     {min: 1, max: 1, eval: evalKeySafe, usage: "keysafe(value)"},
 		"ns":          {min: 1, max: -1, compile: compileNS, eval: evalNS, usage: "ns(HL7 path, ...)"},
 		"required":    {min: 2, max: 2, compile: compileRequired, eval: evalRequired, usage: `required(value, "reason")`},
 		"format":      {min: 1, max: -1, compile: compileFormat, eval: evalFormat, usage: `format("{1} {2}", value, ...)`},
@@ -313,6 +314,70 @@ func evalKey(e *env, c *call) (Value, error) {
 		b.WriteString(textOf(v))
 	}
 	return Str(b.String()), nil
+}
+
+// KeyUnsafeChars are the characters a Dataverse alternate-key value must
+// not contain: a row whose key holds one cannot be read or written by
+// that key, percent-encoded or not ("Using alternate keys", Microsoft
+// Learn: "... contains one of these characters: / < > * % & : \ ? +";
+// the crm-metadata README lists '#' beside them). KeyEscape, '~', is
+// escaped too, so that two different values never give the same key.
+const (
+	KeyUnsafeChars = "/#<>*%&:\\?+"
+	KeyEscape      = '~'
+)
+
+// KeySafe escapes each character of KeyUnsafeChars, and KeyEscape itself,
+// as '~' and two upper-case hex digits ("GLU/CIT" -> "GLU~2FCIT",
+// "a~b" -> "a~7Eb"). Everything else is kept as is, so a value without
+// those characters is its own key. KeyUnsafe undoes it.
+func KeySafe(s string) string {
+	if !strings.ContainsAny(s, KeyUnsafeChars+string(KeyEscape)) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == KeyEscape || strings.IndexByte(KeyUnsafeChars, c) >= 0 {
+			fmt.Fprintf(&b, "~%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// KeyUnsafe reverses KeySafe: each '~' with two hex digits becomes the
+// byte they name; a '~' without them is kept.
+func KeyUnsafe(s string) string {
+	if strings.IndexByte(s, KeyEscape) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == KeyEscape && i+2 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// evalKeySafe is keysafe(v): KeySafe of v's text; absent and null stay.
+func evalKeySafe(e *env, c *call) (Value, error) {
+	v, err := c.arg(e, 0)
+	if err != nil {
+		return Value{}, err
+	}
+	switch v.Kind {
+	case Absent, Null, Ref:
+		return v, nil
+	}
+	return Str(KeySafe(v.Text)), nil
 }
 
 // compileNS marks the HL7 paths among ns()'s arguments (also the field

@@ -42,9 +42,9 @@ var wildSets = []string{"healthcloud", "dynamics"}
 // patientObjects are the sets' patient records.
 var patientObjects = map[string]bool{"Account": true, "contact": true}
 
-// sharedObjects are code-table records (Health Cloud codes, the Dataverse
-// booking status table), rightly the same for every sender.
-var sharedObjects = map[string]bool{"CodeSet": true, "CodeSetBundle": true, "bookingstatus": true}
+// sharedObjects are code-table records (Health Cloud codes), rightly the
+// same for every sender.
+var sharedObjects = map[string]bool{"CodeSet": true, "CodeSetBundle": true}
 
 type wildMessage struct {
 	name string // file #n

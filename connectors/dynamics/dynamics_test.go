@@ -92,7 +92,7 @@ func TestConformance(t *testing.T) {
 				var out []map[string]any
 				for _, rec := range r.sb.DataverseRecords(object) {
 					m := map[string]any(rec)
-					m["msemr_patient"] = rec["_msemr_patient_value"]
+					m["msemr_EncounterPatientIdentifier"] = rec["_msemr_encounterpatientidentifier_value"]
 					out = append(out, m)
 				}
 				return out
@@ -109,7 +109,7 @@ func TestConformance(t *testing.T) {
 			},
 			Unavailable: func(n int) { r.fault(t, "POST", fmt.Sprintf(`{"status":503,"count":%d}`, n)) },
 			Patient:     "contact", PatientKey: "msemr_medicalrecordnumber", PatientText: "lastname",
-			Encounter: "msemr_encounter", EncounterKey: "msemr_encounteridentifier", EncounterToPat: "msemr_patient",
+			Encounter: "msemr_encounter", EncounterKey: "msemr_encounteridentifier", EncounterToPat: "msemr_EncounterPatientIdentifier",
 			Invalid: func(key string) connectors.Op {
 				// A column that does not exist: Dataverse answers 400.
 				return connectors.Op{Object: "contact", Action: mappings.Upsert, KeyField: "msemr_medicalrecordnumber", Key: key,
@@ -120,20 +120,24 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// Keys with characters that mean something in a URL reach Dataverse as
-// written, in the URL and in @odata.bind references.
+// Keys with characters that mean something in a URL or an OData key
+// (quote, parentheses, comma, equals, spaces, '$', '@', '^', '~', '|')
+// reach Dataverse as written, in the URL and in @odata.bind references.
+// A key with a character Dataverse cannot address a row by (/ # < > * %
+// & : \ ? +; the mappings escape them with keysafe()) is refused for
+// good before it is sent, with an error that says so and quotes no key.
 func TestKeyEscaping(t *testing.T) {
 	r := newRig(t, sandbox.Options{})
 	c := r.client(t, nil)
 	s := &Sink{Client: c}
-	keys := []string{"GH|O'Brien", "A/B#1?x=%20", "plain"}
+	keys := []string{"GH|O'Brien", "A(B),c=1 $x@y^z~2F é", "plain"}
 	var ops []connectors.Op
 	for i, k := range keys {
 		ops = append(ops,
 			connectors.Op{Object: "contact", Action: mappings.Upsert, KeyField: "msemr_medicalrecordnumber", Key: k,
 				Fields: []mappings.Field{{Name: "lastname", Value: mappings.Str("P")}}},
 			connectors.Op{Object: "msemr_encounter", Action: mappings.Upsert, KeyField: "msemr_encounteridentifier", Key: fmt.Sprint("V", i),
-				Fields: []mappings.Field{{Name: "msemr_Patient", Value: mappings.Value{Kind: mappings.Ref,
+				Fields: []mappings.Field{{Name: "msemr_EncounterPatientIdentifier", Value: mappings.Value{Kind: mappings.Ref,
 					Ref: &mappings.Reference{Object: "contact", KeyField: "msemr_medicalrecordnumber", Key: k}}}}})
 	}
 	for i, res := range s.Apply(context.Background(), ops) {
@@ -152,9 +156,26 @@ func TestKeyEscaping(t *testing.T) {
 		}
 	}
 	for i, e := range r.sb.DataverseRecords("msemr_encounter") {
-		if e["_msemr_patient_value"] != byKey[keys[i]] {
-			t.Errorf("encounter %d points at %v, want %s", i, e["_msemr_patient_value"], byKey[keys[i]])
+		if e["_msemr_encounterpatientidentifier_value"] != byKey[keys[i]] {
+			t.Errorf("encounter %d points at %v, want %s", i, e["_msemr_encounterpatientidentifier_value"], byKey[keys[i]])
 		}
+	}
+	for _, k := range []string{"A/B", "A#1", "x?y", "50%", "urn:x"} {
+		res := s.Apply(context.Background(), []connectors.Op{{Object: "contact", Action: mappings.Upsert, KeyField: "msemr_medicalrecordnumber", Key: k,
+			Fields: []mappings.Field{{Name: "lastname", Value: mappings.Str("P")}}}})
+		var ce *connectors.Error
+		if !errors.As(res[0].Err, &ce) || ce.Kind != connectors.Permanent || ce.Code != "KEY_CHARACTERS" || strings.Contains(ce.Error(), k) {
+			t.Errorf("a key with a forbidden character: %v (%T), want a permanent KEY_CHARACTERS error without the key", res[0].Err, res[0].Err)
+		}
+		res = s.Apply(context.Background(), []connectors.Op{{Object: "msemr_encounter", Action: mappings.Upsert, KeyField: "msemr_encounteridentifier", Key: "V9",
+			Fields: []mappings.Field{{Name: "msemr_EncounterPatientIdentifier", Value: mappings.Value{Kind: mappings.Ref,
+				Ref: &mappings.Reference{Object: "contact", KeyField: "msemr_medicalrecordnumber", Key: k}}}}}})
+		if !errors.As(res[0].Err, &ce) || ce.Code != "KEY_CHARACTERS" || strings.Contains(ce.Error(), k) {
+			t.Errorf("a reference by a key with a forbidden character: %v", res[0].Err)
+		}
+	}
+	if n := len(r.sb.DataverseRecords("msemr_encounter")); n != len(keys) {
+		t.Errorf("%d encounters", n)
 	}
 }
 

@@ -87,6 +87,18 @@ func (s *Sink) request(op *connectors.Op) (request, error) {
 	if op.KeyField == "" || op.Key == "" {
 		return request{}, errorf("NO_KEY", "the op has no alternate key")
 	}
+	// Dataverse cannot address a row by a key value holding one of these
+	// characters, percent-encoded or not (Microsoft Learn, "Define
+	// alternate keys using Power Apps"): say so, and how to fix it, instead
+	// of sending a request that fails. The message names no value.
+	if strings.ContainsAny(op.Key, mappings.KeyUnsafeChars) {
+		return request{}, errorf("KEY_CHARACTERS", "the key of %s.%s holds a character Dataverse cannot address a row by (/ # < > * %% & : \\ ? +): escape it with keysafe() in the mapping", op.Object, op.KeyField)
+	}
+	for _, f := range op.Fields {
+		if f.Value.Kind == mappings.Ref && strings.ContainsAny(f.Value.Ref.Key, mappings.KeyUnsafeChars) {
+			return request{}, errorf("KEY_CHARACTERS", "the reference %s of %s holds a key with a character Dataverse cannot address a row by (/ # < > * %% & : \\ ? +): escape it with keysafe() in the mapping", f.Name, op.Object)
+		}
+	}
 	r := request{action: op.Action, path: c.EntitySet(op.Object) + KeyPredicate(strings.ToLower(op.KeyField), op.Key), header: http.Header{}}
 	switch op.Action {
 	case mappings.Delete:

@@ -22,13 +22,28 @@ type dvToken struct {
 	expires time.Time
 }
 
-// dvUsage counts one client's requests in the current window and its
-// requests in flight.
+// dvUsage counts one client's requests and operations in the current
+// window and its requests in flight.
 type dvUsage struct {
 	windowStart time.Time
 	requests    int
+	ops         int // operations run: a request, or each request of a $batch
 	inFlight    int
 }
+
+// Service protection limits as "Service protection API limits" (Microsoft
+// Learn, developer/data-platform/api-limits) documents them, per user in a
+// 5-minute window: the number of requests (6000; 0x80072322), the combined
+// execution time (1,200,000 ms; 0x80072321) and concurrent requests (52;
+// 0x80072326). A $batch is one request, but the operations in it add to
+// the execution time ("You could send fewer requests by bundling them in
+// batch operations. The combined execution time limit will counter
+// this."). The sandbox does not time requests: each operation, alone or in
+// a batch, is taken to run dvOpMillis, so the execution-time limit is
+// reached after twice DataverseRequestLimit operations (1,200,000 ms at
+// the default 6000). Like Dataverse, it refuses the requests after the
+// window's budget is spent; the batch that spends it runs whole.
+const dvOpMillis = 100
 
 // writeDVError writes {"error":{"code","message"}} with its status.
 func writeDVError(w http.ResponseWriter, e *dvError) {
@@ -109,6 +124,36 @@ type dvLimited struct {
 func (s *Server) dvAdmit(client string) (release func(), limited *dvLimited) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	u, limited := s.dvWindow(client)
+	if limited != nil {
+		return nil, limited
+	}
+	if u.inFlight >= s.opts.DataverseConcurrency {
+		return nil, &dvLimited{retryAfter: 1,
+			err: dverr(http.StatusTooManyRequests, dvTooConcurrent, "Number of concurrent requests exceeded the limit of %d.", s.opts.DataverseConcurrency)}
+	}
+	u.requests++
+	u.ops++
+	u.inFlight++
+	return func() {
+		s.mu.Lock()
+		u.inFlight--
+		s.mu.Unlock()
+	}, nil
+}
+
+// dvCountOp adds one operation of a $batch to the client's execution
+// time in the window (the batch itself is one request).
+func (s *Server) dvCountOp(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, _ := s.dvWindow(client)
+	u.ops++
+}
+
+// dvWindow returns a client's usage in the current window, or the answer
+// when its requests in the window are spent. Called with s.mu held.
+func (s *Server) dvWindow(client string) (*dvUsage, *dvLimited) {
 	now := s.opts.Now()
 	u := s.dvUsage[client]
 	if u == nil {
@@ -117,24 +162,29 @@ func (s *Server) dvAdmit(client string) (release func(), limited *dvLimited) {
 	}
 	window := s.opts.DataverseWindow
 	if now.Sub(u.windowStart) >= window {
-		u.windowStart, u.requests = now, 0
+		u.windowStart, u.requests, u.ops = now, 0, 0
 	}
+	left := u.windowStart.Add(window).Sub(now)
+	retry := int((left + time.Second - 1) / time.Second)
 	if u.requests >= s.opts.DataverseRequestLimit {
-		left := u.windowStart.Add(window).Sub(now)
-		return nil, &dvLimited{retryAfter: int((left + time.Second - 1) / time.Second),
+		return u, &dvLimited{retryAfter: retry,
 			err: dverr(http.StatusTooManyRequests, dvTooMany, "Number of requests exceeded the limit of %d over time window of %d seconds.", s.opts.DataverseRequestLimit, int(window/time.Second))}
 	}
-	if u.inFlight >= s.opts.DataverseConcurrency {
-		return nil, &dvLimited{retryAfter: 1,
-			err: dverr(http.StatusTooManyRequests, dvTooConcurrent, "Number of concurrent requests exceeded the limit of %d.", s.opts.DataverseConcurrency)}
+	if u.ops >= 2*s.opts.DataverseRequestLimit {
+		return u, &dvLimited{retryAfter: retry,
+			err: dverr(http.StatusTooManyRequests, dvTooLong, "Combined execution time of incoming requests exceeded limit of %s milliseconds over time window of %d seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.",
+				thousands(2*s.opts.DataverseRequestLimit*dvOpMillis), int(window/time.Second))}
 	}
-	u.requests++
-	u.inFlight++
-	return func() {
-		s.mu.Lock()
-		u.inFlight--
-		s.mu.Unlock()
-	}, nil
+	return u, nil
+}
+
+// thousands writes n with comma separators, as Dataverse's messages do.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // dvBase is the Web API root as the client addressed it.
@@ -151,7 +201,7 @@ func (s *Server) dvRoute(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api/data/")
 	version, rest, _ := strings.Cut(rest, "/")
 	if !ok || (version != "v9.0" && version != "v9.1" && version != "v9.2") {
-		writeDVError(w, dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", version))
+		writeDVError(w, dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", version))
 		return
 	}
 	path, err := url.PathUnescape(rest)
@@ -193,6 +243,10 @@ func (s *Server) dvServe(w http.ResponseWriter, r *http.Request, version, path s
 		return
 	}
 	single := pred.id != "" || len(pred.key.cols) > 0
+	if derr := dvCheckKeyChars(pred.key); derr != nil {
+		writeDVError(w, derr)
+		return
+	}
 	switch {
 	case !single && r.Method == http.MethodPost:
 		s.count("dv_create")
@@ -295,7 +349,7 @@ func (s *Server) dvCreateReq(w http.ResponseWriter, r *http.Request, version, se
 	t := s.st.dvTableOfSet(set, true)
 	if t == nil {
 		s.unlockFor(r)
-		writeDVError(w, dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set))
+		writeDVError(w, dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set))
 		return
 	}
 	id, derr := s.st.dvCreate(t, body)
@@ -321,7 +375,7 @@ func (s *Server) dvUpsert(w http.ResponseWriter, r *http.Request, version, set s
 	t := s.st.dvTableOfSet(set, true)
 	if t == nil {
 		s.unlockFor(r)
-		writeDVError(w, dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set))
+		writeDVError(w, dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set))
 		return
 	}
 	var ids []string
@@ -380,6 +434,9 @@ func predString(p dvPredicate) string {
 
 func (s *Server) dvGet(w http.ResponseWriter, r *http.Request, version, set string, pred dvPredicate) {
 	sel, derr := selectParam(r)
+	if derr == nil {
+		derr = dvCheckSelect(set, sel)
+	}
 	if derr != nil {
 		writeDVError(w, derr)
 		return
@@ -388,7 +445,7 @@ func (s *Server) dvGet(w http.ResponseWriter, r *http.Request, version, set stri
 	t := s.st.dvTableOfSet(set, false)
 	var view map[string]any
 	if t == nil {
-		derr = dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set)
+		derr = dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set)
 	} else {
 		var id string
 		if id, derr = s.st.dvRowOf(t, pred); derr == nil {
@@ -409,7 +466,7 @@ func (s *Server) dvDeleteReq(w http.ResponseWriter, r *http.Request, set string,
 	t := s.st.dvTableOfSet(set, false)
 	var derr *dvError
 	if t == nil {
-		derr = dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set)
+		derr = dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set)
 	} else {
 		var id string
 		if id, derr = s.st.dvRowOf(t, pred); derr == nil {
@@ -449,6 +506,9 @@ func maxPageSize(r *http.Request) (int, bool) {
 func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set string) {
 	q := r.URL.Query()
 	sel, derr := selectParam(r)
+	if derr == nil {
+		derr = dvCheckSelect(set, sel)
+	}
 	if derr != nil {
 		writeDVError(w, derr)
 		return
@@ -502,7 +562,7 @@ func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set st
 	}
 	s.unlockFor(r)
 	if t == nil && logicalOfSet(set) == "" {
-		writeDVError(w, dverr(http.StatusNotFound, dvNotFound, "Resource not found for the segment '%s'.", set))
+		writeDVError(w, dverr(http.StatusNotFound, dvNoSegment, "Resource not found for the segment '%s'.", set))
 		return
 	}
 	sortRows(rows, order)

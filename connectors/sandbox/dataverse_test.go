@@ -122,14 +122,14 @@ func TestDataverseWebAPI(t *testing.T) {
 		t.Errorf("get: %d %v", st, m)
 	}
 	// Upsert by alternate key: update, then create; a value with a quote
-	// and a "/" sent raw, as dynamics-web-api sends it.
+	// sent raw, as dynamics-web-api sends it.
 	if st, h, _ := r.do(t, "PATCH", "contacts(msemr_medicalrecordnumber='GH|1')", `{"lastname":"Doe2"}`); st != 204 || !strings.Contains(h.Get("OData-EntityId"), id) {
 		t.Errorf("upsert existing: %d %v", st, h)
 	}
-	if st, _, _ := r.do(t, "PATCH", "contacts(msemr_medicalrecordnumber='O''Brien/A')", `{"lastname":"OBrien"}`); st != 204 {
+	if st, _, _ := r.do(t, "PATCH", "contacts(msemr_medicalrecordnumber='O''Brien-A')", `{"lastname":"OBrien"}`); st != 204 {
 		t.Errorf("upsert new: %d", st)
 	}
-	if rows := r.s.DataverseRecords("contact"); len(rows) != 2 || rows[1]["msemr_medicalrecordnumber"] != "O'Brien/A" || rows[0]["lastname"] != "Doe2" {
+	if rows := r.s.DataverseRecords("contact"); len(rows) != 2 || rows[1]["msemr_medicalrecordnumber"] != "O'Brien-A" || rows[0]["lastname"] != "Doe2" {
 		t.Errorf("rows %v", rows)
 	}
 	if st, _, m := r.do(t, "PATCH", "contacts(msemr_medicalrecordnumber='GH|1')", `{"lastname":"X"}`, "If-None-Match", "*"); st != 412 || errCode(m) != dvDuplicate {
@@ -144,19 +144,19 @@ func TestDataverseWebAPI(t *testing.T) {
 	}
 	// Lookups by id and by alternate key; a missing target is an error.
 	if st, _, m := r.do(t, "PATCH", "msemr_encounters(msemr_encounteridentifier='GH|V1')",
-		`{"msemr_name":"V1","msemr_Patient@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')","statuscode":1}`); st != 204 {
+		`{"msemr_name":"V1","msemr_EncounterPatientIdentifier@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')","statuscode":1}`); st != 204 {
 		t.Fatalf("encounter: %d %v", st, m)
 	}
 	if st, _, _ := r.do(t, "PATCH", "msemr_encounters(msemr_encounteridentifier='GH|V2')",
-		`{"msemr_name":"V2","msemr_Patient@odata.bind":"contacts(`+id+`)","statuscode":2}`); st != 204 {
+		`{"msemr_name":"V2","msemr_EncounterPatientIdentifier@odata.bind":"contacts(`+id+`)","statuscode":2}`); st != 204 {
 		t.Fatalf("encounter by id: %d", st)
 	}
 	if st, _, m := r.do(t, "PATCH", "msemr_encounters(msemr_encounteridentifier='GH|V3')",
-		`{"msemr_Patient@odata.bind":"/contacts(msemr_medicalrecordnumber='missing')"}`); st != 404 || errCode(m) != dvNotFound {
+		`{"msemr_EncounterPatientIdentifier@odata.bind":"/contacts(msemr_medicalrecordnumber='missing')"}`); st != 404 || errCode(m) != dvNotFound {
 		t.Errorf("bind to a missing row: %d %v", st, m)
 	}
 	// Queries: $filter on the lookup, $orderby, $top, paging.
-	st, _, m = r.do(t, "GET", "msemr_encounters?$select=msemr_name&$filter="+url.QueryEscape("_msemr_patient_value eq "+id+" and statuscode gt 0")+"&$orderby=msemr_name%20desc", "")
+	st, _, m = r.do(t, "GET", "msemr_encounters?$select=msemr_name&$filter="+url.QueryEscape("_msemr_encounterpatientidentifier_value eq "+id+" and statuscode gt 0")+"&$orderby=msemr_name%20desc", "")
 	if vals, _ := m["value"].([]any); st != 200 || len(vals) != 2 || vals[0].(map[string]any)["msemr_name"] != "V2" {
 		t.Errorf("filtered query: %d %v", st, m)
 	}
@@ -251,19 +251,19 @@ func TestDataverseBatch(t *testing.T) {
 	// Content-ID: the encounter binds to the contact created before it.
 	st, body := batch("", changeset(
 		req("1", "POST", r.base+"/api/data/v9.2/contacts", `{"lastname":"Batch","msemr_medicalrecordnumber":"B|1"}`),
-		req("2", "PATCH", "/api/data/v9.2/msemr_encounters(msemr_encounteridentifier='B|V1')", `{"msemr_Patient@odata.bind":"$1"}`)),
+		req("2", "PATCH", "/api/data/v9.2/msemr_encounters(msemr_encounteridentifier='B|V1')", `{"msemr_EncounterPatientIdentifier@odata.bind":"$1"}`)),
 		"--batch_x\r\n"+req("", "GET", r.base+"/api/data/v9.2/contacts?$select=lastname", ""))
 	if st != 200 || !strings.HasPrefix(body, "--batchresponse_") || strings.Count(body, "HTTP/1.1 204 No Content") != 2 || !strings.Contains(body, "HTTP/1.1 200 OK") {
 		t.Fatalf("batch: %d\n%s", st, body)
 	}
 	contacts, encs := r.s.DataverseRecords("contact"), r.s.DataverseRecords("msemr_encounter")
-	if len(contacts) != 1 || len(encs) != 1 || encs[0]["_msemr_patient_value"] != contacts[0]["contactid"] {
+	if len(contacts) != 1 || len(encs) != 1 || encs[0]["_msemr_encounterpatientidentifier_value"] != contacts[0]["contactid"] {
 		t.Fatalf("contacts %v encounters %v", contacts, encs)
 	}
 	// Atomic: the second part fails, the first is undone; the batch stops.
 	st, body = batch("", changeset(
 		req("1", "POST", "/api/data/v9.2/contacts", `{"lastname":"Undone"}`),
-		req("2", "POST", "/api/data/v9.2/msemr_encounters", `{"msemr_Patient@odata.bind":"/contacts(msemr_medicalrecordnumber='missing')"}`)),
+		req("2", "POST", "/api/data/v9.2/msemr_encounters", `{"msemr_EncounterPatientIdentifier@odata.bind":"/contacts(msemr_medicalrecordnumber='missing')"}`)),
 		"--batch_x\r\n"+req("", "POST", "/api/data/v9.2/contacts", `{"lastname":"After"}`))
 	if st != 200 || strings.Count(body, "HTTP/1.1 ") != 1 || !strings.Contains(body, "HTTP/1.1 404") || !strings.Contains(body, dvNotFound) {
 		t.Errorf("failed change set: %d\n%s", st, body)
@@ -482,4 +482,143 @@ func FuzzOData(f *testing.F) {
 		_, _ = parseOrderBy(s)
 		_, _ = readBatch(strings.NewReader(s), "multipart/mixed; boundary=b")
 	})
+}
+
+// The tables of dvschema.json answer as Dataverse does: @odata.bind names
+// are the table's single-valued navigation properties, with the activity
+// suffix on msemr_appointmentemr; other names, and columns the table does
+// not have, are refused with Dataverse's error; new_ columns are a site's.
+func TestDataverseSchema(t *testing.T) {
+	r := newDVRig(t, Options{})
+	if st, _, m := r.do(t, "POST", "contacts", `{"lastname":"Doe","msemr_medicalrecordnumber":"GH|1","new_mergedinto":"x"}`); st != 204 {
+		t.Fatalf("contact: %d %v", st, m)
+	}
+	st, _, m := r.do(t, "PATCH", "msemr_appointmentemrs(new_ehrkey='GH|A1')",
+		`{"subject":"Visit","msemr_appointmentstatus":935000002,"msemr_ActorPatient_msemr_appointmentemr@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')"}`)
+	if st != 204 {
+		t.Fatalf("appointment with the suffixed navigation property: %d %v", st, m)
+	}
+	appts, contacts := r.s.DataverseRecords("msemr_appointmentemr"), r.s.DataverseRecords("contact")
+	if len(appts) != 1 || appts[0]["_msemr_actorpatient_value"] != contacts[0]["contactid"] {
+		t.Errorf("the lookup is stored by its column: %v", appts)
+	}
+	// Codes and messages as "Troubleshoot Dataverse Web API client errors"
+	// (Microsoft Learn) shows them.
+	undeclared := "Error identified in Payload provided by the user for Entity :'msemr_appointmentemrs'  ---->  InnerException : Microsoft.OData.ODataException: An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload."
+	for _, c := range []struct{ body, code, msg string }{
+		{`{"msemr_ActorPatient@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')"}`, dvPayloadError, fmt.Sprintf(undeclared, "msemr_ActorPatient")},
+		{`{"msemr_actorpatient_msemr_appointmentemr@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')"}`, dvPayloadError,
+			fmt.Sprintf(undeclared, "msemr_actorpatient_msemr_appointmentemr")},
+		{`{"msemr_Status@odata.bind":"/bookingstatuses(new_ehrcode='booked')"}`, dvPayloadError, fmt.Sprintf(undeclared, "msemr_Status")},
+		{`{"msemr_status":1}`, dvCodeZero, "An error occurred while validating input parameters: Microsoft.Crm.CrmException: Invalid property 'msemr_status' was found in entity 'Microsoft.Dynamics.CRM.msemr_appointmentemr'."},
+	} {
+		st, _, m := r.do(t, "PATCH", "msemr_appointmentemrs(new_ehrkey='GH|A2')", c.body)
+		msg, _ := m["error"].(map[string]any)["message"].(string)
+		if st != 400 || errCode(m) != c.code || !strings.HasPrefix(msg, c.msg) {
+			t.Errorf("%s: %d %v", c.body, st, m)
+		}
+	}
+	if n := len(r.s.DataverseRecords("msemr_appointmentemr")); n != 1 {
+		t.Errorf("%d appointments after refused writes", n)
+	}
+	if st, _, m := r.do(t, "GET", "contacts?$select=lastname,nosuchcolumn", ""); st != 400 || errCode(m) != dvCodeZero ||
+		!strings.Contains(fmt.Sprint(m), "Could not find a property named 'nosuchcolumn' on type 'Microsoft.Dynamics.CRM.contact'.") {
+		t.Errorf("$select of an unknown column: %d %v", st, m)
+	}
+	// A table without a schema here (task) takes any column.
+	if st, _, m := r.do(t, "POST", "tasks", `{"subject":"n","anything":1}`); st != 204 {
+		t.Errorf("task: %d %v", st, m)
+	}
+}
+
+// An alternate-key value holding / # < > * % & : \ ? + cannot address a row
+// (Microsoft Learn, "Define alternate keys using Power Apps"), whether the
+// client percent-encodes it or not: by URL and in @odata.bind, and no row
+// is written.
+func TestDataverseKeyCharacters(t *testing.T) {
+	r := newDVRig(t, Options{})
+	if st, _, m := r.do(t, "POST", "contacts", `{"lastname":"Doe","msemr_medicalrecordnumber":"urn:oid:1.2|M1"}`); st != 204 {
+		t.Fatalf("a row may hold such a value: %d %v", st, m)
+	}
+	for _, c := range strings.Split(`/ # < > * % & : \ ? +`, " ") {
+		for _, raw := range []bool{true, false} {
+			v := "A" + c + "B"
+			if !raw {
+				v = url.PathEscape(v)
+			} else if c == "#" || c == "?" || c == "%" {
+				continue // not sendable raw in a URL path
+			}
+			for _, method := range []string{"GET", "PATCH", "DELETE"} {
+				st, _, m := r.do(t, method, "contacts(msemr_medicalrecordnumber='"+v+"')", `{"lastname":"X"}`)
+				if st != 400 || errCode(m) != dvBadRequest || strings.Contains(fmt.Sprint(m), "A"+c+"B") {
+					t.Errorf("%s key %q: %d %v", method, v, st, m)
+				}
+			}
+		}
+		st, _, m := r.do(t, "POST", "msemr_encounters", `{"msemr_EncounterPatientIdentifier@odata.bind":"/contacts(msemr_medicalrecordnumber='A`+strings.ReplaceAll(c, `\`, `\\`)+`B')"}`)
+		if st != 400 || errCode(m) != dvBadRequest {
+			t.Errorf("bind by key with %q: %d %v", c, st, m)
+		}
+	}
+	if st, _, _ := r.do(t, "GET", "contacts(msemr_medicalrecordnumber='urn~3Aoid~3A1.2|M1')", ""); st != 404 {
+		t.Errorf("an escaped key is an ordinary value: %d", st)
+	}
+	if n, e := len(r.s.DataverseRecords("contact")), len(r.s.DataverseRecords("msemr_encounter")); n != 1 || e != 0 {
+		t.Errorf("%d contacts, %d encounters after refused requests", n, e)
+	}
+}
+
+// Service protection limits around $batch, as "Service protection API
+// limits" (Microsoft Learn) documents them: a batch is one request against
+// the number of requests, but each operation in it adds to the combined
+// execution time, whose limit then refuses the next requests (429,
+// 0x80072321, Retry-After); the batch that spends it runs whole.
+func TestDataverseBatchLimits(t *testing.T) {
+	batch := func(r *dvRig, n int) (int, string) {
+		t.Helper()
+		var parts string
+		for i := 1; i <= n; i++ {
+			parts += fmt.Sprintf("--batch_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST /api/data/v9.2/contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"lastname\":\"B%d\"}\r\n", i)
+		}
+		req, _ := http.NewRequest("POST", r.base+"/api/data/v9.2/$batch", strings.NewReader(parts+"--batch_x--\r\n"))
+		req.Header.Set("Authorization", "Bearer "+r.token)
+		req.Header.Set("Content-Type", "multipart/mixed; boundary=batch_x")
+		resp, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	// Request limit 10, so 20 operations of execution time. A batch of 5
+	// is one request: 8 more requests fit (9 of 10), where counting each
+	// operation as a request would have refused the 5th.
+	r := newDVRig(t, Options{DataverseRequestLimit: 10})
+	if st, body := batch(r, 5); st != 200 || strings.Count(body, "HTTP/1.1 204") != 5 {
+		t.Fatalf("batch: %d\n%s", st, body)
+	}
+	for i := 0; i < 8; i++ {
+		if st, _, m := r.do(t, "GET", "contacts?$top=1", ""); st != 200 {
+			t.Fatalf("request %d after the batch: %d %v", i, st, m)
+		}
+	}
+	// A batch of 25 runs whole (no part is refused), and spends the
+	// execution time: the next request is refused for it.
+	r = newDVRig(t, Options{DataverseRequestLimit: 10})
+	if st, body := batch(r, 25); st != 200 || strings.Count(body, "HTTP/1.1 204") != 25 {
+		t.Fatalf("large batch: %d\n%s", st, body)
+	}
+	if n := len(r.s.DataverseRecords("contact")); n != 25 {
+		t.Errorf("%d rows written", n)
+	}
+	st, h, m := r.do(t, "GET", "contacts?$top=1", "")
+	msg, _ := m["error"].(map[string]any)["message"].(string)
+	if st != 429 || errCode(m) != dvTooLong || h.Get("Retry-After") == "" ||
+		!strings.HasPrefix(msg, "Combined execution time of incoming requests exceeded limit of 2,000 milliseconds over time window of 300 seconds.") {
+		t.Errorf("after the execution time is spent: %d %v %v", st, h, m)
+	}
+	if st, body := batch(r, 1); st != 429 || !strings.Contains(body, dvTooLong) {
+		t.Errorf("a batch after the execution time is spent: %d %s", st, body)
+	}
 }

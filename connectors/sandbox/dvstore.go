@@ -13,8 +13,9 @@ import (
 // A row's primary key column is <logical name>id (a GUID); createdon,
 // modifiedon and versionnumber are kept as Dataverse keeps them. A lookup
 // set with @odata.bind is stored as _<navigation property>_value, the way
-// Dataverse returns lookups. Like the Salesforce side, tables have no
-// schema: any column is accepted. Alternate keys are learned: a set of
+// Dataverse returns lookups, by the lookup column's name. The tables of
+// dvschema.json have their published columns and navigation properties
+// (dvschema.go); others accept any column. Alternate keys are learned: a set of
 // columns used in an upsert's key is a key of the table from then on, so
 // a create that repeats its values is refused as a duplicate.
 
@@ -39,6 +40,7 @@ const (
 	dvBadRequest    = "0x80060888" // the OData request is malformed
 	dvUnauthorized  = "0x80072560"
 	dvTooMany       = "0x80072322" // number of requests exceeded the limit
+	dvTooLong       = "0x80072321" // combined execution time exceeded the limit
 	dvTooConcurrent = "0x80072326" // number of concurrent requests exceeded the limit
 	dvUnavailable   = "0x80040216" // unexpected: the sandbox's injected 5xx
 )
@@ -259,9 +261,11 @@ type dvBind struct {
 // dvResolveBinds turns "nav@odata.bind": "/set(id)" or "/set(key='v')"
 // (also absolute URLs and, in a batch, "$n" Content-ID references already
 // replaced by the caller) into _nav_value columns.
-func (s *store) dvResolveBinds(fields Record) (Record, *dvError) {
+func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvError) {
 	out := Record{}
-	for name, v := range fields {
+	schema := dvSchema[table.Name]
+	for _, name := range sortedKeys(fields) {
+		v := fields[name]
 		nav, isBind := strings.CutSuffix(name, "@odata.bind")
 		if !isBind {
 			if strings.Contains(name, "@") {
@@ -270,8 +274,19 @@ func (s *store) dvResolveBinds(fields Record) (Record, *dvError) {
 			if !validName(name) {
 				return nil, dverr(400, dvBadRequest, "Invalid property '%s' was found in entity.", name)
 			}
+			if schema != nil && !schema.cols[strings.ToLower(name)] && !siteOwn(name) {
+				return nil, dvUnknownColumn(table.Name, name)
+			}
 			out[strings.ToLower(name)] = v
 			continue
+		}
+		var declared *dvNav
+		if schema != nil && !siteOwn(nav) {
+			n, ok := schema.Navigation[nav]
+			if !ok {
+				return nil, dvUndeclaredNav(table.Prefix, nav)
+			}
+			declared = &n
 		}
 		ref, ok := v.(string)
 		if !ok {
@@ -292,7 +307,10 @@ func (s *store) dvResolveBinds(fields Record) (Record, *dvError) {
 		}
 		set, pred, err := splitEntityRef(strings.TrimPrefix(ref, "/"))
 		if err != nil {
-			return nil, dverr(400, dvBadRequest, "The reference %s of %s is not an entity URL.", ref, name)
+			return nil, dverr(400, dvBadRequest, "The reference of %s is not an entity URL.", name)
+		}
+		if derr := dvCheckKeyChars(pred.key); derr != nil {
+			return nil, derr
 		}
 		t := s.dvTableOfSet(set, false)
 		if t == nil {
@@ -308,6 +326,9 @@ func (s *store) dvResolveBinds(fields Record) (Record, *dvError) {
 		col := strings.ToLower(nav)
 		if base, ok := strings.CutSuffix(col, "_"+t.Name); ok && base != "" {
 			col = base
+		}
+		if declared != nil {
+			col = declared.Column
 		}
 		out["_"+col+"_value"] = id
 	}
@@ -334,7 +355,7 @@ func (s *store) dvRowOf(t *objectStore, pred dvPredicate) (string, *dvError) {
 
 // dvCreate adds a row and returns its id. The primary key may be given.
 func (s *store) dvCreate(t *objectStore, fields Record) (string, *dvError) {
-	cols, err := s.dvResolveBinds(fields)
+	cols, err := s.dvResolveBinds(t, fields)
 	if err != nil {
 		return "", err
 	}
@@ -375,7 +396,7 @@ func (s *store) dvUpdate(t *objectStore, id string, fields Record) *dvError {
 	if r == nil {
 		return dverr(404, dvNotFound, "%s With Id = %s Does Not Exist", t.Name, id)
 	}
-	cols, err := s.dvResolveBinds(fields)
+	cols, err := s.dvResolveBinds(t, fields)
 	if err != nil {
 		return err
 	}

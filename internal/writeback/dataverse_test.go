@@ -166,3 +166,34 @@ func TestDataverseWriteback(t *testing.T) {
 		t.Errorf("%d T10 messages", t10)
 	}
 }
+
+// Dataverse keys written through keysafe() (a '/' in the MRN, a URI
+// universal id in the authority, a ':' in the visit number) are unescaped
+// before they go to the EHR: the MDM carries the identifiers as the EHR
+// sent them.
+func TestDataverseWritebackEscapedKeys(t *testing.T) {
+	r := newDVNotes(t, Config{HeldRetry: time.Hour})
+	contact := r.user(t, "POST", "contacts", `{"lastname":"DOE","msemr_medicalrecordnumber":"HOSP^http~3A~2F~2Fh.example^URI|A~2F1~7E2"}`)
+	r.user(t, "POST", "msemr_encounters", `{"msemr_encounteridentifier":"HOSP|V~3A5","msemr_encounterstatus":935000003,
+		"msemr_periodstart":"2026-01-04T08:00:00Z","msemr_EncounterPatientIdentifier@odata.bind":"/contacts(`+contact+`)"}`)
+	task := r.user(t, "POST", "tasks", `{"subject":"Call","description":"x","new_sendtoehr":true,
+		"regardingobjectid_contact@odata.bind":"/contacts(`+contact+`)"}`)
+	if n := r.poll(t); n != 1 {
+		t.Fatalf("poll found %d versions, want 1", n)
+	}
+	waitUntil(t, "filed", func() bool { return r.task(t, task)["new_ehrstatus"] == "Filed" })
+	files, _ := filepath.Glob(filepath.Join(r.outbox, "*.hl7"))
+	if len(files) != 1 {
+		t.Fatalf("outbox %v", files)
+	}
+	data, _ := os.ReadFile(files[0])
+	m, err := hl7.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"PID-3.1": "A/1~2", "PID-3.4.1": "HOSP", "PID-3.4.2": "http://h.example", "PID-3.4.3": "URI", "PV1-19.1": "V:5"} {
+		if got, _ := m.GetString(p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+}

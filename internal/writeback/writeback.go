@@ -51,7 +51,8 @@ type Config struct {
 	// new_ehrfiledat, new_ehrerror.
 	StatusField, DocIDField, FiledAtField, ErrField string
 	// PatientObject and PatientKeyField give the patient's MRN: the key
-	// is "<assigning authority>|<MRN>" as the shipped mappings write it.
+	// is "<assigning authority>|<MRN>" as the shipped mappings write it
+	// (on Dataverse escaped by keysafe(), which keyPart undoes).
 	PatientObject, PatientKeyField string // Account, SourceSystemIdentifier | contact, msemr_medicalrecordnumber
 	// Encounter records: their key field holds "<authority>|<visit
 	// number>", as the shipped mappings write it. ClinicalEncounter,
@@ -560,7 +561,18 @@ func (h *Handler) patient(ctx context.Context, whatID string) (patientID, string
 	if key == "" || i == len(key)-1 {
 		return patientID{}, "", &errHeld{"the patient has no EHR identifier yet"}
 	}
-	return patientID{authority: key[:max(i, 0)], mrn: key[i+1:], accountID: accountID}, encounterID, nil
+	return patientID{authority: h.keyPart(key[:max(i, 0)]), mrn: h.keyPart(key[i+1:]), accountID: accountID}, encounterID, nil
+}
+
+// keyPart undoes keysafe() on a part of a Dataverse key: the shipped
+// dynamics set escapes the characters a Dataverse alternate key cannot
+// hold (mappings.KeySafe), and the EHR must get the identifier as it sent
+// it. Salesforce keys are not escaped and are used as they are.
+func (h *Handler) keyPart(s string) string {
+	if h.CRM != nil && h.CRM.Flavor() == "dataverse" {
+		return mappings.KeyUnsafe(s)
+	}
+	return s
 }
 
 // encounter applies the encounter rule and returns the visit number ("" for
@@ -585,7 +597,7 @@ func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked s
 		case !strings.EqualFold(str(recs[0][h.Cfg.EncounterPatientField]), accountID):
 			return "", &errHeld{"the linked encounter belongs to another patient"}
 		}
-		if visit = visitNumber(str(recs[0][h.Cfg.EncounterKeyField])); visit == "" {
+		if visit = h.keyPart(visitNumber(str(recs[0][h.Cfg.EncounterKeyField]))); visit == "" {
 			return "", &errHeld{"the linked encounter has no EHR visit number yet"}
 		}
 	}
@@ -600,7 +612,7 @@ func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked s
 			return "", err
 		}
 		if len(recs) > 0 {
-			visit = visitNumber(str(recs[0][h.Cfg.EncounterKeyField]))
+			visit = h.keyPart(visitNumber(str(recs[0][h.Cfg.EncounterKeyField])))
 		}
 	}
 	if visit == "" && h.Cfg.EncounterRequired {
