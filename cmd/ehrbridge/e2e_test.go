@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -59,14 +60,51 @@ func ehrbridgeBinary(t *testing.T) string {
 	return binPath
 }
 
+// freeAddr returns a free port on 127.0.0.1 for a daemon under test. It
+// is taken below the kernel's ephemeral range, and never twice in one test
+// run: a daemon restarted on it (the crash tests kill and restart it
+// dozens of times) must find it free again, and a port from the ephemeral
+// range can meanwhile become the local end of some other test's outgoing
+// connection ("address already in use" at the restart).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lo := ephemeralLow()
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for range 200 {
+		port := 10000 + rand.IntN(lo-10000)
+		if freeUsed[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		freeUsed[port] = true
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port below the ephemeral range")
+	return ""
+}
+
+var (
+	freeMu   sync.Mutex
+	freeUsed = map[int]bool{}
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux:
+// /proc/sys/net/ipv4/ip_local_port_range; elsewhere the common 32768).
+func ephemeralLow() int {
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if lo, err := strconv.Atoi(f[0]); err == nil && lo > 11000 {
+				return lo
+			}
+		}
+	}
+	return 32768
 }
 
 // The newcomer's path: `ehrbridge run` on the shipped config answers
