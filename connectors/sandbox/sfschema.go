@@ -21,6 +21,20 @@ var publishedSchema []byte
 
 // sfSchema is what the sandbox knows of the org's objects, by lower-case
 // name.
+//
+// Sources of the answers: REST status codes and the {errorCode, message,
+// fields} body, https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+// (404: the requested resource does not exist); "No such column 'X' on
+// sobject of type Y" as the REST API answers a create with an unknown
+// field (quoted in https://github.com/MinnPost/object-sync-for-salesforce/issues/194);
+// INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST, a StatusCode of the API
+// (enumerated by restforce, https://rubydoc.info/gems/restforce/7.5.0/Restforce/ErrorCode/InvalidOrNullForRestrictedPicklist);
+// restricted picklists only where restrictedPicklist is true, "By default
+// this value is false" (https://developer.salesforce.com/docs/atlas.en-us.260.0.api_meta.meta/api_meta/meta_picklist.htm);
+// STRING_TOO_LONG since API 15.0, before which values were truncated
+// (https://help.salesforce.com/s/articleView?id=000382141); a create must
+// set the fields that are neither nillable nor defaulted on create
+// (fieldsToNull, https://developer.salesforce.com/docs/atlas.en-us.244.0.api.meta/api/sforce_api_calls_concepts_core_data_objects.htm).
 type sfSchema struct {
 	objects map[string]*sfObject
 }
