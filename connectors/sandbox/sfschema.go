@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -161,10 +162,20 @@ func (o *sfObject) check(r Record, create bool) *apiError {
 	if o == nil {
 		return nil
 	}
-	for name, v := range r {
+	names := make([]string, 0, len(r))
+	for name := range r {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the same error for the same record, every time
+	for _, name := range names {
+		v := r[name]
 		f, err := o.field(name)
 		if err != nil {
 			return err
+		}
+		if (v == nil || v == "") && !f.Nillable && f.Type != "boolean" && f.Type != "id" {
+			// Clearing a required field, on create or update.
+			return errf("REQUIRED_FIELD_MISSING", []string{f.Name}, "Required fields are missing: [%s]", f.Name)
 		}
 		str, isStr := v.(string)
 		if !isStr {

@@ -78,6 +78,11 @@ func TestSchemaRefusals(t *testing.T) {
 		}
 	}
 
+	// A required field cannot be cleared on update either.
+	if st, b, _ := f.do("PATCH", v+"/sobjects/ClinicalEncounter/SourceSystemIdentifier/V1", map[string]any{"Category": nil}); st != 400 || errorCode(b) != "REQUIRED_FIELD_MISSING" {
+		t.Errorf("Category cleared: %d %s", st, b)
+	}
+
 	// Collections and Composite give the same per-record answers.
 	st, b, _ := f.do("POST", v+"/composite/sobjects", map[string]any{"allOrNone": false, "records": []any{
 		map[string]any{"attributes": map[string]any{"type": "Contact"}, "LastName": "Doe", "Stage__c": "Secret"},
