@@ -37,7 +37,7 @@ func TestFHIRBulkBackfillCrash(t *testing.T) {
 		fake.Add("Patient", id, t0.Add(time.Duration(i)*time.Second), map[string]any{"identifier": mrn(id),
 			"name": []any{map[string]any{"family": "BULK", "given": []any{id}}}})
 		fake.Add("Encounter", fmt.Sprintf("e%03d", i), t0.Add(time.Duration(i)*time.Second+time.Millisecond),
-			map[string]any{"status": "finished", "subject": map[string]any{"reference": "Patient/" + id}})
+			map[string]any{"status": "finished", "class": map[string]any{"code": "AMB"}, "subject": map[string]any{"reference": "Patient/" + id}})
 	}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()

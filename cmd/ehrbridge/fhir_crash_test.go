@@ -44,7 +44,7 @@ func TestFHIRCrash(t *testing.T) {
 		id := fmt.Sprintf("p%03d", i)
 		patient(id, 1, t0.Add(time.Duration(i)*time.Second))
 		fake.Add("Encounter", fmt.Sprintf("e%03d", i), t0.Add(time.Duration(i)*time.Second+time.Millisecond),
-			map[string]any{"status": "in-progress", "subject": map[string]any{"reference": "Patient/" + id}})
+			map[string]any{"status": "in-progress", "class": map[string]any{"code": "IMP"}, "subject": map[string]any{"reference": "Patient/" + id}})
 	}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()

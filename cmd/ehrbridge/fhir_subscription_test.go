@@ -137,7 +137,7 @@ subscription:
 	// 4. An Encounter whose patient is not on the server yet waits
 	// (retrying) and writes nothing; once the Patient exists (keyed by its
 	// MR identifier) the encounter refers to that account.
-	encounter := []byte(`{"resourceType":"Encounter","id":"enc-4","meta":{"versionId":"1","lastUpdated":"2026-11-01T11:00:00Z"},"status":"in-progress","subject":{"reference":"Patient/sub-4"}}`)
+	encounter := []byte(`{"resourceType":"Encounter","id":"enc-4","meta":{"versionId":"1","lastUpdated":"2026-11-01T11:00:00Z"},"status":"in-progress","class":{"code":"EMER"},"subject":{"reference":"Patient/sub-4"}}`)
 	if code, body := notify("Bearer "+secret, encounter); code != http.StatusOK {
 		t.Fatalf("encounter notification: HTTP %d %s", code, body)
 	}
@@ -168,7 +168,7 @@ subscription:
 	// 5. Deletes (deletes: inactivate): one read from the type's history
 	// after a ping, one carried by a notification; each cancels its
 	// ClinicalEncounter (61_fhir_encounter's on_delete).
-	fake.Add("Encounter", "enc-5", time.Now(), map[string]any{"status": "in-progress", "subject": map[string]any{"reference": "Patient/sub-4"}})
+	fake.Add("Encounter", "enc-5", time.Now(), map[string]any{"status": "in-progress", "class": map[string]any{"code": "EMER"}, "subject": map[string]any{"reference": "Patient/sub-4"}})
 	if code, _ := notify("Bearer "+secret, nil); code != http.StatusOK {
 		t.Fatalf("ping: HTTP %d", code)
 	}

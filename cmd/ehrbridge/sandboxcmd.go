@@ -29,7 +29,13 @@ Dataverse, and it holds no real patient data unless you send it some.
 
 Salesforce side (plain HTTP on --listen, and on the TLS address too): the
 REST subset ehrbridge's connector uses (OAuth token, sObjects, upsert by
-external id, sObject Collections, SOQL query with paging, limits).
+external id, sObject Collections, SOQL query with paging, limits). It knows
+the published Salesforce schema of the Health Cloud objects the shipped sets
+write, plus the fields deploy/salesforce creates, and refuses what Salesforce
+refuses: unknown objects (NOT_FOUND) and fields (INVALID_FIELD), values
+outside a restricted picklist, text over a field's length, required fields
+missing on create. --schema adds the org's own describe files (the files
+"ehrbridge lint --schema" reads); --no-schema accepts any object and field.
 
 Dataverse side (on --tls-listen, default $EHRBRIDGE_SANDBOX_TLS_ADDR or
 127.0.0.1:8443; "off" disables): the Microsoft identity platform token
@@ -54,6 +60,9 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 	secretEnv := fs.String("client-secret-env", "", "environment variable holding the client secret (default sandbox-secret)")
 	jwtCert := fs.String("jwt-cert", "", "PEM certificate that verifies JWT bearer assertions")
 	daily := fs.Int("daily-limit", 0, "daily API request allocation (default 100000)")
+	var schemas multiFlag
+	fs.Var(&schemas, "schema", "Salesforce describe JSON of the org (GET .../sobjects/X/describe, or a list of them) that extends the published schema; repeatable")
+	noSchema := fs.Bool("no-schema", false, "accept any Salesforce object and field (no schema)")
 	defTLS := os.Getenv("EHRBRIDGE_SANDBOX_TLS_ADDR")
 	if defTLS == "" {
 		defTLS = "127.0.0.1:8443"
@@ -72,7 +81,11 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	opts := sandbox.Options{ClientID: *clientID, DataFile: *data, DailyLimit: *daily,
+	if *noSchema && len(schemas) > 0 {
+		fmt.Fprintln(stderr, "ehrbridge sandbox: --schema and --no-schema exclude each other")
+		return exitUsage
+	}
+	opts := sandbox.Options{ClientID: *clientID, DataFile: *data, DailyLimit: *daily, Schemas: schemas, NoSchema: *noSchema,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	if *secretEnv != "" {
 		secret, ok := os.LookupEnv(*secretEnv)

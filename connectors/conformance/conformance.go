@@ -35,6 +35,9 @@ type Target struct {
 	// stored value (the referenced record's id).
 	Patient, PatientKey, PatientText        string
 	Encounter, EncounterKey, EncounterToPat string
+	// EncounterFields are further fields the CRM requires of a new
+	// encounter (Health Cloud: ClinicalEncounter.Category).
+	EncounterFields []mappings.Field
 	// Invalid returns an op the CRM refuses permanently (a patient
 	// without a required field, say).
 	Invalid func(key string) connectors.Op
@@ -49,8 +52,8 @@ func (tg Target) patient(key, text string) connectors.Op {
 
 func (tg Target) encounter(key, patientKey string) connectors.Op {
 	return connectors.Op{Mapping: "conformance", Object: tg.Encounter, Action: mappings.Upsert, KeyField: tg.EncounterKey, Key: key,
-		Fields: []mappings.Field{{Name: tg.EncounterToPat, Value: mappings.Value{Kind: mappings.Ref,
-			Ref: &mappings.Reference{Object: tg.Patient, KeyField: tg.PatientKey, Key: patientKey}}}}}
+		Fields: append([]mappings.Field{{Name: tg.EncounterToPat, Value: mappings.Value{Kind: mappings.Ref,
+			Ref: &mappings.Reference{Object: tg.Patient, KeyField: tg.PatientKey, Key: patientKey}}}}, tg.EncounterFields...)}
 }
 
 func (tg Target) find(object, keyField, key string) []map[string]any {

@@ -153,6 +153,7 @@ func TestReferencesAndEscapedKeys(t *testing.T) {
 	enc := Fields([]mappings.Field{
 		{Name: "PatientId", Value: mappings.Value{Kind: mappings.Ref, Ref: &mappings.Reference{Object: "Account", KeyField: "SourceSystemIdentifier", Key: key}}},
 		{Name: "Status", Value: mappings.Str("In Progress")},
+		{Name: "Category", Value: mappings.Str("Inpatient Encounter")},
 		{Name: "Duration", Value: mappings.Num("2.5")},
 		{Name: "EndDate", Value: mappings.NullValue},
 	})
@@ -332,11 +333,11 @@ func TestUpsertGroupsComposite(t *testing.T) {
 		key := fmt.Sprintf("P%05d", i)
 		accounts = append(accounts, patient(key, "L"))
 		if i < 10 {
-			encounters = append(encounters, map[string]any{"SourceSystemIdentifier": "V" + key, "Status": "Planned",
+			encounters = append(encounters, map[string]any{"SourceSystemIdentifier": "V" + key, "Status": "Planned", "Category": "Ambulatory",
 				"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "SourceSystemIdentifier": key}})
 		}
 	}
-	encounters = append(encounters, map[string]any{"SourceSystemIdentifier": "Vdangling", "Status": "Planned",
+	encounters = append(encounters, map[string]any{"SourceSystemIdentifier": "Vdangling", "Status": "Planned", "Category": "Ambulatory",
 		"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "SourceSystemIdentifier": "nobody"}})
 	if err := c.RefreshUsage(context.Background()); err != nil { // the token
 		t.Fatal(err)

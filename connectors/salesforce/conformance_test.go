@@ -40,6 +40,7 @@ func TestConformance(t *testing.T) {
 			Unavailable: func(n int) { post(fmt.Sprintf(`{"status":503,"count":%d}`, n)) },
 			Patient:     "Account", PatientKey: "SourceSystemIdentifier", PatientText: "LastName",
 			Encounter: "ClinicalEncounter", EncounterKey: "SourceSystemIdentifier", EncounterToPat: "PatientId",
+			EncounterFields: []mappings.Field{{Name: "Category", Value: mappings.Str("Ambulatory")}},
 			Invalid: func(key string) connectors.Op {
 				// A person account without LastName: REQUIRED_FIELD_MISSING.
 				return connectors.Op{Object: "Account", Action: mappings.Upsert, KeyField: "SourceSystemIdentifier", Key: key,

@@ -180,7 +180,7 @@ func TestCompositeLimitsAndOrder(t *testing.T) {
 		key := fmt.Sprintf("P%d", i)
 		res, _ := c.UpsertGroups(ctx, []UpsertGroup{
 			{Object: "Account", KeyField: "SourceSystemIdentifier", Records: []map[string]any{patient(key, "L")}},
-			{Object: "ClinicalEncounter", KeyField: "SourceSystemIdentifier", Records: []map[string]any{{"SourceSystemIdentifier": "V" + key, "Status": "Planned",
+			{Object: "ClinicalEncounter", KeyField: "SourceSystemIdentifier", Records: []map[string]any{{"SourceSystemIdentifier": "V" + key, "Status": "Planned", "Category": "Ambulatory",
 				"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "SourceSystemIdentifier": key}}}},
 		})
 		for gi := range res {

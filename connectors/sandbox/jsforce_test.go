@@ -16,7 +16,7 @@ import (
 // Salesforce.
 func TestJSForce(t *testing.T) {
 	dir := interop.NodeDir(t)
-	s, err := New(Options{QueryPageSize: 3, RefreshTokens: map[string]string{"RT123": "integration@sandbox.example"}})
+	s, err := New(Options{QueryPageSize: 3, Schemas: []string{siteDescribe}, RefreshTokens: map[string]string{"RT123": "integration@sandbox.example"}})
 	if err != nil {
 		t.Fatal(err)
 	}

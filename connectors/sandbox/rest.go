@@ -81,7 +81,11 @@ func (s *Server) createOne(w http.ResponseWriter, r *http.Request, object string
 	id, apiErr := s.st.create(object, rec)
 	s.st.mu.Unlock()
 	if apiErr != nil {
-		writeErrors(w, http.StatusBadRequest, apiErr)
+		status := http.StatusBadRequest
+		if apiErr.Code == "NOT_FOUND" {
+			status = http.StatusNotFound // unknown sObject
+		}
+		writeErrors(w, status, apiErr)
 		return
 	}
 	s.reply(w, http.StatusCreated, saveResult{ID: id, Success: true, Errors: []*apiError{}})

@@ -131,7 +131,7 @@ func TestCompositeCollatedShuffle(t *testing.T) {
 		for i := range 20 {
 			key := fmt.Sprint("P", i)
 			enc := map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/SourceSystemIdentifier", "referenceId": "e",
-				"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "SourceSystemIdentifier": "V" + key,
+				"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "SourceSystemIdentifier": "V" + key, "Category": "Ambulatory",
 					"Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": key}}}}}
 			req := map[string]any{"allOrNone": false, "compositeRequest": []any{collection("Account", key), enc}}
 			if collate != nil {

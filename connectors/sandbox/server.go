@@ -57,6 +57,18 @@ type Options struct {
 	// when the server starts (org-wide and by the app), to start it near
 	// a limit.
 	UsedAtStart, AppUsedAtStart int
+	// Schemas are the org's own describe files (GET
+	// .../sobjects/X/describe results, or JSON lists of them: the files
+	// `ehrbridge lint --schema` reads). They extend the published schema
+	// the sandbox enforces by default (sfschema.json); a field they
+	// describe replaces the published one. Unknown sObjects, unknown
+	// fields, values outside a restricted picklist, text over a field's
+	// length and required fields missing on create are refused as
+	// Salesforce refuses them.
+	Schemas []string
+	// NoSchema accepts any object and field, as the sandbox did before it
+	// knew a schema: for tests of objects no schema describes.
+	NoSchema bool
 	// QueryPageSize is how many records a query page holds; default 2000.
 	QueryPageSize int
 	// DataFile, when set, keeps the records across restarts: loaded at
@@ -200,6 +212,13 @@ func New(opts Options) (*Server, error) {
 		dvTokens: map[string]dvToken{}, dvUsage: map[string]*dvUsage{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x5a5a)), byEndpoint: map[string]int64{},
 		stopFlush: make(chan struct{}), flushed: make(chan struct{}),
+	}
+	if !opts.NoSchema {
+		schema, err := loadSchema(opts.Schemas)
+		if err != nil {
+			return nil, err
+		}
+		s.st.schema = schema
 	}
 	if opts.DataFile != "" {
 		if err := s.st.load(opts.DataFile); err != nil {

@@ -48,6 +48,10 @@ func start(t *testing.T, opts Options) *fixture {
 	if opts.RefreshTokens == nil {
 		opts.RefreshTokens = map[string]string{"RT123": "integration@sandbox.example"}
 	}
+	if opts.Schemas == nil {
+		// Contact and Patient__c as a site's describe files give them.
+		opts.Schemas = []string{siteDescribe}
+	}
 	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +219,7 @@ func TestSObjectsAndUpsert(t *testing.T) {
 	}
 	// A relationship by external id resolves to the record's id.
 	st, b, _ = f.do("PATCH", v+"/sobjects/ClinicalEncounter/SourceSystemIdentifier/V1",
-		map[string]any{"Status": "In Progress", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "H|1"}})
+		map[string]any{"Status": "In Progress", "Category": "Emergency", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "H|1"}})
 	if st != 201 {
 		t.Fatalf("encounter upsert: %d %s", st, b)
 	}
@@ -440,7 +444,7 @@ func TestComposite(t *testing.T) {
 		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/Account/SourceSystemIdentifier", "referenceId": "a",
 			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "P1", "LastName": "Doe"}}}},
 		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/SourceSystemIdentifier", "referenceId": "e",
-			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "SourceSystemIdentifier": "V1",
+			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "SourceSystemIdentifier": "V1", "Category": "Emergency",
 				"Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "P1"}}}}},
 		map[string]any{"method": "GET", "url": v + "/sobjects/Account/001000000000000AAA", "referenceId": "missing"},
 	}})

@@ -23,6 +23,10 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
 
+// ErrorCode is Salesforce's errorCode; FieldNames the fields it names.
+func (e *apiError) ErrorCode() string    { return e.Code }
+func (e *apiError) FieldNames() []string { return e.Fields }
+
 func errf(code string, fields []string, format string, args ...any) *apiError {
 	return &apiError{Code: code, Message: fmt.Sprintf(format, args...), Fields: fields}
 }
@@ -42,6 +46,9 @@ type store struct {
 	// their learned alternate keys.
 	dv     map[string]*objectStore
 	dvKeys map[string][][]string
+	// schema is the org's Salesforce schema (sfschema.go); nil accepts
+	// any object and field.
+	schema *sfSchema
 }
 
 // undo restores one record: to before (nil: it did not exist).
@@ -233,6 +240,13 @@ func (s *store) resolve(fields Record) (Record, *apiError) {
 		if keyField == "" {
 			return nil, errf("INVALID_FIELD", []string{name}, "The relationship %s names no external id field", name)
 		}
+		to, apiErr := s.schema.object(target)
+		if apiErr != nil {
+			return nil, errf("INVALID_FIELD", []string{name}, "The relationship %s names the unknown sObject type %s", name, target)
+		}
+		if _, apiErr := to.field(keyField); apiErr != nil {
+			return nil, apiErr
+		}
 		var ids []string
 		if o := s.object(target, false); o != nil {
 			ids = o.find(keyField, keyValue)
@@ -334,6 +348,10 @@ func setField(r Record, name string, v any) {
 
 // create adds a record and returns its id.
 func (s *store) create(object string, fields Record) (string, *apiError) {
+	schema, err := s.schema.object(object)
+	if err != nil {
+		return "", err
+	}
 	if err := validateFields(fields); err != nil {
 		return "", err
 	}
@@ -342,6 +360,9 @@ func (s *store) create(object string, fields Record) (string, *apiError) {
 		return "", err
 	}
 	if err := checkRequired(object, resolved); err != nil {
+		return "", err
+	}
+	if err := schema.check(resolved, true); err != nil {
 		return "", err
 	}
 	o := s.object(object, true)
@@ -360,6 +381,10 @@ func (s *store) create(object string, fields Record) (string, *apiError) {
 
 // update changes an existing record.
 func (s *store) update(object, id string, fields Record) *apiError {
+	schema, apiErr := s.schema.object(object)
+	if apiErr != nil {
+		return apiErr
+	}
 	o := s.object(object, false)
 	if o == nil || o.Records[id] == nil {
 		return errf("NOT_FOUND", nil, "The requested resource does not exist")
@@ -369,6 +394,9 @@ func (s *store) update(object, id string, fields Record) *apiError {
 	}
 	resolved, err := s.resolve(fields)
 	if err != nil {
+		return err
+	}
+	if err := schema.check(resolved, false); err != nil {
 		return err
 	}
 	r := o.Records[id]
@@ -384,7 +412,11 @@ func (s *store) update(object, id string, fields Record) *apiError {
 
 // upsert creates or updates the record whose keyField is key.
 func (s *store) upsert(object, keyField, key string, fields Record) (id string, created bool, urls []string, apiErr *apiError) {
-	if !validName(keyField) {
+	schema, apiErr := s.schema.object(object)
+	if apiErr != nil {
+		return "", false, nil, apiErr
+	}
+	if _, unknown := schema.field(keyField); !validName(keyField) || unknown != nil {
 		return "", false, nil, errf("NOT_FOUND", nil, "Provided external ID field does not exist or is not accessible: %s", keyField)
 	}
 	if v, ok := fields.Get(keyField); ok {

@@ -84,7 +84,9 @@ func FHIR(ctx context.Context, opts FHIROptions, w io.Writer) (FHIRReport, error
 				"system": "urn:oid:2.16.840.1.113883.19.5", "value": fmt.Sprintf("M%06d", i)}}})
 		for e := range opts.Encounters {
 			fake.Add("Encounter", fmt.Sprintf("e%06d-%d", i, e), t0.Add(time.Duration(i)*time.Millisecond+time.Microsecond*time.Duration(e+1)),
+				// class is 1..1 in FHIR R4 and gives the required ClinicalEncounter.Category.
 				map[string]any{"status": "finished", "subject": map[string]any{"reference": "Patient/" + id},
+					"class":  map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
 					"period": map[string]any{"start": "2026-01-05T08:00:00Z"}})
 		}
 	}

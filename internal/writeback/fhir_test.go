@@ -55,7 +55,7 @@ func TestInteropMedplumFHIR(t *testing.T) {
 
 	r := newRig(t, func(string) Target { return target })
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
-	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V777"}`)
+	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V777"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Discharge call","Description":"Agrees to the plan.","Send_to_EHR__c":true}`)
 	r.poll(t)
 	waitUntil(t, "the note filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })

@@ -45,8 +45,8 @@ func get(m *hl7.Message, path string) string {
 func TestEncounterRules(t *testing.T) {
 	setup := func(r *rig) (acct, open, older string) {
 		acct = r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN1"}`)
-		older = r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Status":"Finished","StartDate":"2026-01-02T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V100"}`)
-		open = r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Status":"Arrived","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V200"}`)
+		older = r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Finished","StartDate":"2026-01-02T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V100"}`)
+		open = r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Arrived","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V200"}`)
 		return acct, open, older
 	}
 	cases := []struct {

@@ -48,7 +48,8 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	t.Helper()
 	target := o.target
 	quiet := slog.New(slog.DiscardHandler)
-	sb, err := sandbox.New(sandbox.Options{Logger: quiet})
+	// The site links notes to encounters through its own Task.Encounter__c.
+	sb, err := sandbox.New(sandbox.Options{Logger: quiet, Schemas: []string{"testdata/site_describe.json"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,8 +182,8 @@ func outboxFiles(t *testing.T, dir string) []string {
 func TestFileDropAndEdit(t *testing.T) {
 	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN123"}`)
-	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V777"}`)
-	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Status":"Finished","StartDate":"2026-01-05T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V888"}`)
+	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V777"}`)
+	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Finished","StartDate":"2026-01-05T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V888"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Discharge call","Description":"Patient agrees to plan.\nFollow-up in 7 days | bring meds","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
 	r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Private","Description":"Not for the EHR","Send_to_EHR__c":false}`)
 	if n := r.poll(t); n != 1 {

@@ -1,0 +1,309 @@
+package sandbox
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// publishedSchema is the Salesforce schema the sandbox enforces by
+// default: the Health Cloud objects the shipped sets write, in the
+// describe format (a JSON list of GET .../sobjects/X/describe results,
+// the format `ehrbridge lint --schema` reads), each field and picklist
+// value with the source it was taken from. It is generated, not edited:
+//
+//go:generate go run ./internal/sfschemagen -out sfschema.json
+//go:embed sfschema.json
+var publishedSchema []byte
+
+// sfSchema is what the sandbox knows of the org's objects, by lower-case
+// name.
+//
+// Sources of the answers: REST status codes and the {errorCode, message,
+// fields} body, https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+// (404: the requested resource does not exist); "No such column 'X' on
+// sobject of type Y" as the REST API answers a create with an unknown
+// field (quoted in https://github.com/MinnPost/object-sync-for-salesforce/issues/194);
+// INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST, a StatusCode of the API
+// (enumerated by restforce, https://rubydoc.info/gems/restforce/7.5.0/Restforce/ErrorCode/InvalidOrNullForRestrictedPicklist);
+// restricted picklists only where restrictedPicklist is true, "By default
+// this value is false" (https://developer.salesforce.com/docs/atlas.en-us.260.0.api_meta.meta/api_meta/meta_picklist.htm);
+// STRING_TOO_LONG since API 15.0, before which values were truncated
+// (https://help.salesforce.com/s/articleView?id=000382141); a create must
+// set the fields that are neither nillable nor defaulted on create
+// (fieldsToNull, https://developer.salesforce.com/docs/atlas.en-us.244.0.api.meta/api/sforce_api_calls_concepts_core_data_objects.htm).
+type sfSchema struct {
+	objects map[string]*sfObject
+}
+
+type sfObject struct {
+	Name   string
+	Fields []*sfField
+	byName map[string]*sfField // by lower-case name
+}
+
+type sfField struct {
+	Name               string `json:"name"`
+	Type               string `json:"type"`
+	Length             int    `json:"length"`
+	Nillable           bool   `json:"nillable"`
+	Createable         bool   `json:"createable"`
+	DefaultedOnCreate  bool   `json:"defaultedOnCreate"`
+	RestrictedPicklist bool   `json:"restrictedPicklist"`
+	PicklistValues     []struct {
+		Value  string `json:"value"`
+		Active bool   `json:"active"`
+	} `json:"picklistValues"`
+}
+
+// loadSchema reads the published schema and then the site's describe
+// files, which extend it: a described field replaces the published field
+// of that name (the org's describe is the org's truth), new objects and
+// fields are added, and published fields the describe leaves out stay.
+func loadSchema(files []string) (*sfSchema, error) {
+	s := &sfSchema{objects: map[string]*sfObject{}}
+	if err := s.add(publishedSchema); err != nil {
+		return nil, fmt.Errorf("sandbox: embedded schema: %w", err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: schema %s: %w", f, err)
+		}
+		if err := s.add(data); err != nil {
+			return nil, fmt.Errorf("sandbox: schema %s: %w", f, err)
+		}
+	}
+	return s, nil
+}
+
+// add reads one describe result or a JSON list of them. Dataverse entity
+// metadata (LogicalName, no fields) is skipped: that side has its own
+// store.
+func (s *sfSchema) add(data []byte) error {
+	trimmed := strings.TrimSpace(string(data))
+	var list []json.RawMessage
+	if strings.HasPrefix(trimmed, "[") {
+		if err := json.Unmarshal(data, &list); err != nil {
+			return fmt.Errorf("not JSON: %v", err)
+		}
+	} else {
+		list = []json.RawMessage{data}
+	}
+	for i, raw := range list {
+		var o struct {
+			Name   string     `json:"name"`
+			Fields []*sfField `json:"fields"`
+		}
+		if err := json.Unmarshal(raw, &o); err != nil {
+			return fmt.Errorf("item %d: not a Salesforce describe result: %v", i, err)
+		}
+		if o.Name == "" || o.Fields == nil {
+			var probe struct {
+				LogicalName string `json:"LogicalName"`
+				Value       any    `json:"value"`
+			}
+			if json.Unmarshal(raw, &probe) == nil && (probe.LogicalName != "" || probe.Value != nil) {
+				continue
+			}
+			return fmt.Errorf("item %d: not a Salesforce describe result (name and fields)", i)
+		}
+		have := s.objects[strings.ToLower(o.Name)]
+		if have == nil {
+			have = &sfObject{Name: o.Name, byName: map[string]*sfField{}}
+			s.objects[strings.ToLower(o.Name)] = have
+		}
+		for _, f := range o.Fields {
+			if old := have.byName[strings.ToLower(f.Name)]; old != nil {
+				*old = *f
+				continue
+			}
+			have.Fields = append(have.Fields, f)
+			have.byName[strings.ToLower(f.Name)] = f
+		}
+	}
+	return nil
+}
+
+// object is the schema of an sObject, or an error as Salesforce answers
+// for an unknown one (404 NOT_FOUND on /sobjects/X: "The requested
+// resource does not exist"). A nil schema knows every object.
+func (s *sfSchema) object(name string) (*sfObject, *apiError) {
+	if s == nil {
+		return nil, nil
+	}
+	if o := s.objects[strings.ToLower(name)]; o != nil {
+		return o, nil
+	}
+	return nil, errf("NOT_FOUND", nil, "The requested resource does not exist")
+}
+
+// field is a field of the object, or Salesforce's INVALID_FIELD for an
+// unknown one ("No such column 'X' on sobject of type Y").
+func (o *sfObject) field(name string) (*sfField, *apiError) {
+	if o == nil {
+		return nil, nil
+	}
+	if f := o.byName[strings.ToLower(name)]; f != nil {
+		return f, nil
+	}
+	return nil, errf("INVALID_FIELD", []string{name}, "No such column '%s' on sobject of type %s", name, o.Name)
+}
+
+// check checks resolved field values against the object's schema: field
+// known, restricted picklist values allowed, text within its length, and
+// on create the required fields set. Messages never carry the value
+// (Salesforce's do; ehrbridge logs them).
+func (o *sfObject) check(r Record, create bool) *apiError {
+	if o == nil {
+		return nil
+	}
+	names := make([]string, 0, len(r))
+	for name := range r {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the same error for the same record, every time
+	for _, name := range names {
+		v := r[name]
+		f, err := o.field(name)
+		if err != nil {
+			return err
+		}
+		if (v == nil || v == "") && !f.Nillable && f.Type != "boolean" && f.Type != "id" {
+			// Clearing a required field, on create or update.
+			return errf("REQUIRED_FIELD_MISSING", []string{f.Name}, "Required fields are missing: [%s]", f.Name)
+		}
+		str, isStr := v.(string)
+		if !isStr {
+			continue
+		}
+		if f.RestrictedPicklist && str != "" {
+			values := []string{str}
+			if f.Type == "multipicklist" {
+				values = strings.Split(str, ";")
+			}
+			for _, x := range values {
+				if !f.allows(x) {
+					return errf("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", []string{f.Name}, "%s: bad value for restricted picklist field", f.Name)
+				}
+			}
+		}
+		if f.Length > 0 && textType(f.Type) && utf8.RuneCountInString(str) > f.Length {
+			return errf("STRING_TOO_LONG", []string{f.Name}, "%s: data value too large (max length=%d)", f.Name, f.Length)
+		}
+	}
+	if !create {
+		return nil
+	}
+	for _, f := range o.Fields {
+		if f.Nillable || !f.Createable || f.DefaultedOnCreate || f.Type == "boolean" || f.Type == "id" {
+			continue
+		}
+		if v, ok := r.Get(f.Name); !ok || v == nil || v == "" {
+			return errf("REQUIRED_FIELD_MISSING", []string{f.Name}, "Required fields are missing: [%s]", f.Name)
+		}
+	}
+	return nil
+}
+
+// allows reports whether v is an active value of the picklist
+// (case-sensitive, as API names are).
+func (f *sfField) allows(v string) bool {
+	for _, p := range f.PicklistValues {
+		if p.Active && p.Value == v {
+			return true
+		}
+	}
+	return false
+}
+
+// textType reports whether the describe type holds text whose length
+// Salesforce checks.
+func textType(t string) bool {
+	switch t {
+	case "string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "encryptedstring":
+		return true
+	}
+	return false
+}
+
+// Schema is the Salesforce schema a Server enforces, for checking records
+// without a server (the corpus proof of the shipped sets).
+type Schema struct{ s *sfSchema }
+
+// LoadSchema reads the published schema extended by the given describe
+// files, as Options.Schemas.
+func LoadSchema(files ...string) (*Schema, error) {
+	s, err := loadSchema(files)
+	if err != nil {
+		return nil, err
+	}
+	return &Schema{s: s}, nil
+}
+
+// Check checks a record as the connector sends it (relationships as
+// {"attributes":{"type":...}, KeyField: value}) against the schema, as
+// a create (required fields) or an update. With anyPicklist every
+// picklist whose values the schema lists is checked as if restricted:
+// stricter than the sandbox, for values nobody has confirmed the org
+// accepts. The error is Salesforce's errorCode and message.
+func (s *Schema) Check(object string, fields map[string]any, create, anyPicklist bool) error {
+	o, apiErr := s.s.object(object)
+	if apiErr != nil {
+		return apiErr
+	}
+	if err := validateFields(fields); err != nil {
+		return err
+	}
+	resolved := Record{}
+	for name, v := range fields {
+		ref, isMap := v.(map[string]any)
+		if !isMap {
+			resolved[name] = v
+			continue
+		}
+		var target string
+		switch a := ref["attributes"].(type) {
+		case map[string]any:
+			target, _ = a["type"].(string)
+		case map[string]string:
+			target = a["type"]
+		}
+		to, apiErr := s.s.object(target)
+		if apiErr != nil {
+			return errf("INVALID_FIELD", []string{name}, "The relationship %s names the unknown sObject type %s", name, target)
+		}
+		for k := range ref {
+			if k == "attributes" {
+				continue
+			}
+			if _, apiErr := to.field(k); apiErr != nil {
+				return apiErr
+			}
+		}
+		resolved[lookupField(name)] = "000000000000000AAA"
+	}
+	if create {
+		if err := checkRequired(object, resolved); err != nil {
+			return err
+		}
+	}
+	if anyPicklist {
+		strict := &sfObject{Name: o.Name, byName: map[string]*sfField{}}
+		for _, f := range o.Fields {
+			c := *f
+			c.RestrictedPicklist = c.RestrictedPicklist || len(c.PicklistValues) > 0
+			strict.Fields = append(strict.Fields, &c)
+			strict.byName[strings.ToLower(c.Name)] = &c
+		}
+		o = strict
+	}
+	if err := o.check(resolved, create); err != nil {
+		return err
+	}
+	return nil
+}
