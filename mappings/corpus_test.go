@@ -2,7 +2,6 @@ package mappings_test
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,24 +20,15 @@ import (
 func TestShippedSetsOnCorpus(t *testing.T) {
 	root := shared.ModuleRoot(t)
 	sets, _ := filepath.Glob(filepath.Join(root, "configs", "mappings", "*"))
-	corpus := shared.Path(t, "corpus")
 	var inputs []struct {
 		name string
 		in   mappings.Input
 	}
-	err := filepath.WalkDir(corpus, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".hl7") || strings.HasSuffix(path, ".json") || strings.HasSuffix(path, ".fhir")) {
-			return err
-		}
-		data, err := os.ReadFile(path)
+	for _, f := range shared.CorpusFiles(t) {
+		ins, err := mappings.ParseInput(f.Data)
 		if err != nil {
-			return err
+			continue // the corpus's malformed cases; the hl7 tests cover them
 		}
-		ins, err := mappings.ParseInput(data)
-		if err != nil {
-			return nil // the corpus's malformed cases; the hl7 tests cover them
-		}
-		rel, _ := filepath.Rel(corpus, path)
 		// Large Synthea bundles repeat the same resource shapes: the first
 		// entries of each file are enough, and keep the test quick.
 		if len(ins) > 12 {
@@ -48,12 +38,8 @@ func TestShippedSetsOnCorpus(t *testing.T) {
 			inputs = append(inputs, struct {
 				name string
 				in   mappings.Input
-			}{rel, in})
+			}{f.Rel, in})
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	if len(inputs) < 2000 {
 		t.Fatalf("only %d corpus inputs found", len(inputs))

@@ -1,10 +1,7 @@
 package mappings_test
 
 import (
-	"io/fs"
 	"math/rand"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -72,27 +69,15 @@ func TestKeySafe(t *testing.T) {
 func TestDataverseKeysOnCorpus(t *testing.T) {
 	set := loadWildSet(t, "dynamics")
 	var inputs []mappings.Input
-	corpus := shared.Path(t, "corpus")
-	err := filepath.WalkDir(corpus, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".hl7") || strings.HasSuffix(path, ".json") || strings.HasSuffix(path, ".fhir")) {
-			return err
-		}
-		data, err := os.ReadFile(path)
+	for _, f := range shared.CorpusFiles(t) {
+		ins, err := mappings.ParseInput(f.Data)
 		if err != nil {
-			return err
-		}
-		ins, err := mappings.ParseInput(data)
-		if err != nil {
-			return nil
+			continue
 		}
 		if len(ins) > 12 {
 			ins = ins[:12] // as TestShippedSetsOnCorpus: the first entries of a bundle
 		}
 		inputs = append(inputs, ins...)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, w := range wildMessages(t) {
 		inputs = append(inputs, mappings.Input{HL7: w.msg})

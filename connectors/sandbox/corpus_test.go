@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -43,40 +41,26 @@ func TestHealthCloudCorpusAgainstSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	var inputs []mappings.Input
-	for _, dir := range []string{"hl7v2", "fhir-r4"} {
-		root := filepath.Join(shared.Path(t, "corpus"), dir)
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			ins, err := mappings.ParseInput(data)
-			if err != nil {
-				return nil // malformed on purpose; the hl7 and fhir tests cover them
-			}
-			// Synthea bundles repeat the same resource shapes thousands of
-			// times: up to perType resources of each type per file keep the
-			// test quick and every shape in.
-			seen := map[string]int{}
-			for _, in := range ins {
-				if in.FHIR != nil {
-					typ := resourceType(in.FHIR)
-					if !mapped[typ] {
-						continue // the set accepts no other resource
-					}
-					if seen[typ]++; seen[typ] > perType {
-						continue
-					}
-				}
-				inputs = append(inputs, in)
-			}
-			return nil
-		})
+	for _, f := range shared.CorpusFiles(t) {
+		ins, err := mappings.ParseInput(f.Data)
 		if err != nil {
-			t.Fatal(err)
+			continue // malformed on purpose; the hl7 and fhir tests cover them
+		}
+		// Synthea bundles repeat the same resource shapes thousands of
+		// times: up to perType resources of each type per file keep the
+		// test quick and every shape in.
+		seen := map[string]int{}
+		for _, in := range ins {
+			if in.FHIR != nil {
+				typ := resourceType(in.FHIR)
+				if !mapped[typ] {
+					continue // the set accepts no other resource
+				}
+				if seen[typ]++; seen[typ] > perType {
+					continue
+				}
+			}
+			inputs = append(inputs, in)
 		}
 	}
 	files := shared.WildFiles(t)

@@ -32,6 +32,43 @@ func Path(t testing.TB, elem ...string) string {
 	return filepath.Join(append([]string{Dir(t)}, elem...)...)
 }
 
+// CorpusFile is one file of the public corpus: its path below corpus/
+// (slash-separated) and its bytes.
+type CorpusFile struct {
+	Rel  string
+	Data []byte
+}
+
+// CorpusFiles returns every message and resource file of the public
+// corpus (corpus/hl7v2 *.hl7, corpus/fhir-r4 *.json and *.fhir), in path
+// order, READMEs and licence texts left out.
+func CorpusFiles(t testing.TB) []CorpusFile {
+	t.Helper()
+	root := Path(t, "corpus")
+	var files []CorpusFile
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		switch filepath.Ext(path) {
+		case ".hl7", ".json", ".fhir":
+		default:
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		files = append(files, CorpusFile{Rel: filepath.ToSlash(rel), Data: data})
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading the corpus: %v", err)
+	}
+	return files
+}
+
 // ModuleRoot returns the directory holding go.mod.
 func ModuleRoot(t testing.TB) string {
 	t.Helper()
