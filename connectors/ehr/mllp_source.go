@@ -159,7 +159,8 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 		log.Info("hl7 message accepted (not stored)", "key", s.key(h), "msg_type", msgType(h))
 		return s.answer(msg, h, true, accepted, "", nil), true
 	}
-	e := s.entry(msg, h, req.Payload, req.Received)
+	acks := s.answer(msg, h, true, accepted, "", nil)
+	e := s.entry(msg, h, req.Payload, req.Received, acks)
 	res, err := s.Log.Append(ctx, e)
 	if err != nil {
 		s.Errored.Add(1)
@@ -183,13 +184,12 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 	if s.Appended != nil {
 		s.Appended()
 	}
-	frames := DecodeAcks(e.Ack)
-	if len(frames) == 0 {
-		log.Info("hl7 message stored; the sender asked for no acknowledgment (MSH-15/MSH-16)", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload))
+	if len(acks) == 0 {
+		log.Info("hl7 message stored; the sender asked for no acknowledgment (MSH-15/MSH-16)", "key", logging.Key(e.Key), "msg_type", e.Type, "record", res.ID, "bytes", len(req.Payload))
 	} else {
-		log.Info("hl7 message stored and acknowledged", "key", s.key(h), "msg_type", msgType(h), "record", res.ID, "bytes", len(req.Payload), "acks", len(frames))
+		log.Info("hl7 message stored and acknowledged", "key", logging.Key(e.Key), "msg_type", e.Type, "record", res.ID, "bytes", len(req.Payload), "acks", len(acks))
 	}
-	return frames, true
+	return acks, true
 }
 
 func headerDetails(problems []*hl7.HeaderError) []hl7.ErrDetail {
@@ -237,15 +237,6 @@ func (s *MLLPSource) answer(in *hl7.Message, h hl7.Header, honourMode bool, o ou
 	return frames
 }
 
-// acceptAcks is what a stored message is answered with, encoded for its
-// record: original mode's AA as is, without the slice answer builds.
-func (s *MLLPSource) acceptAcks(msg *hl7.Message, h hl7.Header) []byte {
-	if !h.Enhanced() {
-		return s.reply(msg, h, hl7.AA, "", nil)
-	}
-	return EncodeAcks(s.answer(msg, h, true, accepted, "", nil))
-}
-
 // EncodeAcks is how a record stores the acknowledgments sent for it: a
 // single one as its bytes (the form of every record before enhanced
 // mode), any other number as MLLP frames back to back. An acknowledgment
@@ -266,7 +257,8 @@ func EncodeAcks(frames [][]byte) []byte {
 }
 
 // DecodeAcks reverses EncodeAcks; a record of another form (a source's
-// single acknowledgment) reads as one frame, an empty one as none.
+// single acknowledgment) reads as one frame, an empty one as none. The
+// frames share b's memory. A truncated last frame is left out.
 func DecodeAcks(b []byte) [][]byte {
 	if len(b) == 0 {
 		return nil
@@ -275,14 +267,15 @@ func DecodeAcks(b []byte) [][]byte {
 		return [][]byte{b}
 	}
 	var frames [][]byte
-	rd := mllp.NewReader(bytes.NewReader(b), len(b))
-	for {
-		f, err := rd.ReadFrame()
-		if err != nil {
-			return frames
+	for len(b) > 0 && b[0] == mllp.StartBlock {
+		end := bytes.IndexByte(b, mllp.EndBlock)
+		if end < 0 {
+			break
 		}
-		frames = append(frames, f)
+		frames = append(frames, b[1:end])
+		b = bytes.TrimPrefix(b[end+1:], []byte{mllp.CR})
 	}
+	return frames
 }
 
 // Entry is the checkpoint entry this source appends for msg, a parsed
@@ -291,15 +284,18 @@ func DecodeAcks(b []byte) [][]byte {
 // ingest benchmark appends these directly, to measure the log without
 // the network.
 func (s *MLLPSource) Entry(msg *hl7.Message, payload []byte, received time.Time) checkpoint.Entry {
-	return s.entry(msg, msg.Header(), payload, received)
+	h := msg.Header()
+	return s.entry(msg, h, payload, received, s.answer(msg, h, true, accepted, "", nil))
 }
 
-func (s *MLLPSource) entry(msg *hl7.Message, h hl7.Header, payload []byte, received time.Time) checkpoint.Entry {
+// entry builds the entry of msg (header h) whose acceptance is answered
+// with acks, the frames handle sends once the append returns.
+func (s *MLLPSource) entry(msg *hl7.Message, h hl7.Header, payload []byte, received time.Time, acks [][]byte) checkpoint.Entry {
 	key, legacy := recordKeys(s.Name, h)
 	return checkpoint.Entry{
 		Key: key, LegacyKey: legacy, Source: s.Name, Kind: "hl7v2", Type: msgType(h),
 		Hash: ContentHash(msg, s.hashIgnore()), Lane: s.laneKey(msg),
-		Payload: payload, Ack: s.acceptAcks(msg, h), Received: received,
+		Payload: payload, Ack: EncodeAcks(acks), Received: received,
 	}
 }
 
