@@ -212,10 +212,10 @@ func (h Header) Check() []*HeaderError {
 	default:
 		errs = append(errs, &HeaderError{Field: 11, Code: ErrCodeUnsupportedProcID, Reason: "processing id must be P, D or T"})
 	}
-	if !AckCondition(h.AcceptAckType).valid() {
+	if !AckCondition(h.AcceptAckType).Valid() {
 		errs = append(errs, &HeaderError{Field: 15, Code: ErrCodeTableValue, Reason: "accept acknowledgment type must be AL, NE, ER or SU (table 0155)"})
 	}
-	if !AckCondition(h.AppAckType).valid() {
+	if !AckCondition(h.AppAckType).Valid() {
 		errs = append(errs, &HeaderError{Field: 16, Code: ErrCodeTableValue, Reason: "application acknowledgment type must be AL, NE, ER or SU (table 0155)"})
 	}
 	if h.Version == "" {
@@ -239,7 +239,8 @@ const (
 	AckOnSuccess AckCondition = "SU" // successful completion only
 )
 
-func (c AckCondition) valid() bool {
+// Valid reports whether c is a value of table 0155, or empty (not valued).
+func (c AckCondition) Valid() bool {
 	switch c {
 	case "", AckAlways, AckNever, AckOnError, AckOnSuccess:
 		return true

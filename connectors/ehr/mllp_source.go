@@ -204,12 +204,7 @@ func headerDetails(problems []*hl7.HeaderError) []hl7.ErrDetail {
 // (or nothing), so that the acknowledgment mode they ask for can be
 // honoured; otherwise a rejection goes out in original mode.
 func ackTypesValid(h hl7.Header) bool {
-	for _, p := range h.Check() {
-		if p.Field == 15 || p.Field == 16 {
-			return false
-		}
-	}
-	return true
+	return hl7.AckCondition(h.AcceptAckType).Valid() && hl7.AckCondition(h.AppAckType).Valid()
 }
 
 // answer renders the acknowledgments of in (header h) for outcome o: one
