@@ -151,7 +151,7 @@ func (c *Client) Send(ctx context.Context, msg []byte) (*Response, error) {
 	// A message without MSH-10 is still sent (testing a receiver's
 	// rejection path needs that); its acknowledgment has an empty MSA-2.
 	h := hdr.Header()
-	want := expectFor(h.AcceptAckType, h.AppAckType)
+	want := expectFor(h)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	deadline := time.Now().Add(orDefault(c.SendTimeout, time.Minute))
@@ -271,47 +271,44 @@ func (c *Client) try(ctx context.Context, msg []byte, controlID string, want exp
 }
 
 // expectation is what a message asks its receiver to answer: MSH-15 and
-// MSH-16, HL7 table 0155.
+// MSH-16, HL7 table 0155. Original mode (both empty) waits as AL/AL does:
+// for the application acknowledgment, past any CA.
 type expectation struct {
-	original    bool   // both empty: original acknowledgment mode
-	accept, app string // AL, NE, ER or SU
+	accept, app hl7.AckCondition
 }
 
-func expectFor(msh15, msh16 string) expectation {
-	a, p := strings.ToUpper(strings.TrimSpace(msh15)), strings.ToUpper(strings.TrimSpace(msh16))
-	if a == "" && p == "" {
-		return expectation{original: true, accept: "AL", app: "AL"}
+func expectFor(h hl7.Header) expectation {
+	if !h.Enhanced() {
+		return expectation{accept: hl7.AckAlways, app: hl7.AckAlways}
 	}
-	known := func(s string) string {
-		switch s {
-		case "AL", "NE", "ER", "SU":
-			return s
-		case "":
-			// In enhanced mode an empty one asks for nothing: what
-			// ehrbridge's own listener (and table 0155's "never")
-			// answers. A receiver that sends it anyway is not waited
-			// for; its late frame is skipped by the next exchange.
-			return "NE"
+	cond := func(s string) hl7.AckCondition {
+		c := hl7.AckCondition(strings.ToUpper(s))
+		if !c.Valid() {
+			return hl7.AckAlways // unknown: wait for the answer rather than assume it
 		}
-		return "AL" // unknown: wait for the answer rather than assume it
+		// In enhanced mode an empty one asks for nothing, as NE: what
+		// ehrbridge's own listener answers. A receiver that sends it
+		// anyway is not waited for; its late frame is skipped by the next
+		// exchange.
+		return c
 	}
-	return expectation{accept: known(a), app: known(p)}
+	return expectation{accept: cond(h.AcceptAckType), app: cond(h.AppAckType)}
 }
 
-// commitFinal: a CA is the final answer (no application acknowledgment is
-// due on success, and one is due at commit level).
+// commitFinal: a CA is the final answer (one is due at commit level, and
+// no application acknowledgment at all).
 func (e expectation) commitFinal() bool {
-	return !e.original && e.app == "NE" && (e.accept == "AL" || e.accept == "SU")
+	return e.accept.Wants(true) && !e.app.Wants(true) && !e.app.Wants(false)
 }
 
 // quietAfterCommit: after the CA only an application error may come.
 func (e expectation) quietAfterCommit() bool {
-	return !e.original && e.app == "ER" && (e.accept == "AL" || e.accept == "SU")
+	return e.accept.Wants(true) && !e.app.Wants(true) && e.app.Wants(false)
 }
 
 // quietFromStart: no answer at all is due on success.
 func (e expectation) quietFromStart() bool {
-	return !e.original && (e.app == "NE" || e.app == "ER") && (e.accept == "NE" || e.accept == "ER")
+	return !e.accept.Wants(true) && !e.app.Wants(true)
 }
 
 func (c *Client) exchange(ctx context.Context, msg []byte, controlID string, want expectation, deadline time.Time, fromCtx bool) (*Response, error) {
