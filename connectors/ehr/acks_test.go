@@ -65,16 +65,32 @@ func enhanced(id, accept, app, name string) string {
 		"PID|1||MRN" + id + "^^^HOSP^MR||" + name + "\r"
 }
 
+// modeCase is a message (control id, MSH-15, MSH-16) and the codes it
+// must be answered with, as codes renders them.
+type modeCase struct{ id, accept, app, want string }
+
+// checkModes sends each case's message, for a patient named name, and
+// checks its answers' codes; check, when set, sees the frames too.
+func (c *conn) checkModes(what, name string, cases []modeCase, check func(frames [][]byte)) {
+	c.t.Helper()
+	for _, tt := range cases {
+		frames := c.exchange(enhanced(tt.id, tt.accept, tt.app, name))
+		if got := strings.Join(codes(c.t, frames), " "); got != tt.want {
+			c.t.Errorf("%sMSH-15 %q MSH-16 %q: got %q, want %q", what, tt.accept, tt.app, got, tt.want)
+		}
+		if check != nil {
+			check(frames)
+		}
+	}
+}
+
 // Issue 25.6: enhanced mode answers as MSH-15/16 (table 0155) ask; a
 // retransmit gets its original answers back byte for byte.
 func TestMLLPSourceEnhancedMode(t *testing.T) {
 	cp := openLog(t)
 	src := &MLLPSource{Name: "adt", Log: cp}
 	c := dial(t, startSource(t, src, 0, nil))
-	for _, tt := range []struct {
-		id, accept, app string
-		want            string
-	}{
+	c.checkModes("", "DOE^JANE", []modeCase{
 		{"E1", "AL", "AL", "CA/E1 AA/E1"},
 		{"E2", "AL", "NE", "CA/E2"},
 		{"E3", "NE", "AL", "AA/E3"},
@@ -83,12 +99,7 @@ func TestMLLPSourceEnhancedMode(t *testing.T) {
 		{"E6", "AL", "", "CA/E6"},
 		{"E7", "", "AL", "AA/E7"},
 		{"E8", "NE", "NE", ""},
-	} {
-		frames := c.exchange(enhanced(tt.id, tt.accept, tt.app, "DOE^JANE"))
-		if got := strings.Join(codes(t, frames), " "); got != tt.want {
-			t.Errorf("MSH-15 %q MSH-16 %q: got %q, want %q", tt.accept, tt.app, got, tt.want)
-		}
-	}
+	}, nil)
 	// Every message was stored, those answered with nothing included, and
 	// the connection stayed usable throughout.
 	if n := src.Accepted.Load() - int64(c.sentinels); n != 8 {
@@ -115,26 +126,19 @@ func TestMLLPSourceEnhancedMode(t *testing.T) {
 
 	// Rejections: CR when the commit acknowledgment is wanted on error,
 	// else the application acknowledgment reports it.
-	for _, tt := range []struct {
-		id, accept, app string
-		want            string
-	}{
+	c.checkModes("conflict with ", "CHANGED^NAME", []modeCase{
 		{"E1", "AL", "AL", "CR/E1"},
 		{"E2", "ER", "NE", "CR/E2"},
 		{"E3", "NE", "ER", "AR/E3"},
 		{"E5", "SU", "SU", ""},
-	} {
-		frames := c.exchange(enhanced(tt.id, tt.accept, tt.app, "CHANGED^NAME"))
-		if got := strings.Join(codes(t, frames), " "); got != tt.want {
-			t.Errorf("conflict with MSH-15 %q MSH-16 %q: got %q, want %q", tt.accept, tt.app, got, tt.want)
-		}
+	}, func(frames [][]byte) {
 		if len(frames) > 0 {
 			m, _ := hl7.Parse(frames[0])
 			if code, _ := m.GetString("ERR-3.1"); code != "205" {
 				t.Errorf("conflict ERR-3.1 = %q, want 205", code)
 			}
 		}
-	}
+	})
 	// A value outside table 0155: rejected in original mode, naming MSH-15.
 	frames := c.exchange(enhanced("E9", "XX", "AL", "DOE^JANE"))
 	if got := strings.Join(codes(t, frames), " "); got != "AR/E9" {

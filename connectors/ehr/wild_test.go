@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -453,22 +454,9 @@ func unicodeVariant(raw []byte) ([]byte, bool) {
 // byte when the first answer accepted it (the stored answer comes back),
 // else the same acknowledgment codes.
 func checkRetransmit(f *shared.Findings, what string, first, again [][]byte) {
-	codesOf := func(frames [][]byte) (codes []string, accepted bool) {
-		for _, f := range frames {
-			m, err := hl7.Parse(f)
-			if err != nil {
-				codes = append(codes, "?")
-				continue
-			}
-			c, _, _, _ := m.Ack()
-			codes = append(codes, string(c))
-			accepted = accepted || c == hl7.AA || c == hl7.CA
-		}
-		return codes, accepted
-	}
-	c1, accepted := codesOf(first)
-	c2, _ := codesOf(again)
-	if accepted {
+	c1, _ := answerCodes(first)
+	c2, _ := answerCodes(again)
+	if slices.ContainsFunc(c1, func(c string) bool { return c == string(hl7.AA) || c == string(hl7.CA) }) {
 		if len(first) != len(again) {
 			f.Add("a retransmit of an accepted message answered with other frames", what)
 			return
