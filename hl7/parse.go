@@ -330,7 +330,8 @@ func Split(data []byte) ([][]byte, error) {
 // that an acknowledgment built from m does not claim a character set it
 // is not written in.
 func ReadHeader(data []byte) (m *Message, problems []*HeaderError, ok bool) {
-	if m, err := ParseHeader(data); err == nil {
+	m, perr := ParseHeader(data)
+	if perr == nil {
 		return m, nil, true
 	}
 	start := skipLeading(data)
@@ -395,9 +396,8 @@ func ReadHeader(data []byte) (m *Message, problems []*HeaderError, ok bool) {
 	if len(problems) == 0 {
 		// ParseHeader refused the header for a reason not found here;
 		// name it rather than answer as if nothing were wrong.
-		_, err := ParseHeader(data)
 		reason := "MSH could not be read"
-		if pe, ok := err.(*ParseError); ok {
+		if pe, ok := perr.(*ParseError); ok {
 			reason = pe.Reason
 		}
 		problems = append(problems, &HeaderError{Field: 1, Code: ErrCodeDataType, Reason: reason})
