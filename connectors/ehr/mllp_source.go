@@ -164,19 +164,19 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 	res, err := s.Log.Append(ctx, e)
 	if err != nil {
 		s.Errored.Add(1)
-		log.Error("hl7 message not stored; answered with an error", "key", s.key(h), "msg_type", msgType(h), "err", err)
+		log.Error("hl7 message not stored; answered with an error", "key", logging.Key(e.Key), "msg_type", e.Type, "err", err)
 		text := "message could not be stored; please resend"
 		return s.answer(msg, h, true, errored, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}}), true
 	}
 	switch res.Outcome {
 	case checkpoint.Duplicate:
 		s.Duplicates.Add(1)
-		log.Info("hl7 retransmit recognised; original acknowledgment sent again", "key", s.key(h), "record", res.ID)
+		log.Info("hl7 retransmit recognised; original acknowledgment sent again", "key", logging.Key(e.Key), "record", res.ID)
 		return DecodeAcks(res.Ack), true
 	case checkpoint.Conflict:
 		s.Conflicts.Add(1)
 		log.Warn("hl7 control id reused with different content; rejected and recorded as a conflict",
-			"key", s.key(h), "record", res.ID, "conflict", res.ConflictID)
+			"key", logging.Key(e.Key), "record", res.ID, "conflict", res.ConflictID)
 		text := fmt.Sprintf("control id already used for a different message (conflict %d)", res.ConflictID)
 		return s.answer(msg, h, true, rejected, text, []hl7.ErrDetail{{Segment: "MSH", Field: 10, Code: hl7.ErrCodeDuplicateKey, Text: text}}), true
 	}
