@@ -231,6 +231,29 @@ func TestMLLPSourceAnswersEveryMSH(t *testing.T) {
 	}
 }
 
+// An oversized frame whose MSH-2 is broken follows the rule of any
+// message with a broken MSH-2: its valid MSH-15/16 are honoured (CR), and
+// only values outside table 0155 fall back to an original-mode AR.
+func TestMLLPSourceOversizedBrokenMSH2(t *testing.T) {
+	src := &MLLPSource{Name: "adt", Log: openLog(t)}
+	c := dial(t, startSource(t, src, 2048, nil))
+	pid := strings.Repeat("PID|1||M1^^^H^MR||DOE^JANE\r", 100)
+	for _, tt := range []struct{ in, want string }{
+		{"MSH|^~\\\\&|EPIC|HOSP||CRM|2024||ADT^A01|O1|P|2.5.1|||AL|NE\r" + pid, "CR/O1"},
+		{"MSH|^~\\\\&|EPIC|HOSP||CRM|2024||ADT^A01|O2|P|2.5.1|||XX|NE\r" + pid, "AR/O2"},
+	} {
+		frames := c.exchange(tt.in)
+		if got := strings.Join(codes(t, frames), " "); got != tt.want {
+			t.Errorf("got %q, want %q", got, tt.want)
+			continue
+		}
+		m, _ := hl7.Parse(frames[0])
+		if loc, _ := m.GetString("ERR[2]-2"); loc != "MSH^1^2" {
+			t.Errorf("%s: second ERR-2 = %q, want MSH^1^2", tt.want, loc)
+		}
+	}
+}
+
 // Issue 25.5, the class: every corpus message that starts with MSH and a
 // field separator gets an acknowledgment, whatever is wrong with it. A
 // sentinel message after each one keeps the count honest: enhanced-mode

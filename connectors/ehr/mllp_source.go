@@ -38,11 +38,12 @@ type Appender interface {
 // when MSH-16 asks for it: AA for an accepted message (acceptance is the
 // durable append, as in original mode), AR or AE for a failed one only
 // when no commit acknowledgment already reported the failure. A message
-// whose MSH-2 or MSH-18 cannot be read is rejected, addressed with safe
-// default delimiters when its own are unusable: CR (and what MSH-16 asks
-// for) when its MSH-15/16 hold valid table 0155 values, else AR in
-// original mode, as for an MSH-15/16 outside the table. Only a frame that does not start with "MSH" and a field
-// separator is answered by closing the connection.
+// whose MSH-2 or MSH-18 cannot be read (oversized or not) is rejected,
+// addressed with safe default delimiters when its own are unusable: CR
+// (and what MSH-16 asks for) when its MSH-15/16 hold valid table 0155
+// values, else AR in original mode, as for any message with an MSH-15/16
+// outside the table. Only a frame that does not start with "MSH" and a
+// field separator is answered by closing the connection.
 type MLLPSource struct {
 	// Name identifies the source in logs and record keys.
 	Name string
@@ -113,7 +114,7 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 		h := hdr.Header()
 		text := fmt.Sprintf("message of %d bytes exceeds the maximum of %d bytes", tooBig.Size, tooBig.Max)
 		details := append([]hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}}, headerDetails(problems)...)
-		return s.answer(hdr, h, len(problems) == 0 && ackTypesValid(h), rejected, text, details), true
+		return s.answer(hdr, h, rejected, text, details), true
 	}
 	msg, err := hl7.Parse(req.Payload)
 	if err != nil {
@@ -136,7 +137,7 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 			// for enhanced mode waits for a commit acknowledgment (CR).
 			details := append(headerDetails(problems), headerDetails(hh.Check())...)
 			log.Warn("hl7 message rejected: unreadable header", "key", s.key(hh), "err", problems[0], "problems", len(details))
-			return s.answer(hdr, hh, ackTypesValid(hh), rejected, problems[0].Reason, details), true
+			return s.answer(hdr, hh, rejected, problems[0].Reason, details), true
 		}
 		detail := hl7.ErrDetail{Code: hl7.ErrCodeSegmentSequence, Text: "message could not be parsed"}
 		var pe *hl7.ParseError
@@ -145,28 +146,28 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 			detail.Text = pe.Reason
 		}
 		log.Warn("hl7 message rejected: parse error", "key", s.key(hh), "err", err)
-		return s.answer(hdr, hh, ackTypesValid(hh), rejected, "message could not be parsed", []hl7.ErrDetail{detail}), true
+		return s.answer(hdr, hh, rejected, "message could not be parsed", []hl7.ErrDetail{detail}), true
 	}
 	// The header is read once: it feeds the key, the ACK and the logs.
 	h := msg.Header()
 	if problems := h.Check(); len(problems) > 0 {
 		s.Rejected.Add(1)
 		log.Warn("hl7 message rejected: invalid header", "key", s.key(h), "err", problems[0], "problems", len(problems))
-		return s.answer(msg, h, ackTypesValid(h), rejected, problems[0].Reason, headerDetails(problems)), true
+		return s.answer(msg, h, rejected, problems[0].Reason, headerDetails(problems)), true
 	}
 	if s.Log == nil {
 		s.Accepted.Add(1)
 		log.Info("hl7 message accepted (not stored)", "key", s.key(h), "msg_type", msgType(h))
-		return s.answer(msg, h, true, accepted, "", nil), true
+		return s.answer(msg, h, accepted, "", nil), true
 	}
-	acks := s.answer(msg, h, true, accepted, "", nil)
+	acks := s.answer(msg, h, accepted, "", nil)
 	e := s.entry(msg, h, req.Payload, req.Received, acks)
 	res, err := s.Log.Append(ctx, e)
 	if err != nil {
 		s.Errored.Add(1)
 		log.Error("hl7 message not stored; answered with an error", "key", logging.Key(e.Key), "msg_type", e.Type, "err", err)
 		text := "message could not be stored; please resend"
-		return s.answer(msg, h, true, errored, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}}), true
+		return s.answer(msg, h, errored, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}}), true
 	}
 	switch res.Outcome {
 	case checkpoint.Duplicate:
@@ -178,7 +179,7 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 		log.Warn("hl7 control id reused with different content; rejected and recorded as a conflict",
 			"key", logging.Key(e.Key), "record", res.ID, "conflict", res.ConflictID)
 		text := fmt.Sprintf("control id already used for a different message (conflict %d)", res.ConflictID)
-		return s.answer(msg, h, true, rejected, text, []hl7.ErrDetail{{Segment: "MSH", Field: 10, Code: hl7.ErrCodeDuplicateKey, Text: text}}), true
+		return s.answer(msg, h, rejected, text, []hl7.ErrDetail{{Segment: "MSH", Field: 10, Code: hl7.ErrCodeDuplicateKey, Text: text}}), true
 	}
 	s.Accepted.Add(1)
 	if s.Appended != nil {
@@ -209,11 +210,11 @@ func ackTypesValid(h hl7.Header) bool {
 
 // answer renders the acknowledgments of in (header h) for outcome o: one
 // in original mode, or those MSH-15 and MSH-16 ask for in enhanced mode
-// (see MLLPSource). honourMode false forces original mode, for a header
-// whose MSH-15/16 cannot be trusted.
-func (s *MLLPSource) answer(in *hl7.Message, h hl7.Header, honourMode bool, o outcome, text string, errs []hl7.ErrDetail) [][]byte {
+// (see MLLPSource). A header whose MSH-15/16 hold values outside table
+// 0155 is answered in original mode, whatever else is wrong with it.
+func (s *MLLPSource) answer(in *hl7.Message, h hl7.Header, o outcome, text string, errs []hl7.ErrDetail) [][]byte {
 	app := [...]hl7.AckCode{accepted: hl7.AA, rejected: hl7.AR, errored: hl7.AE}[o]
-	if !honourMode || !h.Enhanced() {
+	if !h.Enhanced() || !ackTypesValid(h) {
 		return [][]byte{s.reply(in, h, app, text, errs)}
 	}
 	ok := o == accepted
@@ -280,7 +281,7 @@ func DecodeAcks(b []byte) [][]byte {
 // the network.
 func (s *MLLPSource) Entry(msg *hl7.Message, payload []byte, received time.Time) checkpoint.Entry {
 	h := msg.Header()
-	return s.entry(msg, h, payload, received, s.answer(msg, h, true, accepted, "", nil))
+	return s.entry(msg, h, payload, received, s.answer(msg, h, accepted, "", nil))
 }
 
 // entry builds the entry of msg (header h) whose acceptance is answered
