@@ -109,9 +109,9 @@ func (h HD) IsZero() bool {
 // rendering and the rendering never contains a "|".
 func (h HD) Normalized() string {
 	parts := [3]string{
-		keyEscape(strings.TrimSpace(h.Namespace)),
-		keyEscape(strings.TrimSpace(h.UniversalID)),
-		keyEscape(strings.ToUpper(strings.TrimSpace(h.UniversalIDType))),
+		KeyEscape(strings.TrimSpace(h.Namespace)),
+		KeyEscape(strings.TrimSpace(h.UniversalID)),
+		KeyEscape(strings.ToUpper(strings.TrimSpace(h.UniversalIDType))),
 	}
 	n := 3
 	for n > 0 && parts[n-1] == "" {
@@ -126,9 +126,7 @@ func (h HD) Normalized() string {
 // KeyEscape writes s so that it holds no "|" or "^" and no "\" other than
 // as the start of \E\, \S\ or \F\: a value that can be joined with
 // "|" into a key nobody can forge with a crafted component.
-func KeyEscape(s string) string { return keyEscape(s) }
-
-func keyEscape(s string) string {
+func KeyEscape(s string) string {
 	if !strings.ContainsAny(s, "\\^|") {
 		return s
 	}
