@@ -347,38 +347,16 @@ func (c *Client) exchange(ctx context.Context, msg []byte, controlID string, wan
 			<-fired
 		}
 	}()
-	var commit *hl7.Message
-	var commitRaw []byte
+	var ca *Response // the commit acknowledgment, once it came
 	for {
 		frame, err := c.rd.ReadFrame()
+		var tooBig *FrameTooLargeError
+		if errors.As(err, &tooBig) {
+			c.logger().Warn("mllp acknowledgment too large; skipped", "bytes", tooBig.Size)
+			continue
+		}
 		if err != nil {
-			var ne net.Error
-			var tooBig *FrameTooLargeError
-			switch {
-			case errors.As(err, &tooBig):
-				c.logger().Warn("mllp acknowledgment too large; skipped", "bytes", tooBig.Size)
-				continue
-			case errors.As(err, &ne) && ne.Timeout():
-				if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					return nil, ctx.Err()
-				}
-				if !quietUntil.IsZero() && !time.Now().Before(quietUntil) {
-					// Only an error was due, and none came.
-					r := &Response{Silent: true, Commit: commit}
-					if commit != nil {
-						r.Code, r.Ack, r.Raw = hl7.CA, commit, commitRaw
-						_, _, r.Text, _ = commit.Ack()
-					}
-					return r, nil
-				}
-				if ackFromCtx || ctx.Err() != nil {
-					// The socket deadline may fire a moment before ctx
-					// reports it: the error answers to both.
-					return nil, fmt.Errorf("%w: %w", ErrAckTimeout, context.DeadlineExceeded)
-				}
-				return nil, ErrAckTimeout
-			}
-			return nil, fmt.Errorf("%w: reading from %s: %w", ErrConnectionLost, c.Addr, err)
+			return c.readFailed(ctx, err, quietUntil, ca, ackFromCtx)
 		}
 		ack, err := hl7.Parse(frame)
 		if err != nil {
@@ -390,18 +368,48 @@ func (c *Client) exchange(ctx context.Context, msg []byte, controlID string, wan
 			c.logger().Debug("mllp reply does not acknowledge this message; skipped")
 			continue
 		}
-		if code == hl7.CA {
-			commit, commitRaw = ack, frame
-			switch {
-			case want.commitFinal():
-				return &Response{Code: code, Text: text, Ack: ack, Raw: frame, Commit: ack}, nil
-			case want.quietAfterCommit() && quietUntil.IsZero():
-				quiet()
+		r := &Response{Code: code, Text: text, Ack: ack, Raw: frame}
+		if code != hl7.CA {
+			if ca != nil {
+				r.Commit = ca.Ack
 			}
-			continue
+			return r, nil
 		}
-		return &Response{Code: code, Text: text, Ack: ack, Raw: frame, Commit: commit}, nil
+		r.Commit, ca = ack, r
+		switch {
+		case want.commitFinal():
+			return r, nil
+		case want.quietAfterCommit() && quietUntil.IsZero():
+			quiet()
+		}
 	}
+}
+
+// readFailed ends an exchange whose read failed with err: in success
+// when only an error was due and quietUntil has passed without one (the
+// response is the commit acknowledgment ca, if one came), else with
+// ErrAckTimeout or ErrConnectionLost.
+func (c *Client) readFailed(ctx context.Context, err error, quietUntil time.Time, ca *Response, ackFromCtx bool) (*Response, error) {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return nil, fmt.Errorf("%w: reading from %s: %w", ErrConnectionLost, c.Addr, err)
+	}
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return nil, ctx.Err()
+	}
+	if !quietUntil.IsZero() && !time.Now().Before(quietUntil) {
+		if ca == nil {
+			return &Response{Silent: true}, nil
+		}
+		ca.Silent = true
+		return ca, nil
+	}
+	if ackFromCtx || ctx.Err() != nil {
+		// The socket deadline may fire a moment before ctx reports it:
+		// the error answers to both.
+		return nil, fmt.Errorf("%w: %w", ErrAckTimeout, context.DeadlineExceeded)
+	}
+	return nil, ErrAckTimeout
 }
 
 func (c *Client) logger() *slog.Logger {
