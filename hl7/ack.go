@@ -74,17 +74,15 @@ type ErrDetail struct {
 // Header is the part of MSH that routing, keys and acknowledgments need,
 // decoded.
 type Header struct {
-	SendingApp, SendingFacility     string // MSH-3.1, MSH-4.1
-	ReceivingApp, ReceivingFacility string // MSH-5.1, MSH-6.1
-	// The whole hierarchic designators of MSH-3 to MSH-6: a sender named
-	// only by an OID leaves the .1 fields above empty.
-	SendingAppHD, SendingFacilityHD     HD
-	ReceivingAppHD, ReceivingFacilityHD HD
-	Type, Trigger, Structure            string // MSH-9.1, MSH-9.2, MSH-9.3
-	ControlID                           string // MSH-10
-	ProcessingID                        string // MSH-11.1
-	Version                             string // MSH-12.1
-	AcceptAckType, AppAckType           string // MSH-15, MSH-16
+	// MSH-3 to MSH-6, whole: a sender named only by an OID has an empty
+	// namespace id (HD.1).
+	SendingApp, SendingFacility     HD
+	ReceivingApp, ReceivingFacility HD
+	Type, Trigger, Structure        string // MSH-9.1, MSH-9.2, MSH-9.3
+	ControlID                       string // MSH-10
+	ProcessingID                    string // MSH-11.1
+	Version                         string // MSH-12.1
+	AcceptAckType, AppAckType       string // MSH-15, MSH-16
 }
 
 // HD is a hierarchic designator (HL7 data type HD), decoded: namespace id
@@ -154,9 +152,9 @@ func (m *Message) Header() Header {
 	}
 	get := func(f, c int) string { return msh.Get(Path{Field: f, Component: c}).String() }
 	hd := func(f int) HD { return HD{get(f, 1), get(f, 2), get(f, 3)} }
-	h := Header{
-		SendingAppHD: hd(3), SendingFacilityHD: hd(4),
-		ReceivingAppHD: hd(5), ReceivingFacilityHD: hd(6),
+	return Header{
+		SendingApp: hd(3), SendingFacility: hd(4),
+		ReceivingApp: hd(5), ReceivingFacility: hd(6),
 		Type: get(9, 1), Trigger: get(9, 2), Structure: get(9, 3),
 		ControlID:    msh.Get(Path{Field: 10}).String(),
 		ProcessingID: get(11, 1), Version: get(12, 1),
@@ -164,9 +162,6 @@ func (m *Message) Header() Header {
 		// which must not switch on enhanced mode.
 		AcceptAckType: strings.TrimSpace(get(15, 1)), AppAckType: strings.TrimSpace(get(16, 1)),
 	}
-	h.SendingApp, h.SendingFacility = h.SendingAppHD.Namespace, h.SendingFacilityHD.Namespace
-	h.ReceivingApp, h.ReceivingFacility = h.ReceivingAppHD.Namespace, h.ReceivingFacilityHD.Namespace
-	return h
 }
 
 // HeaderError is a problem with MSH that the sender must fix; it converts to

@@ -36,9 +36,9 @@
 //     broken MSH-2, an unsupported MSH-18, a bare "MSH|") well enough to
 //     address an acknowledgment, so that a receiver can answer every
 //     message that starts with MSH and a field separator.
-//   - Header gives MSH-3 to MSH-6 both as their first component (the
-//     namespace id) and whole (HD); HD.Normalized renders a designator for
-//     keys: trimmed, HD.3 upper-cased (a table 0301 code), "|" escaped.
+//   - Header gives MSH-3 to MSH-6 whole, as hierarchic designators (HD:
+//     namespace id, universal id and its type); HD.Normalized renders one
+//     for keys: trimmed, HD.3 upper-cased (a table 0301 code), "|" escaped.
 //   - BuildAck leaves the fraction (or the UTC offset) out of the
 //     acknowledgment's MSH-7 when "." (or the sign) is one of the message's
 //     delimiters.

@@ -11,17 +11,17 @@ import (
 func TestHeaderWholeHD(t *testing.T) {
 	m := mustParse(t, "MSH|^~\\&|^2.16.840.1.114222.4.1.111^ISO|LAB^1.2.3^iso|APP| ^urn:x^DNS |2024||ADT^A01|C1|P|2.5.1\r")
 	h := m.Header()
-	if h.SendingApp != "" || h.SendingAppHD.UniversalID != "2.16.840.1.114222.4.1.111" || h.SendingAppHD.UniversalIDType != "ISO" {
-		t.Errorf("MSH-3 = %q / %+v", h.SendingApp, h.SendingAppHD)
+	if h.SendingApp.Namespace != "" || h.SendingApp.UniversalID != "2.16.840.1.114222.4.1.111" || h.SendingApp.UniversalIDType != "ISO" {
+		t.Errorf("MSH-3 = %+v", h.SendingApp)
 	}
 	for _, tt := range []struct {
 		hd   HD
 		want string
 	}{
-		{h.SendingAppHD, "^2.16.840.1.114222.4.1.111^ISO"},
-		{h.SendingFacilityHD, "LAB^1.2.3^ISO"}, // HD.3 is a table 0301 code: case folded
-		{h.ReceivingAppHD, "APP"},              // namespace only: exactly MSH-5.1
-		{h.ReceivingFacilityHD, "^urn:x^DNS"},  // components trimmed
+		{h.SendingApp, "^2.16.840.1.114222.4.1.111^ISO"},
+		{h.SendingFacility, "LAB^1.2.3^ISO"}, // HD.3 is a table 0301 code: case folded
+		{h.ReceivingApp, "APP"},              // namespace only: exactly MSH-5.1
+		{h.ReceivingFacility, "^urn:x^DNS"},  // components trimmed
 		{HD{Namespace: "A|B^C\\D"}, `A\F\B\S\C\E\D`},
 		{HD{Namespace: "x", UniversalID: "  "}, "x"},
 		{HD{}, ""},
@@ -32,7 +32,7 @@ func TestHeaderWholeHD(t *testing.T) {
 	}
 	// \F\ decodes to "|": it must not reach the rendering raw.
 	esc := mustParse(t, "MSH|^~\\&|A\\F\\B|F|||2024||ADT^A01|C1|P|2.5.1\r").Header()
-	if got := esc.SendingAppHD.Normalized(); got != `A\F\B` || strings.Contains(got, "|") {
+	if got := esc.SendingApp.Normalized(); got != `A\F\B` || strings.Contains(got, "|") {
 		t.Errorf("escaped namespace rendered %q", got)
 	}
 	if !(HD{Namespace: " "}).IsZero() || (HD{UniversalID: "1.2"}).IsZero() {

@@ -347,7 +347,7 @@ func TestParseHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := h.Header(); got.ControlID != "C9" || got.SendingApp != "EPIC" || got.Version != "2.4" || len(h.Segments()) != 1 {
+	if got := h.Header(); got.ControlID != "C9" || got.SendingApp.Namespace != "EPIC" || got.Version != "2.4" || len(h.Segments()) != 1 {
 		t.Errorf("header = %+v", got)
 	}
 }

@@ -25,9 +25,9 @@ func RecordKey(source string, h hl7.Header) string {
 // ("" otherwise), building the legacy key only then: on the path every
 // message takes, a namespace-only sender costs one key, as before.
 func recordKeys(source string, h hl7.Header) (key, legacy string) {
-	app, fac, id := h.SendingAppHD.Normalized(), h.SendingFacilityHD.Normalized(), hl7.KeyEscape(h.ControlID)
+	app, fac, id := h.SendingApp.Normalized(), h.SendingFacility.Normalized(), hl7.KeyEscape(h.ControlID)
 	key = source + "|" + app + "|" + fac + "|" + id
-	if app != h.SendingApp || fac != h.SendingFacility || id != h.ControlID {
+	if app != h.SendingApp.Namespace || fac != h.SendingFacility.Namespace || id != h.ControlID {
 		legacy = LegacyRecordKey(source, h)
 	}
 	return key, legacy
@@ -39,7 +39,7 @@ func recordKeys(source string, h hl7.Header) (key, legacy string) {
 // "|" in a part; the checkpoint consults it so that their retransmits
 // across the upgrade still get their original acknowledgment.
 func LegacyRecordKey(source string, h hl7.Header) string {
-	return source + "|" + h.SendingApp + "|" + h.SendingFacility + "|" + h.ControlID
+	return source + "|" + h.SendingApp.Namespace + "|" + h.SendingFacility.Namespace + "|" + h.ControlID
 }
 
 // ContentHash hashes a message as it stands after segment terminators are

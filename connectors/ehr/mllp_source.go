@@ -309,10 +309,10 @@ func (s *MLLPSource) reply(in *hl7.Message, h hl7.Header, code hl7.AckCode, text
 	opts := hl7.AckOptions{}
 	// The inbound MSH-5/MSH-6 are copied whole; only an empty designator
 	// (not one named by its universal id alone) is replaced.
-	if h.ReceivingAppHD.IsZero() {
+	if h.ReceivingApp.IsZero() {
 		opts.SendingApp = cmp.Or(s.AppName, "EHRBRIDGE")
 	}
-	if h.ReceivingFacilityHD.IsZero() && s.Facility != "" {
+	if h.ReceivingFacility.IsZero() && s.Facility != "" {
 		opts.SendingFacility = s.Facility
 	}
 	return hl7.BuildAck(in, code, text, errs, opts).Bytes()

@@ -103,7 +103,7 @@ func TestMLLPSourceAcks(t *testing.T) {
 		if code != hl7.AA || id != "C100" {
 			t.Fatalf("ack = %s %s", code, id)
 		}
-		if h.SendingApp != "EHRBRIDGE" || h.SendingFacility != "CRM" || h.ReceivingApp != "EPIC" || h.ReceivingFacility != "HOSP" ||
+		if h.SendingApp.Namespace != "EHRBRIDGE" || h.SendingFacility.Namespace != "CRM" || h.ReceivingApp.Namespace != "EPIC" || h.ReceivingFacility.Namespace != "HOSP" ||
 			h.Type != "ACK" || h.Trigger != "A01" || h.Version != "2.5.1" || h.ProcessingID != "P" {
 			t.Errorf("ack header = %+v", h)
 		}
