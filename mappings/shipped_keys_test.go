@@ -112,6 +112,19 @@ func TestShippedKeysNeverShared(t *testing.T) {
 			{"HOSP", "1001", "CLINIC", "1001", "V1"},
 			{"HOSP", "1001^^^EAST^MR", "HOSP", "1001^^^WEST^MR", "V2"},
 			{"HOSP", "1001^^^MPI&1.2.3&ISO^MR", "HOSP", "1001^^^MPI&1.2.4&ISO^MR", "V2"},
+			// "|" and "^" inside values (\F\, \S\) are escaped in keys:
+			// authority A with MRN "B|C" is not authority "A|B" with MRN C,
+			// an HD A&B is not the namespace "A^B", and so on.
+			{"HOSP", `B\F\C^^^A^MR`, "HOSP", `C^^^A\F\B^MR`, "V2"},
+			{"HOSP", "1001^^^A&B^MR", "HOSP", `1001^^^A\S\B^MR`, "V2"},
+			{"HOSP", `1001^^^A\E\S\E\B^MR`, "HOSP", `1001^^^A\S\B^MR`, "V2"},
+			{"HOSP", `1\F\2^^^A^MR`, "HOSP", `1\E\F\E\2^^^A^MR`, "V2"},
+			{"A^B", "1001", `A\S\B`, "1001", "V2"},
+			// keysafe() (Dynamics) on top: "/" and a literal "~2F".
+			{"HOSP", "1/2^^^A^MR", "HOSP", "1~2F2^^^A^MR", "V2"},
+			{"HOSP", `1\E\2^^^A^MR`, "HOSP", "1~5C2^^^A^MR", "V2"},
+			// An authority is not a facility of another form.
+			{"X", "1001^^^HOSP^MR", "HOSP^1.2^ISO", "1001", "V2"},
 		} {
 			a, err := set.Map(admission(t, c.facA, c.pidA, "ALPHA^ANNA", "19500101", "F", "V1"))
 			if err != nil {
@@ -146,6 +159,33 @@ func TestShippedKeysNeverShared(t *testing.T) {
 				t.Fatal(err)
 			}
 			shareNoKey(t, name+": lab "+c.labA+" order "+c.obrA+" and lab "+c.labB+" order "+c.obrB, a.Ops, b.Ops)
+		}
+	}
+}
+
+// An assigning authority and a sending facility are one namespace: a
+// message without PID-3.4 says the facility assigned the MRN, so HOSP's
+// MRN 1001 is one patient whether it comes as PID-3.4 HOSP (from any
+// facility) or without PID-3.4 from facility HOSP; and ns() renders an
+// HD alike from PID-3.4 and MSH-4, its universal id type in upper case.
+func TestShippedKeysSameNamespace(t *testing.T) {
+	for name, set := range loadShipped(t) {
+		for _, c := range []struct{ facA, pidA, facB, pidB string }{
+			{"CLINIC", "1001^^^HOSP^MR", "HOSP", "1001"},
+			{"CLINIC", "1001^^^HOSP&1.2&ISO^MR", "HOSP^1.2^ISO", "1001^^^^MR"},
+			{"HOSP", "1001^^^MPI&1.2&iso^MR", "HOSP", "1001^^^ MPI &1.2&ISO^MR"},
+		} {
+			a, err := set.Map(admission(t, c.facA, c.pidA, "ALPHA^ANNA", "19500101", "F", "V1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := set.Map(admission(t, c.facB, c.pidB, "ALPHA^ANNA", "19500101", "F", "V1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Ops[0].Key != b.Ops[0].Key {
+				t.Errorf("%s: %s from %s keys %q, %s from %s %q; want one patient", name, c.pidA, c.facA, a.Ops[0].Key, c.pidB, c.facB, b.Ops[0].Key)
+			}
 		}
 	}
 }
