@@ -1,6 +1,7 @@
 package mappings_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -219,4 +220,92 @@ func TestShippedPartialBirthDateAndNameless(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The shipped HL7 mappings write the patient key (and the encounter key)
+// out in full wherever it is needed — lane, op key, every ref() — since
+// YAML anchors cannot reach into an expression or across files. This
+// keeps the copies one: each is the same text, and every namespace falls
+// back in the same order (its own, then MSH-4, then MSH-3).
+func TestShippedKeyCopiesAgree(t *testing.T) {
+	root := shared.ModuleRoot(t)
+	for _, set := range []string{"healthcloud", "dynamics"} {
+		files, err := filepath.Glob(filepath.Join(root, "configs", "mappings", set, "*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies := map[string]map[string]string{} // start -> text -> first file
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.yaml") {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, base := string(data), filepath.Base(f)
+			for _, start := range []string{`if(present(pick(PID-3, `, `if(present(pick(MRG-1, `, `concat(coalesce(ns(PV1-19.4)`} {
+				for i := strings.Index(src, start); i >= 0; i = nextIndex(src, start, i) {
+					text := balanced(src[i:])
+					if copies[start] == nil {
+						copies[start] = map[string]string{}
+					}
+					if _, ok := copies[start][text]; !ok {
+						copies[start][text] = base
+					}
+				}
+			}
+			if n4, n3, both := strings.Count(src, "ns(MSH-4)"), strings.Count(src, "ns(MSH-3)"), strings.Count(src, "ns(MSH-4), ns(MSH-3))"); n4 != both || n3 != both {
+				t.Errorf("%s/%s: %d ns(MSH-4) and %d ns(MSH-3), %d of them as the fallback \"ns(MSH-4), ns(MSH-3))\": every namespace falls back to MSH-4, then MSH-3", set, base, n4, n3, both)
+			}
+		}
+		pid, mrg := copies[`if(present(pick(PID-3, `], copies[`if(present(pick(MRG-1, `]
+		if len(pid) == 0 {
+			t.Fatalf("%s: no patient key found", set)
+		}
+		for start, texts := range copies {
+			if len(texts) > 1 {
+				t.Errorf("%s: %d different copies of the key starting %q: %v", set, len(texts), start, texts)
+			}
+		}
+		for p := range pid {
+			for m := range mrg {
+				if strings.ReplaceAll(m, "MRG-1", "PID-3") != p {
+					t.Errorf("%s: the prior patient key (MRG-1) is not the patient key's form:\n%s\n%s", set, m, p)
+				}
+			}
+		}
+	}
+}
+
+func nextIndex(s, sub string, i int) int {
+	j := strings.Index(s[i+1:], sub)
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
+}
+
+// balanced returns the call at the start of s, up to its closing
+// parenthesis (quoted text skipped).
+func balanced(s string) string {
+	depth, quote := 0, byte(0)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 {
+				return s[:i+1]
+			}
+		}
+	}
+	return s
 }
