@@ -234,7 +234,7 @@ func TestShippedKeyCopiesAgree(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		copies := map[string]map[string]string{} // start -> text -> first file
+		copies := map[string]map[string]bool{} // start -> texts
 		for _, f := range files {
 			if strings.HasSuffix(f, "_test.yaml") {
 				continue
@@ -248,11 +248,9 @@ func TestShippedKeyCopiesAgree(t *testing.T) {
 				for i := strings.Index(src, start); i >= 0; i = nextIndex(src, start, i) {
 					text := balanced(src[i:])
 					if copies[start] == nil {
-						copies[start] = map[string]string{}
+						copies[start] = map[string]bool{}
 					}
-					if _, ok := copies[start][text]; !ok {
-						copies[start][text] = base
-					}
+					copies[start][text] = true
 				}
 			}
 			if n4, n3, both := strings.Count(src, "ns(MSH-4)"), strings.Count(src, "ns(MSH-3)"), strings.Count(src, "ns(MSH-4), ns(MSH-3))"); n4 != both || n3 != both {
@@ -266,6 +264,17 @@ func TestShippedKeyCopiesAgree(t *testing.T) {
 		for start, texts := range copies {
 			if len(texts) > 1 {
 				t.Errorf("%s: %d different copies of the key starting %q: %v", set, len(texts), start, texts)
+			}
+		}
+		// The set's README shows the patient key: it must be the one shipped.
+		readme, err := os.ReadFile(filepath.Join(root, "configs", "mappings", set, "README.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := strings.Join(strings.Fields(string(readme)), " ")
+		for i := strings.Index(doc, `if(present(pick(PID-3, `); i >= 0; i = nextIndex(doc, `if(present(pick(PID-3, `, i) {
+			if text := strings.ReplaceAll(strings.ReplaceAll(balanced(doc[i:]), "( ", "("), ", ", ", "); !pid[text] {
+				t.Errorf("%s/README.md shows a patient key that is not the one shipped:\n%s", set, text)
 			}
 		}
 		for p := range pid {
