@@ -208,10 +208,20 @@ func blank(v Value) bool {
 }
 
 // leaf applies key mode to a value read from the input: a blank value is
-// absent in a key.
+// absent in a key, and text is escaped with hl7.KeyEscape ("\" as \E\,
+// "^" as \S\, "|" as \F\), so that the "|" and "^" that keys and
+// namespaces are joined with never come from a value: authority "A" with
+// MRN "B|C" and authority "A|B" with MRN "C" are "A|B\F\C" and
+// "A\F\B|C". Text without those characters is kept as it is.
 func (e *env) leaf(v Value) Value {
-	if e.keyMode && v.Kind != Bool && v.Kind != Number && blank(v) {
+	if !e.keyMode || v.Kind == Bool || v.Kind == Number {
+		return v
+	}
+	if blank(v) {
 		return Value{}
+	}
+	if v.Kind == String {
+		v.Text = hl7.KeyEscape(v.Text)
 	}
 	return v
 }

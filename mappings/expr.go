@@ -51,7 +51,7 @@ func (n *hl7Path) evalIn(e *env, seg *hl7.Segment) (Value, error) {
 		v = seg.Get(p)
 	}
 	if n.whole {
-		return wholeHL7(v, p, e.msg.Delimiters()), nil
+		return hdValue(v, p), nil
 	}
 	return e.leaf(readHL7(v, p, n.text)), nil
 }

@@ -380,23 +380,29 @@ func evalKeySafe(e *env, c *call) (Value, error) {
 	return Str(KeySafe(v.Text)), nil
 }
 
-// compileNS marks the HL7 paths among ns()'s arguments (also the field
-// of a pick()) to be read whole: all the parts of a namespace.
+// compileNS marks the HL7 path of a one-argument ns() (also the field of
+// a pick()) to be read whole, as an HD: all the parts of a namespace.
+// With more arguments each is one part of the HD (ns(OBR-3.2, OBR-3.3,
+// OBR-3.4), the namespace of an EI), and an HD has three.
 func compileNS(_ *exprParser, c *call) error {
-	for i, a := range c.args {
-		switch n := a.(type) {
-		case *hl7Path:
-			cp := *n
+	if len(c.args) > 3 {
+		return errors.New("a namespace (HD) has at most three parts: namespace id, universal id, universal id type")
+	}
+	if len(c.args) > 1 {
+		return nil
+	}
+	switch n := c.args[0].(type) {
+	case *hl7Path:
+		cp := *n
+		cp.whole = true
+		c.args[0] = &cp
+	case *call:
+		if n.fn == functions["pick"] {
+			cp := *n.args[0].(*hl7Path)
 			cp.whole = true
-			c.args[i] = &cp
-		case *call:
-			if n.fn == functions["pick"] {
-				cp := *n.args[0].(*hl7Path)
-				cp.whole = true
-				pc := *n
-				pc.args = append([]node{&cp}, n.args[1:]...)
-				c.args[i] = &pc
-			}
+			pc := *n
+			pc.args = append([]node{&cp}, n.args[1:]...)
+			c.args[0] = &pc
 		}
 	}
 	return nil
@@ -404,78 +410,70 @@ func compileNS(_ *exprParser, c *call) error {
 
 // evalNS renders a namespace — an HD (MSH-4, CX.4 as in PID-3.4), or the
 // components 2–4 of an EI given one by one (ns(OBR-3.2, OBR-3.3,
-// OBR-3.4)) — in one normal form: its parts trimmed, trailing empty parts
-// dropped, joined with "^" (HD's own separator; subcomponents of a CX.4
-// are written with "^" too, so a namespace reads the same wherever it
-// came from). "HOSP" stays "HOSP"; "HOSP&1.2.3&ISO" gives "HOSP^1.2.3^ISO".
-// Blank, it is absent.
+// OBR-3.4)) — as hl7.HD.Normalized does, the form the sender identity
+// has too: parts trimmed, the universal id type upper-cased, trailing
+// empty parts dropped, "\", "^" and "|" within a part escaped
+// (hl7.KeyEscape), joined with "^". So "HOSP" stays "HOSP",
+// "HOSP&1.2.3&ISO" gives "HOSP^1.2.3^ISO", and two different namespaces
+// never render the same. Blank, it is absent.
 func evalNS(e *env, c *call) (Value, error) {
-	var parts []string
+	if len(c.args) == 1 && readsWhole(c.args[0]) {
+		return c.arg(e, 0) // hdValue already
+	}
+	// The parts are escaped by Normalized, not as key parts.
+	saved := e.keyMode
+	e.keyMode = false
+	defer func() { e.keyMode = saved }()
+	var parts [3]string
 	for i := range c.args {
 		v, err := c.arg(e, i)
 		if err != nil {
 			return Value{}, err
 		}
-		if v.Kind == Null {
-			v = Value{}
+		if v.Kind != Null {
+			parts[i] = textOf(v)
 		}
-		parts = append(parts, strings.TrimSpace(textOf(v)))
 	}
-	for len(parts) > 0 && parts[len(parts)-1] == "" {
-		parts = parts[:len(parts)-1]
-	}
-	if len(parts) == 0 {
-		return Value{}, nil
-	}
-	return Str(strings.Join(parts, "^")), nil
+	return nsValue(hl7.HD{Namespace: parts[0], UniversalID: parts[1], UniversalIDType: parts[2]}), nil
 }
 
-// wholeHL7 renders an addressed value with all its parts, trimmed and
-// without trailing empty ones, joined with "^": a field's components
-// (a component's subcomponents joined with "&"), or a component's
-// subcomponents. The HL7 null and empty values are absent.
-func wholeHL7(v hl7.Value, p hl7.Path, d hl7.Delimiters) Value {
+// readsWhole reports whether compileNS marked the argument to be read
+// whole.
+func readsWhole(n node) bool {
+	switch v := n.(type) {
+	case *hl7Path:
+		return v.whole
+	case *call:
+		return v.fn == functions["pick"] && v.args[0].(*hl7Path).whole
+	}
+	return false
+}
+
+// hdValue reads an addressed value whole, as an HD: a field's components
+// 1–3, or a component's subcomponents 1–3, in ns()'s normal form.
+func hdValue(v hl7.Value, p hl7.Path) Value {
 	if v.IsNull() || v.IsEmpty() {
 		return Value{}
 	}
-	if v.IsLeaf() {
-		return Str(strings.TrimSpace(v.String()))
-	}
-	join := func(n int, part func(i int) string, sep string) string {
-		parts := make([]string, 0, n)
-		for i := 1; i <= n; i++ {
-			parts = append(parts, part(i))
-		}
-		for len(parts) > 0 && parts[len(parts)-1] == "" {
-			parts = parts[:len(parts)-1]
-		}
-		return strings.Join(parts, sep)
-	}
-	sub := func(c hl7.Value) string {
-		if c.IsNull() {
-			return ""
-		}
-		if c.IsLeaf() {
-			return strings.TrimSpace(c.String())
-		}
-		return join(strings.Count(c.Raw(), string(d.Subcomponent))+1, func(i int) string {
-			s := c.Subcomponent(i)
-			if s.IsNull() {
-				return ""
-			}
-			return strings.TrimSpace(s.String())
-		}, "&")
-	}
-	var s string
+	part := v.Subcomponent
 	if p.Component == 0 {
-		s = join(strings.Count(v.Raw(), string(d.Component))+1, func(i int) string { return sub(v.Component(i)) }, "^")
-	} else {
-		s = strings.ReplaceAll(sub(v), "&", "^")
+		part = v.Component
 	}
-	if s == "" {
-		return Value{}
+	s := func(i int) string {
+		if x := part(i); !x.IsNull() {
+			return x.String()
+		}
+		return ""
 	}
-	return Str(s)
+	return nsValue(hl7.HD{Namespace: s(1), UniversalID: s(2), UniversalIDType: s(3)})
+}
+
+// nsValue is the normalised HD, absent when blank.
+func nsValue(h hl7.HD) Value {
+	if s := h.Normalized(); s != "" {
+		return Str(s)
+	}
+	return Value{}
 }
 
 func compileRequired(_ *exprParser, c *call) error {
@@ -948,7 +946,7 @@ func evalPick(e *env, c *call) (Value, error) {
 	for rep := range seg.Repetitions(base.p.Field) {
 		if same(readHL7(rep.Component(matchComp), mp, false), want) {
 			if base.whole {
-				return wholeHL7(rep.Component(wantComp), wp, e.msg.Delimiters()), nil
+				return hdValue(rep.Component(wantComp), wp), nil
 			}
 			return e.leaf(readHL7(rep.Component(wantComp), wp, base.text)), nil
 		}

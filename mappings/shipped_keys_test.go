@@ -1,6 +1,7 @@
 package mappings_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,6 +113,19 @@ func TestShippedKeysNeverShared(t *testing.T) {
 			{"HOSP", "1001", "CLINIC", "1001", "V1"},
 			{"HOSP", "1001^^^EAST^MR", "HOSP", "1001^^^WEST^MR", "V2"},
 			{"HOSP", "1001^^^MPI&1.2.3&ISO^MR", "HOSP", "1001^^^MPI&1.2.4&ISO^MR", "V2"},
+			// "|" and "^" inside values (\F\, \S\) are escaped in keys:
+			// authority A with MRN "B|C" is not authority "A|B" with MRN C,
+			// an HD A&B is not the namespace "A^B", and so on.
+			{"HOSP", `B\F\C^^^A^MR`, "HOSP", `C^^^A\F\B^MR`, "V2"},
+			{"HOSP", "1001^^^A&B^MR", "HOSP", `1001^^^A\S\B^MR`, "V2"},
+			{"HOSP", `1001^^^A\E\S\E\B^MR`, "HOSP", `1001^^^A\S\B^MR`, "V2"},
+			{"HOSP", `1\F\2^^^A^MR`, "HOSP", `1\E\F\E\2^^^A^MR`, "V2"},
+			{"A^B", "1001", `A\S\B`, "1001", "V2"},
+			// keysafe() (Dynamics) on top: "/" and a literal "~2F".
+			{"HOSP", "1/2^^^A^MR", "HOSP", "1~2F2^^^A^MR", "V2"},
+			{"HOSP", `1\E\2^^^A^MR`, "HOSP", "1~5C2^^^A^MR", "V2"},
+			// An authority is not a facility of another form.
+			{"X", "1001^^^HOSP^MR", "HOSP^1.2^ISO", "1001", "V2"},
 		} {
 			a, err := set.Map(admission(t, c.facA, c.pidA, "ALPHA^ANNA", "19500101", "F", "V1"))
 			if err != nil {
@@ -150,6 +164,33 @@ func TestShippedKeysNeverShared(t *testing.T) {
 	}
 }
 
+// An assigning authority and a sending facility are one namespace: a
+// message without PID-3.4 says the facility assigned the MRN, so HOSP's
+// MRN 1001 is one patient whether it comes as PID-3.4 HOSP (from any
+// facility) or without PID-3.4 from facility HOSP; and ns() renders an
+// HD alike from PID-3.4 and MSH-4, its universal id type in upper case.
+func TestShippedKeysSameNamespace(t *testing.T) {
+	for name, set := range loadShipped(t) {
+		for _, c := range []struct{ facA, pidA, facB, pidB string }{
+			{"CLINIC", "1001^^^HOSP^MR", "HOSP", "1001"},
+			{"CLINIC", "1001^^^HOSP&1.2&ISO^MR", "HOSP^1.2^ISO", "1001^^^^MR"},
+			{"HOSP", "1001^^^MPI&1.2&iso^MR", "HOSP", "1001^^^ MPI &1.2&ISO^MR"},
+		} {
+			a, err := set.Map(admission(t, c.facA, c.pidA, "ALPHA^ANNA", "19500101", "F", "V1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := set.Map(admission(t, c.facB, c.pidB, "ALPHA^ANNA", "19500101", "F", "V1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Ops[0].Key != b.Ops[0].Key {
+				t.Errorf("%s: %s from %s keys %q, %s from %s %q; want one patient", name, c.pidA, c.facA, a.Ops[0].Key, c.pidB, c.facB, b.Ops[0].Key)
+			}
+		}
+	}
+}
+
 // Issue 25.3 and 8: a year-only (or year and month) birth date maps, the
 // birth date left out with a warning; a nameless patient is refused with a
 // reason instead of being bounced by the CRM.
@@ -179,4 +220,101 @@ func TestShippedPartialBirthDateAndNameless(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The shipped HL7 mappings write the patient key (and the encounter key)
+// out in full wherever it is needed — lane, op key, every ref() — since
+// YAML anchors cannot reach into an expression or across files. This
+// keeps the copies one: each is the same text, and every namespace falls
+// back in the same order (its own, then MSH-4, then MSH-3).
+func TestShippedKeyCopiesAgree(t *testing.T) {
+	root := shared.ModuleRoot(t)
+	for _, set := range []string{"healthcloud", "dynamics"} {
+		files, err := filepath.Glob(filepath.Join(root, "configs", "mappings", set, "*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies := map[string]map[string]bool{} // start -> texts
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.yaml") {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, base := string(data), filepath.Base(f)
+			for _, start := range []string{`if(present(pick(PID-3, `, `if(present(pick(MRG-1, `, `concat(coalesce(ns(PV1-19.4)`} {
+				for i := strings.Index(src, start); i >= 0; i = nextIndex(src, start, i) {
+					text := balanced(src[i:])
+					if copies[start] == nil {
+						copies[start] = map[string]bool{}
+					}
+					copies[start][text] = true
+				}
+			}
+			if n4, n3, both := strings.Count(src, "ns(MSH-4)"), strings.Count(src, "ns(MSH-3)"), strings.Count(src, "ns(MSH-4), ns(MSH-3))"); n4 != both || n3 != both {
+				t.Errorf("%s/%s: %d ns(MSH-4) and %d ns(MSH-3), %d of them as the fallback \"ns(MSH-4), ns(MSH-3))\": every namespace falls back to MSH-4, then MSH-3", set, base, n4, n3, both)
+			}
+		}
+		pid, mrg := copies[`if(present(pick(PID-3, `], copies[`if(present(pick(MRG-1, `]
+		if len(pid) == 0 {
+			t.Fatalf("%s: no patient key found", set)
+		}
+		for start, texts := range copies {
+			if len(texts) > 1 {
+				t.Errorf("%s: %d different copies of the key starting %q: %v", set, len(texts), start, texts)
+			}
+		}
+		// The set's README shows the patient key: it must be the one shipped.
+		readme, err := os.ReadFile(filepath.Join(root, "configs", "mappings", set, "README.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := strings.Join(strings.Fields(string(readme)), " ")
+		for i := strings.Index(doc, `if(present(pick(PID-3, `); i >= 0; i = nextIndex(doc, `if(present(pick(PID-3, `, i) {
+			if text := strings.ReplaceAll(strings.ReplaceAll(balanced(doc[i:]), "( ", "("), ", ", ", "); !pid[text] {
+				t.Errorf("%s/README.md shows a patient key that is not the one shipped:\n%s", set, text)
+			}
+		}
+		for p := range pid {
+			for m := range mrg {
+				if strings.ReplaceAll(m, "MRG-1", "PID-3") != p {
+					t.Errorf("%s: the prior patient key (MRG-1) is not the patient key's form:\n%s\n%s", set, m, p)
+				}
+			}
+		}
+	}
+}
+
+func nextIndex(s, sub string, i int) int {
+	j := strings.Index(s[i+1:], sub)
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
+}
+
+// balanced returns the call at the start of s, up to its closing
+// parenthesis (quoted text skipped).
+func balanced(s string) string {
+	depth, quote := 0, byte(0)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 {
+				return s[:i+1]
+			}
+		}
+	}
+	return s
 }

@@ -189,17 +189,26 @@ func TestTestCommand(t *testing.T) {
 	}
 }
 
-// map --explain shows each field's expression and value, fields left out
-// and ops skipped by if:.
-func TestMapExplain(t *testing.T) {
-	dir := writeFiles(t, map[string]string{
-		"m/patient.yaml": "when: {hl7: ADT}\nops:\n  - id: patient\n    object: Account\n    key_field: K\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n      Email: PID-13.4\n  - id: visit\n    object: ClinicalEncounter\n    key_field: K\n    key: PV1-19.1\n    if: present(PV1-19.1)\n    fields:\n      PatientId: ref(patient)\n",
-		"adt.hl7":        "MSH|^~\\&|A|B|C|D|20260105||ADT^A28|1|P|2.5.1\nPID|1||42^^^H^MR||DOE^JANE\n",
+// mapExplain writes a mapping whose first op, patient, has the given
+// fields (and any ops after them), and an ADT^A28 whose PID ends with
+// pidTail, and runs map --explain on them.
+func mapExplain(t *testing.T, fields, pidTail string) (dir, out string) {
+	t.Helper()
+	dir = writeFiles(t, map[string]string{
+		"m/patient.yaml": "when: {hl7: ADT}\nops:\n  - id: patient\n    object: Account\n    key_field: K\n    key: key(PID-3.4, PID-3.1)\n    fields:\n" + fields,
+		"adt.hl7":        "MSH|^~\\&|A|B|C|D|20260105||ADT^A28|1|P|2.5.1\nPID|1||42^^^H^MR||DOE^JANE" + pidTail + "\n",
 	})
 	out, errOut, code := runCLI(t, "map", "--explain", "--mappings", filepath.Join(dir, "m"), filepath.Join(dir, "adt.hl7"))
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
+	return dir, out
+}
+
+// map --explain shows each field's expression and value, fields left out
+// and ops skipped by if:.
+func TestMapExplain(t *testing.T) {
+	_, out := mapExplain(t, "      LastName: PID-5.1\n      Email: PID-13.4\n  - id: visit\n    object: ClinicalEncounter\n    key_field: K\n    key: PV1-19.1\n    if: present(PV1-19.1)\n    fields:\n      PatientId: ref(patient)\n", "")
 	for _, want := range []string{
 		"mapping patient (",
 		`op patient: upsert Account K="H|42"`,
@@ -218,14 +227,7 @@ func TestMapExplain(t *testing.T) {
 // map --explain beside the field and as a warning line, and by map on
 // stderr, with stdout staying JSON; the value is never quoted.
 func TestMapWarnings(t *testing.T) {
-	dir := writeFiles(t, map[string]string{
-		"m/patient.yaml": "when: {hl7: ADT}\nops:\n  - id: patient\n    object: Account\n    key_field: K\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n      Birth: date(PID-7)\n",
-		"adt.hl7":        "MSH|^~\\&|A|B|C|D|20260105||ADT^A28|1|P|2.5.1\nPID|1||42^^^H^MR||DOE^JANE||1962\n",
-	})
-	out, errOut, code := runCLI(t, "map", "--explain", "--mappings", filepath.Join(dir, "m"), filepath.Join(dir, "adt.hl7"))
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
+	dir, out := mapExplain(t, "      LastName: PID-5.1\n      Birth: date(PID-7)\n", "||1962")
 	for _, want := range []string{
 		"Birth = (left out: date(): the value has no day (year precision only); the field is left out rather than given an invented day) <- date(PID-7)",
 		"warning: patient/patient.Birth: date(): the value has no day (year precision only)",
@@ -234,7 +236,7 @@ func TestMapWarnings(t *testing.T) {
 			t.Errorf("explain lacks %q:\n%s", want, out)
 		}
 	}
-	out, errOut, code = runCLI(t, "map", "--mappings", filepath.Join(dir, "m"), filepath.Join(dir, "adt.hl7"))
+	out, errOut, code := runCLI(t, "map", "--mappings", filepath.Join(dir, "m"), filepath.Join(dir, "adt.hl7"))
 	if code != exitOK || !strings.Contains(errOut, "message 1 (ADT^A28): warning: patient/patient.Birth: date(): the value has no day") ||
 		strings.Contains(out, "warning") || strings.Contains(out+errOut, "1962") || !strings.Contains(out, `"LastName":"DOE"`) {
 		t.Errorf("map: exit %d\nstdout %s\nstderr %s", code, out, errOut)
