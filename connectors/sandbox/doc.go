@@ -61,7 +61,11 @@
 // that is idLookup but not an External ID (SourceSystemIdentifier, which
 // the shipped Health Cloud set still keys by) are accepted: refusing them
 // comes with the set's move to External ID + Unique keys (issue 26,
-// deliverable 3). Read paths (GET, SOQL) do not check the schema.
+// deliverable 3). Reads are checked too: SOQL against an unknown object is
+// INVALID_TYPE, an unknown field in SELECT, WHERE or ORDER BY
+// INVALID_FIELD (system fields such as LastModifiedDate are always known;
+// a relationship path is checked by its lookup, not into the target); a
+// GET through an unknown object or key field NOT_FOUND.
 //
 // What it does not do: triggers, validation rules, sharing, field-level
 // security or record types; record ids only look like Salesforce's.

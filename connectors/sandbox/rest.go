@@ -92,6 +92,14 @@ func (s *Server) createOne(w http.ResponseWriter, r *http.Request, object string
 }
 
 func (s *Server) getOne(w http.ResponseWriter, r *http.Request, version, object, id, keyField string) {
+	if apiErr := s.st.schema.checkGet(object, keyField, r.URL.Query().Get("fields")); apiErr != nil {
+		status := http.StatusBadRequest
+		if apiErr.Code == "NOT_FOUND" {
+			status = http.StatusNotFound
+		}
+		writeErrors(w, status, apiErr)
+		return
+	}
 	s.st.mu.Lock()
 	o := s.st.object(object, false)
 	var rec Record
@@ -424,6 +432,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, version string, r
 				code, msg = se.Code, se.Message
 			}
 			writeErrors(w, http.StatusBadRequest, errf(code, nil, "%s", msg))
+			return
+		}
+		if apiErr := s.st.schema.checkQuery(q); apiErr != nil {
+			writeErrors(w, http.StatusBadRequest, apiErr)
 			return
 		}
 		s.st.mu.Lock()

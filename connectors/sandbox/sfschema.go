@@ -307,3 +307,75 @@ func (s *Schema) Check(object string, fields map[string]any, create, anyPicklist
 	}
 	return nil
 }
+
+// systemFields are on every object whether or not a describe source lists
+// them ("System Fields",
+// https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/system_fields.htm):
+// the store sets them on every record, and queries filter and sort by them.
+var systemFields = map[string]bool{"id": true, "isdeleted": true, "createdbyid": true, "createddate": true,
+	"lastmodifiedbyid": true, "lastmodifieddate": true, "systemmodstamp": true}
+
+// known reports whether a field can be read: in the schema or a system
+// field.
+func (o *sfObject) known(name string) bool {
+	return o.byName[strings.ToLower(name)] != nil || systemFields[strings.ToLower(name)]
+}
+
+// checkQuery refuses a SOQL query as Salesforce does (400): an unknown
+// object INVALID_TYPE "sObject type 'X' is not supported." (quoted in
+// https://bitbucket.org/RoseSilverSoftware/illuminatedcloud/issues/2144),
+// an unknown field, in SELECT, WHERE or ORDER BY, INVALID_FIELD "No such
+// column 'X' on entity 'Y'." (Salesforce adds the query text and the
+// position, which the sandbox leaves out: the query holds patient data
+// in its literals). A dotted relationship path is checked by its first
+// name only, which must be a field or the relationship name of a lookup
+// (the field name less "Id", or "__c" as "__r"); the target object's
+// fields are not checked. A nil schema accepts any query.
+func (s *sfSchema) checkQuery(q *Query) *apiError {
+	if s == nil {
+		return nil
+	}
+	o := s.objects[strings.ToLower(q.Object)]
+	if o == nil {
+		return errf("INVALID_TYPE", nil, "sObject type '%s' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names.", q.Object)
+	}
+	for _, path := range q.Paths() {
+		name := path[0]
+		if len(path) > 1 {
+			name = lookupField(name)
+		}
+		if !o.known(name) {
+			return errf("INVALID_FIELD", nil, "No such column '%s' on entity '%s'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.", path[0], o.Name)
+		}
+	}
+	return nil
+}
+
+// checkGet refuses a GET of a record as Salesforce does: an unknown
+// object 404 NOT_FOUND, a lookup through an unknown field 404 NOT_FOUND
+// "Provided external ID field does not exist or is not accessible", as
+// the upsert by that field; an unknown field in ?fields= 400
+// INVALID_FIELD (the message is the one of a write: Salesforce's for a
+// GET is not published).
+func (s *sfSchema) checkGet(object, keyField, fields string) *apiError {
+	if s == nil {
+		return nil
+	}
+	o, apiErr := s.object(object)
+	if apiErr != nil {
+		return apiErr
+	}
+	if keyField != "" && !o.known(keyField) {
+		return errf("NOT_FOUND", nil, "Provided external ID field does not exist or is not accessible: %s", keyField)
+	}
+	if fields == "" {
+		return nil
+	}
+	for f := range strings.SplitSeq(fields, ",") {
+		if f = strings.TrimSpace(f); !o.known(f) {
+			_, apiErr := o.field(f)
+			return apiErr
+		}
+	}
+	return nil
+}
