@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -162,12 +161,7 @@ func (o *sfObject) check(r Record, create bool) *apiError {
 	if o == nil {
 		return nil
 	}
-	names := make([]string, 0, len(r))
-	for name := range r {
-		names = append(names, name)
-	}
-	sort.Strings(names) // the same error for the same record, every time
-	for _, name := range names {
+	for _, name := range sortedKeys(r) { // the same error for the same record, every time
 		v := r[name]
 		f, err := o.field(name)
 		if err != nil {
