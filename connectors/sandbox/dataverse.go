@@ -405,7 +405,7 @@ func (s *Server) dvUpsert(w http.ResponseWriter, r *http.Request, version, set s
 		id = ids[0]
 		derr = s.st.dvUpdate(t, id, body)
 	case updateOnly:
-		derr = dverr(http.StatusNotFound, dvNotFound, "%s With Ids = %s Does Not Exist", t.Name, predString(pred))
+		derr = dvMissing(t, pred)
 	default:
 		withKey := copyRecord(body)
 		if pred.id != "" {
@@ -423,13 +423,6 @@ func (s *Server) dvUpsert(w http.ResponseWriter, r *http.Request, version, set s
 		return
 	}
 	s.dvWritten(w, r, version, t, id, created)
-}
-
-func predString(p dvPredicate) string {
-	if p.id != "" {
-		return p.id
-	}
-	return p.key.String()
 }
 
 func (s *Server) dvGet(w http.ResponseWriter, r *http.Request, version, set string, pred dvPredicate) {

@@ -622,3 +622,19 @@ func TestDataverseBatchLimits(t *testing.T) {
 		t.Errorf("a batch after the execution time is spent: %d %s", st, body)
 	}
 }
+
+// Dataverse answers about a key name the table, never the key's values:
+// they are MRNs, and the connectors keep error messages with the record.
+func TestDataverseAnswersNameNoKey(t *testing.T) {
+	r := newDVRig(t, Options{})
+	for _, c := range []struct{ method, path, body string }{
+		{"PATCH", "contacts(msemr_medicalrecordnumber='MRN-SECRET-1')", `{"lastname":"X"}`}, // update-only, missing
+		{"GET", "contacts(msemr_medicalrecordnumber='MRN-SECRET-1')", ""},
+		{"GET", "contacts?$filter=msemr_medicalrecordnumber eq 'x' 'MRN-SECRET-1'", ""},
+	} {
+		st, _, m := r.do(t, c.method, strings.ReplaceAll(c.path, " ", "%20"), c.body, "If-Match", "*")
+		if st < 400 || strings.Contains(fmt.Sprint(m), "SECRET") {
+			t.Errorf("%s %s: %d %v", c.method, c.path, st, m)
+		}
+	}
+}
