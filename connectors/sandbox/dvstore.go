@@ -275,7 +275,7 @@ func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvEr
 				return nil, dverr(400, dvBadRequest, "Invalid property '%s' was found in entity.", name)
 			}
 			if schema != nil && !schema.cols[strings.ToLower(name)] && !siteOwn(name) {
-				return nil, dvUnknownColumn(table.Name, name)
+				return nil, dvUnknownColumn(table, name)
 			}
 			out[strings.ToLower(name)] = v
 			continue
@@ -284,7 +284,7 @@ func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvEr
 		if schema != nil && !siteOwn(nav) {
 			n, ok := schema.Navigation[nav]
 			if !ok {
-				return nil, dvUndeclaredNav(table.Prefix, nav)
+				return nil, dvUndeclaredNav(table, nav)
 			}
 			declared = &n
 		}
