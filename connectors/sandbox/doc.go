@@ -15,7 +15,8 @@
 // results, SOQL queries with nextRecordsUrl paging, the daily API limit
 // (org-wide and per connected app; Options.UsedAtStart starts it near a
 // limit) with the Sforce-Limit-Info header in its documented form
-// ("api-usage=u/m; per-app-api-usage=u/m(appName=...)") and
+// ("api-usage=u/m", with "; per-app-api-usage=u/m(appName=...)" when
+// Options.AppLimit gives the app a quota) and
 // REQUEST_LIMIT_EXCEEDED, the JWT bearer aud rule (login.salesforce.com or
 // test.salesforce.com, never its own URL: "audience is invalid"), and the
 // Composite limits (25 subrequests, at most 5 collections or queries, else
