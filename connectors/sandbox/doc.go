@@ -47,9 +47,14 @@
 // (counted in characters) STRING_TOO_LONG; a non-nillable, createable
 // field without a default missing on create REQUIRED_FIELD_MISSING. The
 // same checks apply to single records, Collections and Composite
-// subrequests. Unlike Salesforce, the messages never repeat the value
+// subrequests. Unlike Salesforce, these messages never repeat the value
 // sent ("bad value for restricted picklist field: X", "data value too
-// large: X"): ehrbridge logs error messages, and values are patient data.
+// large: X"): values are patient data, and the sandbox's answers end up
+// in test output and dead-letter reasons. (ehrbridge does not log CRM
+// messages, connectors.Error; the pipeline scrubs the op's keys and values
+// out of the reason it keeps, and the sandbox's "Foreign key external ID:
+// <key> not found" still echoes the key as Salesforce does, to exercise
+// that.)
 // Options.Schemas (`ehrbridge sandbox --schema F`) extends the schema with
 // the org's own describe files; Options.NoSchema accepts anything.
 //

@@ -104,7 +104,11 @@ func dvUndeclaredNav(t *objectStore, nav string) *dvError {
 const keyUnaddressable = "/#<>*%&:\\?+"
 
 // dvCheckKeyChars refuses an alternate key whose values hold one of those
-// characters. The message names the columns, not the values.
+// characters. Microsoft publishes only that GET and PATCH "won't work";
+// the answer (400, 0x80060888, this message) is the sandbox's choice, and
+// so is refusing DELETE by such a key and an @odata.bind to one, which
+// address a row the same way. The message names the columns, not the
+// values.
 func dvCheckKeyChars(k dvKey) *dvError {
 	for i, v := range k.vals {
 		if s, ok := v.(string); ok && strings.ContainsAny(s, keyUnaddressable) {

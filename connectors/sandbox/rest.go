@@ -543,8 +543,9 @@ func collectionOrQuery(path string) bool {
 // compositeLimitError answers a Composite call over a limit as Salesforce
 // does: 200 with a single compositeResponse element, 400 LIMIT_EXCEEDED,
 // referenceId null (observed: https://github.com/guardian/support-service-lambdas/pull/766
-// "The request can’t contain more than 25 operations."; the text for the
-// collections limit is the sandbox's own, Salesforce's is not published).
+// "The request can’t contain more than 25 operations."). Salesforce's
+// answer to more than 5 collections or queries is not published: the
+// sandbox answers it in the same shape, with a text of its own.
 func (s *Server) compositeLimitError(w http.ResponseWriter, msg string) {
 	s.reply(w, http.StatusOK, map[string]any{"compositeResponse": []any{map[string]any{
 		"body":        []*apiError{errf("LIMIT_EXCEEDED", nil, "%s", msg)},

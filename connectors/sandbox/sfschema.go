@@ -156,7 +156,7 @@ func (o *sfObject) field(name string) (*sfField, *apiError) {
 // check checks resolved field values against the object's schema: field
 // known, restricted picklist values allowed, text within its length, and
 // on create the required fields set. Messages never carry the value
-// (Salesforce's do; ehrbridge logs them).
+// (Salesforce's do; see doc.go).
 func (o *sfObject) check(r Record, create bool) *apiError {
 	if o == nil {
 		return nil

@@ -242,6 +242,8 @@ func (s *store) resolve(fields Record) (Record, *apiError) {
 		}
 		to, apiErr := s.schema.object(target)
 		if apiErr != nil {
+			// Salesforce's answer to a reference to an unknown type is
+			// not published: the code and text are the sandbox's.
 			return nil, errf("INVALID_FIELD", []string{name}, "The relationship %s names the unknown sObject type %s", name, target)
 		}
 		if _, apiErr := to.field(keyField); apiErr != nil {
