@@ -153,6 +153,24 @@ func (o *sfObject) field(name string) (*sfField, *apiError) {
 	return nil, errf("INVALID_FIELD", []string{name}, "No such column '%s' on sobject of type %s", name, o.Name)
 }
 
+// checkRef checks a relationship reference, name: {"attributes":
+// {"type": target}, keyField: ...}: the target object and its key fields
+// must exist. A nil schema accepts any.
+func (s *sfSchema) checkRef(name, target string, keyFields ...string) *apiError {
+	to, apiErr := s.object(target)
+	if apiErr != nil {
+		// Salesforce's answer to a reference to an unknown type is not
+		// published: the code and text are the sandbox's.
+		return errf("INVALID_FIELD", []string{name}, "The relationship %s names the unknown sObject type %s", name, target)
+	}
+	for _, k := range keyFields {
+		if _, apiErr := to.field(k); apiErr != nil {
+			return apiErr
+		}
+	}
+	return nil
+}
+
 // check checks resolved field values against the object's schema: field
 // known, restricted picklist values allowed, text within its length, and
 // on create the required fields set. Messages never carry the value
@@ -267,17 +285,14 @@ func (s *Schema) Check(object string, fields map[string]any, create, anyPicklist
 		case map[string]string:
 			target = a["type"]
 		}
-		to, apiErr := s.s.object(target)
-		if apiErr != nil {
-			return errf("INVALID_FIELD", []string{name}, "The relationship %s names the unknown sObject type %s", name, target)
-		}
+		var keys []string
 		for k := range ref {
-			if k == "attributes" {
-				continue
+			if k != "attributes" {
+				keys = append(keys, k)
 			}
-			if _, apiErr := to.field(k); apiErr != nil {
-				return apiErr
-			}
+		}
+		if apiErr := s.s.checkRef(name, target, keys...); apiErr != nil {
+			return apiErr
 		}
 		resolved[lookupField(name)] = "000000000000000AAA"
 	}
