@@ -31,6 +31,7 @@ type dvTableSchema struct {
 	Activity   bool             `json:"activity"`
 	Columns    []string         `json:"columns"`
 	Navigation map[string]dvNav `json:"navigation"`
+	name       string           // logical name
 	cols       map[string]bool
 }
 
@@ -49,13 +50,23 @@ var dvSchema = func() map[string]*dvTableSchema {
 	if err := json.Unmarshal(dvSchemaJSON, &f); err != nil {
 		panic("sandbox: dvschema.json: " + err.Error()) // the embedded file is part of the build
 	}
-	for _, t := range f.Tables {
+	for name, t := range f.Tables {
+		t.name = name
 		t.cols = map[string]bool{}
 		for _, c := range t.Columns {
 			t.cols[c] = true
 		}
 	}
 	return f.Tables
+}()
+
+// dvSchemaBySet holds the known tables by entity set name.
+var dvSchemaBySet = func() map[string]*dvTableSchema {
+	m := make(map[string]*dvTableSchema, len(dvSchema))
+	for _, t := range dvSchema {
+		m[t.Set] = t
+	}
+	return m
 }()
 
 // siteOwn reports a column or navigation property of the default
@@ -132,13 +143,7 @@ func sortedKeys(r Record) []string {
 // dvCheckSelect refuses a $select column that a known table does not
 // have, as Dataverse does ("Could not find a property named ...", 0x0). Lookup values (_x_value) are checked by their column.
 func dvCheckSelect(set string, sel []string) *dvError {
-	logical := ""
-	for name, t := range dvSchema {
-		if t.Set == strings.ToLower(set) {
-			logical = name
-		}
-	}
-	schema := dvSchema[logical]
+	schema := dvSchemaBySet[strings.ToLower(set)]
 	if schema == nil {
 		return nil
 	}
@@ -148,7 +153,7 @@ func dvCheckSelect(set string, sel []string) *dvError {
 			col = strings.TrimSuffix(inner, "_value")
 		}
 		if !schema.cols[col] && !siteOwn(col) {
-			return dverr(400, dvCodeZero, "Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.%s'.", c, logical)
+			return dverr(400, dvCodeZero, "Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.%s'.", c, schema.name)
 		}
 	}
 	return nil
