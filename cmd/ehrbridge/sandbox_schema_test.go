@@ -3,16 +3,10 @@ package main
 import (
 	"io"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // `ehrbridge sandbox` refuses what the published schema does not know,
@@ -28,17 +22,10 @@ func TestSandboxCommandSchema(t *testing.T) {
 	}
 	post := func(base, object, body string) (int, string) {
 		t.Helper()
-		resp, err := http.PostForm(base+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"sandbox-client"}, "client_secret": {"sandbox-secret"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		token := strings.Split(strings.Split(string(tok), `"access_token":"`)[1], `"`)[0]
 		req, _ := http.NewRequest("POST", base+"/services/data/v59.0/sobjects/"+object, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Authorization", "Bearer "+sandboxToken(t, base))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err = http.DefaultClient.Do(req)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,20 +34,7 @@ func TestSandboxCommandSchema(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	start := func(args ...string) string {
-		addr := freeAddr(t)
-		cmd := exec.Command(bin, append([]string{"sandbox", "--listen", addr, "--tls-listen", "off"}, args...)...)
-		logs := &syncbuf.Buffer{}
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "listening on"); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("sandbox did not start:\n%s", logs)
-			}
-		}
-		return "http://" + addr
+		return startSandbox(t, bin, append([]string{"--tls-listen", "off"}, args...)...).base
 	}
 	plain := start()
 	if st, b := post(plain, "Contact", `{"LastName":"Doe"}`); st != 404 || !strings.Contains(b, "NOT_FOUND") {

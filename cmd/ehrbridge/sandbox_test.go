@@ -25,59 +25,16 @@ import (
 func TestSandboxCommand(t *testing.T) {
 	bin := ehrbridgeBinary(t)
 	data := filepath.Join(t.TempDir(), "crm.json")
-	var logs *syncbuf.Buffer
-	run := func(addr string) (stop func()) {
-		cmd := exec.Command(bin, "sandbox", "--listen", addr, "--tls-listen", "127.0.0.1:0", "--data", data)
-		logs = &syncbuf.Buffer{}
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(logs.String(), "listening on") {
-			if time.Now().After(deadline) {
-				_ = cmd.Process.Kill()
-				t.Fatalf("sandbox did not start:\n%s", logs)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case err := <-exited:
-				if err != nil {
-					t.Errorf("sandbox exit: %v\n%s", err, logs)
-				}
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				t.Errorf("sandbox did not stop on SIGTERM")
-			}
-		}
-	}
-	token := func(base string) string {
-		resp, err := http.PostForm(base+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"sandbox-client"}, "client_secret": {"sandbox-secret"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]string
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		return out["access_token"]
-	}
-	addr := freeAddr(t)
-	stop := run(addr)
-	base := "http://" + addr
-	req, _ := http.NewRequest("PATCH", base+"/services/data/v59.0/sobjects/Account/SourceSystemIdentifier/H%7C42", strings.NewReader(`{"LastName":"Kept"}`))
-	req.Header.Set("Authorization", "Bearer "+token(base))
+	sb := startSandbox(t, bin, "--tls-listen", "127.0.0.1:0", "--data", data)
+	req, _ := http.NewRequest("PATCH", sb.base+"/services/data/v59.0/sobjects/Account/SourceSystemIdentifier/H%7C42", strings.NewReader(`{"LastName":"Kept"}`))
+	req.Header.Set("Authorization", "Bearer "+sandboxToken(t, sb.base))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 201 {
 		t.Fatalf("upsert: %v %v", err, resp)
 	}
 	resp.Body.Close()
 	// The Dataverse side: a token over TLS, trusting the kept certificate.
-	dv := dataverseSide(t, logs.String(), filepath.Join(filepath.Dir(data), "sandbox-tls.pem"))
+	dv := dataverseSide(t, sb.logs.String(), filepath.Join(filepath.Dir(data), "sandbox-tls.pem"))
 	resp, err = dv.client.PostForm(dv.base+"/sandbox-tenant/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"},
 		"client_id": {"sandbox-client"}, "client_secret": {"sandbox-secret"}, "scope": {dv.base + "/.default"}})
 	if err != nil {
@@ -93,12 +50,10 @@ func TestSandboxCommand(t *testing.T) {
 		t.Fatalf("Dataverse upsert: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	stop()
+	sb.stop(t)
 
-	addr = freeAddr(t)
-	stop = run(addr)
-	defer stop()
-	resp, err = http.Get("http://" + addr + "/sandbox/v1/objects/Account")
+	sb = startSandbox(t, bin, "--tls-listen", "127.0.0.1:0", "--data", data)
+	resp, err = http.Get(sb.base + "/sandbox/v1/objects/Account")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +63,7 @@ func TestSandboxCommand(t *testing.T) {
 	if len(recs) != 1 || recs[0]["LastName"] != "Kept" || recs[0]["SourceSystemIdentifier"] != "H|42" {
 		t.Errorf("after restart: %v", recs)
 	}
-	resp, err = http.Get("http://" + addr + "/sandbox/v1/objects/contacts")
+	resp, err = http.Get(sb.base + "/sandbox/v1/objects/contacts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +74,71 @@ func TestSandboxCommand(t *testing.T) {
 		t.Errorf("Dataverse rows after restart: %v", recs)
 	}
 	// The same certificate after the restart: the old trust still holds.
-	dataverseSide(t, logs.String(), filepath.Join(filepath.Dir(data), "sandbox-tls.pem"))
+	dataverseSide(t, sb.logs.String(), filepath.Join(filepath.Dir(data), "sandbox-tls.pem"))
+}
+
+// sandboxProc is an `ehrbridge sandbox` process.
+type sandboxProc struct {
+	base   string // the Salesforce side, http://host:port
+	logs   *syncbuf.Buffer
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// startSandbox runs `ehrbridge sandbox --listen <free address> args...`
+// until it says it is listening; stop ends it, at the latest when the
+// test ends.
+func startSandbox(t *testing.T, bin string, args ...string) *sandboxProc {
+	t.Helper()
+	addr := freeAddr(t)
+	p := &sandboxProc{base: "http://" + addr, logs: &syncbuf.Buffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append([]string{"sandbox", "--listen", addr}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.stop(t) })
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.logs.String(), "listening on"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = p.cmd.Process.Kill()
+			t.Fatalf("sandbox did not start:\n%s", p.logs)
+		}
+	}
+	return p
+}
+
+// stop sends SIGTERM and expects a clean exit within 10 seconds; a second
+// call does nothing.
+func (p *sandboxProc) stop(t *testing.T) {
+	t.Helper()
+	if p.exited == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Errorf("sandbox exit: %v\n%s", err, p.logs)
+		}
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		t.Errorf("sandbox did not stop on SIGTERM")
+	}
+	p.exited = nil
+}
+
+// sandboxToken gets a Salesforce-side access token (client credentials).
+func sandboxToken(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.PostForm(base+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"sandbox-client"}, "client_secret": {"sandbox-secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out["access_token"]
 }
 
 type dvSide struct {

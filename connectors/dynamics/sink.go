@@ -82,6 +82,11 @@ type request struct {
 	action       string
 }
 
+// unsafeKeyAdvice ends a KEY_CHARACTERS error: which characters, and
+// the fix.
+var unsafeKeyAdvice = "holds a character Dataverse cannot address a row by (" +
+	strings.Join(strings.Split(mappings.KeyUnsafeChars, ""), " ") + "): escape it with keysafe() in the mapping"
+
 func (s *Sink) request(op *connectors.Op) (request, error) {
 	c := s.Client
 	if op.KeyField == "" || op.Key == "" {
@@ -92,11 +97,11 @@ func (s *Sink) request(op *connectors.Op) (request, error) {
 	// alternate keys using Power Apps"): say so, and how to fix it, instead
 	// of sending a request that fails. The message names no value.
 	if strings.ContainsAny(op.Key, mappings.KeyUnsafeChars) {
-		return request{}, errorf("KEY_CHARACTERS", "the key of %s.%s holds a character Dataverse cannot address a row by (/ # < > * %% & : \\ ? +): escape it with keysafe() in the mapping", op.Object, op.KeyField)
+		return request{}, errorf("KEY_CHARACTERS", "the key of %s.%s %s", op.Object, op.KeyField, unsafeKeyAdvice)
 	}
 	for _, f := range op.Fields {
 		if f.Value.Kind == mappings.Ref && strings.ContainsAny(f.Value.Ref.Key, mappings.KeyUnsafeChars) {
-			return request{}, errorf("KEY_CHARACTERS", "the reference %s of %s holds a key with a character Dataverse cannot address a row by (/ # < > * %% & : \\ ? +): escape it with keysafe() in the mapping", f.Name, op.Object)
+			return request{}, errorf("KEY_CHARACTERS", "the key of the reference %s of %s %s", f.Name, op.Object, unsafeKeyAdvice)
 		}
 	}
 	r := request{action: op.Action, path: c.EntitySet(op.Object) + KeyPredicate(strings.ToLower(op.KeyField), op.Key), header: http.Header{}}

@@ -129,9 +129,8 @@ type Client struct {
 	token    *oauth2.Token
 	instance string
 
-	budgetMu        sync.Mutex
-	used, max       int // org-wide: api-usage
-	appUsed, appMax int // this connected app: per-app-api-usage (0/0 when absent)
+	budgetMu sync.Mutex
+	limits   LimitInfo // the last Sforce-Limit-Info (or /limits)
 
 	// Requests counts API requests sent (token requests and retries
 	// included), for /metrics.
@@ -449,8 +448,7 @@ func (c *Client) noteUsage(h string) {
 		return
 	}
 	c.budgetMu.Lock()
-	c.used, c.max = u.Used, u.Max
-	c.appUsed, c.appMax = u.AppUsed, u.AppMax
+	c.limits = u
 	c.budgetMu.Unlock()
 }
 
@@ -500,7 +498,7 @@ func ParseLimitInfo(h string) (info LimitInfo, ok bool) {
 func (c *Client) Usage() (used, max int) {
 	c.budgetMu.Lock()
 	defer c.budgetMu.Unlock()
-	return c.used, c.max
+	return c.limits.Used, c.limits.Max
 }
 
 // AppUsage returns the connected app's last known usage and allocation
@@ -508,7 +506,7 @@ func (c *Client) Usage() (used, max int) {
 func (c *Client) AppUsage() (used, max int) {
 	c.budgetMu.Lock()
 	defer c.budgetMu.Unlock()
-	return c.appUsed, c.appMax
+	return c.limits.AppUsed, c.limits.AppMax
 }
 
 // checkBudget refuses a request once usage reaches the reserve, org-wide
@@ -518,14 +516,15 @@ func (c *Client) AppUsage() (used, max int) {
 func (c *Client) checkBudget() error {
 	c.budgetMu.Lock()
 	defer c.budgetMu.Unlock()
-	keep := 1 - c.cfg.BudgetReserve
-	if c.max > 0 && float64(c.used) >= float64(c.max)*keep {
-		return &Error{Kind: Throttled, Code: "BUDGET_RESERVED", RetryAfter: 10 * time.Minute,
-			Message: fmt.Sprintf("%d of %d daily API requests used; the last %.0f%% are kept in reserve", c.used, c.max, c.cfg.BudgetReserve*100)}
-	}
-	if c.appMax > 0 && float64(c.appUsed) >= float64(c.appMax)*keep {
-		return &Error{Kind: Throttled, Code: "BUDGET_RESERVED", RetryAfter: 10 * time.Minute,
-			Message: fmt.Sprintf("%d of the connected app's %d daily API requests used; the last %.0f%% are kept in reserve", c.appUsed, c.appMax, c.cfg.BudgetReserve*100)}
+	l := c.limits
+	for _, b := range []struct {
+		used, max int
+		whose     string
+	}{{l.Used, l.Max, ""}, {l.AppUsed, l.AppMax, "the connected app's "}} {
+		if b.max > 0 && float64(b.used) >= float64(b.max)*(1-c.cfg.BudgetReserve) {
+			return &Error{Kind: Throttled, Code: "BUDGET_RESERVED", RetryAfter: 10 * time.Minute,
+				Message: fmt.Sprintf("%d of %s%d daily API requests used; the last %.0f%% are kept in reserve", b.used, b.whose, b.max, c.cfg.BudgetReserve*100)}
+		}
 	}
 	return nil
 }
@@ -592,7 +591,7 @@ func (c *Client) RefreshUsage(ctx context.Context) error {
 	}
 	if d, ok := out["DailyApiRequests"]; ok && d.Max > 0 {
 		c.budgetMu.Lock()
-		c.used, c.max = d.Max-d.Remaining, d.Max
+		c.limits.Used, c.limits.Max = d.Max-d.Remaining, d.Max
 		c.budgetMu.Unlock()
 	}
 	return nil

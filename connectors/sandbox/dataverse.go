@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -96,9 +97,12 @@ func (s *Server) dvAPI(next http.Handler) http.Handler {
 			return
 		}
 		defer release()
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), dvClientKey{}, client)))
 	})
 }
+
+// dvClientKey keys the client dvAPI admitted in the request's context.
+type dvClientKey struct{}
 
 func (s *Server) dvAuthorized(r *http.Request) (string, bool) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -142,9 +146,14 @@ func (s *Server) dvAdmit(client string) (release func(), limited *dvLimited) {
 	}, nil
 }
 
-// dvCountOp adds one operation of a $batch to the client's execution
-// time in the window (the batch itself is one request).
-func (s *Server) dvCountOp(client string) {
+// dvCountOp adds one operation of a $batch to the execution time in the
+// window of the client dvAPI admitted the batch for (the batch itself is
+// one request).
+func (s *Server) dvCountOp(ctx context.Context) {
+	client, ok := ctx.Value(dvClientKey{}).(string)
+	if !ok {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, _ := s.dvWindow(client)
@@ -405,7 +414,7 @@ func (s *Server) dvUpsert(w http.ResponseWriter, r *http.Request, version, set s
 		id = ids[0]
 		derr = s.st.dvUpdate(t, id, body)
 	case updateOnly:
-		derr = dverr(http.StatusNotFound, dvNotFound, "%s With Ids = %s Does Not Exist", t.Name, predString(pred))
+		derr = dvMissing(t, pred)
 	default:
 		withKey := copyRecord(body)
 		if pred.id != "" {
@@ -423,13 +432,6 @@ func (s *Server) dvUpsert(w http.ResponseWriter, r *http.Request, version, set s
 		return
 	}
 	s.dvWritten(w, r, version, t, id, created)
-}
-
-func predString(p dvPredicate) string {
-	if p.id != "" {
-		return p.id
-	}
-	return p.key.String()
 }
 
 func (s *Server) dvGet(w http.ResponseWriter, r *http.Request, version, set string, pred dvPredicate) {

@@ -502,15 +502,16 @@ func TestDataverseSchema(t *testing.T) {
 	if len(appts) != 1 || appts[0]["_msemr_actorpatient_value"] != contacts[0]["contactid"] {
 		t.Errorf("the lookup is stored by its column: %v", appts)
 	}
-	// Codes and messages as "Troubleshoot Dataverse Web API client errors"
-	// (Microsoft Learn) shows them.
-	undeclared := "Error identified in Payload provided by the user for Entity :'msemr_appointmentemrs'  ---->  InnerException : Microsoft.OData.ODataException: An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload."
+	// Codes as "Troubleshoot Dataverse Web API client errors" (Microsoft
+	// Learn) shows them, messages as the service words them (dvschema.go).
+	payload := "Error identified in Payload provided by the user for Entity :'msemr_appointmentemrs', For more information on this error please follow this help link https://go.microsoft.com/fwlink/?linkid=2195293  ---->  InnerException : "
+	undeclared := payload + "Microsoft.OData.ODataException: An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload."
 	for _, c := range []struct{ body, code, msg string }{
 		{`{"msemr_ActorPatient@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')"}`, dvPayloadError, fmt.Sprintf(undeclared, "msemr_ActorPatient")},
 		{`{"msemr_actorpatient_msemr_appointmentemr@odata.bind":"/contacts(msemr_medicalrecordnumber='GH|1')"}`, dvPayloadError,
 			fmt.Sprintf(undeclared, "msemr_actorpatient_msemr_appointmentemr")},
 		{`{"msemr_Status@odata.bind":"/bookingstatuses(new_ehrcode='booked')"}`, dvPayloadError, fmt.Sprintf(undeclared, "msemr_Status")},
-		{`{"msemr_status":1}`, dvCodeZero, "An error occurred while validating input parameters: Microsoft.Crm.CrmException: Invalid property 'msemr_status' was found in entity 'Microsoft.Dynamics.CRM.msemr_appointmentemr'."},
+		{`{"msemr_status":1}`, dvPayloadError, payload + "Microsoft.Crm.CrmException: Invalid property 'msemr_status' was found in entity 'Microsoft.Dynamics.CRM.msemr_appointmentemr'."},
 	} {
 		st, _, m := r.do(t, "PATCH", "msemr_appointmentemrs(new_ehrkey='GH|A2')", c.body)
 		msg, _ := m["error"].(map[string]any)["message"].(string)
@@ -620,5 +621,21 @@ func TestDataverseBatchLimits(t *testing.T) {
 	}
 	if st, body := batch(r, 1); st != 429 || !strings.Contains(body, dvTooLong) {
 		t.Errorf("a batch after the execution time is spent: %d %s", st, body)
+	}
+}
+
+// Dataverse answers about a key name the table, never the key's values:
+// they are MRNs, and the connectors keep error messages with the record.
+func TestDataverseAnswersNameNoKey(t *testing.T) {
+	r := newDVRig(t, Options{})
+	for _, c := range []struct{ method, path, body string }{
+		{"PATCH", "contacts(msemr_medicalrecordnumber='MRN-SECRET-1')", `{"lastname":"X"}`}, // update-only, missing
+		{"GET", "contacts(msemr_medicalrecordnumber='MRN-SECRET-1')", ""},
+		{"GET", "contacts?$filter=msemr_medicalrecordnumber eq 'x' 'MRN-SECRET-1'", ""},
+	} {
+		st, _, m := r.do(t, c.method, strings.ReplaceAll(c.path, " ", "%20"), c.body, "If-Match", "*")
+		if st < 400 || strings.Contains(fmt.Sprint(m), "SECRET") {
+			t.Errorf("%s %s: %d %v", c.method, c.path, st, m)
+		}
 	}
 }

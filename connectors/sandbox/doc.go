@@ -15,7 +15,8 @@
 // results, SOQL queries with nextRecordsUrl paging, the daily API limit
 // (org-wide and per connected app; Options.UsedAtStart starts it near a
 // limit) with the Sforce-Limit-Info header in its documented form
-// ("api-usage=u/m; per-app-api-usage=u/m(appName=...)") and
+// ("api-usage=u/m", with "; per-app-api-usage=u/m(appName=...)" when
+// Options.AppLimit gives the app a quota) and
 // REQUEST_LIMIT_EXCEEDED, the JWT bearer aud rule (login.salesforce.com or
 // test.salesforce.com, never its own URL: "audience is invalid"), and the
 // Composite limits (25 subrequests, at most 5 collections or queries, else
@@ -46,9 +47,14 @@
 // (counted in characters) STRING_TOO_LONG; a non-nillable, createable
 // field without a default missing on create REQUIRED_FIELD_MISSING. The
 // same checks apply to single records, Collections and Composite
-// subrequests. Unlike Salesforce, the messages never repeat the value
+// subrequests. Unlike Salesforce, these messages never repeat the value
 // sent ("bad value for restricted picklist field: X", "data value too
-// large: X"): ehrbridge logs error messages, and values are patient data.
+// large: X"): values are patient data, and the sandbox's answers end up
+// in test output and dead-letter reasons. (ehrbridge does not log CRM
+// messages, connectors.Error; the pipeline scrubs the op's keys and values
+// out of the reason it keeps, and the sandbox's "Foreign key external ID:
+// <key> not found" still echoes the key as Salesforce does, to exercise
+// that.)
 // Options.Schemas (`ehrbridge sandbox --schema F`) extends the schema with
 // the org's own describe files; Options.NoSchema accepts anything.
 //
@@ -61,7 +67,11 @@
 // that is idLookup but not an External ID (SourceSystemIdentifier, which
 // the shipped Health Cloud set still keys by) are accepted: refusing them
 // comes with the set's move to External ID + Unique keys (issue 26,
-// deliverable 3). Read paths (GET, SOQL) do not check the schema.
+// deliverable 3). Reads are checked too: SOQL against an unknown object is
+// INVALID_TYPE, an unknown field in SELECT, WHERE or ORDER BY
+// INVALID_FIELD (system fields such as LastModifiedDate are always known;
+// a relationship path is checked by its lookup, not into the target); a
+// GET through an unknown object or key field NOT_FOUND.
 //
 // What it does not do: triggers, validation rules, sharing, field-level
 // security or record types; record ids only look like Salesforce's.

@@ -225,9 +225,7 @@ func (s *Server) runPart(outer *http.Request, version string, p *batchPart, refs
 	req.Header.Set("X-Sandbox-Batch-Part", "1")
 	// The $batch was counted as one request by dvAPI; each of its
 	// requests adds to the execution time (dataverse.go, dvOpMillis).
-	if client, ok := s.dvAuthorized(outer); ok {
-		s.dvCountOp(client)
-	}
+	s.dvCountOp(outer.Context())
 	s.dvServe(rec, req, version, unescaped)
 	if res.contentID != "" {
 		if e := rec.Header().Get("OData-EntityId"); e != "" {

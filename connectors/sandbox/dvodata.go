@@ -157,7 +157,8 @@ func parseFilter(src string) (dvFilter, error) {
 	}
 	p.space()
 	if p.i != len(p.s) {
-		return nil, fmt.Errorf("%w: unexpected %q in $filter", errODataSyntax, p.s[p.i:])
+		// The position, not the text: a $filter's literals are keys.
+		return nil, fmt.Errorf("%w: unexpected text at offset %d of $filter", errODataSyntax, p.i)
 	}
 	return f, nil
 }

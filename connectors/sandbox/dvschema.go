@@ -3,6 +3,7 @@ package sandbox
 import (
 	_ "embed"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -30,6 +31,7 @@ type dvTableSchema struct {
 	Activity   bool             `json:"activity"`
 	Columns    []string         `json:"columns"`
 	Navigation map[string]dvNav `json:"navigation"`
+	name       string           // logical name
 	cols       map[string]bool
 }
 
@@ -48,7 +50,8 @@ var dvSchema = func() map[string]*dvTableSchema {
 	if err := json.Unmarshal(dvSchemaJSON, &f); err != nil {
 		panic("sandbox: dvschema.json: " + err.Error()) // the embedded file is part of the build
 	}
-	for _, t := range f.Tables {
+	for name, t := range f.Tables {
+		t.name = name
 		t.cols = map[string]bool{}
 		for _, c := range t.Columns {
 			t.cols[c] = true
@@ -57,30 +60,50 @@ var dvSchema = func() map[string]*dvTableSchema {
 	return f.Tables
 }()
 
+// dvSchemaBySet holds the known tables by entity set name.
+var dvSchemaBySet = func() map[string]*dvTableSchema {
+	m := make(map[string]*dvTableSchema, len(dvSchema))
+	for _, t := range dvSchema {
+		m[t.Set] = t
+	}
+	return m
+}()
+
 // siteOwn reports a column or navigation property of the default
 // publisher's prefix, which a site adds to any table.
 func siteOwn(name string) bool { return strings.HasPrefix(strings.ToLower(name), "new_") }
 
-// The errors below are Dataverse's as Microsoft publishes them in
-// "Troubleshoot Dataverse Web API client errors"
+// The errors below are Dataverse's: the codes as Microsoft publishes them
+// in "Troubleshoot Dataverse Web API client errors"
 // (https://learn.microsoft.com/en-us/troubleshoot/power-platform/power-apps/dataverse/web-api-client-errors),
-// status, code and message.
+// the texts of payload errors as the service words them since version
+// 9.2.24112: "Error identified in Payload provided by the user for Entity
+// :'<set>', For more information ... ---->  InnerException : ..." (quoted
+// in https://github.com/Capgemini/powerapps-specflow-bindings/issues/185
+// and, for an unknown column, https://github.com/microsoft/PowerAppsCodeApps/issues/73;
+// older versions answered an unknown column 0x0 "An error occurred while
+// validating input parameters: ...", https://github.com/verbb/formie/issues/1251).
 const (
-	dvCodeZero     = "0x0"        // an unknown property in $select or in a body
+	dvCodeZero     = "0x0"        // an unknown property in $select
 	dvPayloadError = "0x80048d19" // "Error identified in Payload provided by the user"
 	dvNoSegment    = "0x8006088a" // "Resource not found for the segment"
 )
 
+// dvPayload is a 400 payload error about a body sent to an entity set.
+func dvPayload(set, inner string, args ...any) *dvError {
+	return dverr(400, dvPayloadError, "Error identified in Payload provided by the user for Entity :'%s', For more information on this error please follow this help link https://go.microsoft.com/fwlink/?linkid=2195293  ---->  InnerException : %s", set, fmt.Sprintf(inner, args...))
+}
+
 // dvUnknownColumn is Dataverse's answer to a body property the table does
 // not have.
-func dvUnknownColumn(table, name string) *dvError {
-	return dverr(400, dvCodeZero, "An error occurred while validating input parameters: Microsoft.Crm.CrmException: Invalid property '%s' was found in entity 'Microsoft.Dynamics.CRM.%s'. ---> Microsoft.OData.ODataException: Does not support untyped value in non-open type.", name, table)
+func dvUnknownColumn(t *objectStore, name string) *dvError {
+	return dvPayload(t.Prefix, "Microsoft.Crm.CrmException: Invalid property '%s' was found in entity 'Microsoft.Dynamics.CRM.%s'.", name, t.Name)
 }
 
 // dvUndeclaredNav is Dataverse's answer to "x@odata.bind" where x is not
 // a single-valued navigation property of the table.
-func dvUndeclaredNav(set, nav string) *dvError {
-	return dverr(400, dvPayloadError, "Error identified in Payload provided by the user for Entity :'%s'  ---->  InnerException : Microsoft.OData.ODataException: An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload. In OData, only declared navigation properties and declared named streams can be represented as properties without values.", set, nav)
+func dvUndeclaredNav(t *objectStore, nav string) *dvError {
+	return dvPayload(t.Prefix, "Microsoft.OData.ODataException: An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload. In OData, only declared navigation properties and declared named streams can be represented as properties without values.", nav)
 }
 
 // keyUnaddressable lists the characters with which an alternate-key value
@@ -92,7 +115,11 @@ func dvUndeclaredNav(set, nav string) *dvError {
 const keyUnaddressable = "/#<>*%&:\\?+"
 
 // dvCheckKeyChars refuses an alternate key whose values hold one of those
-// characters. The message names the columns, not the values.
+// characters. Microsoft publishes only that GET and PATCH "won't work";
+// the answer (400, 0x80060888, this message) is the sandbox's choice, and
+// so is refusing DELETE by such a key and an @odata.bind to one, which
+// address a row the same way. The message names the columns, not the
+// values.
 func dvCheckKeyChars(k dvKey) *dvError {
 	for i, v := range k.vals {
 		if s, ok := v.(string); ok && strings.ContainsAny(s, keyUnaddressable) {
@@ -116,13 +143,7 @@ func sortedKeys(r Record) []string {
 // dvCheckSelect refuses a $select column that a known table does not
 // have, as Dataverse does ("Could not find a property named ...", 0x0). Lookup values (_x_value) are checked by their column.
 func dvCheckSelect(set string, sel []string) *dvError {
-	logical := ""
-	for name, t := range dvSchema {
-		if t.Set == strings.ToLower(set) {
-			logical = name
-		}
-	}
-	schema := dvSchema[logical]
+	schema := dvSchemaBySet[strings.ToLower(set)]
 	if schema == nil {
 		return nil
 	}
@@ -132,7 +153,7 @@ func dvCheckSelect(set string, sel []string) *dvError {
 			col = strings.TrimSuffix(inner, "_value")
 		}
 		if !schema.cols[col] && !siteOwn(col) {
-			return dverr(400, dvCodeZero, "Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.%s'.", c, logical)
+			return dverr(400, dvCodeZero, "Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.%s'.", c, schema.name)
 		}
 	}
 	return nil

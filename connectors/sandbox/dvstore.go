@@ -275,7 +275,7 @@ func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvEr
 				return nil, dverr(400, dvBadRequest, "Invalid property '%s' was found in entity.", name)
 			}
 			if schema != nil && !schema.cols[strings.ToLower(name)] && !siteOwn(name) {
-				return nil, dvUnknownColumn(table.Name, name)
+				return nil, dvUnknownColumn(table, name)
 			}
 			out[strings.ToLower(name)] = v
 			continue
@@ -284,7 +284,7 @@ func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvEr
 		if schema != nil && !siteOwn(nav) {
 			n, ok := schema.Navigation[nav]
 			if !ok {
-				return nil, dvUndeclaredNav(table.Prefix, nav)
+				return nil, dvUndeclaredNav(table, nav)
 			}
 			declared = &n
 		}
@@ -335,18 +335,28 @@ func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvEr
 	return out, nil
 }
 
+// dvMissing is the 404 for a predicate that names no row: by GUID
+// "<table> With Id = <guid> Does Not Exist", by alternate key without the
+// key's values, which are patient data (MRNs).
+func dvMissing(t *objectStore, pred dvPredicate) *dvError {
+	if pred.id != "" {
+		return dverr(404, dvNotFound, "%s With Id = %s Does Not Exist", t.Name, pred.id)
+	}
+	return dverr(404, dvNotFound, "A record with the specified key values does not exist in %s entity", t.Name)
+}
+
 // dvRowOf finds the row a key predicate names: a GUID or alternate key.
 func (s *store) dvRowOf(t *objectStore, pred dvPredicate) (string, *dvError) {
 	if pred.id != "" {
 		if t.Records[pred.id] == nil {
-			return "", dverr(404, dvNotFound, "%s With Id = %s Does Not Exist", t.Name, pred.id)
+			return "", dvMissing(t, pred)
 		}
 		return pred.id, nil
 	}
 	ids := dvFind(t, pred.key)
 	switch len(ids) {
 	case 0:
-		return "", dverr(404, dvNotFound, "A record with the specified key values does not exist in %s entity", t.Name)
+		return "", dvMissing(t, pred)
 	case 1:
 		return ids[0], nil
 	}

@@ -92,6 +92,14 @@ func (s *Server) createOne(w http.ResponseWriter, r *http.Request, object string
 }
 
 func (s *Server) getOne(w http.ResponseWriter, r *http.Request, version, object, id, keyField string) {
+	if apiErr := s.st.schema.checkGet(object, keyField, r.URL.Query().Get("fields")); apiErr != nil {
+		status := http.StatusBadRequest
+		if apiErr.Code == "NOT_FOUND" {
+			status = http.StatusNotFound
+		}
+		writeErrors(w, status, apiErr)
+		return
+	}
 	s.st.mu.Lock()
 	o := s.st.object(object, false)
 	var rec Record
@@ -426,6 +434,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, version string, r
 			writeErrors(w, http.StatusBadRequest, errf(code, nil, "%s", msg))
 			return
 		}
+		if apiErr := s.st.schema.checkQuery(q); apiErr != nil {
+			writeErrors(w, http.StatusBadRequest, apiErr)
+			return
+		}
 		s.st.mu.Lock()
 		all := s.st.records(q.Object)
 		if o := s.st.object(q.Object, false); o != nil {
@@ -531,8 +543,9 @@ func collectionOrQuery(path string) bool {
 // compositeLimitError answers a Composite call over a limit as Salesforce
 // does: 200 with a single compositeResponse element, 400 LIMIT_EXCEEDED,
 // referenceId null (observed: https://github.com/guardian/support-service-lambdas/pull/766
-// "The request can’t contain more than 25 operations."; the text for the
-// collections limit is the sandbox's own, Salesforce's is not published).
+// "The request can’t contain more than 25 operations."). Salesforce's
+// answer to more than 5 collections or queries is not published: the
+// sandbox answers it in the same shape, with a text of its own.
 func (s *Server) compositeLimitError(w http.ResponseWriter, msg string) {
 	s.reply(w, http.StatusOK, map[string]any{"compositeResponse": []any{map[string]any{
 		"body":        []*apiError{errf("LIMIT_EXCEEDED", nil, "%s", msg)},

@@ -48,9 +48,11 @@ type Options struct {
 	TokenTTL time.Duration
 	// DailyLimit is the org's daily API request allocation; default 100,000.
 	DailyLimit int
-	// AppLimit is the connected app's own daily allocation, sent as
-	// Sforce-Limit-Info's per-app-api-usage part; default DailyLimit.
-	// AppName names the app there; default "ehrbridge".
+	// AppLimit is the connected app's own daily allocation (an API quota
+	// on the connected app), sent as Sforce-Limit-Info's per-app-api-usage
+	// part and enforced; 0, the default, is no quota, and then, as in
+	// Salesforce, the header has no per-app part. AppName names the app
+	// there; default "ehrbridge".
 	AppLimit int
 	AppName  string
 	// UsedAtStart and AppUsedAtStart are API requests already used today
@@ -166,9 +168,6 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.DailyLimit <= 0 {
 		opts.DailyLimit = 100000
-	}
-	if opts.AppLimit <= 0 {
-		opts.AppLimit = opts.DailyLimit
 	}
 	if opts.AppName == "" {
 		opts.AppName = "ehrbridge"
@@ -367,11 +366,16 @@ func (s *Server) api(next http.Handler) http.Handler {
 		used := n + int64(s.opts.UsedAtStart)
 		s.requests.Add(1)
 		// The documented form: parts separated by ";", the per-app part
-		// with the app's name
-		// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm).
-		// The sandbox has one connected app, so every request is the app's.
-		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d; per-app-api-usage=%d/%d(appName=%s)",
-			used, s.opts.DailyLimit, n+int64(s.opts.AppUsedAtStart), s.opts.AppLimit, s.opts.AppName))
+		// with the app's name, and only when the app has a quota: "If
+		// there is no limit quota information, this field isn't returned"
+		// (https://developer.salesforce.com/docs/atlas.en-us.200.0.api_rest.meta/api_rest/headers_api_usage.htm;
+		// today's page shows api-usage alone). The sandbox has one
+		// connected app, so every request is the app's.
+		limitInfo := fmt.Sprintf("api-usage=%d/%d", used, s.opts.DailyLimit)
+		if s.opts.AppLimit > 0 {
+			limitInfo += fmt.Sprintf("; per-app-api-usage=%d/%d(appName=%s)", n+int64(s.opts.AppUsedAtStart), s.opts.AppLimit, s.opts.AppName)
+		}
+		w.Header().Set("Sforce-Limit-Info", limitInfo)
 		if d := s.currentLatency(); d > 0 {
 			select {
 			case <-time.After(d):
@@ -393,7 +397,7 @@ func (s *Server) api(next http.Handler) http.Handler {
 			writeErrors(w, f.status, errf("SERVER_UNAVAILABLE", nil, "Service temporarily unavailable (injected fault)"))
 			return
 		}
-		if int(used) > s.opts.DailyLimit || int(n)+s.opts.AppUsedAtStart > s.opts.AppLimit {
+		if int(used) > s.opts.DailyLimit || s.opts.AppLimit > 0 && int(n)+s.opts.AppUsedAtStart > s.opts.AppLimit {
 			writeErrors(w, http.StatusForbidden, errf("REQUEST_LIMIT_EXCEEDED", nil, "TotalRequests Limit exceeded."))
 			return
 		}

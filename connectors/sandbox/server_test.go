@@ -348,7 +348,7 @@ func TestFaultsLimitsStats(t *testing.T) {
 	}
 	f.clk.Add(31 * time.Second)
 	st, b, h := f.do("GET", v+"/limits", nil)
-	if st != 200 || !strings.Contains(string(b), `"Max":1000`) || h.Get("Sforce-Limit-Info") != "api-usage=5/1000; per-app-api-usage=5/1000(appName=ehrbridge)" {
+	if st != 200 || !strings.Contains(string(b), `"Max":1000`) || h.Get("Sforce-Limit-Info") != "api-usage=5/1000" {
 		t.Errorf("limits after the window: %d %s %s", st, b, h.Get("Sforce-Limit-Info"))
 	}
 	// Drop after commit: the write is applied, the answer never comes.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -154,20 +153,33 @@ func (o *sfObject) field(name string) (*sfField, *apiError) {
 	return nil, errf("INVALID_FIELD", []string{name}, "No such column '%s' on sobject of type %s", name, o.Name)
 }
 
+// checkRef checks a relationship reference, name: {"attributes":
+// {"type": target}, keyField: ...}: the target object and its key fields
+// must exist. A nil schema accepts any.
+func (s *sfSchema) checkRef(name, target string, keyFields ...string) *apiError {
+	to, apiErr := s.object(target)
+	if apiErr != nil {
+		// Salesforce's answer to a reference to an unknown type is not
+		// published: the code and text are the sandbox's.
+		return errf("INVALID_FIELD", []string{name}, "The relationship %s names the unknown sObject type %s", name, target)
+	}
+	for _, k := range keyFields {
+		if _, apiErr := to.field(k); apiErr != nil {
+			return apiErr
+		}
+	}
+	return nil
+}
+
 // check checks resolved field values against the object's schema: field
 // known, restricted picklist values allowed, text within its length, and
 // on create the required fields set. Messages never carry the value
-// (Salesforce's do; ehrbridge logs them).
+// (Salesforce's do; see doc.go).
 func (o *sfObject) check(r Record, create bool) *apiError {
 	if o == nil {
 		return nil
 	}
-	names := make([]string, 0, len(r))
-	for name := range r {
-		names = append(names, name)
-	}
-	sort.Strings(names) // the same error for the same record, every time
-	for _, name := range names {
+	for _, name := range sortedKeys(r) { // the same error for the same record, every time
 		v := r[name]
 		f, err := o.field(name)
 		if err != nil {
@@ -273,17 +285,14 @@ func (s *Schema) Check(object string, fields map[string]any, create, anyPicklist
 		case map[string]string:
 			target = a["type"]
 		}
-		to, apiErr := s.s.object(target)
-		if apiErr != nil {
-			return errf("INVALID_FIELD", []string{name}, "The relationship %s names the unknown sObject type %s", name, target)
-		}
+		var keys []string
 		for k := range ref {
-			if k == "attributes" {
-				continue
+			if k != "attributes" {
+				keys = append(keys, k)
 			}
-			if _, apiErr := to.field(k); apiErr != nil {
-				return apiErr
-			}
+		}
+		if apiErr := s.s.checkRef(name, target, keys...); apiErr != nil {
+			return apiErr
 		}
 		resolved[lookupField(name)] = "000000000000000AAA"
 	}
@@ -304,6 +313,78 @@ func (s *Schema) Check(object string, fields map[string]any, create, anyPicklist
 	}
 	if err := o.check(resolved, create); err != nil {
 		return err
+	}
+	return nil
+}
+
+// systemFields are on every object whether or not a describe source lists
+// them ("System Fields",
+// https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/system_fields.htm):
+// the store sets them on every record, and queries filter and sort by them.
+var systemFields = map[string]bool{"id": true, "isdeleted": true, "createdbyid": true, "createddate": true,
+	"lastmodifiedbyid": true, "lastmodifieddate": true, "systemmodstamp": true}
+
+// known reports whether a field can be read: in the schema or a system
+// field.
+func (o *sfObject) known(name string) bool {
+	return o.byName[strings.ToLower(name)] != nil || systemFields[strings.ToLower(name)]
+}
+
+// checkQuery refuses a SOQL query as Salesforce does (400): an unknown
+// object INVALID_TYPE "sObject type 'X' is not supported." (quoted in
+// https://bitbucket.org/RoseSilverSoftware/illuminatedcloud/issues/2144),
+// an unknown field, in SELECT, WHERE or ORDER BY, INVALID_FIELD "No such
+// column 'X' on entity 'Y'." (Salesforce adds the query text and the
+// position, which the sandbox leaves out: the query holds patient data
+// in its literals). A dotted relationship path is checked by its first
+// name only, which must be a field or the relationship name of a lookup
+// (the field name less "Id", or "__c" as "__r"); the target object's
+// fields are not checked. A nil schema accepts any query.
+func (s *sfSchema) checkQuery(q *Query) *apiError {
+	if s == nil {
+		return nil
+	}
+	o := s.objects[strings.ToLower(q.Object)]
+	if o == nil {
+		return errf("INVALID_TYPE", nil, "sObject type '%s' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names.", q.Object)
+	}
+	for _, path := range q.Paths() {
+		name := path[0]
+		if len(path) > 1 {
+			name = lookupField(name)
+		}
+		if !o.known(name) {
+			return errf("INVALID_FIELD", nil, "No such column '%s' on entity '%s'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.", path[0], o.Name)
+		}
+	}
+	return nil
+}
+
+// checkGet refuses a GET of a record as Salesforce does: an unknown
+// object 404 NOT_FOUND, a lookup through an unknown field 404 NOT_FOUND
+// "Provided external ID field does not exist or is not accessible", as
+// the upsert by that field; an unknown field in ?fields= 400
+// INVALID_FIELD (the message is the one of a write: Salesforce's for a
+// GET is not published).
+func (s *sfSchema) checkGet(object, keyField, fields string) *apiError {
+	if s == nil {
+		return nil
+	}
+	o, apiErr := s.object(object)
+	if apiErr != nil {
+		return apiErr
+	}
+	if keyField != "" && !o.known(keyField) {
+		return errf("NOT_FOUND", nil, "Provided external ID field does not exist or is not accessible: %s", keyField)
+	}
+	if fields == "" {
+		return nil
+	}
+	for f := range strings.SplitSeq(fields, ",") {
+		if f = strings.TrimSpace(f); !o.known(f) {
+			_, apiErr := o.field(f)
+			return apiErr
+		}
 	}
 	return nil
 }

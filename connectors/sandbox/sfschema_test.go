@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -131,5 +132,50 @@ func TestSchemaOptions(t *testing.T) {
 		if _, e := s.object(name); e != nil {
 			t.Errorf("published schema lacks %s", name)
 		}
+	}
+}
+
+// Reads are checked as writes are: SOQL against an unknown object is
+// INVALID_TYPE, an unknown field in SELECT, WHERE or ORDER BY
+// INVALID_FIELD; a GET through an unknown object or field NOT_FOUND, an
+// unknown field in ?fields= INVALID_FIELD. System fields (Id,
+// LastModifiedDate, ...) and relationship paths are known. No answer
+// repeats a literal of the query.
+func TestSchemaReads(t *testing.T) {
+	f := start(t, Options{})
+	if st, b, _ := f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/H1", map[string]any{"LastName": "Doe"}); st != 201 {
+		t.Fatalf("patient: %d %s", st, b)
+	}
+	q := func(soql string) string { return v + "/query?q=" + url.QueryEscape(soql) }
+	for _, c := range []struct {
+		name, path string
+		status     int
+		code       string
+	}{
+		{"query", q("SELECT Id, LastName FROM Account WHERE SourceSystemIdentifier = 'H1' ORDER BY LastModifiedDate"), 200, ""},
+		{"query, relationship", q("SELECT Id, Patient.LastName FROM ClinicalEncounter WHERE SystemModstamp > 2026-01-01T00:00:00Z"), 200, ""},
+		{"query, unknown object", q("SELECT Id FROM Patient WHERE Name = 'Secret'"), 400, "INVALID_TYPE"},
+		{"query, unknown field", q("SELECT Id, MRN__c FROM Account"), 400, "INVALID_FIELD"},
+		{"query, unknown field in WHERE", q("SELECT Id FROM Account WHERE NOT (MRN__c = 'Secret')"), 400, "INVALID_FIELD"},
+		{"query, unknown field in IN", q("SELECT Id FROM Account WHERE LastName = 'x' OR MRN__c IN ('Secret')"), 400, "INVALID_FIELD"},
+		{"query, unknown field in ORDER BY", q("SELECT Id FROM Account ORDER BY MRN__c"), 400, "INVALID_FIELD"},
+		{"query, unknown relationship", q("SELECT Id, Doctor.Name FROM ClinicalEncounter"), 400, "INVALID_FIELD"},
+		{"get by key", v + "/sobjects/Account/SourceSystemIdentifier/H1?fields=Id,LastName", 200, ""},
+		{"get, unknown object", v + "/sobjects/Patient/SourceSystemIdentifier/H1", 404, "NOT_FOUND"},
+		{"get, unknown key field", v + "/sobjects/Account/MRN__c/H1", 404, "NOT_FOUND"},
+		{"get, unknown field", v + "/sobjects/Account/SourceSystemIdentifier/H1?fields=Id,MRN__c", 400, "INVALID_FIELD"},
+	} {
+		st, b, _ := f.do("GET", c.path, nil)
+		if st != c.status || c.code != "" && errorCode(b) != c.code {
+			t.Errorf("%s: %d %s, want %d %s", c.name, st, b, c.status, c.code)
+		}
+		if strings.Contains(string(b), "Secret") {
+			t.Errorf("%s: the answer carries a literal of the query: %s", c.name, b)
+		}
+	}
+	// Without a schema anything goes, as before.
+	f = start(t, Options{NoSchema: true})
+	if st, b, _ := f.do("GET", q("SELECT Id, MRN__c FROM Patient"), nil); st != 200 {
+		t.Errorf("no schema: %d %s", st, b)
 	}
 }

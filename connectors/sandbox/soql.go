@@ -1229,3 +1229,41 @@ func soqlText(v any) string {
 	}
 	return fmt.Sprint(v)
 }
+
+// Paths lists the field paths the query names: the SELECT list, then the
+// WHERE clause and ORDER BY, each as written ("Patient.Name" is
+// ["Patient", "Name"]).
+func (q *Query) Paths() [][]string {
+	var out [][]string
+	for _, f := range q.Fields {
+		out = append(out, strings.Split(f, "."))
+	}
+	var walk func(e soqlExpr)
+	walk = func(e soqlExpr) {
+		switch e := e.(type) {
+		case soqlAnd:
+			for _, x := range e {
+				walk(x)
+			}
+		case soqlOr:
+			for _, x := range e {
+				walk(x)
+			}
+		case soqlNot:
+			walk(e.e)
+		case soqlCompare:
+			out = append(out, e.path)
+		case soqlIn:
+			out = append(out, e.path)
+		case soqlLike:
+			out = append(out, e.path)
+		}
+	}
+	if q.where != nil {
+		walk(q.where)
+	}
+	for _, o := range q.orderBy {
+		out = append(out, o.path)
+	}
+	return out
+}

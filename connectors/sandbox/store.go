@@ -240,11 +240,7 @@ func (s *store) resolve(fields Record) (Record, *apiError) {
 		if keyField == "" {
 			return nil, errf("INVALID_FIELD", []string{name}, "The relationship %s names no external id field", name)
 		}
-		to, apiErr := s.schema.object(target)
-		if apiErr != nil {
-			return nil, errf("INVALID_FIELD", []string{name}, "The relationship %s names the unknown sObject type %s", name, target)
-		}
-		if _, apiErr := to.field(keyField); apiErr != nil {
+		if apiErr := s.schema.checkRef(name, target, keyField); apiErr != nil {
 			return nil, apiErr
 		}
 		var ids []string
