@@ -87,9 +87,6 @@ type Pipeline struct {
 	// warnings (part of Done); echoes; rounds.
 	Done, Retried, Dead, Skipped, Warned, Echoes, Rounds atomic.Int64
 	pausedUntil                                          atomic.Int64 // unix nanos
-
-	// mapInput maps an input with the round's set; tests replace it.
-	mapInput func(set *mappings.Set, in mappings.Input) (mappings.Result, error)
 }
 
 // New makes a pipeline; Run starts it.
@@ -117,8 +114,7 @@ func New(opts Options) *Pipeline {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Pipeline{opts: opts, wake: make(chan struct{}, 1),
-		mapInput: func(set *mappings.Set, in mappings.Input) (mappings.Result, error) { return set.Map(in) }}
+	return &Pipeline{opts: opts, wake: make(chan struct{}, 1)}
 }
 
 // Notify tells the pipeline that records arrived.
@@ -295,7 +291,7 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		if in.FHIR != nil {
 			in.Patients = p.patients(rec.Source)
 		}
-		res, err := p.mapInput(set, in)
+		res, err := set.Map(in)
 		if errors.Is(err, mappings.ErrWait) {
 			// Data it needs has not arrived (a referenced Patient): later.
 			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Retrying, err.Error()

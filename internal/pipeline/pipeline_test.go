@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
@@ -27,7 +28,22 @@ type rig struct {
 	sb   *sandbox.Server
 	base string
 	p    *Pipeline
+	sink *editSink
 	stop func()
+}
+
+// editSink lets a test change ops on their way to the CRM (bypassing the
+// mapping), without a hook in the pipeline itself.
+type editSink struct {
+	connectors.Sink
+	edit atomic.Pointer[func(ops []connectors.Op) []connectors.Op]
+}
+
+func (s *editSink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Result {
+	if f := s.edit.Load(); f != nil {
+		ops = (*f)(ops)
+	}
+	return s.Sink.Apply(ctx, ops)
 }
 
 func newRig(t *testing.T) *rig { t.Helper(); return newRigWith(t, sandbox.Options{}) }
@@ -57,13 +73,14 @@ func newRigWith(t *testing.T, opts sandbox.Options) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := New(Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: &salesforce.Sink{Client: client},
+	sink := &editSink{Sink: &salesforce.Sink{Client: client}}
+	p := New(Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: sink,
 		BatchSize: 50, Linger: -1, Poll: 10 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); _ = p.Run(ctx) }()
-	r := &rig{log: l, sb: sb, base: base, p: p}
+	r := &rig{log: l, sb: sb, base: base, p: p, sink: sink}
 	r.stop = func() { cancel(); <-stopped }
 	t.Cleanup(func() { r.stop(); l.Close(); sb.Close() })
 	return r
@@ -155,15 +172,16 @@ func TestOrderAndLastValueWins(t *testing.T) {
 // mapping accepts is skipped, without CRM writes.
 func TestRetryDeadAndUnmapped(t *testing.T) {
 	r := newRig(t)
-	r.p.mapInput = func(set *mappings.Set, in mappings.Input) (mappings.Result, error) {
-		res, err := set.Map(in)
-		for i, op := range res.Ops {
+	dropLastName := func(ops []connectors.Op) []connectors.Op {
+		ops = slices.Clone(ops) // the pipeline's own ops stay as mapped
+		for i, op := range ops {
 			if v, _ := op.Field("LastName"); op.Object == "Account" && v.Text == "CRMREFUSES" {
-				res.Ops[i].Fields = slices.DeleteFunc(slices.Clone(op.Fields), func(f mappings.Field) bool { return f.Name == "LastName" })
+				ops[i].Fields = slices.DeleteFunc(slices.Clone(op.Fields), func(f mappings.Field) bool { return f.Name == "LastName" })
 			}
 		}
-		return res, err
+		return ops
 	}
+	r.sink.edit.Store(&dropLastName)
 	fault := func(body string) {
 		resp, err := http.Post(r.base+"/sandbox/v1/faults", "application/json", strings.NewReader(body))
 		if err != nil {
