@@ -520,11 +520,7 @@ func (p *Pipeline) deleteOps(set *mappings.Set, rec *checkpoint.Record) (ops []c
 	if key == "" {
 		return nil, "", errors.New("the delete record names no resource")
 	}
-	typ := rec.Type
-	if typ == "" {
-		typ = resourceType(rec.Payload)
-	}
-	typ = plainType(typ, "resource")
+	typ := plainType(rec.Type, "resource")
 	b, ok, err := p.opts.Log.SourceState(key)
 	if err != nil {
 		return nil, "", err
@@ -544,36 +540,18 @@ func (p *Pipeline) deleteOps(set *mappings.Set, rec *checkpoint.Record) (ops []c
 	return ops, "", nil
 }
 
-// resourceType reads a FHIR resource's type from its JSON ("" if none).
-func resourceType(resource []byte) string {
-	var head struct {
-		ResourceType string `json:"resourceType"`
-	}
-	_ = json.Unmarshal(resource, &head)
-	return head.ResourceType
-}
-
 // noMappingReason is a skipped record's reason: "no mapping for" its
 // message type: for HL7 v2 the first two components of MSH-9 (message
 // type, data element 00009): the message code (HL7 table 0076) and the
-// trigger event (table 0003), as "VXU^V04"; for FHIR the resource type. Codes only: never a value of the message.
+// trigger event (table 0003), as "VXU^V04"; for FHIR the resource type.
+// Both are the record's Type, which its source stored with it (the MLLP
+// source already sanitised, "invalid" when malformed). Codes only: never
+// a value of the message.
 func noMappingReason(rec *checkpoint.Record, in mappings.Input) string {
-	typ := rec.Type
-	if typ == "" && in.HL7 != nil {
-		// Records stored before the type was kept.
-		h := in.HL7.Header()
-		typ = h.Type
-		if h.Trigger != "" {
-			typ += "^" + h.Trigger
-		}
-	}
 	if in.FHIR != nil {
-		if typ == "" {
-			typ = resourceType(in.FHIR)
-		}
-		return "no mapping for " + plainType(typ, "this resource type")
+		return "no mapping for " + plainType(rec.Type, "this resource type")
 	}
-	return "no mapping for " + plainType(typ, "this message type")
+	return "no mapping for " + plainType(rec.Type, "this message type")
 }
 
 // plainType returns a type name as it is when it is a short code of

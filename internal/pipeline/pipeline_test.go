@@ -98,8 +98,9 @@ func (r *rig) send(t *testing.T, msg string) {
 		t.Fatal(err)
 	}
 	h := m.Header()
+	// Type as the MLLP source stores it (its messages here are well formed).
 	if _, err := r.log.Append(context.Background(), checkpoint.Entry{Key: ehr.RecordKey("ehr", h), Source: "ehr", Kind: "hl7v2",
-		Hash: ehr.ContentHash(m, nil), Lane: ehr.LaneKey(m), Payload: []byte(msg), Ack: []byte("ack")}); err != nil {
+		Type: h.Type + "^" + h.Trigger, Hash: ehr.ContentHash(m, nil), Lane: ehr.LaneKey(m), Payload: []byte(msg), Ack: []byte("ack")}); err != nil {
 		t.Fatal(err)
 	}
 	r.p.Notify()
@@ -277,7 +278,7 @@ func TestEchoGuard(t *testing.T) {
 		`{"resourceType":"DocumentReference","status":"current","identifier":[{"system":"urn:ehr:doc","value":"DOC-1"}],"description":"EHRB-like text"}`,
 	} {
 		if _, err := r.log.Append(context.Background(), checkpoint.Entry{Key: fmt.Sprint("fhir|doc|", i), Source: "fhir", Kind: "fhir",
-			Hash: sha256.Sum256([]byte(doc)), Lane: "x", Payload: []byte(doc), Ack: []byte("-")}); err != nil {
+			Type: "DocumentReference", Hash: sha256.Sum256([]byte(doc)), Lane: "x", Payload: []byte(doc), Ack: []byte("-")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -315,7 +316,7 @@ func waitCounter(t *testing.T, c *atomic.Int64, want int64) {
 func TestSkippedWhenNoMappingAccepts(t *testing.T) {
 	r := newRig(t)
 	a60 := strings.Replace(adt("A60", "S1", "SKIP", "ONE"), "PV1|", "IAM|1|DA|1605^PENICILLIN\rPV1|", 1)
-	r.send(t, a60) // stored without a type (as records before types were kept): read from MSH-9
+	r.send(t, a60)
 	vxu := "MSH|^~\\&|EPIC|GENHOSP|EHRBRIDGE|CRM|20260105103000||VXU^V04^VXU_V04|CTRLVXU|P|2.5.1\r" +
 		"PID|1||S1^^^GENHOSP^MR||SKIP^ONE||19800517|F\rRXA|0|1|20260105||08^HepB^CVX|0.5|mL\r"
 	m, err := hl7.Parse([]byte(vxu))
@@ -402,9 +403,11 @@ func TestDoneWithWarnings(t *testing.T) {
 // Cloud accounts are left alone). The reasons name the type only.
 func TestFHIRDeleteSkipped(t *testing.T) {
 	r := newRig(t)
+	// As internal/fhirsource appends them: Type is the resource type.
 	appendFHIR := func(key, kind, body string) {
 		t.Helper()
-		if _, err := r.log.Append(context.Background(), checkpoint.Entry{Key: key, Source: "fhir", Kind: kind, Type: "",
+		typ, _, _ := strings.Cut(strings.TrimPrefix(key, "fhir|fhir|"), "/")
+		if _, err := r.log.Append(context.Background(), checkpoint.Entry{Key: key, Source: "fhir", Kind: kind, Type: typ,
 			Hash: sha256.Sum256([]byte(key)), Lane: "pat-9", Payload: []byte(body), Ack: []byte("-")}); err != nil {
 			t.Fatal(err)
 		}
