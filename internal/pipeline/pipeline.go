@@ -295,7 +295,7 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		if errors.Is(err, mappings.ErrWait) {
 			// Data it needs has not arrived (a referenced Patient): later.
 			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Retrying, err.Error()
-			it.settlement.RetryAt = p.opts.Now().Add(p.backoff(rec.Attempts))
+			it.settlement.RetryAt = p.opts.Now().Add(p.Backoff(rec.Attempts))
 			continue
 		}
 		if err != nil {
@@ -486,7 +486,7 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 		if transient != nil {
 			reason = transient.Error()
 		}
-		wait := p.backoff(it.rec.Attempts)
+		wait := p.Backoff(it.rec.Attempts)
 		if transient != nil && transient.RetryAfter > wait {
 			wait = transient.RetryAfter // the CRM said when to come back
 		}
@@ -586,8 +586,10 @@ func (unconfigured) PatientKey(string) (string, error) {
 	return "", mappings.Wait("the record's FHIR source is not configured, so its patient reference cannot be resolved")
 }
 
-// backoff is exponential in the attempts so far, with jitter, capped.
-func (p *Pipeline) backoff(attempts int) time.Duration {
+// Backoff is how long a record waits after its attempts so far failed
+// transiently: exponential in the attempts, with jitter, capped at
+// BackoffMax. A NoteHandler uses it for notes (writeback.Handler.Backoff).
+func (p *Pipeline) Backoff(attempts int) time.Duration {
 	d := p.opts.BackoffMin << min(attempts, 20)
 	if d <= 0 || d > p.opts.BackoffMax {
 		d = p.opts.BackoffMax

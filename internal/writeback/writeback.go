@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -351,6 +350,10 @@ type Handler struct {
 	Target Target
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Backoff is how long a note waits after its attempts so far failed
+	// transiently: the pipeline's backoff (pipeline.Pipeline.Backoff), so
+	// that notes and CRM records retry alike. Nil: HeldRetry.
+	Backoff func(attempts int) time.Duration
 }
 
 // DocPrefix is the document id prefix in use, for the echo guard.
@@ -424,7 +427,10 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 	case connectors.KindOf(err) == connectors.Permanent:
 		s.State, s.Reason = checkpoint.Dead, err.Error()
 	default:
-		wait := retryWait(rec.Attempts)
+		wait := h.Cfg.HeldRetry
+		if h.Backoff != nil {
+			wait = h.Backoff(rec.Attempts)
+		}
 		var u *Unreachable
 		var ce *connectors.Error
 		switch {
@@ -436,17 +442,6 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(wait), err.Error()
 	}
 	return s
-}
-
-// retryWait is the wait before a transient failure is retried, as the
-// pipeline waits for CRM records: 1 s doubled per attempt so far, capped
-// at 10 min, drawn from its upper half (jitter).
-func retryWait(attempts int) time.Duration {
-	d := time.Second << min(attempts, 20)
-	if d <= 0 || d > 10*time.Minute {
-		d = 10 * time.Minute
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 func truncate(s string, n int) string {
