@@ -153,8 +153,8 @@ type Settlement struct {
 	// data, or kept only in the (encrypted) log, never in logs.
 	Reason string
 	// Warnings are what a Done record was applied without (fields a
-	// mapping left out): kept as its reason (WarningsReason) and counted
-	// in Stats.DoneWithWarnings. Free of patient data.
+	// mapping left out): kept as its reason (WarningsReason). Free of
+	// patient data.
 	Warnings []string
 }
 
@@ -185,11 +185,6 @@ func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {
 			r.State, r.DoneAt, r.Targets, r.Reason = Done, now, o.Targets, WarningsReason(o.Warnings)
 			if err := tx.Bucket(bDone).Put(timeKey(now, id), nil); err != nil {
 				return err
-			}
-			if r.Warned() {
-				if err := addCounter(tx, countWarned, 1); err != nil {
-					return err
-				}
 			}
 			return leaveLane(tx, r)
 		case Skipped:

@@ -42,9 +42,6 @@ func (l *Log) Reveal(id uint64) (*Record, error) {
 // Stats summarise the log for admins and metrics.
 type Stats struct {
 	States map[State]int64
-	// DoneWithWarnings is how many of the done records were done with
-	// warnings (Record.Warned).
-	DoneWithWarnings int64
 	// OldestPending is when the oldest record not yet finished (done,
 	// dead or skipped) was received; zero when there is none.
 	OldestPending time.Time
@@ -66,7 +63,6 @@ func (l *Log) Stats() (Stats, error) {
 			st.States[s] = counter(tx, countKey(s))
 		}
 		st.Conflicts = counter(tx, countConflicts)
-		st.DoneWithWarnings = counter(tx, countWarned)
 		// Indexed pending records are older than any after the lane
 		// cursor, which are pending by position.
 		k, _ := tx.Bucket(bPending).Cursor().First()

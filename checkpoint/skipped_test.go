@@ -196,7 +196,7 @@ func TestRetentionSweepsSkipped(t *testing.T) {
 		t.Fatalf("sweep after 31 days = %+v, %v", res, err)
 	}
 	st, _ := l.Stats()
-	if st.States[Skipped] != 0 || st.States[Done] != 0 || st.DoneWithWarnings != 0 {
+	if st.States[Skipped] != 0 || st.States[Done] != 0 {
 		t.Errorf("counters after the sweep: %+v", st)
 	}
 	if res := mustAppend(t, l, entry("vxu", "A", "vxu payload")); res.Outcome != Appended {
@@ -205,7 +205,7 @@ func TestRetentionSweepsSkipped(t *testing.T) {
 }
 
 // A record done with warnings keeps them as its reason, bounded, and is
-// counted; plain done records are not.
+// Warned; plain done records are not.
 func TestDoneWithWarnings(t *testing.T) {
 	l, _ := openTest(t, Options{})
 	for i := range 3 {
@@ -235,7 +235,7 @@ func TestDoneWithWarnings(t *testing.T) {
 		t.Errorf("100 warnings: %d bytes: %q", len(r3.Reason), r3.Reason)
 	}
 	st, _ := l.Stats()
-	if st.States[Done] != 3 || st.DoneWithWarnings != 2 {
+	if st.States[Done] != 3 {
 		t.Errorf("stats = %+v", st)
 	}
 }
@@ -263,7 +263,7 @@ func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
 
 // log check knows the skipped state: a clean log with skipped records
 // checks clean, and a skipped record missing from its index, a stale index
-// entry or a counter off are reported.
+// entry are reported.
 func TestCheckSkipped(t *testing.T) {
 	clk := newClock()
 	l, path := openTest(t, Options{Now: clk.Now})
@@ -293,7 +293,7 @@ func TestCheckSkipped(t *testing.T) {
 		if err := tx.Bucket(bSkipped).Put(timeKey(r.DoneAt.Add(time.Second), 2), nil); err != nil {
 			return err
 		}
-		return addCounter(tx, countWarned, 1)
+		return nil
 	})
 	ro := reopen(t, path, Options{ReadOnly: true})
 	problems, err := ro.Check()
@@ -301,8 +301,7 @@ func TestCheckSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	joined := strings.Join(problems, "\n")
-	for _, want := range []string{"record 1: missing from the skipped index", "skipped index: record 2 is done",
-		"counter done with warnings is 2, records say 1"} {
+	for _, want := range []string{"record 1: missing from the skipped index", "skipped index: record 2 is done"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("check missed %q:\n%s", want, joined)
 		}
