@@ -163,12 +163,10 @@ func updateIn(t *testing.T, l *Log, fn func(tx *bolt.Tx) error) {
 	}
 }
 
-// Retention treats skipped records as done: their payloads go after
-// PayloadRetention, the records and keys after DedupeWindow, with their
-// counter; a retransmit within the window is still a duplicate.
-func TestRetentionSweepsSkipped(t *testing.T) {
-	clk := newClock()
-	l, _ := openTest(t, Options{Now: clk.Now})
+// skipOneWarnOne appends two messages to an empty log and settles record
+// 1 skipped ("vxu", lane A) and record 2 done with a warning ("adt", B).
+func skipOneWarnOne(t *testing.T, l *Log) {
+	t.Helper()
 	mustAppend(t, l, entry("vxu", "A", "vxu payload"))
 	mustAppend(t, l, entry("adt", "B", "adt payload"))
 	l.Claim(10)
@@ -176,6 +174,15 @@ func TestRetentionSweepsSkipped(t *testing.T) {
 		{ID: 2, State: Done, Warnings: []string{"m/op.Field: not a valid timestamp"}}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Retention treats skipped records as done: their payloads go after
+// PayloadRetention, the records and keys after DedupeWindow, with their
+// counter; a retransmit within the window is still a duplicate.
+func TestRetentionSweepsSkipped(t *testing.T) {
+	clk := newClock()
+	l, _ := openTest(t, Options{Now: clk.Now})
+	skipOneWarnOne(t, l)
 	clk.Add(8 * 24 * time.Hour)
 	res, err := l.Sweep()
 	if err != nil || res.PayloadsDropped != 2 || res.RecordsDeleted != 0 {
@@ -267,13 +274,7 @@ func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
 func TestCheckSkipped(t *testing.T) {
 	clk := newClock()
 	l, path := openTest(t, Options{Now: clk.Now})
-	mustAppend(t, l, entry("k1", "A", "1"))
-	mustAppend(t, l, entry("k2", "B", "2"))
-	l.Claim(10)
-	if err := l.Settle([]Settlement{{ID: 1, State: Skipped, Reason: "no mapping for VXU^V04"},
-		{ID: 2, State: Done, Warnings: []string{"w"}}}); err != nil {
-		t.Fatal(err)
-	}
+	skipOneWarnOne(t, l)
 	if problems, err := l.Check(); err != nil || len(problems) > 0 {
 		t.Fatalf("clean log: %v %q", err, problems)
 	}
