@@ -342,3 +342,31 @@ func TestLogWithoutSkippedIndex(t *testing.T) {
 		t.Errorf("RequeueSkipped = %d, %d, %v", n, gone, err)
 	}
 }
+
+// Requeuing dead records all at once is the skipped records' mechanism:
+// batches, and one requeued by someone else meanwhile is left alone, not
+// an error that stops the rest.
+func TestRequeueAllDeadTakesOthersRequeues(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	for i := range 3 {
+		mustAppend(t, l, entry(fmt.Sprint("k", i), fmt.Sprint("lane", i), "x"))
+	}
+	l.Claim(10)
+	for id := uint64(1); id <= 3; id++ {
+		if err := l.MarkDead(id, "bad"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Requeue(2); err != nil { // an admin, between the listing and the requeue
+		t.Fatal(err)
+	}
+	if n, err := l.requeueIDs(Dead, []uint64{3, 2, 1}); err != nil || n != 2 {
+		t.Fatalf("requeueIDs = %d, %v; want 2 requeued, record 2 left alone", n, err)
+	}
+	if st, _ := l.Stats(); st.States[Dead] != 0 || st.States[Received] != 3 {
+		t.Errorf("stats %v", st.States)
+	}
+	if problems, err := l.Check(); err != nil || len(problems) > 0 {
+		t.Errorf("check: %v %q", err, problems)
+	}
+}
