@@ -335,11 +335,9 @@ type Document struct {
 
 // Rejected is an EHR's refusal of a document (MLLP AE/AR, or CE/CR at
 // commit level; a FHIR error outcome): the note gets status Error with the
-// text; retrying cannot help.
-type Rejected struct {
-	Code string // the MLLP acknowledgment code (AE, AR, CE, CR); "" for FHIR
-	Text string
-}
+// text (for MLLP, the acknowledgment code and the EHR's text); retrying
+// cannot help.
+type Rejected struct{ Text string }
 
 func (r *Rejected) Error() string { return "the EHR rejected the document" }
 
@@ -690,7 +688,7 @@ func (f *FileDrop) File(_ context.Context, doc *Document) error {
 // MLLP sends each message to the EHR's MLLP receiver and waits for the
 // answers its MSH-15/MSH-16 ask for (mllp.Client.Send): AA, past a commit
 // CA; or the CA alone when MSH-16 is NE. AE, AR, CE or CR is a rejection
-// (Rejected, its Code telling which). A send that got no answer (refused,
+// (Rejected, its text starting with the code). A send that got no answer (refused,
 // connection lost, no acknowledgment in time) is an *Unreachable: the note
 // is retried with backoff, not sooner than the client will try again.
 type MLLP struct{ Client *mllp.Client }
@@ -743,7 +741,7 @@ func (t *MLLP) File(ctx context.Context, doc *Document) error {
 	case resp.Accepted():
 		return nil
 	case resp.Code == hl7.AE || resp.Code == hl7.AR || resp.Code == hl7.CE || resp.Code == hl7.CR:
-		return &Rejected{Code: string(resp.Code), Text: string(resp.Code) + " " + resp.Text}
+		return &Rejected{Text: string(resp.Code) + " " + resp.Text}
 	}
 	return &connectors.Error{Kind: connectors.Transient, Code: "EHR_ANSWER_" + string(resp.Code)}
 }
