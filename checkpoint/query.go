@@ -163,8 +163,11 @@ func listFinished(b *bolt.Bucket, after uint64, limit int, out *[]*Record) error
 // All calls fn for every record in id order, without payloads, until fn
 // returns false. It reads in batches so that no read transaction is held
 // while fn runs.
-func (l *Log) All(fn func(*Record) bool) error {
-	var after uint64
+func (l *Log) All(fn func(*Record) bool) error { return l.AllAfter(0, fn) }
+
+// AllAfter is All from the first record after id after: a page of a
+// listing starts where the last one ended, not at the first record.
+func (l *Log) AllAfter(after uint64, fn func(*Record) bool) error {
 	for {
 		var batch []*Record
 		err := l.view(func(tx *bolt.Tx) error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -368,5 +369,21 @@ func TestRequeueAllDeadTakesOthersRequeues(t *testing.T) {
 	}
 	if problems, err := l.Check(); err != nil || len(problems) > 0 {
 		t.Errorf("check: %v %q", err, problems)
+	}
+}
+
+// AllAfter starts after the given id: a listing's next page does not read
+// the records before it again.
+func TestAllAfter(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	for i := range 5 {
+		mustAppend(t, l, entry(fmt.Sprint("k", i), "A", "x"))
+	}
+	var ids []uint64
+	if err := l.AllAfter(2, func(r *Record) bool { ids = append(ids, r.ID); return len(ids) < 2 }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []uint64{3, 4}) {
+		t.Errorf("AllAfter(2) read %v, want [3 4]", ids)
 	}
 }
