@@ -27,7 +27,6 @@ func (l *Log) Check() ([]string, error) {
 		}
 		cursor := laneCursor(tx)
 		counts := map[State]int64{}
-		var warned int64
 		active := map[[16]byte]int{}
 		// bSkipped is missing from a log last written by an ehrbridge
 		// without the skipped state, opened read-only.
@@ -43,9 +42,6 @@ func (l *Log) Check() ([]string, error) {
 				return nil
 			}
 			counts[r.State]++
-			if r.Warned() {
-				warned++
-			}
 			if kv := tx.Bucket(bKeys).Get([]byte(r.Key)); kv == nil || btoi(kv) != id {
 				add("record %d: key index does not point at it", id)
 			}
@@ -96,9 +92,6 @@ func (l *Log) Check() ([]string, error) {
 			if got := counter(tx, countKey(s)); got != counts[s] {
 				add("counter %s is %d, records say %d", s, got, counts[s])
 			}
-		}
-		if got := counter(tx, countWarned); got != warned {
-			add("counter done with warnings is %d, records say %d", got, warned)
 		}
 		// Every entry of a finished index names a record of its state,
 		// finished at the entry's time.

@@ -35,8 +35,9 @@
 // dead. Skipped is for a record nothing was to be done with (no mapping
 // accepts its message): acknowledged and stored, not applied, kept apart
 // from done so that "synced" and "ignored" can be told apart. A done
-// record may carry warnings (fields its mapping left out) as its reason;
-// they are counted. Each record carries a lane (the patient's identity)
+// record may carry warnings (fields its mapping left out) as its reason
+// (Record.Warned); they are not counted in the log, so that no counter can
+// drift from the records. Each record carries a lane (the patient's identity)
 // and only the oldest unfinished record of a lane is ever offered by
 // Claim, so one patient's events apply in arrival order while different
 // patients proceed in parallel. Done, skipped and dead records leave their
@@ -48,9 +49,7 @@
 // older ehrbridge of schema 3 opens such a log, shows skipped records as
 // "state(6)", counts them nowhere and never sweeps them (their keys stay
 // for dedupe); its log check passes. Once the newer ehrbridge is back, it
-// sweeps them again. Done records with warnings that the older one
-// deletes leave the newer one's warnings counter too high, which log
-// check reports; nothing else is affected.
+// sweeps them again.
 //
 // # What is stored, and what is protected
 //

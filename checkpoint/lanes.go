@@ -153,8 +153,8 @@ type Settlement struct {
 	// data, or kept only in the (encrypted) log, never in logs.
 	Reason string
 	// Warnings are what a Done record was applied without (fields a
-	// mapping left out): kept as its reason (WarningsReason) and counted
-	// in Stats.DoneWithWarnings. Free of patient data.
+	// mapping left out): kept as its reason (WarningsReason). Free of
+	// patient data.
 	Warnings []string
 }
 
@@ -185,11 +185,6 @@ func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {
 			r.State, r.DoneAt, r.Targets, r.Reason = Done, now, o.Targets, WarningsReason(o.Warnings)
 			if err := tx.Bucket(bDone).Put(timeKey(now, id), nil); err != nil {
 				return err
-			}
-			if r.Warned() {
-				if err := addCounter(tx, countWarned, 1); err != nil {
-					return err
-				}
 			}
 			return leaveLane(tx, r)
 		case Skipped:
@@ -261,24 +256,8 @@ func requeueTx(tx *bolt.Tx, id uint64, now time.Time) error {
 
 // RequeueAllDead requeues every dead record and returns how many.
 func (l *Log) RequeueAllDead() (int, error) {
-	var ids []uint64
-	err := l.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bDead).ForEach(func(k, _ []byte) error {
-			ids = append(ids, btoi(k))
-			return nil
-		})
-	})
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, id := range ids {
-		if err := l.Requeue(id); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
+	n, _, err := l.requeueAll(Dead, nil)
+	return n, err
 }
 
 // RequeueSkipped requeues the skipped records for which match holds (all
@@ -286,14 +265,24 @@ func (l *Log) RequeueAllDead() (int, error) {
 // how many it requeued and how many matched but could not be, their
 // payloads dropped by retention.
 func (l *Log) RequeueSkipped(match func(*Record) bool) (requeued, gone int, err error) {
+	return l.requeueAll(Skipped, match)
+}
+
+// requeueAll requeues the records in state (Dead or Skipped) for which
+// match holds (all when match is nil), a batch per transaction; those
+// whose payloads retention dropped are counted as gone instead.
+func (l *Log) requeueAll(state State, match func(*Record) bool) (requeued, gone int, err error) {
 	var ids []uint64
 	err = l.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bSkipped)
+		b, idOf := tx.Bucket(bDead), btoi // id → ∅
+		if state == Skipped {
+			b, idOf = tx.Bucket(bSkipped), func(k []byte) uint64 { return btoi(k[8:]) } // finished at | id → ∅
+		}
 		if b == nil {
-			return nil
+			return nil // no skipped index: see bSkipped
 		}
 		return b.ForEach(func(k, _ []byte) error {
-			r, _, err := getRecord(tx, btoi(k[8:]))
+			r, _, err := getRecord(tx, idOf(k))
 			if err != nil {
 				return err
 			}
@@ -310,6 +299,14 @@ func (l *Log) RequeueSkipped(match func(*Record) bool) (requeued, gone int, err 
 	if err != nil {
 		return 0, gone, err
 	}
+	requeued, err = l.requeueIDs(state, ids)
+	return requeued, gone, err
+}
+
+// requeueIDs requeues the records of ids still in state, a batch per
+// transaction, and says how many it requeued. One requeued meanwhile by
+// someone else, or swept, is left alone.
+func (l *Log) requeueIDs(state State, ids []uint64) (requeued int, err error) {
 	// Lanes take requeued records in id order whatever order they come
 	// back in (joinLane); ids sorted keep the batches' work local.
 	slices.Sort(ids)
@@ -321,9 +318,8 @@ func (l *Log) RequeueSkipped(match func(*Record) bool) (requeued, gone int, err 
 		err := l.update(func(tx *bolt.Tx) error {
 			n = 0
 			for _, id := range batch {
-				// Requeued meanwhile by someone else, or swept: leave it.
 				r, _, err := getRecord(tx, id)
-				if errors.Is(err, ErrNotFound) || err == nil && (r.State != Skipped || r.PayloadDropped) {
+				if errors.Is(err, ErrNotFound) || err == nil && (r.State != state || r.PayloadDropped) {
 					continue
 				}
 				if err != nil {
@@ -337,11 +333,11 @@ func (l *Log) RequeueSkipped(match func(*Record) bool) (requeued, gone int, err 
 			return nil
 		})
 		if err != nil {
-			return requeued, gone, err
+			return requeued, err
 		}
 		requeued += n
 	}
-	return requeued, gone, nil
+	return requeued, nil
 }
 
 // transition loads a record in state from, lets fn change it, and writes

@@ -501,10 +501,6 @@ var countConflicts = []byte("count/conflicts")
 // metaSweepSkipped is the payload sweep's cursor for skipped records.
 var metaSweepSkipped = []byte("sweep_payload_cursor_skipped")
 
-// countWarned counts the done records that were done with warnings (a
-// part of the done count).
-var countWarned = []byte("count/done_with_warnings")
-
 func addCount(tx *bolt.Tx, s State, delta int64) error {
 	return addCounter(tx, countKey(s), delta)
 }

@@ -42,9 +42,6 @@ func (l *Log) Reveal(id uint64) (*Record, error) {
 // Stats summarise the log for admins and metrics.
 type Stats struct {
 	States map[State]int64
-	// DoneWithWarnings is how many of the done records were done with
-	// warnings (Record.Warned).
-	DoneWithWarnings int64
 	// OldestPending is when the oldest record not yet finished (done,
 	// dead or skipped) was received; zero when there is none.
 	OldestPending time.Time
@@ -66,7 +63,6 @@ func (l *Log) Stats() (Stats, error) {
 			st.States[s] = counter(tx, countKey(s))
 		}
 		st.Conflicts = counter(tx, countConflicts)
-		st.DoneWithWarnings = counter(tx, countWarned)
 		// Indexed pending records are older than any after the lane
 		// cursor, which are pending by position.
 		k, _ := tx.Bucket(bPending).Cursor().First()
@@ -167,8 +163,11 @@ func listFinished(b *bolt.Bucket, after uint64, limit int, out *[]*Record) error
 // All calls fn for every record in id order, without payloads, until fn
 // returns false. It reads in batches so that no read transaction is held
 // while fn runs.
-func (l *Log) All(fn func(*Record) bool) error {
-	var after uint64
+func (l *Log) All(fn func(*Record) bool) error { return l.AllAfter(0, fn) }
+
+// AllAfter is All from the first record after id after: a page of a
+// listing starts where the last one ended, not at the first record.
+func (l *Log) AllAfter(after uint64, fn func(*Record) bool) error {
 	for {
 		var batch []*Record
 		err := l.view(func(tx *bolt.Tx) error {

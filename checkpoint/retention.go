@@ -96,11 +96,6 @@ func (l *Log) sweepDeletes(bucket []byte, state State, t time.Time) (int, error)
 			if err := addCount(tx, state, -1); err != nil {
 				return err
 			}
-			if r.Warned() {
-				if err := addCounter(tx, countWarned, -1); err != nil {
-					return err
-				}
-			}
 			n++
 		}
 		return nil

@@ -303,6 +303,20 @@ func startDaemon(t *testing.T, bin, cfg, adminAddr string, env []string) *runnin
 	return d
 }
 
+// stop sends SIGTERM and waits up to wait for the daemon to exit; if it
+// does not, it is killed and stop reports false.
+func (d *runningDaemon) stop(wait time.Duration) bool {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+		return true
+	case <-time.After(wait):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		return false
+	}
+}
+
 // run refuses a config that does not lint, printing file:line:col.
 func TestRunRefusesBadConfig(t *testing.T) {
 	bin := ehrbridgeBinary(t)

@@ -373,7 +373,7 @@ func printStats(w io.Writer, st logadmin.StatsView, path string) {
 		parts = append(parts, fmt.Sprintf("%s %d", strings.ReplaceAll(s.String(), "_", " "), st.States[s.String()]))
 	}
 	fmt.Fprintf(w, "records:         %s\n", strings.Join(parts, ", "))
-	fmt.Fprintf(w, "done:            %d applied, %d of them with warnings (log list --state warned)\n", st.States[checkpoint.Done.String()], st.DoneWithWarnings)
+	fmt.Fprintf(w, "done:            %d applied (those with warnings: log list --state warned)\n", st.States[checkpoint.Done.String()])
 	fmt.Fprintf(w, "skipped:         %d stored and acknowledged, no mapping accepts them (log list --state skipped)\n", st.States[checkpoint.Skipped.String()])
 	if st.OldestPending != nil {
 		fmt.Fprintf(w, "oldest pending:  %s (%s ago)\n", st.OldestPending.Format(time.RFC3339), time.Duration(st.OldestPendingAge*float64(time.Second)).Round(time.Second))

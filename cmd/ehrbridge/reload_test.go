@@ -4,14 +4,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 const goodMapping = "when: {hl7: ADT^A01}\nops:\n  - object: Account\n    key_field: SourceSystemIdentifier\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n"
@@ -26,24 +23,9 @@ func TestReloadMappings(t *testing.T) {
 		"maps/patient.yaml": goodMapping,
 		"ehrbridge.yaml":    "data_dir: ./data\nadmin:\n  listen: " + adminAddr + "\nmappings:\n  paths: [maps]\n  watch: true\n",
 	})
-	cmd := exec.Command(bin, "run", "--config", filepath.Join(dir, "ehrbridge.yaml"))
-	logs := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+	d := startDaemon(t, bin, filepath.Join(dir, "ehrbridge.yaml"), adminAddr, nil)
+	t.Cleanup(func() { d.stop(10 * time.Second) })
+	cmd, logs := d.cmd, d.logs
 	get := func(path string) string {
 		resp, err := http.Get("http://" + adminAddr + path)
 		if err != nil {

@@ -4,16 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // The write-back demo: on the shipped config, a note created in the CRM
@@ -25,19 +22,15 @@ func TestWritebackDemo(t *testing.T) {
 	dataDir := t.TempDir()
 	mllpAddr, adminAddr, sandboxAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr, "EHRBRIDGE_SANDBOX_ADDR="+sandboxAddr)
-	start := func() (*exec.Cmd, *syncbuf.Buffer, chan struct{}) {
-		d := startDaemon(t, bin, filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"), adminAddr, env)
-		return d.cmd, d.logs, d.exited
+	start := func() *runningDaemon {
+		return startDaemon(t, bin, filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge.yaml"), adminAddr, env)
 	}
-	stop := func(cmd *exec.Cmd, exited chan struct{}) {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
+	stop := func(d *runningDaemon) {
+		if !d.stop(15 * time.Second) {
 			t.Fatal("daemon did not stop on SIGTERM")
 		}
 	}
-	cmd, logs, exited := start()
+	d := start()
 	if out, errOut, code := runBin(t, bin, "send", "--to", mllpAddr, corpus(t, "microsoft-FHIR-Converter", "ADT-A01-01.hl7")); code != 0 {
 		t.Fatalf("send: %s %s", out, errOut)
 	}
@@ -77,16 +70,16 @@ func TestWritebackDemo(t *testing.T) {
 		}
 		return false
 	})
-	stop(cmd, exited)
+	stop(d)
 	// A restart re-polls (the overlap window) and must not file again.
-	cmd, logs, exited = start()
+	d = start()
 	time.Sleep(5 * time.Second)
 	if n := len(files()); n != 1 {
 		t.Errorf("%d files in the outbox after a restart, want 1", n)
 	}
-	stop(cmd, exited)
+	stop(d)
 	for _, phi := range []string{"EVERYMAN", "PATID1234", "discharge plan"} {
-		if strings.Contains(logs.String(), phi) {
+		if strings.Contains(d.logs.String(), phi) {
 			t.Errorf("log contains %q", phi)
 		}
 	}
@@ -101,26 +94,15 @@ func TestDynamicsDemo(t *testing.T) {
 	bin := ehrbridgeBinary(t)
 	dataDir := t.TempDir()
 	mllpAddr, adminAddr, sandboxAddr, tlsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "run", "--config", filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge-dynamics.yaml"))
-	cmd.Env = append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr,
-		"EHRBRIDGE_SANDBOX_ADDR="+sandboxAddr, "EHRBRIDGE_SANDBOX_TLS_ADDR="+tlsAddr)
-	logs := &syncbuf.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	d := startDaemon(t, bin, filepath.Join(shared.ModuleRoot(t), "configs", "ehrbridge-dynamics.yaml"), adminAddr,
+		append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllpAddr, "EHRBRIDGE_ADMIN_ADDR="+adminAddr,
+			"EHRBRIDGE_SANDBOX_ADDR="+sandboxAddr, "EHRBRIDGE_SANDBOX_TLS_ADDR="+tlsAddr))
 	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
+		if !d.stop(15 * time.Second) {
 			t.Error("daemon did not stop on SIGTERM")
 		}
 	}()
-	waitReady(t, "http://"+adminAddr+"/readyz", exited, logs)
+	logs := d.logs
 	adt := corpus(t, "microsoft-FHIR-Converter", "ADT-A01-01.hl7")
 	for range 2 {
 		if out, errOut, code := runBin(t, bin, "send", "--to", mllpAddr, adt); code != 0 {

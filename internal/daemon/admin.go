@@ -239,7 +239,6 @@ func writeRecordMetrics(w io.Writer, st checkpoint.Stats) {
 	for _, s := range checkpoint.States {
 		fmt.Fprintf(w, "ehrbridge_records{state=%q} %d\n", s.String(), st.States[s])
 	}
-	fmt.Fprintf(w, "# HELP ehrbridge_records_done_with_warnings Done records applied with warnings (fields their mapping left out); part of ehrbridge_records{state=\"done\"}.\n# TYPE ehrbridge_records_done_with_warnings gauge\nehrbridge_records_done_with_warnings %d\n", st.DoneWithWarnings)
 	backlog := st.States[checkpoint.Received] + st.States[checkpoint.InProgress] + st.States[checkpoint.Retrying]
 	fmt.Fprintf(w, "# HELP ehrbridge_backlog Records waiting in the lanes to reach the CRM (received, in progress, retrying).\n# TYPE ehrbridge_backlog gauge\nehrbridge_backlog %d\n", backlog)
 }

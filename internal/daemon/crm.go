@@ -105,6 +105,9 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 	if waker != nil {
 		waker.Notify = c.pipe.Notify
 	}
+	if h, ok := notes.(*writeback.Handler); ok {
+		h.Backoff = c.pipe.Backoff // notes retry as CRM records do
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	if source != nil {

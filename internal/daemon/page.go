@@ -19,7 +19,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <h1>ehrbridge {{.Version}}</h1>
 <p>CRM: {{.Forwarding}}</p>
 <p>Records: {{range .States}}{{.Name}} {{.Count}} · {{end}}conflicts {{.Conflicts}}</p>
-<p>Done with warnings (applied, fields left out): {{.DoneWithWarnings}}. Skipped: stored and acknowledged, no mapping accepts them (<code>ehrbridge log list --state skipped</code>).</p>
+<p>Done with warnings (applied, fields left out): {{.DoneWithWarnings}} since the start (<code>ehrbridge log list --state warned</code>). Skipped: stored and acknowledged, no mapping accepts them (<code>ehrbridge log list --state skipped</code>).</p>
 {{if .FHIR}}<h2>FHIR sources</h2>
 <table><tr><th>source</th><th>last good poll</th><th>last error</th><th>stored</th><th>repeats</th><th>notifications</th><th>refused</th></tr>
 {{range .FHIR}}<tr><td>{{.Name}}</td><td>{{with .LastPollOK}}{{.UTC.Format "2006-01-02 15:04:05Z"}}{{else}}never{{end}}</td><td class="dead">{{.LastError}}</td><td>{{.Stored}}</td><td>{{.Repeats}}</td><td>{{.Notifications}}</td><td>{{.NotificationsRefused}}</td></tr>
@@ -41,18 +41,19 @@ type pageData struct {
 	Version, Forwarding string
 	States              []stateCount
 	Conflicts           int64
-	DoneWithWarnings    int64
+	DoneWithWarnings    int64 // since the start (the pipeline's count)
 	Records             []*checkpoint.Record
 	FHIR                []fhirStatus
 }
 
-// pageDataOf fills the page's counts from the log's stats.
-func pageDataOf(st checkpoint.Stats) pageData {
+// pageDataOf fills the page's counts from the log's stats and the
+// pipeline's count of records done with warnings.
+func pageDataOf(st checkpoint.Stats, warned int64) pageData {
 	var d pageData
 	for _, s := range checkpoint.States {
 		d.States = append(d.States, stateCount{s.String(), st.States[s]})
 	}
-	d.Conflicts, d.DoneWithWarnings = st.Conflicts, st.DoneWithWarnings
+	d.Conflicts, d.DoneWithWarnings = st.Conflicts, warned
 	return d
 }
 
@@ -63,8 +64,12 @@ func (a *admin) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var data pageData
+	var warned int64
+	if c := a.d.crm; c != nil {
+		warned = c.pipe.Warned.Load()
+	}
 	if st, err := a.d.cp.Stats(); err == nil {
-		data = pageDataOf(st)
+		data = pageDataOf(st, warned)
 	}
 	data.Version, data.Forwarding, data.FHIR = Version, a.forwarding(), a.fhirStatus()
 	data.Records, _ = a.d.cp.Recent(50)

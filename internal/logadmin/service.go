@@ -65,10 +65,8 @@ func (s *Local) List(state string, after uint64, limit int) ([]RecordView, []Con
 	}
 	if state == "all" {
 		var out []RecordView
-		err := s.Log.All(func(r *checkpoint.Record) bool {
-			if r.ID > after {
-				out = append(out, ViewOf(r))
-			}
+		err := s.Log.AllAfter(after, func(r *checkpoint.Record) bool {
+			out = append(out, ViewOf(r))
 			return len(out) < limit
 		})
 		return out, nil, err
@@ -77,8 +75,8 @@ func (s *Local) List(state string, after uint64, limit int) ([]RecordView, []Con
 		// Done records with warnings, in id order (the done index is in
 		// the order they were done, which "after" cannot page through).
 		var out []RecordView
-		err := s.Log.All(func(r *checkpoint.Record) bool {
-			if r.ID > after && r.Warned() {
+		err := s.Log.AllAfter(after, func(r *checkpoint.Record) bool {
+			if r.Warned() {
 				out = append(out, ViewOf(r))
 			}
 			return len(out) < limit

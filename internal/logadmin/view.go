@@ -93,23 +93,20 @@ func ConflictViewOf(c *checkpoint.ConflictEntry) ConflictView {
 
 // StatsView is `log stats --json`.
 type StatsView struct {
-	States map[string]int64 `json:"states"`
-	// DoneWithWarnings is how many of the done records were done with
-	// warnings.
-	DoneWithWarnings int64      `json:"done_with_warnings"`
-	OldestPending    *time.Time `json:"oldest_pending,omitempty"`
-	OldestPendingAge float64    `json:"oldest_pending_age_seconds"`
-	Conflicts        int64      `json:"conflicts"`
-	FileBytes        int64      `json:"file_bytes"`
-	Encrypted        bool       `json:"encrypted"`
-	Schema           int        `json:"schema"`
-	WrittenBy        string     `json:"written_by,omitempty"`
+	States           map[string]int64 `json:"states"`
+	OldestPending    *time.Time       `json:"oldest_pending,omitempty"`
+	OldestPendingAge float64          `json:"oldest_pending_age_seconds"`
+	Conflicts        int64            `json:"conflicts"`
+	FileBytes        int64            `json:"file_bytes"`
+	Encrypted        bool             `json:"encrypted"`
+	Schema           int              `json:"schema"`
+	WrittenBy        string           `json:"written_by,omitempty"`
 }
 
 // StatsViewOf converts stats, with ages measured from now.
 func StatsViewOf(s checkpoint.Stats, now time.Time) StatsView {
 	v := StatsView{States: map[string]int64{}, Conflicts: s.Conflicts, FileBytes: s.FileSize, Encrypted: s.Encrypted,
-		Schema: s.Schema, WrittenBy: s.WrittenBy, DoneWithWarnings: s.DoneWithWarnings}
+		Schema: s.Schema, WrittenBy: s.WrittenBy}
 	for _, st := range checkpoint.States {
 		v.States[st.String()] = s.States[st]
 	}

@@ -87,9 +87,6 @@ type Pipeline struct {
 	// warnings (part of Done); echoes; rounds.
 	Done, Retried, Dead, Skipped, Warned, Echoes, Rounds atomic.Int64
 	pausedUntil                                          atomic.Int64 // unix nanos
-
-	// mapInput maps an input with the round's set; tests replace it.
-	mapInput func(set *mappings.Set, in mappings.Input) (mappings.Result, error)
 }
 
 // New makes a pipeline; Run starts it.
@@ -117,8 +114,7 @@ func New(opts Options) *Pipeline {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Pipeline{opts: opts, wake: make(chan struct{}, 1),
-		mapInput: func(set *mappings.Set, in mappings.Input) (mappings.Result, error) { return set.Map(in) }}
+	return &Pipeline{opts: opts, wake: make(chan struct{}, 1)}
 }
 
 // Notify tells the pipeline that records arrived.
@@ -295,11 +291,11 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		if in.FHIR != nil {
 			in.Patients = p.patients(rec.Source)
 		}
-		res, err := p.mapInput(set, in)
+		res, err := set.Map(in)
 		if errors.Is(err, mappings.ErrWait) {
 			// Data it needs has not arrived (a referenced Patient): later.
 			it.settled, it.settlement.State, it.settlement.Reason = true, checkpoint.Retrying, err.Error()
-			it.settlement.RetryAt = p.opts.Now().Add(p.backoff(rec.Attempts))
+			it.settlement.RetryAt = p.opts.Now().Add(p.Backoff(rec.Attempts))
 			continue
 		}
 		if err != nil {
@@ -490,7 +486,7 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 		if transient != nil {
 			reason = transient.Error()
 		}
-		wait := p.backoff(it.rec.Attempts)
+		wait := p.Backoff(it.rec.Attempts)
 		if transient != nil && transient.RetryAfter > wait {
 			wait = transient.RetryAfter // the CRM said when to come back
 		}
@@ -524,11 +520,7 @@ func (p *Pipeline) deleteOps(set *mappings.Set, rec *checkpoint.Record) (ops []c
 	if key == "" {
 		return nil, "", errors.New("the delete record names no resource")
 	}
-	typ := rec.Type
-	if typ == "" {
-		typ = resourceType(rec.Payload)
-	}
-	typ = plainType(typ, "resource")
+	typ := plainType(rec.Type, "resource")
 	b, ok, err := p.opts.Log.SourceState(key)
 	if err != nil {
 		return nil, "", err
@@ -548,36 +540,18 @@ func (p *Pipeline) deleteOps(set *mappings.Set, rec *checkpoint.Record) (ops []c
 	return ops, "", nil
 }
 
-// resourceType reads a FHIR resource's type from its JSON ("" if none).
-func resourceType(resource []byte) string {
-	var head struct {
-		ResourceType string `json:"resourceType"`
-	}
-	_ = json.Unmarshal(resource, &head)
-	return head.ResourceType
-}
-
 // noMappingReason is a skipped record's reason: "no mapping for" its
 // message type: for HL7 v2 the first two components of MSH-9 (message
 // type, data element 00009): the message code (HL7 table 0076) and the
-// trigger event (table 0003), as "VXU^V04"; for FHIR the resource type. Codes only: never a value of the message.
+// trigger event (table 0003), as "VXU^V04"; for FHIR the resource type.
+// Both are the record's Type, which its source stored with it (the MLLP
+// source already sanitised, "invalid" when malformed). Codes only: never
+// a value of the message.
 func noMappingReason(rec *checkpoint.Record, in mappings.Input) string {
-	typ := rec.Type
-	if typ == "" && in.HL7 != nil {
-		// Records stored before the type was kept.
-		h := in.HL7.Header()
-		typ = h.Type
-		if h.Trigger != "" {
-			typ += "^" + h.Trigger
-		}
-	}
 	if in.FHIR != nil {
-		if typ == "" {
-			typ = resourceType(in.FHIR)
-		}
-		return "no mapping for " + plainType(typ, "this resource type")
+		return "no mapping for " + plainType(rec.Type, "this resource type")
 	}
-	return "no mapping for " + plainType(typ, "this message type")
+	return "no mapping for " + plainType(rec.Type, "this message type")
 }
 
 // plainType returns a type name as it is when it is a short code of
@@ -612,8 +586,10 @@ func (unconfigured) PatientKey(string) (string, error) {
 	return "", mappings.Wait("the record's FHIR source is not configured, so its patient reference cannot be resolved")
 }
 
-// backoff is exponential in the attempts so far, with jitter, capped.
-func (p *Pipeline) backoff(attempts int) time.Duration {
+// Backoff is how long a record waits after its attempts so far failed
+// transiently: exponential in the attempts, with jitter, capped at
+// BackoffMax. A NoteHandler uses it for notes (writeback.Handler.Backoff).
+func (p *Pipeline) Backoff(attempts int) time.Duration {
 	d := p.opts.BackoffMin << min(attempts, 20)
 	if d <= 0 || d > p.opts.BackoffMax {
 		d = p.opts.BackoffMax

@@ -67,6 +67,7 @@ func newDVNotes(t *testing.T, cfg Config) *dvNotes {
 	h := &Handler{Cfg: cfg, CRM: crm, Target: &FileDrop{Dir: outbox}, Logger: quiet}
 	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return &mappings.Set{} }, Sink: &dynamics.Sink{Client: client},
 		Linger: -1, Poll: 10 * time.Millisecond, Logger: quiet, Notes: h})
+	h.Backoff = p.Backoff
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()

@@ -1,6 +1,7 @@
 package writeback
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -112,5 +113,37 @@ func TestMLLPAcknowledgmentModes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A note whose EHR did not answer waits as long as the pipeline's backoff
+// says (Handler.Backoff, wired to pipeline.Pipeline.Backoff), not by a
+// schedule of write-back's own; a longer wait the MLLP client asks for
+// (its own backoff) wins.
+func TestUnansweredNoteWaitsThePipelinesBackoff(t *testing.T) {
+	addr := mllptest.ClosedAddr(t)
+	r := newRigWith(t, rigOptions{noRun: true,
+		target: func(string) Target { return NewMLLP(addr, 0, slog.New(slog.DiscardHandler)) }})
+	now := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	r.h.Now = func() time.Time { return now }
+	var asked []int
+	r.h.Backoff = func(attempts int) time.Duration { asked = append(asked, attempts); return 42 * time.Minute }
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
+	r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
+	if n := r.poll(t); n != 1 {
+		t.Fatalf("poll %d", n)
+	}
+	recs, err := r.log.Claim(10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("claim %d %v", len(recs), err)
+	}
+	out := r.h.handle(context.Background(), recs, nil)
+	if out[0].State != checkpoint.Retrying || !out[0].RetryAt.Equal(now.Add(42*time.Minute)) || len(asked) != 1 || asked[0] != 0 {
+		t.Errorf("settlement %+v after asking the backoff for %v; want retrying at +42m, asked for attempt 0", out[0], asked)
+	}
+	r.h.Backoff = func(int) time.Duration { return time.Millisecond }
+	out = r.h.handle(context.Background(), recs, nil)
+	if wait := out[0].RetryAt.Sub(now); out[0].State != checkpoint.Retrying || wait < 50*time.Millisecond {
+		t.Errorf("settlement %+v: waits %v, less than the MLLP client's own backoff", out[0], wait)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -336,11 +335,9 @@ type Document struct {
 
 // Rejected is an EHR's refusal of a document (MLLP AE/AR, or CE/CR at
 // commit level; a FHIR error outcome): the note gets status Error with the
-// text; retrying cannot help.
-type Rejected struct {
-	Code string // the MLLP acknowledgment code (AE, AR, CE, CR); "" for FHIR
-	Text string
-}
+// text (for MLLP, the acknowledgment code and the EHR's text); retrying
+// cannot help.
+type Rejected struct{ Text string }
 
 func (r *Rejected) Error() string { return "the EHR rejected the document" }
 
@@ -351,6 +348,10 @@ type Handler struct {
 	Target Target
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Backoff is how long a note waits after its attempts so far failed
+	// transiently: the pipeline's backoff (pipeline.Pipeline.Backoff), so
+	// that notes and CRM records retry alike. Nil: HeldRetry.
+	Backoff func(attempts int) time.Duration
 }
 
 // DocPrefix is the document id prefix in use, for the echo guard.
@@ -424,7 +425,10 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 	case connectors.KindOf(err) == connectors.Permanent:
 		s.State, s.Reason = checkpoint.Dead, err.Error()
 	default:
-		wait := retryWait(rec.Attempts)
+		wait := h.Cfg.HeldRetry
+		if h.Backoff != nil {
+			wait = h.Backoff(rec.Attempts)
+		}
 		var u *Unreachable
 		var ce *connectors.Error
 		switch {
@@ -436,17 +440,6 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(wait), err.Error()
 	}
 	return s
-}
-
-// retryWait is the wait before a transient failure is retried, as the
-// pipeline waits for CRM records: 1 s doubled per attempt so far, capped
-// at 10 min, drawn from its upper half (jitter).
-func retryWait(attempts int) time.Duration {
-	d := time.Second << min(attempts, 20)
-	if d <= 0 || d > 10*time.Minute {
-		d = 10 * time.Minute
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 func truncate(s string, n int) string {
@@ -695,7 +688,7 @@ func (f *FileDrop) File(_ context.Context, doc *Document) error {
 // MLLP sends each message to the EHR's MLLP receiver and waits for the
 // answers its MSH-15/MSH-16 ask for (mllp.Client.Send): AA, past a commit
 // CA; or the CA alone when MSH-16 is NE. AE, AR, CE or CR is a rejection
-// (Rejected, its Code telling which). A send that got no answer (refused,
+// (Rejected, its text starting with the code). A send that got no answer (refused,
 // connection lost, no acknowledgment in time) is an *Unreachable: the note
 // is retried with backoff, not sooner than the client will try again.
 type MLLP struct{ Client *mllp.Client }
@@ -748,7 +741,7 @@ func (t *MLLP) File(ctx context.Context, doc *Document) error {
 	case resp.Accepted():
 		return nil
 	case resp.Code == hl7.AE || resp.Code == hl7.AR || resp.Code == hl7.CE || resp.Code == hl7.CR:
-		return &Rejected{Code: string(resp.Code), Text: string(resp.Code) + " " + resp.Text}
+		return &Rejected{Text: string(resp.Code) + " " + resp.Text}
 	}
 	return &connectors.Error{Kind: connectors.Transient, Code: "EHR_ANSWER_" + string(resp.Code)}
 }

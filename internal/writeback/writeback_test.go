@@ -86,6 +86,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 		popts.Applied = waker.Applied
 	}
 	p := pipeline.New(popts)
+	h.Backoff = p.Backoff
 	if waker != nil {
 		waker.Notify = p.Notify
 	}
