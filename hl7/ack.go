@@ -144,6 +144,17 @@ func KeyEscape(s string) string {
 	return b.String()
 }
 
+// KeyUnescape reverses KeyEscape: \E\, \S\ and \F\ become "\", "^"
+// and "|" again; anything else is kept as it is.
+func KeyUnescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	return keyUnescaper.Replace(s)
+}
+
+var keyUnescaper = strings.NewReplacer(`\E\`, `\`, `\S\`, "^", `\F\`, "|")
+
 // Header returns the decoded header fields.
 func (m *Message) Header() Header {
 	msh := m.Segment("MSH", 1)

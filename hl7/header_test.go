@@ -169,3 +169,17 @@ func TestAckConditions(t *testing.T) {
 		}
 	}
 }
+
+// KeyUnescape gives back what KeyEscape was given, whatever it holds
+// (write-back reads the MRN and authority back out of a stored key).
+func TestKeyUnescapeRoundTrip(t *testing.T) {
+	for _, s := range []string{"", "M123", `A|B`, `A^B`, `C:\dir`, `\E\`, `\F\|^\S\`, `x\`, `\\`, "naïve|ü"} {
+		esc := KeyEscape(s)
+		if strings.ContainsAny(esc, "|^") {
+			t.Errorf("KeyEscape(%q) = %q holds a separator", s, esc)
+		}
+		if got := KeyUnescape(esc); got != s {
+			t.Errorf("KeyUnescape(KeyEscape(%q)) = %q", s, got)
+		}
+	}
+}

@@ -198,3 +198,34 @@ func TestDataverseWritebackEscapedKeys(t *testing.T) {
 		}
 	}
 }
+
+// A value holding the key's own separators is kept apart by hl7.KeyEscape
+// in the key (the MRN "A/1|2" under the authority "HO^SP" keys as
+// HO\S\SP^...|A/1\F\2, then keysafe()'d), and write-back gives the EHR
+// each part as it was sent: the "|" and "^" are characters of the MRN and
+// of the namespace again, not separators.
+func TestDataverseWritebackKeyEscapedParts(t *testing.T) {
+	r := newDVNotes(t, Config{HeldRetry: time.Hour})
+	key := mappings.KeySafe(hl7.KeyEscape("HO^SP") + "^1.2.3^ISO|" + hl7.KeyEscape("A/1|2"))
+	contact := r.user(t, "POST", "contacts", `{"lastname":"DOE","msemr_medicalrecordnumber":"`+key+`"}`)
+	task := r.user(t, "POST", "tasks", `{"subject":"Call","description":"x","new_sendtoehr":true,
+		"regardingobjectid_contact@odata.bind":"/contacts(`+contact+`)"}`)
+	if n := r.poll(t); n != 1 {
+		t.Fatalf("poll found %d versions, want 1", n)
+	}
+	waitUntil(t, "filed", func() bool { return r.task(t, task)["new_ehrstatus"] == "Filed" })
+	files, _ := filepath.Glob(filepath.Join(r.outbox, "*.hl7"))
+	if len(files) != 1 {
+		t.Fatalf("outbox %v", files)
+	}
+	data, _ := os.ReadFile(files[0])
+	m, err := hl7.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"PID-3.1": "A/1|2", "PID-3.4.1": "HO^SP", "PID-3.4.2": "1.2.3", "PID-3.4.3": "ISO"} {
+		if got, _ := m.GetString(p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+}

@@ -30,7 +30,14 @@ type NoteInput struct {
 	Lines        []Line `json:"lines"`
 	Patient      struct {
 		Identifier string `json:"identifier"`
-		Authority  string `json:"authority,omitempty"`
+		// Authority is the assigning authority as the patient key holds
+		// it (its parts joined with "^", each hl7.KeyEscape'd);
+		// Namespace, UniversalID and UniversalIDType are its parts as
+		// the EHR sent them, for PID-3.4.
+		Authority       string `json:"authority,omitempty"`
+		Namespace       string `json:"namespace,omitempty"`
+		UniversalID     string `json:"universalId,omitempty"`
+		UniversalIDType string `json:"universalIdType,omitempty"`
 	} `json:"patient"`
 	Visit    string  `json:"visit,omitempty"`
 	Author   *Author `json:"author,omitempty"`
@@ -116,7 +123,7 @@ func sampleNote() *NoteInput {
 		DocumentID: "EHRB-00TSAMPLE", ControlID: "EHRB0123456789abcdef", Modified: "20260101120000+0000",
 		Subject: "Sample", Text: "line one\nline two", Lines: []Line{{"Sample"}, {"line one"}, {"line two"}},
 		Visit: "V1", Author: &Author{ID: "P1"}, Owner: "005SAMPLE"}
-	in.Patient.Identifier, in.Patient.Authority = "MRN1", "HOSP"
+	in.Patient.Identifier, in.Patient.Authority, in.Patient.Namespace = "MRN1", "HOSP", "HOSP"
 	return in
 }
 
@@ -212,6 +219,7 @@ func (h *Handler) noteInput(note *Note, pat patientID, visit, author, docID stri
 		in.Modified = hl7.FormatTime(t)
 	}
 	in.Patient.Identifier, in.Patient.Authority = pat.mrn, pat.authority
+	in.Patient.Namespace, in.Patient.UniversalID, in.Patient.UniversalIDType = pat.assigner.Namespace, pat.assigner.UniversalID, pat.assigner.UniversalIDType
 	if author != "" {
 		in.Author = &Author{ID: author}
 	}

@@ -520,7 +520,13 @@ func (h *Handler) current(ctx context.Context, note *Note) error {
 }
 
 // patientID is a patient's MRN and assigning authority, and its CRM id.
-type patientID struct{ authority, mrn, accountID string }
+// authority is as the key holds it (an HD normalised by ns(): its parts
+// joined with "^", each escaped by hl7.KeyEscape); assigner is the same HD
+// in its parts, unescaped, and mrn is unescaped: what the EHR sent.
+type patientID struct {
+	authority, mrn, accountID string
+	assigner                  hl7.HD
+}
 
 // patient resolves the note's link (WhatId): the patient's record, or an
 // encounter record, whose patient is then the patient. It returns the
@@ -554,13 +560,21 @@ func (h *Handler) patient(ctx context.Context, whatID string) (patientID, string
 	if key == "" || i == len(key)-1 {
 		return patientID{}, "", &errHeld{"the patient has no EHR identifier yet"}
 	}
-	return patientID{authority: h.keyPart(key[:max(i, 0)]), mrn: h.keyPart(key[i+1:]), accountID: accountID}, encounterID, nil
+	authority := h.keyPart(key[:max(i, 0)])
+	var hd [3]string
+	for n, part := range strings.SplitN(authority, "^", 3) {
+		hd[n] = hl7.KeyUnescape(part)
+	}
+	return patientID{authority: authority, mrn: hl7.KeyUnescape(h.keyPart(key[i+1:])), accountID: accountID,
+		assigner: hl7.HD{Namespace: hd[0], UniversalID: hd[1], UniversalIDType: hd[2]}}, encounterID, nil
 }
 
 // keyPart undoes keysafe() on a part of a Dataverse key: the shipped
 // dynamics set escapes the characters a Dataverse alternate key cannot
 // hold (mappings.KeySafe), and the EHR must get the identifier as it sent
-// it. Salesforce keys are not escaped and are used as they are.
+// it. Salesforce keys are not keysafe()'d. On both, what is left is the
+// part as the key holds it, hl7.KeyEscape'd (a "|" or "^" of the value
+// written \F\ or \S\): callers unescape the pieces they take apart.
 func (h *Handler) keyPart(s string) string {
 	if h.CRM != nil && h.CRM.Flavor() == "dataverse" {
 		return mappings.KeyUnsafe(s)
@@ -590,7 +604,7 @@ func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked s
 		case !strings.EqualFold(str(recs[0][h.Cfg.EncounterPatientField]), accountID):
 			return "", &errHeld{"the linked encounter belongs to another patient"}
 		}
-		if visit = h.keyPart(visitNumber(str(recs[0][h.Cfg.EncounterKeyField]))); visit == "" {
+		if visit = hl7.KeyUnescape(h.keyPart(visitNumber(str(recs[0][h.Cfg.EncounterKeyField])))); visit == "" {
 			return "", &errHeld{"the linked encounter has no EHR visit number yet"}
 		}
 	}
@@ -605,7 +619,7 @@ func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked s
 			return "", err
 		}
 		if len(recs) > 0 {
-			visit = h.keyPart(visitNumber(str(recs[0][h.Cfg.EncounterKeyField])))
+			visit = hl7.KeyUnescape(h.keyPart(visitNumber(str(recs[0][h.Cfg.EncounterKeyField]))))
 		}
 	}
 	if visit == "" && h.Cfg.EncounterRequired {
