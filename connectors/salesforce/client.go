@@ -571,11 +571,10 @@ func AudienceProblem(aud string) string {
 	}
 	for _, suffix := range []string{".salesforce.com", ".lightning.force.com", ".salesforce-setup.com"} {
 		if strings.HasSuffix(h, suffix) {
-			want := ProductionAudience
 			if strings.HasSuffix(h, ".sandbox.my.salesforce.com") {
-				want = SandboxAudience
+				return "audience is invalid: the JWT audience is not the My Domain URL; for a sandbox org set audience to " + SandboxAudience
 			}
-			return "audience is invalid: the JWT audience is not the My Domain URL; set audience to " + want + " (" + SandboxAudience + " for a sandbox org) or an Experience Cloud site URL"
+			return "audience is invalid: the JWT audience is not the My Domain URL; set audience to " + ProductionAudience + " (" + SandboxAudience + " for a sandbox org) or an Experience Cloud site URL"
 		}
 	}
 	return ""

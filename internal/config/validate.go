@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"net"
 	"net/url"
 	"regexp"
@@ -347,7 +348,7 @@ func (v *validator) crm(listeners *[]listener) {
 			v.add("crm.salesforce.login_url", "must be an https URL like https://login.salesforce.com, got %s", v.show("crm.salesforce.login_url", sf.LoginURL))
 		}
 		if sf.Audience != "" {
-			if problem := salesforceAudienceProblem(sf.Audience); problem != "" {
+			if problem := salesforce.AudienceProblem(sf.Audience); problem != "" {
 				v.add("crm.salesforce.audience", "%s, got %s", problem, v.show("crm.salesforce.audience", sf.Audience))
 			} else if sf.JWTUsername == "" && sf.JWTKeyFile == "" {
 				v.add("crm.salesforce.audience", "is the JWT bearer assertion's audience: set it with jwt_username and jwt_key_file, or remove it")
@@ -546,29 +547,3 @@ func (v *validator) tlsServer(p string, t *TLSServer) {
 
 // fhirTypeRe is a FHIR resource type name.
 var fhirTypeRe = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)
-
-// salesforceAudienceProblem refuses a JWT audience that is certainly
-// wrong: not an https URL, login/test with a path, or a Salesforce host
-// other than login and test (a My Domain, Lightning or Setup domain),
-// which Salesforce answers with invalid_grant "audience is invalid". An
-// Experience Cloud site URL cannot be known in advance and passes. It
-// follows connectors/salesforce.AudienceProblem (config does not import
-// the connectors).
-func salesforceAudienceProblem(aud string) string {
-	u, err := url.Parse(aud)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "must be https://login.salesforce.com, https://test.salesforce.com (a sandbox org) or an Experience Cloud site URL"
-	}
-	h := strings.ToLower(u.Hostname())
-	switch {
-	case h == "login.salesforce.com" || h == "test.salesforce.com":
-		if strings.Trim(u.Path, "/") != "" {
-			return "must be the login server alone, https://" + h + ", without a path"
-		}
-	case strings.HasSuffix(h, ".sandbox.my.salesforce.com"):
-		return "is not the My Domain URL (Salesforce answers \"audience is invalid\"): use https://test.salesforce.com for a sandbox org"
-	case strings.HasSuffix(h, ".salesforce.com"), strings.HasSuffix(h, ".lightning.force.com"), strings.HasSuffix(h, ".salesforce-setup.com"):
-		return "is not the My Domain URL (Salesforce answers \"audience is invalid\"): use https://login.salesforce.com, https://test.salesforce.com for a sandbox org, or an Experience Cloud site URL"
-	}
-	return ""
-}
