@@ -126,6 +126,10 @@ func TestShippedKeysNeverShared(t *testing.T) {
 			{"HOSP", `1\E\2^^^A^MR`, "HOSP", "1~5C2^^^A^MR", "V2"},
 			// An authority is not a facility of another form.
 			{"X", "1001^^^HOSP^MR", "HOSP^1.2^ISO", "1001", "V2"},
+			// Another identifier type's number is another identifier: a
+			// PI 1001 is not the MR 1001 of the same authority.
+			{"HOSP", "1001^^^HOSP^MR", "HOSP", "1001^^^HOSP^PI", "V2"},
+			{"HOSP", "1001^^^HOSP^PI", "HOSP", "1001^^^HOSP^SS", "V2"},
 		} {
 			a, err := set.Map(admission(t, c.facA, c.pidA, "ALPHA^ANNA", "19500101", "F", "V1"))
 			if err != nil {

@@ -158,7 +158,7 @@ func TestMapCorpus(t *testing.T) {
 	// ORU-R01-01: OBR-3 986 without a namespace, MSH-4 IA PHIMS Stage^2.16.840.1.114222.4.3.3.5.1.2^ISO,
 	// first OBX 8867-4^...^LN "heartrate" without OBX-4; PID-3 14^^^IA PHIMS Stage&...&ISO^PI.
 	if o := find("CareObservation"); o == nil || o.Key != "IA PHIMS Stage^2.16.840.1.114222.4.3.3.5.1.2^ISO|986|LN|8867-4|#1" || string(o.Fields["Name"]) != `"heartrate"` ||
-		!strings.Contains(string(o.Fields["ObservedSubjectId"]), `"key":"IA PHIMS Stage^2.16.840.1.114222.4.3.3.5.1.2^ISO|14"`) {
+		!strings.Contains(string(o.Fields["ObservedSubjectId"]), `"key":"IA PHIMS Stage^2.16.840.1.114222.4.3.3.5.1.2^ISO|14|PI"`) {
 		t.Errorf("observation op: %+v", o)
 	}
 	if !strings.Contains(errOut, "MDM-T02-01.hl7 message 1 (MDM^T02): no mapping accepts it") {
