@@ -179,19 +179,7 @@ func TestDataverseWritebackEscapedKeys(t *testing.T) {
 		"msemr_periodstart":"2026-01-04T08:00:00Z","msemr_EncounterPatientIdentifier@odata.bind":"/contacts(`+contact+`)"}`)
 	task := r.user(t, "POST", "tasks", `{"subject":"Call","description":"x","new_sendtoehr":true,
 		"regardingobjectid_contact@odata.bind":"/contacts(`+contact+`)"}`)
-	if n := r.poll(t); n != 1 {
-		t.Fatalf("poll found %d versions, want 1", n)
-	}
-	waitUntil(t, "filed", func() bool { return r.task(t, task)["new_ehrstatus"] == "Filed" })
-	files, _ := filepath.Glob(filepath.Join(r.outbox, "*.hl7"))
-	if len(files) != 1 {
-		t.Fatalf("outbox %v", files)
-	}
-	data, _ := os.ReadFile(files[0])
-	m, err := hl7.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := fileOneNote(t, r, task)
 	for p, want := range map[string]string{"PID-3.1": "A/1~2", "PID-3.4.1": "HOSP", "PID-3.4.2": "http://h.example", "PID-3.4.3": "URI", "PV1-19.1": "V:5"} {
 		if got, _ := m.GetString(p); got != want {
 			t.Errorf("%s = %q, want %q", p, got, want)
@@ -210,6 +198,18 @@ func TestDataverseWritebackKeyEscapedParts(t *testing.T) {
 	contact := r.user(t, "POST", "contacts", `{"lastname":"DOE","msemr_medicalrecordnumber":"`+key+`"}`)
 	task := r.user(t, "POST", "tasks", `{"subject":"Call","description":"x","new_sendtoehr":true,
 		"regardingobjectid_contact@odata.bind":"/contacts(`+contact+`)"}`)
+	m := fileOneNote(t, r, task)
+	for p, want := range map[string]string{"PID-3.1": "A/1|2", "PID-3.4.1": "HO^SP", "PID-3.4.2": "1.2.3", "PID-3.4.3": "ISO"} {
+		if got, _ := m.GetString(p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+}
+
+// fileOneNote polls the one note version there is, waits until task is
+// Filed and returns the MDM it left in the outbox.
+func fileOneNote(t *testing.T, r *dvNotes, task string) *hl7.Message {
+	t.Helper()
 	if n := r.poll(t); n != 1 {
 		t.Fatalf("poll found %d versions, want 1", n)
 	}
@@ -223,9 +223,5 @@ func TestDataverseWritebackKeyEscapedParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for p, want := range map[string]string{"PID-3.1": "A/1|2", "PID-3.4.1": "HO^SP", "PID-3.4.2": "1.2.3", "PID-3.4.3": "ISO"} {
-		if got, _ := m.GetString(p); got != want {
-			t.Errorf("%s = %q, want %q", p, got, want)
-		}
-	}
+	return m
 }
