@@ -64,11 +64,15 @@ type opDef struct {
 	foreach  *foreach
 	fields   []fieldDef
 	line     int
+	col      int
+	keyLine  int // position of key_field's value, for schema problems
+	keyCol   int
 }
 
 type fieldDef struct {
-	name string
-	expr *expression
+	name      string
+	expr      *expression
+	line, col int // position of the target field's name
 }
 
 // foreach says what an op repeats over: HL7 segments (OBX), the
@@ -88,6 +92,10 @@ type Options struct {
 	// Schemas, when given, make unknown target fields and key fields that
 	// are not external ids into problems.
 	Schemas *Schemas
+	// OnSchemaCheck, when set, is told every check made against Schemas,
+	// passed or failed (crm check prints them as a checklist; a failed one
+	// is also a problem of Load).
+	OnSchemaCheck func(SchemaCheck)
 }
 
 // loader compiles mapping files and collects their problems.
@@ -574,7 +582,7 @@ func (sc *scope) ops(n *yaml.Node) {
 	sc.byID = map[string]*opDef{}
 	for _, on := range n.Content {
 		keys := l.entries(on, opKeys, "op")
-		op := &opDef{Action: Upsert, line: on.Line}
+		op := &opDef{Action: Upsert, line: on.Line, col: on.Column, keyLine: on.Line, keyCol: on.Column}
 		if sc.m.hl7Out {
 			op.Action = Segment
 		}
@@ -627,6 +635,7 @@ func (sc *scope) ops(n *yaml.Node) {
 		if k := keys["key_field"]; k != nil {
 			if s, ok := l.str(k, "key_field"); ok {
 				op.KeyField = s
+				op.keyLine, op.keyCol = k.Line, k.Column
 			}
 		} else if !sc.m.hl7Out {
 			l.addAt(on, "op %s has no key_field: name the external id field its key is written to", op.ID)
@@ -699,7 +708,7 @@ func (sc *scope) fields(op *opDef, n *yaml.Node) {
 			for _, kn := range keyCalls(x.root) {
 				sc.lintKey(&expression{root: kn}, v, k.Value+": the key of ref()")
 			}
-			op.fields = append(op.fields, fieldDef{name: k.Value, expr: x})
+			op.fields = append(op.fields, fieldDef{name: k.Value, expr: x, line: k.Line, col: k.Column})
 		}
 	}
 }

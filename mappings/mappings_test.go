@@ -487,9 +487,9 @@ func TestSchemaCheck(t *testing.T) {
 	bad := "when: {hl7: ADT}\nops:\n  - object: Account\n    key_field: SourceSystemIdentifier\n    key: PID-3.1\n    fields: {LastName: PID-5.1, Lastname2: PID-5.2}\n  - object: contact\n    key_field: telephone1\n    key: PID-3.1\n    fields: {lastname: PID-5.1}\n"
 	_, err = Compile("bad.yaml", []byte(bad), Options{Schemas: schemas})
 	for _, want := range []string{
-		"bad.yaml:3: op account: key_field SourceSystemIdentifier of Account is not an External ID field",
-		"bad.yaml:3: op account: Account has no field Lastname2",
-		"bad.yaml:7: op contact: key_field telephone1 of contact is not an alternate key",
+		"bad.yaml:4:16: op account: key_field SourceSystemIdentifier of Account is not an External ID field",
+		"bad.yaml:6:33: op account: Account has no field Lastname2",
+		"bad.yaml:8:16: op contact: key_field telephone1 of contact is not an alternate key",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("schema problems:\n%v\nwant %q", err, want)

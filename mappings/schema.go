@@ -46,20 +46,29 @@ type dvEntity struct {
 	} `json:"Keys"`
 }
 
+// NewSchemas returns an empty set of schemas; Add fills it.
+func NewSchemas() *Schemas { return &Schemas{objects: map[string]*objectSchema{}} }
+
 // LoadSchemas reads schema files.
 func LoadSchemas(paths []string) (*Schemas, error) {
-	s := &Schemas{objects: map[string]*objectSchema{}}
+	s := NewSchemas()
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("schema %s: cannot read: %s", p, errText(err))
 		}
-		if err := s.add(p, data); err != nil {
+		if err := s.Add(p, data); err != nil {
 			return nil, fmt.Errorf("schema %s: %w", p, err)
 		}
 	}
 	return s, nil
 }
+
+// Add reads one metadata document, named source in what it reports: a
+// Salesforce describe result or a JSON list of them, Dataverse entity
+// metadata or an OData collection of it. A later document describing an
+// object already known replaces it.
+func (s *Schemas) Add(source string, data []byte) error { return s.add(source, data) }
 
 func (s *Schemas) add(file string, data []byte) error {
 	var probe struct {
@@ -135,29 +144,66 @@ func (s *Schemas) add(file string, data []byte) error {
 // Objects returns how many objects the schemas describe.
 func (s *Schemas) Objects() int { return len(s.objects) }
 
-// checkSchema reports target fields the schema does not know and key
-// fields that are not external ids. Objects without a schema are skipped.
+// SchemaCheck is one check of a mapping target against a CRM schema:
+// lint --schema reports the failed ones as problems, crm check prints
+// them all as a checklist. It names fields, never values.
+type SchemaCheck struct {
+	File      string
+	Line, Col int
+	Mapping   string
+	Op        string
+	Object    string
+	Field     string // "" for a check of the object itself
+	Check     string // what was checked: see the Check* constants
+	OK        bool
+	Msg       string // what is wrong and what to do, when !OK
+}
+
+// What a SchemaCheck checked.
+const (
+	CheckField = "field present" // the target field exists
+	CheckKey   = "upsert key"    // the key field is an External ID (Salesforce) or alternate key (Dataverse)
+)
+
+// checkSchema checks a mapping's targets against the schemas: target
+// fields the schema does not know and key fields that are not external ids
+// are problems. Objects without a schema are skipped.
 func (l *loader) checkSchema(m *Mapping) {
 	s := l.opts.Schemas
+	report := func(c SchemaCheck) {
+		c.File, c.Mapping = l.file, m.Name
+		if l.opts.OnSchemaCheck != nil {
+			l.opts.OnSchemaCheck(c)
+		}
+		if !c.OK {
+			l.add(c.Line, c.Col, "%s", c.Msg)
+		}
+	}
 	for _, op := range m.ops {
 		o := s.objects[strings.ToLower(op.Object)]
 		if o == nil {
 			continue
 		}
-		if !o.keys[strings.ToLower(op.KeyField)] {
+		c := SchemaCheck{Line: op.keyLine, Col: op.keyCol, Op: op.ID, Object: o.name, Field: op.KeyField, Check: CheckKey, OK: o.keys[strings.ToLower(op.KeyField)]}
+		if !c.OK {
 			if _, exists := o.fields[strings.ToLower(op.KeyField)]; !exists {
-				l.add(op.line, 0, "op %s: key_field %s is not a field of %s (schema %s)", op.ID, op.KeyField, o.name, o.source)
+				c.Check = CheckField
+				c.Msg = fmt.Sprintf("op %s: key_field %s is not a field of %s (schema %s)", op.ID, op.KeyField, o.name, o.source)
 			} else if o.dataverse {
-				l.add(op.line, 0, "op %s: key_field %s of %s is not an alternate key (schema %s); define a key on it", op.ID, op.KeyField, o.name, o.source)
+				c.Msg = fmt.Sprintf("op %s: key_field %s of %s is not an alternate key (schema %s); define a key on it", op.ID, op.KeyField, o.name, o.source)
 			} else {
-				l.add(op.line, 0, "op %s: key_field %s of %s is not an External ID field (schema %s); mark it External ID", op.ID, op.KeyField, o.name, o.source)
+				c.Msg = fmt.Sprintf("op %s: key_field %s of %s is not an External ID field (schema %s); mark it External ID", op.ID, op.KeyField, o.name, o.source)
 			}
 		}
+		report(c)
 		for _, f := range op.fields {
 			fname := strings.TrimSuffix(f.name, "@odata.bind")
-			if _, ok := o.fields[strings.ToLower(fname)]; !ok {
-				l.add(op.line, 0, "op %s: %s has no field %s (schema %s)", op.ID, o.name, f.name, o.source)
+			c := SchemaCheck{Line: f.line, Col: f.col, Op: op.ID, Object: o.name, Field: f.name, Check: CheckField}
+			_, c.OK = o.fields[strings.ToLower(fname)]
+			if !c.OK {
+				c.Msg = fmt.Sprintf("op %s: %s has no field %s (schema %s)", op.ID, o.name, f.name, o.source)
 			}
+			report(c)
 		}
 	}
 }
