@@ -242,7 +242,7 @@ func dvObject(file string, d *dvEntity) *objectSchema {
 		if a.IsValidForCreate != nil && a.IsValidForUpdate != nil {
 			fs.writeKnown, fs.createable, fs.updateable = true, *a.IsValidForCreate, *a.IsValidForUpdate
 		}
-		if a.RequiredLevel != nil {
+		if a.RequiredLevel != nil && !platformSet(d.LogicalName, a.LogicalName, fs) {
 			switch a.RequiredLevel.Value {
 			case "SystemRequired":
 				fs.required = "blocker"
@@ -284,6 +284,17 @@ func dvObject(file string, d *dvEntity) *objectSchema {
 		}
 	}
 	return o
+}
+
+// platformSet reports a column Dataverse fills itself on create although
+// it is required: the primary key, the owner (the caller), the state and
+// status (their defaults), and what a create cannot set.
+func platformSet(table, column string, fs *fieldSchema) bool {
+	switch fs.typ {
+	case "uniqueidentifier", "owner", "state", "status":
+		return true
+	}
+	return column == table+"id" || (fs.writeKnown && !fs.createable)
 }
 
 // textual reports a type whose length limits the text it holds.
