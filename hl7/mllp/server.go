@@ -66,14 +66,24 @@ func (f HandlerFunc) ServeMLLP(ctx context.Context, req *Request) []byte { retur
 // Server accepts MLLP connections. Set the fields before calling Serve;
 // zero values select the defaults noted.
 type Server struct {
-	Handler        Handler
-	MaxFrameSize   int           // default DefaultMaxFrameSize
-	ReadTimeout    time.Duration // a started frame must complete within it; default 30s
-	IdleTimeout    time.Duration // a connection without a frame for this long is closed; default 10m
-	WriteTimeout   time.Duration // default 10s
-	MaxConnections int           // further connections are closed at once; default 256
-	TLSConfig      *tls.Config   // nil for plain TCP
-	Logger         *slog.Logger  // default slog.Default()
+	Handler      Handler
+	MaxFrameSize int           // default DefaultMaxFrameSize
+	ReadTimeout  time.Duration // a started frame must complete within it; default 30s
+	IdleTimeout  time.Duration // a connection without a frame for this long is closed; default 10m
+	// FirstFrameTimeout closes a new connection that has not started a
+	// frame within it (a socket opened and left silent); default 30s.
+	FirstFrameTimeout time.Duration
+	WriteTimeout      time.Duration // default 10s
+	// MaxConnections bounds open connections, default 256. At the limit
+	// the connection idle the longest (waiting for its next frame, not
+	// inside a frame or a handler) is closed to admit the new one; only
+	// when none is idle is the new one closed at once.
+	MaxConnections int
+	// MaxConnectionsPerAddress, when > 0, bounds the open connections from
+	// one remote IP address the same way (its own longest idle goes first).
+	MaxConnectionsPerAddress int
+	TLSConfig                *tls.Config  // nil for plain TCP
+	Logger                   *slog.Logger // default slog.Default()
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -95,6 +105,9 @@ type Stats struct {
 	JunkBytes           atomic.Int64
 	HandlerPanics       atomic.Int64
 	ConnectionsTimedOut atomic.Int64
+	// ConnectionsEvicted counts idle connections closed at the connection
+	// limit to admit a new one.
+	ConnectionsEvicted atomic.Int64
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -154,18 +167,19 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		delay = 0
 		s.stats.ConnectionsTotal.Add(1)
-		if max := s.maxConns(); s.stats.ConnectionsOpen.Load() >= int64(max) {
-			s.stats.ConnectionsRefused.Add(1)
-			log.Warn("mllp connection refused: connection limit reached", "remote", nc.RemoteAddr().String(), "max_connections", max)
-			nc.Close()
-			continue
-		}
-		c := &conn{srv: s, nc: nc}
+		c := &conn{srv: s, nc: nc, ip: remoteIP(nc.RemoteAddr()), idle: true, idleSince: time.Now()}
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
 			nc.Close()
 			return ErrServerClosed
+		}
+		if limit, why := s.admit(c); limit > 0 {
+			s.mu.Unlock()
+			s.stats.ConnectionsRefused.Add(1)
+			log.Warn("mllp connection refused: "+why+" reached and no connection is idle", "remote", nc.RemoteAddr().String(), "limit", limit)
+			nc.Close()
+			continue
 		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
@@ -173,6 +187,79 @@ func (s *Server) Serve(l net.Listener) error {
 		s.stats.ConnectionsOpen.Add(1)
 		go c.serve()
 	}
+}
+
+// admit makes room for c under the connection limits, closing the
+// longest-idle connection (of c's address, for the per-address limit)
+// when a limit is reached. It returns the limit and its name when no
+// connection could be closed, 0 when c is admitted. s.mu is held.
+func (s *Server) admit(c *conn) (int, string) {
+	if max := s.MaxConnectionsPerAddress; max > 0 {
+		n := 0
+		for o := range s.conns {
+			if o.ip == c.ip && !o.evicted {
+				n++
+			}
+		}
+		if n >= max && !s.evictIdlest(func(o *conn) bool { return o.ip == c.ip }) {
+			return max, "max_connections_per_address"
+		}
+	}
+	max := s.maxConns()
+	n := 0
+	for o := range s.conns {
+		if !o.evicted {
+			n++
+		}
+	}
+	if n >= max && !s.evictIdlest(func(*conn) bool { return true }) {
+		return max, "max_connections"
+	}
+	return 0, ""
+}
+
+// evictIdlest closes the connection among those match accepts that has
+// waited longest for its next frame. A connection inside a frame or a
+// handler is never closed. s.mu is held.
+func (s *Server) evictIdlest(match func(*conn) bool) bool {
+	var victim *conn
+	var since time.Time
+	for o := range s.conns {
+		if o.evicted || !match(o) {
+			continue
+		}
+		o.mu.Lock()
+		idle, at := o.idle, o.idleSince
+		o.mu.Unlock()
+		if idle && (victim == nil || at.Before(since)) {
+			victim, since = o, at
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	victim.mu.Lock()
+	if !victim.idle { // started a frame since: leave it alone
+		victim.mu.Unlock()
+		return false
+	}
+	victim.evicted = true
+	_ = victim.nc.SetReadDeadline(time.Now())
+	victim.mu.Unlock()
+	s.stats.ConnectionsEvicted.Add(1)
+	return true
+}
+
+// remoteIP is the host part of a remote address.
+func remoteIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }
 
 func isTemporary(err error) bool {
@@ -253,10 +340,14 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 type conn struct {
-	srv  *Server
-	nc   net.Conn
-	mu   sync.Mutex
-	idle bool
+	srv *Server
+	nc  net.Conn
+	ip  string // remote IP, for the per-address limit
+
+	mu        sync.Mutex
+	idle      bool      // waiting for the next frame
+	idleSince time.Time // since when
+	evicted   bool      // closed to admit a new connection (s.mu and mu held to set)
 }
 
 // interruptIfIdle unblocks a connection waiting for its next frame so that
@@ -269,11 +360,30 @@ func (c *conn) interruptIfIdle() {
 	}
 }
 
+// setIdle records whether the connection waits for its next frame. It
+// reports whether the connection should end instead: the server is
+// closing, or the connection was closed to admit another.
 func (c *conn) setIdle(idle bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if idle && !c.idle {
+		c.idleSince = time.Now()
+	}
 	c.idle = idle
-	return c.srv.closing.Load()
+	return c.srv.closing.Load() || c.evicted
+}
+
+// frameStarted switches an idle connection to its read timeout when a
+// frame starts. A start block inside a frame (the sender restarting it)
+// does not: the frame's deadline stands, so a peer sending a start byte
+// now and then cannot hold the connection past its read timeout.
+func (c *conn) frameStarted(readTimeout time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle && !c.evicted {
+		c.idle = false
+		_ = c.nc.SetReadDeadline(time.Now().Add(readTimeout))
+	}
 }
 
 func (c *conn) serve() {
@@ -297,6 +407,9 @@ func (c *conn) serve() {
 	readTimeout := orDefault(s.ReadTimeout, 30*time.Second)
 	idleTimeout := orDefault(s.IdleTimeout, 10*time.Minute)
 	writeTimeout := orDefault(s.WriteTimeout, 10*time.Second)
+	// Until its first frame starts, a connection has the first-frame
+	// timeout (when shorter than the idle timeout).
+	waitTimeout := min(orDefault(s.FirstFrameTimeout, 30*time.Second), idleTimeout)
 
 	var tlsState *tls.ConnectionState
 	if tc, ok := c.nc.(*tls.Conn); ok {
@@ -310,18 +423,20 @@ func (c *conn) serve() {
 	}
 	log.Debug("mllp connection opened")
 	rd := NewReader(c.nc, s.MaxFrameSize)
-	rd.OnFrameStart = func() {
-		c.setIdle(false)
-		_ = c.nc.SetReadDeadline(time.Now().Add(readTimeout))
-	}
+	rd.OnFrameStart = func() { c.frameStarted(readTimeout) }
 	junk := int64(0)
 	var wbuf []byte
 	for {
 		if c.setIdle(true) {
 			return
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+		c.mu.Lock()
+		if !c.evicted {
+			_ = c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
+		}
+		c.mu.Unlock()
 		payload, err := rd.ReadFrame()
+		waitTimeout = idleTimeout
 		if n := rd.Skipped() - junk; n > 0 {
 			junk += n
 			s.stats.JunkBytes.Add(n)
@@ -339,6 +454,8 @@ func (c *conn) serve() {
 			switch {
 			case errors.Is(err, io.EOF):
 				log.Debug("mllp connection closed by peer")
+			case errors.As(err, &ne) && ne.Timeout() && c.wasEvicted():
+				log.Info("mllp idle connection closed to admit a new one (connection limit)")
 			case errors.As(err, &ne) && ne.Timeout():
 				if !s.closing.Load() {
 					s.stats.ConnectionsTimedOut.Add(1)
@@ -398,6 +515,12 @@ func (s *Server) serveFrame(req *Request) Reply {
 		return Reply{Close: true}
 	}
 	return Reply{Frames: [][]byte{b}}
+}
+
+func (c *conn) wasEvicted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.evicted
 }
 
 func (c *conn) isIdle() bool {

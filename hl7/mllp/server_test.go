@@ -186,34 +186,191 @@ func TestServerTimeouts(t *testing.T) {
 	})
 }
 
-func TestServerMaxConnections(t *testing.T) {
-	srv := &Server{Handler: ackHandler, MaxConnections: 2}
+// dialAck opens a connection and has one message acknowledged on it.
+func dialAck(t *testing.T, addr, id string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = WriteFrame(c, msg(id))
+	if code, got := readAck(t, NewReader(c, 0)); code != hl7.AA || got != id {
+		t.Fatalf("%s: ack %s %s, want AA", id, code, got)
+	}
+	return c
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not reached within 5s")
+}
+
+// closedByServer reports whether the server has closed c (within 3 s).
+func closedByServer(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	return err == io.EOF
+}
+
+// At the connection limit, the connection idle the longest is closed to
+// admit the new one: an EHR reconnecting while idle sockets hold every
+// slot gets its AA (issue 27: 102 refusals in 118 reconnects before).
+func TestServerMaxConnectionsEvictsIdlest(t *testing.T) {
+	srv := &Server{Handler: ackHandler, MaxConnections: 3}
 	addr := startServer(t, srv)
-	var conns []net.Conn
+	oldest := dialAck(t, addr, "M0")
+	time.Sleep(20 * time.Millisecond)
+	middle := dialAck(t, addr, "M1")
+	time.Sleep(20 * time.Millisecond)
+	newest := dialAck(t, addr, "M2")
+	// The oldest becomes the most recently active: middle is now idlest.
+	_ = WriteFrame(oldest, msg("M3"))
+	if code, _ := readAck(t, NewReader(oldest, 0)); code != hl7.AA {
+		t.Fatal("M3 not acknowledged")
+	}
+	ehr := dialAck(t, addr, "EHR")
+	if !closedByServer(middle) {
+		t.Error("the longest-idle connection was not closed")
+	}
+	for name, c := range map[string]net.Conn{"oldest": oldest, "newest": newest, "ehr": ehr} {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_ = WriteFrame(c, msg("again-"+name))
+		if code, _ := readAck(t, NewReader(c, 0)); code != hl7.AA {
+			t.Errorf("%s: connection no longer served", name)
+		}
+	}
+	if n := srv.Stats().ConnectionsEvicted.Load(); n != 1 {
+		t.Errorf("evicted = %d, want 1", n)
+	}
+	if n := srv.Stats().ConnectionsRefused.Load(); n != 0 {
+		t.Errorf("refused = %d, want 0", n)
+	}
+}
+
+// The issue-27 scene at full size: 256 idle sockets hold the default
+// limit; every one of the EHR's 100 reconnects gets its AA.
+func TestServerIdleSocketsDoNotLockOut(t *testing.T) {
+	srv := &Server{Handler: ackHandler}
+	addr := startServer(t, srv)
+	for i := 0; i < 256; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	waitFor(t, func() bool { return srv.Stats().ConnectionsOpen.Load() == 256 })
+	for i := 0; i < 100; i++ {
+		c := dialAck(t, addr, fmt.Sprintf("R%d", i))
+		c.Close()
+	}
+	if n := srv.Stats().ConnectionsRefused.Load(); n != 0 {
+		t.Errorf("%d reconnects refused", n)
+	}
+}
+
+// A connection inside a frame is never closed for another: when none is
+// idle, the new connection is refused.
+func TestServerMaxConnectionsRefusesWhenNoneIdle(t *testing.T) {
+	srv := &Server{Handler: ackHandler, MaxConnections: 2, ReadTimeout: 5 * time.Second}
+	addr := startServer(t, srv)
 	for i := 0; i < 2; i++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		_ = WriteFrame(c, msg(fmt.Sprintf("M%d", i)))
-		if code, _ := readAck(t, NewReader(c, 0)); code != hl7.AA {
-			t.Fatal("first connections must be served")
-		}
-		conns = append(conns, c)
+		_, _ = c.Write([]byte("\x0bMSH|^~\\&|partial"))
 	}
+	waitFor(t, func() bool { return srv.Stats().ConnectionsOpen.Load() == 2 })
+	time.Sleep(50 * time.Millisecond) // both have started their frames
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Error("third connection should be closed")
+	if !closedByServer(c) {
+		t.Error("a third connection was admitted while both held frames")
 	}
-	if srv.Stats().ConnectionsRefused.Load() != 1 {
-		t.Errorf("refused = %d", srv.Stats().ConnectionsRefused.Load())
+	if srv.Stats().ConnectionsRefused.Load() != 1 || srv.Stats().ConnectionsEvicted.Load() != 0 {
+		t.Errorf("refused = %d, evicted = %d; want 1, 0", srv.Stats().ConnectionsRefused.Load(), srv.Stats().ConnectionsEvicted.Load())
 	}
+}
+
+// The per-address limit closes that address's own idle connection first.
+func TestServerMaxConnectionsPerAddress(t *testing.T) {
+	srv := &Server{Handler: ackHandler, MaxConnections: 10, MaxConnectionsPerAddress: 2}
+	addr := startServer(t, srv)
+	first := dialAck(t, addr, "A0")
+	time.Sleep(20 * time.Millisecond)
+	second := dialAck(t, addr, "A1")
+	third := dialAck(t, addr, "A2")
+	if !closedByServer(first) {
+		t.Error("the address's longest-idle connection was not closed")
+	}
+	for _, c := range []net.Conn{second, third} {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_ = WriteFrame(c, msg("again"))
+		if code, _ := readAck(t, NewReader(c, 0)); code != hl7.AA {
+			t.Error("connection no longer served")
+		}
+	}
+}
+
+// A silent new connection is closed after the first-frame timeout, not
+// after the (longer) idle timeout; a start byte repeated inside a frame
+// does not extend the frame's read deadline.
+func TestServerFirstFrameAndRestartedFrame(t *testing.T) {
+	addr := startServer(t, &Server{Handler: ackHandler, FirstFrameTimeout: 200 * time.Millisecond, IdleTimeout: time.Minute, ReadTimeout: 400 * time.Millisecond})
+	t.Run("silent", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		if !closedByServer(c) {
+			t.Fatal("a silent connection was kept")
+		}
+		if d := time.Since(start); d < 150*time.Millisecond || d > 2*time.Second {
+			t.Errorf("closed after %v, want about 200ms", d)
+		}
+	})
+	t.Run("start bytes", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() { // a start byte every 100ms, each restarting the frame
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+					if _, err := c.Write([]byte{0x0b}); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		if !closedByServer(c) {
+			t.Fatal("start bytes held the connection open")
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("closed after %v, want about 500ms", d)
+		}
+	})
 }
 
 func TestServerHandlerPanic(t *testing.T) {

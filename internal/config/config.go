@@ -124,10 +124,18 @@ type MLLPSource struct {
 	// IdleTimeout closes a connection that sent no frame for this long,
 	// default 10m.
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// FirstFrameTimeout closes a new connection that has not started a
+	// frame within it, default 30s.
+	FirstFrameTimeout Duration `yaml:"first_frame_timeout"`
 	// WriteTimeout bounds writing one acknowledgement, default 10s.
 	WriteTimeout Duration `yaml:"write_timeout"`
-	// MaxConnections bounds concurrent connections, default 256, 1 to 65535.
+	// MaxConnections bounds concurrent connections, default 256, 1 to
+	// 65535; at the limit the longest-idle connection is closed to admit a
+	// new one.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerAddress bounds the connections of one remote IP
+	// address the same way; 0 (the default) leaves it to MaxConnections.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
 	// TLS enables TLS on the listener; nil means plain TCP.
 	TLS *TLSServer `yaml:"tls"`
 	// HashIgnore lists HL7 paths left out of the content hash that tells a
@@ -396,6 +404,7 @@ const (
 	DefaultMaxFrameSize   = 10 * MiB
 	DefaultReadTimeout    = Duration(30 * time.Second)
 	DefaultIdleTimeout    = Duration(10 * time.Minute)
+	DefaultFirstFrame     = Duration(30 * time.Second)
 	DefaultWriteTimeout   = Duration(10 * time.Second)
 	DefaultMaxConnections = 256
 	DefaultTLSMinVersion  = "1.2"
@@ -429,6 +438,7 @@ func (s *MLLPSource) setDefaults() {
 	s.MaxFrameSize = DefaultMaxFrameSize
 	s.ReadTimeout = DefaultReadTimeout
 	s.IdleTimeout = DefaultIdleTimeout
+	s.FirstFrameTimeout = DefaultFirstFrame
 	s.WriteTimeout = DefaultWriteTimeout
 	s.MaxConnections = DefaultMaxConnections
 	s.HashIgnore = []string{"MSH-7"}

@@ -118,9 +118,13 @@ func (c *Config) validate(base string) Problems {
 		}
 		v.positive(p+".read_timeout", s.ReadTimeout)
 		v.positive(p+".idle_timeout", s.IdleTimeout)
+		v.positive(p+".first_frame_timeout", s.FirstFrameTimeout)
 		v.positive(p+".write_timeout", s.WriteTimeout)
 		if s.MaxConnections < 1 || s.MaxConnections > 65535 {
 			v.add(p+".max_connections", "must be between 1 and 65535, got %s", v.c.pos.show(p+".max_connections", strconv.Itoa(s.MaxConnections)))
+		}
+		if s.MaxConnectionsPerAddress < 0 || s.MaxConnectionsPerAddress > s.MaxConnections {
+			v.add(p+".max_connections_per_address", "must be between 0 (no limit) and max_connections (%d), got %s", s.MaxConnections, v.c.pos.show(p+".max_connections_per_address", strconv.Itoa(s.MaxConnectionsPerAddress)))
 		}
 		for j, path := range s.HashIgnore {
 			if _, err := hl7.ParsePath(path); err != nil {

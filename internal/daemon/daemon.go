@@ -224,13 +224,15 @@ func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger, maps 
 		h.HashIgnore = append(h.HashIgnore, path)
 	}
 	srv := &mllp.Server{
-		Handler:        h,
-		MaxFrameSize:   int(sc.MaxFrameSize),
-		ReadTimeout:    time.Duration(sc.ReadTimeout),
-		IdleTimeout:    time.Duration(sc.IdleTimeout),
-		WriteTimeout:   time.Duration(sc.WriteTimeout),
-		MaxConnections: sc.MaxConnections,
-		Logger:         log.With("source", sc.Name),
+		Handler:                  h,
+		MaxFrameSize:             int(sc.MaxFrameSize),
+		ReadTimeout:              time.Duration(sc.ReadTimeout),
+		IdleTimeout:              time.Duration(sc.IdleTimeout),
+		FirstFrameTimeout:        time.Duration(sc.FirstFrameTimeout),
+		WriteTimeout:             time.Duration(sc.WriteTimeout),
+		MaxConnections:           sc.MaxConnections,
+		MaxConnectionsPerAddress: sc.MaxConnectionsPerAddress,
+		Logger:                   log.With("source", sc.Name),
 	}
 	if sc.TLS != nil {
 		tc, err := serverTLS(sc.TLS)
