@@ -298,12 +298,43 @@ func TestRecoverInProgress(t *testing.T) {
 	l.Close() // as if the process died with record 1 in progress
 	l = reopen(t, path, Options{})
 	r, _ := l.Get(1)
-	if r.State != Retrying || r.Attempts != 1 || r.Reason != "interrupted by a restart" {
+	if r.State != Retrying || r.Attempts != 0 || r.Reason != "interrupted by a restart" {
 		t.Fatalf("recovered record = %+v", r)
 	}
 	rs, _ := l.Claim(10)
 	if len(rs) != 1 || rs[0].ID != 1 {
 		t.Fatalf("claim after restart = %+v", rs)
+	}
+}
+
+// Attempts are CRM answers (issue 27): one failed answer, then 12 restarts
+// each with the record in progress, leave it at one attempt and ready at
+// once; before, each restart added an attempt, and the doubling backoff
+// parked the record for up to 10 minutes with the CRM healthy.
+func TestRestartsAreNotAttempts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	clock := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	l := reopen(t, path, Options{Now: now})
+	mustAppend(t, l, entry("k1", "A", "1"))
+	if rs, _ := l.Claim(10); len(rs) != 1 {
+		t.Fatal("claim")
+	}
+	if err := l.MarkRetry(1, clock.Add(time.Second), "503 from the CRM"); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(time.Second)
+	for i := 0; i < 12; i++ {
+		if rs, _ := l.Claim(10); len(rs) != 1 {
+			t.Fatalf("restart %d: record not claimable", i)
+		}
+		l.Close() // killed with the record in progress
+		clock = clock.Add(3 * time.Second)
+		l = reopen(t, path, Options{Now: now})
+	}
+	r, _ := l.Get(1)
+	if r.Attempts != 1 || r.State != Retrying || r.ReadyAt.After(clock) {
+		t.Fatalf("after 12 restarts: attempts %d, state %s, ready %v (now %v); want 1 attempt, ready now", r.Attempts, r.State, r.ReadyAt, clock)
 	}
 }
 

@@ -418,7 +418,11 @@ func (l *Log) recoverInflight() (int, error) {
 			if r.State != InProgress {
 				continue
 			}
-			r.State, r.Attempts, r.ReadyAt, r.Updated = Retrying, r.Attempts+1, now, now
+			// A restart is not an answer from the CRM: the attempt count
+			// (and with it the backoff) stays, and the record is retried
+			// at once. After a crash loop, a record that met one brief
+			// CRM error is not parked for the longest backoff.
+			r.State, r.ReadyAt, r.Updated = Retrying, now, now
 			r.Reason = "interrupted by a restart"
 			if err := putRecord(tx, r, payload); err != nil {
 				return err
