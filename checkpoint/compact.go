@@ -26,7 +26,7 @@ func Compact(path string) (CompactResult, error) {
 		return res, fmt.Errorf("checkpoint: %w", err)
 	}
 	res.Before = fi.Size()
-	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: DefaultLockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: DefaultLockTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return res, fmt.Errorf("%w: %s is locked: stop the daemon before compacting", ErrLocked, path)

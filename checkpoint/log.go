@@ -76,6 +76,11 @@ type Options struct {
 	// commit, that one flushed everything written since the last growth,
 	// and its 10-20 ms stalls were most of the no-fsync phases' p99.
 	UnsafeNoSync bool
+
+	// rebuildFreelist opens the log as releases before issue 27 did,
+	// without bbolt's free list in the file; for the benchmark that
+	// measures what keeping it costs each commit.
+	rebuildFreelist bool
 }
 
 // Log is an open checkpoint log. Its methods are safe for concurrent use.
@@ -213,11 +218,17 @@ func Open(path string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        opts.LockTimeout,
-		ReadOnly:       opts.ReadOnly,
-		NoSync:         opts.UnsafeNoSync,
-		NoGrowSync:     opts.UnsafeNoSync,
-		NoFreelistSync: true, // the freelist is rebuilt at open: fewer pages per commit
+		Timeout:    opts.LockTimeout,
+		ReadOnly:   opts.ReadOnly,
+		NoSync:     opts.UnsafeNoSync,
+		NoGrowSync: opts.UnsafeNoSync,
+		// The free list is kept in the file (NoFreelistSync false): without
+		// it every open walks every page to rebuild it, 32 s for a 2.2 GB
+		// log on a cold cache, and the EHR is refused meanwhile. A log
+		// written without it (before issue 27) is walked once, at its first
+		// open, and keeps it from the first commit on. Cost per commit and
+		// time to ready: ehrbridge bench ingest / bench open.
+		NoFreelistSync: opts.rebuildFreelist,
 		FreelistType:   bolt.FreelistMapType,
 	})
 	if err != nil {
