@@ -344,6 +344,10 @@ type WritebackTarget struct {
 	// refuses or drops connections (they start at 100 ms and double);
 	// default 30s, between 1s and 1h. Only with MLLP.
 	MLLPMaxBackoff Duration `yaml:"mllp_max_backoff"`
+	// AEMaxAttempts is how many AE (or CE) answers a note gets before it is
+	// dead: an AE asks for a resend (HL7 table 0008), so the note is resent
+	// with backoff until then; default 10, 1 to 1000. Only with MLLP.
+	AEMaxAttempts int `yaml:"ae_max_attempts"`
 	// FHIR is the EHR's FHIR R4 server: DocumentReference.
 	FHIR *FHIRTarget `yaml:"fhir"`
 }

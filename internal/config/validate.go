@@ -251,6 +251,14 @@ func (c *Config) validate(base string) Problems {
 		case b < Duration(time.Second) || b > Duration(time.Hour):
 			v.add("writeback.target.mllp_max_backoff", "must be between 1s and 1h")
 		}
+		switch n := wb.Target.AEMaxAttempts; {
+		case n != 0 && wb.Target.MLLP == "":
+			v.add("writeback.target.ae_max_attempts", "applies to writeback.target.mllp only")
+		case n == 0:
+			wb.Target.AEMaxAttempts = 10
+		case n < 1 || n > 1000:
+			v.add("writeback.target.ae_max_attempts", "must be between 1 and 1000, got %d", n)
+		}
 		v.readable("writeback.authors_file", wb.AuthorsFile)
 		switch wb.EncounterRule {
 		case "", "link_or_open", "link", "open", "none":

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,5 +24,33 @@ func TestWritebackMLLPMaxBackoff(t *testing.T) {
 	}
 	if _, err := Parse("wb.yaml", []byte(base+"    mllp_max_backoff: 30\n"), lookupTestEnv); err == nil {
 		t.Error("a bare number was accepted as mllp_max_backoff")
+	}
+}
+
+// writeback.target.ae_max_attempts defaults to 10 with an MLLP target,
+// is bounded, and applies to MLLP only.
+func TestWritebackAEMaxAttempts(t *testing.T) {
+	base := "data_dir: /var/lib/ehrbridge\ncrm:\n  sandbox:\n    embed: true\nwriteback:\n  target:\n"
+	for _, tc := range []struct {
+		extra string
+		want  int
+		err   string
+	}{
+		{"    mllp: ehr.example:6661\n", 10, ""},
+		{"    mllp: ehr.example:6661\n    ae_max_attempts: 3\n", 3, ""},
+		{"    mllp: ehr.example:6661\n    ae_max_attempts: 5000\n", 0, "writeback.target.ae_max_attempts: must be between 1 and 1000"},
+		{"    dir: /tmp/outbox\n    ae_max_attempts: 3\n", 0, "writeback.target.ae_max_attempts: applies to writeback.target.mllp only"},
+	} {
+		c, err := Parse("wb.yaml", []byte(base+tc.extra), lookupTestEnv)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want %q", tc.extra, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.extra, err)
+		case c.Writeback.Target.AEMaxAttempts != tc.want:
+			t.Errorf("%q: ae_max_attempts = %d, want %d", tc.extra, c.Writeback.Target.AEMaxAttempts, tc.want)
+		}
 	}
 }

@@ -141,7 +141,7 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback
 		ReceivingApp: wb.ReceivingApplication, ReceivingFacility: wb.ReceivingFacility,
 		AuthorField: wb.AuthorField, AuthorRequired: wb.AuthorRequired,
 		EncounterRule: wb.EncounterRule, EncounterLinkField: wb.EncounterLinkField, EncounterRequired: wb.EncounterRequired,
-		ReplaceTrigger: wb.ReplaceTrigger}
+		ReplaceTrigger: wb.ReplaceTrigger, AEMaxAttempts: wb.Target.AEMaxAttempts}
 	mdm, err := writeback.LoadMDM(wb.MDMMapping, mappings.Options{Zone: time.UTC})
 	if err != nil {
 		return nil, nil, fmt.Errorf("writeback.mdm_mapping does not lint:\n%w", err)

@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -98,6 +99,11 @@ type Config struct {
 	Overlap time.Duration
 	// HeldRetry is how soon a held note is tried again; default 1m.
 	HeldRetry time.Duration
+	// AEMaxAttempts bounds how often a note the EHR answered AE (or CE)
+	// is sent: an AE says the receiver could not process the message now
+	// and may accept it resent (HL7 table 0008), so the note is retried
+	// with backoff until this many answers, then dead; default 10.
+	AEMaxAttempts int
 }
 
 // DefaultConfig is the configuration with every name defaulted for a CRM
@@ -156,6 +162,9 @@ func (c *Config) defaults(flavor string) {
 	}
 	if c.HeldRetry <= 0 {
 		c.HeldRetry = time.Minute
+	}
+	if c.AEMaxAttempts <= 0 {
+		c.AEMaxAttempts = 10
 	}
 }
 
@@ -333,13 +342,28 @@ type Document struct {
 	MDM *hl7.Message
 }
 
-// Rejected is an EHR's refusal of a document (MLLP AE/AR, or CE/CR at
-// commit level; a FHIR error outcome): the note gets status Error with the
-// text (for MLLP, the acknowledgment code and the EHR's text); retrying
-// cannot help.
+// Rejected is an EHR's refusal of a document (MLLP AR, or CR at commit
+// level; a FHIR error outcome): the note gets status Error with the text
+// (for MLLP, the acknowledgment code and the EHR's text); retrying cannot
+// help.
 type Rejected struct{ Text string }
 
 func (r *Rejected) Error() string { return "the EHR rejected the document" }
+
+// Deferred is an EHR's AE (or CE at commit level): HL7 table 0008 "Application
+// Error" / "Commit Error", the receiver could not process the message now
+// (ehrbridge's own listener answers AE to mean "resend"). The note is retried
+// with backoff, up to Config.AEMaxAttempts answers, then it is dead and
+// the note gets status Error with the last answer's code and text.
+type Deferred struct {
+	Code hl7.AckCode
+	Text string
+}
+
+// Error names the code only: the text may quote the document.
+func (d *Deferred) Error() string {
+	return "the EHR answered " + string(d.Code) + " (could not file the document now); it will be resent"
+}
 
 // Handler files claimed note versions.
 type Handler struct {
@@ -408,6 +432,7 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 	docID, err := h.file(ctx, &note)
 	var held *errHeld
 	var rej *Rejected
+	var def *Deferred
 	switch {
 	case err == nil:
 		s.State, s.Targets = checkpoint.Done, []string{docID}
@@ -419,6 +444,9 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 	case errors.As(err, &rej):
 		h.status(ctx, note.ID, "Error", "", truncate(rej.Text, 250))
 		s.State, s.Reason = checkpoint.Dead, "the EHR rejected the document"
+	case errors.As(err, &def) && rec.Attempts+1 >= h.Cfg.AEMaxAttempts:
+		h.status(ctx, note.ID, "Error", "", truncate(string(def.Code)+" "+def.Text, 250))
+		s.State, s.Reason = checkpoint.Dead, fmt.Sprintf("the EHR answered %s %d times (writeback.target.ae_max_attempts)", def.Code, rec.Attempts+1)
 	case errors.Is(err, ErrUnconfirmable):
 		h.status(ctx, note.ID, "Error", "", "the MDM mapping asks the EHR for no acknowledgment")
 		s.State, s.Reason = checkpoint.Dead, err.Error()
@@ -701,8 +729,9 @@ func (f *FileDrop) File(_ context.Context, doc *Document) error {
 
 // MLLP sends each message to the EHR's MLLP receiver and waits for the
 // answers its MSH-15/MSH-16 ask for (mllp.Client.Send): AA, past a commit
-// CA; or the CA alone when MSH-16 is NE. AE, AR, CE or CR is a rejection
-// (Rejected, its text starting with the code). A send that got no answer (refused,
+// CA; or the CA alone when MSH-16 is NE. AR or CR is a rejection
+// (Rejected, its text starting with the code); AE or CE asks for a resend
+// (Deferred). A send that got no answer (refused,
 // connection lost, no acknowledgment in time) is an *Unreachable: the note
 // is retried with backoff, not sooner than the client will try again.
 type MLLP struct{ Client *mllp.Client }
@@ -754,7 +783,9 @@ func (t *MLLP) File(ctx context.Context, doc *Document) error {
 	switch {
 	case resp.Accepted():
 		return nil
-	case resp.Code == hl7.AE || resp.Code == hl7.AR || resp.Code == hl7.CE || resp.Code == hl7.CR:
+	case resp.Code == hl7.AE || resp.Code == hl7.CE:
+		return &Deferred{Code: resp.Code, Text: resp.Text}
+	case resp.Code == hl7.AR || resp.Code == hl7.CR:
 		return &Rejected{Text: string(resp.Code) + " " + resp.Text}
 	}
 	return &connectors.Error{Kind: connectors.Transient, Code: "EHR_ANSWER_" + string(resp.Code)}

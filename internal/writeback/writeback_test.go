@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -262,28 +263,60 @@ func TestHeldUntilResolvable(t *testing.T) {
 	waitUntil(t, "filed after the identifier arrived", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
 }
 
-// An EHR that answers AE makes the note Error, with the EHR's text for
-// the coordinator.
-func TestMLLPRejection(t *testing.T) {
-	srv := &mllp.Server{Handler: mllp.HandlerFunc(func(ctx context.Context, req *mllp.Request) []byte {
-		m, _ := hl7.Parse(req.Payload)
-		return hl7.BuildAck(m, hl7.AE, "Unknown provider", nil, hl7.AckOptions{}).Bytes()
-	}), Logger: slog.New(slog.DiscardHandler)}
-	l, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	r := newRig(t, func(string) Target {
-		return &MLLP{Client: &mllp.Client{Addr: l.Addr().String(), Logger: slog.New(slog.DiscardHandler)}}
-	})
-	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN9"}`)
-	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
-	r.poll(t)
-	waitUntil(t, "the error status", func() bool { return r.task(t, task)["EHR_Status__c"] == "Error" })
-	if e, _ := r.task(t, task)["EHR_Error__c"].(string); !strings.Contains(e, "Unknown provider") {
-		t.Errorf("error text %q", e)
+// The EHR's answers by their HL7 meaning (table 0008): AR rejects the
+// document at once (the note is Error with the EHR's text); AE means "could
+// not process it now": the note is resent with backoff and filed once the
+// EHR takes it, or Error (and the record dead) after ae_max_attempts AEs.
+func TestMLLPAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		answers []hl7.AckCode // in turn; the last repeats
+		status  string
+		sends   int64
+		dead    string
+	}{
+		{"AR is final", []hl7.AckCode{hl7.AR}, "Error", 1, "the EHR rejected the document"},
+		{"AE then AA is filed", []hl7.AckCode{hl7.AE, hl7.AE, hl7.AA}, "Filed", 3, ""},
+		{"AE until the limit", []hl7.AckCode{hl7.AE}, "Error", 3, "the EHR answered AE 3 times"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sends atomic.Int64
+			srv := &mllp.Server{Handler: mllp.HandlerFunc(func(ctx context.Context, req *mllp.Request) []byte {
+				m, _ := hl7.Parse(req.Payload)
+				n := sends.Add(1)
+				code := tc.answers[min(int(n), len(tc.answers))-1]
+				return hl7.BuildAck(m, code, "Unknown provider", nil, hl7.AckOptions{}).Bytes()
+			}), Logger: slog.New(slog.DiscardHandler)}
+			l, err := srv.Listen("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = srv.Serve(l) }()
+			t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+			r := newRig(t, func(string) Target {
+				return &MLLP{Client: &mllp.Client{Addr: l.Addr().String(), Logger: slog.New(slog.DiscardHandler)}}
+			})
+			r.h.Cfg.AEMaxAttempts = 3
+			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN9"}`)
+			task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
+			r.poll(t)
+			waitUntil(t, "status "+tc.status, func() bool { return r.task(t, task)["EHR_Status__c"] == tc.status })
+			if n := sends.Load(); n != tc.sends {
+				t.Errorf("the EHR got the document %d times, want %d", n, tc.sends)
+			}
+			if tc.status == "Error" {
+				if e, _ := r.task(t, task)["EHR_Error__c"].(string); !strings.HasPrefix(e, string(tc.answers[len(tc.answers)-1])+" ") || !strings.Contains(e, "Unknown provider") {
+					t.Errorf("error text %q", e)
+				}
+			}
+			if tc.dead != "" {
+				var dead []*checkpoint.Record
+				waitUntil(t, "a dead record", func() bool { dead, _ = r.log.List(checkpoint.Dead, 0, 10); return len(dead) == 1 })
+				if !strings.HasPrefix(dead[0].Reason, tc.dead) || strings.Contains(dead[0].Reason, "Unknown provider") {
+					t.Errorf("dead reason %q, want %q and no EHR text", dead[0].Reason, tc.dead)
+				}
+			}
+		})
 	}
 }
 
