@@ -12,7 +12,8 @@
 // create/get/update/delete, upsert by external id (201/200/300/404/400 with
 // Salesforce errorCodes), relationships by external id in bodies, sObject
 // Collections of up to 200 records with allOrNone rollback and per-record
-// results, SOQL queries with nextRecordsUrl paging, the daily API limit
+// results, SOQL queries with nextRecordsUrl paging, the sObject Describe
+// resource served from the schema (describe.go) and /limits, the daily API limit
 // (org-wide and per connected app; Options.UsedAtStart starts it near a
 // limit) with the Sforce-Limit-Info header in its documented form
 // ("api-usage=u/m", with "; per-app-api-usage=u/m(appName=...)" when
