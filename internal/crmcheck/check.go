@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -32,8 +33,9 @@ type Options struct {
 
 // backend is one CRM's side of the check.
 type backend interface {
-	kind() string     // "salesforce" or "dataverse"
-	endpoint() string // the URL checked
+	kind() string                // "salesforce" or "dataverse"
+	source(object string) string // names an object's metadata in messages
+	endpoint() string            // the URL checked
 	// login signs in; a failure is explained in the admin's terms.
 	login(ctx context.Context) (ok bool, msg string)
 	// describe returns an object's metadata document as fetched; found
@@ -106,7 +108,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (*Report, error)
 		}
 		wb = &c
 	}
-	objects, err := objectsOf(set)
+	objects, where, err := objectsOf(set)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
@@ -120,13 +122,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (*Report, error)
 		doc, found, err := b.describe(ctx, o)
 		switch {
 		case err != nil:
-			r.add(Item{Object: o, Check: CheckObject, Blocker: true, Message: "cannot be described: " + errMessage(err)})
+			r.add(Item{Object: o, Check: CheckObject, Blocker: true, Message: "cannot be described: " + errMessage(err), Pos: where[strings.ToLower(o)]})
 			continue
 		case !found:
-			r.add(Item{Object: o, Check: CheckObject, Blocker: true, Message: b.missingObject(o)})
+			r.add(Item{Object: o, Check: CheckObject, Blocker: true, Message: b.missingObject(o), Pos: where[strings.ToLower(o)]})
 			continue
 		}
-		if err := schemas.Add(b.kind()+":"+o, doc); err != nil {
+		if err := schemas.Add(b.source(o), doc); err != nil {
 			r.add(Item{Object: o, Check: CheckObject, Blocker: true, Message: "its metadata cannot be read: " + err.Error()})
 			continue
 		}
@@ -138,7 +140,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (*Report, error)
 		mopts.Schemas = schemas
 		mopts.OnSchemaCheck = func(c mappings.SchemaCheck) {
 			r.add(Item{Object: objectGroup(objects, c.Object), Field: c.Field, Check: c.Check, OK: c.OK, Blocker: !c.OK, Message: c.Msg,
-				Pos: fmt.Sprintf("%s:%d:%d", c.File, c.Line, c.Col), Mapping: c.Mapping, Op: c.Op})
+				Pos: fmt.Sprintf("%s:%d:%d", displayPath(c.File), c.Line, c.Col), Mapping: c.Mapping, Op: c.Op})
 		}
 		// Failed checks are in the report; the error repeats them.
 		_, _ = mappings.Load(cfg.Mappings.Paths, mopts)
@@ -182,34 +184,80 @@ func sortByObject(r *Report, objects []string) {
 var refRe = regexp.MustCompile(`\bref\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,`)
 
 // objectsOf lists the objects a mapping set writes or refers to (ref()),
-// in the order of its files. The mappings package has no list of them, so
-// the files' ops are read again; what they mean stays the package's.
-func objectsOf(set *mappings.Set) ([]string, error) {
+// in the order of its files, with where each is first named. The mappings
+// package has no list of them, so the files' ops are read again; what
+// they mean stays the package's.
+func objectsOf(set *mappings.Set) ([]string, map[string]string, error) {
 	var out []string
+	where := map[string]string{}
 	for _, m := range set.Mappings {
 		if m.Output() != mappings.OutputCRM {
 			continue
 		}
 		data, err := os.ReadFile(m.File)
 		if err != nil {
-			return nil, fmt.Errorf("mapping %s: cannot read", m.File)
+			return nil, nil, fmt.Errorf("mapping %s: cannot read", m.File)
 		}
-		var doc struct {
-			Ops []struct {
-				Object string `yaml:"object"`
-			} `yaml:"ops"`
-		}
+		var doc yaml.Node
 		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return nil, fmt.Errorf("mapping %s: not YAML", m.File)
+			return nil, nil, fmt.Errorf("mapping %s: not YAML", m.File)
 		}
-		for _, op := range doc.Ops {
-			out = appendObject(out, op.Object)
+		for _, obj := range opObjects(&doc) {
+			out = appendObject(out, obj.Value)
+			if _, ok := where[strings.ToLower(obj.Value)]; !ok {
+				where[strings.ToLower(obj.Value)] = fmt.Sprintf("%s:%d:%d", displayPath(m.File), obj.Line, obj.Column)
+			}
 		}
 		for _, sub := range refRe.FindAllStringSubmatch(string(data), -1) {
 			out = appendObject(out, sub[1])
 		}
 	}
-	return out, nil
+	return out, where, nil
+}
+
+// opObjects returns the value nodes of ops[].object.
+func opObjects(doc *yaml.Node) []*yaml.Node {
+	root := doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = root.Content[0]
+	}
+	var out []*yaml.Node
+	ops := mapValue(root, "ops")
+	if ops == nil || ops.Kind != yaml.SequenceNode {
+		return nil
+	}
+	for _, op := range ops.Content {
+		if v := mapValue(op, "object"); v != nil && v.Kind == yaml.ScalarNode {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// displayPath shows a mapping file relative to the working directory
+// when it lies below it (the config resolves paths to absolute ones).
+func displayPath(file string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return file
+	}
+	rel, err := filepath.Rel(wd, file)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return file
+	}
+	return rel
 }
 
 func appendObject(list []string, o string) []string {

@@ -26,6 +26,9 @@ type dvBackend struct {
 
 func (d *dvBackend) kind() string     { return "dataverse" }
 func (d *dvBackend) endpoint() string { return d.url }
+func (d *dvBackend) source(table string) string {
+	return "the environment's EntityDefinitions of " + table
+}
 func (d *dvBackend) close() {
 	if d.done != nil {
 		d.done()

@@ -24,6 +24,9 @@ type sfBackend struct {
 
 func (s *sfBackend) kind() string     { return "salesforce" }
 func (s *sfBackend) endpoint() string { return s.cfg.LoginURL }
+func (s *sfBackend) source(object string) string {
+	return "the org's describe of " + object
+}
 func (s *sfBackend) close() {
 	if s.done != nil {
 		s.done()

@@ -1,0 +1,120 @@
+package crmcheck_test
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/internal/crmcheck"
+	"github.com/ehrbridge/ehrbridge/internal/testcerts"
+)
+
+func sfYAML(loginURL string, extra ...string) string {
+	s := "  salesforce:\n    login_url: " + loginURL + "\n    client_id: sandbox-client\n"
+	for _, e := range extra {
+		s += "    " + e + "\n"
+	}
+	return s
+}
+
+func mustBlock(t *testing.T, r *crmcheck.Report, object, check string, wants ...string) crmcheck.Item {
+	t.Helper()
+	for _, it := range find(r, object, "", check) {
+		if it.OK || !it.Blocker {
+			continue
+		}
+		all := true
+		for _, w := range wants {
+			all = all && strings.Contains(it.Message, w)
+		}
+		if all {
+			return it
+		}
+	}
+	var b strings.Builder
+	r.WriteText(&b)
+	t.Fatalf("no blocker %s/%s saying %q in:\n%s", object, check, wants, b.String())
+	return crmcheck.Item{}
+}
+
+// A JWT addressed to login.salesforce.com (the default) is refused by a
+// sandbox org; crm check names the key to set and the value.
+func TestSalesforceLoginWrongAudienceExplained(t *testing.T) {
+	key, certPEM := testcerts.RSASigning(t)
+	pub, err := sandbox.ParseCertificate(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg := newRig(t, sandbox.Options{JWTKey: pub, SandboxOrg: true}, false)
+	dir := t.TempDir()
+	keyFile := writeFile(t, dir, "jwt.key", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	jwt := []string{"jwt_username: integration@sandbox.example", "jwt_key_file: " + keyFile}
+
+	r := run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, jwt...)))
+	it := mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, "audience is invalid", "set crm.salesforce.audience to https://test.salesforce.com")
+	if r.OK || len(r.Checks) != 1 {
+		t.Errorf("a failed login must stop the check with one blocker: %+v", r)
+	}
+	_ = it
+	// The same config with the audience the message names signs in.
+	r = run(t, loadConfig(t, t.TempDir(), sfYAML(rg.srv.URL, append(jwt, "audience: https://test.salesforce.com")...)))
+	if got := find(r, crmcheck.GroupConnection, "", crmcheck.CheckLogin); len(got) != 1 || !got[0].OK {
+		t.Errorf("test.salesforce.com audience: %+v", got)
+	}
+}
+
+func TestSalesforceLoginBadSecretExplained(t *testing.T) {
+	rg := newRig(t, sandbox.Options{}, false)
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", []byte("not-the-secret"))
+	r := run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret)))
+	mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, "invalid_client", "crm.salesforce.client_secret does not match")
+	if strings.Contains(fmt.Sprint(r), "not-the-secret") {
+		t.Error("the secret is in the report")
+	}
+}
+
+func TestSalesforceUnreachableSaysWhich(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
+	r := run(t, loadConfig(t, dir, sfYAML("http://"+addr, "client_secret_file: "+secret)))
+	mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, "refused the connection", "crm.salesforce.login_url")
+}
+
+func dvYAML(t *testing.T, rg *rig, dir, secret string, extra ...string) string {
+	t.Helper()
+	ca := writeFile(t, dir, "ca.pem", rg.certPEM())
+	sec := writeFile(t, dir, "dv-secret", []byte(secret))
+	s := "  dynamics:\n    url: " + rg.srv.URL + "\n    tenant_id: sandbox-tenant\n    client_id: sandbox-client\n" +
+		"    client_secret_file: " + sec + "\n    authority_host: " + rg.srv.URL + "\n    ca_file: " + ca + "\n"
+	for _, e := range extra {
+		s += "    " + e + "\n"
+	}
+	return s
+}
+
+func TestDataverseLoginBadSecretExplained(t *testing.T) {
+	rg := newRig(t, sandbox.Options{}, true)
+	dir := t.TempDir()
+	r := run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "wrong-secret")))
+	mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, "AADSTS7000215", "crm.dynamics.client_secret")
+}
+
+func TestDataverseLoginTLSFailureSaysWhich(t *testing.T) {
+	rg := newRig(t, sandbox.Options{}, true)
+	dir := t.TempDir()
+	crm := strings.Replace(dvYAML(t, rg, dir, "sandbox-secret"), "    ca_file: "+filepath.Join(dir, "ca.pem")+"\n", "", 1)
+	r := run(t, loadConfig(t, dir, crm))
+	mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, "TLS failure", "not signed by a trusted CA", "crm.dynamics.ca_file")
+}
