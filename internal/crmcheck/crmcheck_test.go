@@ -118,3 +118,89 @@ func TestDataverseLoginTLSFailureSaysWhich(t *testing.T) {
 	r := run(t, loadConfig(t, dir, crm))
 	mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, "TLS failure", "not signed by a trusted CA", "crm.dynamics.ca_file")
 }
+
+// A deliberately broken copy of the Health Cloud set: each problem is a
+// blocker at the line and column of the mapping text that causes it, and
+// the whole check fails.
+func TestBrokenSalesforceSetNamesEachProblem(t *testing.T) {
+	rg := newRig(t, sandbox.Options{}, false)
+	set := copySet(t, "healthcloud")
+	oru := filepath.Join(set, "40_oru_observations.yaml")
+	siu := filepath.Join(set, "50_siu_appointment.yaml")
+	edit(t, oru, "      BaselineValueText: truncate(OBX-7, 255)", "      BaselineValueTxt: truncate(OBX-7, 255)")
+	edit(t, oru, "    key_field: EHR_Observation_Key__c", "    key_field: Category")
+	edit(t, siu, "    object: ServiceAppointment", "    object: ServiceAppointmnt")
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
+	r := run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret), set))
+	if r.OK || r.Blockers < 3 {
+		t.Fatalf("broken set: ok=%v blockers=%d", r.OK, r.Blockers)
+	}
+	at := func(file, s string, skip int) string {
+		l, c := posOf(t, file, s)
+		return fmt.Sprintf("%s:%d:%d", file, l, c+skip)
+	}
+	for _, want := range []struct {
+		object, field, check, pos, says string
+	}{
+		{"CareObservation", "BaselineValueTxt", "", at(oru, "BaselineValueTxt", 0), "BaselineValueTxt"},
+		{"CareObservation", "Category", "", at(oru, "key_field: Category", len("key_field: ")), "not an External ID"},
+		{"ServiceAppointmnt", "", crmcheck.CheckObject, at(siu, "object: ServiceAppointmnt", len("object: ")), "does not exist"},
+	} {
+		found := false
+		for _, it := range find(r, want.object, want.field, want.check) {
+			if !it.OK && it.Blocker && it.Pos == want.pos && strings.Contains(it.Message, want.says) {
+				found = true
+			}
+		}
+		if !found {
+			var b strings.Builder
+			r.WriteText(&b)
+			t.Errorf("no blocker %s.%s at %s saying %q in:\n%s", want.object, want.field, want.pos, want.says, b.String())
+		}
+	}
+	// Fields the set writes that the org has pass, one line each.
+	if ok := find(r, "CareObservation", "NumericValue", ""); len(ok) == 0 || !ok[0].OK {
+		t.Errorf("CareObservation.NumericValue: %+v", ok)
+	}
+}
+
+// crm check sends the token request and GETs, nothing else: it cannot
+// change the CRM. Both CRMs, a full set and write-back.
+func TestReadOnly(t *testing.T) {
+	for _, flavor := range []string{"salesforce", "dataverse"} {
+		t.Run(flavor, func(t *testing.T) {
+			rg := newRig(t, sandbox.Options{}, flavor == "dataverse")
+			dir := t.TempDir()
+			var r *crmcheck.Report
+			if flavor == "salesforce" {
+				secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
+				r = run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret), copySet(t, "healthcloud")))
+			} else {
+				r = run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "sandbox-secret"), copySet(t, "dynamics")))
+			}
+			if len(r.Checks) < 20 {
+				t.Fatalf("only %d checks: %+v", len(r.Checks), r.Checks)
+			}
+			reqs := rg.requests()
+			gets := 0
+			for _, q := range reqs {
+				switch {
+				case strings.HasPrefix(q, "GET "):
+					gets++
+				case q == "POST /services/oauth2/token", strings.HasPrefix(q, "POST /") && strings.HasSuffix(q, "/oauth2/v2.0/token"):
+				default:
+					t.Errorf("crm check sent %s", q)
+				}
+			}
+			if gets < 5 {
+				t.Errorf("only %d GETs: %v", gets, reqs)
+			}
+			for _, name := range []string{"Account", "contact", "msemr_observation"} {
+				if recs := rg.sb.Records(name); len(recs) != 0 {
+					t.Errorf("%s has %d records", name, len(recs))
+				}
+			}
+		})
+	}
+}

@@ -179,4 +179,3 @@ func find(r *crmcheck.Report, object, field, check string) []crmcheck.Item {
 	}
 	return out
 }
-
