@@ -473,7 +473,7 @@ func TestCSVTables(t *testing.T) {
 func TestSchemaCheck(t *testing.T) {
 	dir := t.TempDir()
 	sf := filepath.Join(dir, "account.json")
-	os.WriteFile(sf, []byte(`{"name":"Account","fields":[{"name":"Id","idLookup":true},{"name":"LastName"},{"name":"SourceSystemIdentifier","idLookup":true,"externalId":false},{"name":"EHR_MRN__pc","externalId":true}]}`), 0o600)
+	os.WriteFile(sf, []byte(`{"name":"Account","fields":[{"name":"Id","idLookup":true},{"name":"LastName"},{"name":"SourceSystemIdentifier","idLookup":true,"externalId":false},{"name":"EHR_MRN__pc","externalId":true,"unique":true}]}`), 0o600)
 	dv := filepath.Join(dir, "contact.json")
 	os.WriteFile(dv, []byte(`{"LogicalName":"contact","Attributes":[{"LogicalName":"lastname"},{"LogicalName":"msemr_medicalrecordnumber"},{"LogicalName":"telephone1"}],"Keys":[{"KeyAttributes":["msemr_medicalrecordnumber"]}]}`), 0o600)
 	schemas, err := LoadSchemas([]string{sf, dv})
