@@ -64,7 +64,7 @@ func TestSalesforceLoginWrongAudienceExplained(t *testing.T) {
 	if r.OK || len(r.Checks) != 1 {
 		t.Errorf("a failed login must stop the check with one blocker: %+v", r)
 	}
-	_ = it
+	t.Log(it.Line())
 	// The same config with the audience the message names signs in.
 	r = run(t, loadConfig(t, t.TempDir(), sfYAML(rg.srv.URL, append(jwt, "audience: https://test.salesforce.com")...)))
 	if got := find(r, crmcheck.GroupConnection, "", crmcheck.CheckLogin); len(got) != 1 || !got[0].OK {

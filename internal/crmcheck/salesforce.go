@@ -87,8 +87,8 @@ func explainSalesforceLogin(e *connectors.Error, jwt bool) string {
 	prefix += "): "
 	switch {
 	case says("audience is invalid"):
-		// The connector already says which audience to set.
-		return prefix + "the JWT's aud must match the org: set crm.salesforce.audience to https://test.salesforce.com for a sandbox org, https://login.salesforce.com for production"
+		// The connector already says which audience to set, and why.
+		return "login refused (" + code + "): " + e.Message
 	case code == "invalid_client_id":
 		return prefix + "crm.salesforce.client_id is not the consumer key of a connected app in this org (copy it from Setup > App Manager > the app > View; a new app takes up to 10 minutes to be usable)"
 	case says("hasn't approved") || says("not approved") || says("not pre-authorized") || says("not admin approved"):
