@@ -276,3 +276,28 @@ func TestSalesforceOlderKeysBlock(t *testing.T) {
 		}
 	}
 }
+
+// The write-back status fields must be writable by the integration user:
+// a describe that says EHR_Status__c is not updateable is a blocker
+// naming the field; the others pass.
+func TestWritebackFieldNotWritableBlocks(t *testing.T) {
+	site := writeFile(t, t.TempDir(), "task.json", []byte(`{"name":"Task","fields":[
+	 {"name":"EHR_Status__c","type":"picklist","nillable":true,"createable":false,"updateable":false,
+	  "picklistValues":[{"value":"Filed","active":true},{"value":"Error","active":true},{"value":"Held","active":true},{"value":"Pending","active":true}]}]}`))
+	rg := newRig(t, sandbox.Options{Schemas: []string{site}}, false)
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
+	r := run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret)))
+	it := mustBlock(t, r, "Task", crmcheck.CheckWBWritable, "cannot update Task.EHR_Status__c")
+	if it.Field != "EHR_Status__c" {
+		t.Errorf("field %q", it.Field)
+	}
+	for _, f := range []string{"EHR_Document_Id__c", "EHR_Filed_At__c", "EHR_Error__c"} {
+		if got := find(r, "Task", f, crmcheck.CheckWBWritable); len(got) != 1 || !got[0].OK {
+			t.Errorf("Task.%s writable: %+v", f, got)
+		}
+	}
+	if got := find(r, "Task", "Send_to_EHR__c", crmcheck.CheckWBField); len(got) != 1 || !got[0].OK {
+		t.Errorf("Task.Send_to_EHR__c present: %+v", got)
+	}
+}

@@ -82,14 +82,25 @@ func (d *dvBackend) login(ctx context.Context) (bool, string) {
 			msg = "the environment " + d.url + " gave no answer to WhoAmI: check crm.dynamics.url"
 		}
 		return false, msg
-	case e.Status == http.StatusUnauthorized:
-		return false, "Dataverse refused the app's token (401): the environment has no application user for crm.dynamics.client_id, or it is disabled. In the Power Platform admin center > Environments > this environment > Settings > Users + permissions > Application users, add a new app user for the app registration and assign it a security role that reads and writes the tables ehrbridge uses (https://learn.microsoft.com/power-apps/developer/data-platform/build-web-applications-server-server-s2s-authentication)"
-	case e.Status == http.StatusForbidden:
-		return false, "Dataverse knows the app but refuses it (403): the application user has no security role, or it is disabled; assign it a role in the Power Platform admin center (Application users)"
-	case e.Status == http.StatusNotFound:
-		return false, "WhoAmI not found (404) at " + d.url + ": check crm.dynamics.url (https://<org>.crm.dynamics.com) and crm.dynamics.api_version"
+	}
+	if msg := explainDataverseStatus(e.Status, d.url); msg != "" {
+		return false, msg
 	}
 	return false, "WhoAmI failed: " + e.Detail()
+}
+
+// explainDataverseStatus says what an HTTP status of WhoAmI, after a
+// token was issued, means for the admin; "" when nothing specific.
+func explainDataverseStatus(status int, envURL string) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "Dataverse refused the app's token (401): the environment has no application user for crm.dynamics.client_id, or it is disabled. In the Power Platform admin center > Environments > this environment > Settings > Users + permissions > Application users, add a new app user for the app registration and assign it a security role that reads and writes the tables ehrbridge uses (https://learn.microsoft.com/power-apps/developer/data-platform/build-web-applications-server-server-s2s-authentication)"
+	case http.StatusForbidden:
+		return "Dataverse knows the app but refuses it (403): the application user has no security role, or it is disabled; assign it a role in the Power Platform admin center (Application users)"
+	case http.StatusNotFound:
+		return "WhoAmI not found (404) at " + envURL + ": check crm.dynamics.url (https://<org>.crm.dynamics.com) and crm.dynamics.api_version"
+	}
+	return ""
 }
 
 // explainEntra turns an AADSTS code into what to change. The codes are
