@@ -108,11 +108,32 @@ func dvYAML(t *testing.T, rg *rig, dir, secret string, extra ...string) string {
 	return s
 }
 
-func TestDataverseLoginBadSecretExplained(t *testing.T) {
+// Entra ID's answers to a wrong secret, client id or tenant (the
+// sandbox's identity side answers with the same AADSTS codes) name the
+// config key to change.
+func TestDataverseLoginFailuresExplained(t *testing.T) {
 	rg := newRig(t, sandbox.Options{}, true)
-	dir := t.TempDir()
-	r := run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "wrong-secret")))
-	mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, "AADSTS7000215", "crm.dynamics.client_secret")
+	for _, c := range []struct {
+		name, secret, from, to string
+		wants                  []string
+	}{
+		{"bad secret", "wrong-secret", "", "", []string{"AADSTS7000215", "crm.dynamics.client_secret"}},
+		{"unknown app", "sandbox-secret", "client_id: sandbox-client", "client_id: someone-else", []string{"AADSTS700016", "crm.dynamics.client_id"}},
+		{"unknown tenant", "sandbox-secret", "tenant_id: sandbox-tenant", "tenant_id: other-tenant", []string{"AADSTS90002", "crm.dynamics.tenant_id"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			crm := dvYAML(t, rg, dir, c.secret)
+			if c.from != "" {
+				crm = strings.Replace(crm, c.from, c.to, 1)
+			}
+			r := run(t, loadConfig(t, dir, crm))
+			mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, c.wants...)
+			if strings.Contains(fmt.Sprint(r), c.secret) {
+				t.Error("the secret is in the report")
+			}
+		})
+	}
 }
 
 func TestDataverseLoginTLSFailureSaysWhich(t *testing.T) {
