@@ -136,6 +136,27 @@ func TestDataverseLoginFailuresExplained(t *testing.T) {
 	}
 }
 
+// An app registration that gets a token but has no application user in
+// the environment: Dataverse answers 401 "The user is not a member of the
+// organization." (0x80072560); crm check says how to create one. The
+// sandbox has no such mode, so that one answer is injected.
+func TestDataverseNoApplicationUserExplained(t *testing.T) {
+	rg := newRigWrapped(t, sandbox.Options{}, true, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/WhoAmI") {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte(`{"error":{"code":"0x80072560","message":"The user is not a member of the organization."}}`))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	dir := t.TempDir()
+	r := run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "sandbox-secret")))
+	mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, "0x80072560", "Application users", "security role")
+}
+
 func TestDataverseLoginTLSFailureSaysWhich(t *testing.T) {
 	rg := newRig(t, sandbox.Options{}, true)
 	dir := t.TempDir()

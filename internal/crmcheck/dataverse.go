@@ -83,21 +83,31 @@ func (d *dvBackend) login(ctx context.Context) (bool, string) {
 		}
 		return false, msg
 	}
-	if msg := explainDataverseStatus(e.Status, d.url); msg != "" {
+	if msg := explainDataverseStatus(e.Status, e.Code, d.url); msg != "" {
 		return false, msg
 	}
 	return false, "WhoAmI failed: " + e.Detail()
 }
 
-// explainDataverseStatus says what an HTTP status of WhoAmI, after a
-// token was issued, means for the admin; "" when nothing specific.
-func explainDataverseStatus(status int, envURL string) string {
-	switch status {
-	case http.StatusUnauthorized:
-		return "Dataverse refused the app's token (401): the environment has no application user for crm.dynamics.client_id, or it is disabled. In the Power Platform admin center > Environments > this environment > Settings > Users + permissions > Application users, add a new app user for the app registration and assign it a security role that reads and writes the tables ehrbridge uses (https://learn.microsoft.com/power-apps/developer/data-platform/build-web-applications-server-server-s2s-authentication)"
-	case http.StatusForbidden:
-		return "Dataverse knows the app but refuses it (403): the application user has no security role, or it is disabled; assign it a role in the Power Platform admin center (Application users)"
-	case http.StatusNotFound:
+// explainDataverseStatus says what an answer of WhoAmI, after a token
+// was issued, means for the admin; "" when nothing specific. The error
+// codes are Dataverse's: 0x80072560 "The user is not a member of the
+// organization." (no application user for the app; seen with 401 and
+// 403, https://github.com/MicrosoftDocs/power-platform/issues/2124) and
+// 0x80095ffc "Access to Dataverse API is restricted for this application
+// Id" (https://github.com/microsoft/PowerPlatform-DataverseServiceClient/issues/528).
+func explainDataverseStatus(status int, code, envURL string) string {
+	const noAppUser = "the environment has no application user for crm.dynamics.client_id, or it is disabled. In the Power Platform admin center > Environments > this environment > Settings > Users + permissions > Application users, add a new app user for the app registration and assign it a security role that reads and writes the tables ehrbridge uses (https://learn.microsoft.com/power-apps/developer/data-platform/build-web-applications-server-server-s2s-authentication)"
+	switch {
+	case strings.EqualFold(code, "0x80072560"):
+		return fmt.Sprintf("Dataverse: the user is not a member of the organization (%s, HTTP %d): %s", code, status, noAppUser)
+	case strings.EqualFold(code, "0x80095ffc"):
+		return fmt.Sprintf("Dataverse restricts API access for this application id (%s, HTTP %d): an admin allows the app in the environment's settings, or the tenant's Power Platform policies", code, status)
+	case status == http.StatusUnauthorized:
+		return "Dataverse refused the app's token (401): " + noAppUser
+	case status == http.StatusForbidden:
+		return "Dataverse knows the token but refuses the app (403): the application user has no security role or is disabled (assign a role under Application users in the Power Platform admin center), or the environment is in administration mode"
+	case status == http.StatusNotFound:
 		return "WhoAmI not found (404) at " + envURL + ": check crm.dynamics.url (https://<org>.crm.dynamics.com) and crm.dynamics.api_version"
 	}
 	return ""

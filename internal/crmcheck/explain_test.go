@@ -55,13 +55,20 @@ func TestExplainEntra(t *testing.T) {
 			t.Errorf("%s: %q, want %q", code, got, want)
 		}
 	}
-	for status, want := range map[int]string{
-		http.StatusUnauthorized: "no application user",
-		http.StatusForbidden:    "no security role",
-		http.StatusNotFound:     "check crm.dynamics.url",
+	for _, c := range []struct {
+		status int
+		code   string
+		want   string
+	}{
+		{http.StatusUnauthorized, "", "no application user"},
+		{http.StatusForbidden, "0x80072560", "no application user"},
+		{http.StatusUnauthorized, "0x80072560", "not a member of the organization"},
+		{http.StatusForbidden, "0x80095ffc", "restricts API access"},
+		{http.StatusForbidden, "", "no security role"},
+		{http.StatusNotFound, "", "check crm.dynamics.url"},
 	} {
-		if got := explainDataverseStatus(status, "https://org.crm.dynamics.com"); !strings.Contains(got, want) {
-			t.Errorf("%d: %q, want %q", status, got, want)
+		if got := explainDataverseStatus(c.status, c.code, "https://org.crm.dynamics.com"); !strings.Contains(got, c.want) {
+			t.Errorf("%d %s: %q, want %q", c.status, c.code, got, c.want)
 		}
 	}
 }

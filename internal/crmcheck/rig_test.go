@@ -30,6 +30,12 @@ type rig struct {
 
 func newRig(t *testing.T, opts sandbox.Options, withTLS bool) *rig {
 	t.Helper()
+	return newRigWrapped(t, opts, withTLS, nil)
+}
+
+// newRigWrapped serves the sandbox through wrap (fault injection).
+func newRigWrapped(t *testing.T, opts sandbox.Options, withTLS bool, wrap func(http.Handler) http.Handler) *rig {
+	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
@@ -39,6 +45,9 @@ func newRig(t *testing.T, opts sandbox.Options, withTLS bool) *rig {
 	}
 	r := &rig{sb: s}
 	h := s.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
 	rec := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.reqs = append(r.reqs, req.Method+" "+req.URL.Path)
