@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 )
 
 // codesMapping is a one-op set that the sandbox's published Health Cloud
@@ -126,4 +129,76 @@ func TestCRMCheckJSON(t *testing.T) {
 	if !found {
 		t.Errorf("no blocker for CodeSet.Nmae at codes.yaml:13:7:\n%s", out.String())
 	}
+}
+
+// crm check reaches the sandbox however the config names it: embedded
+// (Dataverse side over TLS with a fresh certificate) or already running
+// apart (Salesforce side, its default test credentials).
+func TestCRMCheckSandboxConfigs(t *testing.T) {
+	check := func(cfgText string) map[string]any {
+		t.Helper()
+		dir := t.TempDir()
+		p := filepath.Join(dir, "ehrbridge.yaml")
+		if err := os.WriteFile(p, []byte("data_dir: "+filepath.Join(dir, "data")+"\nadmin:\n  listen: \"off\"\n"+cfgText), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var out, errb bytes.Buffer
+		code := run([]string{"crm", "check", "--config", p, "--json"}, &out, &errb)
+		var doc map[string]any
+		if err := json.Unmarshal(out.Bytes(), &doc); err != nil || code == exitUsage {
+			t.Fatalf("exit %d: %v\n%s%s", code, err, out.String(), errb.String())
+		}
+		return doc
+	}
+	loginOK := func(doc map[string]any, object string) {
+		t.Helper()
+		seen := map[string]bool{}
+		for _, c := range doc["checks"].([]any) {
+			m := c.(map[string]any)
+			if m["ok"] == true {
+				seen[m["object"].(string)+"/"+m["check"].(string)] = true
+			}
+		}
+		if !seen["(connection)/login"] || !seen[object+"/object present"] {
+			t.Errorf("%s: login or %s not ok: %v", doc["crm"], object, doc["checks"])
+		}
+	}
+	dynamicsSet, _ := filepath.Abs(filepath.Join("..", "..", "configs", "mappings", "dynamics"))
+	doc := check("mappings:\n  paths: [" + dynamicsSet + "]\ncrm:\n  sandbox:\n    flavor: dataverse\n    embed: true\n")
+	if doc["crm"] != "dataverse" {
+		t.Errorf("crm %v", doc["crm"])
+	}
+	loginOK(doc, "contact")
+
+	apart := startSandboxInProcess(t)
+	doc = check("mappings:\n  paths: [" + writeCodes(t) + "]\ncrm:\n  sandbox:\n    embed: false\n    listen: " + apart + "\n")
+	if doc["crm"] != "salesforce" || doc["ok"] != true {
+		t.Errorf("sandbox running apart: %v", doc)
+	}
+	loginOK(doc, "CodeSet")
+}
+
+func writeCodes(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "codes.yaml")
+	if err := os.WriteFile(p, []byte(codesMapping), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startSandboxInProcess runs a sandbox (default test credentials) on a
+// free loopback port until the test ends and returns its address.
+func startSandboxInProcess(t *testing.T) string {
+	t.Helper()
+	s, err := sandbox.New(sandbox.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return addr.String()
 }
