@@ -70,6 +70,24 @@ func TestSalesforceLoginWrongAudienceExplained(t *testing.T) {
 	if got := find(r, crmcheck.GroupConnection, "", crmcheck.CheckLogin); len(got) != 1 || !got[0].OK {
 		t.Errorf("test.salesforce.com audience: %+v", got)
 	}
+
+	// The other JWT failures, each with its key.
+	otherKey, _ := testcerts.RSASigning(t)
+	otherKeyFile := writeFile(t, dir, "other.key", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(otherKey)}))
+	aud := "audience: https://test.salesforce.com"
+	for name, c := range map[string]struct {
+		crm  string
+		want string
+	}{
+		"key the app does not know": {sfYAML(rg.srv.URL, "jwt_username: integration@sandbox.example", "jwt_key_file: "+otherKeyFile, aud), "crm.salesforce.jwt_key_file"},
+		"user not pre-authorized":   {sfYAML(rg.srv.URL, "jwt_username: nobody@sandbox.example", "jwt_key_file: "+keyFile, aud), "pre-authorized"},
+		"unknown consumer key":      {strings.Replace(sfYAML(rg.srv.URL, append(jwt, aud)...), "client_id: sandbox-client", "client_id: other-app", 1), "crm.salesforce.client_id"},
+	} {
+		r := run(t, loadConfig(t, t.TempDir(), c.crm))
+		if got := find(r, crmcheck.GroupConnection, "", crmcheck.CheckLogin); len(got) != 1 || got[0].OK || !strings.Contains(got[0].Message, c.want) {
+			t.Errorf("%s: %+v, want a blocker naming %s", name, got, c.want)
+		}
+	}
 }
 
 func TestSalesforceLoginBadSecretExplained(t *testing.T) {

@@ -19,6 +19,7 @@ func TestExplainSalesforceLogin(t *testing.T) {
 		want       string
 	}{
 		{"AUTH_INVALID_CLIENT_ID", "client identifier invalid", 400, false, "crm.salesforce.client_id"},
+		{"AUTH_INVALID_GRANT", "client identifier invalid", 400, true, "crm.salesforce.client_id"},
 		{"AUTH_INVALID_CLIENT", "invalid client credentials", 400, false, "crm.salesforce.client_secret"},
 		{"AUTH_INVALID_GRANT", "user hasn't approved this consumer", 400, true, "Admin approved users are pre-authorized"},
 		{"AUTH_INVALID_GRANT", "no client credentials user enabled", 400, false, "run-as user"},

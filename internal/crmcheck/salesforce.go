@@ -89,7 +89,7 @@ func explainSalesforceLogin(e *connectors.Error, jwt bool) string {
 	case says("audience is invalid"):
 		// The connector already says which audience to set, and why.
 		return "login refused (" + code + "): " + e.Message
-	case code == "invalid_client_id":
+	case code == "invalid_client_id" || says("client identifier invalid"):
 		return prefix + "crm.salesforce.client_id is not the consumer key of a connected app in this org (copy it from Setup > App Manager > the app > View; a new app takes up to 10 minutes to be usable)"
 	case says("hasn't approved") || says("not approved") || says("not pre-authorized") || says("not admin approved"):
 		return prefix + "the user is not pre-authorized for the connected app: in Setup > Connected Apps > Manage > Edit Policies set Permitted Users to \"Admin approved users are pre-authorized\" and add the user's profile or permission set"
