@@ -361,3 +361,57 @@ func TestWritebackFieldNotWritableBlocks(t *testing.T) {
 		t.Errorf("Task.Send_to_EHR__c present: %+v", got)
 	}
 }
+
+// The API allocation line: plenty left is ok; inside the reserve
+// ehrbridge keeps free is a warning (ehrbridge would pause at once, but
+// nothing is wrong with the org), and the check itself still runs; used
+// up is a login blocker saying so.
+func TestSalesforceAllocation(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		used    int
+		ok      bool
+		blocker bool
+		says    string
+	}{
+		{"plenty", 1000, true, false, "of 100000 daily API requests left"},
+		{"in the reserve", 95000, false, false, "keeps the last 10% in reserve"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rg := newRig(t, sandbox.Options{UsedAtStart: c.used}, false)
+			dir := t.TempDir()
+			secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
+			r := run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret), writeCodesSet(t)))
+			got := find(r, crmcheck.GroupLimits, "DailyApiRequests", crmcheck.CheckAllocation)
+			if len(got) != 1 || got[0].OK != c.ok || got[0].Blocker != c.blocker || !strings.Contains(got[0].Message, c.says) {
+				t.Errorf("allocation: %+v", got)
+			}
+			if obj := find(r, "CodeSet", "", crmcheck.CheckObject); len(obj) != 1 || !obj[0].OK {
+				t.Errorf("the check itself was refused near the reserve: %+v", obj)
+			}
+		})
+	}
+	rg := newRig(t, sandbox.Options{UsedAtStart: 100000}, false)
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
+	r := run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret)))
+	mustBlock(t, r, crmcheck.GroupConnection, crmcheck.CheckLogin, "REQUEST_LIMIT_EXCEEDED", "used up")
+}
+
+// writeCodesSet writes a one-op mapping set (CodeSet by EHR_Code_Key__c).
+func writeCodesSet(t *testing.T) string {
+	t.Helper()
+	return writeFile(t, t.TempDir(), "codes.yaml", []byte(`description: codes of an ORU
+when:
+  hl7: ORU^R01
+ops:
+  - id: code
+    object: CodeSet
+    foreach: OBX
+    if: present(OBX-3.1)
+    key_field: EHR_Code_Key__c
+    key: concat(OBX-3.3, "|", OBX-3.1)
+    fields:
+      Code: OBX-3.1
+`))
+}

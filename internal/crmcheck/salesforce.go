@@ -14,12 +14,12 @@ import (
 
 // sfBackend checks a Salesforce org through the connector's own client.
 type sfBackend struct {
-	client   *salesforce.Client
-	cfg      salesforce.Config
-	hc       *http.Client
-	jwt      bool
-	done     func()
-	readOnly bool
+	client  *salesforce.Client
+	cfg     salesforce.Config
+	hc      *http.Client
+	jwt     bool
+	done    func()
+	reserve float64 // the configured budget reserve, for the allocation line
 }
 
 func (s *sfBackend) kind() string     { return "salesforce" }
@@ -39,11 +39,19 @@ func newSalesforce(cfg salesforce.Config, log *slog.Logger, done func()) (*sfBac
 		cfg.HTTPClient = &http.Client{Timeout: requestTimeout}
 	}
 	cfg.RetryMax = -1 // an admin waits for the answer: no backoff rounds
+	reserve := cfg.BudgetReserve
+	if reserve <= 0 {
+		reserve = 0.1 // the client's default
+	}
+	// The check's few GETs must not be refused by the client's own
+	// governor when the org is near its reserve: that is what the
+	// allocation line reports.
+	cfg.BudgetReserve = 1e-9
 	c, err := salesforce.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &sfBackend{client: c, cfg: cfg, hc: cfg.HTTPClient, jwt: cfg.Auth.JWTUsername != "", done: done}, nil
+	return &sfBackend{client: c, cfg: cfg, hc: cfg.HTTPClient, jwt: cfg.Auth.JWTUsername != "", done: done, reserve: reserve}, nil
 }
 
 // login signs in and reads /limits (a GET), which also gives the API
@@ -65,6 +73,9 @@ func (s *sfBackend) login(ctx context.Context) (bool, string) {
 	}
 	if strings.HasPrefix(e.Code, "AUTH_") {
 		return false, explainSalesforceLogin(e, s.jwt)
+	}
+	if e.Code == "REQUEST_LIMIT_EXCEEDED" {
+		return false, "signed in, but the org's daily API requests are used up (REQUEST_LIMIT_EXCEEDED): nothing can be sent or checked until the 24-hour window frees some; Setup > Company Information shows the allocation"
 	}
 	if e.Status == http.StatusNotFound {
 		return false, "signed in, but the org has no REST API at " + s.cfg.LoginURL + " for API version " + or(s.cfg.APIVersion, "62.0") + ": check crm.salesforce.api_version"
@@ -200,10 +211,7 @@ func (s *sfBackend) extra(ctx context.Context, r *Report, described map[string][
 		it.Message = fmt.Sprintf("0 of %d daily API requests left: ehrbridge cannot send until the 24-hour window frees some", max)
 	default:
 		left := max - used
-		reserve := s.cfg.BudgetReserve
-		if reserve <= 0 {
-			reserve = 0.1
-		}
+		reserve := s.reserve
 		it.Message = fmt.Sprintf("%d of %d daily API requests left", left, max)
 		if float64(used) >= float64(max)*(1-reserve) {
 			it.OK = false
