@@ -415,3 +415,24 @@ ops:
       Code: OBX-3.1
 `))
 }
+
+// Dataverse's documented service protection headers, when an answer
+// carries them, are reported; none left in the window is a warning.
+func TestDataverseRateLimitHeadersReported(t *testing.T) {
+	rg := newRigWrapped(t, sandbox.Options{}, true, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/data/") {
+				w.Header().Set("x-ms-ratelimit-burst-remaining-xrm-requests", "0")
+				w.Header().Set("x-ms-ratelimit-time-remaining-xrm-requests", "1199.5")
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	dir := t.TempDir()
+	r := run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "sandbox-secret")))
+	burst := find(r, crmcheck.GroupLimits, "x-ms-ratelimit-burst-remaining-xrm-requests", crmcheck.CheckRateLimit)
+	left := find(r, crmcheck.GroupLimits, "x-ms-ratelimit-time-remaining-xrm-requests", crmcheck.CheckRateLimit)
+	if len(burst) != 1 || burst[0].OK || burst[0].Blocker || len(left) != 1 || !left[0].OK || !strings.Contains(left[0].Message, "1199.5") {
+		t.Errorf("rate limit lines: %+v %+v", burst, left)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
@@ -272,9 +273,16 @@ func (d *dvBackend) extra(_ context.Context, r *Report, _ map[string][]byte) {
 			Message: "no x-ms-ratelimit-* headers in the answers (Dataverse sends them as a limit nears); the daily Power Platform request entitlement is shown in the Power Platform admin center"})
 		return
 	}
-	for _, k := range []string{"X-Ms-Ratelimit-Burst-Remaining-Xrm-Requests", "X-Ms-Ratelimit-Time-Remaining-Xrm-Requests"} {
-		if v := d.rate.Get(k); v != "" {
-			r.add(Item{Object: GroupLimits, Field: strings.ToLower(k), Check: CheckRateLimit, OK: v != "0", Message: v + " left in the 5-minute window"})
+	// Remaining requests, and remaining combined execution time in
+	// seconds, of the 5-minute sliding window.
+	for _, h := range []struct{ name, unit string }{
+		{"X-Ms-Ratelimit-Burst-Remaining-Xrm-Requests", " requests"},
+		{"X-Ms-Ratelimit-Time-Remaining-Xrm-Requests", " s of execution time"},
+	} {
+		if v := d.rate.Get(h.name); v != "" {
+			n, err := strconv.ParseFloat(strings.ReplaceAll(v, ",", ""), 64)
+			r.add(Item{Object: GroupLimits, Field: strings.ToLower(h.name), Check: CheckRateLimit, OK: err == nil && n > 0,
+				Message: v + h.unit + " left in the 5-minute window"})
 		}
 	}
 }
