@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (*Report, error)
 			continue
 		}
 		if err := schemas.Add(b.source(o), doc); err != nil {
-			r.add(Item{Object: o, Check: CheckObject, Blocker: true, Message: "its metadata cannot be read: " + err.Error()})
+			r.add(Item{Object: o, Check: CheckObject, Blocker: true, Message: "its metadata cannot be read: " + err.Error(), Pos: where[strings.ToLower(o)]})
 			continue
 		}
 		described[o] = doc
