@@ -30,6 +30,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the daemon: ehrbridge run --config FILE", cmdRun},
 		{"lint", "check a config and its mappings: ehrbridge lint --config FILE [MAPPING...]", cmdLint},
+		{"crm", "read-only go-live preflight against the configured CRM: ehrbridge crm check --config FILE [--json]", cmdCRM},
 		{"map", "show the CRM ops messages map to: ehrbridge map --config FILE MESSAGE_FILE...", cmdMap},
 		{"test", "run mapping tests: ehrbridge test [--config FILE] [DIR...]", cmdTest},
 		{"hl7", "inspect HL7 v2 files: ehrbridge hl7 show FILE | hl7 get FILE PATH...", cmdHL7},

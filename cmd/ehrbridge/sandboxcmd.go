@@ -40,6 +40,12 @@ missing on create. --schema adds the org's own describe files (the files
 Dataverse side (on --tls-listen, default $EHRBRIDGE_SANDBOX_TLS_ADDR or
 127.0.0.1:8443; "off" disables): the Microsoft identity platform token
 endpoints azidentity uses (https only) and the Web API under /api/data/v9.2/.
+It knows the Healthcare Accelerator tables the shipped set writes
+(connectors/sandbox/dvschema.json, Dataverse EntityDefinitions from the
+published metadata) and serves them read-only as the Web API does
+(EntityDefinitions(LogicalName='x') with $select/$expand, the attribute type
+casts, WhoAmI); --schema also takes an org's saved EntityDefinitions
+responses, which extend or override those tables.
 The TLS certificate is made on first start and kept in --tls-cert / --tls-key
 (default sandbox-tls.pem and sandbox-tls-key.pem beside --data, else in the
 current directory); give --tls-cert to a client to trust.
@@ -61,7 +67,7 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 	jwtCert := fs.String("jwt-cert", "", "PEM certificate that verifies JWT bearer assertions")
 	daily := fs.Int("daily-limit", 0, "daily API request allocation (default 100000)")
 	var schemas multiFlag
-	fs.Var(&schemas, "schema", "Salesforce describe JSON of the org (GET .../sobjects/X/describe, or a list of them) that extends the published schema; repeatable")
+	fs.Var(&schemas, "schema", "schema file that extends the published schema: Salesforce describe JSON (GET .../sobjects/X/describe, or a list of them) or Dataverse EntityDefinitions JSON (one, or {\"value\":[...]}); repeatable")
 	noSchema := fs.Bool("no-schema", false, "accept any Salesforce object and field (no schema)")
 	defTLS := os.Getenv("EHRBRIDGE_SANDBOX_TLS_ADDR")
 	if defTLS == "" {

@@ -241,6 +241,9 @@ func (s *Server) dvServe(w http.ResponseWriter, r *http.Request, version, path s
 			"BusinessUnitId": "00000000-5a4d-4b00-8000-000000000b01", "UserId": SandboxUserID,
 			"OrganizationId": "00000000-5a4d-4b00-8000-000000000c01"})
 		return
+	case path == "EntityDefinitions" || strings.HasPrefix(path, "EntityDefinitions("):
+		s.dvMetadata(w, r, version, path)
+		return
 	case path == "$batch" && r.Method == http.MethodPost:
 		s.count("dv_batch")
 		s.dvBatch(w, r, version)
@@ -437,7 +440,7 @@ func (s *Server) dvUpsert(w http.ResponseWriter, r *http.Request, version, set s
 func (s *Server) dvGet(w http.ResponseWriter, r *http.Request, version, set string, pred dvPredicate) {
 	sel, derr := selectParam(r)
 	if derr == nil {
-		derr = dvCheckSelect(set, sel)
+		derr = s.st.dvCheckSelect(set, sel)
 	}
 	if derr != nil {
 		writeDVError(w, derr)
@@ -509,7 +512,7 @@ func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set st
 	q := r.URL.Query()
 	sel, derr := selectParam(r)
 	if derr == nil {
-		derr = dvCheckSelect(set, sel)
+		derr = s.st.dvCheckSelect(set, sel)
 	}
 	if derr != nil {
 		writeDVError(w, derr)

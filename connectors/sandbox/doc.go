@@ -2,8 +2,9 @@
 // the subset of the Salesforce REST API ehrbridge's Salesforce connector
 // uses, and on its Dataverse side (dataverse.go, identity.go) the
 // Microsoft identity platform token endpoints and the Dataverse Web API
-// subset of the Dynamics connector, for tests, the demo and `ehrbridge
-// sandbox`. The real jsforce, dynamics-web-api and azidentity clients are
+// subset of the Dynamics connector, with the read-only table definitions
+// (EntityDefinitions, dvmeta.go) of the tables in dvschema.json, for tests,
+// the demo and `ehrbridge sandbox`. The real jsforce, dynamics-web-api and azidentity clients are
 // run against it in the tests.
 //
 // What it does like Salesforce: OAuth 2.0 token grants (client
@@ -12,7 +13,8 @@
 // create/get/update/delete, upsert by external id (201/200/300/404/400 with
 // Salesforce errorCodes), relationships by external id in bodies, sObject
 // Collections of up to 200 records with allOrNone rollback and per-record
-// results, SOQL queries with nextRecordsUrl paging, the daily API limit
+// results, SOQL queries with nextRecordsUrl paging, the sObject Describe
+// resource served from the schema (describe.go) and /limits, the daily API limit
 // (org-wide and per connected app; Options.UsedAtStart starts it near a
 // limit) with the Sforce-Limit-Info header in its documented form
 // ("api-usage=u/m", with "; per-app-api-usage=u/m(appName=...)" when

@@ -263,7 +263,7 @@ type dvBind struct {
 // replaced by the caller) into _nav_value columns.
 func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvError) {
 	out := Record{}
-	schema := dvSchema[table.Name]
+	schema := s.dvTables().tables[table.Name]
 	for _, name := range sortedKeys(fields) {
 		v := fields[name]
 		nav, isBind := strings.CutSuffix(name, "@odata.bind")
@@ -274,7 +274,7 @@ func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvEr
 			if !validName(name) {
 				return nil, dverr(400, dvBadRequest, "Invalid property '%s' was found in entity.", name)
 			}
-			if schema != nil && !schema.cols[strings.ToLower(name)] && !siteOwn(name) {
+			if schema != nil && schema.cols[strings.ToLower(name)] == nil && !siteOwn(name) {
 				return nil, dvUnknownColumn(table, name)
 			}
 			out[strings.ToLower(name)] = v

@@ -44,6 +44,9 @@ func (s *Server) sobjects(w http.ResponseWriter, r *http.Request, version string
 	case len(rest) == 1 && r.Method == http.MethodPost:
 		s.count("sobject_create")
 		s.createOne(w, r, object)
+	case len(rest) == 2 && r.Method == http.MethodGet && rest[1] == "describe":
+		s.count("describe")
+		s.describe(w, version, object)
 	case len(rest) == 2 && r.Method == http.MethodGet:
 		s.count("sobject_get")
 		s.getOne(w, r, version, object, rest[1], "")

@@ -219,6 +219,11 @@ func New(opts Options) (*Server, error) {
 		}
 		s.st.schema = schema
 	}
+	dv, err := loadDVSchema(opts.Schemas)
+	if err != nil {
+		return nil, err
+	}
+	s.st.dvSchema = dv
 	if opts.DataFile != "" {
 		if err := s.st.load(opts.DataFile); err != nil {
 			return nil, err

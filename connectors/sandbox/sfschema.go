@@ -41,22 +41,38 @@ type sfSchema struct {
 
 type sfObject struct {
 	Name   string
+	Label  string
 	Fields []*sfField
 	byName map[string]*sfField // by lower-case name
 }
 
+// sfField is a field in the describe format (DescribeSObjectResult's
+// Field, https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_describesobjects_describesobjectresult.htm),
+// the properties the sandbox enforces and serves.
 type sfField struct {
-	Name               string `json:"name"`
-	Type               string `json:"type"`
-	Length             int    `json:"length"`
-	Nillable           bool   `json:"nillable"`
-	Createable         bool   `json:"createable"`
-	DefaultedOnCreate  bool   `json:"defaultedOnCreate"`
-	RestrictedPicklist bool   `json:"restrictedPicklist"`
-	PicklistValues     []struct {
-		Value  string `json:"value"`
-		Active bool   `json:"active"`
-	} `json:"picklistValues"`
+	Name               string        `json:"name"`
+	Label              string        `json:"label"`
+	Type               string        `json:"type"`
+	Length             int           `json:"length"`
+	Precision          int           `json:"precision"`
+	Scale              int           `json:"scale"`
+	Nillable           bool          `json:"nillable"`
+	Createable         bool          `json:"createable"`
+	Updateable         bool          `json:"updateable"`
+	DefaultedOnCreate  bool          `json:"defaultedOnCreate"`
+	ExternalID         bool          `json:"externalId"`
+	IDLookup           bool          `json:"idLookup"`
+	Unique             bool          `json:"unique"`
+	CaseSensitive      bool          `json:"caseSensitive"`
+	RestrictedPicklist bool          `json:"restrictedPicklist"`
+	PicklistValues     []sfPickValue `json:"picklistValues"`
+	ReferenceTo        []string      `json:"referenceTo"`
+	RelationshipName   string        `json:"relationshipName"`
+}
+
+type sfPickValue struct {
+	Value  string `json:"value"`
+	Active bool   `json:"active"`
 }
 
 // loadSchema reads the published schema and then the site's describe
@@ -96,6 +112,7 @@ func (s *sfSchema) add(data []byte) error {
 	for i, raw := range list {
 		var o struct {
 			Name   string     `json:"name"`
+			Label  string     `json:"label"`
 			Fields []*sfField `json:"fields"`
 		}
 		if err := json.Unmarshal(raw, &o); err != nil {
@@ -115,6 +132,9 @@ func (s *sfSchema) add(data []byte) error {
 		if have == nil {
 			have = &sfObject{Name: o.Name, byName: map[string]*sfField{}}
 			s.objects[strings.ToLower(o.Name)] = have
+		}
+		if o.Label != "" {
+			have.Label = o.Label
 		}
 		for _, f := range o.Fields {
 			if old := have.byName[strings.ToLower(f.Name)]; old != nil {

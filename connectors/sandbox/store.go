@@ -49,6 +49,9 @@ type store struct {
 	// schema is the org's Salesforce schema (sfschema.go); nil accepts
 	// any object and field.
 	schema *sfSchema
+	// dvSchema is the Dataverse schema (dvschema.go); nil is the
+	// published one.
+	dvSchema *dvSchemaSet
 }
 
 // undo restores one record: to before (nil: it did not exist).

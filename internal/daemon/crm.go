@@ -282,31 +282,9 @@ func (c *crm) startSalesforce(cc *config.CRMConfig, log *slog.Logger) error {
 		// (they guard no real data).
 		scfg = salesforce.Config{LoginURL: "http://" + sb.Listen, ClientID: "sandbox-client", ClientSecret: "sandbox-secret", Auth: salesforce.Auth{ClientCredentials: true}}
 	} else {
-		sf := cc.Salesforce
-		scfg = salesforce.Config{LoginURL: sf.LoginURL, Audience: sf.Audience, APIVersion: sf.APIVersion, ClientID: sf.ClientID,
-			MaxConcurrent: sf.MaxConcurrent, BudgetReserve: sf.BudgetReserve}
-		if sf.ClientSecret.IsSet() {
-			secret, err := sf.ClientSecret.Resolve()
-			if err != nil {
-				return fmt.Errorf("crm.salesforce client secret: %w", err)
-			}
-			scfg.ClientSecret = secret
-		}
-		switch {
-		case sf.JWTUsername != "":
-			key, err := os.ReadFile(sf.JWTKeyFile)
-			if err != nil {
-				return fmt.Errorf("crm.salesforce.jwt_key_file: %w", err)
-			}
-			scfg.Auth = salesforce.Auth{JWTUsername: sf.JWTUsername, JWTPrivateKey: key}
-		case sf.RefreshToken.IsSet():
-			rt, err := sf.RefreshToken.Resolve()
-			if err != nil {
-				return fmt.Errorf("crm.salesforce refresh token: %w", err)
-			}
-			scfg.Auth = salesforce.Auth{RefreshToken: rt}
-		default:
-			scfg.Auth = salesforce.Auth{ClientCredentials: true}
+		var err error
+		if scfg, err = SalesforceClientConfig(cc.Salesforce); err != nil {
+			return err
 		}
 	}
 	scfg.Logger = log
@@ -358,42 +336,10 @@ func (c *crm) startDataverse(cc *config.CRMConfig, log *slog.Logger) error {
 		auth = dynamics.Auth{TenantID: "sandbox-tenant", ClientID: "sandbox-client", ClientSecret: secret, AuthorityHost: base, HTTPClient: hc}
 		dcfg = dynamics.Config{URL: base, HTTPClient: hc}
 	} else {
-		d := cc.Dynamics
-		var extra []byte
-		if d.CAFile != "" {
-			b, err := os.ReadFile(d.CAFile)
-			if err != nil {
-				return fmt.Errorf("crm.dynamics.ca_file: %w", err)
-			}
-			extra = b
-		}
-		hc, err := httpClientTrusting(extra, true)
-		if err != nil {
+		var err error
+		if dcfg, auth, err = DataverseClientConfig(cc.Dynamics); err != nil {
 			return err
 		}
-		auth = dynamics.Auth{TenantID: d.TenantID, ClientID: d.ClientID, ManagedIdentity: d.ManagedIdentity,
-			WorkloadIdentity: d.WorkloadIdentity, AuthorityHost: d.AuthorityHost, HTTPClient: hc}
-		if d.ClientSecret.IsSet() {
-			secret, err := d.ClientSecret.Resolve()
-			if err != nil {
-				return fmt.Errorf("crm.dynamics client secret: %w", err)
-			}
-			auth.ClientSecret = secret
-		}
-		if d.CertFile != "" {
-			certPEM, err := os.ReadFile(d.CertFile)
-			if err != nil {
-				return fmt.Errorf("crm.dynamics.cert_file: %w", err)
-			}
-			auth.CertPEM = certPEM
-			if d.KeyFile != "" {
-				if auth.KeyPEM, err = os.ReadFile(d.KeyFile); err != nil {
-					return fmt.Errorf("crm.dynamics.key_file: %w", err)
-				}
-			}
-		}
-		dcfg = dynamics.Config{URL: d.URL, APIVersion: d.APIVersion, HTTPClient: hc, BatchSize: d.BatchSize,
-			MaxConcurrent: d.MaxConcurrent, EntitySets: d.EntitySets}
 	}
 	cred, err := dynamics.NewCredential(auth)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 // mappings.LoadSchemas and the sandbox read), plus its source.
 type field struct {
 	Name               string    `json:"name"`
+	Label              string    `json:"label,omitempty"`
 	Type               string    `json:"type,omitempty"`
 	Length             int       `json:"length,omitempty"`
 	Nillable           bool      `json:"nillable"`
@@ -34,6 +35,7 @@ type field struct {
 	ExternalID         bool      `json:"externalId,omitempty"`
 	IDLookup           bool      `json:"idLookup,omitempty"`
 	Unique             bool      `json:"unique,omitempty"`
+	CaseSensitive      bool      `json:"caseSensitive,omitempty"`
 	RestrictedPicklist bool      `json:"restrictedPicklist,omitempty"`
 	PicklistValues     []pickVal `json:"picklistValues,omitempty"`
 	Source             string    `json:"source"`
@@ -286,7 +288,13 @@ func applyDocs(docs map[string]json.RawMessage, get func(string) *object, fieldO
 			return fmt.Errorf("docs_facts %s: %v", oname, err)
 		}
 		o := get(oname)
-		for fname, fact := range facts {
+		fnames := make([]string, 0, len(facts))
+		for fname := range facts {
+			fnames = append(fnames, fname)
+		}
+		sort.Strings(fnames) // the same sources every run
+		for _, fname := range fnames {
+			fact := facts[fname]
 			src, _ := fact["source"].(string)
 			// "same page" in docs_facts.json refers to a sibling fact's URL.
 			switch src {
@@ -374,6 +382,8 @@ func siblingSource(facts map[string]map[string]any, softBuilder bool) string {
 
 type customField struct {
 	FullName   string `xml:"fullName"`
+	Label      string `xml:"label"`
+	CaseSens   bool   `xml:"caseSensitive"`
 	Type       string `xml:"type"`
 	Length     int    `xml:"length"`
 	Required   bool   `xml:"required"`
@@ -416,6 +426,10 @@ func applyDeploy(dir string, get func(string) *object, fieldOf func(*object, str
 			f.Nillable = !cf.Required && cf.Type != "Checkbox"
 			f.DefaultedOnCreate = cf.Type == "Checkbox"
 			f.ExternalID, f.Unique = cf.ExternalID, cf.Unique
+			// A unique text field is case-insensitive unless
+			// caseSensitive is set (CustomField, Metadata API).
+			f.CaseSensitive = cf.CaseSens && cf.Unique
+			f.Label = cf.Label
 			f.RestrictedPicklist = cf.ValueSet.Restricted
 			for _, v := range cf.ValueSet.Values {
 				addValue(f, v.FullName, rel)

@@ -1,0 +1,33 @@
+package salesforce
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+)
+
+// Describe returns an sObject's describe result as Salesforce sent it
+// (GET /sobjects/X/describe): metadata only, no records. An object the
+// org does not have is an *Error with Status 404.
+// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm)
+func (c *Client) Describe(ctx context.Context, object string) (json.RawMessage, error) {
+	var out json.RawMessage
+	if _, err := c.do(ctx, http.MethodGet, "/sobjects/"+url.PathEscape(object)+"/describe", nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Count runs a SELECT COUNT() query and returns its totalSize: a number,
+// never a record.
+// (https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_count.htm)
+func (c *Client) Count(ctx context.Context, soql string) (int, error) {
+	var out struct {
+		TotalSize int `json:"totalSize"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/query?q="+url.QueryEscape(soql), nil, &out); err != nil {
+		return 0, err
+	}
+	return out.TotalSize, nil
+}

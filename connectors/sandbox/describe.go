@@ -1,0 +1,142 @@
+package sandbox
+
+import (
+	"net/http"
+	"strings"
+)
+
+// describe serves GET /services/data/vXX.X/sobjects/{Object}/describe,
+// the sObject Describe resource ("Get Field and Other Metadata for an
+// Object", https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_describe.htm;
+// the properties are DescribeSObjectResult's and its Field's,
+// https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_describesobjects_describesobjectresult.htm),
+// from the schema the sandbox enforces: the published sfschema.json
+// extended by Options.Schemas. It is read-only and answers the subset of
+// the result `ehrbridge crm check` and `lint --schema` read: the object's
+// name, label, createable, updateable, and each field's name, label,
+// type, length, precision, scale, nillable, createable, updateable,
+// defaultedOnCreate, externalId, idLookup, unique, caseSensitive,
+// restrictedPicklist, picklistValues [{value, label, active}],
+// referenceTo and relationshipName.
+//
+// Where no published source gives a field's type the sandbox's type is
+// "" (it enforces no type there); a real org always names one. The
+// sandbox accepts creates and updates of every object it knows, so the
+// object is createable and updateable. An unknown object, like any
+// unknown resource, is 404 [{"errorCode":"NOT_FOUND","message":"The
+// requested resource does not exist"}] (Status Codes and Error Responses,
+// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm);
+// with Options.NoSchema the sandbox describes nothing.
+func (s *Server) describe(w http.ResponseWriter, version, object string) {
+	o, apiErr := s.st.schema.object(object)
+	if apiErr == nil && o == nil { // NoSchema: nothing to describe
+		apiErr = errf("NOT_FOUND", nil, "The requested resource does not exist")
+	}
+	if apiErr != nil {
+		writeErrors(w, http.StatusNotFound, apiErr)
+		return
+	}
+	writeJSON(w, http.StatusOK, o.describe(version))
+}
+
+type describeResult struct {
+	Name       string            `json:"name"`
+	Label      string            `json:"label"`
+	Custom     bool              `json:"custom"`
+	Createable bool              `json:"createable"`
+	Updateable bool              `json:"updateable"`
+	Queryable  bool              `json:"queryable"`
+	Fields     []describeField   `json:"fields"`
+	URLs       map[string]string `json:"urls"`
+}
+
+type describeField struct {
+	Name               string              `json:"name"`
+	Label              string              `json:"label"`
+	Type               string              `json:"type"`
+	Custom             bool                `json:"custom"`
+	Length             int                 `json:"length"`
+	Precision          int                 `json:"precision"`
+	Scale              int                 `json:"scale"`
+	Nillable           bool                `json:"nillable"`
+	Createable         bool                `json:"createable"`
+	Updateable         bool                `json:"updateable"`
+	DefaultedOnCreate  bool                `json:"defaultedOnCreate"`
+	ExternalID         bool                `json:"externalId"`
+	IDLookup           bool                `json:"idLookup"`
+	Unique             bool                `json:"unique"`
+	CaseSensitive      bool                `json:"caseSensitive"`
+	RestrictedPicklist bool                `json:"restrictedPicklist"`
+	PicklistValues     []describePickValue `json:"picklistValues"`
+	ReferenceTo        []string            `json:"referenceTo"`
+	RelationshipName   *string             `json:"relationshipName"`
+}
+
+type describePickValue struct {
+	Value        string `json:"value"`
+	Label        string `json:"label"`
+	Active       bool   `json:"active"`
+	DefaultValue bool   `json:"defaultValue"`
+}
+
+func (o *sfObject) describe(version string) describeResult {
+	d := describeResult{
+		Name: o.Name, Label: o.Label, Custom: strings.HasSuffix(o.Name, "__c"),
+		Createable: true, Updateable: true, Queryable: true, Fields: []describeField{},
+		URLs: map[string]string{
+			"sobject":     "/services/data/" + version + "/sobjects/" + o.Name,
+			"describe":    "/services/data/" + version + "/sobjects/" + o.Name + "/describe",
+			"rowTemplate": "/services/data/" + version + "/sobjects/" + o.Name + "/{ID}",
+		},
+	}
+	if d.Label == "" {
+		d.Label = o.Name
+	}
+	for _, f := range o.Fields {
+		df := describeField{
+			Name: f.Name, Label: f.Label, Type: f.Type, Custom: strings.HasSuffix(f.Name, "__c"),
+			Length: f.Length, Precision: f.Precision, Scale: f.Scale, Nillable: f.Nillable,
+			Createable: f.Createable, Updateable: f.Updateable, DefaultedOnCreate: f.DefaultedOnCreate,
+			ExternalID: f.ExternalID, IDLookup: f.IDLookup, Unique: f.Unique, CaseSensitive: f.CaseSensitive,
+			RestrictedPicklist: f.RestrictedPicklist, PicklistValues: []describePickValue{}, ReferenceTo: []string{},
+		}
+		if df.Label == "" {
+			df.Label = f.Name
+		}
+		for _, p := range f.PicklistValues {
+			df.PicklistValues = append(df.PicklistValues, describePickValue{Value: p.Value, Label: p.Value, Active: p.Active})
+		}
+		df.ReferenceTo = append(df.ReferenceTo, f.ReferenceTo...)
+		if f.Type == "reference" {
+			// A lookup's relationship name, where the source gives none,
+			// is the one the API uses for it: the field name less "Id",
+			// or "__c" as "__r" (see lookupField).
+			rel := f.RelationshipName
+			if rel == "" {
+				rel = relationshipOf(f.Name)
+			}
+			if rel != "" {
+				df.RelationshipName = &rel
+				if len(df.ReferenceTo) == 0 && knownLookups[strings.ToLower(rel)] != "" {
+					// The target the sandbox resolves this relationship to
+					// (knownLookups), where the source names none.
+					df.ReferenceTo = []string{knownLookups[strings.ToLower(rel)]}
+				}
+			}
+		}
+		d.Fields = append(d.Fields, df)
+	}
+	return d
+}
+
+// relationshipOf is the relationship name of a lookup field by the API's
+// naming: AccountId → Account, Patient__c → Patient__r; "" if neither.
+func relationshipOf(field string) string {
+	if base, ok := strings.CutSuffix(field, "__c"); ok {
+		return base + "__r"
+	}
+	if base, ok := strings.CutSuffix(field, "Id"); ok && base != "" {
+		return base
+	}
+	return ""
+}
