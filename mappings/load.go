@@ -67,6 +67,8 @@ type opDef struct {
 	col      int
 	keyLine  int // position of key_field's value, for schema problems
 	keyCol   int
+	objLine  int // position of object's value
+	objCol   int
 }
 
 type fieldDef struct {
@@ -595,6 +597,7 @@ func (sc *scope) ops(n *yaml.Node) {
 					l.addAt(k, "object %q is not an API name (letters, digits, _)", s)
 				}
 				op.Object = s
+				op.objLine, op.objCol = k.Line, k.Column
 			}
 		} else if sc.m.hl7Out {
 			l.addAt(on, "op has no object: say which segment it writes (object: TXA)")

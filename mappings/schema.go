@@ -779,3 +779,41 @@ func quoteList(vals []string) string {
 	}
 	return strings.Join(q, ", ")
 }
+
+// ObjectUse is a CRM object a mapping set writes or points at, and where it
+// is first named.
+type ObjectUse struct {
+	Object    string
+	File      string
+	Line, Col int
+}
+
+// Objects lists the CRM objects the set's CRM mappings write (ops'
+// objects) or reference (ref(object, key_field, key)), in the order they
+// first appear, each with the position of its first mention: what crm
+// check describes.
+func (s *Set) Objects() []ObjectUse {
+	var out []ObjectUse
+	seen := map[string]bool{}
+	use := func(obj, file string, line, col int) {
+		if obj == "" || seen[strings.ToLower(obj)] {
+			return
+		}
+		seen[strings.ToLower(obj)] = true
+		out = append(out, ObjectUse{Object: obj, File: file, Line: line, Col: col})
+	}
+	for _, m := range s.Mappings {
+		if m.hl7Out {
+			continue
+		}
+		for _, op := range m.ops {
+			use(op.Object, m.File, op.objLine, op.objCol)
+			for _, f := range op.fields {
+				for _, r := range outcomesOf(f.expr.root).refs {
+					use(r.object, m.File, f.line, f.col)
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package mappings
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -180,5 +181,26 @@ func TestSchemaWarnings(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings:\n%s\nwant %q", got, want)
 		}
+	}
+}
+
+// Objects lists what a set writes and references, first mention first,
+// each once, at the object's position.
+func TestSetObjects(t *testing.T) {
+	dir := t.TempDir()
+	f := dir + "/a.yaml"
+	src := "when: {hl7: ADT}\nops:\n  - id: p\n    object: Account\n    key_field: K__c\n    key: concat(ns(MSH-4), \"|\", PID-3.1)\n    fields:\n      Parent: ref(Org__c, Code__c, MSH-4)\n" +
+		"  - object: account\n    key_field: K__c\n    key: concat(ns(MSH-4), \"|\", PID-3.2)\n    fields: {Name: PID-5.1}\n"
+	if err := os.WriteFile(f, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load([]string{f}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Objects()
+	want := []ObjectUse{{"Account", f, 4, 13}, {"Org__c", f, 8, 7}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("Objects() = %+v, want %+v", got, want)
 	}
 }

@@ -8,11 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/daemon"
@@ -181,69 +178,18 @@ func sortByObject(r *Report, objects []string) {
 	sort.SliceStable(r.Checks, func(i, j int) bool { return rank[r.Checks[i].Object] < rank[r.Checks[j].Object] })
 }
 
-var refRe = regexp.MustCompile(`\bref\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,`)
-
 // objectsOf lists the objects a mapping set writes or refers to (ref()),
-// in the order of its files, with where each is first named. The mappings
-// package has no list of them, so the files' ops are read again; what
-// they mean stays the package's.
+// in the order of its files, with where each is first named.
 func objectsOf(set *mappings.Set) ([]string, map[string]string, error) {
 	var out []string
 	where := map[string]string{}
-	for _, m := range set.Mappings {
-		if m.Output() != mappings.OutputCRM {
-			continue
-		}
-		data, err := os.ReadFile(m.File)
-		if err != nil {
-			return nil, nil, fmt.Errorf("mapping %s: cannot read", m.File)
-		}
-		var doc yaml.Node
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return nil, nil, fmt.Errorf("mapping %s: not YAML", m.File)
-		}
-		for _, obj := range opObjects(&doc) {
-			out = appendObject(out, obj.Value)
-			if _, ok := where[strings.ToLower(obj.Value)]; !ok {
-				where[strings.ToLower(obj.Value)] = fmt.Sprintf("%s:%d:%d", displayPath(m.File), obj.Line, obj.Column)
-			}
-		}
-		for _, sub := range refRe.FindAllStringSubmatch(string(data), -1) {
-			out = appendObject(out, sub[1])
+	for _, u := range set.Objects() {
+		out = appendObject(out, u.Object)
+		if _, ok := where[strings.ToLower(u.Object)]; !ok {
+			where[strings.ToLower(u.Object)] = fmt.Sprintf("%s:%d:%d", displayPath(u.File), u.Line, u.Col)
 		}
 	}
 	return out, where, nil
-}
-
-// opObjects returns the value nodes of ops[].object.
-func opObjects(doc *yaml.Node) []*yaml.Node {
-	root := doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		root = root.Content[0]
-	}
-	var out []*yaml.Node
-	ops := mapValue(root, "ops")
-	if ops == nil || ops.Kind != yaml.SequenceNode {
-		return nil
-	}
-	for _, op := range ops.Content {
-		if v := mapValue(op, "object"); v != nil && v.Kind == yaml.ScalarNode {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func mapValue(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
 }
 
 // displayPath shows a mapping file relative to the working directory
