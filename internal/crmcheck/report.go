@@ -110,7 +110,10 @@ func (it Item) Line() string {
 }
 
 // WriteText prints the checklist grouped by object, in the order objects
-// were first checked, and a closing line.
+// were first checked, and a closing line. The same check of the same field
+// made for several mapping lines (Account.LastName is written by six
+// mappings) is one line naming its first position and how many more; the
+// JSON report keeps every one.
 func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "ehrbridge crm check: %s %s\n", r.CRM, r.Endpoint)
 	var order []string
@@ -123,8 +126,17 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	for _, g := range order {
 		fmt.Fprintf(w, "\n%s\n", g)
-		for _, it := range groups[g] {
-			fmt.Fprintf(w, "  %s\n", it.Line())
+		for _, m := range mergeItems(groups[g]) {
+			line := m.Item
+			line.Pos = ""
+			text := line.Line()
+			switch {
+			case m.Item.Pos != "" && m.more > 0:
+				text += fmt.Sprintf("  (%s and %d more)", m.Item.Pos, m.more)
+			case m.Item.Pos != "":
+				text += "  (" + m.Item.Pos + ")"
+			}
+			fmt.Fprintf(w, "  %s\n", text)
 		}
 	}
 	fmt.Fprintln(w)
@@ -133,6 +145,29 @@ func (r *Report) WriteText(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "NOT READY: %d blockers, %d warnings, %d checks\n", r.Blockers, r.Warnings, len(r.Checks))
+}
+
+// merged is an item standing for more identical ones at other positions.
+type merged struct {
+	Item
+	more int
+}
+
+// mergeItems folds items that differ only in their position (and the
+// mapping and op they were made for) into their first.
+func mergeItems(items []Item) []merged {
+	var out []merged
+	at := map[string]int{}
+	for _, it := range items {
+		k := it.Status() + "\x00" + it.Field + "\x00" + it.Check + "\x00" + it.Message
+		if i, ok := at[k]; ok {
+			out[i].more++
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, merged{Item: it})
+	}
+	return out
 }
 
 // WriteJSON prints the report as one JSON document.
