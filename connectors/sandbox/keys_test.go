@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -181,6 +182,68 @@ func TestUniqueExternalIDs(t *testing.T) {
 	for _, r := range f.s.Records("Patient__c") {
 		if r["Name"] == "X" {
 			t.Errorf("the 300 upsert wrote %v", r)
+		}
+	}
+}
+
+// Issue 26.4: the upgrade check `ehrbridge crm check` runs, SELECT COUNT()
+// FROM Account WHERE SourceSystemIdentifier != null AND EHR_Patient_Key__c
+// = null, counts the accounts an older release keyed only by
+// SourceSystemIdentifier, as Salesforce answers COUNT(): totalSize, no
+// records.
+func TestCountUncopiedKeys(t *testing.T) {
+	f := start(t, Options{})
+	for _, rec := range []map[string]any{
+		{"LastName": "Old1", "SourceSystemIdentifier": "H|1"},                             // written by an older release
+		{"LastName": "Old2", "SourceSystemIdentifier": "H|2"},                             // likewise
+		{"LastName": "New", "SourceSystemIdentifier": "H|3", "EHR_Patient_Key__c": "H|3"}, // this release
+		{"LastName": "Manual"}, // neither
+	} {
+		if st, b, _ := f.do("POST", v+"/sobjects/Account", rec); st != 201 {
+			t.Fatalf("create: %d %s", st, b)
+		}
+	}
+	count := func(soql string) (int, []byte) {
+		t.Helper()
+		st, b, _ := f.do("GET", v+"/query?q="+strings.ReplaceAll(url.QueryEscape(soql), "+", "%20"), nil)
+		var out struct {
+			TotalSize int               `json:"totalSize"`
+			Done      bool              `json:"done"`
+			Records   []json.RawMessage `json:"records"`
+		}
+		if err := json.Unmarshal(b, &out); st != 200 || err != nil || !out.Done || len(out.Records) != 0 {
+			t.Fatalf("%s: %d %s", soql, st, b)
+		}
+		return out.TotalSize, b
+	}
+	if n, b := count("SELECT COUNT() FROM Account WHERE SourceSystemIdentifier != null AND EHR_Patient_Key__c = null"); n != 2 {
+		t.Errorf("uncopied accounts: %d (%s), want 2", n, b)
+	}
+	if n, _ := count("select count() from Account"); n != 4 {
+		t.Errorf("all accounts: %d, want 4", n)
+	}
+	if n, _ := count("SELECT COUNT() FROM Account LIMIT 1"); n != 1 {
+		t.Errorf("with LIMIT 1: %d", n)
+	}
+	// After the one-time copy, none.
+	for _, r := range f.s.Records("Account") {
+		if r["EHR_Patient_Key__c"] == nil && r["SourceSystemIdentifier"] != nil {
+			if st, b, _ := f.do("PATCH", v+"/sobjects/Account/"+r["Id"].(string), map[string]any{"EHR_Patient_Key__c": r["SourceSystemIdentifier"]}); st != 204 && st != 200 {
+				t.Fatalf("copy: %d %s", st, b)
+			}
+		}
+	}
+	if n, _ := count("SELECT COUNT() FROM Account WHERE SourceSystemIdentifier != null AND EHR_Patient_Key__c = null"); n != 0 {
+		t.Errorf("after the copy: %d", n)
+	}
+	// What Salesforce refuses of COUNT(), and unknown fields still.
+	for _, bad := range []string{
+		"SELECT COUNT(), Id FROM Account",
+		"SELECT COUNT() FROM Account ORDER BY LastName",
+		"SELECT COUNT() FROM Account WHERE NoSuchField__c = null",
+	} {
+		if st, b, _ := f.do("GET", v+"/query?q="+url.QueryEscape(bad), nil); st != 400 {
+			t.Errorf("%s: %d %s, want 400", bad, st, b)
 		}
 	}
 }

@@ -460,6 +460,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, version string, r
 		}
 		s.st.mu.Unlock()
 		matched := q.Apply(all)
+		if q.Count {
+			writeJSON(w, http.StatusOK, map[string]any{"totalSize": len(matched), "done": true, "records": []Record{}})
+			return
+		}
 		cur = &cursor{object: q.Object, records: matched, created: s.opts.Now(), version: version, query: q}
 	case 1:
 		id, _, _ := strings.Cut(rest[0], "-")
