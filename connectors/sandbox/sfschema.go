@@ -426,6 +426,21 @@ func (s *Schema) Check(object string, fields map[string]any, create, anyPicklist
 	return nil
 }
 
+// CheckKey checks an op's key field as the sObject Collections upsert the
+// connector sends it through does: an External ID field of the object
+// ("Only external ids are supported"), else Salesforce's NOT_FOUND
+// "Provided external ID field does not exist or is not accessible".
+func (s *Schema) CheckKey(object, keyField string) error {
+	o, apiErr := s.s.object(object)
+	if apiErr != nil {
+		return apiErr
+	}
+	if !o.upsertKey(keyField, false) {
+		return errf("NOT_FOUND", []string{keyField}, "Provided external ID field does not exist or is not accessible: %s", keyField)
+	}
+	return nil
+}
+
 // systemFields are on every object whether or not a describe source lists
 // them ("System Fields",
 // https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/system_fields.htm):
