@@ -43,7 +43,9 @@ type customField struct {
 	Type     string `xml:"type"`
 	External bool   `xml:"externalId"`
 	Unique   bool   `xml:"unique"`
-	Values   []struct {
+	// CaseSensitive: CustomField caseSensitive (unique text fields).
+	CaseSensitive bool `xml:"caseSensitive"`
+	Values        []struct {
 		FullName string `xml:"fullName"`
 	} `xml:"valueSet>valueSetDefinition>value"`
 }
@@ -97,12 +99,21 @@ func TestSalesforceMetadata(t *testing.T) {
 				t.Errorf("%s uses %s, which deploy/salesforce does not create", filepath.Base(m), name)
 			}
 		}
+		// Every op key and every ref() key is a custom External ID +
+		// Unique field deploy/salesforce creates, case-sensitive as keys
+		// are (issue 26: SourceSystemIdentifier is idLookup, not an
+		// External ID).
 		for _, op := range opsOf(t, m) {
-			if !strings.HasSuffix(op.KeyField, "__c") {
-				continue // a standard idLookup field (SourceSystemIdentifier)
+			if op.KeyField == "" {
+				continue
 			}
-			if f, ok := fields[op.Object][op.KeyField]; !ok || !f.External || !f.Unique {
-				t.Errorf("%s: %s.%s must be a unique external id: %+v", filepath.Base(m), op.Object, op.KeyField, f)
+			if f, ok := fields[op.Object][op.KeyField]; !ok || !f.External || !f.Unique || !f.CaseSensitive {
+				t.Errorf("%s: %s.%s must be a case-sensitive unique external id: %+v", filepath.Base(m), op.Object, op.KeyField, f)
+			}
+		}
+		for _, r := range refKey.FindAllStringSubmatch(string(data), -1) {
+			if f, ok := fields[r[1]][r[2]]; !ok || !f.External || !f.Unique || !f.CaseSensitive {
+				t.Errorf("%s: ref(%s, %s, ...) must go through a case-sensitive unique external id", filepath.Base(m), r[1], r[2])
 			}
 		}
 	}
@@ -132,7 +143,26 @@ func TestSalesforceMetadata(t *testing.T) {
 	if err := xml.Unmarshal(data, &ps); err != nil || len(ps.Fields) == 0 {
 		t.Fatalf("permission set: %v", err)
 	}
+	// The integration user can read and edit every field ehrbridge creates.
+	granted := map[string]bool{}
+	for _, f := range ps.Fields {
+		granted[f] = true
+	}
+	for object, fs := range fields {
+		for name := range fs {
+			ps := object + "." + name
+			if object == "Activity" {
+				ps = "Task." + name
+			}
+			if !granted[ps] {
+				t.Errorf("the permission set grants no access to %s", ps)
+			}
+		}
+	}
 }
+
+// refKey finds ref(Object, KeyField, ...) in a mapping.
+var refKey = regexp.MustCompile(`\bref\(([A-Za-z_]+), *([A-Za-z_]+),`)
 
 // The Dataverse schema creates write-back's task and systemuser columns
 // and every new_ column and key of the Dataverse mappings.

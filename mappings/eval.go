@@ -180,6 +180,9 @@ type env struct {
 	keys map[*opDef]Value
 	// explain, when set, collects how each op came about (Explain).
 	explain *[]Explained
+	// opKey is the key of the op whose fields are being evaluated, as
+	// sent (opkey()); "" elsewhere.
+	opKey string
 	// keyMode is set while a key is evaluated (an op's key, the lane, the
 	// key of a ref): values read from the input that are blank (only
 	// whitespace, or the HL7 null "") are absent there, and so are the
@@ -508,6 +511,9 @@ func (m *Mapping) emit(e *env, od *opDef, ops []Op) ([]Op, error) {
 			ex.If = od.cond.src
 		}
 	}
+	savedKey := e.opKey
+	e.opKey = op.Key
+	defer func() { e.opKey = savedKey }()
 	for _, f := range od.fields {
 		e.target, e.warnings = f.name, nil
 		v, err := f.expr.eval(e)

@@ -80,6 +80,7 @@ func init() {
 		"and":         {min: 2, max: -1, eval: evalAnd, usage: "and(condition, ...)"},
 		"or":          {min: 2, max: -1, eval: evalOr, usage: "or(condition, ...)"},
 		"index":       {min: 0, max: 0, eval: evalIndex, usage: "index()"},
+		"opkey":       {min: 0, max: 0, eval: evalOpKey, usage: "opkey()"},
 		"pick":        {min: 4, max: 4, compile: compilePick, eval: evalPick, usage: `pick(PID-3, 5, "MR", 1)`},
 		"ref":         {min: 1, max: 3, nameArgs: []int{0, 1}, compile: compileRef, eval: evalRef, usage: "ref(op) or ref(object, key_field, key)"},
 		"patient_key": {min: 1, max: 1, eval: evalPatientKey, usage: "patient_key(FHIR reference)"},
@@ -869,6 +870,17 @@ func evalIndex(e *env, _ *call) (Value, error) {
 		return Value{}, errors.New("index() is only meaningful in an op with foreach")
 	}
 	return Num(strconv.Itoa(e.index)), nil
+}
+
+// evalOpKey is the key of the op whose fields are evaluated, exactly as
+// the op sends it (escaped as keys are): for writing the same key to a
+// second field, such as Health Cloud's SourceSystemIdentifier beside the
+// External ID the op upserts by.
+func evalOpKey(e *env, _ *call) (Value, error) {
+	if e.opKey == "" || e.keyMode {
+		return Value{}, errors.New("opkey() is only meaningful in an op's fields")
+	}
+	return Str(e.opKey), nil
 }
 
 // compileRef checks the form; the op a one-argument ref names is resolved

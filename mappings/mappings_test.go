@@ -666,7 +666,7 @@ lane: patient_key(subject.reference)
 ops:
   - id: encounter
     object: ClinicalEncounter
-    key_field: SourceSystemIdentifier
+    key_field: EHR_Encounter_Key__c
     key: id
     fields:
       Status: status
@@ -681,7 +681,7 @@ on_delete:
 	}
 	in := Input{FHIR: []byte(`{"resourceType":"Encounter","id":"e1","status":"finished","subject":{"reference":"Patient/p1"}}`)}
 	addrs, err := set.Addresses(in)
-	if err != nil || len(addrs) != 1 || addrs[0] != (Address{Mapping: "enc", Object: "ClinicalEncounter", KeyField: "SourceSystemIdentifier", Key: "e1"}) {
+	if err != nil || len(addrs) != 1 || addrs[0] != (Address{Mapping: "enc", Object: "ClinicalEncounter", KeyField: "EHR_Encounter_Key__c", Key: "e1"}) {
 		t.Fatalf("Addresses: %+v %v", addrs, err)
 	}
 	ops := set.DeleteOps(addrs)
@@ -690,6 +690,13 @@ on_delete:
 	}
 	if len(set.DeleteOps([]Address{{Mapping: "gone", Object: "X", KeyField: "K", Key: "1"}})) != 0 {
 		t.Error("an address of a mapping that is gone gave ops")
+	}
+	// An address recorded before the op moved to another key field (issue
+	// 26: SourceSystemIdentifier → EHR_Encounter_Key__c, the key copied)
+	// is looked up by the op's key field now, with the key it recorded.
+	if ops := set.DeleteOps([]Address{{Mapping: "enc", Object: "ClinicalEncounter", KeyField: "SourceSystemIdentifier", Key: "e0"}}); len(ops) != 1 ||
+		ops[0].KeyField != "EHR_Encounter_Key__c" || ops[0].Key != "e0" {
+		t.Errorf("DeleteOps of an address under an older key field: %+v", ops)
 	}
 
 	for _, c := range []struct{ body, want string }{

@@ -110,7 +110,12 @@ func (s *Set) Addresses(in Input) ([]Address, error) {
 
 // DeleteOps returns the ops that apply the on_delete rules of the
 // mappings that recorded addrs; a mapping that is gone or has no
-// on_delete any more gives none.
+// on_delete any more gives none. The record is found by the key it was
+// written with, through the key field the op has now: an address recorded
+// before the op moved to another key field of the same object (the
+// Health Cloud set's SourceSystemIdentifier → EHR_*_Key__c, whose upgrade
+// copies the key into the new field) is looked up by the new field,
+// which, unlike the old one, Salesforce accepts as a key.
 func (s *Set) DeleteOps(addrs []Address) []Op {
 	var out []Op
 	for _, a := range addrs {
@@ -118,7 +123,11 @@ func (s *Set) DeleteOps(addrs []Address) []Op {
 			if m.Name != a.Mapping || m.onDelete == nil || m.onDelete.op == nil {
 				continue
 			}
-			op := Op{Mapping: m.Name, Object: a.Object, Action: m.onDelete.action, KeyField: a.KeyField, Key: a.Key}
+			keyField := a.KeyField
+			if od := m.onDelete.op; strings.EqualFold(od.Object, a.Object) && od.KeyField != "" {
+				keyField = od.KeyField
+			}
+			op := Op{Mapping: m.Name, Object: a.Object, Action: m.onDelete.action, KeyField: keyField, Key: a.Key}
 			if op.Action == Update {
 				op.Fields = append([]Field(nil), m.onDelete.fields...)
 			}

@@ -66,7 +66,7 @@ func TestExactlyOnceToSalesforce(t *testing.T) {
 		crmConfig: func(addr, _, _ string) string {
 			return fmt.Sprintf("crm:\n  sandbox:\n    embed: false\n    listen: %s\n", addr)
 		},
-		patient: "Account", patientKey: "SourceSystemIdentifier", firstName: "FirstName",
+		patient: "Account", patientKey: "EHR_Patient_Key__c", firstName: "FirstName",
 		observation: "CareObservation", observationKey: "EHR_Observation_Key__c"})
 }
 

@@ -91,14 +91,14 @@ func TestFHIRBulkBackfillCrash(t *testing.T) {
 	})
 	accounts := map[any]bool{}
 	for _, a := range objects(sandboxAddr, "Account") {
-		if !strings.HasPrefix(fmt.Sprint(a["SourceSystemIdentifier"]), "HOSP|M-p") {
-			t.Errorf("account keyed %v, want HOSP|M-...", a["SourceSystemIdentifier"])
+		if !strings.HasPrefix(fmt.Sprint(a["EHR_Patient_Key__c"]), "HOSP|M-p") {
+			t.Errorf("account keyed %v, want HOSP|M-...", a["EHR_Patient_Key__c"])
 		}
 		accounts[a["Id"]] = true
 	}
 	for _, e := range objects(sandboxAddr, "ClinicalEncounter") {
 		if !accounts[e["PatientId"]] {
-			t.Errorf("encounter %v is not linked to an exported patient", e["SourceSystemIdentifier"])
+			t.Errorf("encounter %v is not linked to an exported patient", e["EHR_Encounter_Key__c"])
 		}
 	}
 	fake.Add("Patient", "p999", time.Now(), map[string]any{"identifier": mrn("p999"), "name": []any{map[string]any{"family": "AFTER"}}})

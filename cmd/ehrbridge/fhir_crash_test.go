@@ -116,7 +116,7 @@ overlap: 2s`)
 			return fmt.Sprintf("%d accounts", len(accounts)), false
 		}
 		for _, a := range accounts {
-			id, _ := a["SourceSystemIdentifier"].(string)
+			id, _ := a["EHR_Patient_Key__c"].(string)
 			if a["FirstName"] != latest[id] {
 				return fmt.Sprintf("account %s has %v, the latest version %s", id, a["FirstName"], latest[id]), false
 			}

@@ -89,7 +89,7 @@ subscription:
 		_ = json.NewDecoder(resp.Body).Decode(&recs)
 		out := map[string]string{}
 		for _, r := range recs {
-			out[fmt.Sprint(r["SourceSystemIdentifier"])] = fmt.Sprint(r["LastName"])
+			out[fmt.Sprint(r["EHR_Patient_Key__c"])] = fmt.Sprint(r["LastName"])
 		}
 		return out
 	}
@@ -157,7 +157,7 @@ subscription:
 	waitFor(t, 30*time.Second, "the encounter linked to the MRN-keyed account", func() bool {
 		var accountID string
 		for _, a := range objects(sandboxAddr, "Account") {
-			if a["SourceSystemIdentifier"] == "HOSP|M4444" {
+			if a["EHR_Patient_Key__c"] == "HOSP|M4444" {
 				accountID = fmt.Sprint(a["Id"])
 			}
 		}
@@ -174,7 +174,7 @@ subscription:
 	}
 	status := func(key string) string {
 		for _, e := range objects(sandboxAddr, "ClinicalEncounter") {
-			if e["SourceSystemIdentifier"] == key {
+			if e["EHR_Encounter_Key__c"] == key {
 				return fmt.Sprint(e["Status"])
 			}
 		}

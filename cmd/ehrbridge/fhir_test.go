@@ -88,14 +88,14 @@ page_size: 5`)
 	// encounter's subject reference was resolved to its patient's account.
 	accountIDs := map[any]bool{}
 	for _, a := range objects("Account") {
-		if !strings.HasPrefix(fmt.Sprint(a["SourceSystemIdentifier"]), "http://hospital.smarthealthit.org|") {
-			t.Errorf("account keyed %v, want the MR identifier", a["SourceSystemIdentifier"])
+		if !strings.HasPrefix(fmt.Sprint(a["EHR_Patient_Key__c"]), "http://hospital.smarthealthit.org|") {
+			t.Errorf("account keyed %v, want the MR identifier", a["EHR_Patient_Key__c"])
 		}
 		accountIDs[a["Id"]] = true
 	}
 	for _, e := range objects("ClinicalEncounter") {
 		if !accountIDs[e["PatientId"]] {
-			t.Errorf("encounter %v refers to %v, not to a synced account", e["SourceSystemIdentifier"], e["PatientId"])
+			t.Errorf("encounter %v refers to %v, not to a synced account", e["EHR_Encounter_Key__c"], e["PatientId"])
 		}
 	}
 	// Tailing: a patient created now arrives within a poll interval or so.

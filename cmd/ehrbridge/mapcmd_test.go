@@ -31,7 +31,7 @@ func writeFiles(t *testing.T, files map[string]string) string {
 // a good one passes, alone or through a config.
 func TestLintMappings(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
-		"maps/patient.yaml": "when: {hl7: ADT^A01}\nops:\n  - id: patient\n    object: Account\n    key_field: SourceSystemIdentifier\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n",
+		"maps/patient.yaml": "when: {hl7: ADT^A01}\nops:\n  - id: patient\n    object: Account\n    key_field: EHR_Patient_Key__c\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n",
 		"bad/broken.yaml":   "when: {hl7: ADT^A01}\nops:\n  - object: Account\n    key_field: K\n    key: PID-3.1\n    fields:\n      LastName: PID-5.x\n      FirstName: uper(PID-5.2)\n      Born: date()\n      LastName: PID-5.1\n      Other: ref(patinet)\n",
 		"ehrbridge.yaml":    "data_dir: ./data\nmappings:\n  paths: [maps]\n  timezone: America/Chicago\n",
 		"badtz.yaml":        "data_dir: ./data\nmappings:\n  paths: [maps]\n  timezone: Mars/Olympus\n",
@@ -169,11 +169,11 @@ func TestMapCorpus(t *testing.T) {
 // test runs a set's test files, prints a diff for a failing case and exits 1.
 func TestTestCommand(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
-		"patient.yaml": "when: {hl7: ADT^A01}\nops:\n  - id: patient\n    object: Account\n    key_field: SourceSystemIdentifier\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n      PersonBirthdate: date(PID-7)\n",
+		"patient.yaml": "when: {hl7: ADT^A01}\nops:\n  - id: patient\n    object: Account\n    key_field: EHR_Patient_Key__c\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n      PersonBirthdate: date(PID-7)\n",
 		"patient_test.yaml": "tests:\n  - name: good\n    input: |\n      MSH|^~\\&|A|B|C|D|20260105||ADT^A01|1|P|2.5.1\n      PID|1||42^^^H^MR||DOE^JANE||19700102\n" +
-			"    expect:\n      - {object: Account, key_field: SourceSystemIdentifier, key: H|42, fields: {LastName: DOE, PersonBirthdate: \"1970-01-02\"}}\n" +
+			"    expect:\n      - {object: Account, key_field: EHR_Patient_Key__c, key: H|42, fields: {LastName: DOE, PersonBirthdate: \"1970-01-02\"}}\n" +
 			"  - name: wrong\n    input: |\n      MSH|^~\\&|A|B|C|D|20260105||ADT^A01|1|P|2.5.1\n      PID|1||42^^^H^MR||DOE^JANE||19700102\n" +
-			"    expect:\n      - {object: Account, key_field: SourceSystemIdentifier, key: H|42, fields: {LastName: DOE, PersonBirthdate: \"1970-02-01\"}}\n",
+			"    expect:\n      - {object: Account, key_field: EHR_Patient_Key__c, key: H|42, fields: {LastName: DOE, PersonBirthdate: \"1970-02-01\"}}\n",
 	})
 	out, _, code := runCLI(t, "test", dir)
 	if code != exitFailure {

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-const goodMapping = "when: {hl7: ADT^A01}\nops:\n  - object: Account\n    key_field: SourceSystemIdentifier\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n"
+const goodMapping = "when: {hl7: ADT^A01}\nops:\n  - object: Account\n    key_field: EHR_Patient_Key__c\n    key: key(PID-3.4, PID-3.1)\n    fields:\n      LastName: PID-5.1\n"
 
 // SIGHUP reloads the mappings; a set that does not lint is refused, the
 // running set stays, and /metrics and /status say so. With watch on, an

@@ -26,7 +26,7 @@ func TestSandboxCommand(t *testing.T) {
 	bin := ehrbridgeBinary(t)
 	data := filepath.Join(t.TempDir(), "crm.json")
 	sb := startSandbox(t, bin, "--tls-listen", "127.0.0.1:0", "--data", data)
-	req, _ := http.NewRequest("PATCH", sb.base+"/services/data/v59.0/sobjects/Account/SourceSystemIdentifier/H%7C42", strings.NewReader(`{"LastName":"Kept"}`))
+	req, _ := http.NewRequest("PATCH", sb.base+"/services/data/v59.0/sobjects/Account/EHR_Patient_Key__c/H%7C42", strings.NewReader(`{"LastName":"Kept"}`))
 	req.Header.Set("Authorization", "Bearer "+sandboxToken(t, sb.base))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 201 {
@@ -60,7 +60,7 @@ func TestSandboxCommand(t *testing.T) {
 	var recs []map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&recs)
 	resp.Body.Close()
-	if len(recs) != 1 || recs[0]["LastName"] != "Kept" || recs[0]["SourceSystemIdentifier"] != "H|42" {
+	if len(recs) != 1 || recs[0]["LastName"] != "Kept" || recs[0]["EHR_Patient_Key__c"] != "H|42" {
 		t.Errorf("after restart: %v", recs)
 	}
 	resp, err = http.Get(sb.base + "/sandbox/v1/objects/contacts")

@@ -46,7 +46,7 @@ func TestWritebackCrash(t *testing.T) {
 		crmConfig: func(addr, _, _ string) string {
 			return fmt.Sprintf("crm:\n  sandbox:\n    embed: false\n    listen: %s\n", addr)
 		},
-		patient: "Account", patientBody: `{"LastName":"P%02d","SourceSystemIdentifier":"GENHOSP|W%04d"}`,
+		patient: "Account", patientBody: `{"LastName":"P%02d","EHR_Patient_Key__c":"GENHOSP|W%04d"}`,
 		note: "Task", noteBody: `{"Subject":"Note %d","Description":"Text of note %d","Send_to_EHR__c":true,"WhatId":"%s"}`,
 		idField: "Id", statusField: "EHR_Status__c", docField: "EHR_Document_Id__c"})
 }

@@ -39,7 +39,7 @@ func TestWritebackDemo(t *testing.T) {
 	waitFor(t, 20*time.Second, "the patient in the CRM", func() bool { return len(records("Account")) == 1 })
 	// The README's curl: a coordinator's note on the patient.
 	resp, err := http.Post(crm+"/sandbox/v1/objects/Task", "application/json", strings.NewReader(
-		`{"Subject":"Discharge call","Description":"Patient agrees to the discharge plan.","Send_to_EHR__c":true,"What":{"attributes":{"type":"Account"},"SourceSystemIdentifier":"test1^2.16.1^HCD|PATID1234"}}`))
+		`{"Subject":"Discharge call","Description":"Patient agrees to the discharge plan.","Send_to_EHR__c":true,"What":{"attributes":{"type":"Account"},"EHR_Patient_Key__c":"test1^2.16.1^HCD|PATID1234"}}`))
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create task: %v %v", err, resp)
 	}

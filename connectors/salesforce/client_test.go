@@ -72,7 +72,7 @@ func (r *rig) clearFaults(t *testing.T) {
 }
 
 func patient(key, last string) map[string]any {
-	return map[string]any{"SourceSystemIdentifier": key, "LastName": last}
+	return map[string]any{"EHR_Patient_Key__c": key, "LastName": last}
 }
 
 func TestAuthFlows(t *testing.T) {
@@ -89,13 +89,13 @@ func TestAuthFlows(t *testing.T) {
 		"refresh token":      {RefreshToken: "RT-1"},
 	} {
 		c := r.client(t, func(cfg *Config) { cfg.Auth = auth })
-		res, err := c.Upsert(context.Background(), "Account", "SourceSystemIdentifier", []map[string]any{patient("A|"+name, "Doe")})
+		res, err := c.Upsert(context.Background(), "Account", "EHR_Patient_Key__c", []map[string]any{patient("A|"+name, "Doe")})
 		if err != nil || res[0].Err != nil || len(res[0].ID) != 18 {
 			t.Errorf("%s: %v %+v", name, err, res)
 		}
 	}
 	bad := r.client(t, func(cfg *Config) { cfg.ClientSecret = "wrong" })
-	res, _ := bad.Upsert(context.Background(), "Account", "SourceSystemIdentifier", []map[string]any{patient("X", "Doe")})
+	res, _ := bad.Upsert(context.Background(), "Account", "EHR_Patient_Key__c", []map[string]any{patient("X", "Doe")})
 	if KindOf(res[0].Err) != Permanent || !strings.Contains(res[0].Err.Error(), "AUTH_INVALID_CLIENT") {
 		t.Errorf("bad secret: %v", res[0].Err)
 	}
@@ -109,9 +109,9 @@ func TestUpsertBatchesMergesAndClassifies(t *testing.T) {
 	for i := range 450 {
 		recs = append(recs, patient(fmt.Sprintf("H|%04d", i), "P"))
 	}
-	recs = append(recs, patient("H|0007", "Later"), map[string]any{"SourceSystemIdentifier": "H|BAD", "FirstName": "NoLast"}, map[string]any{"LastName": "NoKey"})
+	recs = append(recs, patient("H|0007", "Later"), map[string]any{"EHR_Patient_Key__c": "H|BAD", "FirstName": "NoLast"}, map[string]any{"LastName": "NoKey"})
 	before := r.sb.Stats().ByEndpoint["collection_upsert"]
-	res, err := c.Upsert(ctx, "Account", "SourceSystemIdentifier", recs)
+	res, err := c.Upsert(ctx, "Account", "EHR_Patient_Key__c", recs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,12 +132,12 @@ func TestUpsertBatchesMergesAndClassifies(t *testing.T) {
 		t.Fatalf("%d accounts", len(accounts))
 	}
 	for _, a := range accounts {
-		if a["SourceSystemIdentifier"] == "H|0007" && a["LastName"] != "Later" {
+		if a["EHR_Patient_Key__c"] == "H|0007" && a["LastName"] != "Later" {
 			t.Errorf("merged record kept %v, want the later value", a["LastName"])
 		}
 	}
 	// Re-applying the same records changes nothing: no new records.
-	if _, err := c.Upsert(ctx, "Account", "SourceSystemIdentifier", recs[:10]); err != nil || len(r.sb.Records("Account")) != 450 {
+	if _, err := c.Upsert(ctx, "Account", "EHR_Patient_Key__c", recs[:10]); err != nil || len(r.sb.Records("Account")) != 450 {
 		t.Errorf("re-apply created records: %v", err)
 	}
 }
@@ -147,22 +147,22 @@ func TestReferencesAndEscapedKeys(t *testing.T) {
 	c := r.client(t, nil)
 	ctx := context.Background()
 	key := "GEN/HOSP|A B#1?x"
-	if res, _ := c.Upsert(ctx, "Account", "SourceSystemIdentifier", []map[string]any{patient(key, "Doe")}); res[0].Err != nil {
+	if res, _ := c.Upsert(ctx, "Account", "EHR_Patient_Key__c", []map[string]any{patient(key, "Doe")}); res[0].Err != nil {
 		t.Fatal(res[0].Err)
 	}
 	enc := Fields([]mappings.Field{
-		{Name: "PatientId", Value: mappings.Value{Kind: mappings.Ref, Ref: &mappings.Reference{Object: "Account", KeyField: "SourceSystemIdentifier", Key: key}}},
+		{Name: "PatientId", Value: mappings.Value{Kind: mappings.Ref, Ref: &mappings.Reference{Object: "Account", KeyField: "EHR_Patient_Key__c", Key: key}}},
 		{Name: "Status", Value: mappings.Str("In Progress")},
 		{Name: "Category", Value: mappings.Str("Inpatient Encounter")},
 		{Name: "Duration", Value: mappings.Num("2.5")},
 		{Name: "EndDate", Value: mappings.NullValue},
 	})
-	enc["SourceSystemIdentifier"] = "V1"
-	res, _ := c.Upsert(ctx, "ClinicalEncounter", "SourceSystemIdentifier", []map[string]any{enc})
+	enc["EHR_Encounter_Key__c"] = "V1"
+	res, _ := c.Upsert(ctx, "ClinicalEncounter", "EHR_Encounter_Key__c", []map[string]any{enc})
 	if res[0].Err != nil {
 		t.Fatalf("encounter: %v", res[0].Err)
 	}
-	id, err := c.FindID(ctx, "Account", "SourceSystemIdentifier", key)
+	id, err := c.FindID(ctx, "Account", "EHR_Patient_Key__c", key)
 	if err != nil || id == "" {
 		t.Fatalf("FindID of a key with / # ? and spaces: %q %v", id, err)
 	}
@@ -170,15 +170,15 @@ func TestReferencesAndEscapedKeys(t *testing.T) {
 	if e["PatientId"] != id || e["Duration"] != 2.5 || e["EndDate"] != nil {
 		t.Errorf("encounter %v", e)
 	}
-	if id, err := c.FindID(ctx, "Account", "SourceSystemIdentifier", "nobody"); err != nil || id != "" {
+	if id, err := c.FindID(ctx, "Account", "EHR_Patient_Key__c", "nobody"); err != nil || id != "" {
 		t.Errorf("FindID of nothing: %q %v", id, err)
 	}
 	// A reference to a record that does not exist fails that record, permanently.
 	enc["PatientId"] = nil
 	delete(enc, "PatientId")
-	enc["Patient"] = map[string]any{"attributes": map[string]string{"type": "Account"}, "SourceSystemIdentifier": "missing"}
-	enc["SourceSystemIdentifier"] = "V2"
-	res, _ = c.Upsert(ctx, "ClinicalEncounter", "SourceSystemIdentifier", []map[string]any{enc})
+	enc["Patient"] = map[string]any{"attributes": map[string]string{"type": "Account"}, "EHR_Patient_Key__c": "missing"}
+	enc["EHR_Encounter_Key__c"] = "V2"
+	res, _ = c.Upsert(ctx, "ClinicalEncounter", "EHR_Encounter_Key__c", []map[string]any{enc})
 	if KindOf(res[0].Err) != Permanent || res[0].Err.(*Error).Code != "INVALID_FIELD" {
 		t.Errorf("dangling reference: %v", res[0].Err)
 	}
@@ -192,7 +192,7 @@ func TestQueryPaging(t *testing.T) {
 	for i := range 5 {
 		recs = append(recs, patient(fmt.Sprint(i), fmt.Sprint("L", i)))
 	}
-	if _, err := c.Upsert(ctx, "Account", "SourceSystemIdentifier", recs); err != nil {
+	if _, err := c.Upsert(ctx, "Account", "EHR_Patient_Key__c", recs); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.Query(ctx, "SELECT Id, LastName FROM Account WHERE LastName != 'L2' ORDER BY LastName DESC")
@@ -213,7 +213,7 @@ func TestFaults(t *testing.T) {
 	c := r.client(t, nil)
 	ctx := context.Background()
 	up := func(key string) Result {
-		res, err := c.Upsert(ctx, "Account", "SourceSystemIdentifier", []map[string]any{patient(key, "Doe")})
+		res, err := c.Upsert(ctx, "Account", "EHR_Patient_Key__c", []map[string]any{patient(key, "Doe")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -263,7 +263,7 @@ func TestFaults(t *testing.T) {
 	r.clearFaults(t)
 	n := 0
 	for _, a := range r.sb.Records("Account") {
-		if strings.HasPrefix(a["SourceSystemIdentifier"].(string), "drop-") {
+		if strings.HasPrefix(a["EHR_Patient_Key__c"].(string), "drop-") {
 			n++
 		}
 	}
@@ -282,7 +282,7 @@ func TestBudgetGovernor(t *testing.T) {
 	var last error
 	calls := 0
 	for i := range 30 {
-		res, _ := c.Upsert(ctx, "Account", "SourceSystemIdentifier", []map[string]any{patient(fmt.Sprint(i), "Doe")})
+		res, _ := c.Upsert(ctx, "Account", "EHR_Patient_Key__c", []map[string]any{patient(fmt.Sprint(i), "Doe")})
 		if last = res[0].Err; last != nil {
 			break
 		}
@@ -303,11 +303,11 @@ func TestNoPatientDataInLogs(t *testing.T) {
 	c := r.client(t, nil)
 	ctx := context.Background()
 	r.fault(t, `{"status":503,"count":2}`)
-	res, _ := c.Upsert(ctx, "Account", "SourceSystemIdentifier", []map[string]any{patient("MRN-CANARY-4711", "Canarysson")})
+	res, _ := c.Upsert(ctx, "Account", "EHR_Patient_Key__c", []map[string]any{patient("MRN-CANARY-4711", "Canarysson")})
 	if res[0].Err != nil {
 		t.Fatal(res[0].Err)
 	}
-	_, _ = c.FindID(ctx, "Account", "SourceSystemIdentifier", "MRN-CANARY-4711")
+	_, _ = c.FindID(ctx, "Account", "EHR_Patient_Key__c", "MRN-CANARY-4711")
 	logs := r.logs.String()
 	if !strings.Contains(logs, "salesforce request retried") {
 		t.Errorf("retries not logged:\n%s", logs)
@@ -333,19 +333,19 @@ func TestUpsertGroupsComposite(t *testing.T) {
 		key := fmt.Sprintf("P%05d", i)
 		accounts = append(accounts, patient(key, "L"))
 		if i < 10 {
-			encounters = append(encounters, map[string]any{"SourceSystemIdentifier": "V" + key, "Status": "Planned", "Category": "Ambulatory",
-				"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "SourceSystemIdentifier": key}})
+			encounters = append(encounters, map[string]any{"EHR_Encounter_Key__c": "V" + key, "Status": "Planned", "Category": "Ambulatory",
+				"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "EHR_Patient_Key__c": key}})
 		}
 	}
-	encounters = append(encounters, map[string]any{"SourceSystemIdentifier": "Vdangling", "Status": "Planned", "Category": "Ambulatory",
-		"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "SourceSystemIdentifier": "nobody"}})
+	encounters = append(encounters, map[string]any{"EHR_Encounter_Key__c": "Vdangling", "Status": "Planned", "Category": "Ambulatory",
+		"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "EHR_Patient_Key__c": "nobody"}})
 	if err := c.RefreshUsage(context.Background()); err != nil { // the token
 		t.Fatal(err)
 	}
 	before := r.sb.Stats().RequestsTotal
 	res, err := c.UpsertGroups(context.Background(), []UpsertGroup{
-		{Object: "Account", KeyField: "SourceSystemIdentifier", Records: accounts},
-		{Object: "ClinicalEncounter", KeyField: "SourceSystemIdentifier", Records: encounters},
+		{Object: "Account", KeyField: "EHR_Patient_Key__c", Records: accounts},
+		{Object: "ClinicalEncounter", KeyField: "EHR_Encounter_Key__c", Records: encounters},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -38,12 +38,12 @@ func TestConformance(t *testing.T) {
 				post(fmt.Sprintf(`{"drop_after_commit_ratio":%g}`, ratio))
 			},
 			Unavailable: func(n int) { post(fmt.Sprintf(`{"status":503,"count":%d}`, n)) },
-			Patient:     "Account", PatientKey: "SourceSystemIdentifier", PatientText: "LastName",
-			Encounter: "ClinicalEncounter", EncounterKey: "SourceSystemIdentifier", EncounterToPat: "PatientId",
+			Patient:     "Account", PatientKey: "EHR_Patient_Key__c", PatientText: "LastName",
+			Encounter: "ClinicalEncounter", EncounterKey: "EHR_Encounter_Key__c", EncounterToPat: "PatientId",
 			EncounterFields: []mappings.Field{{Name: "Category", Value: mappings.Str("Ambulatory")}},
 			Invalid: func(key string) connectors.Op {
 				// A person account without LastName: REQUIRED_FIELD_MISSING.
-				return connectors.Op{Object: "Account", Action: mappings.Upsert, KeyField: "SourceSystemIdentifier", Key: key,
+				return connectors.Op{Object: "Account", Action: mappings.Upsert, KeyField: "EHR_Patient_Key__c", Key: key,
 					Fields: []mappings.Field{{Name: "FirstName", Value: mappings.Str("NoLastName")}}}
 			},
 			IDOf: func(rec map[string]any) string { s, _ := rec["Id"].(string); return s },

@@ -112,6 +112,21 @@ func (c *Client) Query(ctx context.Context, soql string) ([]map[string]any, erro
 	return all, nil
 }
 
+// Count runs a SELECT COUNT() query and returns the number of rows it
+// matches (the answer's totalSize; COUNT() returns no records).
+func (c *Client) Count(ctx context.Context, soql string) (int, error) {
+	var page struct {
+		TotalSize *int `json:"totalSize"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/query?q="+url.QueryEscape(soql), nil, &page); err != nil {
+		return 0, err
+	}
+	if page.TotalSize == nil {
+		return 0, &Error{Kind: Transient, Code: "BAD_RESPONSE", Message: "COUNT() answer without totalSize"}
+	}
+	return *page.TotalSize, nil
+}
+
 // FindID returns the id of the record whose keyField is key, "" when there
 // is none. Several matches are a permanent error.
 func (c *Client) FindID(ctx context.Context, object, keyField, key string) (string, error) {

@@ -116,7 +116,7 @@ func TestBudgetGovernorNearLimit(t *testing.T) {
 			ctx := context.Background()
 			var last error
 			for i := range 100 {
-				res, _ := c.Upsert(ctx, "Account", "SourceSystemIdentifier", []map[string]any{patient(fmt.Sprint(i), "Doe")})
+				res, _ := c.Upsert(ctx, "Account", "EHR_Patient_Key__c", []map[string]any{patient(fmt.Sprint(i), "Doe")})
 				if last = res[0].Err; last != nil {
 					break
 				}
@@ -179,9 +179,9 @@ func TestCompositeLimitsAndOrder(t *testing.T) {
 	for i := range 12 {
 		key := fmt.Sprintf("P%d", i)
 		res, _ := c.UpsertGroups(ctx, []UpsertGroup{
-			{Object: "Account", KeyField: "SourceSystemIdentifier", Records: []map[string]any{patient(key, "L")}},
-			{Object: "ClinicalEncounter", KeyField: "SourceSystemIdentifier", Records: []map[string]any{{"SourceSystemIdentifier": "V" + key, "Status": "Planned", "Category": "Ambulatory",
-				"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "SourceSystemIdentifier": key}}}},
+			{Object: "Account", KeyField: "EHR_Patient_Key__c", Records: []map[string]any{patient(key, "L")}},
+			{Object: "ClinicalEncounter", KeyField: "EHR_Encounter_Key__c", Records: []map[string]any{{"EHR_Encounter_Key__c": "V" + key, "Status": "Planned", "Category": "Ambulatory",
+				"Patient": map[string]any{"attributes": map[string]string{"type": "Account"}, "EHR_Patient_Key__c": key}}}},
 		})
 		for gi := range res {
 			if res[gi][0].Err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/mappings"
@@ -14,6 +15,11 @@ import (
 // implements connectors.Sink.
 type Sink struct {
 	Client *Client
+	// Now is the clock of the upgrade guard (legacyGuard); default
+	// time.Now.
+	Now func() time.Time
+
+	legacy legacyGuard
 }
 
 var _ connectors.Sink = (*Sink)(nil)
@@ -58,6 +64,61 @@ func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Resu
 			g.idx = append(g.idx, i)
 		}
 	}
+	// The upgrade guard: hold upserts that could duplicate records an
+	// older release keyed only by SourceSystemIdentifier.
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	held := map[string]error{} // object, key field, key of a held op
+	heldKey := func(object, field, key string) string {
+		return strings.ToLower(object) + "\x00" + strings.ToLower(field) + "\x00" + key
+	}
+	for _, g := range upserts {
+		guarded := false
+		for _, i := range g.idx {
+			guarded = guarded || writesLegacyKey(ops[i])
+		}
+		if !guarded {
+			continue
+		}
+		if err := s.legacy.check(ctx, s.Client, g.object, g.keyField, now()); err != nil {
+			for _, i := range g.idx {
+				results[i] = connectors.Result{Err: err}
+				held[heldKey(ops[i].Object, ops[i].KeyField, ops[i].Key)] = err
+			}
+		}
+	}
+	if len(held) > 0 {
+		// What refers to a held record is held with it, not sent to
+		// fail on a reference the org cannot resolve yet.
+		kept := upserts[:0]
+		for _, g := range upserts { // in level order
+			var idx []int
+			for _, i := range g.idx {
+				if results[i].Err != nil {
+					continue
+				}
+				var err error
+				for _, f := range ops[i].Fields {
+					if r := f.Value.Ref; f.Value.Kind == mappings.Ref && r != nil && held[heldKey(r.Object, r.KeyField, r.Key)] != nil {
+						err = held[heldKey(r.Object, r.KeyField, r.Key)]
+					}
+				}
+				if err != nil {
+					results[i] = connectors.Result{Err: err}
+					held[heldKey(ops[i].Object, ops[i].KeyField, ops[i].Key)] = err
+					continue
+				}
+				idx = append(idx, i)
+			}
+			if len(idx) > 0 {
+				g.idx = idx
+				kept = append(kept, g)
+			}
+		}
+		upserts = kept
+	}
 	if len(upserts) > 0 {
 		groups := make([]UpsertGroup, len(upserts))
 		for gi, g := range upserts {
@@ -76,6 +137,14 @@ func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Resu
 		}
 	}
 	for _, g := range others {
+		// An update or delete by a key field the guard found uncopied
+		// records for would miss them: held as well.
+		if err := s.legacy.known(g.object, g.keyField); err != nil {
+			for _, i := range g.idx {
+				results[i] = connectors.Result{Err: err}
+			}
+			continue
+		}
 		s.applyGroup(ctx, ops, g.object, g.action, g.keyField, g.idx, results)
 	}
 	plan.PropagateFailures(ops, results)

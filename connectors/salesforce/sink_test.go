@@ -83,7 +83,7 @@ func TestSinkAppliesShippedMappings(t *testing.T) {
 		}
 	}
 	for _, a := range r.sb.Records("Account") {
-		if a["SourceSystemIdentifier"] == "BCBS|56789" {
+		if a["EHR_Patient_Key__c"] == "BCBS|56789" {
 			t.Errorf("the merged-away patient was created: %v", a)
 		}
 	}
@@ -95,13 +95,13 @@ func TestSinkAppliesShippedMappings(t *testing.T) {
 func TestSinkPropagatesDependencyFailure(t *testing.T) {
 	r := newRig(t, sandbox.Options{})
 	sink := &Sink{Client: r.client(t, nil)}
-	ref := mappings.Value{Kind: mappings.Ref, Ref: &mappings.Reference{Object: "Account", KeyField: "SourceSystemIdentifier", Key: "P1"}}
+	ref := mappings.Value{Kind: mappings.Ref, Ref: &mappings.Reference{Object: "Account", KeyField: "EHR_Patient_Key__c", Key: "P1"}}
 	ops := []connectors.Op{
-		{Object: "ClinicalEncounter", Action: mappings.Upsert, KeyField: "SourceSystemIdentifier", Key: "V1",
+		{Object: "ClinicalEncounter", Action: mappings.Upsert, KeyField: "EHR_Encounter_Key__c", Key: "V1",
 			Fields: []mappings.Field{{Name: "PatientId", Value: ref}, {Name: "Status", Value: mappings.Str("Planned")}}},
-		{Object: "Account", Action: mappings.Upsert, KeyField: "SourceSystemIdentifier", Key: "P1",
+		{Object: "Account", Action: mappings.Upsert, KeyField: "EHR_Patient_Key__c", Key: "P1",
 			Fields: []mappings.Field{{Name: "FirstName", Value: mappings.Str("NoLastName")}}},
-		{Object: "Account", Action: mappings.Delete, KeyField: "SourceSystemIdentifier", Key: "nobody"},
+		{Object: "Account", Action: mappings.Delete, KeyField: "EHR_Patient_Key__c", Key: "nobody"},
 	}
 	res := sink.Apply(context.Background(), ops)
 	e1, ok1 := res[1].Err.(*connectors.Error)

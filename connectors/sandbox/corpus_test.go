@@ -90,7 +90,11 @@ func TestHealthCloudCorpusAgainstSchema(t *testing.T) {
 				rec[op.KeyField] = op.Key
 			}
 			checked[op.Object] = true
-			if err := schema.Check(op.Object, rec, create, true); err != nil {
+			err := schema.CheckKey(op.Object, op.KeyField)
+			if err == nil {
+				err = schema.Check(op.Object, rec, create, true)
+			}
+			if err != nil {
 				var ae interface {
 					ErrorCode() string
 					FieldNames() []string

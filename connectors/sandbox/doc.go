@@ -65,11 +65,19 @@
 // sources say it of none of the Health Cloud standard picklists, so their
 // values are listed but not enforced unless a site's describe says
 // restrictedPicklist. Lengths and required flags are enforced only where a
-// source gives them. Upserts and relationship references through a field
-// that is idLookup but not an External ID (SourceSystemIdentifier, which
-// the shipped Health Cloud set still keys by) are accepted: refusing them
-// comes with the set's move to External ID + Unique keys (issue 26,
-// deliverable 3). Reads are checked too: SOQL against an unknown object is
+// source gives them. Keys (sfschema.go): an upsert goes through an
+// External ID field, the single-record one also through a standard
+// idLookup field of a standard object (upsert(): "On standard objects,
+// this call can use the name of any field with the idLookup"), a
+// Collections upsert only through an External ID ("Only external ids are
+// supported"); otherwise 404 NOT_FOUND "Provided external ID field does
+// not exist or is not accessible". A relationship reference goes through
+// an External ID or a standard idLookup field (the Bulk API's documented
+// rule; the REST guide publishes none), otherwise 400 INVALID_FIELD. A
+// Unique field refuses a value another record holds (DUPLICATE_VALUE);
+// custom fields match case-sensitively unless Unique and case-insensitive
+// (Apex upsert docs). SOQL SELECT COUNT() answers totalSize with no
+// records. Reads are checked too: SOQL against an unknown object is
 // INVALID_TYPE, an unknown field in SELECT, WHERE or ORDER BY
 // INVALID_FIELD (system fields such as LastModifiedDate are always known;
 // a relationship path is checked by its lookup, not into the target); a

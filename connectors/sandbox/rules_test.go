@@ -62,8 +62,8 @@ func TestJWTAudienceRules(t *testing.T) {
 }
 
 func collection(object, key string) map[string]any {
-	return map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/" + object + "/SourceSystemIdentifier", "referenceId": "r" + key,
-		"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": object}, "SourceSystemIdentifier": key, "LastName": "L"}}}}
+	return map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/" + object + "/EHR_Patient_Key__c", "referenceId": "r" + key,
+		"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": object}, "EHR_Patient_Key__c": key, "LastName": "L"}}}}
 }
 
 type compositeAnswer struct {
@@ -130,9 +130,9 @@ func TestCompositeCollatedShuffle(t *testing.T) {
 		f := start(t, Options{Seed: 42})
 		for i := range 20 {
 			key := fmt.Sprint("P", i)
-			enc := map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/SourceSystemIdentifier", "referenceId": "e",
-				"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "SourceSystemIdentifier": "V" + key, "Category": "Ambulatory",
-					"Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": key}}}}}
+			enc := map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/EHR_Encounter_Key__c", "referenceId": "e",
+				"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "EHR_Encounter_Key__c": "V" + key, "Category": "Ambulatory",
+					"Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": key}}}}}
 			req := map[string]any{"allOrNone": false, "compositeRequest": []any{collection("Account", key), enc}}
 			if collate != nil {
 				req["collateSubrequests"] = *collate

@@ -166,7 +166,7 @@ func TestOAuthFlows(t *testing.T) {
 
 func TestSObjectsAndUpsert(t *testing.T) {
 	f := start(t, Options{})
-	st, b, _ := f.do("POST", v+"/sobjects/Account", map[string]any{"LastName": "Doe", "SourceSystemIdentifier": "H|1"})
+	st, b, _ := f.do("POST", v+"/sobjects/Account", map[string]any{"LastName": "Doe", "EHR_Patient_Key__c": "H|1"})
 	var res saveResult
 	_ = json.Unmarshal(b, &res)
 	if st != 201 || !res.Success || len(res.ID) != 18 || !strings.HasPrefix(res.ID, "001") {
@@ -176,22 +176,23 @@ func TestSObjectsAndUpsert(t *testing.T) {
 		t.Errorf("get: %d %s", st, b)
 	}
 	// Upsert: update the existing record (200), create a new one (201).
-	st, b, _ = f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/H%7C1", map[string]any{"FirstName": "Jane"})
+	st, b, _ = f.do("PATCH", v+"/sobjects/Account/EHR_Patient_Key__c/H%7C1", map[string]any{"FirstName": "Jane"})
 	if st != 200 || !strings.Contains(string(b), `"created":false`) || !strings.Contains(string(b), res.ID) {
 		t.Errorf("upsert update: %d %s", st, b)
 	}
-	st, b, _ = f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/A%2FB%20C", map[string]any{"LastName": "Slash"})
+	st, b, _ = f.do("PATCH", v+"/sobjects/Account/EHR_Patient_Key__c/A%2FB%20C", map[string]any{"LastName": "Slash"})
 	if st != 201 || !strings.Contains(string(b), `"created":true`) {
 		t.Errorf("upsert create with an escaped slash: %d %s", st, b)
 	}
-	if recs := f.s.Records("Account"); len(recs) != 2 || recs[1]["SourceSystemIdentifier"] != "A/B C" || recs[0]["FirstName"] != "Jane" {
+	if recs := f.s.Records("Account"); len(recs) != 2 || recs[1]["EHR_Patient_Key__c"] != "A/B C" || recs[0]["FirstName"] != "Jane" {
 		t.Errorf("records %v", recs)
 	}
 	// An unescaped slash is an extra path segment: not found, as in Salesforce.
-	if st, _, _ := f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/A/B", map[string]any{"LastName": "X"}); st != 404 {
+	if st, _, _ := f.do("PATCH", v+"/sobjects/Account/EHR_Patient_Key__c/A/B", map[string]any{"LastName": "X"}); st != 404 {
 		t.Errorf("unescaped slash: %d", st)
 	}
-	// Two records with one key: 300 with their URLs.
+	// Two records with one key (a field that is not unique: the
+	// idLookup SourceSystemIdentifier): 300 with their URLs.
 	f.do("POST", v+"/sobjects/Account", map[string]any{"LastName": "Twin", "SourceSystemIdentifier": "DUP"})
 	f.do("POST", v+"/sobjects/Account", map[string]any{"LastName": "Twin", "SourceSystemIdentifier": "DUP"})
 	if st, b, _ := f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/DUP", map[string]any{"LastName": "X"}); st != 300 || !strings.Contains(string(b), v+"/sobjects/Account/001") {
@@ -206,10 +207,10 @@ func TestSObjectsAndUpsert(t *testing.T) {
 	}{
 		{"POST", v + "/sobjects/Account", map[string]any{"FirstName": "NoLast"}, 400, "REQUIRED_FIELD_MISSING"},
 		{"POST", v + "/sobjects/Account", map[string]any{"LastName": "X", "Bad Field": 1}, 400, "INVALID_FIELD"},
-		{"PATCH", v + "/sobjects/Account/SourceSystemIdentifier/K1", map[string]any{"LastName": "X", "SourceSystemIdentifier": "K2"}, 400, "INVALID_FIELD"},
+		{"PATCH", v + "/sobjects/Account/EHR_Patient_Key__c/K1", map[string]any{"LastName": "X", "EHR_Patient_Key__c": "K2"}, 400, "INVALID_FIELD"},
 		{"PATCH", v + "/sobjects/Account/001000000000000AAA", map[string]any{"LastName": "X"}, 404, "NOT_FOUND"},
 		{"GET", v + "/sobjects/Account/001000000000000AAA", nil, 404, "NOT_FOUND"},
-		{"POST", v + "/sobjects/ClinicalEncounter", map[string]any{"Status": "Planned", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "missing"}}, 400, "INVALID_FIELD"},
+		{"POST", v + "/sobjects/ClinicalEncounter", map[string]any{"Status": "Planned", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": "missing"}}, 400, "INVALID_FIELD"},
 		{"GET", "/services/data/v9.0/limits", nil, 404, "NOT_FOUND"},
 	}
 	for _, c := range cases {
@@ -218,8 +219,8 @@ func TestSObjectsAndUpsert(t *testing.T) {
 		}
 	}
 	// A relationship by external id resolves to the record's id.
-	st, b, _ = f.do("PATCH", v+"/sobjects/ClinicalEncounter/SourceSystemIdentifier/V1",
-		map[string]any{"Status": "In Progress", "Category": "Emergency", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "H|1"}})
+	st, b, _ = f.do("PATCH", v+"/sobjects/ClinicalEncounter/EHR_Encounter_Key__c/V1",
+		map[string]any{"Status": "In Progress", "Category": "Emergency", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": "H|1"}})
 	if st != 201 {
 		t.Fatalf("encounter upsert: %d %s", st, b)
 	}
@@ -234,10 +235,10 @@ func TestSObjectsAndUpsert(t *testing.T) {
 func TestCollections(t *testing.T) {
 	f := start(t, Options{})
 	rec := func(key, last string) map[string]any {
-		return map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": key, "LastName": last}
+		return map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": key, "LastName": last}
 	}
-	st, b, _ := f.do("PATCH", v+"/composite/sobjects/Account/SourceSystemIdentifier", map[string]any{"allOrNone": false,
-		"records": []any{rec("A", "One"), rec("B", "Two"), rec("A", "Again"), map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "C"}}})
+	st, b, _ := f.do("PATCH", v+"/composite/sobjects/Account/EHR_Patient_Key__c", map[string]any{"allOrNone": false,
+		"records": []any{rec("A", "One"), rec("B", "Two"), rec("A", "Again"), map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": "C"}}})
 	var res []collectionResult
 	_ = json.Unmarshal(b, &res)
 	if st != 200 || len(res) != 4 {
@@ -251,8 +252,8 @@ func TestCollections(t *testing.T) {
 	}
 	// allOrNone: one bad record rolls back the others.
 	before := len(f.s.Records("Account"))
-	st, b, _ = f.do("PATCH", v+"/composite/sobjects/Account/SourceSystemIdentifier", map[string]any{"allOrNone": true,
-		"records": []any{rec("D", "Four"), rec("B", "Changed"), map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "E", "Bad Field": 1}}})
+	st, b, _ = f.do("PATCH", v+"/composite/sobjects/Account/EHR_Patient_Key__c", map[string]any{"allOrNone": true,
+		"records": []any{rec("D", "Four"), rec("B", "Changed"), map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": "E", "Bad Field": 1}}})
 	_ = json.Unmarshal(b, &res)
 	if st != 200 || res[0].Errors[0].StatusCode != "ALL_OR_NONE_OPERATION_ROLLED_BACK" || res[2].Errors[0].StatusCode != "INVALID_FIELD" {
 		t.Errorf("allOrNone: %s", b)
@@ -276,7 +277,7 @@ func TestCollections(t *testing.T) {
 	for i := range many {
 		many[i] = rec(strings.Repeat("k", i+1), "L")
 	}
-	if st, b, _ := f.do("PATCH", v+"/composite/sobjects/Account/SourceSystemIdentifier", map[string]any{"records": many}); st != 400 || errorCode(b) != "EXCEEDED_ID_LIMIT" {
+	if st, b, _ := f.do("PATCH", v+"/composite/sobjects/Account/EHR_Patient_Key__c", map[string]any{"records": many}); st != 400 || errorCode(b) != "EXCEEDED_ID_LIMIT" {
 		t.Errorf("201 records: %d %s", st, b)
 	}
 	if st, b, _ := f.do("DELETE", v+"/composite/sobjects?ids="+id, nil); st != 200 || !strings.Contains(string(b), `"success":true`) {
@@ -398,7 +399,7 @@ func TestFaultsLimitsStats(t *testing.T) {
 func TestPersistence(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "sandbox.json")
 	f := start(t, Options{DataFile: file})
-	f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/P1", map[string]any{"LastName": "Kept"})
+	f.do("PATCH", v+"/sobjects/Account/EHR_Patient_Key__c/P1", map[string]any{"LastName": "Kept"})
 	if err := f.s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +409,7 @@ func TestPersistence(t *testing.T) {
 	}
 	defer s2.Close()
 	recs := s2.Records("Account")
-	if len(recs) != 1 || recs[0]["LastName"] != "Kept" || recs[0]["SourceSystemIdentifier"] != "P1" {
+	if len(recs) != 1 || recs[0]["LastName"] != "Kept" || recs[0]["EHR_Patient_Key__c"] != "P1" {
 		t.Errorf("after restart: %v", recs)
 	}
 }
@@ -441,11 +442,11 @@ func TestComposite(t *testing.T) {
 	f := start(t, Options{})
 	before := f.s.Stats().RequestsTotal
 	st, b, _ := f.do("POST", v+"/composite", map[string]any{"allOrNone": false, "collateSubrequests": false, "compositeRequest": []any{
-		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/Account/SourceSystemIdentifier", "referenceId": "a",
-			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "P1", "LastName": "Doe"}}}},
-		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/SourceSystemIdentifier", "referenceId": "e",
-			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "SourceSystemIdentifier": "V1", "Category": "Emergency",
-				"Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "P1"}}}}},
+		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/Account/EHR_Patient_Key__c", "referenceId": "a",
+			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": "P1", "LastName": "Doe"}}}},
+		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/EHR_Encounter_Key__c", "referenceId": "e",
+			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "EHR_Encounter_Key__c": "V1", "Category": "Emergency",
+				"Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": "P1"}}}}},
 		map[string]any{"method": "GET", "url": v + "/sobjects/Account/001000000000000AAA", "referenceId": "missing"},
 	}})
 	var out struct {
@@ -475,10 +476,10 @@ func TestComposite(t *testing.T) {
 // those calls are not API requests.
 func TestUserEndpoints(t *testing.T) {
 	f := start(t, Options{})
-	f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/H%7C1", map[string]any{"LastName": "Doe"})
+	f.do("PATCH", v+"/sobjects/Account/EHR_Patient_Key__c/H%7C1", map[string]any{"LastName": "Doe"})
 	before := f.s.Stats().RequestsTotal
 	resp, err := http.Post(f.base+"/sandbox/v1/objects/Task", "application/json", strings.NewReader(
-		`{"Subject":"Call","Description":"Discussed discharge plan","Send_to_EHR__c":true,"What":{"attributes":{"type":"Account"},"SourceSystemIdentifier":"H|1"}}`))
+		`{"Subject":"Call","Description":"Discussed discharge plan","Send_to_EHR__c":true,"What":{"attributes":{"type":"Account"},"EHR_Patient_Key__c":"H|1"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,7 +175,14 @@ func (o *sfObject) field(name string) (*sfField, *apiError) {
 
 // checkRef checks a relationship reference, name: {"attributes":
 // {"type": target}, keyField: ...}: the target object and its key fields
-// must exist. A nil schema accepts any.
+// must exist, and each must identify a record: a custom External ID
+// field or a standard field whose idLookup property is true. That is the
+// rule the Bulk API documents for relationship fields ("Relationship
+// Fields in a Header Row": only indexed fields, custom External ID fields
+// or standard idLookup fields, identify the parent,
+// https://developer.salesforce.com/docs/platform/api-asynch/guide/relationship-fields-in-a-header-row-2-0.html);
+// the REST API guide publishes no other, so the sandbox follows it. A
+// nil schema accepts any.
 func (s *sfSchema) checkRef(name, target string, keyFields ...string) *apiError {
 	to, apiErr := s.object(target)
 	if apiErr != nil {
@@ -184,8 +191,90 @@ func (s *sfSchema) checkRef(name, target string, keyFields ...string) *apiError 
 		return errf("INVALID_FIELD", []string{name}, "The relationship %s names the unknown sObject type %s", name, target)
 	}
 	for _, k := range keyFields {
-		if _, apiErr := to.field(k); apiErr != nil {
+		f, apiErr := to.field(k)
+		if apiErr != nil {
 			return apiErr
+		}
+		if f != nil && !f.ExternalID && (!f.IDLookup || f.Type == "id") {
+			// Code and text are the sandbox's: Salesforce's answer to
+			// a reference through a field that is not an External ID
+			// is not published.
+			return errf("INVALID_FIELD", []string{name}, "The relationship %s cannot use %s.%s: it is neither an External ID field nor an idLookup field", name, to.Name, f.Name)
+		}
+	}
+	return nil
+}
+
+// upsertKey reports whether an upsert may match records by the field:
+// an External ID field; with idLookupOK, also a field whose idLookup
+// property is true on a standard object ("On standard objects, this call
+// can use the name of any field with the idLookup instead of the
+// external ID", upsert(),
+// https://developer.salesforce.com/docs/atlas.en-us.262.0.api.meta/api/sforce_api_calls_upsert.htm;
+// the single-record REST upsert follows it; sObject Collections upsert
+// documents "Only external ids are supported"). Never the record Id: "In
+// REST API, upsert uses external ids, not record ids"
+// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_upsert.htm).
+// A nil object (no schema) accepts any field.
+func (o *sfObject) upsertKey(name string, idLookupOK bool) bool {
+	if o == nil {
+		return true
+	}
+	f := o.byName[strings.ToLower(name)]
+	if f == nil || f.Type == "id" {
+		return false
+	}
+	return f.ExternalID || idLookupOK && f.IDLookup && !strings.HasSuffix(o.Name, "__c")
+}
+
+// folds reports whether records are matched by the field
+// case-insensitively: "Custom field matching is case-insensitive only if
+// the custom field has the Unique and Treat "ABC" and "abc" as duplicate
+// values (case insensitive) attributes selected"
+// (https://developer.salesforce.com/docs/atlas.en-us.apexcode.meta/apexcode/langCon_apex_dml_examples_upsert.htm).
+// Standard fields (idLookup ones such as SourceSystemIdentifier) and
+// fields of no schema match case-insensitively, as the sandbox always
+// did: how Salesforce matches them is not published.
+func (o *sfObject) folds(name string) bool {
+	if o == nil {
+		return true
+	}
+	f := o.byName[strings.ToLower(name)]
+	if f == nil || !strings.HasSuffix(f.Name, "__c") {
+		return true
+	}
+	return f.Unique && !f.CaseSensitive
+}
+
+// folds is sfObject.folds of the object's field; true where the schema
+// knows neither.
+func (s *sfSchema) folds(object, field string) bool {
+	if s == nil {
+		return true
+	}
+	return s.objects[strings.ToLower(object)].folds(field)
+}
+
+// checkUnique refuses a value of a Unique field that another record of
+// the object already holds (compared as folds says): DUPLICATE_VALUE
+// "duplicate value found: <field> duplicates value on record with id:
+// <id>", Salesforce's answer (quoted in
+// https://github.com/k-capehart/go-salesforce/issues/133). self is the
+// record being updated ("" on create).
+func (o *sfObject) checkUnique(store *objectStore, r Record, self string) *apiError {
+	if o == nil || store == nil {
+		return nil
+	}
+	for _, name := range sortedKeys(r) {
+		f := o.byName[strings.ToLower(name)]
+		str, isStr := r[name].(string)
+		if f == nil || !f.Unique || !isStr || str == "" {
+			continue
+		}
+		for _, id := range store.find(f.Name, str, o.folds(f.Name)) {
+			if id != self {
+				return errf("DUPLICATE_VALUE", []string{f.Name}, "duplicate value found: %s duplicates value on record with id: %s", f.Name, id)
+			}
 		}
 	}
 	return nil
@@ -333,6 +422,21 @@ func (s *Schema) Check(object string, fields map[string]any, create, anyPicklist
 	}
 	if err := o.check(resolved, create); err != nil {
 		return err
+	}
+	return nil
+}
+
+// CheckKey checks an op's key field as the sObject Collections upsert the
+// connector sends it through does: an External ID field of the object
+// ("Only external ids are supported"), else Salesforce's NOT_FOUND
+// "Provided external ID field does not exist or is not accessible".
+func (s *Schema) CheckKey(object, keyField string) error {
+	o, apiErr := s.s.object(object)
+	if apiErr != nil {
+		return apiErr
+	}
+	if !o.upsertKey(keyField, false) {
+		return errf("NOT_FOUND", []string{keyField}, "Provided external ID field does not exist or is not accessible: %s", keyField)
 	}
 	return nil
 }

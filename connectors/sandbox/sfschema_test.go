@@ -22,13 +22,13 @@ func TestSchemaRefusals(t *testing.T) {
 	f := start(t, Options{})
 	long := strings.Repeat("x", 65) // ClinicalEncounter.SourceSystem is Text(64)
 	enc := func(extra map[string]any) map[string]any {
-		r := map[string]any{"Category": "Emergency", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "H|1"}}
+		r := map[string]any{"Category": "Emergency", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": "H|1"}}
 		for k, v := range extra {
 			r[k] = v
 		}
 		return r
 	}
-	if st, b, _ := f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/H%7C1", map[string]any{"LastName": "Doe"}); st != 201 {
+	if st, b, _ := f.do("PATCH", v+"/sobjects/Account/EHR_Patient_Key__c/H%7C1", map[string]any{"LastName": "Doe"}); st != 201 {
 		t.Fatalf("patient: %d %s", st, b)
 	}
 	cases := []struct {
@@ -40,15 +40,15 @@ func TestSchemaRefusals(t *testing.T) {
 		{"unknown object", "POST", v + "/sobjects/Patient", map[string]any{"Name": "x"}, 404, "NOT_FOUND", "The requested resource does not exist"},
 		{"unknown object upsert", "PATCH", v + "/sobjects/Encounter__c/Key__c/1", map[string]any{"Name": "x"}, 404, "NOT_FOUND", "The requested resource does not exist"},
 		{"unknown field", "POST", v + "/sobjects/Account", map[string]any{"LastName": "Doe", "MRN__c": "M1"}, 400, "INVALID_FIELD", "No such column 'MRN__c' on sobject of type Account"},
-		{"unknown field update", "PATCH", v + "/sobjects/Account/SourceSystemIdentifier/H%7C1", map[string]any{"Gender": "M"}, 400, "INVALID_FIELD", "No such column 'Gender' on sobject of type Account"},
-		{"unknown upsert key", "PATCH", v + "/sobjects/Account/EHR_Patient_Key__c/1", map[string]any{"LastName": "Doe"}, 404, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: EHR_Patient_Key__c"},
+		{"unknown field update", "PATCH", v + "/sobjects/Account/EHR_Patient_Key__c/H%7C1", map[string]any{"Gender": "M"}, 400, "INVALID_FIELD", "No such column 'Gender' on sobject of type Account"},
+		{"unknown upsert key", "PATCH", v + "/sobjects/Account/EHR_Unknown_Key__c/1", map[string]any{"LastName": "Doe"}, 404, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: EHR_Unknown_Key__c"},
 		{"unknown relationship key", "POST", v + "/sobjects/ClinicalEncounter", map[string]any{"Category": "Emergency", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "MRN__c": "1"}}, 400, "INVALID_FIELD", "No such column 'MRN__c' on sobject of type Account"},
 		{"restricted picklist", "POST", v + "/sobjects/Contact", map[string]any{"LastName": "Doe", "Stage__c": "Secret"}, 400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "Stage__c: bad value for restricted picklist field"},
 		{"inactive picklist value", "POST", v + "/sobjects/Contact", map[string]any{"LastName": "Doe", "Stage__c": "Retired"}, 400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "Stage__c: bad value for restricted picklist field"},
 		{"restricted picklist, published", "POST", v + "/sobjects/Task", map[string]any{"Subject": "x", "EHR_Status__c": "Done"}, 400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "EHR_Status__c: bad value for restricted picklist field"},
 		{"too long", "POST", v + "/sobjects/ClinicalEncounter", enc(map[string]any{"SourceSystem": long}), 400, "STRING_TOO_LONG", "SourceSystem: data value too large (max length=64)"},
 		{"too long, site", "POST", v + "/sobjects/Contact", map[string]any{"LastName": strings.Repeat("é", 81)}, 400, "STRING_TOO_LONG", "LastName: data value too large (max length=80)"},
-		{"required on create", "PATCH", v + "/sobjects/ClinicalEncounter/SourceSystemIdentifier/V9", map[string]any{"Status": "Planned", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "H|1"}}, 400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [Category]"},
+		{"required on create", "PATCH", v + "/sobjects/ClinicalEncounter/EHR_Encounter_Key__c/V9", map[string]any{"Status": "Planned", "Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": "H|1"}}, 400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [Category]"},
 		{"required, site", "POST", v + "/sobjects/Contact", map[string]any{"FirstName": "Jo"}, 400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName]"},
 	}
 	for _, c := range cases {
@@ -68,8 +68,8 @@ func TestSchemaRefusals(t *testing.T) {
 		method, path string
 		body         map[string]any
 	}{
-		{"PATCH", v + "/sobjects/ClinicalEncounter/SourceSystemIdentifier/V1", enc(map[string]any{"SourceSystem": long[:64], "Status": "In Progress"})},
-		{"PATCH", v + "/sobjects/ClinicalEncounter/SourceSystemIdentifier/V1", map[string]any{"Status": "Finished"}},
+		{"PATCH", v + "/sobjects/ClinicalEncounter/EHR_Encounter_Key__c/V1", enc(map[string]any{"SourceSystem": long[:64], "Status": "In Progress"})},
+		{"PATCH", v + "/sobjects/ClinicalEncounter/EHR_Encounter_Key__c/V1", map[string]any{"Status": "Finished"}},
 		{"POST", v + "/sobjects/Contact", map[string]any{"LastName": "Doe", "Stage__c": "Known", "mrn__C": "M1"}},
 		{"POST", v + "/sobjects/Task", map[string]any{"Subject": "x", "EHR_Status__c": "Pending"}},
 	}
@@ -80,7 +80,7 @@ func TestSchemaRefusals(t *testing.T) {
 	}
 
 	// A required field cannot be cleared on update either.
-	if st, b, _ := f.do("PATCH", v+"/sobjects/ClinicalEncounter/SourceSystemIdentifier/V1", map[string]any{"Category": nil}); st != 400 || errorCode(b) != "REQUIRED_FIELD_MISSING" {
+	if st, b, _ := f.do("PATCH", v+"/sobjects/ClinicalEncounter/EHR_Encounter_Key__c/V1", map[string]any{"Category": nil}); st != 400 || errorCode(b) != "REQUIRED_FIELD_MISSING" {
 		t.Errorf("Category cleared: %d %s", st, b)
 	}
 
@@ -96,9 +96,9 @@ func TestSchemaRefusals(t *testing.T) {
 		}
 	}
 	st, b, _ = f.do("POST", v+"/composite", map[string]any{"allOrNone": false, "collateSubrequests": false, "compositeRequest": []any{
-		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/SourceSystemIdentifier", "referenceId": "e",
-			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "SourceSystemIdentifier": "V2",
-				"Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "SourceSystemIdentifier": "H|1"}}}}},
+		map[string]any{"method": "PATCH", "url": v + "/composite/sobjects/ClinicalEncounter/EHR_Encounter_Key__c", "referenceId": "e",
+			"body": map[string]any{"records": []any{map[string]any{"attributes": map[string]any{"type": "ClinicalEncounter"}, "EHR_Encounter_Key__c": "V2",
+				"Patient": map[string]any{"attributes": map[string]any{"type": "Account"}, "EHR_Patient_Key__c": "H|1"}}}}},
 		map[string]any{"method": "POST", "url": v + "/sobjects/Account", "referenceId": "a", "body": map[string]any{"LastName": "Doe", "Bogus": 1}},
 	}})
 	for _, want := range []string{"REQUIRED_FIELD_MISSING", "No such column 'Bogus' on sobject of type Account"} {
@@ -143,7 +143,7 @@ func TestSchemaOptions(t *testing.T) {
 // repeats a literal of the query.
 func TestSchemaReads(t *testing.T) {
 	f := start(t, Options{})
-	if st, b, _ := f.do("PATCH", v+"/sobjects/Account/SourceSystemIdentifier/H1", map[string]any{"LastName": "Doe"}); st != 201 {
+	if st, b, _ := f.do("PATCH", v+"/sobjects/Account/EHR_Patient_Key__c/H1", map[string]any{"LastName": "Doe"}); st != 201 {
 		t.Fatalf("patient: %d %s", st, b)
 	}
 	q := func(soql string) string { return v + "/query?q=" + url.QueryEscape(soql) }
@@ -152,7 +152,7 @@ func TestSchemaReads(t *testing.T) {
 		status     int
 		code       string
 	}{
-		{"query", q("SELECT Id, LastName FROM Account WHERE SourceSystemIdentifier = 'H1' ORDER BY LastModifiedDate"), 200, ""},
+		{"query", q("SELECT Id, LastName FROM Account WHERE EHR_Patient_Key__c = 'H1' ORDER BY LastModifiedDate"), 200, ""},
 		{"query, relationship", q("SELECT Id, Patient.LastName FROM ClinicalEncounter WHERE SystemModstamp > 2026-01-01T00:00:00Z"), 200, ""},
 		{"query, unknown object", q("SELECT Id FROM Patient WHERE Name = 'Secret'"), 400, "INVALID_TYPE"},
 		{"query, unknown field", q("SELECT Id, MRN__c FROM Account"), 400, "INVALID_FIELD"},
@@ -160,10 +160,10 @@ func TestSchemaReads(t *testing.T) {
 		{"query, unknown field in IN", q("SELECT Id FROM Account WHERE LastName = 'x' OR MRN__c IN ('Secret')"), 400, "INVALID_FIELD"},
 		{"query, unknown field in ORDER BY", q("SELECT Id FROM Account ORDER BY MRN__c"), 400, "INVALID_FIELD"},
 		{"query, unknown relationship", q("SELECT Id, Doctor.Name FROM ClinicalEncounter"), 400, "INVALID_FIELD"},
-		{"get by key", v + "/sobjects/Account/SourceSystemIdentifier/H1?fields=Id,LastName", 200, ""},
-		{"get, unknown object", v + "/sobjects/Patient/SourceSystemIdentifier/H1", 404, "NOT_FOUND"},
+		{"get by key", v + "/sobjects/Account/EHR_Patient_Key__c/H1?fields=Id,LastName", 200, ""},
+		{"get, unknown object", v + "/sobjects/Patient/EHR_Patient_Key__c/H1", 404, "NOT_FOUND"},
 		{"get, unknown key field", v + "/sobjects/Account/MRN__c/H1", 404, "NOT_FOUND"},
-		{"get, unknown field", v + "/sobjects/Account/SourceSystemIdentifier/H1?fields=Id,MRN__c", 400, "INVALID_FIELD"},
+		{"get, unknown field", v + "/sobjects/Account/EHR_Patient_Key__c/H1?fields=Id,MRN__c", 400, "INVALID_FIELD"},
 	} {
 		st, b, _ := f.do("GET", c.path, nil)
 		if st != c.status || c.code != "" && errorCode(b) != c.code {

@@ -98,6 +98,15 @@ type Query struct {
 	Fields []string // SELECT list, as written
 	Limit  int      // LIMIT; 0 = none unless the query said LIMIT 0 (see Apply)
 	Offset int      // OFFSET; 0 = none
+	// Count is SELECT COUNT(): the answer is the number of matching rows
+	// (totalSize), no records. "COUNT() returns the number of rows that
+	// match the filtering conditions ... The records field returns null.
+	// COUNT() must be the only element in the SELECT list ... You can use
+	// COUNT() with a LIMIT clause. You can't use COUNT() with an ORDER BY
+	// clause" (https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_count.htm);
+	// the REST answer is {"totalSize": n, "done": true, "records": []}.
+	// COUNT(fieldName) and other aggregates are not supported.
+	Count bool
 
 	hasLimit bool
 	where    soqlExpr
@@ -573,7 +582,20 @@ func (p *soqlParser) parseQuery() (*Query, error) {
 		return nil, err
 	}
 	q := &Query{}
-	for {
+	if t := p.peek(); t.kind == soqlIdent && strings.EqualFold(t.text, "COUNT") {
+		p.next()
+		if p.next().kind != soqlLParen {
+			return nil, p.unexpected(t)
+		}
+		if c := p.next(); c.kind != soqlRParen {
+			return nil, p.unsupported(t, "COUNT(fieldName)")
+		}
+		q.Count = true
+		if c := p.peek(); c.kind == soqlComma {
+			return nil, p.errAt(c.pos, "COUNT() must be the only element in the SELECT list")
+		}
+	}
+	for !q.Count {
 		t := p.peek()
 		if t.kind == soqlLParen {
 			return nil, p.unsupported(t, "a subquery in the SELECT list")
@@ -608,7 +630,10 @@ func (p *soqlParser) parseQuery() (*Query, error) {
 		}
 		q.where = w
 	}
-	if soqlIsKeyword(p.peek(), "ORDER") {
+	if t := p.peek(); soqlIsKeyword(t, "ORDER") {
+		if q.Count {
+			return nil, p.errAt(t.pos, "You can't use COUNT() with an ORDER BY clause")
+		}
 		p.next()
 		if err := p.expectKeyword("BY"); err != nil {
 			return nil, err

@@ -189,16 +189,16 @@ func caseSafeSuffix(id15 string) string {
 // stamp is the time format of Salesforce system fields.
 func (s *store) stamp() string { return s.now().UTC().Format("2006-01-02T15:04:05.000+0000") }
 
-// find returns the ids of the object's records whose field equals value
-// (case-insensitive, as External ID fields match by default).
-func (o *objectStore) find(field, value string) []string {
+// find returns the ids of the object's records whose field equals value;
+// fold matches case-insensitively (see sfObject.folds).
+func (o *objectStore) find(field, value string, fold bool) []string {
 	var out []string
 	for _, id := range o.Order {
 		v, ok := o.Records[id].Get(field)
 		if !ok {
 			continue
 		}
-		if s, isStr := v.(string); isStr && strings.EqualFold(s, value) {
+		if s, isStr := v.(string); isStr && (s == value || fold && strings.EqualFold(s, value)) {
 			out = append(out, id)
 		} else if f, isNum := v.(float64); isNum && fmt.Sprint(f) == value {
 			out = append(out, id)
@@ -246,9 +246,10 @@ func (s *store) resolve(fields Record) (Record, *apiError) {
 		if apiErr := s.schema.checkRef(name, target, keyField); apiErr != nil {
 			return nil, apiErr
 		}
+		to, _ := s.schema.object(target)
 		var ids []string
 		if o := s.object(target, false); o != nil {
-			ids = o.find(keyField, keyValue)
+			ids = o.find(keyField, keyValue, to.folds(keyField))
 		}
 		switch len(ids) {
 		case 0:
@@ -364,6 +365,9 @@ func (s *store) create(object string, fields Record) (string, *apiError) {
 	if err := schema.check(resolved, true); err != nil {
 		return "", err
 	}
+	if err := schema.checkUnique(s.object(object, false), resolved, ""); err != nil {
+		return "", err
+	}
 	o := s.object(object, true)
 	id := s.newID(o.Prefix)
 	now := s.stamp()
@@ -398,6 +402,9 @@ func (s *store) update(object, id string, fields Record) *apiError {
 	if err := schema.check(resolved, false); err != nil {
 		return err
 	}
+	if err := schema.checkUnique(o, resolved, id); err != nil {
+		return err
+	}
 	r := o.Records[id]
 	s.note(o.Name, id, copyRecord(r), 0, false)
 	for k, v := range resolved {
@@ -409,13 +416,20 @@ func (s *store) update(object, id string, fields Record) *apiError {
 	return nil
 }
 
-// upsert creates or updates the record whose keyField is key.
-func (s *store) upsert(object, keyField, key string, fields Record) (id string, created bool, urls []string, apiErr *apiError) {
+// upsert creates or updates the record whose keyField is key. The key
+// field must be an External ID, or, with idLookupOK (the single-record
+// upsert), a standard idLookup field of a standard object (see
+// sfObject.upsertKey); else, as for an unknown field, 404 NOT_FOUND
+// "Provided external ID field does not exist or is not accessible: X"
+// (Salesforce's answer for a field that is not an External ID, as
+// reported in https://github.com/restforce/restforce/issues/182 and
+// https://github.com/g8rswimmer/go-sfdc/issues/50).
+func (s *store) upsert(object, keyField, key string, fields Record, idLookupOK bool) (id string, created bool, urls []string, apiErr *apiError) {
 	schema, apiErr := s.schema.object(object)
 	if apiErr != nil {
 		return "", false, nil, apiErr
 	}
-	if _, unknown := schema.field(keyField); !validName(keyField) || unknown != nil {
+	if _, unknown := schema.field(keyField); !validName(keyField) || unknown != nil || !schema.upsertKey(keyField, idLookupOK) {
 		return "", false, nil, errf("NOT_FOUND", nil, "Provided external ID field does not exist or is not accessible: %s", keyField)
 	}
 	if v, ok := fields.Get(keyField); ok {
@@ -427,7 +441,7 @@ func (s *store) upsert(object, keyField, key string, fields Record) (id string, 
 		return "", false, nil, errf("NOT_FOUND", nil, "The requested resource does not exist")
 	}
 	o := s.object(object, true)
-	ids := o.find(keyField, key)
+	ids := o.find(keyField, key, schema.folds(keyField))
 	switch len(ids) {
 	case 0:
 		withKey := Record{}

@@ -151,7 +151,7 @@ func TestOrderAndLastValueWins(t *testing.T) {
 	}
 	for _, a := range accounts {
 		if a["FirstName"] != "V2" {
-			t.Errorf("account %v: FirstName %v, want the last message's V2", a["SourceSystemIdentifier"], a["FirstName"])
+			t.Errorf("account %v: FirstName %v, want the last message's V2", a["EHR_Patient_Key__c"], a["FirstName"])
 		}
 	}
 	if n := len(r.sb.Records("ClinicalEncounter")); n != 5 {

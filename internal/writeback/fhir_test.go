@@ -54,8 +54,8 @@ func TestInteropMedplumFHIR(t *testing.T) {
 		"identifier": []any{map[string]string{"system": "GENHOSP", "value": "V777"}}, "subject": map[string]string{"reference": "Patient/" + patID}})
 
 	r := newRig(t, func(string) Target { return target })
-	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
-	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V777"}`)
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
+	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V777"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Discharge call","Description":"Agrees to the plan.","Send_to_EHR__c":true}`)
 	r.poll(t)
 	waitUntil(t, "the note filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
@@ -94,7 +94,7 @@ func TestInteropMedplumFHIR(t *testing.T) {
 		t.Errorf("%d documents after filing one version twice", len(found))
 	}
 	// A patient the FHIR server does not know: held.
-	other := r.user(t, "POST", "Account", `{"LastName":"NEW","SourceSystemIdentifier":"GENHOSP|UNKNOWN"}`)
+	other := r.user(t, "POST", "Account", `{"LastName":"NEW","EHR_Patient_Key__c":"GENHOSP|UNKNOWN"}`)
 	task2 := r.user(t, "POST", "Task", `{"WhatId":"`+other+`","Subject":"x","Description":"y","Send_to_EHR__c":true}`)
 	r.poll(t)
 	waitUntil(t, "held", func() bool { return r.task(t, task2)["EHR_Status__c"] == "Held" })

@@ -33,7 +33,7 @@ func TestInteropMedplumEHR(t *testing.T) {
 				return &MLLP{Client: &mllp.Client{Addr: "127.0.0.1:" + port, AckTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)}}
 			})
 			r.h.Cfg.AEMaxAttempts = 3
-			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
+			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 			task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"Line one\nLine two","Send_to_EHR__c":true}`)
 			r.poll(t)
 			waitUntil(t, "status "+mode.status, func() bool { return r.task(t, task)["EHR_Status__c"] == mode.status })

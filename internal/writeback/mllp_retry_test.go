@@ -35,7 +35,7 @@ func TestMLLPUnansweredNoteRetries(t *testing.T) {
 			}
 			addr, conns := peer.Addr, &peer.Conns
 			r := newRig(t, func(string) Target { return NewMLLP(addr, 0, slog.New(slog.DiscardHandler)) })
-			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
+			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 			r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
 			start := time.Now()
 			r.poll(t)
@@ -93,7 +93,7 @@ func TestMLLPAcknowledgmentModes(t *testing.T) {
 			addr, frames := peer.Addr, &peer.Frames
 			r := newRigWith(t, rigOptions{cfg: func(c *Config) { c.MDM = b },
 				target: func(string) Target { return NewMLLP(addr, 0, slog.New(slog.DiscardHandler)) }})
-			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
+			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 			task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
 			r.poll(t)
 			waitUntil(t, "status "+tc.status, func() bool { return r.task(t, task)["EHR_Status__c"] == tc.status })
@@ -128,7 +128,7 @@ func TestUnansweredNoteWaitsThePipelinesBackoff(t *testing.T) {
 	r.h.Now = func() time.Time { return now }
 	var asked []int
 	r.h.Backoff = func(attempts int) time.Duration { asked = append(asked, attempts); return 42 * time.Minute }
-	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|M1"}`)
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 	r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
 	if n := r.poll(t); n != 1 {
 		t.Fatalf("poll %d", n)

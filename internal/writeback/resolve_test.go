@@ -44,9 +44,9 @@ func get(m *hl7.Message, path string) string {
 // the field's encounter; encounter_required holds a note with none.
 func TestEncounterRules(t *testing.T) {
 	setup := func(r *rig) (acct, open, older string) {
-		acct = r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN1"}`)
-		older = r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Finished","StartDate":"2026-01-02T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V100"}`)
-		open = r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Arrived","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V200"}`)
+		acct = r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN1"}`)
+		older = r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Finished","StartDate":"2026-01-02T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V100"}`)
+		open = r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Arrived","StartDate":"2026-01-04T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V200"}`)
 		return acct, open, older
 	}
 	cases := []struct {
@@ -104,7 +104,7 @@ func TestEncounterRules(t *testing.T) {
 func TestAuthorFromCRMField(t *testing.T) {
 	r := newRigWith(t, rigOptions{target: fileDrop, cfg: func(c *Config) { c.AuthorField = "EHR_Provider_Id__c" }})
 	user := r.user(t, "POST", "User", `{"LastName":"Coordinator","EHR_Provider_Id__c":"PRV77"}`)
-	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN1"}`)
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN1"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","OwnerId":"`+user+`","Subject":"s","Description":"d","Send_to_EHR__c":true}`)
 	r.poll(t)
 	if got := get(r.filed(t, task), "TXA-9.1"); got != "PRV77" {
@@ -113,7 +113,7 @@ func TestAuthorFromCRMField(t *testing.T) {
 
 	r = newRigWith(t, rigOptions{target: fileDrop, cfg: func(c *Config) { c.AuthorField, c.AuthorRequired = "EHR_Provider_Id__c", true }})
 	user = r.user(t, "POST", "User", `{"LastName":"New hire"}`)
-	acct = r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN1"}`)
+	acct = r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN1"}`)
 	task = r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","OwnerId":"`+user+`","Subject":"s","Description":"d","Send_to_EHR__c":true}`)
 	r.poll(t)
 	waitUntil(t, "held", func() bool { return r.task(t, task)["EHR_Status__c"] == "Held" })
@@ -130,7 +130,7 @@ func TestAuthorFromCRMField(t *testing.T) {
 // the coordinator fixes does not block the fix.
 func TestSupersededVersions(t *testing.T) {
 	r := newRigWith(t, rigOptions{target: fileDrop, noRun: true})
-	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN1"}`)
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN1"}`)
 	task := r.user(t, "POST", "Task", `{"Subject":"s","Description":"first","Send_to_EHR__c":true}`)
 	if n := r.poll(t); n != 1 {
 		t.Fatalf("poll %d", n)
@@ -224,7 +224,7 @@ func TestSiteMDMMapping(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRigWith(t, rigOptions{target: fileDrop, cfg: func(c *Config) { c.MDM = b }})
-	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN1"}`)
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN1"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","OwnerId":"005U9","Subject":"Call","Description":"d","Send_to_EHR__c":true}`)
 	r.poll(t)
 	m := r.filed(t, task)

@@ -53,10 +53,10 @@ type Config struct {
 	// PatientObject and PatientKeyField give the patient's MRN: the key
 	// is "<assigning authority>|<MRN>" as the shipped mappings write it
 	// (on Dataverse escaped by keysafe(), which keyPart undoes).
-	PatientObject, PatientKeyField string // Account, SourceSystemIdentifier | contact, msemr_medicalrecordnumber
+	PatientObject, PatientKeyField string // Account, EHR_Patient_Key__c | contact, msemr_medicalrecordnumber
 	// Encounter records: their key field holds "<authority>|<visit
 	// number>", as the shipped mappings write it. ClinicalEncounter,
-	// SourceSystemIdentifier, PatientId, StartDate, Status |
+	// EHR_Encounter_Key__c, PatientId, StartDate, Status |
 	// msemr_encounter, msemr_encounteridentifier,
 	// _msemr_encounterpatientidentifier_value, msemr_periodstart,
 	// msemr_encounterstatus.
@@ -137,9 +137,13 @@ func (c *Config) defaults(flavor string) {
 	def(&c.FiledAtField, "EHR_Filed_At__c", "new_ehrfiledat")
 	def(&c.ErrField, "EHR_Error__c", "new_ehrerror")
 	def(&c.PatientObject, "Account", "contact")
-	def(&c.PatientKeyField, "SourceSystemIdentifier", "msemr_medicalrecordnumber")
+	// The External ID keys the Health Cloud set upserts by (an account
+	// an older ehrbridge wrote has only SourceSystemIdentifier until the
+	// one-time copy of configs/mappings/healthcloud/README.md: its notes
+	// are held as having no patient key, never filed to a guess).
+	def(&c.PatientKeyField, "EHR_Patient_Key__c", "msemr_medicalrecordnumber")
 	def(&c.EncounterObject, "ClinicalEncounter", "msemr_encounter")
-	def(&c.EncounterKeyField, "SourceSystemIdentifier", "msemr_encounteridentifier")
+	def(&c.EncounterKeyField, "EHR_Encounter_Key__c", "msemr_encounteridentifier")
 	def(&c.EncounterPatientField, "PatientId", "_msemr_encounterpatientidentifier_value")
 	def(&c.EncounterStartField, "StartDate", "msemr_periodstart")
 	def(&c.EncounterStatusField, "Status", "msemr_encounterstatus")

@@ -183,9 +183,9 @@ func outboxFiles(t *testing.T, dir string) []string {
 // update is not a new version; an edit files a T10 replacement.
 func TestFileDropAndEdit(t *testing.T) {
 	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
-	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN123"}`)
-	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V777"}`)
-	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Finished","StartDate":"2026-01-05T08:00:00.000+0000","SourceSystemIdentifier":"GENHOSP|V888"}`)
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
+	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V777"}`)
+	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Finished","StartDate":"2026-01-05T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V888"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Discharge call","Description":"Patient agrees to plan.\nFollow-up in 7 days | bring meds","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
 	r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Private","Description":"Not for the EHR","Send_to_EHR__c":false}`)
 	if n := r.poll(t); n != 1 {
@@ -259,7 +259,7 @@ func TestHeldUntilResolvable(t *testing.T) {
 		recs, _ := r.log.List(checkpoint.Retrying, 0, 10)
 		return len(recs) == 1 && strings.HasPrefix(recs[0].Reason, "held:")
 	})
-	r.user(t, "PATCH", "Account/"+acct, `{"SourceSystemIdentifier":"GENHOSP|NEW1"}`)
+	r.user(t, "PATCH", "Account/"+acct, `{"EHR_Patient_Key__c":"GENHOSP|NEW1"}`)
 	waitUntil(t, "filed after the identifier arrived", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
 }
 
@@ -297,7 +297,7 @@ func TestMLLPAnswers(t *testing.T) {
 				return &MLLP{Client: &mllp.Client{Addr: l.Addr().String(), Logger: slog.New(slog.DiscardHandler)}}
 			})
 			r.h.Cfg.AEMaxAttempts = 3
-			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","SourceSystemIdentifier":"GENHOSP|MRN9"}`)
+			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN9"}`)
 			task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
 			r.poll(t)
 			waitUntil(t, "status "+tc.status, func() bool { return r.task(t, task)["EHR_Status__c"] == tc.status })
