@@ -18,16 +18,3 @@ func (c *Client) Describe(ctx context.Context, object string) (json.RawMessage, 
 	}
 	return out, nil
 }
-
-// Count runs a SELECT COUNT() query and returns its totalSize: a number,
-// never a record.
-// (https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_count.htm)
-func (c *Client) Count(ctx context.Context, soql string) (int, error) {
-	var out struct {
-		TotalSize int `json:"totalSize"`
-	}
-	if _, err := c.do(ctx, http.MethodGet, "/query?q="+url.QueryEscape(soql), nil, &out); err != nil {
-		return 0, err
-	}
-	return out.TotalSize, nil
-}

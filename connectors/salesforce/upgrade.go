@@ -78,7 +78,7 @@ func (g *legacyGuard) check(ctx context.Context, c *Client, object, keyField str
 	if !validFieldName(object) || !validFieldName(keyField) {
 		return nil // the upsert itself reports a bad name
 	}
-	n, err := c.Count(ctx, fmt.Sprintf("SELECT COUNT() FROM %s WHERE %s != null AND %s = null", object, LegacyKeyField, keyField))
+	n, err := c.UncopiedKeys(ctx, object, keyField)
 	if err != nil {
 		return err
 	}
@@ -99,6 +99,16 @@ func (g *legacyGuard) check(ctx context.Context, c *Client, object, keyField str
 	}
 	g.found[name] = legacyResult{at: now, err: e}
 	return e
+}
+
+// UncopiedKeys counts the object's records an older release keyed only
+// in LegacyKeyField: SourceSystemIdentifier set, keyField empty. A number,
+// never a record. object and keyField must be API names.
+func (c *Client) UncopiedKeys(ctx context.Context, object, keyField string) (int, error) {
+	if !validFieldName(object) || !validFieldName(keyField) {
+		return 0, fmt.Errorf("salesforce: %q.%q is not an API name", object, keyField)
+	}
+	return c.Count(ctx, fmt.Sprintf("SELECT COUNT() FROM %s WHERE %s != null AND %s = null", object, LegacyKeyField, keyField))
 }
 
 // known is the error of the last check that found uncopied records of the

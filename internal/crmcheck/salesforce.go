@@ -171,7 +171,7 @@ var newKeys = []struct{ object, field string }{
 	{"HealthCondition", "EHR_Condition_Key__c"},
 }
 
-const oldKey = "SourceSystemIdentifier"
+const oldKey = salesforce.LegacyKeyField
 
 func (s *sfBackend) extra(ctx context.Context, r *Report, described map[string][]byte) {
 	// Records an older ehrbridge keyed by SourceSystemIdentifier have no
@@ -188,7 +188,7 @@ func (s *sfBackend) extra(ctx context.Context, r *Report, described map[string][
 		if _, hasNew := fs[strings.ToLower(k.field)]; !hasNew {
 			continue // the mapping checks name the missing field
 		}
-		n, err := s.client.Count(ctx, fmt.Sprintf("SELECT COUNT() FROM %s WHERE %s != null AND %s = null", k.object, oldKey, k.field))
+		n, err := s.client.UncopiedKeys(ctx, k.object, k.field)
 		it := Item{Object: k.object, Field: k.field, Check: CheckKeysCopied}
 		switch {
 		case err != nil:
