@@ -117,16 +117,39 @@ func (o *sfObject) describe(version string) describeResult {
 			}
 			if rel != "" {
 				df.RelationshipName = &rel
-				if len(df.ReferenceTo) == 0 && knownLookups[strings.ToLower(rel)] != "" {
-					// The target the sandbox resolves this relationship to
-					// (knownLookups), where the source names none.
-					df.ReferenceTo = []string{knownLookups[strings.ToLower(rel)]}
-				}
 			}
+			// referenceTo only as the sources give it: the sandbox's own
+			// routing of relationships (knownLookups) is not a published
+			// fact (it named CodeSet for AllergyIntolerance.CodeId, which
+			// looks up a CodeSetBundle).
 		}
 		d.Fields = append(d.Fields, df)
 	}
+	// The system fields are on every object and in every describe
+	// (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/system_fields.htm);
+	// the sources list them rarely.
+	for _, sf := range describedSystemFields {
+		if o.byName[strings.ToLower(sf.Name)] == nil {
+			sf.PicklistValues, sf.ReferenceTo = []describePickValue{}, []string{}
+			if sf.Type == "reference" {
+				sf.ReferenceTo = []string{"User"}
+			}
+			d.Fields = append(d.Fields, sf)
+		}
+	}
 	return d
+}
+
+// describedSystemFields are the system fields as a describe shows them:
+// set by the platform, read-only.
+var describedSystemFields = []describeField{
+	{Name: "Id", Label: "Record ID", Type: "id", Length: 18, IDLookup: true, DefaultedOnCreate: true},
+	{Name: "IsDeleted", Label: "Deleted", Type: "boolean", DefaultedOnCreate: true},
+	{Name: "CreatedById", Label: "Created By ID", Type: "reference", Length: 18, DefaultedOnCreate: true},
+	{Name: "CreatedDate", Label: "Created Date", Type: "datetime", DefaultedOnCreate: true},
+	{Name: "LastModifiedById", Label: "Last Modified By ID", Type: "reference", Length: 18, DefaultedOnCreate: true},
+	{Name: "LastModifiedDate", Label: "Last Modified Date", Type: "datetime", DefaultedOnCreate: true},
+	{Name: "SystemModstamp", Label: "System Modstamp", Type: "datetime", DefaultedOnCreate: true},
 }
 
 // relationshipOf is the relationship name of a lookup field by the API's

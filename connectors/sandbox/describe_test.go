@@ -61,8 +61,14 @@ func TestDescribe(t *testing.T) {
 	if key.Type != "string" || key.Length != 255 || !key.ExternalID || !key.Unique || !key.CaseSensitive || !key.Createable || !key.Updateable {
 		t.Errorf("EHR_Observation_Key__c (deploy/salesforce): %+v", key)
 	}
-	if p := fields["ObservedSubjectId"]; p.Type != "reference" || p.RelationshipName == nil || *p.RelationshipName != "ObservedSubject" || len(p.ReferenceTo) != 1 || p.ReferenceTo[0] != "Account" {
+	// referenceTo only where a source names it: the sandbox's own
+	// relationship routing is no published fact.
+	if p := fields["ObservedSubjectId"]; p.Type != "reference" || p.RelationshipName == nil || *p.RelationshipName != "ObservedSubject" || len(p.ReferenceTo) != 0 {
 		t.Errorf("ObservedSubjectId: %+v", p)
+	}
+	// System fields are in every describe, read-only.
+	if m := fields["SystemModstamp"]; m.Type != "datetime" || m.Createable || m.Updateable || m.Nillable {
+		t.Errorf("SystemModstamp: %+v", m)
 	}
 	if len(fields["ObservationStatus"].PicklistValues) == 0 {
 		t.Errorf("ObservationStatus: no picklist values")
