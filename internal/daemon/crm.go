@@ -181,7 +181,7 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback
 	} else {
 		target = &writeback.FileDrop{Dir: wb.Target.Dir}
 	}
-	h := &writeback.Handler{Cfg: wcfg, CRM: notesCRM, Target: target, Logger: log.With("component", "writeback")}
+	h := &writeback.Handler{Cfg: wcfg, CRM: notesCRM, Target: target, Log: cp, Logger: log.With("component", "writeback")}
 	src := &writeback.Source{Cfg: wcfg, CRM: notesCRM, Log: cp, WatermarkFile: filepath.Join(dataDir, "writeback.watermark"), Logger: log}
 	return h, src, nil
 }

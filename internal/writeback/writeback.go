@@ -374,6 +374,11 @@ type Handler struct {
 	Cfg    Config
 	CRM    CRM
 	Target Target
+	// Log, when set, keeps what was sent to the EHR and what it filed
+	// (filing.go): whether an edit is a new document or a replacement is
+	// decided from it, not from the CRM's status field. The daemon sets
+	// it; nil falls back to the CRM's status.
+	Log    *checkpoint.Log
 	Logger *slog.Logger
 	Now    func() time.Time
 	// Backoff is how long a note waits after its attempts so far failed
@@ -446,9 +451,11 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 		h.status(ctx, note.ID, "Held", "", held.reason)
 		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(h.Cfg.HeldRetry), err.Error()
 	case errors.As(err, &rej):
+		h.notFiled(note.ID, note.Version)
 		h.status(ctx, note.ID, "Error", "", truncate(rej.Text, 250))
 		s.State, s.Reason = checkpoint.Dead, "the EHR rejected the document"
 	case errors.As(err, &def) && rec.Attempts+1 >= h.Cfg.AEMaxAttempts:
+		h.notFiled(note.ID, note.Version)
 		h.status(ctx, note.ID, "Error", "", truncate(string(def.Code)+" "+def.Text, 250))
 		s.State, s.Reason = checkpoint.Dead, fmt.Sprintf("the EHR answered %s %d times (writeback.target.ae_max_attempts)", def.Code, rec.Attempts+1)
 	case errors.Is(err, ErrUnconfirmable):
@@ -486,6 +493,26 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 	if err := h.current(ctx, note); err != nil {
 		return "", err
 	}
+	docID := h.Cfg.DocPrefix + note.ID
+	past, err := h.filing(note.ID)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case past.Filed != "" && past.FiledVersion == note.Version:
+		// The EHR filed this very version (its AA is in the log) and the
+		// daemon stopped before the CRM heard of it: tell the CRM, send
+		// nothing.
+		return docID, h.filedStatus(ctx, note.ID, docID)
+	case past.Filed != "":
+		note.Filed = past.Filed // an edit of a filed note: a replacement
+	case past.Sending != "" && past.Sending != note.Version:
+		// An earlier version went to the EHR and no answer was recorded:
+		// it may be filed. A replacement of it is safe either way (an EHR
+		// without it refuses the replacement, visibly); a second new
+		// document would not be.
+		note.Filed = docID
+	}
 	pat, linked, err := h.patient(ctx, note.WhatID)
 	if err != nil {
 		return "", err
@@ -498,7 +525,6 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	docID := h.Cfg.DocPrefix + note.ID
 	mdm := h.Cfg.MDM
 	if mdm == nil {
 		if mdm, err = LoadMDM("", mappings.Options{Zone: time.UTC}); err != nil {
@@ -511,14 +537,22 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 		return "", &connectors.Error{Kind: connectors.Permanent, Code: "BUILD", Message: err.Error()}
 	}
 	doc := &Document{Note: note, ID: docID, Authority: pat.authority, MRN: pat.mrn, Visit: visit, Author: author, MDM: msg}
+	if err := h.recordSending(note.ID, note.Version, past); err != nil {
+		return "", err
+	}
 	if err := h.Target.File(ctx, doc); err != nil {
 		return "", err
 	}
-	filedAt := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
-	if err := h.setStatus(ctx, note.ID, map[string]any{h.Cfg.StatusField: "Filed", h.Cfg.DocIDField: docID, h.Cfg.FiledAtField: filedAt, h.Cfg.ErrField: nil}); err != nil {
+	if err := h.recordFiled(note.ID, note.Version, docID); err != nil {
 		return "", err
 	}
-	return docID, nil
+	return docID, h.filedStatus(ctx, note.ID, docID)
+}
+
+// filedStatus tells the CRM the note is filed under docID.
+func (h *Handler) filedStatus(ctx context.Context, noteID, docID string) error {
+	filedAt := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+	return h.setStatus(ctx, noteID, map[string]any{h.Cfg.StatusField: "Filed", h.Cfg.DocIDField: docID, h.Cfg.FiledAtField: filedAt, h.Cfg.ErrField: nil})
 }
 
 // current reads the note as it is now. A version that is no longer the

@@ -3,10 +3,13 @@ package writeback
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -74,7 +77,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	h := &Handler{Cfg: cfg, CRM: &SalesforceCRM{Client: client}, Target: target(outbox), Logger: quiet}
+	h := &Handler{Cfg: cfg, CRM: &SalesforceCRM{Client: client}, Target: target(outbox), Log: l, Logger: quiet}
 	set := o.set
 	if set == nil {
 		set = &mappings.Set{}
@@ -337,3 +340,83 @@ func TestHeldListed(t *testing.T) {
 		t.Errorf("held record %+v", recs[0])
 	}
 }
+
+// outboxTriggers lists the MDM triggers and TXA-13s in the outbox.
+func outboxTriggers(t *testing.T, outbox string) (triggers, parents []string) {
+	t.Helper()
+	for _, f := range outboxFiles(t, outbox) {
+		b, _ := os.ReadFile(f)
+		m, err := hl7.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := m.GetString("TXA-13.1")
+		triggers, parents = append(triggers, m.Header().Trigger), append(parents, p)
+	}
+	sort.Strings(triggers)
+	return triggers, parents
+}
+
+// Write-back exactly once, by the log (issue 27): the daemon stopped after
+// the EHR's AA and before the CRM heard of the filing (its status fields
+// are empty), then the coordinator edited the note. The edit is a
+// replacement of the filed document, decided from the log; before, the
+// CRM's empty status made it a second new document (T02 twice).
+func TestEditAfterLostStatusIsReplacement(t *testing.T) {
+	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
+	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"First text","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
+	r.poll(t)
+	waitUntil(t, "the note filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
+	// The status write is lost, as if the daemon had died before it.
+	r.user(t, "PATCH", "Task/"+task, `{"EHR_Status__c":null,"EHR_Document_Id__c":null,"EHR_Filed_At__c":null}`)
+	r.user(t, "PATCH", "Task/"+task, `{"Description":"Edited text"}`)
+	if n := r.poll(t); n != 1 {
+		t.Fatalf("after the edit, poll found %d versions", n)
+	}
+	waitUntil(t, "the edit filed", func() bool { return len(outboxFiles(t, r.outbox)) == 2 })
+	triggers, parents := outboxTriggers(t, r.outbox)
+	if triggers[0] != "T02" || triggers[1] != "T10" {
+		t.Fatalf("triggers %v: the edit went out as a second new document", triggers)
+	}
+	if !slices.Contains(parents, "EHRB-"+task) {
+		t.Errorf("replacement's parent documents %v", parents)
+	}
+	waitUntil(t, "status filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
+}
+
+// A version sent with no answer recorded (the daemon died while waiting)
+// may be filed: an edit of it is a replacement, never a second new
+// document. A version the EHR rejected (AR) was not filed: its edit is a
+// new document.
+func TestUnansweredSendMakesEditAReplacement(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	r := newRig(t, func(outbox string) Target {
+		return targetFunc(func(ctx context.Context, doc *Document) error {
+			if err := (&FileDrop{Dir: outbox}).File(ctx, doc); err != nil {
+				return err
+			}
+			if fail.Load() { // delivered, but the answer is lost
+				return &Unreachable{Err: errors.New("no acknowledgment in time")}
+			}
+			return nil
+		})
+	})
+	r.h.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
+	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"First text","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
+	r.poll(t)
+	waitUntil(t, "the first version sent", func() bool { return len(outboxFiles(t, r.outbox)) == 1 })
+	r.user(t, "PATCH", "Task/"+task, `{"Description":"Edited text"}`)
+	r.poll(t)
+	fail.Store(false) // the retried first version is superseded; the edit is answered
+	waitUntil(t, "the edit filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
+	if triggers, _ := outboxTriggers(t, r.outbox); len(triggers) != 2 || triggers[1] != "T10" {
+		t.Fatalf("triggers %v, want T02 then T10", triggers)
+	}
+}
+
+type targetFunc func(ctx context.Context, doc *Document) error
+
+func (f targetFunc) File(ctx context.Context, doc *Document) error { return f(ctx, doc) }
