@@ -277,6 +277,13 @@ func (s *store) dvResolveBinds(table *objectStore, fields Record) (Record, *dvEr
 			if schema != nil && schema.cols[strings.ToLower(name)] == nil && !siteOwn(name) {
 				return nil, dvUnknownColumn(table, name)
 			}
+			if schema != nil {
+				checked, derr := dvCheckValue(table.Name, schema.cols[strings.ToLower(name)], v)
+				if derr != nil {
+					return nil, derr
+				}
+				v = checked
+			}
 			out[strings.ToLower(name)] = v
 			continue
 		}
