@@ -76,6 +76,15 @@ func TestDataverseColumnValues(t *testing.T) {
 		}
 	}
 
+	// A navigation property points at one table: a reference to a row of
+	// another table is refused, though the row exists.
+	if st, _, m := r.do(t, "POST", "msemr_encounters", `{"msemr_EncounterPatientIdentifier@odata.bind":"/msemr_observations(msemr_observationnumber='R5_125')"}`); st != 400 || errCode(m) != dvPayloadError {
+		t.Errorf("bind to a row of another table: %d %v", st, m)
+	}
+	if st, _, m := r.do(t, "POST", "msemr_encounters", `{"msemr_EncounterPatientIdentifier@odata.bind":"/contacts(msemr_medicalrecordnumber='V|1')"}`); st != 204 {
+		t.Errorf("bind to a contact: %d %v", st, m)
+	}
+
 	// Inside a $batch change set: the refused part fails the change set,
 	// the part before it is undone.
 	body := "--batch_v\r\nContent-Type: multipart/mixed; boundary=cs_v\r\n\r\n" +
