@@ -282,7 +282,7 @@ func (s *store) dvColumns(table *objectStore, fields Record, resolve bool) (Reco
 			if !validName(name) {
 				return nil, dverr(400, dvBadRequest, "Invalid property '%s' was found in entity.", name)
 			}
-			if schema != nil && schema.cols[strings.ToLower(name)] == nil && !siteOwn(name) {
+			if schema != nil && !schema.knowsColumn(name) {
 				return nil, dvUnknownColumn(table, name)
 			}
 			if schema != nil {
@@ -298,10 +298,12 @@ func (s *store) dvColumns(table *objectStore, fields Record, resolve bool) (Reco
 		var declared *dvNav
 		if schema != nil && !siteOwn(nav) {
 			n, ok := schema.Navigation[nav]
-			if !ok {
+			if !ok && !schema.partial {
 				return nil, dvUndeclaredNav(table, nav)
 			}
-			declared = &n
+			if ok {
+				declared = &n
+			}
 		}
 		ref, ok := v.(string)
 		if !ok {

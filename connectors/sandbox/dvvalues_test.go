@@ -123,3 +123,28 @@ func TestRoundDecimal(t *testing.T) {
 		}
 	}
 }
+
+// task and systemuser, which no published metadata file describes, are
+// served and checked for the columns deploy/dataverse adds and the
+// write-back reads (PartialAttributes); their other columns are accepted.
+func TestDataversePartialTables(t *testing.T) {
+	r := newDVRig(t, Options{})
+	st, _, m := r.do(t, "GET", "EntityDefinitions(LogicalName='task')/Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata?$select=LogicalName,MaxLength", "")
+	found := false
+	for _, a := range m["value"].([]any) {
+		a := a.(map[string]any)
+		found = found || (a["LogicalName"] == "new_ehrstatus" && a["MaxLength"] == 20.0)
+	}
+	if st != 200 || !found {
+		t.Errorf("task's new_ehrstatus: %d %v", st, m)
+	}
+	if st, _, m := r.do(t, "GET", "EntityDefinitions(LogicalName='systemuser')?$select=EntitySetName", ""); st != 200 || m["EntitySetName"] != "systemusers" {
+		t.Errorf("systemuser: %d %v", st, m)
+	}
+	if st, _, m := r.do(t, "POST", "tasks", `{"subject":"S","scheduledend":"2026-01-05T10:00:00Z","new_sendtoehr":true}`); st != 204 {
+		t.Errorf("task with a column not listed: %d %v", st, m)
+	}
+	if st, _, m := r.do(t, "POST", "tasks", `{"subject":"S","new_ehrstatus":"`+strings.Repeat("s", 21)+`"}`); st != 400 || errCode(m) != dvValidation {
+		t.Errorf("task new_ehrstatus over 20: %d %v", st, m)
+	}
+}
