@@ -3,9 +3,10 @@
 // uses, and on its Dataverse side (dataverse.go, identity.go) the
 // Microsoft identity platform token endpoints and the Dataverse Web API
 // subset of the Dynamics connector, with the read-only table definitions
-// (EntityDefinitions, dvmeta.go) of the tables in dvschema.json, for tests,
-// the demo and `ehrbridge sandbox`. The real jsforce, dynamics-web-api and azidentity clients are
-// run against it in the tests.
+// (EntityDefinitions, dvmeta.go) of the tables in dvschema.json and
+// Dataverse's checks of column values against them (dvvalues.go), for
+// tests, the demo and `ehrbridge sandbox`. The real jsforce,
+// dynamics-web-api and azidentity clients are run against it in the tests.
 //
 // What it does like Salesforce: OAuth 2.0 token grants (client
 // credentials, password, refresh token, JWT bearer verified against a

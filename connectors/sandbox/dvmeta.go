@@ -17,7 +17,7 @@ import (
 //	GET EntityDefinitions(LogicalName='x')/Attributes[/Microsoft.Dynamics.CRM.<Type>AttributeMetadata]?$select=...&$expand=OptionSet
 //	GET EntityDefinitions(LogicalName='x')/Attributes(LogicalName='y')
 //	GET EntityDefinitions(LogicalName='x')/Keys, .../ManyToOneRelationships
-//	GET EntityDefinitions?$select=LogicalName,EntitySetName
+//	GET EntityDefinitions?$select=LogicalName,EntitySetName[&$filter=LogicalName eq 'x' or ...]
 //
 // "The MetadataId property value is always returned" (same page); the
 // sandbox derives it from the logical name, so it is stable. $select is
@@ -53,9 +53,16 @@ func (s *Server) dvMetadata(w http.ResponseWriter, r *http.Request, version, pat
 	schema := s.st.dvTables()
 	rest := strings.TrimPrefix(path, "EntityDefinitions")
 	if rest == "" {
-		var out []map[string]any
+		want, derr := metaFilter(q.Get("$filter"))
+		if derr != nil {
+			writeDVError(w, derr)
+			return
+		}
+		out := []map[string]any{}
 		for _, name := range sortedTableNames(schema) {
-			out = append(out, dvEntityJSON(schema.tables[name], sel, ""))
+			if want == nil || want[name] {
+				out = append(out, dvEntityJSON(schema.tables[name], sel, expand))
+			}
 		}
 		writeDVJSON(w, http.StatusOK, map[string]any{"@odata.context": base + "$metadata#EntityDefinitions(" + strings.Join(sel, ",") + ")", "value": out})
 		return
@@ -275,4 +282,25 @@ func dvRelsJSON(t *dvTableSchema) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// metaFilter reads the $filter the sandbox supports on EntityDefinitions:
+// LogicalName eq 'x', joined by or. Any other filter is refused rather
+// than ignored (a client would take the unfiltered list for an answer).
+func metaFilter(f string) (map[string]bool, *dvError) {
+	f = strings.TrimSpace(f)
+	if f == "" {
+		return nil, nil
+	}
+	want := map[string]bool{}
+	for _, term := range strings.Split(f, " or ") {
+		term = strings.Trim(strings.TrimSpace(term), "()")
+		prop, val, ok := strings.Cut(term, " eq ")
+		val = strings.TrimSpace(val)
+		if !ok || strings.TrimSpace(prop) != "LogicalName" || len(val) < 2 || val[0] != '\'' || val[len(val)-1] != '\'' {
+			return nil, dverr(http.StatusBadRequest, dvBadRequest, "The sandbox supports $filter on EntityDefinitions only as LogicalName eq '...' joined by or.")
+		}
+		want[strings.ToLower(strings.ReplaceAll(val[1:len(val)-1], "''", "'"))] = true
+	}
+	return want, nil
 }

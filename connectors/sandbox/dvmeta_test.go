@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,6 +127,12 @@ func TestDataverseEntityDefinitions(t *testing.T) {
 	}
 	if st, _, m := r.do(t, "GET", "EntityDefinitions(LogicalName='contact')/Attributes(LogicalName='lastname')?$select=LogicalName,MaxLength", ""); st != 200 || m["LogicalName"] != "lastname" {
 		t.Errorf("one attribute: %d %v", st, m)
+	}
+	if st, _, m := r.do(t, "GET", "EntityDefinitions?$select=LogicalName,EntitySetName&$filter="+url.QueryEscape("LogicalName eq 'task' or LogicalName eq 'contact' or LogicalName eq 'nope'"), ""); st != 200 || len(m["value"].([]any)) != 2 {
+		t.Errorf("filtered collection: %d %v", st, m)
+	}
+	if st, _, m := r.do(t, "GET", "EntityDefinitions?$filter="+url.QueryEscape("IsActivity eq true"), ""); st != 400 {
+		t.Errorf("unsupported filter: %d %v", st, m)
 	}
 	if st, _, m := r.do(t, "GET", "WhoAmI", ""); st != 200 || m["UserId"] != SandboxUserID {
 		t.Errorf("WhoAmI: %d %v", st, m)

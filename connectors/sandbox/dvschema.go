@@ -102,11 +102,15 @@ type dvRelationship struct {
 // dvEntityDef is EntityMetadata: one table's definition as the Web API
 // serves it.
 type dvEntityDef struct {
-	LogicalName            string           `json:"LogicalName"`
-	SchemaName             string           `json:"SchemaName,omitempty"`
-	EntitySetName          string           `json:"EntitySetName,omitempty"`
-	IsActivity             *bool            `json:"IsActivity,omitempty"`
-	PrimaryIDAttribute     string           `json:"PrimaryIdAttribute,omitempty"`
+	LogicalName        string `json:"LogicalName"`
+	SchemaName         string `json:"SchemaName,omitempty"`
+	EntitySetName      string `json:"EntitySetName,omitempty"`
+	IsActivity         *bool  `json:"IsActivity,omitempty"`
+	PrimaryIDAttribute string `json:"PrimaryIdAttribute,omitempty"`
+	// PartialAttributes (the project's, not Microsoft's) marks a table
+	// of which only some columns are known (task, systemuser): those are
+	// checked, others accepted.
+	PartialAttributes      bool             `json:"PartialAttributes,omitempty"`
 	Source                 any              `json:"Source,omitempty"`
 	Attributes             []*dvAttribute   `json:"Attributes,omitempty"`
 	Keys                   []dvKeyMeta      `json:"Keys,omitempty"`
@@ -121,6 +125,13 @@ type dvTableSchema struct {
 	Navigation map[string]dvNav
 	name       string // logical name
 	cols       map[string]*dvAttribute
+	partial    bool // PartialAttributes: unknown columns and navigation properties are accepted
+}
+
+// knowsColumn reports whether a column or navigation property name is one the
+// table may have: listed, a site's own (new_), or any on a partial table.
+func (t *dvTableSchema) knowsColumn(name string) bool {
+	return t.partial || t.cols[strings.ToLower(name)] != nil || siteOwn(name)
 }
 
 // dvNav is a single-valued navigation property: its lookup column and the
@@ -227,6 +238,9 @@ func (s *dvSchemaSet) merge(d *dvEntityDef) {
 	if d.SchemaName != "" {
 		h.SchemaName = d.SchemaName
 	}
+	if len(d.Attributes) > 0 {
+		h.PartialAttributes = d.PartialAttributes // an org's own definition lists every column
+	}
 	for _, a := range d.Attributes {
 		replaced := false
 		for i, old := range h.Attributes {
@@ -266,6 +280,7 @@ func (s *dvSchemaSet) merge(d *dvEntityDef) {
 func (t *dvTableSchema) index() {
 	t.Set = t.def.EntitySetName
 	t.Activity = t.def.IsActivity != nil && *t.def.IsActivity
+	t.partial = t.def.PartialAttributes
 	t.cols = map[string]*dvAttribute{}
 	for _, a := range t.def.Attributes {
 		t.cols[strings.ToLower(a.LogicalName)] = a
@@ -368,7 +383,7 @@ func (s *store) dvCheckSelect(set string, sel []string) *dvError {
 		if inner, ok := strings.CutPrefix(col, "_"); ok {
 			col = strings.TrimSuffix(inner, "_value")
 		}
-		if schema.cols[col] == nil && !siteOwn(col) {
+		if !schema.knowsColumn(col) {
 			return dverr(400, dvCodeZero, "Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.%s'.", c, schema.name)
 		}
 	}

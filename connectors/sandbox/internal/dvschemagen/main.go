@@ -97,11 +97,14 @@ type relationship struct {
 }
 
 type entity struct {
-	LogicalName            string         `json:"LogicalName"`
-	SchemaName             string         `json:"SchemaName"`
-	EntitySetName          string         `json:"EntitySetName"`
-	IsActivity             bool           `json:"IsActivity"`
-	PrimaryIDAttribute     string         `json:"PrimaryIdAttribute"`
+	LogicalName        string `json:"LogicalName"`
+	SchemaName         string `json:"SchemaName"`
+	EntitySetName      string `json:"EntitySetName"`
+	IsActivity         bool   `json:"IsActivity"`
+	PrimaryIDAttribute string `json:"PrimaryIdAttribute"`
+	// PartialAttributes (not Microsoft's) marks a table of which only
+	// some columns are known: the sandbox checks those and accepts others.
+	PartialAttributes      bool           `json:"PartialAttributes,omitempty"`
 	Source                 []string       `json:"Source"`
 	Attributes             []*attribute   `json:"Attributes"`
 	Keys                   []key          `json:"Keys"`
@@ -210,6 +213,39 @@ var systemColumns = []struct {
 	{"ownerid", "OwnerId", "Owner", "LookupAttributeMetadata", "SystemRequired", true, true},
 }
 
+// partial are the tables the write-back uses that no published metadata
+// file describes: the columns it reads, as Microsoft Learn's table
+// reference documents them (types only; lengths are left out where no
+// source in ../shared gives them, so the sandbox checks none), marked
+// PartialAttributes so that other columns are accepted.
+type partialCol struct{ name, schema, typ, meta string }
+
+var partial = map[string]struct {
+	schema, set, pk, source string
+	activity                bool
+	columns                 []partialCol
+}{
+	"task": {"Task", "tasks", "activityid", "https://learn.microsoft.com/en-us/power-apps/developer/data-platform/reference/entities/task", true, []partialCol{
+		{"activityid", "ActivityId", "Uniqueidentifier", "UniqueIdentifierAttributeMetadata"},
+		{"subject", "Subject", "String", "StringAttributeMetadata"},
+		{"description", "Description", "Memo", "MemoAttributeMetadata"},
+		{"regardingobjectid", "RegardingObjectId", "Lookup", "LookupAttributeMetadata"},
+		{"ownerid", "OwnerId", "Owner", "LookupAttributeMetadata"},
+		{"statecode", "StateCode", "State", "StateAttributeMetadata"},
+		{"statuscode", "StatusCode", "Status", "StatusAttributeMetadata"},
+		{"createdon", "CreatedOn", "DateTime", "DateTimeAttributeMetadata"},
+		{"modifiedon", "ModifiedOn", "DateTime", "DateTimeAttributeMetadata"},
+	}},
+	"systemuser": {"SystemUser", "systemusers", "systemuserid", "https://learn.microsoft.com/en-us/power-apps/developer/data-platform/reference/entities/systemuser", false, []partialCol{
+		{"systemuserid", "SystemUserId", "Uniqueidentifier", "UniqueIdentifierAttributeMetadata"},
+		{"fullname", "FullName", "String", "StringAttributeMetadata"},
+		{"firstname", "FirstName", "String", "StringAttributeMetadata"},
+		{"lastname", "LastName", "String", "StringAttributeMetadata"},
+		{"domainname", "DomainName", "String", "StringAttributeMetadata"},
+		{"internalemailaddress", "InternalEMailAddress", "String", "StringAttributeMetadata"},
+	}},
+}
+
 const systemSource = "https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/entitytypes (system columns and relationships of every user-owned table)"
 
 func main() {
@@ -278,7 +314,7 @@ func run(meta, deploy, out string) error {
 			}
 		}
 	}
-	if err := addDeploy(byName, deploy); err != nil {
+	if err := addDeploy(byName, deploy, &ents); err != nil {
 		return err
 	}
 	sort.Slice(ents, func(i, j int) bool { return ents[i].LogicalName < ents[j].LogicalName })
@@ -508,7 +544,7 @@ func addCDMContact(c *entity, meta string) error {
 
 // addDeploy adds what deploy/dataverse/create.sh creates: columns and
 // alternate keys, on the tables that have published metadata.
-func addDeploy(byName map[string]*entity, file string) error {
+func addDeploy(byName map[string]*entity, file string, extra *[]*entity) error {
 	var d struct {
 		Columns []struct {
 			Table  string `json:"table"`
@@ -534,7 +570,18 @@ func addDeploy(byName map[string]*entity, file string) error {
 	for _, c := range d.Columns {
 		e := byName[c.Table]
 		if e == nil {
-			continue // task, systemuser: no published metadata, the sandbox checks none of their columns
+			p, ok := partial[c.Table]
+			if !ok {
+				return fmt.Errorf("%s: column on %s, a table with neither published metadata nor a documented column list", file, c.Table)
+			}
+			e = &entity{LogicalName: c.Table, SchemaName: p.schema, EntitySetName: p.set, IsActivity: p.activity, PrimaryIDAttribute: p.pk,
+				PartialAttributes: true, Source: []string{p.source, src}, Keys: []key{}, ManyToOneRelationships: []relationship{}}
+			for _, col := range p.columns {
+				e.add(&attribute{ODataType: "#Microsoft.Dynamics.CRM." + col.meta, LogicalName: col.name, SchemaName: col.schema, AttributeType: col.typ,
+					RequiredLevel: required{"None"}, IsValidForCreate: true, IsValidForUpdate: col.name != p.pk, Source: p.source})
+			}
+			byName[c.Table] = e
+			*extra = append(*extra, e)
 		}
 		typeName := strings.TrimPrefix(c.Column.ODataType, "Microsoft.Dynamics.CRM.")
 		at := &attribute{ODataType: "#" + strings.TrimPrefix(c.Column.ODataType, "#"), LogicalName: strings.ToLower(c.Column.SchemaName),
