@@ -36,6 +36,7 @@ type objectSchema struct {
 	keyNotes  map[string]string       // lower-case key field → why it cannot key an upsert although declared
 	navs      map[string]*navSchema   // Dataverse navigation properties, by exact name
 	hasNavs   bool                    // the document listed ManyToOneRelationships
+	partial   bool                    // lists only some columns (the sandbox's PartialAttributes): others are not unknown
 	dataverse bool
 }
 
@@ -88,6 +89,10 @@ type sfDescribe struct {
 
 type dvEntity struct {
 	LogicalName string `json:"LogicalName"`
+	// PartialAttributes marks a document listing only some of the
+	// table's columns (the sandbox's task and systemuser): a column it
+	// does not list is not known to be missing.
+	PartialAttributes bool `json:"PartialAttributes"`
 	Attributes  []struct {
 		LogicalName   string `json:"LogicalName"`
 		SchemaName    string `json:"SchemaName"`
@@ -235,7 +240,7 @@ func sfObject(file string, d *sfDescribe) *objectSchema {
 
 func dvObject(file string, d *dvEntity) *objectSchema {
 	o := &objectSchema{name: d.LogicalName, source: file, fields: map[string]*fieldSchema{}, keys: map[string]bool{},
-		keyNotes: map[string]string{}, navs: map[string]*navSchema{}, dataverse: true}
+		keyNotes: map[string]string{}, navs: map[string]*navSchema{}, dataverse: true, partial: d.PartialAttributes}
 	for _, a := range d.Attributes {
 		fs := &fieldSchema{name: a.LogicalName, typ: strings.ToLower(a.AttributeType), length: a.MaxLength,
 			precision: a.Precision, min: a.MinValue, max: a.MaxValue}
@@ -423,6 +428,9 @@ func (sc *schemaChecker) field(f fieldDef) *fieldSchema {
 		return sc.navigation(f, name, out)
 	}
 	fs := o.fields[strings.ToLower(name)]
+	if fs == nil && o.partial {
+		return nil // the document does not say
+	}
 	sc.check(f.line, f.col, f.name, CheckField, fs != nil, "%s has no field %s (schema %s)", o.name, f.name, o.source)
 	if fs == nil {
 		return nil

@@ -204,3 +204,17 @@ func TestSetObjects(t *testing.T) {
 		t.Errorf("Objects() = %+v, want %+v", got, want)
 	}
 }
+
+// A document marked PartialAttributes lists some columns only: a column
+// it does not list is not reported missing; a listed one is checked.
+func TestSchemaPartialAttributes(t *testing.T) {
+	s := NewSchemas()
+	if err := s.Add("p.json", []byte(`{"LogicalName":"task","PartialAttributes":true,"Attributes":[{"LogicalName":"subject","AttributeType":"String","MaxLength":5}],"Keys":[{"KeyAttributes":["new_key"]}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	src := "when: {hl7: ADT}\nops:\n  - object: task\n    key_field: new_key\n    key: concat(ns(MSH-4), \"|\", PID-3.1)\n    fields:\n      new_other: PID-5.1\n      subject: '\"too long\"'\n"
+	_, err := Compile("p.yaml", []byte(src), Options{Schemas: s})
+	if err == nil || strings.Contains(err.Error(), "new_other") || !strings.Contains(err.Error(), "task.subject holds 5 characters") {
+		t.Errorf("problems: %v; want only subject's length", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/crmcheck"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
+	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 func sfYAML(loginURL string, extra ...string) string {
@@ -399,5 +400,47 @@ func TestDataverseRateLimitHeadersReported(t *testing.T) {
 	left := find(r, crmcheck.GroupLimits, "x-ms-ratelimit-time-remaining-xrm-requests", crmcheck.CheckRateLimit)
 	if len(burst) != 1 || burst[0].OK || burst[0].Blocker || len(left) != 1 || !left[0].OK || !strings.Contains(left[0].Message, "1199.5") {
 		t.Errorf("rate limit lines: %+v %+v", burst, left)
+	}
+}
+
+// The go-live preflight of the shipped sets against the strict sandbox
+// (the published schemas, the fields deploy/salesforce and
+// deploy/dataverse create): every check green, and every kind of check
+// made, with write-back.
+func TestShippedSetsAllGreen(t *testing.T) {
+	for _, flavor := range []string{"salesforce", "dataverse"} {
+		t.Run(flavor, func(t *testing.T) {
+			rg := newRig(t, sandbox.Options{}, flavor == "dataverse")
+			dir := t.TempDir()
+			var r *crmcheck.Report
+			if flavor == "salesforce" {
+				secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
+				r = run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret), copySet(t, "healthcloud")))
+			} else {
+				r = run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "sandbox-secret"), copySet(t, "dynamics")))
+			}
+			kinds := map[string]int{}
+			for _, it := range r.Checks {
+				if !it.OK {
+					t.Errorf("%s", it.Line())
+				}
+				kinds[it.Check]++
+			}
+			want := []string{crmcheck.CheckLogin, crmcheck.CheckObject, mappings.CheckField, mappings.CheckKey, mappings.CheckWritable,
+				mappings.CheckType, mappings.CheckValue, crmcheck.CheckWBField, crmcheck.CheckWBWritable}
+			if flavor == "salesforce" {
+				want = append(want, mappings.CheckReference, crmcheck.CheckKeysCopied, crmcheck.CheckAllocation)
+			} else {
+				want = append(want, mappings.CheckNavigation)
+			}
+			for _, k := range want {
+				if kinds[k] == 0 {
+					t.Errorf("no %q check made: %v", k, kinds)
+				}
+			}
+			if !r.OK || r.Blockers != 0 {
+				t.Errorf("report not green: %d blockers of %d checks", r.Blockers, len(r.Checks))
+			}
+		})
 	}
 }
