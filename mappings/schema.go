@@ -93,7 +93,7 @@ type dvEntity struct {
 	// table's columns (the sandbox's task and systemuser): a column it
 	// does not list is not known to be missing.
 	PartialAttributes bool `json:"PartialAttributes"`
-	Attributes  []struct {
+	Attributes        []struct {
 		LogicalName   string `json:"LogicalName"`
 		SchemaName    string `json:"SchemaName"`
 		AttributeType string `json:"AttributeType"`
