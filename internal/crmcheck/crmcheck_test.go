@@ -228,6 +228,50 @@ func TestBrokenSalesforceSetNamesEachProblem(t *testing.T) {
 	}
 }
 
+// A Dataverse set broken the ways Dataverse refuses: an activity table's
+// navigation property without its table suffix, an option value the set
+// does not have, a subject longer than its column, an unknown column.
+// crm check names each, at the line to change.
+func TestBrokenDataverseSetNamesEachProblem(t *testing.T) {
+	rg := newRig(t, sandbox.Options{}, true)
+	set := copySet(t, "dynamics")
+	siu := filepath.Join(set, "siu.yaml")
+	adt := filepath.Join(set, "adt.yaml")
+	edit(t, siu, "      msemr_ActorPatient_msemr_appointmentemr: ref(patient)", "      msemr_ActorPatient: ref(patient)")
+	edit(t, siu, `    S15: "935000005"`, `    S15: "935000099"`)
+	edit(t, siu, `"Appointment"), 200)`, `"Appointment"), 250)`)
+	edit(t, adt, "      lastname: required(PID-5.1", "      lastnam: required(PID-5.1")
+	dir := t.TempDir()
+	r := run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "sandbox-secret"), set))
+	if r.OK || r.Blockers < 4 {
+		t.Fatalf("broken set: ok=%v blockers=%d", r.OK, r.Blockers)
+	}
+	at := func(file, s string) string {
+		l, c := posOf(t, file, s)
+		return fmt.Sprintf("%s:%d:%d", file, l, c)
+	}
+	for _, want := range []struct {
+		object, field, check, pos, says string
+	}{
+		{"msemr_appointmentemr", "msemr_ActorPatient", mappings.CheckNavigation, at(siu, "msemr_ActorPatient: ref"), "msemr_ActorPatient_msemr_appointmentemr"},
+		{"msemr_appointmentemr", "msemr_appointmentstatus", mappings.CheckValue, at(siu, "msemr_appointmentstatus: number"), `"935000099"`},
+		{"msemr_appointmentemr", "subject", mappings.CheckLength, at(siu, "subject: truncate"), "holds 200 characters but truncate() keeps 250"},
+		{"contact", "lastnam", mappings.CheckField, at(adt, "lastnam: required"), "has no field lastnam"},
+	} {
+		found := false
+		for _, it := range find(r, want.object, want.field, want.check) {
+			if !it.OK && it.Blocker && it.Pos == want.pos && strings.Contains(it.Message, want.says) {
+				found = true
+			}
+		}
+		if !found {
+			var b strings.Builder
+			r.WriteText(&b)
+			t.Errorf("no blocker %s.%s %s at %s saying %q in:\n%s", want.object, want.field, want.check, want.pos, want.says, b.String())
+		}
+	}
+}
+
 // crm check sends the token request and GETs, nothing else: it cannot
 // change the CRM. Both CRMs, a full set and write-back.
 func TestReadOnly(t *testing.T) {
