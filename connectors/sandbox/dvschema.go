@@ -4,7 +4,6 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 )
@@ -162,17 +161,8 @@ var publishedDV = func() *dvSchemaSet {
 // among them are left to sfschema.go.
 func loadDVSchema(files []string) (*dvSchemaSet, error) {
 	s := &dvSchemaSet{tables: map[string]*dvTableSchema{}}
-	if err := s.add(dvSchemaJSON); err != nil {
-		return nil, fmt.Errorf("sandbox: embedded dvschema.json: %w", err)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("sandbox: schema %s: %w", f, err)
-		}
-		if err := s.add(data); err != nil {
-			return nil, fmt.Errorf("sandbox: schema %s: %w", f, err)
-		}
+	if err := readSchemas("dvschema.json", dvSchemaJSON, files, s.add); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -181,23 +171,9 @@ func loadDVSchema(files []string) (*dvSchemaSet, error) {
 // keys and relationships override those of the same name and add to the
 // rest; EntitySetName and IsActivity override when given.
 func (s *dvSchemaSet) add(data []byte) error {
-	trimmed := strings.TrimSpace(string(data))
-	var list []json.RawMessage
-	if strings.HasPrefix(trimmed, "[") {
-		if err := json.Unmarshal(data, &list); err != nil {
-			return fmt.Errorf("not JSON: %v", err)
-		}
-	} else {
-		var coll struct {
-			Value []json.RawMessage `json:"value"`
-		}
-		if err := json.Unmarshal(data, &coll); err != nil {
-			return fmt.Errorf("not JSON: %v", err)
-		}
-		list = coll.Value
-		if coll.Value == nil {
-			list = []json.RawMessage{data}
-		}
+	list, err := metadataDocs(data)
+	if err != nil {
+		return err
 	}
 	for i, raw := range list {
 		var d dvEntityDef

@@ -81,33 +81,58 @@ type sfPickValue struct {
 // fields are added, and published fields the describe leaves out stay.
 func loadSchema(files []string) (*sfSchema, error) {
 	s := &sfSchema{objects: map[string]*sfObject{}}
-	if err := s.add(publishedSchema); err != nil {
-		return nil, fmt.Errorf("sandbox: embedded schema: %w", err)
+	if err := readSchemas("sfschema.json", publishedSchema, files, s.add); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// readSchemas feeds add the embedded schema, then each site file.
+func readSchemas(name string, embedded []byte, files []string, add func([]byte) error) error {
+	if err := add(embedded); err != nil {
+		return fmt.Errorf("sandbox: embedded %s: %w", name, err)
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("sandbox: schema %s: %w", f, err)
+			return fmt.Errorf("sandbox: schema %s: %w", f, err)
 		}
-		if err := s.add(data); err != nil {
-			return nil, fmt.Errorf("sandbox: schema %s: %w", f, err)
+		if err := add(data); err != nil {
+			return fmt.Errorf("sandbox: schema %s: %w", f, err)
 		}
 	}
-	return s, nil
+	return nil
+}
+
+// metadataDocs splits a metadata file into its documents: a JSON list of
+// them, an OData collection {"value":[...]}, or one document.
+func metadataDocs(data []byte) ([]json.RawMessage, error) {
+	if strings.HasPrefix(strings.TrimSpace(string(data)), "[") {
+		var list []json.RawMessage
+		if err := json.Unmarshal(data, &list); err != nil {
+			return nil, fmt.Errorf("not JSON: %v", err)
+		}
+		return list, nil
+	}
+	var coll struct {
+		Value []json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(data, &coll); err != nil {
+		return nil, fmt.Errorf("not JSON: %v", err)
+	}
+	if coll.Value != nil {
+		return coll.Value, nil
+	}
+	return []json.RawMessage{data}, nil
 }
 
 // add reads one describe result or a JSON list of them. Dataverse entity
 // metadata (LogicalName, no fields) is skipped: that side has its own
 // store.
 func (s *sfSchema) add(data []byte) error {
-	trimmed := strings.TrimSpace(string(data))
-	var list []json.RawMessage
-	if strings.HasPrefix(trimmed, "[") {
-		if err := json.Unmarshal(data, &list); err != nil {
-			return fmt.Errorf("not JSON: %v", err)
-		}
-	} else {
-		list = []json.RawMessage{data}
+	list, err := metadataDocs(data)
+	if err != nil {
+		return err
 	}
 	for i, raw := range list {
 		var o struct {
