@@ -1,7 +1,6 @@
 package sandbox_test
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
-	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
@@ -40,37 +38,7 @@ func TestHealthCloudCorpusAgainstSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var inputs []mappings.Input
-	for _, f := range shared.CorpusFiles(t) {
-		ins, err := mappings.ParseInput(f.Data)
-		if err != nil {
-			continue // malformed on purpose; the hl7 and fhir tests cover them
-		}
-		// Synthea bundles repeat the same resource shapes thousands of
-		// times: up to perType resources of each type per file keep the
-		// test quick and every shape in.
-		seen := map[string]int{}
-		for _, in := range ins {
-			if in.FHIR != nil {
-				typ := resourceType(in.FHIR)
-				if !mapped[typ] {
-					continue // the set accepts no other resource
-				}
-				if seen[typ]++; seen[typ] > perType {
-					continue
-				}
-			}
-			inputs = append(inputs, in)
-		}
-	}
-	files := shared.WildFiles(t)
-	for _, n := range shared.WildNames(files) {
-		for _, raw := range shared.SplitMessages(files[n]) {
-			if m, err := hl7.Parse(raw); err == nil {
-				inputs = append(inputs, mappings.Input{HL7: m})
-			}
-		}
-	}
+	inputs := sandbox.CorpusInputs(t, perType, mapped)
 	findings := map[string]int{}
 	ops, checked := 0, map[string]bool{}
 	for _, in := range inputs {
@@ -118,13 +86,4 @@ func TestHealthCloudCorpusAgainstSchema(t *testing.T) {
 	for _, k := range keys {
 		t.Errorf("%s: %d ops", k, findings[k])
 	}
-}
-
-// resourceType reads a FHIR resource's type without decoding it whole.
-func resourceType(raw []byte) string {
-	var r struct {
-		ResourceType string `json:"resourceType"`
-	}
-	_ = json.Unmarshal(raw, &r)
-	return r.ResourceType
 }

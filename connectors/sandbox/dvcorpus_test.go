@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
-	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
@@ -37,37 +36,7 @@ func TestDynamicsCorpusAgainstSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var inputs []mappings.Input
-	for _, f := range shared.CorpusFiles(t) {
-		ins, err := mappings.ParseInput(f.Data)
-		if err != nil {
-			continue // malformed on purpose; the hl7 and fhir tests cover them
-		}
-		seen := map[string]int{}
-		for _, in := range ins {
-			if in.FHIR != nil {
-				var r struct {
-					ResourceType string `json:"resourceType"`
-				}
-				_ = json.Unmarshal(in.FHIR, &r)
-				if !mapped[r.ResourceType] {
-					continue
-				}
-				if seen[r.ResourceType]++; seen[r.ResourceType] > perType {
-					continue
-				}
-			}
-			inputs = append(inputs, in)
-		}
-	}
-	files := shared.WildFiles(t)
-	for _, n := range shared.WildNames(files) {
-		for _, raw := range shared.SplitMessages(files[n]) {
-			if m, err := hl7.Parse(raw); err == nil {
-				inputs = append(inputs, mappings.Input{HL7: m})
-			}
-		}
-	}
+	inputs := corpusInputs(t, perType, mapped)
 	st := newStore(time.Now)
 	schema := st.dvTables()
 	isKey := func(table, col string) bool {
