@@ -272,20 +272,25 @@ func TestBrokenDataverseSetNamesEachProblem(t *testing.T) {
 	}
 }
 
+// checkShipped runs crm check on a copy of the shipped set of flavor
+// ("salesforce": healthcloud, "dataverse": dynamics) against a sandbox.
+func checkShipped(t *testing.T, flavor string) (*rig, *crmcheck.Report) {
+	t.Helper()
+	rg := newRig(t, sandbox.Options{}, flavor == "dataverse")
+	dir := t.TempDir()
+	if flavor == "salesforce" {
+		secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
+		return rg, run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret), copySet(t, "healthcloud")))
+	}
+	return rg, run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "sandbox-secret"), copySet(t, "dynamics")))
+}
+
 // crm check sends the token request and GETs, nothing else: it cannot
 // change the CRM. Both CRMs, a full set and write-back.
 func TestReadOnly(t *testing.T) {
 	for _, flavor := range []string{"salesforce", "dataverse"} {
 		t.Run(flavor, func(t *testing.T) {
-			rg := newRig(t, sandbox.Options{}, flavor == "dataverse")
-			dir := t.TempDir()
-			var r *crmcheck.Report
-			if flavor == "salesforce" {
-				secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
-				r = run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret), copySet(t, "healthcloud")))
-			} else {
-				r = run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "sandbox-secret"), copySet(t, "dynamics")))
-			}
+			rg, r := checkShipped(t, flavor)
 			if len(r.Checks) < 20 {
 				t.Fatalf("only %d checks: %+v", len(r.Checks), r.Checks)
 			}
@@ -454,15 +459,7 @@ func TestDataverseRateLimitHeadersReported(t *testing.T) {
 func TestShippedSetsAllGreen(t *testing.T) {
 	for _, flavor := range []string{"salesforce", "dataverse"} {
 		t.Run(flavor, func(t *testing.T) {
-			rg := newRig(t, sandbox.Options{}, flavor == "dataverse")
-			dir := t.TempDir()
-			var r *crmcheck.Report
-			if flavor == "salesforce" {
-				secret := writeFile(t, dir, "secret", []byte("sandbox-secret"))
-				r = run(t, loadConfig(t, dir, sfYAML(rg.srv.URL, "client_secret_file: "+secret), copySet(t, "healthcloud")))
-			} else {
-				r = run(t, loadConfig(t, dir, dvYAML(t, rg, dir, "sandbox-secret"), copySet(t, "dynamics")))
-			}
+			_, r := checkShipped(t, flavor)
 			kinds := map[string]int{}
 			for _, it := range r.Checks {
 				if !it.OK {
