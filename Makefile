@@ -12,7 +12,7 @@ FUZZTIME ?= 2m
 PEERS    := internal/interop/node
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-windows package packagers run run-dynamics test unit mappings-test fuzz-short fuzz fmt vet tidy peers clean
+.PHONY: all build build-windows package packagers run run-dynamics test chaos unit mappings-test fuzz-short fuzz fmt vet tidy peers clean
 MAPPING_SETS := $(wildcard configs/mappings/*/)
 
 all: build
@@ -52,6 +52,22 @@ test: peers packagers vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) mappings-test
 	$(MAKE) fuzz-short
+
+# chaos: the fault runs at scale (not part of `make test`, which runs them
+# with 20 and 10 kills each): the real binary against the sandbox running
+# apart, inbound to both CRMs (retransmits, drop-after-commit, 503 and
+# request-limit windows) and write-back from both (an EHR that hangs up
+# before its ACK and answers AE, note edits racing the filing), sharing
+# KILLS SIGKILLs. Prints one line per run with its lost / duplicated /
+# stale / differing-ACK / notes-filed-twice counts; exits 1 unless all are 0.
+KILLS ?= 1000
+chaos: peers
+	@EHRBRIDGE_CHAOS_KILLS=$(KILLS) $(GO) test -count=1 -timeout 0 -v \
+	  -run '^(TestExactlyOnceToSalesforce|TestExactlyOnceToDataverse|TestWritebackCrash|TestWritebackCrashDataverse)$$' \
+	  ./cmd/ehrbridge > chaos.log 2>&1; status=$$?; \
+	  grep -E '^chaos: |^--- (PASS|FAIL)' chaos.log; \
+	  if [ $$status -ne 0 ]; then echo "chaos: FAILED (go test output in chaos.log)"; exit 1; fi; \
+	  echo "chaos: all counts zero (go test output in chaos.log)"
 
 # mappings-test: `ehrbridge lint` and `ehrbridge test` on each shipped set.
 mappings-test: build

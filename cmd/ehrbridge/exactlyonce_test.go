@@ -24,11 +24,18 @@ import (
 const (
 	eoSenders     = 8
 	eoPatients    = 200 // patient p is sent by sender p % eoSenders, so its events keep their order
-	eoMessages    = 2000
-	eoORUShare    = 4  // every 4th message is an ORU^R01 with two results
-	eoRetransmitN = 10 // every 10th message is sent twice
-	eoMinKills    = 20
-	eoTraffic     = 90 * time.Second
+	eoORUShare    = 4   // every 4th message is an ORU^R01 with two results
+	eoRetransmitN = 10  // every 10th message is sent twice
+)
+
+// The size of a run: 2,000 messages and at least 20 kills in `make test`;
+// `make chaos KILLS=N` (EHRBRIDGE_CHAOS_KILLS) gives each of the four
+// fault runs its share of N kills, with 5 messages per kill and the time
+// that takes.
+var (
+	eoMinKills = int64(chaosKills(20))
+	eoMessages = max(2000, 5*int(eoMinKills))
+	eoTraffic  = max(90*time.Second, time.Duration(eoMinKills)*1500*time.Millisecond)
 )
 
 // eoPatientState is what the CRM must hold for a patient at the end.
@@ -135,6 +142,7 @@ sources:
 	ctx, cancel := context.WithTimeout(context.Background(), eoTraffic)
 	defer cancel()
 	patients := make([]eoPatientState, eoPatients)
+	acks := newAckBook()
 	var next, acked, retransmits, kills atomic.Int64
 	var oruResults sync.Map // OBR-3 → number of OBX
 	var failOnce sync.Once
@@ -232,6 +240,7 @@ sources:
 				for ctx.Err() == nil {
 					resp, err := c.Send(ctx, msg)
 					if err == nil && resp.Code == hl7.AA {
+						acks.record(msg, resp.Raw)
 						return nil
 					}
 					if err == nil && resp.Code != hl7.AE {
@@ -277,7 +286,7 @@ sources:
 	if failErr != nil {
 		t.Fatalf("%v\ndaemon log:\n%s", failErr, crashTail(d.logs.String(), 4000))
 	}
-	if acked.Load() != eoMessages || kills.Load() < eoMinKills {
+	if acked.Load() != int64(eoMessages) || kills.Load() < eoMinKills {
 		t.Fatalf("%d of %d messages acknowledged, %d kills", acked.Load(), eoMessages, kills.Load())
 	}
 	if killsDuringDrain.Load() == 0 {
@@ -296,7 +305,7 @@ sources:
 	if err := json.Unmarshal([]byte(out), &stats); code != 0 || err != nil {
 		t.Fatalf("log stats: exit %d %v", code, err)
 	}
-	if stats.States["done"] != eoMessages {
+	if stats.States["done"] != int64(eoMessages) {
 		dead, _, _ := runBin(t, bin, "log", "list", "--state", "dead", "--config", cfgFile)
 		t.Errorf("states %v, want %d done\n%s", stats.States, eoMessages, dead)
 	}
@@ -350,6 +359,24 @@ sources:
 	if len(obsKeys) != wantObs || dupObs > 0 {
 		problems = append(problems, fmt.Sprintf("%d observation keys (%d duplicated), want %d", len(obsKeys), dupObs, wantObs))
 	}
+	stale, lost := 0, 0
+	for p := range eoPatients {
+		as := accounts[fmt.Sprintf("GENHOSP|EO%04d", p)]
+		switch {
+		case len(as) == 0:
+			lost++
+		case as[0][side.firstName] != fmt.Sprintf("V%05d", patients[p].lastSeq):
+			stale++
+		}
+	}
+	duplicated := dupObs
+	for _, as := range accounts {
+		if len(as) > 1 {
+			duplicated++
+		}
+	}
+	lost += max(0, wantObs-len(obsKeys))
+	chaosReport(t, "inbound "+side.name, kills.Load(), map[string]int{"lost": lost, "duplicated": duplicated, "stale": stale, "differing-acks": acks.differing()})
 	if len(problems) > 0 {
 		if len(problems) > 15 {
 			problems = problems[:15]
@@ -367,7 +394,7 @@ sources:
 	_ = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	t.Logf("exactly-once to %s: %d messages (%d retransmits) for %d patients, %d kills (%d during traffic, %d while the pipeline drained), %d observations; CRM requests %d (%.3f per message; %v); total %v",
-		side.name, eoMessages, retransmits.Load(), eoPatients, kills.Load(), killsDuringTraffic.Load(), killsDuringDrain.Load(), wantObs, st.RequestsTotal, float64(st.RequestsTotal)/eoMessages, st.ByEndpoint, time.Since(began).Round(time.Second))
+		side.name, eoMessages, retransmits.Load(), eoPatients, kills.Load(), killsDuringTraffic.Load(), killsDuringDrain.Load(), wantObs, st.RequestsTotal, float64(st.RequestsTotal)/float64(eoMessages), st.ByEndpoint, time.Since(began).Round(time.Second))
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatalf("traffic took longer than %v", eoTraffic)
 	}

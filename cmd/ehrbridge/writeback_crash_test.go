@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,10 +18,13 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 )
 
-const (
-	wbNotes    = 300
-	wbPatients = 30
-	wbMinKills = 10
+const wbPatients = 30
+
+// The size of a run: 300 notes and at least 10 kills in `make test`; its
+// share of `make chaos KILLS=N`, with 3 notes per kill.
+var (
+	wbMinKills = chaosKills(10)
+	wbNotes    = max(300, 3*wbMinKills)
 )
 
 // wbCRM is the CRM side of the write-back crash test: how to run the
@@ -31,15 +35,19 @@ type wbCRM struct {
 	crmConfig   func(addr, tlsAddr, dir string) string
 	// patient and patientBody (with %d the patient number, twice) make a
 	// patient; note and noteBody (note number twice, then the patient's
-	// id) a note; idField, statusField and docField read a note.
-	patient, patientBody, note, noteBody, idField, statusField, docField string
+	// id) a note; idField, statusField and docField read a note, and
+	// textField is the note's text a coordinator edits.
+	patient, patientBody, note, noteBody, idField, statusField, docField, textField string
 }
 
-// TestWritebackCrash files 300 notes over MLLP into an EHR that drops one
-// answer in ten, while the daemon is SIGKILLed at least 10 times during
-// the write-back. At the end every note version exists once in the EHR
-// (distinct TXA-12; a resend after a crash repeats the same document) and
-// every note shows Filed in the CRM.
+// TestWritebackCrash files 300 notes over MLLP into a faulty EHR (it
+// files a message and hangs up before its ACK one time in ten, and
+// answers AE, filing nothing, one time in twenty) while coordinators edit
+// notes racing their filing and the daemon is SIGKILLed at least 10
+// times. At the end every note is one document in the EHR (one new
+// document per TXA-12, however often it was resent: a resend after a
+// crash repeats the same MSH-10; an edit is a replacement), the EHR holds
+// each note's last text, and every note shows Filed in the CRM.
 func TestWritebackCrash(t *testing.T) {
 	runWritebackCrash(t, wbCRM{name: "Salesforce",
 		sandboxArgs: func(addr, _, _ string) []string { return []string{"--listen", addr, "--tls-listen", "off"} },
@@ -48,7 +56,7 @@ func TestWritebackCrash(t *testing.T) {
 		},
 		patient: "Account", patientBody: `{"LastName":"P%02d","EHR_Patient_Key__c":"GENHOSP|W%04d"}`,
 		note: "Task", noteBody: `{"Subject":"Note %d","Description":"Text of note %d","Send_to_EHR__c":true,"WhatId":"%s"}`,
-		idField: "Id", statusField: "EHR_Status__c", docField: "EHR_Document_Id__c"})
+		idField: "Id", statusField: "EHR_Status__c", docField: "EHR_Document_Id__c", textField: "Description"})
 }
 
 // TestWritebackCrashDataverse is the same with the notes in Dataverse:
@@ -65,7 +73,7 @@ func TestWritebackCrashDataverse(t *testing.T) {
 		},
 		patient: "contacts", patientBody: `{"lastname":"P%02d","msemr_medicalrecordnumber":"GENHOSP|W%04d"}`,
 		note: "tasks", noteBody: `{"subject":"Note %d","description":"Text of note %d","new_sendtoehr":true,"regardingobjectid_contact@odata.bind":"/contacts(%s)"}`,
-		idField: "activityid", statusField: "new_ehrstatus", docField: "new_ehrdocumentid"})
+		idField: "activityid", statusField: "new_ehrstatus", docField: "new_ehrdocumentid", textField: "description"})
 }
 
 func runWritebackCrash(t *testing.T, side wbCRM) {
@@ -76,11 +84,15 @@ func runWritebackCrash(t *testing.T, side wbCRM) {
 	dir := t.TempDir()
 	sandboxAddr, tlsAddr, adminAddr, mllpAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 
-	// The EHR: records each document, and now and then applies a message
-	// but drops the connection before its ACK (an ambiguous outcome).
+	// The EHR: files each document it answers AA to, or applies and then
+	// hangs up before the ACK (an ambiguous outcome), or answers AE and
+	// files nothing. It keeps, per TXA-12, the MSH-10s of the new
+	// documents (T02) it filed and the text it holds now.
 	var mu sync.Mutex
-	docs := map[string]int{} // TXA-12 → deliveries
-	dropped := 0
+	docs := map[string]int{}                // TXA-12 → deliveries filed
+	newDocs := map[string]map[string]bool{} // TXA-12 → MSH-10s of filed T02s
+	text := map[string]string{}             // TXA-12 → the text the EHR holds
+	dropped, aes := 0, 0
 	rng := rand.New(rand.NewPCG(7, 7))
 	ehr := &mllp.Server{Logger: slog.New(slog.DiscardHandler), Handler: mllp.HandlerFunc(func(ctx context.Context, req *mllp.Request) []byte {
 		m, err := hl7.Parse(req.Payload)
@@ -89,8 +101,28 @@ func runWritebackCrash(t *testing.T, side wbCRM) {
 		}
 		doc, _ := m.GetString("TXA-12.1")
 		mu.Lock()
+		roll := rng.IntN(20)
+		if roll == 0 {
+			aes++
+			mu.Unlock()
+			return hl7.BuildAck(m, hl7.AE, "document store busy", nil, hl7.AckOptions{}).Bytes()
+		}
 		docs[doc]++
-		drop := rng.IntN(10) == 0
+		if m.Header().Trigger == "T02" {
+			if newDocs[doc] == nil {
+				newDocs[doc] = map[string]bool{}
+			}
+			id, _ := m.GetString("MSH-10")
+			newDocs[doc][id] = true
+		}
+		var lines []string
+		for _, seg := range m.Segments() {
+			if seg.Name() == "OBX" {
+				lines = append(lines, seg.Field(5))
+			}
+		}
+		text[doc] = strings.Join(lines, "\n")
+		drop := roll <= 2
 		if drop {
 			dropped++
 		}
@@ -144,25 +176,60 @@ sources:
 `, filepath.Join(dir, "data"), adminAddr, side.crmConfig(sandboxAddr, tlsAddr, dir), l.Addr().String(), mllpAddr)
 	d := startCrashDaemon(t, bin, filepath.Join(dir, "ehrbridge.yaml"), cfg, adminAddr)
 
-	// Coordinators write notes while the daemon is killed again and again.
+	// Coordinators write notes, and edit them racing their filing, while
+	// the daemon is killed again and again.
+	var ids []string
+	var idsMu sync.Mutex
+	final := map[string]string{} // note id → its last text
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for n := range wbNotes {
-			user(side.note, fmt.Sprintf(side.noteBody, n, n, accounts[n%wbPatients]))
+			id := user(side.note, fmt.Sprintf(side.noteBody, n, n, accounts[n%wbPatients]))
+			idsMu.Lock()
+			ids = append(ids, id)
+			final[id] = fmt.Sprintf("Text of note %d", n)
+			idsMu.Unlock()
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	tasks := func() []map[string]any { return objects(sandboxAddr, side.note) }
-	filed := func() int {
+	stopEdits := make(chan struct{})
+	edited := make(chan int)
+	go func() {
+		erng := rand.New(rand.NewPCG(13, 13))
 		n := 0
-		for _, tk := range tasks() {
-			if tk[side.statusField] == "Filed" {
-				n++
+		defer func() { edited <- n }()
+		for {
+			select {
+			case <-stopEdits:
+				return
+			case <-time.After(time.Duration(20+erng.IntN(60)) * time.Millisecond):
+			}
+			idsMu.Lock()
+			if len(ids) == 0 {
+				idsMu.Unlock()
+				continue
+			}
+			id := ids[erng.IntN(len(ids))]
+			n++
+			txt := fmt.Sprintf("Edit %d of the note", n)
+			final[id] = txt
+			idsMu.Unlock()
+			body, _ := json.Marshal(map[string]string{side.textField: txt})
+			req, _ := http.NewRequest(http.MethodPatch, crm+"/sandbox/v1/objects/"+side.note+"/"+id, bytes.NewReader(body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode >= 300 {
+				t.Errorf("edit %s: %d", id, resp.StatusCode)
+				return
 			}
 		}
-		return n
-	}
+	}()
+	tasks := func() []map[string]any { return objects(sandboxAddr, side.note) }
 	kills := 0
 	krng := rand.New(rand.NewPCG(11, 11))
 	for kills < wbMinKills {
@@ -171,12 +238,33 @@ sources:
 		kills++
 	}
 	<-done
-	waitFor(t, 90*time.Second, "every note filed", func() bool { return filed() == wbNotes })
+	close(stopEdits)
+	edits := <-edited
+	// Settled: every note Filed, and the EHR holds every note's last text.
+	current := func() (filed, stale int) {
+		for _, tk := range tasks() {
+			id := tk[side.idField].(string)
+			if tk[side.statusField] == "Filed" {
+				filed++
+			}
+			mu.Lock()
+			held := text["EHRB-"+id]
+			mu.Unlock()
+			if !strings.Contains(held, final[id]) {
+				stale++
+			}
+		}
+		return filed, stale
+	}
+	waitFor(t, 120*time.Second, "every note filed with its last text", func() bool {
+		filed, stale := current()
+		return filed == wbNotes && stale == 0
+	})
 
 	mu.Lock()
 	defer mu.Unlock()
 	var problems []string
-	redelivered := 0
+	redelivered, lost, twice := 0, 0, 0
 	for _, tk := range tasks() {
 		id := tk[side.idField].(string)
 		doc := "EHRB-" + id
@@ -185,25 +273,32 @@ sources:
 		}
 		switch n := docs[doc]; {
 		case n == 0:
+			lost++
 			problems = append(problems, fmt.Sprintf("note %s: never reached the EHR", id))
 		case n > 1:
 			redelivered++
+		}
+		if k := len(newDocs[doc]); k > 1 {
+			twice++
+			problems = append(problems, fmt.Sprintf("note %s: filed as %d new documents", id, k))
 		}
 	}
 	if len(docs) != wbNotes {
 		problems = append(problems, fmt.Sprintf("%d distinct documents in the EHR, want %d", len(docs), wbNotes))
 	}
-	// Each note is settled as soon as it is filed: a document is sent
-	// again only after an unanswered send or for the one under way at a
-	// kill.
-	if redelivered > dropped+kills {
-		problems = append(problems, fmt.Sprintf("%d documents sent more than once, more than the %d unanswered sends and %d kills explain", redelivered, dropped, kills))
+	stale := 0
+	for _, tk := range tasks() {
+		id := tk[side.idField].(string)
+		if !strings.Contains(text["EHRB-"+id], final[id]) {
+			stale++
+		}
 	}
+	chaosReport(t, "write-back "+side.name, int64(kills), map[string]int{"lost": lost, "notes-filed-twice": twice, "stale": stale})
 	if len(problems) > 0 {
 		if len(problems) > 10 {
 			problems = problems[:10]
 		}
 		t.Fatalf("%s", strings.Join(problems, "\n"))
 	}
-	t.Logf("write-back crash (%s): %d notes filed once each (%d delivered again after a crash or a dropped ACK, same TXA-12; %d ACKs dropped), %d kills", side.name, wbNotes, redelivered, dropped, kills)
+	t.Logf("write-back crash (%s): %d notes, %d edits, filed once each (%d delivered again after a crash or a dropped ACK, same MSH-10; %d ACKs dropped, %d AEs), %d kills", side.name, wbNotes, edits, redelivered, dropped, aes, kills)
 }
