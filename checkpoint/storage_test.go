@@ -1,0 +1,282 @@
+//go:build linux
+
+package checkpoint
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// crashWithInflight appends n records with incompressible payloads, claims
+// some (in progress) and closes the file without returning them, as a
+// SIGKILL leaves the log. n < 0 appends until the file system is full.
+// It returns the keys stored and the claimed ids.
+func crashWithInflight(t *testing.T, path string, n, claim int) ([]string, map[uint64]bool) {
+	t.Helper()
+	l, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !l.closed {
+			l.db.Close()
+		}
+	})
+	var keys []string
+	var recs []*Record
+	for i := 0; n < 0 || i < n; i++ {
+		if i == claim*2 {
+			// Claimed while there is room (Claim writes too).
+			if recs, err = l.Claim(claim); err != nil {
+				t.Fatal(err)
+			}
+		}
+		key := fmt.Sprintf("k%04d", i)
+		_, err := l.Append(context.Background(), entry(key, fmt.Sprintf("p%d", i%7), randomText(2000)))
+		if n < 0 && errors.Is(err, ErrStorage) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Append(%s): %v", key, err)
+		}
+		keys = append(keys, key)
+	}
+	if len(recs) == 0 {
+		t.Fatal("nothing claimed")
+	}
+	claimed := map[uint64]bool{}
+	for _, r := range recs {
+		claimed[r.ID] = true
+	}
+	// Close returns nothing to retrying: like a kill, the in-progress
+	// records stay in the inflight index for the next Open.
+	if err := l.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l.closed = true
+	return keys, claimed
+}
+
+func randomText(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	const abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	for i := range b {
+		b[i] = abc[int(b[i])%len(abc)]
+	}
+	return string(b)
+}
+
+// checkResumed proves the log writes again and lost nothing: the records in
+// progress at the crash come back exactly once, every record is there once,
+// and a new append is stored.
+func checkResumed(t *testing.T, l *Log, keys []string, claimed map[uint64]bool) {
+	t.Helper()
+	if err := l.Resume(); err != nil {
+		t.Fatalf("Resume after room was freed: %v", err)
+	}
+	if p := l.StorageProblem(); p != nil {
+		t.Fatalf("StorageProblem after Resume = %v", p)
+	}
+	st, err := l.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.States[InProgress] != 0 || st.States[Retrying] != int64(len(claimed)) {
+		t.Fatalf("after resuming: %d in progress, %d retrying; want 0 and the %d claimed before the crash",
+			st.States[InProgress], st.States[Retrying], len(claimed))
+	}
+	for _, k := range keys {
+		e := entry(k, "", "")
+		r, err := l.Append(context.Background(), e)
+		if err != nil || r.Outcome != Conflict && r.Outcome != Duplicate {
+			// Stored before the crash: a different hash under the same
+			// key is a conflict, which proves the key is there.
+			t.Fatalf("key %s after resuming: %+v %v, want it still stored", k, r, err)
+		}
+	}
+	mustAppend(t, l, entry("after-resume", "p1", randomText(5000)))
+	got := map[uint64]int{}
+	for {
+		recs, err := l.Claim(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			got[r.ID]++
+			if err := l.MarkDone(r.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for id := range claimed {
+		if got[id] != 1 {
+			t.Errorf("record %d, in progress at the crash, claimed %d times after resuming", id, got[id])
+		}
+	}
+	if problems, err := l.Check(); err != nil || len(problems) > 0 {
+		t.Fatalf("log check: %v %q", err, problems)
+	}
+}
+
+// setFileSizeLimit sets this process's RLIMIT_FSIZE soft limit and returns
+// a function restoring the old one. With a limit of 0 every write to a
+// regular file fails with EFBIG (Go ignores SIGXFSZ).
+func setFileSizeLimit(t *testing.T, soft uint64) func() {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Skipf("getrlimit: %v", err)
+	}
+	lim := old
+	lim.Cur = soft
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Skipf("setrlimit RLIMIT_FSIZE: %v", err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Fatalf("restoring RLIMIT_FSIZE: %v", err)
+			}
+		}
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+// A log whose file takes no writes (here RLIMIT_FSIZE 0, which needs no
+// mount rights: every write fails with EFBIG, as on a disk with no room at
+// all) still opens after a crash with records in progress; appends fail
+// with a StorageError (so the source answers AE); once writes are possible
+// again the log resumes without being reopened and nothing is lost.
+// Before issue 27 Open failed ("file too large" / "no space left on
+// device") and the daemon exited.
+func TestOpenOnUnwritableFileResumes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	keys, claimed := crashWithInflight(t, path, 200, 30)
+
+	restore := setFileSizeLimit(t, 0)
+	l, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		restore()
+		t.Fatalf("Open with writes refused: %v", err)
+	}
+	defer l.Close()
+	p := l.StorageProblem()
+	if p == nil || p.Kind != StorageFileLimit {
+		restore()
+		t.Fatalf("StorageProblem after Open = %v, want the file size limit", p)
+	}
+	// Reads work meanwhile.
+	if _, err := l.Get(1); err != nil {
+		restore()
+		t.Fatalf("Get while writes are refused: %v", err)
+	}
+	_, aerr := l.Append(context.Background(), entry("new-while-full", "p1", randomText(3000)))
+	_, cerr := l.Claim(10)
+	rerr := l.Resume()
+	restore()
+	if !errors.Is(aerr, ErrStorage) || StorageKindOf(aerr) != StorageFileLimit {
+		t.Fatalf("Append while writes are refused: %v, want a StorageError", aerr)
+	}
+	if !errors.Is(cerr, ErrStorage) {
+		t.Fatalf("Claim while writes are refused: %v, want a StorageError", cerr)
+	}
+	if rerr == nil {
+		t.Fatal("Resume succeeded while writes were refused")
+	}
+	if _, err := l.Get(1); err != nil {
+		t.Fatal(err)
+	}
+	checkResumed(t, l, keys, claimed)
+	// The record refused while full was not stored.
+	if r, err := l.Append(context.Background(), entry("new-while-full", "p1", "x")); err != nil || r.Outcome != Appended {
+		t.Fatalf("the append refused while full was stored anyway: %+v %v", r, err)
+	}
+}
+
+// The same on a real full file system: a small tmpfs the test mounts (root
+// with mount rights only), filled by the log itself (as the daemon fills
+// it) and to the last byte by a filler file, the log "crashed" with
+// records in progress and reopened: returning them to retrying needs new
+// pages, and before issue 27 Open failed with "no space left on device"
+// here. Then the volume grows and the log resumes without a reopen.
+func TestOpenOnFullTmpfsResumes(t *testing.T) {
+	dir := mountTmpfs(t, "1m")
+	path := filepath.Join(dir, FileName)
+	keys, claimed := crashWithInflight(t, path, -1, 30)
+	fillDisk(t, dir)
+
+	l, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("Open on a full disk: %v", err)
+	}
+	defer l.Close()
+	t.Logf("after Open on the full disk: storage problem %v", l.StorageProblem())
+	// A large append needs new pages: refused, classified as a full disk.
+	var aerr error
+	for i := range 50 {
+		if _, aerr = l.Append(context.Background(), entry(fmt.Sprintf("full-%d", i), "p", randomText(20000))); aerr != nil {
+			break
+		}
+	}
+	if StorageKindOf(aerr) != StorageFull || !errors.Is(aerr, ErrStorage) {
+		t.Fatalf("Append on a full disk: %v, want a StorageError (disk full)", aerr)
+	}
+	if p := l.StorageProblem(); p == nil || p.Kind != StorageFull {
+		t.Fatalf("StorageProblem = %v, want disk full", p)
+	}
+	// Room frees: the operator grows the volume. The log itself filled
+	// it, so removing the filler alone might free nothing.
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT, "size=4m,mode=0700"); err != nil {
+		t.Fatalf("growing the tmpfs: %v", err)
+	}
+	checkResumed(t, l, keys, claimed)
+}
+
+// mountTmpfs mounts a tmpfs of size on a temp dir for the test, or skips.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
+		t.Skipf("a real full file system needs mounting a tmpfs (root with CAP_SYS_ADMIN): %v; TestOpenOnUnwritableFileResumes covers the behaviour without", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fillDisk writes a file in dir until the file system has no room left.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling the disk: %v", err)
+			}
+			return path
+		}
+	}
+}
