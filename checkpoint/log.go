@@ -255,7 +255,14 @@ func Open(path string, opts Options) (*Log, error) {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s is locked (is another ehrbridge running with this data directory?)", ErrLocked, path)
 		}
-		return nil, asStorage("creating the log", fmt.Errorf("checkpoint: opening %s: %w", path, err))
+		if k := StorageKindOf(err); k != 0 {
+			op := "opening the log"
+			if created {
+				op = "creating the log"
+			}
+			return nil, &StorageError{Kind: k, Op: op, Err: err}
+		}
+		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
 	l := &Log{db: db, path: path, opts: opts, gathered: make(chan struct{}, 1)}
 	l.storage.freelistOff = freelistOff

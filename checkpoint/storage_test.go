@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // crashWithInflight appends n records with incompressible payloads, claims
@@ -279,4 +281,81 @@ func fillDisk(t *testing.T, dir string) string {
 			return path
 		}
 	}
+}
+
+// A log written before issue 27 (free list not in the file) gets its free
+// list written by bbolt's open, a commit: on a disk that takes no writes
+// that failed Open. It opens without, and the free list is written once
+// writes are possible again.
+func TestOpenLegacyLogOnUnwritableFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	l, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler), rebuildFreelist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		mustAppend(t, l, entry(fmt.Sprintf("k%d", i), fmt.Sprintf("p%d", i%10), randomText(1000)))
+	}
+	if _, err := l.Claim(10); err != nil {
+		t.Fatal(err)
+	}
+	l.db.Close()
+	l.closed = true
+
+	restore := setFileSizeLimit(t, 0)
+	l, err = Open(path, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		restore()
+		t.Fatalf("Open of a log without a free list, writes refused: %v", err)
+	}
+	defer l.Close()
+	_, aerr := l.Append(context.Background(), entry("while-full", "p", "x"))
+	restore()
+	if !errors.Is(aerr, ErrStorage) {
+		t.Fatalf("Append while writes are refused: %v", aerr)
+	}
+	if err := l.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.States[InProgress] != 0 || st.States[Retrying] != 10 {
+		t.Fatalf("after resuming: %+v, want the 10 in progress retrying", st.States)
+	}
+	mustAppend(t, l, entry("after", "p", "x"))
+	if l.db.NoFreelistSync {
+		t.Fatal("the free list is still not kept after resuming")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The free list is in the file now: bbolt's open commits nothing, so
+	// it succeeds with writes refused.
+	restore = setFileSizeLimit(t, 0)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
+	restore()
+	if err != nil {
+		t.Fatalf("the free list was not written to the file: bbolt's open had to: %v", err)
+	}
+	db.Close()
+}
+
+// A new log that cannot be written fails Open (there is nothing to serve
+// from), but leaves no partial file behind that would keep it from
+// opening once room frees.
+func TestOpenNewLogOnUnwritableFileLeavesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	restore := setFileSizeLimit(t, 0)
+	_, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler)})
+	restore()
+	if !errors.Is(err, ErrStorage) {
+		t.Fatalf("Open of a new log, writes refused: %v, want a StorageError", err)
+	}
+	if _, serr := os.Stat(path); !errors.Is(serr, os.ErrNotExist) {
+		t.Fatalf("a partial log file was left behind: %v", serr)
+	}
+	l := reopen(t, path, Options{})
+	mustAppend(t, l, entry("k", "p", "x"))
 }
