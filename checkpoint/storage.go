@@ -146,12 +146,7 @@ func (s *storageState) note(err error) {
 
 // StorageProblem returns the storage problem that stops the log from
 // writing, nil when its last write succeeded and the opening is complete.
-func (l *Log) StorageProblem() *StorageError {
-	if p := l.storage.problem.Load(); p != nil {
-		return p
-	}
-	return nil
-}
+func (l *Log) StorageProblem() *StorageError { return l.storage.problem.Load() }
 
 // Resume retries what the log could not write because of a storage
 // problem: the rest of the opening, or else one small write that proves

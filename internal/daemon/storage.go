@@ -59,12 +59,12 @@ func (d *Daemon) storageLoop(every time.Duration) {
 		if d.cp.StorageProblem() != nil {
 			_ = d.cp.Resume()
 		}
-		switch p := d.storageProblem(); {
-		case p != "" && !degraded:
+		switch p := d.cp.StorageProblem(); {
+		case p != nil && !degraded:
 			degraded = true
 			d.log.Error("the checkpoint log cannot be written: messages are answered AE (please resend) and /readyz is not ready until it can",
-				"problem", p, "err", d.cp.StorageProblem().Err)
-		case p == "" && degraded:
+				"problem", describeStorage(p.Kind, d.dataDir), "err", p.Err)
+		case p == nil && degraded:
 			degraded = false
 			d.log.Info("the checkpoint log is written again: storing resumed")
 		}
