@@ -117,6 +117,9 @@ type Log struct {
 
 	// storage tracks writes the file system refused (storage.go).
 	storage storageState
+	// loaded says Open has read the schema and salt (set before the Log
+	// is shared, read only after).
+	loaded bool
 
 	closeOnce sync.Once
 	mu        sync.RWMutex // held for reading by calls, for writing by Close
@@ -266,7 +269,9 @@ func Open(path string, opts Options) (*Log, error) {
 	}
 	l := &Log{db: db, path: path, opts: opts, gathered: make(chan struct{}, 1)}
 	l.storage.freelistOff = freelistOff
-	if err := l.init(); err != nil {
+	err = l.init()
+	l.loaded = err == nil
+	if err != nil {
 		// A full disk (or a read-only one) must not keep the daemon from
 		// starting: a log that needs no migration and has its salt is
 		// usable as it is read, and what the opening writes waits for
@@ -279,6 +284,7 @@ func Open(path string, opts Options) (*Log, error) {
 			db.Close()
 			return nil, asStorage("opening the log", err)
 		}
+		l.loaded = true
 		l.storage.pending.Store(true)
 		l.storage.note(asStorage("opening the log", err))
 		opts.Logger.Error("checkpoint log opened without writing: its file system refuses writes; appends are answered with an error until it takes them again",
@@ -335,6 +341,11 @@ func (l *Log) Path() string { return l.path }
 // init creates the buckets and the lane salt, or checks them.
 func (l *Log) init() error {
 	load := func(tx *bolt.Tx) error {
+		if l.loaded {
+			// Writing what a deferred opening owes (finishOpening):
+			// the fields were read at Open and are in use.
+			return nil
+		}
 		meta := tx.Bucket(bMeta)
 		if meta == nil {
 			return errors.New("checkpoint: not an ehrbridge checkpoint log (no meta bucket)")
