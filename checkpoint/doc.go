@@ -79,7 +79,9 @@
 // bookkeeping, the free list of a log from before issue 27, the return of
 // records left in progress to retrying) is written before the next write
 // that succeeds, so nothing is claimed before those records are back, and
-// Resume retries it. Limits: a log that must be created or migrated cannot
+// Resume retries it. A refused Settle is kept in memory and written the
+// same way, so that a batch sent while the disk was full does not stay in
+// progress until a restart. Limits: a log that must be created or migrated cannot
 // be opened without writing, and a file the process cannot open for
 // writing at all (a data directory mounted read-only before the start) is
 // an error.

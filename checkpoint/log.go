@@ -577,6 +577,9 @@ func (l *Log) update(fn func(tx *bolt.Tx) error) error {
 	if err := l.finishOpening(); err != nil {
 		return err
 	}
+	if err := l.payOwed(); err != nil {
+		return err
+	}
 	err := asStorage("a state change", l.db.Update(fn))
 	l.storage.note(err)
 	return err

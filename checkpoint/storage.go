@@ -129,6 +129,105 @@ type storageState struct {
 	// problem is the last write's StorageError, nil after a write that
 	// succeeded.
 	problem atomic.Pointer[StorageError]
+	// owed holds settlements the file system refused, by record, written
+	// before the next write (payOwed); nOwed is its size, read without
+	// the lock.
+	owedMu sync.Mutex
+	owed   map[uint64]Settlement
+	nOwed  atomic.Int64
+	// paid are owed settlements payOwed wrote, until the caller's own
+	// retry of them (a settlement already written is no error then).
+	paid  map[uint64]bool
+	nPaid atomic.Int64
+}
+
+// owe keeps settlements the file system refused.
+func (s *storageState) owe(outs []Settlement) {
+	s.owedMu.Lock()
+	defer s.owedMu.Unlock()
+	if s.owed == nil {
+		s.owed = map[uint64]Settlement{}
+	}
+	for _, o := range outs {
+		s.owed[o.ID] = o
+	}
+	s.nOwed.Store(int64(len(s.owed)))
+}
+
+// forget drops outs from the owed settlements and says which were owed.
+func (s *storageState) forget(outs []Settlement) map[uint64]bool {
+	if s.nOwed.Load() == 0 && s.nPaid.Load() == 0 {
+		return nil
+	}
+	s.owedMu.Lock()
+	defer s.owedMu.Unlock()
+	var was map[uint64]bool
+	for _, o := range outs {
+		_, owed := s.owed[o.ID]
+		if owed || s.paid[o.ID] {
+			if was == nil {
+				was = map[uint64]bool{}
+			}
+			was[o.ID] = true
+			delete(s.owed, o.ID)
+			delete(s.paid, o.ID)
+		}
+	}
+	s.nPaid.Store(int64(len(s.paid)))
+	s.nOwed.Store(int64(len(s.owed)))
+	return was
+}
+
+// payOwed writes the settlements the file system refused, for records
+// still in progress (another call may have settled one since), in one
+// transaction. Every write calls it first.
+func (l *Log) payOwed() error {
+	if l.storage.nOwed.Load() == 0 {
+		return nil
+	}
+	l.storage.owedMu.Lock()
+	defer l.storage.owedMu.Unlock()
+	if len(l.storage.owed) == 0 {
+		return nil
+	}
+	now := l.opts.Now()
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		for _, o := range l.storage.owed {
+			if !inProgress(tx, o.ID) {
+				continue
+			}
+			if err := l.settleTx(tx, o, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && StorageKindOf(err) == 0 {
+		// Not the disk: never block every write on it. The records
+		// return to retrying at the next start, as any in progress do.
+		l.opts.Logger.Error("checkpoint settlements refused by the file system could not be written; their records return to retrying at the next start",
+			"records", len(l.storage.owed), "err", err)
+		clear(l.storage.owed)
+		l.storage.nOwed.Store(0)
+		return nil
+	}
+	if err != nil {
+		err = asStorage("settling records sent while the disk was full", err)
+		l.storage.note(err)
+		return err
+	}
+	l.opts.Logger.Info("checkpoint settlements refused by the file system written", "records", len(l.storage.owed))
+	if l.storage.paid == nil || len(l.storage.paid) > 100000 {
+		// Bounded: a caller that gave up never retries its own.
+		l.storage.paid = map[uint64]bool{}
+	}
+	for id := range l.storage.owed {
+		l.storage.paid[id] = true
+	}
+	l.storage.nPaid.Store(int64(len(l.storage.paid)))
+	clear(l.storage.owed)
+	l.storage.nOwed.Store(0)
+	return nil
 }
 
 // note records the outcome of a write.

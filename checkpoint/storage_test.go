@@ -359,3 +359,68 @@ func TestOpenNewLogOnUnwritableFileLeavesNothing(t *testing.T) {
 	l := reopen(t, path, Options{})
 	mustAppend(t, l, entry("k", "p", "x"))
 }
+
+// The settlement of a batch sent while the disk was full is refused; it
+// is written once writes are possible again, without a restart (before,
+// its records stayed in progress, their lanes blocked, until the next
+// start). Settling them again meanwhile, as the pipeline retries, is no
+// error and changes nothing.
+func TestSettlementRefusedByFullDiskIsWrittenLater(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	for i := range 6 {
+		mustAppend(t, l, entry(fmt.Sprintf("k%d", i), fmt.Sprintf("p%d", i), "x"))
+	}
+	recs, err := l.Claim(6)
+	if err != nil || len(recs) != 6 {
+		t.Fatalf("claim: %d %v", len(recs), err)
+	}
+	// Every lane has a second record waiting behind its head.
+	for i := range 6 {
+		mustAppend(t, l, entry(fmt.Sprintf("next%d", i), fmt.Sprintf("p%d", i), "y"))
+	}
+	var outs []Settlement
+	for i, r := range recs {
+		switch i % 3 {
+		case 0:
+			outs = append(outs, Settlement{ID: r.ID, State: Done, Targets: []string{"T"}})
+		case 1:
+			outs = append(outs, Settlement{ID: r.ID, State: Retrying, RetryAt: l.opts.Now(), Reason: "crm 503"})
+		case 2:
+			outs = append(outs, Settlement{ID: r.ID, State: Dead, Reason: "bad"})
+		}
+	}
+	restore := setFileSizeLimit(t, 0)
+	serr := l.Settle(outs)
+	restore()
+	if !errors.Is(serr, ErrStorage) {
+		t.Fatalf("Settle with writes refused: %v, want a StorageError", serr)
+	}
+	if err := l.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.States[InProgress] != 0 || st.States[Done] != 2 || st.States[Retrying] != 2 || st.States[Dead] != 2 {
+		t.Fatalf("after resuming: %v, want the refused settlement written", st.States)
+	}
+	// The pipeline's retry of the same settlement.
+	if err := l.Settle(outs); err != nil {
+		t.Fatalf("settling again after the owed settlement was written: %v", err)
+	}
+	// A settlement that was never owed still refuses a record not in
+	// progress.
+	if err := l.Settle([]Settlement{{ID: recs[0].ID, State: Done}}); !errors.Is(err, ErrTransition) {
+		t.Fatalf("settling a done record: %v, want ErrTransition", err)
+	}
+	// The lanes moved on: the done and dead heads let their next record
+	// be claimed.
+	next, err := l.Claim(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next) < 4 {
+		t.Fatalf("claimed %d after the settlement, want the next records of the 4 finished lanes", len(next))
+	}
+}
