@@ -424,3 +424,32 @@ func TestSettlementRefusedByFullDiskIsWrittenLater(t *testing.T) {
 		t.Fatalf("claimed %d after the settlement, want the next records of the 4 finished lanes", len(next))
 	}
 }
+
+// bbolt reports some causes only in its text ("file resize error: %s"),
+// so the errno's text classifies too; other errors are not storage ones.
+func TestStorageKindOf(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want StorageKind
+	}{
+		{&os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}, StorageFull},
+		{fmt.Errorf("file resize error: %s", syscall.ENOSPC), StorageFull},
+		{fmt.Errorf("file sync error: %s", syscall.EDQUOT), StorageQuota},
+		{&os.PathError{Op: "open", Path: "x", Err: syscall.EROFS}, StorageReadOnly},
+		{fmt.Errorf("wrapped: %w", syscall.EFBIG), StorageFileLimit},
+		{&StorageError{Kind: StorageQuota, Op: "append", Err: errors.New("x")}, StorageQuota},
+		{syscall.EIO, 0},
+		{errors.New("checkpoint: log is closed"), 0},
+		{nil, 0},
+	} {
+		if got := StorageKindOf(tt.err); got != tt.want {
+			t.Errorf("StorageKindOf(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+	if err := asStorage("append", fmt.Errorf("file resize error: %s", syscall.ENOSPC)); !errors.Is(err, ErrStorage) {
+		t.Errorf("asStorage of a text-only ENOSPC: %v", err)
+	}
+	if err := asStorage("append", syscall.EIO); errors.Is(err, ErrStorage) {
+		t.Errorf("asStorage of EIO made a StorageError: %v", err)
+	}
+}

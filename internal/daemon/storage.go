@@ -31,15 +31,15 @@ func (d *Daemon) storageProblem() string {
 }
 
 func describeStorage(k checkpoint.StorageKind, dir string) string {
-	free := "unknown"
+	free := "" // where the platform cannot tell
 	if n, ok := freeBytes(dir); ok {
-		free = fmt.Sprintf("%d", n)
+		free = fmt.Sprintf(": %d bytes free", n)
 	}
 	switch k {
 	case checkpoint.StorageFull:
-		return fmt.Sprintf("the data directory's disk is full: %s bytes free", free)
+		return "the data directory's disk is full" + free
 	case checkpoint.StorageQuota:
-		return fmt.Sprintf("the data directory's disk quota is used up: %s bytes free on the disk", free)
+		return "the data directory's disk quota is used up" + free
 	case checkpoint.StorageReadOnly:
 		return "the data directory's file system is read-only"
 	case checkpoint.StorageFileLimit:

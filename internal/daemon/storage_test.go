@@ -165,3 +165,29 @@ func exchange(t *testing.T, addr, msg string) string {
 	}
 	return string(ack)
 }
+
+// The reason /readyz gives names the condition and, where the platform
+// tells, the bytes free; never a record.
+func TestDescribeStorage(t *testing.T) {
+	dir := t.TempDir()
+	if _, ok := freeBytes(dir); !ok {
+		t.Fatal("statfs failed on Linux")
+	}
+	for _, tt := range []struct {
+		kind checkpoint.StorageKind
+		want string
+	}{
+		{checkpoint.StorageFull, "the data directory's disk is full: "},
+		{checkpoint.StorageQuota, "the data directory's disk quota is used up: "},
+		{checkpoint.StorageReadOnly, "the data directory's file system is read-only"},
+		{checkpoint.StorageFileLimit, "the checkpoint log may not grow"},
+	} {
+		got := describeStorage(tt.kind, dir)
+		if !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%v: %q, want it to begin %q", tt.kind, got, tt.want)
+		}
+		if (tt.kind == checkpoint.StorageFull || tt.kind == checkpoint.StorageQuota) && !strings.Contains(got, " bytes free") {
+			t.Errorf("%v: %q does not say the bytes free", tt.kind, got)
+		}
+	}
+}
