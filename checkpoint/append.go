@@ -240,7 +240,17 @@ func laneOrKey(lane, key string) string {
 // commit writes batch in one transaction and sets each op's outcome; the
 // error is the transaction's, already given to every op.
 func (l *Log) commit(batch []*appendOp) error {
-	err := l.db.Update(func(tx *bolt.Tx) error {
+	err := l.finishOpening()
+	if err == nil {
+		err = l.payOwed()
+	}
+	if err != nil {
+		for _, op := range batch {
+			op.res, op.err = Result{}, err
+		}
+		return err
+	}
+	err = l.db.Update(func(tx *bolt.Tx) error {
 		// Ids are sequential: record pages are only ever appended to
 		// here, so they are filled, not split in halves.
 		tx.Bucket(bRecords).FillPercent = 1
@@ -260,9 +270,15 @@ func (l *Log) commit(batch []*appendOp) error {
 		}
 		return addCount(tx, Received, appended)
 	})
+	err = asStorage("append", err)
+	l.storage.note(err)
 	if err != nil {
+		werr := err
+		if !errors.Is(err, ErrStorage) {
+			werr = fmt.Errorf("checkpoint: append not committed: %w", err)
+		}
 		for _, op := range batch {
-			op.res, op.err = Result{}, fmt.Errorf("checkpoint: append not committed: %w", err)
+			op.res, op.err = Result{}, werr
 		}
 	}
 	return err

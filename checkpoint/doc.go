@@ -67,6 +67,25 @@
 // is given. Record keys and ACK bytes hold sender and control ids, not
 // patient data, and are stored in clear.
 //
+// # A full disk
+//
+// A write the file system refuses for want of room (ENOSPC), quota
+// (EDQUOT), because it is read-only (EROFS) or because the file may not
+// grow (EFBIG) is a StorageError (errors.Is ErrStorage); bbolt formats
+// some of these causes into text, so StorageKindOf also reads the errno's
+// text. The log stays open: the append is refused (the source answers AE)
+// and StorageProblem says why until a write succeeds. Open does not fail
+// on such a disk either, after a crash too: what the opening writes (its
+// bookkeeping, the free list of a log from before issue 27, the return of
+// records left in progress to retrying) is written before the next write
+// that succeeds, so nothing is claimed before those records are back, and
+// Resume retries it. A refused Settle is kept in memory and written the
+// same way, so that a batch sent while the disk was full does not stay in
+// progress until a restart. Limits: a log that must be created or migrated cannot
+// be opened without writing, and a file the process cannot open for
+// writing at all (a data directory mounted read-only before the start) is
+// an error.
+//
 // # Retention
 //
 // Sweep drops the payloads of done and skipped records after

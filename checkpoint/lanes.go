@@ -162,19 +162,39 @@ type Settlement struct {
 // one fsync for a whole batch. Done, dead and skipped records leave their lanes,
 // letting the next record of each lane be claimed; retrying ones keep
 // their lanes waiting. If any settlement is invalid, none is recorded.
+//
+// A settlement the file system refused (a StorageError) is kept and
+// written before the next write that succeeds (storage.go), so that the
+// records of a batch sent while the disk was full do not stay in progress
+// until a restart. Settling them again meanwhile is no error.
 func (l *Log) Settle(outs []Settlement) error {
 	if len(outs) == 0 {
 		return nil
 	}
+	// This call writes them now; a settlement written meanwhile from the
+	// owed ones is skipped below.
+	owed := l.storage.forget(outs)
 	now := l.opts.Now()
-	return l.update(func(tx *bolt.Tx) error {
+	err := l.update(func(tx *bolt.Tx) error {
 		for _, o := range outs {
+			if owed[o.ID] && !inProgress(tx, o.ID) {
+				continue
+			}
 			if err := l.settleTx(tx, o, now); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if errors.Is(err, ErrStorage) {
+		l.storage.owe(outs)
+	}
+	return err
+}
+
+func inProgress(tx *bolt.Tx, id uint64) bool {
+	r, _, err := getRecord(tx, id)
+	return err == nil && r.State == InProgress
 }
 
 func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {

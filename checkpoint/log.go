@@ -115,6 +115,12 @@ type Log struct {
 	// commitStats counts the group commits (see CommitStats).
 	commitStats commitCounters
 
+	// storage tracks writes the file system refused (storage.go).
+	storage storageState
+	// loaded says Open has read the schema and salt (set before the Log
+	// is shared, read only after).
+	loaded bool
+
 	closeOnce sync.Once
 	mu        sync.RWMutex // held for reading by calls, for writing by Close
 	closed    bool
@@ -217,7 +223,9 @@ func Open(path string, opts Options) (*Log, error) {
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	_, statErr := os.Stat(path)
+	created := errors.Is(statErr, os.ErrNotExist)
+	bopts := &bolt.Options{
 		Timeout:    opts.LockTimeout,
 		ReadOnly:   opts.ReadOnly,
 		NoSync:     opts.UnsafeNoSync,
@@ -230,30 +238,101 @@ func Open(path string, opts Options) (*Log, error) {
 		// time to ready: ehrbridge bench ingest / bench open.
 		NoFreelistSync: opts.rebuildFreelist,
 		FreelistType:   bolt.FreelistMapType,
-	})
+	}
+	db, err := bolt.Open(path, 0o600, bopts)
+	freelistOff := false
+	if err != nil && !opts.ReadOnly && !created && !bopts.NoFreelistSync && StorageKindOf(err) != 0 {
+		// A log without the free list in its file (before issue 27) gets
+		// it written at bbolt's open, a commit that needs room. Open
+		// without it and write it when the opening is finished.
+		bopts.NoFreelistSync, freelistOff = true, true
+		db, err = bolt.Open(path, 0o600, bopts)
+	}
 	if err != nil {
+		if created {
+			// bbolt writes a new file's first pages at open: a partial
+			// file left by a full disk would not open again once room
+			// frees. Nothing was stored in it.
+			_ = os.Remove(path)
+		}
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s is locked (is another ehrbridge running with this data directory?)", ErrLocked, path)
+		}
+		if k := StorageKindOf(err); k != 0 {
+			op := "opening the log"
+			if created {
+				op = "creating the log"
+			}
+			return nil, &StorageError{Kind: k, Op: op, Err: err}
 		}
 		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
 	l := &Log{db: db, path: path, opts: opts, gathered: make(chan struct{}, 1)}
-	if err := l.init(); err != nil {
-		db.Close()
-		return nil, err
+	l.storage.freelistOff = freelistOff
+	err = l.init()
+	l.loaded = err == nil
+	if err != nil {
+		// A full disk (or a read-only one) must not keep the daemon from
+		// starting: a log that needs no migration and has its salt is
+		// usable as it is read, and what the opening writes waits for
+		// the next write (finishOpening).
+		if opts.ReadOnly || StorageKindOf(err) == 0 {
+			db.Close()
+			return nil, err
+		}
+		if lerr := l.loadForDeferredOpening(); lerr != nil {
+			db.Close()
+			return nil, asStorage("opening the log", err)
+		}
+		l.loaded = true
+		l.storage.pending.Store(true)
+		l.storage.note(asStorage("opening the log", err))
+		opts.Logger.Error("checkpoint log opened without writing: its file system refuses writes; appends are answered with an error until it takes them again",
+			"err", err)
+		return l, nil
 	}
 	if opts.ReadOnly {
 		return l, nil
 	}
+	if freelistOff {
+		// init wrote without the free list: write it at the next write.
+		l.storage.pending.Store(true)
+	}
 	recovered, err := l.recoverInflight()
 	if err != nil {
-		db.Close()
-		return nil, err
+		if StorageKindOf(err) == 0 {
+			db.Close()
+			return nil, err
+		}
+		l.storage.pending.Store(true)
+		l.storage.note(asStorage("returning records in progress to retrying", err))
+		opts.Logger.Error("checkpoint records in progress at the last stop could not be returned to retrying: the file system refuses writes; they will be once it takes them again",
+			"err", err)
+		return l, nil
 	}
 	if recovered > 0 {
 		opts.Logger.Warn("checkpoint records in progress at the last stop returned to retrying", "records", recovered)
 	}
 	return l, nil
+}
+
+// loadForDeferredOpening reads what init would have written, for a log
+// whose opening cannot write: it must be at this schema (a migration
+// writes) and have its lane salt.
+func (l *Log) loadForDeferredOpening() error {
+	return l.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if meta == nil || len(meta.Get(metaSchema)) != 8 || btoi(meta.Get(metaSchema)) != schemaVersion {
+			return errors.New("checkpoint: the log needs writing before use")
+		}
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return errors.New("checkpoint: the log needs writing before use")
+			}
+		}
+		l.schema = schemaVersion
+		return l.loadSalt(meta.Get(metaSalt))
+	})
 }
 
 // Path returns the log's file.
@@ -262,6 +341,11 @@ func (l *Log) Path() string { return l.path }
 // init creates the buckets and the lane salt, or checks them.
 func (l *Log) init() error {
 	load := func(tx *bolt.Tx) error {
+		if l.loaded {
+			// Writing what a deferred opening owes (finishOpening):
+			// the fields were read at Open and are in use.
+			return nil
+		}
 		meta := tx.Bucket(bMeta)
 		if meta == nil {
 			return errors.New("checkpoint: not an ehrbridge checkpoint log (no meta bucket)")
@@ -490,7 +574,15 @@ func (l *Log) update(fn func(tx *bolt.Tx) error) error {
 	if l.closed {
 		return ErrClosed
 	}
-	return l.db.Update(fn)
+	if err := l.finishOpening(); err != nil {
+		return err
+	}
+	if err := l.payOwed(); err != nil {
+		return err
+	}
+	err := asStorage("a state change", l.db.Update(fn))
+	l.storage.note(err)
+	return err
 }
 
 func getRecord(tx *bolt.Tx, id uint64) (*Record, []byte, error) {

@@ -167,6 +167,11 @@ func (s *MLLPSource) handle(ctx context.Context, req *mllp.Request) ([][]byte, b
 		s.Errored.Add(1)
 		log.Error("hl7 message not stored; answered with an error", "key", logging.Key(e.Key), "msg_type", e.Type, "err", err)
 		text := "message could not be stored; please resend"
+		if errors.Is(err, checkpoint.ErrStorage) {
+			// The sender's interface team learns why its queue backs up;
+			// the cause is the receiver's, never the message's.
+			text = "message could not be stored (receiver's disk full or read-only); please resend"
+		}
 		return s.answer(msg, h, errored, text, []hl7.ErrDetail{{Code: hl7.ErrCodeInternal, Text: text}}), true
 	}
 	switch res.Outcome {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,6 +192,33 @@ func TestMLLPSourceAEWhenStorageFails(t *testing.T) {
 	code, _, text, _ := ack.Ack()
 	if code != hl7.AE || text != "message could not be stored; please resend" {
 		t.Fatalf("ack = %s %q", code, text)
+	}
+	if src.Errored.Load() != 1 || src.Accepted.Load() != 0 {
+		t.Errorf("counters errored=%d accepted=%d", src.Errored.Load(), src.Accepted.Load())
+	}
+}
+
+// storageFullLog refuses appends as the checkpoint log does on a full disk.
+type storageFullLog struct{}
+
+func (storageFullLog) Append(context.Context, checkpoint.Entry) (checkpoint.Result, error) {
+	return checkpoint.Result{}, &checkpoint.StorageError{Kind: checkpoint.StorageFull, Op: "append", Err: syscall.ENOSPC}
+}
+
+// A full disk is answered AE (HL7 table 0008: application error, resend)
+// with ERR code 207 (table 0357: application internal error) and a text
+// that names the receiver's storage as the cause (issue 27).
+func TestMLLPSourceAEOnFullDiskNamesTheCause(t *testing.T) {
+	src := &MLLPSource{Name: "adt", Log: storageFullLog{}}
+	addr := startSource(t, src, 0, nil)
+	ack := send(t, addr, admit)
+	code, _, text, _ := ack.Ack()
+	const want = "message could not be stored (receiver's disk full or read-only); please resend"
+	if code != hl7.AE || text != want {
+		t.Fatalf("ack = %s %q, want AE %q", code, text, want)
+	}
+	if c, _ := ack.GetString("ERR-3.1"); c != "207" {
+		t.Errorf("ERR-3 = %q, want 207", c)
 	}
 	if src.Errored.Load() != 1 || src.Accepted.Load() != 0 {
 		t.Errorf("counters errored=%d accepted=%d", src.Errored.Load(), src.Accepted.Load())

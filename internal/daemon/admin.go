@@ -62,6 +62,12 @@ func (a *admin) shutdown(ctx context.Context) { _ = a.srv.Shutdown(ctx) }
 func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-a.d.ready:
+		if p := a.d.storageProblem(); p != "" {
+			// Serving, but what arrives is answered AE: a balancer
+			// should send it elsewhere.
+			http.Error(w, "not ready: "+p, http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ready")
 	default:
@@ -153,7 +159,9 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		Commits    commitStatus        `json:"checkpoint_commits"`
 		Mappings   mappingStatus       `json:"mappings"`
 		Forwarding string              `json:"forwarding"`
-	}{Version: Version, Forwarding: a.forwarding(), FHIR: a.fhirStatus(), Commits: commitStatusOf(a.d.cp.CommitStats())}
+		Storage    storageStatus       `json:"storage"`
+	}{Version: Version, Forwarding: a.forwarding(), FHIR: a.fhirStatus(), Commits: commitStatusOf(a.d.cp.CommitStats()),
+		Storage: a.storageStatus()}
 	ms := a.d.maps
 	for _, m := range ms.Current().Mappings {
 		out.Mappings.Names = append(out.Mappings.Names, m.Name)
@@ -182,6 +190,25 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	_ = enc.Encode(out)
 }
 
+// storageStatus is /status's view of the data directory.
+type storageStatus struct {
+	Writable bool   `json:"writable"`
+	Problem  string `json:"problem,omitempty"`
+}
+
+func (a *admin) storageStatus() storageStatus {
+	p := a.d.storageProblem()
+	return storageStatus{Writable: p == "", Problem: p}
+}
+
+func (a *admin) storageMetrics(w io.Writer) {
+	writable := 1
+	if a.d.storageProblem() != "" {
+		writable = 0
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_storage_writable Whether the checkpoint log's last write succeeded (0: disk full, over quota or read-only; messages are answered AE).\n# TYPE ehrbridge_storage_writable gauge\nehrbridge_storage_writable %d\n", writable)
+}
+
 // Version is reported by /status and recorded in the checkpoint log as
 // the program that last wrote it; the command sets it at start.
 var Version = "dev"
@@ -195,6 +222,7 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 	if ms.lastOK.Load() {
 		ok = 1
 	}
+	a.storageMetrics(w)
 	fmt.Fprintf(w, "# HELP ehrbridge_mappings_loaded Mappings in the running set.\n# TYPE ehrbridge_mappings_loaded gauge\nehrbridge_mappings_loaded %d\n", len(ms.Current().Mappings))
 	fmt.Fprintf(w, "# HELP ehrbridge_mapping_reloads_total Mapping set loads, by result; a refused set leaves the running one in place.\n# TYPE ehrbridge_mapping_reloads_total counter\n")
 	fmt.Fprintf(w, "ehrbridge_mapping_reloads_total{result=\"ok\"} %d\nehrbridge_mapping_reloads_total{result=\"refused\"} %d\n", ms.loaded.Load(), ms.refused.Load())

@@ -41,6 +41,10 @@ type Daemon struct {
 	fhir      *fhirSources
 	// drainTimeout bounds the pipeline's sending after intake closes.
 	drainTimeout time.Duration
+	dataDir      string
+	// storageLoop (storage.go) retries writes a full disk refused.
+	stopStorage chan struct{}
+	storageDone chan struct{}
 }
 
 type source struct {
@@ -75,7 +79,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		log.Warn("checkpoint payloads are stored unencrypted: configure checkpoint.encryption with key_env or key_file")
 	}
 	d := &Daemon{log: log, cp: cp, errc: make(chan error, len(cfg.Sources.MLLP)+len(cfg.Sources.FHIR)+1), ready: make(chan struct{}),
-		stopSweep: make(chan struct{}), swept: make(chan struct{}), maps: maps, stopWatch: make(chan struct{})}
+		stopSweep: make(chan struct{}), swept: make(chan struct{}), maps: maps, stopWatch: make(chan struct{}),
+		dataDir: cfg.DataDir, stopStorage: make(chan struct{}), storageDone: make(chan struct{})}
 	if cfg.CRM != nil {
 		d.drainTimeout = cfg.CRM.Pipeline.DrainTimeout.Std()
 	}
@@ -103,7 +108,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		d.sources = append(d.sources, s)
 	}
 	if cfg.Admin.Listen != "" { // config turns "off" into ""
-		token, err := logadmin.EnsureToken(cfg.DataDir)
+		token, err := d.adminToken(cfg.DataDir)
 		if err != nil {
 			return fail(err)
 		}
@@ -134,6 +139,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
 	}
 	go d.sweepLoop(cfg.Checkpoint.SweepInterval.Std())
+	go d.storageLoop(StorageCheckInterval)
 	if cfg.Mappings.Watch {
 		go maps.watch(2*time.Second, d.stopWatch)
 	}
@@ -314,7 +320,9 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 	d.crm.stop()
 	close(d.stopSweep)
 	close(d.stopWatch)
+	close(d.stopStorage)
 	<-d.swept
+	<-d.storageDone
 	if d.admin != nil {
 		d.admin.shutdown(ctx)
 	}
