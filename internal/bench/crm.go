@@ -259,6 +259,12 @@ func crmMessage(n, p int) []byte {
 // benchSink serves the sandbox's side for crm and returns a sink on it,
 // the fault endpoint and an HTTP client that reaches it.
 func benchSink(sb *sandbox.Server, crm string, quiet *slog.Logger) (connectors.Sink, string, *http.Client, error) {
+	return benchSinkWait(sb, crm, quiet, 0)
+}
+
+// benchSinkWait is benchSink with the Salesforce client's first retry
+// wait (tests compress time with it); zero keeps the client's default.
+func benchSinkWait(sb *sandbox.Server, crm string, quiet *slog.Logger, retryWait time.Duration) (connectors.Sink, string, *http.Client, error) {
 	if crm != "dataverse" {
 		addr, err := sb.Listen("127.0.0.1:0")
 		if err != nil {
@@ -266,7 +272,7 @@ func benchSink(sb *sandbox.Server, crm string, quiet *slog.Logger) (connectors.S
 		}
 		base := "http://" + addr.String()
 		client, err := salesforce.New(salesforce.Config{LoginURL: base, ClientID: "sandbox-client", ClientSecret: "sandbox-secret",
-			Auth: salesforce.Auth{ClientCredentials: true}, Logger: quiet})
+			Auth: salesforce.Auth{ClientCredentials: true}, Logger: quiet, RetryWaitMin: retryWait})
 		if err != nil {
 			return nil, "", nil, err
 		}
