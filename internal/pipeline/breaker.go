@@ -25,9 +25,10 @@ import (
 // A probe whose answer is not transient (success, throttled, or even a
 // permanent error such as a revoked credential) closes the breaker: the
 // CRM answers, and batches get their own answers again. The probe
-// interval is reset only by a round in which the CRM accepted an op, so a
-// batch that makes the CRM fail every time (a breaker that opens again as
-// soon as it closes) is sent at the probe backoff, not in a loop.
+// interval is reset only by a round in which the CRM accepted an op, and
+// doubles when the breaker opens again before such a round, so a batch
+// that makes the CRM fail every time is sent at the probe backoff, not in
+// a loop.
 
 // BreakerState is the breaker's state.
 type BreakerState int
@@ -88,6 +89,9 @@ type breaker struct {
 	next     time.Time
 	interval time.Duration
 	reason   string
+	// unproven: closed by a probe, no round accepted since; a trip then
+	// doubles the interval.
+	unproven bool
 }
 
 func newBreaker(probe ProbeFunc, minWait, maxWait time.Duration, now func() time.Time) *breaker {
@@ -118,6 +122,9 @@ func (b *breaker) trip(log *slog.Logger, reason string) {
 		return
 	}
 	now := b.now()
+	if b.unproven {
+		b.interval = min(b.interval*2, b.max)
+	}
 	b.state, b.since, b.reason = BreakerOpen, now, reason
 	b.opened++
 	b.next = now.Add(b.interval)
@@ -128,7 +135,7 @@ func (b *breaker) trip(log *slog.Logger, reason string) {
 // interval starts from ProbeMin again.
 func (b *breaker) healthy() {
 	b.mu.Lock()
-	b.interval = b.min
+	b.interval, b.unproven = b.min, false
 	b.mu.Unlock()
 }
 
@@ -165,7 +172,7 @@ func (b *breaker) wait(ctx context.Context, log *slog.Logger) {
 		}
 		return
 	}
-	b.state, b.since, b.next, b.reason = BreakerClosed, now, time.Time{}, ""
+	b.state, b.since, b.next, b.reason, b.unproven = BreakerClosed, now, time.Time{}, "", true
 	log.Info("CRM answers again; sending batches")
 }
 
