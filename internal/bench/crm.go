@@ -52,6 +52,13 @@ type CRMOptions struct {
 	// Latency is the CRM latency injected in the last phase; 50ms.
 	Latency time.Duration
 	Dir     string
+	// Outage is the length of the 503 outage of the outage phases (a
+	// burst of OutagePatients, one message each, as the outage starts,
+	// with the breaker and without); 15s, negative to skip them.
+	Outage         time.Duration
+	OutagePatients int
+	// ProbeMax caps the breaker's probe interval; 30s.
+	ProbeMax time.Duration
 }
 
 // CRMPhase is one phase's figures.
@@ -72,6 +79,9 @@ func (p CRMPhase) PerRecord() float64 { return float64(p.Requests) / float64(max
 // CRMReport holds the phases.
 type CRMReport struct {
 	Backlog, Trickle, Slow CRMPhase
+	// Outage is the burst during an outage with the breaker, NoBreaker
+	// the same without (the behaviour before issue 27); zero when skipped.
+	Outage, NoBreaker OutagePhase
 }
 
 // CRM measures how economically and how fast the pipeline sends records to
@@ -130,8 +140,18 @@ func CRM(ctx context.Context, opts CRMOptions, w io.Writer) (CRMReport, error) {
 	if rep.Backlog.Rate > 0 {
 		fmt.Fprintf(&b, "drain with %v CRM latency: %.0f records/s, %.2f of the rate without\n", opts.Latency, rep.Slow.Rate, rep.Slow.Rate/rep.Backlog.Rate)
 	}
-	_, err = io.WriteString(w, b.String())
-	return rep, err
+	if _, err = io.WriteString(w, b.String()); err != nil || opts.Outage < 0 {
+		return rep, err
+	}
+	oo := OutageOptions{CRM: opts.CRM, Mappings: opts.Mappings, Dir: opts.Dir, Patients: opts.OutagePatients, Outage: opts.Outage, ProbeMax: opts.ProbeMax}
+	if rep.Outage, err = Outage(ctx, oo); err != nil {
+		return rep, err
+	}
+	oo.NoBreaker = true
+	if rep.NoBreaker, err = Outage(ctx, oo); err != nil {
+		return rep, err
+	}
+	return rep, writeOutage(w, rep.Outage, rep.NoBreaker)
 }
 
 // crmPhase runs one phase in a fresh log and sandbox: a backlog (rate 0)
