@@ -365,6 +365,9 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	now := p.opts.Now()
 	var pause time.Time
 	outage, accepted := p.outage(results)
+	if ctx.Err() != nil {
+		outage = nil // stopping: the calls were cut short, the CRM may be fine
+	}
 	if p.breaker != nil {
 		if accepted {
 			p.breaker.healthy()
