@@ -33,6 +33,14 @@ type Sink interface {
 	Apply(ctx context.Context, ops []Op) []Result
 }
 
+// Prober is a Sink that can probe its CRM: one small read-only request,
+// sent once (no retries), that tells whether the CRM answers again after
+// transient failures. The pipeline's breaker sends it instead of batches
+// while the CRM is failing. Its error is classified like a Result's.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
 // Kind classifies a failure.
 type Kind int
 

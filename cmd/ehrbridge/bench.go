@@ -118,13 +118,19 @@ func benchOpen(args []string, stdout, stderr io.Writer) int {
 
 const benchCRMUsage = `usage: ehrbridge bench crm [--crm salesforce|dataverse] [--mappings DIR] [--backlog 2000] [--patients 200]
                           [--trickle-rate 10] [--trickle-for 20s] [--latency 50ms]
+                          [--outage 15s] [--outage-patients 2000] [--probe-max 30s]
 
 Measures sending to the CRM (the embedded sandbox on loopback, its
 Salesforce side with the Health Cloud mappings or its Dataverse side with
 the Dataverse mappings, ADT^A08 messages with a visit): CRM API requests
 per record when a backlog drains after an outage and in a trickle, the
 time from a record's arrival to its being done, and the drain rate with
-CRM latency injected. Prints the figures and the goals.`
+CRM latency injected. Then a burst of --outage-patients patients (one
+message each) arriving as the CRM starts answering 503 for --outage: CRM
+requests per patient, token requests, retries and probes included, and
+how soon after the CRM is back the drain begins, with the pipeline's
+breaker and without it (each batch retrying on its own, as before issue
+27); --outage -1s skips it. Prints the figures and the goals.`
 
 func benchCRM(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench crm", flag.ContinueOnError)
@@ -140,6 +146,9 @@ func benchCRM(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("trickle-rate", 10, "messages per second in the trickle phase")
 	trickleFor := fs.Duration("trickle-for", 20*time.Second, "length of the trickle phase")
 	latency := fs.Duration("latency", 50*time.Millisecond, "CRM latency injected in the last phase")
+	outage := fs.Duration("outage", 15*time.Second, "length of the 503 outage during the burst (negative: skip the outage phases)")
+	outagePatients := fs.Int("outage-patients", 2000, "patients in the burst during the outage")
+	probeMax := fs.Duration("probe-max", 30*time.Second, "cap of the breaker's probe interval (crm.pipeline.probe_max)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		if err == nil {
 			fs.Usage()
@@ -156,7 +165,7 @@ func benchCRM(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if _, err := bench.CRM(ctx, bench.CRMOptions{CRM: *crm, Mappings: *maps, Backlog: *backlog, Patients: *patients, TrickleRate: *rate,
-		TrickleFor: *trickleFor, Latency: *latency}, stdout); err != nil {
+		TrickleFor: *trickleFor, Latency: *latency, Outage: *outage, OutagePatients: *outagePatients, ProbeMax: *probeMax}, stdout); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge bench crm: %v\n", err)
 		return exitFailure
 	}

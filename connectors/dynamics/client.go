@@ -23,7 +23,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -219,6 +218,11 @@ type response struct {
 // do sends one request (path below the API root) and returns its answer.
 // Transient failures are retried RetryMax times; a 429 pauses the client.
 func (c *Client) do(ctx context.Context, method, path string, header http.Header, body []byte) (*response, error) {
+	return c.doRetrying(ctx, method, path, header, body, c.cfg.RetryMax)
+}
+
+// doRetrying is do with retryMax retries.
+func (c *Client) doRetrying(ctx context.Context, method, path string, header http.Header, body []byte, retryMax int) (*response, error) {
 	if err := c.throttled(ctx); err != nil {
 		return nil, err
 	}
@@ -229,7 +233,7 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 	}
 	defer func() { <-c.sem }()
 	var lastErr error
-	for attempt := 0; attempt <= c.cfg.RetryMax; attempt++ {
+	for attempt := 0; attempt <= retryMax; attempt++ {
 		if attempt > 0 {
 			select {
 			case <-time.After(time.Duration(attempt*attempt) * 200 * time.Millisecond):
@@ -368,6 +372,23 @@ func (c *Client) WhoAmI(ctx context.Context) (string, error) {
 	return out.UserID, nil
 }
 
+// Probe sends one WhoAmI request, not retried: the pipeline's breaker
+// asks with it whether Dataverse answers again after transient failures.
+// WhoAmI is the Web API's smallest read (a function of no table, no
+// data); like every external request it counts against the service
+// protection limits ("Service protection API limits", Microsoft Learn,
+// power-apps/developer/data-platform/api-limits), one request a probe.
+func (c *Client) Probe(ctx context.Context) error {
+	resp, err := c.doRetrying(ctx, http.MethodGet, "WhoAmI", nil, nil, 0)
+	if err != nil {
+		return err
+	}
+	if resp.status != http.StatusOK {
+		return classify(resp.status, resp.body)
+	}
+	return nil
+}
+
 // Query reads rows of a table (a GET of set?query), following
 // @odata.nextLink, up to max rows (0: all).
 func (c *Client) Query(ctx context.Context, logical, query string, maxRows int) ([]map[string]any, error) {
@@ -415,20 +436,6 @@ func (c *Client) Update(ctx context.Context, logical, id string, fields map[stri
 		return classify(resp.status, resp.body)
 	}
 	return nil
-}
-
-// parallel runs fn for 0..n-1 with at most MaxConcurrent at a time (the
-// requests themselves are bounded by the client's semaphore too).
-func parallel(n int, fn func(i int)) {
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(i)
-		}()
-	}
-	wg.Wait()
 }
 
 // errorf is a permanent error with a code of ehrbridge's own.

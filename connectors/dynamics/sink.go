@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -15,6 +16,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/mappings"
@@ -33,6 +36,10 @@ type Sink struct {
 }
 
 var _ connectors.Sink = (*Sink)(nil)
+
+// Probe asks Dataverse whether it answers (Client.Probe), for the
+// pipeline's breaker.
+func (s *Sink) Probe(ctx context.Context) error { return s.Client.Probe(ctx) }
 
 // Apply implements connectors.Sink.
 func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Result {
@@ -55,6 +62,7 @@ func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Resu
 		plan.PropagateFailures(ops, results)
 		return results
 	}
+	var down atomic.Pointer[connectors.Error]
 	for lv := 0; lv <= plan.Max; lv++ {
 		var idx []int
 		for i := range ops {
@@ -68,10 +76,39 @@ func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Resu
 			chunks = append(chunks, idx[:n])
 			idx = idx[n:]
 		}
-		parallel(len(chunks), func(k int) { s.apply(ctx, ops, chunks[k], results) })
+		s.applyChunks(ctx, ops, chunks, results, &down)
 	}
 	plan.PropagateFailures(ops, results)
 	return results
+}
+
+// applyChunks sends chunks, MaxConcurrent at a time. Once a request
+// failed as a whole and transiently (5xx or no answer after the client's
+// retries: Dataverse is failing), the chunks not yet sent are not sent:
+// their ops get that error, and are retried with the rest when the
+// pipeline's breaker finds Dataverse answering again.
+func (s *Sink) applyChunks(ctx context.Context, ops []connectors.Op, chunks [][]int, results []connectors.Result, down *atomic.Pointer[connectors.Error]) {
+	sem := make(chan struct{}, s.Client.cfg.MaxConcurrent)
+	var wg sync.WaitGroup
+	for _, chunk := range chunks {
+		sem <- struct{}{}
+		if e := down.Load(); e != nil {
+			<-sem
+			for _, i := range chunk {
+				results[i] = connectors.Result{Err: e}
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var e *connectors.Error
+			if err := s.apply(ctx, ops, chunk, results); errors.As(err, &e) && e.Kind == connectors.Transient {
+				down.CompareAndSwap(nil, e)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // request is one op as an HTTP request below the API root.
@@ -146,8 +183,9 @@ func (s *Sink) fields(op *connectors.Op) map[string]any {
 	return out
 }
 
-// apply sends the ops of one chunk: alone, or as one $batch.
-func (s *Sink) apply(ctx context.Context, ops []connectors.Op, idx []int, results []connectors.Result) {
+// apply sends the ops of one chunk: alone, or as one $batch. It returns
+// the error of a request that failed as a whole.
+func (s *Sink) apply(ctx context.Context, ops []connectors.Op, idx []int, results []connectors.Result) error {
 	reqs := make([]request, 0, len(idx))
 	var sendIdx []int
 	for _, i := range idx {
@@ -161,15 +199,15 @@ func (s *Sink) apply(ctx context.Context, ops []connectors.Op, idx []int, result
 	}
 	switch len(reqs) {
 	case 0:
-		return
+		return nil
 	case 1:
 		resp, err := s.Client.do(ctx, reqs[0].method, reqs[0].path, reqs[0].header, reqs[0].body)
 		if err != nil {
 			results[sendIdx[0]] = connectors.Result{Err: err}
-			return
+			return err
 		}
 		results[sendIdx[0]] = outcome(reqs[0].action, resp.status, resp.header, resp.body)
-		return
+		return nil
 	}
 	answers, err := s.batch(ctx, reqs)
 	for n, i := range sendIdx {
@@ -184,6 +222,7 @@ func (s *Sink) apply(ctx context.Context, ops []connectors.Op, idx []int, result
 			results[i] = outcome(reqs[n].action, a.status, a.header, a.body)
 		}
 	}
+	return err
 }
 
 // outcome is the result of one answered write.

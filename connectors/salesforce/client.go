@@ -240,6 +240,9 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
+	if ctx.Value(noRetry{}) != nil {
+		return false, nil
+	}
 	if err != nil {
 		return true, nil
 	}
@@ -578,6 +581,23 @@ func AudienceProblem(aud string) string {
 		}
 	}
 	return ""
+}
+
+// noRetry marks the context of a request not to be retried (a probe).
+type noRetry struct{}
+
+// Probe sends one GET /limits request, not retried: the pipeline's
+// breaker asks with it whether Salesforce answers again after transient
+// failures. It is the smallest read that needs no object permission, and
+// like every REST request but the Versions resource it counts as one
+// request against the org's daily allocation ("Limit Info Header", REST
+// API Developer Guide: the Sforce-Limit-Info header is "returned in each
+// request to REST API (except for calls to the Versions URI, /, which do
+// not count towards your org's limit)"); its answer refreshes the usage
+// the governor keeps. The Versions resource costs nothing but is served
+// outside the data API, so it would say "up" while the data API fails.
+func (c *Client) Probe(ctx context.Context) error {
+	return c.RefreshUsage(context.WithValue(ctx, noRetry{}, true))
 }
 
 // RefreshUsage reads /limits, as after a restart before any request.

@@ -279,7 +279,9 @@ type UpsertGroup struct {
 // since API 49.0) runs subrequests in any order, and a group may reference
 // records an earlier group writes; the calls go one after another. Records repeating a key
 // within a group are merged as in Upsert. Results follow the groups'
-// records. The error is for context cancellation only.
+// records. Once a call failed as a whole and transiently (5xx, no answer,
+// after the client's retries), the calls after it are not sent: their
+// records get that failure. The error is for context cancellation only.
 func (c *Client) UpsertGroups(ctx context.Context, groups []UpsertGroup) ([][]Result, error) {
 	results := make([][]Result, len(groups))
 	type sub struct {
@@ -308,8 +310,21 @@ func (c *Client) UpsertGroups(ctx context.Context, groups []UpsertGroup) ([][]Re
 				body: map[string]any{"allOrNone": false, "records": recs}})
 		}
 	}
+	var down error // a call failed as a whole, transiently: Salesforce is failing
 	for start := 0; start < len(subs); start += MaxCollectionSubrequests {
 		chunk := subs[start:min(start+MaxCollectionSubrequests, len(subs))]
+		if down != nil {
+			// Not sent: its records get the failure, and are retried
+			// when the pipeline's breaker finds Salesforce answering.
+			for _, s := range chunk {
+				for _, idxs := range s.indexes {
+					for _, idx := range idxs {
+						results[s.group][idx] = Result{Err: down}
+					}
+				}
+			}
+			continue
+		}
 		req := struct {
 			AllOrNone          bool             `json:"allOrNone"`
 			CollateSubrequests bool             `json:"collateSubrequests"`
@@ -327,6 +342,9 @@ func (c *Client) UpsertGroups(ctx context.Context, groups []UpsertGroup) ([][]Re
 		_, err := c.do(ctx, http.MethodPost, "/composite", req, &out)
 		if ctx.Err() != nil {
 			return results, ctx.Err()
+		}
+		if err != nil && KindOf(err) == Transient {
+			down = err
 		}
 		switch {
 		case err != nil, len(out.CompositeResponse) == len(chunk):

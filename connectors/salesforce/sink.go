@@ -24,6 +24,10 @@ type Sink struct {
 
 var _ connectors.Sink = (*Sink)(nil)
 
+// Probe asks Salesforce whether it answers (Client.Probe), for the
+// pipeline's breaker.
+func (s *Sink) Probe(ctx context.Context) error { return s.Client.Probe(ctx) }
+
 // Apply writes ops in dependency order: an op that references a record
 // another op of this call writes comes after it, and if that op failed,
 // the referencing op reports the same error (a transient failure must not

@@ -52,6 +52,13 @@ type CRMOptions struct {
 	// Latency is the CRM latency injected in the last phase; 50ms.
 	Latency time.Duration
 	Dir     string
+	// Outage is the length of the 503 outage of the outage phases (a
+	// burst of OutagePatients, one message each, as the outage starts,
+	// with the breaker and without); 15s, negative to skip them.
+	Outage         time.Duration
+	OutagePatients int
+	// ProbeMax caps the breaker's probe interval; 30s.
+	ProbeMax time.Duration
 }
 
 // CRMPhase is one phase's figures.
@@ -72,6 +79,9 @@ func (p CRMPhase) PerRecord() float64 { return float64(p.Requests) / float64(max
 // CRMReport holds the phases.
 type CRMReport struct {
 	Backlog, Trickle, Slow CRMPhase
+	// Outage is the burst during an outage with the breaker, NoBreaker
+	// the same without (the behaviour before issue 27); zero when skipped.
+	Outage, NoBreaker OutagePhase
 }
 
 // CRM measures how economically and how fast the pipeline sends records to
@@ -130,8 +140,18 @@ func CRM(ctx context.Context, opts CRMOptions, w io.Writer) (CRMReport, error) {
 	if rep.Backlog.Rate > 0 {
 		fmt.Fprintf(&b, "drain with %v CRM latency: %.0f records/s, %.2f of the rate without\n", opts.Latency, rep.Slow.Rate, rep.Slow.Rate/rep.Backlog.Rate)
 	}
-	_, err = io.WriteString(w, b.String())
-	return rep, err
+	if _, err = io.WriteString(w, b.String()); err != nil || opts.Outage < 0 {
+		return rep, err
+	}
+	oo := OutageOptions{CRM: opts.CRM, Mappings: opts.Mappings, Dir: opts.Dir, Patients: opts.OutagePatients, Outage: opts.Outage, ProbeMax: opts.ProbeMax}
+	if rep.Outage, err = Outage(ctx, oo); err != nil {
+		return rep, err
+	}
+	oo.NoBreaker = true
+	if rep.NoBreaker, err = Outage(ctx, oo); err != nil {
+		return rep, err
+	}
+	return rep, writeOutage(w, rep.Outage, rep.NoBreaker)
 }
 
 // crmPhase runs one phase in a fresh log and sandbox: a backlog (rate 0)
@@ -259,6 +279,12 @@ func crmMessage(n, p int) []byte {
 // benchSink serves the sandbox's side for crm and returns a sink on it,
 // the fault endpoint and an HTTP client that reaches it.
 func benchSink(sb *sandbox.Server, crm string, quiet *slog.Logger) (connectors.Sink, string, *http.Client, error) {
+	return benchSinkWait(sb, crm, quiet, 0)
+}
+
+// benchSinkWait is benchSink with the Salesforce client's first retry
+// wait (tests compress time with it); zero keeps the client's default.
+func benchSinkWait(sb *sandbox.Server, crm string, quiet *slog.Logger, retryWait time.Duration) (connectors.Sink, string, *http.Client, error) {
 	if crm != "dataverse" {
 		addr, err := sb.Listen("127.0.0.1:0")
 		if err != nil {
@@ -266,7 +292,7 @@ func benchSink(sb *sandbox.Server, crm string, quiet *slog.Logger) (connectors.S
 		}
 		base := "http://" + addr.String()
 		client, err := salesforce.New(salesforce.Config{LoginURL: base, ClientID: "sandbox-client", ClientSecret: "sandbox-secret",
-			Auth: salesforce.Auth{ClientCredentials: true}, Logger: quiet})
+			Auth: salesforce.Auth{ClientCredentials: true}, Logger: quiet, RetryWaitMin: retryWait})
 		if err != nil {
 			return nil, "", nil, err
 		}

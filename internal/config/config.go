@@ -288,6 +288,10 @@ type PipelineConfig struct {
 	// records already ready after intake has closed; default 10s. What is
 	// left stays in the log for the next start.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// ProbeMax caps the interval of the probes the pipeline sends while
+	// the CRM fails transiently (no batch is sent until one is answered;
+	// the interval starts at 1s and doubles); default 30s.
+	ProbeMax Duration `yaml:"probe_max"`
 }
 
 // WritebackConfig files notes from the CRM in the EHR.

@@ -401,6 +401,11 @@ func (v *validator) crm(listeners *[]listener) {
 	} else if p.DrainTimeout < 0 || p.DrainTimeout > Duration(10*time.Minute) {
 		v.add("crm.pipeline.drain_timeout", "must be between 0s and 10m")
 	}
+	if p := &c.Pipeline; p.ProbeMax == 0 {
+		p.ProbeMax = Duration(30 * time.Second)
+	} else if p.ProbeMax < Duration(time.Second) || p.ProbeMax > Duration(10*time.Minute) {
+		v.add("crm.pipeline.probe_max", "must be between 1s and 10m")
+	}
 }
 
 // show quotes the string value at path for a message, or hides it if it

@@ -160,6 +160,7 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		Mappings   mappingStatus       `json:"mappings"`
 		Forwarding string              `json:"forwarding"`
 		Storage    storageStatus       `json:"storage"`
+		CRM        *crmStatus          `json:"crm,omitempty"`
 	}{Version: Version, Forwarding: a.forwarding(), FHIR: a.fhirStatus(), Commits: commitStatusOf(a.d.cp.CommitStats()),
 		Storage: a.storageStatus()}
 	ms := a.d.maps
@@ -183,6 +184,9 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	if st, err := a.d.cp.Stats(); err == nil {
 		v := logadmin.StatsViewOf(st, time.Now())
 		out.Checkpoint = &v
+	}
+	if c := a.d.crm; c != nil {
+		out.CRM = &crmStatus{Kind: c.kind, Breaker: breakerStatusOf(c.pipe.Breaker())}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
@@ -246,6 +250,7 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 	if c := a.d.crm; c != nil {
 		p := c.pipe
 		writePipelineMetrics(w, p)
+		writeBreakerMetrics(w, p.Breaker())
 		paused := 0
 		if !p.PausedUntil().IsZero() {
 			paused = 1
@@ -281,6 +286,69 @@ func writePipelineMetrics(w io.Writer, p *pipeline.Pipeline) {
 		fmt.Fprintf(w, "ehrbridge_pipeline_records_total{outcome=%q} %d\n", o.name, o.n)
 	}
 	fmt.Fprintf(w, "# HELP ehrbridge_pipeline_records_with_warnings_total Records done with warnings: applied, some fields left out by their mapping (a malformed optional timestamp, say).\n# TYPE ehrbridge_pipeline_records_with_warnings_total counter\nehrbridge_pipeline_records_with_warnings_total %d\n", p.Warned.Load())
+}
+
+// crmStatus is the CRM side in /status.
+type crmStatus struct {
+	Kind    string        `json:"kind"`
+	Breaker breakerStatus `json:"breaker"`
+}
+
+// breakerStatus is the pipeline's CRM breaker in /status: its state
+// (closed: batches are sent; open: the CRM failed, no batch is sent until
+// a probe is answered; probing: a probe is in flight), since when, and
+// its probes. States, times, counts and CRM error codes only.
+type breakerStatus struct {
+	State         string     `json:"state"`
+	Since         *time.Time `json:"since,omitempty"`
+	Opened        int64      `json:"opened"`
+	Probes        int64      `json:"probes"`
+	NextProbe     *time.Time `json:"next_probe,omitempty"`
+	ProbeInterval string     `json:"probe_interval,omitempty"`
+	Reason        string     `json:"reason,omitempty"`
+}
+
+func breakerStatusOf(b pipeline.BreakerStatus) breakerStatus {
+	if !b.Enabled {
+		return breakerStatus{State: "disabled"}
+	}
+	out := breakerStatus{State: b.State.String(), Opened: b.Opened, Probes: b.Probes, Reason: b.Reason}
+	if !b.Since.IsZero() {
+		t := b.Since.UTC()
+		out.Since = &t
+	}
+	if b.State != pipeline.BreakerClosed {
+		out.ProbeInterval = b.Interval.String()
+		if !b.Next.IsZero() {
+			t := b.Next.UTC()
+			out.NextProbe = &t
+		}
+	}
+	return out
+}
+
+// writeBreakerMetrics writes the CRM breaker: its state as one gauge per
+// state (1 for the current one), since when, how often it opened and the
+// probes sent.
+func writeBreakerMetrics(w io.Writer, b pipeline.BreakerStatus) {
+	if !b.Enabled {
+		return
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_crm_breaker_state The CRM breaker's state: closed (batches are sent), open (the CRM failed transiently; no batch is sent until a probe is answered), probing (a probe is in flight).\n# TYPE ehrbridge_crm_breaker_state gauge\n")
+	for _, s := range []pipeline.BreakerState{pipeline.BreakerClosed, pipeline.BreakerOpen, pipeline.BreakerProbing} {
+		v := 0
+		if b.State == s {
+			v = 1
+		}
+		fmt.Fprintf(w, "ehrbridge_crm_breaker_state{state=%q} %d\n", s.String(), v)
+	}
+	var since int64
+	if !b.Since.IsZero() {
+		since = b.Since.Unix()
+	}
+	fmt.Fprintf(w, "# HELP ehrbridge_crm_breaker_state_since_timestamp_seconds When the CRM breaker entered its state (0: closed since start).\n# TYPE ehrbridge_crm_breaker_state_since_timestamp_seconds gauge\nehrbridge_crm_breaker_state_since_timestamp_seconds %d\n", since)
+	fmt.Fprintf(w, "# HELP ehrbridge_crm_breaker_opened_total Times the CRM breaker opened (a batch failed transiently as a whole).\n# TYPE ehrbridge_crm_breaker_opened_total counter\nehrbridge_crm_breaker_opened_total %d\n", b.Opened)
+	fmt.Fprintf(w, "# HELP ehrbridge_crm_breaker_probes_total Probe requests sent to the CRM while the breaker was open.\n# TYPE ehrbridge_crm_breaker_probes_total counter\nehrbridge_crm_breaker_probes_total %d\n", b.Probes)
 }
 
 // commitStatus is the checkpoint log's group commits since start, for

@@ -101,7 +101,7 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 	}
 	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: c.sink,
 		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log, Notes: notes, EchoPrefix: echo,
-		Applied: applied, Patients: patients})
+		Applied: applied, Patients: patients, ProbeMax: cc.Pipeline.ProbeMax.Std()})
 	if waker != nil {
 		waker.Notify = c.pipe.Notify
 	}

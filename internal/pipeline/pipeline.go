@@ -60,6 +60,18 @@ type Options struct {
 	// Applied, when set, is called after a round in which EHR data was
 	// applied to the CRM (write-back then tries held notes again).
 	Applied func()
+	// Probe is the CRM breaker's probe, one small read-only request (see
+	// breaker.go); nil takes the Sink's, when it is a connectors.Prober.
+	// Without a probe there is no breaker.
+	Probe ProbeFunc
+	// ProbeMin and ProbeMax bound the probe interval while the CRM is
+	// failing: it starts at ProbeMin and doubles up to ProbeMax; default
+	// 1s, 30s.
+	ProbeMin, ProbeMax time.Duration
+	// NoBreaker turns the breaker off: each batch then retries on its own
+	// after a transient failure (the behaviour before issue 27, kept for
+	// measuring what the breaker saves).
+	NoBreaker bool
 	// Patients returns the resolver of patient references for FHIR
 	// records of a source (nil when the source is not configured: such
 	// records wait rather than be written with a guessed patient).
@@ -87,6 +99,8 @@ type Pipeline struct {
 	// warnings (part of Done); echoes; rounds.
 	Done, Retried, Dead, Skipped, Warned, Echoes, Rounds atomic.Int64
 	pausedUntil                                          atomic.Int64 // unix nanos
+
+	breaker *breaker // nil without a probe
 }
 
 // New makes a pipeline; Run starts it.
@@ -114,8 +128,27 @@ func New(opts Options) *Pipeline {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Pipeline{opts: opts, wake: make(chan struct{}, 1)}
+	if opts.ProbeMin <= 0 {
+		opts.ProbeMin = time.Second
+	}
+	if opts.ProbeMax <= 0 {
+		opts.ProbeMax = 30 * time.Second
+	}
+	opts.ProbeMax = max(opts.ProbeMax, opts.ProbeMin)
+	if opts.Probe == nil {
+		if pr, ok := opts.Sink.(connectors.Prober); ok {
+			opts.Probe = pr.Probe
+		}
+	}
+	p := &Pipeline{opts: opts, wake: make(chan struct{}, 1)}
+	if opts.Probe != nil && !opts.NoBreaker {
+		p.breaker = newBreaker(opts.Probe, opts.ProbeMin, opts.ProbeMax, opts.Now)
+	}
+	return p
 }
+
+// Breaker returns the CRM breaker's state (Enabled false without one).
+func (p *Pipeline) Breaker() BreakerStatus { return p.breaker.status() }
 
 // Notify tells the pipeline that records arrived.
 func (p *Pipeline) Notify() {
@@ -147,6 +180,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			p.pausedUntil.Store(0)
 			log.Info("CRM throttling pause over; resuming")
+		}
+		if p.breaker != nil && !p.breaker.isClosed() {
+			// The CRM is failing: no batch, one probe at a time.
+			p.breaker.wait(ctx, log)
+			continue
 		}
 		recs, err := p.gather(ctx)
 		if err != nil {
@@ -326,6 +364,18 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	}
 	now := p.opts.Now()
 	var pause time.Time
+	outage, accepted := p.outage(results)
+	if ctx.Err() != nil {
+		outage = nil // stopping: the calls were cut short, the CRM may be fine
+	}
+	if p.breaker != nil {
+		if accepted {
+			p.breaker.healthy()
+		}
+		if outage != nil {
+			p.breaker.trip(log, errText(outage))
+		}
+	}
 	settlements := make([]checkpoint.Settlement, 0, len(items)+len(noteSettlements))
 	var done, retried, dead, skipped, warned, applied int
 	for _, s := range noteSettlements {
@@ -343,6 +393,12 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		it := &items[i]
 		if !it.settled {
 			p.judge(it, ops, results, now, &pause)
+			if outage != nil && p.breaker != nil && it.settlement.State == checkpoint.Retrying {
+				// The CRM failed, not the record: it goes with the first
+				// batch after the breaker closes (this failure counted
+				// as one attempt, the wait while open not at all).
+				it.settlement.RetryAt = now
+			}
 		}
 		switch it.settlement.State {
 		case checkpoint.Done:
@@ -494,6 +550,27 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 	default:
 		s.State, s.Targets = checkpoint.Done, targets
 	}
+}
+
+// outage reports whether a sink call failed as a whole, transiently: no
+// op succeeded, none was throttled (a pause of its own) and at least one
+// failed transiently; it returns that failure. accepted says whether the
+// CRM accepted some op.
+func (p *Pipeline) outage(results []connectors.Result) (failure error, accepted bool) {
+	for _, r := range results {
+		switch {
+		case r.Err == nil:
+			accepted = true
+		case connectors.KindOf(r.Err) == connectors.Throttled:
+			return nil, accepted
+		case connectors.KindOf(r.Err) == connectors.Transient && failure == nil:
+			failure = r.Err
+		}
+	}
+	if accepted {
+		return nil, true
+	}
+	return failure, false
 }
 
 // fhirDeleteKind is the kind of the records of deleted FHIR resources
