@@ -172,6 +172,10 @@ func (p *Pipeline) PausedUntil() time.Time {
 // them to retrying when it is next opened.
 func (p *Pipeline) Run(ctx context.Context) error {
 	log := p.opts.Logger.With("component", "pipeline")
+	var (
+		failing    int // claims failed in a row
+		lastLogged time.Time
+	)
 	for ctx.Err() == nil {
 		if until := p.PausedUntil(); !until.IsZero() {
 			if d := until.Sub(p.opts.Now()); d > 0 {
@@ -191,8 +195,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			if errors.Is(err, checkpoint.ErrClosed) {
 				return nil
 			}
-			log.Error("claiming records failed; will retry", "err", err)
+			// A full disk fails every claim until room frees: the first
+			// failure is logged, then one line a minute with the count.
+			if failing == 0 || p.opts.Now().Sub(lastLogged) >= time.Minute {
+				log.Error("claiming records failed; will retry", "err", err, "failures", failing+1)
+				lastLogged = p.opts.Now()
+			}
+			failing++
 			sleep(ctx, p.opts.Poll)
+		} else if failing > 0 {
+			log.Info("claiming records works again", "failures", failing)
+			failing = 0
 		}
 		if len(recs) == 0 {
 			if err == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -432,5 +433,31 @@ func TestFHIRDeleteSkipped(t *testing.T) {
 	}
 	if n := len(r.sb.Records("Account")); n != 1 {
 		t.Errorf("%d accounts: a skipped delete changed the CRM", n)
+	}
+}
+
+// A log that refuses every claim (a full disk, here a log opened
+// read-only) is logged once and then once a minute with the count, not
+// at every poll.
+func TestClaimFailuresLoggedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), checkpoint.FileName)
+	w, err := checkpoint.Open(path, checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	l, err := checkpoint.Open(path, checkpoint.Options{ReadOnly: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var logs syncbuf.Buffer
+	p := New(Options{Log: l, Mappings: func() *mappings.Set { return &mappings.Set{} }, Sink: &editSink{},
+		Linger: -1, Poll: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_ = p.Run(ctx)
+	if n := strings.Count(logs.String(), "claiming records failed"); n != 1 {
+		t.Errorf("%d error lines in 300 ms of failing claims, want 1:\n%s", n, logs.String())
 	}
 }
