@@ -250,10 +250,19 @@ sources:
 				}
 				return ctx.Err()
 			}
+			// In make chaos the traffic is paced to last about as long as
+			// the kills take, so that they land while messages arrive.
+			pace := time.Duration(eoMinKills) * 350 * time.Millisecond / time.Duration(eoMessages/eoSenders)
+			if eoMinKills <= 20 {
+				pace = 0
+			}
 			for {
 				n := int(next.Add(1))
 				if n > eoMessages {
 					return
+				}
+				if pace > 0 {
+					time.Sleep(pace)
 				}
 				// Patients belonging to this sender, in turn.
 				p := g + eoSenders*((n/eoSenders)%(eoPatients/eoSenders))

@@ -256,10 +256,23 @@ sources:
 		}
 		return filed, stale
 	}
-	waitFor(t, 120*time.Second, "every note filed with its last text", func() bool {
-		filed, stale := current()
-		return filed == wbNotes && stale == 0
-	})
+	var lastFiled, lastStale int
+	settle := max(120*time.Second, time.Duration(wbNotes+edits)*100*time.Millisecond)
+	deadline := time.Now().Add(settle)
+	for {
+		lastFiled, lastStale = current()
+		if lastFiled == wbNotes && lastStale == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			aesNow := aes
+			mu.Unlock()
+			t.Fatalf("after %v: %d of %d notes Filed, %d notes whose last text the EHR does not hold (%d edits, %d AEs)\ndaemon log:\n%s",
+				settle, lastFiled, wbNotes, lastStale, edits, aesNow, crashTail(d.logs.String(), 3000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
