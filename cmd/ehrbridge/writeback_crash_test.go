@@ -92,6 +92,7 @@ func runWritebackCrash(t *testing.T, side wbCRM) {
 	docs := map[string]int{}                // TXA-12 → deliveries filed
 	newDocs := map[string]map[string]bool{} // TXA-12 → MSH-10s of filed T02s
 	text := map[string]string{}             // TXA-12 → the text the EHR holds
+	applied := map[string][]string{}        // TXA-12 → MSH-10, trigger and last line of every message filed, in order
 	dropped, aes := 0, 0
 	rng := rand.New(rand.NewPCG(7, 7))
 	ehr := &mllp.Server{Logger: slog.New(slog.DiscardHandler), Handler: mllp.HandlerFunc(func(ctx context.Context, req *mllp.Request) []byte {
@@ -122,6 +123,10 @@ func runWritebackCrash(t *testing.T, side wbCRM) {
 			}
 		}
 		text[doc] = strings.Join(lines, "\n")
+		if len(lines) > 0 {
+			mid, _ := m.GetString("MSH-10")
+			applied[doc] = append(applied[doc], mid+" "+m.Header().Trigger+": "+lines[len(lines)-1])
+		}
 		drop := roll <= 2
 		if drop {
 			dropped++
@@ -268,8 +273,17 @@ sources:
 			mu.Lock()
 			aesNow := aes
 			mu.Unlock()
-			t.Fatalf("after %v: %d of %d notes Filed, %d notes whose last text the EHR does not hold (%d edits, %d AEs)\ndaemon log:\n%s",
-				settle, lastFiled, wbNotes, lastStale, edits, aesNow, crashTail(d.logs.String(), 3000))
+			var why []string
+			for _, tk := range tasks() {
+				id := tk[side.idField].(string)
+				mu.Lock()
+				if !strings.Contains(text["EHRB-"+id], final[id]) && len(why) < 3 {
+					why = append(why, fmt.Sprintf("note %s: last text %q; filed in order: %s", id, final[id], strings.Join(applied["EHRB-"+id], " | ")))
+				}
+				mu.Unlock()
+			}
+			t.Fatalf("after %v: %d of %d notes Filed, %d notes whose last text the EHR does not hold (%d edits, %d AEs)\n%s\ndaemon log:\n%s",
+				settle, lastFiled, wbNotes, lastStale, edits, aesNow, strings.Join(why, "\n"), crashTail(d.logs.String(), 3000))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
