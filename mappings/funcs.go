@@ -471,6 +471,12 @@ func hdValue(v hl7.Value, p hl7.Path) Value {
 
 // nsValue is the normalised HD, absent when blank.
 func nsValue(h hl7.HD) Value {
+	// A universal id type without a universal id (or namespace) names no
+	// one (HL7 2.A.33: HD-3 qualifies HD-2): "^^ISO" would key every such
+	// sender alike.
+	if strings.TrimSpace(h.Namespace) == "" && strings.TrimSpace(h.UniversalID) == "" {
+		return Value{}
+	}
 	if s := h.Normalized(); s != "" {
 		return Str(s)
 	}

@@ -146,6 +146,11 @@ func TestShippedKeysNeverShared(t *testing.T) {
 			{"LABA", "1001", "LABB", "1001"},
 			{"LAB", "1001^CHEM", "LAB", "1001^MICRO"},
 			{"LABA", "1001^LAB^2.16.1^ISO", "LABB", "1001^LAB^2.16.2^ISO"},
+			// An HD with a universal id type but no universal id names no
+			// one (HL7 2.A.33: HD-3 qualifies HD-2): its namespace id
+			// decides, never the bare type both share.
+			{"LABA^^ISO", "1001", "LABB^^ISO", "1001"},
+			{"LAB", "1001^CHEM^^ISO", "LAB", "1001^MICRO^^ISO"},
 		} {
 			oru := func(lab, obr3, pid3, name string) mappings.Input {
 				return hl7In(t,
