@@ -95,14 +95,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (*Report, error)
 
 	var wb *writeback.Config
 	if cfg.Writeback != nil {
-		c := writeback.DefaultConfig(b.kind())
-		if w := cfg.Writeback; w != nil {
-			c.Object = or(w.Object, c.Object)
-			c.FlagField = or(w.FlagField, c.FlagField)
-			c.AuthorField = w.AuthorField
-			c.EncounterLinkField = w.EncounterLinkField
-			c.EncounterRule = or(w.EncounterRule, c.EncounterRule)
-		}
+		c := daemon.WritebackConfig(cfg.Writeback).WithDefaults(b.kind())
 		wb = &c
 	}
 	objects, where, err := objectsOf(set)
@@ -148,13 +141,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (*Report, error)
 	b.extra(ctx, r, described)
 	sortByObject(r, objects)
 	return r, nil
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // objectGroup is the name the checklist groups an object under: as the

@@ -1,6 +1,7 @@
 package crmcheck
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -189,7 +190,7 @@ func (d *dvBackend) describe(ctx context.Context, table string) ([]byte, bool, e
 	case status == http.StatusNotFound:
 		return nil, false, nil
 	case status != http.StatusOK:
-		return nil, false, &connectors.Error{Kind: connectors.Permanent, Status: status, Code: or(dvErrorCode(body), fmt.Sprint(status))}
+		return nil, false, &connectors.Error{Kind: connectors.Permanent, Status: status, Code: cmp.Or(dvErrorCode(body), fmt.Sprint(status))}
 	}
 	return d.withOptions(ctx, table, body), true, nil
 }

@@ -1,6 +1,7 @@
 package crmcheck
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,7 +79,7 @@ func (s *sfBackend) login(ctx context.Context) (bool, string) {
 		return false, "signed in, but the org's daily API requests are used up (REQUEST_LIMIT_EXCEEDED): nothing can be sent or checked until the 24-hour window frees some; Setup > Company Information shows the allocation"
 	}
 	if e.Status == http.StatusNotFound {
-		return false, "signed in, but the org has no REST API at " + s.cfg.LoginURL + " for API version " + or(s.cfg.APIVersion, "62.0") + ": check crm.salesforce.api_version"
+		return false, "signed in, but the org has no REST API at " + s.cfg.LoginURL + " for API version " + cmp.Or(s.cfg.APIVersion, "62.0") + ": check crm.salesforce.api_version"
 	}
 	return false, "signed in, but reading /limits failed: " + e.Detail()
 }

@@ -134,14 +134,22 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 	return c, nil
 }
 
-// newWriteback builds the note handler and poller.
-func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback.CRM, cp *checkpoint.Log, log *slog.Logger) (*writeback.Handler, *writeback.Source, error) {
-	wcfg := writeback.Config{Object: wb.Object, FlagField: wb.FlagField, DocPrefix: wb.DocPrefix,
+// WritebackConfig is the write-back's configuration as the config file
+// gives it (names left empty take the CRM's defaults where they are used;
+// Config.WithDefaults fills them in). The daemon and crm check read it
+// alike.
+func WritebackConfig(wb *config.WritebackConfig) writeback.Config {
+	return writeback.Config{Object: wb.Object, FlagField: wb.FlagField, DocPrefix: wb.DocPrefix,
 		SendingApp: wb.SendingApplication, SendingFacility: wb.SendingFacility,
 		ReceivingApp: wb.ReceivingApplication, ReceivingFacility: wb.ReceivingFacility,
 		AuthorField: wb.AuthorField, AuthorRequired: wb.AuthorRequired,
 		EncounterRule: wb.EncounterRule, EncounterLinkField: wb.EncounterLinkField, EncounterRequired: wb.EncounterRequired,
 		ReplaceTrigger: wb.ReplaceTrigger, AEMaxAttempts: wb.Target.AEMaxAttempts}
+}
+
+// newWriteback builds the note handler and poller.
+func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback.CRM, cp *checkpoint.Log, log *slog.Logger) (*writeback.Handler, *writeback.Source, error) {
+	wcfg := WritebackConfig(wb)
 	mdm, err := writeback.LoadMDM(wb.MDMMapping, mappings.Options{Zone: time.UTC})
 	if err != nil {
 		return nil, nil, fmt.Errorf("writeback.mdm_mapping does not lint:\n%w", err)

@@ -114,6 +114,13 @@ func DefaultConfig(flavor string) Config {
 	return c
 }
 
+// WithDefaults is c with every name it leaves empty defaulted for the
+// CRM's flavor ("salesforce" or "dataverse").
+func (c Config) WithDefaults(flavor string) Config {
+	c.defaults(flavor)
+	return c
+}
+
 // defaults fills in the names of the CRM's flavor ("salesforce" or
 // "dataverse").
 func (c *Config) defaults(flavor string) {
