@@ -601,7 +601,7 @@ func (sc *schemaChecker) required(written map[string]bool) {
 	sort.Strings(names)
 	for _, n := range names {
 		fs := sc.o.fields[strings.ToLower(n)]
-		if written[strings.ToLower(n)] || sc.writtenByNav(n, written) {
+		if written[strings.ToLower(n)] || !sc.o.dataverse && written[personName[strings.ToLower(sc.o.name+"."+n)]] {
 			sc.check(sc.op.line, sc.op.col, fs.name, CheckRequired, true, "")
 		} else if fs.required == "warning" {
 			sc.warn(sc.op.line, sc.op.col, fs.name, CheckRequired, "%s.%s is business-required (forms require it; the Web API does not) and this upsert does not write it", sc.o.name, fs.name)
@@ -611,16 +611,13 @@ func (sc *schemaChecker) required(written map[string]bool) {
 	}
 }
 
-// writtenByNav reports a lookup column set through its navigation
-// property.
-func (sc *schemaChecker) writtenByNav(column string, written map[string]bool) bool {
-	for _, n := range sc.o.navs {
-		if n.column == strings.ToLower(column) && written[strings.ToLower(n.column)] {
-			return true
-		}
-	}
-	return false
-}
+// personName: a required Salesforce name field a person's name stands in
+// for. An org's describe shows Account.Name not nillable (a business
+// account's name), while a Person Account is created with LastName and its
+// Name is made from the person's names
+// (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_account.htm,
+// Person Account fields); the shipped set creates Person Accounts.
+var personName = map[string]string{"account.name": "lastname"}
 
 // typeMismatch names what an expression gives that the field's type does
 // not take, or "". Dataverse (OData) is strict: a number column takes a

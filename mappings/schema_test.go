@@ -18,6 +18,7 @@ const (
  {"name":"Created__c","type":"datetime","nillable":true,"createable":false,"updateable":false},
  {"name":"Active__c","type":"boolean","nillable":false,"createable":true,"updateable":true,"defaultedOnCreate":true},
  {"name":"Code__c","type":"string","length":5,"nillable":true,"createable":true,"updateable":true},
+ {"name":"Note__c","type":"string","length":255,"nillable":true,"createable":true,"updateable":true},
  {"name":"Rating","type":"picklist","nillable":true,"createable":true,"updateable":true,"restrictedPicklist":true,
   "picklistValues":[{"value":"Hot","active":true},{"value":"Cold","active":true},{"value":"Old","active":false}]},
  {"name":"Source","type":"picklist","nillable":true,"createable":true,"updateable":true,
@@ -115,7 +116,7 @@ ops:
     key_field: Loose__c
     key: PID-3.1
     fields:
-      LastName: PID-5.1
+      Note__c: PID-5.1
       Created__c: PID-7
       Rating: lookup(rating, PID-8)
       Source: 'Fax'
@@ -216,5 +217,22 @@ func TestSchemaPartialAttributes(t *testing.T) {
 	_, err := Compile("p.yaml", []byte(src), Options{Schemas: s})
 	if err == nil || strings.Contains(err.Error(), "new_other") || !strings.Contains(err.Error(), "task.subject holds 5 characters") {
 		t.Errorf("problems: %v; want only subject's length", err)
+	}
+}
+
+// A Person Account is created with LastName: an org's describe shows
+// Account.Name not nillable (the business account's name), and an upsert
+// writing LastName does not lack it; one writing neither does.
+func TestSchemaPersonAccountName(t *testing.T) {
+	s := testSchemas(t)
+	for _, c := range []struct {
+		fields string
+		ok     bool
+	}{{"{LastName: PID-5.1}", true}, {"{Note__c: PID-5.1}", false}} {
+		src := "when: {hl7: ADT}\nops:\n  - object: Account\n    key_field: Key__c\n    key: concat(ns(MSH-4), \"|\", PID-3.1)\n    fields: " + c.fields + "\n"
+		_, err := Compile("p.yaml", []byte(src), Options{Schemas: s})
+		if got := err == nil || !strings.Contains(err.Error(), "requires Name"); got != c.ok {
+			t.Errorf("%s: %v", c.fields, err)
+		}
 	}
 }
