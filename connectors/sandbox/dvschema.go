@@ -217,39 +217,26 @@ func (s *dvSchemaSet) merge(d *dvEntityDef) {
 	if len(d.Attributes) > 0 {
 		h.PartialAttributes = d.PartialAttributes // an org's own definition lists every column
 	}
-	for _, a := range d.Attributes {
+	h.Attributes = mergeByKey(h.Attributes, d.Attributes, func(a *dvAttribute) string { return strings.ToLower(a.LogicalName) })
+	h.Keys = mergeByKey(h.Keys, d.Keys, func(k dvKeyMeta) string { return strings.ToLower(k.LogicalName) })
+	h.ManyToOneRelationships = mergeByKey(h.ManyToOneRelationships, d.ManyToOneRelationships, func(r dvRelationship) string { return r.ReferencingEntityNavigationPropertyName })
+}
+
+// mergeByKey replaces each element of have whose key equals an added
+// element's key, and appends the added elements no element of have matches.
+func mergeByKey[T any](have, add []T, key func(T) string) []T {
+	for _, a := range add {
 		replaced := false
-		for i, old := range h.Attributes {
-			if strings.EqualFold(old.LogicalName, a.LogicalName) {
-				h.Attributes[i], replaced = a, true
+		for i, old := range have {
+			if key(old) == key(a) {
+				have[i], replaced = a, true
 			}
 		}
 		if !replaced {
-			h.Attributes = append(h.Attributes, a)
+			have = append(have, a)
 		}
 	}
-	for _, k := range d.Keys {
-		replaced := false
-		for i, old := range h.Keys {
-			if strings.EqualFold(old.LogicalName, k.LogicalName) {
-				h.Keys[i], replaced = k, true
-			}
-		}
-		if !replaced {
-			h.Keys = append(h.Keys, k)
-		}
-	}
-	for _, r := range d.ManyToOneRelationships {
-		replaced := false
-		for i, old := range h.ManyToOneRelationships {
-			if old.ReferencingEntityNavigationPropertyName == r.ReferencingEntityNavigationPropertyName {
-				h.ManyToOneRelationships[i], replaced = r, true
-			}
-		}
-		if !replaced {
-			h.ManyToOneRelationships = append(h.ManyToOneRelationships, r)
-		}
-	}
+	return have
 }
 
 // index builds the lookups of a table from its definition.
