@@ -139,6 +139,13 @@ var describedSystemFields = []describeField{
 
 // relationshipOf is the relationship name of a lookup field by the API's
 // naming: AccountId → Account, Patient__c → Patient__r; "" if neither.
+// "When you use a relationship name in a query, you must use the
+// relationship names without the __c. Instead, append an __r"
+// (https://developer.salesforce.com/docs/platform/salesforce-soql-sosl/guide/sforce-api-calls-soql-relationships-and-custom-objects.html);
+// Contact's lookup AccountId has relationshipName Account
+// (https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_understanding.htm).
+// Dropping "Id" from other standard lookups is the sandbox's inference
+// from that example, used only where the source gives no name.
 func relationshipOf(field string) string {
 	if base, ok := strings.CutSuffix(field, "__c"); ok {
 		return base + "__r"
