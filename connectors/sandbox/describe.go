@@ -139,9 +139,9 @@ var describedSystemFields = []describeField{
 
 // relationshipOf is the relationship name of a lookup field by the API's
 // naming: AccountId → Account, Patient__c → Patient__r; "" if neither.
-// "When you use a relationship name in a query, you must use the
-// relationship names without the __c. Instead, append an __r"
-// (https://developer.salesforce.com/docs/platform/salesforce-soql-sosl/guide/sforce-api-calls-soql-relationships-and-custom-objects.html);
+// A custom lookup's relationship name is its name with __r in place of
+// __c ("Understanding Relationship Names, Custom Objects, and Custom
+// Fields", https://developer.salesforce.com/docs/platform/salesforce-soql-sosl/guide/sforce-api-calls-soql-relationships-and-custom-objects.html);
 // Contact's lookup AccountId has relationshipName Account
 // (https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_understanding.htm).
 // Dropping "Id" from other standard lookups is the sandbox's inference
