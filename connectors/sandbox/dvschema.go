@@ -124,13 +124,12 @@ type dvTableSchema struct {
 	Navigation map[string]dvNav
 	name       string // logical name
 	cols       map[string]*dvAttribute
-	partial    bool // PartialAttributes: unknown columns and navigation properties are accepted
 }
 
 // knowsColumn reports whether a column or navigation property name is one the
 // table may have: listed, a site's own (new_), or any on a partial table.
 func (t *dvTableSchema) knowsColumn(name string) bool {
-	return t.partial || t.cols[strings.ToLower(name)] != nil || siteOwn(name)
+	return t.def.PartialAttributes || t.cols[strings.ToLower(name)] != nil || siteOwn(name)
 }
 
 // dvNav is a single-valued navigation property: its lookup column and the
@@ -243,7 +242,6 @@ func mergeByKey[T any](have, add []T, key func(T) string) []T {
 func (t *dvTableSchema) index() {
 	t.Set = t.def.EntitySetName
 	t.Activity = t.def.IsActivity != nil && *t.def.IsActivity
-	t.partial = t.def.PartialAttributes
 	t.cols = map[string]*dvAttribute{}
 	for _, a := range t.def.Attributes {
 		t.cols[strings.ToLower(a.LogicalName)] = a
