@@ -50,26 +50,16 @@ type describeResult struct {
 	URLs       map[string]string `json:"urls"`
 }
 
+// describeField is a field as a describe shows it: the schema's sfField
+// with the properties a describe words differently (the sandbox infers
+// custom from the name; picklist values carry a label; a field with no
+// relationship shows relationshipName null). encoding/json lets these
+// shallower fields hide sfField's of the same name.
 type describeField struct {
-	Name               string              `json:"name"`
-	Label              string              `json:"label"`
-	Type               string              `json:"type"`
-	Custom             bool                `json:"custom"`
-	Length             int                 `json:"length"`
-	Precision          int                 `json:"precision"`
-	Scale              int                 `json:"scale"`
-	Nillable           bool                `json:"nillable"`
-	Createable         bool                `json:"createable"`
-	Updateable         bool                `json:"updateable"`
-	DefaultedOnCreate  bool                `json:"defaultedOnCreate"`
-	ExternalID         bool                `json:"externalId"`
-	IDLookup           bool                `json:"idLookup"`
-	Unique             bool                `json:"unique"`
-	CaseSensitive      bool                `json:"caseSensitive"`
-	RestrictedPicklist bool                `json:"restrictedPicklist"`
-	PicklistValues     []describePickValue `json:"picklistValues"`
-	ReferenceTo        []string            `json:"referenceTo"`
-	RelationshipName   *string             `json:"relationshipName"`
+	sfField
+	Custom           bool                `json:"custom"`
+	PicklistValues   []describePickValue `json:"picklistValues"`
+	RelationshipName *string             `json:"relationshipName"`
 }
 
 type describePickValue struct {
@@ -93,13 +83,8 @@ func (o *sfObject) describe(version string) describeResult {
 		d.Label = o.Name
 	}
 	for _, f := range o.Fields {
-		df := describeField{
-			Name: f.Name, Label: f.Label, Type: f.Type, Custom: strings.HasSuffix(f.Name, "__c"),
-			Length: f.Length, Precision: f.Precision, Scale: f.Scale, Nillable: f.Nillable,
-			Createable: f.Createable, Updateable: f.Updateable, DefaultedOnCreate: f.DefaultedOnCreate,
-			ExternalID: f.ExternalID, IDLookup: f.IDLookup, Unique: f.Unique, CaseSensitive: f.CaseSensitive,
-			RestrictedPicklist: f.RestrictedPicklist, PicklistValues: []describePickValue{}, ReferenceTo: []string{},
-		}
+		df := describeField{sfField: *f, Custom: strings.HasSuffix(f.Name, "__c"), PicklistValues: []describePickValue{}}
+		df.ReferenceTo = []string{}
 		if df.Label == "" {
 			df.Label = f.Name
 		}
@@ -143,17 +128,24 @@ func (o *sfObject) describe(version string) describeResult {
 // describedSystemFields are the system fields as a describe shows them:
 // set by the platform, read-only.
 var describedSystemFields = []describeField{
-	{Name: "Id", Label: "Record ID", Type: "id", Length: 18, IDLookup: true, DefaultedOnCreate: true},
-	{Name: "IsDeleted", Label: "Deleted", Type: "boolean", DefaultedOnCreate: true},
-	{Name: "CreatedById", Label: "Created By ID", Type: "reference", Length: 18, DefaultedOnCreate: true},
-	{Name: "CreatedDate", Label: "Created Date", Type: "datetime", DefaultedOnCreate: true},
-	{Name: "LastModifiedById", Label: "Last Modified By ID", Type: "reference", Length: 18, DefaultedOnCreate: true},
-	{Name: "LastModifiedDate", Label: "Last Modified Date", Type: "datetime", DefaultedOnCreate: true},
-	{Name: "SystemModstamp", Label: "System Modstamp", Type: "datetime", DefaultedOnCreate: true},
+	{sfField: sfField{Name: "Id", Label: "Record ID", Type: "id", Length: 18, IDLookup: true, DefaultedOnCreate: true}},
+	{sfField: sfField{Name: "IsDeleted", Label: "Deleted", Type: "boolean", DefaultedOnCreate: true}},
+	{sfField: sfField{Name: "CreatedById", Label: "Created By ID", Type: "reference", Length: 18, DefaultedOnCreate: true}},
+	{sfField: sfField{Name: "CreatedDate", Label: "Created Date", Type: "datetime", DefaultedOnCreate: true}},
+	{sfField: sfField{Name: "LastModifiedById", Label: "Last Modified By ID", Type: "reference", Length: 18, DefaultedOnCreate: true}},
+	{sfField: sfField{Name: "LastModifiedDate", Label: "Last Modified Date", Type: "datetime", DefaultedOnCreate: true}},
+	{sfField: sfField{Name: "SystemModstamp", Label: "System Modstamp", Type: "datetime", DefaultedOnCreate: true}},
 }
 
 // relationshipOf is the relationship name of a lookup field by the API's
 // naming: AccountId → Account, Patient__c → Patient__r; "" if neither.
+// A custom lookup's relationship name is its name with __r in place of
+// __c ("Understanding Relationship Names, Custom Objects, and Custom
+// Fields", https://developer.salesforce.com/docs/platform/salesforce-soql-sosl/guide/sforce-api-calls-soql-relationships-and-custom-objects.html);
+// Contact's lookup AccountId has relationshipName Account
+// (https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_understanding.htm).
+// Dropping "Id" from other standard lookups is the sandbox's inference
+// from that example, used only where the source gives no name.
 func relationshipOf(field string) string {
 	if base, ok := strings.CutSuffix(field, "__c"); ok {
 		return base + "__r"

@@ -131,3 +131,58 @@ func TestLimitsResource(t *testing.T) {
 		t.Errorf("after 3 calls: %+v", d)
 	}
 }
+
+// A describe field has each property once, under its describe name: the
+// describe type embeds the schema's field and hides its picklistValues and
+// relationshipName with the describe's (relationshipName null where a
+// field has none, picklist values with a label).
+func TestDescribeFieldKeys(t *testing.T) {
+	s, err := loadSchema(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.objects["careobservation"]
+	if o == nil {
+		t.Fatal("no CareObservation in the published schema")
+	}
+	b, err := json.Marshal(o.describe("v62.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Fields []map[string]json.RawMessage `json:"fields"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"name", "label", "type", "custom", "length", "precision", "scale", "nillable", "createable",
+		"updateable", "defaultedOnCreate", "externalId", "idLookup", "unique", "caseSensitive", "restrictedPicklist",
+		"picklistValues", "referenceTo", "relationshipName"}
+	if len(r.Fields) == 0 {
+		t.Fatal("no fields")
+	}
+	for _, f := range r.Fields {
+		if len(f) != len(want) {
+			t.Errorf("field %s: %d keys, want %d: %v", f["name"], len(f), len(want), f)
+		}
+		for _, k := range want {
+			if _, ok := f[k]; !ok {
+				t.Errorf("field %s: no %q", f["name"], k)
+			}
+		}
+		var typ string
+		_ = json.Unmarshal(f["type"], &typ)
+		if typ != "reference" && string(f["relationshipName"]) != "null" {
+			t.Errorf("field %s (%s): relationshipName %s, want null", f["name"], typ, f["relationshipName"])
+		}
+		if typ == "picklist" {
+			var pv []map[string]any
+			_ = json.Unmarshal(f["picklistValues"], &pv)
+			for _, p := range pv {
+				if _, ok := p["label"]; !ok {
+					t.Errorf("field %s: picklist value without label: %v", f["name"], p)
+				}
+			}
+		}
+	}
+}

@@ -41,6 +41,9 @@ func dvMetaID(parts ...string) string {
 
 // dvMetadata serves GET EntityDefinitions...; path is below the version.
 func (s *Server) dvMetadata(w http.ResponseWriter, r *http.Request, version, path string) {
+	// The sandbox serves only the read calls; Dataverse also takes
+	// POST/PUT/DELETE here (creating and changing definitions), so this
+	// refusal and its text are the sandbox's own.
 	if r.Method != http.MethodGet {
 		writeDVError(w, dverr(http.StatusMethodNotAllowed, dvBadRequest, "The request method %s is not supported on table definitions by the sandbox.", r.Method))
 		return
@@ -113,6 +116,8 @@ func (s *Server) dvMetadata(w http.ResponseWriter, r *http.Request, version, pat
 		}
 		a := t.cols[strings.ToLower(col)]
 		if a == nil {
+			// 404 ObjectDoesNotExist; the text is the sandbox's (no
+			// source quotes Dataverse's answer for a missing column).
 			writeDVError(w, dverr(http.StatusNotFound, dvNotFound, "Could not find attribute with LogicalName '%s' on entity '%s'.", col, t.name))
 			return
 		}

@@ -124,13 +124,12 @@ type dvTableSchema struct {
 	Navigation map[string]dvNav
 	name       string // logical name
 	cols       map[string]*dvAttribute
-	partial    bool // PartialAttributes: unknown columns and navigation properties are accepted
 }
 
 // knowsColumn reports whether a column or navigation property name is one the
 // table may have: listed, a site's own (new_), or any on a partial table.
 func (t *dvTableSchema) knowsColumn(name string) bool {
-	return t.partial || t.cols[strings.ToLower(name)] != nil || siteOwn(name)
+	return t.def.PartialAttributes || t.cols[strings.ToLower(name)] != nil || siteOwn(name)
 }
 
 // dvNav is a single-valued navigation property: its lookup column and the
@@ -217,46 +216,32 @@ func (s *dvSchemaSet) merge(d *dvEntityDef) {
 	if len(d.Attributes) > 0 {
 		h.PartialAttributes = d.PartialAttributes // an org's own definition lists every column
 	}
-	for _, a := range d.Attributes {
+	h.Attributes = mergeByKey(h.Attributes, d.Attributes, func(a *dvAttribute) string { return strings.ToLower(a.LogicalName) })
+	h.Keys = mergeByKey(h.Keys, d.Keys, func(k dvKeyMeta) string { return strings.ToLower(k.LogicalName) })
+	h.ManyToOneRelationships = mergeByKey(h.ManyToOneRelationships, d.ManyToOneRelationships, func(r dvRelationship) string { return r.ReferencingEntityNavigationPropertyName })
+}
+
+// mergeByKey replaces each element of have whose key equals an added
+// element's key, and appends the added elements no element of have matches.
+func mergeByKey[T any](have, add []T, key func(T) string) []T {
+	for _, a := range add {
 		replaced := false
-		for i, old := range h.Attributes {
-			if strings.EqualFold(old.LogicalName, a.LogicalName) {
-				h.Attributes[i], replaced = a, true
+		for i, old := range have {
+			if key(old) == key(a) {
+				have[i], replaced = a, true
 			}
 		}
 		if !replaced {
-			h.Attributes = append(h.Attributes, a)
+			have = append(have, a)
 		}
 	}
-	for _, k := range d.Keys {
-		replaced := false
-		for i, old := range h.Keys {
-			if strings.EqualFold(old.LogicalName, k.LogicalName) {
-				h.Keys[i], replaced = k, true
-			}
-		}
-		if !replaced {
-			h.Keys = append(h.Keys, k)
-		}
-	}
-	for _, r := range d.ManyToOneRelationships {
-		replaced := false
-		for i, old := range h.ManyToOneRelationships {
-			if old.ReferencingEntityNavigationPropertyName == r.ReferencingEntityNavigationPropertyName {
-				h.ManyToOneRelationships[i], replaced = r, true
-			}
-		}
-		if !replaced {
-			h.ManyToOneRelationships = append(h.ManyToOneRelationships, r)
-		}
-	}
+	return have
 }
 
 // index builds the lookups of a table from its definition.
 func (t *dvTableSchema) index() {
 	t.Set = t.def.EntitySetName
 	t.Activity = t.def.IsActivity != nil && *t.def.IsActivity
-	t.partial = t.def.PartialAttributes
 	t.cols = map[string]*dvAttribute{}
 	for _, a := range t.def.Attributes {
 		t.cols[strings.ToLower(a.LogicalName)] = a

@@ -298,7 +298,7 @@ func (s *store) dvColumns(table *objectStore, fields Record, resolve bool) (Reco
 		var declared *dvNav
 		if schema != nil && !siteOwn(nav) {
 			n, ok := schema.Navigation[nav]
-			if !ok && !schema.partial {
+			if !ok && !schema.def.PartialAttributes {
 				return nil, dvUndeclaredNav(table, nav)
 			}
 			if ok {

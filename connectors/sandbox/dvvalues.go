@@ -64,6 +64,12 @@ const (
 	dvTypeMismatch = "0x0"        // a JSON value of the wrong type for the column's Edm type
 )
 
+// dvTypeMismatch: Dataverse answers OData type errors with code 0x0 (e.g.
+// "A binary operator with incompatible types was detected ..." in
+// https://github.com/rappen/FetchXMLBuilder/issues/753); the wording of
+// the sandbox's wrong-type message is its own (no source quotes
+// Dataverse's answer to a JSON value of the wrong type in a body).
+
 // dvCheckValue checks one column value against its metadata and returns
 // the value to store (a decimal rounded to the column's precision).
 func dvCheckValue(table string, a *dvAttribute, v any) (any, *dvError) {

@@ -113,6 +113,14 @@ func (s *Server) getOne(w http.ResponseWriter, r *http.Request, version, object,
 		} else if ids := o.find(keyField, id, s.st.schema.folds(object, keyField)); len(ids) == 1 {
 			rec = o.Records[ids[0]]
 		} else if len(ids) > 1 {
+			// Several records hold the key: 300 and their URLs, as for
+			// upsert ("If the value is not unique, REST API returns a 300
+			// response with the list of matching records",
+			// https://developer.salesforce.com/docs/atlas.en-us.224.0.api_rest.meta/api_rest/dome_upsert.htm,
+			// the page covering both GET and upsert by external ID; the
+			// GET resource's own page,
+			// https://developer.salesforce.com/docs/platform/api-rest/guide/resources-sobject-upsert-get.html,
+			// says nothing of several matches).
 			for _, x := range ids {
 				several = append(several, "/services/data/"+version+"/sobjects/"+o.Name+"/"+x)
 			}
@@ -306,7 +314,15 @@ func (s *Server) collections(w http.ResponseWriter, r *http.Request, version str
 		return k
 	}
 	if len(rest) == 2 {
-		// A key repeated in one request fails on each of its records.
+		// A key repeated in one request fails on each of its records:
+		// "If the key is matched multiple times, then an error is
+		// generated and the object record is neither inserted or
+		// updated" (Apex upsert,
+		// https://developer.salesforce.com/docs/atlas.en-us.apexcode.meta/apexcode/langCon_apex_dml_examples_upsert.htm).
+		// That a key repeated within one request counts as several
+		// matches, and the DUPLICATE_VALUE code and message below, are
+		// the sandbox's choice: the collections upsert page publishes
+		// neither.
 		for _, it := range items {
 			if v, ok := it.fields.Get(rest[1]); ok {
 				if key, isStr := v.(string); isStr {

@@ -523,6 +523,10 @@ func validVersion(v string) bool {
 	return err == nil && f >= 20 && f < 100
 }
 
+// limits serves GET /services/data/vXX.X/limits/, "Lists information
+// about limits in your org" (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm).
+// Of the limits that resource returns, the sandbox serves only
+// DailyApiRequests (its Max and Remaining), the one the bridge reads.
 func (s *Server) limits(w http.ResponseWriter) {
 	used := int(s.apiRequests.Load()) + s.opts.UsedAtStart
 	writeJSON(w, http.StatusOK, map[string]any{

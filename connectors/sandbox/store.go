@@ -454,6 +454,12 @@ func (s *store) upsert(object, keyField, key string, fields Record, idLookupOK b
 	case 1:
 		return ids[0], false, nil, s.update(object, ids[0], fields)
 	}
+	// "If the external ID matches multiple existing records, then a 300
+	// error is returned, and no records are created or updated"
+	// (https://developer.salesforce.com/docs/platform/api-rest/guide/resources-sobject-upsert-patch.html);
+	// the body lists the matching records' URLs ("a 300 response with the
+	// list of matching records",
+	// https://developer.salesforce.com/docs/atlas.en-us.224.0.api_rest.meta/api_rest/dome_upsert.htm).
 	for _, id := range ids {
 		urls = append(urls, "/sobjects/"+o.Name+"/"+id)
 	}
