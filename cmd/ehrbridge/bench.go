@@ -130,7 +130,9 @@ message each) arriving as the CRM starts answering 503 for --outage: CRM
 requests per patient, token requests, retries and probes included, and
 how soon after the CRM is back the drain begins, with the pipeline's
 breaker and without it (each batch retrying on its own, as before issue
-27); --outage -1s skips it. Prints the figures and the goals.`
+27), beside the same burst to a healthy CRM; on Dataverse also the
+operations it ran (its entitlement counts each request inside a $batch);
+--outage -1s skips it. Prints the figures and the goals.`
 
 func benchCRM(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench crm", flag.ContinueOnError)

@@ -80,8 +80,9 @@ func (p CRMPhase) PerRecord() float64 { return float64(p.Requests) / float64(max
 type CRMReport struct {
 	Backlog, Trickle, Slow CRMPhase
 	// Outage is the burst during an outage with the breaker, NoBreaker
-	// the same without (the behaviour before issue 27); zero when skipped.
-	Outage, NoBreaker OutagePhase
+	// the same without (the behaviour before issue 27), Healthy the same
+	// burst to a healthy CRM; zero when skipped.
+	Outage, NoBreaker, Healthy OutagePhase
 }
 
 // CRM measures how economically and how fast the pipeline sends records to
@@ -144,6 +145,11 @@ func CRM(ctx context.Context, opts CRMOptions, w io.Writer) (CRMReport, error) {
 		return rep, err
 	}
 	oo := OutageOptions{CRM: opts.CRM, Mappings: opts.Mappings, Dir: opts.Dir, Patients: opts.OutagePatients, Outage: opts.Outage, ProbeMax: opts.ProbeMax}
+	healthy := oo
+	healthy.Baseline = true
+	if rep.Healthy, err = Outage(ctx, healthy); err != nil {
+		return rep, err
+	}
 	if rep.Outage, err = Outage(ctx, oo); err != nil {
 		return rep, err
 	}
@@ -151,7 +157,7 @@ func CRM(ctx context.Context, opts CRMOptions, w io.Writer) (CRMReport, error) {
 	if rep.NoBreaker, err = Outage(ctx, oo); err != nil {
 		return rep, err
 	}
-	return rep, writeOutage(w, rep.Outage, rep.NoBreaker)
+	return rep, writeOutage(w, rep.Healthy, rep.Outage, rep.NoBreaker)
 }
 
 // crmPhase runs one phase in a fresh log and sandbox: a backlog (rate 0)

@@ -53,6 +53,15 @@ type OutagePhase struct {
 	// Requests are the CRM API requests of the whole run (token, probes
 	// and retries included); Probes the breaker's probes among them.
 	Requests, Probes int64
+	// Operations are, on Dataverse, the Web API operations the CRM ran,
+	// each request inside a $batch counted on its own (a $batch refused
+	// as a whole runs none): what Microsoft's entitlement counts ("Entitlement
+	// limits are based on CRUD operations and accrue whether or not they are
+	// included in a batch operation", Service protection API limits,
+	// learn.microsoft.com/power-apps/developer/data-platform/api-limits).
+	// Zero on Salesforce, whose API allocation counts a Composite or
+	// Collections request once: Requests is its count.
+	Operations int64
 	// DrainStart is from the CRM's recovery to the first record done;
 	// Elapsed from the burst to the last.
 	DrainStart, Elapsed time.Duration
@@ -186,7 +195,11 @@ func Outage(ctx context.Context, opts OutageOptions) (OutagePhase, error) {
 		return ph, err
 	}
 	ph.DrainStart = first.Sub(back)
-	ph.Requests, ph.Probes = sb.Stats().RequestsTotal, p.Breaker().Probes
+	st := sb.Stats()
+	ph.Requests, ph.Probes = st.RequestsTotal, p.Breaker().Probes
+	if opts.CRM == "dataverse" {
+		ph.Operations = dataverseOperations(st.ByEndpoint)
+	}
 	select {
 	case ph.ProbeInterval = <-intervalAtBack:
 	default:
@@ -206,13 +219,35 @@ func appendPatient(ctx context.Context, l *checkpoint.Log, n int) error {
 	return err
 }
 
-// writeOutage prints the outage phases, with and without the breaker,
-// and the goal.
-func writeOutage(w io.Writer, with, without OutagePhase) error {
+// dataverseOperations counts the Dataverse Web API operations the sandbox
+// ran (single requests and each part of a $batch, probes included), not
+// the $batch envelopes nor token requests.
+func dataverseOperations(by map[string]int64) int64 {
+	var n int64
+	for k, v := range by {
+		if strings.HasPrefix(k, "dv_") && k != "dv_batch" && k != "dv_token" {
+			n += v
+		}
+	}
+	return n
+}
+
+// writeOutage prints the outage phases (the same burst to a healthy CRM,
+// during the outage without the breaker and with it), and the goal.
+func writeOutage(w io.Writer, healthy, with, without OutagePhase) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-48s %8s %9s %7s %12s %10s\n", "outage phase", "patients", "requests", "probes", "req/patient", "drain in")
-	for _, p := range []OutagePhase{without, with} {
-		fmt.Fprintf(&b, "%-48s %8d %9d %7d %12.4f %10s\n", p.Name, p.Patients, p.Requests, p.Probes, p.PerPatient(), p.DrainStart.Round(10*time.Millisecond))
+	dv := healthy.Operations > 0
+	opsHead := ""
+	if dv {
+		opsHead = fmt.Sprintf(" %10s %11s", "operations", "ops/patient")
+	}
+	fmt.Fprintf(&b, "\n%-48s %8s %9s %7s %12s %10s%s\n", "outage phase", "patients", "requests", "probes", "req/patient", "drain in", opsHead)
+	for _, p := range []OutagePhase{healthy, without, with} {
+		ops := ""
+		if dv {
+			ops = fmt.Sprintf(" %10d %11.4f", p.Operations, float64(p.Operations)/float64(max(p.Patients, 1)))
+		}
+		fmt.Fprintf(&b, "%-48s %8d %9d %7d %12.4f %10s%s\n", p.Name, p.Patients, p.Requests, p.Probes, p.PerPatient(), p.DrainStart.Round(10*time.Millisecond), ops)
 	}
 	ratio := 0.0
 	if without.PerPatient() > 0 {
@@ -220,6 +255,12 @@ func writeOutage(w io.Writer, with, without OutagePhase) error {
 	}
 	fmt.Fprintf(&b, "outage: %.4f requests per patient, all retries, probes and tokens included (goal ≤ %g) %s; %.2f of the cost without the breaker\n",
 		with.PerPatient(), GoalOutageRequests, verdict(with.PerPatient() <= GoalOutageRequests), ratio)
+	fmt.Fprintf(&b, "outage: %+d requests over the same burst to a healthy CRM (%.4f per patient), %d of them probes\n",
+		with.Requests-healthy.Requests, float64(with.Requests-healthy.Requests)/float64(max(with.Patients, 1)), with.Probes)
+	if dv {
+		fmt.Fprintf(&b, "outage: Dataverse ran %+d operations over the healthy burst (entitlement counts operations, in a $batch or not)\n",
+			with.Operations-healthy.Operations)
+	}
 	fmt.Fprintf(&b, "outage: drain began %s after the CRM was back (probe interval then %s) %s\n", with.DrainStart.Round(10*time.Millisecond),
 		with.ProbeInterval, verdict(with.DrainStart <= with.ProbeInterval+time.Second))
 	_, err := io.WriteString(w, b.String())

@@ -46,8 +46,8 @@ func TestOutageCostsOneProbe(t *testing.T) {
 			}
 			base := run(func(o *OutageOptions) { o.Baseline = true })
 			with := run(func(*OutageOptions) {})
-			t.Logf("%s: healthy %d requests; outage %d (%.4f per patient, %d probes, drain %v after recovery, probe interval %v)",
-				tc.crm, base.Requests, with.Requests, with.PerPatient(), with.Probes, with.DrainStart, with.ProbeInterval)
+			t.Logf("%s: healthy %d requests (%d operations); outage %d (%d operations; %.4f per patient, %d probes, drain %v after recovery, probe interval %v)",
+				tc.crm, base.Requests, base.Operations, with.Requests, with.Operations, with.PerPatient(), with.Probes, with.DrainStart, with.ProbeInterval)
 			if with.PerPatient() > tc.goal {
 				t.Errorf("%.4f requests per patient, goal ≤ %g", with.PerPatient(), tc.goal)
 			}
@@ -58,6 +58,17 @@ func TestOutageCostsOneProbe(t *testing.T) {
 			// plus a token; then nothing but probes until recovery.
 			if extra := with.Requests - base.Requests; extra > with.Probes+tc.retries*maxParallel+1 {
 				t.Errorf("the outage cost %d requests over a healthy drain, %d of them probes", extra, with.Probes)
+			}
+			// Dataverse's entitlement counts operations, in a $batch or
+			// not: a $batch refused as a whole ran none, so the outage adds
+			// only the probes.
+			if tc.crm == "dataverse" {
+				if base.Operations == 0 {
+					t.Error("no Dataverse operations counted for the healthy burst")
+				}
+				if extra := with.Operations - base.Operations; extra > with.Probes {
+					t.Errorf("the outage cost %d Dataverse operations over a healthy drain, %d probes", extra, with.Probes)
+				}
 			}
 			if with.DrainStart > with.ProbeInterval+time.Second {
 				t.Errorf("drain began %v after recovery, probe interval %v", with.DrainStart, with.ProbeInterval)
