@@ -36,6 +36,15 @@ type FHIR struct {
 	HTTP *http.Client
 }
 
+// InFlight is how long after a request the FHIR server may still apply
+// it: the HTTP client's timeout, else 60 s.
+func (f *FHIR) InFlight() time.Duration {
+	if f.HTTP != nil && f.HTTP.Timeout > 0 {
+		return f.HTTP.Timeout
+	}
+	return 60 * time.Second
+}
+
 func (f *FHIR) client() *fhirhttp.Client {
 	return &fhirhttp.Client{Base: f.Base, Auth: f.Auth, HTTP: f.HTTP}
 }

@@ -3,6 +3,7 @@ package writeback
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // The checkpoint log keeps, per note, what write-back sent to the EHR and
@@ -18,8 +19,9 @@ func filingKey(noteID string) string { return "writeback|filing|" + noteID }
 // filingState is what the log knows of a note's filings.
 type filingState struct {
 	// Sending is the version last sent (or about to be) with no answer
-	// recorded yet.
+	// recorded yet, SentAt when it was handed to the target (Unix ms).
 	Sending string `json:"sending,omitempty"`
+	SentAt  int64  `json:"sent_at,omitempty"`
 	// Filed is the document id the EHR filed, FiledVersion the version
 	// it filed last.
 	Filed        string `json:"filed,omitempty"`
@@ -54,9 +56,50 @@ func (h *Handler) putFiling(noteID string, st filingState) error {
 }
 
 // recordSending notes, before the send, that version goes to the EHR.
-func (h *Handler) recordSending(noteID, version string, st filingState) error {
-	st.Sending = version
+func (h *Handler) recordSending(noteID, version string, st filingState, now time.Time) error {
+	st.Sending, st.SentAt = version, now.UnixMilli()
 	return h.putFiling(noteID, st)
+}
+
+// unanswered moves the unanswered send of version to now: the target may
+// have written it (again) up to the moment it gave up.
+func (h *Handler) unanswered(noteID, version string) {
+	st, err := h.filing(noteID)
+	if err != nil || st.Sending != version {
+		return
+	}
+	st.SentAt = h.now().UnixMilli()
+	if err := h.putFiling(noteID, st); err != nil && h.Logger != nil {
+		h.Logger.Warn("write-back: could not record when an unanswered note version was last sent", "err", err)
+	}
+}
+
+// inFlighter is a Target whose sends can still reach the EHR after
+// ehrbridge stopped waiting for their answer (or stopped): a message
+// written to a connection before a crash is delivered all the same, and
+// an EHR that serves connections side by side may apply it after a newer
+// one sent on a new connection. InFlight is how long after a send that can
+// happen: the target's answer timeout.
+type inFlighter interface{ InFlight() time.Duration }
+
+// inFlightUntil is when an unanswered send of another version of the note
+// can no longer reach the EHR; zero when there is none to wait for. A
+// newer version is not sent before then, so that the EHR never applies an
+// older version of a document after a newer one.
+func (h *Handler) inFlightUntil(past filingState, version string) time.Time {
+	f, ok := h.Target.(inFlighter)
+	if !ok || past.Sending == "" || past.Sending == version || past.SentAt == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(past.SentAt).Add(f.InFlight())
+}
+
+// errInFlight: an earlier version's send may still reach the EHR; the
+// note is tried again at until.
+type errInFlight struct{ until time.Time }
+
+func (e *errInFlight) Error() string {
+	return "waiting until an earlier version's unanswered send can no longer reach the EHR"
 }
 
 // notFiled forgets that version was sent when the EHR answered that it did

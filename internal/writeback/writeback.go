@@ -12,6 +12,7 @@
 package writeback
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -433,12 +434,16 @@ func (h *Handler) handle(ctx context.Context, recs []*checkpoint.Record, settle 
 	return out
 }
 
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
 // one files one note version and says how it ended.
 func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Settlement {
-	now := time.Now
-	if h.Now != nil {
-		now = h.Now
-	}
+	now := h.now
 	s := checkpoint.Settlement{ID: rec.ID}
 	var note Note
 	if err := json.Unmarshal(rec.Payload, &note); err != nil {
@@ -449,11 +454,14 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 	var held *errHeld
 	var rej *Rejected
 	var def *Deferred
+	var inflight *errInFlight
 	switch {
 	case err == nil:
 		s.State, s.Targets = checkpoint.Done, []string{docID}
 	case errors.Is(err, errSuperseded):
 		s.State = checkpoint.Done
+	case errors.As(err, &inflight):
+		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, inflight.until, err.Error()
 	case errors.As(err, &held):
 		h.status(ctx, note.ID, "Held", "", held.reason)
 		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(h.Cfg.HeldRetry), err.Error()
@@ -520,6 +528,9 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 		// document would not be.
 		note.Filed = docID
 	}
+	if until := h.inFlightUntil(past, note.Version); h.now().Before(until) {
+		return "", &errInFlight{until}
+	}
 	pat, linked, err := h.patient(ctx, note.WhatID)
 	if err != nil {
 		return "", err
@@ -544,10 +555,18 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 		return "", &connectors.Error{Kind: connectors.Permanent, Code: "BUILD", Message: err.Error()}
 	}
 	doc := &Document{Note: note, ID: docID, Authority: pat.authority, MRN: pat.mrn, Visit: visit, Author: author, MDM: msg}
-	if err := h.recordSending(note.ID, note.Version, past); err != nil {
+	if err := h.recordSending(note.ID, note.Version, past, h.now()); err != nil {
 		return "", err
 	}
 	if err := h.Target.File(ctx, doc); err != nil {
+		var rej *Rejected
+		var def *Deferred
+		var held *errHeld
+		if !errors.As(err, &rej) && !errors.As(err, &def) && !errors.As(err, &held) && !errors.Is(err, ErrUnconfirmable) {
+			// No answer: the send (or the target's resends of it) may
+			// still reach the EHR until the answer timeout from now.
+			h.unanswered(note.ID, note.Version)
+		}
 		return "", err
 	}
 	if err := h.recordFiled(note.ID, note.Version, docID); err != nil {
@@ -809,6 +828,10 @@ func (e *Unreachable) Unwrap() error { return e.Err }
 // note was filed. The note is dead-lettered; fix the MDM mapping.
 var ErrUnconfirmable = errors.New("the MDM message asks the EHR for no acknowledgment on success (MSH-15 and MSH-16 each NE or ER); " +
 	"write-back needs AL or SU in one of them to know that a note was filed")
+
+// InFlight is how long after a send the EHR may still apply it: the
+// client's acknowledgment timeout.
+func (t *MLLP) InFlight() time.Duration { return cmp.Or(t.Client.AckTimeout, 30*time.Second) }
 
 // File implements Target.
 func (t *MLLP) File(ctx context.Context, doc *Document) error {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -420,3 +421,67 @@ func TestUnansweredSendMakesEditAReplacement(t *testing.T) {
 type targetFunc func(ctx context.Context, doc *Document) error
 
 func (f targetFunc) File(ctx context.Context, doc *Document) error { return f(ctx, doc) }
+
+// lateEHR is an EHR target whose first send of a note is applied late,
+// after ehrbridge stopped waiting for its answer (a message written to a
+// connection just before a crash is still delivered, and an EHR serving
+// connections side by side can apply it after a newer one). It keeps the
+// text it holds per document and the triggers it applied, in order.
+type lateEHR struct {
+	mu       sync.Mutex
+	text     map[string]string
+	triggers []string
+	sends    int
+	late     time.Duration // when the first send is applied
+	inFlight time.Duration
+	applied  chan struct{} // closed when the late send was applied
+}
+
+func (e *lateEHR) InFlight() time.Duration { return e.inFlight }
+
+func (e *lateEHR) File(_ context.Context, doc *Document) error {
+	trigger := doc.MDM.Header().Trigger
+	apply := func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.text[doc.ID] = doc.Note.Text
+		e.triggers = append(e.triggers, trigger)
+	}
+	e.mu.Lock()
+	e.sends++
+	first := e.sends == 1
+	e.mu.Unlock()
+	if first {
+		go func() { time.Sleep(e.late); apply(); close(e.applied) }()
+		return &Unreachable{Err: errors.New("no acknowledgment: the daemon stopped")}
+	}
+	apply()
+	return nil
+}
+
+// An edit is not sent while the unanswered send of the version before it
+// can still reach the EHR (the target's answer timeout): otherwise the
+// older version, delivered late, would overwrite the newer one in the
+// EHR. Found by make chaos (1 note in 2,250 on Dataverse); before, the
+// edit went out at once and the EHR was left holding the older text.
+func TestUnansweredSendIsNotOvertaken(t *testing.T) {
+	ehr := &lateEHR{text: map[string]string{}, late: 300 * time.Millisecond, inFlight: 800 * time.Millisecond, applied: make(chan struct{})}
+	r := newRig(t, func(string) Target { return ehr })
+	r.h.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
+	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"First text","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
+	r.poll(t)
+	waitUntil(t, "the first version sent", func() bool { ehr.mu.Lock(); defer ehr.mu.Unlock(); return ehr.sends == 1 })
+	r.user(t, "PATCH", "Task/"+task, `{"Description":"Edited text"}`)
+	r.poll(t)
+	waitUntil(t, "the edit filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
+	<-ehr.applied
+	ehr.mu.Lock()
+	defer ehr.mu.Unlock()
+	if got := ehr.text["EHRB-"+task]; got != "Edited text" {
+		t.Fatalf("the EHR holds %q after the edit was filed (applied in order: %v): the older version overtook it", got, ehr.triggers)
+	}
+	if len(ehr.triggers) != 2 || ehr.triggers[1] != "T10" {
+		t.Errorf("triggers applied %v, want T02 then the T10 replacement", ehr.triggers)
+	}
+}
