@@ -86,14 +86,15 @@ func runWritebackCrash(t *testing.T, side wbCRM) {
 
 	// The EHR: files each document it answers AA to, or applies and then
 	// hangs up before the ACK (an ambiguous outcome), or answers AE and
-	// files nothing. It keeps, per TXA-12, the MSH-10s of the new
+	// files nothing; it refuses (AR) a replacement of a document it never
+	// filed, as EHRs do. It keeps, per TXA-12, the MSH-10s of the new
 	// documents (T02) it filed and the text it holds now.
 	var mu sync.Mutex
 	docs := map[string]int{}                // TXA-12 → deliveries filed
 	newDocs := map[string]map[string]bool{} // TXA-12 → MSH-10s of filed T02s
 	text := map[string]string{}             // TXA-12 → the text the EHR holds
 	applied := map[string][]string{}        // TXA-12 → MSH-10, trigger and last line of every message filed, in order
-	dropped, aes := 0, 0
+	dropped, aes, unknown := 0, 0, 0
 	rng := rand.New(rand.NewPCG(7, 7))
 	ehr := &mllp.Server{Logger: slog.New(slog.DiscardHandler), Handler: mllp.HandlerFunc(func(ctx context.Context, req *mllp.Request) []byte {
 		m, err := hl7.Parse(req.Payload)
@@ -107,6 +108,13 @@ func runWritebackCrash(t *testing.T, side wbCRM) {
 			aes++
 			mu.Unlock()
 			return hl7.BuildAck(m, hl7.AE, "document store busy", nil, hl7.AckOptions{}).Bytes()
+		}
+		if parent, _ := m.GetString("TXA-13.1"); m.Header().Trigger != "T02" && docs[parent] == 0 {
+			// A replacement of a document this EHR never filed: refused,
+			// as a real EHR refuses it (the note would show Error).
+			unknown++
+			mu.Unlock()
+			return hl7.BuildAck(m, hl7.AR, "replaced document not found", nil, hl7.AckOptions{}).Bytes()
 		}
 		docs[doc]++
 		if m.Header().Trigger == "T02" {
@@ -327,5 +335,6 @@ sources:
 		}
 		t.Fatalf("%s", strings.Join(problems, "\n"))
 	}
-	t.Logf("write-back crash (%s): %d notes, %d edits, filed once each (%d delivered again after a crash or a dropped ACK, same MSH-10; %d ACKs dropped, %d AEs), %d kills", side.name, wbNotes, edits, redelivered, dropped, aes, kills)
+	t.Logf("write-back crash (%s): %d notes, %d edits, filed once each (%d delivered again after a crash or a dropped ACK, same MSH-10; %d ACKs dropped, %d AEs, %d replacements of a document the EHR never filed refused), %d kills",
+		side.name, wbNotes, edits, redelivered, dropped, aes, unknown, kills)
 }

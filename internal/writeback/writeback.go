@@ -411,8 +411,11 @@ const HeldPrefix = "held:"
 
 // errSuperseded: the note changed (or was withdrawn) since this version
 // was read; the newer version, behind this one in the note's lane, is
-// what gets filed.
-var errSuperseded = errors.New("superseded")
+// what gets filed. errEdited is the case of an edit.
+var (
+	errSuperseded = errors.New("superseded")
+	errEdited     = fmt.Errorf("%w: edited since", errSuperseded)
+)
 
 // Handle files each record in turn and reports its settlement through
 // settle before the next is sent (pipeline.NoteHandler).
@@ -505,14 +508,22 @@ func truncate(s string, n int) string {
 
 // file resolves, builds, files and reports one note version.
 func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
-	if err := h.current(ctx, note); err != nil {
-		return "", err
-	}
-	docID := h.Cfg.DocPrefix + note.ID
 	past, err := h.filing(note.ID)
 	if err != nil {
 		return "", err
 	}
+	past.settle()
+	if err := h.current(ctx, note); err != nil {
+		if !errors.Is(err, errEdited) || !past.unsure(note.Version) {
+			return "", err
+		}
+		// This version went to the EHR without an answer and the note
+		// was edited since: send it again (the same message, the same
+		// MSH-10) to learn whether the EHR holds it, so that the edit,
+		// next in the note's lane, is a replacement of a document the
+		// EHR has, or a new document if it never filed this one.
+	}
+	docID := h.Cfg.DocPrefix + note.ID
 	switch {
 	case past.Filed != "" && past.FiledVersion == note.Version:
 		// The EHR filed this very version (its AA is in the log) and the
@@ -522,10 +533,11 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 	case past.Filed != "":
 		note.Filed = past.Filed // an edit of a filed note: a replacement
 	case past.Sending != "" && past.Sending != note.Version:
-		// An earlier version went to the EHR and no answer was recorded:
-		// it may be filed. A replacement of it is safe either way (an EHR
-		// without it refuses the replacement, visibly); a second new
-		// document would not be.
+		// An earlier version went to the EHR and its outcome was never
+		// learned (a log an older release wrote; a note withdrawn and
+		// flagged again): it may be filed. A replacement of it is safe
+		// either way (an EHR without it refuses the replacement,
+		// visibly); a second new document would not be.
 		note.Filed = docID
 	}
 	if until := h.inFlightUntil(past, note.Version); h.now().Before(until) {
@@ -562,14 +574,17 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 		var rej *Rejected
 		var def *Deferred
 		var held *errHeld
-		if !errors.As(err, &rej) && !errors.As(err, &def) && !errors.As(err, &held) && !errors.Is(err, ErrUnconfirmable) {
+		switch {
+		case errors.As(err, &def):
+			h.deferred(note.ID, note.Version)
+		case !errors.As(err, &rej) && !errors.As(err, &held) && !errors.Is(err, ErrUnconfirmable):
 			// No answer: the send (or the target's resends of it) may
 			// still reach the EHR until the answer timeout from now.
 			h.unanswered(note.ID, note.Version)
 		}
 		return "", err
 	}
-	if err := h.recordFiled(note.ID, note.Version, docID); err != nil {
+	if err := h.recordFiled(note.ID, note.Version, docID, past); err != nil {
 		return "", err
 	}
 	return docID, h.filedStatus(ctx, note.ID, docID)
@@ -596,7 +611,7 @@ func (h *Handler) current(ctx context.Context, note *Note) error {
 	}
 	now := h.Cfg.note(h.CRM, recs[0])
 	if now.Version != note.Version {
-		return errSuperseded
+		return errEdited
 	}
 	if note.Filed == "" && now.Filed != "" && str(recs[0][h.Cfg.StatusField]) == "Filed" {
 		// Filed since this version was read: by this version (a retry

@@ -387,8 +387,8 @@ func TestEditAfterLostStatusIsReplacement(t *testing.T) {
 }
 
 // A version sent with no answer recorded (the daemon died while waiting)
-// may be filed: an edit of it is a replacement, never a second new
-// document. A version the EHR rejected (AR) was not filed: its edit is a
+// may be filed: it is sent again (same MSH-10) before its edit, and the
+// edit is a replacement, never a second new document. A version the EHR rejected (AR) was not filed: its edit is a
 // new document.
 func TestUnansweredSendMakesEditAReplacement(t *testing.T) {
 	var fail atomic.Bool
@@ -411,8 +411,9 @@ func TestUnansweredSendMakesEditAReplacement(t *testing.T) {
 	waitUntil(t, "the first version sent", func() bool { return len(outboxFiles(t, r.outbox)) == 1 })
 	r.user(t, "PATCH", "Task/"+task, `{"Description":"Edited text"}`)
 	r.poll(t)
-	fail.Store(false) // the retried first version is superseded; the edit is answered
-	waitUntil(t, "the edit filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
+	fail.Store(false) // the first version is sent again and answered; then the edit
+	waitUntil(t, "the edit filed", func() bool { return len(outboxFiles(t, r.outbox)) == 2 })
+	waitUntil(t, "the status filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
 	if triggers, _ := outboxTriggers(t, r.outbox); len(triggers) != 2 || triggers[1] != "T10" {
 		t.Fatalf("triggers %v, want T02 then T10", triggers)
 	}
@@ -474,14 +475,60 @@ func TestUnansweredSendIsNotOvertaken(t *testing.T) {
 	waitUntil(t, "the first version sent", func() bool { ehr.mu.Lock(); defer ehr.mu.Unlock(); return ehr.sends == 1 })
 	r.user(t, "PATCH", "Task/"+task, `{"Description":"Edited text"}`)
 	r.poll(t)
-	waitUntil(t, "the edit filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
+	waitUntil(t, "the edit filed", func() bool {
+		ehr.mu.Lock()
+		defer ehr.mu.Unlock()
+		return slices.Contains(ehr.triggers, "T10")
+	})
 	<-ehr.applied
 	ehr.mu.Lock()
 	defer ehr.mu.Unlock()
 	if got := ehr.text["EHRB-"+task]; got != "Edited text" {
 		t.Fatalf("the EHR holds %q after the edit was filed (applied in order: %v): the older version overtook it", got, ehr.triggers)
 	}
-	if len(ehr.triggers) != 2 || ehr.triggers[1] != "T10" {
-		t.Errorf("triggers applied %v, want T02 then the T10 replacement", ehr.triggers)
+	// The unanswered first version is sent again before its edit (the EHR
+	// applies it twice: the resend and the late copy), then the edit as a
+	// replacement.
+	if n := len(ehr.triggers); n != 3 || ehr.triggers[n-1] != "T10" {
+		t.Errorf("triggers applied %v, want T02 (resent), T02 (late) and then the T10 replacement", ehr.triggers)
+	}
+}
+
+// A version the EHR answered AE to (not filed) and that was never left
+// without an answer is not in the EHR: its edit is a new document (T02),
+// not a replacement of a document the EHR never had, which a real EHR
+// refuses (the note would end in Error). make chaos found it once its EHR
+// refused such replacements, as EHRs do.
+func TestAEThenEditIsNewDocument(t *testing.T) {
+	var answered atomic.Int32
+	r := newRig(t, func(outbox string) Target {
+		return targetFunc(func(ctx context.Context, doc *Document) error {
+			if answered.Add(1) == 1 {
+				return &Deferred{Code: hl7.AE, Text: "document store busy"}
+			}
+			return (&FileDrop{Dir: outbox}).File(ctx, doc)
+		})
+	})
+	// The AE'd version is retried after the edit: superseded.
+	r.h.Backoff = func(int) time.Duration { return time.Second }
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
+	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"First text","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
+	r.poll(t)
+	waitUntil(t, "the EHR's AE", func() bool { return answered.Load() == 1 })
+	r.user(t, "PATCH", "Task/"+task, `{"Description":"Edited text"}`)
+	r.poll(t)
+	waitUntil(t, "both versions settled", func() bool {
+		st, err := r.log.Stats()
+		return err == nil && st.States[checkpoint.Done]+st.States[checkpoint.Dead] == 2
+	})
+	files := outboxFiles(t, r.outbox)
+	if b, _ := os.ReadFile(files[0]); len(files) != 1 || !strings.Contains(string(b), "Edited text") {
+		t.Fatalf("%d documents filed; want only the edit", len(files))
+	}
+	if triggers, _ := outboxTriggers(t, r.outbox); len(triggers) != 1 || triggers[0] != "T02" {
+		t.Fatalf("triggers %v: the edit of a version the EHR never filed must be a new document (T02)", triggers)
+	}
+	if n := answered.Load(); n != 2 {
+		t.Errorf("%d sends, want 2 (the AE'd version, then its edit)", n)
 	}
 }
