@@ -51,9 +51,10 @@ type Client struct {
 }
 
 // Do sends a request to path (our own path below Base, like
-// "/Patient?...", or an absolute URL on Base's origin and path; a URL the
-// server supplied goes through Resolve first) and returns the status and body. body, if
-// not nil, is sent as JSON. Network failures are transient errors.
+// "/Patient?...", or an absolute URL on Base's origin; a URL the server
+// supplied goes through Resolve first) and returns the status and body.
+// body, if not nil, is sent as JSON. Network failures are transient
+// errors.
 func (c *Client) Do(ctx context.Context, method, path string, body any, headers map[string]string) (int, []byte, error) {
 	status, _, b, err := c.DoHeader(ctx, method, path, body, headers)
 	return status, b, err
@@ -102,7 +103,7 @@ func StatusError(code string, status int, body []byte) *connectors.Error {
 // (the caller closes it), for downloads too large to hold. With auth
 // false no token is sent, and the URL may be on another origin if it is
 // https (a Bulk Data file in object storage, see ResolveAny); with auth
-// true it must be on Base's origin and path (see Resolve).
+// true it must be on Base's origin (see ResolveOrigin).
 func (c *Client) Open(ctx context.Context, path string, headers map[string]string, auth bool) (*http.Response, error) {
 	return c.send(ctx, http.MethodGet, path, nil, headers, auth, true)
 }
@@ -148,10 +149,12 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 }
 
 // target is the URL a request goes to: our own path below the base
-// ("/Patient?...", "" for the base itself: a transaction), or an absolute URL, which must be on the base's
-// origin and path when the token goes along (Resolve first: its error
-// names the kind of URL), and https otherwise (see ResolveAny). Anything
-// else (a server's relative reference not resolved yet) is refused.
+// ("/Patient?...", "" for the base itself: a transaction), or an absolute
+// URL, which must be on the base's exact origin when the token goes along
+// (callers hold a server's URL to the base path with Resolve, or to the
+// origin with ResolveOrigin, first: their errors name the kind of URL),
+// and https otherwise (see ResolveAny). Anything else (a server's relative
+// reference not resolved yet) is refused.
 func (c *Client) target(p string, auth bool) (string, error) {
 	base, err := c.baseURL()
 	if err != nil {
@@ -170,7 +173,7 @@ func (c *Client) target(p string, auth bool) (string, error) {
 		return u.String(), nil
 	case strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://"):
 		if auth {
-			return c.Resolve(p, what)
+			return c.ResolveOrigin(p, what)
 		}
 		return c.ResolveAny(p, what)
 	}

@@ -97,6 +97,27 @@ func (c *Client) Resolve(ref, what string) (string, error) {
 	return u.String(), nil
 }
 
+// ResolveOrigin is Resolve without the base path: the exact origin only.
+// It is for the Bulk Data files of a manifest whose requiresAccessToken is
+// true, which the Bulk Data Access IG places anywhere on the server (its
+// manifest examples list https://example.org/output/patient_file_1.ndjson).
+func (c *Client) ResolveOrigin(ref, what string) (string, error) {
+	base, err := c.baseURL()
+	if err != nil {
+		return "", err
+	}
+	u, err := resolve(base, ref, what)
+	if err != nil {
+		return "", err
+	}
+	root := *base
+	root.Path, root.RawPath = "/", ""
+	if err := checkOrigin(&root, u, what); err != nil {
+		return "", err
+	}
+	return u.String(), nil
+}
+
 // ResolveAny resolves ref against the base like Resolve but does not hold
 // it to the origin: for a URL read without the token (a Bulk Data file
 // when the manifest's requiresAccessToken is false). It must be https;

@@ -69,6 +69,27 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+// ResolveOrigin holds a URL to the base's exact origin, not its path.
+func TestResolveOrigin(t *testing.T) {
+	for _, c := range []struct {
+		ref string
+		ok  bool
+	}{
+		{"https://ehr.example/output/Patient_1.ndjson", true},
+		{"/output/Patient_1.ndjson", true},
+		{"https://ehr.example:443/output/Patient_1.ndjson", true},
+		{"https://ehr.example:8443/output/Patient_1.ndjson", false},
+		{"http://ehr.example/output/Patient_1.ndjson", false},
+		{"https://storage.example/output/Patient_1.ndjson", false},
+		{"//storage.example/output/Patient_1.ndjson", false},
+	} {
+		_, err := (&Client{Base: "https://ehr.example/fhir/R4"}).ResolveOrigin(c.ref, "a bulk export file URL")
+		if (err == nil) != c.ok {
+			t.Errorf("ResolveOrigin(%q): %v, want ok=%v", c.ref, err, c.ok)
+		}
+	}
+}
+
 // ResolveAny (a URL read without the token): https anywhere; plain http
 // only on loopback while the base is a loopback http test server.
 func TestResolveAny(t *testing.T) {

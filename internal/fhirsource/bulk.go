@@ -275,11 +275,13 @@ const (
 )
 
 // fileURL is where an export file is read, and whether with the token:
-// with it (requiresAccessToken true) only on the base's origin and path;
-// without it from anywhere https.
+// with it (the manifest's requiresAccessToken, "Token required to retrieve
+// bulk data files", Bulk Data Access IG, BulkDataManifest) only on the
+// base's exact origin (the IG's examples put files outside the FHIR base
+// path, at https://example.org/output/...); without it from anywhere https.
 func (s *Source) fileURL(out bulkOutput, token bool) (string, error) {
 	if token {
-		return s.Client.Resolve(out.URL, "a bulk export file URL (requiresAccessToken is true)")
+		return s.Client.ResolveOrigin(out.URL, "a bulk export file URL (requiresAccessToken is true)")
 	}
 	return s.Client.ResolveAny(out.URL, "a bulk export file URL")
 }

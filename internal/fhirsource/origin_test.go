@@ -320,24 +320,48 @@ func TestBulkURLsKeepTheToken(t *testing.T) {
 		}
 	})
 
-	t.Run("a file on the base", func(t *testing.T) {
+	t.Run("files on the origin", func(t *testing.T) {
+		// The Bulk Data IG's manifest examples put files outside the FHIR
+		// base path (https://example.org/output/...): the origin is enough.
 		fake := &bulkFake{status: "status", files: map[string]http.HandlerFunc{}}
 		ehr := httptest.NewServer(fake)
 		defer ehr.Close()
-		fake.manifest = manifestOf(true, ehr.URL+"/fhir/files/Patient.ndjson")
-		fake.files["/fhir/files/Patient.ndjson"] = func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("Authorization") != "Bearer T0K" {
-				w.WriteHeader(http.StatusUnauthorized)
-				return
+		fake.manifest = manifestOf(true, ehr.URL+"/fhir/files/Patient.ndjson", "/output/Patient_2.ndjson")
+		file := func(ids ...string) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") != "Bearer T0K" {
+					w.WriteHeader(http.StatusUnauthorized)
+					return
+				}
+				w.Write([]byte(ndjson(ids...)))
 			}
-			w.Write([]byte(ndjson("p1")))
 		}
+		fake.files["/fhir/files/Patient.ndjson"], fake.files["/output/Patient_2.ndjson"] = file("p1"), file("p2")
 		s, _ := sourceAt(t, ehr.URL+"/fhir")
-		if st, err := s.Bulk(context.Background(), []string{"Patient"}, time.Time{}, nil); err != nil || st.Added != 1 {
+		if st, err := s.Bulk(context.Background(), []string{"Patient"}, time.Time{}, nil); err != nil || st.Added != 2 {
 			t.Errorf("stats %+v err %v", st, err)
 		}
-		if bad := fake.log.tokenOutside("/fhir"); len(bad) > 0 {
-			t.Errorf("the token went outside /fhir: %v", bad)
+		if bad := fake.log.tokenOutside("/fhir"); len(bad) != 1 || bad[0] != "/output/Patient_2.ndjson" {
+			t.Errorf("the token went outside /fhir to %v, want only the manifest's /output file", bad)
+		}
+	})
+
+	t.Run("a stored status URL elsewhere", func(t *testing.T) {
+		// Kept by an older version, which did not check it.
+		storage.reset()
+		fake := &bulkFake{status: "status"}
+		ehr := httptest.NewServer(fake)
+		defer ehr.Close()
+		s, l := sourceAt(t, ehr.URL+"/fhir")
+		if err := l.SetSourceState(s.bulkKey(), []byte(`{"status_url":"`+store.URL+`/fhir/status","types":["Patient"]}`)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Bulk(context.Background(), []string{"Patient"}, time.Time{}, nil)
+		if err == nil || !strings.Contains(err.Error(), "the stored export's status URL is on another port") {
+			t.Errorf("err %v, want the stored status URL refused", err)
+		}
+		if storage.calls() != 0 || fake.log.calls() != 0 {
+			t.Errorf("calls: storage %v, ehr %v", storage.paths, fake.log.paths)
 		}
 	})
 }
