@@ -1,8 +1,9 @@
 // Package fhirhttp is the HTTP side of talking to an EHR's FHIR R4 server,
 // shared by write-back (DocumentReference) and the FHIR source (search,
 // paging): requests with a bearer token, static or by SMART Backend
-// Services, and how answers are classified. Its errors never quote the
-// server's URLs or bodies.
+// Services, and how answers are classified. The token goes to the base
+// URL's origin only (origin.go). Its errors never quote the server's
+// bodies nor a URL's path or query (a refused URL's host may be named).
 package fhirhttp
 
 import (
