@@ -1,8 +1,9 @@
 // Package fhirhttp is the HTTP side of talking to an EHR's FHIR R4 server,
 // shared by write-back (DocumentReference) and the FHIR source (search,
 // paging): requests with a bearer token, static or by SMART Backend
-// Services, and how answers are classified. Its errors never quote the
-// server's URLs or bodies.
+// Services, and how answers are classified. The token goes to the base
+// URL's origin only (origin.go). Its errors never quote the server's
+// bodies nor a URL's path or query (a refused URL's host may be named).
 package fhirhttp
 
 import (
@@ -50,9 +51,11 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// Do sends a request to path (below Base, or an absolute URL on Base's
-// origin, as paging links are) and returns the status and body. body, if
-// not nil, is sent as JSON. Network failures are transient errors.
+// Do sends a request to path (our own path below Base, like
+// "/Patient?...", or an absolute URL on Base's origin; a URL the server
+// supplied goes through Resolve first) and returns the status and body.
+// body, if not nil, is sent as JSON. Network failures are transient
+// errors.
 func (c *Client) Do(ctx context.Context, method, path string, body any, headers map[string]string) (int, []byte, error) {
 	status, _, b, err := c.DoHeader(ctx, method, path, body, headers)
 	return status, b, err
@@ -99,19 +102,17 @@ func StatusError(code string, status int, body []byte) *connectors.Error {
 
 // Open sends a GET like Do and returns the response with its body unread
 // (the caller closes it), for downloads too large to hold. With auth
-// false no token is sent, and the URL may be on another origin (a Bulk
-// Data file in object storage); with auth true it must be on Base's.
+// false no token is sent, and the URL may be on another origin if it is
+// https (a Bulk Data file in object storage, see ResolveAny); with auth
+// true it must be on Base's origin (see ResolveOrigin).
 func (c *Client) Open(ctx context.Context, path string, headers map[string]string, auth bool) (*http.Response, error) {
 	return c.send(ctx, http.MethodGet, path, nil, headers, auth, true)
 }
 
 func (c *Client) send(ctx context.Context, method, path string, body io.Reader, headers map[string]string, auth, stream bool) (*http.Response, error) {
-	target := strings.TrimSuffix(c.Base, "/") + path
-	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
-		if auth && !SameOrigin(c.Base, path) {
-			return nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_FOREIGN_URL"}
-		}
-		target = path
+	target, err := c.target(path, auth)
+	if err != nil {
+		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
@@ -136,27 +137,57 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 		// the caller's context ends it.
 		client = streamClient
 	default:
-		client = &http.Client{Timeout: 30 * time.Second}
+		client = defaultClient
 	}
-	resp, err := client.Do(req)
+	resp, err := guarded(client).Do(req)
 	if err != nil {
+		if errors.Is(err, errRedirect) {
+			return nil, &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_REDIRECT_REFUSED", Message: "the server redirected to plain http on another origin"}
+		}
 		return nil, &connectors.Error{Kind: connectors.Transient, Code: "EHR_UNREACHABLE"}
 	}
 	return resp, nil
 }
 
+// target is the URL a request goes to: our own path below the base
+// ("/Patient?...", "" for the base itself: a transaction), or an absolute
+// URL, which must be on the base's exact origin when the token goes along
+// (callers hold a server's URL to the base path with Resolve, or to the
+// origin with ResolveOrigin, first: their errors name the kind of URL),
+// and https otherwise (see ResolveAny). Anything else (a server's relative
+// reference not resolved yet) is refused.
+func (c *Client) target(p string, auth bool) (string, error) {
+	base, err := c.baseURL()
+	if err != nil {
+		return "", err
+	}
+	const what = "a request URL"
+	switch {
+	case p == "" || strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//"):
+		u, err := url.Parse(strings.TrimSuffix(c.Base, "/") + p)
+		if err != nil {
+			return "", &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BAD_URL"}
+		}
+		if err := checkOrigin(base, u, what); err != nil {
+			return "", err
+		}
+		return u.String(), nil
+	case strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://"):
+		if auth {
+			return c.ResolveOrigin(p, what)
+		}
+		return c.ResolveAny(p, what)
+	}
+	return "", &connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BAD_URL", Message: "a relative URL was not resolved against the base"}
+}
+
+// defaultClient sends API requests.
+var defaultClient = &http.Client{Timeout: 30 * time.Second}
+
 // streamClient downloads: a deadline for the answer's headers, none for
 // its body.
 var streamClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment,
 	ResponseHeaderTimeout: time.Minute, TLSHandshakeTimeout: 15 * time.Second}}
-
-// SameOrigin reports whether u is on base's scheme, host and port: a
-// server's paging link must not send the token elsewhere.
-func SameOrigin(base, u string) bool {
-	b, err1 := url.Parse(base)
-	x, err2 := url.Parse(u)
-	return err1 == nil && err2 == nil && b.Scheme == x.Scheme && strings.EqualFold(b.Host, x.Host)
-}
 
 // Transient reports the answers worth retrying: 5xx and 429; 401 and 403,
 // a configuration problem that may be fixed.
@@ -242,9 +273,11 @@ func (b *BackendServices) Token(ctx context.Context) (string, error) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	client := b.HTTP
 	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
+		client = defaultClient
 	}
-	resp, err := client.Do(req)
+	// A redirect elsewhere would carry the signed assertion along (307/308
+	// resend the form): the same rule as for the token.
+	resp, err := guarded(client).Do(req)
 	if err != nil {
 		return "", &connectors.Error{Kind: connectors.Transient, Code: "FHIR_AUTH_UNREACHABLE"}
 	}

@@ -61,24 +61,6 @@ func TestTokenStaysOnOrigin(t *testing.T) {
 	}
 }
 
-func TestSameOrigin(t *testing.T) {
-	for _, c := range []struct {
-		base, u string
-		want    bool
-	}{
-		{"https://ehr.example/fhir/R4", "https://ehr.example/fhir/R4?page=2", true},
-		{"https://ehr.example/fhir/R4", "https://EHR.example/other", true},
-		{"https://ehr.example/fhir/R4", "http://ehr.example/fhir/R4", false},
-		{"https://ehr.example/fhir/R4", "https://ehr.example:8443/fhir/R4", false},
-		{"https://ehr.example/fhir/R4", "https://evil.example/fhir/R4", false},
-		{"https://ehr.example/fhir/R4", "https://ehr.example.evil.example/", false},
-	} {
-		if got := SameOrigin(c.base, c.u); got != c.want {
-			t.Errorf("SameOrigin(%q, %q) = %v, want %v", c.base, c.u, got, c.want)
-		}
-	}
-}
-
 func TestStatusError(t *testing.T) {
 	e := StatusError("FHIR_HTTP", 503, nil)
 	if e.Kind != connectors.Transient || e.Code != "FHIR_HTTP_503" || e.Status != 503 {

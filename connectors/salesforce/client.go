@@ -297,9 +297,58 @@ func (c *Client) accessToken(ctx context.Context) (*oauth2.Token, string, error)
 	inst, _ := tok.Extra("instance_url").(string)
 	if inst == "" {
 		inst = strings.TrimSuffix(c.cfg.LoginURL, "/")
+	} else if problem := InstanceURLProblem(inst, c.cfg.LoginURL); problem != "" {
+		// The token is not kept: it goes to no such place.
+		return nil, "", &Error{Kind: Permanent, Code: "AUTH_BAD_INSTANCE_URL", Message: problem}
 	}
 	c.token, c.instance = tok, strings.TrimSuffix(inst, "/")
 	return c.token, c.instance, nil
+}
+
+// InstanceURLProblem says why a token response's instance_url must not be
+// sent the token, "" when it may: it must be an https URL of a Salesforce
+// domain, or have the login URL's own origin (the sandbox, a test server,
+// a Government Cloud My Domain used as login_url). Salesforce's domains are
+// taken conservatively as *.salesforce.com: My Domain URLs use the
+// my.salesforce.com suffix (sandboxes sandbox.my.salesforce.com) and the
+// older instanced URLs look like https://eu55.salesforce.com (Salesforce
+// Help, "My Domain", help.salesforce.com/s/articleView?id=xcloud.domain_name_overview.htm,
+// and "Set the My Domain Login Policy", id=xcloud.domain_name_setting_login_policy.htm).
+// The text names the URL's scheme and host only.
+func InstanceURLProblem(instance, loginURL string) string {
+	u, err := url.Parse(instance)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return "the token response's instance_url is not an http(s) URL; the token was not used"
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
+		return "the token response's instance_url is not a bare origin (it has credentials, a path or a query); the token was not used"
+	}
+	if l, err := url.Parse(loginURL); err == nil && sameOrigin(u, l) {
+		return ""
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if u.Scheme != "https" {
+		return "the token response's instance_url " + u.Scheme + "://" + host + " is not https; the token was not sent there"
+	}
+	if !strings.HasSuffix(host, ".salesforce.com") || (u.Port() != "" && u.Port() != "443") {
+		return "the token response's instance_url https://" + u.Host + " is neither on a Salesforce domain (*.salesforce.com) nor login_url's origin; the token was not sent there"
+	}
+	return ""
+}
+
+// sameOrigin compares scheme, host and port (default ports made explicit).
+func sameOrigin(a, b *url.URL) bool {
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if strings.EqualFold(u.Scheme, "https") {
+			return "443"
+		}
+		return "80"
+	}
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(strings.TrimSuffix(a.Hostname(), "."), strings.TrimSuffix(b.Hostname(), ".")) &&
+		port(a) == port(b)
 }
 
 // explainAuth puts a token endpoint's error description (Salesforce's

@@ -85,6 +85,13 @@ type FHIRSource struct {
 	// the resource: mark its CRM record inactive, or delete it; polls then
 	// also read each type's _history for deletes).
 	Deletes string `yaml:"deletes"`
+	// BulkMaxLine bounds one NDJSON line of a Bulk Data export file
+	// (default 16MiB, 64KiB to 1GiB); BulkMaxFile a file's size once
+	// decompressed (default 8GiB, 1MiB to 1024GiB). A backfill that meets
+	// a file over either stops with an error naming the file's type and
+	// the bound.
+	BulkMaxLine ByteSize `yaml:"bulk_max_line"`
+	BulkMaxFile ByteSize `yaml:"bulk_max_file"`
 	// Subscription, when set, also takes the server's subscription
 	// notifications on an HTTPS endpoint, between polls.
 	Subscription *FHIRSubscription `yaml:"subscription"`

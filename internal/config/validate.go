@@ -167,6 +167,16 @@ func (c *Config) validate(base string) Problems {
 		if s.Deletes == "" {
 			s.Deletes = "ignore"
 		}
+		if s.BulkMaxLine == 0 {
+			s.BulkMaxLine = 16 * MiB
+		} else if s.BulkMaxLine < 64*KiB || s.BulkMaxLine > GiB {
+			v.add(p+".bulk_max_line", "must be between 64KiB and 1GiB, got %s", v.c.pos.show(p+".bulk_max_line", s.BulkMaxLine.String()))
+		}
+		if s.BulkMaxFile == 0 {
+			s.BulkMaxFile = 8 * GiB
+		} else if s.BulkMaxFile < MiB || s.BulkMaxFile > 1024*GiB {
+			v.add(p+".bulk_max_file", "must be between 1MiB and 1024GiB, got %s", v.c.pos.show(p+".bulk_max_file", s.BulkMaxFile.String()))
+		}
 		v.oneOf(p+".deletes", s.Deletes, "ignore", "inactivate")
 		smart := s.SMARTTokenURL != "" || s.SMARTClientID != "" || s.SMARTKeyFile != ""
 		if smart && (s.SMARTTokenURL == "" || s.SMARTClientID == "" || s.SMARTKeyFile == "") {

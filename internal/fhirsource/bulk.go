@@ -3,9 +3,12 @@ package fhirsource
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -165,6 +168,10 @@ func (s *Source) loadBulk() (*bulkState, error) {
 	if err := json.Unmarshal(b, &st); err != nil || st.StatusURL == "" {
 		return nil, errors.New("the stored bulk export state is unreadable")
 	}
+	// Kept by an older version, it was not checked: it is now.
+	if st.StatusURL, err = s.Client.Resolve(st.StatusURL, "the stored export's status URL"); err != nil {
+		return nil, err
+	}
 	return &st, nil
 }
 
@@ -194,6 +201,11 @@ func (s *Source) kickOff(ctx context.Context, types []string, since time.Time) (
 	loc := header.Get("Content-Location")
 	if status != http.StatusAccepted || loc == "" {
 		return nil, fhirhttp.StatusError("FHIR_BULK_KICKOFF", status, body)
+	}
+	// The status URL carries the token: resolved against the base and
+	// held to its origin and path before it is kept.
+	if loc, err = s.Client.Resolve(loc, "the export's status URL (Content-Location)"); err != nil {
+		return nil, err
 	}
 	st := &bulkState{StatusURL: loc, Types: types}
 	return st, s.saveBulk(st)
@@ -249,12 +261,80 @@ func (s *Source) awaitExport(ctx context.Context, st *bulkState, progress func(s
 	}
 }
 
-// bulkBatch is how many lines of a file are appended together.
-const bulkBatch = 500
+// bulkBatch is how many lines of a file are appended together, at most;
+// bulkBatchBytes bounds the batch's size (lines may be large).
+const (
+	bulkBatch      = 500
+	bulkBatchBytes = 32 << 20
+)
 
-// loadFile stores one NDJSON file's resources, a batch at a time.
+// Default bounds of a Bulk Data file (Config.BulkMaxLine, BulkMaxFile).
+const (
+	DefaultBulkMaxLine = 16 << 20
+	DefaultBulkMaxFile = 8 << 30
+)
+
+// fileURL is where an export file is read, and whether with the token:
+// with it (the manifest's requiresAccessToken, "Token required to retrieve
+// bulk data files", Bulk Data Access IG, BulkDataManifest) only on the
+// base's exact origin (the IG's examples put files outside the FHIR base
+// path, at https://example.org/output/...); without it from anywhere https.
+func (s *Source) fileURL(out bulkOutput, token bool) (string, error) {
+	if token {
+		return s.Client.ResolveOrigin(out.URL, "a bulk export file URL (requiresAccessToken is true)")
+	}
+	return s.Client.ResolveAny(out.URL, "a bulk export file URL")
+}
+
+// errTooLarge is the error of a file over a bound: permanent (reading it
+// again finds the same), naming the file's type and the bound, never its
+// content.
+func errTooLarge(typ, what, key string, bound int64) error {
+	return fmt.Errorf("bulk export file of %s: %s the bound of %d bytes (sources.fhir[].%s): %w", typ, what, bound, key,
+		&connectors.Error{Kind: connectors.Permanent, Code: "FHIR_BULK_FILE_TOO_LARGE"})
+}
+
+// countingReader counts what it reads, refusing more than limit bytes.
+type countingReader struct {
+	r     io.Reader
+	n     int64
+	limit int64
+}
+
+var errFileBound = errors.New("file bound reached")
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if c.n >= c.limit {
+		// One byte more tells a file of exactly the bound from a longer one.
+		var b [1]byte
+		n, err := c.r.Read(b[:])
+		if n > 0 {
+			return 0, errFileBound
+		}
+		return 0, err
+	}
+	if rest := c.limit - c.n; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// loadFile stores one NDJSON file's resources, a batch at a time. A line
+// longer than Cfg.BulkMaxLine or a file larger than Cfg.BulkMaxFile once
+// decompressed (the transport undoes a gzip Content-Encoding) fails the
+// file with a clear error: never a crash, never a silent cut.
 func (s *Source) loadFile(ctx context.Context, out bulkOutput, token bool) (read, added int, err error) {
-	resp, err := s.Client.Open(ctx, out.URL, map[string]string{"Accept": "application/fhir+ndjson"}, token)
+	typ := out.Type
+	if !fhirTypeOK(typ) {
+		typ = "?" // the manifest's type is shown only when it is a type name
+	}
+	target, err := s.fileURL(out, token)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := s.Client.Open(ctx, target, map[string]string{"Accept": "application/fhir+ndjson"}, token)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -262,28 +342,26 @@ func (s *Source) loadFile(ctx context.Context, out bulkOutput, token bool) (read
 	if resp.StatusCode != http.StatusOK {
 		return 0, 0, fhirhttp.StatusError("FHIR_BULK_FILE", resp.StatusCode, nil)
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	maxLine, maxFile := int64(cmp.Or(s.Cfg.BulkMaxLine, DefaultBulkMaxLine)), cmp.Or(s.Cfg.BulkMaxFile, DefaultBulkMaxFile)
+	body := &countingReader{r: resp.Body, limit: maxFile}
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, min(1<<20, maxLine)), int(maxLine))
 	var heads []resourceHead
 	var raws []json.RawMessage
+	batchBytes := 0
 	flush := func() error {
 		n, err := s.appendPage(ctx, heads, raws)
 		added += n
 		if s.Progress != nil {
 			s.Progress(out.Type, len(heads), n)
 		}
-		heads, raws = heads[:0], raws[:0]
+		heads, raws, batchBytes = heads[:0], raws[:0], 0
 		return err
 	}
 	skipped := 0
 	defer func() {
 		if skipped > 0 && s.Logger != nil {
-			// A count only: the line itself may hold patient data (and the
-			// manifest's type is logged only when it is a type name).
-			typ := out.Type
-			if !fhirTypeOK(typ) {
-				typ = "?"
-			}
+			// A count only: the line itself may hold patient data.
 			s.Logger.Warn("bulk export file had lines that are not FHIR resources; skipped", "type", typ, "lines", skipped)
 		}
 	}()
@@ -299,13 +377,25 @@ func (s *Source) loadFile(ctx context.Context, out bulkOutput, token bool) (read
 		}
 		read++
 		heads, raws = append(heads, head), append(raws, json.RawMessage(bytes.Clone(line)))
-		if len(heads) >= bulkBatch {
+		batchBytes += len(line)
+		if len(heads) >= bulkBatch || batchBytes >= bulkBatchBytes {
 			if err := flush(); err != nil {
 				return read, added, err
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
+		// What was read before stays stored (the versions are recognised
+		// when the file is read again).
+		if ferr := flush(); ferr != nil {
+			return read, added, ferr
+		}
+		switch {
+		case errors.Is(err, bufio.ErrTooLong):
+			return read, added, errTooLarge(typ, "a line is longer than", "bulk_max_line", maxLine)
+		case errors.Is(err, errFileBound):
+			return read, added, errTooLarge(typ, "the decompressed file is larger than", "bulk_max_file", maxFile)
+		}
 		return read, added, &connectors.Error{Kind: connectors.Transient, Code: "FHIR_BULK_FILE_CUT"}
 	}
 	if len(heads) > 0 {

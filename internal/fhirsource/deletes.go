@@ -169,7 +169,9 @@ func (s *Source) PollDeletes(ctx context.Context, typ string) (Stats, error) {
 				st.Added++
 			}
 		}
-		next = page.next()
+		if next, err = s.nextLink(page); err != nil {
+			return st, err
+		}
 	}
 	// Everything up to the start of this read is stored.
 	return st, s.Log.SetSourceState(s.deletesWatermarkKey(typ), []byte(start.Format(time.RFC3339Nano)))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -164,13 +165,15 @@ func (s *Source) notificationResources(ctx context.Context, body []byte) ([]reso
 			}
 		case e.FullURL != "":
 			// id-only: read the resource from the server.
-			ref := e.FullURL
-			if !strings.HasPrefix(ref, "http://") && !strings.HasPrefix(ref, "https://") {
-				ref = "/" + strings.TrimPrefix(ref, "/")
-			}
-			if (strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://")) && !fhirhttp.SameOrigin(s.Client.Base, ref) {
-				// Read nothing from elsewhere (the token would go along).
-				return nil, nil, nil, http.StatusBadRequest, "a notified reference is not on the FHIR server's origin"
+			// Resolved against the base and held to its origin and path:
+			// the token goes along.
+			ref, err := s.Client.Resolve(e.FullURL, "a notification's fullUrl")
+			if err != nil {
+				var ue *fhirhttp.URLError
+				if errors.As(err, &ue) {
+					return nil, nil, nil, http.StatusBadRequest, "a notified reference (fullUrl) " + ue.Problem + "; only URLs on the FHIR server's base are read"
+				}
+				return nil, nil, nil, http.StatusBadRequest, "a notified reference (fullUrl) is not on the FHIR server's base"
 			}
 			status, b, err := s.Client.Do(ctx, http.MethodGet, ref, nil, nil)
 			if err == nil && status == http.StatusGone {

@@ -6,6 +6,11 @@
 // and the watermark, kept in the log, advanced only once a page is durable.
 // The first poll of a type without a watermark loads everything: that is
 // the backfill, and tailing goes on from where it ended, with no gap.
+//
+// Every URL the server supplies (link[next], a Bulk Data status or file
+// URL, a notification's fullUrl) goes through fhirhttp.Client.Resolve
+// before the token is sent there: resolved against the base and held to
+// its origin and path.
 package fhirsource
 
 import (
@@ -46,6 +51,12 @@ type Config struct {
 	// Deletes is the rule for deleted resources: DeletesIgnore (default)
 	// or DeletesApply.
 	Deletes string
+	// BulkMaxLine bounds one NDJSON line of a Bulk Data file, and
+	// BulkMaxFile a file's decompressed size; defaults DefaultBulkMaxLine
+	// and DefaultBulkMaxFile. A file over either fails the backfill with
+	// an error naming its type and the bound.
+	BulkMaxLine int
+	BulkMaxFile int64
 }
 
 // Source polls one FHIR server.
@@ -193,7 +204,9 @@ func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Sta
 		if s.Progress != nil {
 			s.Progress(typ, len(page.Entry), added)
 		}
-		next = page.next()
+		if next, err = s.nextLink(page); err != nil {
+			return st, err
+		}
 		if next == "" && len(page.Entry) >= max(s.Cfg.PageSize, 1) && newest.After(pageStart) {
 			// A full page and no link[next]: a server that does not page.
 			// Go on from the newest change seen (ge: ties at that instant
@@ -244,6 +257,16 @@ func (b *bundle) next() string {
 		}
 	}
 	return ""
+}
+
+// nextLink is the page's link[next] resolved against the base and held
+// to its origin and path (the token goes along), "" when there is none.
+func (s *Source) nextLink(b *bundle) (string, error) {
+	next := b.next()
+	if next == "" {
+		return "", nil
+	}
+	return s.Client.Resolve(next, "the server's next-page link")
 }
 
 type resourceHead struct {

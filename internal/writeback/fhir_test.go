@@ -5,11 +5,14 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,4 +101,65 @@ func TestInteropMedplumFHIR(t *testing.T) {
 	task2 := r.user(t, "POST", "Task", `{"WhatId":"`+other+`","Subject":"x","Description":"y","Send_to_EHR__c":true}`)
 	r.poll(t)
 	waitUntil(t, "held", func() bool { return r.task(t, task2)["EHR_Status__c"] == "Held" })
+}
+
+// Write-back to a FHIR server follows the FHIR source's redirect rule: the
+// patient search (its query holds the MRN) redirected to plain http
+// elsewhere is refused; to https elsewhere it goes without the token and
+// without a Referer that would carry the MRN.
+func TestFHIRWritebackRedirectKeepsToken(t *testing.T) {
+	type seen struct{ auth, referer, query string }
+	var mu sync.Mutex
+	var hostile []seen
+	record := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hostile = append(hostile, seen{r.Header.Get("Authorization"), r.Header.Get("Referer"), r.URL.RawQuery})
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/fhir+json")
+		io.WriteString(w, `{"resourceType":"Bundle","type":"searchset"}`)
+	})
+	doc := &Document{Note: &Note{ID: "t1", Version: "v1", Text: "x"}, ID: "EHRB-t1", Authority: "GENHOSP", MRN: "MRN4711"}
+	for _, c := range []struct {
+		name       string
+		tls        bool
+		wantCalled bool
+	}{
+		{"to plain http on another port", false, false},
+		{"to https on another port", true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hostile = nil
+			var evil, ehr *httptest.Server
+			if c.tls {
+				evil = httptest.NewTLSServer(record)
+			} else {
+				evil = httptest.NewServer(record)
+			}
+			defer evil.Close()
+			redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, evil.URL+"/fhir/Patient?"+r.URL.RawQuery, http.StatusTemporaryRedirect)
+			})
+			if c.tls {
+				ehr = httptest.NewTLSServer(redirect)
+			} else {
+				ehr = httptest.NewServer(redirect)
+			}
+			defer ehr.Close()
+			target := &FHIR{Base: ehr.URL + "/fhir", Auth: fhirhttp.StaticToken("tok"), HTTP: ehr.Client()}
+			err := target.File(context.Background(), doc)
+			if err == nil {
+				t.Fatal("filing through a foreign redirect succeeded")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if called := len(hostile) > 0; called != c.wantCalled {
+				t.Errorf("the other origin called: %v, want %v (err %v)", called, c.wantCalled, err)
+			}
+			for _, h := range hostile {
+				if h.auth != "" || strings.Contains(h.referer, "MRN4711") {
+					t.Errorf("the other origin got Authorization %q, Referer %q", h.auth, h.referer)
+				}
+			}
+		})
+	}
 }
