@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"sync"
 
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
@@ -27,6 +31,33 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) []config.InsecureSetting
 
 // insecureStatus is /status's list of the opt-outs in use.
 func (a *admin) insecureStatus() []config.InsecureSetting { return a.d.insecure }
+
+// logTLSClient is an http.Server ConnState hook that logs at INFO, once
+// per connection, the remote address and the identity of a client that
+// presented a certificate (mutual TLS), as the MLLP server does for its
+// connections. Refused certificates fail the handshake and are logged by
+// the server's ErrorLog.
+func logTLSClient(log *slog.Logger) func(net.Conn, http.ConnState) {
+	var seen sync.Map
+	return func(c net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateActive:
+			tc, ok := c.(*tls.Conn)
+			if !ok {
+				return
+			}
+			if _, dup := seen.LoadOrStore(c, struct{}{}); dup {
+				return
+			}
+			st := tc.ConnectionState()
+			if id := mllp.PeerIdentity(&st); id != "" {
+				log.Info("TLS client connected", "remote", c.RemoteAddr().String(), "client", id)
+			}
+		case http.StateClosed, http.StateHijacked:
+			seen.Delete(c)
+		}
+	}
+}
 
 // clientTLS builds the TLS configuration of an outgoing connection: the
 // CAs to trust (the system's without ca_file), the client certificate for

@@ -2,12 +2,14 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -252,5 +254,57 @@ func TestStatusListsInsecureSettings(t *testing.T) {
 		if strings.Contains(logs.String(), "192.0.2.1") {
 			t.Errorf("a log line shows the address:\n%s", logs.String())
 		}
+	}
+}
+
+// The notification endpoint's mutual TLS (an http.Server configured by
+// serverTLS) honours allowed_clients and logs each accepted client's
+// identity and address once per connection; a refused one is logged with
+// its identity by the server's error log.
+func TestHTTPMutualTLSIdentityLogged(t *testing.T) {
+	ca := testcerts.New(t)
+	_, _, listed := ca.NewClient(t, "listed", "fhir-server", []string{"fhir.hospital.example"}, nil)
+	_, _, unlisted := ca.NewClient(t, "unlisted", "someone-else", nil, nil)
+	tc, err := serverTLS(&config.TLSServer{CertFile: ca.ServerCert, KeyFile: ca.ServerKey, ClientCAFile: ca.CAFile, AllowedClients: []string{"fhir.hospital.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	var served atomic.Int64
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	ts.TLS = tc
+	ts.Config.ConnState = logTLSClient(log)
+	ts.Config.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	ts.StartTLS()
+	defer ts.Close()
+	client := func(cert tls.Certificate) *http.Client {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.CAPool, Certificates: []tls.Certificate{cert}}}}
+	}
+	c := client(listed)
+	for range 3 { // one connection, kept alive
+		resp, err := c.Get(ts.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if n := strings.Count(logs.String(), `msg="TLS client connected" remote=127.0.0.1:`); n != 1 || !strings.Contains(logs.String(), `client="CN=fhir-server DNS=fhir.hospital.example"`) {
+		t.Errorf("accepted client logged %d times, want once with its identity:\n%s", n, logs.String())
+	}
+	before := served.Load()
+	if resp, err := client(unlisted).Get(ts.URL); err == nil {
+		resp.Body.Close()
+		t.Error("a certificate not on allowed_clients was accepted")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(logs.String(), "not in allowed_clients: CN=someone-else") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "not in allowed_clients: CN=someone-else") {
+		t.Errorf("refusal not logged with the identity:\n%s", logs.String())
+	}
+	if served.Load() != before {
+		t.Error("a refused client's request was served")
 	}
 }
