@@ -52,7 +52,7 @@ func PeerIdentity(cs *tls.ConnectionState) string {
 	}
 	s := strings.Join(parts, " ")
 	if len(s) > 256 { // a certificate with hundreds of names
-		s = s[:256] + "..."
+		s = strings.ToValidUTF8(s[:256], "") + "..."
 	}
 	return s
 }
