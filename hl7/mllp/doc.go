@@ -26,4 +26,9 @@
 // the client reconnects and resends after an exponential backoff with
 // jitter that only an acknowledgment resets, and a Send gives up with a
 // *SendError after its attempts or its timeout.
+//
+// Over TLS, the Server logs each client that presents a certificate
+// (mutual TLS) at INFO with its identity (PeerIdentity: subject CN, DNS
+// and URI names) and address; AllowClients narrows the clients that a
+// tls.Config's ClientCAs admit to an exact list of those names.
 package mllp

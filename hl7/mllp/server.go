@@ -420,6 +420,11 @@ func (c *conn) serve() {
 		}
 		st := tc.ConnectionState()
 		tlsState = &st
+		if id := PeerIdentity(tlsState); id != "" {
+			// Who connected, for the audit trail: a certificate names
+			// a system, never a patient.
+			log.Info("mllp TLS client connected", "client", id)
+		}
 	}
 	log.Debug("mllp connection opened")
 	rd := NewReader(c.nc, s.MaxFrameSize)

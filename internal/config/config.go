@@ -26,6 +26,8 @@ type Config struct {
 
 	// pos records where each key was written, for later problems.
 	pos positions
+	// insecure lists the opt-outs in use ([Config.Insecure]).
+	insecure []InsecureSetting
 }
 
 // LogConfig configures the daemon's own logs.
@@ -47,8 +49,21 @@ type LogConfig struct {
 type AdminConfig struct {
 	// Listen is the admin server's host:port, default "127.0.0.1:8080".
 	// Writing "" or "off" disables the server; a loaded Config then holds "".
+	// It serves plain HTTP, so an address that is not loopback needs
+	// InsecurePlaintext.
 	Listen string `yaml:"listen"`
+	// InsecurePlaintext allows Listen on an address that is not loopback
+	// (see [InsecureKey]).
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 }
+
+// InsecureKey is the key, on every listener and URL-bearing section, that
+// allows a plaintext listener on an address that is not loopback or an
+// http:// URL to a host that is not loopback. Without it such a config
+// does not load: patient data would cross the network in clear (45 CFR
+// 164.312(e)(1), transmission security). With it the daemon warns at
+// start and lists the setting on /status ([Config.Insecure]).
+const InsecureKey = "insecure_plaintext"
 
 // SourcesConfig lists the inbound message sources. None is required: an
 // admin-only run is valid.
@@ -80,6 +95,9 @@ type FHIRSource struct {
 	PageSize int `yaml:"page_size"`
 	// Overlap re-reads changes this long before the watermark; default 60s.
 	Overlap Duration `yaml:"overlap"`
+	// InsecurePlaintext allows an http:// BaseURL or SMARTTokenURL whose
+	// host is not loopback (see [InsecureKey]).
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 	// Deletes is the rule for resources the EHR deletes: "ignore"
 	// (default) or "inactivate" (the on_delete of the mappings that wrote
 	// the resource: mark its CRM record inactive, or delete it; polls then
@@ -112,8 +130,12 @@ type FHIRSubscription struct {
 	// Secret (secret_env / secret_file) authenticates the server; it may
 	// be left out only when mutual TLS (tls.client_ca_file) does.
 	Secret SecretRef `yaml:"secret"`
-	// TLS serves HTTPS; required unless Listen is a loopback address.
+	// TLS serves HTTPS; required unless Listen is a loopback address or
+	// InsecurePlaintext is set.
 	TLS *TLSServer `yaml:"tls"`
+	// InsecurePlaintext allows plain HTTP on an address that is not
+	// loopback (see [InsecureKey]).
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 }
 
 // MLLPSource is one HL7 v2 over MLLP listener.
@@ -143,8 +165,12 @@ type MLLPSource struct {
 	// MaxConnectionsPerAddress bounds the connections of one remote IP
 	// address the same way; 0 (the default) leaves it to MaxConnections.
 	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
-	// TLS enables TLS on the listener; nil means plain TCP.
+	// TLS enables TLS on the listener; nil means plain TCP, allowed only
+	// on a loopback address unless InsecurePlaintext is set.
 	TLS *TLSServer `yaml:"tls"`
+	// InsecurePlaintext allows plain TCP on an address that is not
+	// loopback (see [InsecureKey]).
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 	// HashIgnore lists HL7 paths left out of the content hash that tells a
 	// retransmit (same content) from a conflict (same control id, other
 	// content); default [MSH-7], since some senders restamp the message
@@ -229,6 +255,9 @@ type SalesforceConfig struct {
 	// BudgetReserve is the share of the org's daily API allocation left
 	// to others: ehrbridge pauses when the rest is used; default 0.1.
 	BudgetReserve float64 `yaml:"budget_reserve"`
+	// InsecurePlaintext allows an http:// LoginURL whose host is not
+	// loopback (see [InsecureKey]).
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 }
 
 // DynamicsConfig is a Dataverse environment (Dynamics 365) and the app
@@ -278,8 +307,13 @@ type SandboxConfig struct {
 	// credentials, so that a test can stop the daemon without touching
 	// the CRM's state.
 	Embed bool `yaml:"embed"`
-	// Listen is its address; default 127.0.0.1:8089.
+	// Listen is its address; default 127.0.0.1:8089. Its Salesforce side
+	// is plain HTTP, so an address that is not loopback needs
+	// InsecurePlaintext.
 	Listen string `yaml:"listen"`
+	// InsecurePlaintext allows Listen on an address that is not loopback
+	// (see [InsecureKey]).
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 	// DataFile keeps its records; default <data_dir>/sandbox.json.
 	DataFile string `yaml:"data_file"`
 }
@@ -351,6 +385,13 @@ type WritebackTarget struct {
 	Dir string `yaml:"dir"`
 	// MLLP is the EHR's MLLP receiver, host:port.
 	MLLP string `yaml:"mllp"`
+	// TLS connects to MLLP over TLS (mutual TLS with a client
+	// certificate); without it a host that is not loopback needs
+	// InsecurePlaintext. Only with MLLP.
+	TLS *TLSClient `yaml:"tls"`
+	// InsecurePlaintext allows MLLP without TLS to a host that is not
+	// loopback (see [InsecureKey]).
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 	// MLLPMaxBackoff caps the delays between tries when the MLLP receiver
 	// refuses or drops connections (they start at 100 ms and double);
 	// default 30s, between 1s and 1h. Only with MLLP.
@@ -379,6 +420,9 @@ type FHIRTarget struct {
 	// 34746-8.
 	DocSystem string `yaml:"doc_system"`
 	TypeCode  string `yaml:"type_code"`
+	// InsecurePlaintext allows an http:// BaseURL or SMARTTokenURL whose
+	// host is not loopback (see [InsecureKey]).
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 }
 
 // EncryptionConfig names the payload keys: 32 bytes, base64.
@@ -408,6 +452,29 @@ type TLSServer struct {
 	// ClientCAFile, when set, enables mutual TLS: client certificates are
 	// required and verified against these CAs.
 	ClientCAFile string `yaml:"client_ca_file"`
+	// AllowedClients, with ClientCAFile, accepts only client certificates
+	// whose subject common name, or one of whose DNS or URI subject
+	// alternative names, equals an entry exactly (no wildcards: a pattern
+	// would admit certificates the CA issues later for other purposes).
+	// Empty accepts every certificate the CAs verify.
+	AllowedClients []string `yaml:"allowed_clients"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// TLSClient is the TLS configuration of an outgoing connection. File
+// paths are resolved against the config file's directory.
+type TLSClient struct {
+	// CAFile (PEM) holds the CAs that verify the server's certificate;
+	// default the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile (PEM) are the client certificate and key for
+	// mutual TLS; both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the server's certificate must carry; default
+	// the host of the address.
+	ServerName string `yaml:"server_name"`
 	// MinVersion is "1.2" (default) or "1.3".
 	MinVersion string `yaml:"min_version"`
 }
@@ -461,6 +528,11 @@ func (s *MLLPSource) setDefaults() {
 
 // setDefaults gives a new TLS section its defaults before it is decoded.
 func (t *TLSServer) setDefaults() {
+	t.MinVersion = DefaultTLSMinVersion
+}
+
+// setDefaults gives a new TLS section its defaults before it is decoded.
+func (t *TLSClient) setDefaults() {
 	t.MinVersion = DefaultTLSMinVersion
 }
 
@@ -528,6 +600,11 @@ func (c *Config) resolvePaths(base string) {
 		c.Mappings.Schemas[i] = resolvePath(base, p)
 	}
 	if wb := c.Writeback; wb != nil {
+		if t := wb.Target.TLS; t != nil {
+			t.CAFile = resolvePath(base, t.CAFile)
+			t.CertFile = resolvePath(base, t.CertFile)
+			t.KeyFile = resolvePath(base, t.KeyFile)
+		}
 		if f := wb.Target.FHIR; f != nil && f.SMARTKeyFile != "" {
 			f.SMARTKeyFile = resolvePath(base, f.SMARTKeyFile)
 		}

@@ -45,16 +45,18 @@ func TestLoadFullFile(t *testing.T) {
 				MaxConnections:    128,
 				HashIgnore:        []string{"MSH-7"},
 				TLS: &TLSServer{
-					CertFile:      filepath.Join(certs, "server.crt"),
-					KeyFile:       filepath.Join(certs, "server.key"),
-					KeyPassphrase: SecretRef{key: "key_passphrase"},
-					ClientCAFile:  filepath.Join(certs, "ca.crt"),
-					MinVersion:    "1.3",
+					CertFile:       filepath.Join(certs, "server.crt"),
+					KeyFile:        filepath.Join(certs, "server.key"),
+					KeyPassphrase:  SecretRef{key: "key_passphrase"},
+					ClientCAFile:   filepath.Join(certs, "ca.crt"),
+					AllowedClients: []string{"lab-interface.hospital.example", "spiffe://hospital.example/ehr"},
+					MinVersion:     "1.3",
 				},
 			},
 			{
 				Name:              "orm_2",
 				Listen:            "0.0.0.0:2576",
+				InsecurePlaintext: true,
 				MaxFrameSize:      MiB,
 				ReadTimeout:       DefaultReadTimeout,
 				IdleTimeout:       DefaultIdleTimeout,
@@ -67,6 +69,7 @@ func TestLoadFullFile(t *testing.T) {
 		Checkpoint: CheckpointConfig{DedupeWindow: DefaultDedupeWindow, PayloadRetention: DefaultPayloadRetention, SweepInterval: DefaultSweepInterval},
 	}
 	want.pos = c.pos
+	want.insecure = []InsecureSetting{{Key: "sources.mllp[1].insecure_plaintext", Excuses: "sources.mllp[1].listen"}}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("config differs\n got: %+v\nwant: %+v", c, want)
 		for i := range c.Sources.MLLP {
@@ -185,7 +188,7 @@ func TestProblemString(t *testing.T) {
 }
 
 func TestPosAndProblem(t *testing.T) {
-	data := "log:\n  level: debug\nsources:\n  mllp:\n    - name: adt\n      listen: \":2575\"\n"
+	data := "log:\n  level: debug\nsources:\n  mllp:\n    - name: adt\n      listen: \"127.0.0.1:2575\"\n"
 	c, err := Parse("p.yaml", []byte(data), lookupTestEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +234,7 @@ admin:
 sources:
   mllp:
     - name: adt
-      listen: ":${PORT:-2575}"
+      listen: "127.0.0.1:${PORT:-2575}"
       max_connections: ${CONNS}
       read_timeout: ${TIMEOUT}
       idle_timeout: ${UNSET:-}
@@ -247,7 +250,7 @@ sources:
 		{"log.level", c.Log.Level, "warn"},
 		{"log.format", c.Log.Format, "json"},
 		{"admin.listen", c.Admin.Listen, ""},
-		{"listen", s.Listen, ":2600"},
+		{"listen", s.Listen, "127.0.0.1:2600"},
 		{"read_timeout", s.ReadTimeout.String(), "1m0s"},
 		{"idle_timeout", s.IdleTimeout.String(), DefaultIdleTimeout.String()},
 		{"max_frame_size", s.MaxFrameSize.String(), "2MiB"},
@@ -417,7 +420,7 @@ func TestMergeBomb(t *testing.T) {
 	}
 	b.WriteString("sources:\n  mllp:\n")
 	for i := range 50 {
-		b.WriteString("    - {<<: *a30, name: s" + strconv.Itoa(i) + ", listen: ':" + strconv.Itoa(3000+i) + "'}\n")
+		b.WriteString("    - {<<: *a30, name: s" + strconv.Itoa(i) + ", listen: '127.0.0.1:" + strconv.Itoa(3000+i) + "'}\n")
 	}
 	done := make(chan error, 1)
 	go func() {

@@ -49,6 +49,16 @@
 // readable; [SecretRef.Resolve] reads the value when it is needed, so the
 // value is never held in a Config and cannot be printed with it.
 //
+// # Transport security
+//
+// Validation refuses a plaintext listener on an address that is not
+// loopback (127.0.0.0/8, ::1, "localhost"; "", 0.0.0.0 and :: are not), an
+// http:// URL to a host that is not loopback, and write-back MLLP without
+// TLS to such a host, unless the section of the address or URL sets
+// [InsecureKey] (insecure_plaintext: true). [Config.Insecure] lists the
+// opt-outs in use, by key path only, for the daemon's start-up warning and
+// /status; an opt-out that excuses nothing is a problem.
+//
 // # Positions for later checks
 //
 // A Config remembers where each key was written, by dotted path such as

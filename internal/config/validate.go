@@ -58,11 +58,14 @@ func (c *Config) validate(base string) Problems {
 	if strings.EqualFold(c.Admin.Listen, "off") {
 		c.Admin.Listen = ""
 	}
+	adminT := v.transport("admin", c.Admin.InsecurePlaintext)
 	if c.Admin.Listen != "" {
 		if l, ok := v.listenAddr("admin.listen", "the admin server", c.Admin.Listen); ok {
 			listeners = append(listeners, l)
+			adminT.listener("admin.listen", l.addr, false, "listen on 127.0.0.1 and reach it through an SSH tunnel or a TLS reverse proxy")
 		}
 	}
+	adminT.done()
 
 	cp := c.Checkpoint
 	v.positive("checkpoint.dedupe_window", cp.DedupeWindow)
@@ -105,14 +108,17 @@ func (c *Config) validate(base string) Problems {
 		s := &c.Sources.MLLP[i]
 		p := fmt.Sprintf("sources.mllp[%d]", i)
 		sourceName(p, s.Name)
+		tr := v.transport(p, s.InsecurePlaintext)
 		if s.Listen != "" {
 			if l, ok := v.listenAddr(p+".listen", "source "+v.show(p+".name", s.Name), s.Listen); ok {
 				if other := conflict(listeners, l); other != nil {
 					v.add(l.path, "address %s is already used by %s (%s)", v.show(l.path, l.addr), other.owner, v.at(other.path))
 				}
 				listeners = append(listeners, l)
+				tr.listener(l.path, l.addr, s.TLS != nil, "give tls (cert_file, key_file), listen on a loopback address")
 			}
 		}
+		tr.done()
 		if s.MaxFrameSize < KiB || s.MaxFrameSize > GiB {
 			v.add(p+".max_frame_size", "must be between 1KiB and 1GiB, got %s", v.c.pos.show(p+".max_frame_size", s.MaxFrameSize.String()))
 		}
@@ -186,19 +192,23 @@ func (c *Config) validate(base string) Problems {
 			v.add(p, "give a static token or SMART Backend Services, not both")
 		}
 		v.readable(p+".smart_key_file", s.SMARTKeyFile)
+		tr := v.transport(p, s.InsecurePlaintext)
+		tr.url(p+".base_url", s.BaseURL)
+		tr.url(p+".smart_token_url", s.SMARTTokenURL)
+		tr.done()
 		if sub := s.Subscription; sub != nil {
 			sp := p + ".subscription"
+			str := v.transport(sp, sub.InsecurePlaintext)
 			if sub.Listen != "" {
 				if l, ok := v.listenAddr(sp+".listen", "the subscription endpoint of "+v.show(p+".name", s.Name), sub.Listen); ok {
 					if other := conflict(listeners, l); other != nil {
 						v.add(l.path, "address %s is already used by %s (%s)", v.show(l.path, l.addr), other.owner, v.at(other.path))
 					}
 					listeners = append(listeners, l)
-					if sub.TLS == nil && !loopback(l.addr) {
-						v.add(sp+".tls", "notifications carry patient data: give tls (cert_file, key_file) for a listener that is not on a loopback address")
-					}
+					str.listener(l.path, l.addr, sub.TLS != nil, "give tls (cert_file, key_file), listen on a loopback address")
 				}
 			}
+			str.done()
 			if sub.Path == "" {
 				sub.Path = "/fhir/notify"
 			} else if !strings.HasPrefix(sub.Path, "/") {
@@ -247,12 +257,23 @@ func (c *Config) validate(base string) Problems {
 				v.add("writeback.target.fhir", "give a static token or SMART Backend Services, not both")
 			}
 			v.readable("writeback.target.fhir.smart_key_file", f.SMARTKeyFile)
+			tr := v.transport("writeback.target.fhir", f.InsecurePlaintext)
+			tr.url("writeback.target.fhir.base_url", f.BaseURL)
+			tr.url("writeback.target.fhir.smart_token_url", f.SMARTTokenURL)
+			tr.done()
 		}
+		tr := v.transport("writeback.target", wb.Target.InsecurePlaintext)
 		if wb.Target.MLLP != "" {
-			if _, _, err := net.SplitHostPort(wb.Target.MLLP); err != nil {
+			if host, _, err := net.SplitHostPort(wb.Target.MLLP); err != nil {
 				v.add("writeback.target.mllp", "must be host:port, got %s", v.show("writeback.target.mllp", wb.Target.MLLP))
+			} else if wb.Target.TLS == nil && !IsLoopback(host) {
+				tr.excuse("writeback.target.mllp", "plaintext MLLP to "+v.show("writeback.target.mllp", wb.Target.MLLP)+", which is not a loopback address", "give writeback.target.tls (ca_file; cert_file and key_file for mutual TLS)")
 			}
+		} else if wb.Target.TLS != nil {
+			v.add("writeback.target.tls", "applies to writeback.target.mllp only")
 		}
+		tr.done()
+		v.tlsClient("writeback.target.tls", wb.Target.TLS)
 		switch b := wb.Target.MLLPMaxBackoff; {
 		case b != 0 && wb.Target.MLLP == "":
 			v.add("writeback.target.mllp_max_backoff", "applies to writeback.target.mllp only")
@@ -327,14 +348,22 @@ func (v *validator) crm(listeners *[]listener) {
 		if sb.Flavor == "dataverse" {
 			addrs = append(addrs, struct{ path, addr string }{"crm.sandbox.tls_listen", sb.TLSListen})
 		}
+		tr := v.transport("crm.sandbox", sb.InsecurePlaintext)
 		for _, a := range addrs {
-			if l, ok := v.listenAddr(a.path, "the CRM sandbox", a.addr); ok && embed {
+			l, ok := v.listenAddr(a.path, "the CRM sandbox", a.addr)
+			if ok && embed {
 				if other := conflict(*listeners, l); other != nil {
 					v.add(l.path, "address %s is already used by %s (%s)", v.show(l.path, l.addr), other.owner, v.at(other.path))
 				}
 				*listeners = append(*listeners, l)
 			}
+			if ok && a.path == "crm.sandbox.listen" {
+				// Embedded, the sandbox listens there; apart, the
+				// daemon connects there: plain HTTP either way.
+				tr.listener(l.path, l.addr, false, "use a loopback address")
+			}
 		}
+		tr.done()
 	}
 	if d := c.Dynamics; d != nil {
 		if u, err := url.Parse(d.URL); d.URL != "" && (err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/")) {
@@ -369,6 +398,9 @@ func (v *validator) crm(listeners *[]listener) {
 		if u, err := url.Parse(sf.LoginURL); sf.LoginURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
 			v.add("crm.salesforce.login_url", "must be an https URL like https://login.salesforce.com, got %s", v.show("crm.salesforce.login_url", sf.LoginURL))
 		}
+		tr := v.transport("crm.salesforce", sf.InsecurePlaintext)
+		tr.url("crm.salesforce.login_url", sf.LoginURL)
+		tr.done()
 		if sf.Audience != "" {
 			if problem := salesforce.AudienceProblem(sf.Audience); problem != "" {
 				v.add("crm.salesforce.audience", "%s, got %s", problem, v.show("crm.salesforce.audience", sf.Audience))
@@ -539,19 +571,6 @@ var fieldNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // httpHeaderRe is an HTTP header name.
 var httpHeaderRe = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,128}$`)
 
-// loopback reports whether a listen host is a loopback address.
-func loopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // tlsServer checks a listener's TLS section (nil: none).
 func (v *validator) tlsServer(p string, t *TLSServer) {
 	if t == nil {
@@ -560,6 +579,15 @@ func (v *validator) tlsServer(p string, t *TLSServer) {
 	v.readable(p+".cert_file", t.CertFile)
 	v.readable(p+".key_file", t.KeyFile)
 	v.readable(p+".client_ca_file", t.ClientCAFile)
+	if len(t.AllowedClients) > 0 && t.ClientCAFile == "" {
+		v.add(p+".allowed_clients", "needs client_ca_file: without mutual TLS no client presents a certificate")
+	}
+	for i, name := range t.AllowedClients {
+		if name == "" || strings.ContainsAny(name, "*?") {
+			ip := fmt.Sprintf("%s.allowed_clients[%d]", p, i)
+			v.add(ip, "%s: give a certificate's exact subject common name or DNS or URI name (no wildcards)", v.show(ip, name))
+		}
+	}
 	v.oneOf(p+".min_version", t.MinVersion, "1.2", "1.3")
 	if t.KeyPassphrase.IsSet() {
 		key := p + ".key_passphrase_env"
@@ -574,3 +602,17 @@ func (v *validator) tlsServer(p string, t *TLSServer) {
 
 // fhirTypeRe is a FHIR resource type name.
 var fhirTypeRe = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)
+
+// tlsClient checks an outgoing connection's TLS section (nil: none).
+func (v *validator) tlsClient(p string, t *TLSClient) {
+	if t == nil {
+		return
+	}
+	v.readable(p+".ca_file", t.CAFile)
+	v.readable(p+".cert_file", t.CertFile)
+	v.readable(p+".key_file", t.KeyFile)
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.add(p, "mutual TLS needs both cert_file and key_file")
+	}
+	v.oneOf(p+".min_version", t.MinVersion, "1.2", "1.3")
+}

@@ -9,7 +9,7 @@ import (
 // writeback.target.mllp_max_backoff defaults to 30s with an MLLP target and
 // reads a duration; a bare number is refused like every duration.
 func TestWritebackMLLPMaxBackoff(t *testing.T) {
-	base := "data_dir: /var/lib/ehrbridge\ncrm:\n  sandbox:\n    embed: true\nwriteback:\n  target:\n    mllp: ehr.example:6661\n"
+	base := "data_dir: /var/lib/ehrbridge\ncrm:\n  sandbox:\n    embed: true\nwriteback:\n  target:\n    mllp: 127.0.0.1:6661\n"
 	for _, tc := range []struct {
 		extra string
 		want  time.Duration
@@ -36,9 +36,9 @@ func TestWritebackAEMaxAttempts(t *testing.T) {
 		want  int
 		err   string
 	}{
-		{"    mllp: ehr.example:6661\n", 10, ""},
-		{"    mllp: ehr.example:6661\n    ae_max_attempts: 3\n", 3, ""},
-		{"    mllp: ehr.example:6661\n    ae_max_attempts: 5000\n", 0, "writeback.target.ae_max_attempts: must be between 1 and 1000"},
+		{"    mllp: 127.0.0.1:6661\n", 10, ""},
+		{"    mllp: 127.0.0.1:6661\n    ae_max_attempts: 3\n", 3, ""},
+		{"    mllp: 127.0.0.1:6661\n    ae_max_attempts: 5000\n", 0, "writeback.target.ae_max_attempts: must be between 1 and 1000"},
 		{"    dir: /tmp/outbox\n    ae_max_attempts: 3\n", 0, "writeback.target.ae_max_attempts: applies to writeback.target.mllp only"},
 	} {
 		c, err := Parse("wb.yaml", []byte(base+tc.extra), lookupTestEnv)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 )
@@ -161,8 +162,10 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		Forwarding string              `json:"forwarding"`
 		Storage    storageStatus       `json:"storage"`
 		CRM        *crmStatus          `json:"crm,omitempty"`
+		// Insecure lists the plaintext opt-outs in use (insecure_plaintext).
+		Insecure []config.InsecureSetting `json:"insecure_settings,omitempty"`
 	}{Version: Version, Forwarding: a.forwarding(), FHIR: a.fhirStatus(), Commits: commitStatusOf(a.d.cp.CommitStats()),
-		Storage: a.storageStatus()}
+		Storage: a.storageStatus(), Insecure: a.insecureStatus()}
 	ms := a.d.maps
 	for _, m := range ms.Current().Mappings {
 		out.Mappings.Names = append(out.Mappings.Names, m.Name)

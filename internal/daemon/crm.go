@@ -185,7 +185,11 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback
 		}
 		target = ft
 	} else if wb.Target.MLLP != "" {
-		target = writeback.NewMLLP(wb.Target.MLLP, wb.Target.MLLPMaxBackoff.Std(), log.With("component", "writeback"))
+		mt, err := newMLLPTarget(wb.Target, log.With("component", "writeback"))
+		if err != nil {
+			return nil, nil, err
+		}
+		target = mt
 	} else {
 		target = &writeback.FileDrop{Dir: wb.Target.Dir}
 	}

@@ -39,6 +39,7 @@ type Daemon struct {
 	stopWatch chan struct{}
 	crm       *crm
 	fhir      *fhirSources
+	insecure  []config.InsecureSetting // plaintext opt-outs in use, for /status
 	// drainTimeout bounds the pipeline's sending after intake closes.
 	drainTimeout time.Duration
 	dataDir      string
@@ -84,6 +85,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if cfg.CRM != nil {
 		d.drainTimeout = cfg.CRM.Pipeline.DrainTimeout.Std()
 	}
+	d.insecure = warnInsecure(cfg, log)
 	fail := func(err error) (*Daemon, error) {
 		d.closeListeners()
 		d.crm.stop()
@@ -274,6 +276,9 @@ func serverTLS(t *config.TLSServer) (*tls.Config, error) {
 		}
 		conf.ClientCAs = pool
 		conf.ClientAuth = tls.RequireAndVerifyClientCert
+		if len(t.AllowedClients) > 0 {
+			conf.VerifyConnection = mllp.AllowClients(t.AllowedClients)
+		}
 	}
 	return conf, nil
 }

@@ -188,6 +188,7 @@ func newNotifyEndpoint(name string, sub *config.FHIRSubscription, src *fhirsourc
 			return nil, err
 		}
 		srv.TLSConfig = tc
+		srv.ConnState = logTLSClient(log.With("source", name))
 	}
 	l, err := net.Listen("tcp", sub.Listen)
 	if err != nil {

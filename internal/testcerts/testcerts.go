@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -26,6 +27,10 @@ type Set struct {
 	CAFile, ServerCert, ServerKey, ClientCert, ClientKey string
 	CAPool                                               *x509.CertPool
 	Server, Client                                       tls.Certificate
+
+	dir   string
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
 }
 
 // New writes a fresh set to t.TempDir().
@@ -43,12 +48,22 @@ func New(t testing.TB) *Set {
 		t.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
-	s := &Set{CAFile: filepath.Join(dir, "ca.pem"), CAPool: x509.NewCertPool()}
+	s := &Set{CAFile: filepath.Join(dir, "ca.pem"), CAPool: x509.NewCertPool(), dir: dir, ca: ca, caKey: caKey}
 	s.CAPool.AddCert(ca)
 	write(t, s.CAFile, "CERTIFICATE", caDER)
-	s.ServerCert, s.ServerKey, s.Server = leaf(t, dir, "server", ca, caKey, x509.ExtKeyUsageServerAuth)
-	s.ClientCert, s.ClientKey, s.Client = leaf(t, dir, "client", ca, caKey, x509.ExtKeyUsageClientAuth)
+	s.ServerCert, s.ServerKey, s.Server = leaf(t, dir, "server", ca, caKey, x509.ExtKeyUsageServerAuth, nil)
+	s.ClientCert, s.ClientKey, s.Client = leaf(t, dir, "client", ca, caKey, x509.ExtKeyUsageClientAuth, nil)
 	return s
+}
+
+// NewClient issues another client certificate from the set's CA with
+// subject common name cn and the given DNS and URI names (no IP or
+// "localhost" names), written as <file>.pem and <file>-key.pem.
+func (s *Set) NewClient(t testing.TB, file, cn string, dnsNames []string, uris []*url.URL) (certFile, keyFile string, cert tls.Certificate) {
+	t.Helper()
+	return leaf(t, s.dir, file, s.ca, s.caKey, x509.ExtKeyUsageClientAuth, func(c *x509.Certificate) {
+		c.Subject.CommonName, c.DNSNames, c.IPAddresses, c.URIs = cn, dnsNames, nil, uris
+	})
 }
 
 // ServerConfig returns a server TLS config; with mutual set it requires
@@ -82,13 +97,16 @@ func key(t testing.TB) *ecdsa.PrivateKey {
 
 var serial atomic.Int64
 
-func leaf(t testing.TB, dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, usage x509.ExtKeyUsage) (string, string, tls.Certificate) {
+func leaf(t testing.TB, dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, usage x509.ExtKeyUsage, edit func(*x509.Certificate)) (string, string, tls.Certificate) {
 	k := key(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(10 + serial.Add(1)), Subject: pkix.Name{CommonName: "ehrbridge test " + name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	if edit != nil {
+		edit(tmpl)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
 	if err != nil {

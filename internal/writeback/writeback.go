@@ -15,6 +15,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -820,9 +821,11 @@ type MLLP struct{ Client *mllp.Client }
 // backoffs (from 100 ms), and gives up at once when its next try is more
 // than 2 s off, so that a note whose EHR is down goes back to the
 // pipeline, which retries it later, instead of holding the note lane;
-// maxBackoff caps the client's delays (0: 30 s).
-func NewMLLP(addr string, maxBackoff time.Duration, logger *slog.Logger) *MLLP {
-	return &MLLP{Client: &mllp.Client{Addr: addr, MaxBackoff: maxBackoff, MaxWait: 2 * time.Second, Logger: logger}}
+// maxBackoff caps the client's delays (0: 30 s). With tlsConf (nil: plain
+// TCP) every connection is TLS, verified as tlsConf says: a handshake that
+// fails is a failed try, never a fallback to plain TCP.
+func NewMLLP(addr string, tlsConf *tls.Config, maxBackoff time.Duration, logger *slog.Logger) *MLLP {
+	return &MLLP{Client: &mllp.Client{Addr: addr, TLSConfig: tlsConf, MaxBackoff: maxBackoff, MaxWait: 2 * time.Second, Logger: logger}}
 }
 
 // Unreachable is a send to the EHR that got no answer: the connection was

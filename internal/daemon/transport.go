@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/writeback"
+)
+
+// warnInsecure logs, once per opt-out, each plaintext connection the
+// configuration allows with insecure_plaintext, and returns them for
+// /status. Only key paths are logged: addresses may come from the
+// environment and URLs may carry credentials.
+func warnInsecure(cfg *config.Config, log *slog.Logger) []config.InsecureSetting {
+	settings := cfg.Insecure()
+	for _, s := range settings {
+		log.Warn("plaintext connection allowed by the configuration: patient data crosses the network in clear; configure TLS and remove the opt-out",
+			"key", s.Key, "excuses", s.Excuses)
+	}
+	return settings
+}
+
+// insecureStatus is /status's list of the opt-outs in use.
+func (a *admin) insecureStatus() []config.InsecureSetting { return a.d.insecure }
+
+// logTLSClient is an http.Server ConnState hook that logs at INFO, once
+// per connection, the remote address and the identity of a client that
+// presented a certificate (mutual TLS), as the MLLP server does for its
+// connections. Refused certificates fail the handshake and are logged by
+// the server's ErrorLog.
+func logTLSClient(log *slog.Logger) func(net.Conn, http.ConnState) {
+	var seen sync.Map
+	return func(c net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateActive:
+			tc, ok := c.(*tls.Conn)
+			if !ok {
+				return
+			}
+			if _, dup := seen.LoadOrStore(c, struct{}{}); dup {
+				return
+			}
+			st := tc.ConnectionState()
+			if id := mllp.PeerIdentity(&st); id != "" {
+				log.Info("TLS client connected", "remote", c.RemoteAddr().String(), "client", id)
+			}
+		case http.StateClosed, http.StateHijacked:
+			seen.Delete(c)
+		}
+	}
+}
+
+// clientTLS builds the TLS configuration of an outgoing connection: the
+// CAs to trust (the system's without ca_file), the client certificate for
+// mutual TLS, the server name and the lowest version.
+func clientTLS(t *config.TLSClient) (*tls.Config, error) {
+	conf := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+	if t.MinVersion == "1.3" {
+		conf.MinVersion = tls.VersionTLS13
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("tls: CA file holds no PEM certificate")
+		}
+		conf.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: loading client certificate and key: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// newMLLPTarget is the write-back target for the EHR's MLLP receiver,
+// over TLS when the target has a tls section.
+func newMLLPTarget(t config.WritebackTarget, log *slog.Logger) (*writeback.MLLP, error) {
+	var tc *tls.Config
+	if t.TLS != nil {
+		var err error
+		if tc, err = clientTLS(t.TLS); err != nil {
+			return nil, fmt.Errorf("writeback.target.tls: %w", err)
+		}
+	}
+	return writeback.NewMLLP(t.MLLP, tc, t.MLLPMaxBackoff.Std(), log), nil
+}
