@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 )
@@ -281,15 +282,23 @@ sources:
 			mu.Lock()
 			aesNow := aes
 			mu.Unlock()
-			var why []string
+			var why, stale []string
 			for _, tk := range tasks() {
 				id := tk[side.idField].(string)
 				mu.Lock()
 				if !strings.Contains(text["EHRB-"+id], final[id]) && len(why) < 3 {
+					stale = append(stale, id)
 					why = append(why, fmt.Sprintf("note %s: last text %q; filed in order: %s", id, final[id], strings.Join(applied["EHRB-"+id], " | ")))
 				}
 				mu.Unlock()
 			}
+			// What the daemon's log holds for those notes (stopped first:
+			// the log opens read-only only when no daemon holds it).
+			if cmd, exited := d.current(); cmd != nil {
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+			why = append(why, dumpNotes(t, filepath.Join(dir, "data", checkpoint.FileName), stale)...)
 			t.Fatalf("after %v: %d of %d notes Filed, %d notes whose last text the EHR does not hold (%d edits, %d AEs)\n%s\ndaemon log:\n%s",
 				settle, lastFiled, wbNotes, lastStale, edits, aesNow, strings.Join(why, "\n"), crashTail(d.logs.String(), 3000))
 		}
@@ -337,4 +346,27 @@ sources:
 	}
 	t.Logf("write-back crash (%s): %d notes, %d edits, filed once each (%d delivered again after a crash or a dropped ACK, same MSH-10; %d ACKs dropped, %d AEs, %d replacements of a document the EHR never filed refused), %d kills",
 		side.name, wbNotes, edits, redelivered, dropped, aes, unknown, kills)
+}
+
+// dumpNotes describes, for a failed run, what the stopped daemon's log
+// holds for the given notes: each version's record (state, attempts,
+// reason) and the note's filing state.
+func dumpNotes(t *testing.T, path string, ids []string) []string {
+	l, err := checkpoint.Open(path, checkpoint.Options{ReadOnly: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return []string{"log: " + err.Error()}
+	}
+	defer l.Close()
+	var out []string
+	for _, id := range ids {
+		_ = l.All(func(r *checkpoint.Record) bool {
+			if strings.Contains(r.Key, id) {
+				out = append(out, fmt.Sprintf("  record %d %s: %s, %d attempts, reason %q, received %s, updated %s", r.ID, r.Key, r.State, r.Attempts, r.Reason, r.Received.Format(time.RFC3339Nano), r.Updated.Format(time.RFC3339Nano)))
+			}
+			return true
+		})
+		st, ok, err := l.SourceState("writeback|filing|" + id)
+		out = append(out, fmt.Sprintf("  filing state of %s: %s (found %v, err %v)", id, st, ok, err))
+	}
+	return out
 }
