@@ -5,6 +5,7 @@ package daemon
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -190,4 +191,150 @@ func TestDescribeStorage(t *testing.T) {
 			t.Errorf("%v: %q does not say the bytes free", tt.kind, got)
 		}
 	}
+}
+
+// startDegraded starts the daemon on dataDir with a short storage check
+// interval, while fault is in force (fault returns its undo, which is
+// called before the daemon is probed), and returns the daemon, its MLLP
+// and admin addresses and the undo.
+func startDegraded(t *testing.T, dataDir string, fault func() (undo func())) (*Daemon, string, string, func()) {
+	t.Helper()
+	mllpAddr, adminAddr := freePort(t), freePort(t)
+	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `data_dir: %s
+admin:
+  listen: %s
+sources:
+  mllp:
+    - name: ehr
+      listen: %s
+`, dataDir, adminAddr, mllpAddr), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldEvery := StorageCheckInterval
+	StorageCheckInterval = 50 * time.Millisecond
+	t.Cleanup(func() { StorageCheckInterval = oldEvery })
+	undo := fault()
+	d, err := Start(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		undo()
+		t.Fatalf("Start on a data directory that refuses the log's opening: %v", err)
+	}
+	t.Cleanup(func() { d.Shutdown(context.Background()) })
+	return d, mllpAddr, adminAddr, undo
+}
+
+// degradedThenResumed checks a daemon started on a disk that keeps its log
+// from opening: /readyz 503 with reason, AE on one connection; after the
+// fault clears (undo, while the connection stays open) the same
+// connection's next message gets AA, /readyz 200, and the record is in the
+// log.
+func degradedThenResumed(t *testing.T, d *Daemon, mllpAddr, adminAddr, reason string, undo func()) {
+	t.Helper()
+	c, err := net.Dial("tcp", mllpAddr)
+	if err != nil {
+		undo()
+		t.Fatalf("the MLLP port refused a connection on a disk that keeps the log from opening: %v", err)
+	}
+	defer c.Close()
+	code, body := get(t, "http://"+adminAddr+"/readyz")
+	ack := exchangeOn(t, c, "MSH|^~\\&|A|F|B|G|20260101||ADT^A01|C1|P|2.5\rPID|1||M1^^^H^MR||DOE^J\r")
+	_, status := get(t, "http://"+adminAddr+"/status")
+	undo()
+	if code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "not ready: "+reason) {
+		t.Fatalf("/readyz = %d %q, want 503 naming %q", code, body, reason)
+	}
+	if !strings.Contains(ack, "MSA|AE|C1") || !strings.Contains(ack, "disk full or read-only") {
+		t.Fatalf("answer while the log cannot open = %q, want AE saying why", ack)
+	}
+	var st struct {
+		Storage struct {
+			Writable bool   `json:"writable"`
+			Problem  string `json:"problem"`
+		} `json:"storage"`
+	}
+	if err := json.Unmarshal([]byte(status), &st); err != nil || st.Storage.Writable || !strings.HasPrefix(st.Storage.Problem, reason) {
+		t.Fatalf("/status while the log cannot open lacks storage writable false: %s", status)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if code, _ := get(t, "http://"+adminAddr+"/readyz"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready 5 s after the fault cleared: %s", d.storageProblem())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ack := exchangeOn(t, c, "MSH|^~\\&|A|F|B|G|20260101||ADT^A01|C1|P|2.5\rPID|1||M1^^^H^MR||DOE^J\r"); !strings.Contains(ack, "MSA|AA|C1") {
+		t.Fatalf("resent on the same connection after the fault cleared: %q, want AA", ack)
+	}
+	cs, err := d.cp.Stats()
+	if err != nil || cs.States[checkpoint.Received]+cs.States[checkpoint.InProgress]+cs.States[checkpoint.Done] != 1 {
+		t.Fatalf("log after resuming: %+v %v, want the one record", cs, err)
+	}
+}
+
+func exchangeOn(t *testing.T, c net.Conn, msg string) string {
+	t.Helper()
+	if err := mllp.WriteFrame(c, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ack, err := mllp.NewReader(c, 0).ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ack)
+}
+
+// A first start (no log file) on a disk that takes no writes
+// (RLIMIT_FSIZE 0): before, checkpoint.Open failed to create the log and
+// the daemon exited; senders met a refused connection.
+func TestStartWithoutLogOnUnwritableDataDir(t *testing.T) {
+	dir := t.TempDir()
+	d, mllpAddr, adminAddr, undo := startDegraded(t, dir, func() func() {
+		var old syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			t.Skip(err)
+		}
+		lim := old
+		lim.Cur = 0
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+			t.Skipf("setrlimit: %v", err)
+		}
+		restored := false
+		undo := func() {
+			if !restored {
+				restored = true
+				_ = syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+			}
+		}
+		t.Cleanup(undo)
+		return undo
+	})
+	degradedThenResumed(t, d, mllpAddr, adminAddr, "the checkpoint log may not grow", undo)
+	if _, err := os.Stat(filepath.Join(dir, checkpoint.FileName)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A data directory on a file system mounted read-only before the start,
+// not created yet: before, the daemon exited (creating the directory, or
+// the log). Needs mount rights (skipped otherwise).
+func TestStartOnReadOnlyDataDir(t *testing.T) {
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", syscall.MS_RDONLY, "size=8m,mode=0700"); err != nil {
+		t.Skipf("a read-only file system needs mounting a tmpfs (root with CAP_SYS_ADMIN): %v; TestStartWithoutLogOnUnwritableDataDir covers the behaviour without", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	dir := filepath.Join(mnt, "data")
+	d, mllpAddr, adminAddr, undo := startDegraded(t, dir, func() func() {
+		return func() {
+			if err := syscall.Mount("tmpfs", mnt, "tmpfs", syscall.MS_REMOUNT, "size=8m,mode=0700"); err != nil {
+				t.Errorf("remounting read-write: %v", err)
+			}
+		}
+	})
+	degradedThenResumed(t, d, mllpAddr, adminAddr, "the data directory's file system is read-only", undo)
 }
