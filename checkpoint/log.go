@@ -422,7 +422,8 @@ func (l *Log) init() error {
 	if l.opts.ReadOnly {
 		return l.db.View(load)
 	}
-	return l.db.Update(func(tx *bolt.Tx) error {
+	var migratedFrom uint64
+	err := l.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -434,9 +435,11 @@ func (l *Log) init() error {
 				return err
 			}
 		}
-		if err := l.migrate(tx); err != nil {
+		from, err := l.migrate(tx)
+		if err != nil {
 			return err
 		}
+		migratedFrom = from
 		if l.opts.Writer != "" {
 			if err := meta.Put(metaWrittenBy, []byte(l.opts.Writer)); err != nil {
 				return err
@@ -470,34 +473,42 @@ func (l *Log) init() error {
 		}
 		return meta.Put(metaSalt, want)
 	})
+	if err == nil && migratedFrom != 0 {
+		// Logged once committed: a migration the disk refused is
+		// retried (finishOpening) and would otherwise be reported as
+		// done at each attempt.
+		l.opts.Logger.Info("checkpoint log migrated", "from_schema", migratedFrom, "to_schema", schemaVersion)
+	}
+	return err
 }
 
 // migrate brings an older log to schemaVersion, one step at a time; the
 // caller's transaction makes it all or nothing. A newer log is left alone
-// (load refuses it).
-func (l *Log) migrate(tx *bolt.Tx) error {
+// (load refuses it). It returns the schema it migrated from, 0 when it
+// did not migrate.
+func (l *Log) migrate(tx *bolt.Tx) (uint64, error) {
 	meta := tx.Bucket(bMeta)
 	v := meta.Get(metaSchema)
 	if len(v) != 8 {
-		return nil // load reports it
+		return 0, nil // load reports it
 	}
 	from := btoi(v)
 	for ver := from; ver < schemaVersion && ver >= minReadableSchema; ver++ {
 		step, ok := migrations[ver]
 		if !ok {
-			return fmt.Errorf("checkpoint: no migration from log schema %d", ver)
+			return 0, fmt.Errorf("checkpoint: no migration from log schema %d", ver)
 		}
 		if err := step(tx); err != nil {
-			return fmt.Errorf("checkpoint: migrating the log from schema %d: %w", ver, err)
+			return 0, fmt.Errorf("checkpoint: migrating the log from schema %d: %w", ver, err)
 		}
 		if err := meta.Put(metaSchema, itob(ver+1)); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if from < schemaVersion && from >= minReadableSchema {
-		l.opts.Logger.Info("checkpoint log migrated", "from_schema", from, "to_schema", schemaVersion)
+		return from, nil
 	}
-	return nil
+	return 0, nil
 }
 
 func (l *Log) loadSalt(v []byte) error {

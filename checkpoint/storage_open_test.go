@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // Issue 27, deliverable 6, the part Open still refused: a new log on a
@@ -164,8 +167,9 @@ func TestDeferredOpenMigrationUnwritable(t *testing.T) {
 	keys, claimed := crashWithInflight(t, path, 100, 20)
 	setSchema(t, path, schemaVersion-1)
 
+	logs := &syncbuf.Buffer{}
 	restore := setFileSizeLimit(t, 0)
-	l, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler), DeferStorageErrors: true})
+	l, err := Open(path, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), DeferStorageErrors: true})
 	if err != nil {
 		restore()
 		t.Fatalf("Open of a log to migrate, writes refused: %v", err)
@@ -173,7 +177,14 @@ func TestDeferredOpenMigrationUnwritable(t *testing.T) {
 	defer l.Close()
 	checkUnopened(t, l, StorageFileLimit)
 	restore()
+	// Each refused attempt rolled the migration back: none is reported.
+	if n := strings.Count(logs.String(), "checkpoint log migrated"); n != 0 {
+		t.Fatalf("a migration the disk refused was logged as done %d times", n)
+	}
 	checkResumed(t, l, keys, claimed)
+	if n := strings.Count(logs.String(), "checkpoint log migrated"); n != 1 {
+		t.Fatalf("the migration was logged %d times, want once", n)
+	}
 	if st, err := l.Stats(); err != nil || st.Schema != schemaVersion {
 		t.Fatalf("after resuming: schema %d %v, want %d (migrated)", st.Schema, err, schemaVersion)
 	}
