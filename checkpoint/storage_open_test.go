@@ -250,3 +250,35 @@ func TestDeferredOpenReadOnlyDataDir(t *testing.T) {
 		})
 	}
 }
+
+// A Log closed before it could open closes cleanly, and nothing opens it
+// afterwards (no file is created, no lock left held).
+func TestDeferredOpenClosedBeforeOpening(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	restore := setFileSizeLimit(t, 0)
+	l, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler), DeferStorageErrors: true})
+	restore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close of an unopened log: %v", err)
+	}
+	_, aerr := l.Append(context.Background(), entry("k", "p", "x"))
+	_, serr := l.Stats()
+	for name, err := range map[string]error{"Append": aerr, "Stats": serr, "Resume": l.Resume(), "Close again": l.Close()} {
+		if name == "Close again" {
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the closed log's file was created: %v", err)
+	}
+	reopen(t, path, Options{})
+}
