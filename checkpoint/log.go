@@ -235,17 +235,17 @@ func Open(path string, opts Options) (*Log, error) {
 	if err == nil {
 		return l, nil
 	}
-	if l.db != nil {
-		l.db.Close()
-		l.db = nil
-	}
 	if !opts.DeferStorageErrors || opts.ReadOnly || !errors.Is(err, ErrStorage) {
+		if l.db != nil { // kept open for a retry of a migration
+			l.db.Close()
+		}
 		return nil, err
 	}
 	// The daemon starts whatever state its disk is in: a log it cannot
 	// create, migrate or open for writing yet is returned unopened, every
 	// call answers the StorageError, and Resume (or the next Append)
-	// retries the whole opening.
+	// retries the opening (a log to migrate stays open meanwhile, its
+	// lock held).
 	l.storage.note(err)
 	opts.Logger.Error("checkpoint log not opened: its file system refuses writes; appends are answered with an error until it takes them again",
 		"err", err)
@@ -259,13 +259,85 @@ func Open(path string, opts Options) (*Log, error) {
 // On an error l.db is nil and the Log stays unopened.
 func (l *Log) openFile() (err error) {
 	opts := l.opts
-	path := l.path
+	if l.db == nil {
+		db, freelistOff, err := openBolt(l.path, opts)
+		if err != nil {
+			return err
+		}
+		l.db = db
+		l.storage.freelistOff = freelistOff
+	}
+	// keep says the file stays open although the opening failed: a log
+	// that must be migrated keeps its lock, and a retry does not open
+	// the file again (for a log without the free list in its file that
+	// walks every page).
+	keep := false
+	defer func() {
+		if err != nil && !keep {
+			l.db.Close()
+			l.db = nil
+		}
+	}()
+	err = l.init()
+	l.loaded = err == nil
+	if err != nil {
+		// A full disk (or a read-only one) must not keep the daemon from
+		// starting: a log that needs no migration and has its salt is
+		// usable as it is read, and what the opening writes waits for
+		// the next write (finishOpening).
+		if opts.ReadOnly || StorageKindOf(err) == 0 {
+			return err
+		}
+		if lerr := l.loadForDeferredOpening(); lerr != nil {
+			// An older schema: the migration must be written before
+			// the log is used.
+			keep = true
+			return asStorage("migrating the log", err)
+		}
+		l.loaded = true
+		l.storage.pending.Store(true)
+		l.storage.note(asStorage("opening the log", err))
+		l.opened.Store(true)
+		opts.Logger.Error("checkpoint log opened without writing: its file system refuses writes; appends are answered with an error until it takes them again",
+			"err", err)
+		return nil
+	}
+	if opts.ReadOnly {
+		l.opened.Store(true)
+		return nil
+	}
+	if l.storage.freelistOff {
+		// init wrote without the free list: write it at the next write.
+		l.storage.pending.Store(true)
+	}
+	recovered, err := l.recoverInflight()
+	if err != nil {
+		if StorageKindOf(err) == 0 {
+			return err
+		}
+		l.storage.pending.Store(true)
+		l.storage.note(asStorage("returning records in progress to retrying", err))
+		l.opened.Store(true)
+		opts.Logger.Error("checkpoint records in progress at the last stop could not be returned to retrying: the file system refuses writes; they will be once it takes them again",
+			"err", err)
+		return nil
+	}
+	l.opened.Store(true)
+	if recovered > 0 {
+		opts.Logger.Warn("checkpoint records in progress at the last stop returned to retrying", "records", recovered)
+	}
+	return nil
+}
+
+// openBolt opens (or creates) the bbolt file of the log at path. It says
+// whether it had to open without writing the free list (see below).
+func openBolt(path string, opts Options) (*bolt.DB, bool, error) {
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return asStorage("creating the data directory", fmt.Errorf("checkpoint: creating data directory: %w", err))
+			return nil, false, asStorage("creating the data directory", fmt.Errorf("checkpoint: creating data directory: %w", err))
 		}
 	} else if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("checkpoint: opening %s: %w", path, err)
+		return nil, false, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
 	_, statErr := os.Stat(path)
 	created := errors.Is(statErr, os.ErrNotExist)
@@ -300,73 +372,18 @@ func (l *Log) openFile() (err error) {
 			_ = os.Remove(path)
 		}
 		if errors.Is(err, berrors.ErrTimeout) {
-			return fmt.Errorf("%w: %s is locked (is another ehrbridge running with this data directory?)", ErrLocked, path)
+			return nil, false, fmt.Errorf("%w: %s is locked (is another ehrbridge running with this data directory?)", ErrLocked, path)
 		}
 		if k := StorageKindOf(err); k != 0 {
 			op := "opening the log"
 			if created {
 				op = "creating the log"
 			}
-			return &StorageError{Kind: k, Op: op, Err: err}
+			return nil, false, &StorageError{Kind: k, Op: op, Err: err}
 		}
-		return fmt.Errorf("checkpoint: opening %s: %w", path, err)
+		return nil, false, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
-	l.db = db
-	defer func() {
-		if err != nil {
-			db.Close()
-			l.db = nil
-		}
-	}()
-	l.storage.freelistOff = freelistOff
-	err = l.init()
-	l.loaded = err == nil
-	if err != nil {
-		// A full disk (or a read-only one) must not keep the daemon from
-		// starting: a log that needs no migration and has its salt is
-		// usable as it is read, and what the opening writes waits for
-		// the next write (finishOpening).
-		if opts.ReadOnly || StorageKindOf(err) == 0 {
-			return err
-		}
-		if lerr := l.loadForDeferredOpening(); lerr != nil {
-			// An older schema: the migration must be written before
-			// the log is used.
-			return asStorage("migrating the log", err)
-		}
-		l.loaded = true
-		l.storage.pending.Store(true)
-		l.storage.note(asStorage("opening the log", err))
-		l.opened.Store(true)
-		opts.Logger.Error("checkpoint log opened without writing: its file system refuses writes; appends are answered with an error until it takes them again",
-			"err", err)
-		return nil
-	}
-	if opts.ReadOnly {
-		l.opened.Store(true)
-		return nil
-	}
-	if freelistOff {
-		// init wrote without the free list: write it at the next write.
-		l.storage.pending.Store(true)
-	}
-	recovered, err := l.recoverInflight()
-	if err != nil {
-		if StorageKindOf(err) == 0 {
-			return err
-		}
-		l.storage.pending.Store(true)
-		l.storage.note(asStorage("returning records in progress to retrying", err))
-		l.opened.Store(true)
-		opts.Logger.Error("checkpoint records in progress at the last stop could not be returned to retrying: the file system refuses writes; they will be once it takes them again",
-			"err", err)
-		return nil
-	}
-	l.opened.Store(true)
-	if recovered > 0 {
-		opts.Logger.Warn("checkpoint records in progress at the last stop returned to retrying", "records", recovered)
-	}
-	return nil
+	return db, freelistOff, nil
 }
 
 // loadForDeferredOpening reads what init would have written, for a log

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
@@ -281,4 +282,63 @@ func TestDeferredOpenClosedBeforeOpening(t *testing.T) {
 		t.Fatalf("the closed log's file was created: %v", err)
 	}
 	reopen(t, path, Options{})
+}
+
+// A log from before issue 27 (no free list in its file) that also needs
+// migrating, on a disk that takes no writes: the file stays open between
+// attempts (each bbolt open of such a file walks every page, 32 s for
+// 2.2 GB) and its lock stays held (no second ehrbridge takes the data
+// directory meanwhile); once writes are possible it is migrated, gets its
+// free list, and keeps its records.
+func TestDeferredMigrationKeepsFileOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	l, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler), rebuildFreelist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		mustAppend(t, l, entry(fmt.Sprintf("k%d", i), fmt.Sprintf("p%d", i%5), randomText(500)))
+	}
+	if _, err := l.Claim(5); err != nil {
+		t.Fatal(err)
+	}
+	l.db.Close()
+	l.closed = true
+	setSchema(t, path, schemaVersion-1)
+
+	restore := setFileSizeLimit(t, 0)
+	l, err = Open(path, Options{Logger: slog.New(slog.DiscardHandler), DeferStorageErrors: true})
+	if err != nil {
+		restore()
+		t.Fatal(err)
+	}
+	defer l.Close()
+	db := l.db
+	rerr := l.Resume()
+	_, aerr := l.Append(context.Background(), entry("while-full", "p", "x"))
+	same := l.db == db
+	restore()
+	if db == nil || !same {
+		t.Fatalf("the file was not kept open between attempts (db %p, then %p)", db, l.db)
+	}
+	if !errors.Is(rerr, ErrStorage) || !errors.Is(aerr, ErrStorage) {
+		t.Fatalf("Resume %v, Append %v while writes are refused: want StorageErrors", rerr, aerr)
+	}
+	if _, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler), LockTimeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("a second Open while the first waits to migrate: %v, want ErrLocked", err)
+	}
+	if err := l.Resume(); err != nil {
+		t.Fatalf("Resume once writes are possible: %v", err)
+	}
+	st, err := l.Stats()
+	if err != nil || st.Schema != schemaVersion || st.States[Received]+st.States[Retrying] != 30 || st.States[InProgress] != 0 {
+		t.Fatalf("after resuming: %+v %v, want 30 records at schema %d, none in progress", st, err, schemaVersion)
+	}
+	mustAppend(t, l, entry("after", "p", "x"))
+	if l.db.NoFreelistSync {
+		t.Fatal("the free list is still not kept after resuming")
+	}
+	if problems, err := l.Check(); err != nil || len(problems) > 0 {
+		t.Fatalf("log check: %v %q", err, problems)
+	}
 }
