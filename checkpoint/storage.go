@@ -18,7 +18,10 @@ import (
 // open. What Open could not write (the opening's bookkeeping and the
 // return of records left in progress by a crash) is written before the
 // next write that succeeds, and Resume retries it, so that the log
-// resumes by itself once room frees, without a restart.
+// resumes by itself once room frees, without a restart. A log Open could
+// not open at all without writing (creating it, migrating it, or a file
+// system mounted read-only) is, with Options.DeferStorageErrors, returned
+// not open yet, and the same retries open it.
 
 // ErrStorage is what errors.Is finds in every StorageError.
 var ErrStorage = errors.New("checkpoint: the data directory cannot be written")
@@ -248,8 +251,9 @@ func (s *storageState) note(err error) {
 func (l *Log) StorageProblem() *StorageError { return l.storage.problem.Load() }
 
 // Resume retries what the log could not write because of a storage
-// problem: the rest of the opening, or else one small write that proves
-// the file takes writes again. It returns nil, and StorageProblem nil, once
+// problem: the opening (all of it for a log Open returned unopened, else
+// the rest of it), or else one small write that proves the file takes
+// writes again. It returns nil, and StorageProblem nil, once
 // the log writes again; without a problem it does nothing.
 func (l *Log) Resume() error {
 	if l.opts.ReadOnly {
