@@ -70,10 +70,13 @@ func (d *Daemon) storageLoop(every time.Duration) {
 		case p == nil && degraded:
 			degraded = false
 			d.log.Info("the checkpoint log is written again: storing resumed")
-			// What waited for the log starts at once, not at its
-			// next schedule.
-			d.fhir.catchUp()
 			d.crm.notify()
+		}
+		if d.cp.StorageProblem() == nil {
+			// FHIR polls skipped for a storage problem (one shorter
+			// than this interval too) run now, not at their next
+			// schedule.
+			d.fhir.catchUp()
 		}
 		select {
 		case <-d.stopStorage:
