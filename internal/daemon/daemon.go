@@ -63,7 +63,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}
 		// A file system mounted read-only (or full) before the start:
 		// the log reports it and opens once the directory can be made.
-		log.Error("the data directory cannot be created; the checkpoint log opens once it can",
+		log.Warn("the data directory cannot be created; the checkpoint log opens once it can",
 			"problem", describeStorage(checkpoint.StorageKindOf(err), cfg.DataDir))
 	}
 	maps, err := newMappingSet(cfg, log)
