@@ -98,6 +98,20 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 	if e.Received.IsZero() {
 		e.Received = l.opts.Now()
 	}
+	if !l.opened.Load() {
+		// Open returned the log unopened (its file system refused the
+		// opening): each append retries the opening, and the lane hash
+		// below needs the log's salt.
+		l.mu.RLock()
+		err := ErrClosed
+		if !l.closed {
+			err = l.finishOpening()
+		}
+		l.mu.RUnlock()
+		if err != nil {
+			return Result{}, err
+		}
+	}
 	// Everything that costs CPU happens here, in the caller's goroutine,
 	// so that the single writer only looks up and puts.
 	buf := compressBufs.Get().(*[]byte)

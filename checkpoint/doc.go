@@ -81,10 +81,13 @@
 // that succeeds, so nothing is claimed before those records are back, and
 // Resume retries it. A refused Settle is kept in memory and written the
 // same way, so that a batch sent while the disk was full does not stay in
-// progress until a restart. Limits: a log that must be created or migrated cannot
-// be opened without writing, and a file the process cannot open for
-// writing at all (a data directory mounted read-only before the start) is
-// an error.
+// progress until a restart. A log that must be created or migrated, or a
+// file the process cannot open for writing at all (a data directory
+// mounted read-only before the start), cannot be opened without writing:
+// with Options.DeferStorageErrors (the daemon) Open returns it not open
+// yet, every call answering the StorageError, and Resume or the next
+// Append retries the whole opening (create, migrate, return records in
+// progress); without it (the offline commands) Open returns the error.
 //
 // # Retention
 //

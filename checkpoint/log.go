@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -76,6 +77,14 @@ type Options struct {
 	// commit, that one flushed everything written since the last growth,
 	// and its 10-20 ms stalls were most of the no-fsync phases' p99.
 	UnsafeNoSync bool
+	// DeferStorageErrors makes Open return a Log that is not open yet,
+	// rather than an error, when the file system refuses the writes the
+	// opening needs (a new log on a full disk, an older log's migration,
+	// a read-only data directory): every call answers the StorageError
+	// (see StorageProblem) until Resume, or an Append, opens it. The
+	// daemon sets it, so that it starts whatever state its disk is in;
+	// commands on a stopped log do not, and fail clearly instead.
+	DeferStorageErrors bool
 
 	// rebuildFreelist opens the log as releases before issue 27 did,
 	// without bbolt's free list in the file; for the benchmark that
@@ -120,6 +129,11 @@ type Log struct {
 	// loaded says Open has read the schema and salt (set before the Log
 	// is shared, read only after).
 	loaded bool
+	// opened says the file is open and db, salt, schema and encrypted
+	// are set; they are written only before it becomes true (openFile),
+	// and read only after it is seen true. A Log Open returned unopened
+	// (DeferStorageErrors) has it false until finishOpening opens it.
+	opened atomic.Bool
 
 	closeOnce sync.Once
 	mu        sync.RWMutex // held for reading by calls, for writing by Close
@@ -216,12 +230,114 @@ func Open(path string, opts Options) (*Log, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1024
 	}
+	l := &Log{path: path, opts: opts, gathered: make(chan struct{}, 1)}
+	err := l.openFile()
+	if err == nil {
+		return l, nil
+	}
+	if !opts.DeferStorageErrors || opts.ReadOnly || !errors.Is(err, ErrStorage) {
+		if l.db != nil { // kept open for a retry of a migration
+			l.db.Close()
+		}
+		return nil, err
+	}
+	// The daemon starts whatever state its disk is in: a log it cannot
+	// create, migrate or open for writing yet is returned unopened, every
+	// call answers the StorageError, and Resume (or the next Append)
+	// retries the opening (a log to migrate stays open meanwhile, its
+	// lock held).
+	l.storage.note(err)
+	opts.Logger.Error("checkpoint log not opened: its file system refuses writes; appends are answered with an error until it takes them again",
+		"err", err)
+	return l, nil
+}
+
+// openFile opens the log's file and makes the opening's writes (init,
+// migration, the return of records left in progress), setting opened when
+// the Log may be used. It is called by Open before the Log is shared, and
+// for a Log Open returned unopened by finishOpening, with startMu held.
+// On an error l.db is nil and the Log stays unopened.
+func (l *Log) openFile() (err error) {
+	opts := l.opts
+	if l.db == nil {
+		db, freelistOff, err := openBolt(l.path, opts)
+		if err != nil {
+			return err
+		}
+		l.db = db
+		l.storage.freelistOff = freelistOff
+	}
+	// keep says the file stays open although the opening failed: a log
+	// that must be migrated keeps its lock, and a retry does not open
+	// the file again (for a log without the free list in its file that
+	// walks every page).
+	keep := false
+	defer func() {
+		if err != nil && !keep {
+			l.db.Close()
+			l.db = nil
+		}
+	}()
+	err = l.init()
+	l.loaded = err == nil
+	if err != nil {
+		// A full disk (or a read-only one) must not keep the daemon from
+		// starting: a log that needs no migration and has its salt is
+		// usable as it is read, and what the opening writes waits for
+		// the next write (finishOpening).
+		if opts.ReadOnly || StorageKindOf(err) == 0 {
+			return err
+		}
+		if lerr := l.loadForDeferredOpening(); lerr != nil {
+			// An older schema: the migration must be written before
+			// the log is used.
+			keep = true
+			return asStorage("migrating the log", err)
+		}
+		l.loaded = true
+		l.storage.pending.Store(true)
+		l.storage.note(asStorage("opening the log", err))
+		l.opened.Store(true)
+		opts.Logger.Error("checkpoint log opened without writing: its file system refuses writes; appends are answered with an error until it takes them again",
+			"err", err)
+		return nil
+	}
+	if opts.ReadOnly {
+		l.opened.Store(true)
+		return nil
+	}
+	if l.storage.freelistOff {
+		// init wrote without the free list: write it at the next write.
+		l.storage.pending.Store(true)
+	}
+	recovered, err := l.recoverInflight()
+	if err != nil {
+		if StorageKindOf(err) == 0 {
+			return err
+		}
+		l.storage.pending.Store(true)
+		l.storage.note(asStorage("returning records in progress to retrying", err))
+		l.opened.Store(true)
+		opts.Logger.Error("checkpoint records in progress at the last stop could not be returned to retrying: the file system refuses writes; they will be once it takes them again",
+			"err", err)
+		return nil
+	}
+	l.opened.Store(true)
+	if recovered > 0 {
+		opts.Logger.Warn("checkpoint records in progress at the last stop returned to retrying", "records", recovered)
+	}
+	return nil
+}
+
+// openBolt opens (or creates) the bbolt file of the log at path. It says
+// whether it had to open without writing the free list (see below).
+func openBolt(path string, opts Options) (*bolt.DB, bool, error) {
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("checkpoint: creating data directory: %w", err)
+			return nil, false, asStorage("creating the data directory", fmt.Errorf("checkpoint: creating data directory: %w", err))
 		}
 	} else if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
+		return nil, false, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
 	_, statErr := os.Stat(path)
 	created := errors.Is(statErr, os.ErrNotExist)
@@ -256,64 +372,18 @@ func Open(path string, opts Options) (*Log, error) {
 			_ = os.Remove(path)
 		}
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("%w: %s is locked (is another ehrbridge running with this data directory?)", ErrLocked, path)
+			return nil, false, fmt.Errorf("%w: %s is locked (is another ehrbridge running with this data directory?)", ErrLocked, path)
 		}
 		if k := StorageKindOf(err); k != 0 {
 			op := "opening the log"
 			if created {
 				op = "creating the log"
 			}
-			return nil, &StorageError{Kind: k, Op: op, Err: err}
+			return nil, false, &StorageError{Kind: k, Op: op, Err: err}
 		}
-		return nil, fmt.Errorf("checkpoint: opening %s: %w", path, err)
+		return nil, false, fmt.Errorf("checkpoint: opening %s: %w", path, err)
 	}
-	l := &Log{db: db, path: path, opts: opts, gathered: make(chan struct{}, 1)}
-	l.storage.freelistOff = freelistOff
-	err = l.init()
-	l.loaded = err == nil
-	if err != nil {
-		// A full disk (or a read-only one) must not keep the daemon from
-		// starting: a log that needs no migration and has its salt is
-		// usable as it is read, and what the opening writes waits for
-		// the next write (finishOpening).
-		if opts.ReadOnly || StorageKindOf(err) == 0 {
-			db.Close()
-			return nil, err
-		}
-		if lerr := l.loadForDeferredOpening(); lerr != nil {
-			db.Close()
-			return nil, asStorage("opening the log", err)
-		}
-		l.loaded = true
-		l.storage.pending.Store(true)
-		l.storage.note(asStorage("opening the log", err))
-		opts.Logger.Error("checkpoint log opened without writing: its file system refuses writes; appends are answered with an error until it takes them again",
-			"err", err)
-		return l, nil
-	}
-	if opts.ReadOnly {
-		return l, nil
-	}
-	if freelistOff {
-		// init wrote without the free list: write it at the next write.
-		l.storage.pending.Store(true)
-	}
-	recovered, err := l.recoverInflight()
-	if err != nil {
-		if StorageKindOf(err) == 0 {
-			db.Close()
-			return nil, err
-		}
-		l.storage.pending.Store(true)
-		l.storage.note(asStorage("returning records in progress to retrying", err))
-		opts.Logger.Error("checkpoint records in progress at the last stop could not be returned to retrying: the file system refuses writes; they will be once it takes them again",
-			"err", err)
-		return l, nil
-	}
-	if recovered > 0 {
-		opts.Logger.Warn("checkpoint records in progress at the last stop returned to retrying", "records", recovered)
-	}
-	return l, nil
+	return db, freelistOff, nil
 }
 
 // loadForDeferredOpening reads what init would have written, for a log
@@ -369,7 +439,8 @@ func (l *Log) init() error {
 	if l.opts.ReadOnly {
 		return l.db.View(load)
 	}
-	return l.db.Update(func(tx *bolt.Tx) error {
+	var migratedFrom uint64
+	err := l.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -381,9 +452,11 @@ func (l *Log) init() error {
 				return err
 			}
 		}
-		if err := l.migrate(tx); err != nil {
+		from, err := l.migrate(tx)
+		if err != nil {
 			return err
 		}
+		migratedFrom = from
 		if l.opts.Writer != "" {
 			if err := meta.Put(metaWrittenBy, []byte(l.opts.Writer)); err != nil {
 				return err
@@ -417,34 +490,42 @@ func (l *Log) init() error {
 		}
 		return meta.Put(metaSalt, want)
 	})
+	if err == nil && migratedFrom != 0 {
+		// Logged once committed: a migration the disk refused is
+		// retried (finishOpening) and would otherwise be reported as
+		// done at each attempt.
+		l.opts.Logger.Info("checkpoint log migrated", "from_schema", migratedFrom, "to_schema", schemaVersion)
+	}
+	return err
 }
 
 // migrate brings an older log to schemaVersion, one step at a time; the
 // caller's transaction makes it all or nothing. A newer log is left alone
-// (load refuses it).
-func (l *Log) migrate(tx *bolt.Tx) error {
+// (load refuses it). It returns the schema it migrated from, 0 when it
+// did not migrate.
+func (l *Log) migrate(tx *bolt.Tx) (uint64, error) {
 	meta := tx.Bucket(bMeta)
 	v := meta.Get(metaSchema)
 	if len(v) != 8 {
-		return nil // load reports it
+		return 0, nil // load reports it
 	}
 	from := btoi(v)
 	for ver := from; ver < schemaVersion && ver >= minReadableSchema; ver++ {
 		step, ok := migrations[ver]
 		if !ok {
-			return fmt.Errorf("checkpoint: no migration from log schema %d", ver)
+			return 0, fmt.Errorf("checkpoint: no migration from log schema %d", ver)
 		}
 		if err := step(tx); err != nil {
-			return fmt.Errorf("checkpoint: migrating the log from schema %d: %w", ver, err)
+			return 0, fmt.Errorf("checkpoint: migrating the log from schema %d: %w", ver, err)
 		}
 		if err := meta.Put(metaSchema, itob(ver+1)); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if from < schemaVersion && from >= minReadableSchema {
-		l.opts.Logger.Info("checkpoint log migrated", "from_schema", from, "to_schema", schemaVersion)
+		return from, nil
 	}
-	return nil
+	return 0, nil
 }
 
 func (l *Log) loadSalt(v []byte) error {
@@ -476,8 +557,19 @@ func (l *Log) loadSalt(v []byte) error {
 }
 
 // LaneHash is the keyed hash the log stores for a lane key. An empty lane
-// key gives each record a lane of its own (see Append).
+// key gives each record a lane of its own (see Append). The key (the lane
+// salt) is read from the file: on a log not open yet (StorageProblem) the
+// hash is not the log's, and Append opens the log before hashing.
 func (l *Log) LaneHash(lane string) [16]byte {
+	if !l.opened.Load() {
+		// Never pooled: a MAC keyed without the salt must not outlive
+		// the opening.
+		var h [16]byte
+		m := hmac.New(sha256.New, nil)
+		m.Write([]byte(lane))
+		copy(h[:], m.Sum(nil))
+		return h
+	}
 	m, _ := l.laneMACs.Get().(hash.Hash)
 	if m == nil {
 		m = hmac.New(sha256.New, l.salt)
@@ -550,7 +642,11 @@ func (l *Log) Close() error {
 		l.mu.Lock()
 		l.closed = true
 		l.mu.Unlock()
-		err = l.db.Close()
+		// Every opening ran under mu (read) or inside an append that
+		// Close waited for: db is settled.
+		if l.db != nil {
+			err = l.db.Close()
+		}
 	})
 	return err
 }
@@ -561,6 +657,9 @@ func (l *Log) view(fn func(tx *bolt.Tx) error) error {
 	defer l.mu.RUnlock()
 	if l.closed {
 		return ErrClosed
+	}
+	if !l.opened.Load() {
+		return l.unopened()
 	}
 	return l.db.View(fn)
 }

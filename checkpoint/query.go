@@ -57,8 +57,9 @@ type Stats struct {
 // Stats returns the counters kept with the log; it reads a handful of
 // keys, whatever the log's size.
 func (l *Log) Stats() (Stats, error) {
-	st := Stats{States: map[State]int64{}, Encrypted: l.encrypted || l.opts.Keyring != nil}
+	st := Stats{States: map[State]int64{}}
 	err := l.view(func(tx *bolt.Tx) error {
+		st.Encrypted = l.encrypted || l.opts.Keyring != nil
 		for _, s := range States {
 			st.States[s] = counter(tx, countKey(s))
 		}

@@ -18,7 +18,10 @@ import (
 // open. What Open could not write (the opening's bookkeeping and the
 // return of records left in progress by a crash) is written before the
 // next write that succeeds, and Resume retries it, so that the log
-// resumes by itself once room frees, without a restart.
+// resumes by itself once room frees, without a restart. A log Open could
+// not open at all without writing (creating it, migrating it, or a file
+// system mounted read-only) is, with Options.DeferStorageErrors, returned
+// not open yet, and the same retries open it.
 
 // ErrStorage is what errors.Is finds in every StorageError.
 var ErrStorage = errors.New("checkpoint: the data directory cannot be written")
@@ -248,14 +251,15 @@ func (s *storageState) note(err error) {
 func (l *Log) StorageProblem() *StorageError { return l.storage.problem.Load() }
 
 // Resume retries what the log could not write because of a storage
-// problem: the rest of the opening, or else one small write that proves
-// the file takes writes again. It returns nil, and StorageProblem nil, once
+// problem: the opening (all of it for a log Open returned unopened, else
+// the rest of it), or else one small write that proves the file takes
+// writes again. It returns nil, and StorageProblem nil, once
 // the log writes again; without a problem it does nothing.
 func (l *Log) Resume() error {
 	if l.opts.ReadOnly {
 		return nil
 	}
-	if l.storage.pending.Load() {
+	if !l.opened.Load() || l.storage.pending.Load() {
 		return l.update(func(*bolt.Tx) error { return nil })
 	}
 	if l.storage.problem.Load() == nil {
@@ -268,16 +272,46 @@ func (l *Log) Resume() error {
 	})
 }
 
-// finishOpening makes the writes Open could not, once: the opening's
+// unopened is the error of a call on a Log Open returned unopened: the
+// storage problem that keeps it from opening.
+func (l *Log) unopened() error {
+	if p := l.storage.problem.Load(); p != nil {
+		return p
+	}
+	return &StorageError{Kind: StorageFull, Op: "opening the log", Err: errors.New("the log is not open yet")}
+}
+
+// finishOpening makes the writes Open could not, once: for a Log Open
+// returned unopened the whole opening (openFile: creating the file, the
+// migration, returning records in progress), else the opening's
 // bookkeeping (init) and the return of records left in progress. Every
 // write calls it first, so that nothing is claimed before the records a
-// crash left in progress are back.
+// crash left in progress are back. Callers hold mu for reading or are an
+// append Close waits for, so that Close never races the opening.
 func (l *Log) finishOpening() error {
-	if !l.storage.pending.Load() {
+	if l.opened.Load() && !l.storage.pending.Load() {
 		return nil
 	}
 	l.storage.startMu.Lock()
 	defer l.storage.startMu.Unlock()
+	if !l.opened.Load() {
+		if err := l.openFile(); err != nil {
+			if !errors.Is(err, ErrStorage) {
+				// Not the disk (another process holds the lock, say):
+				// the log stays unopened and says why, once per
+				// attempt; the last storage problem stays the reason.
+				l.opts.Logger.Warn("checkpoint log still not opened", "err", err)
+				return fmt.Errorf("checkpoint: the log is not open: %w", err)
+			}
+			l.storage.note(err)
+			return err
+		}
+		if !l.storage.pending.Load() {
+			l.storage.note(nil)
+			l.opts.Logger.Info("checkpoint log opened: its file system takes writes again")
+			return nil
+		}
+	}
 	if !l.storage.pending.Load() {
 		return nil
 	}

@@ -115,6 +115,12 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 		c.cron = cron.New(cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
 		wbLog := log.With("component", "writeback")
 		if _, err := c.cron.AddFunc(cfg.Writeback.Schedule, func() {
+			if cp.StorageProblem() != nil {
+				// What the poll found could not be stored: no CRM
+				// request is spent on it. storageLoop reports the
+				// problem; the first poll after it ends catches up.
+				return
+			}
 			if n, err := source.Poll(ctx); err != nil && ctx.Err() == nil {
 				wbLog.Warn("polling the CRM for notes failed; will try again", "err", err)
 			} else if n > 0 {

@@ -59,7 +59,13 @@ type source struct {
 // starts serving. The data directory is created if missing.
 func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating data directory: %w", err)
+		if checkpoint.StorageKindOf(err) == 0 {
+			return nil, fmt.Errorf("creating data directory: %w", err)
+		}
+		// A file system mounted read-only (or full) before the start:
+		// the log reports it and opens once the directory can be made.
+		log.Warn("the data directory cannot be created; the checkpoint log opens once it can",
+			"problem", describeStorage(checkpoint.StorageKindOf(err), cfg.DataDir))
 	}
 	maps, err := newMappingSet(cfg, log)
 	if err != nil {
@@ -72,6 +78,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	cp, err := checkpoint.Open(filepath.Join(cfg.DataDir, checkpoint.FileName), checkpoint.Options{
 		Writer: "ehrbridge " + Version, Keyring: keyring, DedupeWindow: cfg.Checkpoint.DedupeWindow.Std(),
 		PayloadRetention: cfg.Checkpoint.PayloadRetention.Std(), Logger: log.With("component", "checkpoint"),
+		// A log the disk keeps from opening (a first start on a full disk,
+		// a migration, a read-only data directory) does not stop the
+		// start: it is answered AE until storageLoop opens it.
+		DeferStorageErrors: true,
 	})
 	if err != nil {
 		return nil, err
@@ -128,7 +138,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}()
 		log.Info("mllp source listening", "source", s.cfg.Name, "listen", s.listener.Addr().String(), "tls", tlsMode(s.cfg))
 	}
-	if d.fhir, err = startFHIR(cfg, fhirSrcs, d.crm.notify, d.errc, log); err != nil {
+	if d.fhir, err = startFHIR(cfg, cp, fhirSrcs, d.crm.notify, d.errc, log); err != nil {
 		return fail(err)
 	}
 	// The admin endpoint serves once everything it reports on is set.
@@ -190,7 +200,9 @@ func Keyring(e *config.EncryptionConfig) (*checkpoint.Keyring, error) {
 	return checkpoint.NewKeyring(active, prev...)
 }
 
-// sweepLoop applies retention at start and then every interval.
+// sweepLoop applies retention at start and then every interval. A
+// storage problem is storageLoop's to report: a sweep it refuses is not
+// logged again.
 func (d *Daemon) sweepLoop(every time.Duration) {
 	defer close(d.swept)
 	t := time.NewTicker(every)
@@ -198,6 +210,8 @@ func (d *Daemon) sweepLoop(every time.Duration) {
 	for {
 		res, err := d.cp.Sweep()
 		switch {
+		case errors.Is(err, checkpoint.ErrStorage):
+			d.log.Debug("checkpoint retention postponed: the data directory cannot be written", "err", err)
 		case err != nil:
 			d.log.Error("checkpoint retention failed; will retry", "err", err)
 		case res.PayloadsDropped+res.RecordsDeleted+res.ConflictsPurged > 0:

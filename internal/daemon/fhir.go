@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -25,10 +26,24 @@ import (
 type fhirSources struct {
 	cron      *cron.Cron
 	cancel    context.CancelFunc
-	startup   sync.WaitGroup // the polls at start
+	startup   sync.WaitGroup // the polls at start, and catch-up polls
 	sources   []fhirEntry    // in configuration order, for /status and /metrics
 	endpoints []*notifyEndpoint
 	log       *slog.Logger
+	// cp is the log the polls store into: while it has a storage problem
+	// they are skipped (fhirPoll.skipped) and catchUp runs them once it
+	// ends.
+	cp      *checkpoint.Log
+	mu      sync.Mutex // guards stopped, and startup.Add against stop's Wait
+	stopped bool
+	polls   []*fhirPoll
+}
+
+// fhirPoll is one source's poll job and whether a poll was skipped for a
+// storage problem.
+type fhirPoll struct {
+	job     cron.Job
+	skipped atomic.Bool
 }
 
 // fhirEntry is one running FHIR source.
@@ -99,13 +114,12 @@ func patientResolvers(srcs map[string]*fhirsource.Source) func(string) mappings.
 // startFHIR polls each FHIR source at once (catching up on what changed
 // while the daemon was down) and then on its schedule, and opens the
 // subscription endpoints; nil when there is no FHIR source.
-func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify func(), errc chan<- error, log *slog.Logger) (*fhirSources, error) {
+func startFHIR(cfg *config.Config, cp *checkpoint.Log, srcs map[string]*fhirsource.Source, notify func(), errc chan<- error, log *slog.Logger) (*fhirSources, error) {
 	if len(cfg.Sources.FHIR) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fhirSources{cron: cron.New(), cancel: cancel, log: log}
-	var polls []cron.Job
+	f := &fhirSources{cron: cron.New(), cancel: cancel, log: log, cp: cp}
 	fail := func(err error) (*fhirSources, error) {
 		cancel()
 		for _, ep := range f.endpoints {
@@ -125,9 +139,18 @@ func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify fu
 			f.endpoints = append(f.endpoints, ep)
 		}
 		srcLog := src.Logger
+		fp := &fhirPoll{}
 		// One chain per source: a scheduled poll is skipped while the
 		// previous one (or the one at start) still runs.
 		poll := cron.NewChain(cron.SkipIfStillRunning(cron.DiscardLogger)).Then(cron.FuncJob(func() {
+			if cp.StorageProblem() != nil {
+				// What it found could not be stored: no request is
+				// spent. storageLoop reports the problem and runs the
+				// poll when it ends (catchUp).
+				fp.skipped.Store(true)
+				return
+			}
+			fp.skipped.Store(false)
 			st, err := src.Poll(ctx)
 			switch {
 			case err != nil && ctx.Err() == nil:
@@ -139,7 +162,8 @@ func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify fu
 		if _, err := f.cron.AddJob(sc.Schedule, poll); err != nil {
 			return fail(fmt.Errorf("sources.fhir %s schedule: %w", sc.Name, err))
 		}
-		polls = append(polls, poll)
+		fp.job = poll
+		f.polls = append(f.polls, fp)
 		log.Info("fhir source polling", "source", sc.Name, "schedule", sc.Schedule, "types", len(sc.Types))
 	}
 	for _, ep := range f.endpoints {
@@ -158,14 +182,36 @@ func startFHIR(cfg *config.Config, srcs map[string]*fhirsource.Source, notify fu
 			"tls", ep.server.TLSConfig != nil)
 	}
 	f.cron.Start()
-	for _, poll := range polls {
+	for _, fp := range f.polls {
 		f.startup.Add(1)
 		go func() {
 			defer f.startup.Done()
-			poll.Run()
+			fp.job.Run()
 		}()
 	}
 	return f, nil
+}
+
+// catchUp runs the polls skipped while the log could not be written
+// (storageLoop calls it when the problem ends); safe on nil.
+func (f *fhirSources) catchUp() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return
+	}
+	for _, fp := range f.polls {
+		if fp.skipped.Load() {
+			f.startup.Add(1)
+			go func() {
+				defer f.startup.Done()
+				fp.job.Run()
+			}()
+		}
+	}
 }
 
 // newNotifyEndpoint binds a source's subscription endpoint (failing at
@@ -215,6 +261,9 @@ func (f *fhirSources) stop() {
 	if f == nil {
 		return
 	}
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
 	f.cancel()
 	<-f.cron.Stop().Done()
 	f.startup.Wait()

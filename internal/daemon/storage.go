@@ -3,7 +3,10 @@ package daemon
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
@@ -67,6 +70,13 @@ func (d *Daemon) storageLoop(every time.Duration) {
 		case p == nil && degraded:
 			degraded = false
 			d.log.Info("the checkpoint log is written again: storing resumed")
+			d.crm.notify()
+		}
+		if d.cp.StorageProblem() == nil {
+			// FHIR polls skipped for a storage problem (one shorter
+			// than this interval too) run now, not at their next
+			// schedule.
+			d.fhir.catchUp()
 		}
 		select {
 		case <-d.stopStorage:
@@ -85,6 +95,13 @@ func (d *Daemon) adminToken(dataDir string) (string, error) {
 	tok, err := logadmin.EnsureToken(dataDir)
 	if err == nil {
 		return tok, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		// The data directory itself could not be made (a file system
+		// mounted read-only before the start): that is the cause.
+		if merr := os.MkdirAll(dataDir, 0o700); checkpoint.StorageKindOf(merr) != 0 {
+			err = merr
+		}
 	}
 	if checkpoint.StorageKindOf(err) == 0 {
 		return "", err
