@@ -390,11 +390,19 @@ func (c *Client) Probe(ctx context.Context) error {
 }
 
 // Query reads rows of a table (a GET of set?query), following
-// @odata.nextLink, up to max rows (0: all).
+// @odata.nextLink, up to maxRows rows (0: all). A query for 1 to 5,000
+// rows must carry $top=maxRows: it is answered in one page.
 func (c *Client) Query(ctx context.Context, logical, query string, maxRows int) ([]map[string]any, error) {
 	path := c.EntitySet(logical) + "?" + query
 	var out []map[string]any
-	hdr := http.Header{"Prefer": {"odata.maxpagesize=500"}}
+	// A query for at most 5,000 rows carries $top and gets them in one
+	// answer; Dataverse ignores $top when odata.maxpagesize is asked for
+	// (Page results using OData, learn.microsoft.com/power-apps/developer/
+	// data-platform/webapi/query/page-results).
+	hdr := http.Header{}
+	if maxRows <= 0 || maxRows > 5000 {
+		hdr.Set("Prefer", "odata.maxpagesize=500")
+	}
 	for path != "" {
 		resp, err := c.do(ctx, http.MethodGet, path, hdr, nil)
 		if err != nil {

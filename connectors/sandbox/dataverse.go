@@ -2,11 +2,13 @@ package sandbox
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -506,8 +508,15 @@ func maxPageSize(r *http.Request) (int, bool) {
 	return 5000, false
 }
 
-// dvQuery serves GET set?$select&$filter&$orderby&$top with paging. The
-// next page's $skiptoken is a paging cookie holding the offset.
+// dvQuery serves GET set?$select&$filter&$orderby&$top with paging, as
+// Dataverse pages: the rows are ordered by $orderby and then the primary
+// key, and the next page's $skiptoken is a paging cookie that holds the
+// last row of the page, so the next page starts "with the next record
+// after the last one on the preceding page", each request evaluated as it
+// comes (rows changed meanwhile move, none is skipped); $top is ignored
+// when Prefer: odata.maxpagesize is given (learn.microsoft.com
+// power-apps/developer/data-platform/webapi/query/page-results, "Ordering
+// and paging" and "Don't use the $top query option while paging records").
 func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set string) {
 	q := r.URL.Query()
 	sel, derr := selectParam(r)
@@ -545,16 +554,21 @@ func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set st
 		}
 		top = n
 	}
-	offset := 0
+	pk := strings.ToLower(logicalOfSet(set)) + "id"
+	order = append(order, dvOrder{col: pk})
+	var after Record // the last row of the previous page
 	if tok := q.Get("$skiptoken"); tok != "" {
-		n, ok := skipOffset(tok)
+		last, ok := pagingCookieRow(tok, order)
 		if !ok {
 			writeDVError(w, dverr(http.StatusBadRequest, dvBadRequest, "Invalid $skiptoken."))
 			return
 		}
-		offset = n
+		after = last
 	}
 	pageSize, preferred := maxPageSize(r)
+	if preferred {
+		top = -1
+	}
 	s.lockFor(r)
 	t := s.st.dvTableOfSet(set, false)
 	var rows []Record
@@ -574,10 +588,13 @@ func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set st
 	if top >= 0 && top < len(rows) {
 		rows = rows[:top]
 	}
-	end := min(offset+pageSize, len(rows))
-	page := rows[min(offset, len(rows)):end]
+	start := 0
+	if after != nil {
+		start = sort.Search(len(rows), func(i int) bool { return rowCompare(rows[i], after, order) > 0 })
+	}
+	end := min(start+pageSize, len(rows))
+	page := rows[start:end]
 	views := make([]map[string]any, 0, len(page))
-	pk := strings.ToLower(logicalOfSet(set)) + "id"
 	for _, rec := range page {
 		if t != nil {
 			views = append(views, dvView(t, rec, sel))
@@ -597,7 +614,11 @@ func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set st
 				next[k] = v
 			}
 		}
-		next.Set("$skiptoken", fmt.Sprintf(`<cookie pagenumber="%d" pagingcookie="%d" istracking="False" />`, end/max(pageSize, 1)+1, end))
+		pageNo := 2
+		if after != nil {
+			pageNo = pagingCookiePage(q.Get("$skiptoken")) + 1
+		}
+		next.Set("$skiptoken", pagingCookie(pageNo, rows[end-1], order))
 		out["@odata.nextLink"] = dvBase(r, version) + set + "?" + next.Encode()
 	}
 	if preferred {
@@ -606,16 +627,49 @@ func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set st
 	writeDVJSON(w, http.StatusOK, out)
 }
 
-// skipOffset reads the offset from a paging cookie.
-func skipOffset(tok string) (int, bool) {
+// pagingCookie is the $skiptoken of page pageNo: the order columns'
+// values of the last row before it (Dataverse's cookie holds the last
+// record's key the same way; clients pass it back unread).
+func pagingCookie(pageNo int, last Record, order []dvOrder) string {
+	vals := make([]any, len(order))
+	for i, o := range order {
+		vals[i] = last[o.col]
+	}
+	b, _ := json.Marshal(vals)
+	return fmt.Sprintf(`<cookie pagenumber="%d" pagingcookie="%s" istracking="False" />`, pageNo, base64.RawURLEncoding.EncodeToString(b))
+}
+
+// pagingCookieRow reads the last row's order values from a paging cookie.
+func pagingCookieRow(tok string, order []dvOrder) (Record, bool) {
 	_, after, ok := strings.Cut(tok, `pagingcookie="`)
 	if !ok {
-		return 0, false
+		return nil, false
 	}
-	num, _, ok := strings.Cut(after, `"`)
+	enc, _, ok := strings.Cut(after, `"`)
 	if !ok {
-		return 0, false
+		return nil, false
 	}
-	n, err := strconv.Atoi(num)
-	return n, err == nil && n >= 0
+	b, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil {
+		return nil, false
+	}
+	var vals []any
+	if err := json.Unmarshal(b, &vals); err != nil || len(vals) != len(order) {
+		return nil, false
+	}
+	row := Record{}
+	for i, o := range order {
+		row[o.col] = vals[i]
+	}
+	return row, true
+}
+
+// pagingCookiePage reads a paging cookie's page number (1 when absent).
+func pagingCookiePage(tok string) int {
+	_, after, _ := strings.Cut(tok, `pagenumber="`)
+	num, _, _ := strings.Cut(after, `"`)
+	if n, err := strconv.Atoi(num); err == nil && n > 0 {
+		return n
+	}
+	return 1
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -637,5 +638,56 @@ func TestDataverseAnswersNameNoKey(t *testing.T) {
 		if st < 400 || strings.Contains(fmt.Sprint(m), "SECRET") {
 			t.Errorf("%s %s: %d %v", c.method, c.path, st, m)
 		}
+	}
+}
+
+// Paging as Dataverse pages: the paging cookie holds the last row of a
+// page and the next page starts after it, each request evaluated as it
+// comes, so a row updated between two page requests (it moves to the end
+// of an order by modifiedon) does not push a row of the next page back
+// into the page already read. The sandbox used to page by offset, and
+// write-back's poll of notes by modifiedon lost an edit that way (make
+// chaos, 1 note in 750, whenever more than a page had changed in the
+// poll's window). $top is ignored with odata.maxpagesize.
+func TestDataversePagingSkipsNothingWhileRowsChange(t *testing.T) {
+	clock := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	tick := func() { mu.Lock(); clock = clock.Add(time.Second); mu.Unlock() }
+	r := newDVRig(t, Options{Now: now})
+	ids := map[string]string{}
+	for i := range 6 {
+		_, h, _ := r.do(t, "POST", "contacts", fmt.Sprintf(`{"lastname":"R%d"}`, i))
+		loc := h.Get("OData-EntityId")
+		ids[fmt.Sprintf("R%d", i)] = loc[strings.LastIndex(loc, "(")+1 : len(loc)-1]
+		tick()
+	}
+	seen := map[string]bool{}
+	next := "contacts?$select=lastname,modifiedon&$orderby=modifiedon"
+	for pages := 0; next != ""; pages++ {
+		st, _, m := r.do(t, "GET", next, "", "Prefer", "odata.maxpagesize=2")
+		if st != 200 || pages > 6 {
+			t.Fatalf("page %d: %d %v", pages, st, m)
+		}
+		for _, v := range m["value"].([]any) {
+			seen[v.(map[string]any)["lastname"].(string)] = true
+		}
+		if pages == 0 {
+			// R0, on the page just read, is updated: it moves to the end.
+			if st, _, m := r.do(t, "PATCH", "contacts("+ids["R0"]+")", `{"firstname":"Changed"}`); st != 204 {
+				t.Fatalf("update: %d %v", st, m)
+			}
+		}
+		next, _ = m["@odata.nextLink"].(string)
+		next = strings.TrimPrefix(next, r.base+"/api/data/v9.2/")
+	}
+	for i := range 6 {
+		if name := fmt.Sprintf("R%d", i); !seen[name] {
+			t.Errorf("%s was never returned (rows seen %v)", name, seen)
+		}
+	}
+	st, _, m := r.do(t, "GET", "contacts?$select=lastname&$top=1", "", "Prefer", "odata.maxpagesize=4")
+	if vals, _ := m["value"].([]any); st != 200 || len(vals) != 4 {
+		t.Errorf("$top with odata.maxpagesize: %d, %d rows, want 4 ($top ignored)", st, len(vals))
 	}
 }

@@ -352,29 +352,33 @@ func parseOrderBy(src string) ([]dvOrder, error) {
 // sortRows orders rows by the terms; nulls first ascending, as SQL
 // Server does; ties keep creation order.
 func sortRows(rows []Record, order []dvOrder) {
-	sort.SliceStable(rows, func(i, j int) bool {
-		for _, o := range order {
-			a, b := rows[i][o.col], rows[j][o.col]
-			var c int
-			switch {
-			case a == nil && b == nil:
-				c = 0
-			case a == nil:
-				c = -1
-			case b == nil:
-				c = 1
-			default:
-				c, _ = dvCompare(a, b)
-			}
-			if o.desc {
-				c = -c
-			}
-			if c != 0 {
-				return c < 0
-			}
+	sort.SliceStable(rows, func(i, j int) bool { return rowCompare(rows[i], rows[j], order) < 0 })
+}
+
+// rowCompare orders two rows by order: a missing value first, descending
+// columns reversed.
+func rowCompare(x, y Record, order []dvOrder) int {
+	for _, o := range order {
+		a, b := x[o.col], y[o.col]
+		var c int
+		switch {
+		case a == nil && b == nil:
+			c = 0
+		case a == nil:
+			c = -1
+		case b == nil:
+			c = 1
+		default:
+			c, _ = dvCompare(a, b)
 		}
-		return false
-	})
+		if o.desc {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
 }
 
 // parseSelect reads $select: column names.

@@ -152,10 +152,15 @@ func (c *DataverseCRM) Find(ctx context.Context, q Query) ([]map[string]any, err
 		parts = append(parts, "$filter="+odataEscape(strings.Join(filters, " and ")))
 	}
 	if q.OrderBy != "" {
-		o := q.OrderBy
+		// The primary key after the column makes the order deterministic,
+		// as Dataverse asks of any paged query ("Ordering and paging" in
+		// learn.microsoft.com/power-apps/developer/data-platform/webapi/
+		// query/page-results): modifiedon has whole seconds.
+		o, dir := q.OrderBy, " asc"
 		if q.Desc {
-			o += " desc"
+			dir = " desc"
 		}
+		o += dir + "," + c.IDField(q.Object) + dir
 		parts = append(parts, "$orderby="+odataEscape(o))
 	}
 	if q.Limit > 0 {
