@@ -145,7 +145,7 @@ func (c *DataverseCRM) Find(ctx context.Context, q Query) ([]map[string]any, err
 	parts := []string{"$select=" + odataEscape(strings.Join(q.Fields, ","))}
 	var filters []string
 	for _, w := range q.Where {
-		op := map[string]string{"=": "eq", "!=": "ne", ">": "gt"}[w.Op]
+		op := map[string]string{"=": "eq", "!=": "ne", ">": "gt", ">=": "ge"}[w.Op]
 		filters = append(filters, w.Field+" "+op+" "+odataValue(w.Value))
 	}
 	if len(filters) > 0 {

@@ -233,39 +233,63 @@ type Source struct {
 	// Appended is called after new versions were stored.
 	Appended func()
 	Logger   *slog.Logger
+	// PageSize is how many notes one query reads; default 2000.
+	PageSize int
 }
 
-// Poll runs one query and appends what is new; it returns how many
-// versions were new.
+// Poll reads the notes changed since the watermark (less the overlap)
+// and appends what is new; it returns how many versions were new. A full
+// page is followed by a query from the second of its newest change on
+// (query literals have whole seconds; notes read twice are recognised by
+// the log), until a page is not full: a burst of more notes than a page
+// changed within the overlap (ehrbridge's own status writes after an EHR
+// outage) would otherwise be read again and again from its start, and
+// later edits never.
 func (s *Source) Poll(ctx context.Context) (int, error) {
 	s.Cfg.defaults(s.CRM.Flavor())
+	limit := cmp.Or(s.PageSize, 2000)
 	wm := s.watermark()
-	since := time.Unix(0, 0)
+	op, since := ">", time.Unix(0, 0)
 	if !wm.IsZero() {
 		since = wm.Add(-s.Cfg.Overlap)
 	}
-	recs, err := s.CRM.Find(ctx, Query{Object: s.Cfg.Object, Fields: s.Cfg.noteFields(s.CRM),
-		Where:   []Cond{{s.Cfg.FlagField, "=", true}, {s.Cfg.ModifiedField, ">", since}},
-		OrderBy: s.Cfg.ModifiedField, Limit: 2000})
-	if err != nil {
-		return 0, err
-	}
 	n := 0
 	newest := wm
-	for _, r := range recs {
-		note := s.Cfg.note(s.CRM, r)
-		payload, _ := json.Marshal(note)
-		res, err := s.Log.Append(ctx, checkpoint.Entry{Key: "crm|" + note.ID + "|" + note.Version, Source: "crm", Kind: Kind,
-			Type: "note", Hash: sha256.Sum256([]byte(note.Version)), Lane: "note|" + note.ID, Payload: payload, Ack: []byte("-")})
+	for {
+		recs, err := s.CRM.Find(ctx, Query{Object: s.Cfg.Object, Fields: s.Cfg.noteFields(s.CRM),
+			Where:   []Cond{{s.Cfg.FlagField, "=", true}, {s.Cfg.ModifiedField, op, since}},
+			OrderBy: s.Cfg.ModifiedField, Limit: limit})
 		if err != nil {
 			return n, err
 		}
-		if res.Outcome == checkpoint.Appended {
-			n++
+		last := since
+		for _, r := range recs {
+			note := s.Cfg.note(s.CRM, r)
+			payload, _ := json.Marshal(note)
+			res, err := s.Log.Append(ctx, checkpoint.Entry{Key: "crm|" + note.ID + "|" + note.Version, Source: "crm", Kind: Kind,
+				Type: "note", Hash: sha256.Sum256([]byte(note.Version)), Lane: "note|" + note.ID, Payload: payload, Ack: []byte("-")})
+			if err != nil {
+				return n, err
+			}
+			if res.Outcome == checkpoint.Appended {
+				n++
+			}
+			if t, err := parseModified(note.Modstamp); err == nil {
+				newest, last = later(newest, t), later(last, t)
+			}
 		}
-		if t, err := parseModified(note.Modstamp); err == nil && t.After(newest) {
-			newest = t
+		if len(recs) < limit {
+			break
 		}
+		next := last.Truncate(time.Second)
+		if op == ">=" && !next.After(since) {
+			if s.Logger != nil {
+				s.Logger.Warn("write-back: more notes changed within one second than a query reads; the rest are read only if they change again: raise the page size",
+					"page_size", limit)
+			}
+			break
+		}
+		op, since = ">=", next
 	}
 	if newest.After(wm) {
 		if err := s.setWatermark(newest); err != nil {
@@ -276,6 +300,13 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 		s.Appended()
 	}
 	return n, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // noteFields is the field list of note queries.

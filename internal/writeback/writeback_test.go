@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -530,5 +531,27 @@ func TestAEThenEditIsNewDocument(t *testing.T) {
 	}
 	if n := answered.Load(); n != 2 {
 		t.Errorf("%d sends, want 2 (the AE'd version, then its edit)", n)
+	}
+}
+
+// More notes changed within the poll's overlap than one query reads (a
+// burst of status writes after an EHR outage): the poll reads on from the
+// newest change of each full page. Before, every poll read the same first
+// page again and a later edit was never seen.
+func TestPollReadsBurstsLargerThanAPage(t *testing.T) {
+	r := newRigWith(t, rigOptions{noRun: true, target: func(outbox string) Target { return &FileDrop{Dir: outbox} }})
+	r.src.PageSize = 3
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
+	var tasks []string
+	for i := range 7 { // two a second: query literals have whole seconds
+		tasks = append(tasks, r.user(t, "POST", "Task", fmt.Sprintf(`{"WhatId":"%s","Subject":"Call %d","Description":"Text %d","Send_to_EHR__c":true,"OwnerId":"005U1"}`, acct, i, i)))
+		time.Sleep(500 * time.Millisecond)
+	}
+	if n := r.poll(t); n != 7 {
+		t.Fatalf("the first poll stored %d versions of 7 notes", n)
+	}
+	r.user(t, "PATCH", "Task/"+tasks[0], `{"Description":"Edited"}`)
+	if n := r.poll(t); n != 1 {
+		t.Errorf("after an edit, the poll stored %d new versions, want 1", n)
 	}
 }
