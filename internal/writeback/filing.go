@@ -43,6 +43,8 @@ type filingState struct {
 	// it filed last.
 	Filed        string `json:"filed,omitempty"`
 	FiledVersion string `json:"filed_version,omitempty"`
+	// known: the log holds a state for the note (not stored).
+	known bool
 }
 
 // settle accounts for a try whose end was never recorded, read before
@@ -74,6 +76,7 @@ func (h *Handler) filing(noteID string) (filingState, error) {
 	if err := json.Unmarshal(v, &st); err != nil {
 		return st, fmt.Errorf("write-back: the log's filing state of a note cannot be read: %v", err)
 	}
+	st.known = true
 	return st, nil
 }
 

@@ -545,7 +545,7 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 		return "", err
 	}
 	past.settle()
-	if err := h.current(ctx, note); err != nil {
+	if err := h.current(ctx, note, !past.known); err != nil {
 		if !errors.Is(err, errEdited) || !past.unsure(note.Version) {
 			return "", err
 		}
@@ -556,6 +556,9 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 		// EHR has, or a new document if it never filed this one.
 	}
 	docID := h.Cfg.DocPrefix + note.ID
+	if past.known {
+		note.Filed = "" // the log decides, not the document id the CRM showed when the version was read
+	}
 	switch {
 	case past.Filed != "" && past.FiledVersion == note.Version:
 		// The EHR filed this very version (its AA is in the log) and the
@@ -631,9 +634,11 @@ func (h *Handler) filedStatus(ctx context.Context, noteID, docID string) error {
 // current reads the note as it is now. A version that is no longer the
 // note's content (edited again before it was filed), or a note deleted or
 // no longer flagged for the EHR, is superseded: nothing is filed for it.
-// An edit of a note whose earlier version was filed after this version
-// was read becomes a replacement of that document.
-func (h *Handler) current(ctx context.Context, note *Note) error {
+// byStatus: the log knows nothing of the note (filed by a release before
+// the log kept filings, or no log): an edit of a note whose earlier
+// version the CRM's status says was filed before this version was made
+// becomes a replacement of that document. With the log, the log decides.
+func (h *Handler) current(ctx context.Context, note *Note, byStatus bool) error {
 	recs, err := h.byID(ctx, h.Cfg.Object, note.ID, h.Cfg.noteFields(h.CRM)...)
 	if err != nil {
 		return err
@@ -645,7 +650,7 @@ func (h *Handler) current(ctx context.Context, note *Note) error {
 	if now.Version != note.Version {
 		return errEdited
 	}
-	if note.Filed == "" && now.Filed != "" && str(recs[0][h.Cfg.StatusField]) == "Filed" {
+	if byStatus && note.Filed == "" && now.Filed != "" && str(recs[0][h.Cfg.StatusField]) == "Filed" {
 		// Filed since this version was read: by this version (a retry
 		// after a crash, filed at or after the version's time) or by an
 		// earlier one (filed before this version existed).

@@ -555,3 +555,36 @@ func TestPollReadsBurstsLargerThanAPage(t *testing.T) {
 		t.Errorf("after an edit, the poll stored %d new versions, want 1", n)
 	}
 }
+
+// A note an older release filed (the CRM says Filed; the log has no filing
+// state for it) is edited: the edit replaces the filed document, as the
+// CRM's status says. Once the log knows a note, the log decides: a version
+// the EHR only answered AE to is not filed, whatever the CRM's status
+// fields say (here set by hand), and its edit is a new document.
+func TestCRMStatusDecidesOnlyWithoutTheLog(t *testing.T) {
+	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
+	old := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"Filed long ago","Send_to_EHR__c":false,"OwnerId":"005U1",`+
+		`"EHR_Status__c":"Filed","EHR_Document_Id__c":"EHRB-old","EHR_Filed_At__c":"2026-01-05T10:30:00.000Z"}`)
+	r.user(t, "PATCH", "Task/"+old, `{"Description":"Edited after the upgrade","Send_to_EHR__c":true}`)
+	r.poll(t)
+	waitUntil(t, "the edit filed", func() bool { return len(outboxFiles(t, r.outbox)) == 1 })
+	if triggers, parents := outboxTriggers(t, r.outbox); triggers[0] != "T10" || parents[0] != "EHRB-old" {
+		t.Errorf("an edit of a note an older release filed: %v replacing %v, want T10 replacing EHRB-old", triggers, parents)
+	}
+	// The log knows the next note: its state says nothing was filed.
+	known := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"Never filed","Send_to_EHR__c":false,"OwnerId":"005U1",`+
+		`"EHR_Status__c":"Filed","EHR_Document_Id__c":"EHRB-other","EHR_Filed_At__c":"2026-01-05T10:30:00.000Z"}`)
+	if err := r.h.putFiling(known, filingState{Unanswered: "x", UnansweredAt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r.user(t, "PATCH", "Task/"+known, `{"Description":"Its edit","Send_to_EHR__c":true}`)
+	r.poll(t)
+	waitUntil(t, "the second note filed", func() bool { return len(outboxFiles(t, r.outbox)) == 2 })
+	for _, f := range outboxFiles(t, r.outbox) {
+		b, _ := os.ReadFile(f)
+		if strings.Contains(string(b), "Its edit") && !strings.Contains(string(b), "MDM^T02") {
+			t.Errorf("a note the log knows as never filed was sent as a replacement because of the CRM's status fields")
+		}
+	}
+}
