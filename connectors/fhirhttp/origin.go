@@ -83,11 +83,7 @@ func under(p, bp string) bool {
 // base as a directory ("Patient/1" is Base/Patient/1, FHIR's reading of a
 // relative reference). what names the kind of URL in the error.
 func (c *Client) Resolve(ref, what string) (string, error) {
-	base, err := c.baseURL()
-	if err != nil {
-		return "", err
-	}
-	u, err := resolve(base, ref, what)
+	base, u, err := c.resolveRef(ref, what)
 	if err != nil {
 		return "", err
 	}
@@ -102,11 +98,7 @@ func (c *Client) Resolve(ref, what string) (string, error) {
 // true, which the Bulk Data Access IG places anywhere on the server (its
 // manifest examples list https://example.org/output/patient_file_1.ndjson).
 func (c *Client) ResolveOrigin(ref, what string) (string, error) {
-	base, err := c.baseURL()
-	if err != nil {
-		return "", err
-	}
-	u, err := resolve(base, ref, what)
+	base, u, err := c.resolveRef(ref, what)
 	if err != nil {
 		return "", err
 	}
@@ -124,11 +116,7 @@ func (c *Client) ResolveOrigin(ref, what string) (string, error) {
 // plain http only on a loopback host while the base itself is plain http
 // on a loopback host (a test server), never for a real host.
 func (c *Client) ResolveAny(ref, what string) (string, error) {
-	base, err := c.baseURL()
-	if err != nil {
-		return "", err
-	}
-	u, err := resolve(base, ref, what)
+	base, u, err := c.resolveRef(ref, what)
 	if err != nil {
 		return "", err
 	}
@@ -139,6 +127,16 @@ func (c *Client) ResolveAny(ref, what string) (string, error) {
 		return "", &URLError{What: what, Problem: "is not https (" + u.Scheme + ")"}
 	}
 	return u.String(), nil
+}
+
+// resolveRef resolves ref against the base (see resolve), returning both.
+func (c *Client) resolveRef(ref, what string) (*url.URL, *url.URL, error) {
+	base, err := c.baseURL()
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := resolve(base, ref, what)
+	return base, u, err
 }
 
 func (c *Client) baseURL() (*url.URL, error) {

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -280,13 +279,9 @@ func serverTLS(t *config.TLSServer) (*tls.Config, error) {
 		conf.MinVersion = tls.VersionTLS13
 	}
 	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
+		pool, err := certPool(t.ClientCAFile, "client CA file")
 		if err != nil {
-			return nil, fmt.Errorf("tls: client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("tls: client CA file holds no PEM certificate")
+			return nil, err
 		}
 		conf.ClientCAs = pool
 		conf.ClientAuth = tls.RequireAndVerifyClientCert

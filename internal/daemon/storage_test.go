@@ -305,26 +305,7 @@ func exchangeOn(t *testing.T, c net.Conn, msg string) string {
 // the daemon exited; senders met a refused connection.
 func TestStartWithoutLogOnUnwritableDataDir(t *testing.T) {
 	dir := t.TempDir()
-	d, mllpAddr, adminAddr, undo := startDegraded(t, dir, func() func() {
-		var old syscall.Rlimit
-		if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-			t.Skip(err)
-		}
-		lim := old
-		lim.Cur = 0
-		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-			t.Skipf("setrlimit: %v", err)
-		}
-		restored := false
-		undo := func() {
-			if !restored {
-				restored = true
-				_ = syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
-			}
-		}
-		t.Cleanup(undo)
-		return undo
-	})
+	d, mllpAddr, adminAddr, undo := startDegraded(t, dir, func() func() { return setFSizeLimitZero(t) })
 	degradedThenResumed(t, d, mllpAddr, adminAddr, "the checkpoint log may not grow", undo)
 	if _, err := os.Stat(filepath.Join(dir, checkpoint.FileName)); err != nil {
 		t.Fatal(err)

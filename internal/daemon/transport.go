@@ -3,7 +3,6 @@ package daemon
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -68,13 +67,9 @@ func clientTLS(t *config.TLSClient) (*tls.Config, error) {
 		conf.MinVersion = tls.VersionTLS13
 	}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pool, err := certPool(t.CAFile, "CA file")
 		if err != nil {
-			return nil, fmt.Errorf("tls: CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("tls: CA file holds no PEM certificate")
+			return nil, err
 		}
 		conf.RootCAs = pool
 	}
@@ -99,4 +94,17 @@ func newMLLPTarget(t config.WritebackTarget, log *slog.Logger) (*writeback.MLLP,
 		}
 	}
 	return writeback.NewMLLP(t.MLLP, tc, t.MLLPMaxBackoff.Std(), log), nil
+}
+
+// certPool reads the PEM certificates of file (what names it in errors).
+func certPool(file, what string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %s: %w", what, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls: %s holds no PEM certificate", what)
+	}
+	return pool, nil
 }
