@@ -17,7 +17,6 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
-	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
@@ -145,27 +144,7 @@ func firstStartRun(t *testing.T, dir, data string, premade int, fault startFault
 	bin := ehrbridgeBinary(t)
 	sandboxAddr, mllpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	startSandboxProcess(t, bin, sandboxAddr, []string{"--listen", sandboxAddr, "--tls-listen", "off"})
-	cfg := fmt.Sprintf(`data_dir: %s
-log:
-  format: text
-  level: info
-  output: stderr
-admin:
-  listen: %s
-mappings:
-  paths: [%s]
-  timezone: UTC
-crm:
-  sandbox:
-    embed: false
-    listen: %s
-  pipeline:
-    linger: 50ms
-sources:
-  mllp:
-    - name: ehr
-      listen: %s
-`, data, adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), sandboxAddr, mllpAddr)
+	cfg := fullDiskConfig(t, data, adminAddr, sandboxAddr, mllpAddr, "")
 	cfgFile := filepath.Join(dir, "ehrbridge.yaml")
 	delivered := func(n int) bool {
 		keys := map[string]int{}

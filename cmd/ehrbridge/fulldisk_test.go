@@ -128,28 +128,7 @@ func fullDiskRun(t *testing.T, dir, data string, disk fullDisk) {
 	bin := ehrbridgeBinary(t)
 	sandboxAddr, mllpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	sandbox := startSandboxProcess(t, bin, sandboxAddr, []string{"--listen", sandboxAddr, "--tls-listen", "off"})
-	cfg := fmt.Sprintf(`data_dir: %s
-log:
-  format: text
-  level: info
-  output: stderr
-admin:
-  listen: %s
-mappings:
-  paths: [%s]
-  timezone: UTC
-crm:
-  sandbox:
-    embed: false
-    listen: %s
-  pipeline:
-    linger: 50ms
-    batch_size: 20
-sources:
-  mllp:
-    - name: ehr
-      listen: %s
-`, data, adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), sandboxAddr, mllpAddr)
+	cfg := fullDiskConfig(t, data, adminAddr, sandboxAddr, mllpAddr, "    batch_size: 20\n")
 	d := startCrashDaemon(t, bin, filepath.Join(dir, "ehrbridge.yaml"), cfg, adminAddr)
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -363,4 +342,31 @@ func clearFaults(t *testing.T, base string) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+}
+
+// fullDiskConfig is the daemon config of the full-disk runs: the MLLP
+// source "ehr" into the sandbox running apart, with the Health Cloud
+// mappings; pipeline adds lines under crm.pipeline.
+func fullDiskConfig(t *testing.T, data, adminAddr, sandboxAddr, mllpAddr, pipeline string) string {
+	return fmt.Sprintf(`data_dir: %s
+log:
+  format: text
+  level: info
+  output: stderr
+admin:
+  listen: %s
+mappings:
+  paths: [%s]
+  timezone: UTC
+crm:
+  sandbox:
+    embed: false
+    listen: %s
+  pipeline:
+    linger: 50ms
+%ssources:
+  mllp:
+    - name: ehr
+      listen: %s
+`, data, adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), sandboxAddr, pipeline, mllpAddr)
 }

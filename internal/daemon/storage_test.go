@@ -161,15 +161,7 @@ func exchange(t *testing.T, addr, msg string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := mllp.WriteFrame(c, []byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	ack, err := mllp.NewReader(c, 0).ReadFrame()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(ack)
+	return exchangeOn(t, c, msg)
 }
 
 // The reason /readyz gives names the condition and, where the platform
