@@ -181,3 +181,25 @@ func TestSecretNeverPrinted(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 }
+
+// A secret handed over by systemd's LoadCredential= (the way the README
+// tells Linux sites to pass secrets) is named as
+// ${CREDENTIALS_DIRECTORY}/<name>: the directory systemd sets for the
+// service; without it (not run by systemd) the reference is refused.
+func TestSystemdCredentialFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sf-key"), []byte("credential-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := "token_file: ${CREDENTIALS_DIRECTORY}/sf-key\n"
+	s, probs := loadSecretSchema(t, filepath.Join(t.TempDir(), "s.yaml"), data, map[string]string{"CREDENTIALS_DIRECTORY": dir})
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	if v, err := s.Token.Resolve(); err != nil || v != "credential-value" {
+		t.Errorf("credential: %q, %v", v, err)
+	}
+	if _, probs := loadSecretSchema(t, filepath.Join(t.TempDir(), "s.yaml"), data, nil); len(probs) == 0 || !strings.Contains(probs.Error(), "CREDENTIALS_DIRECTORY") {
+		t.Errorf("without CREDENTIALS_DIRECTORY: %v", probs)
+	}
+}
