@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +248,44 @@ func TestPanicAttrs(t *testing.T) {
 func indexPanic(s []string) string {
 	i := len(s) + 4
 	return s[i]
+}
+
+// A worker goroutine's panic, caught with CatchWorkerPanic and raised
+// again in the goroutine that waited, is logged with the worker's panic
+// type and site, not the value.
+func TestWorkerPanicKeepsTypeAndSite(t *testing.T) {
+	var buf syncbuf.Buffer
+	log, _ := New(&buf, Options{Format: "json", HashKey: testHashKey})
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("component panicked", PanicAttrs(r)...)
+			}
+		}()
+		var caught atomic.Pointer[WorkerPanic]
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer CatchWorkerPanic(&caught)
+				if i == 1 {
+					indexPanic([]string{phiMarker})
+				}
+			}()
+		}
+		wg.Wait()
+		if p := caught.Load(); p != nil {
+			panic(p)
+		}
+		t.Fatal("the worker's panic was not caught")
+	}()
+	out := buf.String()
+	if strings.Contains(out, "MRN-55501234") {
+		t.Fatalf("the panic value reached the log:\n%s", out)
+	}
+	l := jsonLines(t, out)[0]
+	if l["panic_type"] != "runtime.boundsError" || !strings.HasPrefix(fmt.Sprint(l["where"]), "logging.indexPanic (httperror_test.go:") {
+		t.Errorf("logged %v", l)
+	}
 }

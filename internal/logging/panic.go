@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // PanicAttrs describes a recovered panic value for a log call without its
@@ -16,7 +17,40 @@ import (
 // Call it in the deferred function that recovered r, so that the panicking
 // frames are still on the stack.
 func PanicAttrs(r any) []any {
+	if w, ok := r.(*WorkerPanic); ok {
+		return []any{"panic_type", Safe(w.Type), "where", Safe(w.Where)}
+	}
 	return []any{"panic_type", Safe(fmt.Sprintf("%T", r)), "where", Safe(panicSite())}
+}
+
+// WorkerPanic is a panic caught in a worker goroutine (one of a fan-out
+// that a caller waits for), to be raised again in the waiting goroutine,
+// where the component's recovery logs it: a panic left in the worker would
+// end the process and print its value on stderr. It keeps the original
+// panic's type and site, not its value.
+type WorkerPanic struct {
+	Type  string // the Go type of the original panic value
+	Where string // the function and file:line that panicked
+}
+
+func (w *WorkerPanic) Error() string {
+	return "a worker goroutine panicked (" + w.Type + " at " + w.Where + ")"
+}
+
+// CatchWorkerPanic recovers a panic of the goroutine that defers it (it
+// must be deferred directly: defer logging.CatchWorkerPanic(&p)) into *dst,
+// keeping the first. The goroutine that waits for the workers raises *dst
+// again when it is set.
+func CatchWorkerPanic(dst *atomic.Pointer[WorkerPanic]) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	w, ok := r.(*WorkerPanic)
+	if !ok {
+		w = &WorkerPanic{Type: fmt.Sprintf("%T", r), Where: panicSite()}
+	}
+	dst.CompareAndSwap(nil, w)
 }
 
 // panicSite is the first frame below runtime.gopanic that is not the
