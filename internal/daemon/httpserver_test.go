@@ -46,6 +46,19 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 // source on loopback and returns the admin address and the daemon's log.
 func startAdminDaemon(t *testing.T) (string, *syncbuf.Buffer) {
 	t.Helper()
+	d, logs := startTestDaemon(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.Shutdown(ctx)
+	})
+	return d.AdminAddr().String(), logs
+}
+
+// startTestDaemon starts a daemon with an admin endpoint and one MLLP
+// source on loopback; the test stops it.
+func startTestDaemon(t *testing.T) (*Daemon, *syncbuf.Buffer) {
+	t.Helper()
 	adminAddr := freeAddr(t)
 	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, "data_dir: %s\nadmin:\n  listen: %s\nsources:\n  mllp:\n    - name: ehr\n      listen: %s\n",
 		t.TempDir(), adminAddr, freeAddr(t)), func(string) (string, bool) { return "", false })
@@ -61,12 +74,32 @@ func startAdminDaemon(t *testing.T) (string, *syncbuf.Buffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		d.Shutdown(ctx)
-	})
-	return d.AdminAddr().String(), logs
+	return d, logs
+}
+
+// A component goroutine's panic stops a running daemon as a component
+// failure: Wait returns the failure (the process exits non-zero), the
+// daemon shuts down, and its log has the panic's type and site but not its
+// value.
+func TestComponentPanicStopsDaemon(t *testing.T) {
+	d, logs := startTestDaemon(t)
+	go guard(d.log, d.errc, "mapping watcher", func() { sweepPanic(phiMarker) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := d.Wait(ctx)
+	if !errors.Is(err, ErrPanicked) || !strings.Contains(err.Error(), "mapping watcher") {
+		t.Fatalf("Wait = %v, want the watcher's panic as the failure", err)
+	}
+	out := logs.String()
+	if strings.Contains(out, "MRN-90017") {
+		t.Fatalf("the panic value reached the log:\n%s", out)
+	}
+	for _, want := range []string{`"msg":"a component panicked and has stopped","part":"mapping watcher","panic_type":"runtime.boundsError","where":"daemon.sweepPanic (httpserver_test.go:`,
+		`"msg":"a component failed; stopping"`, `"msg":"stopped"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
 }
 
 func freeAddr(t *testing.T) string {
