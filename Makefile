@@ -12,7 +12,7 @@ FUZZTIME ?= 2m
 PEERS    := internal/interop/node
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-windows package packagers run run-dynamics test chaos unit mappings-test fuzz-short fuzz fmt vet tidy peers clean
+.PHONY: all build build-windows package packagers run run-dynamics test chaos unit mappings-test fuzz-short fuzz fmt vet vulncheck tidy peers clean
 MAPPING_SETS := $(wildcard configs/mappings/*/)
 
 all: build
@@ -45,10 +45,12 @@ run-dynamics: build
 
 # test: formatting, vet, every Go test (race detector on, real peers
 # included), lint and tests of every shipped mapping set, then a short
-# fuzz run of each fuzz target.
+# fuzz run of each fuzz target. govulncheck runs first when its database
+# can be reached (see vulncheck).
 test: peers packagers vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(PEERS)/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	@$(MAKE) --no-print-directory vulncheck
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) mappings-test
 	$(MAKE) fuzz-short
@@ -112,6 +114,33 @@ fuzz:
 vet:
 	$(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
+
+# vulncheck: govulncheck (installed at GOVULNCHECK_VERSION through the
+# module proxy when missing) checks the code and its modules against the Go
+# vulnerability database. Known vulnerabilities reachable from our code fail
+# the target. When the tool cannot be installed, or the database cannot be
+# reached within VULNCHECK_TIMEOUT seconds (a machine without internet
+# access), it prints one line "govulncheck skipped: <reason>" and succeeds:
+# the dependency versions in go.mod are then the check (README, "Dependencies").
+GOVULNCHECK_VERSION ?= v1.9.0
+VULNCHECK_TIMEOUT   ?= 300
+vulncheck:
+	@gv=$$(command -v govulncheck || true); \
+	if [ -z "$$gv" ] && [ -x "$$($(GO) env GOPATH)/bin/govulncheck" ]; then gv="$$($(GO) env GOPATH)/bin/govulncheck"; fi; \
+	if [ -z "$$gv" ]; then \
+	  if timeout 300 $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) >/dev/null 2>&1; then \
+	    gv="$$($(GO) env GOPATH)/bin/govulncheck"; \
+	  else echo "govulncheck skipped: govulncheck $(GOVULNCHECK_VERSION) could not be installed from the module proxy"; exit 0; fi; \
+	fi; \
+	out=$$(timeout $(VULNCHECK_TIMEOUT) "$$gv" ./... 2>&1); rc=$$?; \
+	case $$rc in \
+	  0) echo "govulncheck: no known vulnerability reachable";; \
+	  3) echo "$$out"; echo "govulncheck: known vulnerabilities are reachable (above): update the modules named"; exit 1;; \
+	  124) echo "govulncheck skipped: no answer within $(VULNCHECK_TIMEOUT) s";; \
+	  *) if echo "$$out" | grep -q 'fetching vulnerabilities'; then \
+	       echo "govulncheck skipped: the vulnerability database cannot be reached from this machine"; \
+	     else echo "govulncheck skipped: it failed: $$(echo "$$out" | tail -n 1)"; fi;; \
+	esac
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/internal/logging"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -90,6 +91,7 @@ func (s *Sink) Apply(ctx context.Context, ops []connectors.Op) []connectors.Resu
 func (s *Sink) applyChunks(ctx context.Context, ops []connectors.Op, chunks [][]int, results []connectors.Result, down *atomic.Pointer[connectors.Error]) {
 	sem := make(chan struct{}, s.Client.cfg.MaxConcurrent)
 	var wg sync.WaitGroup
+	var caught atomic.Pointer[logging.WorkerPanic]
 	for _, chunk := range chunks {
 		sem <- struct{}{}
 		if e := down.Load(); e != nil {
@@ -102,6 +104,7 @@ func (s *Sink) applyChunks(ctx context.Context, ops []connectors.Op, chunks [][]
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			defer logging.CatchWorkerPanic(&caught) // raised below, for the pipeline's recovery
 			var e *connectors.Error
 			if err := s.apply(ctx, ops, chunk, results); errors.As(err, &e) && e.Kind == connectors.Transient {
 				down.CompareAndSwap(nil, e)
@@ -109,6 +112,9 @@ func (s *Sink) applyChunks(ctx context.Context, ops []connectors.Op, chunks [][]
 		}()
 	}
 	wg.Wait()
+	if p := caught.Load(); p != nil {
+		panic(p)
+	}
 }
 
 // request is one op as an HTTP request below the API root.

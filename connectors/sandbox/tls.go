@@ -10,13 +10,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/internal/logging"
 )
 
 // The Dataverse side needs TLS: azidentity refuses an authority that is
@@ -108,9 +109,10 @@ func (s *Server) ListenTLS(addr string, cert tls.Certificate) (net.Addr, error) 
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: listen (TLS) on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ErrorLog:  slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn)}
+		ErrorLog:  logging.NewHTTPErrorLog(s.opts.Logger, nil)}
 	s.mu.Lock()
 	s.tlsSrv = srv
 	s.mu.Unlock()

@@ -30,5 +30,9 @@
 // Over TLS, the Server logs each client that presents a certificate
 // (mutual TLS) at INFO with its identity (PeerIdentity: subject CN, DNS
 // and URI names) and address; AllowClients narrows the clients that a
-// tls.Config's ClientCAs admit to an exact list of those names.
+// tls.Config's ClientCAs admit to an exact list of those names. Failed
+// handshakes are logged at most once a minute per client host
+// (Server.HandshakeLogInterval), with their count and the last reason. A
+// handler's panic closes its connection and is logged with the panic's
+// type and the function that raised it, never its value.
 package mllp

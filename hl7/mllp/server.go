@@ -8,10 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/internal/logging"
 )
 
 // Request is one received frame.
@@ -84,6 +85,14 @@ type Server struct {
 	MaxConnectionsPerAddress int
 	TLSConfig                *tls.Config  // nil for plain TCP
 	Logger                   *slog.Logger // default slog.Default()
+	// HandshakeLogInterval is how often failed TLS handshakes from one
+	// host are logged: the first at once, then at most one line per
+	// interval with the number of failures (a scanner or a misconfigured
+	// sender cannot flood the log). Default a minute.
+	HandshakeLogInterval time.Duration
+
+	handshakesOnce sync.Once
+	handshakes     *logging.PeerLimiter
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -294,6 +303,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	// Failures counted and not yet logged are logged now.
+	defer s.handshakeLog().Close()
 	select {
 	case <-done:
 		s.cancelAll()
@@ -316,6 +327,14 @@ func (s *Server) cancelAll() {
 	if s.cancel != nil {
 		s.cancel()
 	}
+}
+
+// handshakeLog is the server's limiter of handshake failure lines.
+func (s *Server) handshakeLog() *logging.PeerLimiter {
+	s.handshakesOnce.Do(func() {
+		s.handshakes = &logging.PeerLimiter{Log: s.logger(), Msg: "mllp TLS handshake failed", Every: s.HandshakeLogInterval}
+	})
+	return s.handshakes
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -401,7 +420,7 @@ func (c *conn) serve() {
 		if r := recover(); r != nil {
 			// The panic value may hold message data: log its type only.
 			s.stats.HandlerPanics.Add(1)
-			log.Error("mllp handler panicked; connection closed", "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+			log.Error("mllp handler panicked; connection closed", logging.PanicAttrs(r)...)
 		}
 	}()
 	readTimeout := orDefault(s.ReadTimeout, 30*time.Second)
@@ -415,7 +434,7 @@ func (c *conn) serve() {
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		_ = tc.SetDeadline(time.Now().Add(readTimeout))
 		if err := tc.Handshake(); err != nil {
-			log.Warn("mllp TLS handshake failed", "err", err)
+			s.handshakeLog().Fail(c.nc.RemoteAddr().String(), err)
 			return
 		}
 		st := tc.ConnectionState()

@@ -5,8 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,6 +39,9 @@ func TestAllowClients(t *testing.T) {
 	conf := certs.ServerConfig(true)
 	conf.VerifyConnection = AllowClients([]string{"lab-engine", "engine.hospital.example", "spiffe://hospital.example/lab"})
 	srv := &Server{TLSConfig: conf, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		// The second refusal from 127.0.0.1 is logged when this
+		// interval ends, with its reason (TestTLSHandshakeFailuresRateLimited).
+		HandshakeLogInterval: 200 * time.Millisecond,
 		Handler: HandlerFunc(func(ctx context.Context, req *Request) []byte {
 			handled.Add(1)
 			return ackHandler(ctx, req)
@@ -80,7 +87,7 @@ func TestAllowClients(t *testing.T) {
 		for !strings.Contains(logs.String(), "client certificate not in allowed_clients: "+tc.id) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if !strings.Contains(logs.String(), "level=WARN msg=\"mllp TLS handshake failed\" remote=127.0.0.1:") ||
+		if !strings.Contains(logs.String(), "level=WARN msg=\"mllp TLS handshake failed\" remote=127.0.0.1 ") ||
 			!strings.Contains(logs.String(), "client certificate not in allowed_clients: "+tc.id) {
 			t.Errorf("%s: refusal not logged with the identity:\n%s", tc.name, logs.String())
 		}
@@ -128,5 +135,72 @@ func TestClientWrongCA(t *testing.T) {
 	}
 	if handled.Load() != 0 {
 		t.Error("a frame reached the server over an unverified connection")
+	}
+}
+
+// Failed TLS handshakes from one host are logged at most once per interval
+// with their count: N plaintext connections to a TLS listener give one
+// line at once (failures=1) and one when the interval ends (failures=N-1),
+// not N lines; the server goes on serving.
+func TestTLSHandshakeFailuresRateLimited(t *testing.T) {
+	certs := testcerts.New(t)
+	logs := &syncbuf.Buffer{}
+	const every = 600 * time.Millisecond
+	srv := &Server{TLSConfig: certs.ServerConfig(false), Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Handler: HandlerFunc(ackHandler), HandshakeLogInterval: every}
+	addr := startServer(t, srv)
+	const n = 10
+	start := time.Now()
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = WriteFrame(c, msg("PLAIN")) // MLLP in clear to a TLS port
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, _ = io.Copy(io.Discard, c)
+		c.Close()
+	}
+	elapsed := time.Since(start)
+	lines := func() []string {
+		var out []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, `msg="mllp TLS handshake failed"`) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	counted := func(ls []string) int {
+		total := 0
+		for _, l := range ls {
+			_, after, _ := strings.Cut(l, " failures=")
+			f, _, _ := strings.Cut(after, " ")
+			k, _ := strconv.Atoi(f)
+			total += k
+		}
+		return total
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for counted(lines()) < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := lines()
+	if counted(got) != n {
+		t.Fatalf("the lines count %d failures, want %d:\n%s", counted(got), n, logs.String())
+	}
+	if maxLines := 2 + int(elapsed/every); len(got) < 2 || len(got) > maxLines {
+		t.Fatalf("%d failed handshakes in %v gave %d lines, want 2..%d:\n%s", n, elapsed, len(got), maxLines, logs.String())
+	}
+	if !strings.Contains(got[0], "remote=127.0.0.1 failures=1 ") {
+		t.Errorf("first line: %s", got[0])
+	}
+	if elapsed < every && !strings.Contains(got[1], fmt.Sprintf("failures=%d ", n-1)) {
+		t.Errorf("second line: %s", got[1])
+	}
+	c := &Client{Addr: addr, TLSConfig: certs.ClientConfig(false), Logger: quietLogger()}
+	defer c.Close()
+	if r, err := c.Send(context.Background(), msg("OK")); err != nil || r.Code != hl7.AA {
+		t.Fatalf("a good client after the failures: %v", err)
 	}
 }

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/robfig/cron/v3"
 )
 
 // validator collects the problems of the checks that run after decoding.
@@ -157,7 +155,7 @@ func (c *Config) validate(base string) Problems {
 		if s.Schedule == "" {
 			s.Schedule = "@every 30s"
 		}
-		if _, err := cron.ParseStandard(s.Schedule); err != nil {
+		if _, err := ParseSchedule(s.Schedule); err != nil {
 			v.add(p+".schedule", "%s is not a schedule: %v", v.show(p+".schedule", s.Schedule), err)
 		}
 		if s.PageSize == 0 {
@@ -233,7 +231,7 @@ func (c *Config) validate(base string) Problems {
 		if wb.Schedule == "" {
 			wb.Schedule = "@every 30s"
 		}
-		if _, err := cron.ParseStandard(wb.Schedule); err != nil {
+		if _, err := ParseSchedule(wb.Schedule); err != nil {
 			v.add("writeback.schedule", "%s is not a schedule: %v (write a cron spec like \"*/1 * * * *\" or \"@every 30s\")", v.show("writeback.schedule", wb.Schedule), err)
 		}
 		targets := 0

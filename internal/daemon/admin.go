@@ -46,6 +46,7 @@ func newAdmin(addr string, d *Daemon, logAPI http.Handler, log *slog.Logger) (*a
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	harden(a.srv, log, "admin") // timeouts, redacted error log, panics recovered (httpserver.go)
 	return a, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 
 	"github.com/robfig/cron/v3"
 
@@ -46,6 +47,7 @@ type crm struct {
 	cron     *cron.Cron
 	cancel   context.CancelFunc
 	stopped  chan struct{}
+	failed   atomic.Bool // the pipeline panicked: nothing is sent on stop
 	requests func() int64
 }
 
@@ -59,7 +61,8 @@ func (c *crm) usage() (used, limit int) {
 
 // startCRM builds the connector (and sandbox) and starts the pipeline;
 // nil config gives nil.
-func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, patients func(string) mappings.PatientResolver, log *slog.Logger) (*crm, error) {
+// A panic in the pipeline or a write-back poll is reported on errc.
+func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, patients func(string) mappings.PatientResolver, errc chan<- error, log *slog.Logger) (*crm, error) {
 	cc := cfg.CRM
 	if cc == nil {
 		return nil, nil
@@ -114,28 +117,35 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 		source.Appended = c.pipe.Notify
 		c.cron = cron.New(cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
 		wbLog := log.With("component", "writeback")
-		if _, err := c.cron.AddFunc(cfg.Writeback.Schedule, func() {
-			if cp.StorageProblem() != nil {
-				// What the poll found could not be stored: no CRM
-				// request is spent on it. storageLoop reports the
-				// problem; the first poll after it ends catches up.
-				return
-			}
-			if n, err := source.Poll(ctx); err != nil && ctx.Err() == nil {
-				wbLog.Warn("polling the CRM for notes failed; will try again", "err", err)
-			} else if n > 0 {
-				wbLog.Info("notes to file in the EHR", "versions", n)
-			}
-		}); err != nil {
+		sched, err := config.ParseSchedule(cfg.Writeback.Schedule)
+		if err != nil {
 			cancel()
 			c.close()
 			return nil, fmt.Errorf("writeback.schedule: %w", err)
 		}
+		c.cron.Schedule(sched, cron.FuncJob(func() {
+			guard(wbLog, errc, "write-back poll", func() {
+				if cp.StorageProblem() != nil {
+					// What the poll found could not be stored: no
+					// CRM request is spent on it. storageLoop
+					// reports the problem; the first poll after it
+					// ends catches up.
+					return
+				}
+				if n, err := source.Poll(ctx); err != nil && ctx.Err() == nil {
+					wbLog.Warn("polling the CRM for notes failed; will try again", "err", err)
+				} else if n > 0 {
+					wbLog.Info("notes to file in the EHR", "versions", n)
+				}
+			})
+		}))
 		c.cron.Start()
 	}
 	go func() {
 		defer close(c.stopped)
-		_ = c.pipe.Run(ctx)
+		if guard(crmLog, errc, "pipeline", func() { _ = c.pipe.Run(ctx) }) {
+			c.failed.Store(true)
+		}
 	}()
 	return c, nil
 }
@@ -237,7 +247,7 @@ func (c *crm) notify() {
 // at most d after intake has closed, so that a stop leaves as little as
 // possible behind; the rest stays in the log for the next start.
 func (c *crm) drain(cp *checkpoint.Log, d time.Duration, log *slog.Logger) {
-	if c == nil || d <= 0 {
+	if c == nil || d <= 0 || c.failed.Load() {
 		return
 	}
 	deadline := time.Now().Add(d)

@@ -105,7 +105,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
-	crmSide, err := startCRM(cfg, cp, maps.Current, patientResolvers(fhirSrcs), log)
+	crmSide, err := startCRM(cfg, cp, maps.Current, patientResolvers(fhirSrcs), d.errc, log)
 	if err != nil {
 		return fail(fmt.Errorf("crm: %w", err))
 	}
@@ -130,11 +130,11 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		d.admin = a
 	}
 	for _, s := range d.sources {
-		go func() {
+		go guard(log, d.errc, "source "+s.cfg.Name, func() {
 			if err := s.server.Serve(s.listener); err != nil && !errors.Is(err, mllp.ErrServerClosed) {
 				d.errc <- fmt.Errorf("source %s: %w", s.cfg.Name, err)
 			}
-		}()
+		})
 		log.Info("mllp source listening", "source", s.cfg.Name, "listen", s.listener.Addr().String(), "tls", tlsMode(s.cfg))
 	}
 	if d.fhir, err = startFHIR(cfg, cp, fhirSrcs, d.crm.notify, d.errc, log); err != nil {
@@ -142,17 +142,17 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	// The admin endpoint serves once everything it reports on is set.
 	if d.admin != nil {
-		go func() {
+		go guard(log, d.errc, "admin endpoint", func() {
 			if err := d.admin.serve(); err != nil {
 				d.errc <- fmt.Errorf("admin: %w", err)
 			}
-		}()
+		})
 		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
 	}
-	go d.sweepLoop(cfg.Checkpoint.SweepInterval.Std())
-	go d.storageLoop(StorageCheckInterval)
+	go guard(log, d.errc, "checkpoint retention", func() { d.sweepLoop(cfg.Checkpoint.SweepInterval.Std()) })
+	go guard(log, d.errc, "storage check", func() { d.storageLoop(StorageCheckInterval) })
 	if cfg.Mappings.Watch {
-		go maps.watch(2*time.Second, d.stopWatch)
+		go guard(log, d.errc, "mapping watcher", func() { maps.watch(2*time.Second, d.stopWatch) })
 	}
 	log.Info("mappings loaded", "mappings", len(maps.Current().Mappings), "watch", cfg.Mappings.Watch)
 	close(d.ready)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/robfig/cron/v3"
 
@@ -143,31 +142,19 @@ func startFHIR(cfg *config.Config, cp *checkpoint.Log, srcs map[string]*fhirsour
 		// One chain per source: a scheduled poll is skipped while the
 		// previous one (or the one at start) still runs.
 		poll := cron.NewChain(cron.SkipIfStillRunning(cron.DiscardLogger)).Then(cron.FuncJob(func() {
-			if cp.StorageProblem() != nil {
-				// What it found could not be stored: no request is
-				// spent. storageLoop reports the problem and runs the
-				// poll when it ends (catchUp).
-				fp.skipped.Store(true)
-				return
-			}
-			fp.skipped.Store(false)
-			st, err := src.Poll(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				srcLog.Warn("polling the FHIR server failed; the next poll resumes from the last stored page", "err", err, "added", st.Added)
-			case st.Added > 0:
-				srcLog.Info("FHIR resources received", "added", st.Added, "pages", st.Pages)
-			}
+			guard(srcLog, errc, "sources.fhir "+sc.Name+" poll", func() { runFHIRPoll(ctx, cp, src, fp, srcLog) })
 		}))
-		if _, err := f.cron.AddJob(sc.Schedule, poll); err != nil {
+		sched, err := config.ParseSchedule(sc.Schedule)
+		if err != nil {
 			return fail(fmt.Errorf("sources.fhir %s schedule: %w", sc.Name, err))
 		}
+		f.cron.Schedule(sched, poll)
 		fp.job = poll
 		f.polls = append(f.polls, fp)
 		log.Info("fhir source polling", "source", sc.Name, "schedule", sc.Schedule, "types", len(sc.Types))
 	}
 	for _, ep := range f.endpoints {
-		go func() {
+		go guard(log, errc, "sources.fhir "+ep.source+" subscription endpoint", func() {
 			var err error
 			if ep.server.TLSConfig != nil {
 				err = ep.server.ServeTLS(ep.listener, "", "")
@@ -177,7 +164,7 @@ func startFHIR(cfg *config.Config, cp *checkpoint.Log, srcs map[string]*fhirsour
 			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("sources.fhir %s subscription endpoint: %w", ep.source, err)
 			}
-		}()
+		})
 		log.Info("fhir subscription endpoint listening", "source", ep.source, "listen", ep.listener.Addr().String(),
 			"tls", ep.server.TLSConfig != nil)
 	}
@@ -190,6 +177,25 @@ func startFHIR(cfg *config.Config, cp *checkpoint.Log, srcs map[string]*fhirsour
 		}()
 	}
 	return f, nil
+}
+
+// runFHIRPoll is one scheduled poll of a FHIR source.
+func runFHIRPoll(ctx context.Context, cp *checkpoint.Log, src *fhirsource.Source, fp *fhirPoll, srcLog *slog.Logger) {
+	if cp.StorageProblem() != nil {
+		// What it found could not be stored: no request is spent.
+		// storageLoop reports the problem and runs the poll when it
+		// ends (catchUp).
+		fp.skipped.Store(true)
+		return
+	}
+	fp.skipped.Store(false)
+	st, err := src.Poll(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		srcLog.Warn("polling the FHIR server failed; the next poll resumes from the last stored page", "err", err, "added", st.Added)
+	case st.Added > 0:
+		srcLog.Info("FHIR resources received", "added", st.Added, "pages", st.Pages)
+	}
 }
 
 // catchUp runs the polls skipped while the log could not be written
@@ -226,8 +232,8 @@ func newNotifyEndpoint(name string, sub *config.FHIRSubscription, src *fhirsourc
 	}
 	mux := http.NewServeMux()
 	mux.Handle(sub.Path, src.NotifyHandler(sub.Header, secret))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: mux}
+	harden(srv, log.With("source", name), "fhir subscription endpoint")
 	if sub.TLS != nil {
 		tc, err := serverTLS(sub.TLS)
 		if err != nil {

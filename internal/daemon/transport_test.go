@@ -38,6 +38,9 @@ func ehrReceiver(t *testing.T, tlsCfg *config.TLSServer, logs *syncbuf.Buffer) (
 	}
 	received = new(atomic.Int64)
 	srv := &mllp.Server{TLSConfig: tc, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		// Refusals from 127.0.0.1 after the first are logged when this
+		// interval ends (at most one line per interval per host).
+		HandshakeLogInterval: 200 * time.Millisecond,
 		Handler: mllp.HandlerFunc(func(_ context.Context, req *mllp.Request) []byte {
 			m, err := hl7.ParseHeader(req.Payload)
 			if err != nil {

@@ -24,11 +24,13 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+	"github.com/ehrbridge/ehrbridge/internal/logging"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -309,14 +311,19 @@ func (s *Source) appendPage(ctx context.Context, heads []resourceHead, raws []js
 	}
 	results := make([]result, len(heads))
 	var wg sync.WaitGroup
+	var caught atomic.Pointer[logging.WorkerPanic]
 	for i := range heads {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer logging.CatchWorkerPanic(&caught) // raised below, for the poll's recovery
 			results[i].added, results[i].err = s.append(ctx, heads[i], raws[i])
 		}()
 	}
 	wg.Wait()
+	if p := caught.Load(); p != nil {
+		panic(p)
+	}
 	added := 0
 	for _, r := range results {
 		if r.err != nil {

@@ -41,6 +41,16 @@
 // numbers or time.Time values, which pass unchanged: wrap identifiers in
 // [Key]. Never wrap message data in [Safe].
 //
+// # Servers, panics and repeated failures
+//
+// net/http writes its own lines (TLS handshake errors, handler panics with
+// their values) to http.Server.ErrorLog as text, which slog.NewLogLogger
+// would log as the record message, unredacted: give servers
+// [NewHTTPErrorLog] instead. A recovered panic is logged with [PanicAttrs]
+// (its type and where it was raised), never its value. A failure a peer
+// can repeat at will, such as a failed TLS handshake, goes through a
+// [PeerLimiter]: one line per peer host per minute, with a count.
+//
 // # Hash keys
 //
 // Hashes are HMAC-SHA256 under [Options.HashKey], so a log reader cannot
