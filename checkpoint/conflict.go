@@ -73,3 +73,14 @@ func decodeConflict(id uint64, v []byte) (*ConflictEntry, []byte, error) {
 	copy(c.Hash[:], s.Hash)
 	return c, s.Payload, nil
 }
+
+// resealConflict returns a stored conflict with its payload replaced by
+// sealed (sealed with the active key).
+func resealConflict(v, sealed []byte) ([]byte, error) {
+	var s storedConflict
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, fmt.Errorf("%w: conflict: %v", errCorrupt, err)
+	}
+	s.Sealed, s.Payload = true, sealed
+	return json.Marshal(s)
+}

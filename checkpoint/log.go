@@ -124,6 +124,9 @@ type Log struct {
 	// commitStats counts the group commits (see CommitStats).
 	commitStats commitCounters
 
+	// sealCache keeps Stats's count of what is not under the active key.
+	sealCache sealCache
+
 	// storage tracks writes the file system refused (storage.go).
 	storage storageState
 	// loaded says Open has read the schema and salt (set before the Log

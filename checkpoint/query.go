@@ -52,6 +52,11 @@ type Stats struct {
 	// opened it for writing.
 	Schema    int
 	WrittenBy string
+	// Seal counts what is not under the active key (see SealStats), as of
+	// at most a minute ago; SealCounted says it was counted (it is not
+	// for a log never encrypted, nor when the count failed).
+	Seal        SealStats
+	SealCounted bool
 }
 
 // Stats returns the counters kept with the log; it reads a handful of
@@ -85,6 +90,9 @@ func (l *Log) Stats() (Stats, error) {
 		st.WrittenBy = string(meta.Get(metaWrittenBy))
 		return nil
 	})
+	if err == nil {
+		st.Seal, st.SealCounted = l.cachedSealStats()
+	}
 	return st, err
 }
 

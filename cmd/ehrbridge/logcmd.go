@@ -32,6 +32,8 @@ commands:
                                                (skipped: after adding a mapping for them; T: VXU^V04)
   backup FILE                                  a consistent copy of the log, also while the daemon runs
   compact                                      rewrite the file to reclaim space (daemon stopped)
+  reseal                                       seal every payload with the active key, then compact
+                                               (after enabling encryption or rotating the key; daemon stopped)
   check                                        verify the file and the log's invariants (daemon stopped)
 
 With the daemon stopped the log file is opened directly; while it runs,
@@ -83,6 +85,8 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		return logBackup(t, pos[0], stdout, stderr)
 	case "compact":
 		return logCompact(t, stdout, stderr)
+	case "reseal":
+		return logReseal(t, stdout, stderr)
 	case "check":
 		return logCheck(t, stdout, stderr)
 	case "stats", "list", "show", "retry":
@@ -386,6 +390,7 @@ func printStats(w io.Writer, st logadmin.StatsView, path string) {
 		enc = "yes"
 	}
 	fmt.Fprintf(w, "file:            %s, %s, encrypted: %s\n", path, humanBytes(st.FileBytes), enc)
+	printSeal(w, st.Seal)
 	if st.Schema > 0 {
 		fmt.Fprintf(w, "schema:          %d (this ehrbridge writes %d), last written by %s\n", st.Schema, checkpoint.SchemaVersion(), orUnknown(st.WrittenBy))
 	}

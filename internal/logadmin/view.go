@@ -101,12 +101,32 @@ type StatsView struct {
 	Encrypted        bool             `json:"encrypted"`
 	Schema           int              `json:"schema"`
 	WrittenBy        string           `json:"written_by,omitempty"`
+	// Seal, when counted, says how much is not under the active key
+	// until `ehrbridge log reseal` runs (see sealViewOf).
+	Seal *SealView `json:"seal,omitempty"`
+}
+
+// SealView is what of an encrypted log is not yet under its active key.
+type SealView struct {
+	RecordsWithPayload int64 `json:"records_with_payload"`
+	Unencrypted        int64 `json:"records_unencrypted"`
+	OldKey             int64 `json:"records_under_old_key"`
+	OtherNotSealed     int64 `json:"other_values_not_under_active_key"`
+}
+
+// sealViewOf converts the seal counts, nil when they were not counted.
+func sealViewOf(s checkpoint.Stats) *SealView {
+	if !s.SealCounted {
+		return nil
+	}
+	return &SealView{RecordsWithPayload: s.Seal.Records, Unencrypted: s.Seal.Unencrypted, OldKey: s.Seal.OldKey,
+		OtherNotSealed: s.Seal.Other}
 }
 
 // StatsViewOf converts stats, with ages measured from now.
 func StatsViewOf(s checkpoint.Stats, now time.Time) StatsView {
 	v := StatsView{States: map[string]int64{}, Conflicts: s.Conflicts, FileBytes: s.FileSize, Encrypted: s.Encrypted,
-		Schema: s.Schema, WrittenBy: s.WrittenBy}
+		Schema: s.Schema, WrittenBy: s.WrittenBy, Seal: sealViewOf(s)}
 	for _, st := range checkpoint.States {
 		v.States[st.String()] = s.States[st]
 	}

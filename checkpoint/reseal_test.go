@@ -1,0 +1,132 @@
+package checkpoint
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// The distinctive patient name the reseal tests look for in the file.
+const resealName = "QUILLFEATHERSTONEHAUGH"
+
+func resealMessage(i int) string {
+	return fmt.Sprintf("MSH|^~\\&|EHR|HOSP|||20260102||ADT^A01|C%d|P|2.5\rPID|1||MRN%06d^^^HOSP||%s^ZEBEDIAH^Q||19700101|M\rPV1|1|I|WARD^%d", i, i, resealName, i)
+}
+
+// fileHolds reads the database file as `strings` would: every byte,
+// free pages included.
+func fileHolds(t *testing.T, path, s string) bool {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(raw, []byte(s))
+}
+
+func TestResealEncryptsEverythingAndLeavesNoClearCopy(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, Options{Logger: quiet})
+	const n = 300
+	for i := range n {
+		mustAppend(t, l, entry(fmt.Sprintf("k%d", i), fmt.Sprintf("MRN%06d", i), resealMessage(i)))
+	}
+	// A conflict: the same key with other content, holding the name too.
+	if r := mustAppend(t, l, entry("k1", "MRN000001", resealMessage(1)+"|CHANGED")); r.Outcome != Conflict {
+		t.Fatalf("outcome %v, want conflict", r.Outcome)
+	}
+	// Work some records off, so that pages are rewritten and freed.
+	rs, _ := l.Claim(50)
+	var outs []Settlement
+	for _, r := range rs {
+		outs = append(outs, Settlement{ID: r.ID, State: Done, Targets: []string{"001"}})
+	}
+	if err := l.Settle(outs); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if !fileHolds(t, path, resealName) {
+		t.Fatal("test setup: the unencrypted log should hold the name")
+	}
+
+	// Encryption enabled: new records are sealed, old ones are not, and
+	// the log says so.
+	key1, key2 := bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{9}, 32)
+	ring1, _ := NewKeyring(key1)
+	l = reopen(t, path, Options{Keyring: ring1, Logger: quiet})
+	mustAppend(t, l, entry("new", "MRN999999", resealMessage(999)))
+	st, err := l.SealStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Records != n+1 || st.Unencrypted != n || st.OldKey != 0 || st.Other != 1 || !st.Mixed() {
+		t.Errorf("seal stats before reseal: %+v, want %d records, %d unencrypted, 1 other", st, n+1, n)
+	}
+	// Stats (what /status and `log stats` show) carries the same counts.
+	if full, err := l.Stats(); err != nil || !full.SealCounted || full.Seal != st {
+		t.Errorf("Stats seal counts: %+v %v, want %+v", full.Seal, err, st)
+	}
+	l.Close()
+
+	if _, err := Reseal(path, Options{Logger: quiet}); !errors.Is(err, ErrNoKey) {
+		t.Errorf("reseal without a key: %v, want ErrNoKey", err)
+	}
+	start := time.Now()
+	res, err := Reseal(path, Options{Keyring: ring1, Logger: quiet})
+	if err != nil {
+		t.Fatalf("Reseal: %v", err)
+	}
+	t.Logf("reseal of %d records: %v (%d bytes → %d)", n+1, time.Since(start), res.Compacted.Before, res.Compacted.After)
+	if res.Records != n || res.Others != 1 {
+		t.Errorf("resealed %d records and %d others, want %d and 1", res.Records, res.Others, n)
+	}
+	if fileHolds(t, path, resealName) {
+		t.Error("after reseal the database file still holds the patient name")
+	}
+	if fileHolds(t, path, "MRN000001") {
+		t.Error("after reseal the database file still holds an MRN")
+	}
+	if _, err := os.Stat(path + ".bak"); !os.IsNotExist(err) {
+		t.Errorf("a copy of the old file is left: %v", err)
+	}
+
+	// Rotate: key2 active, key1 readable. Everything is under the old key
+	// until the next reseal.
+	ring21, _ := NewKeyring(key2, key1)
+	l = reopen(t, path, Options{Keyring: ring21, Logger: quiet})
+	if st, err := l.SealStats(); err != nil || st.Unencrypted != 0 || st.OldKey != n+1 || st.Other != 1 {
+		t.Errorf("seal stats after rotation: %+v, %v", st, err)
+	}
+	l.Close()
+	if _, err := Reseal(path, Options{Keyring: ring21, Logger: quiet}); err != nil {
+		t.Fatalf("Reseal after rotation: %v", err)
+	}
+	// Only the new key now: every payload and the conflict open.
+	ring2, _ := NewKeyring(key2)
+	l = reopen(t, path, Options{Keyring: ring2, Logger: quiet})
+	if st, err := l.SealStats(); err != nil || st.Mixed() {
+		t.Errorf("seal stats after the second reseal: %+v, %v", st, err)
+	}
+	for _, id := range []uint64{1, 2, n, n + 1} {
+		r, err := l.Reveal(id)
+		if err != nil {
+			t.Fatalf("reveal %d: %v", id, err)
+		}
+		if !bytes.Contains(r.Payload, []byte(resealName)) {
+			t.Errorf("record %d payload lost its content", id)
+		}
+	}
+	if _, p, err := l.RevealConflict(1); err != nil || !bytes.Contains(p, []byte("CHANGED")) {
+		t.Errorf("conflict after reseal: %q, %v", p, err)
+	}
+	// Retransmits still dedupe, lanes still hold.
+	if r := mustAppend(t, l, entry("k5", "MRN000005", resealMessage(5))); r.Outcome != Duplicate {
+		t.Errorf("retransmit after reseal: %v", r.Outcome)
+	}
+}
