@@ -142,6 +142,9 @@ type Record struct {
 	compressed     bool
 	// Payload is filled only by the calls that document it.
 	Payload []byte
+	// Detail is the prose behind Reason (see Settlement.Detail), filled
+	// only by Reveal.
+	Detail string
 }
 
 // stored is a version 1 record's metadata, as JSON.

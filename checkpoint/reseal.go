@@ -78,10 +78,11 @@ func (l *Log) SealStats() (SealStats, error) {
 }
 
 // walkOther calls fn for every stored value other than record payloads
-// that is sealed when a key is configured: conflict payloads. fn gets the
+// that is sealed when a key is configured: conflict payloads and record
+// details (details.go). fn gets the
 // bucket, the key, the value's AAD, whether it is sealed and the value.
 func (l *Log) walkOther(tx *bolt.Tx, fn func(bucket, key, aad []byte, sealed bool, v []byte) error) error {
-	return tx.Bucket(bConflicts).ForEach(func(k, v []byte) error {
+	err := tx.Bucket(bConflicts).ForEach(func(k, v []byte) error {
 		id := btoi(k)
 		c, payload, err := decodeConflict(id, v)
 		if err != nil {
@@ -89,6 +90,10 @@ func (l *Log) walkOther(tx *bolt.Tx, fn func(bucket, key, aad []byte, sealed boo
 		}
 		return fn(bConflicts, k, conflictAAD(id), c.sealed, payload)
 	})
+	if err != nil {
+		return err
+	}
+	return walkDetails(tx, fn)
 }
 
 // sealCache keeps the last SealStats for Stats, which /status and
@@ -260,11 +265,14 @@ func (l *Log) reseal(res *ResealResult) error {
 			if err != nil || !changed {
 				return err
 			}
-			if bytes.Equal(bucket, bConflicts) {
+			switch {
+			case bytes.Equal(bucket, bConflicts):
 				nv, err = resealConflict(tx.Bucket(bConflicts).Get(key), nv)
 				if err != nil {
 					return err
 				}
+			case bytes.Equal(bucket, bDetails):
+				nv = append([]byte{detailSealed}, nv...)
 			}
 			puts = append(puts, put{bucket, append([]byte(nil), key...), nv})
 			return nil

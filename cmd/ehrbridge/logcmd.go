@@ -458,6 +458,9 @@ func printRecord(w io.Writer, r logadmin.RecordView, reveal bool) {
 		fmt.Fprintf(w, "ack:\n%s\n", indentSegments(r.Ack))
 	}
 	if reveal {
+		if r.Detail != "" {
+			fmt.Fprintf(w, "the CRM's message (revealed, audited):\n  %s\n", r.Detail)
+		}
 		fmt.Fprintf(w, "payload (revealed, audited):\n%s\n", indentSegments(r.Payload))
 	}
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,5 +56,57 @@ func TestLogResealEncryptsAnUnencryptedLog(t *testing.T) {
 	out, e, code = runCLI(t, "log", "show", "--reveal", "2", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "ZZPATIENT2") {
 		t.Errorf("reveal after reseal: %d %s %s", code, out, e)
+	}
+}
+
+// A dead record's reason holds the CRM's code and field names; the CRM's
+// message (which quotes the MRN) is shown only by `log show --reveal`,
+// which is audited, and is sealed in the file.
+func TestLogShowRevealsTheCRMsMessageOnlyWhenAudited(t *testing.T) {
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(5 * i)
+	}
+	ring, _ := checkpoint.NewKeyring(key)
+	dir := t.TempDir()
+	l, err := checkpoint.Open(filepath.Join(dir, checkpoint.FileName), checkpoint.Options{Keyring: ring, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := "MSH|^~\\&|A|F\rPID|1||MRNQ88231^^^H||VANTERPOOL^ODA"
+	if _, err := l.Append(context.Background(), checkpoint.Entry{Key: "ehr|A|F|1", Source: "ehr", Type: "ADT^A01", Lane: "MRNQ88231",
+		Payload: []byte(p), Ack: []byte("MSA|AA|1"), Hash: sha256.Sum256([]byte(p))}); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := l.Claim(1)
+	if err := l.Settle([]checkpoint.Settlement{{ID: rs[0].ID, State: checkpoint.Dead,
+		Reason: "crm permanent error DUPLICATE_VALUE on Account; fields: MRN__c",
+		Detail: "duplicate value found: MRN__c duplicates value on record with id: 001xx (mrnq88231)"}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	keyFile := filepath.Join(t.TempDir(), "log.key")
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
+	os.WriteFile(cfg, []byte("data_dir: "+dir+"\ncheckpoint:\n  encryption:\n    key_file: "+keyFile+"\n"), 0o600)
+	for _, args := range [][]string{{"list", "--state", "dead"}, {"list", "--state", "dead", "--json"}, {"show", "1"}, {"show", "1", "--json"}} {
+		out, e, code := runCLI(t, append(append([]string{"log"}, args...), "--config", cfg)...)
+		if code != 0 || !strings.Contains(out, "DUPLICATE_VALUE") {
+			t.Errorf("log %v: %d %s %s", args, code, out, e)
+		}
+		if strings.Contains(strings.ToLower(out), "mrnq88231") {
+			t.Errorf("log %v shows the quoted MRN without a reveal:\n%s", args, out)
+		}
+	}
+	out, e, code := runCLI(t, "log", "show", "1", "--reveal", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "record with id: 001xx (mrnq88231)") {
+		t.Errorf("reveal: %d %s %s", code, out, e)
+	}
+	audit, _ := os.ReadFile(filepath.Join(dir, "audit.log"))
+	if !strings.Contains(string(audit), "record 1") {
+		t.Errorf("the reveal is not audited: %q", audit)
+	}
+	if raw, _ := os.ReadFile(filepath.Join(dir, checkpoint.FileName)); strings.Contains(strings.ToLower(string(raw)), "mrnq88231") {
+		t.Error("the CRM's message is in clear in the file")
 	}
 }

@@ -34,6 +34,9 @@ type RecordView struct {
 	PayloadDropped bool       `json:"payload_dropped,omitempty"`
 	Ack            string     `json:"ack,omitempty"`
 	Payload        string     `json:"payload,omitempty"`
+	// Detail is the prose behind Reason (the CRM's error message, which
+	// may quote patient data): revealed with the payload, never listed.
+	Detail string `json:"detail,omitempty"`
 }
 
 // ackText renders the acknowledgments stored with a record as text: in
@@ -69,6 +72,7 @@ func ViewOf(r *checkpoint.Record) RecordView {
 	if r.Payload != nil {
 		v.Payload = string(r.Payload)
 	}
+	v.Detail = r.Detail // only Reveal fills it
 	return v
 }
 
