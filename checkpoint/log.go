@@ -586,6 +586,18 @@ func (l *Log) LaneHash(lane string) [16]byte {
 	return h
 }
 
+// keyedHash is the form a content hash is stored in when a key is
+// configured: an HMAC under the log's salt (sealed with the key), apart
+// from the lane hashes by its prefix.
+func (l *Log) keyedHash(h [32]byte) [32]byte {
+	m := hmac.New(sha256.New, l.salt)
+	m.Write([]byte("ehrbridge content hash\x00"))
+	m.Write(h[:])
+	var out [32]byte
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
 // recoverInflight returns records left in progress by a crash to retrying,
 // ready now.
 func (l *Log) recoverInflight() (int, error) {

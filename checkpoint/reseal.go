@@ -19,6 +19,9 @@ type SealStats struct {
 	// with a key other than the active one (not counted without a
 	// Keyring).
 	Records, Unencrypted, OldKey int64
+	// RawHashes counts records whose content hash is not keyed (written
+	// before a key was configured; see Record.Hash).
+	RawHashes int64
 	// Other counts the other stored values that can identify a patient
 	// (conflict payloads, error details, sealed source state) that are in
 	// clear or under an old key.
@@ -26,7 +29,7 @@ type SealStats struct {
 }
 
 // Mixed says whether anything is not under the active key.
-func (s SealStats) Mixed() bool { return s.Unencrypted+s.OldKey+s.Other > 0 }
+func (s SealStats) Mixed() bool { return s.Unencrypted+s.OldKey+s.Other+s.RawHashes > 0 }
 
 // SealStats walks the log (every record's metadata: about a second per
 // million records) and counts what is not sealed with the active key.
@@ -51,6 +54,9 @@ func (l *Log) SealStats() (SealStats, error) {
 			r, payload, err := decodeRecord(btoi(k), v)
 			if err != nil {
 				return err
+			}
+			if !r.hashKeyed {
+				st.RawHashes++
 			}
 			if r.PayloadDropped {
 				return nil
@@ -78,8 +84,8 @@ func (l *Log) SealStats() (SealStats, error) {
 }
 
 // walkOther calls fn for every stored value other than record payloads
-// that is sealed when a key is configured: conflict payloads and record
-// details (details.go). fn gets the
+// that is sealed when a key is configured: conflict payloads, source
+// states (sources.go) and record details (details.go). fn gets the
 // bucket, the key, the value's AAD, whether it is sealed and the value.
 func (l *Log) walkOther(tx *bolt.Tx, fn func(bucket, key, aad []byte, sealed bool, v []byte) error) error {
 	err := tx.Bucket(bConflicts).ForEach(func(k, v []byte) error {
@@ -91,6 +97,9 @@ func (l *Log) walkOther(tx *bolt.Tx, fn func(bucket, key, aad []byte, sealed boo
 		return fn(bConflicts, k, conflictAAD(id), c.sealed, payload)
 	})
 	if err != nil {
+		return err
+	}
+	if err := walkSourceStates(tx, fn); err != nil {
 		return err
 	}
 	return walkDetails(tx, fn)
@@ -156,6 +165,7 @@ func (l *Log) cachedSealStats() (SealStats, bool) {
 type ResealResult struct {
 	Records   int // record payloads sealed anew
 	Others    int // conflict payloads and other values sealed anew
+	Hashes    int // content hashes of records and conflicts keyed
 	Compacted CompactResult
 	Took      time.Duration
 }
@@ -207,9 +217,9 @@ func (l *Log) reseal(res *ResealResult) error {
 	k := l.opts.Keyring
 	after := uint64(0)
 	for {
-		n, last, done := 0, after, false
+		n, hashes, last, done := 0, 0, after, false
 		err := l.update(func(tx *bolt.Tx) error {
-			n = 0
+			n, hashes = 0, 0
 			c := tx.Bucket(bRecords).Cursor()
 			key, v := c.Seek(itob(after + 1))
 			var puts [][2][]byte
@@ -219,21 +229,31 @@ func (l *Log) reseal(res *ResealResult) error {
 				if err != nil {
 					return err
 				}
-				if r.PayloadDropped {
+				changed := false
+				if !r.hashKeyed {
+					r.Hash, r.hashKeyed, changed = l.keyedHash(r.Hash), true, true
+					hashes++
+				}
+				current := false
+				if r.sealed {
+					id, ok := sealedWith(payload)
+					current = ok && id == k.active
+				}
+				if !r.PayloadDropped && !current {
+					if r.sealed {
+						plain, err := k.open(payload, []byte(r.Key))
+						if err != nil {
+							return fmt.Errorf("record %d: %w", last, err)
+						}
+						payload = plain
+					}
+					r.sealed, payload, changed = true, k.seal(payload, []byte(r.Key)), true
+					n++
+				}
+				if !changed {
 					continue
 				}
-				if r.sealed {
-					if id, ok := sealedWith(payload); ok && id == k.active {
-						continue
-					}
-					plain, err := k.open(payload, []byte(r.Key))
-					if err != nil {
-						return fmt.Errorf("record %d: %w", last, err)
-					}
-					payload = plain
-				}
-				r.sealed = true
-				nv, err := encodeRecord(r, k.seal(payload, []byte(r.Key)))
+				nv, err := encodeRecord(r, payload)
 				if err != nil {
 					return err
 				}
@@ -245,13 +265,13 @@ func (l *Log) reseal(res *ResealResult) error {
 					return err
 				}
 			}
-			n = len(puts)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
 		res.Records += n
+		res.Hashes += hashes
 		if done || last == after {
 			break
 		}
@@ -273,6 +293,8 @@ func (l *Log) reseal(res *ResealResult) error {
 				}
 			case bytes.Equal(bucket, bDetails):
 				nv = append([]byte{detailSealed}, nv...)
+			case bytes.Equal(bucket, bSources):
+				nv = append(bytes.Clone(sealedStatePrefix), nv...)
 			}
 			puts = append(puts, put{bucket, append([]byte(nil), key...), nv})
 			return nil
@@ -286,6 +308,24 @@ func (l *Log) reseal(res *ResealResult) error {
 			}
 		}
 		res.Others = len(puts)
+		// Conflict entries' content hashes, keyed like the records'.
+		var rekeyed [][2][]byte
+		err = tx.Bucket(bConflicts).ForEach(func(key, v []byte) error {
+			nv, changed, err := rekeyConflictHash(v, l.keyedHash)
+			if changed {
+				rekeyed = append(rekeyed, [2][]byte{append([]byte(nil), key...), nv})
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, p := range rekeyed {
+			if err := tx.Bucket(bConflicts).Put(p[0], p[1]); err != nil {
+				return err
+			}
+		}
+		res.Hashes += len(rekeyed)
 		return nil
 	})
 }

@@ -130,3 +130,124 @@ func TestResealEncryptsEverythingAndLeavesNoClearCopy(t *testing.T) {
 		t.Errorf("retransmit after reseal: %v", r.Outcome)
 	}
 }
+
+// Source states (where a FHIR resource was written: its CRM key, an MRN)
+// are sealed when a key is configured; values stored before encryption
+// was enabled stay readable and are counted until `log reseal` seals
+// them.
+func TestSourceStateSealed(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, Options{Logger: quiet})
+	const addr = `[{"object":"Account","key_field":"MRN__c","key":"MRNSTATE55123"}]`
+	if err := l.SetSourceState("fhir|ehr|addr|Patient/1", []byte(addr)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if !fileHolds(t, path, "MRNSTATE55123") {
+		t.Fatal("test setup: the unencrypted log should hold the MRN")
+	}
+	ring, _ := NewKeyring(bytes.Repeat([]byte{4}, 32))
+	l = reopen(t, path, Options{Keyring: ring, Logger: quiet})
+	if v, ok, err := l.SourceState("fhir|ehr|addr|Patient/1"); err != nil || !ok || string(v) != addr {
+		t.Errorf("a state stored in clear before the key: %q %v %v", v, ok, err)
+	}
+	if err := l.SetSourceStates(map[string][]byte{"fhir|ehr|addr|Patient/2": []byte(`[{"key":"MRNSTATE77001"}]`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetSourceState("fhir|ehr|watermark|Patient", []byte("2026-01-02T03:04:05Z")); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := l.SourceState("fhir|ehr|addr|Patient/2"); err != nil || !ok || string(v) != `[{"key":"MRNSTATE77001"}]` {
+		t.Errorf("a sealed state: %q %v %v", v, ok, err)
+	}
+	if st, err := l.SealStats(); err != nil || st.Other != 1 {
+		t.Errorf("seal stats: %+v %v, want 1 other value in clear", st, err)
+	}
+	l.Close()
+	if fileHolds(t, path, "MRNSTATE77001") {
+		t.Error("a state written with a key is in clear in the file")
+	}
+	if _, err := Reseal(path, Options{Keyring: ring, Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if fileHolds(t, path, "MRNSTATE55123") {
+		t.Error("after reseal the file holds the MRN of a source state")
+	}
+	l = reopen(t, path, Options{Keyring: ring, Logger: quiet})
+	for k, want := range map[string]string{"fhir|ehr|addr|Patient/1": addr, "fhir|ehr|watermark|Patient": "2026-01-02T03:04:05Z"} {
+		if v, _, err := l.SourceState(k); err != nil || string(v) != want {
+			t.Errorf("%s after reseal: %q %v", k, v, err)
+		}
+	}
+	if st, err := l.SealStats(); err != nil || st.Mixed() {
+		t.Errorf("seal stats after reseal: %+v %v", st, err)
+	}
+	l.Close()
+	// Without the key the sealed state is refused, not misread.
+	ro := reopen(t, path, Options{ReadOnly: true, Logger: quiet})
+	if _, _, err := ro.SourceState("fhir|ehr|addr|Patient/1"); !errors.Is(err, ErrEncrypted) {
+		t.Errorf("sealed state without the key: %v, want ErrEncrypted", err)
+	}
+}
+
+// With a key configured, content hashes are stored keyed with the log's
+// (sealed) salt: a bare SHA-256 of a message lets whoever reads the file
+// confirm a guess of its content. Records written before the key keep
+// their bare hash until `log reseal` keys it, and retransmits of either
+// are still recognised.
+func TestContentHashesKeyed(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, Options{Logger: quiet})
+	old := entry("old", "L1", "MSH|old message")
+	mustAppend(t, l, old)
+	l.Close()
+
+	ring, _ := NewKeyring(bytes.Repeat([]byte{6}, 32))
+	l = reopen(t, path, Options{Keyring: ring, Logger: quiet})
+	if r := mustAppend(t, l, old); r.Outcome != Duplicate {
+		t.Errorf("retransmit of a record from before the key: %v", r.Outcome)
+	}
+	fresh := entry("new", "L2", "MSH|new message")
+	mustAppend(t, l, fresh)
+	if r := mustAppend(t, l, fresh); r.Outcome != Duplicate {
+		t.Errorf("retransmit of a keyed record: %v", r.Outcome)
+	}
+	changed := entry("new", "L2", "MSH|new message, changed")
+	if r := mustAppend(t, l, changed); r.Outcome != Conflict {
+		t.Errorf("other content under a keyed record's key: %v", r.Outcome)
+	}
+	if st, _ := l.SealStats(); st.RawHashes != 1 {
+		t.Errorf("seal stats: %+v, want 1 bare hash", st)
+	}
+	l.Close()
+	if fileHolds(t, path, string(fresh.Hash[:])) || fileHolds(t, path, string(changed.Hash[:])) {
+		t.Error("the file holds a bare content hash written with a key configured")
+	}
+	if !fileHolds(t, path, string(old.Hash[:])) {
+		t.Error("test setup: the record from before the key should hold its bare hash")
+	}
+	res, err := Reseal(path, Options{Keyring: ring, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Hashes != 1 {
+		t.Errorf("reseal keyed %d hashes, want 1", res.Hashes)
+	}
+	if fileHolds(t, path, string(old.Hash[:])) {
+		t.Error("after reseal the file holds a bare content hash")
+	}
+	l = reopen(t, path, Options{Keyring: ring, Logger: quiet})
+	for _, e := range []Entry{old, fresh} {
+		if r := mustAppend(t, l, e); r.Outcome != Duplicate {
+			t.Errorf("retransmit of %s after reseal: %v", e.Key, r.Outcome)
+		}
+	}
+	if r := mustAppend(t, l, entry("old", "L1", "MSH|old message, changed")); r.Outcome != Conflict {
+		t.Errorf("other content after reseal: %v", r.Outcome)
+	}
+	if st, _ := l.SealStats(); st.Mixed() {
+		t.Errorf("seal stats after reseal: %+v", st)
+	}
+}

@@ -116,6 +116,7 @@ type SealView struct {
 	Unencrypted        int64 `json:"records_unencrypted"`
 	OldKey             int64 `json:"records_under_old_key"`
 	OtherNotSealed     int64 `json:"other_values_not_under_active_key"`
+	BareHashes         int64 `json:"records_with_bare_content_hash"`
 }
 
 // sealViewOf converts the seal counts, nil when they were not counted.
@@ -124,7 +125,7 @@ func sealViewOf(s checkpoint.Stats) *SealView {
 		return nil
 	}
 	return &SealView{RecordsWithPayload: s.Seal.Records, Unencrypted: s.Seal.Unencrypted, OldKey: s.Seal.OldKey,
-		OtherNotSealed: s.Seal.Other}
+		OtherNotSealed: s.Seal.Other, BareHashes: s.Seal.RawHashes}
 }
 
 // StatsViewOf converts stats, with ages measured from now.
