@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -108,5 +109,28 @@ func TestLogShowRevealsTheCRMsMessageOnlyWhenAudited(t *testing.T) {
 	}
 	if raw, _ := os.ReadFile(filepath.Join(dir, checkpoint.FileName)); strings.Contains(strings.ToLower(string(raw)), "mrnq88231") {
 		t.Error("the CRM's message is in clear in the file")
+	}
+}
+
+// A checkpoint key file that group or others can read is refused, as ssh
+// refuses such keys, by every command that loads the key.
+func TestKeyFileReadableByGroupRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes do not express ACLs on Windows")
+	}
+	dir := seedLog(t, nil)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	keyFile := filepath.Join(t.TempDir(), "log.key")
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o640)
+	os.WriteFile(cfg, []byte("data_dir: "+dir+"\ncheckpoint:\n  encryption:\n    key_file: "+keyFile+"\n"), 0o600)
+	for _, args := range [][]string{{"log", "reseal"}, {"log", "stats"}} {
+		_, e, code := runCLI(t, append(args, "--config", cfg)...)
+		if code == 0 || !strings.Contains(e, keyFile) || !strings.Contains(e, "0640") {
+			t.Errorf("%v with a group-readable key: %d %s", args, code, e)
+		}
+	}
+	os.Chmod(keyFile, 0o600)
+	if out, e, code := runCLI(t, "log", "stats", "--config", cfg); code != 0 {
+		t.Errorf("stats with a 0600 key: %d %s %s", code, out, e)
 	}
 }
