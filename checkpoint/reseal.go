@@ -118,8 +118,10 @@ type sealCache struct {
 // sealStatsMaxAge is how long Stats reuses a count of a mixed log.
 const sealStatsMaxAge = time.Minute
 
-// cachedSealStats returns the seal counts for Stats: counted now the first
-// time, then refreshed in the background at most once a minute. A log
+// cachedSealStats returns the seal counts for Stats: on a read-only log
+// (the admin commands) counted at the first call; on a writable one (the
+// daemon) counted in the background, not counted until that is done, and
+// refreshed at most once a minute. A log
 // found all under the active key stays so (appends seal with it, and the
 // keyring does not change while the log is open), so it is not walked
 // again. A log that was never encrypted and has no key is not walked:
@@ -130,7 +132,8 @@ func (l *Log) cachedSealStats() (SealStats, bool) {
 	}
 	c := &l.sealCache
 	c.mu.Lock()
-	if !c.valid {
+	if !c.valid && l.opts.ReadOnly {
+		// An admin command on a stopped log: count now.
 		c.mu.Unlock()
 		st, err := l.SealStats()
 		if err != nil {
@@ -141,24 +144,23 @@ func (l *Log) cachedSealStats() (SealStats, bool) {
 		c.mu.Unlock()
 		return st, true
 	}
-	st := c.st
-	stale := (st.Mixed() || l.opts.Keyring == nil) && l.opts.Now().Sub(c.at) > sealStatsMaxAge && !c.running
-	if stale {
+	st, valid := c.st, c.valid
+	stale := !valid || (st.Mixed() || l.opts.Keyring == nil) && l.opts.Now().Sub(c.at) > sealStatsMaxAge
+	if stale && !c.running {
+		// The daemon: /status and /metrics never wait for the walk.
 		c.running = true
-	}
-	c.mu.Unlock()
-	if stale {
 		go func() {
 			st, err := l.SealStats()
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.running = false
 			if err == nil {
-				c.st, c.at = st, l.opts.Now()
+				c.st, c.at, c.valid = st, l.opts.Now(), true
 			}
 		}()
 	}
-	return st, true
+	c.mu.Unlock()
+	return st, valid
 }
 
 // ResealResult reports a Reseal.
