@@ -55,6 +55,12 @@ func deleteDetail(tx *bolt.Tx, id uint64) error {
 	return nil
 }
 
+// hasDetail says whether a record has a detail.
+func hasDetail(tx *bolt.Tx, id uint64) bool {
+	b := tx.Bucket(bDetails)
+	return b != nil && b.Get(itob(id)) != nil
+}
+
 // detail returns a record's detail, opened; "" when it has none.
 func (l *Log) detail(tx *bolt.Tx, id uint64) (string, error) {
 	b := tx.Bucket(bDetails)

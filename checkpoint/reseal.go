@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"sync"
 	"time"
 
@@ -22,6 +23,9 @@ type SealStats struct {
 	// RawHashes counts records whose content hash is not keyed (written
 	// before a key was configured; see Record.Hash).
 	RawHashes int64
+	// LegacyReasons counts dead records whose reason, written by an
+	// earlier release, holds the CRM's message in clear.
+	LegacyReasons int64
 	// Other counts the other stored values that can identify a patient
 	// (conflict payloads, error details, sealed source state) that are in
 	// clear or under an old key.
@@ -29,7 +33,9 @@ type SealStats struct {
 }
 
 // Mixed says whether anything is not under the active key.
-func (s SealStats) Mixed() bool { return s.Unencrypted+s.OldKey+s.Other+s.RawHashes > 0 }
+func (s SealStats) Mixed() bool {
+	return s.Unencrypted+s.OldKey+s.Other+s.RawHashes+s.LegacyReasons > 0
+}
 
 // SealStats walks the log (every record's metadata: about a second per
 // million records) and counts what is not sealed with the active key.
@@ -57,6 +63,9 @@ func (l *Log) SealStats() (SealStats, error) {
 			}
 			if !r.hashKeyed {
 				st.RawHashes++
+			}
+			if _, _, ok := legacyCRMReason(r.Reason); ok && r.State == Dead && !hasDetail(tx, r.ID) {
+				st.LegacyReasons++
 			}
 			if r.PayloadDropped {
 				return nil
@@ -165,9 +174,12 @@ func (l *Log) cachedSealStats() (SealStats, bool) {
 
 // ResealResult reports a Reseal.
 type ResealResult struct {
-	Records   int // record payloads sealed anew
-	Others    int // conflict payloads and other values sealed anew
-	Hashes    int // content hashes of records and conflicts keyed
+	Records int // record payloads sealed anew
+	Others  int // conflict payloads and other values sealed anew
+	Hashes  int // content hashes of records and conflicts keyed
+	// Reasons counts dead records whose reason (from an earlier release)
+	// held the CRM's message: moved to their sealed detail.
+	Reasons   int
 	Compacted CompactResult
 	Took      time.Duration
 }
@@ -219,9 +231,9 @@ func (l *Log) reseal(res *ResealResult) error {
 	k := l.opts.Keyring
 	after := uint64(0)
 	for {
-		n, hashes, last, done := 0, 0, after, false
+		n, hashes, reasons, last, done := 0, 0, 0, after, false
 		err := l.update(func(tx *bolt.Tx) error {
-			n, hashes = 0, 0
+			n, hashes, reasons = 0, 0, 0
 			c := tx.Bucket(bRecords).Cursor()
 			key, v := c.Seek(itob(after + 1))
 			var puts [][2][]byte
@@ -232,6 +244,16 @@ func (l *Log) reseal(res *ResealResult) error {
 					return err
 				}
 				changed := false
+				if r.State == Dead {
+					if code, msg, ok := legacyCRMReason(r.Reason); ok && !hasDetail(tx, last) {
+						r.Reason = "crm permanent error " + code + "; the CRM's message: log show --reveal"
+						if err := l.putDetail(tx, last, msg); err != nil {
+							return err
+						}
+						changed = true
+						reasons++
+					}
+				}
 				if !r.hashKeyed {
 					r.Hash, r.hashKeyed, changed = l.keyedHash(r.Hash), true, true
 					hashes++
@@ -274,6 +296,7 @@ func (l *Log) reseal(res *ResealResult) error {
 		}
 		res.Records += n
 		res.Hashes += hashes
+		res.Reasons += reasons
 		if done || last == after {
 			break
 		}
@@ -346,4 +369,19 @@ func (k *Keyring) reseal(v, aad []byte, sealed bool) ([]byte, bool, error) {
 		v = plain
 	}
 	return k.seal(v, aad), true, nil
+}
+
+// legacyCRMReasonRE matches the reason releases before issue 28 gave a
+// record the CRM refused for good: the CRM's error code, ": ", and its
+// message (scrubbed only of the op's exact values): a Salesforce code
+// (upper case with an underscore), a Dataverse hex code or an HTTP status.
+var legacyCRMReasonRE = regexp.MustCompile(`^([A-Z][A-Z0-9]*_[A-Z0-9_]*|0x[0-9a-fA-F]{1,16}|[1-5][0-9][0-9]): (.+)$`)
+
+// legacyCRMReason splits such a reason into the code and the message.
+func legacyCRMReason(reason string) (code, msg string, ok bool) {
+	m := legacyCRMReasonRE.FindStringSubmatch(reason)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -262,6 +263,64 @@ func TestContentHashesKeyed(t *testing.T) {
 	}
 	if r := mustAppend(t, l, entry("old", "L1", "MSH|old message, changed")); r.Outcome != Conflict {
 		t.Errorf("other content after reseal: %v", r.Outcome)
+	}
+	if st, _ := l.SealStats(); st.Mixed() {
+		t.Errorf("seal stats after reseal: %+v", st)
+	}
+}
+
+// Releases before issue 28 kept a dead record's CRM error as "CODE:
+// message", the message scrubbed only of the op's exact values, so it can
+// hold a patient's name in clear. Reseal moves the message into the
+// record's sealed detail and keeps the code.
+func TestResealMovesLegacyCRMMessagesOutOfReasons(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	path := filepath.Join(t.TempDir(), FileName)
+	l := reopen(t, path, Options{Logger: quiet})
+	for i := range 4 {
+		mustAppend(t, l, entry(fmt.Sprintf("k%d", i), fmt.Sprintf("L%d", i), fmt.Sprintf("MSH|%d", i)))
+	}
+	rs, _ := l.Claim(10)
+	reasons := []string{
+		"DUPLICATE_VALUE: duplicate value found: SourceSystemId__c duplicates value on record with id: 001xx (Ximena Oyelaran-Pike)",
+		"0x80040237: A record with matching key values already exists: OYELARAN-PIKE",
+		"no patient name (PID-5): the mapping requires one", // the mapping's own: kept
+		"REQUIRED_FIELD_MISSING", // a code alone: kept
+	}
+	var outs []Settlement
+	for i, r := range rs {
+		outs = append(outs, Settlement{ID: r.ID, State: Dead, Reason: reasons[i]})
+	}
+	if err := l.Settle(outs); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	ring, _ := NewKeyring(bytes.Repeat([]byte{8}, 32))
+	l = reopen(t, path, Options{Keyring: ring, Logger: quiet})
+	if st, _ := l.SealStats(); st.LegacyReasons != 2 {
+		t.Errorf("seal stats: %+v, want 2 legacy reasons", st)
+	}
+	l.Close()
+	res, err := Reseal(path, Options{Keyring: ring, Logger: quiet})
+	if err != nil || res.Reasons != 2 {
+		t.Fatalf("reseal: %+v %v, want 2 reasons moved", res, err)
+	}
+	for _, s := range []string{"Ximena", "Oyelaran", "OYELARAN"} {
+		if fileHolds(t, path, s) {
+			t.Errorf("after reseal the file holds %q", s)
+		}
+	}
+	l = reopen(t, path, Options{Keyring: ring, Logger: quiet})
+	want := []string{"crm permanent error DUPLICATE_VALUE; the CRM's message: log show --reveal",
+		"crm permanent error 0x80040237; the CRM's message: log show --reveal", reasons[2], reasons[3]}
+	for i, r := range rs {
+		got, err := l.Reveal(r.ID)
+		if err != nil || got.Reason != want[i] {
+			t.Errorf("record %d reason %q %v, want %q", r.ID, got.Reason, err, want[i])
+		}
+		if i < 2 && !strings.Contains(reasons[i], got.Detail) || i < 2 && got.Detail == "" {
+			t.Errorf("record %d detail %q", r.ID, got.Detail)
+		}
 	}
 	if st, _ := l.SealStats(); st.Mixed() {
 		t.Errorf("seal stats after reseal: %+v", st)

@@ -34,8 +34,8 @@ func logReseal(t *logTarget, stdout, stderr io.Writer) int {
 		}
 		return fail(err)
 	}
-	fmt.Fprintf(stdout, "resealed %s with key %s: %d record payloads and %d other values sealed anew, %d content hashes keyed; compacted %s → %s in %s\n",
-		t.path, keyring.ActiveKeyID(), res.Records, res.Others, res.Hashes, humanBytes(res.Compacted.Before), humanBytes(res.Compacted.After),
+	fmt.Fprintf(stdout, "resealed %s with key %s: %d record payloads and %d other values sealed anew, %d content hashes keyed, %d CRM messages moved out of dead reasons; compacted %s → %s in %s\n",
+		t.path, keyring.ActiveKeyID(), res.Records, res.Others, res.Hashes, res.Reasons, humanBytes(res.Compacted.Before), humanBytes(res.Compacted.After),
 		res.Took.Round(time.Millisecond))
 	fmt.Fprintln(stdout, "backups taken before hold the old copies: replace them; previous keys may be removed from the config once no backup needs them")
 	return exitOK
@@ -46,10 +46,10 @@ func printSeal(w io.Writer, s *logadmin.SealView) {
 	if s == nil {
 		return
 	}
-	if s.Unencrypted+s.OldKey+s.OtherNotSealed+s.BareHashes == 0 {
+	if s.Unencrypted+s.OldKey+s.OtherNotSealed+s.BareHashes+s.CRMMessageReasons == 0 {
 		fmt.Fprintf(w, "sealing:         all %d payloads under the active key\n", s.RecordsWithPayload)
 		return
 	}
-	fmt.Fprintf(w, "sealing:         %d records unencrypted, %d under an old key, %d other values (conflicts, source state, CRM messages) not under the active key, %d content hashes not keyed: run `ehrbridge log reseal` with the daemon stopped\n",
-		s.Unencrypted, s.OldKey, s.OtherNotSealed, s.BareHashes)
+	fmt.Fprintf(w, "sealing:         %d records unencrypted, %d under an old key, %d other values (conflicts, source state, CRM messages) not under the active key, %d content hashes not keyed, %d dead reasons quoting the CRM's message: run `ehrbridge log reseal` with the daemon stopped\n",
+		s.Unencrypted, s.OldKey, s.OtherNotSealed, s.BareHashes, s.CRMMessageReasons)
 }

@@ -117,6 +117,7 @@ type SealView struct {
 	OldKey             int64 `json:"records_under_old_key"`
 	OtherNotSealed     int64 `json:"other_values_not_under_active_key"`
 	BareHashes         int64 `json:"records_with_bare_content_hash"`
+	CRMMessageReasons  int64 `json:"dead_reasons_with_crm_message"`
 }
 
 // sealViewOf converts the seal counts, nil when they were not counted.
@@ -125,7 +126,7 @@ func sealViewOf(s checkpoint.Stats) *SealView {
 		return nil
 	}
 	return &SealView{RecordsWithPayload: s.Seal.Records, Unencrypted: s.Seal.Unencrypted, OldKey: s.Seal.OldKey,
-		OtherNotSealed: s.Seal.Other, BareHashes: s.Seal.RawHashes}
+		OtherNotSealed: s.Seal.Other, BareHashes: s.Seal.RawHashes, CRMMessageReasons: s.Seal.LegacyReasons}
 }
 
 // StatsViewOf converts stats, with ages measured from now.
