@@ -308,6 +308,10 @@ func logBackup(t *logTarget, file string, stdout, stderr io.Writer) int {
 		t.path, via, file, humanBytes(st.FileSize), pending, st.States[checkpoint.Done], st.States[checkpoint.Skipped], st.States[checkpoint.Dead], st.Schema)
 	if st.Encrypted {
 		fmt.Fprintln(stdout, "the payloads are encrypted: keep the key (and any previous keys) with the backup, apart from it")
+		if st.SealCounted && st.Seal.Unencrypted+st.Seal.Other+st.Seal.LegacyReasons > 0 {
+			fmt.Fprintf(stdout, "but %d records (and %d other values) were stored before encryption was enabled and are in clear in it: run `ehrbridge log reseal`, then back up again\n",
+				st.Seal.Unencrypted, st.Seal.Other+st.Seal.LegacyReasons)
+		}
 	} else {
 		fmt.Fprintln(stdout, "the payloads are NOT encrypted: the backup holds patient data in clear; store it as such")
 	}

@@ -33,12 +33,25 @@ func TestLogResealEncryptsAnUnencryptedLog(t *testing.T) {
 	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
 	os.WriteFile(cfg, []byte("data_dir: "+dir+"\ncheckpoint:\n  encryption:\n    key_file: "+keyFile+"\n"), 0o600)
 
+	// The daemon started with the key: new records would be sealed, the
+	// old ones stay as they are.
+	ring, _ := checkpoint.NewKeyring(key)
+	l, err := checkpoint.Open(db, checkpoint.Options{Keyring: ring, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
 	if _, e, code := runCLI(t, "log", "reseal", "--data-dir", dir); code != exitFailure || !strings.Contains(e, "no key configured") {
 		t.Errorf("reseal without a key: %d %s", code, e)
 	}
 	out, e, code := runCLI(t, "log", "stats", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "3 records unencrypted") || !strings.Contains(out, "1 other values") {
 		t.Errorf("stats of a mixed log: %d\n%s%s", code, out, e)
+	}
+	// A backup of a mixed log says what in it is in clear.
+	out, e, code = runCLI(t, "log", "backup", filepath.Join(t.TempDir(), "b.db"), "--config", cfg)
+	if code != 0 || !strings.Contains(out, "but 3 records") {
+		t.Errorf("backup of a mixed log: %d\n%s%s", code, out, e)
 	}
 	out, e, code = runCLI(t, "log", "reseal", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "3 record payloads and 1 other values sealed anew") {
