@@ -77,6 +77,9 @@ type Result struct {
 type appendOp struct {
 	e     *Entry
 	value []byte // the encoded record, built before queueing
+	// keyed is the entry's content hash as the log stores it (keyedHash
+	// with a key configured, else the entry's own).
+	keyed [32]byte
 	res   Result
 	err   error
 	// signal tells a waiting appender its outcome: false when another
@@ -129,6 +132,11 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 		Received: e.Received, State: Received, ReadyAt: e.Received, Updated: e.Received, Ack: e.Ack,
 		PayloadLen: len(e.Payload), sealed: l.opts.Keyring != nil, compressed: compressed,
 	}
+	keyed := e.Hash
+	if l.opts.Keyring != nil {
+		keyed = l.keyedHash(e.Hash)
+		r.Hash, r.hashKeyed = keyed, true
+	}
 	value, err := encodeRecord(r, stored)
 	if cap(*buf) <= maxPooledCompress { // stored is copied into value by now
 		compressBufs.Put(buf)
@@ -139,7 +147,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 	if ctx.Err() != nil {
 		return Result{}, ctx.Err()
 	}
-	op := &appendOp{e: &e, value: value, signal: make(chan bool, 1)}
+	op := &appendOp{e: &e, value: value, keyed: keyed, signal: make(chan bool, 1)}
 	l.wmu.Lock()
 	if l.stopping {
 		l.wmu.Unlock()
@@ -315,6 +323,17 @@ func storedUnder(tx *bolt.Tx, keys *bolt.Bucket, key string) (uint64, *Record, e
 	return id, rec, err
 }
 
+// sameContent says whether a stored record has the entry's content: its
+// hash compared in the form the record holds (keyed, or as the source gave
+// it in records written before a key was configured), so that retransmits
+// of those are still recognised.
+func sameContent(r *Record, op *appendOp) bool {
+	if r.hashKeyed {
+		return r.Hash == op.keyed
+	}
+	return r.Hash == op.e.Hash
+}
+
 func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 	e := op.e
 	if failNext != nil && failNext(e) {
@@ -326,7 +345,7 @@ func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 		return Result{}, err
 	}
 	if existing != nil {
-		if existing.Hash == e.Hash {
+		if sameContent(existing, op) {
 			return Result{Outcome: Duplicate, ID: id, Ack: append([]byte(nil), existing.Ack...)}, nil
 		}
 		cid, err := l.putConflict(tx, id, op)
@@ -343,7 +362,7 @@ func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		if existing != nil && existing.Hash == e.Hash {
+		if existing != nil && sameContent(existing, op) {
 			return Result{Outcome: Duplicate, ID: id, Ack: append([]byte(nil), existing.Ack...)}, nil
 		}
 	}

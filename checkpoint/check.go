@@ -126,6 +126,28 @@ func (l *Log) Check() ([]string, error) {
 				add("lane %x: %d records claimable or in progress at once", lane[:4], n)
 			}
 		}
+		// Every detail (the CRM's message) belongs to a record that has a
+		// reason for it: dead, retrying or in progress again.
+		if b := tx.Bucket(bDetails); b != nil {
+			err := b.ForEach(func(k, v []byte) error {
+				if len(k) != 8 || len(v) == 0 || v[0] > detailSealed {
+					add("details: malformed entry")
+					return nil
+				}
+				id := btoi(k)
+				r, _, err := getRecord(tx, id)
+				switch {
+				case errors.Is(err, ErrNotFound):
+					add("details: record %d does not exist", id)
+				case err == nil && r.State != Dead && r.State != Retrying && r.State != InProgress:
+					add("details: record %d is %s and keeps a detail", id, r.State)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
 		if n := int64(tx.Bucket(bConflicts).Stats().KeyN); n != counter(tx, countConflicts) {
 			add("conflict counter is %d, entries say %d", counter(tx, countConflicts), n)
 		}

@@ -35,7 +35,9 @@ type storedConflict struct {
 	Received int64  `json:"r"`
 	Len      int    `json:"pl"`
 	Sealed   bool   `json:"sl,omitempty"`
-	Payload  []byte `json:"p"`
+	// Keyed: Hash is keyed (see Record.Hash).
+	Keyed   bool   `json:"hk,omitempty"`
+	Payload []byte `json:"p"`
 }
 
 func (l *Log) putConflict(tx *bolt.Tx, recordID uint64, op *appendOp) (uint64, error) {
@@ -51,7 +53,8 @@ func (l *Log) putConflict(tx *bolt.Tx, recordID uint64, op *appendOp) (uint64, e
 		payload = l.opts.Keyring.seal(op.e.Payload, conflictAAD(id))
 	}
 	v, err := json.Marshal(storedConflict{RecordID: recordID, Key: op.e.Key, Source: op.e.Source, Type: op.e.Type,
-		Hash: op.e.Hash[:], Received: op.e.Received.UnixNano(), Len: len(op.e.Payload), Sealed: l.opts.Keyring != nil, Payload: payload})
+		Hash: op.keyed[:], Received: op.e.Received.UnixNano(), Len: len(op.e.Payload), Sealed: l.opts.Keyring != nil,
+		Keyed: l.opts.Keyring != nil, Payload: payload})
 	if err != nil {
 		return 0, err
 	}
@@ -72,4 +75,31 @@ func decodeConflict(id uint64, v []byte) (*ConflictEntry, []byte, error) {
 		Received: time.Unix(0, s.Received), PayloadLen: s.Len, sealed: s.Sealed}
 	copy(c.Hash[:], s.Hash)
 	return c, s.Payload, nil
+}
+
+// resealConflict returns a stored conflict with its payload replaced by
+// sealed (sealed with the active key).
+func resealConflict(v, sealed []byte) ([]byte, error) {
+	var s storedConflict
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, fmt.Errorf("%w: conflict: %v", errCorrupt, err)
+	}
+	s.Sealed, s.Payload = true, sealed
+	return json.Marshal(s)
+}
+
+// rekeyConflictHash returns a stored conflict with its hash keyed by
+// keyed, when it is not yet.
+func rekeyConflictHash(v []byte, keyed func([32]byte) [32]byte) ([]byte, bool, error) {
+	var s storedConflict
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, false, fmt.Errorf("%w: conflict: %v", errCorrupt, err)
+	}
+	if s.Keyed || len(s.Hash) != 32 {
+		return v, false, nil
+	}
+	h := keyed([32]byte(s.Hash))
+	s.Hash, s.Keyed = h[:], true
+	out, err := json.Marshal(s)
+	return out, err == nil, err
 }

@@ -64,8 +64,15 @@
 // their record key; a new active key can be added while older keys stay
 // readable. Lane keys are patient identifiers, so the log stores only an
 // HMAC of them under a per-log salt, which is itself sealed when a Keyring
-// is given. Record keys and ACK bytes hold sender and control ids, not
-// patient data, and are stored in clear.
+// is given. With a Keyring, conflict payloads, source state values
+// (sources.go), records' details (the CRM's messages, details.go) are
+// sealed too, and content hashes are stored keyed with the salt
+// (Record.Hash; bare hashes of older records still dedupe). Record keys
+// and ACK bytes hold sender and control ids, not patient data, and are
+// stored in clear. Reseal brings what was stored before a key was
+// configured, or under an older key, under the active key, and compacts
+// the file so that freed pages keep no clear copy; SealStats counts what
+// it would change.
 //
 // # A full disk
 //

@@ -152,6 +152,10 @@ type Settlement struct {
 	// Reason is why it is retrying, dead or skipped; free of patient
 	// data, or kept only in the (encrypted) log, never in logs.
 	Reason string
+	// Detail is the prose behind Reason (the CRM's error message), which
+	// may quote patient data: stored apart, sealed when a key is
+	// configured, and returned only by Reveal (Record.Detail).
+	Detail string
 	// Warnings are what a Done record was applied without (fields a
 	// mapping left out): kept as its reason (WarningsReason). Free of
 	// patient data.
@@ -199,7 +203,7 @@ func inProgress(tx *bolt.Tx, id uint64) bool {
 
 func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {
 	id := o.ID
-	return transitionTx(tx, id, InProgress, now, func(r *Record) error {
+	err := transitionTx(tx, id, InProgress, now, func(r *Record) error {
 		switch o.State {
 		case Done:
 			r.State, r.DoneAt, r.Targets, r.Reason = Done, now, o.Targets, WarningsReason(o.Warnings)
@@ -229,6 +233,11 @@ func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {
 		}
 		return fmt.Errorf("%w: record %d cannot end as %s", ErrTransition, id, o.State)
 	})
+	if err != nil {
+		return err
+	}
+	// The detail goes with the reason: replaced, or removed with it.
+	return l.putDetail(tx, id, o.Detail)
 }
 
 // Requeue puts a dead or skipped record back in its lane as received,
@@ -257,6 +266,9 @@ func requeueTx(tx *bolt.Tx, id uint64, now time.Time) error {
 			if err := tx.Bucket(bDead).Delete(itob(id)); err != nil {
 				return err
 			}
+			if err := deleteDetail(tx, id); err != nil {
+				return err
+			}
 			return joinLane(tx, r)
 		})
 	case Skipped:
@@ -268,6 +280,9 @@ func requeueTx(tx *bolt.Tx, id uint64, now time.Time) error {
 				return err
 			}
 			r.State, r.Attempts, r.ReadyAt, r.Reason, r.DoneAt = Received, 0, now, "", time.Time{}
+			if err := deleteDetail(tx, id); err != nil {
+				return err
+			}
 			return joinLane(tx, r)
 		})
 	}

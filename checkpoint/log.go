@@ -124,6 +124,9 @@ type Log struct {
 	// commitStats counts the group commits (see CommitStats).
 	commitStats commitCounters
 
+	// sealCache keeps Stats's count of what is not under the active key.
+	sealCache sealCache
+
 	// storage tracks writes the file system refused (storage.go).
 	storage storageState
 	// loaded says Open has read the schema and salt (set before the Log
@@ -581,6 +584,18 @@ func (l *Log) LaneHash(lane string) [16]byte {
 	m.Reset()
 	l.laneMACs.Put(m)
 	return h
+}
+
+// keyedHash is the form a content hash is stored in when a key is
+// configured: an HMAC under the log's salt (sealed with the key), apart
+// from the lane hashes by its prefix.
+func (l *Log) keyedHash(h [32]byte) [32]byte {
+	m := hmac.New(sha256.New, l.salt)
+	m.Write([]byte("ehrbridge content hash\x00"))
+	m.Write(h[:])
+	var out [32]byte
+	copy(out[:], m.Sum(nil))
+	return out
 }
 
 // recoverInflight returns records left in progress by a crash to retrying,

@@ -20,7 +20,7 @@ func (l *Log) Get(id uint64) (*Record, error) {
 	return r, err
 }
 
-// Reveal returns a record with its payload decrypted. Callers that show it
+// Reveal returns a record with its payload and its detail decrypted. Callers that show it
 // to a person must audit that (see the CLI's `log show --reveal`).
 func (l *Log) Reveal(id uint64) (*Record, error) {
 	var r *Record
@@ -28,9 +28,11 @@ func (l *Log) Reveal(id uint64) (*Record, error) {
 		var payload []byte
 		var err error
 		r, payload, err = getRecord(tx, id)
-		if err == nil {
-			r.Payload = append([]byte(nil), payload...)
+		if err != nil {
+			return err
 		}
+		r.Payload = append([]byte(nil), payload...)
+		r.Detail, err = l.detail(tx, id)
 		return err
 	})
 	if err != nil {
@@ -52,6 +54,11 @@ type Stats struct {
 	// opened it for writing.
 	Schema    int
 	WrittenBy string
+	// Seal counts what is not under the active key (see SealStats), as of
+	// at most a minute ago; SealCounted says it was counted (it is not
+	// for a log never encrypted, nor when the count failed).
+	Seal        SealStats
+	SealCounted bool
 }
 
 // Stats returns the counters kept with the log; it reads a handful of
@@ -85,6 +92,9 @@ func (l *Log) Stats() (Stats, error) {
 		st.WrittenBy = string(meta.Get(metaWrittenBy))
 		return nil
 	})
+	if err == nil {
+		st.Seal, st.SealCounted = l.cachedSealStats()
+	}
 	return st, err
 }
 

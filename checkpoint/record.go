@@ -111,11 +111,14 @@ func (r *Record) Warned() bool { return r.State == Done && strings.HasPrefix(r.R
 
 // Record is one logged message and its processing state.
 type Record struct {
-	ID       uint64
-	Key      string
-	Source   string
-	Kind     string // "hl7v2", later "fhir", "note"
-	Type     string // message type for display, e.g. "ADT^A01"
+	ID     uint64
+	Key    string
+	Source string
+	Kind   string // "hl7v2", later "fhir", "note"
+	Type   string // message type for display, e.g. "ADT^A01"
+	// Hash is the content hash as stored: keyed with the log's salt when
+	// a key is configured (a bare hash of a message can confirm a guess
+	// of its content), the source's hash in older records.
 	Hash     [32]byte
 	Lane     [16]byte // keyed hash of the lane key (patient identity)
 	Received time.Time
@@ -140,8 +143,12 @@ type Record struct {
 	PayloadDropped bool
 	sealed         bool
 	compressed     bool
+	hashKeyed      bool // Hash is keyed (flagKeyedHash)
 	// Payload is filled only by the calls that document it.
 	Payload []byte
+	// Detail is the prose behind Reason (see Settlement.Detail), filled
+	// only by Reveal.
+	Detail string
 }
 
 // stored is a version 1 record's metadata, as JSON.
@@ -184,6 +191,10 @@ const (
 	flagDone       = 1 << 3 // DoneAt is set
 	flagReady      = 1 << 4 // ReadyAt is set
 	flagUpdated    = 1 << 5 // Updated is set
+	// flagKeyedHash: Hash is the content hash keyed with the log's salt
+	// (see Log.keyedHash), written when a key is configured. An older
+	// ehrbridge of schema 3 ignores the bit.
+	flagKeyedHash = 1 << 6
 )
 
 var errCorrupt = errors.New("checkpoint: corrupt record")
@@ -197,7 +208,7 @@ func encodeRecord(r *Record, payload []byte) ([]byte, error) {
 		on  bool
 		bit byte
 	}{{r.sealed, flagSealed}, {r.compressed, flagCompressed}, {r.PayloadDropped, flagDropped},
-		{!r.DoneAt.IsZero(), flagDone}, {!r.ReadyAt.IsZero(), flagReady}, {!r.Updated.IsZero(), flagUpdated}} {
+		{!r.DoneAt.IsZero(), flagDone}, {!r.ReadyAt.IsZero(), flagReady}, {!r.Updated.IsZero(), flagUpdated}, {r.hashKeyed, flagKeyedHash}} {
 		if f.on {
 			flags |= f.bit
 		}
@@ -319,7 +330,8 @@ func (d *decoder) string(what string) string {
 }
 
 func (d *decoder) record(id uint64, flags byte) (*Record, error) {
-	r := &Record{ID: id, sealed: flags&flagSealed != 0, compressed: flags&flagCompressed != 0, PayloadDropped: flags&flagDropped != 0}
+	r := &Record{ID: id, sealed: flags&flagSealed != 0, compressed: flags&flagCompressed != 0, PayloadDropped: flags&flagDropped != 0,
+		hashKeyed: flags&flagKeyedHash != 0}
 	r.Key, r.Source, r.Kind, r.Type = d.string("key"), d.string("source"), d.string("kind"), d.string("type")
 	copy(r.Hash[:], d.bytes(32, "hash"))
 	copy(r.Lane[:], d.bytes(16, "lane"))

@@ -90,6 +90,9 @@ func (l *Log) sweepDeletes(bucket []byte, state State, t time.Time) (int, error)
 			if err := tx.Bucket(bRecords).Delete(itob(id)); err != nil {
 				return err
 			}
+			if err := deleteDetail(tx, id); err != nil {
+				return err
+			}
 			if err := done.Delete(k); err != nil {
 				return err
 			}

@@ -32,6 +32,8 @@ commands:
                                                (skipped: after adding a mapping for them; T: VXU^V04)
   backup FILE                                  a consistent copy of the log, also while the daemon runs
   compact                                      rewrite the file to reclaim space (daemon stopped)
+  reseal                                       seal every payload with the active key, then compact
+                                               (after enabling encryption or rotating the key; daemon stopped)
   check                                        verify the file and the log's invariants (daemon stopped)
 
 With the daemon stopped the log file is opened directly; while it runs,
@@ -83,6 +85,8 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		return logBackup(t, pos[0], stdout, stderr)
 	case "compact":
 		return logCompact(t, stdout, stderr)
+	case "reseal":
+		return logReseal(t, stdout, stderr)
 	case "check":
 		return logCheck(t, stdout, stderr)
 	case "stats", "list", "show", "retry":
@@ -304,6 +308,10 @@ func logBackup(t *logTarget, file string, stdout, stderr io.Writer) int {
 		t.path, via, file, humanBytes(st.FileSize), pending, st.States[checkpoint.Done], st.States[checkpoint.Skipped], st.States[checkpoint.Dead], st.Schema)
 	if st.Encrypted {
 		fmt.Fprintln(stdout, "the payloads are encrypted: keep the key (and any previous keys) with the backup, apart from it")
+		if st.SealCounted && st.Seal.Unencrypted+st.Seal.Other+st.Seal.LegacyReasons > 0 {
+			fmt.Fprintf(stdout, "but %d records (and %d other values) were stored before encryption was enabled and are in clear in it: run `ehrbridge log reseal`, then back up again\n",
+				st.Seal.Unencrypted, st.Seal.Other+st.Seal.LegacyReasons)
+		}
 	} else {
 		fmt.Fprintln(stdout, "the payloads are NOT encrypted: the backup holds patient data in clear; store it as such")
 	}
@@ -386,6 +394,7 @@ func printStats(w io.Writer, st logadmin.StatsView, path string) {
 		enc = "yes"
 	}
 	fmt.Fprintf(w, "file:            %s, %s, encrypted: %s\n", path, humanBytes(st.FileBytes), enc)
+	printSeal(w, st.Seal)
 	if st.Schema > 0 {
 		fmt.Fprintf(w, "schema:          %d (this ehrbridge writes %d), last written by %s\n", st.Schema, checkpoint.SchemaVersion(), orUnknown(st.WrittenBy))
 	}
@@ -453,6 +462,9 @@ func printRecord(w io.Writer, r logadmin.RecordView, reveal bool) {
 		fmt.Fprintf(w, "ack:\n%s\n", indentSegments(r.Ack))
 	}
 	if reveal {
+		if r.Detail != "" {
+			fmt.Fprintf(w, "the CRM's message (revealed, audited):\n  %s\n", r.Detail)
+		}
 		fmt.Fprintf(w, "payload (revealed, audited):\n%s\n", indentSegments(r.Payload))
 	}
 }

@@ -383,6 +383,10 @@ type WritebackConfig struct {
 type WritebackTarget struct {
 	// Dir is a file-drop directory; default <data_dir>/outbox.
 	Dir string `yaml:"dir"`
+	// Retention removes messages the EHR left in Dir longer than this
+	// (its interface engine normally takes each away); 0 (the default)
+	// keeps them. At least 1h. Only with Dir.
+	Retention Duration `yaml:"retention"`
 	// MLLP is the EHR's MLLP receiver, host:port.
 	MLLP string `yaml:"mllp"`
 	// TLS connects to MLLP over TLS (mutual TLS with a client

@@ -280,6 +280,12 @@ func (c *Config) validate(base string) Problems {
 		case b < Duration(time.Second) || b > Duration(time.Hour):
 			v.add("writeback.target.mllp_max_backoff", "must be between 1s and 1h")
 		}
+		switch r := wb.Target.Retention; {
+		case r != 0 && (wb.Target.MLLP != "" || wb.Target.FHIR != nil):
+			v.add("writeback.target.retention", "applies to writeback.target.dir (the file drop) only")
+		case r != 0 && r < Duration(time.Hour):
+			v.add("writeback.target.retention", "must be at least 1h (or 0: keep the files)")
+		}
 		switch n := wb.Target.AEMaxAttempts; {
 		case n != 0 && wb.Target.MLLP == "":
 			v.add("writeback.target.ae_max_attempts", "applies to writeback.target.mllp only")

@@ -174,6 +174,9 @@ func Keyring(e *config.EncryptionConfig) (*checkpoint.Keyring, error) {
 		return nil, nil
 	}
 	parse := func(what string, ref config.SecretRef) ([]byte, error) {
+		if err := checkpoint.CheckKeyFile(ref.File); ref.File != "" && err != nil {
+			return nil, fmt.Errorf("checkpoint encryption %s: %w", what, err)
+		}
 		s, err := ref.Resolve()
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint encryption %s: %w", what, err)

@@ -34,6 +34,9 @@ type RecordView struct {
 	PayloadDropped bool       `json:"payload_dropped,omitempty"`
 	Ack            string     `json:"ack,omitempty"`
 	Payload        string     `json:"payload,omitempty"`
+	// Detail is the prose behind Reason (the CRM's error message, which
+	// may quote patient data): revealed with the payload, never listed.
+	Detail string `json:"detail,omitempty"`
 }
 
 // ackText renders the acknowledgments stored with a record as text: in
@@ -69,6 +72,7 @@ func ViewOf(r *checkpoint.Record) RecordView {
 	if r.Payload != nil {
 		v.Payload = string(r.Payload)
 	}
+	v.Detail = r.Detail // only Reveal fills it
 	return v
 }
 
@@ -101,12 +105,34 @@ type StatsView struct {
 	Encrypted        bool             `json:"encrypted"`
 	Schema           int              `json:"schema"`
 	WrittenBy        string           `json:"written_by,omitempty"`
+	// Seal, when counted, says how much is not under the active key
+	// until `ehrbridge log reseal` runs (see sealViewOf).
+	Seal *SealView `json:"seal,omitempty"`
+}
+
+// SealView is what of an encrypted log is not yet under its active key.
+type SealView struct {
+	RecordsWithPayload int64 `json:"records_with_payload"`
+	Unencrypted        int64 `json:"records_unencrypted"`
+	OldKey             int64 `json:"records_under_old_key"`
+	OtherNotSealed     int64 `json:"other_values_not_under_active_key"`
+	BareHashes         int64 `json:"records_with_bare_content_hash"`
+	CRMMessageReasons  int64 `json:"dead_reasons_with_crm_message"`
+}
+
+// sealViewOf converts the seal counts, nil when they were not counted.
+func sealViewOf(s checkpoint.Stats) *SealView {
+	if !s.SealCounted {
+		return nil
+	}
+	return &SealView{RecordsWithPayload: s.Seal.Records, Unencrypted: s.Seal.Unencrypted, OldKey: s.Seal.OldKey,
+		OtherNotSealed: s.Seal.Other, BareHashes: s.Seal.RawHashes, CRMMessageReasons: s.Seal.LegacyReasons}
 }
 
 // StatsViewOf converts stats, with ages measured from now.
 func StatsViewOf(s checkpoint.Stats, now time.Time) StatsView {
 	v := StatsView{States: map[string]int64{}, Conflicts: s.Conflicts, FileBytes: s.FileSize, Encrypted: s.Encrypted,
-		Schema: s.Schema, WrittenBy: s.WrittenBy}
+		Schema: s.Schema, WrittenBy: s.WrittenBy, Seal: sealViewOf(s)}
 	for _, st := range checkpoint.States {
 		v.States[st.String()] = s.States[st]
 	}

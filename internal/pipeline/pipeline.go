@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -510,6 +511,7 @@ func settleWithRetry(ctx context.Context, l *checkpoint.Log, s []checkpoint.Sett
 // permanent (dead), transient (retry with backoff).
 func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Result, now time.Time, pause *time.Time) {
 	var throttled, permanent, transient *connectors.Error
+	var permanentOp, transientOp *connectors.Op
 	var other error
 	targets := make([]string, 0, it.n)
 	for k := it.first; k < it.first+it.n; k++ {
@@ -532,11 +534,11 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 			throttled = e
 		case connectors.Permanent:
 			if permanent == nil {
-				permanent = e
+				permanent, permanentOp = e, &ops[k]
 			}
 		default:
 			if transient == nil {
-				transient = e
+				transient, transientOp = e, &ops[k]
 			}
 		}
 	}
@@ -547,13 +549,13 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 		if at.After(*pause) {
 			*pause = at
 		}
-		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, at, throttled.Error()
+		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, at, crmReason(throttled, nil)
 	case permanent != nil:
-		s.State, s.Reason = checkpoint.Dead, scrub(permanent.Detail(), ops[it.first:it.first+it.n])
+		s.State, s.Reason, s.Detail = checkpoint.Dead, crmReason(permanent, permanentOp), permanent.Message
 	case transient != nil || other != nil:
 		reason := "CRM unreachable"
 		if transient != nil {
-			reason = transient.Error()
+			reason, s.Detail = crmReason(transient, transientOp), transient.Message
 		}
 		wait := p.Backoff(it.rec.Attempts)
 		if transient != nil && transient.RetryAfter > wait {
@@ -687,28 +689,87 @@ func (p *Pipeline) Backoff(attempts int) time.Duration {
 	return time.Duration(float64(d) * (0.5 + rand.Float64()/2))
 }
 
-// scrub takes out of a CRM error message the keys and text values of the
-// record's ops, which Salesforce echoes ("Foreign key external ID: <MRN>
-// not found"), so that the reason an admin lists holds no patient data.
-func scrub(msg string, ops []connectors.Op) string {
-	var values []string
-	for _, op := range ops {
-		values = append(values, op.Key)
-		for _, f := range op.Fields {
-			switch f.Value.Kind {
-			case mappings.String:
-				values = append(values, f.Value.Text)
-			case mappings.Ref:
-				values = append(values, f.Value.Ref.Key)
-			}
+// crmReason is the reason kept in clear for a record the CRM refused:
+// the error's kind, its code, the object of the op it refused and the
+// field names it named. The CRM's message is never part of it: it can
+// quote any value of the record (Salesforce's DUPLICATE_VALUE quotes the
+// duplicate key, an MRN; a FIELD_CUSTOM_VALIDATION_EXCEPTION whatever the
+// rule's author wrote), in any case or format, so that no scrubbing of
+// known values is safe. It goes to the settlement's Detail, sealed with
+// the payload and shown only by an audited reveal. Code and field names
+// come from the CRM too: anything that does not look like a code or an
+// API name is left out, so a CRM that puts a value there cannot leak it.
+func crmReason(e *connectors.Error, op *connectors.Op) string {
+	var b strings.Builder
+	b.WriteString("crm ")
+	b.WriteString(e.Kind.String())
+	b.WriteString(" error ")
+	if code := e.Code; isCode(code) {
+		b.WriteString(code)
+	} else {
+		b.WriteString("(code not shown)")
+	}
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
+	}
+	if op != nil && op.Object != "" {
+		b.WriteString(" on ")
+		b.WriteString(op.Object)
+	}
+	var fields []string
+	for _, f := range e.Fields {
+		if isFieldName(f) {
+			fields = append(fields, f)
 		}
 	}
-	for _, v := range values {
-		if len(v) >= 3 {
-			msg = strings.ReplaceAll(msg, v, "‹value›")
+	if len(fields) > 0 {
+		b.WriteString("; fields: ")
+		b.WriteString(strings.Join(fields, ", "))
+	}
+	if e.Message != "" {
+		b.WriteString("; the CRM's message: log show --reveal")
+	}
+	return b.String()
+}
+
+// isCode says whether s looks like a CRM error code: Salesforce's
+// upper-case codes (DUPLICATE_VALUE), an HTTP status, Dataverse's hex
+// codes (0x80040237). A name in any case, an MRN of more than 10 digits, a
+// date with / or a value with spaces does not pass.
+func isCode(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok && len(h) <= 16 {
+		_, err := strconv.ParseUint(h, 16, 64)
+		return err == nil
+	}
+	digits := 0
+	for _, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+		case c >= 'A' && c <= 'Z', c == '_', c == '.', c == ':', c == '-':
+		default:
+			return false
 		}
 	}
-	return msg
+	return digits < len(s) || digits <= 10
+}
+
+// isFieldName says whether s looks like an API field name (Salesforce's
+// HealthCloudGA__MedicalRecordNumber__c, Dataverse's msemr_mrn): letters,
+// digits, _ and . only, starting with a letter.
+func isFieldName(s string) bool {
+	if s == "" || len(s) > 100 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z') {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // decode reads a record's payload as the input its kind says.

@@ -815,10 +815,18 @@ func (h *Handler) setStatus(ctx context.Context, noteID string, fields map[strin
 
 // FileDrop writes each message atomically (temp file, fsync, rename) into
 // Dir as <MSH-10>.hl7: filing a version again rewrites the same file.
-type FileDrop struct{ Dir string }
+// With Retention, files the EHR left there longer are removed
+// (filedrop.go).
+type FileDrop struct {
+	Dir       string
+	Retention time.Duration
+	Logger    *slog.Logger
+	sweeper   fileDropSweeper
+}
 
 // File implements Target.
 func (f *FileDrop) File(_ context.Context, doc *Document) error {
+	f.sweepNow()
 	msg := doc.MDM
 	if err := os.MkdirAll(f.Dir, 0o750); err != nil {
 		return err

@@ -1,0 +1,126 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/shared"
+	"github.com/ehrbridge/ehrbridge/mappings"
+)
+
+// refusingSink answers every op with the error a CRM gives for it.
+type refusingSink struct {
+	err func(op connectors.Op) *connectors.Error
+}
+
+func (s refusingSink) Apply(_ context.Context, ops []connectors.Op) []connectors.Result {
+	out := make([]connectors.Result, len(ops))
+	for i, op := range ops {
+		out[i] = connectors.Result{Err: s.err(op)}
+	}
+	return out
+}
+
+// A CRM's error message can quote any value of the record, in any case or
+// format: Salesforce's DUPLICATE_VALUE quotes the duplicate key (the MRN).
+// The reason kept in clear (what `log list`, `log show` and /status show)
+// holds the code, the object and the field names only; the message is the
+// record's detail, sealed, returned only by Reveal.
+func TestDeadReasonHoldsCodeAndFieldsNotTheCRMsMessage(t *testing.T) {
+	ring, _ := checkpoint.NewKeyring(bytes.Repeat([]byte{5}, 32))
+	path := filepath.Join(t.TempDir(), "checkpoint.db")
+	l, err := checkpoint.Open(path, checkpoint.Options{Keyring: ring, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := mappings.Load([]string{filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud")}, mappings.Options{Zone: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := refusingSink{err: func(op connectors.Op) *connectors.Error {
+		// Salesforce's wording, with the key lower-cased and a name
+		// re-cased: no scrub of the op's values finds them.
+		return &connectors.Error{Kind: connectors.Permanent, Code: "DUPLICATE_VALUE", Status: 400,
+			Message: "duplicate value found: SourceSystemId__c duplicates value on record with id: 001xx000003DGb2AAG (" +
+				strings.ToLower(op.Key) + ", Zebulon Quartermain)", Fields: []string{"SourceSystemId__c", "not a field: dup7731xq"}}
+	}}
+	p := New(Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: sink,
+		BatchSize: 50, Linger: -1, Poll: 10 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-stopped; l.Close() }()
+
+	msg := strings.Replace(adt("A01", "DUP7731XQ", "QUARTERMAIN", "ZEBULON"), "CTRL", "DUPC1", 1)
+	m, err := hl7.Parse([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Header()
+	if _, err := l.Append(ctx, checkpoint.Entry{Key: ehr.RecordKey("ehr", h), Source: "ehr", Kind: "hl7v2", Type: "ADT^A01",
+		Hash: ehr.ContentHash(m, nil), Lane: ehr.LaneKey(m), Payload: []byte(msg), Ack: []byte("ack")}); err != nil {
+		t.Fatal(err)
+	}
+	p.Notify()
+	var dead []*checkpoint.Record
+	for deadline := time.Now().Add(10 * time.Second); len(dead) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the record never died")
+		}
+		time.Sleep(10 * time.Millisecond)
+		dead, _ = l.List(checkpoint.Dead, 0, 10)
+	}
+	reason := dead[0].Reason
+	if !strings.Contains(reason, "DUPLICATE_VALUE") || !strings.Contains(reason, "SourceSystemId__c") || !strings.Contains(reason, "(HTTP 400)") {
+		t.Errorf("reason %q lacks the code or the field name", reason)
+	}
+	for _, v := range []string{"dup7731xq", "quartermain", "zebulon", "001xx000003dgb2aag"} {
+		if strings.Contains(strings.ToLower(reason), v) {
+			t.Errorf("reason %q holds %q", reason, v)
+		}
+	}
+	got, _ := l.Get(dead[0].ID)
+	if got.Detail != "" {
+		t.Errorf("Get returns the detail: %q", got.Detail)
+	}
+	rev, err := l.Reveal(dead[0].ID)
+	if err != nil || !strings.Contains(rev.Detail, "dup7731xq, Zebulon Quartermain") {
+		t.Errorf("reveal detail %q, %v", rev.Detail, err)
+	}
+	cancel()
+	<-stopped
+	l.Close()
+	raw, _ := os.ReadFile(path)
+	if bytes.Contains(bytes.ToLower(raw), []byte("dup7731xq")) || bytes.Contains(raw, []byte("Zebulon")) {
+		t.Error("the CRM's message is stored in clear in the log file")
+	}
+}
+
+func TestCRMReasonLeavesOutWhatIsNotACode(t *testing.T) {
+	for _, c := range []struct {
+		e    connectors.Error
+		want string
+	}{
+		{connectors.Error{Kind: connectors.Permanent, Code: "REQUIRED_FIELD_MISSING", Fields: []string{"LastName"}, Message: "Required fields are missing: [LastName]"},
+			"crm permanent error REQUIRED_FIELD_MISSING on Account; fields: LastName; the CRM's message: log show --reveal"},
+		{connectors.Error{Kind: connectors.Permanent, Code: "0x80040237", Status: 412}, "crm permanent error 0x80040237 (HTTP 412) on Account"},
+		{connectors.Error{Kind: connectors.Permanent, Code: "Smith, John", Fields: []string{"1980-05-17", "O'Brien^Pat"}},
+			"crm permanent error (code not shown) on Account"},
+		{connectors.Error{Kind: connectors.Transient, Code: "123456789012"}, "crm transient error (code not shown) on Account"},
+	} {
+		if got := crmReason(&c.e, &connectors.Op{Object: "Account"}); got != c.want {
+			t.Errorf("crmReason(%+v) = %q, want %q", c.e, got, c.want)
+		}
+	}
+}
