@@ -18,7 +18,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
-	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -119,15 +118,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		s.handler.Appended = d.crm.notify
 		d.sources = append(d.sources, s)
 	}
-	if cfg.Admin.Listen != "" { // config turns "off" into ""
-		token, err := d.adminToken(cfg.DataDir)
-		if err != nil {
-			return fail(err)
-		}
-		a, err := newAdmin(cfg.Admin.Listen, d, logadmin.Handler(cp, logadmin.NewAudit(cfg.DataDir), token), log)
-		if err != nil {
-			return fail(err)
-		}
+	if a, err := d.startAdmin(cfg, cp); err != nil {
+		return fail(err)
+	} else {
 		d.admin = a
 	}
 	for _, s := range d.sources {
@@ -148,7 +141,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 				d.errc <- fmt.Errorf("admin: %w", err)
 			}
 		}()
-		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
+		d.admin.logListening(log)
 	}
 	go d.sweepLoop(cfg.Checkpoint.SweepInterval.Std())
 	go d.storageLoop(StorageCheckInterval)
