@@ -158,8 +158,8 @@ func (a *admin) fhirStatus() []fhirStatus {
 	var out []fhirStatus
 	for _, e := range a.d.fhir.sources {
 		c := &e.src.Counters
-		st := fhirStatus{Name: e.cfg.Name, BaseURL: e.cfg.BaseURL, Schedule: e.cfg.Schedule, Deletes: e.cfg.Deletes,
-			LastError: c.LastError(), Polls: c.Polls.Load(), PollsFailed: c.PollsFailed.Load(), Stored: c.Stored.Load(),
+		st := fhirStatus{Name: e.cfg.Name, BaseURL: redactURL(e.cfg.BaseURL), Schedule: e.cfg.Schedule, Deletes: e.cfg.Deletes,
+			LastError: redactURLs(c.LastError()), Polls: c.Polls.Load(), PollsFailed: c.PollsFailed.Load(), Stored: c.Stored.Load(),
 			Repeats: c.Repeats.Load(), DeletesStored: c.Deletes.Load(), Notifications: c.Notifications.Load(),
 			NotificationsRefused: c.Refused.Load(), NotificationsFailed: c.NotificationsFailed.Load(),
 			Watermarks: map[string]time.Time{}}
