@@ -152,7 +152,7 @@ func (a *Access) Authenticate(r *http.Request) Caller {
 		}
 		return Caller{Name: "anonymous", Via: "account", Remote: r.RemoteAddr, BadCredentials: true}
 	}
-	if p, ok := peerOf(r.Context()); ok {
+	if p, ok := peerOf(r.Context()); ok && !(p.Via == "loopback" && proxied(r)) {
 		c := a.osCaller(p.UID)
 		c.Via = p.Via
 		if p.Via != "socket" {
@@ -161,6 +161,18 @@ func (a *Access) Authenticate(r *http.Request) Caller {
 		return c
 	}
 	return Caller{Name: "anonymous", Via: "tcp", Remote: r.RemoteAddr}
+}
+
+// proxied reports a request a proxy forwarded: the loopback connection's
+// owner is then the proxy, not the person (a proxy running as root would
+// otherwise pass every role on to anyone who reaches it).
+func proxied(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip"} {
+		if r.Header.Get(h) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // osCaller names a uid and gives it its permissions.

@@ -222,9 +222,17 @@ func TestPeerIdentity(t *testing.T) {
 			t.Errorf("uid %d: %+v, want %s with %s", tc.uid, c, tc.name, tc.perm)
 		}
 	}
+	// A proxy's request over loopback is not the proxy's user's: without
+	// an account it is anonymous, whoever runs the proxy.
+	req := httptest.NewRequest("GET", "/status", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	req = req.WithContext(WithPeer(req.Context(), Peer{UID: 0, Via: "loopback"}))
+	if c := a.Authenticate(req); c.Name != "anonymous" || c.Perm != 0 {
+		t.Errorf("a proxied request from root's loopback: %+v", c)
+	}
 	acc, _ := NewAccount("carol", "viewer", testSecret)
 	a.Accounts = []Account{acc}
-	req := httptest.NewRequest("GET", "/status", nil)
+	req = httptest.NewRequest("GET", "/status", nil)
 	req.SetBasicAuth("carol", testSecret)
 	req = req.WithContext(WithPeer(req.Context(), Peer{UID: 0, Via: "loopback"}))
 	if c := a.Authenticate(req); c.Name != "carol" || c.Perm != PermView || c.Via != "account" {
