@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,7 +43,12 @@ func TestStatusHidesURLCredentials(t *testing.T) {
 	defer fhir.Close()
 	base := strings.Replace(fhir.URL, "http://", "http://ehruser:pa55w0rdZZ@", 1) + "/fhir"
 	dir := t.TempDir()
-	adminAddr := freePort(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := l.Addr().String()
+	l.Close()
 	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, "data_dir: %s\nadmin:\n  listen: %s\n  socket: \"off\"\nsources:\n  fhir:\n    - name: ehrfhir\n      base_url: %s\n      types: [Patient]\n      schedule: \"@every 1h\"\n",
 		dir, adminAddr, base), func(string) (string, bool) { return "", false })
 	if err != nil {
