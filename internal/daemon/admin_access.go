@@ -138,8 +138,8 @@ var errNoSocket = errors.New("the admin socket is served on Linux only")
 // startAdmin makes the admin endpoint: TCP (admin.listen) and the admin
 // socket (admin.socket), or nil when both are off. The default socket is
 // skipped with a warning when it cannot be made (a read-only data
-// directory, a path too long for a socket); one configured explicitly
-// must work.
+// directory, a path too long for a socket); one configured explicitly, or
+// with a socket_group, must work.
 func (d *Daemon) startAdmin(cfg *config.Config, cp *checkpoint.Log) (*admin, error) {
 	warnLegacyToken(cfg.DataDir, d.log)
 	sockPath := cfg.Admin.SocketPath(cfg.DataDir)
@@ -159,7 +159,9 @@ func (d *Daemon) startAdmin(cfg *config.Config, cp *checkpoint.Log) (*admin, err
 			if cfg.Admin.Socket != "" {
 				d.log.Warn("admin.socket is set but " + errNoSocket.Error() + "; use admin.accounts over TCP")
 			}
-		case cfg.Admin.Socket != "":
+		case cfg.Admin.Socket != "" || cfg.Admin.SocketGroup != "":
+			// Asked for by name: a socket the configured group cannot
+			// reach would leave its members out silently.
 			return nil, err
 		default:
 			d.log.Warn("the admin socket is not served; local callers need admin.accounts over TCP", "problem", err.Error())

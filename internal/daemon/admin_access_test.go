@@ -56,3 +56,26 @@ func TestLegacyAdminTokenIsNotAccepted(t *testing.T) {
 		t.Errorf("the legacy bearer token: status %d, want 401", resp.StatusCode)
 	}
 }
+
+// A socket_group that does not exist stops the start with the reason,
+// rather than leaving the group's members out silently.
+func TestAdminSocketUnknownGroupFails(t *testing.T) {
+	probe, err := listenAdminSocket(filepath.Join(t.TempDir(), "probe.sock"), "")
+	if err != nil {
+		t.Skipf("no admin socket here: %v", err)
+	}
+	probe.Close()
+	dir := t.TempDir()
+	cfg, err := config.Parse("t.yaml", []byte("data_dir: "+dir+"\nadmin:\n  listen: \"off\"\n  socket_group: no-such-group-zz\n"), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(cfg, slog.New(slog.DiscardHandler))
+	if err == nil {
+		d.Shutdown(context.Background())
+		t.Fatal("started with an unknown socket_group")
+	}
+	if !strings.Contains(err.Error(), "no-such-group-zz") {
+		t.Errorf("error: %v", err)
+	}
+}
