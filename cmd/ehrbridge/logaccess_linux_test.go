@@ -102,3 +102,50 @@ func TestLogRevealBySecondLocalUserIsAudited(t *testing.T) {
 		t.Error("the audit log holds payload text")
 	}
 }
+
+// Over TCP (no socket) the CLI calls as the account EHRBRIDGE_ADMIN_ACCOUNT
+// names, with its role and nothing more; a wrong token is refused with a
+// hint. The account, not the OS user behind the connection, is audited.
+func TestLogOverTCPAsAccount(t *testing.T) {
+	dataDir := seedLog(t, nil)
+	bin := ehrbridgeBinary(t)
+	adminAddr := freeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "ehrbridge.yaml")
+	yaml := "data_dir: " + dataDir + "\nadmin:\n  listen: " + adminAddr + "\n  socket: \"off\"\n  accounts:\n" +
+		"    - {name: jsmith, role: operator, token_env: JSMITH_TOKEN}\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const token = "jsmith-token-0123456789"
+	d := startDaemon(t, bin, cfg, adminAddr, []string{"PATH=" + os.Getenv("PATH"), "JSMITH_TOKEN=" + token})
+	defer d.stop(10e9)
+	cli := func(secret string, args ...string) (string, string, int) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "JSMITH_TOKEN=" + token, "EHRBRIDGE_ADMIN_ACCOUNT=jsmith", "EHRBRIDGE_ADMIN_TOKEN=" + secret}
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errOut.String(), code
+	}
+	if out, errOut, code := cli(token, "log", "retry", "1", "--config", cfg); code != 0 || !strings.Contains(out, "requeued record 1") {
+		t.Errorf("retry as operator jsmith: exit %d %s%s", code, out, errOut)
+	}
+	if _, errOut, code := cli(token, "log", "show", "1", "--reveal", "--config", cfg); code != 1 || !strings.Contains(errOut, "jsmith has no role for reveal") {
+		t.Errorf("reveal as operator jsmith: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := cli("wrong-token-0123456789", "log", "stats", "--config", cfg); code != 1 || !strings.Contains(errOut, "EHRBRIDGE_ADMIN_ACCOUNT") {
+		t.Errorf("a wrong token: exit %d %s", code, errOut)
+	}
+	lines, _ := os.ReadFile(filepath.Join(dataDir, logadmin.AuditFileName))
+	if !strings.Contains(string(lines), `"action":"retry","object":"record 1","outcome":"allowed","user":"jsmith"`) ||
+		!strings.Contains(string(lines), `"action":"reveal","object":"record 1","outcome":"refused","user":"jsmith"`) ||
+		strings.Contains(string(lines), token) {
+		t.Errorf("audit:\n%s", lines)
+	}
+}

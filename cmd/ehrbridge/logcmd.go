@@ -100,6 +100,9 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 	defer closeFn()
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "ehrbridge log %s: %v\n", sub, err)
+		if errors.Is(err, logadmin.ErrUnauthorized) {
+			fmt.Fprintf(stderr, "over TCP, name an admin account: %s and %s (admin.accounts)\n", adminAccountEnv, adminTokenEnv)
+		}
 		return exitFailure
 	}
 	switch sub {

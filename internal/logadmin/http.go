@@ -157,6 +157,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// The daemon's refusals, as the Client returns them.
+var (
+	// ErrUnauthorized: the call carried no identity the daemon knows (no
+	// account, a wrong token, not a local caller it can name).
+	ErrUnauthorized = errors.New("the daemon does not know the caller")
+	// ErrForbidden: the caller holds no role for the call.
+	ErrForbidden = errors.New("the daemon refused")
+)
+
 // Client calls a running daemon's log API.
 type Client struct {
 	BaseURL string // http://host:port; with Socket, any http:// URL
@@ -228,6 +237,10 @@ func (c *Client) do(method, path string, q url.Values, out any) error {
 			return fmt.Errorf("%w (%s)", checkpoint.ErrTransition, msg)
 		case "payload_gone":
 			return fmt.Errorf("%w (%s)", checkpoint.ErrPayloadGone, msg)
+		case "unauthorized":
+			return fmt.Errorf("%w: %s", ErrUnauthorized, msg)
+		case "forbidden":
+			return fmt.Errorf("%w: %s", ErrForbidden, msg)
 		}
 		return fmt.Errorf("daemon: %s", msg)
 	}

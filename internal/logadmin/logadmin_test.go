@@ -119,7 +119,7 @@ func TestAPIRequiresAccount(t *testing.T) {
 		}
 	}
 	c := &Client{BaseURL: srv.URL, Account: "auditor", Secret: "wrong"}
-	if _, err := c.Stats(); err == nil || !strings.Contains(err.Error(), "wrong account name or token") {
+	if _, err := c.Stats(); !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "wrong account name or token") {
 		t.Errorf("client with a wrong token: %v", err)
 	}
 	evs := auditLines(t, dir)
@@ -140,7 +140,7 @@ func TestRolesEnforced(t *testing.T) {
 	viewer, operator, auditor := as(srv, "viewer"), as(srv, "operator"), as(srv, "auditor")
 	forbidden := func(what string, err error) {
 		t.Helper()
-		if err == nil || !strings.Contains(err.Error(), "has no role for") {
+		if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "has no role for") {
 			t.Errorf("%s: %v, want a refusal", what, err)
 		}
 	}
