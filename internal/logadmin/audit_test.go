@@ -32,7 +32,7 @@ func TestAuditToJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := string(buf[:n])
-	for _, want := range []string{"SYSLOG_IDENTIFIER=ehrbridge-audit\n", "PRIORITY=5\n", "EHRBRIDGE_AUDIT_USER=nobody\n",
+	for _, want := range []string{"SYSLOG_IDENTIFIER=ehrbridge-audit\n", "PRIORITY=5\n", "SYSLOG_FACILITY=10\n", "EHRBRIDGE_AUDIT_USER=nobody\n",
 		"EHRBRIDGE_AUDIT_UID=65534\n", "EHRBRIDGE_AUDIT_ACTION=reveal\n", "EHRBRIDGE_AUDIT_OBJECT=record 7\n",
 		"EHRBRIDGE_AUDIT_OUTCOME=refused\n", `MESSAGE=ehrbridge audit: {"time":`} {
 		if !strings.Contains(got, want) {

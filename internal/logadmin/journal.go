@@ -37,6 +37,7 @@ func (j *Journal) Send(ev Event, line []byte) error {
 	field("MESSAGE", "ehrbridge audit: "+string(line))
 	field("PRIORITY", "5") // notice
 	field("SYSLOG_IDENTIFIER", "ehrbridge-audit")
+	field("SYSLOG_FACILITY", "10") // authpriv: security and authorization messages
 	field("EHRBRIDGE_AUDIT_ACTION", ev.Action)
 	field("EHRBRIDGE_AUDIT_OBJECT", ev.Object)
 	field("EHRBRIDGE_AUDIT_OUTCOME", ev.Outcome)
