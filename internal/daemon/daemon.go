@@ -118,10 +118,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		s.handler.Appended = d.crm.notify
 		d.sources = append(d.sources, s)
 	}
-	if a, err := d.startAdmin(cfg, cp); err != nil {
+	if d.admin, err = d.startAdmin(cfg, cp); err != nil {
 		return fail(err)
-	} else {
-		d.admin = a
 	}
 	for _, s := range d.sources {
 		go func() {
