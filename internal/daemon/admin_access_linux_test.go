@@ -3,10 +3,10 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -29,48 +29,62 @@ import (
 const helperEnv = "EHRBRIDGE_TEST_ADMIN_CLIENT"
 
 // TestHelperAdminClient is not a test: run as another user by
-// asOtherUser, it makes one request, over the socket
-// ("unix:PATH URLPATH") or TCP ("tcp:ADDR URLPATH"), and prints the
-// status line and the body.
+// asOtherUser, it makes requests, each over the socket ("unix:PATH
+// URLPATH") or TCP ("tcp:ADDR URLPATH"), one per line of its
+// environment variable, and prints a JSON line per answer.
 func TestHelperAdminClient(t *testing.T) {
-	spec := os.Getenv(helperEnv)
-	if spec == "" {
+	specs := os.Getenv(helperEnv)
+	if specs == "" {
 		t.Skip("helper process only")
 	}
-	target, path, _ := strings.Cut(spec, " ")
-	network, addr, _ := strings.Cut(target, ":")
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}}
-	resp, err := hc.Get("http://ehrbridge" + path)
-	if err != nil {
-		fmt.Println("ERROR", err)
-		os.Exit(0)
+	enc := json.NewEncoder(os.Stdout)
+	for _, spec := range strings.Split(specs, "\n") {
+		target, path, _ := strings.Cut(spec, " ")
+		network, addr, _ := strings.Cut(target, ":")
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}}
+		ans := answer{}
+		resp, err := hc.Get("http://ehrbridge" + path)
+		if err != nil {
+			ans.Body = "ERROR " + err.Error()
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			ans.Status, ans.Body = resp.StatusCode, string(b)
+		}
+		_ = enc.Encode(ans)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	fmt.Printf("%d\n%s", resp.StatusCode, body)
 	os.Exit(0)
 }
 
+type answer struct {
+	Status int
+	Body   string
+}
+
 // asOtherUser runs the test binary as uid:gid (no user is created: 65534
-// is nobody) to make one request; it returns the status and body.
-func asOtherUser(t *testing.T, bin string, uid, gid uint32, spec string) (int, string) {
+// is nobody) to make the requests specs name; it returns their answers.
+func asOtherUser(t *testing.T, bin string, uid, gid uint32, specs ...string) []answer {
 	t.Helper()
 	cmd := exec.Command(bin, "-test.run=^TestHelperAdminClient$")
-	cmd.Env = []string{helperEnv + "=" + spec}
+	cmd.Env = []string{helperEnv + "=" + strings.Join(specs, "\n")}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("client as uid %d: %v\n%s", uid, err, out)
 	}
-	var status int
-	var body string
-	if _, err := fmt.Sscanf(string(out), "%d\n", &status); err != nil {
-		t.Fatalf("client as uid %d: %s", uid, out)
+	var answers []answer
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for range specs {
+		var a answer
+		if err := dec.Decode(&a); err != nil {
+			t.Fatalf("client as uid %d: %v\n%s", uid, err, out)
+		}
+		answers = append(answers, a)
 	}
-	_, body, _ = strings.Cut(string(out), "\n")
-	return status, body
+	return answers
 }
 
 // A reveal by a second local user is audited under that user's name: the
@@ -120,25 +134,28 @@ func TestAdminSocketNamesTheLocalUser(t *testing.T) {
 		t.Fatalf("socket: %v %v", fi, err)
 	}
 
-	// nobody (uid 65534, role auditor) reveals record 1 over the socket.
-	status, body := asOtherUser(t, bin, 65534, 65534, "unix:"+sock+" /api/v1/log/records/1?reveal=1")
-	if status != 200 || !strings.Contains(body, "ZZSOCKETPATIENT") {
-		t.Fatalf("reveal by nobody over the socket: %d %s", status, body)
+	// nobody (uid 65534, role auditor) reveals record 1 over the socket;
+	// its role holds over loopback TCP too.
+	ans := asOtherUser(t, bin, 65534, 65534, "unix:"+sock+" /api/v1/log/records/1?reveal=1", "tcp:"+adminAddr+" /status")
+	if ans[0].Status != 200 || !strings.Contains(ans[0].Body, "ZZSOCKETPATIENT") {
+		t.Fatalf("reveal by nobody over the socket: %+v", ans[0])
+	}
+	if ans[1].Status != 200 {
+		t.Errorf("/status for nobody (auditor) over loopback: %+v", ans[1])
 	}
 	// uid 65533 (no user, no role; group nogroup lets it connect) is
-	// refused, over the socket and over loopback TCP alike.
-	for _, spec := range []string{"unix:" + sock + " /api/v1/log/records/1?reveal=1", "tcp:" + adminAddr + " /api/v1/log/records/1?reveal=1",
-		"tcp:" + adminAddr + " /status", "unix:" + sock + " /"} {
-		if status, body := asOtherUser(t, bin, 65533, 65534, spec); status != 403 || strings.Contains(body, "ZZSOCKETPATIENT") {
-			t.Errorf("uid 65533 %s: %d %s", spec, status, body)
+	// refused, over the socket and over loopback TCP alike; /healthz is
+	// open.
+	refusedSpecs := []string{"unix:" + sock + " /api/v1/log/records/1?reveal=1", "tcp:" + adminAddr + " /api/v1/log/records/1?reveal=1",
+		"tcp:" + adminAddr + " /status", "unix:" + sock + " /"}
+	ans = asOtherUser(t, bin, 65533, 65534, append(refusedSpecs, "tcp:"+adminAddr+" /healthz")...)
+	for i, spec := range refusedSpecs {
+		if ans[i].Status != 403 || strings.Contains(ans[i].Body, "ZZSOCKETPATIENT") {
+			t.Errorf("uid 65533 %s: %+v", spec, ans[i])
 		}
 	}
-	// nobody's role holds over loopback TCP too; /healthz is open.
-	if status, _ := asOtherUser(t, bin, 65534, 65534, "tcp:"+adminAddr+" /status"); status != 200 {
-		t.Errorf("/status for nobody (auditor) over loopback: %d", status)
-	}
-	if status, _ := asOtherUser(t, bin, 65533, 65534, "tcp:"+adminAddr+" /healthz"); status != 200 {
-		t.Errorf("/healthz for uid 65533: %d", status)
+	if ans[4].Status != 200 {
+		t.Errorf("/healthz for uid 65533: %+v", ans[4])
 	}
 
 	b, err := os.ReadFile(filepath.Join(dataDir, logadmin.AuditFileName))
@@ -229,19 +246,18 @@ func TestAdminPublicCountsAndAccounts(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, config.AdminSocketName)); err == nil {
 		t.Error(`socket: "off" still made the socket`)
 	}
-	status, body := asOtherUser(t, bin, 65533, 65534, "tcp:"+adminAddr+" /status")
-	if status != 200 || !strings.Contains(body, `"counts_only": true`) || !strings.Contains(body, `"received": 1`) || strings.Contains(body, adminAddr) {
-		t.Errorf("/status counts only: %d %s", status, body)
+	ans := asOtherUser(t, bin, 65533, 65534, "tcp:"+adminAddr+" /status", "tcp:"+adminAddr+" /", "tcp:"+adminAddr+" /metrics", "tcp:"+adminAddr+" /api/v1/log/stats")
+	if a := ans[0]; a.Status != 200 || !strings.Contains(a.Body, `"counts_only": true`) || !strings.Contains(a.Body, `"received": 1`) || strings.Contains(a.Body, adminAddr) {
+		t.Errorf("/status counts only: %+v", a)
 	}
-	status, body = asOtherUser(t, bin, 65533, 65534, "tcp:"+adminAddr+" /")
-	if status != 200 || !strings.Contains(body, "received 1") || strings.Contains(body, "Newest records") {
-		t.Errorf("/ counts only: %d %s", status, body)
+	if a := ans[1]; a.Status != 200 || !strings.Contains(a.Body, "received 1") || strings.Contains(a.Body, "Newest records") {
+		t.Errorf("/ counts only: %+v", a)
 	}
-	if status, body := asOtherUser(t, bin, 65533, 65534, "tcp:"+adminAddr+" /metrics"); status != 200 || !strings.Contains(body, `ehrbridge_records{state="received"} 1`) {
-		t.Errorf("/metrics for a monitoring agent: %d %s", status, body)
+	if a := ans[2]; a.Status != 200 || !strings.Contains(a.Body, `ehrbridge_records{state="received"} 1`) {
+		t.Errorf("/metrics for a monitoring agent: %+v", a)
 	}
-	if status, _ := asOtherUser(t, bin, 65533, 65534, "tcp:"+adminAddr+" /api/v1/log/stats"); status != 403 {
-		t.Errorf("log API without a role: %d", status)
+	if a := ans[3]; a.Status != 403 {
+		t.Errorf("log API without a role: %+v", a)
 	}
 	get := func(path, user, pass string) (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+adminAddr+path, nil)
