@@ -135,9 +135,10 @@ func TestEndToEndRunAndSend(t *testing.T) {
 		t.Errorf("retransmit ACK differs:\n%q\n%q", first, second)
 	}
 	stats, _, code := runBin(t, bin, "log", "stats", "--json", "--data-dir", dataDir)
-	if code != 1 || stats != "" {
-		// With only --data-dir the CLI cannot reach the running daemon.
-		t.Errorf("log stats --data-dir on a running daemon: exit %d", code)
+	if code != 0 || totalRecords(t, stats) == 0 {
+		// With only --data-dir the CLI reaches the running daemon on its
+		// admin socket in the data directory.
+		t.Errorf("log stats --data-dir on a running daemon: exit %d, %s", code, stats)
 	}
 	noID := corpus(t, "CDCgov-trusted-intermediary", "Test", "Message", "msh_present_but_missing_msh-10.hl7")
 	out, _, code = runBin(t, bin, "send", "--to", mllpAddr, noID)

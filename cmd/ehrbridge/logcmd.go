@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -102,6 +104,9 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 	defer closeFn()
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "ehrbridge log %s: %v\n", sub, err)
+		if errors.Is(err, logadmin.ErrUnauthorized) {
+			fmt.Fprintf(stderr, "over TCP, name an admin account: %s and %s (admin.accounts)\n", adminAccountEnv, adminTokenEnv)
+		}
 		return exitFailure
 	}
 	switch sub {
@@ -212,6 +217,7 @@ func recordID(sub string, pos []string, stderr io.Writer) (uint64, bool) {
 type logTarget struct {
 	dataDir, path string
 	adminAddr     string
+	socket        string // the admin socket; "" when off
 	enc           *config.EncryptionConfig
 }
 
@@ -225,16 +231,22 @@ func resolveLogTarget(cfgFile, dataDir string) (*logTarget, error) {
 			return nil, fmt.Errorf("%s does not lint:\n%v", cfgFile, err)
 		}
 		return &logTarget{dataDir: cfg.DataDir, path: filepath.Join(cfg.DataDir, checkpoint.FileName),
-			adminAddr: cfg.Admin.Listen, enc: cfg.Checkpoint.Encryption}, nil
+			adminAddr: cfg.Admin.Listen, socket: cfg.Admin.SocketPath(cfg.DataDir), enc: cfg.Checkpoint.Encryption}, nil
 	case dataDir != "":
-		return &logTarget{dataDir: dataDir, path: filepath.Join(dataDir, checkpoint.FileName)}, nil
+		return &logTarget{dataDir: dataDir, path: filepath.Join(dataDir, checkpoint.FileName),
+			socket: filepath.Join(dataDir, config.AdminSocketName)}, nil
 	}
 	return nil, errors.New("give --config FILE or --data-dir DIR")
 }
 
-// service opens the log directly, or falls back to the running daemon's
-// API when the daemon holds the file.
+// service asks the running daemon over its admin socket when it answers
+// there (the daemon knows the caller from the OS), else opens the log
+// directly, else, when the daemon holds the file, asks its admin endpoint
+// over TCP.
 func (t *logTarget) service(write bool) (logadmin.Service, func(), error) {
+	if c := t.socketClient(); c != nil {
+		return c, func() {}, nil
+	}
 	keyring, err := daemon.Keyring(t.enc)
 	if err != nil {
 		return nil, nil, err
@@ -247,15 +259,52 @@ func (t *logTarget) service(write bool) (logadmin.Service, func(), error) {
 	if !errors.Is(err, checkpoint.ErrLocked) {
 		return nil, nil, err
 	}
-	if t.adminAddr == "" {
-		return nil, nil, errors.New("the daemon is running and holds the log; pass --config so that its admin endpoint can be asked")
+	c, err := t.tcpClient()
+	if err != nil {
+		return nil, nil, err
 	}
-	token, terr := logadmin.ReadToken(t.dataDir)
-	if terr != nil {
-		return nil, nil, fmt.Errorf("the daemon is running; reading its admin token: %w", terr)
-	}
-	return &logadmin.Client{BaseURL: "http://" + t.adminAddr, Token: token}, func() {}, nil
+	return c, func() {}, nil
 }
+
+// socketClient is a client over the admin socket when a daemon answers
+// on it, else nil (no socket, a stale one, or not Linux).
+func (t *logTarget) socketClient() *logadmin.Client {
+	if t.socket == "" {
+		return nil
+	}
+	if fi, err := os.Stat(t.socket); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return nil
+	}
+	conn, err := net.DialTimeout("unix", t.socket, 2*time.Second)
+	if err != nil {
+		return nil
+	}
+	conn.Close()
+	return &logadmin.Client{BaseURL: "http://ehrbridge", Socket: t.socket}
+}
+
+// tcpClient is a client of the admin endpoint over TCP: as the account
+// named in EHRBRIDGE_ADMIN_ACCOUNT with the token in EHRBRIDGE_ADMIN_TOKEN
+// when they are set, else as the local OS user (Linux, loopback).
+func (t *logTarget) tcpClient() (*logadmin.Client, error) {
+	if t.adminAddr == "" {
+		return nil, errors.New("the daemon is running and holds the log, and answers on no admin socket; pass --config so that its admin endpoint can be asked")
+	}
+	c := &logadmin.Client{BaseURL: "http://" + t.adminAddr}
+	if name := os.Getenv(adminAccountEnv); name != "" {
+		c.Account, c.Secret = name, os.Getenv(adminTokenEnv)
+		if c.Secret == "" {
+			return nil, fmt.Errorf("%s is set but %s is not", adminAccountEnv, adminTokenEnv)
+		}
+	}
+	return c, nil
+}
+
+// The admin account the CLI uses over TCP.
+const (
+	adminAccountEnv = "EHRBRIDGE_ADMIN_ACCOUNT"
+	adminTokenEnv   = "EHRBRIDGE_ADMIN_TOKEN"
+)
 
 // logBackup copies the log to file: from the file itself when the daemon
 // is stopped, else through the daemon's admin endpoint, which copies it in
@@ -267,7 +316,12 @@ func logBackup(t *logTarget, file string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	via := "the log file"
-	l, err := checkpoint.Open(t.path, checkpoint.Options{ReadOnly: true, LockTimeout: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	var l *checkpoint.Log
+	err := checkpoint.ErrLocked
+	sc := t.socketClient()
+	if sc == nil {
+		l, err = checkpoint.Open(t.path, checkpoint.Options{ReadOnly: true, LockTimeout: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	}
 	switch {
 	case err == nil:
 		// The copy holds every payload: audited like a reveal.
@@ -276,15 +330,14 @@ func logBackup(t *logTarget, file string, stdout, stderr io.Writer) int {
 		}
 		l.Close()
 	case errors.Is(err, checkpoint.ErrLocked):
-		if t.adminAddr == "" {
-			return fail(errors.New("the daemon is running and holds the log; pass --config so that its admin endpoint can be asked"))
-		}
-		token, terr := logadmin.ReadToken(t.dataDir)
-		if terr != nil {
-			return fail(fmt.Errorf("the daemon is running; reading its admin token: %w", terr))
+		c := sc
+		if c == nil {
+			var cerr error
+			if c, cerr = t.tcpClient(); cerr != nil {
+				return fail(cerr)
+			}
 		}
 		via = "the running daemon"
-		c := &logadmin.Client{BaseURL: "http://" + t.adminAddr, Token: token}
 		_, err = checkpoint.WriteFileAtomic(file, c.Backup)
 	}
 	if err != nil {

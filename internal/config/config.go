@@ -55,6 +55,47 @@ type AdminConfig struct {
 	// InsecurePlaintext allows Listen on an address that is not loopback
 	// (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
+	// Socket is the admin API's Unix socket (Linux), where the caller's
+	// identity comes from the kernel (SO_PEERCRED). Empty means
+	// <data_dir>/admin.sock; "off" disables it. Use [AdminConfig.SocketPath].
+	// Created mode 0660.
+	Socket string `yaml:"socket"`
+	// SocketGroup is the group the socket is given (default: the
+	// daemon's), so that its members can connect.
+	SocketGroup string `yaml:"socket_group"`
+	// Roles gives local OS users and groups (callers over the socket, or
+	// over loopback TCP on Linux) their roles. Root and the daemon's own
+	// user hold every role without an entry.
+	Roles []AdminRole `yaml:"roles"`
+	// Accounts are the named accounts that reach the admin endpoint over
+	// TCP with HTTP Basic authentication (name and the account's token).
+	Accounts []AdminAccount `yaml:"accounts"`
+	// PublicCounts lets callers without a role read counts only on /,
+	// /status and /metrics (for monitoring agents); without it those need
+	// the viewer role.
+	PublicCounts bool `yaml:"public_counts"`
+
+	socketOff bool // Socket was written "off"
+}
+
+// AdminRoles are the roles of the admin endpoint: viewer (counts, states,
+// lists and record metadata), operator (viewer, and retry/requeue) and
+// auditor (viewer, and revealing payloads and backups).
+var AdminRoles = []string{"viewer", "operator", "auditor"}
+
+// AdminRole gives a local OS user or group a role.
+type AdminRole struct {
+	User  string `yaml:"user"`
+	Group string `yaml:"group"`
+	Role  string `yaml:"role"`
+}
+
+// AdminAccount is a named account for the admin endpoint over TCP. Its
+// token is given by reference (token_env / token_file), never inline.
+type AdminAccount struct {
+	Name  string    `yaml:"name"`
+	Role  string    `yaml:"role"`
+	Token SecretRef `yaml:"token"`
 }
 
 // InsecureKey is the key, on every listener and URL-bearing section, that
@@ -591,6 +632,7 @@ func (t *TLSServer) resolvePaths(base string) {
 // resolvePaths makes the file's relative paths relative to base.
 func (c *Config) resolvePaths(base string) {
 	c.DataDir = resolvePath(base, c.DataDir)
+	c.Admin.resolveSocket(base)
 	if c.Log.Output != "stderr" && c.Log.Output != "stdout" {
 		c.Log.Output = resolvePath(base, c.Log.Output)
 	}

@@ -64,6 +64,7 @@ func (c *Config) validate(base string) Problems {
 		}
 	}
 	adminT.done()
+	c.Admin.validate(v)
 
 	cp := c.Checkpoint
 	v.positive("checkpoint.dedupe_window", cp.DedupeWindow)

@@ -18,46 +18,81 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 )
 
-// admin serves /healthz, /readyz and /status on loopback by default.
+// admin serves /healthz, /readyz and /status on loopback by default, and
+// the same on the admin socket (Linux).
 type admin struct {
-	srv *http.Server
-	l   net.Listener
-	d   *Daemon
+	srv    *http.Server
+	l      net.Listener // TCP; nil when admin.listen is off
+	sock   net.Listener // the admin socket; nil when off or not served
+	d      *Daemon
+	access *logadmin.Access
 }
 
-func newAdmin(addr string, d *Daemon, logAPI http.Handler, log *slog.Logger) (*admin, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin: listen on %s: %w", addr, err)
+// newAdmin listens on addr (TCP, "" for none) and the socket (sock, a
+// listener already made, or nil). /healthz and /readyz are open; /, /status
+// and /metrics need the viewer role (or show counts with public_counts);
+// the log API checks each call's role.
+func newAdmin(addr string, sock net.Listener, d *Daemon, access *logadmin.Access, logAPI http.Handler, log *slog.Logger) (*admin, error) {
+	a := &admin{sock: sock, d: d, access: access}
+	if addr != "" {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("admin: listen on %s: %w", addr, err)
+		}
+		a.l = l
 	}
-	a := &admin{l: l, d: d}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
-	mux.HandleFunc("GET /status", a.status)
-	mux.HandleFunc("GET /metrics", a.metrics)
-	mux.HandleFunc("GET /{$}", a.page)
+	mux.HandleFunc("GET /status", a.gate("status", a.status, a.statusCounts))
+	mux.HandleFunc("GET /metrics", a.gate("metrics", a.metrics, a.metrics)) // counts only
+	mux.HandleFunc("GET /{$}", a.gate("page", a.page, a.pageCounts))
 	mux.Handle("/api/v1/log/", logAPI)
 	a.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       connContext,
 	}
 	harden(a.srv, log, "admin") // timeouts, redacted error log, panics recovered (httpserver.go)
 	return a, nil
 }
 
+// serve serves the socket and the TCP listener until shutdown.
 func (a *admin) serve() error {
-	if err := a.srv.Serve(a.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	errc := make(chan error, 2)
+	n := 0
+	for _, l := range []net.Listener{a.l, a.sock} {
+		if l == nil {
+			continue
+		}
+		n++
+		go func() {
+			if err := a.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+				return
+			}
+			errc <- nil
+		}()
+	}
+	for range n {
+		if err := <-errc; err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func (a *admin) addr() net.Addr { return a.l.Addr() }
+// addr is the TCP address, nil when admin.listen is off.
+func (a *admin) addr() net.Addr {
+	if a.l == nil {
+		return nil
+	}
+	return a.l.Addr()
+}
 
 func (a *admin) shutdown(ctx context.Context) { _ = a.srv.Shutdown(ctx) }
 
@@ -124,8 +159,8 @@ func (a *admin) fhirStatus() []fhirStatus {
 	var out []fhirStatus
 	for _, e := range a.d.fhir.sources {
 		c := &e.src.Counters
-		st := fhirStatus{Name: e.cfg.Name, BaseURL: e.cfg.BaseURL, Schedule: e.cfg.Schedule, Deletes: e.cfg.Deletes,
-			LastError: c.LastError(), Polls: c.Polls.Load(), PollsFailed: c.PollsFailed.Load(), Stored: c.Stored.Load(),
+		st := fhirStatus{Name: e.cfg.Name, BaseURL: redactURL(e.cfg.BaseURL), Schedule: e.cfg.Schedule, Deletes: e.cfg.Deletes,
+			LastError: redactURLs(c.LastError()), Polls: c.Polls.Load(), PollsFailed: c.PollsFailed.Load(), Stored: c.Stored.Load(),
 			Repeats: c.Repeats.Load(), DeletesStored: c.Deletes.Load(), Notifications: c.Notifications.Load(),
 			NotificationsRefused: c.Refused.Load(), NotificationsFailed: c.NotificationsFailed.Load(),
 			Watermarks: map[string]time.Time{}}

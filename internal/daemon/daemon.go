@@ -17,7 +17,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
-	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -118,16 +117,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		s.handler.Appended = d.crm.notify
 		d.sources = append(d.sources, s)
 	}
-	if cfg.Admin.Listen != "" { // config turns "off" into ""
-		token, err := d.adminToken(cfg.DataDir)
-		if err != nil {
-			return fail(err)
-		}
-		a, err := newAdmin(cfg.Admin.Listen, d, logadmin.Handler(cp, logadmin.NewAudit(cfg.DataDir), token), log)
-		if err != nil {
-			return fail(err)
-		}
-		d.admin = a
+	if d.admin, err = d.startAdmin(cfg, cp); err != nil {
+		return fail(err)
 	}
 	for _, s := range d.sources {
 		go guard(log, d.errc, "source "+s.cfg.Name, func() {
@@ -147,7 +138,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 				d.errc <- fmt.Errorf("admin: %w", err)
 			}
 		})
-		log.Info("admin endpoint listening", "listen", d.admin.addr().String())
+		d.admin.logListening(log)
 	}
 	go guard(log, d.errc, "checkpoint retention", func() { d.sweepLoop(cfg.Checkpoint.SweepInterval.Std()) })
 	go guard(log, d.errc, "storage check", func() { d.storageLoop(StorageCheckInterval) })

@@ -20,14 +20,14 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <p>CRM: {{.Forwarding}}</p>
 <p>Records: {{range .States}}{{.Name}} {{.Count}} · {{end}}conflicts {{.Conflicts}}</p>
 <p>Done with warnings (applied, fields left out): {{.DoneWithWarnings}} since the start (<code>ehrbridge log list --state warned</code>). Skipped: stored and acknowledged, no mapping accepts them (<code>ehrbridge log list --state skipped</code>).</p>
-{{if .FHIR}}<h2>FHIR sources</h2>
+{{if not .CountsOnly}}{{if .FHIR}}<h2>FHIR sources</h2>
 <table><tr><th>source</th><th>last good poll</th><th>last error</th><th>stored</th><th>repeats</th><th>notifications</th><th>refused</th></tr>
 {{range .FHIR}}<tr><td>{{.Name}}</td><td>{{with .LastPollOK}}{{.UTC.Format "2006-01-02 15:04:05Z"}}{{else}}never{{end}}</td><td class="dead">{{.LastError}}</td><td>{{.Stored}}</td><td>{{.Repeats}}</td><td>{{.Notifications}}</td><td>{{.NotificationsRefused}}</td></tr>
 {{end}}</table>{{end}}
 <h2>Newest records</h2>
 <table><tr><th>id</th><th>state</th><th>type</th><th>received</th><th>attempts</th><th>reason</th></tr>
 {{range .Records}}<tr><td>{{.ID}}</td>{{if .Warned}}<td class="warned">done, with warnings</td>{{else}}<td class="{{.State}}">{{.State}}</td>{{end}}<td>{{.Type}}</td><td>{{.Received.UTC.Format "2006-01-02 15:04:05Z"}}</td><td>{{.Attempts}}</td><td>{{.Reason}}</td></tr>
-{{end}}</table>
+{{end}}</table>{{end}}
 <p>Details: <code>ehrbridge log list --state dead</code>, <code>ehrbridge log show ID</code>. Refreshes every 5 s.</p>
 </body></html>`))
 
@@ -44,6 +44,7 @@ type pageData struct {
 	DoneWithWarnings    int64 // since the start (the pipeline's count)
 	Records             []*checkpoint.Record
 	FHIR                []fhirStatus
+	CountsOnly          bool // public_counts, for a caller without a role
 }
 
 // pageDataOf fills the page's counts from the log's stats and the

@@ -1,16 +1,10 @@
 package daemon
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
-	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
 // A full disk degrades the daemon, it does not stop it (issue 27): the
@@ -84,33 +78,4 @@ func (d *Daemon) storageLoop(every time.Duration) {
 		case <-t.C:
 		}
 	}
-}
-
-// adminToken returns the data directory's admin token. A token file that
-// cannot be written (full or read-only disk) does not stop the start: the
-// admin endpoint (/readyz above all) serves, with a token kept in memory
-// that no client can read, so the log API refuses every call until a
-// restart with room writes the file.
-func (d *Daemon) adminToken(dataDir string) (string, error) {
-	tok, err := logadmin.EnsureToken(dataDir)
-	if err == nil {
-		return tok, nil
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		// The data directory itself could not be made (a file system
-		// mounted read-only before the start): that is the cause.
-		if merr := os.MkdirAll(dataDir, 0o700); checkpoint.StorageKindOf(merr) != 0 {
-			err = merr
-		}
-	}
-	if checkpoint.StorageKindOf(err) == 0 {
-		return "", err
-	}
-	d.log.Error("the admin token file cannot be written; the log API (ehrbridge log ... against the running daemon) is refused until a restart with room",
-		"problem", describeStorage(checkpoint.StorageKindOf(err), dataDir))
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
 }

@@ -135,8 +135,8 @@ sources:
 	}
 	// The token file could not be written: none is left that the CLI
 	// would take for the daemon's.
-	if tok, err := logadmin.ReadToken(dir); err == nil {
-		t.Fatalf("a token file %q was left although the daemon could not write it", tok)
+	if _, err := os.Stat(filepath.Join(dir, logadmin.TokenFileName)); err == nil {
+		t.Fatal("a token file was left although the daemon could not write it")
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal(err)

@@ -2,17 +2,14 @@ package logadmin
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,108 +17,103 @@ import (
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 )
 
-// TokenFileName holds the admin API token inside the data directory.
+// TokenFileName is the shared admin token file ehrbridge wrote before
+// issue 28. It is no longer read: local callers use the admin socket,
+// TCP callers named accounts. The daemon warns while the file exists.
 const TokenFileName = "admin.token"
 
-// EnsureToken returns the data directory's admin token, creating it (mode
-// 0600) on first use so that it stays the same across restarts.
-func EnsureToken(dataDir string) (string, error) {
-	path := filepath.Join(dataDir, TokenFileName)
-	if tok, err := ReadToken(dataDir); err == nil {
-		return tok, nil
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	tok := hex.EncodeToString(b)
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("writing admin token: %w", err)
-	}
-	return tok, nil
-}
-
-// ReadToken reads the admin token of a data directory.
-func ReadToken(dataDir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, TokenFileName))
-	if err != nil {
-		return "", err
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", errors.New("admin token file is empty")
-	}
-	return tok, nil
-}
-
-// Handler serves the log API under /api/v1/log/ for a daemon, every call
-// authenticated with the token.
-func Handler(log *checkpoint.Log, audit *Audit, token string) http.Handler {
+// API serves the log API under /api/v1/log/ for a daemon. Every call is
+// audited with its caller, refusals included; each needs a permission:
+// reading (stats, list, show) PermView, retrying PermOperate, revealing a
+// payload or taking a backup PermReveal.
+func API(log *checkpoint.Log, access *Access) http.Handler {
 	mux := http.NewServeMux()
-	svc := func(r *http.Request) *Local { return &Local{Log: log, Audit: audit, Via: "api", Remote: r.RemoteAddr} }
-	mux.HandleFunc("GET /api/v1/log/stats", func(w http.ResponseWriter, r *http.Request) {
+	svc := func(r *http.Request) *Local {
+		l := &Local{Log: log, Audit: access.Audit, Via: "api", Remote: r.RemoteAddr, Audited: true}
+		if c, ok := CallerOf(r); ok {
+			l.Via = c.Via
+		}
+		return l
+	}
+	guard := func(pattern, action string, need Perm, object func(*http.Request) string, h http.HandlerFunc) {
+		mux.Handle(pattern, access.Guard(action, need, object, h))
+	}
+	// reveal=1 raises a show to a reveal: its own action and permission.
+	show := func(pattern, kind string, h http.HandlerFunc) {
+		object := func(r *http.Request) string { return kind + " " + r.PathValue("id") }
+		view, reveal := access.Guard("show", PermView, object, h), access.Guard("reveal", PermReveal, object, h)
+		mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("reveal") == "1" {
+				reveal.ServeHTTP(w, r)
+				return
+			}
+			view.ServeHTTP(w, r)
+		}))
+	}
+	guard("GET /api/v1/log/stats", "stats", PermView, nil, func(w http.ResponseWriter, r *http.Request) {
 		v, err := svc(r).Stats()
 		reply(w, v, err)
 	})
-	mux.HandleFunc("GET /api/v1/log/list", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
-		limit, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || limit <= 0 || limit > 10000 {
-			limit = 100
-		}
-		recs, confs, err := svc(r).List(q.Get("state"), after, limit)
-		reply(w, listReply{Records: recs, Conflicts: confs}, err)
-	})
-	mux.HandleFunc("GET /api/v1/log/records/{id}", func(w http.ResponseWriter, r *http.Request) {
+	guard("GET /api/v1/log/list", "list", PermView, func(r *http.Request) string { return "state " + r.URL.Query().Get("state") },
+		func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
+			limit, err := strconv.Atoi(q.Get("limit"))
+			if err != nil || limit <= 0 || limit > 10000 {
+				limit = 100
+			}
+			recs, confs, err := svc(r).List(q.Get("state"), after, limit)
+			reply(w, listReply{Records: recs, Conflicts: confs}, err)
+		})
+	show("GET /api/v1/log/records/{id}", "record", func(w http.ResponseWriter, r *http.Request) {
 		id, ok := pathID(w, r)
 		if ok {
 			v, err := svc(r).Show(id, r.URL.Query().Get("reveal") == "1")
 			reply(w, v, err)
 		}
 	})
-	mux.HandleFunc("GET /api/v1/log/conflicts/{id}", func(w http.ResponseWriter, r *http.Request) {
+	show("GET /api/v1/log/conflicts/{id}", "conflict", func(w http.ResponseWriter, r *http.Request) {
 		id, ok := pathID(w, r)
 		if ok {
 			v, err := svc(r).ShowConflict(id, r.URL.Query().Get("reveal") == "1")
 			reply(w, v, err)
 		}
 	})
-	mux.HandleFunc("POST /api/v1/log/records/{id}/retry", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := pathID(w, r)
-		if ok {
-			reply(w, map[string]uint64{"requeued": id}, svc(r).Retry(id))
-		}
-	})
-	mux.HandleFunc("GET /api/v1/log/backup", func(w http.ResponseWriter, r *http.Request) {
-		// The copy holds every payload (as stored): audited like a reveal.
-		if err := audit.Record("backup", "checkpoint log", "api", r.RemoteAddr); err != nil {
-			writeJSON(w, http.StatusInternalServerError, errorReply{Error: "the audit log cannot be written; no backup"})
-			return
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		if _, err := log.Backup(w); err != nil {
-			// Headers are gone: cut the body short so the client sees an
-			// incomplete copy (its length will not match).
-			panic(http.ErrAbortHandler)
-		}
-	})
-	mux.HandleFunc("POST /api/v1/log/retry-dead", func(w http.ResponseWriter, r *http.Request) {
-		n, err := svc(r).RetryAllDead()
-		reply(w, map[string]int{"requeued": n}, err)
-	})
-	mux.HandleFunc("POST /api/v1/log/retry-skipped", func(w http.ResponseWriter, r *http.Request) {
-		n, gone, err := svc(r).RetrySkipped(r.URL.Query().Get("type"))
-		reply(w, map[string]int{"requeued": n, "payload_gone": gone}, err)
-	})
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			writeJSON(w, http.StatusUnauthorized, errorReply{Error: "missing or wrong admin token (see admin.token in the data directory)"})
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	guard("POST /api/v1/log/records/{id}/retry", "retry", PermOperate, func(r *http.Request) string { return "record " + r.PathValue("id") },
+		func(w http.ResponseWriter, r *http.Request) {
+			id, ok := pathID(w, r)
+			if ok {
+				reply(w, map[string]uint64{"requeued": id}, svc(r).Retry(id))
+			}
+		})
+	// The copy holds every payload (as stored): a reveal's permission.
+	guard("GET /api/v1/log/backup", "backup", PermReveal, func(*http.Request) string { return "checkpoint log" },
+		func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			if _, err := log.Backup(w); err != nil {
+				// Headers are gone: cut the body short so the client sees
+				// an incomplete copy (its length will not match).
+				panic(http.ErrAbortHandler)
+			}
+		})
+	guard("POST /api/v1/log/retry-dead", "retry-dead", PermOperate, func(*http.Request) string { return "dead records" },
+		func(w http.ResponseWriter, r *http.Request) {
+			n, err := svc(r).RetryAllDead()
+			reply(w, map[string]int{"requeued": n}, err)
+		})
+	guard("POST /api/v1/log/retry-skipped", "retry-skipped", PermOperate,
+		func(r *http.Request) string { return "skipped records " + r.URL.Query().Get("type") },
+		func(w http.ResponseWriter, r *http.Request) {
+			n, gone, err := svc(r).RetrySkipped(r.URL.Query().Get("type"))
+			reply(w, map[string]int{"requeued": n, "payload_gone": gone}, err)
+		})
+	// Anything else under the prefix: still audited, as a refusal when
+	// the caller holds no role, else as the 404 it is.
+	mux.Handle("/api/v1/log/", access.Guard("unknown", PermView, func(r *http.Request) string { return r.Method + " " + r.URL.Path },
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusNotFound, errorReply{Error: "no such call", Kind: "not_found"})
+		})))
+	return mux
 }
 
 type listReply struct {
@@ -165,11 +157,48 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// The daemon's refusals, as the Client returns them.
+var (
+	// ErrUnauthorized: the call carried no identity the daemon knows (no
+	// account, a wrong token, not a local caller it can name).
+	ErrUnauthorized = errors.New("the daemon does not know the caller")
+	// ErrForbidden: the caller holds no role for the call.
+	ErrForbidden = errors.New("the daemon refused")
+)
+
 // Client calls a running daemon's log API.
 type Client struct {
-	BaseURL string // http://host:port
-	Token   string
-	HTTP    *http.Client
+	BaseURL string // http://host:port; with Socket, any http:// URL
+	// Socket is the admin socket's path: when set, requests go there and
+	// the daemon knows the caller from the OS.
+	Socket string
+	// Account and Secret are an admin account's name and token (HTTP
+	// Basic), for TCP.
+	Account, Secret string
+	HTTP            *http.Client
+}
+
+// httpClient is the client to send with: c.HTTP, or one over the socket
+// when Socket is set, with timeout (0: none).
+func (c *Client) httpClient(timeout time.Duration) *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	hc := &http.Client{Timeout: timeout}
+	if c.Socket != "" {
+		path := c.Socket
+		hc.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}}
+	}
+	return hc
+}
+
+func (c *Client) authorize(req *http.Request) {
+	if c.Account != "" {
+		req.SetBasicAuth(c.Account, c.Secret)
+	}
 }
 
 var _ Service = (*Client)(nil)
@@ -183,11 +212,8 @@ func (c *Client) do(method, path string, q url.Values, out any) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
+	c.authorize(req)
+	hc := c.httpClient(30 * time.Second)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("asking the running daemon: %w", err)
@@ -211,6 +237,10 @@ func (c *Client) do(method, path string, q url.Values, out any) error {
 			return fmt.Errorf("%w (%s)", checkpoint.ErrTransition, msg)
 		case "payload_gone":
 			return fmt.Errorf("%w (%s)", checkpoint.ErrPayloadGone, msg)
+		case "unauthorized":
+			return fmt.Errorf("%w: %s", ErrUnauthorized, msg)
+		case "forbidden":
+			return fmt.Errorf("%w: %s", ErrForbidden, msg)
 		}
 		return fmt.Errorf("daemon: %s", msg)
 	}
@@ -223,11 +253,8 @@ func (c *Client) Backup(w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{} // no timeout: a large log takes a while
-	}
+	c.authorize(req)
+	hc := c.httpClient(0) // no timeout: a large log takes a while
 	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("asking the running daemon: %w", err)

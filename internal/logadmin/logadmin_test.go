@@ -3,12 +3,16 @@ package logadmin
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -46,24 +50,61 @@ func fixture(t *testing.T) (*checkpoint.Log, string, *httptest.Server, string) {
 			t.Fatal(err)
 		}
 	}
-	token, err := EnsureToken(dir)
+	srv := httptest.NewServer(API(l, testAccess(dir)))
+	t.Cleanup(srv.Close)
+	return l, dir, srv, testSecret
+}
+
+// testSecret is every test account's token; the account name says its
+// role ("all" holds every permission).
+const testSecret = "test-token-0123456789"
+
+func testAccess(dir string) *Access {
+	a := &Access{Audit: NewAudit(dir)}
+	a.Audit.System = nil // the host's journal stays out of tests
+	for _, role := range []string{"viewer", "operator", "auditor"} {
+		acc, err := NewAccount(role, role, testSecret)
+		if err != nil {
+			panic(err)
+		}
+		a.Accounts = append(a.Accounts, acc)
+	}
+	a.Accounts = append(a.Accounts, Account{Name: "all", Perm: PermAll, sum: sha256.Sum256([]byte(testSecret))})
+	return a
+}
+
+func as(srv *httptest.Server, account string) *Client {
+	return &Client{BaseURL: srv.URL, Account: account, Secret: testSecret}
+}
+
+// auditLines reads the audit log's lines as events.
+func auditLines(t *testing.T, dir string) []Event {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, AuditFileName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := EnsureToken(dir); again != token {
-		t.Error("the token must stay the same across restarts")
+	var out []Event
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var ev Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		out = append(out, ev)
 	}
-	if fi, _ := os.Stat(filepath.Join(dir, TokenFileName)); fi.Mode().Perm() != 0o600 {
-		t.Errorf("token file mode %v", fi.Mode().Perm())
-	}
-	srv := httptest.NewServer(Handler(l, NewAudit(dir), token))
-	t.Cleanup(srv.Close)
-	return l, dir, srv, token
+	return out
 }
 
-func TestAPIRequiresToken(t *testing.T) {
-	_, _, srv, _ := fixture(t)
-	for _, auth := range []string{"", "Bearer wrong", "Basic x"} {
+// No shared token: a call without an account, with a bearer token (the
+// shared admin.token of old) or a wrong one is refused 401 with a Basic
+// challenge, and each refusal is audited.
+func TestAPIRequiresAccount(t *testing.T) {
+	_, dir, srv, _ := fixture(t)
+	basic := func(name, secret string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(name+":"+secret))
+	}
+	auths := []string{"", "Bearer " + testSecret, basic("auditor", "wrong"), basic("nobody", testSecret), "Basic x"}
+	for _, auth := range auths {
 		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/log/stats", nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
@@ -73,22 +114,138 @@ func TestAPIRequiresToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("auth %q: status %d, want 401", auth, resp.StatusCode)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("auth %q: status %d, want 401 with a Basic challenge", auth, resp.StatusCode)
 		}
 	}
-	c := &Client{BaseURL: srv.URL, Token: "wrong"}
-	if _, err := c.Stats(); err == nil || !strings.Contains(err.Error(), "admin token") {
+	c := &Client{BaseURL: srv.URL, Account: "auditor", Secret: "wrong"}
+	if _, err := c.Stats(); !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "wrong account name or token") {
 		t.Errorf("client with a wrong token: %v", err)
+	}
+	evs := auditLines(t, dir)
+	if len(evs) != len(auths)+1 {
+		t.Fatalf("%d audit lines for %d refused calls: %+v", len(evs), len(auths)+1, evs)
+	}
+	for _, ev := range evs {
+		if ev.Outcome != "refused" || ev.Action != "stats" || ev.User != "anonymous" || ev.Remote == "" || ev.Time == "" {
+			t.Errorf("audit line of a refusal: %+v", ev)
+		}
+	}
+}
+
+// Each role does what it may and no more; every call, allowed or refused,
+// is an audit line naming the account, the action and the record.
+func TestRolesEnforced(t *testing.T) {
+	_, dir, srv, _ := fixture(t)
+	viewer, operator, auditor := as(srv, "viewer"), as(srv, "operator"), as(srv, "auditor")
+	forbidden := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "has no role for") {
+			t.Errorf("%s: %v, want a refusal", what, err)
+		}
+	}
+	for name, c := range map[string]*Client{"viewer": viewer, "operator": operator, "auditor": auditor} {
+		if _, err := c.Stats(); err != nil {
+			t.Errorf("%s stats: %v", name, err)
+		}
+		if r, err := c.Show(1, false); err != nil || r.Payload != "" {
+			t.Errorf("%s show: %+v %v", name, r, err)
+		}
+	}
+	_, err := viewer.Show(1, true)
+	forbidden("viewer reveal", err)
+	_, err = operator.ShowConflict(1, true)
+	forbidden("operator reveal conflict", err)
+	forbidden("viewer retry", viewer.Retry(2))
+	forbidden("auditor retry", auditor.Retry(2))
+	_, err = viewer.Backup(io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("viewer backup: %v", err)
+	}
+	if err := operator.Retry(2); err != nil {
+		t.Errorf("operator retry: %v", err)
+	}
+	if r, err := auditor.Show(1, true); err != nil || r.Payload != "PID|1||ZZSECRETNAME" {
+		t.Errorf("auditor reveal: %+v %v", r, err)
+	}
+	if n, err := auditor.Backup(io.Discard); err != nil || n == 0 {
+		t.Errorf("auditor backup: %d %v", n, err)
+	}
+	type key struct{ user, action, object, outcome string }
+	got := map[key]int{}
+	for _, ev := range auditLines(t, dir) {
+		got[key{ev.User, ev.Action, ev.Object, ev.Outcome}]++
+	}
+	for _, want := range []key{
+		{"viewer", "reveal", "record 1", "refused"}, {"operator", "reveal", "conflict 1", "refused"},
+		{"viewer", "retry", "record 2", "refused"}, {"auditor", "retry", "record 2", "refused"},
+		{"viewer", "backup", "checkpoint log", "refused"}, {"operator", "retry", "record 2", "allowed"},
+		{"auditor", "reveal", "record 1", "allowed"}, {"auditor", "backup", "checkpoint log", "allowed"},
+		{"viewer", "stats", "", "allowed"}, {"operator", "show", "record 1", "allowed"},
+	} {
+		if got[want] != 1 {
+			t.Errorf("audit lines %+v: %d, want 1 (all: %v)", want, got[want], got)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, AuditFileName)); strings.Contains(string(b), "ZZSECRETNAME") || strings.Contains(string(b), testSecret) {
+		t.Error("the audit log holds a payload or a token")
+	}
+}
+
+// A local caller is known by the OS identity the daemon put in the
+// connection's context: root and trusted uids hold every role, others
+// what admin.roles gives their user or groups; accounts win over the
+// peer (a reverse proxy on loopback forwards a person's credentials).
+func TestPeerIdentity(t *testing.T) {
+	a := &Access{Trusted: map[uint32]bool{0: true}, Users: map[string]Perm{"alice": PermView | PermReveal},
+		Groups: map[string]Perm{"ops": PermView | PermOperate},
+		lookupUser: func(uid string) (string, []string, error) {
+			switch uid {
+			case "0":
+				return "root", nil, nil
+			case "1001":
+				return "alice", []string{"alice"}, nil
+			case "1002":
+				return "bob", []string{"bob", "ops"}, nil
+			}
+			return "", nil, errors.New("unknown uid")
+		}}
+	for _, tc := range []struct {
+		uid  uint32
+		name string
+		perm Perm
+	}{{0, "root", PermAll}, {1001, "alice", PermView | PermReveal}, {1002, "bob", PermView | PermOperate}, {4242, "uid 4242", 0}} {
+		req := httptest.NewRequest("GET", "/api/v1/log/stats", nil)
+		req = req.WithContext(WithPeer(req.Context(), Peer{UID: tc.uid, Via: "socket"}))
+		c := a.Authenticate(req)
+		if c.Name != tc.name || c.Perm != tc.perm || c.Via != "socket" || c.UID != strconv.FormatUint(uint64(tc.uid), 10) {
+			t.Errorf("uid %d: %+v, want %s with %s", tc.uid, c, tc.name, tc.perm)
+		}
+	}
+	// A proxy's request over loopback is not the proxy's user's: without
+	// an account it is anonymous, whoever runs the proxy.
+	req := httptest.NewRequest("GET", "/status", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	req = req.WithContext(WithPeer(req.Context(), Peer{UID: 0, Via: "loopback"}))
+	if c := a.Authenticate(req); c.Name != "anonymous" || c.Perm != 0 {
+		t.Errorf("a proxied request from root's loopback: %+v", c)
+	}
+	acc, _ := NewAccount("carol", "viewer", testSecret)
+	a.Accounts = []Account{acc}
+	req = httptest.NewRequest("GET", "/status", nil)
+	req.SetBasicAuth("carol", testSecret)
+	req = req.WithContext(WithPeer(req.Context(), Peer{UID: 0, Via: "loopback"}))
+	if c := a.Authenticate(req); c.Name != "carol" || c.Perm != PermView || c.Via != "account" {
+		t.Errorf("account over a trusted loopback peer: %+v", c)
 	}
 }
 
 // The Client over HTTP and Local on the log give the same answers.
 func TestClientAndLocalAgree(t *testing.T) {
-	l, dir, srv, token := fixture(t)
+	l, dir, srv, _ := fixture(t)
 	services := map[string]Service{
 		"local":  &Local{Log: l, Audit: NewAudit(dir), Via: "cli"},
-		"client": &Client{BaseURL: srv.URL, Token: token},
+		"client": as(srv, "all"),
 	}
 	for name, svc := range services {
 		t.Run(name, func(t *testing.T) {
@@ -131,8 +288,8 @@ func TestClientAndLocalAgree(t *testing.T) {
 // A reveal writes its audit line first; the audit line names the record
 // and the channel, never the payload.
 func TestRevealIsAudited(t *testing.T) {
-	_, dir, srv, token := fixture(t)
-	c := &Client{BaseURL: srv.URL, Token: token}
+	_, dir, srv, _ := fixture(t)
+	c := as(srv, "auditor")
 	r, err := c.Show(1, true)
 	if err != nil || r.Payload != "PID|1||ZZSECRETNAME" {
 		t.Fatalf("reveal = %+v, %v", r, err)
@@ -144,15 +301,12 @@ func TestRevealIsAudited(t *testing.T) {
 	if cv, _ := c.ShowConflict(1, false); cv.Payload != "" {
 		t.Error("conflict payload shown without --reveal")
 	}
-	audit, err := os.ReadFile(filepath.Join(dir, AuditFileName))
-	if err != nil {
-		t.Fatal(err)
+	evs := auditLines(t, dir)
+	if len(evs) != 3 || evs[0].Action != "reveal" || evs[0].Object != "record 1" || evs[0].Via != "account" || evs[0].User != "auditor" ||
+		evs[1].Action != "reveal" || evs[1].Object != "conflict 1" || evs[2].Action != "show" || evs[2].Object != "conflict 1" {
+		t.Errorf("audit log: %+v", evs)
 	}
-	lines := strings.Split(strings.TrimSpace(string(audit)), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], `"object":"record 1"`) || !strings.Contains(lines[0], `"via":"api"`) ||
-		!strings.Contains(lines[1], `"object":"conflict 1"`) {
-		t.Errorf("audit log:\n%s", audit)
-	}
+	audit, _ := os.ReadFile(filepath.Join(dir, AuditFileName))
 	if strings.Contains(string(audit), "ZZSECRETNAME") || strings.Contains(string(audit), "ZZCHANGED") {
 		t.Error("the audit log holds payload text")
 	}
@@ -164,8 +318,8 @@ func TestRevealIsAudited(t *testing.T) {
 }
 
 func TestRetryDead(t *testing.T) {
-	l, _, srv, token := fixture(t)
-	c := &Client{BaseURL: srv.URL, Token: token}
+	l, _, srv, _ := fixture(t)
+	c := as(srv, "operator")
 	n, err := c.RetryAllDead()
 	if err != nil || n != 1 {
 		t.Fatalf("retry-dead = %d, %v", n, err)
@@ -206,13 +360,9 @@ func skippedFixture(t *testing.T) (*checkpoint.Log, map[string]Service) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	token, err := EnsureToken(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(Handler(l, NewAudit(dir), token))
+	srv := httptest.NewServer(API(l, testAccess(dir)))
 	t.Cleanup(srv.Close)
-	return l, map[string]Service{"local": &Local{Log: l, Audit: NewAudit(dir), Via: "cli"}, "client": &Client{BaseURL: srv.URL, Token: token}}
+	return l, map[string]Service{"local": &Local{Log: l, Audit: NewAudit(dir), Via: "cli"}, "client": as(srv, "all")}
 }
 
 // Skipped records and records done with warnings are counted, listed and

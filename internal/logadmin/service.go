@@ -1,10 +1,8 @@
 package logadmin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -43,6 +41,17 @@ type Local struct {
 	Via string
 	// Remote is the client address for audit lines of API calls.
 	Remote string
+	// Audited says the caller already wrote this call's audit line,
+	// naming who made it (the API's guard does, before the call).
+	Audited bool
+}
+
+// auditReveal writes a reveal's audit line unless the API wrote it.
+func (s *Local) auditReveal(object string) error {
+	if s.Audited {
+		return nil
+	}
+	return s.Audit.Record("reveal", object, s.Via, s.Remote)
 }
 
 var _ Service = (*Local)(nil)
@@ -122,7 +131,7 @@ func (s *Local) Show(id uint64, reveal bool) (RecordView, error) {
 		}
 		return ViewOf(r), nil
 	}
-	if err := s.Audit.Record("reveal", fmt.Sprintf("record %d", id), s.Via, s.Remote); err != nil {
+	if err := s.auditReveal(fmt.Sprintf("record %d", id)); err != nil {
 		return RecordView{}, err
 	}
 	r, err := s.Log.Reveal(id)
@@ -135,7 +144,7 @@ func (s *Local) Show(id uint64, reveal bool) (RecordView, error) {
 // ShowConflict implements Service.
 func (s *Local) ShowConflict(id uint64, reveal bool) (ConflictView, error) {
 	if reveal {
-		if err := s.Audit.Record("reveal", fmt.Sprintf("conflict %d", id), s.Via, s.Remote); err != nil {
+		if err := s.auditReveal(fmt.Sprintf("conflict %d", id)); err != nil {
 			return ConflictView{}, err
 		}
 	}
@@ -168,38 +177,35 @@ func (s *Local) RetrySkipped(typ string) (int, int, error) {
 // AuditFileName is the audit trail inside the data directory.
 const AuditFileName = "audit.log"
 
-// Audit appends one JSON line per sensitive admin action to a file and
-// syncs it before the action proceeds: no reveal without its trace.
+// Audit appends one JSON line per admin call to a file (opened
+// O_APPEND|O_WRONLY, mode 0600) and syncs it before the call proceeds: no
+// reveal without its trace. Each line also goes to the system log
+// (the systemd journal, the Windows Event Log) for the SIEM.
 type Audit struct {
 	mu   sync.Mutex
 	path string
+	// System receives a copy of each line; nil: none. A failure there is
+	// counted, not fatal: the file is the record.
+	System SystemLog
+	// SystemFailures counts lines the system log did not take.
+	SystemFailures int64
 }
 
-// NewAudit writes to the audit log of a data directory.
-func NewAudit(dataDir string) *Audit { return &Audit{path: filepath.Join(dataDir, AuditFileName)} }
+// NewAudit writes to the audit log of a data directory, and to the
+// platform's system log when there is one.
+func NewAudit(dataDir string) *Audit {
+	return &Audit{path: filepath.Join(dataDir, AuditFileName), System: defaultSystemLog()}
+}
 
-// Record writes an audit line: who (OS user), what, through which channel.
+// Record writes an audit line for a call made by this process's OS user
+// (the CLI on a stopped daemon's log): what, through which channel.
 func (a *Audit) Record(action, object, via, remote string) error {
 	if a == nil {
 		return errors.New("logadmin: no audit log: refusing to reveal")
 	}
-	who := "unknown"
+	c := Caller{Name: "unknown", Via: via, Remote: remote}
 	if u, err := user.Current(); err == nil {
-		who = u.Username
+		c.Name, c.UID = u.Username, u.Uid
 	}
-	line, _ := json.Marshal(map[string]string{
-		"time": time.Now().UTC().Format(time.RFC3339Nano), "action": action, "object": object,
-		"os_user": who, "via": via, "remote": remote,
-	})
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f, err := os.OpenFile(a.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("audit log: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("audit log: %w", err)
-	}
-	return f.Sync()
+	return a.Call(c, action, object, "allowed")
 }

@@ -1,0 +1,193 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/logadmin"
+)
+
+// newAccess builds the admin endpoint's access policy from the config:
+// roles of local OS users and groups, named accounts (their tokens
+// resolved now), root and the daemon's own user trusted.
+func newAccess(cfg *config.Config, audit *logadmin.Audit) (*logadmin.Access, error) {
+	a := &logadmin.Access{Users: map[string]logadmin.Perm{}, Groups: map[string]logadmin.Perm{},
+		Trusted: map[uint32]bool{0: true, uint32(os.Geteuid()): true}, PublicCounts: cfg.Admin.PublicCounts, Audit: audit}
+	for _, r := range cfg.Admin.Roles {
+		p, ok := logadmin.RolePerm(r.Role)
+		if !ok {
+			return nil, fmt.Errorf("admin.roles: unknown role %q", r.Role)
+		}
+		if r.User != "" {
+			a.Users[r.User] |= p
+		} else {
+			a.Groups[r.Group] |= p
+		}
+	}
+	for _, acc := range cfg.Admin.Accounts {
+		tok, err := acc.Token.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("admin account %s: %w", acc.Name, err)
+		}
+		ac, err := logadmin.NewAccount(acc.Name, acc.Role, tok)
+		if err != nil {
+			return nil, err
+		}
+		a.Accounts = append(a.Accounts, ac)
+	}
+	return a, nil
+}
+
+// warnLegacyToken warns while the shared admin token file of releases
+// before issue 28 is still in the data directory: it is no longer read.
+func warnLegacyToken(dataDir string, log *slog.Logger) {
+	if _, err := os.Stat(filepath.Join(dataDir, logadmin.TokenFileName)); err == nil {
+		log.Warn("the shared admin token file is no longer read: local callers use the admin socket, TCP callers admin.accounts; remove the file",
+			"file", logadmin.TokenFileName)
+	}
+}
+
+// gate serves full to callers with the viewer role; callers without one
+// get counts (PublicCounts) or a refusal, audited; wrong credentials are
+// refused even with PublicCounts, so that their holder learns of it. Allowed reads are not
+// audited: they show counts and states, no record's content, and a
+// monitoring agent polls them.
+func (a *admin) gate(action string, full, counts http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c := a.access.Authenticate(r)
+		switch {
+		case c.Perm&logadmin.PermView != 0:
+			full(w, r)
+		case a.access.PublicCounts && counts != nil && !c.BadCredentials:
+			counts(w, r)
+		default:
+			a.access.Refuse(w, r, action, "", logadmin.PermView)
+		}
+	}
+}
+
+// statusCounts is /status for callers without a role when public_counts
+// is set: record counts, per-source counters and health, no addresses,
+// URLs, mapping names or error texts.
+func (a *admin) statusCounts(w http.ResponseWriter, r *http.Request) {
+	out := struct {
+		Version    string              `json:"version"`
+		CountsOnly bool                `json:"counts_only"`
+		Checkpoint *logadmin.StatsView `json:"checkpoint,omitempty"`
+		Commits    commitStatus        `json:"checkpoint_commits"`
+		Storage    struct {
+			Writable bool `json:"writable"`
+		} `json:"storage"`
+		Breaker string `json:"crm_breaker,omitempty"`
+	}{Version: Version, CountsOnly: true, Commits: commitStatusOf(a.d.cp.CommitStats())}
+	out.Storage.Writable = a.d.storageProblem() == ""
+	if st, err := a.d.cp.Stats(); err == nil {
+		v := logadmin.StatsViewOf(st, time.Now())
+		out.Checkpoint = &v
+	}
+	if c := a.d.crm; c != nil {
+		out.Breaker = breakerStatusOf(c.pipe.Breaker()).State
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
+}
+
+// pageCounts is the status page for callers without a role when
+// public_counts is set: the record counts only.
+func (a *admin) pageCounts(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	var data pageData
+	if st, err := a.d.cp.Stats(); err == nil {
+		data = pageDataOf(st, 0)
+	}
+	data.Version, data.Forwarding, data.CountsOnly = Version, "(counts only: sign in for details)", true
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = pageTmpl.Execute(w, data)
+}
+
+// connContext marks a connection with its caller's OS identity when the
+// kernel can tell it: the admin socket (SO_PEERCRED) or, on Linux, a
+// loopback TCP connection (the owner of its client end).
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if p, ok := connPeer(c); ok {
+		return logadmin.WithPeer(ctx, p)
+	}
+	return ctx
+}
+
+// errNoSocket: the platform serves no admin socket.
+var errNoSocket = errors.New("the admin socket is served on Linux only")
+
+// startAdmin makes the admin endpoint: TCP (admin.listen) and the admin
+// socket (admin.socket), or nil when both are off. The default socket is
+// skipped with a warning when it cannot be made (a read-only data
+// directory, a path too long for a socket); one configured explicitly, or
+// with a socket_group, must work.
+func (d *Daemon) startAdmin(cfg *config.Config, cp *checkpoint.Log) (*admin, error) {
+	warnLegacyToken(cfg.DataDir, d.log)
+	sockPath := cfg.Admin.SocketPath(cfg.DataDir)
+	if cfg.Admin.Listen == "" && sockPath == "" {
+		return nil, nil
+	}
+	access, err := newAccess(cfg, logadmin.NewAudit(cfg.DataDir))
+	if err != nil {
+		return nil, err
+	}
+	var sock net.Listener
+	if sockPath != "" {
+		sock, err = listenAdminSocket(sockPath, cfg.Admin.SocketGroup)
+		switch {
+		case err == nil:
+		case errors.Is(err, errNoSocket):
+			if cfg.Admin.Socket != "" {
+				d.log.Warn("admin.socket is set but " + errNoSocket.Error() + "; use admin.accounts over TCP")
+			}
+		case cfg.Admin.Socket != "" || cfg.Admin.SocketGroup != "":
+			// Asked for by name: a socket the configured group cannot
+			// reach would leave its members out silently.
+			return nil, err
+		default:
+			d.log.Warn("the admin socket is not served; local callers need admin.accounts over TCP", "problem", err.Error())
+		}
+	}
+	if cfg.Admin.Listen == "" && sock == nil {
+		return nil, nil
+	}
+	a, err := newAdmin(cfg.Admin.Listen, sock, d, access, logadmin.API(cp, access), d.log)
+	if err != nil {
+		if sock != nil {
+			sock.Close()
+		}
+		return nil, err
+	}
+	return a, nil
+}
+
+// logListening says where the admin endpoint serves.
+func (a *admin) logListening(log *slog.Logger) {
+	attrs := []any{}
+	if a.l != nil {
+		attrs = append(attrs, "listen", a.l.Addr().String())
+	}
+	if a.sock != nil {
+		attrs = append(attrs, "socket", a.sock.Addr().String())
+	}
+	log.Info("admin endpoint listening", attrs...)
+}
