@@ -42,7 +42,7 @@ func TestFHIRBulkBackfillCrash(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 
-	c := writeFHIRConfig(t, dir, "", srv.URL+"/fhir/R4", `schedule: "@every 300ms"`)
+	c := writeFHIRConfig(t, dir, "", srv.URL+"/fhir/R4", `schedule: "@every 1s"`)
 	cfgFile, cfg, adminAddr, sandboxAddr := c.file, c.yaml, c.adminAddr, c.sandboxAddr
 	rng := rand.New(rand.NewPCG(31, 31))
 	kills := 0

@@ -52,7 +52,7 @@ func TestFHIRCrash(t *testing.T) {
 	sandboxAddr := freeAddr(t)
 	startSandboxProcess(t, bin, sandboxAddr, []string{"--listen", sandboxAddr, "--tls-listen", "off", "--data", filepath.Join(dir, "crm.json")})
 	c := writeFHIRConfig(t, dir, sandboxAddr, srv.URL+"/fhir/R4", `
-schedule: "@every 300ms"
+schedule: "@every 1s"
 page_size: 10
 overlap: 2s`)
 	cfgFile, cfg, adminAddr := c.file, c.yaml, c.adminAddr
