@@ -76,8 +76,13 @@ func TestFHIRBulkBackfillCrash(t *testing.T) {
 	if !strings.Contains(out.String(), "Bulk Data") || !strings.Contains(out.String(), "export of ehrfhir") {
 		t.Errorf("the backfill did not export:\n%s", out)
 	}
-	if n := fake.Exports(); n != 1 {
-		t.Errorf("%d exports were kicked off over %d runs, want 1 (each run resumes it)", n, kills+1)
+	// Each run resumes the export it finds in the log. A kill between the
+	// server's 202 and the commit of its status URL loses that URL (Bulk
+	// Data has no idempotent kick-off), so the next run starts another
+	// export: duplicate work, never a duplicate record (checked below).
+	// More than one such kill in a run of four is not expected.
+	if n := fake.Exports(); n < 1 || n > 2 {
+		t.Errorf("%d exports were kicked off over %d runs, want 1 (each run resumes it; 2 if a kill fell between a kick-off and its commit)", n, kills+1)
 	}
 	stats, _, _ := runBin(t, bin, "log", "stats", "--json", "--config", cfgFile)
 	if n := totalRecords(t, stats); n != 2*patients {
