@@ -49,11 +49,16 @@ type LogConfig struct {
 type AdminConfig struct {
 	// Listen is the admin server's host:port, default "127.0.0.1:8080".
 	// Writing "" or "off" disables the server; a loaded Config then holds "".
-	// It serves plain HTTP, so an address that is not loopback needs
-	// InsecurePlaintext.
+	// Without TLS it serves plain HTTP, so an address that is not
+	// loopback needs TLS or InsecurePlaintext.
 	Listen string `yaml:"listen"`
+	// TLS, when set, serves Listen over HTTPS only (a plain HTTP request
+	// is answered 400 and served nothing), with optional mutual TLS
+	// (client_ca_file, allowed_clients) as the MLLP listener takes it.
+	// Callers still need an account or an OS identity for a role.
+	TLS *TLSServer `yaml:"tls"`
 	// InsecurePlaintext allows Listen on an address that is not loopback
-	// (see [InsecureKey]).
+	// without TLS (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 	// Socket is the admin API's Unix socket (Linux), where the caller's
 	// identity comes from the kernel (SO_PEERCRED). Empty means
@@ -633,6 +638,7 @@ func (t *TLSServer) resolvePaths(base string) {
 func (c *Config) resolvePaths(base string) {
 	c.DataDir = resolvePath(base, c.DataDir)
 	c.Admin.resolveSocket(base)
+	c.Admin.TLS.resolvePaths(base)
 	if c.Log.Output != "stderr" && c.Log.Output != "stdout" {
 		c.Log.Output = resolvePath(base, c.Log.Output)
 	}
