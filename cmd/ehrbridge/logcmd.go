@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -245,7 +244,7 @@ func resolveLogTarget(cfgFile, dataDir string) (*logTarget, error) {
 			adminAddr: cfg.Admin.Listen, adminTLS: cfg.Admin.TLS != nil, socket: cfg.Admin.SocketPath(cfg.DataDir), enc: cfg.Checkpoint.Encryption}, nil
 	case dataDir != "":
 		return &logTarget{dataDir: dataDir, path: filepath.Join(dataDir, checkpoint.FileName),
-			socket: filepath.Join(dataDir, config.AdminSocketName)}, nil
+			socket: (&config.AdminConfig{}).SocketPath(dataDir)}, nil
 	}
 	return nil, errors.New("give --config FILE or --data-dir DIR")
 }
@@ -284,20 +283,13 @@ func (t *logTarget) service(write bool) (logadmin.Service, func(), error) {
 	return c, func() {}, nil
 }
 
-// socketClient is a client over the admin socket when a daemon answers
-// on it, else nil (no socket, a stale one, or not Linux).
+// socketClient is a client over the admin socket (Windows: the named
+// pipe) when a daemon answers on it, else nil (none, a stale socket, or
+// another platform).
 func (t *logTarget) socketClient() *logadmin.Client {
-	if t.socket == "" {
+	if t.socket == "" || !logadmin.LocalAnswers(t.socket) {
 		return nil
 	}
-	if fi, err := os.Stat(t.socket); err != nil || fi.Mode()&os.ModeSocket == 0 {
-		return nil
-	}
-	conn, err := net.DialTimeout("unix", t.socket, 2*time.Second)
-	if err != nil {
-		return nil
-	}
-	conn.Close()
 	return &logadmin.Client{BaseURL: "http://ehrbridge", Socket: t.socket}
 }
 

@@ -23,7 +23,7 @@ import (
 // resolved now), root and the daemon's own user trusted.
 func newAccess(cfg *config.Config, audit *logadmin.Audit) (*logadmin.Access, error) {
 	a := &logadmin.Access{Users: map[string]logadmin.Perm{}, Groups: map[string]logadmin.Perm{},
-		Trusted: map[uint32]bool{0: true, uint32(os.Geteuid()): true}, PublicCounts: cfg.Admin.PublicCounts, Audit: audit}
+		Trusted: map[uint32]bool{0: true, uint32(os.Geteuid()): true}, TrustedSIDs: trustedSIDs(), PublicCounts: cfg.Admin.PublicCounts, Audit: audit}
 	for _, r := range cfg.Admin.Roles {
 		p, ok := logadmin.RolePerm(r.Role)
 		if !ok {
@@ -137,7 +137,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // errNoSocket: the platform serves no admin socket.
-var errNoSocket = errors.New("the admin socket is served on Linux only")
+var errNoSocket = errors.New("the admin socket is served on Linux and Windows (a named pipe) only")
 
 // startAdmin makes the admin endpoint: TCP (admin.listen) and the admin
 // socket (admin.socket), or nil when both are off. The default socket is
