@@ -79,6 +79,10 @@ func TestLogOverTLSAsAccount(t *testing.T) {
 	if out, errOut, code := cli([]string{ca, "EHRBRIDGE_ADMIN_URL=https://" + adminAddr}, "log", "stats"); code != 0 || !strings.Contains(out, "records") {
 		t.Errorf("stats over https with EHRBRIDGE_ADMIN_URL only: exit %d %s%s", code, out, errOut)
 	}
+	backup := filepath.Join(t.TempDir(), "copy.db")
+	if out, errOut, code := cli([]string{ca, "EHRBRIDGE_ADMIN_URL=https://" + adminAddr}, "log", "backup", backup); code != 0 || !strings.Contains(out, "from the running daemon") {
+		t.Errorf("backup over https with EHRBRIDGE_ADMIN_URL only: exit %d %s%s", code, out, errOut)
+	}
 	if _, errOut, code := cli(nil, "log", "stats", "--config", cfg); code != 1 || !strings.Contains(errOut, "certificate") {
 		t.Errorf("without EHRBRIDGE_ADMIN_CA the test CA is not trusted: exit %d %s", code, errOut)
 	}
