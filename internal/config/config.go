@@ -61,16 +61,20 @@ type AdminConfig struct {
 	// without TLS (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 	// Socket is the admin API's Unix socket (Linux), where the caller's
-	// identity comes from the kernel (SO_PEERCRED). Empty means
-	// <data_dir>/admin.sock; "off" disables it. Use [AdminConfig.SocketPath].
-	// Created mode 0660.
+	// identity comes from the kernel (SO_PEERCRED), or on Windows its named
+	// pipe (\\.\pipe\NAME), where it comes from the client's token.
+	// Empty means <data_dir>/admin.sock (Windows: [AdminPipeName]); "off"
+	// disables it. Use [AdminConfig.SocketPath]. Created mode 0660.
 	Socket string `yaml:"socket"`
 	// SocketGroup is the group the socket is given (default: the
-	// daemon's), so that its members can connect.
+	// daemon's), so that its members can connect; on Windows a group
+	// (DOMAIN\name or SID) the pipe's DACL lets read and write.
 	SocketGroup string `yaml:"socket_group"`
 	// Roles gives local OS users and groups (callers over the socket, or
-	// over loopback TCP on Linux) their roles. Root and the daemon's own
-	// user hold every role without an entry.
+	// over loopback TCP on Linux, or the pipe on Windows: DOMAIN\name or
+	// SID) their roles. Root and the daemon's own user (Windows: SYSTEM,
+	// elevated Administrators, the service account) hold every role
+	// without an entry.
 	Roles []AdminRole `yaml:"roles"`
 	// Accounts are the named accounts that reach the admin endpoint over
 	// TCP with HTTP Basic authentication (name and the account's token).
