@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/Azure/azure-sdk-for-go/sdk/azcore v1.24.0
 	github.com/Azure/azure-sdk-for-go/sdk/azidentity v1.15.0
+	github.com/Microsoft/go-winio v0.6.4
 	github.com/gofhir/fhirpath v1.4.0
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/kardianos/service v1.2.4

@@ -1,13 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -74,6 +76,13 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		args = fs.Args()[1:]
 	}
 	t, err := resolveLogTarget(*cfgFile, *dataDir)
+	if err != nil && os.Getenv(adminURLEnv) != "" && *cfgFile == "" && *dataDir == "" {
+		switch sub {
+		case "stats", "list", "show", "retry", "backup":
+			// A remote tool: the daemon is asked at EHRBRIDGE_ADMIN_URL.
+			t, err = &logTarget{}, nil
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ehrbridge log %s: %v\n", sub, err)
 		return exitUsage
@@ -217,6 +226,7 @@ func recordID(sub string, pos []string, stderr io.Writer) (uint64, bool) {
 type logTarget struct {
 	dataDir, path string
 	adminAddr     string
+	adminTLS      bool   // admin.tls is set: the endpoint speaks https
 	socket        string // the admin socket; "" when off
 	enc           *config.EncryptionConfig
 }
@@ -231,10 +241,10 @@ func resolveLogTarget(cfgFile, dataDir string) (*logTarget, error) {
 			return nil, fmt.Errorf("%s does not lint:\n%v", cfgFile, err)
 		}
 		return &logTarget{dataDir: cfg.DataDir, path: filepath.Join(cfg.DataDir, checkpoint.FileName),
-			adminAddr: cfg.Admin.Listen, socket: cfg.Admin.SocketPath(cfg.DataDir), enc: cfg.Checkpoint.Encryption}, nil
+			adminAddr: cfg.Admin.Listen, adminTLS: cfg.Admin.TLS != nil, socket: cfg.Admin.SocketPath(cfg.DataDir), enc: cfg.Checkpoint.Encryption}, nil
 	case dataDir != "":
 		return &logTarget{dataDir: dataDir, path: filepath.Join(dataDir, checkpoint.FileName),
-			socket: filepath.Join(dataDir, config.AdminSocketName)}, nil
+			socket: (&config.AdminConfig{}).SocketPath(dataDir)}, nil
 	}
 	return nil, errors.New("give --config FILE or --data-dir DIR")
 }
@@ -242,8 +252,15 @@ func resolveLogTarget(cfgFile, dataDir string) (*logTarget, error) {
 // service asks the running daemon over its admin socket when it answers
 // there (the daemon knows the caller from the OS), else opens the log
 // directly, else, when the daemon holds the file, asks its admin endpoint
-// over TCP.
+// over TCP. With EHRBRIDGE_ADMIN_URL set it asks that endpoint at once.
 func (t *logTarget) service(write bool) (logadmin.Service, func(), error) {
+	if os.Getenv(adminURLEnv) != "" {
+		c, err := t.tcpClient()
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() {}, nil
+	}
 	if c := t.socketClient(); c != nil {
 		return c, func() {}, nil
 	}
@@ -266,31 +283,45 @@ func (t *logTarget) service(write bool) (logadmin.Service, func(), error) {
 	return c, func() {}, nil
 }
 
-// socketClient is a client over the admin socket when a daemon answers
-// on it, else nil (no socket, a stale one, or not Linux).
+// socketClient is a client over the admin socket (Windows: the named
+// pipe) when a daemon answers on it, else nil (none, a stale socket, or
+// another platform).
 func (t *logTarget) socketClient() *logadmin.Client {
-	if t.socket == "" {
+	if t.socket == "" || !logadmin.LocalAnswers(t.socket) {
 		return nil
 	}
-	if fi, err := os.Stat(t.socket); err != nil || fi.Mode()&os.ModeSocket == 0 {
-		return nil
-	}
-	conn, err := net.DialTimeout("unix", t.socket, 2*time.Second)
-	if err != nil {
-		return nil
-	}
-	conn.Close()
 	return &logadmin.Client{BaseURL: "http://ehrbridge", Socket: t.socket}
 }
 
 // tcpClient is a client of the admin endpoint over TCP: as the account
 // named in EHRBRIDGE_ADMIN_ACCOUNT with the token in EHRBRIDGE_ADMIN_TOKEN
-// when they are set, else as the local OS user (Linux, loopback).
+// when they are set, else as the local OS user (Linux, loopback). The
+// endpoint is EHRBRIDGE_ADMIN_URL, else admin.listen of the config (https
+// when admin.tls is set); an https endpoint is verified against the CAs in
+// EHRBRIDGE_ADMIN_CA (default: the system's), and EHRBRIDGE_ADMIN_CERT and
+// EHRBRIDGE_ADMIN_KEY give a client certificate for mutual TLS.
 func (t *logTarget) tcpClient() (*logadmin.Client, error) {
-	if t.adminAddr == "" {
-		return nil, errors.New("the daemon is running and holds the log, and answers on no admin socket; pass --config so that its admin endpoint can be asked")
+	base := os.Getenv(adminURLEnv)
+	switch {
+	case base != "":
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return nil, fmt.Errorf("%s: give http(s)://host:port, without credentials (they go in %s and %s)", adminURLEnv, adminAccountEnv, adminTokenEnv)
+		}
+		base = u.Scheme + "://" + u.Host
+	case t.adminAddr == "":
+		return nil, fmt.Errorf("the daemon is running and holds the log, and answers on no admin socket; pass --config so that its admin endpoint can be asked, or set %s", adminURLEnv)
+	case t.adminTLS:
+		base = "https://" + t.adminAddr
+	default:
+		base = "http://" + t.adminAddr
 	}
-	c := &logadmin.Client{BaseURL: "http://" + t.adminAddr}
+	c := &logadmin.Client{BaseURL: base}
+	tc, err := adminClientTLS(strings.HasPrefix(base, "https://"))
+	if err != nil {
+		return nil, err
+	}
+	c.TLS = tc
 	if name := os.Getenv(adminAccountEnv); name != "" {
 		c.Account, c.Secret = name, os.Getenv(adminTokenEnv)
 		if c.Secret == "" {
@@ -300,11 +331,49 @@ func (t *logTarget) tcpClient() (*logadmin.Client, error) {
 	return c, nil
 }
 
-// The admin account the CLI uses over TCP.
+// The admin account the CLI uses over TCP, and the endpoint.
 const (
 	adminAccountEnv = "EHRBRIDGE_ADMIN_ACCOUNT"
 	adminTokenEnv   = "EHRBRIDGE_ADMIN_TOKEN"
+	adminURLEnv     = "EHRBRIDGE_ADMIN_URL"
+	adminCAEnv      = "EHRBRIDGE_ADMIN_CA"
+	adminCertEnv    = "EHRBRIDGE_ADMIN_CERT"
+	adminKeyEnv     = "EHRBRIDGE_ADMIN_KEY"
 )
+
+// adminClientTLS is the TLS configuration of the CLI's https client (nil
+// for http, where the TLS variables are refused rather than ignored).
+func adminClientTLS(https bool) (*tls.Config, error) {
+	ca, cert, key := os.Getenv(adminCAEnv), os.Getenv(adminCertEnv), os.Getenv(adminKeyEnv)
+	if !https {
+		if ca != "" || cert != "" || key != "" {
+			return nil, fmt.Errorf("%s, %s or %s is set but the admin endpoint is http://: set admin.tls, or %s=https://...", adminCAEnv, adminCertEnv, adminKeyEnv, adminURLEnv)
+		}
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", adminCAEnv, err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate in %s", adminCAEnv, ca)
+		}
+	}
+	if (cert == "") != (key == "") {
+		return nil, fmt.Errorf("give both %s and %s, or neither", adminCertEnv, adminKeyEnv)
+	}
+	if cert != "" {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", adminCertEnv, adminKeyEnv, err)
+		}
+		tc.Certificates = []tls.Certificate{c}
+	}
+	return tc, nil
+}
 
 // logBackup copies the log to file: from the file itself when the daemon
 // is stopped, else through the daemon's admin endpoint, which copies it in
@@ -318,7 +387,16 @@ func logBackup(t *logTarget, file string, stdout, stderr io.Writer) int {
 	via := "the log file"
 	var l *checkpoint.Log
 	err := checkpoint.ErrLocked
-	sc := t.socketClient()
+	var sc *logadmin.Client
+	if os.Getenv(adminURLEnv) != "" {
+		// Asked for by name: the daemon at that endpoint.
+		var cerr error
+		if sc, cerr = t.tcpClient(); cerr != nil {
+			return fail(cerr)
+		}
+	} else {
+		sc = t.socketClient()
+	}
 	if sc == nil {
 		l, err = checkpoint.Open(t.path, checkpoint.Options{ReadOnly: true, LockTimeout: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	}

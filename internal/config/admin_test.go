@@ -58,3 +58,31 @@ func TestAdminRolesAndAccountsLint(t *testing.T) {
 		}
 	}
 }
+
+// On Windows the admin API is a named pipe: \\.\pipe\ehrbridge-admin by
+// default, another pipe name kept as written (not made relative to the
+// config's directory), and a file path refused at lint.
+func TestAdminPipePathOnWindows(t *testing.T) {
+	defer func(g string) { goos = g }(goos)
+	goos = "windows"
+	noEnv := func(string) (string, bool) { return "", false }
+	for text, want := range map[string]string{
+		"data_dir: data\n": `\\.\pipe\ehrbridge-admin`,
+		"data_dir: data\nadmin:\n  socket: '\\\\.\\pipe\\ehrbridge-admin-lab'\n": `\\.\pipe\ehrbridge-admin-lab`,
+		"data_dir: data\nadmin:\n  socket: \"off\"\n":                            "",
+	} {
+		c, err := Parse("/etc/eb/ehrbridge.yaml", []byte(text), noEnv)
+		if err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		if got := c.Admin.SocketPath(c.DataDir); got != want {
+			t.Errorf("%q: pipe %q, want %q", text, got, want)
+		}
+	}
+	for _, sock := range []string{"run/admin.sock", `'\\.\pipe\a\b'`, `'\\.\pipe\'`, `'\\server\pipe\ehrbridge-admin'`} {
+		_, err := Parse("/etc/eb/ehrbridge.yaml", []byte("data_dir: data\nadmin:\n  socket: "+sock+"\n"), noEnv)
+		if err == nil || !strings.Contains(err.Error(), `admin.socket: on Windows the admin API is served on a named pipe`) {
+			t.Errorf("socket %s: %v", sock, err)
+		}
+	}
+}

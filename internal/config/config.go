@@ -49,23 +49,32 @@ type LogConfig struct {
 type AdminConfig struct {
 	// Listen is the admin server's host:port, default "127.0.0.1:8080".
 	// Writing "" or "off" disables the server; a loaded Config then holds "".
-	// It serves plain HTTP, so an address that is not loopback needs
-	// InsecurePlaintext.
+	// Without TLS it serves plain HTTP, so an address that is not
+	// loopback needs TLS or InsecurePlaintext.
 	Listen string `yaml:"listen"`
+	// TLS, when set, serves Listen over HTTPS only (a plain HTTP request
+	// is answered 400 and served nothing), with optional mutual TLS
+	// (client_ca_file, allowed_clients) as the MLLP listener takes it.
+	// Callers still need an account or an OS identity for a role.
+	TLS *TLSServer `yaml:"tls"`
 	// InsecurePlaintext allows Listen on an address that is not loopback
-	// (see [InsecureKey]).
+	// without TLS (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 	// Socket is the admin API's Unix socket (Linux), where the caller's
-	// identity comes from the kernel (SO_PEERCRED). Empty means
-	// <data_dir>/admin.sock; "off" disables it. Use [AdminConfig.SocketPath].
-	// Created mode 0660.
+	// identity comes from the kernel (SO_PEERCRED), or on Windows its named
+	// pipe (\\.\pipe\NAME), where it comes from the client's token.
+	// Empty means <data_dir>/admin.sock (Windows: [AdminPipeName]); "off"
+	// disables it. Use [AdminConfig.SocketPath]. Created mode 0660.
 	Socket string `yaml:"socket"`
 	// SocketGroup is the group the socket is given (default: the
-	// daemon's), so that its members can connect.
+	// daemon's), so that its members can connect; on Windows a group
+	// (DOMAIN\name or SID) the pipe's DACL lets read and write.
 	SocketGroup string `yaml:"socket_group"`
 	// Roles gives local OS users and groups (callers over the socket, or
-	// over loopback TCP on Linux) their roles. Root and the daemon's own
-	// user hold every role without an entry.
+	// over loopback TCP on Linux, or the pipe on Windows: DOMAIN\name or
+	// SID) their roles. Root and the daemon's own user (Windows: SYSTEM,
+	// elevated Administrators, the service account) hold every role
+	// without an entry.
 	Roles []AdminRole `yaml:"roles"`
 	// Accounts are the named accounts that reach the admin endpoint over
 	// TCP with HTTP Basic authentication (name and the account's token).
@@ -633,6 +642,7 @@ func (t *TLSServer) resolvePaths(base string) {
 func (c *Config) resolvePaths(base string) {
 	c.DataDir = resolvePath(base, c.DataDir)
 	c.Admin.resolveSocket(base)
+	c.Admin.TLS.resolvePaths(base)
 	if c.Log.Output != "stderr" && c.Log.Output != "stdout" {
 		c.Log.Output = resolvePath(base, c.Log.Output)
 	}

@@ -191,3 +191,43 @@ func TestWritebackMLLPTLS(t *testing.T) {
 		}
 	}
 }
+
+// The admin listener's tls section: with it an address that is not
+// loopback lints without admin.insecure_plaintext (which then excuses
+// nothing); its files are checked and resolved; it needs admin.listen.
+func TestAdminTLS(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"c.pem", "k.pem", "ca.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "data_dir: " + dir + "\nadmin:\n"
+	c, err := Parse(filepath.Join(dir, "t.yaml"), []byte(base+"  listen: 0.0.0.0:8443\n  tls:\n    cert_file: c.pem\n    key_file: k.pem\n    client_ca_file: ca.pem\n    allowed_clients: [ops.hospital.example]\n"), lookupTestEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &TLSServer{CertFile: filepath.Join(dir, "c.pem"), KeyFile: filepath.Join(dir, "k.pem"), ClientCAFile: filepath.Join(dir, "ca.pem"),
+		AllowedClients: []string{"ops.hospital.example"}, MinVersion: "1.2"}
+	got := *c.Admin.TLS
+	got.KeyPassphrase = SecretRef{} // unset; holds its resolution base
+	if !reflect.DeepEqual(&got, want) {
+		t.Errorf("tls = %+v, want %+v", &got, want)
+	}
+	if got := c.Insecure(); len(got) != 0 {
+		t.Errorf("Insecure() = %v, want none", got)
+	}
+	for _, tc := range []struct{ extra, err string }{
+		{"  listen: 0.0.0.0:8443\n", "admin.listen: plaintext listener"},
+		{"  listen: 0.0.0.0:8443\n  tls:\n    cert_file: c.pem\n    key_file: k.pem\n  insecure_plaintext: true\n", "admin.insecure_plaintext: nothing in admin needs it"},
+		{"  listen: 0.0.0.0:8443\n  tls:\n    cert_file: nope.pem\n    key_file: k.pem\n", "admin.tls.cert_file: cannot read"},
+		{"  listen: 0.0.0.0:8443\n  tls:\n    cert_file: c.pem\n    key_file: k.pem\n    allowed_clients: [ops]\n", "admin.tls.allowed_clients: needs client_ca_file"},
+		{"  listen: 0.0.0.0:8443\n  tls:\n    cert_file: c.pem\n    key_file: k.pem\n    min_version: \"1.1\"\n", "admin.tls.min_version"},
+		{"  listen: \"off\"\n  tls:\n    cert_file: c.pem\n    key_file: k.pem\n", "admin.tls: admin.listen is off"},
+	} {
+		_, err := Parse(filepath.Join(dir, "t.yaml"), []byte(base+tc.extra), lookupTestEnv)
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%q: %v, want %q", tc.extra, err, tc.err)
+		}
+	}
+}

@@ -60,9 +60,12 @@ func (c *Config) validate(base string) Problems {
 	if c.Admin.Listen != "" {
 		if l, ok := v.listenAddr("admin.listen", "the admin server", c.Admin.Listen); ok {
 			listeners = append(listeners, l)
-			adminT.listener("admin.listen", l.addr, false, "listen on 127.0.0.1 and reach it through an SSH tunnel or a TLS reverse proxy")
+			adminT.listener("admin.listen", l.addr, c.Admin.TLS != nil, "give admin.tls (cert_file, key_file), or listen on 127.0.0.1 and reach it through an SSH tunnel")
 		}
+	} else if c.Admin.TLS != nil {
+		v.add("admin.tls", "admin.listen is off: there is no TCP listener to serve over TLS (the admin socket or pipe needs none)")
 	}
+	v.tlsServer("admin.tls", c.Admin.TLS)
 	adminT.done()
 	c.Admin.validate(v)
 

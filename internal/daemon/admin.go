@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,20 +25,30 @@ type admin struct {
 	srv    *http.Server
 	l      net.Listener // TCP; nil when admin.listen is off
 	sock   net.Listener // the admin socket; nil when off or not served
+	tls    bool         // l serves TLS (admin.tls)
 	d      *Daemon
 	access *logadmin.Access
 }
 
-// newAdmin listens on addr (TCP, "" for none) and the socket (sock, a
-// listener already made, or nil). /healthz and /readyz are open; /, /status
+// newAdmin listens on addr (TCP, "" for none; over TLS only when tc is
+// set) and the socket (sock, a listener already made, or nil). /healthz and /readyz are open; /, /status
 // and /metrics need the viewer role (or show counts with public_counts);
 // the log API checks each call's role.
-func newAdmin(addr string, sock net.Listener, d *Daemon, access *logadmin.Access, logAPI http.Handler, log *slog.Logger) (*admin, error) {
+func newAdmin(addr string, tc *tls.Config, sock net.Listener, d *Daemon, access *logadmin.Access, logAPI http.Handler, log *slog.Logger) (*admin, error) {
 	a := &admin{sock: sock, d: d, access: access}
 	if addr != "" {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("admin: listen on %s: %w", addr, err)
+		}
+		if tc != nil {
+			// The TCP listener alone: the socket is local and the OS
+			// names its caller. A plain HTTP request fails the
+			// handshake and is answered 400 by net/http.
+			tc = tc.Clone()
+			tc.NextProtos = []string{"http/1.1"}
+			l = tls.NewListener(l, tc)
+			a.tls = true
 		}
 		a.l = l
 	}
@@ -56,6 +67,9 @@ func newAdmin(addr string, sock net.Listener, d *Daemon, access *logadmin.Access
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ConnContext:       connContext,
+	}
+	if a.tls {
+		a.srv.ConnState = logTLSClient(log.With("component", "admin"))
 	}
 	harden(a.srv, log, "admin") // timeouts, redacted error log, panics recovered (httpserver.go)
 	return a, nil

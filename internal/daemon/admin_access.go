@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ import (
 // resolved now), root and the daemon's own user trusted.
 func newAccess(cfg *config.Config, audit *logadmin.Audit) (*logadmin.Access, error) {
 	a := &logadmin.Access{Users: map[string]logadmin.Perm{}, Groups: map[string]logadmin.Perm{},
-		Trusted: map[uint32]bool{0: true, uint32(os.Geteuid()): true}, PublicCounts: cfg.Admin.PublicCounts, Audit: audit}
+		Trusted: map[uint32]bool{0: true, uint32(os.Geteuid()): true}, TrustedSIDs: trustedSIDs(), PublicCounts: cfg.Admin.PublicCounts, Audit: audit}
 	for _, r := range cfg.Admin.Roles {
 		p, ok := logadmin.RolePerm(r.Role)
 		if !ok {
@@ -126,6 +127,9 @@ func (a *admin) pageCounts(w http.ResponseWriter, r *http.Request) {
 // kernel can tell it: the admin socket (SO_PEERCRED) or, on Linux, a
 // loopback TCP connection (the owner of its client end).
 func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn() // the OS identity of the TCP connection under it
+	}
 	if p, ok := connPeer(c); ok {
 		return logadmin.WithPeer(ctx, p)
 	}
@@ -133,7 +137,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // errNoSocket: the platform serves no admin socket.
-var errNoSocket = errors.New("the admin socket is served on Linux only")
+var errNoSocket = errors.New("the admin socket is served on Linux and Windows (a named pipe) only")
 
 // startAdmin makes the admin endpoint: TCP (admin.listen) and the admin
 // socket (admin.socket), or nil when both are off. The default socket is
@@ -170,7 +174,16 @@ func (d *Daemon) startAdmin(cfg *config.Config, cp *checkpoint.Log) (*admin, err
 	if cfg.Admin.Listen == "" && sock == nil {
 		return nil, nil
 	}
-	a, err := newAdmin(cfg.Admin.Listen, sock, d, access, logadmin.API(cp, access), d.log)
+	var tc *tls.Config
+	if cfg.Admin.Listen != "" && cfg.Admin.TLS != nil {
+		if tc, err = serverTLS(cfg.Admin.TLS); err != nil {
+			if sock != nil {
+				sock.Close()
+			}
+			return nil, fmt.Errorf("admin.tls: %w", err)
+		}
+	}
+	a, err := newAdmin(cfg.Admin.Listen, tc, sock, d, access, logadmin.API(cp, access), d.log)
 	if err != nil {
 		if sock != nil {
 			sock.Close()
@@ -184,7 +197,7 @@ func (d *Daemon) startAdmin(cfg *config.Config, cp *checkpoint.Log) (*admin, err
 func (a *admin) logListening(log *slog.Logger) {
 	attrs := []any{}
 	if a.l != nil {
-		attrs = append(attrs, "listen", a.l.Addr().String())
+		attrs = append(attrs, "listen", a.l.Addr().String(), "tls", a.tls)
 	}
 	if a.sock != nil {
 		attrs = append(attrs, "socket", a.sock.Addr().String())

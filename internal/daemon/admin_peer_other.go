@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package daemon
 
@@ -8,9 +8,13 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
-// listenAdminSocket: the admin socket is served on Linux only; elsewhere
-// TCP callers use admin.accounts.
+// listenAdminSocket: the admin socket is served on Linux (a Unix socket)
+// and Windows (a named pipe) only; elsewhere TCP callers use
+// admin.accounts.
 func listenAdminSocket(path, group string) (net.Listener, error) { return nil, errNoSocket }
 
-// connPeer: the OS identity of callers is known on Linux only.
+// connPeer: the OS identity of callers is known on Linux and Windows only.
 func connPeer(c net.Conn) (logadmin.Peer, bool) { return logadmin.Peer{}, false }
+
+// trustedSIDs: Windows only.
+func trustedSIDs() map[string]bool { return nil }

@@ -61,12 +61,30 @@ func (p Perm) String() string {
 
 // Peer is the OS identity of a local caller, as the kernel reported it
 // for the connection (SO_PEERCRED on the Unix socket, the socket owner of
-// a loopback TCP connection on Linux).
+// a loopback TCP connection on Linux, the client's token on the Windows
+// named pipe).
 type Peer struct {
 	UID uint32
-	// Via names the channel: "socket" or "loopback".
+	// Via names the channel: "socket", "loopback" or "pipe".
 	Via string
+	// Token, on Windows, reads the pipe client's identity from the OS
+	// when a request has been read (the named pipe file system names the
+	// writer of the last message read); nil on Linux, where UID is it.
+	Token func() (*OSAccount, error)
 }
+
+// OSAccount is a Windows caller's identity from its access token.
+type OSAccount struct {
+	// Name is DOMAIN\user ("" when the SID has no name).
+	Name string
+	SID  string
+	// Groups are the token's enabled groups (deny-only ones left out:
+	// the Administrators group of a process that UAC did not elevate).
+	Groups []OSGroup
+}
+
+// OSGroup is a group of a Windows token: DOMAIN\name (or BUILTIN\...) and SID.
+type OSGroup struct{ Name, SID string }
 
 type peerKey struct{}
 
@@ -123,6 +141,10 @@ type Access struct {
 	Users, Groups map[string]Perm
 	// Trusted uids hold every permission: root and the daemon's own user.
 	Trusted map[uint32]bool
+	// TrustedSIDs hold every permission on Windows, as the token's user or
+	// an enabled group: SYSTEM, BUILTIN\Administrators (an elevated
+	// process) and the service's own account.
+	TrustedSIDs map[string]bool
 	// Accounts authenticate TCP callers with HTTP Basic (name, token).
 	Accounts []Account
 	// PublicCounts: callers without a role may read counts (/status,
@@ -151,6 +173,17 @@ func (a *Access) Authenticate(r *http.Request) Caller {
 			}
 		}
 		return Caller{Name: "anonymous", Via: "account", Remote: r.RemoteAddr, BadCredentials: true}
+	}
+	if p, ok := peerOf(r.Context()); ok && p.Token != nil {
+		acc, err := p.Token()
+		if err != nil {
+			// Typically a client that connected at the anonymous
+			// impersonation level: it named no one.
+			return Caller{Name: "anonymous", Via: p.Via}
+		}
+		c := a.tokenCaller(acc)
+		c.Via = p.Via
+		return c
 	}
 	if p, ok := peerOf(r.Context()); ok && !(p.Via == "loopback" && proxied(r)) {
 		c := a.osCaller(p.UID)
@@ -195,6 +228,45 @@ func (a *Access) osCaller(uid uint32) Caller {
 		c.Perm |= a.Users[name]
 		for _, g := range groups {
 			c.Perm |= a.Groups[g]
+		}
+	}
+	return c
+}
+
+// tokenCaller names a Windows caller and gives it its permissions: every
+// permission when its SID or an enabled group is trusted, else the union of
+// the admin.roles entries that name its account or one of its enabled
+// groups, by DOMAIN\name (case-insensitive, as Windows compares account
+// names) or by SID. A bare "alice" matches no one: a name without its
+// domain could be another domain's alice.
+func (a *Access) tokenCaller(acc *OSAccount) Caller {
+	c := Caller{Name: acc.Name, UID: acc.SID}
+	if c.Name == "" {
+		c.Name = "sid " + acc.SID
+	}
+	if a.TrustedSIDs[acc.SID] {
+		c.Perm = PermAll
+		return c
+	}
+	for _, g := range acc.Groups {
+		if a.TrustedSIDs[g.SID] {
+			c.Perm = PermAll
+			return c
+		}
+	}
+	match := func(entry, name, sid string) bool {
+		return entry == sid || (name != "" && strings.EqualFold(entry, name))
+	}
+	for entry, p := range a.Users {
+		if match(entry, acc.Name, acc.SID) {
+			c.Perm |= p
+		}
+	}
+	for entry, p := range a.Groups {
+		for _, g := range acc.Groups {
+			if match(entry, g.Name, g.SID) {
+				c.Perm |= p
+			}
 		}
 	}
 	return c
@@ -249,7 +321,7 @@ func (a *Access) refuse(w http.ResponseWriter, c Caller, action, object string, 
 	_ = a.Audit.Call(c, action, object, "refused")
 	if c.Name == "anonymous" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="ehrbridge admin", charset="UTF-8"`)
-		msg := "authentication required: an admin account (HTTP Basic: name and token), or the admin socket"
+		msg := "authentication required: an admin account (HTTP Basic: name and token), or the admin socket (Windows: the named pipe, at impersonation level identification or higher)"
 		if c.BadCredentials {
 			msg = "wrong account name or token"
 		}

@@ -3,6 +3,7 @@ package logadmin
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -175,7 +176,9 @@ type Client struct {
 	// Account and Secret are an admin account's name and token (HTTP
 	// Basic), for TCP.
 	Account, Secret string
-	HTTP            *http.Client
+	// TLS configures an https:// BaseURL (nil: the system's roots).
+	TLS  *tls.Config
+	HTTP *http.Client
 }
 
 // httpClient is the client to send with: c.HTTP, or one over the socket
@@ -188,9 +191,10 @@ func (c *Client) httpClient(timeout time.Duration) *http.Client {
 	if c.Socket != "" {
 		path := c.Socket
 		hc.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			return dialLocal(ctx, path)
 		}}
+	} else if c.TLS != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: c.TLS, Proxy: http.ProxyFromEnvironment}
 	}
 	return hc
 }
