@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -52,16 +51,7 @@ func TestLogRevealBySecondLocalUserIsAudited(t *testing.T) {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = []string{"PATH=/usr/bin:/bin"}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: 65534, Groups: []uint32{}}}
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errOut.String(), code
+		return runCmd(t, cmd)
 	}
 	out, errOut, code := cli(65534, "log", "show", "1", "--reveal", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "ZZPATIENT1") {
@@ -122,16 +112,7 @@ func TestLogOverTCPAsAccount(t *testing.T) {
 	cli := func(secret string, args ...string) (string, string, int) {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "JSMITH_TOKEN=" + token, "EHRBRIDGE_ADMIN_ACCOUNT=jsmith", "EHRBRIDGE_ADMIN_TOKEN=" + secret}
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errOut.String(), code
+		return runCmd(t, cmd)
 	}
 	if out, errOut, code := cli(token, "log", "retry", "1", "--config", cfg); code != 0 || !strings.Contains(out, "requeued record 1") {
 		t.Errorf("retry as operator jsmith: exit %d %s%s", code, out, errOut)

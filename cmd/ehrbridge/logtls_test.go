@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"net/http"
 	"os"
 	"os/exec"
@@ -61,16 +60,7 @@ func TestLogOverTLSAsAccount(t *testing.T) {
 	cli := func(env []string, args ...string) (string, string, int) {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "AUDITOR_TOKEN=" + token, "EHRBRIDGE_ADMIN_ACCOUNT=auditor1", "EHRBRIDGE_ADMIN_TOKEN=" + token}, env...)
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errOut.String(), code
+		return runCmd(t, cmd)
 	}
 	ca := "EHRBRIDGE_ADMIN_CA=" + certs.CAFile
 	if out, errOut, code := cli([]string{ca}, "log", "show", "1", "--reveal", "--config", cfg); code != 0 || !strings.Contains(out, "ZZPATIENT1") {

@@ -64,38 +64,9 @@ func TestStartOnUnwritableDataDirResumes(t *testing.T) {
 	}
 	cp.Close() // in progress stays in progress, as after a kill
 
-	mllpAddr, adminAddr := freePort(t), freePort(t)
-	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `data_dir: %s
-admin:
-  listen: %s
-sources:
-  mllp:
-    - name: ehr
-      listen: %s
-`, dir, adminAddr, mllpAddr), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldEvery := StorageCheckInterval
-	StorageCheckInterval = 50 * time.Millisecond
-	defer func() { StorageCheckInterval = oldEvery }()
+	cfg, mllpAddr, adminAddr := storageTestConfig(t, dir)
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Skip(err)
-	}
-	lim := old
-	lim.Cur = 0
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-		t.Skipf("setrlimit: %v", err)
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			_ = syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
-		}
-	}
+	restore := setFSizeLimitZero(t)
 	defer restore()
 	d, err := Start(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -204,21 +175,7 @@ func startDegraded(t *testing.T, dataDir string, fault func() (undo func())) (*D
 // startDegradedNoStop is startDegraded leaving the Shutdown to the test.
 func startDegradedNoStop(t *testing.T, dataDir string, fault func() (undo func())) (*Daemon, string, string, func()) {
 	t.Helper()
-	mllpAddr, adminAddr := freePort(t), freePort(t)
-	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `data_dir: %s
-admin:
-  listen: %s
-sources:
-  mllp:
-    - name: ehr
-      listen: %s
-`, dataDir, adminAddr, mllpAddr), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldEvery := StorageCheckInterval
-	StorageCheckInterval = 50 * time.Millisecond
-	t.Cleanup(func() { StorageCheckInterval = oldEvery })
+	cfg, mllpAddr, adminAddr := storageTestConfig(t, dataDir)
 	undo := fault()
 	d, err := Start(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -534,4 +491,27 @@ func TestShutdownBeforeLogOpens(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, checkpoint.FileName)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a log file exists after a stop before it could open: %v", err)
 	}
+}
+
+// storageTestConfig is a daemon config with one MLLP source and the admin
+// endpoint on free ports, storing in dataDir; the storage check runs every
+// 50 ms until the test ends.
+func storageTestConfig(t *testing.T, dataDir string) (cfg *config.Config, mllpAddr, adminAddr string) {
+	t.Helper()
+	mllpAddr, adminAddr = freePort(t), freePort(t)
+	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `data_dir: %s
+admin:
+  listen: %s
+sources:
+  mllp:
+    - name: ehr
+      listen: %s
+`, dataDir, adminAddr, mllpAddr), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldEvery := StorageCheckInterval
+	StorageCheckInterval = 50 * time.Millisecond
+	t.Cleanup(func() { StorageCheckInterval = oldEvery })
+	return cfg, mllpAddr, adminAddr
 }
