@@ -24,16 +24,17 @@ build-windows:
 	GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN).exe ./cmd/ehrbridge
 
 # package: the .deb, .rpm, Windows .zip and .msi in dist/ (installs the
-# Debian packaging tools it needs: rpm, wixl, zip).
+# Debian packaging tools it needs: rpm, wixl, zip; msitools, whose msiinfo
+# the packaging tests read the .msi with).
 package: build build-windows packagers
 	rm -rf dist
 	sh packaging/package.sh $(VERSION) dist
 
 packagers:
-	@command -v rpmbuild >/dev/null && command -v wixl >/dev/null && command -v zip >/dev/null \
+	@command -v rpmbuild >/dev/null && command -v wixl >/dev/null && command -v msiinfo >/dev/null && command -v zip >/dev/null \
 	  && command -v fakeroot >/dev/null && command -v systemd-analyze >/dev/null || { \
-	  echo "installing Debian rpm, wixl, zip, fakeroot, systemd"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq rpm wixl zip fakeroot systemd >/dev/null; }
+	  echo "installing Debian rpm, wixl, msitools, zip, fakeroot, systemd"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq rpm wixl msitools zip fakeroot systemd >/dev/null; }
 
 run: build
 	./$(BIN) run --config $(CONFIG)
