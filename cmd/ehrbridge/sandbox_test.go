@@ -171,3 +171,29 @@ func dataverseSide(t *testing.T, out, caFile string) dvSide {
 	resp.Body.Close()
 	return dvSide{base: base, client: c}
 }
+
+// `ehrbridge sandbox` without --data or --tls-cert keeps its TLS key in the
+// user's cache directory: before, it wrote sandbox-tls.pem and its private
+// key into whatever directory it was started in (issue 29).
+func TestSandboxKeepsNoKeyInWorkingDir(t *testing.T) {
+	bin := ehrbridgeBinary(t)
+	work, cache := t.TempDir(), t.TempDir()
+	addr, tlsAddr := freeAddr(t), freeAddr(t)
+	sb := exec.Command(bin, "sandbox", "--listen", addr, "--tls-listen", tlsAddr)
+	sb.Dir = work
+	sb.Env = append(os.Environ(), "XDG_CACHE_HOME="+cache)
+	out := &syncbuf.Buffer{}
+	sb.Stdout, sb.Stderr = out, out
+	if err := sb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sb.Process.Kill(); _ = sb.Wait() }()
+	want := filepath.Join(cache, "ehrbridge", "sandbox", "sandbox-tls.pem")
+	waitFor(t, 10*time.Second, "the sandbox's TLS side", func() bool { return strings.Contains(out.String(), "trust "+want) })
+	if entries, _ := os.ReadDir(work); len(entries) != 0 {
+		t.Errorf("the sandbox left %d files in its working directory (%s)", len(entries), entries[0].Name())
+	}
+	if fi, err := os.Stat(filepath.Join(cache, "ehrbridge", "sandbox", "sandbox-tls-key.pem")); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("the sandbox's key in the cache directory: %v %v", fi, err)
+	}
+}

@@ -48,7 +48,8 @@ casts, WhoAmI); --schema also takes an org's saved EntityDefinitions
 responses, which extend or override those tables.
 The TLS certificate is made on first start and kept in --tls-cert / --tls-key
 (default sandbox-tls.pem and sandbox-tls-key.pem beside --data, else in the
-current directory); give --tls-cert to a client to trust.
+user's cache directory, ehrbridge/sandbox; never the current directory);
+give --tls-cert to a client to trust.
 
 Records are in memory or kept in --data; faults are injected under
 /sandbox/v1/faults.`
@@ -145,9 +146,11 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if *tlsListen != "off" && *tlsListen != "" {
-		dir := "."
-		if *data != "" {
-			dir = filepath.Dir(*data)
+		dir, err := sandboxCertDir(*data)
+		if err != nil {
+			s.Close()
+			fmt.Fprintf(stderr, "ehrbridge sandbox: %v\n", err)
+			return exitFailure
 		}
 		if *tlsCert == "" {
 			*tlsCert = filepath.Join(dir, "sandbox-tls.pem")
@@ -197,4 +200,23 @@ func readCertificate(path string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return x509.ParseCertificate(block.Bytes)
+}
+
+// sandboxCertDir is where the sandbox keeps its TLS certificate and key by
+// default: beside its data file, or, without one, in the user's cache
+// directory (never the working directory, where a key would be left behind
+// or committed).
+func sandboxCertDir(data string) (string, error) {
+	if data != "" {
+		return filepath.Dir(data), nil
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no --data and no user cache directory for the TLS key (give --tls-cert): %w", err)
+	}
+	dir := filepath.Join(cache, "ehrbridge", "sandbox")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
