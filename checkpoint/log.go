@@ -573,30 +573,37 @@ func (l *Log) LaneHash(lane string) [16]byte {
 		copy(h[:], m.Sum(nil))
 		return h
 	}
+	sum := l.saltMAC([]byte(lane))
+	var h [16]byte
+	copy(h[:], sum[:])
+	return h
+}
+
+// saltMAC is the HMAC-SHA256 of the parts under the log's salt, from a
+// pool of MACs (the ingest path computes one or two per record).
+func (l *Log) saltMAC(parts ...[]byte) [sha256.Size]byte {
 	m, _ := l.laneMACs.Get().(hash.Hash)
 	if m == nil {
 		m = hmac.New(sha256.New, l.salt)
 	}
-	m.Write([]byte(lane))
+	for _, p := range parts {
+		m.Write(p)
+	}
 	var sum [sha256.Size]byte
-	var h [16]byte
-	copy(h[:], m.Sum(sum[:0]))
+	m.Sum(sum[:0])
 	m.Reset()
 	l.laneMACs.Put(m)
-	return h
+	return sum
 }
 
 // keyedHash is the form a content hash is stored in when a key is
 // configured: an HMAC under the log's salt (sealed with the key), apart
 // from the lane hashes by its prefix.
 func (l *Log) keyedHash(h [32]byte) [32]byte {
-	m := hmac.New(sha256.New, l.salt)
-	m.Write([]byte("ehrbridge content hash\x00"))
-	m.Write(h[:])
-	var out [32]byte
-	copy(out[:], m.Sum(nil))
-	return out
+	return l.saltMAC(contentHashPrefix, h[:])
 }
+
+var contentHashPrefix = []byte("ehrbridge content hash\x00")
 
 // recoverInflight returns records left in progress by a crash to retrying,
 // ready now.
