@@ -509,11 +509,12 @@ func maxPageSize(r *http.Request) (int, bool) {
 }
 
 // dvQuery serves GET set?$select&$filter&$orderby&$top with paging, as
-// Dataverse pages: the rows are ordered by $orderby and then the primary
-// key, and the next page's $skiptoken is a paging cookie that holds the
-// last row of the page, so the next page starts "with the next record
-// after the last one on the preceding page", each request evaluated as it
-// comes (rows changed meanwhile move, none is skipped); $top is ignored
+// Dataverse pages: the rows are ordered by $orderby (the primary key
+// without one), and the next page's $skiptoken is a paging cookie that
+// holds the last row of the page, so the next page starts "with the next
+// record after the last one on the preceding page", each request evaluated
+// as it comes (rows changed meanwhile move; with a unique order none is
+// skipped); $top is ignored
 // when Prefer: odata.maxpagesize is given (learn.microsoft.com
 // power-apps/developer/data-platform/webapi/query/page-results, "Ordering
 // and paging" and "Don't use the $top query option while paging records").
@@ -555,7 +556,14 @@ func (s *Server) dvQuery(w http.ResponseWriter, r *http.Request, version, set st
 		top = n
 	}
 	pk := strings.ToLower(logicalOfSet(set)) + "id"
-	order = append(order, dvOrder{col: pk})
+	if len(order) == 0 {
+		// "If you don't add any order elements to your query, Dataverse
+		// adds an order based on the primary key" (same page). With an
+		// order on a column that is not unique, the page after a cookie
+		// skips the rows equal to its last one, as Dataverse's paging
+		// is not deterministic then: order by a unique column last.
+		order = []dvOrder{{col: pk}}
+	}
 	var after Record // the last row of the previous page
 	if tok := q.Get("$skiptoken"); tok != "" {
 		last, ok := pagingCookieRow(tok, order)
