@@ -328,16 +328,7 @@ sources:
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldEvery := StorageCheckInterval
-	StorageCheckInterval = 50 * time.Millisecond
-	defer func() { StorageCheckInterval = oldEvery }()
-	logs := &syncbuf.Buffer{}
-	restore := setFSizeLimitZero(t)
-	d, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		restore()
-		t.Fatalf("Start: %v", err)
-	}
+	d, logs, restore := startUnwritable(t, cfg)
 	defer d.Shutdown(context.Background())
 	time.Sleep(300 * time.Millisecond) // the poll at start, and a few storage checks
 	n := requests.Load()
@@ -422,16 +413,7 @@ sources:
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldEvery := StorageCheckInterval
-	StorageCheckInterval = 50 * time.Millisecond
-	defer func() { StorageCheckInterval = oldEvery }()
-	logs := &syncbuf.Buffer{}
-	restore := setFSizeLimitZero(t)
-	d, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		restore()
-		t.Fatalf("Start: %v", err)
-	}
+	d, logs, restore := startUnwritable(t, cfg)
 	defer d.Shutdown(context.Background())
 	queries := func() int64 {
 		var st struct {
@@ -514,4 +496,22 @@ sources:
 	StorageCheckInterval = 50 * time.Millisecond
 	t.Cleanup(func() { StorageCheckInterval = oldEvery })
 	return cfg, mllpAddr, adminAddr
+}
+
+// startUnwritable starts the daemon on cfg while no file may grow
+// (RLIMIT_FSIZE 0, undone by restore), logging into logs, with the storage
+// check every 50 ms until the test ends.
+func startUnwritable(t *testing.T, cfg *config.Config) (d *Daemon, logs *syncbuf.Buffer, restore func()) {
+	t.Helper()
+	oldEvery := StorageCheckInterval
+	StorageCheckInterval = 50 * time.Millisecond
+	t.Cleanup(func() { StorageCheckInterval = oldEvery })
+	logs = &syncbuf.Buffer{}
+	restore = setFSizeLimitZero(t)
+	d, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		restore()
+		t.Fatalf("Start: %v", err)
+	}
+	return d, logs, restore
 }
