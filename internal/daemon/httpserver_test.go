@@ -59,9 +59,9 @@ func startAdminDaemon(t *testing.T) (string, *syncbuf.Buffer) {
 // source on loopback; the test stops it.
 func startTestDaemon(t *testing.T) (*Daemon, *syncbuf.Buffer) {
 	t.Helper()
-	adminAddr := freeAddr(t)
+	adminAddr := freePort(t)
 	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, "data_dir: %s\nadmin:\n  listen: %s\nsources:\n  mllp:\n    - name: ehr\n      listen: %s\n",
-		t.TempDir(), adminAddr, freeAddr(t)), func(string) (string, bool) { return "", false })
+		t.TempDir(), adminAddr, freePort(t)), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,16 +100,6 @@ func TestComponentPanicStopsDaemon(t *testing.T) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // The admin endpoint cuts off a client that sends its headers slowly (it
@@ -321,4 +311,15 @@ func TestGuardRecoversComponentPanic(t *testing.T) {
 func sweepPanic(s string) byte {
 	i := len(s) + 1
 	return s[i]
+}
+
+// freePort is a free 127.0.0.1 address for a test server.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

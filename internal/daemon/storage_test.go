@@ -29,16 +29,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // The daemon starts on a data directory that takes no writes at all
 // (RLIMIT_FSIZE 0: every file write fails, as on a disk with no room),
 // with records left in progress by a crash and no admin token file yet:
