@@ -52,13 +52,7 @@ func TestFullDiskFirstStart(t *testing.T) {
 		data := filepath.Join(dir, "data")
 		firstStartRun(t, dir, data, 0, startFault{
 			arm: func(t *testing.T) {
-				if err := os.Mkdir(data, 0o700); err != nil {
-					t.Fatal(err)
-				}
-				if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=256k,mode=0700"); err != nil {
-					t.Skipf("a real full disk needs mounting a tmpfs (root with CAP_SYS_ADMIN): %v; the Rlimit cases cover the behaviour without", err)
-				}
-				t.Cleanup(func() { _ = syscall.Unmount(data, syscall.MNT_DETACH) })
+				mountTmpfs(t, data, "256k", "the Rlimit cases cover the behaviour without")
 				startFill(t, data)
 			},
 			start: startPlain,
@@ -98,13 +92,7 @@ func TestFullDiskFirstStart(t *testing.T) {
 		// read-only before the start: bbolt's read-write open fails.
 		dir := t.TempDir()
 		data := filepath.Join(dir, "data")
-		if err := os.Mkdir(data, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=16m,mode=0700"); err != nil {
-			t.Skipf("a read-only file system needs mounting a tmpfs (root with CAP_SYS_ADMIN): %v", err)
-		}
-		t.Cleanup(func() { _ = syscall.Unmount(data, syscall.MNT_DETACH) })
+		mountTmpfs(t, data, "16m", "a read-only file system cannot be made otherwise")
 		firstStartRun(t, dir, data, 3, startFault{
 			arm: func(t *testing.T) {
 				if err := syscall.Mount("tmpfs", data, "tmpfs", syscall.MS_REMOUNT|syscall.MS_RDONLY, "size=16m,mode=0700"); err != nil {

@@ -35,13 +35,7 @@ import (
 func TestFullDiskCrashRestartTmpfs(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	if err := os.Mkdir(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
-		t.Skipf("a real full disk needs mounting a tmpfs (root with CAP_SYS_ADMIN): %v; TestFullDiskCrashRestartRlimit covers the behaviour without", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(data, syscall.MNT_DETACH) })
+	mountTmpfs(t, data, "1m", "TestFullDiskCrashRestartRlimit covers the behaviour without")
 	fullDiskRun(t, dir, data, fullDiskTmpfs{dir: data})
 }
 
@@ -369,4 +363,18 @@ crm:
     - name: ehr
       listen: %s
 `, data, adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), sandboxAddr, pipeline, mllpAddr)
+}
+
+// mountTmpfs makes dir a tmpfs of size (unmounted when the test ends), or
+// skips the test, saying what covers it without, when mounting is not
+// allowed (root with CAP_SYS_ADMIN is needed).
+func mountTmpfs(t *testing.T, dir, size, without string) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
+		t.Skipf("this case needs mounting a tmpfs (root with CAP_SYS_ADMIN): %v; %s", err, without)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
 }
