@@ -51,7 +51,7 @@ type filingState struct {
 // the next try: a send of Sending neither answered nor given up on (the
 // daemon stopped while it waited) went without an answer at SentAt.
 func (st *filingState) settle() {
-	if st.Sending != "" && !st.Answered && st.Unanswered != st.Sending {
+	if st.Sending != "" && !st.Answered && (st.Unanswered != st.Sending || st.SentAt > st.UnansweredAt) {
 		st.Unanswered, st.UnansweredAt = st.Sending, st.SentAt
 	}
 }
