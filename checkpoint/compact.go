@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -17,8 +18,8 @@ type CompactResult struct {
 
 // Compact rewrites the log at path into a fresh file without free pages
 // and replaces the original with it. The log must not be open anywhere: a
-// running daemon makes Compact fail with ErrLocked. The original is kept
-// as path+".bak" until the new file is in place and synced.
+// running daemon makes Compact fail with ErrLocked. The compacted copy is
+// written and synced beside it (path+".compact") and then renamed over it.
 func Compact(path string) (CompactResult, error) {
 	var res CompactResult
 	fi, err := os.Stat(path)
@@ -54,21 +55,24 @@ func Compact(path string) (CompactResult, error) {
 		os.Remove(tmp)
 		return res, err
 	}
-	// Swap while the source is still locked, so no daemon can start on the
-	// old file in between.
-	bak := path + ".bak"
-	if err := os.Rename(path, bak); err != nil {
-		os.Remove(tmp)
-		return res, err
+	// One rename replaces the log with the compacted copy, atomically: no
+	// moment without a log at path, when a starting daemon would create an
+	// empty one. On Linux the source stays locked until then. On Windows a
+	// file open anywhere cannot be replaced (Go and bbolt open files
+	// without FILE_SHARE_DELETE), this process's handle included, so the
+	// source is closed first; a daemon that opens the log in between makes
+	// the rename fail, and the log is left as it was.
+	if runtime.GOOS == "windows" {
+		if err := src.Close(); err != nil {
+			os.Remove(tmp)
+			return res, fmt.Errorf("checkpoint: closing %s: %w", path, err)
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Rename(bak, path)
-		return res, err
+		os.Remove(tmp)
+		return res, fmt.Errorf("checkpoint: replacing the log with its compacted copy (the log is unchanged): %w", err)
 	}
 	syncDir(path)
-	if err := os.Remove(bak); err != nil {
-		return res, err
-	}
 	if fi, err := os.Stat(path); err == nil {
 		res.After = fi.Size()
 	}
