@@ -4,20 +4,113 @@ package logadmin
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/Microsoft/go-winio"
+	"golang.org/x/sys/windows"
 )
 
 // dialLocal connects to the admin named pipe at path (\\.\pipe\...) at
 // the identification impersonation level: the daemon reads the caller's
 // token from the pipe (ImpersonateNamedPipeClient), which at go-winio's
 // default, anonymous, names no one; identification lets the server query
-// who the caller is and act as them in nothing.
+// who the caller is and act as them in nothing. The pipe's server must
+// run as an account pipeServerTrusted accepts (checkPipeServer): the CLI
+// sends nothing to a process that took the name while the service was
+// stopped.
 func dialLocal(ctx context.Context, path string) (net.Conn, error) {
 	const genericReadWrite = 0x80000000 | 0x40000000 // GENERIC_READ | GENERIC_WRITE
-	return winio.DialPipeAccessImpLevel(ctx, path, genericReadWrite, winio.PipeImpLevelIdentification)
+	c, err := winio.DialPipeAccessImpLevel(ctx, path, genericReadWrite, winio.PipeImpLevelIdentification)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPipeServer(c, path); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkPipeServer finds the process serving the pipe c is connected to
+// (GetNamedPipeServerProcessId: the server end stays open while c is, so
+// the id names the serving process) and refuses it unless its account is
+// trusted (pipeServerTrusted).
+func checkPipeServer(c net.Conn, path string) error {
+	f, ok := c.(interface{ Fd() uintptr })
+	if !ok {
+		return errors.New("admin pipe: not a pipe connection")
+	}
+	var pid uint32
+	if err := windows.GetNamedPipeServerProcessId(windows.Handle(f.Fd()), &pid); err != nil {
+		return fmt.Errorf("admin pipe %s: its server's process: %w", path, err)
+	}
+	user, groups, err := processAccount(pid)
+	if err != nil {
+		return fmt.Errorf("admin pipe %s: the account of its server (pid %d): %w", path, pid, err)
+	}
+	self, _, err := processAccount(uint32(os.Getpid()))
+	if err != nil {
+		return fmt.Errorf("admin pipe: this process's account: %w", err)
+	}
+	extra := ""
+	if name := os.Getenv(PipeServerEnv); name != "" {
+		sid, _, _, err := windows.LookupSID("", name)
+		if err != nil {
+			return fmt.Errorf("%s=%s: %w", PipeServerEnv, name, err)
+		}
+		extra = sid.String()
+	}
+	if !pipeServerTrusted(user, groups, self, extra) {
+		return fmt.Errorf("admin pipe %s is served by %s (pid %d), which is not a service account, an administrator or you: not talking to it (if the ehrbridge service runs as that account, set %s to it)",
+			path, accountName(user), pid, PipeServerEnv)
+	}
+	return nil
+}
+
+// processAccount is the user SID and enabled group SIDs of process pid.
+func processAccount(pid uint32) (string, []string, error) {
+	p, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, pid)
+	if err != nil {
+		return "", nil, fmt.Errorf("OpenProcess: %w", err)
+	}
+	defer windows.CloseHandle(p)
+	var tok windows.Token
+	if err := windows.OpenProcessToken(p, windows.TOKEN_QUERY, &tok); err != nil {
+		return "", nil, fmt.Errorf("OpenProcessToken: %w", err)
+	}
+	defer tok.Close()
+	tu, err := tok.GetTokenUser()
+	if err != nil {
+		return "", nil, fmt.Errorf("GetTokenUser: %w", err)
+	}
+	tg, err := tok.GetTokenGroups()
+	if err != nil {
+		return "", nil, fmt.Errorf("GetTokenGroups: %w", err)
+	}
+	var groups []string
+	for _, g := range tg.AllGroups() {
+		if g.Attributes&windows.SE_GROUP_ENABLED != 0 && g.Attributes&windows.SE_GROUP_USE_FOR_DENY_ONLY == 0 {
+			groups = append(groups, g.Sid.String())
+		}
+	}
+	return tu.User.Sid.String(), groups, nil
+}
+
+// accountName is DOMAIN\name for a SID string, or the SID.
+func accountName(sid string) string {
+	s, err := windows.StringToSid(sid)
+	if err != nil {
+		return sid
+	}
+	name, domain, _, err := s.LookupAccount("")
+	if err != nil {
+		return sid
+	}
+	return domain + `\` + name
 }
 
 // LocalAnswers reports whether a daemon answers on the admin pipe at path.
