@@ -12,7 +12,7 @@ FUZZTIME ?= 2m
 PEERS    := internal/interop/node
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-windows package packagers run run-dynamics test chaos unit mappings-test fuzz-short fuzz fmt vet vulncheck tidy peers clean
+.PHONY: test-windows all build build-windows package packagers run run-dynamics test chaos unit mappings-test fuzz-short fuzz fmt vet vulncheck tidy peers clean
 MAPPING_SETS := $(wildcard configs/mappings/*/)
 
 all: build
@@ -55,6 +55,18 @@ test: peers packagers vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) mappings-test
 	$(MAKE) fuzz-short
+	$(MAKE) test-windows
+
+# test-windows: the Windows builds of the packages with Windows code
+# paths (the admin named pipe and its caller's token, the Event Log, the
+# log file's locking and replacement) and of the pipeline and mappings,
+# run under Wine on this Linux machine (internal/winetest/run.sh installs
+# Debian's wine64 and MinGW). Wine lacks one behaviour of Windows' pipe
+# file system that go-winio's listener relies on, so the test that serves
+# the pipe through it runs on a Windows host only (TestAdminPipeNamesTheCaller).
+WINDOWS_TEST_PKGS ?= ./checkpoint ./internal/logadmin ./internal/daemon ./internal/pipeline ./hl7 ./mappings
+test-windows:
+	sh internal/winetest/run.sh $(WINDOWS_TEST_PKGS)
 
 # chaos: the fault runs at scale (not part of `make test`, which runs them
 # with 20 and 10 kills each): the real binary against the sandbox running

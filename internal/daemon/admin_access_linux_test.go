@@ -5,7 +5,6 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -19,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
@@ -187,23 +185,6 @@ func TestAdminSocketNamesTheLocalUser(t *testing.T) {
 	if strings.Contains(string(b), "ZZSOCKETPATIENT") || strings.Contains(logs.String(), "ZZSOCKETPATIENT") {
 		t.Error("a payload reached the audit or daemon log")
 	}
-}
-
-// seedRecord writes a log with one record whose payload holds a marker.
-func seedRecord(t *testing.T, dataDir string) {
-	t.Helper()
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	l, err := checkpoint.Open(filepath.Join(dataDir, checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := []byte("MSH|^~\\&|A|F\rPID|1||ZZSOCKETPATIENT")
-	if _, err := l.Append(context.Background(), checkpoint.Entry{Key: "ehr|A|F|1", Source: "ehr", Type: "ADT^A01", Lane: "L1", Payload: p, Ack: []byte("MSA|AA|1"), Hash: sha256.Sum256(p)}); err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
 }
 
 // With public_counts a caller without a role reads counts on /status and

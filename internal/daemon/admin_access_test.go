@@ -2,15 +2,19 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
@@ -60,7 +64,11 @@ func TestLegacyAdminTokenIsNotAccepted(t *testing.T) {
 // A socket_group that does not exist stops the start with the reason,
 // rather than leaving the group's members out silently.
 func TestAdminSocketUnknownGroupFails(t *testing.T) {
-	probe, err := listenAdminSocket(filepath.Join(t.TempDir(), "probe.sock"), "")
+	path := filepath.Join(t.TempDir(), "probe.sock")
+	if runtime.GOOS == "windows" {
+		path = fmt.Sprintf(`\\.\pipe\ehrbridge-probe-%d-%d`, os.Getpid(), time.Now().UnixNano())
+	}
+	probe, err := listenAdminSocket(path, "")
 	if err != nil {
 		t.Skipf("no admin socket here: %v", err)
 	}
@@ -78,4 +86,21 @@ func TestAdminSocketUnknownGroupFails(t *testing.T) {
 	if !strings.Contains(err.Error(), "no-such-group-zz") {
 		t.Errorf("error: %v", err)
 	}
+}
+
+// seedRecord writes a log with one record whose payload holds a marker.
+func seedRecord(t *testing.T, dataDir string) {
+	t.Helper()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := checkpoint.Open(filepath.Join(dataDir, checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := []byte("MSH|^~\\&|A|F\rPID|1||ZZSOCKETPATIENT")
+	if _, err := l.Append(context.Background(), checkpoint.Entry{Key: "ehr|A|F|1", Source: "ehr", Type: "ADT^A01", Lane: "L1", Payload: p, Ack: []byte("MSA|AA|1"), Hash: sha256.Sum256(p)}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -49,8 +50,9 @@ func TestStatusHidesURLCredentials(t *testing.T) {
 	}
 	adminAddr := l.Addr().String()
 	l.Close()
-	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, "data_dir: %s\nadmin:\n  listen: %s\n  socket: \"off\"\nsources:\n  fhir:\n    - name: ehrfhir\n      base_url: %s\n      types: [Patient]\n      schedule: \"@every 1h\"\n",
-		dir, adminAddr, base), func(string) (string, bool) { return "", false })
+	t.Setenv(viewerTokenEnv, viewerToken)
+	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, "data_dir: %s\nadmin:\n  listen: %s\n  socket: \"off\"\n"+viewerAccount+"sources:\n  fhir:\n    - name: ehrfhir\n      base_url: %s\n      types: [Patient]\n      schedule: \"@every 1h\"\n",
+		dir, adminAddr, base), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +79,24 @@ func TestStatusHidesURLCredentials(t *testing.T) {
 	}
 }
 
+// A viewer account for tests that read /status over TCP: loopback TCP
+// callers are named by the OS on Linux only, so a test that must also run
+// on Windows signs in.
+const (
+	viewerTokenEnv = "TEST_VIEWER_TOKEN"
+	viewerToken    = "viewer-token-0123456789"
+	viewerAccount  = "  accounts:\n    - {name: viewer, role: viewer, token_env: " + viewerTokenEnv + "}\n"
+)
+
+// getBody GETs url as the viewer account (viewerAccount, viewerTokenEnv set).
 func getBody(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("viewer", viewerToken)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -222,8 +222,9 @@ func TestStatusListsInsecureSettings(t *testing.T) {
 		if !optOut {
 			target = "    mllp: 127.0.0.1:6661\n"
 		}
-		cfg, err := config.Parse(filepath.Join(dir, "t.yaml"), []byte("data_dir: "+dir+"\nadmin:\n  listen: "+free()+
-			"\ncrm:\n  sandbox:\n    embed: true\n    listen: "+free()+"\nwriteback:\n  target:\n"+target), func(string) (string, bool) { return "", false })
+		t.Setenv(viewerTokenEnv, viewerToken)
+		cfg, err := config.Parse(filepath.Join(dir, "t.yaml"), []byte("data_dir: "+dir+"\nadmin:\n  listen: "+free()+"\n"+viewerAccount+
+			"crm:\n  sandbox:\n    embed: true\n    listen: "+free()+"\nwriteback:\n  target:\n"+target), os.LookupEnv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,17 +233,12 @@ func TestStatusListsInsecureSettings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + d.AdminAddr().String() + "/status")
-		if err != nil {
-			d.Shutdown(context.Background())
-			t.Fatal(err)
-		}
+		body := getBody(t, "http://"+d.AdminAddr().String()+"/status")
+		d.Shutdown(context.Background())
 		var st struct {
 			Insecure []config.InsecureSetting `json:"insecure_settings"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		d.Shutdown(context.Background())
+		err = json.Unmarshal([]byte(body), &st)
 		if err != nil {
 			t.Fatal(err)
 		}
