@@ -228,6 +228,11 @@ func TestCommandsExist(t *testing.T) {
 		rest := c.args[1:]
 		if verbsWithSubcommands[verb] && len(rest) > 0 && wordToken.MatchString(rest[0]) {
 			for _, sub := range strings.Split(rest[0], "|") {
+				// The overview of `ehrbridge --help` names every
+				// subcommand too: it is where a newcomer looks first.
+				if line := regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(verb) + `\s.*$`).FindString(top); !regexp.MustCompile(`\b` + regexp.QuoteMeta(sub) + `\b`).MatchString(strings.TrimPrefix(line, "  "+verb)) {
+					t.Errorf("%s: ehrbridge %s %s: ehrbridge --help does not name it: %q", c.where, verb, sub, line)
+				}
 				h := help(t, cache, verb, sub)
 				if strings.Contains(h, "unknown") || !regexp.MustCompile(`\b`+regexp.QuoteMeta(sub)+`\b`).MatchString(helps[0]+h) {
 					t.Errorf("%s: ehrbridge %s %s: no such subcommand", c.where, verb, sub)
