@@ -220,6 +220,9 @@ func TestCommandsExist(t *testing.T) {
 			continue // the bare binary, or ehrbridge as a user name (install -o ehrbridge)
 		}
 		verb := c.args[0]
+		if strings.ToUpper(verb) == verb {
+			continue // a placeholder: ehrbridge VERB -h
+		}
 		if !wordToken.MatchString(verb) || !regexp.MustCompile(`(?m)^  `+regexp.QuoteMeta(verb)+`\s`).MatchString(top) {
 			t.Errorf("%s: ehrbridge %s: no such command in ehrbridge --help", c.where, strings.Join(c.args, " "))
 			continue
