@@ -329,3 +329,142 @@ func TestConfigSnippetsDecode(t *testing.T) {
 		t.Errorf("only %d config snippets found in the docs", n)
 	}
 }
+
+// configKeyPath is a config key written out in prose: sources.mllp[].listen,
+// crm.salesforce.jwt_key_file, admin.tls.
+var configKeyPath = regexp.MustCompile(`^(data_dir|log|admin|checkpoint|mappings|crm|writeback|sources)((?:\.[a-z0-9_]+(?:\[\d*\])?)+)$`)
+
+// notConfigKeys are dotted names in the docs that are not config keys:
+// /status fields and files.
+var notConfigKeys = map[string]bool{
+	"crm.breaker":           true, // /status
+	"mappings.last_problem": true, // /status
+	"checkpoint.seal":       true, // /status
+	"checkpoint.db":         true, // the log's file
+	"admin.token":           true, // the token file of earlier releases
+}
+
+// Every config key the docs name in inline code (sources.mllp[].tls,
+// writeback.target.retention) is a key of the config: each is decoded
+// strictly as a one-key document.
+func TestConfigKeysExist(t *testing.T) {
+	n := 0
+	for _, f := range docFiles(t) {
+		for _, c := range f.inlineCodes() {
+			m := configKeyPath.FindStringSubmatch(c.text)
+			if m == nil || notConfigKeys[c.text] {
+				continue
+			}
+			n++
+			text := keyDocument(append([]string{m[1]}, strings.Split(m[2][1:], ".")...))
+			_, err := config.Parse(filepath.Join(t.TempDir(), "key.yaml"), []byte(text), func(string) (string, bool) { return "x", true })
+			var probs config.Problems
+			if errors.As(err, &probs) {
+				for _, p := range probs {
+					if strings.Contains(p.Msg, "unknown key") {
+						t.Errorf("%s:%d: `%s`: %s", f.path, c.line, c.text, p.Msg)
+					}
+				}
+			}
+		}
+	}
+	if n < 30 {
+		t.Errorf("only %d config keys found in the docs' prose", n)
+	}
+}
+
+// keyDocument is the YAML document that sets one key path: a segment
+// ending in [] or [N] is a list, of mappings unless it is the last.
+func keyDocument(segs []string) string {
+	var b strings.Builder
+	indent, inline := "", false
+	for i, seg := range segs {
+		name, list := seg, false
+		if j := strings.IndexByte(seg, '['); j >= 0 {
+			name, list = seg[:j], true
+		}
+		if !inline {
+			b.WriteString(indent)
+		}
+		inline = false
+		b.WriteString(name + ":")
+		switch {
+		case i == len(segs)-1 && list:
+			b.WriteString(" [x]\n")
+		case i == len(segs)-1:
+			b.WriteString(" x\n")
+		case list:
+			b.WriteString("\n" + indent + "  - ")
+			indent += "    "
+			inline = true
+		default:
+			b.WriteString("\n")
+			indent += "  "
+		}
+	}
+	return b.String()
+}
+
+func TestKeyDocument(t *testing.T) {
+	got := keyDocument([]string{"sources", "mllp[]", "tls", "cert_file"})
+	want := "sources:\n  mllp:\n    - tls:\n        cert_file: x\n"
+	if got != want {
+		t.Errorf("keyDocument = %q, want %q", got, want)
+	}
+}
+
+var (
+	testFunc = regexp.MustCompile(`(?m)^func (Test[A-Za-z0-9_]+)\(`)
+	testName = regexp.MustCompile(`\bTest[A-Z][A-Za-z0-9_]*(…)?`)
+)
+
+// Every test the docs name as the proof of something (TestUpgradeWithPendingRecords,
+// `go test -run TestOutageCostsOneProbe`) exists; a name written with a
+// trailing "…" is a prefix.
+func TestNamedTestsExist(t *testing.T) {
+	root := shared.ModuleRoot(t)
+	var funcs []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if strings.HasSuffix(p, "_test.go") {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for _, m := range testFunc.FindAllSubmatch(b, -1) {
+				funcs = append(funcs, string(m[1]))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range docFiles(t) {
+		for _, c := range f.inlineCodes() {
+			for _, m := range testName.FindAllStringSubmatch(c.text, -1) {
+				name, prefix := strings.TrimSuffix(m[0], "…"), m[1] != ""
+				n++
+				found := false
+				for _, fn := range funcs {
+					if fn == name || prefix && strings.HasPrefix(fn, name) {
+						found = true
+						break
+					}
+				}
+				if !found {
+					t.Errorf("%s:%d: %s: no such test in the repository", f.path, c.line, m[0])
+				}
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d test names found in the docs", n)
+	}
+}
