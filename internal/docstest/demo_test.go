@@ -132,6 +132,7 @@ func TestDemos(t *testing.T) {
 	}
 	for _, name := range order {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
+			t.Parallel()
 			runDemo(t, root, name, groups[name])
 		})
 	}
@@ -149,17 +150,7 @@ func runDemo(t *testing.T, root, name string, steps []demoStep) {
 	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+data, "EHRBRIDGE_MLLP_ADDR="+mllp, "EHRBRIDGE_ADMIN_ADDR="+admin,
 		"EHRBRIDGE_SANDBOX_ADDR="+sandbox, "EHRBRIDGE_SANDBOX_TLS_ADDR="+sandboxTLS, "EHRBRIDGE_SANDBOX_EMBED=true")
 	logs := &syncbuf.Buffer{}
-	d := exec.Command(bin, daemonArgs...)
-	d.Dir, d.Env, d.Stdout, d.Stderr = root, env, logs, logs
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = d.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = d.Process.Kill()
-		<-exited
-	})
+	exited := start(t, root, env, bin, daemonArgs, logs)
 	waitFor(t, 15*time.Second, "the daemon ready", exited, func() bool {
 		r, err := http.Get("http://" + admin + "/readyz")
 		if err != nil {
@@ -246,4 +237,87 @@ func waitFor(t *testing.T, limit time.Duration, what string, exited <-chan struc
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// The Dataverse demo with the sandbox running apart, as sandbox.md tells
+// it: with EHRBRIDGE_SANDBOX_EMBED=false, start `ehrbridge sandbox --data
+// configs/data-dynamics/crm.json` first, so that its certificate lies
+// where the config trusts it (configs/data-dynamics/sandbox-tls.pem); then
+// make run-dynamics sends to it.
+func TestSandboxApartDemo(t *testing.T) {
+	t.Parallel()
+	root := shared.ModuleRoot(t)
+	const shown = "./bin/ehrbridge sandbox --data configs/data-dynamics/crm.json"
+	const certShown = "configs/data-dynamics/sandbox-tls.pem"
+	var sb *mdFile
+	for _, f := range docFiles(t) {
+		if f.path == filepath.Join("docs", "sandbox.md") {
+			sb = f
+		}
+	}
+	var haveCmd, haveCert bool
+	for _, c := range sb.inlineCodes() {
+		haveCmd = haveCmd || c.text == shown
+		haveCert = haveCert || c.text == certShown
+	}
+	if !haveCmd || !haveCert {
+		t.Fatalf("docs/sandbox.md no longer shows `%s` and `%s`: update this test with it", shown, certShown)
+	}
+	bin := binary(t)
+	data := t.TempDir()
+	mllp, admin, sandbox, sandboxTLS := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+data, "EHRBRIDGE_MLLP_ADDR="+mllp, "EHRBRIDGE_ADMIN_ADDR="+admin,
+		"EHRBRIDGE_SANDBOX_ADDR="+sandbox, "EHRBRIDGE_SANDBOX_TLS_ADDR="+sandboxTLS, "EHRBRIDGE_SANDBOX_EMBED=false")
+	subst := strings.NewReplacer("./bin/ehrbridge", bin, "configs/data-dynamics/", data+"/")
+	// --listen is the shown command's default address, moved to a free port.
+	args := append(strings.Fields(subst.Replace(shown))[1:], "--listen", sandbox)
+	sbLogs := &syncbuf.Buffer{}
+	start(t, root, env, bin, args, sbLogs)
+	cert := subst.Replace(certShown)
+	waitFor(t, 10*time.Second, "the sandbox's certificate at "+certShown, nil, func() bool {
+		_, err := os.Stat(cert)
+		return err == nil
+	})
+	logs := &syncbuf.Buffer{}
+	exited := start(t, root, env, bin, makeRecipe(t, root, "run-dynamics"), logs)
+	waitFor(t, 15*time.Second, "the daemon ready", exited, func() bool {
+		r, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusOK
+	})
+	out, err := exec.Command(bin, "send", "--to", mllp, filepath.Join(root, "configs", "samples", "hl7v2", "ADT-A01-01.hl7")).CombinedOutput()
+	if err != nil || string(out) != "MSG00001 AA\n" {
+		t.Fatalf("send: %v %s", err, out)
+	}
+	waitFor(t, 20*time.Second, "the patient as a contact in the sandbox running apart", exited, func() bool {
+		r, err := http.Get("http://" + sandbox + "/sandbox/v1/objects/contacts")
+		if err != nil {
+			return false
+		}
+		defer r.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(r.Body)
+		return strings.Contains(b.String(), "PATID1234")
+	})
+}
+
+// start runs bin with args in dir and stops it when the test ends; the
+// returned channel closes when it exits.
+func start(t *testing.T, dir string, env []string, bin string, args []string, logs *syncbuf.Buffer) <-chan struct{} {
+	t.Helper()
+	c := exec.Command(bin, args...)
+	c.Dir, c.Env, c.Stdout, c.Stderr = dir, env, logs, logs
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = c.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = c.Process.Kill()
+		<-exited
+	})
+	return exited
 }
