@@ -147,7 +147,7 @@ func ehrbridgeCommands(files []*mdFile) []shellCommand {
 			// Prose also quotes log lines ("ehrbridge starting") and
 			// names ("ehrbridge integration"): a span is a command when
 			// it has a flag or its second word is a verb.
-			if strings.HasPrefix(c.text, "ehrbridge ") {
+			if strings.HasPrefix(c.text, "ehrbridge ") || strings.HasPrefix(c.text, "./bin/ehrbridge ") {
 				args := strings.Fields(c.text)[1:]
 				if strings.Contains(c.text, " -") || len(args) > 0 && knownVerb(args[0]) {
 					cmds = append(cmds, shellCommand{where: f.path + ":" + strconv.Itoa(c.line), args: args})
