@@ -468,3 +468,56 @@ func TestNamedTestsExist(t *testing.T) {
 		t.Errorf("only %d test names found in the docs", n)
 	}
 }
+
+// repoPath is a path in the repository written in inline code.
+var repoPath = regexp.MustCompile(`^(cmd|hl7|checkpoint|mappings|connectors|internal|installer|configs|deploy|docs|tests|packaging)(/[A-Za-z0-9_.-]+)*/?$`)
+
+// movedThisRound maps the folders issue 29 creates to where their content
+// lay before it, so that the docs, written for the new layout, pass on a
+// branch where the move has not landed yet. Once every move is merged the
+// new paths exist and the map is not consulted.
+var movedThisRound = []struct{ to, from string }{
+	{"internal/sandbox", "connectors/sandbox"},
+	{"installer/packaging", "packaging"},
+	{"installer", "internal/service"},
+	{"tests", "cmd/ehrbridge"},
+	{"connectors/connectortest", "connectors/conformance"},
+}
+
+// Every repository path the docs name in inline code exists (in the
+// layout of DESIGN.md; see movedThisRound).
+func TestRepoPathsExist(t *testing.T) {
+	root := shared.ModuleRoot(t)
+	n := 0
+	for _, f := range docFiles(t) {
+		for _, c := range f.inlineCodes() {
+			if !repoPath.MatchString(c.text) {
+				continue
+			}
+			// The demos' data directories are made by make run and
+			// make run-dynamics (TestDemos looks into them).
+			if strings.HasPrefix(c.text, "configs/data/") || strings.HasPrefix(c.text, "configs/data-dynamics/") {
+				continue
+			}
+			n++
+			if _, err := os.Stat(filepath.Join(root, c.text)); err == nil {
+				continue
+			}
+			found := false
+			for _, m := range movedThisRound {
+				if rest, ok := strings.CutPrefix(c.text, m.to); ok && (rest == "" || rest[0] == '/') {
+					if _, err := os.Stat(filepath.Join(root, m.from+rest)); err == nil {
+						found = true
+						break
+					}
+				}
+			}
+			if !found {
+				t.Errorf("%s:%d: `%s`: no such file or directory", f.path, c.line, c.text)
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d repository paths found in the docs", n)
+	}
+}
