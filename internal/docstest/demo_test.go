@@ -114,6 +114,11 @@ func equal(a, b []string) bool {
 // asynchronous); one without must succeed.
 func TestDemos(t *testing.T) {
 	root := shared.ModuleRoot(t)
+	for _, tool := range []string{"bash", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the demos run %s, which is not installed (Debian: apt-get install -y %s)", tool, tool)
+		}
+	}
 	groups := map[string][]demoStep{}
 	var order []string
 	for _, f := range docFiles(t) {
