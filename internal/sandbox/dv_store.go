@@ -15,7 +15,7 @@ import (
 // set with @odata.bind is stored as _<navigation property>_value, the way
 // Dataverse returns lookups, by the lookup column's name. The tables of
 // dvschema.json have their published columns and navigation properties
-// (dvschema.go); others accept any column. Alternate keys are learned: a set of
+// (dv_schema.go); others accept any column. Alternate keys are learned: a set of
 // columns used in an upsert's key is a key of the table from then on, so
 // a create that repeats its values is refused as a duplicate.
 

@@ -121,7 +121,7 @@ func TestSchemaOptions(t *testing.T) {
 	if _, err := New(Options{Schemas: []string{"testdata/nonexistent.json"}}); err == nil {
 		t.Error("a missing schema file was accepted")
 	}
-	if _, err := New(Options{Schemas: []string{"sfschema_test.go"}}); err == nil {
+	if _, err := New(Options{Schemas: []string{"sf_schema_test.go"}}); err == nil {
 		t.Error("a file that is not JSON was accepted")
 	}
 	s, err := loadSchema(nil)

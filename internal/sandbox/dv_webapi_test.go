@@ -504,7 +504,7 @@ func TestDataverseSchema(t *testing.T) {
 		t.Errorf("the lookup is stored by its column: %v", appts)
 	}
 	// Codes as "Troubleshoot Dataverse Web API client errors" (Microsoft
-	// Learn) shows them, messages as the service words them (dvschema.go).
+	// Learn) shows them, messages as the service words them (dv_schema.go).
 	payload := "Error identified in Payload provided by the user for Entity :'msemr_appointmentemrs', For more information on this error please follow this help link https://go.microsoft.com/fwlink/?linkid=2195293  ---->  InnerException : "
 	undeclared := payload + "Microsoft.OData.ODataException: An undeclared property '%s' which only has property annotations in the payload but no property value was found in the payload."
 	for _, c := range []struct{ body, code, msg string }{

@@ -224,7 +224,7 @@ func (s *Server) runPart(outer *http.Request, version string, p *batchPart, refs
 	}
 	req.Header.Set("X-Sandbox-Batch-Part", "1")
 	// The $batch was counted as one request by dvAPI; each of its
-	// requests adds to the execution time (dataverse.go, dvOpMillis).
+	// requests adds to the execution time (dv_webapi.go, dvOpMillis).
 	s.dvCountOp(outer.Context())
 	s.dvServe(rec, req, version, unescaped)
 	if res.contentID != "" {

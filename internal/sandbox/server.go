@@ -80,7 +80,7 @@ type Options struct {
 	DataFile string
 	// FlushInterval; default 200ms.
 	FlushInterval time.Duration
-	// The Dataverse side (identity.go, dataverse.go): the tenant and the
+	// The Dataverse side (dv_identity.go, dv_webapi.go): the tenant and the
 	// app registration's client id and secret; default "sandbox-tenant",
 	// "sandbox-client" and "sandbox-secret". DataverseCert, when set,
 	// verifies certificate (client assertion) credentials.

@@ -8,7 +8,7 @@ import (
 )
 
 // Values are checked against the column metadata as Dataverse checks them
-// (dvvalues.go): option values, text lengths, number ranges, decimal
+// (dv_values.go): option values, text lengths, number ranges, decimal
 // precision (rounded), SystemRequired (not ApplicationRequired) columns;
 // in a single create, an update, an upsert by alternate key and a $batch
 // change set alike. Error texts name the column, never the value.

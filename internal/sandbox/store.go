@@ -42,14 +42,14 @@ type store struct {
 	// journal, while a collection request runs, records how to undo each
 	// change, for allOrNone.
 	journal *[]undo
-	// dv holds the Dataverse tables by logical name (dvstore.go), dvKeys
+	// dv holds the Dataverse tables by logical name (dv_store.go), dvKeys
 	// their learned alternate keys.
 	dv     map[string]*objectStore
 	dvKeys map[string][][]string
-	// schema is the org's Salesforce schema (sfschema.go); nil accepts
+	// schema is the org's Salesforce schema (sf_schema.go); nil accepts
 	// any object and field.
 	schema *sfSchema
-	// dvSchema is the Dataverse schema (dvschema.go); nil is the
+	// dvSchema is the Dataverse schema (dv_schema.go); nil is the
 	// published one.
 	dvSchema *dvSchemaSet
 }

@@ -23,7 +23,7 @@ import (
 // table's single-valued navigation properties, spelled as Dataverse spells
 // them (case-sensitive; on an activity table such as msemr_appointmentemr
 // they carry the table's name: msemr_ActorPatient_msemr_appointmentemr),
-// and values are checked against the column's metadata (dvvalues.go).
+// and values are checked against the column's metadata (dv_values.go).
 // Columns and lookups of the default publisher's prefix new_ are a site's
 // own (deploy/dataverse creates some) and are accepted when unknown.
 // Tables not listed (task, systemuser, a site's own) have no schema here:
@@ -157,7 +157,7 @@ var publishedDV = func() *dvSchemaSet {
 // loadDVSchema reads dvschema.json and then each file that holds
 // Dataverse entity metadata (one EntityDefinition, an OData collection
 // {"value":[...]} of them, or a JSON list); Salesforce describe files
-// among them are left to sfschema.go.
+// among them are left to sf_schema.go.
 func loadDVSchema(files []string) (*dvSchemaSet, error) {
 	s := &dvSchemaSet{tables: map[string]*dvTableSchema{}}
 	if err := readSchemas("dvschema.json", dvSchemaJSON, files, s.add); err != nil {
@@ -180,7 +180,7 @@ func (s *dvSchemaSet) add(data []byte) error {
 			return fmt.Errorf("item %d: not Dataverse entity metadata: %v", i, err)
 		}
 		if d.LogicalName == "" {
-			continue // a Salesforce describe result (sfschema.go reads it)
+			continue // a Salesforce describe result (sf_schema.go reads it)
 		}
 		s.merge(&d)
 	}

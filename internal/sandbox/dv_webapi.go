@@ -16,7 +16,7 @@ import (
 
 // The Dataverse side: the Web API under /api/data/v9.x/ as the Dynamics
 // connector and dynamics-web-api use it, authenticated by tokens from the
-// identity endpoints (identity.go), with Dataverse's service protection
+// identity endpoints (dv_identity.go), with Dataverse's service protection
 // limits and the sandbox's injected faults in Dataverse's shapes.
 
 // dvToken is an issued Dataverse access token.

@@ -1,4 +1,4 @@
-// Command sfschemagen writes connectors/sandbox/sfschema.json, the
+// Command sfschemagen writes internal/sandbox/sfschema.json, the
 // Salesforce schema the sandbox serves and enforces, from the published
 // facts in ../shared/crm-metadata/salesforce (metadata files of public
 // Health Cloud repositories, documentation facts) and from what the
@@ -6,7 +6,7 @@
 // deploy/salesforce/force-app and the picklist values its README says to
 // add. Every field and picklist value carries the source it came from.
 //
-// Run from connectors/sandbox: go generate (see sfschema.go).
+// Run from internal/sandbox: go generate (see sf_schema.go).
 package main
 
 import (
