@@ -1,8 +1,9 @@
-// Package conformance is the suite every CRM sink passes: idempotent
-// re-apply, partial batch failure, references between ops, throttling,
-// ambiguous commits, and the update and delete semantics. A connector's
-// test supplies a Target on a fresh CRM (its sandbox) and calls Run.
-package conformance
+// Package connectortest is the conformance suite every CRM sink passes:
+// idempotent re-apply, partial batch failure, references between ops,
+// throttling, ambiguous commits, and the update and delete semantics. A
+// connector's test supplies a Target on a fresh CRM (its sandbox) and
+// calls Run.
+package connectortest
 
 import (
 	"context"
