@@ -1,7 +1,13 @@
-// Package ehr holds the EHR-facing connectors. Today that is the MLLP
-// source: it receives HL7 v2 messages, validates their header, appends
-// each valid one to the checkpoint log and answers only after that append
-// was fsynced.
+// Package ehr holds the EHR-facing connectors: the MLLP source, and the
+// write-back targets that file a note's MDM message in the EHR
+// (connectors.EHRTarget): MLLPTarget (MDM^T02 over MLLP, waiting for the
+// acknowledgments), FileDrop (an outbox directory the EHR's interface
+// engine reads) and FHIRTarget (a DocumentReference on the EHR's FHIR
+// server).
+//
+// The MLLP source receives HL7 v2 messages, validates their header,
+// appends each valid one to the checkpoint log and answers only after
+// that append was fsynced.
 //
 // Acknowledgments follow the message's mode (MSH-15/MSH-16, HL7 table
 // 0155): one AA, AE or AR in original mode; in enhanced mode a commit

@@ -1,4 +1,4 @@
-package writeback
+package ehr
 
 import (
 	"cmp"
@@ -14,12 +14,12 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 )
 
-// FHIR files each note as a DocumentReference on the EHR's FHIR R4 server:
+// FHIRTarget files each note as a DocumentReference on the EHR's FHIR R4 server:
 // the patient found by identifier search, the encounter by identifier if
 // there is one, created with If-None-Exist on the document's identifier
 // (so a resend finds the first and creates nothing), then read back to
 // confirm.
-type FHIR struct {
+type FHIRTarget struct {
 	// Base is the server's base URL, like https://ehr.example/fhir/R4.
 	Base string
 	// PatientSystem and EncounterSystem turn an HL7 assigning authority
@@ -36,21 +36,23 @@ type FHIR struct {
 	HTTP *http.Client
 }
 
+var _ connectors.EHRTarget = (*FHIRTarget)(nil)
+
 // InFlight is how long after a request the FHIR server may still apply
 // it: the HTTP client's timeout, else 60 s.
-func (f *FHIR) InFlight() time.Duration {
+func (f *FHIRTarget) InFlight() time.Duration {
 	if f.HTTP != nil && f.HTTP.Timeout > 0 {
 		return f.HTTP.Timeout
 	}
 	return 60 * time.Second
 }
 
-func (f *FHIR) client() *fhirhttp.Client {
+func (f *FHIRTarget) client() *fhirhttp.Client {
 	return &fhirhttp.Client{Base: f.Base, Auth: f.Auth, HTTP: f.HTTP}
 }
 
-// File implements Target.
-func (f *FHIR) File(ctx context.Context, doc *Document) error {
+// File implements connectors.EHRTarget.
+func (f *FHIRTarget) File(ctx context.Context, doc *connectors.Document) error {
 	docSystem := cmp.Or(f.DocSystem, "urn:ehrbridge:note")
 	patSystem := doc.Authority
 	if f.PatientSystem != nil {
@@ -61,7 +63,7 @@ func (f *FHIR) File(ctx context.Context, doc *Document) error {
 		return err
 	}
 	if len(patients) == 0 {
-		return &errHeld{"the EHR's FHIR server has no patient with this identifier"}
+		return &connectors.Held{Reason: "the EHR's FHIR server has no patient with this identifier"}
 	}
 	subject := "Patient/" + patients[0].ID
 	var encounter string
@@ -128,7 +130,7 @@ type fhirResource struct {
 	ID           string `json:"id"`
 }
 
-func (f *FHIR) search(ctx context.Context, typ string, q url.Values) ([]fhirResource, error) {
+func (f *FHIRTarget) search(ctx context.Context, typ string, q url.Values) ([]fhirResource, error) {
 	status, body, err := f.client().Do(ctx, http.MethodGet, "/"+typ+"?"+q.Encode(), nil, nil)
 	if err != nil {
 		return nil, err
@@ -160,5 +162,5 @@ func fhirError(status int, body []byte) error {
 	if fhirhttp.Transient(status) {
 		return &connectors.Error{Kind: connectors.Transient, Code: fmt.Sprintf("FHIR_HTTP_%d", status), Status: status}
 	}
-	return &Rejected{Text: fhirhttp.Outcome(status, body)}
+	return &connectors.Rejected{Text: fhirhttp.Outcome(status, body)}
 }

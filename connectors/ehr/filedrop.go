@@ -1,6 +1,7 @@
-package writeback
+package ehr
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/connectors"
 )
 
 // The file-drop outbox holds whole MDM messages: the patient's name,
@@ -27,6 +30,45 @@ const staleTempAge = time.Hour
 
 // sweepEvery bounds how often File sweeps.
 const sweepEvery = time.Minute
+
+// FileDrop writes each message atomically (temp file, fsync, rename) into
+// Dir as <MSH-10>.hl7: filing a version again rewrites the same file.
+// With Retention, files the EHR left there longer are removed (Sweep).
+type FileDrop struct {
+	Dir       string
+	Retention time.Duration
+	Logger    *slog.Logger
+	sweeper   fileDropSweeper
+}
+
+var _ connectors.EHRTarget = (*FileDrop)(nil)
+
+// File implements connectors.EHRTarget.
+func (f *FileDrop) File(_ context.Context, doc *connectors.Document) error {
+	f.sweepNow()
+	msg := doc.MDM
+	if err := os.MkdirAll(f.Dir, 0o750); err != nil {
+		return err
+	}
+	name := filepath.Join(f.Dir, msg.Header().ControlID+".hl7")
+	tmp, err := os.CreateTemp(f.Dir, ".mdm-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(msg.Bytes()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
+}
 
 type fileDropSweeper struct {
 	mu   sync.Mutex

@@ -1,4 +1,4 @@
-package writeback
+package ehr
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7"
 )
 
@@ -59,7 +60,7 @@ func TestFileDropRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.File(context.Background(), &Document{MDM: msg}); err != nil {
+	if err := f.File(context.Background(), &connectors.Document{MDM: msg}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(old); err == nil {
