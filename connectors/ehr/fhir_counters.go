@@ -1,14 +1,14 @@
-package fhirsource
+package ehr
 
 import (
 	"sync/atomic"
 	"time"
 )
 
-// Counters are a source's figures for /status and /metrics: counts and
+// FHIRCounters are a source's figures for /status and /metrics: counts and
 // times only, never resource content. The last error is an error's text,
 // which in this package never quotes a URL, a body or a resource.
-type Counters struct {
+type FHIRCounters struct {
 	// Polls and PollsFailed count polls (scheduled, at start, or for a
 	// subscription ping).
 	Polls, PollsFailed atomic.Int64
@@ -26,20 +26,20 @@ type Counters struct {
 }
 
 // LastPoll is when the last poll ended; zero before the first.
-func (c *Counters) LastPoll() time.Time { return fromUnix(c.lastPoll.Load()) }
+func (c *FHIRCounters) LastPoll() time.Time { return fromUnix(c.lastPoll.Load()) }
 
 // LastPollOK is when a poll last read everything it was due to.
-func (c *Counters) LastPollOK() time.Time { return fromUnix(c.lastPollOK.Load()) }
+func (c *FHIRCounters) LastPollOK() time.Time { return fromUnix(c.lastPollOK.Load()) }
 
 // LastError is the error of the last failed poll, "" once one succeeds.
-func (c *Counters) LastError() string {
+func (c *FHIRCounters) LastError() string {
 	if p := c.lastErr.Load(); p != nil {
 		return *p
 	}
 	return ""
 }
 
-func (c *Counters) pollEnded(err error) {
+func (c *FHIRCounters) pollEnded(err error) {
 	now := time.Now().UnixNano()
 	c.Polls.Add(1)
 	c.lastPoll.Store(now)

@@ -1,4 +1,4 @@
-package fhirsource
+package ehr
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package fhirsource
+package ehr
 
 import (
 	"context"
@@ -15,14 +15,14 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
 )
 
-func newSource(t *testing.T, srv *httptest.Server) (*Source, *checkpoint.Log) {
+func newSource(t *testing.T, srv *httptest.Server) (*FHIRSource, *checkpoint.Log) {
 	t.Helper()
 	l, err := checkpoint.Open(filepath.Join(t.TempDir(), checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return &Source{Cfg: Config{Name: "ehrfhir", Types: []string{"Patient", "Encounter"}, PageSize: 3, Overlap: time.Second},
+	return &FHIRSource{Cfg: FHIRSourceConfig{Name: "ehrfhir", Types: []string{"Patient", "Encounter"}, PageSize: 3, Overlap: time.Second},
 		Client: &fhirhttp.Client{Base: srv.URL + "/fhir", Auth: fhirhttp.StaticToken("T0K")}, Log: l,
 		Logger: slog.New(slog.DiscardHandler)}, l
 }

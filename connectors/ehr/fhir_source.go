@@ -1,17 +1,4 @@
-// Package fhirsource takes FHIR R4 changes from an EHR's FHIR server by
-// polling: per resource type, a search for what changed since the
-// watermark (?_lastUpdated=gt...&_sort=_lastUpdated&_count=N), following
-// link[next], each resource version appended to the checkpoint log (keyed
-// by type/id/_history/versionId, so a version seen twice is one record),
-// and the watermark, kept in the log, advanced only once a page is durable.
-// The first poll of a type without a watermark loads everything: that is
-// the backfill, and tailing goes on from where it ended, with no gap.
-//
-// Every URL the server supplies (link[next], a Bulk Data status or file
-// URL, a notification's fullUrl) goes through fhirhttp.Client.Resolve
-// before the token is sent there: resolved against the base and held to
-// its origin and path.
-package fhirsource
+package ehr
 
 import (
 	"context"
@@ -34,11 +21,11 @@ import (
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
-// Kind is the checkpoint record kind of FHIR resources.
-const Kind = "fhir"
+// FHIRKind is the checkpoint record kind of FHIR resources.
+const FHIRKind = "fhir"
 
-// Config names a FHIR source and what it follows.
-type Config struct {
+// FHIRSourceConfig names a FHIR source and what it follows.
+type FHIRSourceConfig struct {
 	// Name is the source's name, part of every record key.
 	Name string
 	// Types are the resource types to follow, in order (patients first,
@@ -61,9 +48,9 @@ type Config struct {
 	BulkMaxFile int64
 }
 
-// Source polls one FHIR server.
-type Source struct {
-	Cfg    Config
+// FHIRSource polls one FHIR server.
+type FHIRSource struct {
+	Cfg    FHIRSourceConfig
 	Client *fhirhttp.Client
 	Log    *checkpoint.Log
 	// Mappings gives the lanes (a mapping's lane: expression), else the
@@ -78,7 +65,7 @@ type Source struct {
 	Total    func(typ string, n int)
 	Logger   *slog.Logger
 	// Counters are the source's figures, for /status and /metrics.
-	Counters Counters
+	Counters FHIRCounters
 
 	// patients caches the keys of the patients references name.
 	patients patientCache
@@ -87,18 +74,18 @@ type Source struct {
 	pollMu sync.Mutex
 }
 
-// Stats of one poll.
-type Stats struct {
+// FHIRStats of one poll.
+type FHIRStats struct {
 	Pages, Seen, Added, Deleted int
 }
 
 // watermarkKey is where a type's watermark lives in the log.
-func (s *Source) watermarkKey(typ string) string {
+func (s *FHIRSource) watermarkKey(typ string) string {
 	return "fhir|" + s.Cfg.Name + "|" + typ + "|watermark"
 }
 
 // Watermark returns the newest lastUpdated stored for a type (zero: none).
-func (s *Source) Watermark(typ string) (time.Time, error) {
+func (s *FHIRSource) Watermark(typ string) (time.Time, error) {
 	v, ok, err := s.Log.SourceState(s.watermarkKey(typ))
 	if err != nil || !ok {
 		return time.Time{}, err
@@ -107,15 +94,15 @@ func (s *Source) Watermark(typ string) (time.Time, error) {
 }
 
 // Poll follows every type once.
-func (s *Source) Poll(ctx context.Context) (st Stats, err error) {
+func (s *FHIRSource) Poll(ctx context.Context) (st FHIRStats, err error) {
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
 	defer func() { s.Counters.pollEnded(err) }()
 	return s.poll(ctx)
 }
 
-func (s *Source) poll(ctx context.Context) (Stats, error) {
-	var total Stats
+func (s *FHIRSource) poll(ctx context.Context) (FHIRStats, error) {
+	var total FHIRStats
 	for _, typ := range s.Cfg.Types {
 		st, err := s.PollType(ctx, typ, time.Time{})
 		total.Pages += st.Pages
@@ -142,8 +129,8 @@ func (s *Source) poll(ctx context.Context) (Stats, error) {
 // PollType reads what changed for one type since its watermark (less the
 // overlap), or since since when there is no watermark (zero: everything),
 // page by page until the last.
-func (s *Source) PollType(ctx context.Context, typ string, since time.Time) (Stats, error) {
-	var st Stats
+func (s *FHIRSource) PollType(ctx context.Context, typ string, since time.Time) (FHIRStats, error) {
+	var st FHIRStats
 	wm, err := s.Watermark(typ)
 	if err != nil {
 		return st, err
@@ -263,7 +250,7 @@ func (b *bundle) next() string {
 
 // nextLink is the page's link[next] resolved against the base and held
 // to its origin and path (the token goes along), "" when there is none.
-func (s *Source) nextLink(b *bundle) (string, error) {
+func (s *FHIRSource) nextLink(b *bundle) (string, error) {
 	next := b.next()
 	if next == "" {
 		return "", nil
@@ -286,7 +273,7 @@ type reference struct {
 	Reference string `json:"reference"`
 }
 
-func (s *Source) page(ctx context.Context, path string) (*bundle, error) {
+func (s *FHIRSource) page(ctx context.Context, path string) (*bundle, error) {
 	status, body, err := s.Client.Do(ctx, http.MethodGet, path, nil, nil)
 	if err != nil {
 		return nil, err
@@ -304,7 +291,7 @@ func (s *Source) page(ctx context.Context, path string) (*bundle, error) {
 // appendPage stores a page's resource versions together: the appends
 // share fsyncs (group commit) instead of waiting for one each. It returns
 // how many were new; all are durable when it returns without error.
-func (s *Source) appendPage(ctx context.Context, heads []resourceHead, raws []json.RawMessage) (int, error) {
+func (s *FHIRSource) appendPage(ctx context.Context, heads []resourceHead, raws []json.RawMessage) (int, error) {
 	type result struct {
 		added bool
 		err   error
@@ -337,7 +324,7 @@ func (s *Source) appendPage(ctx context.Context, heads []resourceHead, raws []js
 }
 
 // append stores one resource version; it reports whether it was new.
-func (s *Source) append(ctx context.Context, head resourceHead, raw json.RawMessage) (bool, error) {
+func (s *FHIRSource) append(ctx context.Context, head resourceHead, raw json.RawMessage) (bool, error) {
 	version := head.Meta.VersionID
 	if version == "" {
 		version = head.Meta.LastUpdated // a server without versions: the change time tells them apart
@@ -348,7 +335,7 @@ func (s *Source) append(ctx context.Context, head resourceHead, raw json.RawMess
 		version = "sha256-" + hex.EncodeToString(h[:12])
 	}
 	key := "fhir|" + s.Cfg.Name + "|" + head.ResourceType + "/" + head.ID + "/_history/" + version
-	res, err := s.Log.Append(ctx, checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: Kind, Type: head.ResourceType,
+	res, err := s.Log.Append(ctx, checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: FHIRKind, Type: head.ResourceType,
 		// The version is the identity: a server that serialises the same
 		// version differently later is not sending new content.
 		Hash: sha256.Sum256([]byte(key)), Lane: s.lane(head, raw), Payload: raw, Ack: []byte("-")})
@@ -367,7 +354,7 @@ func (s *Source) append(ctx context.Context, head resourceHead, raw json.RawMess
 // resource (with patient references resolved), else the patient it is or
 // refers to. A reference that cannot be resolved now gives the reference
 // as the lane; the record still waits for it when it is mapped.
-func (s *Source) lane(head resourceHead, raw json.RawMessage) string {
+func (s *FHIRSource) lane(head resourceHead, raw json.RawMessage) string {
 	if head.ResourceType == "Patient" {
 		// The patient's key orders its records, and is remembered for the
 		// references to it that follow.

@@ -1,4 +1,4 @@
-package fhirsource
+package ehr
 
 import (
 	"bufio"
@@ -45,11 +45,11 @@ type BulkStats struct {
 	TransactionTime                 time.Time
 }
 
-func (s *Source) bulkKey() string { return "fhir|" + s.Cfg.Name + "|bulk" }
+func (s *FHIRSource) bulkKey() string { return "fhir|" + s.Cfg.Name + "|bulk" }
 
 // BulkAvailable reports whether the server's CapabilityStatement offers
 // the system-level $export operation.
-func (s *Source) BulkAvailable(ctx context.Context) (bool, error) {
+func (s *FHIRSource) BulkAvailable(ctx context.Context) (bool, error) {
 	status, body, err := s.Client.Do(ctx, http.MethodGet, "/metadata", nil, nil)
 	if err != nil {
 		return false, err
@@ -80,14 +80,14 @@ func (s *Source) BulkAvailable(ctx context.Context) (bool, error) {
 
 // BulkPending reports whether an export started by an earlier backfill is
 // still to be finished.
-func (s *Source) BulkPending() (bool, error) {
+func (s *FHIRSource) BulkPending() (bool, error) {
 	_, ok, err := s.Log.SourceState(s.bulkKey())
 	return ok, err
 }
 
 // Bulk loads the types through $export (since, if not zero, is _since).
 // status, when set, is told the export's progress while the server works.
-func (s *Source) Bulk(ctx context.Context, types []string, since time.Time, status func(string)) (BulkStats, error) {
+func (s *FHIRSource) Bulk(ctx context.Context, types []string, since time.Time, status func(string)) (BulkStats, error) {
 	var st BulkStats
 	state, err := s.loadBulk()
 	if err != nil {
@@ -159,7 +159,7 @@ func (s *Source) Bulk(ctx context.Context, types []string, since time.Time, stat
 	return st, s.clearBulk()
 }
 
-func (s *Source) loadBulk() (*bulkState, error) {
+func (s *FHIRSource) loadBulk() (*bulkState, error) {
 	b, ok, err := s.Log.SourceState(s.bulkKey())
 	if err != nil || !ok {
 		return nil, err
@@ -175,7 +175,7 @@ func (s *Source) loadBulk() (*bulkState, error) {
 	return &st, nil
 }
 
-func (s *Source) saveBulk(st *bulkState) error {
+func (s *FHIRSource) saveBulk(st *bulkState) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -183,13 +183,13 @@ func (s *Source) saveBulk(st *bulkState) error {
 	return s.Log.SetSourceState(s.bulkKey(), b)
 }
 
-func (s *Source) clearBulk() error {
+func (s *FHIRSource) clearBulk() error {
 	return s.Log.DeleteSourceState(s.bulkKey())
 }
 
 // kickOff starts the export and stores its status URL before anything
 // else, so that a crash after it resumes this export.
-func (s *Source) kickOff(ctx context.Context, types []string, since time.Time) (*bulkState, error) {
+func (s *FHIRSource) kickOff(ctx context.Context, types []string, since time.Time) (*bulkState, error) {
 	q := url.Values{"_type": {strings.Join(types, ",")}}
 	if !since.IsZero() {
 		q.Set("_since", since.UTC().Format(time.RFC3339Nano))
@@ -225,7 +225,7 @@ type bulkManifest struct {
 }
 
 // awaitExport polls the status URL until the manifest is ready.
-func (s *Source) awaitExport(ctx context.Context, st *bulkState, progress func(string)) (*bulkManifest, error) {
+func (s *FHIRSource) awaitExport(ctx context.Context, st *bulkState, progress func(string)) (*bulkManifest, error) {
 	for {
 		status, header, body, err := s.Client.DoHeader(ctx, http.MethodGet, st.StatusURL, nil, nil)
 		switch {
@@ -268,7 +268,7 @@ const (
 	bulkBatchBytes = 32 << 20
 )
 
-// Default bounds of a Bulk Data file (Config.BulkMaxLine, BulkMaxFile).
+// Default bounds of a Bulk Data file (FHIRSourceConfig.BulkMaxLine, BulkMaxFile).
 const (
 	DefaultBulkMaxLine = 16 << 20
 	DefaultBulkMaxFile = 8 << 30
@@ -279,7 +279,7 @@ const (
 // bulk data files", Bulk Data Access IG, BulkDataManifest) only on the
 // base's exact origin (the IG's examples put files outside the FHIR base
 // path, at https://example.org/output/...); without it from anywhere https.
-func (s *Source) fileURL(out bulkOutput, token bool) (string, error) {
+func (s *FHIRSource) fileURL(out bulkOutput, token bool) (string, error) {
 	if token {
 		return s.Client.ResolveOrigin(out.URL, "a bulk export file URL (requiresAccessToken is true)")
 	}
@@ -325,7 +325,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // longer than Cfg.BulkMaxLine or a file larger than Cfg.BulkMaxFile once
 // decompressed (the transport undoes a gzip Content-Encoding) fails the
 // file with a clear error: never a crash, never a silent cut.
-func (s *Source) loadFile(ctx context.Context, out bulkOutput, token bool) (read, added int, err error) {
+func (s *FHIRSource) loadFile(ctx context.Context, out bulkOutput, token bool) (read, added int, err error) {
 	typ := out.Type
 	if !fhirTypeOK(typ) {
 		typ = "?" // the manifest's type is shown only when it is a type name

@@ -1,4 +1,4 @@
-package fhirsource
+package ehr
 
 import (
 	"context"
@@ -49,7 +49,7 @@ func (c *patientCache) put(ref, key string) {
 // PatientKey implements mappings.PatientResolver: the key the mappings
 // give the referenced Patient (the lane: of the set's Patient mapping),
 // from the cache or read from the server.
-func (s *Source) PatientKey(ref string) (string, error) {
+func (s *FHIRSource) PatientKey(ref string) (string, error) {
 	id := mappings.PatientID(ref)
 	if id == "" {
 		return "", nil
@@ -80,7 +80,7 @@ func (s *Source) PatientKey(ref string) (string, error) {
 
 // patientKeyOf is the key the mappings give a Patient resource: the lane
 // of the set's Patient mapping, else its id.
-func (s *Source) patientKeyOf(head resourceHead, raw []byte) string {
+func (s *FHIRSource) patientKeyOf(head resourceHead, raw []byte) string {
 	if s.Mappings != nil {
 		if set := s.Mappings(); set != nil {
 			if l, err := set.Lane(mappings.Input{FHIR: raw}); err == nil && l != "" {

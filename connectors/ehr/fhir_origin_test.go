@@ -1,4 +1,4 @@
-package fhirsource
+package ehr
 
 import (
 	"bytes"
@@ -62,14 +62,14 @@ func (l *tokenLog) calls() int {
 }
 
 // sourceAt is a source on base with a fresh log.
-func sourceAt(t *testing.T, base string) (*Source, *checkpoint.Log) {
+func sourceAt(t *testing.T, base string) (*FHIRSource, *checkpoint.Log) {
 	t.Helper()
 	l, err := checkpoint.Open(filepath.Join(t.TempDir(), checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return &Source{Cfg: Config{Name: "ehrfhir", Types: []string{"Patient"}, PageSize: 1, Overlap: time.Second},
+	return &FHIRSource{Cfg: FHIRSourceConfig{Name: "ehrfhir", Types: []string{"Patient"}, PageSize: 1, Overlap: time.Second},
 		Client: &fhirhttp.Client{Base: base, Auth: fhirhttp.StaticToken("T0K")}, Log: l,
 		Logger: slog.New(slog.DiscardHandler)}, l
 }

@@ -1,4 +1,4 @@
-package fhirsource
+package ehr
 
 import (
 	"context"
@@ -31,7 +31,7 @@ const maxNotification = 32 << 20
 // that carries the shared secret ("Authorization" expects "Bearer
 // <secret>"); an empty secret accepts every request (for mutual TLS
 // deployments, where the client certificate is the authentication).
-func (s *Source) NotifyHandler(header, secret string) http.Handler {
+func (s *FHIRSource) NotifyHandler(header, secret string) http.Handler {
 	if header == "" {
 		header = "Authorization"
 	}
@@ -122,7 +122,7 @@ func (s *Source) NotifyHandler(header, secret string) http.Handler {
 
 // notificationResources reads the resources a notification carries or
 // names; a non-zero status is a refusal with its message.
-func (s *Source) notificationResources(ctx context.Context, body []byte) ([]resourceHead, []json.RawMessage, []entry, int, string) {
+func (s *FHIRSource) notificationResources(ctx context.Context, body []byte) ([]resourceHead, []json.RawMessage, []entry, int, string) {
 	var top struct {
 		ResourceType string  `json:"resourceType"`
 		Type         string  `json:"type"`

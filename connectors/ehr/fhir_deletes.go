@@ -1,4 +1,4 @@
-package fhirsource
+package ehr
 
 import (
 	"context"
@@ -31,9 +31,9 @@ const (
 	DeletesApply  = "inactivate"
 )
 
-// KindDelete is the checkpoint record kind of a deleted resource; its
+// FHIRDeleteKind is the checkpoint record kind of a deleted resource; its
 // payload is {"resourceType": T, "id": id}.
-const KindDelete = "fhir-delete"
+const FHIRDeleteKind = "fhir-delete"
 
 // deletedRef is the Type/id a delete entry names, and its version tag.
 func (e entry) deletedRef() (typ, id, version string) {
@@ -67,7 +67,7 @@ func (e entry) deletedRef() (typ, id, version string) {
 
 // appendDelete stores the delete of typ/id (when the rule applies them);
 // it reports whether it was new.
-func (s *Source) appendDelete(ctx context.Context, typ, id, version string) (bool, error) {
+func (s *FHIRSource) appendDelete(ctx context.Context, typ, id, version string) (bool, error) {
 	if s.Cfg.Deletes != DeletesApply || !fhirTypeOK(typ) || id == "" {
 		return false, nil
 	}
@@ -80,7 +80,7 @@ func (s *Source) appendDelete(ctx context.Context, typ, id, version string) (boo
 	// patient's), so that it is applied after every version stored before
 	// it, even one still waiting; without such records (read before ehrbridge
 	// kept them, or long gone) it gets a lane of its own.
-	entry := checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: KindDelete, Type: typ,
+	entry := checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: FHIRDeleteKind, Type: typ,
 		Hash: sha256.Sum256([]byte(key)), Lane: typ + "/" + id, Ack: []byte("-")}
 	lane, ok, err := s.Log.LaneOfPrefix(versions)
 	switch {
@@ -119,7 +119,7 @@ func fhirTypeOK(t string) bool {
 }
 
 // deletesWatermarkKey is where a type's history watermark lives.
-func (s *Source) deletesWatermarkKey(typ string) string {
+func (s *FHIRSource) deletesWatermarkKey(typ string) string {
 	return "fhir|" + s.Cfg.Name + "|" + typ + "|deletes-watermark"
 }
 
@@ -127,8 +127,8 @@ func (s *Source) deletesWatermarkKey(typ string) string {
 // delete entries (nothing unless the rule is DeletesApply). The first
 // poll only sets the watermark: deletes from before ehrbridge followed the
 // server concern records it never wrote.
-func (s *Source) PollDeletes(ctx context.Context, typ string) (Stats, error) {
-	var st Stats
+func (s *FHIRSource) PollDeletes(ctx context.Context, typ string) (FHIRStats, error) {
+	var st FHIRStats
 	if s.Cfg.Deletes != DeletesApply {
 		return st, nil
 	}
@@ -177,7 +177,7 @@ func (s *Source) PollDeletes(ctx context.Context, typ string) (Stats, error) {
 	return st, s.Log.SetSourceState(s.deletesWatermarkKey(typ), []byte(start.Format(time.RFC3339Nano)))
 }
 
-func (s *Source) overlap() time.Duration {
+func (s *FHIRSource) overlap() time.Duration {
 	if s.Cfg.Overlap > 0 {
 		return s.Cfg.Overlap
 	}
