@@ -26,16 +26,28 @@ type MLLPTarget struct{ Client *mllp.Client }
 
 var _ connectors.EHRTarget = (*MLLPTarget)(nil)
 
-// NewMLLPTarget is the write-back target for the EHR's MLLP receiver at addr.
-// Its client resends a message whose connection was lost after short
-// backoffs (from 100 ms), and gives up at once when its next try is more
-// than 2 s off, so that a note whose EHR is down goes back to the
-// pipeline, which retries it later, instead of holding the note lane;
-// maxBackoff caps the client's delays (0: 30 s). With tlsConf (nil: plain
-// TCP) every connection is TLS, verified as tlsConf says: a handshake that
-// fails is a failed try, never a fallback to plain TCP.
-func NewMLLPTarget(addr string, tlsConf *tls.Config, maxBackoff time.Duration, logger *slog.Logger) *MLLPTarget {
-	return &MLLPTarget{Client: &mllp.Client{Addr: addr, TLSConfig: tlsConf, MaxBackoff: maxBackoff, MaxWait: 2 * time.Second, Logger: logger}}
+// MLLPTargetConfig is the settings of an MLLPTarget.
+type MLLPTargetConfig struct {
+	// Addr is the EHR's MLLP receiver, host:port.
+	Addr string
+	// TLS, when set, makes every connection TLS, verified as it says: a
+	// handshake that fails is a failed try, never a fallback to plain
+	// TCP. Nil: plain TCP.
+	TLS *tls.Config
+	// MaxBackoff caps the client's delays between tries (0: 30 s).
+	MaxBackoff time.Duration
+	// Logger gets the client's warnings (failed sends, skipped replies;
+	// never message bytes); nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// NewMLLPTarget is the write-back target for the EHR's MLLP receiver at
+// cfg.Addr. Its client resends a message whose connection was lost after
+// short backoffs (from 100 ms), and gives up at once when its next try is
+// more than 2 s off, so that a note whose EHR is down goes back to the
+// pipeline, which retries it later, instead of holding the note lane.
+func NewMLLPTarget(cfg MLLPTargetConfig) *MLLPTarget {
+	return &MLLPTarget{Client: &mllp.Client{Addr: cfg.Addr, TLSConfig: cfg.TLS, MaxBackoff: cfg.MaxBackoff, MaxWait: 2 * time.Second, Logger: cfg.Logger}}
 }
 
 // InFlight is how long after a send the EHR may still apply it: the

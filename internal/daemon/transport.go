@@ -93,7 +93,7 @@ func newMLLPTarget(t config.WritebackTarget, log *slog.Logger) (*ehr.MLLPTarget,
 			return nil, fmt.Errorf("writeback.target.tls: %w", err)
 		}
 	}
-	return ehr.NewMLLPTarget(t.MLLP, tc, t.MLLPMaxBackoff.Std(), log), nil
+	return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: t.MLLP, TLS: tc, MaxBackoff: t.MLLPMaxBackoff.Std(), Logger: log}), nil
 }
 
 // certPool reads the PEM certificates of file (what names it in errors).

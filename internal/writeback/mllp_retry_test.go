@@ -37,7 +37,7 @@ func TestMLLPUnansweredNoteRetries(t *testing.T) {
 			}
 			addr, conns := peer.Addr, &peer.Conns
 			r := newRig(t, func(string) connectors.EHRTarget {
-				return ehr.NewMLLPTarget(addr, nil, 0, slog.New(slog.DiscardHandler))
+				return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
 			})
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 			r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
@@ -97,7 +97,7 @@ func TestMLLPAcknowledgmentModes(t *testing.T) {
 			addr, frames := peer.Addr, &peer.Frames
 			r := newRigWith(t, rigOptions{cfg: func(c *Config) { c.MDM = b },
 				target: func(string) connectors.EHRTarget {
-					return ehr.NewMLLPTarget(addr, nil, 0, slog.New(slog.DiscardHandler))
+					return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
 				}})
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 			task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
@@ -130,7 +130,7 @@ func TestUnansweredNoteWaitsThePipelinesBackoff(t *testing.T) {
 	addr := mllptest.ClosedAddr(t)
 	r := newRigWith(t, rigOptions{noRun: true,
 		target: func(string) connectors.EHRTarget {
-			return ehr.NewMLLPTarget(addr, nil, 0, slog.New(slog.DiscardHandler))
+			return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
 		}})
 	now := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	r.h.Now = func() time.Time { return now }
