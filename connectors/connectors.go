@@ -1,6 +1,9 @@
-// Package connectors holds what every CRM connector shares: the op a
-// mapping produces, the sink that applies ops, and how failures are
-// classified for the pipeline (retry, dead letter, or pause).
+// Package connectors holds the contracts every edge implements, declared
+// once: the op a mapping produces and the Sink that applies ops (CRM
+// connectors), the NoteReader write-back reads notes through (CRM
+// connectors), the EHRTarget it files them with (connectors/ehr), and how
+// failures are classified for the pipeline (retry, dead letter, or
+// pause). Each edge is a directory below this one.
 package connectors
 
 import (

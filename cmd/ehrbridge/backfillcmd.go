@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/internal/daemon"
-	"github.com/ehrbridge/ehrbridge/internal/fhirsource"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -165,7 +165,7 @@ func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 // useBulk decides whether a backfill exports: an export is under way, or
 // the server offers $export and none of the types was loaded before (a
 // later backfill searches from the watermarks, which costs less).
-func useBulk(ctx context.Context, src *fhirsource.Source, types []string) (bool, error) {
+func useBulk(ctx context.Context, src *ehr.FHIRSource, types []string) (bool, error) {
 	if pending, err := src.BulkPending(); err != nil || pending {
 		return pending, err
 	}

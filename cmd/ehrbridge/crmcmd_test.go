@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 )
 
 // codesMapping is a one-op set that the sandbox's published Health Cloud

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 )
 
 const sandboxUsage = `usage: ehrbridge sandbox [--listen 127.0.0.1:8089] [--tls-listen 127.0.0.1:8443] [--data FILE]
@@ -41,7 +41,7 @@ Dataverse side (on --tls-listen, default $EHRBRIDGE_SANDBOX_TLS_ADDR or
 127.0.0.1:8443; "off" disables): the Microsoft identity platform token
 endpoints azidentity uses (https only) and the Web API under /api/data/v9.2/.
 It knows the Healthcare Accelerator tables the shipped set writes
-(connectors/sandbox/dvschema.json, Dataverse EntityDefinitions from the
+(internal/sandbox/dvschema.json, Dataverse EntityDefinitions from the
 published metadata) and serves them read-only as the Web API does
 (EntityDefinitions(LogicalName='x') with $select/$expand, the attribute type
 casts, WhoAmI); --schema also takes an org's saved EntityDefinitions

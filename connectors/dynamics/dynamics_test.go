@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
-	"github.com/ehrbridge/ehrbridge/connectors/conformance"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/connectors/connectortest"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 	"github.com/ehrbridge/ehrbridge/mappings"
@@ -83,10 +83,10 @@ func (r *rig) fault(t *testing.T, method, body string) {
 // The Dynamics sink passes the connector conformance suite against the
 // sandbox's Dataverse side.
 func TestConformance(t *testing.T) {
-	conformance.Run(t, func(t *testing.T) conformance.Target {
+	connectortest.Run(t, func(t *testing.T) connectortest.Target {
 		r := newRig(t, sandbox.Options{})
 		c := r.client(t, func(cfg *Config) { cfg.BatchSize = 3 })
-		return conformance.Target{
+		return connectortest.Target{
 			Sink: &Sink{Client: c},
 			Records: func(object string) []map[string]any {
 				var out []map[string]any

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 

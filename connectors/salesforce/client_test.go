@@ -13,7 +13,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )

@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
-	"github.com/ehrbridge/ehrbridge/connectors/conformance"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/connectors/connectortest"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 // The Salesforce sink passes the connector conformance suite against the
 // sandbox.
 func TestConformance(t *testing.T) {
-	conformance.Run(t, func(t *testing.T) conformance.Target {
+	connectortest.Run(t, func(t *testing.T) connectortest.Target {
 		r := newRig(t, sandbox.Options{})
 		c := r.client(t, func(cfg *Config) { cfg.RetryMax = 2 })
 		post := func(body string) {
@@ -26,7 +26,7 @@ func TestConformance(t *testing.T) {
 			}
 			resp.Body.Close()
 		}
-		return conformance.Target{
+		return connectortest.Target{
 			Sink:     &Sink{Client: c},
 			Records:  func(object string) []map[string]any { return toMaps(r.sb.Records(object)) },
 			Throttle: func(d time.Duration) { post(fmt.Sprintf(`{"request_limit_exceeded":true,"seconds":%g}`, d.Seconds())) },

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/ehrbridge/ehrbridge/connectors"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 )
 
 // The breaker's probe is one GET /limits, not retried (the client retries

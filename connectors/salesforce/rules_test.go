@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 	"github.com/ehrbridge/ehrbridge/mappings"

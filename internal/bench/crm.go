@@ -20,9 +20,9 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 

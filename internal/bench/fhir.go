@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
-	"github.com/ehrbridge/ehrbridge/internal/fhirsource"
 	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -107,10 +107,10 @@ func FHIR(ctx context.Context, opts FHIROptions, w io.Writer) (FHIRReport, error
 	if err != nil {
 		return FHIRReport{}, err
 	}
-	var src *fhirsource.Source
+	var src *ehr.FHIRSource
 	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: sink, Logger: quiet,
 		Patients: func(string) mappings.PatientResolver { return src }})
-	src = &fhirsource.Source{Cfg: fhirsource.Config{Name: "bench", Types: []string{"Patient", "Encounter"}, PageSize: opts.PageSize},
+	src = &ehr.FHIRSource{Cfg: ehr.FHIRSourceConfig{Name: "bench", Types: []string{"Patient", "Encounter"}, PageSize: opts.PageSize},
 		Client: &fhirhttp.Client{Base: srv.URL + "/fhir"}, Log: l, Mappings: func() *mappings.Set { return set },
 		Appended: p.Notify, Logger: quiet}
 	pctx, stop := context.WithCancel(ctx)

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/crmcheck"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )

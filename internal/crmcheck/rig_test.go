@@ -13,9 +13,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/crmcheck"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 )
 
 // rig is the sandbox served on a free loopback port, recording every

@@ -25,11 +25,12 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -84,9 +85,9 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 	var source *writeback.Source
 	echo := ""
 	if wb := cfg.Writeback; wb != nil {
-		var notesCRM writeback.CRM = &writeback.SalesforceCRM{Client: c.client}
+		var notesCRM connectors.NoteReader = &salesforce.NoteReader{Client: c.client}
 		if c.dv != nil {
-			notesCRM = &writeback.DataverseCRM{Client: c.dv}
+			notesCRM = &dynamics.NoteReader{Client: c.dv}
 		}
 		h, src, err := newWriteback(wb, cfg.DataDir, notesCRM, cp, log)
 		if err != nil {
@@ -164,7 +165,7 @@ func WritebackConfig(wb *config.WritebackConfig) writeback.Config {
 }
 
 // newWriteback builds the note handler and poller.
-func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback.CRM, cp *checkpoint.Log, log *slog.Logger) (*writeback.Handler, *writeback.Source, error) {
+func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM connectors.NoteReader, cp *checkpoint.Log, log *slog.Logger) (*writeback.Handler, *writeback.Source, error) {
 	wcfg := WritebackConfig(wb)
 	mdm, err := writeback.LoadMDM(wb.MDMMapping, mappings.Options{Zone: time.UTC})
 	if err != nil {
@@ -178,9 +179,9 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback
 		}
 		wcfg.Authors = authors
 	}
-	var target writeback.Target
+	var target connectors.EHRTarget
 	if f := wb.Target.FHIR; f != nil {
-		ft := &writeback.FHIR{Base: f.BaseURL, DocSystem: f.DocSystem, TypeCode: f.TypeCode}
+		ft := &ehr.FHIRTarget{Base: f.BaseURL, DocSystem: f.DocSystem, TypeCode: f.TypeCode}
 		switch {
 		case f.SMARTKeyFile != "":
 			pemBytes, err := os.ReadFile(f.SMARTKeyFile)
@@ -207,7 +208,7 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM writeback
 		}
 		target = mt
 	} else {
-		target = &writeback.FileDrop{Dir: wb.Target.Dir, Retention: wb.Target.Retention.Std(), Logger: log.With("component", "writeback")}
+		target = &ehr.FileDrop{Dir: wb.Target.Dir, Retention: wb.Target.Retention.Std(), Logger: log.With("component", "writeback")}
 	}
 	h := &writeback.Handler{Cfg: wcfg, CRM: notesCRM, Target: target, Log: cp, Logger: log.With("component", "writeback")}
 	src := &writeback.Source{Cfg: wcfg, CRM: notesCRM, Log: cp, WatermarkFile: filepath.Join(dataDir, "writeback.watermark"), Logger: log}

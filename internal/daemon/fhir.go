@@ -14,9 +14,9 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
-	"github.com/ehrbridge/ehrbridge/internal/fhirsource"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -48,7 +48,7 @@ type fhirPoll struct {
 // fhirEntry is one running FHIR source.
 type fhirEntry struct {
 	cfg config.FHIRSource
-	src *fhirsource.Source
+	src *ehr.FHIRSource
 }
 
 // notifyEndpoint is one source's subscription endpoint.
@@ -60,7 +60,7 @@ type notifyEndpoint struct {
 
 // NewFHIRSource builds the poller of a configured FHIR source (the daemon
 // and `ehrbridge backfill` share it).
-func NewFHIRSource(sc config.FHIRSource, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (*fhirsource.Source, error) {
+func NewFHIRSource(sc config.FHIRSource, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (*ehr.FHIRSource, error) {
 	client := &fhirhttp.Client{Base: sc.BaseURL}
 	switch {
 	case sc.SMARTKeyFile != "":
@@ -81,14 +81,14 @@ func NewFHIRSource(sc config.FHIRSource, cp *checkpoint.Log, maps func() *mappin
 		}
 		client.Auth = fhirhttp.StaticToken(tok)
 	}
-	return &fhirsource.Source{Cfg: fhirsource.Config{Name: sc.Name, Types: sc.Types, PageSize: sc.PageSize, Overlap: sc.Overlap.Std(),
+	return &ehr.FHIRSource{Cfg: ehr.FHIRSourceConfig{Name: sc.Name, Types: sc.Types, PageSize: sc.PageSize, Overlap: sc.Overlap.Std(),
 		Deletes: sc.Deletes},
 		Client: client, Log: cp, Mappings: maps, Logger: log.With("component", "fhir", "source", sc.Name)}, nil
 }
 
 // newFHIRSources builds every configured FHIR source, by name.
-func newFHIRSources(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (map[string]*fhirsource.Source, error) {
-	out := map[string]*fhirsource.Source{}
+func newFHIRSources(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (map[string]*ehr.FHIRSource, error) {
+	out := map[string]*ehr.FHIRSource{}
 	for _, sc := range cfg.Sources.FHIR {
 		src, err := NewFHIRSource(sc, cp, maps, log)
 		if err != nil {
@@ -101,7 +101,7 @@ func newFHIRSources(cfg *config.Config, cp *checkpoint.Log, maps func() *mapping
 
 // patientResolvers gives the pipeline each FHIR source's resolver of
 // patient references.
-func patientResolvers(srcs map[string]*fhirsource.Source) func(string) mappings.PatientResolver {
+func patientResolvers(srcs map[string]*ehr.FHIRSource) func(string) mappings.PatientResolver {
 	return func(name string) mappings.PatientResolver {
 		if s, ok := srcs[name]; ok {
 			return s
@@ -113,7 +113,7 @@ func patientResolvers(srcs map[string]*fhirsource.Source) func(string) mappings.
 // startFHIR polls each FHIR source at once (catching up on what changed
 // while the daemon was down) and then on its schedule, and opens the
 // subscription endpoints; nil when there is no FHIR source.
-func startFHIR(cfg *config.Config, cp *checkpoint.Log, srcs map[string]*fhirsource.Source, notify func(), errc chan<- error, log *slog.Logger) (*fhirSources, error) {
+func startFHIR(cfg *config.Config, cp *checkpoint.Log, srcs map[string]*ehr.FHIRSource, notify func(), errc chan<- error, log *slog.Logger) (*fhirSources, error) {
 	if len(cfg.Sources.FHIR) == 0 {
 		return nil, nil
 	}
@@ -180,7 +180,7 @@ func startFHIR(cfg *config.Config, cp *checkpoint.Log, srcs map[string]*fhirsour
 }
 
 // runFHIRPoll is one scheduled poll of a FHIR source.
-func runFHIRPoll(ctx context.Context, cp *checkpoint.Log, src *fhirsource.Source, fp *fhirPoll, srcLog *slog.Logger) {
+func runFHIRPoll(ctx context.Context, cp *checkpoint.Log, src *ehr.FHIRSource, fp *fhirPoll, srcLog *slog.Logger) {
 	if cp.StorageProblem() != nil {
 		// What it found could not be stored: no request is spent.
 		// storageLoop reports the problem and runs the poll when it
@@ -222,7 +222,7 @@ func (f *fhirSources) catchUp() {
 
 // newNotifyEndpoint binds a source's subscription endpoint (failing at
 // once when the address is taken).
-func newNotifyEndpoint(name string, sub *config.FHIRSubscription, src *fhirsource.Source, log *slog.Logger) (*notifyEndpoint, error) {
+func newNotifyEndpoint(name string, sub *config.FHIRSubscription, src *ehr.FHIRSource, log *slog.Logger) (*notifyEndpoint, error) {
 	secret := ""
 	if sub.Secret.IsSet() {
 		var err error

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/internal/config"
-	"github.com/ehrbridge/ehrbridge/internal/fhirsource"
 	"github.com/ehrbridge/ehrbridge/internal/logging"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
@@ -167,7 +167,7 @@ func TestAdminServerTimeouts(t *testing.T) {
 func TestNotifyEndpointHardened(t *testing.T) {
 	lim := shortLimits(t)
 	ep, err := newNotifyEndpoint("epic", &config.FHIRSubscription{Listen: "127.0.0.1:0", Path: "/fhir/notify"},
-		&fhirsource.Source{}, slog.New(slog.DiscardHandler))
+		&ehr.FHIRSource{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,9 @@ import (
 	"os"
 	"sync"
 
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
-	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 
 // warnInsecure logs, once per opt-out, each plaintext connection the
@@ -85,7 +85,7 @@ func clientTLS(t *config.TLSClient) (*tls.Config, error) {
 
 // newMLLPTarget is the write-back target for the EHR's MLLP receiver,
 // over TLS when the target has a tls section.
-func newMLLPTarget(t config.WritebackTarget, log *slog.Logger) (*writeback.MLLP, error) {
+func newMLLPTarget(t config.WritebackTarget, log *slog.Logger) (*ehr.MLLPTarget, error) {
 	var tc *tls.Config
 	if t.TLS != nil {
 		var err error
@@ -93,7 +93,7 @@ func newMLLPTarget(t config.WritebackTarget, log *slog.Logger) (*writeback.MLLP,
 			return nil, fmt.Errorf("writeback.target.tls: %w", err)
 		}
 	}
-	return writeback.NewMLLP(t.MLLP, tc, t.MLLPMaxBackoff.Std(), log), nil
+	return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: t.MLLP, TLS: tc, MaxBackoff: t.MLLPMaxBackoff.Std(), Logger: log}), nil
 }
 
 // certPool reads the PEM certificates of file (what names it in errors).

@@ -19,12 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
-	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 
 // ehrReceiver is an EHR's MLLP receiver over TLS, configured as ehrbridge
@@ -65,7 +66,7 @@ func ehrReceiver(t *testing.T, tlsCfg *config.TLSServer, logs *syncbuf.Buffer) (
 // writebackTarget loads a config whose write-back goes to addr with the
 // given tls section (YAML, indented for writeback.target) and builds its
 // target as the daemon does.
-func writebackTarget(t *testing.T, addr, tlsYAML string) *writeback.MLLP {
+func writebackTarget(t *testing.T, addr, tlsYAML string) *ehr.MLLPTarget {
 	t.Helper()
 	dir := t.TempDir()
 	data := "data_dir: " + dir + "\ncrm:\n  sandbox:\n    embed: true\nwriteback:\n  target:\n    mllp: " + addr + "\n" + tlsYAML
@@ -87,13 +88,13 @@ func writebackTarget(t *testing.T, addr, tlsYAML string) *writeback.MLLP {
 	return target
 }
 
-func mdmDoc(t *testing.T, id string) *writeback.Document {
+func mdmDoc(t *testing.T, id string) *connectors.Document {
 	t.Helper()
 	m, err := hl7.Parse([]byte("MSH|^~\\&|EHRBRIDGE|CRM|EHR|HOSP|20260101120000||MDM^T02^MDM_T02|" + id + "|P|2.5\rEVN|T02|20260101120000\rPID|1||M1^^^HOSP^MR\rTXA|1|CN|TX|20260101120000||||||||EHRB-" + id + "||||||AU\rOBX|1|TX|||note\r"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &writeback.Document{ID: "EHRB-" + id, MDM: m}
+	return &connectors.Document{ID: "EHRB-" + id, MDM: m}
 }
 
 // Write-back over MLLP with writeback.target.tls: TLS and mutual TLS to a
@@ -155,7 +156,7 @@ func TestWritebackMLLPOverTLS(t *testing.T) {
 	for i, tc := range bad {
 		target := writebackTarget(t, tc.addr, tc.tls)
 		err := target.File(context.Background(), mdmDoc(t, "NO"+string(rune('0'+i))))
-		var u *writeback.Unreachable
+		var u *connectors.Unreachable
 		if err == nil || !errors.As(err, &u) || !tc.want(err) {
 			t.Errorf("%s: %v, want a failed handshake (retried later)", tc.name, err)
 		}

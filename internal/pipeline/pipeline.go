@@ -589,7 +589,7 @@ func (p *Pipeline) outage(results []connectors.Result) (failure error, accepted 
 }
 
 // fhirDeleteKind is the kind of the records of deleted FHIR resources
-// (see internal/fhirsource): their payload is {"resourceType", "id"}.
+// (see connectors/ehr's FHIR source): their payload is {"resourceType", "id"}.
 const fhirDeleteKind = "fhir-delete"
 
 // addressKey is where the CRM addresses of a source's resource are kept.

@@ -17,8 +17,8 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/mappings"
@@ -401,7 +401,7 @@ func TestDoneWithWarnings(t *testing.T) {
 // Cloud accounts are left alone). The reasons name the type only.
 func TestFHIRDeleteSkipped(t *testing.T) {
 	r := newRig(t)
-	// As internal/fhirsource appends them: Type is the resource type.
+	// As connectors/ehr's FHIR source appends them: Type is the resource type.
 	appendFHIR := func(key, kind, body string) {
 		t.Helper()
 		typ, _, _ := strings.Cut(strings.TrimPrefix(key, "fhir|fhir|"), "/")

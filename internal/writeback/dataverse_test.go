@@ -14,9 +14,10 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -62,9 +63,9 @@ func newDVNotes(t *testing.T, cfg Config) *dvNotes {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crm := &DataverseCRM{Client: client}
+	crm := &dynamics.NoteReader{Client: client}
 	outbox := filepath.Join(dir, "outbox")
-	h := &Handler{Cfg: cfg, CRM: crm, Target: &FileDrop{Dir: outbox}, Logger: quiet}
+	h := &Handler{Cfg: cfg, CRM: crm, Target: &ehr.FileDrop{Dir: outbox}, Logger: quiet}
 	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return &mappings.Set{} }, Sink: &dynamics.Sink{Client: client},
 		Linger: -1, Poll: 10 * time.Millisecond, Logger: quiet, Notes: h})
 	h.Backoff = p.Backoff

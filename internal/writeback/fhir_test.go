@@ -5,17 +5,17 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"io"
+	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/internal/interop"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
@@ -40,11 +40,12 @@ func TestInteropMedplumFHIR(t *testing.T) {
 	port := strings.TrimPrefix(peer.WaitFor(t, "LISTENING ", 60*time.Second), "LISTENING ")
 	root := "http://127.0.0.1:" + port
 	auth := &fhirhttp.BackendServices{TokenURL: root + "/auth/token", ClientID: "ehrbridge", Key: key}
-	target := &FHIR{Base: root + "/fhir/R4", Auth: auth}
+	target := &ehr.FHIRTarget{Base: root + "/fhir/R4", Auth: auth}
+	fc := &fhirhttp.Client{Base: target.Base, Auth: auth}
 	ctx := context.Background()
 	// The EHR's FHIR server knows the patient and the visit.
 	post := func(typ string, res map[string]any) string {
-		status, body, err := target.client().Do(ctx, http.MethodPost, "/"+typ, res, nil)
+		status, body, err := fc.Do(ctx, http.MethodPost, "/"+typ, res, nil)
 		if err != nil || status != http.StatusCreated {
 			t.Fatalf("seed %s: %d %v %s", typ, status, err, body)
 		}
@@ -56,18 +57,18 @@ func TestInteropMedplumFHIR(t *testing.T) {
 	encID := post("Encounter", map[string]any{"resourceType": "Encounter", "status": "in-progress", "class": map[string]string{"code": "IMP"},
 		"identifier": []any{map[string]string{"system": "GENHOSP", "value": "V777"}}, "subject": map[string]string{"reference": "Patient/" + patID}})
 
-	r := newRig(t, func(string) Target { return target })
+	r := newRig(t, func(string) connectors.EHRTarget { return target })
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V777"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Discharge call","Description":"Agrees to the plan.","Send_to_EHR__c":true}`)
 	r.poll(t)
 	waitUntil(t, "the note filed", func() bool { return r.task(t, task)["EHR_Status__c"] == "Filed" })
 
-	docs, err := target.search(ctx, "DocumentReference", url.Values{"subject": {"Patient/" + patID}})
+	docs, err := fhirSearch(ctx, fc, "DocumentReference", url.Values{"subject": {"Patient/" + patID}})
 	if err != nil || len(docs) != 1 {
 		t.Fatalf("documents for the patient: %v %v", docs, err)
 	}
-	status, body, err := target.client().Do(ctx, http.MethodGet, "/DocumentReference/"+docs[0].ID, nil, nil)
+	status, body, err := fc.Do(ctx, http.MethodGet, "/DocumentReference/"+docs[0].ID, nil, nil)
 	if err != nil || status != 200 {
 		t.Fatalf("read: %d %v", status, err)
 	}
@@ -85,14 +86,14 @@ func TestInteropMedplumFHIR(t *testing.T) {
 		t.Errorf("document %s", body)
 	}
 	// A resend of the same version (after a crash, say) finds the first.
-	note := Note{ID: task, Version: "v-resend-test", Subject: "s", Text: "t"}
-	doc := &Document{Note: &note, ID: "EHRB-" + task, Authority: "GENHOSP", MRN: "M1"}
+	note := connectors.Note{ID: task, Version: "v-resend-test", Subject: "s", Text: "t"}
+	doc := &connectors.Document{Note: &note, ID: "EHRB-" + task, Authority: "GENHOSP", MRN: "M1"}
 	for range 2 {
 		if err := target.File(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	found, _ := target.search(ctx, "DocumentReference", url.Values{"identifier": {"urn:ehrbridge:note|EHRB-" + task + "/v-resend-test"}})
+	found, _ := fhirSearch(ctx, fc, "DocumentReference", url.Values{"identifier": {"urn:ehrbridge:note|EHRB-" + task + "/v-resend-test"}})
 	if len(found) != 1 {
 		t.Errorf("%d documents after filing one version twice", len(found))
 	}
@@ -103,63 +104,34 @@ func TestInteropMedplumFHIR(t *testing.T) {
 	waitUntil(t, "held", func() bool { return r.task(t, task2)["EHR_Status__c"] == "Held" })
 }
 
-// Write-back to a FHIR server follows the FHIR source's redirect rule: the
-// patient search (its query holds the MRN) redirected to plain http
-// elsewhere is refused; to https elsewhere it goes without the token and
-// without a Referer that would carry the MRN.
-func TestFHIRWritebackRedirectKeepsToken(t *testing.T) {
-	type seen struct{ auth, referer, query string }
-	var mu sync.Mutex
-	var hostile []seen
-	record := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		hostile = append(hostile, seen{r.Header.Get("Authorization"), r.Header.Get("Referer"), r.URL.RawQuery})
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/fhir+json")
-		io.WriteString(w, `{"resourceType":"Bundle","type":"searchset"}`)
-	})
-	doc := &Document{Note: &Note{ID: "t1", Version: "v1", Text: "x"}, ID: "EHRB-t1", Authority: "GENHOSP", MRN: "MRN4711"}
-	for _, c := range []struct {
-		name       string
-		tls        bool
-		wantCalled bool
-	}{
-		{"to plain http on another port", false, false},
-		{"to https on another port", true, true},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			hostile = nil
-			var evil, ehr *httptest.Server
-			if c.tls {
-				evil = httptest.NewTLSServer(record)
-			} else {
-				evil = httptest.NewServer(record)
-			}
-			defer evil.Close()
-			redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				http.Redirect(w, r, evil.URL+"/fhir/Patient?"+r.URL.RawQuery, http.StatusTemporaryRedirect)
-			})
-			if c.tls {
-				ehr = httptest.NewTLSServer(redirect)
-			} else {
-				ehr = httptest.NewServer(redirect)
-			}
-			defer ehr.Close()
-			target := &FHIR{Base: ehr.URL + "/fhir", Auth: fhirhttp.StaticToken("tok"), HTTP: ehr.Client()}
-			err := target.File(context.Background(), doc)
-			if err == nil {
-				t.Fatal("filing through a foreign redirect succeeded")
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if called := len(hostile) > 0; called != c.wantCalled {
-				t.Errorf("the other origin called: %v, want %v (err %v)", called, c.wantCalled, err)
-			}
-			for _, h := range hostile {
-				if h.auth != "" || strings.Contains(h.referer, "MRN4711") {
-					t.Errorf("the other origin got Authorization %q, Referer %q", h.auth, h.referer)
-				}
-			}
-		})
+type fhirResource struct {
+	ResourceType string `json:"resourceType"`
+	ID           string `json:"id"`
+}
+
+// fhirSearch returns the resources of type typ a search on the FHIR
+// server finds, for checking what write-back filed.
+func fhirSearch(ctx context.Context, c *fhirhttp.Client, typ string, q url.Values) ([]fhirResource, error) {
+	status, body, err := c.Do(ctx, http.MethodGet, "/"+typ+"?"+q.Encode(), nil, nil)
+	if err != nil {
+		return nil, err
 	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("search %s: HTTP %d", typ, status)
+	}
+	var b struct {
+		Entry []struct {
+			Resource fhirResource `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		return nil, err
+	}
+	var out []fhirResource
+	for _, e := range b.Entry {
+		if e.Resource.ResourceType == typ {
+			out = append(out, e.Resource)
+		}
+	}
+	return out, nil
 }

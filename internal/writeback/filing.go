@@ -146,7 +146,7 @@ func (h *Handler) recordFiled(noteID, version, docID string, st filingState) err
 	return h.putFiling(noteID, filingState{Filed: docID, FiledVersion: version, Unanswered: st.Unanswered, UnansweredAt: st.UnansweredAt})
 }
 
-// inFlighter is a Target whose sends can still reach the EHR after
+// inFlighter is a connectors.EHRTarget whose sends can still reach the EHR after
 // ehrbridge stopped waiting for their answer (or stopped): a message
 // written to a connection before a crash is delivered all the same, and
 // an EHR that serves connections side by side may apply it after a newer

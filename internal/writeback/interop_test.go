@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/interop"
 )
@@ -29,8 +31,8 @@ func TestInteropMedplumEHR(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			peer := interop.Start(t, dir, "node", append([]string{"medplum_server.mjs"}, mode.args...)...)
 			port := strings.TrimPrefix(peer.WaitFor(t, "LISTENING ", 20*time.Second), "LISTENING ")
-			r := newRig(t, func(string) Target {
-				return &MLLP{Client: &mllp.Client{Addr: "127.0.0.1:" + port, AckTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)}}
+			r := newRig(t, func(string) connectors.EHRTarget {
+				return &ehr.MLLPTarget{Client: &mllp.Client{Addr: "127.0.0.1:" + port, AckTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)}}
 			})
 			r.h.Cfg.AEMaxAttempts = 3
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/configs"
+	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
@@ -204,7 +205,7 @@ func applySegments(m *hl7.Message, ops []mappings.Op) error {
 }
 
 // noteInput assembles the mapping's input for a note version.
-func (h *Handler) noteInput(note *Note, pat patientID, visit, author, docID string) *NoteInput {
+func (h *Handler) noteInput(note *connectors.Note, pat patientID, visit, author, docID string) *NoteInput {
 	trigger := "T02"
 	in := &NoteInput{ResourceType: "CoordinatorNote", ID: note.ID, Version: note.Version, DocumentID: docID,
 		ControlID: ControlID(note), Subject: note.Subject, Text: note.Text, Visit: visit, Owner: note.OwnerID,

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/internal/mllptest"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
@@ -34,7 +36,9 @@ func TestMLLPUnansweredNoteRetries(t *testing.T) {
 				peer = mllptest.NewPeer(t, func(*hl7.Message) []hl7.AckCode { return nil })
 			}
 			addr, conns := peer.Addr, &peer.Conns
-			r := newRig(t, func(string) Target { return NewMLLP(addr, nil, 0, slog.New(slog.DiscardHandler)) })
+			r := newRig(t, func(string) connectors.EHRTarget {
+				return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
+			})
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 			r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
 			start := time.Now()
@@ -92,7 +96,9 @@ func TestMLLPAcknowledgmentModes(t *testing.T) {
 			peer := mllptest.NewPeer(t, func(*hl7.Message) []hl7.AckCode { return []hl7.AckCode{hl7.CA} })
 			addr, frames := peer.Addr, &peer.Frames
 			r := newRigWith(t, rigOptions{cfg: func(c *Config) { c.MDM = b },
-				target: func(string) Target { return NewMLLP(addr, nil, 0, slog.New(slog.DiscardHandler)) }})
+				target: func(string) connectors.EHRTarget {
+					return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
+				}})
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 			task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
 			r.poll(t)
@@ -123,7 +129,9 @@ func TestMLLPAcknowledgmentModes(t *testing.T) {
 func TestUnansweredNoteWaitsThePipelinesBackoff(t *testing.T) {
 	addr := mllptest.ClosedAddr(t)
 	r := newRigWith(t, rigOptions{noRun: true,
-		target: func(string) Target { return NewMLLP(addr, nil, 0, slog.New(slog.DiscardHandler)) }})
+		target: func(string) connectors.EHRTarget {
+			return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
+		}})
 	now := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	r.h.Now = func() time.Time { return now }
 	var asked []int

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
-func fileDrop(outbox string) Target { return &FileDrop{Dir: outbox} }
+func fileDrop(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} }
 
 // filed waits for the task to be Filed and returns its MDM.
 func (r *rig) filed(t *testing.T, task string) *hl7.Message {
@@ -141,7 +143,7 @@ func TestSupersededVersions(t *testing.T) {
 	}
 	// Not linked to a patient: held.
 	out := r.h.handle(context.Background(), recs, nil)
-	if out[0].State != checkpoint.Retrying || !strings.HasPrefix(out[0].Reason, HeldPrefix) {
+	if out[0].State != checkpoint.Retrying || !strings.HasPrefix(out[0].Reason, connectors.HeldPrefix) {
 		t.Fatalf("settlement %+v", out[0])
 	}
 	if err := r.log.Settle(out); err != nil {

@@ -3,7 +3,10 @@
 // (keyed by note id and content, so the status updates ehrbridge itself
 // writes back are not new versions), and a handler resolves the patient,
 // encounter and author, builds an MDM^T02 (T10 for an edited note), hands
-// it to the EHR target, and marks the note Filed in the CRM.
+// it to the EHR target, and marks the note Filed in the CRM. The CRM and
+// the EHR are reached only through connectors.NoteReader and
+// connectors.EHRTarget (implemented in connectors/salesforce,
+// connectors/dynamics and connectors/ehr).
 //
 // Exactly once: the document id (TXA-12) is the configured prefix and the
 // note id, and MSH-10 is derived from the note version, so a resend after a
@@ -15,14 +18,12 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +31,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7"
-	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -200,25 +200,6 @@ func parseModified(s string) (time.Time, error) {
 	return t, err
 }
 
-// Note is one note version as stored in the checkpoint log.
-type Note struct {
-	ID       string `json:"id"`
-	WhatID   string `json:"what_id"`
-	Subject  string `json:"subject"`
-	Text     string `json:"text"`
-	OwnerID  string `json:"owner_id"`
-	Modstamp string `json:"modstamp"`
-	// EncounterID is the encounter the note is linked to by the
-	// configured link field.
-	EncounterID string `json:"encounter_id,omitempty"`
-	// Filed is the document id the note was already filed under, for an
-	// edit (a replacement of that document).
-	Filed string `json:"filed,omitempty"`
-	// Version identifies the content: an edit is a new version, a status
-	// update is not.
-	Version string `json:"version"`
-}
-
 // Kind is the checkpoint record kind of note versions.
 const Kind = "note"
 
@@ -226,7 +207,7 @@ const Kind = "note"
 // version to the log.
 type Source struct {
 	Cfg Config
-	CRM CRM
+	CRM connectors.NoteReader
 	Log *checkpoint.Log
 	// WatermarkFile keeps the newest SystemModstamp seen.
 	WatermarkFile string
@@ -256,8 +237,8 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	n := 0
 	newest := wm
 	for {
-		recs, err := s.CRM.Find(ctx, Query{Object: s.Cfg.Object, Fields: s.Cfg.noteFields(s.CRM),
-			Where:   []Cond{{s.Cfg.FlagField, "=", true}, {s.Cfg.ModifiedField, op, since}},
+		recs, err := s.CRM.Find(ctx, connectors.Query{Object: s.Cfg.Object, Fields: s.Cfg.noteFields(s.CRM),
+			Where:   []connectors.Cond{{Field: s.Cfg.FlagField, Op: "=", Value: true}, {Field: s.Cfg.ModifiedField, Op: op, Value: since}},
 			OrderBy: s.Cfg.ModifiedField, Limit: limit})
 		if err != nil {
 			return n, err
@@ -310,7 +291,7 @@ func later(a, b time.Time) time.Time {
 }
 
 // noteFields is the field list of note queries.
-func (c *Config) noteFields(crm CRM) []string {
+func (c *Config) noteFields(crm connectors.NoteReader) []string {
 	f := []string{crm.IDField(c.Object), c.WhatField, c.SubjectField, c.TextField, c.OwnerField, c.ModifiedField,
 		c.FlagField, c.DocIDField, c.StatusField, c.FiledAtField}
 	if c.EncounterLinkField != "" {
@@ -322,8 +303,8 @@ func (c *Config) noteFields(crm CRM) []string {
 // note reads a note version from a query result. Its version is a hash
 // of what is filed: the patient and encounter links, subject and text.
 // The status fields ehrbridge writes are not part of it.
-func (c *Config) note(crm CRM, r map[string]any) Note {
-	note := Note{ID: str(r[crm.IDField(c.Object)]), WhatID: str(r[c.WhatField]), Subject: str(r[c.SubjectField]), Text: str(r[c.TextField]),
+func (c *Config) note(crm connectors.NoteReader, r map[string]any) connectors.Note {
+	note := connectors.Note{ID: str(r[crm.IDField(c.Object)]), WhatID: str(r[c.WhatField]), Subject: str(r[c.SubjectField]), Text: str(r[c.TextField]),
 		OwnerID: str(r[c.OwnerField]), Modstamp: str(r[c.ModifiedField]), Filed: str(r[c.DocIDField])}
 	content := note.WhatID + "\x00" + note.Subject + "\x00" + note.Text
 	if c.EncounterLinkField != "" {
@@ -338,7 +319,7 @@ func (c *Config) note(crm CRM, r map[string]any) Note {
 }
 
 // ControlID is the MSH-10 of a note version: the same for every resend.
-func ControlID(note *Note) string {
+func ControlID(note *connectors.Note) string {
 	h := sha256.Sum256([]byte(note.ID + "|" + note.Version))
 	return "EHRB" + hex.EncodeToString(h[:8])
 }
@@ -367,53 +348,11 @@ func (s *Source) setWatermark(t time.Time) error {
 	return os.Rename(tmp, s.WatermarkFile)
 }
 
-// Target files an MDM message in the EHR. Filing the same message again
-// must not make a second document.
-type Target interface {
-	File(ctx context.Context, doc *Document) error
-}
-
-// Document is one note version ready to file: the MDM built for it and
-// the facts a FHIR target needs.
-type Document struct {
-	Note *Note
-	// ID is the document id (TXA-12): the prefix and the note id.
-	ID string
-	// Authority and MRN identify the patient; Visit the encounter ("" for
-	// none); Author the EHR provider id ("" for none).
-	Authority, MRN, Visit, Author string
-	// MDM is the HL7 document: T02, or T10 replacing an earlier version.
-	MDM *hl7.Message
-}
-
-// Rejected is an EHR's refusal of a document (MLLP AR, or CR at commit
-// level; a FHIR error outcome): the note gets status Error with the text
-// (for MLLP, the acknowledgment code and the EHR's text); retrying cannot
-// help.
-type Rejected struct{ Text string }
-
-func (r *Rejected) Error() string { return "the EHR rejected the document" }
-
-// Deferred is an EHR's AE (or CE at commit level): HL7 table 0008 "Application
-// Error" / "Commit Error", the receiver could not process the message now
-// (ehrbridge's own listener answers AE to mean "resend"). The note is retried
-// with backoff, up to Config.AEMaxAttempts answers, then it is dead and
-// the note gets status Error with the last answer's code and text.
-type Deferred struct {
-	Code hl7.AckCode
-	Text string
-}
-
-// Error names the code only: the text may quote the document.
-func (d *Deferred) Error() string {
-	return "the EHR answered " + string(d.Code) + " (could not file the document now); it will be resent"
-}
-
 // Handler files claimed note versions.
 type Handler struct {
 	Cfg    Config
-	CRM    CRM
-	Target Target
+	CRM    connectors.NoteReader
+	Target connectors.EHRTarget
 	// Log, when set, keeps what was sent to the EHR and what it filed
 	// (filing.go): whether an edit is a new document or a replacement is
 	// decided from it, not from the CRM's status field. The daemon sets
@@ -432,14 +371,6 @@ func (h *Handler) DocPrefix() string {
 	h.Cfg.defaults(h.CRM.Flavor())
 	return h.Cfg.DocPrefix
 }
-
-// errHeld marks a note that cannot be resolved yet.
-type errHeld struct{ reason string }
-
-func (e *errHeld) Error() string { return HeldPrefix + " " + e.reason }
-
-// HeldPrefix starts the checkpoint reason of a held note.
-const HeldPrefix = "held:"
 
 // errSuperseded: the note changed (or was withdrawn) since this version
 // was read; the newer version, behind this one in the note's lane, is
@@ -480,15 +411,15 @@ func (h *Handler) now() time.Time {
 func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Settlement {
 	now := h.now
 	s := checkpoint.Settlement{ID: rec.ID}
-	var note Note
+	var note connectors.Note
 	if err := json.Unmarshal(rec.Payload, &note); err != nil {
 		s.State, s.Reason = checkpoint.Dead, "the stored note cannot be read"
 		return s
 	}
 	docID, err := h.file(ctx, &note)
-	var held *errHeld
-	var rej *Rejected
-	var def *Deferred
+	var held *connectors.Held
+	var rej *connectors.Rejected
+	var def *connectors.Deferred
 	var inflight *errInFlight
 	switch {
 	case err == nil:
@@ -498,7 +429,7 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 	case errors.As(err, &inflight):
 		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, inflight.until, err.Error()
 	case errors.As(err, &held):
-		h.status(ctx, note.ID, "Held", "", held.reason)
+		h.status(ctx, note.ID, "Held", "", held.Reason)
 		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(h.Cfg.HeldRetry), err.Error()
 	case errors.As(err, &rej):
 		h.notFiled(note.ID, note.Version)
@@ -508,7 +439,7 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 		h.notFiled(note.ID, note.Version)
 		h.status(ctx, note.ID, "Error", "", truncate(string(def.Code)+" "+def.Text, 250))
 		s.State, s.Reason = checkpoint.Dead, fmt.Sprintf("the EHR answered %s %d times (writeback.target.ae_max_attempts)", def.Code, rec.Attempts+1)
-	case errors.Is(err, ErrUnconfirmable):
+	case errors.Is(err, connectors.ErrUnconfirmable):
 		h.status(ctx, note.ID, "Error", "", "the MDM mapping asks the EHR for no acknowledgment")
 		s.State, s.Reason = checkpoint.Dead, err.Error()
 	case connectors.KindOf(err) == connectors.Permanent:
@@ -518,7 +449,7 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 		if h.Backoff != nil {
 			wait = h.Backoff(rec.Attempts)
 		}
-		var u *Unreachable
+		var u *connectors.Unreachable
 		var ce *connectors.Error
 		switch {
 		case errors.As(err, &u) && u.RetryAfter > wait:
@@ -539,7 +470,7 @@ func truncate(s string, n int) string {
 }
 
 // file resolves, builds, files and reports one note version.
-func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
+func (h *Handler) file(ctx context.Context, note *connectors.Note) (string, error) {
 	past, err := h.filing(note.ID)
 	if err != nil {
 		return "", err
@@ -601,18 +532,18 @@ func (h *Handler) file(ctx context.Context, note *Note) (string, error) {
 	if err != nil {
 		return "", &connectors.Error{Kind: connectors.Permanent, Code: "BUILD", Message: err.Error()}
 	}
-	doc := &Document{Note: note, ID: docID, Authority: pat.authority, MRN: pat.mrn, Visit: visit, Author: author, MDM: msg}
+	doc := &connectors.Document{Note: note, ID: docID, Authority: pat.authority, MRN: pat.mrn, Visit: visit, Author: author, MDM: msg}
 	if err := h.recordSending(note.ID, note.Version, past, h.now()); err != nil {
 		return "", err
 	}
 	if err := h.Target.File(ctx, doc); err != nil {
-		var rej *Rejected
-		var def *Deferred
-		var held *errHeld
+		var rej *connectors.Rejected
+		var def *connectors.Deferred
+		var held *connectors.Held
 		switch {
 		case errors.As(err, &def):
 			h.deferred(note.ID, note.Version)
-		case !errors.As(err, &rej) && !errors.As(err, &held) && !errors.Is(err, ErrUnconfirmable):
+		case !errors.As(err, &rej) && !errors.As(err, &held) && !errors.Is(err, connectors.ErrUnconfirmable):
 			// No answer: the send (or the target's resends of it) may
 			// still reach the EHR until the answer timeout from now.
 			h.unanswered(note.ID, note.Version)
@@ -638,7 +569,7 @@ func (h *Handler) filedStatus(ctx context.Context, noteID, docID string) error {
 // the log kept filings, or no log): an edit of a note whose earlier
 // version the CRM's status says was filed before this version was made
 // becomes a replacement of that document. With the log, the log decides.
-func (h *Handler) current(ctx context.Context, note *Note, byStatus bool) error {
+func (h *Handler) current(ctx context.Context, note *connectors.Note, byStatus bool) error {
 	recs, err := h.byID(ctx, h.Cfg.Object, note.ID, h.Cfg.noteFields(h.CRM)...)
 	if err != nil {
 		return err
@@ -677,7 +608,7 @@ type patientID struct {
 // encounter's id when the note is linked to one.
 func (h *Handler) patient(ctx context.Context, whatID string) (patientID, string, error) {
 	if whatID == "" {
-		return patientID{}, "", &errHeld{"the note is not linked to a patient"}
+		return patientID{}, "", &connectors.Held{Reason: "the note is not linked to a patient"}
 	}
 	accountID, encounterID := whatID, ""
 	recs, err := h.byID(ctx, h.Cfg.PatientObject, whatID, h.Cfg.PatientKeyField)
@@ -697,12 +628,12 @@ func (h *Handler) patient(ctx context.Context, whatID string) (patientID, string
 		}
 	}
 	if len(recs) == 0 {
-		return patientID{}, "", &errHeld{"the linked patient does not exist"}
+		return patientID{}, "", &connectors.Held{Reason: "the linked patient does not exist"}
 	}
 	key := str(recs[0][h.Cfg.PatientKeyField])
 	i := strings.LastIndexByte(key, '|')
 	if key == "" || i == len(key)-1 {
-		return patientID{}, "", &errHeld{"the patient has no EHR identifier yet"}
+		return patientID{}, "", &connectors.Held{Reason: "the patient has no EHR identifier yet"}
 	}
 	authority := h.keyPart(key[:max(i, 0)])
 	var hd [3]string
@@ -728,7 +659,7 @@ func (h *Handler) keyPart(s string) string {
 
 // encounter applies the encounter rule and returns the visit number ("" for
 // none). linked is the encounter the note's WhatId points at, if any.
-func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked string) (string, error) {
+func (h *Handler) encounter(ctx context.Context, note *connectors.Note, accountID, linked string) (string, error) {
 	rule := h.Cfg.EncounterRule
 	if rule == EncounterNone {
 		return "", nil
@@ -744,20 +675,20 @@ func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked s
 		}
 		switch {
 		case len(recs) == 0:
-			return "", &errHeld{"the linked encounter does not exist"}
+			return "", &connectors.Held{Reason: "the linked encounter does not exist"}
 		case !strings.EqualFold(str(recs[0][h.Cfg.EncounterPatientField]), accountID):
-			return "", &errHeld{"the linked encounter belongs to another patient"}
+			return "", &connectors.Held{Reason: "the linked encounter belongs to another patient"}
 		}
 		if visit = hl7.KeyUnescape(h.keyPart(visitNumber(str(recs[0][h.Cfg.EncounterKeyField])))); visit == "" {
-			return "", &errHeld{"the linked encounter has no EHR visit number yet"}
+			return "", &connectors.Held{Reason: "the linked encounter has no EHR visit number yet"}
 		}
 	}
 	if visit == "" && (rule == EncounterOpen || rule == EncounterLinkOrOpen) {
-		where := []Cond{{h.Cfg.EncounterPatientField, "=", accountID}}
+		where := []connectors.Cond{{Field: h.Cfg.EncounterPatientField, Op: "=", Value: accountID}}
 		for _, st := range h.Cfg.ClosedStatuses {
-			where = append(where, Cond{h.Cfg.EncounterStatusField, "!=", st})
+			where = append(where, connectors.Cond{Field: h.Cfg.EncounterStatusField, Op: "!=", Value: st})
 		}
-		recs, err := h.CRM.Find(ctx, Query{Object: h.Cfg.EncounterObject, Fields: []string{h.Cfg.EncounterKeyField}, Where: where,
+		recs, err := h.CRM.Find(ctx, connectors.Query{Object: h.Cfg.EncounterObject, Fields: []string{h.Cfg.EncounterKeyField}, Where: where,
 			OrderBy: h.Cfg.EncounterStartField, Desc: true, Limit: 1})
 		if err != nil {
 			return "", err
@@ -767,7 +698,7 @@ func (h *Handler) encounter(ctx context.Context, note *Note, accountID, linked s
 		}
 	}
 	if visit == "" && h.Cfg.EncounterRequired {
-		return "", &errHeld{"no encounter to file the note against"}
+		return "", &connectors.Held{Reason: "no encounter to file the note against"}
 	}
 	return visit, nil
 }
@@ -789,7 +720,7 @@ func (h *Handler) author(ctx context.Context, ownerID string) (string, error) {
 		}
 	}
 	if id == "" && h.Cfg.AuthorRequired {
-		return "", &errHeld{"the note's author has no EHR provider id"}
+		return "", &connectors.Held{Reason: "the note's author has no EHR provider id"}
 	}
 	return id, nil
 }
@@ -797,7 +728,7 @@ func (h *Handler) author(ctx context.Context, ownerID string) (string, error) {
 // byID reads fields of the record of object with id (none: empty).
 func (h *Handler) byID(ctx context.Context, object, id string, fields ...string) ([]map[string]any, error) {
 	idField := h.CRM.IDField(object)
-	return h.CRM.Find(ctx, Query{Object: object, Fields: append([]string{idField}, fields...), Where: []Cond{{idField, "=", id}}})
+	return h.CRM.Find(ctx, connectors.Query{Object: object, Fields: append([]string{idField}, fields...), Where: []connectors.Cond{{Field: idField, Op: "=", Value: id}}})
 }
 
 // status writes a status (Held, Error) with its reason to the note; a
@@ -811,124 +742,6 @@ func (h *Handler) status(ctx context.Context, noteID, status, docID, reason stri
 
 func (h *Handler) setStatus(ctx context.Context, noteID string, fields map[string]any) error {
 	return h.CRM.Update(ctx, h.Cfg.Object, noteID, fields)
-}
-
-// FileDrop writes each message atomically (temp file, fsync, rename) into
-// Dir as <MSH-10>.hl7: filing a version again rewrites the same file.
-// With Retention, files the EHR left there longer are removed
-// (filedrop.go).
-type FileDrop struct {
-	Dir       string
-	Retention time.Duration
-	Logger    *slog.Logger
-	sweeper   fileDropSweeper
-}
-
-// File implements Target.
-func (f *FileDrop) File(_ context.Context, doc *Document) error {
-	f.sweepNow()
-	msg := doc.MDM
-	if err := os.MkdirAll(f.Dir, 0o750); err != nil {
-		return err
-	}
-	name := filepath.Join(f.Dir, msg.Header().ControlID+".hl7")
-	tmp, err := os.CreateTemp(f.Dir, ".mdm-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(msg.Bytes()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
-}
-
-// MLLP sends each message to the EHR's MLLP receiver and waits for the
-// answers its MSH-15/MSH-16 ask for (mllp.Client.Send): AA, past a commit
-// CA; or the CA alone when MSH-16 is NE. AR or CR is a rejection
-// (Rejected, its text starting with the code); AE or CE asks for a resend
-// (Deferred). A send that got no answer (refused,
-// connection lost, no acknowledgment in time) is an *Unreachable: the note
-// is retried with backoff, not sooner than the client will try again.
-type MLLP struct{ Client *mllp.Client }
-
-// NewMLLP is the write-back target for the EHR's MLLP receiver at addr.
-// Its client resends a message whose connection was lost after short
-// backoffs (from 100 ms), and gives up at once when its next try is more
-// than 2 s off, so that a note whose EHR is down goes back to the
-// pipeline, which retries it later, instead of holding the note lane;
-// maxBackoff caps the client's delays (0: 30 s). With tlsConf (nil: plain
-// TCP) every connection is TLS, verified as tlsConf says: a handshake that
-// fails is a failed try, never a fallback to plain TCP.
-func NewMLLP(addr string, tlsConf *tls.Config, maxBackoff time.Duration, logger *slog.Logger) *MLLP {
-	return &MLLP{Client: &mllp.Client{Addr: addr, TLSConfig: tlsConf, MaxBackoff: maxBackoff, MaxWait: 2 * time.Second, Logger: logger}}
-}
-
-// Unreachable is a send to the EHR that got no answer: the connection was
-// refused or lost, or no acknowledgment came in time. The note is retried,
-// not before RetryAfter (when the client's backoff allows its next try).
-type Unreachable struct {
-	Err        error
-	RetryAfter time.Duration
-}
-
-func (e *Unreachable) Error() string { return "the EHR did not answer: " + e.Err.Error() }
-
-func (e *Unreachable) Unwrap() error { return e.Err }
-
-// ErrUnconfirmable is returned for an MDM message whose MSH-15 and MSH-16
-// are each NE or ER: such a message asks the EHR for no answer when it
-// files the document (HL7 table 0155), so ehrbridge could never know that a
-// note was filed. The note is dead-lettered; fix the MDM mapping.
-var ErrUnconfirmable = errors.New("the MDM message asks the EHR for no acknowledgment on success (MSH-15 and MSH-16 each NE or ER); " +
-	"write-back needs AL or SU in one of them to know that a note was filed")
-
-// InFlight is how long after a send the EHR may still apply it: the
-// client's acknowledgment timeout.
-func (t *MLLP) InFlight() time.Duration { return cmp.Or(t.Client.AckTimeout, 30*time.Second) }
-
-// File implements Target.
-func (t *MLLP) File(ctx context.Context, doc *Document) error {
-	msg := doc.MDM
-	if !confirmable(msg.Header()) {
-		return ErrUnconfirmable
-	}
-	resp, err := t.Client.Send(ctx, msg.Bytes())
-	if err != nil {
-		u := &Unreachable{Err: err}
-		var se *mllp.SendError
-		if errors.As(err, &se) {
-			u.RetryAfter = se.RetryIn
-		}
-		return u
-	}
-	switch {
-	case resp.Accepted():
-		return nil
-	case resp.Code == hl7.AE || resp.Code == hl7.CE:
-		return &Deferred{Code: resp.Code, Text: resp.Text}
-	case resp.Code == hl7.AR || resp.Code == hl7.CR:
-		return &Rejected{Text: string(resp.Code) + " " + resp.Text}
-	}
-	return &connectors.Error{Kind: connectors.Transient, Code: "EHR_ANSWER_" + string(resp.Code)}
-}
-
-// confirmable reports whether a message's MSH-15/MSH-16 make the receiver
-// answer a success: AL or SU in either, or both empty (original mode: the
-// application acknowledgment). An empty one beside a valued one is read as
-// AL, as mllp.Client does.
-func confirmable(h hl7.Header) bool {
-	a, p := strings.ToUpper(strings.TrimSpace(h.AcceptAckType)), strings.ToUpper(strings.TrimSpace(h.AppAckType))
-	silent := func(s string) bool { return s == "NE" || s == "ER" }
-	return !(silent(a) && silent(p))
 }
 
 // HeldWaker tries held notes again when EHR data has been applied to the
@@ -966,7 +779,7 @@ func (w *HeldWaker) Applied() {
 	w.last, w.pending = time.Now(), false
 	w.mu.Unlock()
 	n, err := w.Log.Hasten(func(r *checkpoint.Record) bool {
-		return r.Kind == Kind && strings.HasPrefix(r.Reason, HeldPrefix)
+		return r.Kind == Kind && strings.HasPrefix(r.Reason, connectors.HeldPrefix)
 	})
 	if err != nil {
 		if w.Logger != nil && !errors.Is(err, checkpoint.ErrClosed) {

@@ -18,12 +18,14 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
-	"github.com/ehrbridge/ehrbridge/connectors/sandbox"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -43,10 +45,10 @@ type rigOptions struct {
 	set    *mappings.Set // inbound mappings (default none)
 	noRun  bool          // do not run the pipeline: the test claims
 	waker  bool          // wake held notes when EHR data is applied
-	target func(outbox string) Target
+	target func(outbox string) connectors.EHRTarget
 }
 
-func newRig(t *testing.T, target func(outbox string) Target) *rig {
+func newRig(t *testing.T, target func(outbox string) connectors.EHRTarget) *rig {
 	return newRigWith(t, rigOptions{target: target})
 }
 
@@ -79,7 +81,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	h := &Handler{Cfg: cfg, CRM: &SalesforceCRM{Client: client}, Target: target(outbox), Log: l, Logger: quiet}
+	h := &Handler{Cfg: cfg, CRM: &salesforce.NoteReader{Client: client}, Target: target(outbox), Log: l, Logger: quiet}
 	set := o.set
 	if set == nil {
 		set = &mappings.Set{}
@@ -105,7 +107,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	}
 	t.Cleanup(func() { cancel(); <-done; l.Close(); sb.Close() })
 	r := &rig{sb: sb, base: base, log: l, outbox: outbox, p: p, h: h,
-		src: &Source{Cfg: cfg, CRM: &SalesforceCRM{Client: client}, Log: l, WatermarkFile: filepath.Join(dir, "wm"), Appended: p.Notify, Logger: quiet}}
+		src: &Source{Cfg: cfg, CRM: &salesforce.NoteReader{Client: client}, Log: l, WatermarkFile: filepath.Join(dir, "wm"), Appended: p.Notify, Logger: quiet}}
 	return r
 }
 
@@ -187,7 +189,7 @@ func outboxFiles(t *testing.T, dir string) []string {
 // MDM^T02 with the MRN, visit, author and text, and shows Filed; the status
 // update is not a new version; an edit files a T10 replacement.
 func TestFileDropAndEdit(t *testing.T) {
-	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
 	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V777"}`)
 	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Finished","StartDate":"2026-01-05T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V888"}`)
@@ -251,7 +253,7 @@ func TestFileDropAndEdit(t *testing.T) {
 // A note whose patient has no EHR identifier is held, with the reason on
 // the CRM record, and filed once the identifier arrives.
 func TestHeldUntilResolvable(t *testing.T) {
-	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
 	acct := r.user(t, "POST", "Account", `{"LastName":"NEW"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Intake","Description":"x","Send_to_EHR__c":true}`)
 	r.poll(t)
@@ -298,8 +300,8 @@ func TestMLLPAnswers(t *testing.T) {
 			}
 			go func() { _ = srv.Serve(l) }()
 			t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-			r := newRig(t, func(string) Target {
-				return &MLLP{Client: &mllp.Client{Addr: l.Addr().String(), Logger: slog.New(slog.DiscardHandler)}}
+			r := newRig(t, func(string) connectors.EHRTarget {
+				return &ehr.MLLPTarget{Client: &mllp.Client{Addr: l.Addr().String(), Logger: slog.New(slog.DiscardHandler)}}
 			})
 			r.h.Cfg.AEMaxAttempts = 3
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN9"}`)
@@ -327,7 +329,7 @@ func TestMLLPAnswers(t *testing.T) {
 
 // `log list --state held` lists held notes.
 func TestHeldListed(t *testing.T) {
-	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
 	r.h.Cfg.HeldRetry = time.Hour
 	acct := r.user(t, "POST", "Account", `{"LastName":"NOID"}`)
 	r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"x","Description":"y","Send_to_EHR__c":true}`)
@@ -365,7 +367,7 @@ func outboxTriggers(t *testing.T, outbox string) (triggers, parents []string) {
 // replacement of the filed document, decided from the log; before, the
 // CRM's empty status made it a second new document (T02 twice).
 func TestEditAfterLostStatusIsReplacement(t *testing.T) {
-	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"First text","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
 	r.poll(t)
@@ -394,13 +396,13 @@ func TestEditAfterLostStatusIsReplacement(t *testing.T) {
 func TestUnansweredSendMakesEditAReplacement(t *testing.T) {
 	var fail atomic.Bool
 	fail.Store(true)
-	r := newRig(t, func(outbox string) Target {
-		return targetFunc(func(ctx context.Context, doc *Document) error {
-			if err := (&FileDrop{Dir: outbox}).File(ctx, doc); err != nil {
+	r := newRig(t, func(outbox string) connectors.EHRTarget {
+		return targetFunc(func(ctx context.Context, doc *connectors.Document) error {
+			if err := (&ehr.FileDrop{Dir: outbox}).File(ctx, doc); err != nil {
 				return err
 			}
 			if fail.Load() { // delivered, but the answer is lost
-				return &Unreachable{Err: errors.New("no acknowledgment in time")}
+				return &connectors.Unreachable{Err: errors.New("no acknowledgment in time")}
 			}
 			return nil
 		})
@@ -420,9 +422,9 @@ func TestUnansweredSendMakesEditAReplacement(t *testing.T) {
 	}
 }
 
-type targetFunc func(ctx context.Context, doc *Document) error
+type targetFunc func(ctx context.Context, doc *connectors.Document) error
 
-func (f targetFunc) File(ctx context.Context, doc *Document) error { return f(ctx, doc) }
+func (f targetFunc) File(ctx context.Context, doc *connectors.Document) error { return f(ctx, doc) }
 
 // lateEHR is an EHR target whose first send of a note is applied late,
 // after ehrbridge stopped waiting for its answer (a message written to a
@@ -441,7 +443,7 @@ type lateEHR struct {
 
 func (e *lateEHR) InFlight() time.Duration { return e.inFlight }
 
-func (e *lateEHR) File(_ context.Context, doc *Document) error {
+func (e *lateEHR) File(_ context.Context, doc *connectors.Document) error {
 	trigger := doc.MDM.Header().Trigger
 	apply := func() {
 		e.mu.Lock()
@@ -455,7 +457,7 @@ func (e *lateEHR) File(_ context.Context, doc *Document) error {
 	e.mu.Unlock()
 	if first {
 		go func() { time.Sleep(e.late); apply(); close(e.applied) }()
-		return &Unreachable{Err: errors.New("no acknowledgment: the daemon stopped")}
+		return &connectors.Unreachable{Err: errors.New("no acknowledgment: the daemon stopped")}
 	}
 	apply()
 	return nil
@@ -468,7 +470,7 @@ func (e *lateEHR) File(_ context.Context, doc *Document) error {
 // edit went out at once and the EHR was left holding the older text.
 func TestUnansweredSendIsNotOvertaken(t *testing.T) {
 	ehr := &lateEHR{text: map[string]string{}, late: 300 * time.Millisecond, inFlight: 800 * time.Millisecond, applied: make(chan struct{})}
-	r := newRig(t, func(string) Target { return ehr })
+	r := newRig(t, func(string) connectors.EHRTarget { return ehr })
 	r.h.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"First text","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
@@ -502,12 +504,12 @@ func TestUnansweredSendIsNotOvertaken(t *testing.T) {
 // refused such replacements, as EHRs do.
 func TestAEThenEditIsNewDocument(t *testing.T) {
 	var answered atomic.Int32
-	r := newRig(t, func(outbox string) Target {
-		return targetFunc(func(ctx context.Context, doc *Document) error {
+	r := newRig(t, func(outbox string) connectors.EHRTarget {
+		return targetFunc(func(ctx context.Context, doc *connectors.Document) error {
 			if answered.Add(1) == 1 {
-				return &Deferred{Code: hl7.AE, Text: "document store busy"}
+				return &connectors.Deferred{Code: hl7.AE, Text: "document store busy"}
 			}
-			return (&FileDrop{Dir: outbox}).File(ctx, doc)
+			return (&ehr.FileDrop{Dir: outbox}).File(ctx, doc)
 		})
 	})
 	// The AE'd version is retried after the edit: superseded.
@@ -539,7 +541,7 @@ func TestAEThenEditIsNewDocument(t *testing.T) {
 // newest change of each full page. Before, every poll read the same first
 // page again and a later edit was never seen.
 func TestPollReadsBurstsLargerThanAPage(t *testing.T) {
-	r := newRigWith(t, rigOptions{noRun: true, target: func(outbox string) Target { return &FileDrop{Dir: outbox} }})
+	r := newRigWith(t, rigOptions{noRun: true, target: func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} }})
 	r.src.PageSize = 3
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
 	var tasks []string
@@ -562,7 +564,7 @@ func TestPollReadsBurstsLargerThanAPage(t *testing.T) {
 // the EHR only answered AE to is not filed, whatever the CRM's status
 // fields say (here set by hand), and its edit is a new document.
 func TestCRMStatusDecidesOnlyWithoutTheLog(t *testing.T) {
-	r := newRig(t, func(outbox string) Target { return &FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
 	old := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"Filed long ago","Send_to_EHR__c":false,"OwnerId":"005U1",`+
 		`"EHR_Status__c":"Filed","EHR_Document_Id__c":"EHRB-old","EHR_Filed_At__c":"2026-01-05T10:30:00.000Z"}`)

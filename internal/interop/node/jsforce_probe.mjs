@@ -1,7 +1,7 @@
 // jsforce_probe.mjs BASE_URL — drives the ehrbridge CRM sandbox with the real
 // jsforce client (3.6.6, node 20) and prints one JSON line per step:
 // {"step": ..., "ok": true, ...} or {"step": ..., "ok": false, "errorCode": ...}.
-// The Go test (connectors/sandbox/jsforce_test.go) checks the lines.
+// The Go test (internal/sandbox/sf_jsforce_test.go) checks the lines.
 import jsforce from 'jsforce';
 
 const base = process.argv[2];

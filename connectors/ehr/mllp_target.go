@@ -1,0 +1,91 @@
+package ehr
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+)
+
+// MLLPTarget sends each message to the EHR's MLLP receiver and waits for the
+// answers its MSH-15/MSH-16 ask for (mllp.Client.Send): AA, past a commit
+// CA; or the CA alone when MSH-16 is NE. AR or CR is a rejection
+// (connectors.Rejected, its text starting with the code); AE or CE asks
+// for a resend (connectors.Deferred). A send that got no answer (refused,
+// connection lost, no acknowledgment in time) is a
+// *connectors.Unreachable: the note is retried with backoff, not sooner
+// than the client will try again.
+type MLLPTarget struct{ Client *mllp.Client }
+
+var _ connectors.EHRTarget = (*MLLPTarget)(nil)
+
+// MLLPTargetConfig is the settings of an MLLPTarget.
+type MLLPTargetConfig struct {
+	// Addr is the EHR's MLLP receiver, host:port.
+	Addr string
+	// TLS, when set, makes every connection TLS, verified as it says: a
+	// handshake that fails is a failed try, never a fallback to plain
+	// TCP. Nil: plain TCP.
+	TLS *tls.Config
+	// MaxBackoff caps the client's delays between tries (0: 30 s).
+	MaxBackoff time.Duration
+	// Logger gets the client's warnings (failed sends, skipped replies;
+	// never message bytes); nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// NewMLLPTarget is the write-back target for the EHR's MLLP receiver at
+// cfg.Addr. Its client resends a message whose connection was lost after
+// short backoffs (from 100 ms), and gives up at once when its next try is
+// more than 2 s off, so that a note whose EHR is down goes back to the
+// pipeline, which retries it later, instead of holding the note lane.
+func NewMLLPTarget(cfg MLLPTargetConfig) *MLLPTarget {
+	return &MLLPTarget{Client: &mllp.Client{Addr: cfg.Addr, TLSConfig: cfg.TLS, MaxBackoff: cfg.MaxBackoff, MaxWait: 2 * time.Second, Logger: cfg.Logger}}
+}
+
+// InFlight is how long after a send the EHR may still apply it: the
+// client's acknowledgment timeout.
+func (t *MLLPTarget) InFlight() time.Duration { return cmp.Or(t.Client.AckTimeout, 30*time.Second) }
+
+// File implements connectors.EHRTarget.
+func (t *MLLPTarget) File(ctx context.Context, doc *connectors.Document) error {
+	msg := doc.MDM
+	if !confirmable(msg.Header()) {
+		return connectors.ErrUnconfirmable
+	}
+	resp, err := t.Client.Send(ctx, msg.Bytes())
+	if err != nil {
+		u := &connectors.Unreachable{Err: err}
+		var se *mllp.SendError
+		if errors.As(err, &se) {
+			u.RetryAfter = se.RetryIn
+		}
+		return u
+	}
+	switch {
+	case resp.Accepted():
+		return nil
+	case resp.Code == hl7.AE || resp.Code == hl7.CE:
+		return &connectors.Deferred{Code: resp.Code, Text: resp.Text}
+	case resp.Code == hl7.AR || resp.Code == hl7.CR:
+		return &connectors.Rejected{Text: string(resp.Code) + " " + resp.Text}
+	}
+	return &connectors.Error{Kind: connectors.Transient, Code: "EHR_ANSWER_" + string(resp.Code)}
+}
+
+// confirmable reports whether a message's MSH-15/MSH-16 make the receiver
+// answer a success: AL or SU in either, or both empty (original mode: the
+// application acknowledgment). An empty one beside a valued one is read as
+// AL, as mllp.Client does.
+func confirmable(h hl7.Header) bool {
+	a, p := strings.ToUpper(strings.TrimSpace(h.AcceptAckType)), strings.ToUpper(strings.TrimSpace(h.AppAckType))
+	silent := func(s string) bool { return s == "NE" || s == "ER" }
+	return !(silent(a) && silent(p))
+}
