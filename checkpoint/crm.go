@@ -24,12 +24,14 @@ type CRMChangeError struct {
 	Pending            int64 // received, in progress and retrying
 }
 
+// Error names both CRMs, the pending count and the flag that accepts the change.
 func (e *CRMChangeError) Error() string {
 	return fmt.Sprintf("checkpoint: %d records in the log are pending for the CRM %q, but the config names %q; "+
 		"start with --accept-crm-change to send them to %q, or configure %q again until they are done",
 		e.Pending, e.Stored, e.Configured, e.Configured, e.Stored)
 }
 
+// Is makes errors.Is(err, ErrCRMChanged) hold.
 func (e *CRMChangeError) Is(target error) bool { return target == ErrCRMChanged }
 
 // CRMIdentity returns the CRM the log's records were last queued for

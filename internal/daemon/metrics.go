@@ -83,12 +83,15 @@ var daemonDescs = []*prometheus.Desc{
 // API usage yet) are left out, as before.
 type daemonCollector struct{ d *Daemon }
 
+// Describe sends every family the daemon may report; Collect leaves out
+// those of parts not configured.
 func (c daemonCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range daemonDescs {
 		ch <- d
 	}
 }
 
+// Collect reads the counters as they are at the scrape.
 func (c daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	d := c.d
 	ch <- gauge(storageWritableDesc, boolValue(d.storageProblem() == ""))
