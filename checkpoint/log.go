@@ -86,6 +86,14 @@ type Options struct {
 	// commands on a stopped log do not, and fail clearly instead.
 	DeferStorageErrors bool
 
+	// CRM names the CRM (Salesforce org, Dataverse environment, sandbox)
+	// the records are sent to; a writable open records it in the log.
+	// Opening for another CRM than the one recorded while records are
+	// pending fails with a *CRMChangeError, unless AcceptCRMChange. ""
+	// (the log commands) neither checks nor records one.
+	CRM             string
+	AcceptCRMChange bool
+
 	// rebuildFreelist opens the log as releases before issue 27 did,
 	// without bbolt's free list in the file; for the benchmark that
 	// measures what keeping it costs each commit.
@@ -443,7 +451,9 @@ func (l *Log) init() error {
 		return l.db.View(load)
 	}
 	var migratedFrom uint64
+	var crmChanged *CRMChangeError
 	err := l.db.Update(func(tx *bolt.Tx) error {
+		crmChanged = nil
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -460,6 +470,9 @@ func (l *Log) init() error {
 			return err
 		}
 		migratedFrom = from
+		if crmChanged, err = l.bindCRM(tx); err != nil {
+			return err
+		}
 		if l.opts.Writer != "" {
 			if err := meta.Put(metaWrittenBy, []byte(l.opts.Writer)); err != nil {
 				return err
@@ -498,6 +511,10 @@ func (l *Log) init() error {
 		// retried (finishOpening) and would otherwise be reported as
 		// done at each attempt.
 		l.opts.Logger.Info("checkpoint log migrated", "from_schema", migratedFrom, "to_schema", schemaVersion)
+	}
+	if err == nil && crmChanged != nil {
+		l.opts.Logger.Warn("the CRM changed while records were pending (--accept-crm-change): they go to the new CRM",
+			"previous_crm", crmChanged.Stored, "crm", crmChanged.Configured, "pending", crmChanged.Pending)
 	}
 	return err
 }

@@ -453,3 +453,30 @@ func TestStorageKindOf(t *testing.T) {
 		t.Errorf("asStorage of EIO made a StorageError: %v", err)
 	}
 }
+
+// A full disk does not let another CRM in: the opening's transaction
+// checks the CRM before its commit would fail, so Open refuses it even
+// with DeferStorageErrors (the daemon's), rather than returning a log
+// opened without writing that a later write would finish for the wrong
+// CRM.
+func TestCRMChangeOnUnwritableLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	seedFor(t, path, orgA, 2, 0)
+	restore := setFileSizeLimit(t, 0)
+	l, err := Open(path, Options{CRM: orgB, DeferStorageErrors: true, Logger: slog.New(slog.DiscardHandler)})
+	restore()
+	if err == nil {
+		l.Close()
+	}
+	if !errors.Is(err, ErrCRMChanged) {
+		t.Fatalf("Open for another CRM with writes refused: %v, want ErrCRMChanged", err)
+	}
+	// For its own CRM it opens without writing, as before.
+	restore = setFileSizeLimit(t, 0)
+	l, err = Open(path, Options{CRM: orgA, DeferStorageErrors: true, Logger: slog.New(slog.DiscardHandler)})
+	restore()
+	if err != nil {
+		t.Fatalf("Open for its CRM with writes refused: %v", err)
+	}
+	l.Close()
+}

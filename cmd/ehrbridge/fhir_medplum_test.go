@@ -193,9 +193,9 @@ subscription:
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		fmt.Sprintf(`ehrbridge_fhir_resources_total{source="ehrfhir",outcome="stored"} %d`, wantEncounters+4),
-		`ehrbridge_fhir_notifications_total{source="ehrfhir",result="refused"} 1`,
-		`ehrbridge_fhir_polls_total{source="ehrfhir",result="failed"} 0`,
+		fmt.Sprintf(`ehrbridge_fhir_resources_total{outcome="stored",source="ehrfhir"} %d`, wantEncounters+4),
+		`ehrbridge_fhir_notifications_total{result="refused",source="ehrfhir"} 1`,
+		`ehrbridge_fhir_polls_total{result="failed",source="ehrfhir"} 0`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, metrics)

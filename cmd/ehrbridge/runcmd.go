@@ -42,9 +42,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fileFlag := fs.String("config", "", "config file (required)")
+	acceptCRM := fs.Bool("accept-crm-change", false, "start although the CRM (org, environment) differs from the one the log's pending records were queued for: they go to the configured one")
 	svcName := fs.String("service-name", service.DefaultName, "the instance's service name (set by ehrbridge service install; names the Windows Event Log source)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ehrbridge run --config FILE\nRuns the daemon until SIGINT or SIGTERM (a second one forces the stop); SIGHUP reloads the mappings.\nRefuses a config that does not lint. Under systemd (Type=notify) it reports ready, reloading and stopping;\nstarted by the Windows service manager it runs as that service.")
+		fmt.Fprintln(stderr, "usage: ehrbridge run --config FILE [--accept-crm-change]\nRuns the daemon until SIGINT or SIGTERM (a second one forces the stop); SIGHUP reloads the mappings.\nRefuses a config that does not lint, and a CRM other than the one records pending in the log were queued for\n(unless --accept-crm-change). Under systemd (Type=notify) it reports ready, reloading and stopping;\nstarted by the Windows service manager it runs as that service.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -56,7 +57,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if runtime.GOOS == "windows" && !ks.Interactive() {
-		return runWindowsService(file, *svcName, stderr)
+		return runWindowsService(file, *svcName, daemon.StartOptions{AcceptCRMChange: *acceptCRM}, stderr)
 	}
 	cfg, ok := loadConfig(file, stderr)
 	if !ok {
@@ -76,7 +77,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := serve(ctx, cfg, file, log, hup); err != nil {
+	if err := serve(ctx, cfg, file, daemon.StartOptions{AcceptCRMChange: *acceptCRM}, log, hup); err != nil {
 		fmt.Fprintf(stderr, "ehrbridge run: %v\n", err)
 		return exitFailure
 	}
@@ -87,10 +88,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // value of reload, and keeps the service manager informed (sd_notify).
 // After ctx ends, a second interrupt or termination signal forces the
 // stop: the log is crash-safe, so nothing acknowledged is lost.
-func serve(ctx context.Context, cfg *config.Config, file string, log *slog.Logger, reload <-chan os.Signal) error {
+func serve(ctx context.Context, cfg *config.Config, file string, opts daemon.StartOptions, log *slog.Logger, reload <-chan os.Signal) error {
 	daemon.Version = version
 	log.Info("ehrbridge starting", "version", version, "config", file, "gomaxprocs", runtime.GOMAXPROCS(0))
-	d, err := daemon.Start(cfg, log)
+	d, err := daemon.StartWith(cfg, log, opts)
 	if err != nil {
 		log.Error("ehrbridge could not start", "err", err)
 		return err
@@ -132,8 +133,8 @@ func serve(ctx context.Context, cfg *config.Config, file string, log *slog.Logge
 // runWindowsService runs the daemon under the Windows service control
 // manager, logging to the Windows Event Log (source: the service name)
 // unless the config names a log file.
-func runWindowsService(file, name string, stderr io.Writer) int {
-	prg := &windowsProgram{file: file}
+func runWindowsService(file, name string, opts daemon.StartOptions, stderr io.Writer) int {
+	prg := &windowsProgram{file: file, opts: opts}
 	s, err := ks.New(prg, &ks.Config{Name: name})
 	if err != nil {
 		fmt.Fprintf(stderr, "ehrbridge run: %v\n", err)
@@ -149,6 +150,7 @@ func runWindowsService(file, name string, stderr io.Writer) int {
 // windowsProgram is the daemon as a kardianos service body.
 type windowsProgram struct {
 	file   string
+	opts   daemon.StartOptions
 	svc    ks.Service
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -173,7 +175,7 @@ func (p *windowsProgram) Start(s ks.Service) error {
 	go func() {
 		defer close(p.done)
 		defer closeLog()
-		if err := serve(ctx, cfg, p.file, log, nil); err != nil {
+		if err := serve(ctx, cfg, p.file, p.opts, log, nil); err != nil {
 			p.exit = exitFailure
 			_ = s.Stop()
 		}

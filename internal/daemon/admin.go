@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
@@ -59,7 +57,8 @@ func newAdmin(addr string, tc *tls.Config, sock net.Listener, d *Daemon, access 
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("GET /status", a.gate("status", a.status, a.statusCounts))
-	mux.HandleFunc("GET /metrics", a.gate("metrics", a.metrics, a.metrics)) // counts only
+	metrics := metricsHandler(d, log).ServeHTTP
+	mux.HandleFunc("GET /metrics", a.gate("metrics", metrics, metrics)) // counts only
 	mux.HandleFunc("GET /{$}", a.gate("page", a.page, a.pageCounts))
 	mux.Handle("/api/v1/log/", logAPI)
 	a.srv = &http.Server{
@@ -258,88 +257,9 @@ func (a *admin) storageStatus() storageStatus {
 	return storageStatus{Writable: p == "", Problem: p}
 }
 
-func (a *admin) storageMetrics(w io.Writer) {
-	writable := 1
-	if a.d.storageProblem() != "" {
-		writable = 0
-	}
-	fmt.Fprintf(w, "# HELP ehrbridge_storage_writable Whether the checkpoint log's last write succeeded (0: disk full, over quota or read-only; messages are answered AE).\n# TYPE ehrbridge_storage_writable gauge\nehrbridge_storage_writable %d\n", writable)
-}
-
 // Version is reported by /status and recorded in the checkpoint log as
 // the program that last wrote it; the command sets it at start.
 var Version = "dev"
-
-// metrics writes the Prometheus text exposition format. Labels carry names
-// an admin chose (sources, mappings), never message content.
-func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	ms := a.d.maps
-	ok := 0
-	if ms.lastOK.Load() {
-		ok = 1
-	}
-	a.storageMetrics(w)
-	fmt.Fprintf(w, "# HELP ehrbridge_mappings_loaded Mappings in the running set.\n# TYPE ehrbridge_mappings_loaded gauge\nehrbridge_mappings_loaded %d\n", len(ms.Current().Mappings))
-	fmt.Fprintf(w, "# HELP ehrbridge_mapping_reloads_total Mapping set loads, by result; a refused set leaves the running one in place.\n# TYPE ehrbridge_mapping_reloads_total counter\n")
-	fmt.Fprintf(w, "ehrbridge_mapping_reloads_total{result=\"ok\"} %d\nehrbridge_mapping_reloads_total{result=\"refused\"} %d\n", ms.loaded.Load(), ms.refused.Load())
-	fmt.Fprintf(w, "# HELP ehrbridge_mapping_last_reload_ok Whether the last mapping reload was accepted (1) or refused (0).\n# TYPE ehrbridge_mapping_last_reload_ok gauge\nehrbridge_mapping_last_reload_ok %d\n", ok)
-	fmt.Fprintf(w, "# HELP ehrbridge_mapping_last_success_timestamp_seconds When the running mapping set was loaded.\n# TYPE ehrbridge_mapping_last_success_timestamp_seconds gauge\nehrbridge_mapping_last_success_timestamp_seconds %d\n", ms.lastReload.Load())
-	if st, err := a.d.cp.Stats(); err == nil {
-		writeRecordMetrics(w, st)
-	}
-	writeCommitMetrics(w, a.d.cp.CommitStats())
-	var accepted, duplicates, rejected int64
-	for _, s := range a.d.sources {
-		accepted += s.handler.Accepted.Load()
-		duplicates += s.handler.Duplicates.Load()
-		rejected += s.handler.Rejected.Load() + s.handler.Conflicts.Load() + s.handler.Errored.Load()
-	}
-	fmt.Fprintf(w, "# HELP ehrbridge_messages_total HL7 messages received, by outcome.\n# TYPE ehrbridge_messages_total counter\n")
-	fmt.Fprintf(w, "ehrbridge_messages_total{outcome=\"acknowledged\"} %d\nehrbridge_messages_total{outcome=\"retransmit\"} %d\nehrbridge_messages_total{outcome=\"refused\"} %d\n", accepted, duplicates, rejected)
-	if f := a.d.fhir; f != nil && len(f.sources) > 0 {
-		writeFHIRMetrics(w, f.sources)
-	}
-	if c := a.d.crm; c != nil {
-		p := c.pipe
-		writePipelineMetrics(w, p)
-		writeBreakerMetrics(w, p.Breaker())
-		paused := 0
-		if !p.PausedUntil().IsZero() {
-			paused = 1
-		}
-		fmt.Fprintf(w, "# HELP ehrbridge_pipeline_paused Whether sending is paused for the CRM's API allocation.\n# TYPE ehrbridge_pipeline_paused gauge\nehrbridge_pipeline_paused %d\n", paused)
-		fmt.Fprintf(w, "# HELP ehrbridge_crm_requests_total CRM API requests sent, retries included (token requests not).\n# TYPE ehrbridge_crm_requests_total counter\nehrbridge_crm_requests_total %d\n", c.requests())
-		if used, limit := c.usage(); limit > 0 {
-			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_used Daily API requests used in the CRM org, as it last reported.\n# TYPE ehrbridge_crm_api_requests_used gauge\nehrbridge_crm_api_requests_used %d\n", used)
-			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_limit The CRM org's daily API allocation.\n# TYPE ehrbridge_crm_api_requests_limit gauge\nehrbridge_crm_api_requests_limit %d\n", limit)
-			fmt.Fprintf(w, "# HELP ehrbridge_crm_api_requests_remaining Daily API requests left in the CRM org.\n# TYPE ehrbridge_crm_api_requests_remaining gauge\nehrbridge_crm_api_requests_remaining %d\n", max(0, limit-used))
-		}
-	}
-}
-
-// writeRecordMetrics writes the checkpoint log's records by state (done,
-// the synced, apart from skipped, the ignored) and the backlog.
-func writeRecordMetrics(w io.Writer, st checkpoint.Stats) {
-	fmt.Fprintf(w, "# HELP ehrbridge_records Records in the checkpoint log, by state: done were applied, skipped were stored and acknowledged but no mapping accepts them.\n# TYPE ehrbridge_records gauge\n")
-	for _, s := range checkpoint.States {
-		fmt.Fprintf(w, "ehrbridge_records{state=%q} %d\n", s.String(), st.States[s])
-	}
-	backlog := st.States[checkpoint.Received] + st.States[checkpoint.InProgress] + st.States[checkpoint.Retrying]
-	fmt.Fprintf(w, "# HELP ehrbridge_backlog Records waiting in the lanes to reach the CRM (received, in progress, retrying).\n# TYPE ehrbridge_backlog gauge\nehrbridge_backlog %d\n", backlog)
-}
-
-// writePipelineMetrics writes what the pipeline settled since start.
-func writePipelineMetrics(w io.Writer, p *pipeline.Pipeline) {
-	fmt.Fprintf(w, "# HELP ehrbridge_pipeline_records_total Records the pipeline settled, by outcome: done (echoes included), retrying, dead, skipped (no mapping accepts them), echo.\n# TYPE ehrbridge_pipeline_records_total counter\n")
-	for _, o := range []struct {
-		name string
-		n    int64
-	}{{"done", p.Done.Load()}, {"retrying", p.Retried.Load()}, {"dead", p.Dead.Load()}, {"skipped", p.Skipped.Load()}, {"echo", p.Echoes.Load()}} {
-		fmt.Fprintf(w, "ehrbridge_pipeline_records_total{outcome=%q} %d\n", o.name, o.n)
-	}
-	fmt.Fprintf(w, "# HELP ehrbridge_pipeline_records_with_warnings_total Records done with warnings: applied, some fields left out by their mapping (a malformed optional timestamp, say).\n# TYPE ehrbridge_pipeline_records_with_warnings_total counter\nehrbridge_pipeline_records_with_warnings_total %d\n", p.Warned.Load())
-}
 
 // crmStatus is the CRM side in /status.
 type crmStatus struct {
@@ -380,30 +300,6 @@ func breakerStatusOf(b pipeline.BreakerStatus) breakerStatus {
 	return out
 }
 
-// writeBreakerMetrics writes the CRM breaker: its state as one gauge per
-// state (1 for the current one), since when, how often it opened and the
-// probes sent.
-func writeBreakerMetrics(w io.Writer, b pipeline.BreakerStatus) {
-	if !b.Enabled {
-		return
-	}
-	fmt.Fprintf(w, "# HELP ehrbridge_crm_breaker_state The CRM breaker's state: closed (batches are sent), open (the CRM failed transiently; no batch is sent until a probe is answered), probing (a probe is in flight).\n# TYPE ehrbridge_crm_breaker_state gauge\n")
-	for _, s := range []pipeline.BreakerState{pipeline.BreakerClosed, pipeline.BreakerOpen, pipeline.BreakerProbing} {
-		v := 0
-		if b.State == s {
-			v = 1
-		}
-		fmt.Fprintf(w, "ehrbridge_crm_breaker_state{state=%q} %d\n", s.String(), v)
-	}
-	var since int64
-	if !b.Since.IsZero() {
-		since = b.Since.Unix()
-	}
-	fmt.Fprintf(w, "# HELP ehrbridge_crm_breaker_state_since_timestamp_seconds When the CRM breaker entered its state (0: closed since start).\n# TYPE ehrbridge_crm_breaker_state_since_timestamp_seconds gauge\nehrbridge_crm_breaker_state_since_timestamp_seconds %d\n", since)
-	fmt.Fprintf(w, "# HELP ehrbridge_crm_breaker_opened_total Times the CRM breaker opened (a batch failed transiently as a whole).\n# TYPE ehrbridge_crm_breaker_opened_total counter\nehrbridge_crm_breaker_opened_total %d\n", b.Opened)
-	fmt.Fprintf(w, "# HELP ehrbridge_crm_breaker_probes_total Probe requests sent to the CRM while the breaker was open.\n# TYPE ehrbridge_crm_breaker_probes_total counter\nehrbridge_crm_breaker_probes_total %d\n", b.Probes)
-}
-
 // commitStatus is the checkpoint log's group commits since start, for
 // /status: what /metrics has as a histogram, for a reader without one.
 type commitStatus struct {
@@ -427,55 +323,10 @@ func commitStatusOf(s checkpoint.CommitStats) commitStatus {
 	return c
 }
 
-// writeCommitMetrics writes the checkpoint log's group commits: the
-// fsynced transactions every acknowledgment waits for.
-func writeCommitMetrics(w io.Writer, s checkpoint.CommitStats) {
-	fmt.Fprintf(w, "# HELP ehrbridge_checkpoint_commit_duration_seconds Group commits of the checkpoint log (write and fsync), which every acknowledgment waits for.\n# TYPE ehrbridge_checkpoint_commit_duration_seconds histogram\n")
-	for i, b := range checkpoint.CommitBounds {
-		fmt.Fprintf(w, "ehrbridge_checkpoint_commit_duration_seconds_bucket{le=%q} %d\n", strconv.FormatFloat(b.Seconds(), 'g', -1, 64), s.Buckets[i])
-	}
-	fmt.Fprintf(w, "ehrbridge_checkpoint_commit_duration_seconds_bucket{le=\"+Inf\"} %d\n", s.Commits)
-	fmt.Fprintf(w, "ehrbridge_checkpoint_commit_duration_seconds_sum %s\n", strconv.FormatFloat(s.Total.Seconds(), 'g', -1, 64))
-	fmt.Fprintf(w, "ehrbridge_checkpoint_commit_duration_seconds_count %d\n", s.Commits)
-	fmt.Fprintf(w, "# HELP ehrbridge_checkpoint_committed_appends_total Appends the group commits carried, retransmits included; divided by the commit count, the mean batch.\n# TYPE ehrbridge_checkpoint_committed_appends_total counter\nehrbridge_checkpoint_committed_appends_total %d\n", s.Appends)
-	fmt.Fprintf(w, "# HELP ehrbridge_checkpoint_commit_failures_total Group commits that failed (disk full, I/O error): their senders got AE.\n# TYPE ehrbridge_checkpoint_commit_failures_total counter\nehrbridge_checkpoint_commit_failures_total %d\n", s.Failures)
-}
-
 type mappingStatus struct {
 	Names        []string `json:"names"`
 	LastReloadOK bool     `json:"last_reload_ok"`
 	// LastProblem is why the last reload was refused: file:line:col
 	// messages about the mapping files.
 	LastProblem string `json:"last_problem,omitempty"`
-}
-
-// writeFHIRMetrics writes the FHIR sources' counters; the source label is
-// the configured name.
-func writeFHIRMetrics(w io.Writer, sources []fhirEntry) {
-	fmt.Fprintf(w, "# HELP ehrbridge_fhir_polls_total Polls of a FHIR source, by result.\n# TYPE ehrbridge_fhir_polls_total counter\n")
-	for _, e := range sources {
-		c := &e.src.Counters
-		fmt.Fprintf(w, "ehrbridge_fhir_polls_total{source=%q,result=\"ok\"} %d\nehrbridge_fhir_polls_total{source=%q,result=\"failed\"} %d\n",
-			e.cfg.Name, c.Polls.Load()-c.PollsFailed.Load(), e.cfg.Name, c.PollsFailed.Load())
-	}
-	fmt.Fprintf(w, "# HELP ehrbridge_fhir_resources_total FHIR resource versions read, by outcome: stored new, recognised as already stored, or deletes stored.\n# TYPE ehrbridge_fhir_resources_total counter\n")
-	for _, e := range sources {
-		c := &e.src.Counters
-		fmt.Fprintf(w, "ehrbridge_fhir_resources_total{source=%q,outcome=\"stored\"} %d\nehrbridge_fhir_resources_total{source=%q,outcome=\"repeat\"} %d\nehrbridge_fhir_resources_total{source=%q,outcome=\"delete\"} %d\n",
-			e.cfg.Name, c.Stored.Load(), e.cfg.Name, c.Repeats.Load(), e.cfg.Name, c.Deletes.Load())
-	}
-	fmt.Fprintf(w, "# HELP ehrbridge_fhir_notifications_total Subscription notifications, by answer: stored (2xx), refused (4xx), failed (5xx, sent again by the server).\n# TYPE ehrbridge_fhir_notifications_total counter\n")
-	for _, e := range sources {
-		c := &e.src.Counters
-		fmt.Fprintf(w, "ehrbridge_fhir_notifications_total{source=%q,result=\"stored\"} %d\nehrbridge_fhir_notifications_total{source=%q,result=\"refused\"} %d\nehrbridge_fhir_notifications_total{source=%q,result=\"failed\"} %d\n",
-			e.cfg.Name, c.Notifications.Load(), e.cfg.Name, c.Refused.Load(), e.cfg.Name, c.NotificationsFailed.Load())
-	}
-	fmt.Fprintf(w, "# HELP ehrbridge_fhir_last_poll_success_timestamp_seconds When a poll of the source last read everything it was due to (0: never).\n# TYPE ehrbridge_fhir_last_poll_success_timestamp_seconds gauge\n")
-	for _, e := range sources {
-		var ts int64
-		if t := e.src.Counters.LastPollOK(); !t.IsZero() {
-			ts = t.Unix()
-		}
-		fmt.Fprintf(w, "ehrbridge_fhir_last_poll_success_timestamp_seconds{source=%q} %d\n", e.cfg.Name, ts)
-	}
 }

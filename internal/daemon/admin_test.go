@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 )
@@ -35,8 +37,7 @@ func TestCommitStatusAndMetrics(t *testing.T) {
 		t.Errorf("no commits: %+v", z)
 	}
 
-	var buf bytes.Buffer
-	writeCommitMetrics(&buf, s)
+	text := exposition(t, func(ch chan<- prometheus.Metric) { commitMetrics(ch, s) })
 	for _, want := range []string{
 		`ehrbridge_checkpoint_commit_duration_seconds_bucket{le="0.00025"} 7`,
 		`ehrbridge_checkpoint_commit_duration_seconds_bucket{le="0.1"} 9`,
@@ -47,8 +48,8 @@ func TestCommitStatusAndMetrics(t *testing.T) {
 		"ehrbridge_checkpoint_committed_appends_total 40\n",
 		"ehrbridge_checkpoint_commit_failures_total 1\n",
 	} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q:\n%s", want, text)
 		}
 	}
 }
@@ -69,12 +70,11 @@ func indexOf(t *testing.T, d time.Duration) int {
 // the pipeline, since the start: the log keeps no such counter).
 func TestSkippedAndWarnedShown(t *testing.T) {
 	st := checkpoint.Stats{States: map[checkpoint.State]int64{checkpoint.Done: 7, checkpoint.Skipped: 3, checkpoint.Dead: 1, checkpoint.Received: 2}}
-	var buf bytes.Buffer
-	writeRecordMetrics(&buf, st)
+	text := exposition(t, func(ch chan<- prometheus.Metric) { recordMetrics(ch, st) })
 	for _, want := range []string{`ehrbridge_records{state="done"} 7`, `ehrbridge_records{state="skipped"} 3`,
 		"ehrbridge_backlog 2\n"} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q:\n%s", want, text)
 		}
 	}
 
@@ -82,12 +82,11 @@ func TestSkippedAndWarnedShown(t *testing.T) {
 	p.Done.Add(5)
 	p.Skipped.Add(4)
 	p.Warned.Add(2)
-	buf.Reset()
-	writePipelineMetrics(&buf, p)
+	text = exposition(t, func(ch chan<- prometheus.Metric) { pipelineMetrics(ch, p) })
 	for _, want := range []string{`ehrbridge_pipeline_records_total{outcome="done"} 5`, `ehrbridge_pipeline_records_total{outcome="skipped"} 4`,
 		"ehrbridge_pipeline_records_with_warnings_total 2\n"} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q:\n%s", want, text)
 		}
 	}
 
@@ -97,7 +96,7 @@ func TestSkippedAndWarnedShown(t *testing.T) {
 		{ID: 1, State: checkpoint.Skipped, Type: "VXU^V04", Reason: "no mapping for VXU^V04", Received: now},
 		{ID: 2, State: checkpoint.Done, Type: "ADT^A08", Reason: checkpoint.WarningsReason([]string{"adt/visit.AdmitDate__c: not a valid timestamp"}), Received: now},
 	}
-	buf.Reset()
+	var buf bytes.Buffer
 	if err := pageTmpl.Execute(&buf, data); err != nil {
 		t.Fatal(err)
 	}

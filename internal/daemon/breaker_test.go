@@ -1,11 +1,12 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 )
@@ -25,19 +26,23 @@ func TestBreakerStatusAndMetrics(t *testing.T) {
 	if string(js) != want {
 		t.Errorf("/status breaker\n got %s\nwant %s", js, want)
 	}
-	var buf bytes.Buffer
-	writeBreakerMetrics(&buf, b)
+	text := exposition(t, func(ch chan<- prometheus.Metric) { breakerMetrics(ch, b) })
 	for _, want := range []string{
 		"ehrbridge_crm_breaker_state{state=\"closed\"} 0\n",
 		"ehrbridge_crm_breaker_state{state=\"open\"} 1\n",
 		"ehrbridge_crm_breaker_state{state=\"probing\"} 0\n",
-		"ehrbridge_crm_breaker_state_since_timestamp_seconds 1796662800\n",
 		"ehrbridge_crm_breaker_opened_total 2\n",
 		"ehrbridge_crm_breaker_probes_total 5\n",
 	} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q:\n%s", want, text)
 		}
+	}
+	if v := seriesValue(t, text, "ehrbridge_crm_breaker_state_since_timestamp_seconds"); v != 1796662800 {
+		t.Errorf("breaker since %v, want 1796662800", v)
+	}
+	if off := exposition(t, func(ch chan<- prometheus.Metric) { breakerMetrics(ch, pipeline.BreakerStatus{}) }); off != "" {
+		t.Errorf("metrics of a disabled breaker:\n%s", off)
 	}
 	closed := breakerStatusOf(pipeline.BreakerStatus{Enabled: true, Opened: 2, Probes: 5, Since: since})
 	if closed.State != "closed" || closed.NextProbe != nil || closed.ProbeInterval != "" {

@@ -56,6 +56,13 @@ type source struct {
 // Start binds every listener (failing at once if one cannot be bound) and
 // starts serving. The data directory is created if missing.
 func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	return StartWith(cfg, log, StartOptions{})
+}
+
+// StartWith is Start with the command line's options. It refuses to start
+// against a CRM other than the one the log's pending records were queued
+// for (checkpoint.ErrCRMChanged) unless opts.AcceptCRMChange.
+func StartWith(cfg *config.Config, log *slog.Logger, opts StartOptions) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		if checkpoint.StorageKindOf(err) == 0 {
 			return nil, fmt.Errorf("creating data directory: %w", err)
@@ -80,6 +87,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		// a migration, a read-only data directory) does not stop the
 		// start: it is answered AE until storageLoop opens it.
 		DeferStorageErrors: true,
+		CRM:                CRMIdentity(cfg.CRM), AcceptCRMChange: opts.AcceptCRMChange,
 	})
 	if err != nil {
 		return nil, err
