@@ -28,7 +28,7 @@ build-windows:
 # the packaging tests read the .msi with).
 package: build build-windows packagers
 	rm -rf dist
-	sh packaging/package.sh $(VERSION) dist
+	sh installer/packaging/package.sh $(VERSION) dist
 
 packagers:
 	@command -v rpmbuild >/dev/null && command -v wixl >/dev/null && command -v msiinfo >/dev/null && command -v zip >/dev/null \

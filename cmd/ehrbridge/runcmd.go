@@ -15,10 +15,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ehrbridge/ehrbridge/installer"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/daemon"
 	"github.com/ehrbridge/ehrbridge/internal/logging"
-	"github.com/ehrbridge/ehrbridge/internal/service"
 )
 
 // loadConfig loads and lints a config file, printing every problem.
@@ -42,7 +42,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fileFlag := fs.String("config", "", "config file (required)")
-	svcName := fs.String("service-name", service.DefaultName, "the instance's service name (set by ehrbridge service install; names the Windows Event Log source)")
+	svcName := fs.String("service-name", installer.DefaultName, "the instance's service name (set by ehrbridge service install; names the Windows Event Log source)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ehrbridge run --config FILE\nRuns the daemon until SIGINT or SIGTERM (a second one forces the stop); SIGHUP reloads the mappings.\nRefuses a config that does not lint. Under systemd (Type=notify) it reports ready, reloading and stopping;\nstarted by the Windows service manager it runs as that service.")
 		fs.PrintDefaults()
@@ -96,7 +96,7 @@ func serve(ctx context.Context, cfg *config.Config, file string, log *slog.Logge
 		return err
 	}
 	notify := func(state string) {
-		if _, err := service.Notify(state); err != nil {
+		if _, err := installer.Notify(state); err != nil {
 			log.Warn("could not tell the service manager", "state", strings.SplitN(state, "=", 2)[0], "err", err)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 
 	ks "github.com/kardianos/service"
 
-	"github.com/ehrbridge/ehrbridge/internal/service"
+	"github.com/ehrbridge/ehrbridge/installer"
 )
 
 const serviceUsage = `usage: ehrbridge service ACTION [--name N] [--config F] [--data-dir D] [--user U]
@@ -46,7 +46,7 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 	action, args := args[0], args[1:]
 	fs := flag.NewFlagSet("service "+action, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	name := fs.String("name", service.DefaultName, "service name of the instance (unit NAME.service)")
+	name := fs.String("name", installer.DefaultName, "service name of the instance (unit NAME.service)")
 	cfgFile := fs.String("config", "", "config file (default /etc/ehrbridge/NAME.yaml; on Windows %ProgramData%\\ehrbridge\\NAME.yaml)")
 	dataDir := fs.String("data-dir", "", "data directory the service may write (default: the config's data_dir)")
 	usr := fs.String("user", "ehrbridge", "Linux: system user the service runs as")
@@ -78,14 +78,14 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if action == "unit" {
-		unit, err := service.SystemdUnit(p)
+		unit, err := installer.SystemdUnit(p)
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Fprint(stdout, unit)
 		return exitOK
 	}
-	kc, err := service.KardianosConfig(p, runtime.GOOS)
+	kc, err := installer.KardianosConfig(p, runtime.GOOS)
 	if err != nil {
 		return fail(err)
 	}
@@ -98,7 +98,7 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 	}
-	msg, err := service.Run(m, action, p.Name)
+	msg, err := installer.Run(m, action, p.Name)
 	if err != nil {
 		return fail(err)
 	}
@@ -121,9 +121,9 @@ func printServiceUsage(w io.Writer) {
 // serviceParams resolves an instance's executable, config and data
 // directory. For install (and unit) the config must exist and lint: a
 // service that cannot start is not installed.
-func serviceParams(name, cfgFile, dataDir, usr string, needConfig bool, stderr io.Writer) (service.Params, error) {
-	p := service.Params{Name: name, User: usr, DataDir: dataDir}
-	defCfg, defData := service.DefaultPaths(name, runtime.GOOS)
+func serviceParams(name, cfgFile, dataDir, usr string, needConfig bool, stderr io.Writer) (installer.Params, error) {
+	p := installer.Params{Name: name, User: usr, DataDir: dataDir}
+	defCfg, defData := installer.DefaultPaths(name, runtime.GOOS)
 	if cfgFile == "" {
 		cfgFile = defCfg
 	}
@@ -160,7 +160,7 @@ func serviceParams(name, cfgFile, dataDir, usr string, needConfig bool, stderr i
 
 // prepareLinux creates the service user (a system user without a login
 // or home) and the data directory it owns.
-func prepareLinux(p service.Params) error {
+func prepareLinux(p installer.Params) error {
 	if os.Geteuid() != 0 {
 		return errors.New("installing a system service needs root (sudo ehrbridge service install ...)")
 	}

@@ -6,11 +6,12 @@
 #   ehrbridge-<version>-1.x86_64.rpm RHEL, Rocky, SUSE
 #   ehrbridge-<version>-windows-amd64.zip   exe, config, mappings, install.ps1
 #   ehrbridge-<version>-windows-amd64.msi   when wixl (msitools) is installed
-# Usage: packaging/package.sh VERSION OUTDIR
+# Usage: installer/packaging/package.sh VERSION OUTDIR
 set -eu
 version=$1
 out=$2
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
+pkg=$root/installer/packaging
 bin=${EHRBRIDGE_BIN:-$root/bin/ehrbridge}
 exe=${EHRBRIDGE_EXE:-$root/bin/ehrbridge.exe}
 mkdir -p "$out"
@@ -28,11 +29,11 @@ install -d "$stage/usr/bin" "$stage/etc/ehrbridge" "$stage/usr/share/ehrbridge" 
 install -m 0755 "$bin" "$stage/usr/bin/ehrbridge"
 "$bin" service unit --config /etc/ehrbridge/ehrbridge.yaml --data-dir /var/lib/ehrbridge --exe /usr/bin/ehrbridge \
   > "$stage/lib/systemd/system/ehrbridge.service"
-install -m 0640 "$root/packaging/ehrbridge.yaml" "$stage/etc/ehrbridge/ehrbridge.yaml"
+install -m 0640 "$pkg/ehrbridge.yaml" "$stage/etc/ehrbridge/ehrbridge.yaml"
 cp -R "$root/configs/mappings" "$stage/usr/share/ehrbridge/mappings"
 cp -R "$root/configs/samples" "$stage/usr/share/ehrbridge/samples"
 cp "$root/README.md" "$root"/docs/*.md "$stage/usr/share/doc/ehrbridge/"
-cp "$root/packaging/copyright" "$stage/usr/share/doc/ehrbridge/copyright"
+cp "$pkg/copyright" "$stage/usr/share/doc/ehrbridge/copyright"
 
 # .deb
 deb=$work/deb
@@ -56,14 +57,14 @@ Description: EHR to CRM integration: HL7 v2 and FHIR into Salesforce or Datavers
  systemd unit under the ehrbridge system user; data in /var/lib/ehrbridge.
 CONTROL
 echo /etc/ehrbridge/ehrbridge.yaml > "$deb/DEBIAN/conffiles"
-install -m 0755 "$root/packaging/deb/postinst" "$root/packaging/deb/prerm" "$root/packaging/deb/postrm" "$deb/DEBIAN/"
+install -m 0755 "$pkg/deb/postinst" "$pkg/deb/prerm" "$pkg/deb/postrm" "$deb/DEBIAN/"
 fakeroot dpkg-deb --build --root-owner-group "$deb" "$out/ehrbridge_${pkgver}_amd64.deb" >/dev/null
 
 # .rpm
 if command -v rpmbuild >/dev/null; then
   top=$work/rpm
   install -d "$top/SPECS" "$top/BUILD" "$top/RPMS" "$top/BUILDROOT"
-  sed "s|@VERSION@|$rpmver|" "$root/packaging/rpm/ehrbridge.spec" > "$top/SPECS/ehrbridge.spec"
+  sed "s|@VERSION@|$rpmver|" "$pkg/rpm/ehrbridge.spec" > "$top/SPECS/ehrbridge.spec"
   rpmbuild -bb --quiet --define "_topdir $top" --define "stage $stage" --define "_build_id_links none" \
     "$top/SPECS/ehrbridge.spec" >/dev/null 2>"$work/rpm.err" || { cat "$work/rpm.err" >&2; exit 1; }
   cp "$top"/RPMS/x86_64/*.rpm "$out/"
@@ -75,8 +76,8 @@ fi
 win=$work/ehrbridge-$pkgver-windows-amd64
 install -d "$win"
 cp "$exe" "$win/ehrbridge.exe"
-cp "$root/packaging/ehrbridge-windows.yaml" "$win/ehrbridge.yaml"
-cp "$root/packaging/windows/install.ps1" "$root/packaging/windows/uninstall.ps1" "$root/packaging/windows/README.txt" "$win/"
+cp "$pkg/ehrbridge-windows.yaml" "$win/ehrbridge.yaml"
+cp "$pkg/windows/install.ps1" "$pkg/windows/uninstall.ps1" "$pkg/windows/README.txt" "$win/"
 cp -R "$root/configs/mappings" "$win/mappings"
 cp "$root/README.md" "$root"/docs/*.md "$win/"
 (cd "$work" && zip -qr "$out/ehrbridge-$pkgver-windows-amd64.zip" "$(basename "$win")")
@@ -88,7 +89,7 @@ if command -v wixl >/dev/null; then
   (cd "$win" && find mappings -type f | sort | wixl-heat --var var.SourceDir -p "" --component-group Mappings \
     --directory-ref=INSTALLDIR --win64 > "$work/mappings.wxs")
   (cd "$win" && wixl -a x64 -D Version="$msiver" -D SourceDir=. -D Win64=yes -o "$out/ehrbridge-$pkgver-windows-amd64.msi" \
-    "$root/packaging/windows/ehrbridge.wxs" "$work/mappings.wxs")
+    "$pkg/windows/ehrbridge.wxs" "$work/mappings.wxs")
 else
   echo "wixl not found (apt-get install msitools): no .msi" >&2
 fi

@@ -1,7 +1,8 @@
-// Package packaging_test builds the packages with packaging/package.sh and
-// checks what they hold; as root with dpkg, it installs the .deb, checks
-// the service user, the data dir and the unit (systemd-analyze verify),
-// upgrades it over an edited config, and removes it.
+// Package packaging_test builds the packages with
+// installer/packaging/package.sh and checks what they hold; as root with
+// dpkg, it installs the .deb, checks the service user, the data dir and
+// the unit (systemd-analyze verify), upgrades it over an edited config,
+// and removes it.
 package packaging_test
 
 import (
@@ -56,7 +57,7 @@ func buildPackages(t *testing.T) (string, string) {
 	}
 	bin, exe := filepath.Join(dir, "ehrbridge"), filepath.Join(dir, "ehrbridge.exe")
 	for _, b := range []struct{ out, goos string }{{bin, "linux"}, {exe, "windows"}} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", b.out, "../cmd/ehrbridge")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", b.out, "../../cmd/ehrbridge")
 		cmd.Env = append(os.Environ(), "GOOS="+b.goos, "GOARCH=amd64", "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return dir, fmt.Sprintf("go build %s: %v\n%s", b.goos, err, out)

@@ -1,9 +1,10 @@
-// Package service runs ehrbridge as a system service: the systemd unit
+// Package installer runs ehrbridge as a system service: the systemd unit
 // and the Windows service configuration, the service control commands
 // (through github.com/kardianos/service, behind the Manager interface so
 // that they can be tested anywhere), and the readiness protocol of systemd
-// (sd_notify).
-package service
+// (sd_notify). The packages (deb, rpm, Windows zip and msi, install.ps1)
+// are built from installer/packaging.
+package installer
 
 import (
 	"fmt"
