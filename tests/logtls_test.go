@@ -1,4 +1,4 @@
-package main
+package tests
 
 import (
 	"net/http"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/internal/checkpointtest"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
@@ -19,7 +20,7 @@ import (
 // EHRBRIDGE_ADMIN_URL alone (a remote tool, no config) likewise; without
 // the CA the server is not trusted; http:// to the TLS port is refused.
 func TestLogOverTLSAsAccount(t *testing.T) {
-	dataDir := seedLog(t, nil)
+	dataDir := checkpointtest.Seed(t, nil)
 	bin := ehrbridgeBinary(t)
 	certs := testcerts.New(t)
 	adminAddr := freeAddr(t)

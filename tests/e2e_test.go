@@ -1,4 +1,4 @@
-package main
+package tests
 
 import (
 	"bytes"
@@ -48,7 +48,7 @@ func ehrbridgeBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "ehrbridge")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/ehrbridge/ehrbridge/cmd/ehrbridge").CombinedOutput()
 		if err != nil {
 			buildErr = err
 			binPath = string(out)
@@ -58,6 +58,27 @@ func ehrbridgeBinary(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", buildErr, binPath)
 	}
 	return binPath
+}
+
+// corpus is a file of the public HL7 v2 corpus in the shared folder.
+func corpus(t *testing.T, elem ...string) string {
+	return shared.Path(t, append([]string{"corpus", "hl7v2"}, elem...)...)
+}
+
+// writeFiles writes name → content under a new directory.
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // freeAddr returns a free port on 127.0.0.1 for a daemon under test. It

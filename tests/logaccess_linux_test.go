@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package tests
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ehrbridge/ehrbridge/internal/checkpointtest"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
@@ -22,7 +23,7 @@ func TestLogRevealBySecondLocalUserIsAudited(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the CLI as another uid")
 	}
-	dataDir := seedLog(t, nil)
+	dataDir := checkpointtest.Seed(t, nil)
 	top := t.TempDir()
 	for _, d := range []string{filepath.Dir(top), top} {
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -97,7 +98,7 @@ func TestLogRevealBySecondLocalUserIsAudited(t *testing.T) {
 // names, with its role and nothing more; a wrong token is refused with a
 // hint. The account, not the OS user behind the connection, is audited.
 func TestLogOverTCPAsAccount(t *testing.T) {
-	dataDir := seedLog(t, nil)
+	dataDir := checkpointtest.Seed(t, nil)
 	bin := ehrbridgeBinary(t)
 	adminAddr := freeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "ehrbridge.yaml")
