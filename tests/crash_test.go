@@ -5,14 +5,10 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,7 +22,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
 // Crash-safety acceptance test parameters.
@@ -43,153 +38,6 @@ const (
 	crashApp          = "CRASHTEST"
 	crashFacility     = "WARD9"
 )
-
-// crashDaemon is the ehrbridge process under test, restarted after every
-// kill with the same config and data directory.
-type crashDaemon struct {
-	bin, config, readyURL string
-	logs                  *syncbuf.Buffer
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error // set before exited is closed
-}
-
-// startCrashDaemon writes cfg to cfgFile, starts the daemon on it, waits
-// until it is ready, and kills it when the test ends if it still runs.
-func startCrashDaemon(t *testing.T, bin, cfgFile, cfg, adminAddr string) *crashDaemon {
-	t.Helper()
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := &crashDaemon{bin: bin, config: cfgFile, readyURL: "http://" + adminAddr + "/readyz", logs: &syncbuf.Buffer{}}
-	t.Cleanup(func() {
-		if cmd, exited := d.current(); cmd != nil {
-			select {
-			case <-exited:
-			default:
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
-	})
-	if err := d.start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.waitReady(context.Background()); err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
-	}
-	return d
-}
-
-func (d *crashDaemon) start() error {
-	cmd := exec.Command(d.bin, "run", "--config", d.config)
-	cmd.Stdout, cmd.Stderr = d.logs, d.logs
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		err := cmd.Wait()
-		d.mu.Lock()
-		d.waitErr = err
-		d.mu.Unlock()
-		close(exited)
-	}()
-	d.mu.Lock()
-	d.cmd, d.exited, d.waitErr = cmd, exited, nil
-	d.mu.Unlock()
-	return nil
-}
-
-func (d *crashDaemon) current() (*exec.Cmd, chan struct{}) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.cmd, d.exited
-}
-
-// waitReady polls /readyz until it answers 200 or the process exits.
-func (d *crashDaemon) waitReady(ctx context.Context) error {
-	_, exited := d.current()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return errors.New("daemon exited while starting")
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		if resp, err := client.Get(d.readyURL); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return errors.New("daemon not ready within 20s")
-}
-
-// kill sends SIGKILL and waits for the process to be reaped. It fails if
-// the process had already exited by itself or died of something else.
-func (d *crashDaemon) kill() error {
-	cmd, exited := d.current()
-	select {
-	case <-exited:
-		return fmt.Errorf("daemon exited by itself before the kill: %v", d.exitErr())
-	default:
-	}
-	if err := cmd.Process.Kill(); err != nil {
-		return fmt.Errorf("kill: %w", err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		return errors.New("daemon still running 10s after SIGKILL")
-	}
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		return fmt.Errorf("daemon did not die of SIGKILL: %v", cmd.ProcessState)
-	}
-	return nil
-}
-
-// killAndRestart SIGKILLs the daemon, starts it again and waits until it
-// is ready, failing the test with the log's tail if any step fails.
-func (d *crashDaemon) killAndRestart(t *testing.T) {
-	t.Helper()
-	if err := d.kill(); err != nil {
-		t.Fatalf("kill: %v\n%s", err, crashTail(d.logs.String(), 3000))
-	}
-	if err := d.start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.waitReady(context.Background()); err != nil {
-		t.Fatalf("restart: %v\n%s", err, crashTail(d.logs.String(), 3000))
-	}
-}
-
-// objects lists a sandbox object's (or Dataverse table's) records; nil
-// while the sandbox cannot answer.
-func objects(sandboxAddr, name string) []map[string]any {
-	resp, err := http.Get("http://" + sandboxAddr + "/sandbox/v1/objects/" + name)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	var recs []map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&recs)
-	return recs
-}
-
-func (d *crashDaemon) exitErr() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.waitErr
-}
 
 // crashMsg is one distinct message and the first acknowledgment it got.
 type crashMsg struct {
@@ -620,44 +468,4 @@ func crashContentHash(t *testing.T, msg []byte) string {
 	}
 	h := ehr.ContentHash(m, []hl7.Path{hl7.MustPath("MSH-7")})
 	return hex.EncodeToString(h[:8])
-}
-
-func crashTail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
-
-// startSandboxProcess runs `ehrbridge sandbox ARGS...` (ARGS include
-// --listen addr) apart from the daemon, so that killing the daemon leaves
-// the CRM's state alone; it waits until the sandbox answers on addr, stops
-// it when the test ends, and returns its base URL.
-func startSandboxProcess(t *testing.T, bin, addr string, args []string) string {
-	t.Helper()
-	sb := exec.Command(bin, append([]string{"sandbox"}, args...)...)
-	logs := &syncbuf.Buffer{}
-	sb.Stdout, sb.Stderr = logs, logs
-	if err := sb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = sb.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = sb.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = sb.Process.Kill()
-		}
-	})
-	base := "http://" + addr
-	waitFor(t, 10*time.Second, "the sandbox", func() bool {
-		resp, err := http.Get(base + "/sandbox/v1/stats")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
-	return base
 }

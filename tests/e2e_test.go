@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,113 +18,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
-	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
-
-// buildBinary builds ehrbridge once per test binary run.
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// TestMain removes the binary built for the end-to-end tests.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" && buildErr == nil {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
-}
-
-func ehrbridgeBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ehrbridge-e2e")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "ehrbridge")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/ehrbridge/ehrbridge/cmd/ehrbridge").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			binPath = string(out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("go build: %v\n%s", buildErr, binPath)
-	}
-	return binPath
-}
-
-// corpus is a file of the public HL7 v2 corpus in the shared folder.
-func corpus(t *testing.T, elem ...string) string {
-	return shared.Path(t, append([]string{"corpus", "hl7v2"}, elem...)...)
-}
-
-// writeFiles writes name → content under a new directory.
-func writeFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
-// freeAddr returns a free port on 127.0.0.1 for a daemon under test. It
-// is taken below the kernel's ephemeral range, and never twice in one test
-// run: a daemon restarted on it (the crash tests kill and restart it
-// dozens of times) must find it free again, and a port from the ephemeral
-// range can meanwhile become the local end of some other test's outgoing
-// connection ("address already in use" at the restart).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lo := ephemeralLow()
-	freeMu.Lock()
-	defer freeMu.Unlock()
-	for range 200 {
-		port := 10000 + rand.IntN(lo-10000)
-		if freeUsed[port] {
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		l.Close()
-		freeUsed[port] = true
-		return addr
-	}
-	t.Fatal("no free port below the ephemeral range")
-	return ""
-}
-
-var (
-	freeMu   sync.Mutex
-	freeUsed = map[int]bool{}
-)
-
-// ephemeralLow is the first port of the kernel's ephemeral range (Linux:
-// /proc/sys/net/ipv4/ip_local_port_range; elsewhere the common 32768).
-func ephemeralLow() int {
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if lo, err := strconv.Atoi(f[0]); err == nil && lo > 11000 {
-				return lo
-			}
-		}
-	}
-	return 32768
-}
 
 // The newcomer's path: `ehrbridge run` on the shipped config answers
 // `ehrbridge send` of a corpus message with AA, reports it on /status,
@@ -293,52 +185,6 @@ func TestEndToEndRunAndSend(t *testing.T) {
 	}
 }
 
-// runningDaemon is an `ehrbridge run` a test started; the test's cleanup
-// kills it if it is still running.
-type runningDaemon struct {
-	cmd    *exec.Cmd
-	logs   *syncbuf.Buffer
-	exited chan struct{}
-	err    error // the exit error, once exited is closed
-}
-
-// startDaemon runs `ehrbridge run --config cfg` with env and waits until
-// the admin endpoint at adminAddr is ready.
-func startDaemon(t *testing.T, bin, cfg, adminAddr string, env []string) *runningDaemon {
-	t.Helper()
-	d := &runningDaemon{cmd: exec.Command(bin, "run", "--config", cfg), logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	d.cmd.Env = env
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.err = d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-d.exited:
-		default:
-			_ = d.cmd.Process.Kill()
-			<-d.exited
-		}
-	})
-	waitReady(t, "http://"+adminAddr+"/readyz", d.exited, d.logs)
-	return d
-}
-
-// stop sends SIGTERM and waits up to wait for the daemon to exit; if it
-// does not, it is killed and stop reports false.
-func (d *runningDaemon) stop(wait time.Duration) bool {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-		return true
-	case <-time.After(wait):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-		return false
-	}
-}
-
 // run refuses a config that does not lint, printing file:line:col.
 func TestRunRefusesBadConfig(t *testing.T) {
 	bin := ehrbridgeBinary(t)
@@ -394,74 +240,6 @@ func rawSend(t *testing.T, addr, file string) []byte {
 		t.Fatal(err)
 	}
 	return ack
-}
-
-func runBin(t *testing.T, bin string, args ...string) (string, string, int) {
-	t.Helper()
-	return runCmd(t, exec.Command(bin, args...))
-}
-
-// runCmd runs cmd and returns its stdout, stderr and exit code; a command
-// that could not run at all fails the test.
-func runCmd(t *testing.T, cmd *exec.Cmd) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
-}
-
-func waitReady(t *testing.T, url string, exited chan struct{}, logs *syncbuf.Buffer) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			t.Fatalf("daemon exited during start\n%s", logs)
-		default:
-		}
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("daemon not ready within 20s\n%s", logs)
-}
-
-// totalRecords sums the states of `log stats --json` output.
-func totalRecords(t *testing.T, statsJSON string) int64 {
-	t.Helper()
-	var st struct {
-		States map[string]int64 `json:"states"`
-	}
-	if err := json.Unmarshal([]byte(statsJSON), &st); err != nil {
-		t.Fatalf("log stats --json: %v\n%s", err, statsJSON)
-	}
-	var n int64
-	for _, c := range st.States {
-		n += c
-	}
-	return n
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // metricValue returns the value of one series in a Prometheus text

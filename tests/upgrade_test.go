@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,21 +17,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 )
-
-// stop sends SIGTERM and waits for a clean exit.
-func (d *crashDaemon) stop(t *testing.T) {
-	t.Helper()
-	cmd, exited := d.current()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("daemon did not stop on SIGTERM")
-	}
-	if err := d.exitErr(); err != nil {
-		t.Fatalf("daemon exit: %v\n%s", err, crashTail(d.logs.String(), 2000))
-	}
-}
 
 // setLogSchema rewrites a stopped log's schema version, as an older or a
 // newer ehrbridge would have left it.
