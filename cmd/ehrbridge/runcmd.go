@@ -162,7 +162,7 @@ func (p *windowsProgram) Start(s ks.Service) error {
 	}
 	var w io.Writer = os.Stderr
 	if el, err := s.Logger(nil); err == nil && (cfg.Log.Output == "" || cfg.Log.Output == "stderr") {
-		w = eventLogWriter{el}
+		w = installer.EventLogWriter(el)
 	}
 	log, closeLog, err := newLogger(cfg, w)
 	if err != nil {
@@ -187,24 +187,6 @@ func (p *windowsProgram) Stop(ks.Service) error {
 		<-p.done
 	}
 	return nil
-}
-
-// eventLogWriter writes each log line to the Windows Event Log at the
-// line's level.
-type eventLogWriter struct{ l ks.Logger }
-
-func (w eventLogWriter) Write(b []byte) (int, error) {
-	line := strings.TrimRight(string(b), "\n")
-	var err error
-	switch {
-	case strings.Contains(line, "level=ERROR"), strings.Contains(line, `"level":"ERROR"`):
-		err = w.l.Error(line)
-	case strings.Contains(line, "level=WARN"), strings.Contains(line, `"level":"WARN"`):
-		err = w.l.Warning(line)
-	default:
-		err = w.l.Info(line)
-	}
-	return len(b), err
 }
 
 // newLogger opens the configured log output and builds the redacting

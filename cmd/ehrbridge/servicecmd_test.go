@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,41 +33,5 @@ func TestServiceCommandHelpAndUnit(t *testing.T) {
 	}
 	if _, errOut, code := runCLI(t, "service", "install", "--config", cfg); code != exitFailure || !strings.Contains(errOut, "cannot start is not installed") {
 		t.Errorf("install of a config that does not lint: %d %s", code, errOut)
-	}
-}
-
-type fakeEventLog struct{ got []string }
-
-func (f *fakeEventLog) Error(v ...any) error {
-	f.got = append(f.got, "E "+fmt.Sprint(v...))
-	return nil
-}
-func (f *fakeEventLog) Warning(v ...any) error {
-	f.got = append(f.got, "W "+fmt.Sprint(v...))
-	return nil
-}
-func (f *fakeEventLog) Info(v ...any) error { f.got = append(f.got, "I "+fmt.Sprint(v...)); return nil }
-func (f *fakeEventLog) Errorf(format string, a ...any) error {
-	return f.Error(fmt.Sprintf(format, a...))
-}
-func (f *fakeEventLog) Warningf(format string, a ...any) error {
-	return f.Warning(fmt.Sprintf(format, a...))
-}
-func (f *fakeEventLog) Infof(format string, a ...any) error { return f.Info(fmt.Sprintf(format, a...)) }
-
-// As a Windows service, each log line goes to the Event Log at its level
-// (text and JSON formats alike).
-func TestEventLogWriter(t *testing.T) {
-	f := &fakeEventLog{}
-	w := eventLogWriter{f}
-	for _, line := range []string{"time=x level=ERROR msg=a\n", "time=x level=WARN msg=b\n", "time=x level=INFO msg=c\n",
-		`{"level":"ERROR","msg":"d"}` + "\n", `{"level":"WARN","msg":"e"}` + "\n"} {
-		if n, err := w.Write([]byte(line)); err != nil || n != len(line) {
-			t.Fatalf("write %q: %d %v", line, n, err)
-		}
-	}
-	want := []string{"E time=x level=ERROR msg=a", "W time=x level=WARN msg=b", "I time=x level=INFO msg=c", `E {"level":"ERROR","msg":"d"}`, `W {"level":"WARN","msg":"e"}`}
-	if strings.Join(f.got, "|") != strings.Join(want, "|") {
-		t.Errorf("got %q", f.got)
 	}
 }
