@@ -28,7 +28,7 @@ build-windows:
 # the packaging tests read the .msi with).
 package: build build-windows packagers
 	rm -rf dist
-	sh packaging/package.sh $(VERSION) dist
+	sh installer/packaging/package.sh $(VERSION) dist
 
 packagers:
 	@command -v rpmbuild >/dev/null && command -v wixl >/dev/null && command -v msiinfo >/dev/null && command -v zip >/dev/null \
@@ -79,7 +79,7 @@ KILLS ?= 1000
 chaos: peers
 	@EHRBRIDGE_CHAOS_KILLS=$(KILLS) $(GO) test -count=1 -timeout 0 -v \
 	  -run '^(TestExactlyOnceToSalesforce|TestExactlyOnceToDataverse|TestWritebackCrash|TestWritebackCrashDataverse)$$' \
-	  ./cmd/ehrbridge > chaos.log 2>&1; status=$$?; \
+	  ./tests > chaos.log 2>&1; status=$$?; \
 	  grep -E '^chaos: |^--- (PASS|FAIL)' chaos.log; \
 	  if [ $$status -ne 0 ]; then echo "chaos: FAILED (go test output in chaos.log)"; exit 1; fi; \
 	  echo "chaos: all counts zero (go test output in chaos.log)"

@@ -12,7 +12,7 @@ import (
 // payload. It names the file and its mode, never its contents. On
 // Windows, where modes do not express ACLs, it checks nothing (the
 // installer takes inherited permissions off the data and key
-// directories; see packaging/windows).
+// directories; see installer/packaging/windows).
 func CheckKeyFile(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {

@@ -13,38 +13,11 @@ import (
 	"testing"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/internal/checkpointtest"
 )
 
-// seedLog writes a stopped daemon's data dir: three records (one dead) and
-// a conflict, optionally encrypted.
-func seedLog(t *testing.T, keyring *checkpoint.Keyring) string {
-	t.Helper()
-	dir := t.TempDir()
-	l, err := checkpoint.Open(filepath.Join(dir, checkpoint.FileName), checkpoint.Options{Keyring: keyring, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	// The fourth entry reuses record 1's key with other content: a conflict.
-	for i, k := range []string{"1", "2", "3", "1"} {
-		p := "MSH|^~\\&|A|F\rPID|1||ZZPATIENT" + k
-		if i == 3 {
-			p += " changed"
-		}
-		e := checkpoint.Entry{Key: "ehr|A|F|" + k, Source: "ehr", Type: "ADT^A01", Lane: "MRN" + k, Payload: []byte(p), Ack: []byte("MSA|AA|" + k), Hash: sha256.Sum256([]byte(p))}
-		if _, err := l.Append(context.Background(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rs, _ := l.Claim(1)
-	if err := l.MarkDead(rs[0].ID, "REQUIRED_FIELD_MISSING: LastName"); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func TestLogCommandsOnStoppedDaemon(t *testing.T) {
-	dir := seedLog(t, nil)
+	dir := checkpointtest.Seed(t, nil)
 	out, _, code := runCLI(t, "log", "stats", "--data-dir", dir)
 	if code != 0 || !strings.Contains(out, "records:         received 2, in progress 0, done 0, retrying 0, dead 1") ||
 		!strings.Contains(out, "conflicts:       1") || !strings.Contains(out, "encrypted: no") {
@@ -125,7 +98,7 @@ func TestLogCommandsEncrypted(t *testing.T) {
 		key[i] = byte(i)
 	}
 	ring, _ := checkpoint.NewKeyring(key)
-	dir := seedLog(t, ring)
+	dir := checkpointtest.Seed(t, ring)
 	raw, _ := os.ReadFile(filepath.Join(dir, checkpoint.FileName))
 	if strings.Contains(string(raw), "ZZPATIENT") {
 		t.Fatal("payload stored in clear")

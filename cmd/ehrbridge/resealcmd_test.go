@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/internal/checkpointtest"
 )
 
 // A log written before encryption was enabled: `log stats` says how many
@@ -19,7 +20,7 @@ import (
 // name anywhere in the file (as `strings` would find it), and `log stats`
 // then says all payloads are under the active key.
 func TestLogResealEncryptsAnUnencryptedLog(t *testing.T) {
-	dir := seedLog(t, nil)
+	dir := checkpointtest.Seed(t, nil)
 	db := filepath.Join(dir, checkpoint.FileName)
 	if raw, _ := os.ReadFile(db); !strings.Contains(string(raw), "ZZPATIENT") {
 		t.Fatal("test setup: the unencrypted log should hold the name")
@@ -131,7 +132,7 @@ func TestKeyFileReadableByGroupRefused(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("file modes do not express ACLs on Windows")
 	}
-	dir := seedLog(t, nil)
+	dir := checkpointtest.Seed(t, nil)
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	keyFile := filepath.Join(t.TempDir(), "log.key")
 	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o640)

@@ -15,10 +15,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ehrbridge/ehrbridge/installer"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/daemon"
 	"github.com/ehrbridge/ehrbridge/internal/logging"
-	"github.com/ehrbridge/ehrbridge/internal/service"
 )
 
 // loadConfig loads and lints a config file, printing every problem.
@@ -43,7 +43,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fileFlag := fs.String("config", "", "config file (required)")
 	acceptCRM := fs.Bool("accept-crm-change", false, "start although the CRM (org, environment) differs from the one the log's pending records were queued for: they go to the configured one")
-	svcName := fs.String("service-name", service.DefaultName, "the instance's service name (set by ehrbridge service install; names the Windows Event Log source)")
+	svcName := fs.String("service-name", installer.DefaultName, "the instance's service name (set by ehrbridge service install; names the Windows Event Log source)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ehrbridge run --config FILE [--accept-crm-change]\nRuns the daemon until SIGINT or SIGTERM (a second one forces the stop); SIGHUP reloads the mappings.\nRefuses a config that does not lint, and a CRM other than the one records pending in the log were queued for\n(unless --accept-crm-change). Under systemd (Type=notify) it reports ready, reloading and stopping;\nstarted by the Windows service manager it runs as that service.")
 		fs.PrintDefaults()
@@ -97,7 +97,7 @@ func serve(ctx context.Context, cfg *config.Config, file string, opts daemon.Sta
 		return err
 	}
 	notify := func(state string) {
-		if _, err := service.Notify(state); err != nil {
+		if _, err := installer.Notify(state); err != nil {
 			log.Warn("could not tell the service manager", "state", strings.SplitN(state, "=", 2)[0], "err", err)
 		}
 	}
@@ -164,7 +164,7 @@ func (p *windowsProgram) Start(s ks.Service) error {
 	}
 	var w io.Writer = os.Stderr
 	if el, err := s.Logger(nil); err == nil && (cfg.Log.Output == "" || cfg.Log.Output == "stderr") {
-		w = eventLogWriter{el}
+		w = installer.EventLogWriter(el)
 	}
 	log, closeLog, err := newLogger(cfg, w)
 	if err != nil {
@@ -189,24 +189,6 @@ func (p *windowsProgram) Stop(ks.Service) error {
 		<-p.done
 	}
 	return nil
-}
-
-// eventLogWriter writes each log line to the Windows Event Log at the
-// line's level.
-type eventLogWriter struct{ l ks.Logger }
-
-func (w eventLogWriter) Write(b []byte) (int, error) {
-	line := strings.TrimRight(string(b), "\n")
-	var err error
-	switch {
-	case strings.Contains(line, "level=ERROR"), strings.Contains(line, `"level":"ERROR"`):
-		err = w.l.Error(line)
-	case strings.Contains(line, "level=WARN"), strings.Contains(line, `"level":"WARN"`):
-		err = w.l.Warning(line)
-	default:
-		err = w.l.Info(line)
-	}
-	return len(b), err
 }
 
 // newLogger opens the configured log output and builds the redacting

@@ -5,16 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"runtime"
-	"strings"
 
-	ks "github.com/kardianos/service"
-
-	"github.com/ehrbridge/ehrbridge/internal/service"
+	"github.com/ehrbridge/ehrbridge/installer"
 )
 
 const serviceUsage = `usage: ehrbridge service ACTION [--name N] [--config F] [--data-dir D] [--user U]
@@ -46,7 +38,7 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 	action, args := args[0], args[1:]
 	fs := flag.NewFlagSet("service "+action, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	name := fs.String("name", service.DefaultName, "service name of the instance (unit NAME.service)")
+	name := fs.String("name", installer.DefaultName, "service name of the instance (unit NAME.service)")
 	cfgFile := fs.String("config", "", "config file (default /etc/ehrbridge/NAME.yaml; on Windows %ProgramData%\\ehrbridge\\NAME.yaml)")
 	dataDir := fs.String("data-dir", "", "data directory the service may write (default: the config's data_dir)")
 	usr := fs.String("user", "ehrbridge", "Linux: system user the service runs as")
@@ -64,7 +56,17 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 	}
 	// install lints the config; unit does too, unless it is given the data
 	// dir (packaging, where the config is not installed yet).
-	p, err := serviceParams(*name, *cfgFile, *dataDir, *usr, action == "install" || action == "unit" && *dataDir == "", stderr)
+	var lint func(string) (string, bool)
+	if action == "install" || action == "unit" && *dataDir == "" {
+		lint = func(file string) (string, bool) {
+			cfg, ok := loadConfig(file, stderr)
+			if !ok {
+				return "", false
+			}
+			return cfg.DataDir, true
+		}
+	}
+	p, err := installer.Resolve(*name, *cfgFile, *dataDir, *usr, lint)
 	if err != nil {
 		return fail(err)
 	}
@@ -78,34 +80,18 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if action == "unit" {
-		unit, err := service.SystemdUnit(p)
+		unit, err := installer.SystemdUnit(p)
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Fprint(stdout, unit)
 		return exitOK
 	}
-	kc, err := service.KardianosConfig(p, runtime.GOOS)
-	if err != nil {
-		return fail(err)
-	}
-	m, err := ks.New(noProgram{}, kc)
-	if err != nil {
-		return fail(err)
-	}
-	if action == "install" && runtime.GOOS == "linux" {
-		if err := prepareLinux(p); err != nil {
-			return fail(err)
-		}
-	}
-	msg, err := service.Run(m, action, p.Name)
+	msg, err := installer.Control(p, action)
 	if err != nil {
 		return fail(err)
 	}
 	fmt.Fprintln(stdout, msg)
-	if action == "install" && runtime.GOOS == "linux" {
-		fmt.Fprintf(stdout, "logs: journalctl -u %s; reload the config: systemctl reload %s\n", p.Name, p.Name)
-	}
 	return exitOK
 }
 
@@ -117,71 +103,3 @@ func printServiceUsage(w io.Writer) {
 	fmt.Fprintln(w, "  --user U       Linux: system user the service runs as (default ehrbridge)")
 	fmt.Fprintln(w, "  --exe PATH     unit: the executable's installed path (default: this one)")
 }
-
-// serviceParams resolves an instance's executable, config and data
-// directory. For install (and unit) the config must exist and lint: a
-// service that cannot start is not installed.
-func serviceParams(name, cfgFile, dataDir, usr string, needConfig bool, stderr io.Writer) (service.Params, error) {
-	p := service.Params{Name: name, User: usr, DataDir: dataDir}
-	defCfg, defData := service.DefaultPaths(name, runtime.GOOS)
-	if cfgFile == "" {
-		cfgFile = defCfg
-	}
-	abs, err := filepath.Abs(cfgFile)
-	if err != nil {
-		return p, err
-	}
-	p.Config = abs
-	exe, err := os.Executable()
-	if err != nil {
-		return p, err
-	}
-	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = resolved
-	}
-	p.Exe = exe
-	if needConfig {
-		cfg, ok := loadConfig(p.Config, stderr)
-		if !ok {
-			return p, fmt.Errorf("%s does not lint (or is missing): a service that cannot start is not installed", p.Config)
-		}
-		if p.DataDir == "" {
-			p.DataDir = cfg.DataDir
-		}
-	}
-	if p.DataDir == "" {
-		p.DataDir = defData
-	}
-	if p.DataDir, err = filepath.Abs(p.DataDir); err != nil {
-		return p, err
-	}
-	return p, p.Check()
-}
-
-// prepareLinux creates the service user (a system user without a login
-// or home) and the data directory it owns.
-func prepareLinux(p service.Params) error {
-	if os.Geteuid() != 0 {
-		return errors.New("installing a system service needs root (sudo ehrbridge service install ...)")
-	}
-	if _, err := user.Lookup(p.User); err != nil {
-		out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--home-dir", p.DataDir,
-			"--shell", "/usr/sbin/nologin", "--comment", "ehrbridge service", p.User).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("creating user %s: %v: %s", p.User, err, strings.TrimSpace(string(out)))
-		}
-	}
-	if err := os.MkdirAll(p.DataDir, 0o750); err != nil {
-		return err
-	}
-	if out, err := exec.Command("chown", p.User+":"+p.User, p.DataDir).CombinedOutput(); err != nil {
-		return fmt.Errorf("giving %s to %s: %v: %s", p.DataDir, p.User, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// noProgram is the service body for control actions, which never run it.
-type noProgram struct{}
-
-func (noProgram) Start(ks.Service) error { return nil }
-func (noProgram) Stop(ks.Service) error  { return nil }

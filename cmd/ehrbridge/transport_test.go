@@ -41,7 +41,7 @@ func TestLintTransportSecurity(t *testing.T) {
 func TestPackagedConfigsLint(t *testing.T) {
 	root := shared.ModuleRoot(t)
 	files, _ := filepath.Glob(filepath.Join(root, "configs", "*.yaml"))
-	pkg, _ := filepath.Glob(filepath.Join(root, "packaging", "*.yaml"))
+	pkg, _ := filepath.Glob(filepath.Join(root, "installer", "packaging", "*.yaml"))
 	files = append(files, pkg...)
 	if len(files) < 4 {
 		t.Fatalf("found %d packaged configs: %v", len(files), files)
