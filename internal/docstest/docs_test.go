@@ -470,22 +470,9 @@ func TestNamedTestsExist(t *testing.T) {
 }
 
 // repoPath is a path in the repository written in inline code.
-var repoPath = regexp.MustCompile(`^(cmd|hl7|checkpoint|mappings|connectors|internal|installer|configs|deploy|docs|tests|packaging)(/[A-Za-z0-9_.-]+)*/?$`)
+var repoPath = regexp.MustCompile(`^(cmd|hl7|checkpoint|mappings|connectors|internal|installer|configs|deploy|docs|tests)(/[A-Za-z0-9_.-]+)*/?$`)
 
-// movedThisRound maps the folders issue 29 creates to where their content
-// lay before it, so that the docs, written for the new layout, pass on a
-// branch where the move has not landed yet. Once every move is merged the
-// new paths exist and the map is not consulted.
-var movedThisRound = []struct{ to, from string }{
-	{"internal/sandbox", "connectors/sandbox"},
-	{"installer/packaging", "packaging"},
-	{"installer", "internal/service"},
-	{"tests", "cmd/ehrbridge"},
-	{"connectors/connectortest", "connectors/conformance"},
-}
-
-// Every repository path the docs name in inline code exists (in the
-// layout of DESIGN.md; see movedThisRound).
+// Every repository path the docs name in inline code exists.
 func TestRepoPathsExist(t *testing.T) {
 	root := shared.ModuleRoot(t)
 	n := 0
@@ -500,19 +487,7 @@ func TestRepoPathsExist(t *testing.T) {
 				continue
 			}
 			n++
-			if _, err := os.Stat(filepath.Join(root, c.text)); err == nil {
-				continue
-			}
-			found := false
-			for _, m := range movedThisRound {
-				if rest, ok := strings.CutPrefix(c.text, m.to); ok && (rest == "" || rest[0] == '/') {
-					if _, err := os.Stat(filepath.Join(root, m.from+rest)); err == nil {
-						found = true
-						break
-					}
-				}
-			}
-			if !found {
+			if _, err := os.Stat(filepath.Join(root, c.text)); err != nil {
 				t.Errorf("%s:%d: `%s`: no such file or directory", f.path, c.line, c.text)
 			}
 		}
