@@ -58,13 +58,13 @@ test: peers packagers vet
 	$(MAKE) test-windows
 
 # test-windows: the Windows builds of the packages with Windows code
-# paths (the admin named pipe and its caller's token, the Event Log, the
-# log file's locking and replacement) and of the pipeline and mappings,
+# paths (the admin named pipe and its caller's token, the Event Log and
+# its audit source, the log file's locking and replacement) and of the pipeline and mappings,
 # run under Wine on this Linux machine (internal/winetest/run.sh installs
 # Debian's wine64 and MinGW). Wine lacks one behaviour of Windows' pipe
 # file system that go-winio's listener relies on, so the test that serves
 # the pipe through it runs on a Windows host only (TestAdminPipeNamesTheCaller).
-WINDOWS_TEST_PKGS ?= ./checkpoint ./internal/logadmin ./internal/daemon ./internal/pipeline ./hl7 ./mappings
+WINDOWS_TEST_PKGS ?= ./checkpoint ./internal/logadmin ./internal/daemon ./installer ./internal/pipeline ./hl7 ./mappings
 test-windows:
 	sh internal/winetest/run.sh $(WINDOWS_TEST_PKGS)
 

@@ -27,3 +27,8 @@ func (w eventLogWriter) Write(b []byte) (int, error) {
 	}
 	return len(b), err
 }
+
+// auditSource is the Windows Event Log source of audit lines
+// (logadmin.EventLogSource; TestAuditSourceName keeps them one), which
+// install registers and the MSI creates.
+const auditSource = "ehrbridge-audit"

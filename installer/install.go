@@ -80,6 +80,13 @@ func Control(p Params, action string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if action == "install" {
+		// The service's own source (its name) kardianos registers; the
+		// audit lines' source is ours.
+		if err := registerAuditSource(); err != nil {
+			return "", fmt.Errorf("registering the Event Log source %q for audit lines: %w", auditSource, err)
+		}
+	}
 	if linuxInstall {
 		msg += fmt.Sprintf("\nlogs: journalctl -u %s; reload the config: systemctl reload %s", p.Name, p.Name)
 	}

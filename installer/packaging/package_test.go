@@ -129,6 +129,9 @@ func TestPackages(t *testing.T) {
 		"/uninstall.ps1", "/mappings/dynamics/adt.yaml", "/setup-dataverse.md")
 	svc := run(t, "msiinfo", "export", msi, "ServiceInstall")
 	mustContain(t, "the .msi's service", svc, "ehrbridge", `NT SERVICE\ehrbridge`, `run --config "[CommonAppDataFolder]ehrbridge\ehrbridge.yaml"`)
+	mustContain(t, "the .msi's Event Log sources", run(t, "msiinfo", "export", msi, "Registry"),
+		`EventLog\Application\ehrbridge-audit\`+"\tEventMessageFile\t[System64Folder]EventCreate.exe",
+		`EventLog\Application\ehrbridge\`+"\tEventMessageFile\t[System64Folder]EventCreate.exe", "TypesSupported\t#7")
 	mustContain(t, "the .msi's files", run(t, "msiinfo", "export", msi, "File"), "ehrbridge.exe", "adt.yaml", "install.ps1")
 
 	// The unit in the package passes systemd-analyze verify (its binary

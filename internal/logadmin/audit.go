@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// EventLogSource is the Windows Event Log source audit lines are written
+// under (the service installer and the MSI register it).
+const EventLogSource = "ehrbridge-audit"
+
 // Event is one audit line: who, what, which record, when, and whether it
 // was allowed. It holds names an admin or the OS chose and record ids,
 // never a value from a message.

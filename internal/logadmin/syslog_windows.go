@@ -8,10 +8,6 @@ import (
 	"golang.org/x/sys/windows/svc/eventlog"
 )
 
-// EventLogSource is the Windows Event Log source audit lines are written
-// under (the service installer registers it).
-const EventLogSource = "ehrbridge-audit"
-
 // EventLog writes audit lines to the Windows Event Log (Application),
 // event id 28: 1 for allowed calls (information), 2 for refusals
 // (warning).
