@@ -13,7 +13,7 @@ import (
 type Entry struct {
 	Key    string // the sender's identity for the message; at most MaxKeyLen bytes
 	Source string
-	Kind   string
+	Kind   RecordKind
 	Type   string
 	Hash   [32]byte // content hash; equal hashes under one key make a retransmit
 	// Lane is the patient identity that orders records; empty gives the

@@ -114,7 +114,7 @@ type Record struct {
 	ID     uint64
 	Key    string
 	Source string
-	Kind   string // "hl7v2", later "fhir", "note"
+	Kind   RecordKind
 	Type   string // message type for display, e.g. "ADT^A01"
 	// Hash is the content hash as stored: keyed with the log's salt when
 	// a key is configured (a bare hash of a message can confirm a guess
@@ -220,7 +220,7 @@ func encodeRecord(r *Record, payload []byte) ([]byte, error) {
 	}
 	out := make([]byte, 0, size)
 	out = append(out, recordV2, flags)
-	for _, f := range []string{r.Key, r.Source, r.Kind, r.Type} {
+	for _, f := range []string{r.Key, r.Source, string(r.Kind), r.Type} {
 		out = appendString(out, f)
 	}
 	out = append(out, r.Hash[:]...)
@@ -332,7 +332,9 @@ func (d *decoder) string(what string) string {
 func (d *decoder) record(id uint64, flags byte) (*Record, error) {
 	r := &Record{ID: id, sealed: flags&flagSealed != 0, compressed: flags&flagCompressed != 0, PayloadDropped: flags&flagDropped != 0,
 		hashKeyed: flags&flagKeyedHash != 0}
-	r.Key, r.Source, r.Kind, r.Type = d.string("key"), d.string("source"), d.string("kind"), d.string("type")
+	var kind string
+	r.Key, r.Source, kind, r.Type = d.string("key"), d.string("source"), d.string("kind"), d.string("type")
+	r.Kind = RecordKind(kind)
 	copy(r.Hash[:], d.bytes(32, "hash"))
 	copy(r.Lane[:], d.bytes(16, "lane"))
 	received := d.varint("arrival")
@@ -379,7 +381,7 @@ func decodeRecordV1(id uint64, v []byte) (*Record, []byte, error) {
 		return nil, nil, fmt.Errorf("%w %d: %v", errCorrupt, id, err)
 	}
 	r := &Record{
-		ID: id, Key: s.Key, Source: s.Source, Kind: s.Kind, Type: s.Type, Received: time.Unix(0, s.Received),
+		ID: id, Key: s.Key, Source: s.Source, Kind: RecordKind(s.Kind), Type: s.Type, Received: time.Unix(0, s.Received),
 		State: s.State, Attempts: s.Attempts, ReadyAt: fromNanos(s.ReadyAt), Reason: s.Reason, Targets: s.Targets,
 		Updated: fromNanos(s.Updated), DoneAt: fromNanos(s.DoneAt), Ack: s.Ack, PayloadLen: s.Len,
 		PayloadDropped: s.Dropped, sealed: s.Sealed,

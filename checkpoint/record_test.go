@@ -22,7 +22,7 @@ import (
 func encodeRecordV1(t testing.TB, r *Record, payload []byte) []byte {
 	t.Helper()
 	s := stored{
-		Key: r.Key, Source: r.Source, Kind: r.Kind, Type: r.Type, Hash: r.Hash[:], Lane: r.Lane[:],
+		Key: r.Key, Source: r.Source, Kind: string(r.Kind), Type: r.Type, Hash: r.Hash[:], Lane: r.Lane[:],
 		Received: r.Received.UnixNano(), State: r.State, Attempts: r.Attempts, ReadyAt: nanos(r.ReadyAt),
 		Reason: r.Reason, Targets: r.Targets, Updated: nanos(r.Updated), DoneAt: nanos(r.DoneAt), Ack: r.Ack,
 		Len: r.PayloadLen, Dropped: r.PayloadDropped, Sealed: r.sealed,

@@ -169,7 +169,7 @@ func TestSourceStateSealed(t *testing.T) {
 	if v, ok, err := l.SourceState("fhir|ehr|addr|Patient/1"); err != nil || !ok || string(v) != addr {
 		t.Errorf("a state stored in clear before the key: %q %v %v", v, ok, err)
 	}
-	if err := l.SetSourceStates(map[string][]byte{"fhir|ehr|addr|Patient/2": []byte(`[{"key":"MRNSTATE77001"}]`)}); err != nil {
+	if err := l.SetSourceStates(map[StateKey][]byte{"fhir|ehr|addr|Patient/2": []byte(`[{"key":"MRNSTATE77001"}]`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.SetSourceState("fhir|ehr|watermark|Patient", []byte("2026-01-02T03:04:05Z")); err != nil {
@@ -192,7 +192,7 @@ func TestSourceStateSealed(t *testing.T) {
 		t.Error("after reseal the file holds the MRN of a source state")
 	}
 	l = reopen(t, path, Options{Keyring: ring, Logger: quiet})
-	for k, want := range map[string]string{"fhir|ehr|addr|Patient/1": addr, "fhir|ehr|watermark|Patient": "2026-01-02T03:04:05Z"} {
+	for k, want := range map[StateKey]string{"fhir|ehr|addr|Patient/1": addr, "fhir|ehr|watermark|Patient": "2026-01-02T03:04:05Z"} {
 		if v, _, err := l.SourceState(k); err != nil || string(v) != want {
 			t.Errorf("%s after reseal: %q %v", k, v, err)
 		}

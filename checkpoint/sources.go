@@ -53,7 +53,7 @@ func walkSourceStates(tx *bolt.Tx, fn func(bucket, key, aad []byte, sealed bool,
 
 // SourceState returns what a source stored under key with SetSourceState
 // (a FHIR source's watermark, say), and whether there is any.
-func (l *Log) SourceState(key string) ([]byte, bool, error) {
+func (l *Log) SourceState(key StateKey) ([]byte, bool, error) {
 	var out []byte
 	err := l.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bSources)
@@ -75,21 +75,21 @@ func (l *Log) SourceState(key string) ([]byte, bool, error) {
 // covers were appended, so that a crash in between re-reads them (and the
 // log recognises them) rather than skipping them. The value is sealed
 // when a key is configured.
-func (l *Log) SetSourceState(key string, value []byte) error {
-	v := l.sealState(key, value)
+func (l *Log) SetSourceState(key StateKey, value []byte) error {
+	v := l.sealState(string(key), value)
 	return l.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bSources).Put([]byte(key), v)
 	})
 }
 
 // SetSourceStates stores several keys in one fsynced transaction.
-func (l *Log) SetSourceStates(kv map[string][]byte) error {
+func (l *Log) SetSourceStates(kv map[StateKey][]byte) error {
 	if len(kv) == 0 {
 		return nil
 	}
 	sealed := make(map[string][]byte, len(kv))
 	for k, v := range kv {
-		sealed[k] = l.sealState(k, v)
+		sealed[string(k)] = l.sealState(string(k), v)
 	}
 	return l.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bSources)
@@ -103,7 +103,7 @@ func (l *Log) SetSourceStates(kv map[string][]byte) error {
 }
 
 // DeleteSourceState removes a source's state key (durably).
-func (l *Log) DeleteSourceState(key string) error {
+func (l *Log) DeleteSourceState(key StateKey) error {
 	return l.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bSources).Delete([]byte(key))
 	})

@@ -365,7 +365,7 @@ func dumpNotes(t *testing.T, path string, ids []string) []string {
 			}
 			return true
 		})
-		st, ok, err := l.SourceState("writeback|filing|" + id)
+		st, ok, err := l.SourceState(checkpoint.FilingKey(id))
 		out = append(out, fmt.Sprintf("  filing state of %s: %s (found %v, err %v)", id, st, ok, err))
 	}
 	return out

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 )
@@ -45,7 +46,7 @@ type BulkStats struct {
 	TransactionTime                 time.Time
 }
 
-func (s *FHIRSource) bulkKey() string { return "fhir|" + s.Cfg.Name + "|bulk" }
+func (s *FHIRSource) bulkKey() checkpoint.StateKey { return checkpoint.FHIRBulkKey(s.Cfg.Name) }
 
 // BulkAvailable reports whether the server's CapabilityStatement offers
 // the system-level $export operation.
@@ -141,7 +142,7 @@ func (s *FHIRSource) Bulk(ctx context.Context, types []string, since time.Time, 
 	}
 	// Every file is stored: tailing starts at the export's moment (all
 	// types in one transaction).
-	marks := map[string][]byte{}
+	marks := map[checkpoint.StateKey][]byte{}
 	for _, typ := range state.Types {
 		wm, err := s.Watermark(typ)
 		if err != nil {

@@ -31,10 +31,6 @@ const (
 	DeletesApply  = "inactivate"
 )
 
-// FHIRDeleteKind is the checkpoint record kind of a deleted resource; its
-// payload is {"resourceType": T, "id": id}.
-const FHIRDeleteKind = "fhir-delete"
-
 // deletedRef is the Type/id a delete entry names, and its version tag.
 func (e entry) deletedRef() (typ, id, version string) {
 	ref := e.FullURL
@@ -74,13 +70,13 @@ func (s *FHIRSource) appendDelete(ctx context.Context, typ, id, version string) 
 	if version == "" {
 		version = "gone"
 	}
-	versions := "fhir|" + s.Cfg.Name + "|" + typ + "/" + id + "/_history/"
+	versions := checkpoint.FHIRHistoryPrefix(s.Cfg.Name, typ, id)
 	key := versions + "deleted-" + version
 	// The delete follows the resource's own records in their lane (the
 	// patient's), so that it is applied after every version stored before
 	// it, even one still waiting; without such records (read before ehrbridge
 	// kept them, or long gone) it gets a lane of its own.
-	entry := checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: FHIRDeleteKind, Type: typ,
+	entry := checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: checkpoint.KindFHIRDelete, Type: typ,
 		Hash: sha256.Sum256([]byte(key)), Lane: typ + "/" + id, Ack: []byte("-")}
 	lane, ok, err := s.Log.LaneOfPrefix(versions)
 	switch {
@@ -119,8 +115,8 @@ func fhirTypeOK(t string) bool {
 }
 
 // deletesWatermarkKey is where a type's history watermark lives.
-func (s *FHIRSource) deletesWatermarkKey(typ string) string {
-	return "fhir|" + s.Cfg.Name + "|" + typ + "|deletes-watermark"
+func (s *FHIRSource) deletesWatermarkKey(typ string) checkpoint.StateKey {
+	return checkpoint.FHIRDeletesWatermarkKey(s.Cfg.Name, typ)
 }
 
 // PollDeletes reads a type's history since its deletes watermark for

@@ -21,9 +21,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
-// FHIRKind is the checkpoint record kind of FHIR resources.
-const FHIRKind = "fhir"
-
 // FHIRSourceConfig names a FHIR source and what it follows.
 type FHIRSourceConfig struct {
 	// Name is the source's name, part of every record key.
@@ -80,8 +77,8 @@ type FHIRStats struct {
 }
 
 // watermarkKey is where a type's watermark lives in the log.
-func (s *FHIRSource) watermarkKey(typ string) string {
-	return "fhir|" + s.Cfg.Name + "|" + typ + "|watermark"
+func (s *FHIRSource) watermarkKey(typ string) checkpoint.StateKey {
+	return checkpoint.FHIRWatermarkKey(s.Cfg.Name, typ)
 }
 
 // Watermark returns the newest lastUpdated stored for a type (zero: none).
@@ -334,8 +331,8 @@ func (s *FHIRSource) append(ctx context.Context, head resourceHead, raw json.Raw
 		h := sha256.Sum256(raw)
 		version = "sha256-" + hex.EncodeToString(h[:12])
 	}
-	key := "fhir|" + s.Cfg.Name + "|" + head.ResourceType + "/" + head.ID + "/_history/" + version
-	res, err := s.Log.Append(ctx, checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: FHIRKind, Type: head.ResourceType,
+	key := checkpoint.FHIRRecordKey(s.Cfg.Name, head.ResourceType, head.ID, version)
+	res, err := s.Log.Append(ctx, checkpoint.Entry{Key: key, Source: s.Cfg.Name, Kind: checkpoint.KindFHIR, Type: head.ResourceType,
 		// The version is the identity: a server that serialises the same
 		// version differently later is not sending new content.
 		Hash: sha256.Sum256([]byte(key)), Lane: s.lane(head, raw), Payload: raw, Ack: []byte("-")})

@@ -294,7 +294,7 @@ func (s *MLLPSource) Entry(msg *hl7.Message, payload []byte, received time.Time)
 func (s *MLLPSource) entry(msg *hl7.Message, h hl7.Header, payload []byte, received time.Time, acks [][]byte) checkpoint.Entry {
 	key, legacy := recordKeys(s.Name, h)
 	return checkpoint.Entry{
-		Key: key, LegacyKey: legacy, Source: s.Name, Kind: "hl7v2", Type: msgType(h),
+		Key: key, LegacyKey: legacy, Source: s.Name, Kind: checkpoint.KindHL7v2, Type: msgType(h),
 		Hash: ContentHash(msg, s.hashIgnore()), Lane: s.laneKey(msg),
 		Payload: payload, Ack: EncodeAcks(acks), Received: received,
 	}

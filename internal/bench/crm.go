@@ -209,7 +209,7 @@ func crmPhase(ctx context.Context, root string, set *mappings.Set, name string, 
 			return err
 		}
 		ops += len(res.Ops)
-		_, err = l.Append(ctx, checkpoint.Entry{Key: ehr.RecordKey("bench", m.Header()), Source: "bench", Kind: "hl7v2",
+		_, err = l.Append(ctx, checkpoint.Entry{Key: ehr.RecordKey("bench", m.Header()), Source: "bench", Kind: checkpoint.KindHL7v2,
 			Hash: ehr.ContentHash(m, nil), Lane: ehr.LaneKey(m), Payload: msg, Ack: []byte("AA")})
 		p.Notify()
 		return err

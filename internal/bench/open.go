@@ -154,7 +154,7 @@ func buildLog(ctx context.Context, path string, size int64) (int, error) {
 				n++
 				mu.Unlock()
 				binary.BigEndian.PutUint64(p, id)
-				e := checkpoint.Entry{Key: fmt.Sprintf("bench|HOSP|%d", id), Source: "bench", Kind: "hl7v2", Type: "ADT^A08",
+				e := checkpoint.Entry{Key: fmt.Sprintf("bench|HOSP|%d", id), Source: "bench", Kind: checkpoint.KindHL7v2, Type: "ADT^A08",
 					Hash: sha256.Sum256(p), Lane: fmt.Sprintf("HOSP|%d", id%50000), Payload: p, Ack: []byte("MSH|^~\\&|ACK")}
 				if _, err := l.Append(ctx, e); err != nil {
 					mu.Lock()

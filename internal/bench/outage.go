@@ -214,7 +214,7 @@ func appendPatient(ctx context.Context, l *checkpoint.Log, n int) error {
 	if err != nil {
 		return err
 	}
-	_, err = l.Append(ctx, checkpoint.Entry{Key: ehr.RecordKey("bench", m.Header()), Source: "bench", Kind: "hl7v2",
+	_, err = l.Append(ctx, checkpoint.Entry{Key: ehr.RecordKey("bench", m.Header()), Source: "bench", Kind: checkpoint.KindHL7v2,
 		Hash: ehr.ContentHash(m, nil), Lane: ehr.LaneKey(m), Payload: msg, Ack: []byte("AA")})
 	return err
 }

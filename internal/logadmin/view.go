@@ -56,7 +56,7 @@ func ackText(stored []byte) string {
 // ViewOf converts a record.
 func ViewOf(r *checkpoint.Record) RecordView {
 	v := RecordView{
-		ID: r.ID, Key: r.Key, Source: r.Source, Kind: r.Kind, Type: r.Type, State: r.State.String(),
+		ID: r.ID, Key: r.Key, Source: r.Source, Kind: string(r.Kind), Type: r.Type, State: r.State.String(),
 		Received: r.Received.UTC(), Attempts: r.Attempts, Reason: r.Reason, Targets: r.Targets,
 		Lane: hex.EncodeToString(r.Lane[:6]), ContentHash: hex.EncodeToString(r.Hash[:8]),
 		PayloadBytes: r.PayloadLen, PayloadDropped: r.PayloadDropped, Ack: ackText(r.Ack), Warned: r.Warned(),

@@ -87,9 +87,6 @@ type NoteHandler interface {
 	Handle(ctx context.Context, recs []*checkpoint.Record, settle func(checkpoint.Settlement))
 }
 
-// noteKind is the kind of note records (see internal/writeback).
-const noteKind = "note"
-
 // Pipeline is the CRM-bound worker.
 type Pipeline struct {
 	opts Options
@@ -281,7 +278,7 @@ type item struct {
 	warnings []string
 	// FHIR: where the resource's CRM records are, kept (once applied)
 	// under addrKey for a later delete.
-	addrKey string
+	addrKey checkpoint.StateKey
 	addrs   []mappings.Address
 }
 
@@ -291,7 +288,7 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	var notes []*checkpoint.Record
 	inbound := recs[:0:0]
 	for _, r := range recs {
-		if r.Kind == noteKind {
+		if r.Kind == checkpoint.KindNote {
 			notes = append(notes, r)
 		} else {
 			inbound = append(inbound, r)
@@ -316,7 +313,7 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		it := &items[i]
 		it.rec = rec
 		it.settlement.ID = rec.ID
-		if rec.Kind == fhirDeleteKind {
+		if rec.Kind == checkpoint.KindFHIRDelete {
 			dops, skip, err := p.deleteOps(set, rec)
 			switch {
 			case err != nil:
@@ -438,7 +435,7 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 	defer cancel()
 	// Where applied FHIR resources' records are, for their deletes: stored
 	// before the records are done, so that done implies stored.
-	addrs := map[string][]byte{}
+	addrs := map[checkpoint.StateKey][]byte{}
 	for i := range items {
 		if it := &items[i]; it.addrKey != "" && it.settlement.State == checkpoint.Done {
 			b, _ := json.Marshal(it.addrs)
@@ -588,12 +585,8 @@ func (p *Pipeline) outage(results []connectors.Result) (failure error, accepted 
 	return failure, false
 }
 
-// fhirDeleteKind is the kind of the records of deleted FHIR resources
-// (see connectors/ehr's FHIR source): their payload is {"resourceType", "id"}.
-const fhirDeleteKind = "fhir-delete"
-
 // addressKey is where the CRM addresses of a source's resource are kept.
-func addressKey(source string, resource []byte) string {
+func addressKey(source string, resource []byte) checkpoint.StateKey {
 	var head struct {
 		ResourceType string `json:"resourceType"`
 		ID           string `json:"id"`
@@ -601,7 +594,7 @@ func addressKey(source string, resource []byte) string {
 	if json.Unmarshal(resource, &head) != nil || head.ResourceType == "" || head.ID == "" {
 		return ""
 	}
-	return "fhir|" + source + "|addr|" + head.ResourceType + "/" + head.ID
+	return checkpoint.FHIRAddressKey(source, head.ResourceType, head.ID)
 }
 
 // deleteOps are the ops of a deleted resource: the on_delete rules of the
@@ -778,13 +771,13 @@ func decode(rec *checkpoint.Record) (mappings.Input, error) {
 		return mappings.Input{}, fmt.Errorf("the record's payload is gone (retention) and cannot be mapped")
 	}
 	switch rec.Kind {
-	case "hl7v2", "":
+	case checkpoint.KindHL7v2, "":
 		m, err := hl7.Parse(rec.Payload)
 		if err != nil {
 			return mappings.Input{}, fmt.Errorf("stored message cannot be parsed: %w", err)
 		}
 		return mappings.Input{HL7: m}, nil
-	case "fhir":
+	case checkpoint.KindFHIR:
 		return mappings.Input{FHIR: rec.Payload}, nil
 	}
 	return mappings.Input{}, fmt.Errorf("records of kind %q cannot be mapped", rec.Kind)

@@ -402,7 +402,7 @@ func TestDoneWithWarnings(t *testing.T) {
 func TestFHIRDeleteSkipped(t *testing.T) {
 	r := newRig(t)
 	// As connectors/ehr's FHIR source appends them: Type is the resource type.
-	appendFHIR := func(key, kind, body string) {
+	appendFHIR := func(key string, kind checkpoint.RecordKind, body string) {
 		t.Helper()
 		typ, _, _ := strings.Cut(strings.TrimPrefix(key, "fhir|fhir|"), "/")
 		if _, err := r.log.Append(context.Background(), checkpoint.Entry{Key: key, Source: "fhir", Kind: kind, Type: typ,
@@ -414,13 +414,13 @@ func TestFHIRDeleteSkipped(t *testing.T) {
 	patient := `{"resourceType":"Patient","id":"pat-9","identifier":[{"type":{"coding":[{"code":"MR"}]},"system":"urn:mrn","value":"ZZMRN9"}],"name":[{"family":"ZZDELETED"}]}`
 	appendFHIR("fhir|fhir|Patient/pat-9/_history/1", "fhir", patient)
 	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 1})
-	appendFHIR("fhir|fhir|Patient/pat-9/_history/deleted-2", fhirDeleteKind, `{"resourceType":"Patient","id":"pat-9"}`)
+	appendFHIR("fhir|fhir|Patient/pat-9/_history/deleted-2", checkpoint.KindFHIRDelete, `{"resourceType":"Patient","id":"pat-9"}`)
 	// An encounter written by a mapping that no longer has on_delete
 	// (here: no longer exists).
 	if err := r.log.SetSourceState("fhir|fhir|addr|Encounter/enc-1", []byte(`[{"mapping":"gone","object":"ClinicalEncounter","key_field":"X","key":"ZZKEY"}]`)); err != nil {
 		t.Fatal(err)
 	}
-	appendFHIR("fhir|fhir|Encounter/enc-1/_history/deleted-1", fhirDeleteKind, `{"resourceType":"Encounter","id":"enc-1"}`)
+	appendFHIR("fhir|fhir|Encounter/enc-1/_history/deleted-1", checkpoint.KindFHIRDelete, `{"resourceType":"Encounter","id":"enc-1"}`)
 	r.waitSettled(t, map[checkpoint.State]int64{checkpoint.Done: 1, checkpoint.Skipped: 2})
 	sk, _ := r.log.List(checkpoint.Skipped, 0, 10)
 	reasons := map[string]bool{}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 )
 
 // The checkpoint log keeps, per note, what write-back sent to the EHR and
@@ -23,7 +25,7 @@ import (
 // never applies an older version after a newer one.
 
 // filingKey is the note's source-state key in the checkpoint log.
-func filingKey(noteID string) string { return "writeback|filing|" + noteID }
+func filingKey(noteID string) checkpoint.StateKey { return checkpoint.FilingKey(noteID) }
 
 // filingState is what the log knows of a note's filings.
 type filingState struct {

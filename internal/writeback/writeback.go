@@ -200,9 +200,6 @@ func parseModified(s string) (time.Time, error) {
 	return t, err
 }
 
-// Kind is the checkpoint record kind of note versions.
-const Kind = "note"
-
 // Source polls the CRM for notes flagged for the EHR and appends each new
 // version to the log.
 type Source struct {
@@ -247,7 +244,7 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 		for _, r := range recs {
 			note := s.Cfg.note(s.CRM, r)
 			payload, _ := json.Marshal(note)
-			res, err := s.Log.Append(ctx, checkpoint.Entry{Key: "crm|" + note.ID + "|" + note.Version, Source: "crm", Kind: Kind,
+			res, err := s.Log.Append(ctx, checkpoint.Entry{Key: "crm|" + note.ID + "|" + note.Version, Source: "crm", Kind: checkpoint.KindNote,
 				Type: "note", Hash: sha256.Sum256([]byte(note.Version)), Lane: "note|" + note.ID, Payload: payload, Ack: []byte("-")})
 			if err != nil {
 				return n, err
@@ -779,7 +776,7 @@ func (w *HeldWaker) Applied() {
 	w.last, w.pending = time.Now(), false
 	w.mu.Unlock()
 	n, err := w.Log.Hasten(func(r *checkpoint.Record) bool {
-		return r.Kind == Kind && strings.HasPrefix(r.Reason, connectors.HeldPrefix)
+		return r.Kind == checkpoint.KindNote && strings.HasPrefix(r.Reason, connectors.HeldPrefix)
 	})
 	if err != nil {
 		if w.Logger != nil && !errors.Is(err, checkpoint.ErrClosed) {
