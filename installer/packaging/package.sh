@@ -32,7 +32,10 @@ install -m 0755 "$bin" "$stage/usr/bin/ehrbridge"
 install -m 0640 "$pkg/ehrbridge.yaml" "$stage/etc/ehrbridge/ehrbridge.yaml"
 cp -R "$root/configs/mappings" "$stage/usr/share/ehrbridge/mappings"
 cp -R "$root/configs/samples" "$stage/usr/share/ehrbridge/samples"
-cp "$root/README.md" "$root"/docs/*.md "$stage/usr/share/doc/ehrbridge/"
+# README.md links to docs/*.md: the same tree, so that its links work.
+mkdir -p "$stage/usr/share/doc/ehrbridge/docs"
+cp "$root/README.md" "$stage/usr/share/doc/ehrbridge/"
+cp "$root"/docs/*.md "$stage/usr/share/doc/ehrbridge/docs/"
 cp "$pkg/copyright" "$stage/usr/share/doc/ehrbridge/copyright"
 
 # .deb
@@ -79,7 +82,9 @@ cp "$exe" "$win/ehrbridge.exe"
 cp "$pkg/ehrbridge-windows.yaml" "$win/ehrbridge.yaml"
 cp "$pkg/windows/install.ps1" "$pkg/windows/uninstall.ps1" "$pkg/windows/README.txt" "$win/"
 cp -R "$root/configs/mappings" "$win/mappings"
-cp "$root/README.md" "$root"/docs/*.md "$win/"
+mkdir -p "$win/docs"
+cp "$root/README.md" "$win/"
+cp "$root"/docs/*.md "$win/docs/"
 (cd "$work" && zip -qr "$out/ehrbridge-$pkgver-windows-amd64.zip" "$(basename "$win")")
 
 # Windows .msi

@@ -98,7 +98,7 @@ func TestPackages(t *testing.T) {
 
 	mustContain(t, "the .deb", run(t, "dpkg-deb", "-c", deb), "./usr/bin/ehrbridge", "./lib/systemd/system/ehrbridge.service",
 		"./etc/ehrbridge/ehrbridge.yaml", "./usr/share/ehrbridge/mappings/healthcloud/10_adt_patient.yaml",
-		"./usr/share/ehrbridge/mappings/dynamics/adt.yaml", "./usr/share/doc/ehrbridge/README.md", "./usr/share/doc/ehrbridge/setup-dataverse.md")
+		"./usr/share/ehrbridge/mappings/dynamics/adt.yaml", "./usr/share/doc/ehrbridge/README.md", "./usr/share/doc/ehrbridge/docs/setup-dataverse.md")
 	mustContain(t, "the .deb's conffiles", run(t, "dpkg-deb", "-f", deb, "Package", "Version"), "ehrbridge", "1.2.3")
 	tmp := t.TempDir()
 	run(t, "dpkg-deb", "-e", deb, tmp)
@@ -126,7 +126,7 @@ func TestPackages(t *testing.T) {
 	}
 	z.Close()
 	mustContain(t, "the .zip", strings.Join(names, "\n"), "ehrbridge-1.2.3-windows-amd64/ehrbridge.exe", "/ehrbridge.yaml", "/install.ps1",
-		"/uninstall.ps1", "/mappings/dynamics/adt.yaml", "/setup-dataverse.md")
+		"/uninstall.ps1", "/mappings/dynamics/adt.yaml", "/docs/setup-dataverse.md")
 	svc := run(t, "msiinfo", "export", msi, "ServiceInstall")
 	mustContain(t, "the .msi's service", svc, "ehrbridge", `NT SERVICE\ehrbridge`, `run --config "[CommonAppDataFolder]ehrbridge\ehrbridge.yaml"`)
 	mustContain(t, "the .msi's Event Log sources", run(t, "msiinfo", "export", msi, "Registry"),
