@@ -238,7 +238,7 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		out.Checkpoint = &v
 	}
 	if c := a.d.crm; c != nil {
-		out.CRM = &crmStatus{Kind: c.kind, Breaker: breakerStatusOf(c.pipe.Breaker())}
+		out.CRM = &crmStatus{Kind: c.conn.Kind, Breaker: breakerStatusOf(c.pipe.Breaker())}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

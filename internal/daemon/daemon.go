@@ -17,6 +17,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/crms"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -87,7 +88,7 @@ func StartWith(cfg *config.Config, log *slog.Logger, opts StartOptions) (*Daemon
 		// a migration, a read-only data directory) does not stop the
 		// start: it is answered AE until storageLoop opens it.
 		DeferStorageErrors: true,
-		CRM:                CRMIdentity(cfg.CRM), AcceptCRMChange: opts.AcceptCRMChange,
+		CRM:                crms.Identity(cfg.CRM), AcceptCRMChange: opts.AcceptCRMChange,
 	})
 	if err != nil {
 		return nil, err
@@ -158,10 +159,10 @@ func StartWith(cfg *config.Config, log *slog.Logger, opts StartOptions) (*Daemon
 	switch {
 	case d.crm == nil:
 		log.Warn("no CRM is configured (crm section): messages are stored in the checkpoint log and acknowledged, not sent on")
-	case d.crm.sandbox != nil:
-		log.Info("CRM: the embedded sandbox", "side", d.crm.kind, "listen", d.crm.sbAddr)
+	case d.crm.conn.SandboxAddr != "":
+		log.Info("CRM: the embedded sandbox", "side", d.crm.conn.Kind, "listen", d.crm.conn.SandboxAddr)
 	default:
-		log.Info("CRM: " + d.crm.kind)
+		log.Info("CRM: " + d.crm.conn.Kind)
 	}
 	return d, nil
 }
@@ -380,8 +381,8 @@ func (d *Daemon) Mappings() *mappings.Set { return d.maps.Current() }
 
 // SandboxAddr returns the embedded CRM sandbox's address, or "".
 func (d *Daemon) SandboxAddr() string {
-	if d.crm == nil || d.crm.sandbox == nil {
+	if d.crm == nil {
 		return ""
 	}
-	return d.crm.sbAddr
+	return d.crm.conn.SandboxAddr
 }

@@ -122,8 +122,8 @@ func (c daemonCollector) Collect(ch chan<- prometheus.Metric) {
 		pipelineMetrics(ch, p)
 		breakerMetrics(ch, p.Breaker())
 		ch <- gauge(pausedDesc, boolValue(!p.PausedUntil().IsZero()))
-		ch <- counter(crmRequestsDesc, float64(cr.requests()))
-		if used, limit := cr.usage(); limit > 0 {
+		ch <- counter(crmRequestsDesc, float64(cr.conn.Requests()))
+		if used, limit := cr.conn.Usage(); limit > 0 {
 			ch <- gauge(apiUsedDesc, float64(used))
 			ch <- gauge(apiLimitDesc, float64(limit))
 			ch <- gauge(apiRemainingDesc, float64(max(0, limit-used)))

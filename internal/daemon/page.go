@@ -85,9 +85,9 @@ func (a *admin) forwarding() string {
 	if c == nil {
 		return "no CRM configured: messages are stored and acknowledged, not sent on"
 	}
-	out := c.kind
-	if c.sandbox != nil {
-		out = "embedded CRM sandbox (" + c.kind + " side) at " + c.sbAddr
+	out := c.conn.Kind
+	if c.conn.SandboxAddr != "" {
+		out = "embedded CRM sandbox (" + c.conn.Kind + " side) at " + c.conn.SandboxAddr
 	}
 	if until := c.pipe.PausedUntil(); !until.IsZero() {
 		out += "; paused until " + until.UTC().Format(time.RFC3339) + " (CRM API allocation)"
