@@ -107,7 +107,16 @@ func (a *admin) addr() net.Addr {
 	return a.l.Addr()
 }
 
-func (a *admin) shutdown(ctx context.Context) { _ = a.srv.Shutdown(ctx) }
+// shutdown stops serving within ctx and closes the listeners, also those
+// never served (a start that failed after they were bound).
+func (a *admin) shutdown(ctx context.Context) {
+	_ = a.srv.Shutdown(ctx)
+	for _, l := range []net.Listener{a.l, a.sock} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
 
 func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {
 	select {
