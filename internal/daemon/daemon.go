@@ -17,6 +17,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/admin"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/crms"
 	"github.com/ehrbridge/ehrbridge/mappings"
@@ -30,7 +31,7 @@ type Daemon struct {
 	log       *slog.Logger
 	cp        *checkpoint.Log
 	sources   []*source
-	admin     *admin
+	admin     *admin.Server // nil when admin.listen and admin.socket are off
 	errc      chan error
 	ready     chan struct{}
 	stopSweep chan struct{}
@@ -152,21 +153,21 @@ func (d *Daemon) parts(cfg *config.Config, opts StartOptions) *runGroup {
 	// The admin endpoint binds here and serves once every part it
 	// reports on is set.
 	g.add(part{name: "admin endpoint", start: func() (err error) {
-		d.admin, err = d.startAdmin(cfg, d.cp)
+		d.admin, err = d.newAdmin(cfg)
 		return err
 	}, run: func() {
 		if d.admin == nil {
 			return
 		}
 		go guard(log, d.errc, "admin endpoint", func() {
-			if err := d.admin.serve(); err != nil {
+			if err := d.admin.Serve(); err != nil {
 				d.errc <- fmt.Errorf("admin: %w", err)
 			}
 		})
-		d.admin.logListening(log)
+		d.admin.LogListening(log)
 	}, stop: func(ctx context.Context) {
 		if d.admin != nil {
-			d.admin.shutdown(ctx)
+			d.admin.Shutdown(ctx)
 		}
 	}})
 	var looping bool
@@ -264,6 +265,24 @@ func (d *Daemon) stopIntake(ctx context.Context) {
 	wg.Wait()
 	d.fhir.stop()
 }
+
+// newAdmin binds the admin endpoint (nil when it is off); it reads the
+// parts through statusView.
+func (d *Daemon) newAdmin(cfg *config.Config) (*admin.Server, error) {
+	var tc *tls.Config
+	if cfg.Admin.Listen != "" && cfg.Admin.TLS != nil {
+		var err error
+		if tc, err = serverTLS(cfg.Admin.TLS); err != nil {
+			return nil, fmt.Errorf("admin.tls: %w", err)
+		}
+	}
+	return admin.New(admin.Options{Config: cfg, TLS: tc, Log: d.cp, Status: statusView{d}, Version: Version, Logger: d.log,
+		Harden: harden, ConnState: logTLSClient})
+}
+
+// Version is reported by /status and recorded in the checkpoint log as
+// the program that last wrote it; the command sets it at start.
+var Version = "dev"
 
 // Keyring builds the checkpoint keyring from the encryption config; nil
 // config gives nil.
@@ -431,7 +450,7 @@ func (d *Daemon) AdminAddr() net.Addr {
 	if d.admin == nil {
 		return nil
 	}
-	return d.admin.addr()
+	return d.admin.Addr()
 }
 
 func (d *Daemon) closeListeners() {
