@@ -77,8 +77,8 @@ var daemonDescs = []*prometheus.Desc{
 }
 
 // daemonCollector reads the daemon's counters when scraped: the checkpoint
-// log's states and commits, the sources', the pipeline's and the CRM
-// client's. It keeps no counts of its own. Families of a part that is not
+// log's states and commits, and, through Status, the sources', the
+// pipeline's and the CRM client's. It keeps no counts of its own. Families of a part that is not
 // configured (FHIR sources, the CRM, its breaker, an org that reported no
 // API usage yet) are left out, as before.
 type daemonCollector struct{ a *Server }
