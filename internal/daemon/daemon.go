@@ -97,8 +97,11 @@ func StartWith(cfg *config.Config, log *slog.Logger, opts StartOptions) (*Daemon
 		return nil, err
 	}
 	d.running.Store(true)
-	log.Info("mappings loaded", "mappings", len(d.maps.Current().Mappings), "watch", cfg.Mappings.Watch)
+	// Every part has started: ready before the admin endpoint serves
+	// (a run hook), so that its first /readyz answer is not "starting".
 	close(d.ready)
+	d.group.run()
+	log.Info("mappings loaded", "mappings", len(d.maps.Current().Mappings), "watch", cfg.Mappings.Watch)
 	switch {
 	case d.crm == nil:
 		log.Warn("no CRM is configured (crm section): messages are stored in the checkpoint log and acknowledged, not sent on")

@@ -26,9 +26,9 @@ type runGroup struct {
 // add appends a part; parts start in the order they are added.
 func (g *runGroup) add(p part) { g.parts = append(g.parts, p) }
 
-// start starts every part in order, then runs them in order. When a part
-// fails to start, the parts already started are stopped in reverse (with
-// ctx) and its error is returned.
+// start starts every part in order. When a part fails to start, the
+// parts already started are stopped in reverse (with ctx) and its error is
+// returned.
 func (g *runGroup) start(ctx context.Context) error {
 	for _, p := range g.parts {
 		if p.start != nil {
@@ -39,12 +39,16 @@ func (g *runGroup) start(ctx context.Context) error {
 		}
 		g.started++
 	}
+	return nil
+}
+
+// run calls the parts' run hooks in order, once every part has started.
+func (g *runGroup) run() {
 	for _, p := range g.parts {
 		if p.run != nil {
 			p.run()
 		}
 	}
-	return nil
 }
 
 // stop stops the started parts in reverse order; a second call stops

@@ -84,12 +84,14 @@ func fakeParts(failAt string, names ...string) (*runGroup, *[]string) {
 	return g, &calls
 }
 
-// Parts start in order, run once all started, and stop in reverse, once.
+// Parts start in order, run (once all started) in order, and stop in
+// reverse, once.
 func TestRunGroupStartsInOrderStopsInReverse(t *testing.T) {
 	g, calls := fakeParts("", "log", "admin", "crm", "intake")
 	if err := g.start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	g.run()
 	g.stop(t.Context())
 	g.stop(t.Context()) // a second stop stops nothing
 	want := []string{"start log", "start admin", "start crm", "start intake", "run log", "run admin", "run crm", "run intake",
