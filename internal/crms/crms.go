@@ -2,7 +2,7 @@
 // connector of the CRM it names: the sink the pipeline sends records to,
 // the note reader write-back polls, and their counters. It is the one place
 // that knows every CRM: a new CRM is its directory under connectors and one
-// case in Open (and in Identity). The daemon reads the result through the
+// case in kindOf. The daemon reads the result through the
 // connectors interfaces only.
 package crms
 
@@ -56,18 +56,40 @@ func Open(cc *config.CRMConfig, log *slog.Logger) (*CRM, error) {
 		return nil, nil
 	}
 	c := &CRM{}
-	var err error
-	switch {
-	case cc.Dynamics != nil || cc.Sandbox != nil && cc.Sandbox.Flavor == "dataverse":
-		err = c.openDataverse(cc, log)
-	default:
-		err = c.openSalesforce(cc, log)
-	}
-	if err != nil {
+	if err := kindOf(cc).open(c, cc, log); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// kind is one CRM: how to connect to it and how the checkpoint log names
+// it.
+type kind struct {
+	open     func(c *CRM, cc *config.CRMConfig, log *slog.Logger) error
+	identity func(cc *config.CRMConfig) string // of a CRM that is not the sandbox
+}
+
+// kindOf is the CRM cc names, with one case per CRM: a new CRM is its
+// directory under connectors and a case here.
+func kindOf(cc *config.CRMConfig) kind {
+	switch {
+	case cc.Dynamics != nil || cc.Sandbox != nil && cc.Sandbox.Flavor == "dataverse":
+		return kind{open: (*CRM).openDataverse, identity: func(cc *config.CRMConfig) string {
+			return "dataverse " + normalURL(cc.Dynamics.URL)
+		}}
+	default:
+		return kind{open: (*CRM).openSalesforce, identity: func(cc *config.CRMConfig) string {
+			if cc.Salesforce == nil {
+				return ""
+			}
+			id := "salesforce " + normalURL(cc.Salesforce.LoginURL)
+			if u := cc.Salesforce.JWTUsername; u != "" {
+				id += " as " + strings.ToLower(u)
+			}
+			return id
+		}}
+	}
 }
 
 // openSalesforce connects to Salesforce, or to the sandbox's Salesforce

@@ -17,9 +17,7 @@ func Identity(cc *config.CRMConfig) string {
 	switch {
 	case cc == nil:
 		return ""
-	case cc.Dynamics != nil:
-		return "dataverse " + normalURL(cc.Dynamics.URL)
-	case cc.Sandbox != nil:
+	case cc.Sandbox != nil && cc.Dynamics == nil:
 		flavor := cc.Sandbox.Flavor
 		if flavor == "" {
 			flavor = "salesforce"
@@ -28,14 +26,8 @@ func Identity(cc *config.CRMConfig) string {
 			return "sandbox " + flavor + " (embedded)"
 		}
 		return "sandbox " + flavor + " at " + cc.Sandbox.Listen
-	case cc.Salesforce != nil:
-		id := "salesforce " + normalURL(cc.Salesforce.LoginURL)
-		if u := cc.Salesforce.JWTUsername; u != "" {
-			id += " as " + strings.ToLower(u)
-		}
-		return id
 	}
-	return ""
+	return kindOf(cc).identity(cc)
 }
 
 // normalURL is u with its scheme and host in lower case and no trailing

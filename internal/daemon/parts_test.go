@@ -62,6 +62,49 @@ sources:
 	}
 }
 
+// A CRM side that cannot start (its embedded sandbox's port is taken)
+// fails the start after the log opened and the admin endpoint bound: the
+// admin port is free again and the log is closed (a second start opens
+// it).
+func TestFailedCRMStartFreesAdminPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	adminAddr, dir := freePort(t), t.TempDir()
+	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `data_dir: %s
+admin:
+  listen: %s
+crm:
+  sandbox:
+    embed: true
+    listen: %s
+`, dir, adminAddr, taken.Addr()), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(cfg, slog.New(slog.DiscardHandler))
+	if err == nil {
+		d.Shutdown(t.Context())
+		t.Fatal("Start succeeded with the sandbox's port taken")
+	}
+	if !strings.HasPrefix(err.Error(), "crm: ") {
+		t.Fatalf("Start = %v, want the CRM side's failure", err)
+	}
+	l, err := net.Listen("tcp", adminAddr)
+	if err != nil {
+		t.Fatalf("the admin port is still bound after the failed start: %v", err)
+	}
+	l.Close()
+	cfg.CRM = nil
+	d, err = Start(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("a second start (the log left open?): %v", err)
+	}
+	d.Shutdown(t.Context())
+}
+
 // fakeParts is a group of parts that record what was called; the part
 // named failAt fails to start.
 func fakeParts(failAt string, names ...string) (*runGroup, *[]string) {
