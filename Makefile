@@ -64,7 +64,7 @@ test: peers packagers vet
 # Debian's wine64 and MinGW). Wine lacks one behaviour of Windows' pipe
 # file system that go-winio's listener relies on, so the test that serves
 # the pipe through it runs on a Windows host only (TestAdminPipeNamesTheCaller).
-WINDOWS_TEST_PKGS ?= ./checkpoint ./internal/logadmin ./internal/daemon ./installer ./internal/pipeline ./hl7 ./mappings
+WINDOWS_TEST_PKGS ?= ./checkpoint ./internal/logadmin ./internal/daemon ./internal/admin ./installer ./internal/pipeline ./hl7 ./mappings
 test-windows:
 	sh internal/winetest/run.sh $(WINDOWS_TEST_PKGS)
 

@@ -16,7 +16,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/internal/config"
-	"github.com/ehrbridge/ehrbridge/internal/daemon"
+	"github.com/ehrbridge/ehrbridge/internal/crms"
 	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 )
 
@@ -29,13 +29,13 @@ const requestTimeout = 30 * time.Second
 func newBackend(ctx context.Context, cc *config.CRMConfig, log *slog.Logger) (backend, error) {
 	switch {
 	case cc.Salesforce != nil:
-		scfg, err := daemon.SalesforceClientConfig(cc.Salesforce)
+		scfg, err := crms.SalesforceClientConfig(cc.Salesforce)
 		if err != nil {
 			return nil, err
 		}
 		return newSalesforce(scfg, log, nil)
 	case cc.Dynamics != nil:
-		dcfg, auth, err := daemon.DataverseClientConfig(cc.Dynamics)
+		dcfg, auth, err := crms.DataverseClientConfig(cc.Dynamics)
 		if err != nil {
 			return nil, err
 		}
@@ -97,7 +97,7 @@ func sandboxBackend(sb *config.SandboxConfig, log *slog.Logger) (backend, error)
 }
 
 func dvSandbox(tlsListen string, certPEM []byte, log *slog.Logger, done func()) (backend, error) {
-	hc, err := daemon.HTTPClientTrusting(certPEM, false)
+	hc, err := crms.HTTPClientTrusting(certPEM, false)
 	if err != nil {
 		if done != nil {
 			done()

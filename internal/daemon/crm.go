@@ -3,16 +3,11 @@ package daemon
 import (
 	"encoding/csv"
 	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,40 +19,24 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
-	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
-	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/crms"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
-	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
-// crm is the CRM side: the connector (Salesforce or Dataverse), the
-// embedded sandbox when configured, and the pipeline that feeds them from
+// crm is the CRM side: the connector internal/crms opened (with the
+// embedded sandbox when configured) and the pipeline that feeds them from
 // the checkpoint log.
 type crm struct {
-	kind     string             // "Salesforce" or "Dataverse", for logs and the admin page
-	client   *salesforce.Client // the Salesforce client, nil for Dataverse
-	dv       *dynamics.Client
-	sink     connectors.Sink
-	sandbox  *sandbox.Server
-	sbAddr   string
-	pipe     *pipeline.Pipeline
-	cron     *cron.Cron
-	cancel   context.CancelFunc
-	stopped  chan struct{}
-	failed   atomic.Bool // the pipeline panicked: nothing is sent on stop
-	requests func() int64
-}
-
-// usage is the CRM's daily API usage as it last reported (Salesforce).
-func (c *crm) usage() (used, limit int) {
-	if c.client == nil {
-		return 0, 0
-	}
-	return c.client.Usage()
+	conn    *crms.CRM // the connector: kind, sink, note reader, counters
+	pipe    *pipeline.Pipeline
+	cron    *cron.Cron
+	cancel  context.CancelFunc
+	stopped chan struct{}
+	failed  atomic.Bool // the pipeline panicked: nothing is sent on stop
 }
 
 // startCRM builds the connector (and sandbox) and starts the pipeline;
@@ -68,28 +47,17 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 	if cc == nil {
 		return nil, nil
 	}
-	c := &crm{stopped: make(chan struct{})}
 	crmLog := log.With("component", "crm")
-	var err error
-	switch {
-	case cc.Dynamics != nil || cc.Sandbox != nil && cc.Sandbox.Flavor == "dataverse":
-		err = c.startDataverse(cc, crmLog)
-	default:
-		err = c.startSalesforce(cc, crmLog)
-	}
+	conn, err := crms.Open(cc, crmLog)
 	if err != nil {
-		c.close()
 		return nil, err
 	}
+	c := &crm{conn: conn, stopped: make(chan struct{})}
 	var notes pipeline.NoteHandler
 	var source *writeback.Source
 	echo := ""
 	if wb := cfg.Writeback; wb != nil {
-		var notesCRM connectors.NoteReader = &salesforce.NoteReader{Client: c.client}
-		if c.dv != nil {
-			notesCRM = &dynamics.NoteReader{Client: c.dv}
-		}
-		h, src, err := newWriteback(wb, cfg.DataDir, notesCRM, cp, log)
+		h, src, err := newWriteback(wb, cfg.DataDir, conn.Notes, cp, log)
 		if err != nil {
 			c.close()
 			return nil, err
@@ -103,7 +71,7 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 		waker = &writeback.HeldWaker{Log: cp, Logger: log.With("component", "writeback")}
 		applied = waker.Applied
 	}
-	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: c.sink,
+	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: conn.Sink,
 		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log, Notes: notes, EchoPrefix: echo,
 		Applied: applied, Patients: patients, ProbeMax: cc.Pipeline.ProbeMax.Std()})
 	if waker != nil {
@@ -287,137 +255,4 @@ func (c *crm) stop() {
 	c.close()
 }
 
-func (c *crm) close() {
-	if c.sandbox != nil {
-		_ = c.sandbox.Close()
-	}
-}
-
-// startSalesforce connects to Salesforce, or to the sandbox's Salesforce
-// side.
-func (c *crm) startSalesforce(cc *config.CRMConfig, log *slog.Logger) error {
-	c.kind = "Salesforce"
-	var scfg salesforce.Config
-	if sb := cc.Sandbox; sb != nil && sb.Embed {
-		// The daemon connects to its own sandbox with a secret made for
-		// this run: nothing to configure, nothing to leak.
-		secret := randomSecret()
-		if _, err := c.embedSandbox(sandbox.Options{ClientSecret: secret, DataFile: sb.DataFile, Logger: log}, sb.Listen); err != nil {
-			return err
-		}
-		scfg = salesforce.Config{LoginURL: "http://" + c.sbAddr, ClientID: "sandbox-client", ClientSecret: secret, Auth: salesforce.Auth{ClientCredentials: true}}
-	} else if sb := cc.Sandbox; sb != nil {
-		// A sandbox running apart, with its default test credentials
-		// (they guard no real data).
-		scfg = salesforce.Config{LoginURL: "http://" + sb.Listen, ClientID: "sandbox-client", ClientSecret: "sandbox-secret", Auth: salesforce.Auth{ClientCredentials: true}}
-	} else {
-		var err error
-		if scfg, err = SalesforceClientConfig(cc.Salesforce); err != nil {
-			return err
-		}
-	}
-	scfg.Logger = log
-	client, err := salesforce.New(scfg)
-	if err != nil {
-		return err
-	}
-	c.client, c.sink, c.requests = client, &salesforce.Sink{Client: client}, client.Requests.Load
-	return nil
-}
-
-// startDataverse connects to Dataverse, or to the sandbox's Dataverse
-// side (over TLS, trusting the sandbox's own certificate).
-func (c *crm) startDataverse(cc *config.CRMConfig, log *slog.Logger) error {
-	c.kind = "Dataverse"
-	var dcfg dynamics.Config
-	var auth dynamics.Auth
-	if sb := cc.Sandbox; sb != nil {
-		keyFile := strings.TrimSuffix(sb.TLSCert, ".pem") + "-key.pem"
-		secret := "sandbox-secret"
-		var certPEM []byte
-		if sb.Embed {
-			cert, pemBytes, err := sandbox.LoadOrCreateCert(sb.TLSCert, keyFile)
-			if err != nil {
-				return err
-			}
-			secret = randomSecret()
-			s, err := c.embedSandbox(sandbox.Options{DataverseSecret: secret, DataFile: sb.DataFile, Logger: log}, sb.Listen)
-			if err != nil {
-				return err
-			}
-			taddr, err := s.ListenTLS(sb.TLSListen, cert)
-			if err != nil {
-				return err
-			}
-			sb.TLSListen, certPEM = taddr.String(), pemBytes
-		} else {
-			pemBytes, err := os.ReadFile(sb.TLSCert)
-			if err != nil {
-				return fmt.Errorf("crm.sandbox.tls_cert (the running sandbox's certificate; see its --tls-cert): %w", err)
-			}
-			certPEM = pemBytes
-		}
-		hc, err := httpClientTrusting(certPEM, false)
-		if err != nil {
-			return err
-		}
-		base := "https://" + sb.TLSListen
-		auth = dynamics.Auth{TenantID: "sandbox-tenant", ClientID: "sandbox-client", ClientSecret: secret, AuthorityHost: base, HTTPClient: hc}
-		dcfg = dynamics.Config{URL: base, HTTPClient: hc}
-	} else {
-		var err error
-		if dcfg, auth, err = DataverseClientConfig(cc.Dynamics); err != nil {
-			return err
-		}
-	}
-	cred, err := dynamics.NewCredential(auth)
-	if err != nil {
-		return err
-	}
-	dcfg.Credential, dcfg.Logger = cred, log
-	client, err := dynamics.New(dcfg)
-	if err != nil {
-		return err
-	}
-	c.dv, c.sink, c.requests = client, &dynamics.Sink{Client: client}, client.Requests.Load
-	return nil
-}
-
-// embedSandbox starts the embedded sandbox on listen (plain HTTP: the
-// test endpoints, and the Salesforce side).
-func (c *crm) embedSandbox(opts sandbox.Options, listen string) (*sandbox.Server, error) {
-	s, err := sandbox.New(opts)
-	if err != nil {
-		return nil, err
-	}
-	c.sandbox = s
-	addr, err := s.Listen(listen)
-	if err != nil {
-		return nil, err
-	}
-	c.sbAddr = addr.String()
-	return s, nil
-}
-
-// httpClientTrusting is an HTTP client that trusts the CAs in pemBytes,
-// besides the system's when withSystem is set.
-func httpClientTrusting(pemBytes []byte, withSystem bool) (*http.Client, error) {
-	pool := x509.NewCertPool()
-	if withSystem {
-		if sys, err := x509.SystemCertPool(); err == nil {
-			pool = sys
-		}
-	}
-	if len(pemBytes) > 0 && !pool.AppendCertsFromPEM(pemBytes) {
-		return nil, fmt.Errorf("no PEM certificate to trust")
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
-}
-
-func randomSecret() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func (c *crm) close() { _ = c.conn.Close() }

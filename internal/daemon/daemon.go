@@ -10,13 +10,16 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/admin"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/crms"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -28,7 +31,7 @@ type Daemon struct {
 	log       *slog.Logger
 	cp        *checkpoint.Log
 	sources   []*source
-	admin     *admin
+	admin     *admin.Server // nil when admin.listen and admin.socket are off
 	errc      chan error
 	ready     chan struct{}
 	stopSweep chan struct{}
@@ -44,6 +47,11 @@ type Daemon struct {
 	// storageLoop (storage.go) retries writes a full disk refused.
 	stopStorage chan struct{}
 	storageDone chan struct{}
+	// group is the table of parts, started in order, stopped in reverse.
+	group *runGroup
+	// running is set once every part started: a stop then drains the
+	// pipeline (a failed start does not).
+	running atomic.Bool
 }
 
 type source struct {
@@ -62,6 +70,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 // StartWith is Start with the command line's options. It refuses to start
 // against a CRM other than the one the log's pending records were queued
 // for (checkpoint.ErrCRMChanged) unless opts.AcceptCRMChange.
+//
+// The daemon is a table of parts (parts.go) started in order; when one
+// fails to start, those already started are stopped in reverse and its
+// error is returned, so a failed start leaves no listener bound.
 func StartWith(cfg *config.Config, log *slog.Logger, opts StartOptions) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		if checkpoint.StorageKindOf(err) == 0 {
@@ -72,61 +84,151 @@ func StartWith(cfg *config.Config, log *slog.Logger, opts StartOptions) (*Daemon
 		log.Warn("the data directory cannot be created; the checkpoint log opens once it can",
 			"problem", describeStorage(checkpoint.StorageKindOf(err), cfg.DataDir))
 	}
-	maps, err := newMappingSet(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	keyring, err := Keyring(cfg.Checkpoint.Encryption)
-	if err != nil {
-		return nil, err
-	}
-	cp, err := checkpoint.Open(filepath.Join(cfg.DataDir, checkpoint.FileName), checkpoint.Options{
-		Writer: "ehrbridge " + Version, Keyring: keyring, DedupeWindow: cfg.Checkpoint.DedupeWindow.Std(),
-		PayloadRetention: cfg.Checkpoint.PayloadRetention.Std(), Logger: log.With("component", "checkpoint"),
-		// A log the disk keeps from opening (a first start on a full disk,
-		// a migration, a read-only data directory) does not stop the
-		// start: it is answered AE until storageLoop opens it.
-		DeferStorageErrors: true,
-		CRM:                CRMIdentity(cfg.CRM), AcceptCRMChange: opts.AcceptCRMChange,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if keyring == nil {
-		log.Warn("checkpoint payloads are stored unencrypted: configure checkpoint.encryption with key_env or key_file")
-	}
-	d := &Daemon{log: log, cp: cp, errc: make(chan error, len(cfg.Sources.MLLP)+len(cfg.Sources.FHIR)+1), ready: make(chan struct{}),
-		stopSweep: make(chan struct{}), swept: make(chan struct{}), maps: maps, stopWatch: make(chan struct{}),
+	d := &Daemon{log: log, errc: make(chan error, len(cfg.Sources.MLLP)+len(cfg.Sources.FHIR)+1), ready: make(chan struct{}),
+		stopSweep: make(chan struct{}), swept: make(chan struct{}), stopWatch: make(chan struct{}),
 		dataDir: cfg.DataDir, stopStorage: make(chan struct{}), storageDone: make(chan struct{})}
 	if cfg.CRM != nil {
 		d.drainTimeout = cfg.CRM.Pipeline.DrainTimeout.Std()
 	}
-	d.insecure = warnInsecure(cfg, log)
-	fail := func(err error) (*Daemon, error) {
-		d.closeListeners()
-		d.crm.stop()
-		cp.Close()
+	d.group = d.parts(cfg, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := d.group.start(ctx); err != nil {
 		return nil, err
 	}
-	fhirSrcs, err := newFHIRSources(cfg, cp, maps.Current, log)
-	if err != nil {
-		return fail(err)
+	d.running.Store(true)
+	// Every part has started: ready before the admin endpoint serves
+	// (a run hook), so that its first /readyz answer is not "starting".
+	close(d.ready)
+	d.group.run()
+	log.Info("mappings loaded", "mappings", len(d.maps.Current().Mappings), "watch", cfg.Mappings.Watch)
+	switch {
+	case d.crm == nil:
+		log.Warn("no CRM is configured (crm section): messages are stored in the checkpoint log and acknowledged, not sent on")
+	case d.crm.conn.SandboxAddr != "":
+		log.Info("CRM: the embedded sandbox", "side", d.crm.conn.Kind, "listen", d.crm.conn.SandboxAddr)
+	default:
+		log.Info("CRM: " + d.crm.conn.Kind)
 	}
-	crmSide, err := startCRM(cfg, cp, maps.Current, patientResolvers(fhirSrcs), d.errc, log)
-	if err != nil {
-		return fail(fmt.Errorf("crm: %w", err))
-	}
-	d.crm = crmSide
-	for _, sc := range cfg.Sources.MLLP {
-		s, err := newSource(sc, cp, log, maps)
+	return d, nil
+}
+
+// parts is the daemon's table of parts in start order; they stop in
+// reverse, which is the order a stop needs for exactly-once: intake (MLLP
+// and FHIR) closes first, then the pipeline drains what is ready and
+// stops, then the background loops and the admin endpoint end, and the
+// checkpoint log closes last.
+func (d *Daemon) parts(cfg *config.Config, opts StartOptions) *runGroup {
+	log := d.log
+	g := &runGroup{}
+	g.add(part{name: "mappings", start: func() (err error) {
+		d.maps, err = newMappingSet(cfg, log)
+		return err
+	}})
+	g.add(part{name: "checkpoint log", start: func() error {
+		keyring, err := Keyring(cfg.Checkpoint.Encryption)
 		if err != nil {
-			return fail(fmt.Errorf("source %s: %w", sc.Name, err))
+			return err
+		}
+		d.cp, err = checkpoint.Open(filepath.Join(cfg.DataDir, checkpoint.FileName), checkpoint.Options{
+			Writer: "ehrbridge " + Version, Keyring: keyring, DedupeWindow: cfg.Checkpoint.DedupeWindow.Std(),
+			PayloadRetention: cfg.Checkpoint.PayloadRetention.Std(), Logger: log.With("component", "checkpoint"),
+			// A log the disk keeps from opening (a first start on a full
+			// disk, a migration, a read-only data directory) does not
+			// stop the start: it is answered AE until storageLoop opens
+			// it.
+			DeferStorageErrors: true,
+			CRM:                crms.Identity(cfg.CRM), AcceptCRMChange: opts.AcceptCRMChange,
+		})
+		if err != nil {
+			return err
+		}
+		if keyring == nil {
+			log.Warn("checkpoint payloads are stored unencrypted: configure checkpoint.encryption with key_env or key_file")
+		}
+		d.insecure = warnInsecure(cfg, log)
+		return nil
+	}, stop: func(context.Context) {
+		if err := d.cp.Close(); err != nil {
+			log.Error("closing the checkpoint log", "err", err)
+		}
+	}})
+	// The admin endpoint binds here and serves once every part it
+	// reports on is set.
+	g.add(part{name: "admin endpoint", start: func() (err error) {
+		d.admin, err = d.newAdmin(cfg)
+		return err
+	}, run: func() {
+		if d.admin == nil {
+			return
+		}
+		go guard(log, d.errc, "admin endpoint", func() {
+			if err := d.admin.Serve(); err != nil {
+				d.errc <- fmt.Errorf("admin: %w", err)
+			}
+		})
+		d.admin.LogListening(log)
+	}, stop: func(ctx context.Context) {
+		if d.admin != nil {
+			d.admin.Shutdown(ctx)
+		}
+	}})
+	var looping bool
+	g.add(part{name: "background loops", run: func() {
+		looping = true
+		go guard(log, d.errc, "checkpoint retention", func() { d.sweepLoop(cfg.Checkpoint.SweepInterval.Std()) })
+		go guard(log, d.errc, "storage check", func() { d.storageLoop(StorageCheckInterval) })
+		if cfg.Mappings.Watch {
+			go guard(log, d.errc, "mapping watcher", func() { d.maps.watch(2*time.Second, d.stopWatch) })
+		}
+	}, stop: func(context.Context) {
+		if !looping {
+			return
+		}
+		close(d.stopSweep)
+		close(d.stopWatch)
+		close(d.stopStorage)
+		<-d.swept
+		<-d.storageDone
+	}})
+	var fhirSrcs map[string]*ehr.FHIRSource
+	g.add(part{name: "FHIR clients", start: func() (err error) {
+		fhirSrcs, err = newFHIRSources(cfg, d.cp, d.maps.Current, log)
+		return err
+	}})
+	g.add(part{name: "CRM side", start: func() error {
+		c, err := startCRM(cfg, d.cp, d.maps.Current, patientResolvers(fhirSrcs), d.errc, log)
+		if err != nil {
+			return fmt.Errorf("crm: %w", err)
+		}
+		d.crm = c
+		return nil
+	}, stop: func(context.Context) {
+		if d.running.Load() {
+			// No new records can arrive: let the pipeline send what is
+			// ready, up to the drain deadline, then settle its batch
+			// and stop.
+			d.crm.drain(d.cp, d.drainTimeout, log)
+		}
+		d.crm.stop()
+	}})
+	g.add(part{name: "intake", start: func() error { return d.startIntake(cfg, fhirSrcs) }, stop: d.stopIntake})
+	return g
+}
+
+// startIntake binds and serves the MLLP sources and starts the FHIR
+// sources (their polls and subscription endpoints). On an error nothing of
+// them stays bound.
+func (d *Daemon) startIntake(cfg *config.Config, fhirSrcs map[string]*ehr.FHIRSource) error {
+	log := d.log
+	for _, sc := range cfg.Sources.MLLP {
+		s, err := newSource(sc, d.cp, log, d.maps)
+		if err != nil {
+			d.closeListeners()
+			return fmt.Errorf("source %s: %w", sc.Name, err)
 		}
 		s.handler.Appended = d.crm.notify
 		d.sources = append(d.sources, s)
-	}
-	if d.admin, err = d.startAdmin(cfg, cp); err != nil {
-		return fail(err)
 	}
 	for _, s := range d.sources {
 		go guard(log, d.errc, "source "+s.cfg.Name, func() {
@@ -136,35 +238,54 @@ func StartWith(cfg *config.Config, log *slog.Logger, opts StartOptions) (*Daemon
 		})
 		log.Info("mllp source listening", "source", s.cfg.Name, "listen", s.listener.Addr().String(), "tls", tlsMode(s.cfg))
 	}
-	if d.fhir, err = startFHIR(cfg, cp, fhirSrcs, d.crm.notify, d.errc, log); err != nil {
-		return fail(err)
+	f, err := startFHIR(cfg, d.cp, fhirSrcs, d.crm.notify, d.errc, log)
+	if err != nil {
+		d.closeListeners()
+		return err
 	}
-	// The admin endpoint serves once everything it reports on is set.
-	if d.admin != nil {
-		go guard(log, d.errc, "admin endpoint", func() {
-			if err := d.admin.serve(); err != nil {
-				d.errc <- fmt.Errorf("admin: %w", err)
-			}
-		})
-		d.admin.logListening(log)
-	}
-	go guard(log, d.errc, "checkpoint retention", func() { d.sweepLoop(cfg.Checkpoint.SweepInterval.Std()) })
-	go guard(log, d.errc, "storage check", func() { d.storageLoop(StorageCheckInterval) })
-	if cfg.Mappings.Watch {
-		go guard(log, d.errc, "mapping watcher", func() { maps.watch(2*time.Second, d.stopWatch) })
-	}
-	log.Info("mappings loaded", "mappings", len(maps.Current().Mappings), "watch", cfg.Mappings.Watch)
-	close(d.ready)
-	switch {
-	case d.crm == nil:
-		log.Warn("no CRM is configured (crm section): messages are stored in the checkpoint log and acknowledged, not sent on")
-	case d.crm.sandbox != nil:
-		log.Info("CRM: the embedded sandbox", "side", d.crm.kind, "listen", d.crm.sbAddr)
-	default:
-		log.Info("CRM: " + d.crm.kind)
-	}
-	return d, nil
+	d.fhir = f
+	return nil
 }
+
+// stopIntake stops intake on every source, letting in-flight frames and
+// notifications finish within ctx, then ends the FHIR polls.
+func (d *Daemon) stopIntake(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, s := range d.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.server.Shutdown(ctx); err != nil {
+				d.log.Warn("mllp source did not drain in time; connections closed", "source", s.cfg.Name)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.fhir.closeIntake(ctx)
+	}()
+	wg.Wait()
+	d.fhir.stop()
+}
+
+// newAdmin binds the admin endpoint (nil when it is off); it reads the
+// parts through statusView.
+func (d *Daemon) newAdmin(cfg *config.Config) (*admin.Server, error) {
+	var tc *tls.Config
+	if cfg.Admin.Listen != "" && cfg.Admin.TLS != nil {
+		var err error
+		if tc, err = serverTLS(cfg.Admin.TLS); err != nil {
+			return nil, fmt.Errorf("admin.tls: %w", err)
+		}
+	}
+	return admin.New(admin.Options{Config: cfg, TLS: tc, Log: d.cp, Status: statusView{d}, Version: Version, Logger: d.log,
+		Harden: harden, ConnState: logTLSClient})
+}
+
+// Version is reported by /status and recorded in the checkpoint log as
+// the program that last wrote it; the command sets it at start.
+var Version = "dev"
 
 // Keyring builds the checkpoint keyring from the encryption config; nil
 // config gives nil.
@@ -310,41 +431,11 @@ func (d *Daemon) Wait(ctx context.Context) error {
 	return err
 }
 
-// Shutdown stops intake on every source, lets in-flight frames finish
-// within ctx, then stops the admin endpoint.
+// Shutdown stops the parts in reverse start order (see parts): intake
+// closes and in-flight frames finish within ctx, the pipeline drains, the
+// admin endpoint stops, the log closes. A second call does nothing.
 func (d *Daemon) Shutdown(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, s := range d.sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.server.Shutdown(ctx); err != nil {
-				d.log.Warn("mllp source did not drain in time; connections closed", "source", s.cfg.Name)
-			}
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		d.fhir.closeIntake(ctx)
-	}()
-	wg.Wait()
-	d.fhir.stop()
-	// No new records can arrive: let the pipeline send what is ready, up
-	// to the drain deadline, then settle its batch and stop.
-	d.crm.drain(d.cp, d.drainTimeout, d.log)
-	d.crm.stop()
-	close(d.stopSweep)
-	close(d.stopWatch)
-	close(d.stopStorage)
-	<-d.swept
-	<-d.storageDone
-	if d.admin != nil {
-		d.admin.shutdown(ctx)
-	}
-	if err := d.cp.Close(); err != nil {
-		d.log.Error("closing the checkpoint log", "err", err)
-	}
+	d.group.stop(ctx)
 	d.log.Info("stopped")
 }
 
@@ -362,7 +453,7 @@ func (d *Daemon) AdminAddr() net.Addr {
 	if d.admin == nil {
 		return nil
 	}
-	return d.admin.addr()
+	return d.admin.Addr()
 }
 
 func (d *Daemon) closeListeners() {
@@ -380,8 +471,8 @@ func (d *Daemon) Mappings() *mappings.Set { return d.maps.Current() }
 
 // SandboxAddr returns the embedded CRM sandbox's address, or "".
 func (d *Daemon) SandboxAddr() string {
-	if d.crm == nil || d.crm.sandbox == nil {
+	if d.crm == nil {
 		return ""
 	}
-	return d.crm.sbAddr
+	return d.crm.conn.SandboxAddr
 }

@@ -28,9 +28,6 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) []config.InsecureSetting
 	return settings
 }
 
-// insecureStatus is /status's list of the opt-outs in use.
-func (a *admin) insecureStatus() []config.InsecureSetting { return a.d.insecure }
-
 // logTLSClient is an http.Server ConnState hook that logs at INFO, once
 // per connection, the remote address and the identity of a client that
 // presented a certificate (mutual TLS), as the MLLP server does for its

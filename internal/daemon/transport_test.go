@@ -4,16 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -200,60 +197,8 @@ func TestWarnInsecure(t *testing.T) {
 	if strings.Contains(logs.String(), "10.9.8.7") || strings.Contains(logs.String(), "0.0.0.0") {
 		t.Errorf("a warning shows an address:\n%s", logs.String())
 	}
-	a := &admin{d: &Daemon{insecure: got}}
-	if s := a.insecureStatus(); len(s) != 2 {
+	if s := (statusView{&Daemon{insecure: got}}).Insecure(); len(s) != 2 {
 		t.Errorf("/status lists %v", s)
-	}
-}
-
-// A started daemon with an opt-out warns once at start and lists it under
-// insecure_settings on /status; one without lists none.
-func TestStatusListsInsecureSettings(t *testing.T) {
-	free := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
-	for _, optOut := range []bool{true, false} {
-		dir := t.TempDir()
-		target := "    mllp: 192.0.2.1:6661\n    insecure_plaintext: true\n" // TEST-NET-1: never reached, no note is flagged
-		if !optOut {
-			target = "    mllp: 127.0.0.1:6661\n"
-		}
-		t.Setenv(viewerTokenEnv, viewerToken)
-		cfg, err := config.Parse(filepath.Join(dir, "t.yaml"), []byte("data_dir: "+dir+"\nadmin:\n  listen: "+free()+"\n"+viewerAccount+
-			"crm:\n  sandbox:\n    embed: true\n    listen: "+free()+"\nwriteback:\n  target:\n"+target), os.LookupEnv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		logs := &syncbuf.Buffer{}
-		d, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		body := getBody(t, "http://"+d.AdminAddr().String()+"/status")
-		d.Shutdown(context.Background())
-		var st struct {
-			Insecure []config.InsecureSetting `json:"insecure_settings"`
-		}
-		err = json.Unmarshal([]byte(body), &st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		warnings := strings.Count(logs.String(), "plaintext connection allowed by the configuration")
-		want := []config.InsecureSetting{{Key: "writeback.target.insecure_plaintext", Excuses: "writeback.target.mllp"}}
-		if !optOut {
-			want = nil
-		}
-		if !reflect.DeepEqual(st.Insecure, want) || warnings != len(want) {
-			t.Errorf("opt-out %v: /status insecure_settings = %v, %d warnings; want %v", optOut, st.Insecure, warnings, want)
-		}
-		if strings.Contains(logs.String(), "192.0.2.1") {
-			t.Errorf("a log line shows the address:\n%s", logs.String())
-		}
 	}
 }
 

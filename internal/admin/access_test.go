@@ -1,4 +1,4 @@
-package daemon
+package admin_test
 
 import (
 	"context"
@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/internal/admin"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/daemon"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
@@ -39,7 +41,7 @@ func TestLegacyAdminTokenIsNotAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncbuf.Buffer{}
-	d, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	d, err := daemon.Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func TestAdminSocketUnknownGroupFails(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		path = fmt.Sprintf(`\\.\pipe\ehrbridge-probe-%d-%d`, os.Getpid(), time.Now().UnixNano())
 	}
-	probe, err := listenAdminSocket(path, "")
+	probe, err := admin.ListenAdminSocket(path, "")
 	if err != nil {
 		t.Skipf("no admin socket here: %v", err)
 	}
@@ -78,7 +80,7 @@ func TestAdminSocketUnknownGroupFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Start(cfg, slog.New(slog.DiscardHandler))
+	d, err := daemon.Start(cfg, slog.New(slog.DiscardHandler))
 	if err == nil {
 		d.Shutdown(context.Background())
 		t.Fatal("started with an unknown socket_group")

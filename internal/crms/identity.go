@@ -1,4 +1,4 @@
-package daemon
+package crms
 
 import (
 	"net/url"
@@ -7,27 +7,17 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/config"
 )
 
-// StartOptions are choices made on the command line for one start.
-type StartOptions struct {
-	// AcceptCRMChange lets the daemon start against a CRM other than the
-	// one the log's pending records were queued for (run
-	// --accept-crm-change): they go to the configured one.
-	AcceptCRMChange bool
-}
-
-// CRMIdentity names the CRM a config sends records to, as the checkpoint
+// Identity names the CRM a config sends records to, as the checkpoint
 // log records it: the Salesforce org (its login URL, which for a My
 // Domain names the org, and the integration user the JWT flow signs in
 // as), the Dataverse environment's URL, or the sandbox (embedded in this
 // data directory, or the one running apart at its address). "" without a
 // CRM. Addresses and account names only, no patient data.
-func CRMIdentity(cc *config.CRMConfig) string {
+func Identity(cc *config.CRMConfig) string {
 	switch {
 	case cc == nil:
 		return ""
-	case cc.Dynamics != nil:
-		return "dataverse " + normalURL(cc.Dynamics.URL)
-	case cc.Sandbox != nil:
+	case cc.Sandbox != nil && cc.Dynamics == nil:
 		flavor := cc.Sandbox.Flavor
 		if flavor == "" {
 			flavor = "salesforce"
@@ -36,14 +26,8 @@ func CRMIdentity(cc *config.CRMConfig) string {
 			return "sandbox " + flavor + " (embedded)"
 		}
 		return "sandbox " + flavor + " at " + cc.Sandbox.Listen
-	case cc.Salesforce != nil:
-		id := "salesforce " + normalURL(cc.Salesforce.LoginURL)
-		if u := cc.Salesforce.JWTUsername; u != "" {
-			id += " as " + strings.ToLower(u)
-		}
-		return id
 	}
-	return ""
+	return kindOf(cc).identity(cc)
 }
 
 // normalURL is u with its scheme and host in lower case and no trailing

@@ -1,4 +1,4 @@
-package daemon
+package admin
 
 // The admin API's named pipe on Windows (admin_peer_windows.go). The
 // security descriptor is built here, apart from the Windows calls, so that

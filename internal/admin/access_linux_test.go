@@ -1,6 +1,6 @@
 //go:build linux
 
-package daemon
+package admin_test
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/daemon"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
@@ -123,7 +124,7 @@ func TestAdminSocketNamesTheLocalUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncbuf.Buffer{}
-	d, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	d, err := daemon.Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestAdminPublicCountsAndAccounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Start(cfg, slog.New(slog.DiscardHandler))
+	d, err := daemon.Start(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

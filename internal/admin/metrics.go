@@ -1,4 +1,4 @@
-package daemon
+package admin
 
 import (
 	"log/slog"
@@ -12,18 +12,18 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 )
 
-// metricsHandler serves /metrics from a registry of the daemon's own (not
-// the global default, so two daemons in one test process do not meet):
-// the daemon's collector, which reads the same counters /status reads at
-// scrape time, and the Go runtime and process collectors (heap,
+// metricsHandler serves /metrics from a registry of the endpoint's own
+// (not the global default, so two daemons in one test process do not
+// meet): the daemon's collector, which reads the same status /status reads
+// at scrape time, and the Go runtime and process collectors (heap,
 // goroutines, GC, file descriptors, resident memory). Labels carry names
 // an admin chose (sources) and fixed words, never message content.
-func metricsHandler(d *Daemon, log *slog.Logger) http.Handler {
+func metricsHandler(a *Server, log *slog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		daemonCollector{d},
+		daemonCollector{a},
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		// A collector that fails leaves out its series, not the scrape.
@@ -77,11 +77,11 @@ var daemonDescs = []*prometheus.Desc{
 }
 
 // daemonCollector reads the daemon's counters when scraped: the checkpoint
-// log's states and commits, the sources', the pipeline's and the CRM
-// client's. It keeps no counts of its own. Families of a part that is not
+// log's states and commits, and, through Status, the sources', the
+// pipeline's and the CRM client's. It keeps no counts of its own. Families of a part that is not
 // configured (FHIR sources, the CRM, its breaker, an org that reported no
 // API usage yet) are left out, as before.
-type daemonCollector struct{ d *Daemon }
+type daemonCollector struct{ a *Server }
 
 // Describe sends every family the daemon may report; Collect leaves out
 // those of parts not configured.
@@ -93,37 +93,34 @@ func (c daemonCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads the counters as they are at the scrape.
 func (c daemonCollector) Collect(ch chan<- prometheus.Metric) {
-	d := c.d
-	ch <- gauge(storageWritableDesc, boolValue(d.storageProblem() == ""))
-	ms := d.maps
-	ch <- gauge(mappingsLoadedDesc, float64(len(ms.Current().Mappings)))
-	ch <- counter(mappingReloadsDesc, float64(ms.loaded.Load()), "ok")
-	ch <- counter(mappingReloadsDesc, float64(ms.refused.Load()), "refused")
-	ch <- gauge(mappingLastOKDesc, boolValue(ms.lastOK.Load()))
-	ch <- gauge(mappingLastLoadDesc, float64(ms.lastReload.Load()))
-	if st, err := d.cp.Stats(); err == nil {
-		recordMetrics(ch, st)
+	st, cp := c.a.st, c.a.cp
+	ch <- gauge(storageWritableDesc, boolValue(st.StorageProblem() == ""))
+	ms := st.Mappings()
+	ch <- gauge(mappingsLoadedDesc, float64(len(ms.Names)))
+	ch <- counter(mappingReloadsDesc, float64(ms.Loaded), "ok")
+	ch <- counter(mappingReloadsDesc, float64(ms.Refused), "refused")
+	ch <- gauge(mappingLastOKDesc, boolValue(ms.LastOK))
+	ch <- gauge(mappingLastLoadDesc, float64(ms.LastReload))
+	if s, err := cp.Stats(); err == nil {
+		recordMetrics(ch, s)
 	}
-	commitMetrics(ch, d.cp.CommitStats())
+	commitMetrics(ch, cp.CommitStats())
 	var accepted, duplicates, rejected int64
-	for _, s := range d.sources {
-		accepted += s.handler.Accepted.Load()
-		duplicates += s.handler.Duplicates.Load()
-		rejected += s.handler.Rejected.Load() + s.handler.Conflicts.Load() + s.handler.Errored.Load()
+	for _, s := range st.MLLPSources() {
+		accepted += s.Accepted
+		duplicates += s.Duplicates
+		rejected += s.Rejected + s.Conflicts + s.Errored
 	}
 	ch <- counter(messagesDesc, float64(accepted), "acknowledged")
 	ch <- counter(messagesDesc, float64(duplicates), "retransmit")
 	ch <- counter(messagesDesc, float64(rejected), "refused")
-	if f := d.fhir; f != nil {
-		fhirMetrics(ch, f.sources)
-	}
-	if cr := d.crm; cr != nil {
-		p := cr.pipe
-		pipelineMetrics(ch, p)
-		breakerMetrics(ch, p.Breaker())
-		ch <- gauge(pausedDesc, boolValue(!p.PausedUntil().IsZero()))
-		ch <- counter(crmRequestsDesc, float64(cr.requests()))
-		if used, limit := cr.usage(); limit > 0 {
+	fhirMetrics(ch, st.FHIRSources())
+	if cr := st.CRM(); cr != nil {
+		pipelineMetrics(ch, cr)
+		breakerMetrics(ch, cr.Breaker)
+		ch <- gauge(pausedDesc, boolValue(!cr.PausedUntil.IsZero()))
+		ch <- counter(crmRequestsDesc, float64(cr.Requests))
+		if used, limit := cr.APIUsed, cr.APILimit; limit > 0 {
 			ch <- gauge(apiUsedDesc, float64(used))
 			ch <- gauge(apiLimitDesc, float64(limit))
 			ch <- gauge(apiRemainingDesc, float64(max(0, limit-used)))
@@ -170,14 +167,14 @@ func commitMetrics(ch chan<- prometheus.Metric, s checkpoint.CommitStats) {
 }
 
 // pipelineMetrics reports what the pipeline settled since start.
-func pipelineMetrics(ch chan<- prometheus.Metric, p *pipeline.Pipeline) {
+func pipelineMetrics(ch chan<- prometheus.Metric, p *CRM) {
 	for _, o := range []struct {
 		name string
 		n    int64
-	}{{"done", p.Done.Load()}, {"retrying", p.Retried.Load()}, {"dead", p.Dead.Load()}, {"skipped", p.Skipped.Load()}, {"echo", p.Echoes.Load()}} {
+	}{{"done", p.Done}, {"retrying", p.Retried}, {"dead", p.Dead}, {"skipped", p.Skipped}, {"echo", p.Echoes}} {
 		ch <- counter(pipelineRecordsDesc, float64(o.n), o.name)
 	}
-	ch <- counter(pipelineWarnedDesc, float64(p.Warned.Load()))
+	ch <- counter(pipelineWarnedDesc, float64(p.Warned))
 }
 
 // breakerMetrics reports the CRM breaker: its state as one gauge per state
@@ -201,21 +198,20 @@ func breakerMetrics(ch chan<- prometheus.Metric, b pipeline.BreakerStatus) {
 
 // fhirMetrics reports the FHIR sources' counters; the source label is the
 // configured name.
-func fhirMetrics(ch chan<- prometheus.Metric, sources []fhirEntry) {
-	for _, e := range sources {
-		c := &e.src.Counters
-		name := e.cfg.Name
-		ch <- counter(fhirPollsDesc, float64(c.Polls.Load()-c.PollsFailed.Load()), name, "ok")
-		ch <- counter(fhirPollsDesc, float64(c.PollsFailed.Load()), name, "failed")
-		ch <- counter(fhirResourcesDesc, float64(c.Stored.Load()), name, "stored")
-		ch <- counter(fhirResourcesDesc, float64(c.Repeats.Load()), name, "repeat")
-		ch <- counter(fhirResourcesDesc, float64(c.Deletes.Load()), name, "delete")
-		ch <- counter(fhirNotificationsDesc, float64(c.Notifications.Load()), name, "stored")
-		ch <- counter(fhirNotificationsDesc, float64(c.Refused.Load()), name, "refused")
-		ch <- counter(fhirNotificationsDesc, float64(c.NotificationsFailed.Load()), name, "failed")
+func fhirMetrics(ch chan<- prometheus.Metric, sources []FHIRSource) {
+	for _, c := range sources {
+		name := c.Name
+		ch <- counter(fhirPollsDesc, float64(c.Polls-c.PollsFailed), name, "ok")
+		ch <- counter(fhirPollsDesc, float64(c.PollsFailed), name, "failed")
+		ch <- counter(fhirResourcesDesc, float64(c.Stored), name, "stored")
+		ch <- counter(fhirResourcesDesc, float64(c.Repeats), name, "repeat")
+		ch <- counter(fhirResourcesDesc, float64(c.DeletesStored), name, "delete")
+		ch <- counter(fhirNotificationsDesc, float64(c.Notifications), name, "stored")
+		ch <- counter(fhirNotificationsDesc, float64(c.NotificationsRefused), name, "refused")
+		ch <- counter(fhirNotificationsDesc, float64(c.NotificationsFailed), name, "failed")
 		var ts int64
-		if t := c.LastPollOK(); !t.IsZero() {
-			ts = t.Unix()
+		if c.LastPollOK != nil {
+			ts = c.LastPollOK.Unix()
 		}
 		ch <- gauge(fhirLastPollOKDesc, float64(ts), name)
 	}

@@ -1,4 +1,4 @@
-package daemon
+package admin
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
@@ -63,7 +62,7 @@ func warnLegacyToken(dataDir string, log *slog.Logger) {
 // refused even with PublicCounts, so that their holder learns of it. Allowed reads are not
 // audited: they show counts and states, no record's content, and a
 // monitoring agent polls them.
-func (a *admin) gate(action string, full, counts http.HandlerFunc) http.HandlerFunc {
+func (a *Server) gate(action string, full, counts http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c := a.access.Authenticate(r)
 		switch {
@@ -80,7 +79,7 @@ func (a *admin) gate(action string, full, counts http.HandlerFunc) http.HandlerF
 // statusCounts is /status for callers without a role when public_counts
 // is set: record counts, per-source counters and health, no addresses,
 // URLs, mapping names or error texts.
-func (a *admin) statusCounts(w http.ResponseWriter, r *http.Request) {
+func (a *Server) statusCounts(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		Version    string              `json:"version"`
 		CountsOnly bool                `json:"counts_only"`
@@ -90,14 +89,14 @@ func (a *admin) statusCounts(w http.ResponseWriter, r *http.Request) {
 			Writable bool `json:"writable"`
 		} `json:"storage"`
 		Breaker string `json:"crm_breaker,omitempty"`
-	}{Version: Version, CountsOnly: true, Commits: commitStatusOf(a.d.cp.CommitStats())}
-	out.Storage.Writable = a.d.storageProblem() == ""
-	if st, err := a.d.cp.Stats(); err == nil {
+	}{Version: a.version, CountsOnly: true, Commits: commitStatusOf(a.cp.CommitStats())}
+	out.Storage.Writable = a.st.StorageProblem() == ""
+	if st, err := a.cp.Stats(); err == nil {
 		v := logadmin.StatsViewOf(st, time.Now())
 		out.Checkpoint = &v
 	}
-	if c := a.d.crm; c != nil {
-		out.Breaker = breakerStatusOf(c.pipe.Breaker()).State
+	if c := a.st.CRM(); c != nil {
+		out.Breaker = breakerStatusOf(c.Breaker).State
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -108,16 +107,16 @@ func (a *admin) statusCounts(w http.ResponseWriter, r *http.Request) {
 
 // pageCounts is the status page for callers without a role when
 // public_counts is set: the record counts only.
-func (a *admin) pageCounts(w http.ResponseWriter, r *http.Request) {
+func (a *Server) pageCounts(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
 		http.NotFound(w, r)
 		return
 	}
 	var data pageData
-	if st, err := a.d.cp.Stats(); err == nil {
+	if st, err := a.cp.Stats(); err == nil {
 		data = pageDataOf(st, 0)
 	}
-	data.Version, data.Forwarding, data.CountsOnly = Version, "(counts only: sign in for details)", true
+	data.Version, data.Forwarding, data.CountsOnly = a.version, "(counts only: sign in for details)", true
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = pageTmpl.Execute(w, data)
@@ -139,13 +138,14 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // errNoSocket: the platform serves no admin socket.
 var errNoSocket = errors.New("the admin socket is served on Linux and Windows (a named pipe) only")
 
-// startAdmin makes the admin endpoint: TCP (admin.listen) and the admin
-// socket (admin.socket), or nil when both are off. The default socket is
-// skipped with a warning when it cannot be made (a read-only data
-// directory, a path too long for a socket); one configured explicitly, or
-// with a socket_group, must work.
-func (d *Daemon) startAdmin(cfg *config.Config, cp *checkpoint.Log) (*admin, error) {
-	warnLegacyToken(cfg.DataDir, d.log)
+// New makes the admin endpoint: TCP (admin.listen) and the admin socket
+// (admin.socket), or nil when both are off. The default socket is skipped
+// with a warning when it cannot be made (a read-only data directory, a
+// path too long for a socket); one configured explicitly, or with a
+// socket_group, must work. It binds; Serve serves.
+func New(opts Options) (*Server, error) {
+	cfg, log := opts.Config, opts.Logger
+	warnLegacyToken(cfg.DataDir, log)
 	sockPath := cfg.Admin.SocketPath(cfg.DataDir)
 	if cfg.Admin.Listen == "" && sockPath == "" {
 		return nil, nil
@@ -161,29 +161,24 @@ func (d *Daemon) startAdmin(cfg *config.Config, cp *checkpoint.Log) (*admin, err
 		case err == nil:
 		case errors.Is(err, errNoSocket):
 			if cfg.Admin.Socket != "" {
-				d.log.Warn("admin.socket is set but " + errNoSocket.Error() + "; use admin.accounts over TCP")
+				log.Warn("admin.socket is set but " + errNoSocket.Error() + "; use admin.accounts over TCP")
 			}
 		case cfg.Admin.Socket != "" || cfg.Admin.SocketGroup != "":
 			// Asked for by name: a socket the configured group cannot
 			// reach would leave its members out silently.
 			return nil, err
 		default:
-			d.log.Warn("the admin socket is not served; local callers need admin.accounts over TCP", "problem", err.Error())
+			log.Warn("the admin socket is not served; local callers need admin.accounts over TCP", "problem", err.Error())
 		}
 	}
 	if cfg.Admin.Listen == "" && sock == nil {
 		return nil, nil
 	}
 	var tc *tls.Config
-	if cfg.Admin.Listen != "" && cfg.Admin.TLS != nil {
-		if tc, err = serverTLS(cfg.Admin.TLS); err != nil {
-			if sock != nil {
-				sock.Close()
-			}
-			return nil, fmt.Errorf("admin.tls: %w", err)
-		}
+	if cfg.Admin.Listen != "" {
+		tc = opts.TLS
 	}
-	a, err := newAdmin(cfg.Admin.Listen, tc, sock, d, access, logadmin.API(cp, access), d.log)
+	a, err := newServer(cfg.Admin.Listen, tc, sock, opts, access, logadmin.API(opts.Log, access))
 	if err != nil {
 		if sock != nil {
 			sock.Close()
@@ -193,8 +188,8 @@ func (d *Daemon) startAdmin(cfg *config.Config, cp *checkpoint.Log) (*admin, err
 	return a, nil
 }
 
-// logListening says where the admin endpoint serves.
-func (a *admin) logListening(log *slog.Logger) {
+// LogListening says where the admin endpoint serves.
+func (a *Server) LogListening(log *slog.Logger) {
 	attrs := []any{}
 	if a.l != nil {
 		attrs = append(attrs, "listen", a.l.Addr().String(), "tls", a.tls)

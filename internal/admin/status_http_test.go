@@ -1,7 +1,8 @@
-package daemon
+package admin_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,31 +10,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/daemon"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
-
-func TestRedactURLs(t *testing.T) {
-	for in, want := range map[string]string{
-		"https://user:pa55w0rd@ehr.example/fhir":            "https://[redacted]@ehr.example/fhir",
-		"https://tok3n@ehr.example/fhir":                    "https://[redacted]@ehr.example/fhir",
-		`Get "http://u:p%40ss@127.0.0.1:1/x": refused`:      `Get "http://[redacted]@127.0.0.1:1/x": refused`,
-		"https://ehr.example/fhir?who=a@b":                  "https://ehr.example/fhir?who=a@b",
-		"no url, mail@example.org":                          "no url, mail@example.org",
-		"a https://a:b@h/x and HTTPS://c:d@h2 in one error": "a https://[redacted]@h/x and HTTPS://[redacted]@h2 in one error",
-	} {
-		if got := redactURLs(in); got != want {
-			t.Errorf("redactURLs(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if got := redactURL("https://user:pa55w0rd@ehr.example/fhir"); strings.Contains(got, "pa55w0rd") || strings.Contains(got, "user") {
-		t.Errorf("redactURL = %q", got)
-	}
-}
 
 // A FHIR base_url with credentials in it is shown on /status and the
 // page without them, and so is the poll error that quotes it.
@@ -57,7 +43,7 @@ func TestStatusHidesURLCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncbuf.Buffer{}
-	d, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	d, err := daemon.Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,4 +89,55 @@ func getBody(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// A started daemon with an opt-out warns once at start and lists it under
+// insecure_settings on /status; one without lists none.
+func TestStatusListsInsecureSettings(t *testing.T) {
+	free := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	for _, optOut := range []bool{true, false} {
+		dir := t.TempDir()
+		target := "    mllp: 192.0.2.1:6661\n    insecure_plaintext: true\n" // TEST-NET-1: never reached, no note is flagged
+		if !optOut {
+			target = "    mllp: 127.0.0.1:6661\n"
+		}
+		t.Setenv(viewerTokenEnv, viewerToken)
+		cfg, err := config.Parse(filepath.Join(dir, "t.yaml"), []byte("data_dir: "+dir+"\nadmin:\n  listen: "+free()+"\n"+viewerAccount+
+			"crm:\n  sandbox:\n    embed: true\n    listen: "+free()+"\nwriteback:\n  target:\n"+target), os.LookupEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs := &syncbuf.Buffer{}
+		d, err := daemon.Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := getBody(t, "http://"+d.AdminAddr().String()+"/status")
+		d.Shutdown(context.Background())
+		var st struct {
+			Insecure []config.InsecureSetting `json:"insecure_settings"`
+		}
+		err = json.Unmarshal([]byte(body), &st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		warnings := strings.Count(logs.String(), "plaintext connection allowed by the configuration")
+		want := []config.InsecureSetting{{Key: "writeback.target.insecure_plaintext", Excuses: "writeback.target.mllp"}}
+		if !optOut {
+			want = nil
+		}
+		if !reflect.DeepEqual(st.Insecure, want) || warnings != len(want) {
+			t.Errorf("opt-out %v: /status insecure_settings = %v, %d warnings; want %v", optOut, st.Insecure, warnings, want)
+		}
+		if strings.Contains(logs.String(), "192.0.2.1") {
+			t.Errorf("a log line shows the address:\n%s", logs.String())
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package daemon
+package admin_test
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/daemon"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
@@ -53,7 +54,7 @@ func startTLSAdmin(t *testing.T, certs *testcerts.Set, tlsExtra string) (string,
 		t.Fatal(err)
 	}
 	logs := &syncbuf.Buffer{}
-	d, err := Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	d, err := daemon.Start(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,12 @@
-package daemon
+package crms
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
@@ -54,7 +57,7 @@ func DataverseClientConfig(d *config.DynamicsConfig) (dynamics.Config, dynamics.
 		}
 		extra = b
 	}
-	hc, err := httpClientTrusting(extra, true)
+	hc, err := HTTPClientTrusting(extra, true)
 	if err != nil {
 		return dynamics.Config{}, dynamics.Auth{}, err
 	}
@@ -88,5 +91,16 @@ func DataverseClientConfig(d *config.DynamicsConfig) (dynamics.Config, dynamics.
 // besides the system's when withSystem is set (the sandbox's own
 // certificate, a TLS-inspecting proxy's CA).
 func HTTPClientTrusting(pemBytes []byte, withSystem bool) (*http.Client, error) {
-	return httpClientTrusting(pemBytes, withSystem)
+	pool := x509.NewCertPool()
+	if withSystem {
+		if sys, err := x509.SystemCertPool(); err == nil {
+			pool = sys
+		}
+	}
+	if len(pemBytes) > 0 && !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("no PEM certificate to trust")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
 }

@@ -1,6 +1,6 @@
 //go:build !linux && !windows
 
-package daemon
+package admin
 
 import (
 	"net"

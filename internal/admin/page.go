@@ -1,4 +1,4 @@
-package daemon
+package admin
 
 import (
 	"html/template"
@@ -43,7 +43,7 @@ type pageData struct {
 	Conflicts           int64
 	DoneWithWarnings    int64 // since the start (the pipeline's count)
 	Records             []*checkpoint.Record
-	FHIR                []fhirStatus
+	FHIR                []FHIRSource
 	CountsOnly          bool // public_counts, for a caller without a role
 }
 
@@ -59,37 +59,37 @@ func pageDataOf(st checkpoint.Stats, warned int64) pageData {
 }
 
 // page serves GET / on the admin address.
-func (a *admin) page(w http.ResponseWriter, r *http.Request) {
+func (a *Server) page(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
 		http.NotFound(w, r)
 		return
 	}
 	var data pageData
 	var warned int64
-	if c := a.d.crm; c != nil {
-		warned = c.pipe.Warned.Load()
+	if c := a.st.CRM(); c != nil {
+		warned = c.Warned
 	}
-	if st, err := a.d.cp.Stats(); err == nil {
+	if st, err := a.cp.Stats(); err == nil {
 		data = pageDataOf(st, warned)
 	}
-	data.Version, data.Forwarding, data.FHIR = Version, a.forwarding(), a.fhirStatus()
-	data.Records, _ = a.d.cp.Recent(50)
+	data.Version, data.Forwarding, data.FHIR = a.version, a.forwarding(), a.fhirStatus()
+	data.Records, _ = a.cp.Recent(50)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = pageTmpl.Execute(w, data)
 }
 
 // forwarding describes where records go.
-func (a *admin) forwarding() string {
-	c := a.d.crm
+func (a *Server) forwarding() string {
+	c := a.st.CRM()
 	if c == nil {
 		return "no CRM configured: messages are stored and acknowledged, not sent on"
 	}
-	out := c.kind
-	if c.sandbox != nil {
-		out = "embedded CRM sandbox (" + c.kind + " side) at " + c.sbAddr
+	out := c.Kind
+	if c.SandboxAddr != "" {
+		out = "embedded CRM sandbox (" + c.Kind + " side) at " + c.SandboxAddr
 	}
-	if until := c.pipe.PausedUntil(); !until.IsZero() {
+	if until := c.PausedUntil; !until.IsZero() {
 		out += "; paused until " + until.UTC().Format(time.RFC3339) + " (CRM API allocation)"
 	}
 	return out

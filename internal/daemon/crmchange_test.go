@@ -17,28 +17,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 )
 
-// The identity names the org or environment, not its spelling nor the
-// embedded sandbox's port.
-func TestCRMIdentity(t *testing.T) {
-	for _, c := range []struct {
-		cc   *config.CRMConfig
-		want string
-	}{
-		{nil, ""},
-		{&config.CRMConfig{Dynamics: &config.DynamicsConfig{URL: "https://Org.CRM.dynamics.com/"}}, "dataverse https://org.crm.dynamics.com"},
-		{&config.CRMConfig{Salesforce: &config.SalesforceConfig{LoginURL: "https://Hospital.my.salesforce.com/", JWTUsername: "Integration@Hospital.example"}},
-			"salesforce https://hospital.my.salesforce.com as integration@hospital.example"},
-		{&config.CRMConfig{Salesforce: &config.SalesforceConfig{LoginURL: "https://hospital.my.salesforce.com"}}, "salesforce https://hospital.my.salesforce.com"},
-		{&config.CRMConfig{Sandbox: &config.SandboxConfig{Embed: true, Listen: "127.0.0.1:1234"}}, "sandbox salesforce (embedded)"},
-		{&config.CRMConfig{Sandbox: &config.SandboxConfig{Embed: true, Listen: "127.0.0.1:5678"}}, "sandbox salesforce (embedded)"},
-		{&config.CRMConfig{Sandbox: &config.SandboxConfig{Flavor: "dataverse", Listen: "127.0.0.1:8089"}}, "sandbox dataverse at 127.0.0.1:8089"},
-	} {
-		if got := CRMIdentity(c.cc); got != c.want {
-			t.Errorf("CRMIdentity = %q, want %q", got, c.want)
-		}
-	}
-}
-
 // run refuses to start against another CRM while the log has records
 // queued for the one it names (an org switched from production to a
 // sandbox org, say), naming both and the flag; with AcceptCRMChange it

@@ -1,4 +1,4 @@
-package daemon
+package admin
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
-	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 )
 
 func TestCommitStatusAndMetrics(t *testing.T) {
@@ -78,10 +77,7 @@ func TestSkippedAndWarnedShown(t *testing.T) {
 		}
 	}
 
-	p := pipeline.New(pipeline.Options{})
-	p.Done.Add(5)
-	p.Skipped.Add(4)
-	p.Warned.Add(2)
+	p := &CRM{Done: 5, Skipped: 4, Warned: 2}
 	text = exposition(t, func(ch chan<- prometheus.Metric) { pipelineMetrics(ch, p) })
 	for _, want := range []string{`ehrbridge_pipeline_records_total{outcome="done"} 5`, `ehrbridge_pipeline_records_total{outcome="skipped"} 4`,
 		"ehrbridge_pipeline_records_with_warnings_total 2\n"} {
@@ -90,7 +86,7 @@ func TestSkippedAndWarnedShown(t *testing.T) {
 		}
 	}
 
-	data := pageDataOf(st, p.Warned.Load())
+	data := pageDataOf(st, p.Warned)
 	now := time.Now()
 	data.Records = []*checkpoint.Record{
 		{ID: 1, State: checkpoint.Skipped, Type: "VXU^V04", Reason: "no mapping for VXU^V04", Received: now},
