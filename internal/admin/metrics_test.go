@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -40,11 +39,12 @@ func metricsDaemon(t *testing.T) string {
 	}))
 	t.Cleanup(fhir.Close)
 	mllpAddr, adminAddr, sbAddr := freePort(t), freePort(t), freePort(t)
+	t.Setenv(viewerTokenEnv, viewerToken)
 	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `data_dir: %s
 admin:
   listen: %s
   socket: "off"
-mappings:
+%smappings:
   paths: [%s]
   timezone: UTC
 crm:
@@ -62,8 +62,8 @@ sources:
       base_url: %s
       types: [Patient]
       schedule: "@every 1h"
-`, t.TempDir(), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), sbAddr, mllpAddr, fhir.URL),
-		func(string) (string, bool) { return "", false })
+`, t.TempDir(), adminAddr, viewerAccount, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), sbAddr, mllpAddr, fhir.URL),
+		os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ sources:
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, body := getMetrics(t, "http://"+adminAddr+"/metrics")
+		body := getBody(t, "http://"+adminAddr+"/metrics")
 		if strings.Contains(body, `ehrbridge_records{state="done"} 1`) && strings.Contains(body, "ehrbridge_crm_api_requests_limit ") &&
 			strings.Contains(body, `ehrbridge_fhir_polls_total{`) {
 			return body
@@ -95,20 +95,6 @@ sources:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func getMetrics(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
 }
 
 // seriesOf is an exposition's metric families and series, values left
