@@ -43,7 +43,7 @@ func mapping(t testing.TB, text string) *Mapping {
 // and returns that field's value (Absent when it was left out).
 func evalField(t *testing.T, expr string) (Value, error) {
 	t.Helper()
-	m, err := Compile("t.yaml", []byte("when: {hl7: ADT}\ntables:\n  sex: {F: female, M: male}\nops:\n  - object: Account\n    key_field: Key\n    key: PID-3[2].1\n    fields:\n      F: "+expr+"\n"), Options{Zone: time.FixedZone("CST", -6*3600)})
+	m, err := Compile("t.yaml", []byte("when: {hl7: ADT}\nz_segments: [ZZZ]\ntables:\n  sex: {F: female, M: male}\nops:\n  - object: Account\n    key_field: Key\n    key: PID-3[2].1\n    fields:\n      F: "+expr+"\n"), Options{Zone: time.FixedZone("CST", -6*3600)})
 	if err != nil {
 		t.Fatalf("%s: compile: %v", expr, err)
 	}
@@ -67,7 +67,7 @@ func TestExpressions(t *testing.T) {
 		{"PID-8.2", Str("Female")},
 		{"PID-19", NullValue}, // "" clears
 		{"PID-6", Value{}},    // empty: left out
-		{"ZZZ-1", Value{}},    // no such segment
+		{"ZZZ-1", Value{}},    // no such segment (declared, not sent)
 		{"OBX-5", Str("72")},  // first OBX outside a repeat
 		{"OBX[2]-5", Str("High|low \\.br\\next")},
 		{"text(OBX[2]-5)", Str("High|low \nnext")},
