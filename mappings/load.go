@@ -206,18 +206,11 @@ func Compile(name string, data []byte, opts Options) (*Mapping, error) {
 	return m, nil
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // parseYAML reads a document into its root mapping node.
 func parseYAML(file string, data []byte) (*yaml.Node, Problems) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := err.Error()
-		if m := yamlLine.FindStringSubmatch(msg); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			return nil, Problems{{File: file, Line: line, Msg: "YAML syntax: " + m[2]}}
-		}
-		return nil, Problems{{File: file, Msg: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}}
+		return nil, Problems{yamlSyntaxProblem(file, data, err)}
 	}
 	if len(doc.Content) == 0 {
 		return nil, Problems{{File: file, Msg: "the file is empty"}}

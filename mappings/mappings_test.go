@@ -411,7 +411,7 @@ func TestLint(t *testing.T) {
 		{"clock in fhirpath", "when: {fhir: Patient}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: \"=fhirpath('now() - birthDate')\"\n", "uses now(), which depends on the clock"},
 		{"resolve in fhirpath", "when: {fhir: Observation}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: subject.resolve().name.family\n", "uses resolve()"},
 		{"environment variable in fhirpath", "when: {fhir: Patient}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: \"=fhirpath('%terminologies.expand()')\"\n", "uses %terminologies"},
-		{"yaml syntax", "when: {hl7: ADT\nops: []\n", "t.yaml:1: YAML syntax"},
+		{"yaml syntax", "when: {hl7: ADT\nops: []\n", "t.yaml:1:7: YAML syntax"},
 		{"text of non-path", "when: {hl7: ADT}\nops:\n  - object: A\n    key_field: K\n    key: PID-3.1\n    fields:\n      X: text(\"a\")\n", "text: the argument must be an HL7 path"},
 		{"bad output", "when: {fhir: CoordinatorNote}\noutput: x12\nops:\n  - object: TXA\n    fields: {TXA-1: id}\n", `t.yaml:2:9: output "x12": use crm`},
 		{"hl7 output: object not a segment", "when: {fhir: CoordinatorNote}\noutput: hl7\nops:\n  - object: Task\n    fields: {TXA-1: id}\n", `t.yaml:4:13: object "Task" is not an HL7 segment id`},
