@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 )
@@ -176,18 +175,65 @@ func IsStandardSegment(id string) bool {
 	return ok
 }
 
-// LookupSegment returns segment id as version defines it. When version
-// (MSH-12, like "2.5.1"; "" for the newest) does not define it, or is not
-// one of DefinedVersions, the definition of the nearest version that
-// defines the segment is returned, the later one on a tie; its Version
-// says which. It reports false for a segment no version defines (a Z
+// LookupSegment returns segment id as version defines it. A version that
+// is not one of DefinedVersions (MSH-12, like "2.8"; "" for the newest)
+// is taken as the nearest that is, the later one on a tie; when that
+// version does not define the segment, the definition of the nearest
+// version that does is returned. Its Version says which. It reports false for a segment no version defines (a Z
 // segment, a typo).
 func LookupSegment(version, id string) (SegmentDef, bool) {
+	s, ok := cachedSegment(version, id)
+	s.Fields = append([]FieldDef(nil), s.Fields...) // the caller's own copy
+	return s, ok
+}
+
+// cachedSegment is LookupSegment without the copy, for this package.
+func cachedSegment(version, id string) (SegmentDef, bool) {
+	id = strings.ToUpper(id)
+	version = nearestDefined(version)
+	ck := version + "|" + id
+	if v, ok := segmentCache.Load(ck); ok {
+		return v.(SegmentDef), true
+	}
+	s, ok := lookupSegment(version, id)
+	if ok {
+		segmentCache.Store(ck, s)
+	}
+	return s, ok
+}
+
+// segmentCache holds the definitions looked up, by defined version and
+// id: hl7 show asks for the same few segments again and again. Only found
+// segments are kept, under one of the defined versions, so odd MSH-12
+// values cannot grow it.
+var segmentCache sync.Map
+
+// nearestDefined is the defined version nearest to v (the later one on a
+// tie; the newest for "" or an unreadable v).
+func nearestDefined(v string) string {
+	d, err := loadDefs()
+	if err != nil || len(d.Versions) == 0 {
+		return v
+	}
+	for _, x := range d.Versions {
+		if x == v {
+			return v
+		}
+	}
+	best := d.Versions[0]
+	for _, x := range d.Versions[1:] {
+		if closer(v, x, best) {
+			best = x
+		}
+	}
+	return best
+}
+
+func lookupSegment(version, id string) (SegmentDef, bool) {
 	d, err := loadDefs()
 	if err != nil {
 		return SegmentDef{}, false
 	}
-	id = strings.ToUpper(id)
 	list := d.Segments[id]
 	if len(list) == 0 {
 		return SegmentDef{}, false
@@ -237,11 +283,33 @@ func MaxFieldCount(id string) int {
 // the same fallback as LookupSegment. Primitive types (ST, NM, ...) are
 // found with no components.
 func LookupType(version, id string) (TypeDef, bool) {
+	t, ok := cachedType(version, id)
+	t.Components = append([]ComponentDef(nil), t.Components...)
+	return t, ok
+}
+
+// typeCache is segmentCache for data types.
+var typeCache sync.Map
+
+func cachedType(version, id string) (TypeDef, bool) {
+	id = strings.ToUpper(id)
+	version = nearestDefined(version)
+	ck := version + "|" + id
+	if v, ok := typeCache.Load(ck); ok {
+		return v.(TypeDef), true
+	}
+	t, ok := lookupType(version, id)
+	if ok {
+		typeCache.Store(ck, t)
+	}
+	return t, ok
+}
+
+func lookupType(version, id string) (TypeDef, bool) {
 	d, err := loadDefs()
 	if err != nil {
 		return TypeDef{}, false
 	}
-	id = strings.ToUpper(id)
 	list := d.Types[id]
 	if len(list) == 0 {
 		return TypeDef{}, false
@@ -285,22 +353,29 @@ func closer(want, a, b string) bool {
 }
 
 // versionNumber turns "2.5.1" into 2*10000 + 5*100 + 1, for distances.
+// It takes two or three dot-separated numbers below 100.
 func versionNumber(v string) (int, bool) {
-	parts := strings.Split(strings.TrimSpace(v), ".")
-	if len(parts) < 2 || len(parts) > 3 {
-		return 0, false
-	}
-	n := 0
-	for i := 0; i < 3; i++ {
-		x := 0
-		if i < len(parts) {
-			var err error
-			x, err = strconv.Atoi(parts[i])
-			if err != nil || x < 0 || x > 99 {
+	v = strings.TrimSpace(v)
+	n, parts, x, digits := 0, 0, 0, 0
+	for i := 0; i <= len(v); i++ {
+		if i == len(v) || v[i] == '.' {
+			if digits == 0 || parts == 3 {
 				return 0, false
 			}
+			n, parts, x, digits = n*100+x, parts+1, 0, 0
+			continue
 		}
-		n = n*100 + x
+		c := v[i]
+		if c < '0' || c > '9' || digits == 2 {
+			return 0, false
+		}
+		x, digits = x*10+int(c-'0'), digits+1
+	}
+	if parts < 2 {
+		return 0, false
+	}
+	if parts == 2 {
+		n *= 100
 	}
 	return n, true
 }
@@ -310,4 +385,43 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+// PathName names what a path addresses, as version (MSH-12) defines it:
+// "Patient Name" for PID-5, "Patient Name / Family Name" for PID-5.1,
+// "Patient Identifier List / Assigning Authority / Namespace ID" for
+// PID-3.4.1. Parts the definitions do not name are left off (a component
+// of a field that has none in that version); "" for a segment or field
+// no version defines (a Z segment).
+func PathName(version string, p Path) string {
+	s, ok := cachedSegment(version, p.Segment)
+	if !ok {
+		return ""
+	}
+	f, ok := s.Field(p.Field)
+	if !ok {
+		return ""
+	}
+	name := f.Name
+	if p.Component == 0 {
+		return name
+	}
+	t, ok := cachedType(s.Version, f.Type)
+	if !ok {
+		return name
+	}
+	c, ok := t.Component(p.Component)
+	if !ok {
+		return name
+	}
+	name += " / " + c.Name
+	if p.Subcomponent == 0 {
+		return name
+	}
+	if st, ok := cachedType(s.Version, c.Type); ok {
+		if sc, ok := st.Component(p.Subcomponent); ok {
+			name += " / " + sc.Name
+		}
+	}
+	return name
 }

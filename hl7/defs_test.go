@@ -106,3 +106,33 @@ func TestVersionDistance(t *testing.T) {
 		}
 	}
 }
+
+func TestPathName(t *testing.T) {
+	for _, c := range []struct{ version, path, want string }{
+		{"2.5.1", "PID-5", "Patient Name"},
+		{"2.5.1", "PID-5[2].1", "Patient Name / Family Name"},
+		{"2.5.1", "PID-5.1.1", "Patient Name / Family Name / Surname"},
+		{"2.5.1", "PID-3.4.1", "Patient Identifier List / Assigning Authority / Namespace ID"},
+		{"2.8", "MSH-9.2", "Message Type / Trigger Event"},
+		{"2.5", "PID-8.2", "Administrative Sex"}, // IS has no components: the field alone
+		{"2.5", "OBX[2]-5", "Observation Value"},
+		{"2.5", "ZPD-1", ""},
+		{"2.5", "PID-99", ""},
+	} {
+		if got := PathName(c.version, MustPath(c.path)); got != c.want {
+			t.Errorf("PathName(%s, %s) = %q, want %q", c.version, c.path, got, c.want)
+		}
+	}
+}
+
+func TestVersionNumber(t *testing.T) {
+	for v, want := range map[string]int{"2.5.1": 20501, "2.5": 20500, " 2.8 ": 20800, "2.10": 21000, "2": -1, "2.5.1.1": -1, "2.x": -1, "": -1, "2..1": -1, "2.100": -1} {
+		got, ok := versionNumber(v)
+		if !ok {
+			got = -1
+		}
+		if got != want {
+			t.Errorf("versionNumber(%q) = %d, want %d", v, got, want)
+		}
+	}
+}
