@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -28,7 +29,7 @@ func yamlSyntaxProblem(file string, data []byte, err error) Problem {
 		msg = m[2]
 	}
 	p := Problem{File: file, Line: reported, Msg: "YAML syntax: " + msg}
-	if line, col, at, ok := yamlErrorAt(data, msg); ok {
+	if line, col, at, ok := yamlErrorAt(data, msg, reported); ok {
 		p.Line, p.Col = line, col
 		if hint := yamlHint(msg, at); hint != "" {
 			p.Msg += " (" + hint + ")"
@@ -40,7 +41,15 @@ func yamlSyntaxProblem(file string, data []byte, err error) Problem {
 // yamlErrorAt returns the 1-based line and column at which data first
 // fails to parse with message msg, and the character there. For an
 // unclosed flow collection ({hl7: ADT) that is the bracket left open.
-func yamlErrorAt(data []byte, msg string) (line, col int, at rune, ok bool) {
+//
+// A prefix of the document that holds the offending character fails with
+// msg, and so does every longer one (yaml.v3 stops at the first error);
+// a shorter one parses, or fails otherwise. So the end of the shortest
+// failing prefix is found by bisection, first over line ends, then over
+// the characters of that line: some twenty parses, whatever the size of
+// the file. The search starts just before the line yaml.v3 reported
+// (where the enclosing construct starts, never after the error).
+func yamlErrorAt(data []byte, msg string, reported int) (line, col int, at rune, ok bool) {
 	if len(data) > 1<<20 {
 		return 0, 0, 0, false // a mapping file is far smaller; do not spend the time
 	}
@@ -64,34 +73,40 @@ func yamlErrorAt(data []byte, msg string) (line, col int, at rune, ok bool) {
 			starts = append(starts, i+1)
 		}
 	}
-	for k := range starts {
-		end := len(data)
+	lineEnd := func(k int) int {
 		if k+1 < len(starts) {
-			end = starts[k+1]
+			return starts[k+1]
 		}
-		if !failsSame(data[:end]) {
-			continue
-		}
-		text := bytes.TrimRight(data[starts[k]:end], "\r\n")
-		c := firstNonBlank(text)
-		for n := 1; n <= len(text); n++ {
-			if n < len(text) && !utf8.RuneStart(text[n]) {
-				continue // not a character boundary
-			}
-			if failsSame(data[:starts[k]+n]) {
-				c = n - 1
-				if open := unclosedBracket(msg); open != 0 {
-					if i := bytes.LastIndexByte(text[:n], open); i >= 0 {
-						c = i
-					}
-				}
-				break
-			}
-		}
-		at, _ = utf8.DecodeRune(text[c:])
-		return k + 1, utf8.RuneCount(text[:c]) + 1, at, true
+		return len(data)
 	}
-	return 0, 0, 0, false
+	// The first line k whose prefix, through its end, fails with msg.
+	first := min(max(reported-2, 0), len(starts)-1)
+	if first > 0 && failsSame(data[:lineEnd(first-1)]) {
+		first = 0 // the reported line is already past it: search it all
+	}
+	k := first + sort.Search(len(starts)-first, func(i int) bool { return failsSame(data[:lineEnd(first+i)]) })
+	if k >= len(starts) {
+		return 0, 0, 0, false
+	}
+	text := bytes.TrimRight(data[starts[k]:lineEnd(k)], "\r\n")
+	// The first character whose prefix fails with msg.
+	n := sort.Search(len(text), func(i int) bool {
+		return failsSame(data[:starts[k]+i+1])
+	})
+	c := firstNonBlank(text)
+	if n < len(text) {
+		c = n
+		for c > 0 && !utf8.RuneStart(text[c]) {
+			c-- // the start of the character that byte is part of
+		}
+		if open := unclosedBracket(msg); open != 0 {
+			if i := bytes.LastIndexByte(text[:n+1], open); i >= 0 {
+				c = i
+			}
+		}
+	}
+	at, _ = utf8.DecodeRune(text[c:])
+	return k + 1, utf8.RuneCount(text[:c]) + 1, at, true
 }
 
 // unclosedBracket is the bracket that a message about a flow collection
