@@ -44,4 +44,8 @@
 //     delimiters.
 //   - Message and Segment format themselves with %v as a short summary, not
 //     their content, so a stray fmt call cannot leak patient data.
+//   - LookupSegment, LookupType and PathName describe segments, fields and
+//     data types from embedded HL7 v2.3 to 2.7.1 definitions (npm
+//     hl7-dictionary 1.0.1, MIT; README.defs.md). Other versions, 2.8
+//     among them, are described by the nearest defined one.
 package hl7

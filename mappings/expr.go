@@ -184,6 +184,9 @@ type exprParser struct {
 	// calls collects the calls whose names are resolved after all ops are
 	// known (ref).
 	calls []*call
+	// checkPath, when set, says what is wrong with an HL7 path's segment
+	// or field ("" when nothing is).
+	checkPath func(hl7.Path) string
 }
 
 type exprError struct {
@@ -196,8 +199,8 @@ func (p *exprParser) fail(off int, format string, args ...any) {
 }
 
 // parseExpression parses a whole expression.
-func parseExpression(src string, fhir bool, tables map[string]map[string]string) (node, []*call, []exprError) {
-	p := &exprParser{src: src, fhir: fhir, tables: tables}
+func parseExpression(src string, fhir bool, tables map[string]map[string]string, checkPath func(hl7.Path) string) (node, []*call, []exprError) {
+	p := &exprParser{src: src, fhir: fhir, tables: tables, checkPath: checkPath}
 	p.skipSpace()
 	if p.pos >= len(p.src) {
 		p.fail(0, "empty expression")
@@ -366,6 +369,12 @@ func (p *exprParser) hl7Path(start int) node {
 	if err != nil {
 		p.fail(start, "%s", strings.TrimPrefix(err.Error(), "hl7 "))
 		return nil
+	}
+	if p.checkPath != nil {
+		if msg := p.checkPath(path); msg != "" {
+			p.fail(start, "%s", msg)
+			return nil
+		}
 	}
 	return &hl7Path{p: path}
 }

@@ -206,18 +206,11 @@ func Compile(name string, data []byte, opts Options) (*Mapping, error) {
 	return m, nil
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // parseYAML reads a document into its root mapping node.
 func parseYAML(file string, data []byte) (*yaml.Node, Problems) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := err.Error()
-		if m := yamlLine.FindStringSubmatch(msg); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			return nil, Problems{{File: file, Line: line, Msg: "YAML syntax: " + m[2]}}
-		}
-		return nil, Problems{{File: file, Msg: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}}
+		return nil, Problems{yamlSyntaxProblem(file, data, err)}
 	}
 	if len(doc.Content) == 0 {
 		return nil, Problems{{File: file, Msg: "the file is empty"}}
@@ -237,7 +230,7 @@ func compileFile(file string, data []byte, opts Options) (*Mapping, Problems) {
 	l := &loader{opts: opts, file: file}
 	base := filepath.Base(file)
 	m := &Mapping{Name: strings.TrimSuffix(base, filepath.Ext(base)), File: file, zone: opts.Zone}
-	keys := l.entries(root, []string{"description", "when", "output", "lane", "timezone", "tables", "ops", "on_delete"}, "mapping")
+	keys := l.entries(root, []string{"description", "when", "output", "lane", "timezone", "tables", "z_segments", "ops", "on_delete"}, "mapping")
 	if n := keys["description"]; n != nil {
 		m.Description, _ = l.str(n, "description")
 	}
@@ -272,6 +265,9 @@ func compileFile(file string, data []byte, opts Options) (*Mapping, Problems) {
 		tables = l.tables(n, filepath.Dir(file))
 	}
 	sc := &scope{l: l, m: m, tables: tables}
+	if n := keys["z_segments"]; n != nil {
+		sc.zsegs = l.zSegments(n)
+	}
 	if n := keys["lane"]; n != nil {
 		m.lane = sc.expr(n, "lane")
 		sc.lintKey(m.lane, n, "lane")
@@ -502,6 +498,7 @@ type scope struct {
 	l      *loader
 	m      *Mapping
 	tables map[string]map[string]string
+	zsegs  map[string]bool // z_segments: the site-defined segments the mapping reads
 	refs   []pendingRef
 	byID   map[string]*opDef
 }
@@ -549,7 +546,7 @@ func (sc *scope) exprCalls(n *yaml.Node, what string) (*expression, []*call) {
 	} else if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
 		src = strings.TrimPrefix(strings.TrimSpace(src), "=")
 	}
-	root, calls, errs := parseExpression(src, sc.m.fhir, sc.tables)
+	root, calls, errs := parseExpression(src, sc.m.fhir, sc.tables, sc.pathProblem)
 	for _, e := range errs {
 		col := n.Column + colShift + e.off
 		if strings.Contains(n.Value, "\n") || n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
@@ -593,6 +590,14 @@ func (sc *scope) ops(n *yaml.Node) {
 				switch {
 				case sc.m.hl7Out && !segmentRe.MatchString(s):
 					l.addAt(k, "object %q is not an HL7 segment id (three letters or digits, like TXA or ZNT)", s)
+				case sc.m.hl7Out && strings.HasPrefix(s, "Z"):
+					// An op that writes a Z segment declares it.
+					if sc.zsegs == nil {
+						sc.zsegs = map[string]bool{}
+					}
+					sc.zsegs[s] = true
+				case sc.m.hl7Out && sc.segmentProblem(s) != "":
+					l.addAt(k, "object: %s", sc.segmentProblem(s))
 				case !sc.m.hl7Out && !identRe.MatchString(s):
 					l.addAt(k, "object %q is not an API name (letters, digits, _)", s)
 				}
@@ -734,6 +739,9 @@ func (sc *scope) segmentField(op *opDef, k *yaml.Node) bool {
 		sc.l.addAt(k, "target %s names a segment occurrence; each op writes one new segment, so write %s", k.Value, strings.Replace(k.Value, k.Value[3:strings.IndexByte(k.Value, ']')+1], "", 1))
 	case p.Segment == "MSH" && p.Field <= 2:
 		sc.l.addAt(k, "MSH-1 and MSH-2 hold the delimiters; they cannot be mapped")
+	case sc.segmentProblem(p.Segment) == "" && sc.pathProblem(p) != "":
+		// (an unknown segment is reported once, at the op's object)
+		sc.l.addAt(k, "target %s", sc.pathProblem(p))
 	default:
 		return true
 	}
@@ -759,12 +767,20 @@ func (sc *scope) foreach(n *yaml.Node) *foreach {
 		return fe
 	}
 	if looksLikeSegment(s) {
+		if msg := sc.segmentProblem(s); msg != "" {
+			l.addAt(n, "foreach: %s", msg)
+			return nil
+		}
 		fe.segment = s
 		return fe
 	}
 	p, err := hl7.ParsePath(s)
 	if err != nil || p.Component > 0 || p.Rep > 0 {
 		l.addAt(n, "foreach: %q must be a segment id (OBX) or a repeating field (PID-3)", s)
+		return nil
+	}
+	if msg := sc.pathProblem(p); msg != "" {
+		l.addAt(n, "foreach: %s", msg)
 		return nil
 	}
 	fe.field = &p

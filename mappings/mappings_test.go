@@ -43,7 +43,7 @@ func mapping(t testing.TB, text string) *Mapping {
 // and returns that field's value (Absent when it was left out).
 func evalField(t *testing.T, expr string) (Value, error) {
 	t.Helper()
-	m, err := Compile("t.yaml", []byte("when: {hl7: ADT}\ntables:\n  sex: {F: female, M: male}\nops:\n  - object: Account\n    key_field: Key\n    key: PID-3[2].1\n    fields:\n      F: "+expr+"\n"), Options{Zone: time.FixedZone("CST", -6*3600)})
+	m, err := Compile("t.yaml", []byte("when: {hl7: ADT}\nz_segments: [ZZZ]\ntables:\n  sex: {F: female, M: male}\nops:\n  - object: Account\n    key_field: Key\n    key: PID-3[2].1\n    fields:\n      F: "+expr+"\n"), Options{Zone: time.FixedZone("CST", -6*3600)})
 	if err != nil {
 		t.Fatalf("%s: compile: %v", expr, err)
 	}
@@ -67,7 +67,7 @@ func TestExpressions(t *testing.T) {
 		{"PID-8.2", Str("Female")},
 		{"PID-19", NullValue}, // "" clears
 		{"PID-6", Value{}},    // empty: left out
-		{"ZZZ-1", Value{}},    // no such segment
+		{"ZZZ-1", Value{}},    // no such segment (declared, not sent)
 		{"OBX-5", Str("72")},  // first OBX outside a repeat
 		{"OBX[2]-5", Str("High|low \\.br\\next")},
 		{"text(OBX[2]-5)", Str("High|low \nnext")},
@@ -411,7 +411,7 @@ func TestLint(t *testing.T) {
 		{"clock in fhirpath", "when: {fhir: Patient}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: \"=fhirpath('now() - birthDate')\"\n", "uses now(), which depends on the clock"},
 		{"resolve in fhirpath", "when: {fhir: Observation}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: subject.resolve().name.family\n", "uses resolve()"},
 		{"environment variable in fhirpath", "when: {fhir: Patient}\nops:\n  - object: A\n    key_field: K\n    key: id\n    fields:\n      X: \"=fhirpath('%terminologies.expand()')\"\n", "uses %terminologies"},
-		{"yaml syntax", "when: {hl7: ADT\nops: []\n", "t.yaml:1: YAML syntax"},
+		{"yaml syntax", "when: {hl7: ADT\nops: []\n", "t.yaml:1:7: YAML syntax"},
 		{"text of non-path", "when: {hl7: ADT}\nops:\n  - object: A\n    key_field: K\n    key: PID-3.1\n    fields:\n      X: text(\"a\")\n", "text: the argument must be an HL7 path"},
 		{"bad output", "when: {fhir: CoordinatorNote}\noutput: x12\nops:\n  - object: TXA\n    fields: {TXA-1: id}\n", `t.yaml:2:9: output "x12": use crm`},
 		{"hl7 output: object not a segment", "when: {fhir: CoordinatorNote}\noutput: hl7\nops:\n  - object: Task\n    fields: {TXA-1: id}\n", `t.yaml:4:13: object "Task" is not an HL7 segment id`},

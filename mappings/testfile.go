@@ -19,7 +19,7 @@ import (
 //
 //	tests:
 //	  - name: admission creates the patient
-//	    input_file: ../../samples/hl7v2/ADT-A01-01.hl7   # relative to this file
+//	    input_file: samples/ADT-A01-01.hl7   # relative to this file
 //	    expect:
 //	      - object: Account
 //	        key_field: SourceSystemIdentifier
@@ -159,7 +159,11 @@ func ParseTestFile(path string) (*TestFile, error) {
 				f := filepath.Join(filepath.Dir(path), s)
 				b, err := os.ReadFile(f)
 				if err != nil {
-					l.addAt(inf, "input_file: cannot read %s: %s", s, errText(err))
+					hint := ""
+					if strings.HasPrefix(filepath.ToSlash(filepath.Clean(s)), "../") {
+						hint = "; keep inputs inside the set (samples/ beside the test file) or inline (input: |), so that the set works wherever it is copied"
+					}
+					l.addAt(inf, "input_file: cannot read %s (relative to this test file, %s): %s%s", s, f, errText(err), hint)
 				}
 				tc.input, tc.inputName = b, s
 			}

@@ -54,7 +54,8 @@ func cmdHL7Show(args []string, stdout, stderr io.Writer) int {
 	text := fs.Bool("text", false, "render formatting escapes (\\.br\\ as a line break) instead of showing them")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ehrbridge hl7 show [--text] FILE")
-		fmt.Fprintln(stderr, "Prints every populated value with the path that addresses it in mappings and hl7 get.")
+		fmt.Fprintln(stderr, "Prints every populated value with the path that addresses it in mappings and hl7 get,")
+		fmt.Fprintln(stderr, "and the name the message's HL7 version (MSH-12) gives it; \"-\" for a Z segment.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -77,6 +78,15 @@ func cmdHL7Show(args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintf(tw, "# message %d of %d\n", i+1, len(msgs))
 		}
+		version := m.Header().Version
+		if named := namesVersion(version); named != version {
+			// Not the message's own version: say whose names these are.
+			was := "no MSH-12"
+			if version != "" {
+				was = fmt.Sprintf("MSH-12 is %q", version)
+			}
+			fmt.Fprintf(tw, "# names from HL7 %s definitions (%s)\n", named, was)
+		}
 		m.Walk(func(path string, v hl7.Value) bool {
 			s := v.String()
 			if *text {
@@ -85,12 +95,40 @@ func cmdHL7Show(args []string, stdout, stderr io.Writer) int {
 			if v.IsNull() {
 				s = `"" (explicit null)`
 			}
-			fmt.Fprintf(tw, "%s\t%s\n", path, s)
+			name := "-"
+			if p, err := hl7.ParsePath(path); err == nil {
+				if n := hl7.PathName(version, p); n != "" {
+					name = shorten(n, maxNameWidth)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", path, name, s)
 			return true
 		})
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// maxNameWidth keeps the name column of hl7 show readable: a few
+// subcomponent names run to 90 characters.
+const maxNameWidth = 48
+
+// shorten cuts s to at most n runes, marking the cut with "...".
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-3]) + "..."
+}
+
+// namesVersion is the version whose definitions name the fields of a
+// message of version v: v itself, or the nearest defined one.
+func namesVersion(v string) string {
+	if s, ok := hl7.LookupSegment(v, "MSH"); ok {
+		return s.Version
+	}
+	return v
 }
 
 func cmdHL7Get(args []string, stdout, stderr io.Writer) int {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 )
 
@@ -72,14 +73,36 @@ func TestHL7Show(t *testing.T) {
 	if len(lines) < 50 {
 		t.Fatalf("only %d lines", len(lines))
 	}
+	// The message is 2.8: its names come from the nearest definitions.
+	if lines[0] != `# names from HL7 2.7.1 definitions (MSH-12 is "2.8")` {
+		t.Errorf("first line %q", lines[0])
+	}
 	var paths, values []string
-	for _, l := range lines {
-		path, value, ok := strings.Cut(l, " ")
+	for _, l := range lines[1:] {
+		path, rest, ok := strings.Cut(l, " ")
 		if !ok {
 			t.Fatalf("line without value: %q", l)
 		}
+		// Each line is path, name, value; the name is the definition's.
+		name := "-"
+		if n := hl7.PathName("2.8", hl7.MustPath(path)); n != "" {
+			name = shorten(n, maxNameWidth)
+		}
+		rest = strings.TrimLeft(rest, " ")
+		if !strings.HasPrefix(rest, name+"  ") {
+			t.Fatalf("%s: line %q does not name it %q", path, l, name)
+		}
 		paths = append(paths, path)
-		values = append(values, strings.TrimLeft(value, " "))
+		values = append(values, strings.TrimLeft(rest[len(name):], " "))
+	}
+	for _, want := range []string{
+		"PID-5[1].1.1  Patient Name / Family Name / Surname  ",
+		"MSH-9.2  Message Type / Trigger Event  A01",
+		"PID-7  Date/Time of Birth  ",
+	} {
+		if !strings.Contains(squeeze(out), want) {
+			t.Errorf("show lacks %q", want)
+		}
 	}
 	for _, want := range []string{"PID-3[2].1", "PID-5[1].1.1", "PID-5[1].1.5", "MSH-9.2", "MSH-4.2"} {
 		if !contains(paths, want) {
@@ -95,6 +118,14 @@ func TestHL7Show(t *testing.T) {
 			t.Errorf("%s: show %q, get %q", paths[i], values[i], gotLines[i])
 		}
 	}
+}
+
+// squeeze turns runs of two or more spaces into two, undoing alignment.
+func squeeze(s string) string {
+	for strings.Contains(s, "   ") {
+		s = strings.ReplaceAll(s, "   ", "  ")
+	}
+	return s
 }
 
 func TestHL7ShowBatchAndText(t *testing.T) {

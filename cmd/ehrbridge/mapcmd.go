@@ -317,8 +317,11 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// explainInput prints how each accepting mapping maps the input.
+// explainInput prints how each accepting mapping maps the input. Each op
+// written carries its number among the input's ops, the number a
+// dead-letter reason names ("on Contact (op 2: upsert by ...)").
 func explainInput(w io.Writer, set *mappings.Set, in mappings.Input, where string) {
+	n := 0
 	for _, m := range set.Mappings {
 		if !m.Accepts(in) {
 			continue
@@ -334,10 +337,11 @@ func explainInput(w io.Writer, set *mappings.Set, in mappings.Input, where strin
 				fmt.Fprintf(w, "-- op %s%s skipped: if %s is false\n", x.OpID, rep, x.If)
 				continue
 			}
+			n++
 			if x.Op.Action == mappings.Segment {
-				fmt.Fprintf(w, "op %s%s: segment %s\n", x.OpID, rep, x.Op.Object)
+				fmt.Fprintf(w, "op %s%s: segment %s (op %d)\n", x.OpID, rep, x.Op.Object, n)
 			} else {
-				fmt.Fprintf(w, "op %s%s: %s %s %s=%q\n", x.OpID, rep, x.Op.Action, x.Op.Object, x.Op.KeyField, x.Op.Key)
+				fmt.Fprintf(w, "op %s%s: %s %s %s=%q (op %d)\n", x.OpID, rep, x.Op.Action, x.Op.Object, x.Op.KeyField, x.Op.Key, n)
 				fmt.Fprintf(w, "    %-28s <- %s\n", "(key)", x.Key)
 			}
 			for _, f := range x.Fields {

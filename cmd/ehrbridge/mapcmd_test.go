@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -211,7 +213,7 @@ func TestMapExplain(t *testing.T) {
 	_, out := mapExplain(t, "      LastName: PID-5.1\n      Email: PID-13.4\n  - id: visit\n    object: ClinicalEncounter\n    key_field: K\n    key: PV1-19.1\n    if: present(PV1-19.1)\n    fields:\n      PatientId: ref(patient)\n", "")
 	for _, want := range []string{
 		"mapping patient (",
-		`op patient: upsert Account K="H|42"`,
+		`op patient: upsert Account K="H|42" (op 1)`,
 		`(key)                        <- key(PID-3.4, PID-3.1)`,
 		`LastName = "DOE"`,
 		"Email = (left out: no value) <- PID-13.4",
@@ -240,5 +242,38 @@ func TestMapWarnings(t *testing.T) {
 	if code != exitOK || !strings.Contains(errOut, "message 1 (ADT^A28): warning: patient/patient.Birth: date(): the value has no day") ||
 		strings.Contains(out, "warning") || strings.Contains(out+errOut, "1962") || !strings.Contains(out, `"LastName":"DOE"`) {
 		t.Errorf("map: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+}
+
+// map --explain numbers the ops as map lists them (and as the pipeline
+// counts them in a dead letter's reason), across mappings and repeats.
+func TestMapExplainNumbersOpsAsMapListsThem(t *testing.T) {
+	set := filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud")
+	msg := filepath.Join(set, "samples", "ADT-A01-01.hl7")
+	out, errOut, code := runCLI(t, "map", "--mappings", set, msg)
+	if code != exitOK {
+		t.Fatalf("map: exit %d: %s", code, errOut)
+	}
+	var objects []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var op struct{ Object, Action string }
+		if err := json.Unmarshal([]byte(line), &op); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		objects = append(objects, op.Action+" "+op.Object)
+	}
+	if len(objects) < 3 {
+		t.Fatalf("only %d ops", len(objects))
+	}
+	explain, _, _ := runCLI(t, "map", "--explain", "--mappings", set, msg)
+	re := regexp.MustCompile(`(?m)^op [^:]+: (\w+ \w+) .*\(op (\d+)\)$`)
+	found := re.FindAllStringSubmatch(explain, -1)
+	if len(found) != len(objects) {
+		t.Fatalf("explain numbers %d ops, map lists %d:\n%s", len(found), len(objects), explain)
+	}
+	for i, f := range found {
+		if f[2] != strconv.Itoa(i+1) || f[1] != objects[i] {
+			t.Errorf("explain op %s is %q; map's op %d is %q", f[2], f[1], i+1, objects[i])
+		}
 	}
 }

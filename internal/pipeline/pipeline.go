@@ -509,6 +509,7 @@ func settleWithRetry(ctx context.Context, l *checkpoint.Log, s []checkpoint.Sett
 func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Result, now time.Time, pause *time.Time) {
 	var throttled, permanent, transient *connectors.Error
 	var permanentOp, transientOp *connectors.Op
+	var permanentNo, transientNo int // 1-based, among the record's ops
 	var other error
 	targets := make([]string, 0, it.n)
 	for k := it.first; k < it.first+it.n; k++ {
@@ -531,11 +532,11 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 			throttled = e
 		case connectors.Permanent:
 			if permanent == nil {
-				permanent, permanentOp = e, &ops[k]
+				permanent, permanentOp, permanentNo = e, &ops[k], k-it.first+1
 			}
 		default:
 			if transient == nil {
-				transient, transientOp = e, &ops[k]
+				transient, transientOp, transientNo = e, &ops[k], k-it.first+1
 			}
 		}
 	}
@@ -546,13 +547,13 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 		if at.After(*pause) {
 			*pause = at
 		}
-		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, at, crmReason(throttled, nil)
+		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, at, crmReason(throttled, nil, 0)
 	case permanent != nil:
-		s.State, s.Reason, s.Detail = checkpoint.Dead, crmReason(permanent, permanentOp), permanent.Message
+		s.State, s.Reason, s.Detail = checkpoint.Dead, crmReason(permanent, permanentOp, permanentNo), permanent.Message
 	case transient != nil || other != nil:
 		reason := "CRM unreachable"
 		if transient != nil {
-			reason, s.Detail = crmReason(transient, transientOp), transient.Message
+			reason, s.Detail = crmReason(transient, transientOp, transientNo), transient.Message
 		}
 		wait := p.Backoff(it.rec.Attempts)
 		if transient != nil && transient.RetryAfter > wait {
@@ -683,8 +684,12 @@ func (p *Pipeline) Backoff(attempts int) time.Duration {
 }
 
 // crmReason is the reason kept in clear for a record the CRM refused:
-// the error's kind, its code, the object of the op it refused and the
-// field names it named. The CRM's message is never part of it: it can
+// the error's kind, its code, the op it refused (object; its number n
+// among the record's ops, as ehrbridge map lists them, its action, key
+// field and mapping) and the field names it named: "crm permanent error
+// REQUIRED_FIELD_MISSING (HTTP 400) on Contact (op 2: upsert by MRN__c,
+// mapping patient); fields: LastName". Names from the mapping set are
+// the admin's, not patient data; the key's value is left out. The CRM's message is never part of it: it can
 // quote any value of the record (Salesforce's DUPLICATE_VALUE quotes the
 // duplicate key, an MRN; a FIELD_CUSTOM_VALIDATION_EXCEPTION whatever the
 // rule's author wrote), in any case or format, so that no scrubbing of
@@ -692,7 +697,7 @@ func (p *Pipeline) Backoff(attempts int) time.Duration {
 // the payload and shown only by an audited reveal. Code and field names
 // come from the CRM too: anything that does not look like a code or an
 // API name is left out, so a CRM that puts a value there cannot leak it.
-func crmReason(e *connectors.Error, op *connectors.Op) string {
+func crmReason(e *connectors.Error, op *connectors.Op, n int) string {
 	var b strings.Builder
 	b.WriteString("crm ")
 	b.WriteString(e.Kind.String())
@@ -708,6 +713,20 @@ func crmReason(e *connectors.Error, op *connectors.Op) string {
 	if op != nil && op.Object != "" {
 		b.WriteString(" on ")
 		b.WriteString(op.Object)
+		var which []string
+		if n > 0 && op.Action != "" {
+			w := fmt.Sprintf("op %d: %s", n, op.Action)
+			if op.KeyField != "" {
+				w += " by " + op.KeyField
+			}
+			which = append(which, w)
+		}
+		if op.Mapping != "" {
+			which = append(which, "mapping "+op.Mapping)
+		}
+		if len(which) > 0 {
+			b.WriteString(" (" + strings.Join(which, ", ") + ")")
+		}
 	}
 	var fields []string
 	for _, f := range e.Fields {

@@ -119,8 +119,88 @@ func TestCRMReasonLeavesOutWhatIsNotACode(t *testing.T) {
 			"crm permanent error (code not shown) on Account"},
 		{connectors.Error{Kind: connectors.Transient, Code: "123456789012"}, "crm transient error (code not shown) on Account"},
 	} {
-		if got := crmReason(&c.e, &connectors.Op{Object: "Account"}); got != c.want {
+		if got := crmReason(&c.e, &connectors.Op{Object: "Account"}, 0); got != c.want {
 			t.Errorf("crmReason(%+v) = %q, want %q", c.e, got, c.want)
 		}
+	}
+}
+
+// A CRM error names the op it refused: its number among the record's ops
+// (as ehrbridge map lists them), action, key field and mapping, never the
+// key's value.
+func TestCRMReasonNamesTheOp(t *testing.T) {
+	e := connectors.Error{Kind: connectors.Permanent, Code: "REQUIRED_FIELD_MISSING", Status: 400, Fields: []string{"LastName"}, Message: "Required fields are missing: [LastName]"}
+	op := connectors.Op{Mapping: "10_adt_patient", Object: "Contact", Action: "upsert", KeyField: "MRN__c", Key: "GHH|PATID1234"}
+	want := "crm permanent error REQUIRED_FIELD_MISSING (HTTP 400) on Contact (op 2: upsert by MRN__c, mapping 10_adt_patient); fields: LastName; the CRM's message: log show --reveal"
+	if got := crmReason(&e, &op, 2); got != want {
+		t.Errorf("crmReason =\n %q\nwant\n %q", got, want)
+	}
+	if got := crmReason(&e, &op, 2); strings.Contains(got, "PATID1234") {
+		t.Errorf("the reason holds the key: %q", got)
+	}
+}
+
+// refuseSecond refuses the second op of each call and remembers it.
+type refuseSecond struct{ refused chan connectors.Op }
+
+func (s refuseSecond) Apply(_ context.Context, ops []connectors.Op) []connectors.Result {
+	out := make([]connectors.Result, len(ops))
+	if len(ops) > 1 {
+		out[1].Err = &connectors.Error{Kind: connectors.Permanent, Code: "REQUIRED_FIELD_MISSING", Status: 400, Fields: []string{"LastName"}}
+		select {
+		case s.refused <- ops[1]:
+		default:
+		}
+	}
+	return out
+}
+
+// The dead letter of a record whose second op the CRM refused says so:
+// op 2, its action, key field and mapping.
+func TestDeadReasonNamesTheRefusedOp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "checkpoint.db")
+	l, err := checkpoint.Open(path, checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := mappings.Load([]string{filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud")}, mappings.Options{Zone: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := refuseSecond{refused: make(chan connectors.Op, 1)}
+	p := New(Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: sink,
+		BatchSize: 1, Linger: -1, Poll: 10 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-stopped; l.Close() }()
+
+	msg := adt("A01", "OPNO42", "DOE", "JANE")
+	m, err := hl7.Parse([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Header()
+	if _, err := l.Append(ctx, checkpoint.Entry{Key: ehr.RecordKey("ehr", h), Source: "ehr", Kind: "hl7v2", Type: "ADT^A01",
+		Hash: ehr.ContentHash(m, nil), Lane: ehr.LaneKey(m), Payload: []byte(msg), Ack: []byte("ack")}); err != nil {
+		t.Fatal(err)
+	}
+	p.Notify()
+	var dead []*checkpoint.Record
+	for deadline := time.Now().Add(10 * time.Second); len(dead) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the record never died")
+		}
+		time.Sleep(10 * time.Millisecond)
+		dead, _ = l.List(checkpoint.Dead, 0, 10)
+	}
+	op := <-sink.refused
+	want := "crm permanent error REQUIRED_FIELD_MISSING (HTTP 400) on " + op.Object + " (op 2: " + op.Action + " by " + op.KeyField + ", mapping " + op.Mapping + "); fields: LastName"
+	if dead[0].Reason != want {
+		t.Errorf("reason\n %q\nwant\n %q", dead[0].Reason, want)
+	}
+	if strings.Contains(dead[0].Reason, "OPNO42") {
+		t.Errorf("the reason holds the patient id: %q", dead[0].Reason)
 	}
 }
