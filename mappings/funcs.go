@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
+
+	"github.com/ehrbridge/ehrbridge/internal/problems"
 )
 
 // function is one entry of the expression language's function set.
@@ -101,7 +103,7 @@ func FunctionNames() []string {
 func suggestFunction(name string) string {
 	best, dist := "", 3
 	for n := range functions {
-		if d := editDistance(strings.ToLower(name), n); d < dist {
+		if d := problems.EditDistance(strings.ToLower(name), n); d < dist {
 			best, dist = n, d
 		}
 	}
@@ -109,27 +111,6 @@ func suggestFunction(name string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %s?)", best)
-}
-
-// editDistance is the Levenshtein distance, for suggestions.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // literalText returns a constant string argument.

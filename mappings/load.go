@@ -18,6 +18,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
+
+	"github.com/ehrbridge/ehrbridge/internal/problems"
 )
 
 // Mapping is one compiled mapping file.
@@ -317,7 +319,7 @@ func (l *loader) entries(n *yaml.Node, known []string, what string) map[string]*
 func suggest(word string, known []string) string {
 	best, dist := "", 3
 	for _, k := range known {
-		if d := editDistance(strings.ToLower(word), k); d < dist {
+		if d := problems.EditDistance(strings.ToLower(word), k); d < dist {
 			best, dist = k, d
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
+
+	"github.com/ehrbridge/ehrbridge/internal/problems"
 )
 
 // Segment lint: every HL7 path a mapping reads or writes must be in a
@@ -89,14 +91,14 @@ func (sc *scope) segmentProblem(id string) string {
 func (sc *scope) didYouMeanSegment(id string) string {
 	var near []string
 	for s := range sc.zsegs {
-		if segmentDistance(id, s) == 1 {
+		if problems.EditDistance(id, s) == 1 {
 			near = append(near, s)
 		}
 	}
 	// A Z typo most likely means a declared Z segment.
 	if len(near) == 0 || !strings.HasPrefix(id, "Z") {
 		for _, s := range hl7.StandardSegmentIDs() {
-			if segmentDistance(id, s) == 1 {
+			if problems.EditDistance(id, s) == 1 {
 				near = append(near, s)
 			}
 		}
@@ -112,30 +114,4 @@ func (sc *scope) didYouMeanSegment(id string) string {
 		return "did you mean " + near[0] + "?"
 	}
 	return "did you mean " + strings.Join(near[:len(near)-1], ", ") + " or " + near[len(near)-1] + "?"
-}
-
-// segmentDistance is the optimal string alignment distance: edits are
-// insertions, deletions, substitutions and swaps of neighbours.
-func segmentDistance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }

@@ -67,14 +67,3 @@ func TestSegmentLint(t *testing.T) {
 		})
 	}
 }
-
-func TestSegmentDistance(t *testing.T) {
-	for _, c := range []struct {
-		a, b string
-		d    int
-	}{{"PDI", "PID", 1}, {"PDI", "PD1", 1}, {"PID", "PID", 0}, {"ZZZ", "PID", 3}, {"OBZ", "OBX", 1}, {"PV", "PV1", 1}} {
-		if got := segmentDistance(c.a, c.b); got != c.d {
-			t.Errorf("segmentDistance(%s, %s) = %d, want %d", c.a, c.b, got, c.d)
-		}
-	}
-}

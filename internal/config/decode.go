@@ -14,6 +14,8 @@ import (
 	"unicode/utf16"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ehrbridge/ehrbridge/internal/problems"
 )
 
 // maxProblems bounds the problems collected from one file. Past it the
@@ -643,38 +645,11 @@ func (d *decoder) unknownKey(e entry, info *structInfo, path string) {
 func suggest(key string, known []string) string {
 	best, bestDist := "", 3
 	for _, k := range known {
-		if dist := editDistance(key, k); dist < bestDist && dist*3 <= len(key) {
+		if dist := problems.EditDistance(key, k); dist < bestDist && dist*3 <= len(key) {
 			best, bestDist = k, dist
 		}
 	}
 	return best
-}
-
-// editDistance is the optimal string alignment distance between a and b
-// in bytes (enough for ASCII key names): Levenshtein plus transposition of
-// adjacent characters, the most common typo.
-func editDistance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 // fieldInfo describes one tagged struct field.
