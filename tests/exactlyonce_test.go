@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,9 +29,49 @@ import (
 const (
 	eoSenders     = 8
 	eoPatients    = 200 // patient p is sent by sender p % eoSenders, so its events keep their order
-	eoORUShare    = 4   // every 4th message is an ORU^R01 with two results
-	eoRetransmitN = 10  // every 10th message is sent twice
+	eoORUShare    = 4   // one message in 4 is an ORU^R01 with two results
+	eoRetransmitN = 10  // one message in 10 is sent twice
 )
+
+// eoPlanned is one message of the traffic.
+type eoPlanned struct {
+	n, p            int // its number (MSH-10 EO<n>, FirstName V<n>) and patient
+	oru, retransmit bool
+}
+
+// eoPlan is the traffic of a run, fixed before it starts: each sender's
+// messages in order. Sender g's i-th message is number i*eoSenders+g+1,
+// for patient g+eoSenders*(i mod eoPatients/eoSenders): every patient
+// gets eoMessages/eoPatients messages, all from one sender (so they keep
+// their order), whatever the timing. Which are ORUs and which are sent
+// twice is drawn from the seed. (The senders used to draw the numbers
+// from one shared counter and derive the patient from the number: then
+// a sender that fell behind at the wrong moments could miss every number
+// of one of its patients, a patient the test then found "lost".)
+type eoPlan struct {
+	sends [eoSenders][]eoPlanned
+	next  [eoSenders]atomic.Int64
+}
+
+func newEOPlan(seed uint64, messages int) *eoPlan {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	pl := &eoPlan{}
+	for n := 1; n <= messages; n++ {
+		g, i := (n-1)%eoSenders, (n-1)/eoSenders
+		pl.sends[g] = append(pl.sends[g], eoPlanned{n: n, p: g + eoSenders*(i%(eoPatients/eoSenders)),
+			oru: rng.IntN(eoORUShare) == 0, retransmit: rng.IntN(eoRetransmitN) == 0})
+	}
+	return pl
+}
+
+// take returns sender g's next message; false when it has sent all.
+func (pl *eoPlan) take(g int) (eoPlanned, bool) {
+	i := int(pl.next[g].Add(1)) - 1
+	if i >= len(pl.sends[g]) {
+		return eoPlanned{}, false
+	}
+	return pl.sends[g][i], true
+}
 
 // The size of a run: 2,000 messages and at least 20 kills in `make test`;
 // `make chaos KILLS=N` (EHRBRIDGE_CHAOS_KILLS) gives each of the four
@@ -38,10 +83,22 @@ var (
 	eoTraffic  = max(90*time.Second, time.Duration(eoMinKills)*1500*time.Millisecond)
 )
 
-// eoPatientState is what the CRM must hold for a patient at the end.
+// eoPatientState is what the CRM must hold for a patient at the end,
+// and what was sent for it, for the dump of a patient found wrong.
 type eoPatientState struct {
 	mu      sync.Mutex
 	lastSeq int // of the last message acknowledged for the patient
+	sends   []eoSend
+}
+
+// eoSend is one message sent for a patient: its number, the sender,
+// how many tries it took (a try is one Send: no answer, AE while the
+// daemon restarts, or the AA), and when the AA came.
+type eoSend struct {
+	n, sender, tries int
+	retransmit       bool
+	ackedAt          time.Time
+	ackCtrl          string // MSA-2 of the AA
 }
 
 // eoCRM is one side of the sandbox the exactly-once test runs against.
@@ -94,6 +151,75 @@ func TestExactlyOnceToDataverse(t *testing.T) {
 		observation: "msemr_observations", observationKey: "msemr_observationnumber"})
 }
 
+// TestExactlyOncePlanCoversEveryPatient: the exactly-once runs' traffic
+// gives every patient its messages whatever the senders' timing. Here
+// sender 2 is held back until the others have sent all theirs (a sender
+// retrying through restarts or descheduled on a loaded machine). With the
+// senders drawing message numbers from one shared counter, as they did,
+// the others take every number and sender 2's patients get none: the
+// CRM then lacks them and the run reported them lost (patient EO0066, a
+// sender-2 patient, at commit 68943b6).
+func TestExactlyOncePlanCoversEveryPatient(t *testing.T) {
+	for _, seed := range []uint64{1, 68943, uint64(time.Now().UnixNano())} {
+		pl := newEOPlan(seed, eoMessages)
+		perPatient := map[int][]eoPlanned{}
+		numbers := map[int]int{}
+		orus, retransmits := 0, 0
+		drain := func(g int) {
+			for {
+				m, ok := pl.take(g)
+				if !ok {
+					return
+				}
+				if m.p%eoSenders != g {
+					t.Fatalf("seed %d: sender %d sends patient %d, whose messages are sender %d's", seed, g, m.p, m.p%eoSenders)
+				}
+				perPatient[m.p] = append(perPatient[m.p], m)
+				numbers[m.n]++
+				if m.oru {
+					orus++
+				}
+				if m.retransmit {
+					retransmits++
+				}
+			}
+		}
+		for g := range eoSenders {
+			if g != 2 {
+				drain(g)
+			}
+		}
+		drain(2)
+		for n := 1; n <= eoMessages; n++ {
+			if numbers[n] != 1 {
+				t.Fatalf("seed %d: message %d sent %d times, want once", seed, n, numbers[n])
+			}
+		}
+		if len(numbers) != eoMessages {
+			t.Fatalf("seed %d: %d message numbers, want %d", seed, len(numbers), eoMessages)
+		}
+		for p := range eoPatients {
+			ms := perPatient[p]
+			if len(ms) < eoMessages/eoPatients || len(ms) > eoMessages/eoPatients+1 {
+				t.Fatalf("seed %d: patient %d gets %d messages, want %d", seed, p, len(ms), eoMessages/eoPatients)
+			}
+			for i := 1; i < len(ms); i++ {
+				if ms[i].n <= ms[i-1].n {
+					t.Fatalf("seed %d: patient %d's messages out of order: %d after %d", seed, p, ms[i].n, ms[i-1].n)
+				}
+			}
+		}
+		// The mix: about one in eoORUShare an ORU, one in eoRetransmitN
+		// sent twice (binomial; these bounds are many deviations wide).
+		if lo, hi := eoMessages/eoORUShare*3/4, eoMessages/eoORUShare*5/4; orus < lo || orus > hi {
+			t.Errorf("seed %d: %d ORUs of %d messages, want %d-%d", seed, orus, eoMessages, lo, hi)
+		}
+		if lo, hi := eoMessages/eoRetransmitN/2, eoMessages/eoRetransmitN*3/2; retransmits < lo || retransmits > hi {
+			t.Errorf("seed %d: %d retransmits of %d messages, want %d-%d", seed, retransmits, eoMessages, lo, hi)
+		}
+	}
+}
+
 func runExactlyOnce(t *testing.T, side eoCRM) {
 	if testing.Short() {
 		t.Skip("exactly-once test skipped in -short mode")
@@ -134,16 +260,32 @@ sources:
 		}
 		resp.Body.Close()
 	}
-	fault(`{"drop_after_commit_ratio":0.05}`)
-	fault(`{"latency_ms":15}`) // so that kills land while requests are under way
-
+	// EHRBRIDGE_CHAOS_SEED replays a run's fault choices (which kill
+	// interval, which 503 burst or limit window, which writes the sandbox
+	// drops after commit); the kills' timing against the traffic is not
+	// deterministic.
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if v := os.Getenv("EHRBRIDGE_CHAOS_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			t.Fatalf("EHRBRIDGE_CHAOS_SEED=%q: want a positive integer", v)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (replay the fault choices with EHRBRIDGE_CHAOS_SEED=%d)", seed, seed)
+	fault(fmt.Sprintf(`{"drop_after_commit_ratio":0.05,"seed":%d}`, seed))
+	fault(`{"latency_ms":15}`) // so that kills land while requests are under way
+	if resp, err := http.Post(crm+"/sandbox/v1/journal", "application/json", nil); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("turning the sandbox's write journal on: %v", err)
+	} else {
+		resp.Body.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), eoTraffic)
 	defer cancel()
 	patients := make([]eoPatientState, eoPatients)
 	acks := newAckBook()
-	var next, acked, retransmits, kills atomic.Int64
+	plan := newEOPlan(seed, eoMessages)
+	var acked, retransmits, kills atomic.Int64
 	var oruResults sync.Map // OBR-3 → number of OBX
 	var failOnce sync.Once
 	var failErr error
@@ -236,19 +378,26 @@ sources:
 			defer senders.Done()
 			c := &mllp.Client{Addr: mllpAddr, AckTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)}
 			defer c.Close()
-			send := func(msg []byte) error {
+			send := func(msg []byte) (eoSend, error) {
+				var s eoSend
+				s.sender = g
 				for ctx.Err() == nil {
 					resp, err := c.Send(ctx, msg)
+					s.tries++
 					if err == nil && resp.Code == hl7.AA {
 						acks.record(msg, resp.Raw)
-						return nil
+						s.ackedAt = time.Now()
+						if resp.Ack != nil {
+							s.ackCtrl = resp.Ack.Get(hl7.MustPath("MSA-2")).String()
+						}
+						return s, nil
 					}
 					if err == nil && resp.Code != hl7.AE {
-						return fmt.Errorf("answered %s %s", resp.Code, resp.Text)
+						return s, fmt.Errorf("answered %s %s", resp.Code, resp.Text)
 					}
 					time.Sleep(20 * time.Millisecond) // the daemon is restarting
 				}
-				return ctx.Err()
+				return s, ctx.Err()
 			}
 			// In make chaos the traffic is paced to last about as long as
 			// the kills take, so that they land while messages arrive.
@@ -257,20 +406,21 @@ sources:
 				pace = 0
 			}
 			for {
-				n := int(next.Add(1))
-				if n > eoMessages {
+				m, ok := plan.take(g)
+				if !ok {
 					return
 				}
 				if pace > 0 {
 					time.Sleep(pace)
 				}
-				// Patients belonging to this sender, in turn.
-				p := g + eoSenders*((n/eoSenders)%(eoPatients/eoSenders))
-				msg, obr, nobx := eoMessage(n, p)
-				if err := send(msg); err != nil {
+				n, p := m.n, m.p
+				msg, obr, nobx := eoMessage(n, p, m.oru)
+				sent, err := send(msg)
+				if err != nil {
 					fail(fmt.Errorf("message %d: %w", n, err))
 					return
 				}
+				sent.n = n
 				acked.Add(1)
 				if obr != "" {
 					oruResults.Store(obr, nobx)
@@ -278,12 +428,18 @@ sources:
 				ps := &patients[p]
 				ps.mu.Lock()
 				ps.lastSeq = n
+				ps.sends = append(ps.sends, sent)
 				ps.mu.Unlock()
-				if n%eoRetransmitN == 0 {
-					if err := send(msg); err != nil {
+				if m.retransmit {
+					again, err := send(msg)
+					if err != nil {
 						fail(fmt.Errorf("retransmit %d: %w", n, err))
 						return
 					}
+					again.n, again.retransmit = n, true
+					ps.mu.Lock()
+					ps.sends = append(ps.sends, again)
+					ps.mu.Unlock()
 					retransmits.Add(1)
 				}
 			}
@@ -298,6 +454,25 @@ sources:
 	if acked.Load() != int64(eoMessages) || kills.Load() < eoMinKills {
 		t.Fatalf("%d of %d messages acknowledged, %d kills", acked.Load(), eoMessages, kills.Load())
 	}
+	// How the traffic fell on the patients (a patient no message was for
+	// cannot be in the CRM).
+	fewest, none, windowsMissed := eoMessages, 0, 0
+	for p := range eoPatients {
+		ps := &patients[p]
+		ps.mu.Lock()
+		fewest = min(fewest, len(ps.sends))
+		if len(ps.sends) == 0 {
+			none++
+		}
+		windows := map[int]bool{}
+		for _, s := range ps.sends {
+			windows[s.n/eoPatients] = true
+		}
+		windowsMissed += eoMessages/eoPatients - len(windows)
+		ps.mu.Unlock()
+	}
+	t.Logf("traffic per patient: fewest sends %d, patients without any message %d, patient-windows without a message %d of %d",
+		fewest, none, windowsMissed, eoMessages)
 	if killsDuringDrain.Load() == 0 {
 		t.Logf("note: the backlog drained before any kill landed during the drain")
 	}
@@ -343,6 +518,10 @@ sources:
 		key := fmt.Sprintf("GENHOSP|EO%04d", p)
 		as := accounts[key]
 		switch {
+		case patients[p].lastSeq == 0:
+			// Not a loss: nothing was sent (the plan gives every patient
+			// messages; see eoPlan).
+			problems = append(problems, fmt.Sprintf("patient %s: the traffic sent no message for it (a flaw of the test)", key))
 		case len(as) != 1:
 			problems = append(problems, fmt.Sprintf("patient %s: %d records", key, len(as)))
 		case as[0][side.firstName] != fmt.Sprintf("V%05d", patients[p].lastSeq):
@@ -372,6 +551,8 @@ sources:
 	for p := range eoPatients {
 		as := accounts[fmt.Sprintf("GENHOSP|EO%04d", p)]
 		switch {
+		case patients[p].lastSeq == 0:
+			// not sent: reported above, not a loss
 		case len(as) == 0:
 			lost++
 		case as[0][side.firstName] != fmt.Sprintf("V%05d", patients[p].lastSeq):
@@ -385,6 +566,16 @@ sources:
 		}
 	}
 	lost += max(0, wantObs-len(obsKeys))
+	var wrong []int // patients missing, duplicated or stale
+	for p := range eoPatients {
+		as := accounts[fmt.Sprintf("GENHOSP|EO%04d", p)]
+		if patients[p].lastSeq > 0 && (len(as) != 1 || as[0][side.firstName] != fmt.Sprintf("V%05d", patients[p].lastSeq)) {
+			wrong = append(wrong, p)
+		}
+	}
+	if len(wrong) > 0 {
+		eoDump(t, bin, cfgFile, crm, side, patients, wrong)
+	}
 	chaosReport(t, "inbound "+side.name, kills.Load(), map[string]int{"lost": lost, "duplicated": duplicated, "stale": stale, "differing-acks": acks.differing()})
 	if len(problems) > 0 {
 		if len(problems) > 15 {
@@ -409,14 +600,14 @@ sources:
 	}
 }
 
-// eoMessage makes message n for patient p: an ADT^A08 (three in four) or
-// an ORU^R01 with two results. Every message carries FirstName V<n>, so
-// the CRM shows which message for the patient was applied last.
-func eoMessage(n, p int) (msg []byte, obr string, nobx int) {
+// eoMessage makes message n for patient p: an ADT^A08, or an ORU^R01 with
+// two results. Every message carries FirstName V<n>, so the CRM shows
+// which message for the patient was applied last.
+func eoMessage(n, p int, oru bool) (msg []byte, obr string, nobx int) {
 	ts := "20260105103000"
 	head := fmt.Sprintf("MSH|^~\\&|EHR|GENHOSP|EHRBRIDGE|CRM|%s||%%s|EO%06d|P|2.5.1\r", ts, n)
 	pid := fmt.Sprintf("PID|1||EO%04d^^^GENHOSP^MR||PATIENT%04d^V%05d||19700101|F\r", p, p, n)
-	if n%eoORUShare != 0 {
+	if !oru {
 		return []byte(fmt.Sprintf(head, "ADT^A08^ADT_A01") + "EVN|A08|" + ts + "\r" + pid +
 			fmt.Sprintf("PV1|1|I|4WEST^401^B||||||||||||||||V%04d^^^GENHOSP^VN|||||||||||||||||||||||||%s\r", p, ts)), "", 0
 	}
@@ -425,4 +616,136 @@ func eoMessage(n, p int) (msg []byte, obr string, nobx int) {
 		fmt.Sprintf("OBR|1||%s|24323-8^Panel^LN|||%s\r", obr, ts) +
 		fmt.Sprintf("OBX|1|NM|2345-7^Glucose^LN|1|%d|mg/dL|70-99|N|||F|||%s\r", 80+n%40, ts) +
 		fmt.Sprintf("OBX|2|NM|2951-2^Sodium^LN|1|%d|mmol/L|135-145|N|||F|||%s\r", 135+n%10, ts)), obr, 2
+}
+
+// eoDump logs, for each patient found wrong (at most three), what can
+// tell a loss from a flaw of the test: the messages sent for it (tries,
+// when the AA came), the log's records of those messages and of their
+// lane (state, attempts, reason, CRM ids), conflicts on their keys, and
+// the sandbox's journal of writes to the patient's key and how their
+// requests ended. The values are the test's synthetic patients.
+func eoDump(t *testing.T, bin, cfgFile, crm string, side eoCRM, patients []eoPatientState, wrong []int) {
+	t.Helper()
+	var recs []map[string]any
+	for _, st := range []string{"received", "in_progress", "retrying", "done", "dead", "skipped"} {
+		var after uint64
+		for {
+			out, errOut, code := runBin(t, bin, "log", "list", "--state", st, "--json", "--limit", "1000",
+				"--after", strconv.FormatUint(after, 10), "--config", cfgFile)
+			var page []map[string]any
+			if err := json.Unmarshal([]byte(out), &page); code != 0 || err != nil {
+				t.Logf("dump: log list --state %s: exit %d %v %s", st, code, err, errOut)
+				break
+			}
+			recs = append(recs, page...)
+			if len(page) < 1000 {
+				break
+			}
+			id, _ := page[len(page)-1]["id"].(float64)
+			after = uint64(id)
+		}
+	}
+	var conflicts []map[string]any
+	if out, _, code := runBin(t, bin, "log", "list", "--state", "conflict", "--json", "--limit", "1000", "--config", cfgFile); code == 0 {
+		_ = json.Unmarshal([]byte(out), &conflicts)
+	}
+	str := func(m map[string]any, k string) string {
+		switch v := m[k].(type) {
+		case nil:
+			return ""
+		case string:
+			return v
+		case float64:
+			return strconv.FormatFloat(v, 'f', -1, 64)
+		default:
+			b, _ := json.Marshal(v)
+			return string(b)
+		}
+	}
+	slices.SortFunc(recs, func(a, b map[string]any) int {
+		x, _ := a["id"].(float64)
+		y, _ := b["id"].(float64)
+		return cmp.Compare(x, y)
+	})
+	for i, p := range wrong {
+		if i == 3 {
+			t.Logf("dump: %d more patients not shown", len(wrong)-3)
+			break
+		}
+		key := fmt.Sprintf("GENHOSP|EO%04d", p)
+		var b strings.Builder
+		ps := &patients[p]
+		ps.mu.Lock()
+		fmt.Fprintf(&b, "dump of patient %s: %d sends, last acknowledged message %d\n", key, len(ps.sends), ps.lastSeq)
+		ctrls := map[string]bool{}
+		for _, s := range ps.sends {
+			fmt.Fprintf(&b, "  sent EO%06d (retransmit %v) by sender %d: %d tries, AA for %s at %s\n",
+				s.n, s.retransmit, s.sender, s.tries, s.ackCtrl, s.ackedAt.UTC().Format("15:04:05.000"))
+			ctrls[fmt.Sprintf("EO%06d", s.n)] = true
+		}
+		ps.mu.Unlock()
+		if len(ctrls) == 0 {
+			b.WriteString("  no message of the traffic was for this patient\n")
+		}
+		mine := func(r map[string]any) bool {
+			k := str(r, "key")
+			return ctrls[k[strings.LastIndex(k, "|")+1:]]
+		}
+		lanes := map[string]bool{}
+		for _, r := range recs {
+			if mine(r) {
+				lanes[str(r, "lane")] = true
+			}
+		}
+		fmt.Fprintf(&b, "  log records of these messages and of their lanes %v:\n", slices.Sorted(func(yield func(string) bool) {
+			for l := range lanes {
+				if !yield(l) {
+					return
+				}
+			}
+		}))
+		for _, r := range recs {
+			if mine(r) || lanes[str(r, "lane")] {
+				fmt.Fprintf(&b, "    #%s %s %s %s attempts %s received %s done %s reason %q targets %s\n", str(r, "id"), str(r, "key"), str(r, "type"),
+					str(r, "state"), str(r, "attempts"), str(r, "received"), str(r, "done_at"), str(r, "reason"), str(r, "targets"))
+			}
+		}
+		for _, c := range conflicts {
+			if k := str(c, "key"); ctrls[k[strings.LastIndex(k, "|")+1:]] {
+				fmt.Fprintf(&b, "    conflict %v\n", c)
+			}
+		}
+		resp, err := http.Get(crm + "/sandbox/v1/journal?key=" + url.QueryEscape(key))
+		if err != nil {
+			fmt.Fprintf(&b, "  sandbox journal: %v\n", err)
+		} else {
+			var js []struct {
+				Seq     int64          `json:"seq"`
+				At      time.Time      `json:"at"`
+				Object  string         `json:"object"`
+				Key     string         `json:"key"`
+				Method  string         `json:"method"`
+				Status  int            `json:"status"`
+				Created bool           `json:"created"`
+				ID      string         `json:"id"`
+				Batch   int64          `json:"batch"`
+				Outcome string         `json:"outcome"`
+				Parts   int            `json:"parts"`
+				Fields  map[string]any `json:"fields"`
+				Error   string         `json:"error"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&js)
+			resp.Body.Close()
+			fmt.Fprintf(&b, "  sandbox journal for the key (%d entries):\n", len(js))
+			for _, e := range js {
+				if e.Outcome != "" {
+					fmt.Fprintf(&b, "    %d %s %s %s of %d parts\n", e.Seq, e.At.Format("15:04:05.000"), e.Object, e.Outcome, e.Parts)
+					continue
+				}
+				fmt.Fprintf(&b, "    %d %s %s %s %s -> %d %s created %v id %s batch %d %s %v\n", e.Seq, e.At.Format("15:04:05.000"), e.Method, e.Object,
+					e.Key, e.Status, e.Error, e.Created, e.ID, e.Batch, side.firstName, e.Fields[side.firstName])
+			}
+		}
+		t.Log(b.String())
+	}
 }

@@ -86,7 +86,7 @@ sources:
 `, filepath.Join(dir, "data"), adminAddr, filepath.Join(shared.ModuleRoot(t), "configs", "mappings", "healthcloud"), crmAddr, mllpAddr)
 	d := startCrashDaemon(t, bin, cfgFile, cfg, adminAddr)
 	c := &mllp.Client{Addr: mllpAddr, AckTimeout: 10 * time.Second}
-	msg, _, _ := eoMessage(1, 1)
+	msg, _, _ := eoMessage(1, 1, false)
 	if resp, err := c.Send(t.Context(), msg); err != nil || resp.Code != "AA" {
 		t.Fatalf("send: %v %v", resp, err)
 	}

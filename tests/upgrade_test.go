@@ -72,7 +72,7 @@ sources:
 	c := &mllp.Client{Addr: mllpAddr, AckTimeout: 10 * time.Second}
 	defer c.Close()
 	for n := range 30 {
-		msg, _, _ := eoMessage(4*n+1, n) // ADT^A08s
+		msg, _, _ := eoMessage(4*n+1, n, false) // ADT^A08s
 		if resp, err := c.Send(t.Context(), msg); err != nil || resp.Code != "AA" {
 			t.Fatalf("message %d: %v %v", n, resp, err)
 		}

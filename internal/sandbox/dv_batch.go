@@ -81,6 +81,8 @@ func (s *Server) dvBatch(w http.ResponseWriter, r *http.Request, version string)
 		continueOnError = continueOnError || strings.Contains(p, "odata.continue-on-error")
 	}
 	refs := map[string]string{} // Content-ID → entity URL
+	seq := s.journal.next()
+	r = r.WithContext(context.WithValue(r.Context(), journalBatchKey{}, seq))
 	type answered struct {
 		changeset bool
 		results   []partResult
@@ -117,9 +119,11 @@ func (s *Server) dvBatch(w http.ResponseWriter, r *http.Request, version string)
 	}
 	if s.dropAfterCommit() {
 		s.count("dropped")
+		s.journal.add(JournalEntry{Seq: seq, Object: "$batch", Parts: len(out), Outcome: "dropped"})
 		drop(w)
 		return
 	}
+	s.journal.add(JournalEntry{Seq: seq, Object: "$batch", Parts: len(out), Outcome: "answered"})
 	var body bytes.Buffer
 	boundary := "batchresponse_" + s.st.lockedGUID()
 	for _, a := range out {

@@ -326,6 +326,7 @@ func selectParam(r *http.Request) ([]string, *dvError) {
 func (s *Server) dvWritten(w http.ResponseWriter, r *http.Request, version string, t *objectStore, id string, created bool) {
 	if !inBatch(r) && s.dropAfterCommit() {
 		s.count("dropped")
+		s.journal.add(JournalEntry{Object: t.Prefix, ID: id, Method: r.Method, Outcome: "dropped"})
 		drop(w)
 		return
 	}
@@ -368,6 +369,7 @@ func (s *Server) dvCreateReq(w http.ResponseWriter, r *http.Request, version, se
 	}
 	id, derr := s.st.dvCreate(t, body)
 	s.unlockFor(r)
+	s.journalDV(r, set, dvPredicate{}, id, true, body, derr)
 	if derr != nil {
 		writeDVError(w, derr)
 		return
@@ -402,6 +404,7 @@ func (s *Server) dvUpsert(w http.ResponseWriter, r *http.Request, version, set s
 		for i, c := range pred.key.cols {
 			if v, ok := body[c]; ok && !dvEqual(v, pred.key.vals[i]) {
 				s.unlockFor(r)
+				s.journalDV(r, set, pred, "", false, body, dverr(http.StatusBadRequest, dvBadRequest, "key mismatch"))
 				writeDVError(w, dverr(http.StatusBadRequest, dvBadRequest, "The value of %s in the body does not match the key in the URL.", c))
 				return
 			}
@@ -432,6 +435,7 @@ func (s *Server) dvUpsert(w http.ResponseWriter, r *http.Request, version, set s
 		created = true
 	}
 	s.unlockFor(r)
+	s.journalDV(r, set, pred, id, created, body, derr)
 	if derr != nil {
 		writeDVError(w, derr)
 		return
@@ -481,12 +485,14 @@ func (s *Server) dvDeleteReq(w http.ResponseWriter, r *http.Request, set string,
 		}
 	}
 	s.unlockFor(r)
+	s.journalDV(r, set, pred, "", false, nil, derr)
 	if derr != nil {
 		writeDVError(w, derr)
 		return
 	}
 	if !inBatch(r) && s.dropAfterCommit() {
 		s.count("dropped")
+		s.journal.add(JournalEntry{Object: set, Key: pred.String(), Method: r.Method, Outcome: "dropped"})
 		drop(w)
 		return
 	}
@@ -680,4 +686,14 @@ func pagingCookiePage(tok string) int {
 		return n
 	}
 	return 1
+}
+
+// journalDV keeps one Dataverse write in the journal (journal.go).
+func (s *Server) journalDV(r *http.Request, set string, pred dvPredicate, id string, created bool, fields Record, derr *dvError) {
+	e := JournalEntry{Object: set, Key: pred.String(), Method: r.Method, Status: http.StatusNoContent, Created: created, ID: id,
+		Batch: batchSeq(r), Fields: fields}
+	if derr != nil {
+		e.Status, e.Error, e.Created = derr.status, derr.Code, false
+	}
+	s.journal.add(e)
 }

@@ -116,6 +116,7 @@ type Server struct {
 	latency  time.Duration
 	dropP    float64
 	rng      *rand.Rand
+	journal  writeJournal // journal.go
 
 	apiRequests atomic.Int64 // since start, toward the daily limit
 	requests    atomic.Int64 // every CRM API request: token and data API
@@ -328,6 +329,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /sandbox/v1/stats", s.stats)
 	mux.HandleFunc("POST /sandbox/v1/faults", s.addFault)
 	mux.HandleFunc("DELETE /sandbox/v1/faults", s.clearFaults)
+	mux.HandleFunc("POST /sandbox/v1/journal", s.journalOn)
+	mux.HandleFunc("GET /sandbox/v1/journal", s.journalGet)
 	mux.HandleFunc("POST /sandbox/v1/expire-sessions", func(w http.ResponseWriter, r *http.Request) {
 		s.ExpireTokens()
 		w.WriteHeader(http.StatusNoContent)
@@ -544,6 +547,10 @@ type faultRequest struct {
 	RequestLimitExceeded bool     `json:"request_limit_exceeded"`
 	LatencyMS            *int     `json:"latency_ms"`
 	DropAfterCommitRatio *float64 `json:"drop_after_commit_ratio"`
+	// Seed, with drop_after_commit_ratio, reseeds the choice of the
+	// writes whose answers are dropped, so that a test run can be
+	// replayed.
+	Seed uint64 `json:"seed"`
 }
 
 func (s *Server) addFault(w http.ResponseWriter, r *http.Request) {
@@ -551,7 +558,7 @@ func (s *Server) addFault(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		http.Error(w, "body must be a fault: {\"status\":503,\"count\":N} | {\"status\":503,\"seconds\":S} | {\"request_limit_exceeded\":true,\"seconds\":S} | {\"latency_ms\":M} | {\"drop_after_commit_ratio\":R}", http.StatusBadRequest)
+		http.Error(w, "body must be a fault: {\"status\":503,\"count\":N} | {\"status\":503,\"seconds\":S} | {\"request_limit_exceeded\":true,\"seconds\":S} | {\"latency_ms\":M} | {\"drop_after_commit_ratio\":R[,\"seed\":N]}", http.StatusBadRequest)
 		return
 	}
 	s.mu.Lock()
@@ -565,6 +572,9 @@ func (s *Server) addFault(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.dropP = min(1, s.dropP+*req.DropAfterCommitRatio)
+		if req.Seed != 0 {
+			s.rng = rand.New(rand.NewPCG(req.Seed, req.Seed^0x5a5a))
+		}
 	case req.RequestLimitExceeded && req.Seconds > 0:
 		s.faults = append(s.faults, &fault{limit: true, timeBound: true, until: s.opts.Now().Add(seconds(req.Seconds))})
 	case req.Status >= 400 && req.Status < 600 && req.Count > 0:

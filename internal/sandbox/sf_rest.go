@@ -190,6 +190,7 @@ func (s *Server) upsertOne(w http.ResponseWriter, r *http.Request, version, obje
 	s.st.mu.Lock()
 	id, created, urls, apiErr := s.st.upsert(object, keyField, key, rec, true)
 	s.st.mu.Unlock()
+	s.journalSF(object, keyField, key, id, created, rec, apiErr, 0)
 	switch {
 	case urls != nil:
 		full := make([]string, len(urls))
@@ -303,6 +304,7 @@ func (s *Server) collections(w http.ResponseWriter, r *http.Request, version str
 
 	s.st.mu.Lock()
 	backup := s.st.begin()
+	jseq := s.journal.next()
 	results := make([]collectionResult, len(items))
 	failed := false
 	seenKeys := map[string]int{}
@@ -357,6 +359,7 @@ func (s *Server) collections(w http.ResponseWriter, r *http.Request, version str
 			if urls != nil {
 				e = errf("DUPLICATE_EXTERNAL_ID", []string{rest[1]}, "%s: more than one record found for external id field: %v", key, urls)
 			}
+			s.journalSF(rest[0], rest[1], key, id, created, it.fields, e, jseq)
 		case r.Method == http.MethodPost:
 			if it.id != "" {
 				e = errf("INVALID_FIELD", []string{"id"}, "cannot specify Id in an insert call")
@@ -388,6 +391,7 @@ func (s *Server) collections(w http.ResponseWriter, r *http.Request, version str
 	}
 	if failed && req.AllOrNone {
 		s.st.rollback(backup)
+		s.journal.add(JournalEntry{Seq: jseq, Object: "collection", Outcome: "rolled back"})
 		for i := range results {
 			if results[i].Success {
 				results[i] = collectionResult{Success: false, Errors: []collectionError{{StatusCode: "ALL_OR_NONE_OPERATION_ROLLED_BACK",
@@ -544,6 +548,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, version string, r
 // fault cuts the connection first; v nil writes no body.
 func (s *Server) reply(w http.ResponseWriter, status int, v any) {
 	if _, inComposite := w.(*subResponse); !inComposite && s.dropAfterCommit() {
+		s.journal.add(JournalEntry{Outcome: "dropped"})
 		drop(w)
 		return
 	}
@@ -694,4 +699,15 @@ func (s *Server) composite(w http.ResponseWriter, r *http.Request, version strin
 		out[i] = subResult{Body: b, HTTPHeaders: map[string]string{}, HTTPStatusCode: rec.status, ReferenceID: sub.ReferenceID}
 	}
 	s.reply(w, http.StatusOK, map[string]any{"compositeResponse": out})
+}
+
+// journalSF keeps one Salesforce upsert in the journal (journal.go);
+// batch is the collection request's sequence number, 0 for none.
+func (s *Server) journalSF(object, keyField, key, id string, created bool, fields Record, e *apiError, batch int64) {
+	je := JournalEntry{Object: object, Key: keyField + "=" + key, Method: http.MethodPatch, Status: http.StatusOK, Created: created, ID: id,
+		Batch: batch, Fields: fields}
+	if e != nil {
+		je.Status, je.Error, je.Created = http.StatusBadRequest, e.Code, false
+	}
+	s.journal.add(je)
 }
