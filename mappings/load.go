@@ -501,8 +501,12 @@ type scope struct {
 	m      *Mapping
 	tables map[string]map[string]string
 	zsegs  map[string]bool // z_segments: the site-defined segments the mapping reads
-	refs   []pendingRef
-	byID   map[string]*opDef
+	// at is the node being compiled, where a warning about it is put;
+	// zWarned, the undeclared Z segments already warned about.
+	at      *yaml.Node
+	zWarned map[string]bool
+	refs    []pendingRef
+	byID    map[string]*opDef
 }
 
 type pendingRef struct {
@@ -548,6 +552,7 @@ func (sc *scope) exprCalls(n *yaml.Node, what string) (*expression, []*call) {
 	} else if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
 		src = strings.TrimPrefix(strings.TrimSpace(src), "=")
 	}
+	sc.at = n
 	root, calls, errs := parseExpression(src, sc.m.fhir, sc.tables, sc.pathProblem)
 	for _, e := range errs {
 		col := n.Column + colShift + e.off
@@ -741,7 +746,7 @@ func (sc *scope) segmentField(op *opDef, k *yaml.Node) bool {
 		sc.l.addAt(k, "target %s names a segment occurrence; each op writes one new segment, so write %s", k.Value, strings.Replace(k.Value, k.Value[3:strings.IndexByte(k.Value, ']')+1], "", 1))
 	case p.Segment == "MSH" && p.Field <= 2:
 		sc.l.addAt(k, "MSH-1 and MSH-2 hold the delimiters; they cannot be mapped")
-	case sc.segmentProblem(p.Segment) == "" && sc.pathProblem(p) != "":
+	case sc.setAt(k) && sc.segmentProblem(p.Segment) == "" && sc.pathProblem(p) != "":
 		// (an unknown segment is reported once, at the op's object)
 		sc.l.addAt(k, "target %s", sc.pathProblem(p))
 	default:
@@ -757,6 +762,7 @@ func (sc *scope) foreach(n *yaml.Node) *foreach {
 		return nil
 	}
 	fe := &foreach{src: s}
+	sc.at = n
 	if sc.m.fhir {
 		var p exprParser
 		p.fhir = true

@@ -52,8 +52,8 @@ func (sc *scope) pathProblem(p hl7.Path) string {
 	if msg := sc.segmentProblem(p.Segment); msg != "" {
 		return fmt.Sprintf("%s: %s", p, msg)
 	}
-	if sc.zsegs[p.Segment] {
-		return ""
+	if sc.zsegs[p.Segment] || !hl7.IsStandardSegment(p.Segment) {
+		return "" // a site's segment (an undeclared one is warned about): its fields are its own
 	}
 	n := hl7.MaxFieldCount(p.Segment)
 	if p.Field <= n {
@@ -72,11 +72,11 @@ func (sc *scope) segmentProblem(id string) string {
 		return ""
 	}
 	if strings.HasPrefix(id, "Z") {
-		msg := fmt.Sprintf("%s is a site-defined (Z) segment that this mapping does not declare: add z_segments: [%s] if the sender sends it", id, id)
-		if dym := sc.didYouMeanSegment(id); dym != "" {
-			msg += "; " + dym
-		}
-		return msg
+		// A warning, not an error: mappings that read a site's Z
+		// segments were written before z_segments existed, and an
+		// upgrade must not stop them (lint shows it; run logs it).
+		sc.warnUndeclaredZ(id)
+		return ""
 	}
 	msg := fmt.Sprintf("%s is not an HL7 segment (no version 2.3 to 2.7.1 defines it)", id)
 	if dym := sc.didYouMeanSegment(id); dym != "" {
@@ -114,4 +114,28 @@ func (sc *scope) didYouMeanSegment(id string) string {
 		return "did you mean " + near[0] + "?"
 	}
 	return "did you mean " + strings.Join(near[:len(near)-1], ", ") + " or " + near[len(near)-1] + "?"
+}
+
+// warnUndeclaredZ warns, once per mapping and segment, at the node being
+// compiled, that the mapping reads Z segment id without declaring it.
+func (sc *scope) warnUndeclaredZ(id string) {
+	if sc.zWarned[id] || sc.at == nil {
+		return
+	}
+	if sc.zWarned == nil {
+		sc.zWarned = map[string]bool{}
+	}
+	sc.zWarned[id] = true
+	msg := fmt.Sprintf("%s is a site-defined (Z) segment that this mapping does not declare: add z_segments: [%s] if the sender sends it", id, id)
+	if dym := sc.didYouMeanSegment(id); dym != "" {
+		msg += "; " + dym
+	}
+	sc.warnAt(sc.at, "%s", msg)
+}
+
+// setAt makes n the node warnings are put at; it returns true, to be used
+// inside a condition.
+func (sc *scope) setAt(n *yaml.Node) bool {
+	sc.at = n
+	return true
 }
