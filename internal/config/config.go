@@ -5,6 +5,8 @@ import (
 	"os"
 	"reflect"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/configvalue"
 )
 
 // Config is the whole ehrbridge configuration file.
@@ -492,47 +494,6 @@ type KeyRef struct {
 	Key SecretRef `yaml:"key"`
 }
 
-// TLSServer is the TLS configuration of a listener. File paths are
-// resolved against the config file's directory and checked to be readable
-// at load time; their contents are not parsed here.
-type TLSServer struct {
-	// CertFile is the PEM certificate chain.
-	CertFile string `yaml:"cert_file,required"`
-	// KeyFile is the PEM private key.
-	KeyFile string `yaml:"key_file,required"`
-	// KeyPassphrase decrypts an encrypted KeyFile (key_passphrase_env /
-	// key_passphrase_file).
-	KeyPassphrase SecretRef `yaml:"key_passphrase"`
-	// ClientCAFile, when set, enables mutual TLS: client certificates are
-	// required and verified against these CAs.
-	ClientCAFile string `yaml:"client_ca_file"`
-	// AllowedClients, with ClientCAFile, accepts only client certificates
-	// whose subject common name, or one of whose DNS or URI subject
-	// alternative names, equals an entry exactly (no wildcards: a pattern
-	// would admit certificates the CA issues later for other purposes).
-	// Empty accepts every certificate the CAs verify.
-	AllowedClients []string `yaml:"allowed_clients"`
-	// MinVersion is "1.2" (default) or "1.3".
-	MinVersion string `yaml:"min_version"`
-}
-
-// TLSClient is the TLS configuration of an outgoing connection. File
-// paths are resolved against the config file's directory.
-type TLSClient struct {
-	// CAFile (PEM) holds the CAs that verify the server's certificate;
-	// default the system's roots.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile (PEM) are the client certificate and key for
-	// mutual TLS; both or neither.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ServerName is the name the server's certificate must carry; default
-	// the host of the address.
-	ServerName string `yaml:"server_name"`
-	// MinVersion is "1.2" (default) or "1.3".
-	MinVersion string `yaml:"min_version"`
-}
-
 // Default values that are not obvious from the zero value.
 const (
 	DefaultDataDir        = "./data"
@@ -543,7 +504,7 @@ const (
 	DefaultFirstFrame     = Duration(30 * time.Second)
 	DefaultWriteTimeout   = Duration(10 * time.Second)
 	DefaultMaxConnections = 256
-	DefaultTLSMinVersion  = "1.2"
+	DefaultTLSMinVersion  = configvalue.DefaultTLSMinVersion
 
 	DefaultDedupeWindow     = Duration(30 * 24 * time.Hour)
 	DefaultPayloadRetention = Duration(7 * 24 * time.Hour)
@@ -578,16 +539,6 @@ func (s *MLLPSource) setDefaults() {
 	s.WriteTimeout = DefaultWriteTimeout
 	s.MaxConnections = DefaultMaxConnections
 	s.HashIgnore = []string{"MSH-7"}
-}
-
-// setDefaults gives a new TLS section its defaults before it is decoded.
-func (t *TLSServer) setDefaults() {
-	t.MinVersion = DefaultTLSMinVersion
-}
-
-// setDefaults gives a new TLS section its defaults before it is decoded.
-func (t *TLSClient) setDefaults() {
-	t.MinVersion = DefaultTLSMinVersion
 }
 
 // Load reads the file at path and returns its configuration, or nil and a
@@ -628,8 +579,8 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	return c, nil
 }
 
-// resolvePaths makes a TLS section's files relative to base (nil: none).
-func (t *TLSServer) resolvePaths(base string) {
+// resolveTLSServer makes a TLS section's files relative to base (nil: none).
+func resolveTLSServer(t *TLSServer, base string) {
 	if t == nil {
 		return
 	}
@@ -642,12 +593,12 @@ func (t *TLSServer) resolvePaths(base string) {
 func (c *Config) resolvePaths(base string) {
 	c.DataDir = resolvePath(base, c.DataDir)
 	c.Admin.resolveSocket(base)
-	c.Admin.TLS.resolvePaths(base)
+	resolveTLSServer(c.Admin.TLS, base)
 	if c.Log.Output != "stderr" && c.Log.Output != "stdout" {
 		c.Log.Output = resolvePath(base, c.Log.Output)
 	}
 	for i := range c.Sources.MLLP {
-		c.Sources.MLLP[i].TLS.resolvePaths(base)
+		resolveTLSServer(c.Sources.MLLP[i].TLS, base)
 	}
 	for i, p := range c.Mappings.Paths {
 		c.Mappings.Paths[i] = resolvePath(base, p)
@@ -681,7 +632,7 @@ func (c *Config) resolvePaths(base string) {
 			f.SMARTKeyFile = resolvePath(base, f.SMARTKeyFile)
 		}
 		if sub := c.Sources.FHIR[i].Subscription; sub != nil {
-			sub.TLS.resolvePaths(base)
+			resolveTLSServer(sub.TLS, base)
 		}
 	}
 	if c.CRM != nil {

@@ -40,6 +40,12 @@ type defaulter interface {
 	setDefaults()
 }
 
+// sharedDefaulter is [defaulter] for the settings types declared outside
+// this package (configvalue, the components).
+type sharedDefaulter interface {
+	SetDefaults()
+}
+
 // decoder turns a yaml.Node tree into schema structs, collecting problems
 // instead of stopping at the first one.
 type decoder struct {
@@ -343,8 +349,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 // applyDefaults fills v with its defaults if its type has any.
 func applyDefaults(v reflect.Value) {
 	if v.CanAddr() {
-		if d, ok := v.Addr().Interface().(defaulter); ok {
+		switch d := v.Addr().Interface().(type) {
+		case defaulter:
 			d.setDefaults()
+		case sharedDefaulter:
+			d.SetDefaults()
 		}
 	}
 }
