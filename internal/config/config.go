@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 )
 
 // Config is the whole ehrbridge configuration file.
@@ -131,13 +132,9 @@ type FHIRSource struct {
 	Name string `yaml:"name,required"`
 	// BaseURL is the server's base, like https://ehr.example/fhir/R4.
 	BaseURL string `yaml:"base_url,required"`
-	// Token (token_env / token_file) is a static bearer token; or SMART
-	// Backend Services with SMARTTokenURL, SMARTClientID and SMARTKeyFile
-	// (RS384).
-	Token         SecretRef `yaml:"token"`
-	SMARTTokenURL string    `yaml:"smart_token_url"`
-	SMARTClientID string    `yaml:"smart_client_id"`
-	SMARTKeyFile  string    `yaml:"smart_key_file"`
+	// AuthConfig: a static bearer token (token_env / token_file), or SMART
+	// Backend Services (smart_token_url, smart_client_id, smart_key_file).
+	fhirhttp.AuthConfig `yaml:",inline"`
 	// Types to follow, in order; default Patient, Encounter, Observation,
 	// Condition, AllergyIntolerance.
 	Types []string `yaml:"types"`
@@ -464,13 +461,9 @@ type WritebackTarget struct {
 type FHIRTarget struct {
 	// BaseURL is the server's base, like https://ehr.example/fhir/R4.
 	BaseURL string `yaml:"base_url,required"`
-	// Token (token_env / token_file) is a static bearer token.
-	Token SecretRef `yaml:"token"`
-	// SMART Backend Services: a client id registered with the EHR, its
-	// token URL and the client's private key (PEM, RS384 signing).
-	SMARTTokenURL string `yaml:"smart_token_url"`
-	SMARTClientID string `yaml:"smart_client_id"`
-	SMARTKeyFile  string `yaml:"smart_key_file"`
+	// AuthConfig: a static bearer token (token_env / token_file), or SMART
+	// Backend Services (smart_token_url, smart_client_id, smart_key_file).
+	fhirhttp.AuthConfig `yaml:",inline"`
 	// DocSystem is our DocumentReference identifier system; default
 	// urn:ehrbridge:note. TypeCode is the LOINC document type; default
 	// 34746-8.

@@ -557,7 +557,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		f := info.fields[k.field]
 		fp := joinPath(path, e.name)
 		d.pos.m[fp] = valuePos(e)
-		fv := v.Field(f.index)
+		fv := v.FieldByIndex(f.index)
 		present[k.field] = true
 		before := len(d.probs)
 		if f.secret {
@@ -663,7 +663,7 @@ func suggest(key string, known []string) string {
 
 // fieldInfo describes one tagged struct field.
 type fieldInfo struct {
-	index    int
+	index    []int // for reflect.Value.FieldByIndex: through inline sections
 	key      string
 	required bool
 	secret   bool // a SecretRef, written as key_env / key_file
@@ -685,10 +685,19 @@ type structInfo struct {
 }
 
 // structInfoOf builds the decoding table of t from its yaml tags. Fields
-// without a tag are not configurable. A bad tag is a programming error and
+// without a tag are not configurable. A struct field tagged `yaml:",inline"`
+// (a component's settings embedded in a section) adds its keys to the
+// section's, as if declared there. A bad tag is a programming error and
 // panics, so schema mistakes fail every test rather than hide.
 func structInfoOf(t reflect.Type) *structInfo {
 	info := &structInfo{byKey: map[string]keyRef{}, secretBase: map[string]int{}}
+	info.addFields(t, nil)
+	return info
+}
+
+// addFields adds the tagged fields of t, reached through index (the inline
+// fields leading to t), to the table.
+func (info *structInfo) addFields(t reflect.Type, index []int) {
 	for i := range t.NumField() {
 		sf := t.Field(i)
 		tag, ok := sf.Tag.Lookup("yaml")
@@ -696,15 +705,25 @@ func structInfoOf(t reflect.Type) *structInfo {
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
-		f := fieldInfo{index: i, key: name, secret: sf.Type == secretType}
+		f := fieldInfo{index: append(append([]int(nil), index...), i), key: name, secret: sf.Type == secretType}
+		inline := false
 		for opt := range strings.SplitSeq(opts, ",") {
 			switch opt {
 			case "":
 			case "required":
 				f.required = true
+			case "inline":
+				inline = true
 			default:
 				panic(fmt.Sprintf("config: unknown yaml tag option %q on %s.%s", opt, t, sf.Name))
 			}
+		}
+		if inline {
+			if name != "" || f.required || sf.Type.Kind() != reflect.Struct || f.secret {
+				panic(fmt.Sprintf("config: inline %s.%s must be a struct without a key or other options", t, sf.Name))
+			}
+			info.addFields(sf.Type, f.index)
+			continue
 		}
 		if name == "" {
 			panic(fmt.Sprintf("config: empty yaml key on %s.%s", t, sf.Name))
@@ -714,6 +733,13 @@ func structInfoOf(t reflect.Type) *structInfo {
 		keys := []string{name}
 		if f.secret {
 			keys = []string{name + "_env", name + "_file"}
+		}
+		for _, k := range keys {
+			if _, dup := info.byKey[k]; dup {
+				panic(fmt.Sprintf("config: yaml key %q declared twice in %s (through an inline section)", k, t))
+			}
+		}
+		if f.secret {
 			info.secretBase[name] = idx
 			info.byKey[keys[0]] = keyRef{idx, "env"}
 			info.byKey[keys[1]] = keyRef{idx, "file"}
@@ -722,5 +748,4 @@ func structInfoOf(t reflect.Type) *structInfo {
 		}
 		info.keys = append(info.keys, keys...)
 	}
-	return info
 }

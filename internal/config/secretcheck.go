@@ -22,7 +22,7 @@ func walkSecrets(v reflect.Value, path string, fn func(path string, ref *SecretR
 		}
 	case reflect.Struct:
 		for _, f := range structInfoOf(v.Type()).fields {
-			fv := v.Field(f.index)
+			fv := v.FieldByIndex(f.index)
 			if f.secret {
 				ref := fv.Addr().Interface().(*SecretRef)
 				ref.Key = f.key

@@ -3,16 +3,16 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"net"
 	"net/url"
 	"regexp"
-
-	"github.com/ehrbridge/ehrbridge/hl7"
-
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
+	"github.com/ehrbridge/ehrbridge/hl7"
 )
 
 // validator collects the problems of the checks that run after decoding.
@@ -186,14 +186,7 @@ func (c *Config) validate(base string) Problems {
 			v.add(p+".bulk_max_file", "must be between 1MiB and 1024GiB, got %s", v.c.pos.show(p+".bulk_max_file", s.BulkMaxFile.String()))
 		}
 		v.oneOf(p+".deletes", s.Deletes, "ignore", "inactivate")
-		smart := s.SMARTTokenURL != "" || s.SMARTClientID != "" || s.SMARTKeyFile != ""
-		if smart && (s.SMARTTokenURL == "" || s.SMARTClientID == "" || s.SMARTKeyFile == "") {
-			v.add(p, "SMART Backend Services needs smart_token_url, smart_client_id and smart_key_file")
-		}
-		if smart && s.Token.IsSet() {
-			v.add(p, "give a static token or SMART Backend Services, not both")
-		}
-		v.readable(p+".smart_key_file", s.SMARTKeyFile)
+		s.AuthConfig.Validate(v.in(p))
 		tr := v.transport(p, s.InsecurePlaintext)
 		tr.url(p+".base_url", s.BaseURL)
 		tr.url(p+".smart_token_url", s.SMARTTokenURL)
@@ -251,14 +244,7 @@ func (c *Config) validate(base string) Problems {
 			if u, err := url.Parse(f.BaseURL); f.BaseURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
 				v.add("writeback.target.fhir.base_url", "must be an https URL, got %s", v.show("writeback.target.fhir.base_url", f.BaseURL))
 			}
-			smart := f.SMARTTokenURL != "" || f.SMARTClientID != "" || f.SMARTKeyFile != ""
-			if smart && (f.SMARTTokenURL == "" || f.SMARTClientID == "" || f.SMARTKeyFile == "") {
-				v.add("writeback.target.fhir", "SMART Backend Services needs smart_token_url, smart_client_id and smart_key_file")
-			}
-			if smart && f.Token.IsSet() {
-				v.add("writeback.target.fhir", "give a static token or SMART Backend Services, not both")
-			}
-			v.readable("writeback.target.fhir.smart_key_file", f.SMARTKeyFile)
+			f.AuthConfig.Validate(v.in("writeback.target.fhir"))
 			tr := v.transport("writeback.target.fhir", f.InsecurePlaintext)
 			tr.url("writeback.target.fhir.base_url", f.BaseURL)
 			tr.url("writeback.target.fhir.smart_token_url", f.SMARTTokenURL)
@@ -457,6 +443,33 @@ func (v *validator) crm(listeners *[]listener) {
 		v.add("crm.pipeline.probe_max", "must be between 1s and 10m")
 	}
 }
+
+// in is the [configvalue.Reporter] of the section at path, for the
+// Validate methods of the components' settings types.
+func (v *validator) in(path string) configvalue.Reporter { return sectionReporter{v, path} }
+
+// sectionReporter reports a component's problems at keys below its
+// section, with the section's positions and environment hiding.
+type sectionReporter struct {
+	v    *validator
+	path string
+}
+
+func (r sectionReporter) key(k string) string {
+	if k == "" {
+		return r.path
+	}
+	return joinPath(r.path, k)
+}
+
+// Add implements [configvalue.Reporter].
+func (r sectionReporter) Add(k, format string, args ...any) { r.v.add(r.key(k), format, args...) }
+
+// Show implements [configvalue.Reporter].
+func (r sectionReporter) Show(k, value string) string { return r.v.show(r.key(k), value) }
+
+// Readable implements [configvalue.Reporter].
+func (r sectionReporter) Readable(k, file string) { r.v.readable(r.key(k), file) }
 
 // show quotes the string value at path for a message, or hides it if it
 // came from the environment.

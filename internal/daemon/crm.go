@@ -20,7 +20,6 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
-	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/crms"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
@@ -150,24 +149,11 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM connector
 	var target connectors.EHRTarget
 	if f := wb.Target.FHIR; f != nil {
 		ft := &ehr.FHIRTarget{Base: f.BaseURL, DocSystem: f.DocSystem, TypeCode: f.TypeCode}
-		switch {
-		case f.SMARTKeyFile != "":
-			pemBytes, err := os.ReadFile(f.SMARTKeyFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("writeback.target.fhir.smart_key_file: %w", err)
-			}
-			k, err := fhirhttp.ParseRSAKey(pemBytes)
-			if err != nil {
-				return nil, nil, fmt.Errorf("writeback.target.fhir.smart_key_file: %w", err)
-			}
-			ft.Auth = &fhirhttp.BackendServices{TokenURL: f.SMARTTokenURL, ClientID: f.SMARTClientID, Key: k}
-		case f.Token.IsSet():
-			tok, err := f.Token.Resolve()
-			if err != nil {
-				return nil, nil, fmt.Errorf("writeback.target.fhir token: %w", err)
-			}
-			ft.Auth = fhirhttp.StaticToken(tok)
+		auth, err := f.AuthConfig.TokenSource("")
+		if err != nil {
+			return nil, nil, fmt.Errorf("writeback.target.fhir: %w", err)
 		}
+		ft.Auth = auth
 		target = ft
 	} else if wb.Target.MLLP != "" {
 		mt, err := newMLLPTarget(wb.Target, log.With("component", "writeback"))
