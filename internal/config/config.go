@@ -8,6 +8,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 
 // Config is the whole ehrbridge configuration file.
@@ -389,36 +390,20 @@ type WritebackConfig struct {
 	// Schedule is when to look for notes: a cron spec or "@every 30s";
 	// default "@every 30s".
 	Schedule string `yaml:"schedule"`
-	// Object and FlagField name the note object and its "send to the EHR"
-	// checkbox; default Task and Send_to_EHR__c.
-	Object    string `yaml:"object"`
-	FlagField string `yaml:"flag_field"`
-	// DocPrefix starts every document id (TXA-12); default "EHRB-".
-	DocPrefix string `yaml:"doc_prefix"`
-	// SendingApplication ... fill MSH-3 to MSH-6 of the MDM messages.
-	SendingApplication   string `yaml:"sending_application"`
-	SendingFacility      string `yaml:"sending_facility"`
-	ReceivingApplication string `yaml:"receiving_application"`
-	ReceivingFacility    string `yaml:"receiving_facility"`
+	// Config holds the keys the write-back engine reads itself, declared
+	// with it (writeback.Config's tagged fields): object and flag_field
+	// (the note object and its "send to the EHR" checkbox; default Task
+	// and Send_to_EHR__c), doc_prefix (TXA-12; default "EHRB-"),
+	// sending_application ... receiving_facility (MSH-3 to MSH-6),
+	// author_field and author_required, encounter_rule (PV1-19:
+	// link_or_open, the default, link, open or none),
+	// encounter_link_field and encounter_required, replace_trigger (T10,
+	// the default, T08, T06 or T02). Its untagged fields are not read
+	// from the file.
+	writeback.Config `yaml:",inline"`
 	// AuthorsFile maps CRM user ids to EHR provider ids: CSV lines
 	// crm_user_id,provider_id. Looked up first.
 	AuthorsFile string `yaml:"authors_file"`
-	// AuthorField is a field of the CRM user record (Salesforce User)
-	// holding the EHR provider id, looked up when the file has no entry.
-	AuthorField string `yaml:"author_field"`
-	// AuthorRequired holds notes whose author has no provider id.
-	AuthorRequired bool `yaml:"author_required"`
-	// EncounterRule picks the encounter (PV1-19): link_or_open (default),
-	// link, open or none.
-	EncounterRule string `yaml:"encounter_rule"`
-	// EncounterLinkField is the note field holding an encounter id; without
-	// one, a note whose WhatId is an encounter is linked to it.
-	EncounterLinkField string `yaml:"encounter_link_field"`
-	// EncounterRequired holds notes for which the rule finds no encounter.
-	EncounterRequired bool `yaml:"encounter_required"`
-	// ReplaceTrigger is the MDM trigger of an edit of a filed note: T10
-	// (default), T08, T06 or T02.
-	ReplaceTrigger string `yaml:"replace_trigger"`
 	// MDMMapping is the hl7 output mapping file that builds
 	// the MDM message; default the built-in one, shipped as
 	// configs/mappings/writeback/mdm.yaml.

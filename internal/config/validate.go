@@ -285,21 +285,7 @@ func (c *Config) validate(base string) Problems {
 			v.add("writeback.target.ae_max_attempts", "must be between 1 and 1000, got %d", n)
 		}
 		v.readable("writeback.authors_file", wb.AuthorsFile)
-		switch wb.EncounterRule {
-		case "", "link_or_open", "link", "open", "none":
-		default:
-			v.add("writeback.encounter_rule", "%s: use link_or_open (the default), link, open or none", v.show("writeback.encounter_rule", wb.EncounterRule))
-		}
-		switch wb.ReplaceTrigger {
-		case "", "T10", "T08", "T06", "T02":
-		default:
-			v.add("writeback.replace_trigger", "%s: use T10 (replacement, the default), T08 (edit), T06 (addendum) or T02", v.show("writeback.replace_trigger", wb.ReplaceTrigger))
-		}
-		for _, f := range []struct{ key, val string }{{"writeback.author_field", wb.AuthorField}, {"writeback.encounter_link_field", wb.EncounterLinkField}} {
-			if f.val != "" && !fieldNameRe.MatchString(f.val) {
-				v.add(f.key, "%s is not a field API name", v.show(f.key, f.val))
-			}
-		}
+		wb.Config.Validate(v.in("writeback"))
 		v.readable("writeback.mdm_mapping", wb.MDMMapping)
 	}
 	return v.probs
@@ -585,9 +571,6 @@ func checkSourceName(name string) string {
 	}
 	return ""
 }
-
-// fieldNameRe is a CRM field's API name.
-var fieldNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // httpHeaderRe is an HTTP header name.
 var httpHeaderRe = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,128}$`)

@@ -123,12 +123,9 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 // Config.WithDefaults fills them in). The daemon and crm check read it
 // alike.
 func WritebackConfig(wb *config.WritebackConfig) writeback.Config {
-	return writeback.Config{Object: wb.Object, FlagField: wb.FlagField, DocPrefix: wb.DocPrefix,
-		SendingApp: wb.SendingApplication, SendingFacility: wb.SendingFacility,
-		ReceivingApp: wb.ReceivingApplication, ReceivingFacility: wb.ReceivingFacility,
-		AuthorField: wb.AuthorField, AuthorRequired: wb.AuthorRequired,
-		EncounterRule: wb.EncounterRule, EncounterLinkField: wb.EncounterLinkField, EncounterRequired: wb.EncounterRequired,
-		ReplaceTrigger: wb.ReplaceTrigger, AEMaxAttempts: wb.Target.AEMaxAttempts}
+	c := wb.Config
+	c.AEMaxAttempts = wb.Target.AEMaxAttempts
+	return c
 }
 
 // newWriteback builds the note handler and poller.

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/writeback"
+)
+
+// TestWritebackConfigCarriesEveryKey writes every key writeback.Config
+// declares for the writeback section and checks that the engine's
+// configuration holds each value: the keys are declared once, on the
+// engine's type, so none can be decoded and then dropped by a copy (as
+// with the field-by-field copy daemon.WritebackConfig used to make).
+func TestWritebackConfigCarriesEveryKey(t *testing.T) {
+	typ := reflect.TypeFor[writeback.Config]()
+	var yaml strings.Builder
+	yaml.WriteString("crm:\n  sandbox:\n    embed: true\nwriteback:\n  target:\n    mllp: 127.0.0.1:2576\n    ae_max_attempts: 7\n")
+	want := map[string]any{}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		key, ok := f.Tag.Lookup("yaml")
+		if !ok {
+			continue
+		}
+		var v any
+		switch f.Type.Kind() {
+		case reflect.Bool:
+			v = true
+		case reflect.String:
+			v = "V" + f.Name
+		default:
+			t.Fatalf("writeback.Config.%s: no test value for %s", f.Name, f.Type)
+		}
+		switch key {
+		case "encounter_rule":
+			v = writeback.EncounterOpen
+		case "replace_trigger":
+			v = "T08"
+		}
+		want[f.Name] = v
+		fmt.Fprintf(&yaml, "  %s: %v\n", key, v)
+	}
+	if len(want) < 13 {
+		t.Fatalf("writeback.Config declares %d keys, want at least the 13 of the writeback section", len(want))
+	}
+	cfg, err := config.Parse("test.yaml", []byte(yaml.String()), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("%v\n%s", err, yaml.String())
+	}
+	got := reflect.ValueOf(WritebackConfig(cfg.Writeback))
+	for name, v := range want {
+		if g := got.FieldByName(name).Interface(); g != v {
+			t.Errorf("WritebackConfig(...).%s = %v, want %v as written", name, g, v)
+		}
+	}
+	if n := got.FieldByName("AEMaxAttempts").Interface(); n != 7 {
+		t.Errorf("AEMaxAttempts = %v, want writeback.target.ae_max_attempts (7)", n)
+	}
+}
