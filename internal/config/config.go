@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
@@ -128,38 +129,22 @@ type SourcesConfig struct {
 
 // FHIRSource is an EHR's FHIR R4 server that ehrbridge polls for changes.
 type FHIRSource struct {
-	// Name identifies the source and is part of record keys (as for MLLP
-	// sources: [a-z0-9][a-z0-9_-]*, unique among all sources).
-	Name string `yaml:"name,required"`
+	// FHIRSourceConfig is what the source follows, declared with it
+	// (ehr.FHIRSourceConfig): name (part of record keys, as for MLLP
+	// sources: [a-z0-9][a-z0-9_-]*, unique among all sources), types,
+	// page_size, overlap, deletes ("ignore", the default, or
+	// "inactivate"), bulk_max_line and bulk_max_file.
+	ehr.FHIRSourceConfig `yaml:",inline"`
 	// BaseURL is the server's base, like https://ehr.example/fhir/R4.
 	BaseURL string `yaml:"base_url,required"`
 	// AuthConfig: a static bearer token (token_env / token_file), or SMART
 	// Backend Services (smart_token_url, smart_client_id, smart_key_file).
 	fhirhttp.AuthConfig `yaml:",inline"`
-	// Types to follow, in order; default Patient, Encounter, Observation,
-	// Condition, AllergyIntolerance.
-	Types []string `yaml:"types"`
 	// Schedule of the polls; default "@every 30s".
 	Schedule string `yaml:"schedule"`
-	// PageSize is _count; default 100.
-	PageSize int `yaml:"page_size"`
-	// Overlap re-reads changes this long before the watermark; default 60s.
-	Overlap Duration `yaml:"overlap"`
 	// InsecurePlaintext allows an http:// BaseURL or SMARTTokenURL whose
 	// host is not loopback (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-	// Deletes is the rule for resources the EHR deletes: "ignore"
-	// (default) or "inactivate" (the on_delete of the mappings that wrote
-	// the resource: mark its CRM record inactive, or delete it; polls then
-	// also read each type's _history for deletes).
-	Deletes string `yaml:"deletes"`
-	// BulkMaxLine bounds one NDJSON line of a Bulk Data export file
-	// (default 16MiB, 64KiB to 1GiB); BulkMaxFile a file's size once
-	// decompressed (default 8GiB, 1MiB to 1024GiB). A backfill that meets
-	// a file over either stops with an error naming the file's type and
-	// the bound.
-	BulkMaxLine ByteSize `yaml:"bulk_max_line"`
-	BulkMaxFile ByteSize `yaml:"bulk_max_file"`
 	// Subscription, when set, also takes the server's subscription
 	// notifications on an HTTPS endpoint, between polls.
 	Subscription *FHIRSubscription `yaml:"subscription"`

@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/internal/problems"
 )
 
@@ -423,15 +424,8 @@ func describe(n *yaml.Node) string {
 	return "an unsupported YAML node"
 }
 
-// quoteShort quotes s for a message, shortened so a stray multi-line value
-// does not swamp the report.
-func quoteShort(s string) string {
-	const limit = 60
-	if r := []rune(s); len(r) > limit {
-		return strconv.Quote(string(r[:limit])) + "..."
-	}
-	return strconv.Quote(s)
-}
+// quoteShort is [configvalue.Quote].
+func quoteShort(s string) string { return configvalue.Quote(s) }
 
 // pathName is path as used at the start of a message.
 func pathName(path string) string {

@@ -148,44 +148,13 @@ func (c *Config) validate(base string) Problems {
 		if u, err := url.Parse(s.BaseURL); s.BaseURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
 			v.add(p+".base_url", "must be the server's base URL like https://ehr.example/fhir/R4, got %s", v.show(p+".base_url", s.BaseURL))
 		}
-		if len(s.Types) == 0 {
-			s.Types = []string{"Patient", "Encounter", "Observation", "Condition", "AllergyIntolerance"}
-		}
-		for j, typ := range s.Types {
-			if !fhirTypeRe.MatchString(typ) {
-				v.add(fmt.Sprintf("%s.types[%d]", p, j), "%s is not a FHIR resource type like Patient", v.show(fmt.Sprintf("%s.types[%d]", p, j), typ))
-			}
-		}
+		s.FHIRSourceConfig.Validate(v.in(p))
 		if s.Schedule == "" {
 			s.Schedule = "@every 30s"
 		}
 		if _, err := ParseSchedule(s.Schedule); err != nil {
 			v.add(p+".schedule", "%s is not a schedule: %v", v.show(p+".schedule", s.Schedule), err)
 		}
-		if s.PageSize == 0 {
-			s.PageSize = 100
-		} else if s.PageSize < 1 || s.PageSize > 1000 {
-			v.add(p+".page_size", "must be between 1 and 1000")
-		}
-		if s.Overlap == 0 {
-			s.Overlap = Duration(time.Minute)
-		} else if s.Overlap < 0 || s.Overlap > Duration(24*time.Hour) {
-			v.add(p+".overlap", "must be between 0s and 24h")
-		}
-		if s.Deletes == "" {
-			s.Deletes = "ignore"
-		}
-		if s.BulkMaxLine == 0 {
-			s.BulkMaxLine = 16 * MiB
-		} else if s.BulkMaxLine < 64*KiB || s.BulkMaxLine > GiB {
-			v.add(p+".bulk_max_line", "must be between 64KiB and 1GiB, got %s", v.c.pos.show(p+".bulk_max_line", s.BulkMaxLine.String()))
-		}
-		if s.BulkMaxFile == 0 {
-			s.BulkMaxFile = 8 * GiB
-		} else if s.BulkMaxFile < MiB || s.BulkMaxFile > 1024*GiB {
-			v.add(p+".bulk_max_file", "must be between 1MiB and 1024GiB, got %s", v.c.pos.show(p+".bulk_max_file", s.BulkMaxFile.String()))
-		}
-		v.oneOf(p+".deletes", s.Deletes, "ignore", "inactivate")
 		s.AuthConfig.Validate(v.in(p))
 		tr := v.transport(p, s.InsecurePlaintext)
 		tr.url(p+".base_url", s.BaseURL)
@@ -452,7 +421,7 @@ func (r sectionReporter) key(k string) string {
 func (r sectionReporter) Add(k, format string, args ...any) { r.v.add(r.key(k), format, args...) }
 
 // Show implements [configvalue.Reporter].
-func (r sectionReporter) Show(k, value string) string { return r.v.show(r.key(k), value) }
+func (r sectionReporter) Show(k, text string) string { return r.v.c.pos.show(r.key(k), text) }
 
 // Readable implements [configvalue.Reporter].
 func (r sectionReporter) Readable(k, file string) { r.v.readable(r.key(k), file) }
@@ -603,9 +572,6 @@ func (v *validator) tlsServer(p string, t *TLSServer) {
 		v.add(key, "encrypted private keys are not supported yet: store the key unencrypted, readable only by the service account")
 	}
 }
-
-// fhirTypeRe is a FHIR resource type name.
-var fhirTypeRe = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)
 
 // tlsClient checks an outgoing connection's TLS section (nil: none).
 func (v *validator) tlsClient(p string, t *TLSClient) {

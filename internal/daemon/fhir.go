@@ -65,8 +65,7 @@ func NewFHIRSource(sc config.FHIRSource, cp *checkpoint.Log, maps func() *mappin
 		return nil, err
 	}
 	client := &fhirhttp.Client{Base: sc.BaseURL, Auth: auth}
-	return &ehr.FHIRSource{Cfg: ehr.FHIRSourceConfig{Name: sc.Name, Types: sc.Types, PageSize: sc.PageSize, Overlap: sc.Overlap.Std(),
-		Deletes: sc.Deletes},
+	return &ehr.FHIRSource{Cfg: sc.FHIRSourceConfig,
 		Client: client, Log: cp, Mappings: maps, Logger: log.With("component", "fhir", "source", sc.Name)}, nil
 }
 

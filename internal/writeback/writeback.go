@@ -125,16 +125,16 @@ func (c Config) Validate(r configvalue.Reporter) {
 	switch c.EncounterRule {
 	case "", EncounterLinkOrOpen, EncounterLink, EncounterOpen, EncounterNone:
 	default:
-		r.Add("encounter_rule", "%s: use link_or_open (the default), link, open or none", r.Show("encounter_rule", c.EncounterRule))
+		r.Add("encounter_rule", "%s: use link_or_open (the default), link, open or none", r.Show("encounter_rule", configvalue.Quote(c.EncounterRule)))
 	}
 	switch c.ReplaceTrigger {
 	case "", "T10", "T08", "T06", "T02":
 	default:
-		r.Add("replace_trigger", "%s: use T10 (replacement, the default), T08 (edit), T06 (addendum) or T02", r.Show("replace_trigger", c.ReplaceTrigger))
+		r.Add("replace_trigger", "%s: use T10 (replacement, the default), T08 (edit), T06 (addendum) or T02", r.Show("replace_trigger", configvalue.Quote(c.ReplaceTrigger)))
 	}
 	for _, f := range []struct{ key, val string }{{"author_field", c.AuthorField}, {"encounter_link_field", c.EncounterLinkField}} {
 		if f.val != "" && !fieldNameRe.MatchString(f.val) {
-			r.Add(f.key, "%s is not a field API name", r.Show(f.key, f.val))
+			r.Add(f.key, "%s is not a field API name", r.Show(f.key, configvalue.Quote(f.val)))
 		}
 	}
 }

@@ -2,10 +2,14 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
@@ -59,5 +63,36 @@ func TestWritebackConfigCarriesEveryKey(t *testing.T) {
 	}
 	if n := got.FieldByName("AEMaxAttempts").Interface(); n != 7 {
 		t.Errorf("AEMaxAttempts = %v, want writeback.target.ae_max_attempts (7)", n)
+	}
+}
+
+// TestFHIRSourceCarriesEveryKey checks that what a sources.fhir entry
+// writes reaches the source the daemon and backfill build: the copy
+// NewFHIRSource used to make dropped bulk_max_line and bulk_max_file (only
+// the backfill command patched them back in).
+func TestFHIRSourceCarriesEveryKey(t *testing.T) {
+	const yaml = `sources:
+  fhir:
+    - name: ehrfhir
+      base_url: https://ehr.example/fhir/R4
+      types: [Patient, Encounter]
+      page_size: 7
+      overlap: 2m
+      deletes: inactivate
+      bulk_max_line: 128KiB
+      bulk_max_file: 3MiB
+`
+	cfg, err := config.Parse("test.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewFHIRSource(cfg.Sources.FHIR[0], nil, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ehr.FHIRSourceConfig{Name: "ehrfhir", Types: []string{"Patient", "Encounter"}, PageSize: 7,
+		Overlap: configvalue.Duration(2 * time.Minute), Deletes: ehr.DeletesApply, BulkMaxLine: 128 * configvalue.KiB, BulkMaxFile: 3 * configvalue.MiB}
+	if !reflect.DeepEqual(src.Cfg, want) {
+		t.Errorf("source settings = %+v, want %+v as written", src.Cfg, want)
 	}
 }
