@@ -1,11 +1,13 @@
 package ehr
 
 import (
+	"net/url"
 	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 )
 
 // FHIRSourceConfig is what a FHIR source follows: declared once, with the
@@ -80,4 +82,41 @@ func (c *FHIRSourceConfig) Validate(r configvalue.Reporter) {
 	if c.Deletes != DeletesIgnore && c.Deletes != DeletesApply {
 		r.Add("deletes", `must be "ignore" or "inactivate", got %s`, r.Show("deletes", configvalue.Quote(c.Deletes)))
 	}
+}
+
+// FHIRTargetConfig is the EHR's FHIR R4 server that write-back files
+// DocumentReferences on: declared once, with the keys of the config
+// file's writeback.target.fhir section (internal/config embeds it there,
+// inline).
+type FHIRTargetConfig struct {
+	// BaseURL is the server's base, like https://ehr.example/fhir/R4.
+	BaseURL string `yaml:"base_url,required"`
+	// AuthConfig: a static bearer token (token_env / token_file), or SMART
+	// Backend Services (smart_token_url, smart_client_id, smart_key_file).
+	fhirhttp.AuthConfig `yaml:",inline"`
+	// DocSystem is our DocumentReference identifier system; default
+	// urn:ehrbridge:note. TypeCode is the LOINC document type; default
+	// 34746-8.
+	DocSystem string `yaml:"doc_system"`
+	TypeCode  string `yaml:"type_code"`
+}
+
+// Validate reports a base URL that is not one and the auth settings'
+// problems; keys are relative to the section.
+func (c FHIRTargetConfig) Validate(r configvalue.Reporter) {
+	if u, err := url.Parse(c.BaseURL); c.BaseURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+		r.Add("base_url", "must be an https URL, got %s", r.Show("base_url", configvalue.Quote(c.BaseURL)))
+	}
+	c.AuthConfig.Validate(r)
+}
+
+// NewFHIRTarget is the write-back target for the FHIR server cfg names,
+// its token source built (a SMART key or a token that cannot be read fails
+// here, at start).
+func NewFHIRTarget(cfg FHIRTargetConfig) (*FHIRTarget, error) {
+	auth, err := cfg.TokenSource("")
+	if err != nil {
+		return nil, err
+	}
+	return &FHIRTarget{Base: cfg.BaseURL, DocSystem: cfg.DocSystem, TypeCode: cfg.TypeCode, Auth: auth}, nil
 }

@@ -429,16 +429,11 @@ type WritebackTarget struct {
 
 // FHIRTarget is an EHR's FHIR R4 server for write-back.
 type FHIRTarget struct {
-	// BaseURL is the server's base, like https://ehr.example/fhir/R4.
-	BaseURL string `yaml:"base_url,required"`
-	// AuthConfig: a static bearer token (token_env / token_file), or SMART
-	// Backend Services (smart_token_url, smart_client_id, smart_key_file).
-	fhirhttp.AuthConfig `yaml:",inline"`
-	// DocSystem is our DocumentReference identifier system; default
-	// urn:ehrbridge:note. TypeCode is the LOINC document type; default
-	// 34746-8.
-	DocSystem string `yaml:"doc_system"`
-	TypeCode  string `yaml:"type_code"`
+	// FHIRTargetConfig is the server, declared with the target
+	// (ehr.FHIRTargetConfig): base_url, token_env / token_file or
+	// smart_token_url, smart_client_id and smart_key_file, doc_system and
+	// type_code.
+	ehr.FHIRTargetConfig `yaml:",inline"`
 	// InsecurePlaintext allows an http:// BaseURL or SMARTTokenURL whose
 	// host is not loopback (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`

@@ -210,10 +210,7 @@ func (c *Config) validate(base string) Problems {
 			v.add("writeback.target", "give one of dir, mllp and fhir")
 		}
 		if f := wb.Target.FHIR; f != nil {
-			if u, err := url.Parse(f.BaseURL); f.BaseURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
-				v.add("writeback.target.fhir.base_url", "must be an https URL, got %s", v.show("writeback.target.fhir.base_url", f.BaseURL))
-			}
-			f.AuthConfig.Validate(v.in("writeback.target.fhir"))
+			f.FHIRTargetConfig.Validate(v.in("writeback.target.fhir"))
 			tr := v.transport("writeback.target.fhir", f.InsecurePlaintext)
 			tr.url("writeback.target.fhir.base_url", f.BaseURL)
 			tr.url("writeback.target.fhir.smart_token_url", f.SMARTTokenURL)

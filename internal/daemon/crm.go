@@ -145,12 +145,10 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM connector
 	}
 	var target connectors.EHRTarget
 	if f := wb.Target.FHIR; f != nil {
-		ft := &ehr.FHIRTarget{Base: f.BaseURL, DocSystem: f.DocSystem, TypeCode: f.TypeCode}
-		auth, err := f.AuthConfig.TokenSource("")
+		ft, err := ehr.NewFHIRTarget(f.FHIRTargetConfig)
 		if err != nil {
 			return nil, nil, fmt.Errorf("writeback.target.fhir: %w", err)
 		}
-		ft.Auth = auth
 		target = ft
 	} else if wb.Target.MLLP != "" {
 		mt, err := newMLLPTarget(wb.Target, log.With("component", "writeback"))
