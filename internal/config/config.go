@@ -9,6 +9,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 
@@ -259,41 +260,9 @@ type CRMConfig struct {
 	Pipeline PipelineConfig `yaml:"pipeline"`
 }
 
-// SalesforceConfig is a Salesforce org and its connected app.
-type SalesforceConfig struct {
-	// LoginURL is the token endpoint's base: https://login.salesforce.com,
-	// https://test.salesforce.com or the org's My Domain URL.
-	LoginURL string `yaml:"login_url,required"`
-	// Audience is the JWT bearer assertion's aud: https://login.salesforce.com
-	// (production, the default), https://test.salesforce.com (a sandbox
-	// org: the default when login_url is test.salesforce.com or a
-	// *.sandbox.my.salesforce.com My Domain) or an Experience Cloud site
-	// URL; never the My Domain URL, whatever login_url is
-	// (https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm).
-	Audience string `yaml:"audience"`
-	// APIVersion, default "62.0".
-	APIVersion string `yaml:"api_version"`
-	// ClientID is the connected app's consumer key.
-	ClientID string `yaml:"client_id,required"`
-	// ClientSecret (client_secret_env / client_secret_file) for the client
-	// credentials and refresh token flows.
-	ClientSecret SecretRef `yaml:"client_secret"`
-	// JWTUsername and JWTKeyFile select the JWT bearer flow: the key file
-	// is the connected app certificate's private key (PEM, unencrypted).
-	JWTUsername string `yaml:"jwt_username"`
-	JWTKeyFile  string `yaml:"jwt_key_file"`
-	// RefreshToken (refresh_token_env / refresh_token_file) selects the
-	// refresh token flow.
-	RefreshToken SecretRef `yaml:"refresh_token"`
-	// MaxConcurrent caps requests in flight; default 4.
-	MaxConcurrent int `yaml:"max_concurrent"`
-	// BudgetReserve is the share of the org's daily API allocation left
-	// to others: ehrbridge pauses when the rest is used; default 0.1.
-	BudgetReserve float64 `yaml:"budget_reserve"`
-	// InsecurePlaintext allows an http:// LoginURL whose host is not
-	// loopback (see [InsecureKey]).
-	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-}
+// SalesforceConfig is a Salesforce org and its connected app, declared
+// with the connector ([salesforce.Settings]).
+type SalesforceConfig = salesforce.Settings
 
 // DynamicsConfig is a Dataverse environment (Dynamics 365) and the app
 // registration ehrbridge signs in as.

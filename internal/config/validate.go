@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/configvalue"
-	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/hl7"
 )
 
@@ -341,42 +340,10 @@ func (v *validator) crm(listeners *[]listener) {
 		}
 	}
 	if sf := c.Salesforce; sf != nil {
-		if u, err := url.Parse(sf.LoginURL); sf.LoginURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
-			v.add("crm.salesforce.login_url", "must be an https URL like https://login.salesforce.com, got %s", v.show("crm.salesforce.login_url", sf.LoginURL))
-		}
+		sf.Validate(v.in("crm.salesforce"))
 		tr := v.transport("crm.salesforce", sf.InsecurePlaintext)
 		tr.url("crm.salesforce.login_url", sf.LoginURL)
 		tr.done()
-		if sf.Audience != "" {
-			if problem := salesforce.AudienceProblem(sf.Audience); problem != "" {
-				v.add("crm.salesforce.audience", "%s, got %s", problem, v.show("crm.salesforce.audience", sf.Audience))
-			} else if sf.JWTUsername == "" && sf.JWTKeyFile == "" {
-				v.add("crm.salesforce.audience", "is the JWT bearer assertion's audience: set it with jwt_username and jwt_key_file, or remove it")
-			}
-		}
-		flows := 0
-		if sf.JWTUsername != "" || sf.JWTKeyFile != "" {
-			flows++
-			if sf.JWTUsername == "" || sf.JWTKeyFile == "" {
-				v.add("crm.salesforce", "the JWT bearer flow needs both jwt_username and jwt_key_file")
-			}
-			v.readable("crm.salesforce.jwt_key_file", sf.JWTKeyFile)
-		}
-		if sf.RefreshToken.IsSet() {
-			flows++
-		}
-		if flows == 0 && !sf.ClientSecret.IsSet() {
-			v.add("crm.salesforce", "choose an OAuth flow: jwt_username + jwt_key_file, refresh_token_env/_file, or client_secret_env/_file alone for client credentials")
-		}
-		if flows > 1 {
-			v.add("crm.salesforce", "choose one OAuth flow: JWT bearer or refresh token, not both")
-		}
-		if sf.MaxConcurrent < 0 || sf.MaxConcurrent > 25 {
-			v.add("crm.salesforce.max_concurrent", "must be between 1 and 25 (Salesforce allows 25 long-running requests per org)")
-		}
-		if sf.BudgetReserve < 0 || sf.BudgetReserve > 0.9 {
-			v.add("crm.salesforce.budget_reserve", "must be between 0 and 0.9")
-		}
 	}
 	if p := c.Pipeline; p.BatchSize < 0 || p.BatchSize > 2000 {
 		v.add("crm.pipeline.batch_size", "must be between 1 and 2000")
