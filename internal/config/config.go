@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
@@ -265,36 +266,9 @@ type CRMConfig struct {
 type SalesforceConfig = salesforce.Settings
 
 // DynamicsConfig is a Dataverse environment (Dynamics 365) and the app
-// registration ehrbridge signs in as.
-type DynamicsConfig struct {
-	// URL is the environment, like https://org.crm.dynamics.com.
-	URL string `yaml:"url,required"`
-	// APIVersion of the Web API, default "9.2".
-	APIVersion string `yaml:"api_version"`
-	// TenantID and ClientID of the app registration (Entra ID).
-	TenantID string `yaml:"tenant_id"`
-	ClientID string `yaml:"client_id"`
-	// Exactly one credential: ClientSecret (client_secret_env / _file);
-	// CertFile (and KeyFile unless the key follows the certificate in
-	// CertFile), PEM; ManagedIdentity; WorkloadIdentity.
-	ClientSecret     SecretRef `yaml:"client_secret"`
-	CertFile         string    `yaml:"cert_file"`
-	KeyFile          string    `yaml:"key_file"`
-	ManagedIdentity  bool      `yaml:"managed_identity"`
-	WorkloadIdentity bool      `yaml:"workload_identity"`
-	// AuthorityHost is the identity platform, default
-	// https://login.microsoftonline.com/ (set it for a sovereign cloud).
-	AuthorityHost string `yaml:"authority_host"`
-	// CAFile adds trusted CAs (PEM) for a TLS-inspecting proxy.
-	CAFile string `yaml:"ca_file"`
-	// BatchSize is ops per $batch request, default 50; MaxConcurrent the
-	// requests in flight, default 4 (at most 32; Dataverse allows 52).
-	BatchSize     int `yaml:"batch_size"`
-	MaxConcurrent int `yaml:"max_concurrent"`
-	// EntitySets names the entity set of a table whose set name is not
-	// its logical name in the plural.
-	EntitySets map[string]string `yaml:"entity_sets"`
-}
+// registration ehrbridge signs in as, declared with the connector
+// ([dynamics.Settings]).
+type DynamicsConfig = dynamics.Settings
 
 // SandboxConfig makes the CRM sandbox the CRM (for demos and tests).
 type SandboxConfig struct {

@@ -311,33 +311,7 @@ func (v *validator) crm(listeners *[]listener) {
 		tr.done()
 	}
 	if d := c.Dynamics; d != nil {
-		if u, err := url.Parse(d.URL); d.URL != "" && (err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/")) {
-			v.add("crm.dynamics.url", "must be the environment's https URL like https://org.crm.dynamics.com, got %s", v.show("crm.dynamics.url", d.URL))
-		}
-		creds := 0
-		for _, set := range []bool{d.ClientSecret.IsSet(), d.CertFile != "", d.ManagedIdentity, d.WorkloadIdentity} {
-			if set {
-				creds++
-			}
-		}
-		if creds != 1 {
-			v.add("crm.dynamics", "choose one credential: client_secret_env/_file, cert_file (+ key_file), managed_identity: true or workload_identity: true")
-		}
-		if (d.ClientSecret.IsSet() || d.CertFile != "") && (d.TenantID == "" || d.ClientID == "") {
-			v.add("crm.dynamics", "a client secret or certificate needs tenant_id and client_id")
-		}
-		v.readable("crm.dynamics.cert_file", d.CertFile)
-		v.readable("crm.dynamics.key_file", d.KeyFile)
-		v.readable("crm.dynamics.ca_file", d.CAFile)
-		if d.AuthorityHost != "" && !strings.HasPrefix(d.AuthorityHost, "https://") {
-			v.add("crm.dynamics.authority_host", "must be an https URL")
-		}
-		if d.BatchSize < 0 || d.BatchSize > 1000 {
-			v.add("crm.dynamics.batch_size", "must be between 1 and 1000 (Dataverse's limit per $batch)")
-		}
-		if d.MaxConcurrent < 0 || d.MaxConcurrent > 32 {
-			v.add("crm.dynamics.max_concurrent", "must be between 1 and 32 (Dataverse allows 52 concurrent requests per user)")
-		}
+		d.Validate(v.in("crm.dynamics"))
 	}
 	if sf := c.Salesforce; sf != nil {
 		sf.Validate(v.in("crm.salesforce"))

@@ -40,29 +40,10 @@ func DataverseClientConfig(d *config.DynamicsConfig) (dynamics.Config, dynamics.
 	if err != nil {
 		return dynamics.Config{}, dynamics.Auth{}, err
 	}
-	auth := dynamics.Auth{TenantID: d.TenantID, ClientID: d.ClientID, ManagedIdentity: d.ManagedIdentity,
-		WorkloadIdentity: d.WorkloadIdentity, AuthorityHost: d.AuthorityHost, HTTPClient: hc}
-	if d.ClientSecret.IsSet() {
-		secret, err := d.ClientSecret.Resolve()
-		if err != nil {
-			return dynamics.Config{}, auth, fmt.Errorf("crm.dynamics client secret: %w", err)
-		}
-		auth.ClientSecret = secret
+	dcfg, auth, err := d.ClientConfig(hc)
+	if err != nil {
+		return dcfg, auth, fmt.Errorf("crm.dynamics %w", err)
 	}
-	if d.CertFile != "" {
-		certPEM, err := os.ReadFile(d.CertFile)
-		if err != nil {
-			return dynamics.Config{}, auth, fmt.Errorf("crm.dynamics.cert_file: %w", err)
-		}
-		auth.CertPEM = certPEM
-		if d.KeyFile != "" {
-			if auth.KeyPEM, err = os.ReadFile(d.KeyFile); err != nil {
-				return dynamics.Config{}, auth, fmt.Errorf("crm.dynamics.key_file: %w", err)
-			}
-		}
-	}
-	dcfg := dynamics.Config{URL: d.URL, APIVersion: d.APIVersion, HTTPClient: hc, BatchSize: d.BatchSize,
-		MaxConcurrent: d.MaxConcurrent, EntitySets: d.EntitySets}
 	return dcfg, auth, nil
 }
 
