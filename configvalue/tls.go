@@ -1,5 +1,12 @@
 package configvalue
 
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+)
+
 // DefaultTLSMinVersion is the lowest TLS version accepted unless a section
 // raises it.
 const DefaultTLSMinVersion = "1.2"
@@ -53,4 +60,43 @@ type TLSClient struct {
 // SetDefaults gives a new TLS section its defaults before it is decoded.
 func (t *TLSClient) SetDefaults() {
 	t.MinVersion = DefaultTLSMinVersion
+}
+
+// Config builds the TLS configuration of the outgoing connection: the CAs
+// to trust (the system's without CAFile), the client certificate for
+// mutual TLS, the server name and the lowest version. Errors name the
+// setting, never a file's contents.
+func (t *TLSClient) Config() (*tls.Config, error) {
+	conf := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+	if t.MinVersion == "1.3" {
+		conf.MinVersion = tls.VersionTLS13
+	}
+	if t.CAFile != "" {
+		pool, err := CertPool(t.CAFile, "CA file")
+		if err != nil {
+			return nil, err
+		}
+		conf.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: loading client certificate and key: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// CertPool reads the PEM certificates of file (what names it in errors).
+func CertPool(file, what string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %s: %w", what, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls: %s holds no PEM certificate", what)
+	}
+	return pool, nil
 }

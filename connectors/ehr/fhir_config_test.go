@@ -61,3 +61,25 @@ func TestFHIRSourceConfigValidate(t *testing.T) {
 		t.Errorf("problems:\n%q\nwant\n%q", got, wantProbs)
 	}
 }
+
+// TestNewMLLPTarget checks that the MLLP target is built from
+// writeback.target's settings as written (the daemon used to copy them
+// into the target's own config and build the TLS configuration itself).
+func TestNewMLLPTarget(t *testing.T) {
+	mt, err := NewMLLPTarget(MLLPTargetConfig{MLLP: "ehr.example:2575", MLLPMaxBackoff: configvalue.Duration(5e9),
+		TLS: &configvalue.TLSClient{ServerName: "ehr.example", MinVersion: "1.3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mt.Client
+	if c.Addr != "ehr.example:2575" || c.MaxBackoff != 5e9 || c.TLSConfig == nil || c.TLSConfig.ServerName != "ehr.example" || c.TLSConfig.MinVersion != 0x0304 {
+		t.Errorf("client = %+v, want the settings as written", c)
+	}
+	if mt, err := NewMLLPTarget(MLLPTargetConfig{MLLP: "127.0.0.1:2575"}); err != nil || mt.Client.TLSConfig != nil {
+		t.Errorf("without tls: %v, %v; want plain TCP", mt, err)
+	}
+	_, err = NewMLLPTarget(MLLPTargetConfig{MLLP: "ehr.example:2575", TLS: &configvalue.TLSClient{CAFile: filepath.Join(t.TempDir(), "none.pem")}})
+	if err == nil || !strings.HasPrefix(err.Error(), "tls: CA file: ") {
+		t.Errorf("missing CA file: %v, want an error naming it", err)
+	}
+}

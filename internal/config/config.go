@@ -349,19 +349,17 @@ type WritebackTarget struct {
 	// (its interface engine normally takes each away); 0 (the default)
 	// keeps them. At least 1h. Only with Dir.
 	Retention Duration `yaml:"retention"`
-	// MLLP is the EHR's MLLP receiver, host:port.
-	MLLP string `yaml:"mllp"`
-	// TLS connects to MLLP over TLS (mutual TLS with a client
-	// certificate); without it a host that is not loopback needs
-	// InsecurePlaintext. Only with MLLP.
-	TLS *TLSClient `yaml:"tls"`
+	// MLLPTargetConfig is the MLLP target, declared with it
+	// (ehr.MLLPTargetConfig): mllp, the EHR's MLLP receiver (host:port);
+	// tls, to connect over TLS (mutual TLS with a client certificate;
+	// without it a host that is not loopback needs InsecurePlaintext;
+	// only with mllp); mllp_max_backoff, the cap of the delays between
+	// tries when the receiver refuses or drops connections (they start at
+	// 100 ms and double; default 30s, between 1s and 1h; only with mllp).
+	ehr.MLLPTargetConfig `yaml:",inline"`
 	// InsecurePlaintext allows MLLP without TLS to a host that is not
 	// loopback (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-	// MLLPMaxBackoff caps the delays between tries when the MLLP receiver
-	// refuses or drops connections (they start at 100 ms and double);
-	// default 30s, between 1s and 1h. Only with MLLP.
-	MLLPMaxBackoff Duration `yaml:"mllp_max_backoff"`
 	// AEMaxAttempts is how many AE (or CE) answers a note gets before it is
 	// dead: an AE asks for a resend (HL7 table 0008), so the note is resent
 	// with backoff until then; default 10, 1 to 1000. Only with MLLP.
