@@ -343,12 +343,12 @@ type WritebackConfig struct {
 
 // WritebackTarget is the EHR side of write-back: one of its fields.
 type WritebackTarget struct {
-	// Dir is a file-drop directory; default <data_dir>/outbox.
-	Dir string `yaml:"dir"`
-	// Retention removes messages the EHR left in Dir longer than this
-	// (its interface engine normally takes each away); 0 (the default)
-	// keeps them. At least 1h. Only with Dir.
-	Retention Duration `yaml:"retention"`
+	// FileDropConfig is the file drop, declared with it
+	// (ehr.FileDropConfig): dir, the file-drop directory (default
+	// <data_dir>/outbox); retention, how long a message the EHR left
+	// there may stay (0, the default, keeps them; at least 1h; only with
+	// dir).
+	ehr.FileDropConfig `yaml:",inline"`
 	// MLLPTargetConfig is the MLLP target, declared with it
 	// (ehr.MLLPTargetConfig): mllp, the EHR's MLLP receiver (host:port);
 	// tls, to connect over TLS (mutual TLS with a client certificate;

@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -94,5 +95,25 @@ func TestFHIRSourceCarriesEveryKey(t *testing.T) {
 		Overlap: configvalue.Duration(2 * time.Minute), Deletes: ehr.DeletesApply, BulkMaxLine: 128 * configvalue.KiB, BulkMaxFile: 3 * configvalue.MiB}
 	if !reflect.DeepEqual(src.Cfg, want) {
 		t.Errorf("source settings = %+v, want %+v as written", src.Cfg, want)
+	}
+}
+
+// TestFileDropCarriesItsKeys checks that writeback.target's dir and
+// retention reach the file drop the daemon builds (they used to be copied
+// field by field, with a conversion).
+func TestFileDropCarriesItsKeys(t *testing.T) {
+	dir := t.TempDir()
+	yaml := "crm:\n  sandbox:\n    embed: true\nwriteback:\n  target:\n    dir: " + dir + "\n    retention: 36h\n"
+	cfg, err := config.Parse(filepath.Join(dir, "test.yaml"), []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := newWriteback(cfg.Writeback, dir, nil, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, ok := h.Target.(*ehr.FileDrop)
+	if !ok || fd.Dir != dir || fd.Retention.Std() != 36*time.Hour {
+		t.Errorf("target = %#v, want a file drop in %s keeping files 36h", h.Target, dir)
 	}
 }

@@ -157,7 +157,7 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM connector
 		}
 		target = mt
 	} else {
-		target = &ehr.FileDrop{Dir: wb.Target.Dir, Retention: wb.Target.Retention.Std(), Logger: log.With("component", "writeback")}
+		target = &ehr.FileDrop{FileDropConfig: wb.Target.FileDropConfig, Logger: log.With("component", "writeback")}
 	}
 	h := &writeback.Handler{Cfg: wcfg, CRM: notesCRM, Target: target, Log: cp, Logger: log.With("component", "writeback")}
 	src := &writeback.Source{Cfg: wcfg, CRM: notesCRM, Log: cp, WatermarkFile: filepath.Join(dataDir, "writeback.watermark"), Logger: log}
