@@ -175,45 +175,9 @@ type FHIRSubscription struct {
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 }
 
-// MLLPSource is one HL7 v2 over MLLP listener.
-type MLLPSource struct {
-	// Name identifies the source and is part of record keys, so it is
-	// restricted to [a-z0-9][a-z0-9_-]* (at most 64 bytes) and unique.
-	Name string `yaml:"name,required"`
-	// Listen is the host:port to listen on; port 0 picks a free port.
-	Listen string `yaml:"listen,required"`
-	// MaxFrameSize bounds one MLLP frame, default 10MiB, 1KiB to 1GiB.
-	MaxFrameSize ByteSize `yaml:"max_frame_size"`
-	// ReadTimeout bounds how long a started frame may take to complete,
-	// default 30s.
-	ReadTimeout Duration `yaml:"read_timeout"`
-	// IdleTimeout closes a connection that sent no frame for this long,
-	// default 10m.
-	IdleTimeout Duration `yaml:"idle_timeout"`
-	// FirstFrameTimeout closes a new connection that has not started a
-	// frame within it, default 30s.
-	FirstFrameTimeout Duration `yaml:"first_frame_timeout"`
-	// WriteTimeout bounds writing one acknowledgement, default 10s.
-	WriteTimeout Duration `yaml:"write_timeout"`
-	// MaxConnections bounds concurrent connections, default 256, 1 to
-	// 65535; at the limit the longest-idle connection is closed to admit a
-	// new one.
-	MaxConnections int `yaml:"max_connections"`
-	// MaxConnectionsPerAddress bounds the connections of one remote IP
-	// address the same way; 0 (the default) leaves it to MaxConnections.
-	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
-	// TLS enables TLS on the listener; nil means plain TCP, allowed only
-	// on a loopback address unless InsecurePlaintext is set.
-	TLS *TLSServer `yaml:"tls"`
-	// InsecurePlaintext allows plain TCP on an address that is not
-	// loopback (see [InsecureKey]).
-	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-	// HashIgnore lists HL7 paths left out of the content hash that tells a
-	// retransmit (same content) from a conflict (same control id, other
-	// content); default [MSH-7], since some senders restamp the message
-	// time when they resend.
-	HashIgnore []string `yaml:"hash_ignore"`
-}
+// MLLPSource is one HL7 v2 over MLLP listener, declared with the source
+// ([ehr.MLLPSourceConfig]).
+type MLLPSource = ehr.MLLPSourceConfig
 
 // CheckpointConfig configures the checkpoint log: retention and
 // encryption at rest.
@@ -397,12 +361,12 @@ type KeyRef struct {
 const (
 	DefaultDataDir        = "./data"
 	DefaultAdminListen    = "127.0.0.1:8080"
-	DefaultMaxFrameSize   = 10 * MiB
-	DefaultReadTimeout    = Duration(30 * time.Second)
-	DefaultIdleTimeout    = Duration(10 * time.Minute)
-	DefaultFirstFrame     = Duration(30 * time.Second)
-	DefaultWriteTimeout   = Duration(10 * time.Second)
-	DefaultMaxConnections = 256
+	DefaultMaxFrameSize   = ehr.DefaultMaxFrameSize
+	DefaultReadTimeout    = ehr.DefaultReadTimeout
+	DefaultIdleTimeout    = ehr.DefaultIdleTimeout
+	DefaultFirstFrame     = ehr.DefaultFirstFrame
+	DefaultWriteTimeout   = ehr.DefaultWriteTimeout
+	DefaultMaxConnections = ehr.DefaultMaxConnections
 	DefaultTLSMinVersion  = configvalue.DefaultTLSMinVersion
 
 	DefaultDedupeWindow     = Duration(30 * 24 * time.Hour)
@@ -427,17 +391,6 @@ func Default() *Config {
 	}
 	walkSecrets(reflect.ValueOf(c).Elem(), "", func(string, *SecretRef) {})
 	return c
-}
-
-// setDefaults gives a new source its defaults before it is decoded.
-func (s *MLLPSource) setDefaults() {
-	s.MaxFrameSize = DefaultMaxFrameSize
-	s.ReadTimeout = DefaultReadTimeout
-	s.IdleTimeout = DefaultIdleTimeout
-	s.FirstFrameTimeout = DefaultFirstFrame
-	s.WriteTimeout = DefaultWriteTimeout
-	s.MaxConnections = DefaultMaxConnections
-	s.HashIgnore = []string{"MSH-7"}
 }
 
 // Load reads the file at path and returns its configuration, or nil and a

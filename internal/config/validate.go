@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/configvalue"
-	"github.com/ehrbridge/ehrbridge/hl7"
 )
 
 // validator collects the problems of the checks that run after decoding.
@@ -120,24 +119,7 @@ func (c *Config) validate(base string) Problems {
 			}
 		}
 		tr.done()
-		if s.MaxFrameSize < KiB || s.MaxFrameSize > GiB {
-			v.add(p+".max_frame_size", "must be between 1KiB and 1GiB, got %s", v.c.pos.show(p+".max_frame_size", s.MaxFrameSize.String()))
-		}
-		v.positive(p+".read_timeout", s.ReadTimeout)
-		v.positive(p+".idle_timeout", s.IdleTimeout)
-		v.positive(p+".first_frame_timeout", s.FirstFrameTimeout)
-		v.positive(p+".write_timeout", s.WriteTimeout)
-		if s.MaxConnections < 1 || s.MaxConnections > 65535 {
-			v.add(p+".max_connections", "must be between 1 and 65535, got %s", v.c.pos.show(p+".max_connections", strconv.Itoa(s.MaxConnections)))
-		}
-		if s.MaxConnectionsPerAddress < 0 || s.MaxConnectionsPerAddress > s.MaxConnections {
-			v.add(p+".max_connections_per_address", "must be between 0 (no limit) and max_connections (%d), got %s", s.MaxConnections, v.c.pos.show(p+".max_connections_per_address", strconv.Itoa(s.MaxConnectionsPerAddress)))
-		}
-		for j, path := range s.HashIgnore {
-			if _, err := hl7.ParsePath(path); err != nil {
-				v.add(fmt.Sprintf("%s.hash_ignore[%d]", p, j), "%v", err)
-			}
-		}
+		s.Validate(v.in(p))
 		v.tlsServer(p+".tls", s.TLS)
 	}
 	for i := range c.Sources.FHIR {
