@@ -111,8 +111,6 @@ func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	// Only the backfill reads Bulk Data files.
-	src.Cfg.BulkMaxLine, src.Cfg.BulkMaxFile = int(sc.BulkMaxLine), int64(sc.BulkMaxFile)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	prog := newProgress(stdout, isTerminal(stdout))

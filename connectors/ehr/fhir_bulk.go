@@ -343,7 +343,7 @@ func (s *FHIRSource) loadFile(ctx context.Context, out bulkOutput, token bool) (
 	if resp.StatusCode != http.StatusOK {
 		return 0, 0, fhirhttp.StatusError("FHIR_BULK_FILE", resp.StatusCode, nil)
 	}
-	maxLine, maxFile := int64(cmp.Or(s.Cfg.BulkMaxLine, DefaultBulkMaxLine)), cmp.Or(s.Cfg.BulkMaxFile, DefaultBulkMaxFile)
+	maxLine, maxFile := int64(cmp.Or(s.Cfg.BulkMaxLine, DefaultBulkMaxLine)), int64(cmp.Or(s.Cfg.BulkMaxFile, DefaultBulkMaxFile))
 	body := &countingReader{r: resp.Body, limit: maxFile}
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, min(1<<20, maxLine)), int(maxLine))

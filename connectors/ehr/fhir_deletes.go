@@ -175,7 +175,7 @@ func (s *FHIRSource) PollDeletes(ctx context.Context, typ string) (FHIRStats, er
 
 func (s *FHIRSource) overlap() time.Duration {
 	if s.Cfg.Overlap > 0 {
-		return s.Cfg.Overlap
+		return s.Cfg.Overlap.Std()
 	}
 	return time.Minute
 }

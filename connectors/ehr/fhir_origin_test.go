@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 )
@@ -69,7 +70,7 @@ func sourceAt(t *testing.T, base string) (*FHIRSource, *checkpoint.Log) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return &FHIRSource{Cfg: FHIRSourceConfig{Name: "ehrfhir", Types: []string{"Patient"}, PageSize: 1, Overlap: time.Second},
+	return &FHIRSource{Cfg: FHIRSourceConfig{Name: "ehrfhir", Types: []string{"Patient"}, PageSize: 1, Overlap: configvalue.Duration(time.Second)},
 		Client: &fhirhttp.Client{Base: base, Auth: fhirhttp.StaticToken("T0K")}, Log: l,
 		Logger: slog.New(slog.DiscardHandler)}, l
 }

@@ -21,30 +21,6 @@ import (
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
-// FHIRSourceConfig names a FHIR source and what it follows.
-type FHIRSourceConfig struct {
-	// Name is the source's name, part of every record key.
-	Name string
-	// Types are the resource types to follow, in order (patients first,
-	// so that encounters find them).
-	Types []string
-	// PageSize is _count; default 100.
-	PageSize int
-	// Overlap re-reads changes this long before the watermark, against
-	// clock skew between the server's lastUpdated and commit order;
-	// default 60s.
-	Overlap time.Duration
-	// Deletes is the rule for deleted resources: DeletesIgnore (default)
-	// or DeletesApply.
-	Deletes string
-	// BulkMaxLine bounds one NDJSON line of a Bulk Data file, and
-	// BulkMaxFile a file's decompressed size; defaults DefaultBulkMaxLine
-	// and DefaultBulkMaxFile. A file over either fails the backfill with
-	// an error naming its type and the bound.
-	BulkMaxLine int
-	BulkMaxFile int64
-}
-
 // FHIRSource polls one FHIR server.
 type FHIRSource struct {
 	Cfg    FHIRSourceConfig

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
 )
@@ -22,7 +23,7 @@ func newSource(t *testing.T, srv *httptest.Server) (*FHIRSource, *checkpoint.Log
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return &FHIRSource{Cfg: FHIRSourceConfig{Name: "ehrfhir", Types: []string{"Patient", "Encounter"}, PageSize: 3, Overlap: time.Second},
+	return &FHIRSource{Cfg: FHIRSourceConfig{Name: "ehrfhir", Types: []string{"Patient", "Encounter"}, PageSize: 3, Overlap: configvalue.Duration(time.Second)},
 		Client: &fhirhttp.Client{Base: srv.URL + "/fhir", Auth: fhirhttp.StaticToken("T0K")}, Log: l,
 		Logger: slog.New(slog.DiscardHandler)}, l
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
 )
 
@@ -35,10 +36,21 @@ const sweepEvery = time.Minute
 // Dir as <MSH-10>.hl7: filing a version again rewrites the same file.
 // With Retention, files the EHR left there longer are removed (Sweep).
 type FileDrop struct {
-	Dir       string
-	Retention time.Duration
-	Logger    *slog.Logger
-	sweeper   fileDropSweeper
+	FileDropConfig
+	Logger  *slog.Logger
+	sweeper fileDropSweeper
+}
+
+// FileDropConfig is where a FileDrop writes and how long files may stay:
+// declared once, with the keys of the config file's writeback.target
+// section that are the file drop's (internal/config embeds it there,
+// inline).
+type FileDropConfig struct {
+	// Dir is the file-drop directory.
+	Dir string `yaml:"dir"`
+	// Retention removes messages the EHR left in Dir longer than this
+	// (its interface engine normally takes each away); 0 keeps them.
+	Retention configvalue.Duration `yaml:"retention"`
 }
 
 var _ connectors.EHRTarget = (*FileDrop)(nil)
@@ -111,7 +123,7 @@ func (f *FileDrop) Sweep(now time.Time) (SweepResult, error) {
 		}
 		age := now.Sub(info.ModTime())
 		switch {
-		case msg && f.Retention > 0 && age > f.Retention:
+		case msg && f.Retention > 0 && age > f.Retention.Std():
 		case temp && age > staleTempAge:
 		default:
 			continue
@@ -156,7 +168,7 @@ func (f *FileDrop) sweepNow() {
 	}
 	if res.Removed > 0 {
 		log.Warn("write-back outbox: removed messages older than the retention that the EHR had not taken away; check that its interface engine reads the outbox",
-			"files", res.Removed, "retention", f.Retention)
+			"files", res.Removed, "retention", f.Retention.Std())
 	}
 	if res.StaleTemps > 0 {
 		log.Info("write-back outbox: removed half-written files left by a crash", "files", res.StaleTemps)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7"
 )
@@ -35,14 +36,14 @@ func TestFileDropRetention(t *testing.T) {
 	freshTemp := write(".mdm-456", time.Minute)
 	other := write("README.txt", 30*24*time.Hour)
 
-	keep := &FileDrop{Dir: dir}
+	keep := &FileDrop{FileDropConfig: FileDropConfig{Dir: dir}}
 	if res, err := keep.Sweep(now); err != nil || res.Removed != 0 || res.StaleTemps != 1 {
 		t.Errorf("sweep without retention: %+v %v", res, err)
 	}
 	if _, err := os.Stat(old); err != nil {
 		t.Errorf("without a retention a filed message was removed: %v", err)
 	}
-	f := &FileDrop{Dir: dir, Retention: 7 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	f := &FileDrop{FileDropConfig: FileDropConfig{Dir: dir, Retention: configvalue.Duration(7 * 24 * time.Hour)}, Logger: slog.New(slog.DiscardHandler)}
 	res, err := f.Sweep(now)
 	if err != nil || res.Removed != 1 {
 		t.Errorf("sweep: %+v %v", res, err)

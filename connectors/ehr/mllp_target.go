@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
@@ -26,28 +27,41 @@ type MLLPTarget struct{ Client *mllp.Client }
 
 var _ connectors.EHRTarget = (*MLLPTarget)(nil)
 
-// MLLPTargetConfig is the settings of an MLLPTarget.
+// MLLPTargetConfig is the settings of an MLLPTarget: declared once, with
+// the keys of the config file's writeback.target section that are the
+// MLLP target's (internal/config embeds it there, inline).
 type MLLPTargetConfig struct {
-	// Addr is the EHR's MLLP receiver, host:port.
-	Addr string
-	// TLS, when set, makes every connection TLS, verified as it says: a
-	// handshake that fails is a failed try, never a fallback to plain
-	// TCP. Nil: plain TCP.
-	TLS *tls.Config
-	// MaxBackoff caps the client's delays between tries (0: 30 s).
-	MaxBackoff time.Duration
+	// MLLP is the EHR's MLLP receiver, host:port.
+	MLLP string `yaml:"mllp"`
+	// TLS, when set, makes every connection TLS, verified as it says (CAs,
+	// client certificate for mutual TLS, server name): a handshake that
+	// fails is a failed try, never a fallback to plain TCP. Nil: plain
+	// TCP.
+	TLS *configvalue.TLSClient `yaml:"tls"`
+	// MLLPMaxBackoff caps the client's delays between tries when the
+	// receiver refuses or drops connections (they start at 100 ms and
+	// double); 0: 30 s.
+	MLLPMaxBackoff configvalue.Duration `yaml:"mllp_max_backoff"`
 	// Logger gets the client's warnings (failed sends, skipped replies;
 	// never message bytes); nil: slog.Default().
 	Logger *slog.Logger
 }
 
 // NewMLLPTarget is the write-back target for the EHR's MLLP receiver at
-// cfg.Addr. Its client resends a message whose connection was lost after
+// cfg.MLLP. Its client resends a message whose connection was lost after
 // short backoffs (from 100 ms), and gives up at once when its next try is
 // more than 2 s off, so that a note whose EHR is down goes back to the
-// pipeline, which retries it later, instead of holding the note lane.
-func NewMLLPTarget(cfg MLLPTargetConfig) *MLLPTarget {
-	return &MLLPTarget{Client: &mllp.Client{Addr: cfg.Addr, TLSConfig: cfg.TLS, MaxBackoff: cfg.MaxBackoff, MaxWait: 2 * time.Second, Logger: cfg.Logger}}
+// pipeline, which retries it later, instead of holding the note lane. It
+// fails when the TLS files cannot be loaded (errors name the setting).
+func NewMLLPTarget(cfg MLLPTargetConfig) (*MLLPTarget, error) {
+	var tc *tls.Config
+	if cfg.TLS != nil {
+		var err error
+		if tc, err = cfg.TLS.Config(); err != nil {
+			return nil, err
+		}
+	}
+	return &MLLPTarget{Client: &mllp.Client{Addr: cfg.MLLP, TLSConfig: tc, MaxBackoff: cfg.MLLPMaxBackoff.Std(), MaxWait: 2 * time.Second, Logger: cfg.Logger}}, nil
 }
 
 // InFlight is how long after a send the EHR may still apply it: the

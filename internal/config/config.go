@@ -5,6 +5,13 @@ import (
 	"os"
 	"reflect"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
+	"github.com/ehrbridge/ehrbridge/connectors/ehr"
+	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
+	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 
 // Config is the whole ehrbridge configuration file.
@@ -124,42 +131,22 @@ type SourcesConfig struct {
 
 // FHIRSource is an EHR's FHIR R4 server that ehrbridge polls for changes.
 type FHIRSource struct {
-	// Name identifies the source and is part of record keys (as for MLLP
-	// sources: [a-z0-9][a-z0-9_-]*, unique among all sources).
-	Name string `yaml:"name,required"`
+	// FHIRSourceConfig is what the source follows, declared with it
+	// (ehr.FHIRSourceConfig): name (part of record keys, as for MLLP
+	// sources: [a-z0-9][a-z0-9_-]*, unique among all sources), types,
+	// page_size, overlap, deletes ("ignore", the default, or
+	// "inactivate"), bulk_max_line and bulk_max_file.
+	ehr.FHIRSourceConfig `yaml:",inline"`
 	// BaseURL is the server's base, like https://ehr.example/fhir/R4.
 	BaseURL string `yaml:"base_url,required"`
-	// Token (token_env / token_file) is a static bearer token; or SMART
-	// Backend Services with SMARTTokenURL, SMARTClientID and SMARTKeyFile
-	// (RS384).
-	Token         SecretRef `yaml:"token"`
-	SMARTTokenURL string    `yaml:"smart_token_url"`
-	SMARTClientID string    `yaml:"smart_client_id"`
-	SMARTKeyFile  string    `yaml:"smart_key_file"`
-	// Types to follow, in order; default Patient, Encounter, Observation,
-	// Condition, AllergyIntolerance.
-	Types []string `yaml:"types"`
+	// AuthConfig: a static bearer token (token_env / token_file), or SMART
+	// Backend Services (smart_token_url, smart_client_id, smart_key_file).
+	fhirhttp.AuthConfig `yaml:",inline"`
 	// Schedule of the polls; default "@every 30s".
 	Schedule string `yaml:"schedule"`
-	// PageSize is _count; default 100.
-	PageSize int `yaml:"page_size"`
-	// Overlap re-reads changes this long before the watermark; default 60s.
-	Overlap Duration `yaml:"overlap"`
 	// InsecurePlaintext allows an http:// BaseURL or SMARTTokenURL whose
 	// host is not loopback (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-	// Deletes is the rule for resources the EHR deletes: "ignore"
-	// (default) or "inactivate" (the on_delete of the mappings that wrote
-	// the resource: mark its CRM record inactive, or delete it; polls then
-	// also read each type's _history for deletes).
-	Deletes string `yaml:"deletes"`
-	// BulkMaxLine bounds one NDJSON line of a Bulk Data export file
-	// (default 16MiB, 64KiB to 1GiB); BulkMaxFile a file's size once
-	// decompressed (default 8GiB, 1MiB to 1024GiB). A backfill that meets
-	// a file over either stops with an error naming the file's type and
-	// the bound.
-	BulkMaxLine ByteSize `yaml:"bulk_max_line"`
-	BulkMaxFile ByteSize `yaml:"bulk_max_file"`
 	// Subscription, when set, also takes the server's subscription
 	// notifications on an HTTPS endpoint, between polls.
 	Subscription *FHIRSubscription `yaml:"subscription"`
@@ -188,45 +175,9 @@ type FHIRSubscription struct {
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 }
 
-// MLLPSource is one HL7 v2 over MLLP listener.
-type MLLPSource struct {
-	// Name identifies the source and is part of record keys, so it is
-	// restricted to [a-z0-9][a-z0-9_-]* (at most 64 bytes) and unique.
-	Name string `yaml:"name,required"`
-	// Listen is the host:port to listen on; port 0 picks a free port.
-	Listen string `yaml:"listen,required"`
-	// MaxFrameSize bounds one MLLP frame, default 10MiB, 1KiB to 1GiB.
-	MaxFrameSize ByteSize `yaml:"max_frame_size"`
-	// ReadTimeout bounds how long a started frame may take to complete,
-	// default 30s.
-	ReadTimeout Duration `yaml:"read_timeout"`
-	// IdleTimeout closes a connection that sent no frame for this long,
-	// default 10m.
-	IdleTimeout Duration `yaml:"idle_timeout"`
-	// FirstFrameTimeout closes a new connection that has not started a
-	// frame within it, default 30s.
-	FirstFrameTimeout Duration `yaml:"first_frame_timeout"`
-	// WriteTimeout bounds writing one acknowledgement, default 10s.
-	WriteTimeout Duration `yaml:"write_timeout"`
-	// MaxConnections bounds concurrent connections, default 256, 1 to
-	// 65535; at the limit the longest-idle connection is closed to admit a
-	// new one.
-	MaxConnections int `yaml:"max_connections"`
-	// MaxConnectionsPerAddress bounds the connections of one remote IP
-	// address the same way; 0 (the default) leaves it to MaxConnections.
-	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
-	// TLS enables TLS on the listener; nil means plain TCP, allowed only
-	// on a loopback address unless InsecurePlaintext is set.
-	TLS *TLSServer `yaml:"tls"`
-	// InsecurePlaintext allows plain TCP on an address that is not
-	// loopback (see [InsecureKey]).
-	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-	// HashIgnore lists HL7 paths left out of the content hash that tells a
-	// retransmit (same content) from a conflict (same control id, other
-	// content); default [MSH-7], since some senders restamp the message
-	// time when they resend.
-	HashIgnore []string `yaml:"hash_ignore"`
-}
+// MLLPSource is one HL7 v2 over MLLP listener, declared with the source
+// ([ehr.MLLPSourceConfig]).
+type MLLPSource = ehr.MLLPSourceConfig
 
 // CheckpointConfig configures the checkpoint log: retention and
 // encryption at rest.
@@ -274,73 +225,14 @@ type CRMConfig struct {
 	Pipeline PipelineConfig `yaml:"pipeline"`
 }
 
-// SalesforceConfig is a Salesforce org and its connected app.
-type SalesforceConfig struct {
-	// LoginURL is the token endpoint's base: https://login.salesforce.com,
-	// https://test.salesforce.com or the org's My Domain URL.
-	LoginURL string `yaml:"login_url,required"`
-	// Audience is the JWT bearer assertion's aud: https://login.salesforce.com
-	// (production, the default), https://test.salesforce.com (a sandbox
-	// org: the default when login_url is test.salesforce.com or a
-	// *.sandbox.my.salesforce.com My Domain) or an Experience Cloud site
-	// URL; never the My Domain URL, whatever login_url is
-	// (https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm).
-	Audience string `yaml:"audience"`
-	// APIVersion, default "62.0".
-	APIVersion string `yaml:"api_version"`
-	// ClientID is the connected app's consumer key.
-	ClientID string `yaml:"client_id,required"`
-	// ClientSecret (client_secret_env / client_secret_file) for the client
-	// credentials and refresh token flows.
-	ClientSecret SecretRef `yaml:"client_secret"`
-	// JWTUsername and JWTKeyFile select the JWT bearer flow: the key file
-	// is the connected app certificate's private key (PEM, unencrypted).
-	JWTUsername string `yaml:"jwt_username"`
-	JWTKeyFile  string `yaml:"jwt_key_file"`
-	// RefreshToken (refresh_token_env / refresh_token_file) selects the
-	// refresh token flow.
-	RefreshToken SecretRef `yaml:"refresh_token"`
-	// MaxConcurrent caps requests in flight; default 4.
-	MaxConcurrent int `yaml:"max_concurrent"`
-	// BudgetReserve is the share of the org's daily API allocation left
-	// to others: ehrbridge pauses when the rest is used; default 0.1.
-	BudgetReserve float64 `yaml:"budget_reserve"`
-	// InsecurePlaintext allows an http:// LoginURL whose host is not
-	// loopback (see [InsecureKey]).
-	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-}
+// SalesforceConfig is a Salesforce org and its connected app, declared
+// with the connector ([salesforce.Settings]).
+type SalesforceConfig = salesforce.Settings
 
 // DynamicsConfig is a Dataverse environment (Dynamics 365) and the app
-// registration ehrbridge signs in as.
-type DynamicsConfig struct {
-	// URL is the environment, like https://org.crm.dynamics.com.
-	URL string `yaml:"url,required"`
-	// APIVersion of the Web API, default "9.2".
-	APIVersion string `yaml:"api_version"`
-	// TenantID and ClientID of the app registration (Entra ID).
-	TenantID string `yaml:"tenant_id"`
-	ClientID string `yaml:"client_id"`
-	// Exactly one credential: ClientSecret (client_secret_env / _file);
-	// CertFile (and KeyFile unless the key follows the certificate in
-	// CertFile), PEM; ManagedIdentity; WorkloadIdentity.
-	ClientSecret     SecretRef `yaml:"client_secret"`
-	CertFile         string    `yaml:"cert_file"`
-	KeyFile          string    `yaml:"key_file"`
-	ManagedIdentity  bool      `yaml:"managed_identity"`
-	WorkloadIdentity bool      `yaml:"workload_identity"`
-	// AuthorityHost is the identity platform, default
-	// https://login.microsoftonline.com/ (set it for a sovereign cloud).
-	AuthorityHost string `yaml:"authority_host"`
-	// CAFile adds trusted CAs (PEM) for a TLS-inspecting proxy.
-	CAFile string `yaml:"ca_file"`
-	// BatchSize is ops per $batch request, default 50; MaxConcurrent the
-	// requests in flight, default 4 (at most 32; Dataverse allows 52).
-	BatchSize     int `yaml:"batch_size"`
-	MaxConcurrent int `yaml:"max_concurrent"`
-	// EntitySets names the entity set of a table whose set name is not
-	// its logical name in the plural.
-	EntitySets map[string]string `yaml:"entity_sets"`
-}
+// registration ehrbridge signs in as, declared with the connector
+// ([dynamics.Settings]).
+type DynamicsConfig = dynamics.Settings
 
 // SandboxConfig makes the CRM sandbox the CRM (for demos and tests).
 type SandboxConfig struct {
@@ -390,36 +282,20 @@ type WritebackConfig struct {
 	// Schedule is when to look for notes: a cron spec or "@every 30s";
 	// default "@every 30s".
 	Schedule string `yaml:"schedule"`
-	// Object and FlagField name the note object and its "send to the EHR"
-	// checkbox; default Task and Send_to_EHR__c.
-	Object    string `yaml:"object"`
-	FlagField string `yaml:"flag_field"`
-	// DocPrefix starts every document id (TXA-12); default "EHRB-".
-	DocPrefix string `yaml:"doc_prefix"`
-	// SendingApplication ... fill MSH-3 to MSH-6 of the MDM messages.
-	SendingApplication   string `yaml:"sending_application"`
-	SendingFacility      string `yaml:"sending_facility"`
-	ReceivingApplication string `yaml:"receiving_application"`
-	ReceivingFacility    string `yaml:"receiving_facility"`
+	// Config holds the keys the write-back engine reads itself, declared
+	// with it (writeback.Config's tagged fields): object and flag_field
+	// (the note object and its "send to the EHR" checkbox; default Task
+	// and Send_to_EHR__c), doc_prefix (TXA-12; default "EHRB-"),
+	// sending_application ... receiving_facility (MSH-3 to MSH-6),
+	// author_field and author_required, encounter_rule (PV1-19:
+	// link_or_open, the default, link, open or none),
+	// encounter_link_field and encounter_required, replace_trigger (T10,
+	// the default, T08, T06 or T02). Its untagged fields are not read
+	// from the file.
+	writeback.Config `yaml:",inline"`
 	// AuthorsFile maps CRM user ids to EHR provider ids: CSV lines
 	// crm_user_id,provider_id. Looked up first.
 	AuthorsFile string `yaml:"authors_file"`
-	// AuthorField is a field of the CRM user record (Salesforce User)
-	// holding the EHR provider id, looked up when the file has no entry.
-	AuthorField string `yaml:"author_field"`
-	// AuthorRequired holds notes whose author has no provider id.
-	AuthorRequired bool `yaml:"author_required"`
-	// EncounterRule picks the encounter (PV1-19): link_or_open (default),
-	// link, open or none.
-	EncounterRule string `yaml:"encounter_rule"`
-	// EncounterLinkField is the note field holding an encounter id; without
-	// one, a note whose WhatId is an encounter is linked to it.
-	EncounterLinkField string `yaml:"encounter_link_field"`
-	// EncounterRequired holds notes for which the rule finds no encounter.
-	EncounterRequired bool `yaml:"encounter_required"`
-	// ReplaceTrigger is the MDM trigger of an edit of a filed note: T10
-	// (default), T08, T06 or T02.
-	ReplaceTrigger string `yaml:"replace_trigger"`
 	// MDMMapping is the hl7 output mapping file that builds
 	// the MDM message; default the built-in one, shipped as
 	// configs/mappings/writeback/mdm.yaml.
@@ -431,25 +307,23 @@ type WritebackConfig struct {
 
 // WritebackTarget is the EHR side of write-back: one of its fields.
 type WritebackTarget struct {
-	// Dir is a file-drop directory; default <data_dir>/outbox.
-	Dir string `yaml:"dir"`
-	// Retention removes messages the EHR left in Dir longer than this
-	// (its interface engine normally takes each away); 0 (the default)
-	// keeps them. At least 1h. Only with Dir.
-	Retention Duration `yaml:"retention"`
-	// MLLP is the EHR's MLLP receiver, host:port.
-	MLLP string `yaml:"mllp"`
-	// TLS connects to MLLP over TLS (mutual TLS with a client
-	// certificate); without it a host that is not loopback needs
-	// InsecurePlaintext. Only with MLLP.
-	TLS *TLSClient `yaml:"tls"`
+	// FileDropConfig is the file drop, declared with it
+	// (ehr.FileDropConfig): dir, the file-drop directory (default
+	// <data_dir>/outbox); retention, how long a message the EHR left
+	// there may stay (0, the default, keeps them; at least 1h; only with
+	// dir).
+	ehr.FileDropConfig `yaml:",inline"`
+	// MLLPTargetConfig is the MLLP target, declared with it
+	// (ehr.MLLPTargetConfig): mllp, the EHR's MLLP receiver (host:port);
+	// tls, to connect over TLS (mutual TLS with a client certificate;
+	// without it a host that is not loopback needs InsecurePlaintext;
+	// only with mllp); mllp_max_backoff, the cap of the delays between
+	// tries when the receiver refuses or drops connections (they start at
+	// 100 ms and double; default 30s, between 1s and 1h; only with mllp).
+	ehr.MLLPTargetConfig `yaml:",inline"`
 	// InsecurePlaintext allows MLLP without TLS to a host that is not
 	// loopback (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-	// MLLPMaxBackoff caps the delays between tries when the MLLP receiver
-	// refuses or drops connections (they start at 100 ms and double);
-	// default 30s, between 1s and 1h. Only with MLLP.
-	MLLPMaxBackoff Duration `yaml:"mllp_max_backoff"`
 	// AEMaxAttempts is how many AE (or CE) answers a note gets before it is
 	// dead: an AE asks for a resend (HL7 table 0008), so the note is resent
 	// with backoff until then; default 10, 1 to 1000. Only with MLLP.
@@ -460,20 +334,11 @@ type WritebackTarget struct {
 
 // FHIRTarget is an EHR's FHIR R4 server for write-back.
 type FHIRTarget struct {
-	// BaseURL is the server's base, like https://ehr.example/fhir/R4.
-	BaseURL string `yaml:"base_url,required"`
-	// Token (token_env / token_file) is a static bearer token.
-	Token SecretRef `yaml:"token"`
-	// SMART Backend Services: a client id registered with the EHR, its
-	// token URL and the client's private key (PEM, RS384 signing).
-	SMARTTokenURL string `yaml:"smart_token_url"`
-	SMARTClientID string `yaml:"smart_client_id"`
-	SMARTKeyFile  string `yaml:"smart_key_file"`
-	// DocSystem is our DocumentReference identifier system; default
-	// urn:ehrbridge:note. TypeCode is the LOINC document type; default
-	// 34746-8.
-	DocSystem string `yaml:"doc_system"`
-	TypeCode  string `yaml:"type_code"`
+	// FHIRTargetConfig is the server, declared with the target
+	// (ehr.FHIRTargetConfig): base_url, token_env / token_file or
+	// smart_token_url, smart_client_id and smart_key_file, doc_system and
+	// type_code.
+	ehr.FHIRTargetConfig `yaml:",inline"`
 	// InsecurePlaintext allows an http:// BaseURL or SMARTTokenURL whose
 	// host is not loopback (see [InsecureKey]).
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
@@ -492,58 +357,17 @@ type KeyRef struct {
 	Key SecretRef `yaml:"key"`
 }
 
-// TLSServer is the TLS configuration of a listener. File paths are
-// resolved against the config file's directory and checked to be readable
-// at load time; their contents are not parsed here.
-type TLSServer struct {
-	// CertFile is the PEM certificate chain.
-	CertFile string `yaml:"cert_file,required"`
-	// KeyFile is the PEM private key.
-	KeyFile string `yaml:"key_file,required"`
-	// KeyPassphrase decrypts an encrypted KeyFile (key_passphrase_env /
-	// key_passphrase_file).
-	KeyPassphrase SecretRef `yaml:"key_passphrase"`
-	// ClientCAFile, when set, enables mutual TLS: client certificates are
-	// required and verified against these CAs.
-	ClientCAFile string `yaml:"client_ca_file"`
-	// AllowedClients, with ClientCAFile, accepts only client certificates
-	// whose subject common name, or one of whose DNS or URI subject
-	// alternative names, equals an entry exactly (no wildcards: a pattern
-	// would admit certificates the CA issues later for other purposes).
-	// Empty accepts every certificate the CAs verify.
-	AllowedClients []string `yaml:"allowed_clients"`
-	// MinVersion is "1.2" (default) or "1.3".
-	MinVersion string `yaml:"min_version"`
-}
-
-// TLSClient is the TLS configuration of an outgoing connection. File
-// paths are resolved against the config file's directory.
-type TLSClient struct {
-	// CAFile (PEM) holds the CAs that verify the server's certificate;
-	// default the system's roots.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile (PEM) are the client certificate and key for
-	// mutual TLS; both or neither.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ServerName is the name the server's certificate must carry; default
-	// the host of the address.
-	ServerName string `yaml:"server_name"`
-	// MinVersion is "1.2" (default) or "1.3".
-	MinVersion string `yaml:"min_version"`
-}
-
 // Default values that are not obvious from the zero value.
 const (
 	DefaultDataDir        = "./data"
 	DefaultAdminListen    = "127.0.0.1:8080"
-	DefaultMaxFrameSize   = 10 * MiB
-	DefaultReadTimeout    = Duration(30 * time.Second)
-	DefaultIdleTimeout    = Duration(10 * time.Minute)
-	DefaultFirstFrame     = Duration(30 * time.Second)
-	DefaultWriteTimeout   = Duration(10 * time.Second)
-	DefaultMaxConnections = 256
-	DefaultTLSMinVersion  = "1.2"
+	DefaultMaxFrameSize   = ehr.DefaultMaxFrameSize
+	DefaultReadTimeout    = ehr.DefaultReadTimeout
+	DefaultIdleTimeout    = ehr.DefaultIdleTimeout
+	DefaultFirstFrame     = ehr.DefaultFirstFrame
+	DefaultWriteTimeout   = ehr.DefaultWriteTimeout
+	DefaultMaxConnections = ehr.DefaultMaxConnections
+	DefaultTLSMinVersion  = configvalue.DefaultTLSMinVersion
 
 	DefaultDedupeWindow     = Duration(30 * 24 * time.Hour)
 	DefaultPayloadRetention = Duration(7 * 24 * time.Hour)
@@ -567,27 +391,6 @@ func Default() *Config {
 	}
 	walkSecrets(reflect.ValueOf(c).Elem(), "", func(string, *SecretRef) {})
 	return c
-}
-
-// setDefaults gives a new source its defaults before it is decoded.
-func (s *MLLPSource) setDefaults() {
-	s.MaxFrameSize = DefaultMaxFrameSize
-	s.ReadTimeout = DefaultReadTimeout
-	s.IdleTimeout = DefaultIdleTimeout
-	s.FirstFrameTimeout = DefaultFirstFrame
-	s.WriteTimeout = DefaultWriteTimeout
-	s.MaxConnections = DefaultMaxConnections
-	s.HashIgnore = []string{"MSH-7"}
-}
-
-// setDefaults gives a new TLS section its defaults before it is decoded.
-func (t *TLSServer) setDefaults() {
-	t.MinVersion = DefaultTLSMinVersion
-}
-
-// setDefaults gives a new TLS section its defaults before it is decoded.
-func (t *TLSClient) setDefaults() {
-	t.MinVersion = DefaultTLSMinVersion
 }
 
 // Load reads the file at path and returns its configuration, or nil and a
@@ -628,8 +431,8 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	return c, nil
 }
 
-// resolvePaths makes a TLS section's files relative to base (nil: none).
-func (t *TLSServer) resolvePaths(base string) {
+// resolveTLSServer makes a TLS section's files relative to base (nil: none).
+func resolveTLSServer(t *TLSServer, base string) {
 	if t == nil {
 		return
 	}
@@ -642,12 +445,12 @@ func (t *TLSServer) resolvePaths(base string) {
 func (c *Config) resolvePaths(base string) {
 	c.DataDir = resolvePath(base, c.DataDir)
 	c.Admin.resolveSocket(base)
-	c.Admin.TLS.resolvePaths(base)
+	resolveTLSServer(c.Admin.TLS, base)
 	if c.Log.Output != "stderr" && c.Log.Output != "stdout" {
 		c.Log.Output = resolvePath(base, c.Log.Output)
 	}
 	for i := range c.Sources.MLLP {
-		c.Sources.MLLP[i].TLS.resolvePaths(base)
+		resolveTLSServer(c.Sources.MLLP[i].TLS, base)
 	}
 	for i, p := range c.Mappings.Paths {
 		c.Mappings.Paths[i] = resolvePath(base, p)
@@ -681,7 +484,7 @@ func (c *Config) resolvePaths(base string) {
 			f.SMARTKeyFile = resolvePath(base, f.SMARTKeyFile)
 		}
 		if sub := c.Sources.FHIR[i].Subscription; sub != nil {
-			sub.TLS.resolvePaths(base)
+			resolveTLSServer(sub.TLS, base)
 		}
 	}
 	if c.CRM != nil {

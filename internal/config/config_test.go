@@ -30,7 +30,7 @@ func TestLoadFullFile(t *testing.T) {
 			Format:  "json",
 			Level:   "debug",
 			Output:  filepath.Join(dir, "logs", "ehrbridge.log"),
-			HashKey: SecretRef{Env: "EHR_HASH_KEY", key: "hash_key"},
+			HashKey: SecretRef{Env: "EHR_HASH_KEY", Key: "hash_key"},
 		},
 		Admin: AdminConfig{Listen: "127.0.0.1:9090"},
 		Sources: SourcesConfig{MLLP: []MLLPSource{
@@ -47,7 +47,7 @@ func TestLoadFullFile(t *testing.T) {
 				TLS: &TLSServer{
 					CertFile:       filepath.Join(certs, "server.crt"),
 					KeyFile:        filepath.Join(certs, "server.key"),
-					KeyPassphrase:  SecretRef{key: "key_passphrase"},
+					KeyPassphrase:  SecretRef{Key: "key_passphrase"},
 					ClientCAFile:   filepath.Join(certs, "ca.crt"),
 					AllowedClients: []string{"lab-interface.hospital.example", "spiffe://hospital.example/ehr"},
 					MinVersion:     "1.3",

@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/internal/problems"
 )
 
@@ -38,6 +39,12 @@ const wantString = "a string"
 // value explicitly written as 0 is kept and reported rather than replaced.
 type defaulter interface {
 	setDefaults()
+}
+
+// sharedDefaulter is [defaulter] for the settings types declared outside
+// this package (configvalue, the components).
+type sharedDefaulter interface {
+	SetDefaults()
 }
 
 // decoder turns a yaml.Node tree into schema structs, collecting problems
@@ -343,8 +350,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 // applyDefaults fills v with its defaults if its type has any.
 func applyDefaults(v reflect.Value) {
 	if v.CanAddr() {
-		if d, ok := v.Addr().Interface().(defaulter); ok {
+		switch d := v.Addr().Interface().(type) {
+		case defaulter:
 			d.setDefaults()
+		case sharedDefaulter:
+			d.SetDefaults()
 		}
 	}
 }
@@ -414,15 +424,8 @@ func describe(n *yaml.Node) string {
 	return "an unsupported YAML node"
 }
 
-// quoteShort quotes s for a message, shortened so a stray multi-line value
-// does not swamp the report.
-func quoteShort(s string) string {
-	const limit = 60
-	if r := []rune(s); len(r) > limit {
-		return strconv.Quote(string(r[:limit])) + "..."
-	}
-	return strconv.Quote(s)
-}
+// quoteShort is [configvalue.Quote].
+func quoteShort(s string) string { return configvalue.Quote(s) }
 
 // pathName is path as used at the start of a message.
 func pathName(path string) string {
@@ -548,7 +551,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		f := info.fields[k.field]
 		fp := joinPath(path, e.name)
 		d.pos.m[fp] = valuePos(e)
-		fv := v.Field(f.index)
+		fv := v.FieldByIndex(f.index)
 		present[k.field] = true
 		before := len(d.probs)
 		if f.secret {
@@ -654,7 +657,7 @@ func suggest(key string, known []string) string {
 
 // fieldInfo describes one tagged struct field.
 type fieldInfo struct {
-	index    int
+	index    []int // for reflect.Value.FieldByIndex: through inline sections
 	key      string
 	required bool
 	secret   bool // a SecretRef, written as key_env / key_file
@@ -676,10 +679,19 @@ type structInfo struct {
 }
 
 // structInfoOf builds the decoding table of t from its yaml tags. Fields
-// without a tag are not configurable. A bad tag is a programming error and
+// without a tag are not configurable. A struct field tagged `yaml:",inline"`
+// (a component's settings embedded in a section) adds its keys to the
+// section's, as if declared there. A bad tag is a programming error and
 // panics, so schema mistakes fail every test rather than hide.
 func structInfoOf(t reflect.Type) *structInfo {
 	info := &structInfo{byKey: map[string]keyRef{}, secretBase: map[string]int{}}
+	info.addFields(t, nil)
+	return info
+}
+
+// addFields adds the tagged fields of t, reached through index (the inline
+// fields leading to t), to the table.
+func (info *structInfo) addFields(t reflect.Type, index []int) {
 	for i := range t.NumField() {
 		sf := t.Field(i)
 		tag, ok := sf.Tag.Lookup("yaml")
@@ -687,15 +699,25 @@ func structInfoOf(t reflect.Type) *structInfo {
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
-		f := fieldInfo{index: i, key: name, secret: sf.Type == secretType}
+		f := fieldInfo{index: append(append([]int(nil), index...), i), key: name, secret: sf.Type == secretType}
+		inline := false
 		for opt := range strings.SplitSeq(opts, ",") {
 			switch opt {
 			case "":
 			case "required":
 				f.required = true
+			case "inline":
+				inline = true
 			default:
 				panic(fmt.Sprintf("config: unknown yaml tag option %q on %s.%s", opt, t, sf.Name))
 			}
+		}
+		if inline {
+			if name != "" || f.required || sf.Type.Kind() != reflect.Struct || f.secret {
+				panic(fmt.Sprintf("config: inline %s.%s must be a struct without a key or other options", t, sf.Name))
+			}
+			info.addFields(sf.Type, f.index)
+			continue
 		}
 		if name == "" {
 			panic(fmt.Sprintf("config: empty yaml key on %s.%s", t, sf.Name))
@@ -705,6 +727,13 @@ func structInfoOf(t reflect.Type) *structInfo {
 		keys := []string{name}
 		if f.secret {
 			keys = []string{name + "_env", name + "_file"}
+		}
+		for _, k := range keys {
+			if _, dup := info.byKey[k]; dup {
+				panic(fmt.Sprintf("config: yaml key %q declared twice in %s (through an inline section)", k, t))
+			}
+		}
+		if f.secret {
 			info.secretBase[name] = idx
 			info.byKey[keys[0]] = keyRef{idx, "env"}
 			info.byKey[keys[1]] = keyRef{idx, "file"}
@@ -713,5 +742,4 @@ func structInfoOf(t reflect.Type) *structInfo {
 		}
 		info.keys = append(info.keys, keys...)
 	}
-	return info
 }

@@ -52,9 +52,9 @@ func TestSecretSchemaDecode(t *testing.T) {
 	if len(probs) > 0 {
 		t.Fatal(probs)
 	}
-	if s.DB.Password != (SecretRef{File: filepath.Join(dir, "db.pass"), key: "password"}) ||
-		s.Token != (SecretRef{Env: "TOKEN", key: "token"}) ||
-		s.Clients[0].ClientSecret != (SecretRef{Env: "CLIENT_A", key: "client_secret"}) {
+	if s.DB.Password != (SecretRef{File: filepath.Join(dir, "db.pass"), Key: "password"}) ||
+		s.Token != (SecretRef{Env: "TOKEN", Key: "token"}) ||
+		s.Clients[0].ClientSecret != (SecretRef{Env: "CLIENT_A", Key: "client_secret"}) {
 		t.Errorf("decoded %+v", s)
 	}
 	if v, err := s.DB.Password.Resolve(); err != nil || v != "from-file-value" {
@@ -109,12 +109,12 @@ func TestSecretResolveErrors(t *testing.T) {
 		ref  SecretRef
 		want string
 	}{
-		{SecretRef{Env: "EHR_TEST_UNSET_SECRET", key: "password"}, "secret password_env: environment variable EHR_TEST_UNSET_SECRET is not set"},
-		{SecretRef{Env: "EHR_TEST_EMPTY_SECRET", key: "password"}, "secret password_env: environment variable EHR_TEST_EMPTY_SECRET is empty"},
-		{SecretRef{File: filepath.Join(dir, "nope"), key: "password"}, fmt.Sprintf("secret password_file: cannot read %q: no such file", filepath.Join(dir, "nope"))},
-		{SecretRef{File: empty, key: "password"}, fmt.Sprintf("secret password_file: file %q is empty", empty)},
-		{SecretRef{Env: "A", File: empty, key: "password"}, "secret password: set only one of password_env and password_file"},
-		{SecretRef{key: "password"}, "secret password: neither password_env nor password_file is set"},
+		{SecretRef{Env: "EHR_TEST_UNSET_SECRET", Key: "password"}, "secret password_env: environment variable EHR_TEST_UNSET_SECRET is not set"},
+		{SecretRef{Env: "EHR_TEST_EMPTY_SECRET", Key: "password"}, "secret password_env: environment variable EHR_TEST_EMPTY_SECRET is empty"},
+		{SecretRef{File: filepath.Join(dir, "nope"), Key: "password"}, fmt.Sprintf("secret password_file: cannot read %q: no such file", filepath.Join(dir, "nope"))},
+		{SecretRef{File: empty, Key: "password"}, fmt.Sprintf("secret password_file: file %q is empty", empty)},
+		{SecretRef{Env: "A", File: empty, Key: "password"}, "secret password: set only one of password_env and password_file"},
+		{SecretRef{Key: "password"}, "secret password: neither password_env nor password_file is set"},
 		{SecretRef{Env: "EHR_TEST_UNSET_SECRET"}, "secret secret_env: environment variable EHR_TEST_UNSET_SECRET is not set"},
 	}
 	for _, tt := range tests {
@@ -149,7 +149,7 @@ func TestSecretNeverPrinted(t *testing.T) {
 	if err := os.WriteFile(f, []byte(value+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []SecretRef{{Env: "EHR_TEST_SECRET", key: "password"}, {File: f, key: "password"}} {
+	for _, s := range []SecretRef{{Env: "EHR_TEST_SECRET", Key: "password"}, {File: f, Key: "password"}} {
 		if got, err := s.Resolve(); err != nil || got != value {
 			t.Fatalf("Resolve() = %q, %v", got, err)
 		}

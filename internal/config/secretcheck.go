@@ -22,10 +22,10 @@ func walkSecrets(v reflect.Value, path string, fn func(path string, ref *SecretR
 		}
 	case reflect.Struct:
 		for _, f := range structInfoOf(v.Type()).fields {
-			fv := v.Field(f.index)
+			fv := v.FieldByIndex(f.index)
 			if f.secret {
 				ref := fv.Addr().Interface().(*SecretRef)
-				ref.key = f.key
+				ref.Key = f.key
 				fn(joinPath(path, f.key), ref)
 				continue
 			}
@@ -44,7 +44,7 @@ func checkSecrets(pos positions, target any, base string, lookup func(string) (s
 		envPath, filePath := path+"_env", path+"_file"
 		switch {
 		case ref.Env != "" && ref.File != "":
-			probs = append(probs, pos.problem(filePath, "set only one of %s_env and %s_file", ref.key, ref.key))
+			probs = append(probs, pos.problem(filePath, "set only one of %s_env and %s_file", ref.Key, ref.Key))
 		case ref.Env != "":
 			if msg := checkEnvName(ref.Env); msg != "" {
 				probs = append(probs, pos.problem(envPath, "invalid environment variable name %s: %s", pos.show(envPath, quoteShort(ref.Env)), msg))

@@ -3,16 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"net"
 	"net/url"
 	"regexp"
-
-	"github.com/ehrbridge/ehrbridge/hl7"
-
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ehrbridge/ehrbridge/configvalue"
 )
 
 // validator collects the problems of the checks that run after decoding.
@@ -121,24 +119,7 @@ func (c *Config) validate(base string) Problems {
 			}
 		}
 		tr.done()
-		if s.MaxFrameSize < KiB || s.MaxFrameSize > GiB {
-			v.add(p+".max_frame_size", "must be between 1KiB and 1GiB, got %s", v.c.pos.show(p+".max_frame_size", s.MaxFrameSize.String()))
-		}
-		v.positive(p+".read_timeout", s.ReadTimeout)
-		v.positive(p+".idle_timeout", s.IdleTimeout)
-		v.positive(p+".first_frame_timeout", s.FirstFrameTimeout)
-		v.positive(p+".write_timeout", s.WriteTimeout)
-		if s.MaxConnections < 1 || s.MaxConnections > 65535 {
-			v.add(p+".max_connections", "must be between 1 and 65535, got %s", v.c.pos.show(p+".max_connections", strconv.Itoa(s.MaxConnections)))
-		}
-		if s.MaxConnectionsPerAddress < 0 || s.MaxConnectionsPerAddress > s.MaxConnections {
-			v.add(p+".max_connections_per_address", "must be between 0 (no limit) and max_connections (%d), got %s", s.MaxConnections, v.c.pos.show(p+".max_connections_per_address", strconv.Itoa(s.MaxConnectionsPerAddress)))
-		}
-		for j, path := range s.HashIgnore {
-			if _, err := hl7.ParsePath(path); err != nil {
-				v.add(fmt.Sprintf("%s.hash_ignore[%d]", p, j), "%v", err)
-			}
-		}
+		s.Validate(v.in(p))
 		v.tlsServer(p+".tls", s.TLS)
 	}
 	for i := range c.Sources.FHIR {
@@ -148,52 +129,14 @@ func (c *Config) validate(base string) Problems {
 		if u, err := url.Parse(s.BaseURL); s.BaseURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
 			v.add(p+".base_url", "must be the server's base URL like https://ehr.example/fhir/R4, got %s", v.show(p+".base_url", s.BaseURL))
 		}
-		if len(s.Types) == 0 {
-			s.Types = []string{"Patient", "Encounter", "Observation", "Condition", "AllergyIntolerance"}
-		}
-		for j, typ := range s.Types {
-			if !fhirTypeRe.MatchString(typ) {
-				v.add(fmt.Sprintf("%s.types[%d]", p, j), "%s is not a FHIR resource type like Patient", v.show(fmt.Sprintf("%s.types[%d]", p, j), typ))
-			}
-		}
+		s.FHIRSourceConfig.Validate(v.in(p))
 		if s.Schedule == "" {
 			s.Schedule = "@every 30s"
 		}
 		if _, err := ParseSchedule(s.Schedule); err != nil {
 			v.add(p+".schedule", "%s is not a schedule: %v", v.show(p+".schedule", s.Schedule), err)
 		}
-		if s.PageSize == 0 {
-			s.PageSize = 100
-		} else if s.PageSize < 1 || s.PageSize > 1000 {
-			v.add(p+".page_size", "must be between 1 and 1000")
-		}
-		if s.Overlap == 0 {
-			s.Overlap = Duration(time.Minute)
-		} else if s.Overlap < 0 || s.Overlap > Duration(24*time.Hour) {
-			v.add(p+".overlap", "must be between 0s and 24h")
-		}
-		if s.Deletes == "" {
-			s.Deletes = "ignore"
-		}
-		if s.BulkMaxLine == 0 {
-			s.BulkMaxLine = 16 * MiB
-		} else if s.BulkMaxLine < 64*KiB || s.BulkMaxLine > GiB {
-			v.add(p+".bulk_max_line", "must be between 64KiB and 1GiB, got %s", v.c.pos.show(p+".bulk_max_line", s.BulkMaxLine.String()))
-		}
-		if s.BulkMaxFile == 0 {
-			s.BulkMaxFile = 8 * GiB
-		} else if s.BulkMaxFile < MiB || s.BulkMaxFile > 1024*GiB {
-			v.add(p+".bulk_max_file", "must be between 1MiB and 1024GiB, got %s", v.c.pos.show(p+".bulk_max_file", s.BulkMaxFile.String()))
-		}
-		v.oneOf(p+".deletes", s.Deletes, "ignore", "inactivate")
-		smart := s.SMARTTokenURL != "" || s.SMARTClientID != "" || s.SMARTKeyFile != ""
-		if smart && (s.SMARTTokenURL == "" || s.SMARTClientID == "" || s.SMARTKeyFile == "") {
-			v.add(p, "SMART Backend Services needs smart_token_url, smart_client_id and smart_key_file")
-		}
-		if smart && s.Token.IsSet() {
-			v.add(p, "give a static token or SMART Backend Services, not both")
-		}
-		v.readable(p+".smart_key_file", s.SMARTKeyFile)
+		s.AuthConfig.Validate(v.in(p))
 		tr := v.transport(p, s.InsecurePlaintext)
 		tr.url(p+".base_url", s.BaseURL)
 		tr.url(p+".smart_token_url", s.SMARTTokenURL)
@@ -248,17 +191,7 @@ func (c *Config) validate(base string) Problems {
 			v.add("writeback.target", "give one of dir, mllp and fhir")
 		}
 		if f := wb.Target.FHIR; f != nil {
-			if u, err := url.Parse(f.BaseURL); f.BaseURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
-				v.add("writeback.target.fhir.base_url", "must be an https URL, got %s", v.show("writeback.target.fhir.base_url", f.BaseURL))
-			}
-			smart := f.SMARTTokenURL != "" || f.SMARTClientID != "" || f.SMARTKeyFile != ""
-			if smart && (f.SMARTTokenURL == "" || f.SMARTClientID == "" || f.SMARTKeyFile == "") {
-				v.add("writeback.target.fhir", "SMART Backend Services needs smart_token_url, smart_client_id and smart_key_file")
-			}
-			if smart && f.Token.IsSet() {
-				v.add("writeback.target.fhir", "give a static token or SMART Backend Services, not both")
-			}
-			v.readable("writeback.target.fhir.smart_key_file", f.SMARTKeyFile)
+			f.FHIRTargetConfig.Validate(v.in("writeback.target.fhir"))
 			tr := v.transport("writeback.target.fhir", f.InsecurePlaintext)
 			tr.url("writeback.target.fhir.base_url", f.BaseURL)
 			tr.url("writeback.target.fhir.smart_token_url", f.SMARTTokenURL)
@@ -299,21 +232,7 @@ func (c *Config) validate(base string) Problems {
 			v.add("writeback.target.ae_max_attempts", "must be between 1 and 1000, got %d", n)
 		}
 		v.readable("writeback.authors_file", wb.AuthorsFile)
-		switch wb.EncounterRule {
-		case "", "link_or_open", "link", "open", "none":
-		default:
-			v.add("writeback.encounter_rule", "%s: use link_or_open (the default), link, open or none", v.show("writeback.encounter_rule", wb.EncounterRule))
-		}
-		switch wb.ReplaceTrigger {
-		case "", "T10", "T08", "T06", "T02":
-		default:
-			v.add("writeback.replace_trigger", "%s: use T10 (replacement, the default), T08 (edit), T06 (addendum) or T02", v.show("writeback.replace_trigger", wb.ReplaceTrigger))
-		}
-		for _, f := range []struct{ key, val string }{{"writeback.author_field", wb.AuthorField}, {"writeback.encounter_link_field", wb.EncounterLinkField}} {
-			if f.val != "" && !fieldNameRe.MatchString(f.val) {
-				v.add(f.key, "%s is not a field API name", v.show(f.key, f.val))
-			}
-		}
+		wb.Config.Validate(v.in("writeback"))
 		v.readable("writeback.mdm_mapping", wb.MDMMapping)
 	}
 	return v.probs
@@ -374,71 +293,13 @@ func (v *validator) crm(listeners *[]listener) {
 		tr.done()
 	}
 	if d := c.Dynamics; d != nil {
-		if u, err := url.Parse(d.URL); d.URL != "" && (err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/")) {
-			v.add("crm.dynamics.url", "must be the environment's https URL like https://org.crm.dynamics.com, got %s", v.show("crm.dynamics.url", d.URL))
-		}
-		creds := 0
-		for _, set := range []bool{d.ClientSecret.IsSet(), d.CertFile != "", d.ManagedIdentity, d.WorkloadIdentity} {
-			if set {
-				creds++
-			}
-		}
-		if creds != 1 {
-			v.add("crm.dynamics", "choose one credential: client_secret_env/_file, cert_file (+ key_file), managed_identity: true or workload_identity: true")
-		}
-		if (d.ClientSecret.IsSet() || d.CertFile != "") && (d.TenantID == "" || d.ClientID == "") {
-			v.add("crm.dynamics", "a client secret or certificate needs tenant_id and client_id")
-		}
-		v.readable("crm.dynamics.cert_file", d.CertFile)
-		v.readable("crm.dynamics.key_file", d.KeyFile)
-		v.readable("crm.dynamics.ca_file", d.CAFile)
-		if d.AuthorityHost != "" && !strings.HasPrefix(d.AuthorityHost, "https://") {
-			v.add("crm.dynamics.authority_host", "must be an https URL")
-		}
-		if d.BatchSize < 0 || d.BatchSize > 1000 {
-			v.add("crm.dynamics.batch_size", "must be between 1 and 1000 (Dataverse's limit per $batch)")
-		}
-		if d.MaxConcurrent < 0 || d.MaxConcurrent > 32 {
-			v.add("crm.dynamics.max_concurrent", "must be between 1 and 32 (Dataverse allows 52 concurrent requests per user)")
-		}
+		d.Validate(v.in("crm.dynamics"))
 	}
 	if sf := c.Salesforce; sf != nil {
-		if u, err := url.Parse(sf.LoginURL); sf.LoginURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
-			v.add("crm.salesforce.login_url", "must be an https URL like https://login.salesforce.com, got %s", v.show("crm.salesforce.login_url", sf.LoginURL))
-		}
+		sf.Validate(v.in("crm.salesforce"))
 		tr := v.transport("crm.salesforce", sf.InsecurePlaintext)
 		tr.url("crm.salesforce.login_url", sf.LoginURL)
 		tr.done()
-		if sf.Audience != "" {
-			if problem := salesforce.AudienceProblem(sf.Audience); problem != "" {
-				v.add("crm.salesforce.audience", "%s, got %s", problem, v.show("crm.salesforce.audience", sf.Audience))
-			} else if sf.JWTUsername == "" && sf.JWTKeyFile == "" {
-				v.add("crm.salesforce.audience", "is the JWT bearer assertion's audience: set it with jwt_username and jwt_key_file, or remove it")
-			}
-		}
-		flows := 0
-		if sf.JWTUsername != "" || sf.JWTKeyFile != "" {
-			flows++
-			if sf.JWTUsername == "" || sf.JWTKeyFile == "" {
-				v.add("crm.salesforce", "the JWT bearer flow needs both jwt_username and jwt_key_file")
-			}
-			v.readable("crm.salesforce.jwt_key_file", sf.JWTKeyFile)
-		}
-		if sf.RefreshToken.IsSet() {
-			flows++
-		}
-		if flows == 0 && !sf.ClientSecret.IsSet() {
-			v.add("crm.salesforce", "choose an OAuth flow: jwt_username + jwt_key_file, refresh_token_env/_file, or client_secret_env/_file alone for client credentials")
-		}
-		if flows > 1 {
-			v.add("crm.salesforce", "choose one OAuth flow: JWT bearer or refresh token, not both")
-		}
-		if sf.MaxConcurrent < 0 || sf.MaxConcurrent > 25 {
-			v.add("crm.salesforce.max_concurrent", "must be between 1 and 25 (Salesforce allows 25 long-running requests per org)")
-		}
-		if sf.BudgetReserve < 0 || sf.BudgetReserve > 0.9 {
-			v.add("crm.salesforce.budget_reserve", "must be between 0 and 0.9")
-		}
 	}
 	if p := c.Pipeline; p.BatchSize < 0 || p.BatchSize > 2000 {
 		v.add("crm.pipeline.batch_size", "must be between 1 and 2000")
@@ -457,6 +318,33 @@ func (v *validator) crm(listeners *[]listener) {
 		v.add("crm.pipeline.probe_max", "must be between 1s and 10m")
 	}
 }
+
+// in is the [configvalue.Reporter] of the section at path, for the
+// Validate methods of the components' settings types.
+func (v *validator) in(path string) configvalue.Reporter { return sectionReporter{v, path} }
+
+// sectionReporter reports a component's problems at keys below its
+// section, with the section's positions and environment hiding.
+type sectionReporter struct {
+	v    *validator
+	path string
+}
+
+func (r sectionReporter) key(k string) string {
+	if k == "" {
+		return r.path
+	}
+	return joinPath(r.path, k)
+}
+
+// Add implements [configvalue.Reporter].
+func (r sectionReporter) Add(k, format string, args ...any) { r.v.add(r.key(k), format, args...) }
+
+// Show implements [configvalue.Reporter].
+func (r sectionReporter) Show(k, text string) string { return r.v.c.pos.show(r.key(k), text) }
+
+// Readable implements [configvalue.Reporter].
+func (r sectionReporter) Readable(k, file string) { r.v.readable(r.key(k), file) }
 
 // show quotes the string value at path for a message, or hides it if it
 // came from the environment.
@@ -573,9 +461,6 @@ func checkSourceName(name string) string {
 	return ""
 }
 
-// fieldNameRe is a CRM field's API name.
-var fieldNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 // httpHeaderRe is an HTTP header name.
 var httpHeaderRe = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,128}$`)
 
@@ -607,9 +492,6 @@ func (v *validator) tlsServer(p string, t *TLSServer) {
 		v.add(key, "encrypted private keys are not supported yet: store the key unencrypted, readable only by the service account")
 	}
 }
-
-// fhirTypeRe is a FHIR resource type name.
-var fhirTypeRe = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)
 
 // tlsClient checks an outgoing connection's TLS section (nil: none).
 func (v *validator) tlsClient(p string, t *TLSClient) {

@@ -17,32 +17,11 @@ import (
 // gives: secrets resolved, the JWT key read. The daemon and
 // `ehrbridge crm check` connect with the same settings.
 func SalesforceClientConfig(sf *config.SalesforceConfig) (salesforce.Config, error) {
-	scfg := salesforce.Config{LoginURL: sf.LoginURL, Audience: sf.Audience, APIVersion: sf.APIVersion, ClientID: sf.ClientID,
-		MaxConcurrent: sf.MaxConcurrent, BudgetReserve: sf.BudgetReserve}
-	if sf.ClientSecret.IsSet() {
-		secret, err := sf.ClientSecret.Resolve()
-		if err != nil {
-			return scfg, fmt.Errorf("crm.salesforce client secret: %w", err)
-		}
-		scfg.ClientSecret = secret
+	c, err := sf.ClientConfig()
+	if err != nil {
+		return c, fmt.Errorf("crm.salesforce %w", err)
 	}
-	switch {
-	case sf.JWTUsername != "":
-		key, err := os.ReadFile(sf.JWTKeyFile)
-		if err != nil {
-			return scfg, fmt.Errorf("crm.salesforce.jwt_key_file: %w", err)
-		}
-		scfg.Auth = salesforce.Auth{JWTUsername: sf.JWTUsername, JWTPrivateKey: key}
-	case sf.RefreshToken.IsSet():
-		rt, err := sf.RefreshToken.Resolve()
-		if err != nil {
-			return scfg, fmt.Errorf("crm.salesforce refresh token: %w", err)
-		}
-		scfg.Auth = salesforce.Auth{RefreshToken: rt}
-	default:
-		scfg.Auth = salesforce.Auth{ClientCredentials: true}
-	}
-	return scfg, nil
+	return c, nil
 }
 
 // DataverseClientConfig is the client configuration and credential
@@ -61,29 +40,10 @@ func DataverseClientConfig(d *config.DynamicsConfig) (dynamics.Config, dynamics.
 	if err != nil {
 		return dynamics.Config{}, dynamics.Auth{}, err
 	}
-	auth := dynamics.Auth{TenantID: d.TenantID, ClientID: d.ClientID, ManagedIdentity: d.ManagedIdentity,
-		WorkloadIdentity: d.WorkloadIdentity, AuthorityHost: d.AuthorityHost, HTTPClient: hc}
-	if d.ClientSecret.IsSet() {
-		secret, err := d.ClientSecret.Resolve()
-		if err != nil {
-			return dynamics.Config{}, auth, fmt.Errorf("crm.dynamics client secret: %w", err)
-		}
-		auth.ClientSecret = secret
+	dcfg, auth, err := d.ClientConfig(hc)
+	if err != nil {
+		return dcfg, auth, fmt.Errorf("crm.dynamics %w", err)
 	}
-	if d.CertFile != "" {
-		certPEM, err := os.ReadFile(d.CertFile)
-		if err != nil {
-			return dynamics.Config{}, auth, fmt.Errorf("crm.dynamics.cert_file: %w", err)
-		}
-		auth.CertPEM = certPEM
-		if d.KeyFile != "" {
-			if auth.KeyPEM, err = os.ReadFile(d.KeyFile); err != nil {
-				return dynamics.Config{}, auth, fmt.Errorf("crm.dynamics.key_file: %w", err)
-			}
-		}
-	}
-	dcfg := dynamics.Config{URL: d.URL, APIVersion: d.APIVersion, HTTPClient: hc, BatchSize: d.BatchSize,
-		MaxConcurrent: d.MaxConcurrent, EntitySets: d.EntitySets}
 	return dcfg, auth, nil
 }
 

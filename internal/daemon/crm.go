@@ -20,7 +20,6 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
-	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/crms"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
@@ -124,12 +123,9 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 // Config.WithDefaults fills them in). The daemon and crm check read it
 // alike.
 func WritebackConfig(wb *config.WritebackConfig) writeback.Config {
-	return writeback.Config{Object: wb.Object, FlagField: wb.FlagField, DocPrefix: wb.DocPrefix,
-		SendingApp: wb.SendingApplication, SendingFacility: wb.SendingFacility,
-		ReceivingApp: wb.ReceivingApplication, ReceivingFacility: wb.ReceivingFacility,
-		AuthorField: wb.AuthorField, AuthorRequired: wb.AuthorRequired,
-		EncounterRule: wb.EncounterRule, EncounterLinkField: wb.EncounterLinkField, EncounterRequired: wb.EncounterRequired,
-		ReplaceTrigger: wb.ReplaceTrigger, AEMaxAttempts: wb.Target.AEMaxAttempts}
+	c := wb.Config
+	c.AEMaxAttempts = wb.Target.AEMaxAttempts
+	return c
 }
 
 // newWriteback builds the note handler and poller.
@@ -149,24 +145,9 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM connector
 	}
 	var target connectors.EHRTarget
 	if f := wb.Target.FHIR; f != nil {
-		ft := &ehr.FHIRTarget{Base: f.BaseURL, DocSystem: f.DocSystem, TypeCode: f.TypeCode}
-		switch {
-		case f.SMARTKeyFile != "":
-			pemBytes, err := os.ReadFile(f.SMARTKeyFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("writeback.target.fhir.smart_key_file: %w", err)
-			}
-			k, err := fhirhttp.ParseRSAKey(pemBytes)
-			if err != nil {
-				return nil, nil, fmt.Errorf("writeback.target.fhir.smart_key_file: %w", err)
-			}
-			ft.Auth = &fhirhttp.BackendServices{TokenURL: f.SMARTTokenURL, ClientID: f.SMARTClientID, Key: k}
-		case f.Token.IsSet():
-			tok, err := f.Token.Resolve()
-			if err != nil {
-				return nil, nil, fmt.Errorf("writeback.target.fhir token: %w", err)
-			}
-			ft.Auth = fhirhttp.StaticToken(tok)
+		ft, err := ehr.NewFHIRTarget(f.FHIRTargetConfig)
+		if err != nil {
+			return nil, nil, fmt.Errorf("writeback.target.fhir: %w", err)
 		}
 		target = ft
 	} else if wb.Target.MLLP != "" {
@@ -176,7 +157,7 @@ func newWriteback(wb *config.WritebackConfig, dataDir string, notesCRM connector
 		}
 		target = mt
 	} else {
-		target = &ehr.FileDrop{Dir: wb.Target.Dir, Retention: wb.Target.Retention.Std(), Logger: log.With("component", "writeback")}
+		target = &ehr.FileDrop{FileDropConfig: wb.Target.FileDropConfig, Logger: log.With("component", "writeback")}
 	}
 	h := &writeback.Handler{Cfg: wcfg, CRM: notesCRM, Target: target, Log: cp, Logger: log.With("component", "writeback")}
 	src := &writeback.Source{Cfg: wcfg, CRM: notesCRM, Log: cp, WatermarkFile: filepath.Join(dataDir, "writeback.watermark"), Logger: log}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
-	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/admin"
 	"github.com/ehrbridge/ehrbridge/internal/config"
@@ -359,32 +358,18 @@ func tlsMode(sc config.MLLPSource) string {
 }
 
 func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger, maps *mappingSet) (*source, error) {
-	h := &ehr.MLLPSource{Name: sc.Name, Logger: log, Log: cp, HashIgnore: []hl7.Path{}, Lane: maps.lane}
-	for _, p := range sc.HashIgnore {
-		path, err := hl7.ParsePath(p)
-		if err != nil {
-			return nil, err
-		}
-		h.HashIgnore = append(h.HashIgnore, path)
+	hashIgnore, err := sc.HashIgnorePaths()
+	if err != nil {
+		return nil, err
 	}
-	srv := &mllp.Server{
-		Handler:                  h,
-		MaxFrameSize:             int(sc.MaxFrameSize),
-		ReadTimeout:              time.Duration(sc.ReadTimeout),
-		IdleTimeout:              time.Duration(sc.IdleTimeout),
-		FirstFrameTimeout:        time.Duration(sc.FirstFrameTimeout),
-		WriteTimeout:             time.Duration(sc.WriteTimeout),
-		MaxConnections:           sc.MaxConnections,
-		MaxConnectionsPerAddress: sc.MaxConnectionsPerAddress,
-		Logger:                   log.With("source", sc.Name),
-	}
+	h := &ehr.MLLPSource{Name: sc.Name, Logger: log, Log: cp, HashIgnore: hashIgnore, Lane: maps.lane}
+	var tc *tls.Config
 	if sc.TLS != nil {
-		tc, err := serverTLS(sc.TLS)
-		if err != nil {
+		if tc, err = serverTLS(sc.TLS); err != nil {
 			return nil, err
 		}
-		srv.TLSConfig = tc
 	}
+	srv := sc.NewServer(h, tc, log.With("source", sc.Name))
 	l, err := srv.Listen(sc.Listen)
 	if err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -61,28 +60,12 @@ type notifyEndpoint struct {
 // NewFHIRSource builds the poller of a configured FHIR source (the daemon
 // and `ehrbridge backfill` share it).
 func NewFHIRSource(sc config.FHIRSource, cp *checkpoint.Log, maps func() *mappings.Set, log *slog.Logger) (*ehr.FHIRSource, error) {
-	client := &fhirhttp.Client{Base: sc.BaseURL}
-	switch {
-	case sc.SMARTKeyFile != "":
-		pemBytes, err := os.ReadFile(sc.SMARTKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("smart_key_file: %w", err)
-		}
-		key, err := fhirhttp.ParseRSAKey(pemBytes)
-		if err != nil {
-			return nil, fmt.Errorf("smart_key_file: %w", err)
-		}
-		client.Auth = &fhirhttp.BackendServices{TokenURL: sc.SMARTTokenURL, ClientID: sc.SMARTClientID, Key: key,
-			Scope: "system/*.read"}
-	case sc.Token.IsSet():
-		tok, err := sc.Token.Resolve()
-		if err != nil {
-			return nil, fmt.Errorf("token: %w", err)
-		}
-		client.Auth = fhirhttp.StaticToken(tok)
+	auth, err := sc.AuthConfig.TokenSource("system/*.read")
+	if err != nil {
+		return nil, err
 	}
-	return &ehr.FHIRSource{Cfg: ehr.FHIRSourceConfig{Name: sc.Name, Types: sc.Types, PageSize: sc.PageSize, Overlap: sc.Overlap.Std(),
-		Deletes: sc.Deletes},
+	client := &fhirhttp.Client{Base: sc.BaseURL, Auth: auth}
+	return &ehr.FHIRSource{Cfg: sc.FHIRSourceConfig,
 		Client: client, Log: cp, Mappings: maps, Logger: log.With("component", "fhir", "source", sc.Name)}, nil
 }
 

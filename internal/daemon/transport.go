@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 
+	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
@@ -55,53 +55,17 @@ func logTLSClient(log *slog.Logger) func(net.Conn, http.ConnState) {
 	}
 }
 
-// clientTLS builds the TLS configuration of an outgoing connection: the
-// CAs to trust (the system's without ca_file), the client certificate for
-// mutual TLS, the server name and the lowest version.
-func clientTLS(t *config.TLSClient) (*tls.Config, error) {
-	conf := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
-	if t.MinVersion == "1.3" {
-		conf.MinVersion = tls.VersionTLS13
-	}
-	if t.CAFile != "" {
-		pool, err := certPool(t.CAFile, "CA file")
-		if err != nil {
-			return nil, err
-		}
-		conf.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: loading client certificate and key: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{cert}
-	}
-	return conf, nil
-}
-
 // newMLLPTarget is the write-back target for the EHR's MLLP receiver,
 // over TLS when the target has a tls section.
 func newMLLPTarget(t config.WritebackTarget, log *slog.Logger) (*ehr.MLLPTarget, error) {
-	var tc *tls.Config
-	if t.TLS != nil {
-		var err error
-		if tc, err = clientTLS(t.TLS); err != nil {
-			return nil, fmt.Errorf("writeback.target.tls: %w", err)
-		}
+	cfg := t.MLLPTargetConfig
+	cfg.Logger = log
+	target, err := ehr.NewMLLPTarget(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("writeback.target.tls: %w", err)
 	}
-	return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: t.MLLP, TLS: tc, MaxBackoff: t.MLLPMaxBackoff.Std(), Logger: log}), nil
+	return target, nil
 }
 
-// certPool reads the PEM certificates of file (what names it in errors).
-func certPool(file, what string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %s: %w", what, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tls: %s holds no PEM certificate", what)
-	}
-	return pool, nil
-}
+// certPool is [configvalue.CertPool].
+func certPool(file, what string) (*x509.CertPool, error) { return configvalue.CertPool(file, what) }

@@ -65,7 +65,7 @@ func newDVNotes(t *testing.T, cfg Config) *dvNotes {
 	}
 	crm := &dynamics.NoteReader{Client: client}
 	outbox := filepath.Join(dir, "outbox")
-	h := &Handler{Cfg: cfg, CRM: crm, Target: &ehr.FileDrop{Dir: outbox}, Logger: quiet}
+	h := &Handler{Cfg: cfg, CRM: crm, Target: &ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}, Logger: quiet}
 	p := pipeline.New(pipeline.Options{Log: l, Mappings: func() *mappings.Set { return &mappings.Set{} }, Sink: &dynamics.Sink{Client: client},
 		Linger: -1, Poll: 10 * time.Millisecond, Logger: quiet, Notes: h})
 	h.Backoff = p.Backoff

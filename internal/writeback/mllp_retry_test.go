@@ -37,7 +37,7 @@ func TestMLLPUnansweredNoteRetries(t *testing.T) {
 			}
 			addr, conns := peer.Addr, &peer.Conns
 			r := newRig(t, func(string) connectors.EHRTarget {
-				return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
+				return mllpTarget(t, addr)
 			})
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 			r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
@@ -97,7 +97,7 @@ func TestMLLPAcknowledgmentModes(t *testing.T) {
 			addr, frames := peer.Addr, &peer.Frames
 			r := newRigWith(t, rigOptions{cfg: func(c *Config) { c.MDM = b },
 				target: func(string) connectors.EHRTarget {
-					return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
+					return mllpTarget(t, addr)
 				}})
 			acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|M1"}`)
 			task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"x","Send_to_EHR__c":true}`)
@@ -130,7 +130,7 @@ func TestUnansweredNoteWaitsThePipelinesBackoff(t *testing.T) {
 	addr := mllptest.ClosedAddr(t)
 	r := newRigWith(t, rigOptions{noRun: true,
 		target: func(string) connectors.EHRTarget {
-			return ehr.NewMLLPTarget(ehr.MLLPTargetConfig{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
+			return mllpTarget(t, addr)
 		}})
 	now := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	r.h.Now = func() time.Time { return now }
@@ -154,4 +154,14 @@ func TestUnansweredNoteWaitsThePipelinesBackoff(t *testing.T) {
 	if wait := out[0].RetryAt.Sub(now); out[0].State != checkpoint.Retrying || wait < 50*time.Millisecond {
 		t.Errorf("settlement %+v: waits %v, less than the MLLP client's own backoff", out[0], wait)
 	}
+}
+
+// mllpTarget is the write-back target for the MLLP receiver at addr.
+func mllpTarget(t *testing.T, addr string) *ehr.MLLPTarget {
+	t.Helper()
+	target, err := ehr.NewMLLPTarget(ehr.MLLPTargetConfig{MLLP: addr, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target
 }

@@ -17,7 +17,9 @@ import (
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
-func fileDrop(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} }
+func fileDrop(outbox string) connectors.EHRTarget {
+	return &ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}
+}
 
 // filed waits for the task to be Filed and returns its MDM.
 func (r *rig) filed(t *testing.T, task string) *hl7.Message {

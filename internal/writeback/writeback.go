@@ -24,11 +24,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/mappings"
@@ -36,10 +38,12 @@ import (
 
 // Config names the CRM's note object and fields and the EHR's document.
 // Defaults depend on the CRM: Salesforce's are given first, Dataverse's
-// after "|".
+// after "|". The fields with a yaml tag are the keys of the config file's
+// writeback section (internal/config embeds Config there, inline); the
+// others are the CRM's names and the daemon's.
 type Config struct {
 	// Object is the note object; default Task | task.
-	Object string
+	Object string `yaml:"object"`
 	// The note's fields: its link to the patient (WhatId |
 	// _regardingobjectid_value), Subject | subject, Description |
 	// description, OwnerId | _ownerid_value, and the time it last changed
@@ -47,7 +51,7 @@ type Config struct {
 	WhatField, SubjectField, TextField, OwnerField, ModifiedField string
 	// FlagField is the "send to the EHR" checkbox: Send_to_EHR__c |
 	// new_sendtoehr.
-	FlagField string
+	FlagField string `yaml:"flag_field"`
 	// The status fields ehrbridge writes: EHR_Status__c, EHR_Document_Id__c,
 	// EHR_Filed_At__c, EHR_Error__c | new_ehrstatus, new_ehrdocumentid,
 	// new_ehrfiledat, new_ehrerror.
@@ -66,36 +70,40 @@ type Config struct {
 	// EncounterRule says which encounter a note is filed against (PV1-19):
 	// EncounterLink, EncounterOpen, EncounterLinkOrOpen (default) or
 	// EncounterNone.
-	EncounterRule string
+	EncounterRule string `yaml:"encounter_rule"`
 	// EncounterLinkField is a note field holding an encounter record's
 	// id. Without one, a note linked (WhatId) to an encounter rather than
 	// to the patient is the note's link.
-	EncounterLinkField string
+	EncounterLinkField string `yaml:"encounter_link_field"`
 	// ClosedStatuses are encounter statuses that are not open: Finished,
 	// Cancelled | 935000005, 935000006 (msemr_encounterstatus).
 	ClosedStatuses []any
 	// EncounterRequired holds a note for which the rule finds no
 	// encounter, instead of filing it without one.
-	EncounterRequired bool
+	EncounterRequired bool `yaml:"encounter_required"`
 	// DocPrefix starts every document id (TXA-12); default "EHRB-".
-	DocPrefix string
+	DocPrefix string `yaml:"doc_prefix"`
 	// ReplaceTrigger is the MDM trigger of an edit of a filed note: T10
 	// (replacement, the default), T08 (edit) or T06 (addendum), or T02.
-	ReplaceTrigger string
+	ReplaceTrigger string `yaml:"replace_trigger"`
 	// Authors maps CRM user ids to EHR provider ids (TXA-9); looked up
 	// first.
 	Authors map[string]string
 	// AuthorObject and AuthorField: the CRM user record (User |
 	// systemuser) and its field holding the EHR provider id, looked up
 	// when Authors has no entry; "" (the default) does not look.
-	AuthorObject, AuthorField string
+	AuthorObject string
+	AuthorField  string `yaml:"author_field"`
 	// AuthorRequired holds a note whose author has no EHR provider id.
-	AuthorRequired bool
+	AuthorRequired bool `yaml:"author_required"`
 	// MDM builds the message; nil uses the built-in mapping.
 	MDM *MDMBuilder
 	// SendingApp and SendingFacility fill MSH-3/4; ReceivingApp and
 	// ReceivingFacility MSH-5/6.
-	SendingApp, SendingFacility, ReceivingApp, ReceivingFacility string
+	SendingApp        string `yaml:"sending_application"`
+	SendingFacility   string `yaml:"sending_facility"`
+	ReceivingApp      string `yaml:"receiving_application"`
+	ReceivingFacility string `yaml:"receiving_facility"`
 	// Overlap re-reads notes changed this long before the watermark,
 	// against clock skew; default 30s.
 	Overlap time.Duration
@@ -106,6 +114,29 @@ type Config struct {
 	// and may accept it resent (HL7 table 0008), so the note is retried
 	// with backoff until this many answers, then dead; default 10.
 	AEMaxAttempts int
+}
+
+// fieldNameRe is a CRM field's API name.
+var fieldNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate checks the settings the config file gives (the tagged fields);
+// keys are relative to the writeback section.
+func (c Config) Validate(r configvalue.Reporter) {
+	switch c.EncounterRule {
+	case "", EncounterLinkOrOpen, EncounterLink, EncounterOpen, EncounterNone:
+	default:
+		r.Add("encounter_rule", "%s: use link_or_open (the default), link, open or none", r.Show("encounter_rule", configvalue.Quote(c.EncounterRule)))
+	}
+	switch c.ReplaceTrigger {
+	case "", "T10", "T08", "T06", "T02":
+	default:
+		r.Add("replace_trigger", "%s: use T10 (replacement, the default), T08 (edit), T06 (addendum) or T02", r.Show("replace_trigger", configvalue.Quote(c.ReplaceTrigger)))
+	}
+	for _, f := range []struct{ key, val string }{{"author_field", c.AuthorField}, {"encounter_link_field", c.EncounterLinkField}} {
+		if f.val != "" && !fieldNameRe.MatchString(f.val) {
+			r.Add(f.key, "%s is not a field API name", r.Show(f.key, configvalue.Quote(f.val)))
+		}
+	}
 }
 
 // DefaultConfig is the configuration with every name defaulted for a CRM

@@ -189,7 +189,9 @@ func outboxFiles(t *testing.T, dir string) []string {
 // MDM^T02 with the MRN, visit, author and text, and shows Filed; the status
 // update is not a new version; an edit files a T10 replacement.
 func TestFileDropAndEdit(t *testing.T) {
-	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget {
+		return &ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}
+	})
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
 	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"In Progress","StartDate":"2026-01-04T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V777"}`)
 	r.user(t, "POST", "ClinicalEncounter", `{"PatientId":"`+acct+`","Category":"Inpatient Encounter","Status":"Finished","StartDate":"2026-01-05T08:00:00.000+0000","EHR_Encounter_Key__c":"GENHOSP|V888"}`)
@@ -253,7 +255,9 @@ func TestFileDropAndEdit(t *testing.T) {
 // A note whose patient has no EHR identifier is held, with the reason on
 // the CRM record, and filed once the identifier arrives.
 func TestHeldUntilResolvable(t *testing.T) {
-	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget {
+		return &ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}
+	})
 	acct := r.user(t, "POST", "Account", `{"LastName":"NEW"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Intake","Description":"x","Send_to_EHR__c":true}`)
 	r.poll(t)
@@ -329,7 +333,9 @@ func TestMLLPAnswers(t *testing.T) {
 
 // `log list --state held` lists held notes.
 func TestHeldListed(t *testing.T) {
-	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget {
+		return &ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}
+	})
 	r.h.Cfg.HeldRetry = time.Hour
 	acct := r.user(t, "POST", "Account", `{"LastName":"NOID"}`)
 	r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"x","Description":"y","Send_to_EHR__c":true}`)
@@ -367,7 +373,9 @@ func outboxTriggers(t *testing.T, outbox string) (triggers, parents []string) {
 // replacement of the filed document, decided from the log; before, the
 // CRM's empty status made it a second new document (T02 twice).
 func TestEditAfterLostStatusIsReplacement(t *testing.T) {
-	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget {
+		return &ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}
+	})
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
 	task := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"First text","Send_to_EHR__c":true,"OwnerId":"005U1"}`)
 	r.poll(t)
@@ -398,7 +406,7 @@ func TestUnansweredSendMakesEditAReplacement(t *testing.T) {
 	fail.Store(true)
 	r := newRig(t, func(outbox string) connectors.EHRTarget {
 		return targetFunc(func(ctx context.Context, doc *connectors.Document) error {
-			if err := (&ehr.FileDrop{Dir: outbox}).File(ctx, doc); err != nil {
+			if err := (&ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}).File(ctx, doc); err != nil {
 				return err
 			}
 			if fail.Load() { // delivered, but the answer is lost
@@ -509,7 +517,7 @@ func TestAEThenEditIsNewDocument(t *testing.T) {
 			if answered.Add(1) == 1 {
 				return &connectors.Deferred{Code: hl7.AE, Text: "document store busy"}
 			}
-			return (&ehr.FileDrop{Dir: outbox}).File(ctx, doc)
+			return (&ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}).File(ctx, doc)
 		})
 	})
 	// The AE'd version is retried after the edit: superseded.
@@ -541,7 +549,9 @@ func TestAEThenEditIsNewDocument(t *testing.T) {
 // newest change of each full page. Before, every poll read the same first
 // page again and a later edit was never seen.
 func TestPollReadsBurstsLargerThanAPage(t *testing.T) {
-	r := newRigWith(t, rigOptions{noRun: true, target: func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} }})
+	r := newRigWith(t, rigOptions{noRun: true, target: func(outbox string) connectors.EHRTarget {
+		return &ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}
+	}})
 	r.src.PageSize = 3
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
 	var tasks []string
@@ -564,7 +574,9 @@ func TestPollReadsBurstsLargerThanAPage(t *testing.T) {
 // the EHR only answered AE to is not filed, whatever the CRM's status
 // fields say (here set by hand), and its edit is a new document.
 func TestCRMStatusDecidesOnlyWithoutTheLog(t *testing.T) {
-	r := newRig(t, func(outbox string) connectors.EHRTarget { return &ehr.FileDrop{Dir: outbox} })
+	r := newRig(t, func(outbox string) connectors.EHRTarget {
+		return &ehr.FileDrop{FileDropConfig: ehr.FileDropConfig{Dir: outbox}}
+	})
 	acct := r.user(t, "POST", "Account", `{"LastName":"DOE","EHR_Patient_Key__c":"GENHOSP|MRN123"}`)
 	old := r.user(t, "POST", "Task", `{"WhatId":"`+acct+`","Subject":"Call","Description":"Filed long ago","Send_to_EHR__c":false,"OwnerId":"005U1",`+
 		`"EHR_Status__c":"Filed","EHR_Document_Id__c":"EHRB-old","EHR_Filed_At__c":"2026-01-05T10:30:00.000Z"}`)

@@ -1,4 +1,4 @@
-package config
+package configvalue
 
 import (
 	"errors"
@@ -19,15 +19,15 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 // String formats d like time.Duration does.
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// errNoUnit is returned for a bare number where a duration is expected.
-var errNoUnit = errors.New("a unit is required")
+// ErrNoUnit is returned for a bare number where a duration is expected.
+var ErrNoUnit = errors.New("a unit is required")
 
-// parseDuration parses a Go duration string but, unlike time.ParseDuration,
-// rejects bare numbers other than 0.
-func parseDuration(s string) (Duration, error) {
+// ParseDuration parses a Go duration string or a whole number of days
+// ("30d") but, unlike time.ParseDuration, rejects bare numbers other than 0.
+func ParseDuration(s string) (Duration, error) {
 	s = strings.TrimSpace(s)
 	if s != "0" && isBareNumber(s) {
-		return 0, errNoUnit
+		return 0, ErrNoUnit
 	}
 	// Retention periods read naturally in days ("30d"); Go durations
 	// stop at hours.
@@ -89,8 +89,8 @@ func (b ByteSize) String() string {
 	return strconv.FormatInt(int64(b), 10) + "B"
 }
 
-// parseByteSize parses a plain byte count or an integer with a unit.
-func parseByteSize(s string) (ByteSize, error) {
+// ParseByteSize parses a plain byte count or an integer with a unit.
+func ParseByteSize(s string) (ByteSize, error) {
 	s = strings.TrimSpace(s)
 	digits := 0
 	for digits < len(s) && s[digits] >= '0' && s[digits] <= '9' {

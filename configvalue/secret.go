@@ -1,4 +1,4 @@
-package config
+package configvalue
 
 import (
 	"errors"
@@ -23,9 +23,10 @@ type SecretRef struct {
 	Env  string
 	File string
 
-	// key is the YAML key the reference was declared under ("hash_key"),
-	// so errors name the setting the operator has to fix.
-	key string
+	// Key is the YAML key the reference was declared under ("hash_key"),
+	// so errors name the setting the operator has to fix. The config
+	// loader sets it; it is never read from the file.
+	Key string
 }
 
 // IsSet reports whether the secret is configured.
@@ -51,7 +52,7 @@ func (s SecretRef) Resolve() (string, error) {
 	case s.File != "":
 		b, err := os.ReadFile(s.File)
 		if err != nil {
-			return "", fmt.Errorf("secret %s: cannot read %q: %s", s.label("file"), s.File, fileErrText(err))
+			return "", fmt.Errorf("secret %s: cannot read %q: %s", s.label("file"), s.File, FileErrText(err))
 		}
 		v := strings.TrimSuffix(string(b), "\n")
 		v = strings.TrimSuffix(v, "\r")
@@ -65,7 +66,7 @@ func (s SecretRef) Resolve() (string, error) {
 
 // label names the key behind the reference in errors ("hash_key_env").
 func (s SecretRef) label(kind string) string {
-	base := s.key
+	base := s.Key
 	if base == "" {
 		base = "secret"
 	}
@@ -105,9 +106,9 @@ var (
 	_ slog.LogValuer = SecretRef{}
 )
 
-// fileErrText describes why a file cannot be read without repeating the
+// FileErrText describes why a file cannot be read without repeating the
 // path, which callers already quote as written in the config.
-func fileErrText(err error) string {
+func FileErrText(err error) string {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return "no such file"
@@ -121,13 +122,13 @@ func fileErrText(err error) string {
 	return err.Error()
 }
 
-// checkReadable reports why path cannot be read, or "" if it can. It does
+// CheckReadable reports why path cannot be read, or "" if it can. It does
 // not read the contents, and refuses anything but regular files so that a
 // FIFO or device cannot block or flood the check.
-func checkReadable(path string) string {
+func CheckReadable(path string) string {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fileErrText(err)
+		return FileErrText(err)
 	}
 	if fi.IsDir() {
 		return "is a directory"
@@ -137,7 +138,7 @@ func checkReadable(path string) string {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return fileErrText(err)
+		return FileErrText(err)
 	}
 	f.Close()
 	return ""
