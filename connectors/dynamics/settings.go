@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // Settings is a Dataverse environment (Dynamics 365) and the app

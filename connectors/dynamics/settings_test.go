@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // TestSettingsClientConfig checks that crm.dynamics's settings reach the

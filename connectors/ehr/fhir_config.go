@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // FHIRSourceConfig is what a FHIR source follows: declared once, with the

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // TestNewFHIRTarget checks that the target is built from its settings

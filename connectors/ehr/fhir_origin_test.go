@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // tokenLog records the requests a server saw and the Authorization they

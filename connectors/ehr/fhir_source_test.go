@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 	"github.com/ehrbridge/ehrbridge/internal/fhirtest"
 )
 

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // The file-drop outbox holds whole MDM messages: the patient's name,

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // Messages the EHR left in the outbox longer than the retention are

@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // Defaults of an MLLP source's settings.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // TestMLLPSourceConfigServer checks that a source's limits reach its MLLP

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // MLLPTarget sends each message to the EHR's MLLP receiver and waits for the

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // AuthConfig is how a FHIR client authenticates to the EHR's server: a

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // TestAuthConfigTokenSource checks the one builder of a FHIR client's

@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"os"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // Settings is a Salesforce org and its connected app as the config file's

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // TestSettingsClientConfig checks that crm.salesforce's settings reach

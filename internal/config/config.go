@@ -6,11 +6,11 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 

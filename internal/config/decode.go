@@ -15,7 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 	"github.com/ehrbridge/ehrbridge/internal/problems"
 )
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // validator collects the problems of the checks that run after decoding.

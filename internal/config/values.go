@@ -1,6 +1,6 @@
 package config
 
-import "github.com/ehrbridge/ehrbridge/configvalue"
+import "github.com/ehrbridge/ehrbridge/internal/configvalue"
 
 // The value types sections share live in configvalue, so that the
 // components' settings types, declared once beside their code, can use

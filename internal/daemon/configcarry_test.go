@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 

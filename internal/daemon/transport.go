@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
 // warnInsecure logs, once per opt-out, each plaintext connection the

@@ -30,9 +30,9 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
-	"github.com/ehrbridge/ehrbridge/configvalue"
 	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
