@@ -7,6 +7,7 @@ package packaging_test
 
 import (
 	"archive/zip"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -385,5 +387,113 @@ func checkMSIService(t *testing.T, msi string) {
 	ctl := msiRows(t, msi, "ServiceControl")
 	if len(ctl) != 1 || len(ctl[0]) < 6 || ctl[0][1] != "ehrbridge" || ctl[0][2] != "162" || ctl[0][5] != "Exe" {
 		t.Errorf("ServiceControl rows %q, want ehrbridge 162 on Exe", ctl)
+	}
+}
+
+// With Wine: in a new prefix, the .msi installs the service with its path
+// quoted, the virtual account, automatic start and the arguments; its
+// removal deletes the service; and it refuses to install over a service
+// ehrbridge it did not install (the .zip's), leaving that one alone.
+func TestMSIServiceUnderWine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Wine runs on Linux")
+	}
+	for _, tool := range []string{"wine", "wineboot", "wineserver"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	dist := build(t)
+	msi := `Z:` + strings.ReplaceAll(filepath.Join(dist, "ehrbridge-1.2.3-windows-amd64.msi"), "/", `\`)
+	prefix := t.TempDir()
+	env := append(os.Environ(), "WINEPREFIX="+prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=d")
+	// The output goes to a file, not a pipe: Wine's background processes
+	// (services.exe, winedevice.exe) inherit it and outlive the command.
+	outFile := filepath.Join(t.TempDir(), "out")
+	wine := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		f, err := os.Create(outFile)
+		if err != nil {
+			return "", err
+		}
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, f, f
+		err = cmd.Run()
+		f.Close()
+		out, _ := os.ReadFile(outFile)
+		return strings.ReplaceAll(string(out), "\r", ""), err
+	}
+	mustWine := func(args ...string) string {
+		t.Helper()
+		out, err := wine(args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	// Create the prefix and let that session end (wineserver -w waits): the
+	// services.exe that started with the new prefix failed sc.exe create and
+	// delete. Then keep this prefix's wineserver (-p) running until the test
+	// ends.
+	t.Cleanup(func() { _, _ = wine("wineserver", "-k") })
+	mustWine("wineboot", "-i")
+	mustWine("wineserver", "-w")
+	mustWine("wineserver", "-p")
+	service := func() map[string]string { // the service's registry values; nil: no key
+		out, err := wine("wine", "reg", "query", `HKLM\SYSTEM\CurrentControlSet\Services\ehrbridge`)
+		if err != nil {
+			return nil
+		}
+		vals := map[string]string{}
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.SplitN(strings.TrimSpace(l), "    ", 3); len(f) == 3 && strings.HasPrefix(f[1], "REG_") {
+				vals[f[0]] = f[2]
+			}
+		}
+		return vals
+	}
+	exe := filepath.Join(prefix, "drive_c/Program Files/ehrbridge/ehrbridge.exe")
+
+	mustWine("wine", "msiexec", "/i", msi, "/qn")
+	svc := service()
+	want := map[string]string{
+		"ImagePath":    `"C:\Program Files\ehrbridge\ehrbridge.exe" run --config "C:\ProgramData\ehrbridge\ehrbridge.yaml"`,
+		"ObjectName":   `NT SERVICE\ehrbridge`,
+		"Start":        "0x2",  // SERVICE_AUTO_START
+		"Type":         "0x10", // SERVICE_WIN32_OWN_PROCESS
+		"ErrorControl": "0x1",  // SERVICE_ERROR_NORMAL
+		"DisplayName":  "ehrbridge (ehrbridge)",
+		"Description":  "ehrbridge: EHR events into the CRM, coordinators' notes back into the EHR",
+	}
+	for k, v := range want {
+		if svc[k] != v {
+			t.Errorf("installed service: %s = %q, want %q", k, svc[k], v)
+		}
+	}
+	if _, err := os.Stat(exe); err != nil {
+		t.Errorf("ehrbridge.exe not installed: %v", err)
+	}
+	mustContain(t, "sc query", mustWine("wine", "sc.exe", "query", "ehrbridge"), "SERVICE_NAME: ehrbridge", "STOPPED")
+
+	mustWine("wine", "msiexec", "/x", msi, "/qn")
+	if svc := service(); svc != nil {
+		t.Errorf("the service is still registered after removal: %v", svc)
+	}
+	if _, err := os.Stat(exe); err == nil {
+		t.Error("ehrbridge.exe is still there after removal")
+	}
+
+	// A service ehrbridge from the .zip: the .msi refuses and leaves it
+	// alone.
+	mustWine("wine", "sc.exe", "create", "ehrbridge", "binPath=", `C:\other\ehrbridge.exe`)
+	if out, err := wine("wine", "msiexec", "/i", msi, "/qn"); err == nil {
+		t.Errorf("the .msi installed over a service ehrbridge it did not install\n%s", out)
+	}
+	if got := service()["ImagePath"]; got != `C:\other\ehrbridge.exe` {
+		t.Errorf("the refused installation changed the existing service's ImagePath to %q", got)
+	}
+	if _, err := os.Stat(exe); err == nil {
+		t.Error("the refused installation left ehrbridge.exe in Program Files")
 	}
 }
