@@ -361,11 +361,10 @@ func checkMSIService(t *testing.T, msi string) {
 	}
 	// The order: ScExe is set before the script is written; the old version
 	// (and its service) is gone before the new service is created, after the
-	// files; the rollback action comes right after the create, so that a
-	// failed create (a service of that name exists) does not delete the
-	// service it found; the description after the create.
+	// files; the rollback action precedes the action it undoes (Windows
+	// Installer, "Rollback Custom Actions"); the description after the create.
 	order := []string{"SetScExe", "InstallValidate", "RemoveExistingProducts", "InstallInitialize", "DeleteServices", "InstallFiles",
-		"ServiceCreate", "ServiceCreateRollback", "ServiceDescribe", "InstallFinalize"}
+		"ServiceCreateRollback", "ServiceCreate", "ServiceDescribe", "InstallFinalize"}
 	for i, a := range order {
 		if _, ok := seq[a]; !ok {
 			t.Errorf("InstallExecuteSequence lacks %s", a)
