@@ -95,6 +95,11 @@ if command -v wixl >/dev/null; then
     --directory-ref=INSTALLDIR --win64 > "$work/mappings.wxs")
   (cd "$win" && wixl -a x64 -D Version="$msiver" -D SourceDir=. -D Win64=yes -o "$out/ehrbridge-$pkgver-windows-amd64.msi" \
     "$pkg/windows/ehrbridge.wxs" "$work/mappings.wxs")
+  # wixl writes Execute="rollback" as nothing: make ServiceCreateRollback a
+  # rollback action, 3442 = 50 (exe named by a property) + 64 (ignore its exit
+  # code) + 256 (rollback) + 1024 (in the script) + 2048 (no impersonation).
+  msibuild "$out/ehrbridge-$pkgver-windows-amd64.msi" \
+    -q "UPDATE \`CustomAction\` SET \`Type\` = 3442 WHERE \`Action\` = 'ServiceCreateRollback'"
 else
   echo "wixl not found (apt-get install msitools): no .msi" >&2
 fi

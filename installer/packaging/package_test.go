@@ -7,15 +7,18 @@ package packaging_test
 
 import (
 	"archive/zip"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -127,8 +130,7 @@ func TestPackages(t *testing.T) {
 	z.Close()
 	mustContain(t, "the .zip", strings.Join(names, "\n"), "ehrbridge-1.2.3-windows-amd64/ehrbridge.exe", "/ehrbridge.yaml", "/install.ps1",
 		"/uninstall.ps1", "/mappings/dynamics/adt.yaml", "/docs/setup-dataverse.md")
-	svc := run(t, "msiinfo", "export", msi, "ServiceInstall")
-	mustContain(t, "the .msi's service", svc, "ehrbridge", `NT SERVICE\ehrbridge`, `run --config "[CommonAppDataFolder]ehrbridge\ehrbridge.yaml"`)
+	checkMSIService(t, msi)
 	mustContain(t, "the .msi's Event Log sources", run(t, "msiinfo", "export", msi, "Registry"),
 		`EventLog\Application\ehrbridge-audit\`+"\tEventMessageFile\t[System64Folder]EventCreate.exe",
 		`EventLog\Application\ehrbridge\`+"\tEventMessageFile\t[System64Folder]EventCreate.exe", "TypesSupported\t#7")
@@ -234,5 +236,263 @@ func TestInstallDeb(t *testing.T) {
 	run(t, "dpkg", "--purge", "ehrbridge")
 	if _, err := os.Stat("/var/lib/ehrbridge/checkpoint.db"); err != nil {
 		t.Error("purge removed the checkpoint log, which may hold unsent messages")
+	}
+}
+
+// msiRows returns the rows of an MSI table (msiinfo export: three header
+// lines, then tab-separated rows).
+func msiRows(t *testing.T, msi, table string) [][]string {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(run(t, "msiinfo", "export", msi, table), "\r\n"), "\n")
+	var rows [][]string
+	for i, l := range lines {
+		if i >= 3 && l != "" {
+			rows = append(rows, strings.Split(strings.TrimRight(l, "\r"), "\t"))
+		}
+	}
+	return rows
+}
+
+// commandArgs splits a command line as the Microsoft C runtime does (sc.exe's
+// argv): a quote toggles quoting, \" is a literal quote, other backslashes
+// are literal.
+func commandArgs(line string) []string {
+	var args []string
+	var cur strings.Builder
+	inArg, quoted := false, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '\\' && i+1 < len(line) && line[i+1] == '"':
+			cur.WriteByte('"')
+			inArg = true
+			i++
+		case c == '"':
+			quoted = !quoted
+			inArg = true
+		case (c == ' ' || c == '\t') && !quoted:
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteByte(c)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+// checkMSIService checks how the .msi registers the service: its ImagePath
+// must quote the executable's path, which lies under Program Files (a path
+// with a space: unquoted, Windows would try C:\Program.exe first, CWE-428).
+// The ServiceInstall table cannot (Windows Installer joins the key file's
+// path and the Arguments unquoted), so no row may use it; sc.exe creates the
+// service in a deferred action, with a rollback action that deletes it.
+func checkMSIService(t *testing.T, msi string) {
+	t.Helper()
+	if rows := msiRows(t, msi, "ServiceInstall"); len(rows) > 0 {
+		t.Errorf("the .msi's ServiceInstall table has %d rows: Windows Installer registers their ImagePath unquoted", len(rows))
+	}
+	actions := map[string][]string{} // Action → Type, Source, Target
+	for _, r := range msiRows(t, msi, "CustomAction") {
+		if len(r) >= 4 {
+			actions[r[0]] = r[1:4]
+		}
+	}
+	seq := map[string]int{}
+	for _, r := range msiRows(t, msi, "InstallExecuteSequence") {
+		if len(r) >= 3 {
+			n, err := strconv.Atoi(r[2])
+			if err != nil {
+				t.Fatalf("InstallExecuteSequence row %q: %v", r, err)
+			}
+			seq[r[0]] = n
+		}
+	}
+	create, ok := actions["ServiceCreate"]
+	if !ok {
+		t.Fatalf("the .msi has no ServiceCreate action; its actions: %v", actions)
+	}
+	// 50 (exe named by a property) + 1024 (deferred) + 2048 (no impersonation).
+	if create[0] != "3122" || create[1] != "ScExe" {
+		t.Errorf("ServiceCreate: type %s source %s, want a deferred, elevated sc.exe (3122 ScExe)", create[0], create[1])
+	}
+	args := commandArgs(create[2])
+	opts := map[string]string{}
+	for i := 0; i+1 < len(args); i++ {
+		if strings.HasSuffix(args[i], "=") {
+			opts[args[i]] = args[i+1]
+			i++
+		}
+	}
+	if len(args) < 2 || args[0] != "create" || args[1] != "ehrbridge" {
+		t.Errorf("ServiceCreate runs sc.exe %q, want create ehrbridge", args)
+	}
+	want := map[string]string{
+		"binPath=":     `"[#ehrbridgeExe]" run --config "[CommonAppDataFolder]ehrbridge\ehrbridge.yaml"`,
+		"obj=":         `NT SERVICE\ehrbridge`,
+		"start=":       "auto",
+		"type=":        "own",
+		"error=":       "normal",
+		"DisplayName=": "ehrbridge (ehrbridge)",
+	}
+	for k, v := range want {
+		if opts[k] != v {
+			t.Errorf("ServiceCreate: sc.exe %s %q, want %q", k, opts[k], v)
+		}
+	}
+	if bp := opts["binPath="]; !strings.HasPrefix(bp, `"[#ehrbridgeExe]" `) {
+		t.Errorf("the service's ImagePath %q does not begin with the quoted executable", bp)
+	}
+	if sc := actions["SetScExe"]; len(sc) < 3 || sc[2] != `[System64Folder]sc.exe` {
+		t.Errorf("SetScExe %q, want ScExe = [System64Folder]sc.exe", sc)
+	}
+	// 50 + 64 (ignore the exit code) + 256 (rollback) + 1024 + 2048.
+	if rb := actions["ServiceCreateRollback"]; len(rb) < 3 || rb[0] != "3442" || rb[2] != "delete ehrbridge" {
+		t.Errorf("ServiceCreateRollback %q, want a rollback action (3442) running sc.exe delete ehrbridge", rb)
+	}
+	if d := actions["ServiceDescribe"]; len(d) < 3 || !strings.HasPrefix(d[2], "description ehrbridge ") {
+		t.Errorf("ServiceDescribe %q", d)
+	}
+	// The order: ScExe is set before the script is written; the old version
+	// (and its service) is gone before the new service is created, after the
+	// files; the rollback action precedes the action it undoes (Windows
+	// Installer, "Rollback Custom Actions"); the description after the create.
+	order := []string{"SetScExe", "InstallValidate", "RemoveExistingProducts", "InstallInitialize", "DeleteServices", "InstallFiles",
+		"ServiceCreateRollback", "ServiceCreate", "ServiceDescribe", "InstallFinalize"}
+	for i, a := range order {
+		if _, ok := seq[a]; !ok {
+			t.Errorf("InstallExecuteSequence lacks %s", a)
+		} else if i > 0 && seq[order[i-1]] >= seq[a] {
+			t.Errorf("InstallExecuteSequence: %s (%d) is not before %s (%d)", order[i-1], seq[order[i-1]], a, seq[a])
+		}
+	}
+	// A service ehrbridge that is not an older .msi's (installed from the
+	// .zip) stops the installation before it changes anything.
+	mustContain(t, "the .msi's launch conditions", run(t, "msiinfo", "export", msi, "LaunchCondition"),
+		"Installed OR NOT EXISTINGSERVICE OR WIX_UPGRADE_DETECTED\t")
+	// Type 18: a raw value (2) in the 64-bit view (16).
+	mustContain(t, "the .msi's registry searches", run(t, "msiinfo", "export", msi, "RegLocator"),
+		"ExistingService\t2\tSYSTEM\\CurrentControlSet\\Services\\ehrbridge\tImagePath\t18")
+	mustContain(t, "the .msi's searches", run(t, "msiinfo", "export", msi, "AppSearch"), "EXISTINGSERVICE\tExistingService")
+	// The service is stopped before an upgrade or removal and deleted on
+	// removal: Event 162 = 2 + 32 (stop on install and uninstall) + 128
+	// (delete on uninstall).
+	ctl := msiRows(t, msi, "ServiceControl")
+	if len(ctl) != 1 || len(ctl[0]) < 6 || ctl[0][1] != "ehrbridge" || ctl[0][2] != "162" || ctl[0][5] != "Exe" {
+		t.Errorf("ServiceControl rows %q, want ehrbridge 162 on Exe", ctl)
+	}
+}
+
+// With Wine: in a new prefix, the .msi installs the service with its path
+// quoted, the virtual account, automatic start and the arguments; its
+// removal deletes the service; and it refuses to install over a service
+// ehrbridge it did not install (the .zip's), leaving that one alone.
+func TestMSIServiceUnderWine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Wine runs on Linux")
+	}
+	for _, tool := range []string{"wine", "wineboot", "wineserver"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	dist := build(t)
+	msi := `Z:` + strings.ReplaceAll(filepath.Join(dist, "ehrbridge-1.2.3-windows-amd64.msi"), "/", `\`)
+	prefix := t.TempDir()
+	env := append(os.Environ(), "WINEPREFIX="+prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=d")
+	// The output goes to a file, not a pipe: Wine's background processes
+	// (services.exe, winedevice.exe) inherit it and outlive the command.
+	outFile := filepath.Join(t.TempDir(), "out")
+	wine := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		f, err := os.Create(outFile)
+		if err != nil {
+			return "", err
+		}
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, f, f
+		err = cmd.Run()
+		f.Close()
+		out, _ := os.ReadFile(outFile)
+		return strings.ReplaceAll(string(out), "\r", ""), err
+	}
+	mustWine := func(args ...string) string {
+		t.Helper()
+		out, err := wine(args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	// Create the prefix and let that session end (wineserver -w waits): the
+	// services.exe that started with the new prefix failed sc.exe create and
+	// delete. Then keep this prefix's wineserver (-p) running until the test
+	// ends.
+	t.Cleanup(func() { _, _ = wine("wineserver", "-k") })
+	mustWine("wineboot", "-i")
+	mustWine("wineserver", "-w")
+	mustWine("wineserver", "-p")
+	service := func() map[string]string { // the service's registry values; nil: no key
+		out, err := wine("wine", "reg", "query", `HKLM\SYSTEM\CurrentControlSet\Services\ehrbridge`)
+		if err != nil {
+			return nil
+		}
+		vals := map[string]string{}
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.SplitN(strings.TrimSpace(l), "    ", 3); len(f) == 3 && strings.HasPrefix(f[1], "REG_") {
+				vals[f[0]] = f[2]
+			}
+		}
+		return vals
+	}
+	exe := filepath.Join(prefix, "drive_c/Program Files/ehrbridge/ehrbridge.exe")
+
+	mustWine("wine", "msiexec", "/i", msi, "/qn")
+	svc := service()
+	want := map[string]string{
+		"ImagePath":    `"C:\Program Files\ehrbridge\ehrbridge.exe" run --config "C:\ProgramData\ehrbridge\ehrbridge.yaml"`,
+		"ObjectName":   `NT SERVICE\ehrbridge`,
+		"Start":        "0x2",  // SERVICE_AUTO_START
+		"Type":         "0x10", // SERVICE_WIN32_OWN_PROCESS
+		"ErrorControl": "0x1",  // SERVICE_ERROR_NORMAL
+		"DisplayName":  "ehrbridge (ehrbridge)",
+		"Description":  "ehrbridge: EHR events into the CRM, coordinators' notes back into the EHR",
+	}
+	for k, v := range want {
+		if svc[k] != v {
+			t.Errorf("installed service: %s = %q, want %q", k, svc[k], v)
+		}
+	}
+	if _, err := os.Stat(exe); err != nil {
+		t.Errorf("ehrbridge.exe not installed: %v", err)
+	}
+	mustContain(t, "sc query", mustWine("wine", "sc.exe", "query", "ehrbridge"), "SERVICE_NAME: ehrbridge", "STOPPED")
+
+	mustWine("wine", "msiexec", "/x", msi, "/qn")
+	if svc := service(); svc != nil {
+		t.Errorf("the service is still registered after removal: %v", svc)
+	}
+	if _, err := os.Stat(exe); err == nil {
+		t.Error("ehrbridge.exe is still there after removal")
+	}
+
+	// A service ehrbridge from the .zip: the .msi refuses and leaves it
+	// alone.
+	mustWine("wine", "sc.exe", "create", "ehrbridge", "binPath=", `C:\other\ehrbridge.exe`)
+	if out, err := wine("wine", "msiexec", "/i", msi, "/qn"); err == nil {
+		t.Errorf("the .msi installed over a service ehrbridge it did not install\n%s", out)
+	}
+	if got := service()["ImagePath"]; got != `C:\other\ehrbridge.exe` {
+		t.Errorf("the refused installation changed the existing service's ImagePath to %q", got)
+	}
+	if _, err := os.Stat(exe); err == nil {
+		t.Error("the refused installation left ehrbridge.exe in Program Files")
 	}
 }
