@@ -12,7 +12,7 @@ FUZZTIME ?= 2m
 PEERS    := internal/interop/node
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test-windows all build build-windows package packagers run run-dynamics test chaos unit mappings-test fuzz-short fuzz fmt vet vulncheck tidy peers clean
+.PHONY: test-windows winetools all build build-windows package packagers run run-dynamics test chaos unit mappings-test fuzz-short fuzz fmt vet vulncheck tidy peers clean
 MAPPING_SETS := $(wildcard configs/mappings/*/)
 
 all: build
@@ -48,7 +48,7 @@ run-dynamics: build
 # included), lint and tests of every shipped mapping set, then a short
 # fuzz run of each fuzz target. govulncheck runs first when its database
 # can be reached (see vulncheck).
-test: peers packagers vet
+test: peers packagers winetools vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(PEERS)/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@$(MAKE) --no-print-directory vulncheck
@@ -65,8 +65,15 @@ test: peers packagers vet
 # file system that go-winio's listener relies on, so the test that serves
 # the pipe through it runs on a Windows host only (TestAdminPipeNamesTheCaller).
 WINDOWS_TEST_PKGS ?= ./checkpoint ./internal/logadmin ./internal/daemon ./internal/admin ./installer ./internal/pipeline ./hl7 ./mappings
-test-windows:
+test-windows: winetools
 	sh internal/winetest/run.sh $(WINDOWS_TEST_PKGS)
+
+# winetools: Debian's Wine 8 and MinGW, before the Go tests too, so that
+# the packaging tests install the .msi under Wine (TestMSIServiceUnderWine).
+winetools:
+	@command -v wine >/dev/null && command -v x86_64-w64-mingw32-gcc >/dev/null || { \
+	  echo "installing Debian wine64 and gcc-mingw-w64-x86-64-win32"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wine64 gcc-mingw-w64-x86-64-win32 >/dev/null; }
 
 # chaos: the fault runs at scale (not part of `make test`, which runs them
 # with 20 and 10 kills each): the real binary against the sandbox running
