@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,34 +55,9 @@ func TestDeadReasonHoldsCodeAndFieldsNotTheCRMsMessage(t *testing.T) {
 			Message: "duplicate value found: SourceSystemId__c duplicates value on record with id: 001xx000003DGb2AAG (" +
 				strings.ToLower(op.Key) + ", Zebulon Quartermain)", Fields: []string{"SourceSystemId__c", "not a field: dup7731xq"}}
 	}}
-	p := New(Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: sink,
-		BatchSize: 50, Linger: -1, Poll: 10 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler)})
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { defer close(stopped); _ = p.Run(ctx) }()
-	defer func() { cancel(); <-stopped; l.Close() }()
-
 	msg := strings.Replace(adt("A01", "DUP7731XQ", "QUARTERMAIN", "ZEBULON"), "CTRL", "DUPC1", 1)
-	m, err := hl7.Parse([]byte(msg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := m.Header()
-	if _, err := l.Append(ctx, checkpoint.Entry{Key: ehr.RecordKey("ehr", h), Source: "ehr", Kind: "hl7v2", Type: "ADT^A01",
-		Hash: ehr.ContentHash(m, nil), Lane: ehr.LaneKey(m), Payload: []byte(msg), Ack: []byte("ack")}); err != nil {
-		t.Fatal(err)
-	}
-	p.Notify()
-	var dead []*checkpoint.Record
-	for deadline := time.Now().Add(10 * time.Second); len(dead) == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the record never died")
-		}
-		time.Sleep(10 * time.Millisecond)
-		dead, _ = l.List(checkpoint.Dead, 0, 10)
-	}
-	reason := dead[0].Reason
+	rec, stop := runUntilDead(t, l, set, sink, 50, msg)
+	reason := rec.Reason
 	if !strings.Contains(reason, "DUPLICATE_VALUE") || !strings.Contains(reason, "SourceSystemId__c") || !strings.Contains(reason, "(HTTP 400)") {
 		t.Errorf("reason %q lacks the code or the field name", reason)
 	}
@@ -90,17 +66,15 @@ func TestDeadReasonHoldsCodeAndFieldsNotTheCRMsMessage(t *testing.T) {
 			t.Errorf("reason %q holds %q", reason, v)
 		}
 	}
-	got, _ := l.Get(dead[0].ID)
+	got, _ := l.Get(rec.ID)
 	if got.Detail != "" {
 		t.Errorf("Get returns the detail: %q", got.Detail)
 	}
-	rev, err := l.Reveal(dead[0].ID)
+	rev, err := l.Reveal(rec.ID)
 	if err != nil || !strings.Contains(rev.Detail, "dup7731xq, Zebulon Quartermain") {
 		t.Errorf("reveal detail %q, %v", rev.Detail, err)
 	}
-	cancel()
-	<-stopped
-	l.Close()
+	stop()
 	raw, _ := os.ReadFile(path)
 	if bytes.Contains(bytes.ToLower(raw), []byte("dup7731xq")) || bytes.Contains(raw, []byte("Zebulon")) {
 		t.Error("the CRM's message is stored in clear in the log file")
@@ -168,39 +142,46 @@ func TestDeadReasonNamesTheRefusedOp(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := refuseSecond{refused: make(chan connectors.Op, 1)}
+	rec, _ := runUntilDead(t, l, set, sink, 1, adt("A01", "OPNO42", "DOE", "JANE"))
+	op := <-sink.refused
+	want := "crm permanent error REQUIRED_FIELD_MISSING (HTTP 400) on " + op.Object + " (op 2: " + op.Action + " by " + op.KeyField + ", mapping " + op.Mapping + "); fields: LastName"
+	if rec.Reason != want {
+		t.Errorf("reason\n %q\nwant\n %q", rec.Reason, want)
+	}
+	if strings.Contains(rec.Reason, "OPNO42") {
+		t.Errorf("the reason holds the patient id: %q", rec.Reason)
+	}
+}
+
+// runUntilDead runs a pipeline over l with sink (batches of batch), appends
+// the HL7 message msg and returns its record once it is dead, and stop,
+// which stops the pipeline and closes l (also when the test ends).
+func runUntilDead(t *testing.T, l *checkpoint.Log, set *mappings.Set, sink connectors.Sink, batch int, msg string) (*checkpoint.Record, func()) {
+	t.Helper()
 	p := New(Options{Log: l, Mappings: func() *mappings.Set { return set }, Sink: sink,
-		BatchSize: 1, Linger: -1, Poll: 10 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+		BatchSize: batch, Linger: -1, Poll: 10 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); _ = p.Run(ctx) }()
-	defer func() { cancel(); <-stopped; l.Close() }()
-
-	msg := adt("A01", "OPNO42", "DOE", "JANE")
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-stopped; l.Close() }) }
+	t.Cleanup(stop)
 	m, err := hl7.Parse([]byte(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := m.Header()
-	if _, err := l.Append(ctx, checkpoint.Entry{Key: ehr.RecordKey("ehr", h), Source: "ehr", Kind: "hl7v2", Type: "ADT^A01",
+	if _, err := l.Append(ctx, checkpoint.Entry{Key: ehr.RecordKey("ehr", m.Header()), Source: "ehr", Kind: checkpoint.KindHL7v2, Type: "ADT^A01",
 		Hash: ehr.ContentHash(m, nil), Lane: ehr.LaneKey(m), Payload: []byte(msg), Ack: []byte("ack")}); err != nil {
 		t.Fatal(err)
 	}
 	p.Notify()
-	var dead []*checkpoint.Record
-	for deadline := time.Now().Add(10 * time.Second); len(dead) == 0; {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if dead, _ := l.List(checkpoint.Dead, 0, 10); len(dead) > 0 {
+			return dead[0], stop
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("the record never died")
 		}
-		time.Sleep(10 * time.Millisecond)
-		dead, _ = l.List(checkpoint.Dead, 0, 10)
-	}
-	op := <-sink.refused
-	want := "crm permanent error REQUIRED_FIELD_MISSING (HTTP 400) on " + op.Object + " (op 2: " + op.Action + " by " + op.KeyField + ", mapping " + op.Mapping + "); fields: LastName"
-	if dead[0].Reason != want {
-		t.Errorf("reason\n %q\nwant\n %q", dead[0].Reason, want)
-	}
-	if strings.Contains(dead[0].Reason, "OPNO42") {
-		t.Errorf("the reason holds the patient id: %q", dead[0].Reason)
 	}
 }
