@@ -736,6 +736,7 @@ var (
 // segmentField checks a target of an hl7 output op: a path within the
 // op's own segment (TXA-12.1, PID-3[2].4), reporting what is wrong.
 func (sc *scope) segmentField(op *opDef, k *yaml.Node) bool {
+	sc.at = k
 	p, err := hl7.ParsePath(k.Value)
 	switch {
 	case err != nil:
@@ -746,7 +747,7 @@ func (sc *scope) segmentField(op *opDef, k *yaml.Node) bool {
 		sc.l.addAt(k, "target %s names a segment occurrence; each op writes one new segment, so write %s", k.Value, strings.Replace(k.Value, k.Value[3:strings.IndexByte(k.Value, ']')+1], "", 1))
 	case p.Segment == "MSH" && p.Field <= 2:
 		sc.l.addAt(k, "MSH-1 and MSH-2 hold the delimiters; they cannot be mapped")
-	case sc.setAt(k) && sc.segmentProblem(p.Segment) == "" && sc.pathProblem(p) != "":
+	case sc.segmentProblem(p.Segment) == "" && sc.pathProblem(p) != "":
 		// (an unknown segment is reported once, at the op's object)
 		sc.l.addAt(k, "target %s", sc.pathProblem(p))
 	default:

@@ -132,10 +132,3 @@ func (sc *scope) warnUndeclaredZ(id string) {
 	}
 	sc.warnAt(sc.at, "%s", msg)
 }
-
-// setAt makes n the node warnings are put at; it returns true, to be used
-// inside a condition.
-func (sc *scope) setAt(n *yaml.Node) bool {
-	sc.at = n
-	return true
-}
