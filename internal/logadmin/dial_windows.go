@@ -3,6 +3,7 @@
 package logadmin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,11 +49,11 @@ func checkPipeServer(c net.Conn, path string) error {
 	if err := windows.GetNamedPipeServerProcessId(windows.Handle(f.Fd()), &pid); err != nil {
 		return fmt.Errorf("admin pipe %s: its server's process: %w", path, err)
 	}
-	user, groups, err := processAccount(pid)
+	server, err := processAccount(pid)
 	if err != nil {
 		return fmt.Errorf("admin pipe %s: the account of its server (pid %d): %w", path, pid, err)
 	}
-	self, _, err := processAccount(uint32(os.Getpid()))
+	self, err := processAccount(uint32(os.Getpid()))
 	if err != nil {
 		return fmt.Errorf("admin pipe: this process's account: %w", err)
 	}
@@ -64,53 +65,30 @@ func checkPipeServer(c net.Conn, path string) error {
 		}
 		extra = sid.String()
 	}
-	if !pipeServerTrusted(user, groups, self, extra) {
+	groups := make([]string, len(server.Groups))
+	for i, g := range server.Groups {
+		groups[i] = g.SID
+	}
+	if !pipeServerTrusted(server.SID, groups, self.SID, extra) {
 		return fmt.Errorf("admin pipe %s is served by %s (pid %d), which is not a service account, an administrator or you: not talking to it (if the ehrbridge service runs as that account, set %s to it)",
-			path, accountName(user), pid, PipeServerEnv)
+			path, cmp.Or(server.Name, server.SID), pid, PipeServerEnv)
 	}
 	return nil
 }
 
-// processAccount is the user SID and enabled group SIDs of process pid.
-func processAccount(pid uint32) (string, []string, error) {
+// processAccount is the account process pid runs as (TokenAccount).
+func processAccount(pid uint32) (*OSAccount, error) {
 	p, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, pid)
 	if err != nil {
-		return "", nil, fmt.Errorf("OpenProcess: %w", err)
+		return nil, fmt.Errorf("OpenProcess: %w", err)
 	}
 	defer windows.CloseHandle(p)
 	var tok windows.Token
 	if err := windows.OpenProcessToken(p, windows.TOKEN_QUERY, &tok); err != nil {
-		return "", nil, fmt.Errorf("OpenProcessToken: %w", err)
+		return nil, fmt.Errorf("OpenProcessToken: %w", err)
 	}
 	defer tok.Close()
-	tu, err := tok.GetTokenUser()
-	if err != nil {
-		return "", nil, fmt.Errorf("GetTokenUser: %w", err)
-	}
-	tg, err := tok.GetTokenGroups()
-	if err != nil {
-		return "", nil, fmt.Errorf("GetTokenGroups: %w", err)
-	}
-	var groups []string
-	for _, g := range tg.AllGroups() {
-		if g.Attributes&windows.SE_GROUP_ENABLED != 0 && g.Attributes&windows.SE_GROUP_USE_FOR_DENY_ONLY == 0 {
-			groups = append(groups, g.Sid.String())
-		}
-	}
-	return tu.User.Sid.String(), groups, nil
-}
-
-// accountName is DOMAIN\name for a SID string, or the SID.
-func accountName(sid string) string {
-	s, err := windows.StringToSid(sid)
-	if err != nil {
-		return sid
-	}
-	name, domain, _, err := s.LookupAccount("")
-	if err != nil {
-		return sid
-	}
-	return domain + `\` + name
+	return TokenAccount(tok)
 }
 
 // LocalAnswers reports whether a daemon answers on the admin pipe at path.

@@ -49,12 +49,12 @@ func TestDialLocalChecksTheServer(t *testing.T) {
 		t.Fatalf("dialLocal to a pipe this process serves: %v", err)
 	}
 	c.Close()
-	user, groups, err := processAccount(uint32(os.Getpid()))
-	if err != nil || user == "" || len(groups) == 0 {
-		t.Errorf("this process's account: %q %v %v", user, groups, err)
+	acc, err := processAccount(uint32(os.Getpid()))
+	if err != nil || acc.SID == "" || len(acc.Groups) == 0 {
+		t.Fatalf("this process's account: %+v %v", acc, err)
 	}
-	if name := accountName(user); name == user {
-		t.Errorf("accountName(%s) found no name", user)
+	if acc.Name == "" {
+		t.Errorf("no name found for %s", acc.SID)
 	}
 }
 
