@@ -11,6 +11,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/internal/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 
@@ -260,22 +261,9 @@ type SandboxConfig struct {
 	DataFile string `yaml:"data_file"`
 }
 
-// PipelineConfig tunes the CRM pipeline.
-type PipelineConfig struct {
-	// BatchSize is how many records one round sends together; default 200.
-	BatchSize int `yaml:"batch_size"`
-	// Linger is how long a round waits after an idle spell for more
-	// records, so that a trickle shares requests; default 1s.
-	Linger Duration `yaml:"linger"`
-	// DrainTimeout is how long, on stop, the pipeline goes on sending the
-	// records already ready after intake has closed; default 10s. What is
-	// left stays in the log for the next start.
-	DrainTimeout Duration `yaml:"drain_timeout"`
-	// ProbeMax caps the interval of the probes the pipeline sends while
-	// the CRM fails transiently (no batch is sent until one is answered;
-	// the interval starts at 1s and doubles); default 30s.
-	ProbeMax Duration `yaml:"probe_max"`
-}
+// PipelineConfig tunes the CRM pipeline, declared with it
+// ([pipeline.Settings]).
+type PipelineConfig = pipeline.Settings
 
 // WritebackConfig files notes from the CRM in the EHR.
 type WritebackConfig struct {

@@ -301,22 +301,7 @@ func (v *validator) crm(listeners *[]listener) {
 		tr.url("crm.salesforce.login_url", sf.LoginURL)
 		tr.done()
 	}
-	if p := c.Pipeline; p.BatchSize < 0 || p.BatchSize > 2000 {
-		v.add("crm.pipeline.batch_size", "must be between 1 and 2000")
-	}
-	if p := c.Pipeline; p.Linger < 0 || p.Linger > Duration(time.Minute) {
-		v.add("crm.pipeline.linger", "must be between 0s and 1m")
-	}
-	if p := &c.Pipeline; p.DrainTimeout == 0 {
-		p.DrainTimeout = Duration(10 * time.Second)
-	} else if p.DrainTimeout < 0 || p.DrainTimeout > Duration(10*time.Minute) {
-		v.add("crm.pipeline.drain_timeout", "must be between 0s and 10m")
-	}
-	if p := &c.Pipeline; p.ProbeMax == 0 {
-		p.ProbeMax = Duration(30 * time.Second)
-	} else if p.ProbeMax < Duration(time.Second) || p.ProbeMax > Duration(10*time.Minute) {
-		v.add("crm.pipeline.probe_max", "must be between 1s and 10m")
-	}
+	c.Pipeline.Validate(v.in("crm.pipeline"))
 }
 
 // in is the [configvalue.Reporter] of the section at path, for the
