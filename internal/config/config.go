@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
@@ -181,20 +181,8 @@ type FHIRSubscription struct {
 type MLLPSource = ehr.MLLPSourceConfig
 
 // CheckpointConfig configures the checkpoint log: retention and
-// encryption at rest.
-type CheckpointConfig struct {
-	// DedupeWindow is how long a done record's key is remembered, so that
-	// a retransmit is recognised; default 30d.
-	DedupeWindow Duration `yaml:"dedupe_window"`
-	// PayloadRetention is how long a done record keeps its payload;
-	// default 7d, at most DedupeWindow.
-	PayloadRetention Duration `yaml:"payload_retention"`
-	// SweepInterval is how often retention runs; default 1h.
-	SweepInterval Duration `yaml:"sweep_interval"`
-	// Encryption seals payloads with AES-256-GCM; nil stores them in clear
-	// (the daemon warns at start).
-	Encryption *EncryptionConfig `yaml:"encryption"`
-}
+// encryption at rest, declared with it ([checkpoint.Settings]).
+type CheckpointConfig = checkpoint.Settings
 
 // MappingsConfig names the mapping set.
 type MappingsConfig struct {
@@ -332,18 +320,12 @@ type FHIRTarget struct {
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 }
 
-// EncryptionConfig names the payload keys: 32 bytes, base64.
-type EncryptionConfig struct {
-	// Key is the active key (key_env / key_file), required.
-	Key SecretRef `yaml:"key"`
-	// PreviousKeys stay readable after a rotation.
-	PreviousKeys []KeyRef `yaml:"previous_keys"`
-}
+// EncryptionConfig names the payload keys, declared with the log
+// ([checkpoint.EncryptionSettings]).
+type EncryptionConfig = checkpoint.EncryptionSettings
 
-// KeyRef is one previous key (key_env / key_file).
-type KeyRef struct {
-	Key SecretRef `yaml:"key"`
-}
+// KeyRef is one previous key (key_env / key_file), [checkpoint.KeyRef].
+type KeyRef = checkpoint.KeyRef
 
 // Default values that are not obvious from the zero value.
 const (
@@ -357,13 +339,13 @@ const (
 	DefaultMaxConnections = ehr.DefaultMaxConnections
 	DefaultTLSMinVersion  = configvalue.DefaultTLSMinVersion
 
-	DefaultDedupeWindow     = Duration(30 * 24 * time.Hour)
-	DefaultPayloadRetention = Duration(7 * 24 * time.Hour)
+	DefaultDedupeWindow     = Duration(checkpoint.DefaultDedupeWindow)
+	DefaultPayloadRetention = Duration(checkpoint.DefaultPayloadRetention)
 	// DefaultSandboxListen is the embedded CRM sandbox's address.
 	DefaultSandboxListen = "127.0.0.1:8089"
 	// DefaultSandboxTLSListen is the address of its TLS (Dataverse) side.
 	DefaultSandboxTLSListen = "127.0.0.1:8443"
-	DefaultSweepInterval    = Duration(time.Hour)
+	DefaultSweepInterval    = Duration(checkpoint.DefaultSweepInterval)
 )
 
 // Default returns the configuration an empty file gives: every default
@@ -373,10 +355,8 @@ func Default() *Config {
 		DataDir: DefaultDataDir,
 		Log:     LogConfig{Format: "text", Level: "info", Output: "stderr"},
 		Admin:   AdminConfig{Listen: DefaultAdminListen},
-		Checkpoint: CheckpointConfig{
-			DedupeWindow: DefaultDedupeWindow, PayloadRetention: DefaultPayloadRetention, SweepInterval: DefaultSweepInterval,
-		},
 	}
+	c.Checkpoint.SetDefaults()
 	walkSecrets(reflect.ValueOf(c).Elem(), "", func(string, *SecretRef) {})
 	return c
 }

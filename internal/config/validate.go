@@ -67,16 +67,7 @@ func (c *Config) validate(base string) Problems {
 	adminT.done()
 	c.Admin.validate(v)
 
-	cp := c.Checkpoint
-	v.positive("checkpoint.dedupe_window", cp.DedupeWindow)
-	v.positive("checkpoint.payload_retention", cp.PayloadRetention)
-	v.positive("checkpoint.sweep_interval", cp.SweepInterval)
-	if cp.PayloadRetention > cp.DedupeWindow {
-		v.add("checkpoint.payload_retention", "must not be longer than checkpoint.dedupe_window (%s)", cp.DedupeWindow)
-	}
-	if e := cp.Encryption; e != nil && !e.Key.IsSet() {
-		v.add("checkpoint.encryption", "key_env or key_file is required")
-	}
+	c.Checkpoint.Validate(v.in("checkpoint"))
 
 	if tz := c.Mappings.Timezone; tz != "" {
 		if _, err := time.LoadLocation(tz); err != nil {
