@@ -12,6 +12,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 
@@ -223,31 +224,9 @@ type SalesforceConfig = salesforce.Settings
 // ([dynamics.Settings]).
 type DynamicsConfig = dynamics.Settings
 
-// SandboxConfig makes the CRM sandbox the CRM (for demos and tests).
-type SandboxConfig struct {
-	// Flavor is the side of the sandbox ehrbridge writes to: salesforce
-	// (default) or dataverse.
-	Flavor string `yaml:"flavor"`
-	// TLSListen is the address of its TLS side (Dataverse), default
-	// 127.0.0.1:8443; TLSCert the certificate to trust (made by the
-	// sandbox), default <data_dir>/sandbox-tls.pem.
-	TLSListen string `yaml:"tls_listen"`
-	TLSCert   string `yaml:"tls_cert"`
-	// Embed runs the sandbox inside the daemon; false connects to one
-	// already running at Listen (ehrbridge sandbox), with its default test
-	// credentials, so that a test can stop the daemon without touching
-	// the CRM's state.
-	Embed bool `yaml:"embed"`
-	// Listen is its address; default 127.0.0.1:8089. Its Salesforce side
-	// is plain HTTP, so an address that is not loopback needs
-	// InsecurePlaintext.
-	Listen string `yaml:"listen"`
-	// InsecurePlaintext allows Listen on an address that is not loopback
-	// (see [InsecureKey]).
-	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-	// DataFile keeps its records; default <data_dir>/sandbox.json.
-	DataFile string `yaml:"data_file"`
-}
+// SandboxConfig makes the CRM sandbox the CRM (for demos and tests),
+// declared with the sandbox ([sandbox.Settings]).
+type SandboxConfig = sandbox.Settings
 
 // PipelineConfig tunes the CRM pipeline, declared with it
 // ([pipeline.Settings]).
@@ -342,9 +321,9 @@ const (
 	DefaultDedupeWindow     = Duration(checkpoint.DefaultDedupeWindow)
 	DefaultPayloadRetention = Duration(checkpoint.DefaultPayloadRetention)
 	// DefaultSandboxListen is the embedded CRM sandbox's address.
-	DefaultSandboxListen = "127.0.0.1:8089"
+	DefaultSandboxListen = sandbox.DefaultListen
 	// DefaultSandboxTLSListen is the address of its TLS (Dataverse) side.
-	DefaultSandboxTLSListen = "127.0.0.1:8443"
+	DefaultSandboxTLSListen = sandbox.DefaultTLSListen
 	DefaultSweepInterval    = Duration(checkpoint.DefaultSweepInterval)
 )
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 )
 
 // validator collects the problems of the checks that run after decoding.
@@ -249,21 +250,9 @@ func (v *validator) crm(listeners *[]listener) {
 		v.add("crm", "give one of crm.salesforce, crm.dynamics and crm.sandbox")
 	}
 	if sb := c.Sandbox; sb != nil {
-		if sb.Listen == "" {
-			sb.Listen = DefaultSandboxListen
-		}
-		if sb.TLSListen == "" {
-			sb.TLSListen = DefaultSandboxTLSListen
-		}
-		switch sb.Flavor {
-		case "":
-			sb.Flavor = "salesforce"
-		case "salesforce", "dataverse":
-		default:
-			v.add("crm.sandbox.flavor", "%s: use salesforce (the default) or dataverse", v.show("crm.sandbox.flavor", sb.Flavor))
-		}
+		sb.Validate(v.in("crm.sandbox"))
 		addrs := []struct{ path, addr string }{{"crm.sandbox.listen", sb.Listen}}
-		if sb.Flavor == "dataverse" {
+		if sb.Flavor == sandbox.FlavorDataverse {
 			addrs = append(addrs, struct{ path, addr string }{"crm.sandbox.tls_listen", sb.TLSListen})
 		}
 		tr := v.transport("crm.sandbox", sb.InsecurePlaintext)
