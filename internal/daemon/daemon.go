@@ -274,7 +274,7 @@ func (d *Daemon) newAdmin(cfg *config.Config) (*admin.Server, error) {
 	var tc *tls.Config
 	if cfg.Admin.Listen != "" && cfg.Admin.TLS != nil {
 		var err error
-		if tc, err = serverTLS(cfg.Admin.TLS); err != nil {
+		if tc, err = cfg.Admin.TLS.Config(); err != nil {
 			return nil, fmt.Errorf("admin.tls: %w", err)
 		}
 	}
@@ -334,7 +334,7 @@ func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger, maps 
 	h := &ehr.MLLPSource{Name: sc.Name, Logger: log, Log: cp, HashIgnore: hashIgnore, Lane: maps.lane}
 	var tc *tls.Config
 	if sc.TLS != nil {
-		if tc, err = serverTLS(sc.TLS); err != nil {
+		if tc, err = sc.TLS.Config(); err != nil {
 			return nil, err
 		}
 	}
@@ -344,29 +344,6 @@ func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger, maps 
 		return nil, err
 	}
 	return &source{cfg: sc, handler: h, server: srv, listener: l}, nil
-}
-
-func serverTLS(t *config.TLSServer) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls: loading certificate and key: %w", err)
-	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if t.MinVersion == "1.3" {
-		conf.MinVersion = tls.VersionTLS13
-	}
-	if t.ClientCAFile != "" {
-		pool, err := certPool(t.ClientCAFile, "client CA file")
-		if err != nil {
-			return nil, err
-		}
-		conf.ClientCAs = pool
-		conf.ClientAuth = tls.RequireAndVerifyClientCert
-		if len(t.AllowedClients) > 0 {
-			conf.VerifyConnection = mllp.AllowClients(t.AllowedClients)
-		}
-	}
-	return conf, nil
 }
 
 // Wait blocks until ctx ends (a stop signal) or a part fails, then shuts
