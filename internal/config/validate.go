@@ -346,14 +346,6 @@ func (v *validator) oneOf(path, got string, allowed ...string) {
 	v.add(path, "must be %s, got %s", want, v.show(path, got))
 }
 
-// positive checks a timeout, where 0 would mean "wait forever" to the
-// net package and a negative value would time out at once.
-func (v *validator) positive(path string, d Duration) {
-	if d <= 0 {
-		v.add(path, "must be greater than 0, got %s", v.c.pos.show(path, d.String()))
-	}
-}
-
 // readable checks a file named in the config, resolved against the config
 // file's directory; an empty path is left to the required-key check.
 func (v *validator) readable(path, file string) {
