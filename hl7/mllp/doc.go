@@ -28,9 +28,12 @@
 // *SendError after its attempts or its timeout.
 //
 // Over TLS, the Server logs each client that presents a certificate
-// (mutual TLS) at INFO with its identity (PeerIdentity: subject CN, DNS
-// and URI names) and address; AllowClients narrows the clients that a
-// tls.Config's ClientCAs admit to an exact list of those names. Failed
+// (mutual TLS) at INFO with its identity (configvalue.PeerIdentity:
+// subject CN, DNS and URI names) and address. The tls.Config is the
+// caller's: a listener configured by a tls section gets it from
+// configvalue.TLSServer.Config, whose allowed_clients
+// (configvalue.AllowClients) narrow the clients that the ClientCAs admit
+// to an exact list of those names, as on every other listener. Failed
 // handshakes are logged at most once a minute per client host
 // (Server.HandshakeLogInterval), with their count and the last reason. A
 // handler's panic closes its connection and is logged with the panic's

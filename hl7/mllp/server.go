@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 	"github.com/ehrbridge/ehrbridge/internal/logging"
 )
 
@@ -439,7 +440,7 @@ func (c *conn) serve() {
 		}
 		st := tc.ConnectionState()
 		tlsState = &st
-		if id := PeerIdentity(tlsState); id != "" {
+		if id := configvalue.PeerIdentity(tlsState); id != "" {
 			// Who connected, for the audit trail: a certificate names
 			// a system, never a patient.
 			log.Info("mllp TLS client connected", "client", id)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 	"github.com/ehrbridge/ehrbridge/internal/syncbuf"
 	"github.com/ehrbridge/ehrbridge/internal/testcerts"
 )
@@ -37,7 +38,7 @@ func TestAllowClients(t *testing.T) {
 	var handled atomic.Int64
 	logs := &syncbuf.Buffer{}
 	conf := certs.ServerConfig(true)
-	conf.VerifyConnection = AllowClients([]string{"lab-engine", "engine.hospital.example", "spiffe://hospital.example/lab"})
+	conf.VerifyConnection = configvalue.AllowClients([]string{"lab-engine", "engine.hospital.example", "spiffe://hospital.example/lab"})
 	srv := &Server{TLSConfig: conf, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		// The second refusal from 127.0.0.1 is logged when this
 		// interval ends, with its reason (TestTLSHandshakeFailuresRateLimited).
@@ -94,26 +95,6 @@ func TestAllowClients(t *testing.T) {
 	}
 	if n := handled.Load(); n != accepted {
 		t.Errorf("a refused client's frames reached the handler (%d, want %d)", n, accepted)
-	}
-}
-
-// PeerIdentity of a plain or certificate-less connection is "", and the
-// allow-list refuses a connection whose chain was not verified.
-func TestAllowClientsNeedsAVerifiedChain(t *testing.T) {
-	if PeerIdentity(nil) != "" || PeerIdentity(&tls.ConnectionState{}) != "" {
-		t.Error("PeerIdentity without a certificate is not empty")
-	}
-	certs := testcerts.New(t)
-	leaf := certs.Client.Leaf
-	allow := AllowClients([]string{leaf.Subject.CommonName})
-	if err := allow(tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}); !errors.Is(err, ErrClientNotAllowed) {
-		t.Errorf("unverified certificate: %v, want ErrClientNotAllowed", err)
-	}
-	if err := allow(tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf}}}); err != nil {
-		t.Errorf("verified certificate on the list: %v", err)
-	}
-	if err := allow(tls.ConnectionState{}); !errors.Is(err, ErrClientNotAllowed) {
-		t.Errorf("no certificate: %v", err)
 	}
 }
 

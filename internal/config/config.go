@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/dynamics"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/connectors/fhirhttp"
 	"github.com/ehrbridge/ehrbridge/connectors/salesforce"
 	"github.com/ehrbridge/ehrbridge/internal/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 
@@ -180,20 +182,8 @@ type FHIRSubscription struct {
 type MLLPSource = ehr.MLLPSourceConfig
 
 // CheckpointConfig configures the checkpoint log: retention and
-// encryption at rest.
-type CheckpointConfig struct {
-	// DedupeWindow is how long a done record's key is remembered, so that
-	// a retransmit is recognised; default 30d.
-	DedupeWindow Duration `yaml:"dedupe_window"`
-	// PayloadRetention is how long a done record keeps its payload;
-	// default 7d, at most DedupeWindow.
-	PayloadRetention Duration `yaml:"payload_retention"`
-	// SweepInterval is how often retention runs; default 1h.
-	SweepInterval Duration `yaml:"sweep_interval"`
-	// Encryption seals payloads with AES-256-GCM; nil stores them in clear
-	// (the daemon warns at start).
-	Encryption *EncryptionConfig `yaml:"encryption"`
-}
+// encryption at rest, declared with it ([checkpoint.Settings]).
+type CheckpointConfig = checkpoint.Settings
 
 // MappingsConfig names the mapping set.
 type MappingsConfig struct {
@@ -234,48 +224,13 @@ type SalesforceConfig = salesforce.Settings
 // ([dynamics.Settings]).
 type DynamicsConfig = dynamics.Settings
 
-// SandboxConfig makes the CRM sandbox the CRM (for demos and tests).
-type SandboxConfig struct {
-	// Flavor is the side of the sandbox ehrbridge writes to: salesforce
-	// (default) or dataverse.
-	Flavor string `yaml:"flavor"`
-	// TLSListen is the address of its TLS side (Dataverse), default
-	// 127.0.0.1:8443; TLSCert the certificate to trust (made by the
-	// sandbox), default <data_dir>/sandbox-tls.pem.
-	TLSListen string `yaml:"tls_listen"`
-	TLSCert   string `yaml:"tls_cert"`
-	// Embed runs the sandbox inside the daemon; false connects to one
-	// already running at Listen (ehrbridge sandbox), with its default test
-	// credentials, so that a test can stop the daemon without touching
-	// the CRM's state.
-	Embed bool `yaml:"embed"`
-	// Listen is its address; default 127.0.0.1:8089. Its Salesforce side
-	// is plain HTTP, so an address that is not loopback needs
-	// InsecurePlaintext.
-	Listen string `yaml:"listen"`
-	// InsecurePlaintext allows Listen on an address that is not loopback
-	// (see [InsecureKey]).
-	InsecurePlaintext bool `yaml:"insecure_plaintext"`
-	// DataFile keeps its records; default <data_dir>/sandbox.json.
-	DataFile string `yaml:"data_file"`
-}
+// SandboxConfig makes the CRM sandbox the CRM (for demos and tests),
+// declared with the sandbox ([sandbox.Settings]).
+type SandboxConfig = sandbox.Settings
 
-// PipelineConfig tunes the CRM pipeline.
-type PipelineConfig struct {
-	// BatchSize is how many records one round sends together; default 200.
-	BatchSize int `yaml:"batch_size"`
-	// Linger is how long a round waits after an idle spell for more
-	// records, so that a trickle shares requests; default 1s.
-	Linger Duration `yaml:"linger"`
-	// DrainTimeout is how long, on stop, the pipeline goes on sending the
-	// records already ready after intake has closed; default 10s. What is
-	// left stays in the log for the next start.
-	DrainTimeout Duration `yaml:"drain_timeout"`
-	// ProbeMax caps the interval of the probes the pipeline sends while
-	// the CRM fails transiently (no batch is sent until one is answered;
-	// the interval starts at 1s and doubles); default 30s.
-	ProbeMax Duration `yaml:"probe_max"`
-}
+// PipelineConfig tunes the CRM pipeline, declared with it
+// ([pipeline.Settings]).
+type PipelineConfig = pipeline.Settings
 
 // WritebackConfig files notes from the CRM in the EHR.
 type WritebackConfig struct {
@@ -344,18 +299,12 @@ type FHIRTarget struct {
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 }
 
-// EncryptionConfig names the payload keys: 32 bytes, base64.
-type EncryptionConfig struct {
-	// Key is the active key (key_env / key_file), required.
-	Key SecretRef `yaml:"key"`
-	// PreviousKeys stay readable after a rotation.
-	PreviousKeys []KeyRef `yaml:"previous_keys"`
-}
+// EncryptionConfig names the payload keys, declared with the log
+// ([checkpoint.EncryptionSettings]).
+type EncryptionConfig = checkpoint.EncryptionSettings
 
-// KeyRef is one previous key (key_env / key_file).
-type KeyRef struct {
-	Key SecretRef `yaml:"key"`
-}
+// KeyRef is one previous key (key_env / key_file), [checkpoint.KeyRef].
+type KeyRef = checkpoint.KeyRef
 
 // Default values that are not obvious from the zero value.
 const (
@@ -369,13 +318,13 @@ const (
 	DefaultMaxConnections = ehr.DefaultMaxConnections
 	DefaultTLSMinVersion  = configvalue.DefaultTLSMinVersion
 
-	DefaultDedupeWindow     = Duration(30 * 24 * time.Hour)
-	DefaultPayloadRetention = Duration(7 * 24 * time.Hour)
+	DefaultDedupeWindow     = Duration(checkpoint.DefaultDedupeWindow)
+	DefaultPayloadRetention = Duration(checkpoint.DefaultPayloadRetention)
 	// DefaultSandboxListen is the embedded CRM sandbox's address.
-	DefaultSandboxListen = "127.0.0.1:8089"
+	DefaultSandboxListen = sandbox.DefaultListen
 	// DefaultSandboxTLSListen is the address of its TLS (Dataverse) side.
-	DefaultSandboxTLSListen = "127.0.0.1:8443"
-	DefaultSweepInterval    = Duration(time.Hour)
+	DefaultSandboxTLSListen = sandbox.DefaultTLSListen
+	DefaultSweepInterval    = Duration(checkpoint.DefaultSweepInterval)
 )
 
 // Default returns the configuration an empty file gives: every default
@@ -385,10 +334,8 @@ func Default() *Config {
 		DataDir: DefaultDataDir,
 		Log:     LogConfig{Format: "text", Level: "info", Output: "stderr"},
 		Admin:   AdminConfig{Listen: DefaultAdminListen},
-		Checkpoint: CheckpointConfig{
-			DedupeWindow: DefaultDedupeWindow, PayloadRetention: DefaultPayloadRetention, SweepInterval: DefaultSweepInterval,
-		},
 	}
+	c.Checkpoint.SetDefaults()
 	walkSecrets(reflect.ValueOf(c).Elem(), "", func(string, *SecretRef) {})
 	return c
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/internal/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/sandbox"
 )
 
 // validator collects the problems of the checks that run after decoding.
@@ -67,16 +68,7 @@ func (c *Config) validate(base string) Problems {
 	adminT.done()
 	c.Admin.validate(v)
 
-	cp := c.Checkpoint
-	v.positive("checkpoint.dedupe_window", cp.DedupeWindow)
-	v.positive("checkpoint.payload_retention", cp.PayloadRetention)
-	v.positive("checkpoint.sweep_interval", cp.SweepInterval)
-	if cp.PayloadRetention > cp.DedupeWindow {
-		v.add("checkpoint.payload_retention", "must not be longer than checkpoint.dedupe_window (%s)", cp.DedupeWindow)
-	}
-	if e := cp.Encryption; e != nil && !e.Key.IsSet() {
-		v.add("checkpoint.encryption", "key_env or key_file is required")
-	}
+	c.Checkpoint.Validate(v.in("checkpoint"))
 
 	if tz := c.Mappings.Timezone; tz != "" {
 		if _, err := time.LoadLocation(tz); err != nil {
@@ -258,21 +250,9 @@ func (v *validator) crm(listeners *[]listener) {
 		v.add("crm", "give one of crm.salesforce, crm.dynamics and crm.sandbox")
 	}
 	if sb := c.Sandbox; sb != nil {
-		if sb.Listen == "" {
-			sb.Listen = DefaultSandboxListen
-		}
-		if sb.TLSListen == "" {
-			sb.TLSListen = DefaultSandboxTLSListen
-		}
-		switch sb.Flavor {
-		case "":
-			sb.Flavor = "salesforce"
-		case "salesforce", "dataverse":
-		default:
-			v.add("crm.sandbox.flavor", "%s: use salesforce (the default) or dataverse", v.show("crm.sandbox.flavor", sb.Flavor))
-		}
+		sb.Validate(v.in("crm.sandbox"))
 		addrs := []struct{ path, addr string }{{"crm.sandbox.listen", sb.Listen}}
-		if sb.Flavor == "dataverse" {
+		if sb.Flavor == sandbox.FlavorDataverse {
 			addrs = append(addrs, struct{ path, addr string }{"crm.sandbox.tls_listen", sb.TLSListen})
 		}
 		tr := v.transport("crm.sandbox", sb.InsecurePlaintext)
@@ -301,22 +281,7 @@ func (v *validator) crm(listeners *[]listener) {
 		tr.url("crm.salesforce.login_url", sf.LoginURL)
 		tr.done()
 	}
-	if p := c.Pipeline; p.BatchSize < 0 || p.BatchSize > 2000 {
-		v.add("crm.pipeline.batch_size", "must be between 1 and 2000")
-	}
-	if p := c.Pipeline; p.Linger < 0 || p.Linger > Duration(time.Minute) {
-		v.add("crm.pipeline.linger", "must be between 0s and 1m")
-	}
-	if p := &c.Pipeline; p.DrainTimeout == 0 {
-		p.DrainTimeout = Duration(10 * time.Second)
-	} else if p.DrainTimeout < 0 || p.DrainTimeout > Duration(10*time.Minute) {
-		v.add("crm.pipeline.drain_timeout", "must be between 0s and 10m")
-	}
-	if p := &c.Pipeline; p.ProbeMax == 0 {
-		p.ProbeMax = Duration(30 * time.Second)
-	} else if p.ProbeMax < Duration(time.Second) || p.ProbeMax > Duration(10*time.Minute) {
-		v.add("crm.pipeline.probe_max", "must be between 1s and 10m")
-	}
+	c.Pipeline.Validate(v.in("crm.pipeline"))
 }
 
 // in is the [configvalue.Reporter] of the section at path, for the
@@ -379,14 +344,6 @@ func (v *validator) oneOf(path, got string, allowed ...string) {
 		want = "one of " + want
 	}
 	v.add(path, "must be %s, got %s", want, v.show(path, got))
-}
-
-// positive checks a timeout, where 0 would mean "wait forever" to the
-// net package and a negative value would time out at once.
-func (v *validator) positive(path string, d Duration) {
-	if d <= 0 {
-		v.add(path, "must be greater than 0, got %s", v.c.pos.show(path, d.String()))
-	}
 }
 
 // readable checks a file named in the config, resolved against the config

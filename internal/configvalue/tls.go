@@ -40,6 +40,35 @@ func (t *TLSServer) SetDefaults() {
 	t.MinVersion = DefaultTLSMinVersion
 }
 
+// Config builds the listener's TLS configuration: its certificate, the
+// lowest version and, with ClientCAFile, mutual TLS (client certificates
+// required and verified against those CAs, narrowed to AllowedClients by
+// [AllowClients]). Every listener (MLLP sources, the admin endpoint, FHIR
+// subscription endpoints) builds its configuration here. Errors name the
+// setting, never a file's contents.
+func (t *TLSServer) Config() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: loading certificate and key: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.MinVersion == "1.3" {
+		conf.MinVersion = tls.VersionTLS13
+	}
+	if t.ClientCAFile != "" {
+		pool, err := CertPool(t.ClientCAFile, "client CA file")
+		if err != nil {
+			return nil, err
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+		if len(t.AllowedClients) > 0 {
+			conf.VerifyConnection = AllowClients(t.AllowedClients)
+		}
+	}
+	return conf, nil
+}
+
 // TLSClient is the TLS configuration of an outgoing connection. File
 // paths are resolved against the config file's directory.
 type TLSClient struct {

@@ -74,7 +74,7 @@ type kind struct {
 // directory under connectors and a case here.
 func kindOf(cc *config.CRMConfig) kind {
 	switch {
-	case cc.Dynamics != nil || cc.Sandbox != nil && cc.Sandbox.Flavor == "dataverse":
+	case cc.Dynamics != nil || cc.Sandbox != nil && cc.Sandbox.Flavor == sandbox.FlavorDataverse:
 		return kind{open: (*CRM).openDataverse, identity: func(cc *config.CRMConfig) string {
 			return "dataverse " + normalURL(cc.Dynamics.URL)
 		}}

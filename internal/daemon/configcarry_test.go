@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/configvalue"
+	"github.com/ehrbridge/ehrbridge/internal/pipeline"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 )
 
@@ -115,5 +117,40 @@ func TestFileDropCarriesItsKeys(t *testing.T) {
 	fd, ok := h.Target.(*ehr.FileDrop)
 	if !ok || fd.Dir != dir || fd.Retention.Std() != 36*time.Hour {
 		t.Errorf("target = %#v, want a file drop in %s keeping files 36h", h.Target, dir)
+	}
+}
+
+// TestPipelineAndCheckpointCarryTheirKeys checks that crm.pipeline and
+// checkpoint, as written, reach the options the daemon builds the
+// pipeline and the log with (it used to copy them field by field).
+func TestPipelineAndCheckpointCarryTheirKeys(t *testing.T) {
+	const yaml = `crm:
+  sandbox:
+    embed: true
+  pipeline:
+    batch_size: 40
+    linger: 250ms
+    drain_timeout: 3s
+    probe_max: 2m
+checkpoint:
+  dedupe_window: 10d
+  payload_retention: 2d
+  sweep_interval: 5m
+`
+	cfg, err := config.Parse("test.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var po pipeline.Options
+	cfg.CRM.Pipeline.Apply(&po)
+	if po.BatchSize != 40 || po.Linger != 250*time.Millisecond || po.ProbeMax != 2*time.Minute || cfg.CRM.Pipeline.DrainTimeout.Std() != 3*time.Second {
+		t.Errorf("pipeline options = %+v (drain %s), want the values as written", po, cfg.CRM.Pipeline.DrainTimeout)
+	}
+	var co checkpoint.Options
+	if err := cfg.Checkpoint.Apply(&co); err != nil {
+		t.Fatal(err)
+	}
+	if co.DedupeWindow != 10*24*time.Hour || co.PayloadRetention != 2*24*time.Hour || co.Keyring != nil || cfg.Checkpoint.SweepInterval.Std() != 5*time.Minute {
+		t.Errorf("checkpoint options = %+v (sweep %s), want the values as written and no keyring", co, cfg.Checkpoint.SweepInterval)
 	}
 }

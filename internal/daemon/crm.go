@@ -70,9 +70,10 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 		waker = &writeback.HeldWaker{Log: cp, Logger: log.With("component", "writeback")}
 		applied = waker.Applied
 	}
-	c.pipe = pipeline.New(pipeline.Options{Log: cp, Mappings: maps, Sink: conn.Sink,
-		BatchSize: cc.Pipeline.BatchSize, Linger: cc.Pipeline.Linger.Std(), Logger: log, Notes: notes, EchoPrefix: echo,
-		Applied: applied, Patients: patients, ProbeMax: cc.Pipeline.ProbeMax.Std()})
+	popts := pipeline.Options{Log: cp, Mappings: maps, Sink: conn.Sink, Logger: log, Notes: notes, EchoPrefix: echo,
+		Applied: applied, Patients: patients}
+	cc.Pipeline.Apply(&popts)
+	c.pipe = pipeline.New(popts)
 	if waker != nil {
 		waker.Notify = c.pipe.Notify
 	}

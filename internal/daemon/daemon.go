@@ -125,24 +125,24 @@ func (d *Daemon) parts(cfg *config.Config, opts StartOptions) *runGroup {
 		return err
 	}})
 	g.add(part{name: "checkpoint log", start: func() error {
-		keyring, err := Keyring(cfg.Checkpoint.Encryption)
-		if err != nil {
-			return err
-		}
-		d.cp, err = checkpoint.Open(filepath.Join(cfg.DataDir, checkpoint.FileName), checkpoint.Options{
-			Writer: "ehrbridge " + Version, Keyring: keyring, DedupeWindow: cfg.Checkpoint.DedupeWindow.Std(),
-			PayloadRetention: cfg.Checkpoint.PayloadRetention.Std(), Logger: log.With("component", "checkpoint"),
+		copts := checkpoint.Options{
+			Writer: "ehrbridge " + Version, Logger: log.With("component", "checkpoint"),
 			// A log the disk keeps from opening (a first start on a full
 			// disk, a migration, a read-only data directory) does not
 			// stop the start: it is answered AE until storageLoop opens
 			// it.
 			DeferStorageErrors: true,
 			CRM:                crms.Identity(cfg.CRM), AcceptCRMChange: opts.AcceptCRMChange,
-		})
+		}
+		if err := cfg.Checkpoint.Apply(&copts); err != nil {
+			return err
+		}
+		var err error
+		d.cp, err = checkpoint.Open(filepath.Join(cfg.DataDir, checkpoint.FileName), copts)
 		if err != nil {
 			return err
 		}
-		if keyring == nil {
+		if copts.Keyring == nil {
 			log.Warn("checkpoint payloads are stored unencrypted: configure checkpoint.encryption with key_env or key_file")
 		}
 		d.insecure = warnInsecure(cfg, log)
@@ -274,7 +274,7 @@ func (d *Daemon) newAdmin(cfg *config.Config) (*admin.Server, error) {
 	var tc *tls.Config
 	if cfg.Admin.Listen != "" && cfg.Admin.TLS != nil {
 		var err error
-		if tc, err = serverTLS(cfg.Admin.TLS); err != nil {
+		if tc, err = cfg.Admin.TLS.Config(); err != nil {
 			return nil, fmt.Errorf("admin.tls: %w", err)
 		}
 	}
@@ -286,40 +286,9 @@ func (d *Daemon) newAdmin(cfg *config.Config) (*admin.Server, error) {
 // the program that last wrote it; the command sets it at start.
 var Version = "dev"
 
-// Keyring builds the checkpoint keyring from the encryption config; nil
-// config gives nil.
-func Keyring(e *config.EncryptionConfig) (*checkpoint.Keyring, error) {
-	if e == nil {
-		return nil, nil
-	}
-	parse := func(what string, ref config.SecretRef) ([]byte, error) {
-		if err := checkpoint.CheckKeyFile(ref.File); ref.File != "" && err != nil {
-			return nil, fmt.Errorf("checkpoint encryption %s: %w", what, err)
-		}
-		s, err := ref.Resolve()
-		if err != nil {
-			return nil, fmt.Errorf("checkpoint encryption %s: %w", what, err)
-		}
-		k, err := checkpoint.ParseKey(s)
-		if err != nil {
-			return nil, fmt.Errorf("checkpoint encryption %s: %w", what, err)
-		}
-		return k, nil
-	}
-	active, err := parse("key", e.Key)
-	if err != nil {
-		return nil, err
-	}
-	var prev [][]byte
-	for i, pk := range e.PreviousKeys {
-		k, err := parse(fmt.Sprintf("previous_keys[%d]", i), pk.Key)
-		if err != nil {
-			return nil, err
-		}
-		prev = append(prev, k)
-	}
-	return checkpoint.NewKeyring(active, prev...)
-}
+// Keyring is [checkpoint.EncryptionSettings.Keyring], for the commands
+// that open the log (nil config gives nil).
+func Keyring(e *config.EncryptionConfig) (*checkpoint.Keyring, error) { return e.Keyring() }
 
 // sweepLoop applies retention at start and then every interval. A
 // storage problem is storageLoop's to report: a sweep it refuses is not
@@ -365,7 +334,7 @@ func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger, maps 
 	h := &ehr.MLLPSource{Name: sc.Name, Logger: log, Log: cp, HashIgnore: hashIgnore, Lane: maps.lane}
 	var tc *tls.Config
 	if sc.TLS != nil {
-		if tc, err = serverTLS(sc.TLS); err != nil {
+		if tc, err = sc.TLS.Config(); err != nil {
 			return nil, err
 		}
 	}
@@ -375,29 +344,6 @@ func newSource(sc config.MLLPSource, cp *checkpoint.Log, log *slog.Logger, maps 
 		return nil, err
 	}
 	return &source{cfg: sc, handler: h, server: srv, listener: l}, nil
-}
-
-func serverTLS(t *config.TLSServer) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls: loading certificate and key: %w", err)
-	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if t.MinVersion == "1.3" {
-		conf.MinVersion = tls.VersionTLS13
-	}
-	if t.ClientCAFile != "" {
-		pool, err := certPool(t.ClientCAFile, "client CA file")
-		if err != nil {
-			return nil, err
-		}
-		conf.ClientCAs = pool
-		conf.ClientAuth = tls.RequireAndVerifyClientCert
-		if len(t.AllowedClients) > 0 {
-			conf.VerifyConnection = mllp.AllowClients(t.AllowedClients)
-		}
-	}
-	return conf, nil
 }
 
 // Wait blocks until ctx ends (a stop signal) or a part fails, then shuts

@@ -218,7 +218,7 @@ func newNotifyEndpoint(name string, sub *config.FHIRSubscription, src *ehr.FHIRS
 	srv := &http.Server{Handler: mux}
 	harden(srv, log.With("source", name), "fhir subscription endpoint")
 	if sub.TLS != nil {
-		tc, err := serverTLS(sub.TLS)
+		tc, err := sub.TLS.Config()
 		if err != nil {
 			return nil, err
 		}

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
-	"github.com/ehrbridge/ehrbridge/hl7/mllp"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
@@ -46,7 +44,7 @@ func logTLSClient(log *slog.Logger) func(net.Conn, http.ConnState) {
 				return
 			}
 			st := tc.ConnectionState()
-			if id := mllp.PeerIdentity(&st); id != "" {
+			if id := configvalue.PeerIdentity(&st); id != "" {
 				log.Info("TLS client connected", "remote", c.RemoteAddr().String(), "client", id)
 			}
 		case http.StateClosed, http.StateHijacked:
@@ -66,6 +64,3 @@ func newMLLPTarget(t config.WritebackTarget, log *slog.Logger) (*ehr.MLLPTarget,
 	}
 	return target, nil
 }
-
-// certPool is [configvalue.CertPool].
-func certPool(file, what string) (*x509.CertPool, error) { return configvalue.CertPool(file, what) }

@@ -26,11 +26,11 @@ import (
 )
 
 // ehrReceiver is an EHR's MLLP receiver over TLS, configured as ehrbridge
-// configures its own listener (serverTLS from a tls section), that
+// configures its own listener (TLSServer.Config of a tls section), that
 // acknowledges every MDM with AA.
 func ehrReceiver(t *testing.T, tlsCfg *config.TLSServer, logs *syncbuf.Buffer) (addr string, received *atomic.Int64) {
 	t.Helper()
-	tc, err := serverTLS(tlsCfg)
+	tc, err := tlsCfg.Config()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,14 +203,14 @@ func TestWarnInsecure(t *testing.T) {
 }
 
 // The notification endpoint's mutual TLS (an http.Server configured by
-// serverTLS) honours allowed_clients and logs each accepted client's
+// TLSServer.Config) honours allowed_clients and logs each accepted client's
 // identity and address once per connection; a refused one is logged with
 // its identity by the server's error log.
 func TestHTTPMutualTLSIdentityLogged(t *testing.T) {
 	ca := testcerts.New(t)
 	_, _, listed := ca.NewClient(t, "listed", "fhir-server", []string{"fhir.hospital.example"}, nil)
 	_, _, unlisted := ca.NewClient(t, "unlisted", "someone-else", nil, nil)
-	tc, err := serverTLS(&config.TLSServer{CertFile: ca.ServerCert, KeyFile: ca.ServerKey, ClientCAFile: ca.CAFile, AllowedClients: []string{"fhir.hospital.example"}})
+	tc, err := (&config.TLSServer{CertFile: ca.ServerCert, KeyFile: ca.ServerKey, ClientCAFile: ca.CAFile, AllowedClients: []string{"fhir.hospital.example"}}).Config()
 	if err != nil {
 		t.Fatal(err)
 	}

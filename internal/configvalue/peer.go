@@ -1,4 +1,4 @@
-package mllp
+package configvalue
 
 import (
 	"crypto/tls"
@@ -11,7 +11,7 @@ import (
 
 // ErrClientNotAllowed is the handshake error for a client certificate that
 // the CAs verify but that names no identity of the allow-list
-// ([AllowClients]).
+// ([AllowClients], which enforces [TLSServer.AllowedClients]).
 var ErrClientNotAllowed = errors.New("client certificate not in allowed_clients")
 
 // CertNames returns the identities a certificate asserts: its subject
