@@ -1,0 +1,4 @@
+package console
+
+// extraRoutes registers the console's pages beyond the dashboard.
+func (c *Console) extraRoutes() {}
