@@ -19,7 +19,9 @@ const ClosedPrefix = "closed by "
 
 // Closed says whether a record is a dead record an admin closed: skipped,
 // with the reason ClosedPrefix and the admin's name.
-func (r *Record) Closed() bool { return r.State == Skipped && strings.HasPrefix(r.Reason, ClosedPrefix) }
+func (r *Record) Closed() bool {
+	return r.State == Skipped && strings.HasPrefix(r.Reason, ClosedPrefix)
+}
 
 // CloseRecord ends a dead record that will not be retried: it becomes skipped,
 // its reason "closed by ACTOR", and note (the admin's words, which may

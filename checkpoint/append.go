@@ -81,9 +81,9 @@ type appendOp struct {
 	// with a key configured, else the entry's own).
 	keyed [32]byte
 	// lane is the record's lane, for the patient index.
-	lane  [16]byte
-	res   Result
-	err   error
+	lane [16]byte
+	res  Result
+	err  error
 	// signal tells a waiting appender its outcome: false when another
 	// appender committed it, true when it is to lead the next commit.
 	signal chan bool
