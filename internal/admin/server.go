@@ -16,6 +16,7 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/console"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 // Status is what the admin endpoint reports on: the daemon implements it
@@ -131,6 +132,9 @@ type Options struct {
 	Harden func(srv *http.Server, log *slog.Logger, component string)
 	// ConnState logs the TLS client of each connection when TLS is on.
 	ConnState func(log *slog.Logger) func(net.Conn, http.ConnState)
+	// Mappings is the running mapping set (the console's patient search
+	// and workbench); nil: none.
+	Mappings func() *mappings.Set
 }
 
 // Server serves /healthz, /readyz and /status on loopback by default, and
@@ -182,7 +186,7 @@ func newServer(addr string, tc *tls.Config, sock net.Listener, opts Options, acc
 	mux.HandleFunc("GET /{$}", a.gate("page", a.page, a.pageCounts))
 	mux.Handle("/api/v1/log/", logAPI)
 	con, err := console.New(console.Options{Log: opts.Log, Access: access, Overview: a.overview, Version: opts.Version,
-		TLS: a.tls, Logger: log.With("component", "console")})
+		TLS: a.tls, Logger: log.With("component", "console"), Mappings: opts.Mappings, MappingPaths: opts.Config.Mappings.Paths})
 	if err != nil {
 		if a.l != nil {
 			a.l.Close()

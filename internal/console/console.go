@@ -15,6 +15,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
+	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 //go:embed templates/*.html
@@ -44,6 +45,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Mappings is the running mapping set: the patient search normalises
+	// a typed identifier with its lane:, the workbench maps with it. nil:
+	// none.
+	Mappings func() *mappings.Set
+	// MappingPaths are the set's files and directories (the workbench
+	// runs their tests and lint).
+	MappingPaths []string
 }
 
 // Console is the admin console: a server-rendered web application on the

@@ -279,7 +279,7 @@ func (d *Daemon) newAdmin(cfg *config.Config) (*admin.Server, error) {
 		}
 	}
 	return admin.New(admin.Options{Config: cfg, TLS: tc, Log: d.cp, Status: statusView{d}, Version: Version, Logger: d.log,
-		Harden: harden, ConnState: logTLSClient})
+		Harden: harden, ConnState: logTLSClient, Mappings: d.maps.Current})
 }
 
 // Version is reported by /status and recorded in the checkpoint log as
