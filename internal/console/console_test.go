@@ -40,7 +40,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dataDir: t.TempDir(), now: time.Date(2026, 12, 8, 9, 0, 0, 0, time.UTC)}
+	f := &fixture{t: t, dataDir: t.TempDir(), now: time.Now().UTC().Add(-time.Hour).Truncate(time.Second)}
 	l, err := checkpoint.Open(filepath.Join(f.dataDir, checkpoint.FileName), checkpoint.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

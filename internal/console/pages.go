@@ -127,7 +127,7 @@ type messagesData struct {
 	Patient  bool // the search names a patient
 	// PatientLink is the query of the patient's timeline.
 	PatientLink template.URL
-	Elapsed  string
+	Elapsed     string
 }
 
 func (c *Console) sourceNames() []string {
@@ -383,7 +383,7 @@ func (c *Console) confirmSelection(w http.ResponseWriter, r *http.Request, s *se
 	}
 	c.render(w, r, s, "confirm", "Retry the selected records", "", confirmData{Action: "retry-selected", Title: "Retry the selected records",
 		Explain: "Each dead or skipped record goes back into its lane as received; records in other states are left as they are.",
-		IDs: ids, Target: Prefix + "retry-selected", Back: Prefix + "messages"})
+		IDs:     ids, Target: Prefix + "retry-selected", Back: Prefix + "messages"})
 }
 
 func (c *Console) retry(w http.ResponseWriter, r *http.Request, s *session) {
