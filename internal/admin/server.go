@@ -135,6 +135,9 @@ type Options struct {
 	// Mappings is the running mapping set (the console's patient search
 	// and workbench); nil: none.
 	Mappings func() *mappings.Set
+	// MappingOptions load the set's files for the console's lint and
+	// tests.
+	MappingOptions mappings.Options
 }
 
 // Server serves /healthz, /readyz and /status on loopback by default, and
@@ -186,7 +189,8 @@ func newServer(addr string, tc *tls.Config, sock net.Listener, opts Options, acc
 	mux.HandleFunc("GET /{$}", a.gate("page", a.page, a.pageCounts))
 	mux.Handle("/api/v1/log/", logAPI)
 	con, err := console.New(console.Options{Log: opts.Log, Access: access, Overview: a.overview, Version: opts.Version,
-		TLS: a.tls, Logger: log.With("component", "console"), Mappings: opts.Mappings, MappingPaths: opts.Config.Mappings.Paths})
+		TLS: a.tls, Logger: log.With("component", "console"), Mappings: opts.Mappings, MappingPaths: opts.Config.Mappings.Paths,
+		MappingOptions: opts.MappingOptions})
 	if err != nil {
 		if a.l != nil {
 			a.l.Close()

@@ -50,8 +50,9 @@ type Options struct {
 	// none.
 	Mappings func() *mappings.Set
 	// MappingPaths are the set's files and directories (the workbench
-	// runs their tests and lint).
-	MappingPaths []string
+	// runs their tests and lint), loaded with MappingOptions.
+	MappingPaths   []string
+	MappingOptions mappings.Options
 }
 
 // Console is the admin console: a server-rendered web application on the
@@ -284,10 +285,10 @@ func (c *Console) parseTemplates() error {
 	}
 	for _, n := range names {
 		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
-		if base == "layout" {
+		if base == "layout" || base == "parts" {
 			continue
 		}
-		t, err := template.New(base).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		t, err := template.New(base).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html", n)
 		if err != nil {
 			return fmt.Errorf("console: %s: %w", n, err)
 		}

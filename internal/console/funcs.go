@@ -15,6 +15,9 @@ var funcs = template.FuncMap{
 	"join":     strings.Join,
 	"add":      func(a, b int) int { return a + b },
 	"class":    stateClass,
+	// segments shows an HL7 message's segments one per line (they end in
+	// CR, which a browser does not break on).
+	"segments": func(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n") },
 	// dict passes a page's data and one item of it to a sub-template.
 	"dict": func(dash, item any) map[string]any { return map[string]any{"Dash": dash, "Item": item} },
 }
