@@ -9,9 +9,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp/kb"
 )
@@ -220,3 +222,48 @@ func TestBasicAuthSent(t *testing.T) {
 		t.Fatalf("server saw user %q, want made-up-user", got)
 	}
 }
+
+// TestTimeoutNamesURLAndSavesScreenshot: a wait that times out fails the
+// test with the page's URL and the path of a screenshot of it.
+func TestTimeoutNamesURLAndSavesScreenshot(t *testing.T) {
+	srv := pages(t)
+	t.Setenv(EnvArtifacts, t.TempDir())
+	b := New(t)
+	b.Navigate(srv.URL + "/form")
+	rec := &fatalRecorder{TB: t}
+	b.t, b.Timeout = rec, 300*time.Millisecond
+	done := make(chan struct{})
+	go func() { // Fatalf ends this goroutine, as it would a test's
+		defer close(done)
+		b.WaitText("#mrn", "never there")
+	}()
+	<-done
+	b.t, b.Timeout = t, DefaultTimeout
+	if rec.fatal == "" {
+		t.Fatal("WaitText returned although the text never appeared")
+	}
+	if !strings.Contains(rec.fatal, srv.URL+"/form") {
+		t.Errorf("failure %q does not name the page's URL", rec.fatal)
+	}
+	i := strings.Index(rec.fatal, "screenshot ")
+	if i < 0 {
+		t.Fatalf("failure %q names no screenshot", rec.fatal)
+	}
+	shot := strings.TrimSuffix(rec.fatal[i+len("screenshot "):], ")")
+	if _, err := os.Stat(shot); err != nil {
+		t.Errorf("screenshot named in the failure: %v", err)
+	}
+}
+
+// fatalRecorder is a testing.TB whose Fatalf is recorded and ends the
+// calling goroutine.
+type fatalRecorder struct {
+	testing.TB
+	fatal string
+}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) {
+	r.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+func (r *fatalRecorder) Helper() {}
