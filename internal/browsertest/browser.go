@@ -62,8 +62,8 @@ const cspListener = `document.addEventListener('securitypolicyviolation', functi
     blocked: e.blockedURI, url: e.documentURI, line: e.lineNumber}));
 }, true);`
 
-// Browser is one headless Chromium with one tab, owned by one test. Its
-// helpers fail the test (t.Fatal) when a step does not succeed within
+// Browser is one test's browser: a browser context of the shared headless
+// Chromium, with one tab. Its helpers fail the test (t.Fatal) when a step does not succeed within
 // Timeout, so they must be called from the test's goroutine.
 type Browser struct {
 	// Timeout is how long each helper waits; New sets DefaultTimeout.

@@ -11,8 +11,9 @@
 //
 // The browser reaches 127.0.0.1 and localhost only: every other host goes
 // to a proxy on loopback that refuses it (each Browser has its own, so
-// Browser.Outbound lists that test's attempts), and the host resolver answers NOTFOUND for any name but
-// localhost, so nothing a page asks for leaves the machine.
+// Browser.Outbound lists that test's attempts), and the host resolver
+// answers NOTFOUND for any name but localhost, so nothing a page asks for
+// leaves the machine.
 //
 // Every uncaught JavaScript exception, console error, browser log error and
 // Content-Security-Policy violation is recorded as a Problem; any problem the
