@@ -191,7 +191,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// Keyboard: the skip link is the first stop, and takes focus to the page.
 	b.Navigate(base + "/ui/")
 	b.Press("\t")
-	if f := b.Focused(); !strings.Contains(f.Text, "Skip to content") {
+	if f := b.Focused(); !strings.Contains(f.Label, "Skip to content") {
 		t.Errorf("first Tab stop: %+v", f)
 	}
 	if out := b.Outbound(); len(out) != 0 {
