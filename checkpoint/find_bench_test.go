@@ -97,7 +97,7 @@ func benchLog(b *testing.B, n int) string {
 				}
 				r := &Record{ID: uint64(id), Key: fmt.Sprintf("%s|EPIC|HOSP|MSG%08d", src, id), Source: src, Kind: KindHL7v2, Type: typ,
 					Lane: lanes[i%benchPatients], Received: recv, Updated: recv, ReadyAt: recv, State: Done, DoneAt: recv.Add(time.Second),
-					Ack: []byte("MSH|^~\\&|EHRBRIDGE|HOSP|EPIC|HOSP|20260101||ACK^A01|A1|P|2.5.1\rMSA|AA|MSG1\r"),
+					Ack:        []byte("MSH|^~\\&|EHRBRIDGE|HOSP|EPIC|HOSP|20260101||ACK^A01|A1|P|2.5.1\rMSA|AA|MSG1\r"),
 					PayloadLen: len(payload), Targets: []string{"001xx000003DGb2AAG"}}
 				switch {
 				case id > n-benchReceived:
