@@ -70,3 +70,34 @@ func (l *Log) PatientLanes(keys ...string) ([][16]byte, error) {
 	}
 	return out, nil
 }
+
+// LaneHolder returns the record that holds a lane: its oldest unfinished
+// record (received, in progress or retrying), which every later record
+// of the patient waits for; 0 when the lane is idle.
+func (l *Log) LaneHolder(lane [16]byte) (uint64, error) {
+	var id uint64
+	err := l.view(func(tx *bolt.Tx) error {
+		if id = laneHead(tx, lane); id != 0 {
+			return nil
+		}
+		// Records after the lane cursor are not in their lanes yet: the
+		// oldest of them still received holds the lane.
+		b := tx.Bucket(bPatients)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, _ := c.Seek(patientKey(lane, laneCursor(tx)+1)); len(k) == 24 && string(k[:16]) == string(lane[:]); k, _ = c.Next() {
+			r, _, err := getRecord(tx, btoi(k[16:]))
+			if err != nil {
+				return err
+			}
+			if !r.State.Finished() {
+				id = r.ID
+				return nil
+			}
+		}
+		return nil
+	})
+	return id, err
+}
