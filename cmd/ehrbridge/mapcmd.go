@@ -13,6 +13,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/daemon"
+	"github.com/ehrbridge/ehrbridge/internal/workbench"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
@@ -317,40 +318,33 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// explainInput prints how each accepting mapping maps the input. Each op
+// explainInput prints how each accepting mapping maps the input, from
+// the workbench's explanation (the console shows the same). Each op
 // written carries its number among the input's ops, the number a
 // dead-letter reason names ("on Contact (op 2: upsert by ...)").
 func explainInput(w io.Writer, set *mappings.Set, in mappings.Input, where string) {
-	n := 0
-	for _, m := range set.Mappings {
-		if !m.Accepts(in) {
-			continue
-		}
+	x := workbench.ExplainInput(set, in)
+	for _, m := range x.Mappings {
 		fmt.Fprintf(w, "== %s: mapping %s (%s)\n", where, m.Name, m.File)
-		exps, _ := m.Explain(in)
-		for _, x := range exps {
+		for _, op := range m.Ops {
 			rep := ""
-			if x.Repeat > 0 {
-				rep = fmt.Sprintf(" [repeat %d]", x.Repeat)
+			if op.Repeat > 0 {
+				rep = fmt.Sprintf(" [repeat %d]", op.Repeat)
 			}
-			if x.Skipped {
-				fmt.Fprintf(w, "-- op %s%s skipped: if %s is false\n", x.OpID, rep, x.If)
+			if op.Skipped {
+				fmt.Fprintf(w, "-- op %s%s skipped: if %s is false\n", op.ID, rep, op.If)
 				continue
 			}
-			n++
-			if x.Op.Action == mappings.Segment {
-				fmt.Fprintf(w, "op %s%s: segment %s (op %d)\n", x.OpID, rep, x.Op.Object, n)
+			if op.Action == mappings.Segment {
+				fmt.Fprintf(w, "op %s%s: segment %s (op %d)\n", op.ID, rep, op.Object, op.Number)
 			} else {
-				fmt.Fprintf(w, "op %s%s: %s %s %s=%q (op %d)\n", x.OpID, rep, x.Op.Action, x.Op.Object, x.Op.KeyField, x.Op.Key, n)
-				fmt.Fprintf(w, "    %-28s <- %s\n", "(key)", x.Key)
+				fmt.Fprintf(w, "op %s%s: %s %s %s=%q (op %d)\n", op.ID, rep, op.Action, op.Object, op.KeyField, op.Key, op.Number)
+				fmt.Fprintf(w, "    %-28s <- %s\n", "(key)", op.KeyExpr)
 			}
-			for _, f := range x.Fields {
-				val := f.Value.String()
-				switch {
-				case f.Warning != "":
-					val = "(left out: " + f.Warning + ")"
-				case !f.Value.IsSet():
-					val = "(left out: no value)"
+			for _, f := range op.Fields {
+				val := f.Value
+				if f.LeftOut != "" {
+					val = "(left out: " + f.LeftOut + ")"
 				}
 				fmt.Fprintf(w, "    %-28s <- %s\n", f.Name+" = "+val, f.Expr)
 			}
