@@ -112,7 +112,7 @@ func cmdLint(args []string, stdout, stderr io.Writer) int {
 	}
 	// Warnings do not fail lint: the mappings load and run, but a key
 	// can collide or run its parts together (see docs/mappings.md).
-	warns := set.Lint()
+	warns := workbench.Lint(set, nil)
 	for _, p := range warns {
 		fmt.Fprintln(stdout, p.String())
 	}
@@ -290,7 +290,7 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	var results []mappings.TestResult
+	var results []workbench.TestCaseResult
 	for _, dir := range dirs {
 		dc := *cfg
 		dc.Mappings.Paths = []string{dir}
@@ -309,9 +309,9 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 			bad = true
 			continue
 		}
-		results = append(results, mappings.RunTests(set, byDir[dir])...)
+		results = append(results, workbench.TestResults(mappings.RunTests(set, byDir[dir]))...)
 	}
-	failed := mappings.WriteReport(stdout, results, *verbose)
+	failed := workbench.WriteTestReport(stdout, results, *verbose)
 	if failed > 0 || bad {
 		return exitFailure
 	}
