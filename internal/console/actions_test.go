@@ -17,7 +17,11 @@ import (
 // the shipped sets make them) and settles it as state with reason.
 func (f *fixture) add(key, lane, typ string, state checkpoint.State, reason string) uint64 {
 	f.t.Helper()
-	payload := "MSH|^~\\&|ADT|HOSP|CRM|X|20250101||" + typ + "|" + key + "|P|2.5.1\rPID|1||SECRET-MRN^^^HOSP^MR||DOE^JANE\r"
+	return f.addPayload(key, lane, typ, "MSH|^~\\&|ADT|HOSP|CRM|X|20250101||"+typ+"|"+key+"|P|2.5.1\rPID|1||SECRET-MRN^^^HOSP^MR||DOE^JANE\r", state, reason)
+}
+
+func (f *fixture) addPayload(key, lane, typ, payload string, state checkpoint.State, reason string) uint64 {
+	f.t.Helper()
 	res, err := f.log.Append(context.Background(), checkpoint.Entry{Key: "ehr|ADT|HOSP|" + key, Source: "ehr", Kind: checkpoint.KindHL7v2, Type: typ,
 		Hash: sha256.Sum256([]byte(payload)), Lane: lane, Payload: []byte(payload), Ack: []byte("MSH|^~\\&|CRM|X\rMSA|AA|" + key + "\r"), Received: f.clock()})
 	if err != nil {
