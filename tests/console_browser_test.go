@@ -17,7 +17,7 @@ import (
 // consoleDaemon runs the shipped demo config (embedded CRM sandbox) with
 // three admin accounts, one per role, and returns the admin and sandbox
 // addresses.
-func consoleDaemon(t *testing.T) (bin, admin, mllp, sandbox string) {
+func consoleDaemon(t *testing.T) (bin, admin, mllp, sandbox, dataDir string) {
 	t.Helper()
 	bin = ehrbridgeBinary(t)
 	root := shared.ModuleRoot(t)
@@ -41,12 +41,12 @@ func consoleDaemon(t *testing.T) (bin, admin, mllp, sandbox string) {
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	admin, mllp, sandbox = freeAddr(t), freeAddr(t), freeAddr(t)
-	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+t.TempDir(), "EHRBRIDGE_MLLP_ADDR="+mllp, "EHRBRIDGE_ADMIN_ADDR="+admin,
+	admin, mllp, sandbox, dataDir = freeAddr(t), freeAddr(t), freeAddr(t), t.TempDir()
+	env := append(os.Environ(), "EHRBRIDGE_DATA_DIR="+dataDir, "EHRBRIDGE_MLLP_ADDR="+mllp, "EHRBRIDGE_ADMIN_ADDR="+admin,
 		"EHRBRIDGE_SANDBOX_ADDR="+sandbox, "OTTO_TOKEN=otto-token-0123456789", "VERA_TOKEN=vera-token-0123456789",
 		"AUDE_TOKEN=aude-token-0123456789")
 	startDaemon(t, bin, cfgFile, admin, env)
-	return bin, admin, mllp, sandbox
+	return bin, admin, mllp, sandbox, dataDir
 }
 
 func signInBrowser(b *browsertest.Browser, admin, account, token string) {
@@ -79,7 +79,7 @@ func sandboxFault(t *testing.T, sandbox, method, body string) {
 // viewer is refused the same actions. Screenshots of every screen are kept
 // as artifacts.
 func TestConsoleInABrowser(t *testing.T) {
-	bin, admin, mllp, sandbox := consoleDaemon(t)
+	bin, admin, mllp, sandbox, dataDir := consoleDaemon(t)
 	base := "http://" + admin
 
 	sandboxFault(t, sandbox, http.MethodPost, `{"validation_rule":{"object":"Account","message":"A patient needs a phone number"}}`)
@@ -89,7 +89,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	// The record dies (a validation rule is a permanent refusal).
 	waitFor(t, 30*time.Second, "the admission to die", func() bool {
-		out, _, _ := runBin(t, bin, "log", "list", "--state", "dead", "--admin", admin, "--json")
+		out, _, _ := runBin(t, bin, "log", "list", "--state", "dead", "--data-dir", dataDir, "--json")
 		return strings.Contains(out, "ADT^A01")
 	})
 
@@ -107,6 +107,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.SetValue("#f-authority", "test1^2.16.1^HCD")
 	b.SetValue("#f-mrn", "PATID1234")
 	b.Click("#search")
+	b.WaitVisible("#timeline-link") // the answer to the patient search
 	b.WaitText("#results", "ADT^A01")
 	if txt := b.Text("#results"); !strings.Contains(txt, "dead") || !strings.Contains(txt, "FIELD_CUSTOM_VALIDATION_EXCEPTION") {
 		t.Fatalf("the patient's records:\n%s", txt)
@@ -132,6 +133,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("a viewer is offered %d actions", n)
 	}
 	id := recordURL[strings.LastIndex(recordURL, "/")+1:]
+	v.Allow(browsertest.LogError, "403") // the refusal is the point
 	v.Navigate(base + "/ui/confirm?do=retry&id=" + id)
 	v.WaitText("main", "does not allow this")
 	v.Screenshot("05-viewer-refused")
@@ -194,8 +196,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	if f := b.Focused(); !strings.Contains(f.Label, "Skip to content") {
 		t.Errorf("first Tab stop: %+v", f)
 	}
-	if out := b.Outbound(); len(out) != 0 {
-		t.Errorf("the console asked for outside hosts: %v", out)
-	}
+	// No page asked for another origin: the harness fails the test on any
+	// Content-Security-Policy violation, and the policy allows 'self' only.
+	// (b.Outbound also lists Chromium's own calls to Google's services,
+	// refused by the harness's proxy, so it is not the measure here.)
 	fmt.Fprintln(os.Stderr, "screenshots in", b.ArtifactsDir())
 }

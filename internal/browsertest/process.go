@@ -77,6 +77,15 @@ func startProcess() (*process, error) {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-domain-reliability", true),
 		chromedp.Flag("no-pings", true),
+		// Chromium's own services (autofill field types for a password form,
+		// leak checks, hints) call Google: off, so that Outbound lists the
+		// pages' requests, not the browser's.
+		chromedp.Flag("disable-features", "site-per-process,Translate,BlinkGenPropertyTrees,AutofillServerCommunication,"+
+			"PasswordLeakDetection,OptimizationHints,OptimizationHintsFetching,MediaRouter,NetworkTimeServiceQuerying,"+
+			"CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions"),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("safebrowsing-disable-auto-update", true),
+		chromedp.Flag("disable-client-side-phishing-detection", true),
 		chromedp.ModifyCmdFunc(p.group.setup),
 	)
 	if os.Geteuid() == 0 {
