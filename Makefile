@@ -12,7 +12,7 @@ FUZZTIME ?= 2m
 PEERS    := internal/interop/node
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test-windows winetools all build build-windows package packagers run run-dynamics test chaos unit mappings-test fuzz-short fuzz fmt vet vulncheck tidy peers clean
+.PHONY: test-windows winetools browser all build build-windows package packagers run run-dynamics test chaos unit mappings-test fuzz-short fuzz fmt vet vulncheck tidy peers clean
 MAPPING_SETS := $(wildcard configs/mappings/*/)
 
 all: build
@@ -45,14 +45,14 @@ run-dynamics: build
 	./$(BIN) run --config configs/ehrbridge-dynamics.yaml
 
 # test: formatting, vet, every Go test (race detector on, real peers
-# included), lint and tests of every shipped mapping set, then a short
+# included, the browser tests required: EHRBRIDGE_REQUIRE_BROWSER), lint and tests of every shipped mapping set, then a short
 # fuzz run of each fuzz target. govulncheck runs first when its database
 # can be reached (see vulncheck).
-test: peers packagers winetools vet
+test: peers packagers winetools browser vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(PEERS)/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@$(MAKE) --no-print-directory vulncheck
-	$(GO) test -race -count=1 -timeout 15m ./...
+	EHRBRIDGE_REQUIRE_BROWSER=1 $(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) mappings-test
 	$(MAKE) fuzz-short
 	$(MAKE) test-windows
@@ -74,6 +74,14 @@ winetools:
 	@command -v wine >/dev/null && command -v x86_64-w64-mingw32-gcc >/dev/null || { \
 	  echo "installing Debian wine64 and gcc-mingw-w64-x86-64-win32"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wine64 gcc-mingw-w64-x86-64-win32 >/dev/null; }
+
+# browser: Debian's chromium, which the console's browser tests drive
+# headless (internal/browsertest); make test sets EHRBRIDGE_REQUIRE_BROWSER
+# so that they fail, not skip, without it.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian chromium"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 # chaos: the fault runs at scale (not part of `make test`, which runs them
 # with 20 and 10 kills each): the real binary against the sandbox running

@@ -80,8 +80,10 @@ type appendOp struct {
 	// keyed is the entry's content hash as the log stores it (keyedHash
 	// with a key configured, else the entry's own).
 	keyed [32]byte
-	res   Result
-	err   error
+	// lane is the record's lane, for the patient index.
+	lane [16]byte
+	res  Result
+	err  error
 	// signal tells a waiting appender its outcome: false when another
 	// appender committed it, true when it is to lead the next commit.
 	signal chan bool
@@ -147,7 +149,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (Result, error) {
 	if ctx.Err() != nil {
 		return Result{}, ctx.Err()
 	}
-	op := &appendOp{e: &e, value: value, keyed: keyed, signal: make(chan bool, 1)}
+	op := &appendOp{e: &e, value: value, keyed: keyed, lane: r.Lane, signal: make(chan bool, 1)}
 	l.wmu.Lock()
 	if l.stopping {
 		l.wmu.Unlock()
@@ -381,6 +383,9 @@ func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 		return Result{}, err
 	}
 	if err := keys.Put([]byte(e.Key), itob(id)); err != nil {
+		return Result{}, err
+	}
+	if err := tx.Bucket(bPatients).Put(patientKey(op.lane, id), nil); err != nil {
 		return Result{}, err
 	}
 	return Result{Outcome: Appended, ID: id, Ack: e.Ack}, nil

@@ -45,6 +45,9 @@ func (l *Log) Check() ([]string, error) {
 			if kv := tx.Bucket(bKeys).Get([]byte(r.Key)); kv == nil || btoi(kv) != id {
 				add("record %d: key index does not point at it", id)
 			}
+			if patients := tx.Bucket(bPatients); patients != nil && patients.Get(patientKey(r.Lane, id)) == nil {
+				add("record %d: missing from the patient index", id)
+			}
 			pending := tx.Bucket(bPending).Get(k) != nil
 			inLane := tx.Bucket(bLanes).Get(laneKey(r.Lane, id)) != nil
 			switch r.State {
@@ -121,6 +124,46 @@ func (l *Log) Check() ([]string, error) {
 				return err
 			}
 		}
+		// Every patient index entry names a record of that lane; every
+		// history belongs to a record.
+		if b := tx.Bucket(bPatients); b != nil {
+			err := b.ForEach(func(k, _ []byte) error {
+				if len(k) != 24 {
+					add("patient index: malformed entry")
+					return nil
+				}
+				id := btoi(k[16:])
+				r, _, err := getRecord(tx, id)
+				switch {
+				case errors.Is(err, ErrNotFound):
+					add("patient index: record %d does not exist", id)
+				case err == nil && string(r.Lane[:]) != string(k[:16]):
+					add("patient index: record %d is under another lane", id)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if b := tx.Bucket(bHistory); b != nil {
+			err := b.ForEach(func(k, v []byte) error {
+				if len(k) != 8 {
+					add("history: malformed entry")
+					return nil
+				}
+				if _, err := decodeHistory(v); err != nil {
+					add("history of record %d: %v", btoi(k), err)
+				}
+				if tx.Bucket(bRecords).Get(k) == nil {
+					add("history: record %d does not exist", btoi(k))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
 		for lane, n := range active {
 			if n > 1 {
 				add("lane %x: %d records claimable or in progress at once", lane[:4], n)
@@ -139,7 +182,7 @@ func (l *Log) Check() ([]string, error) {
 				switch {
 				case errors.Is(err, ErrNotFound):
 					add("details: record %d does not exist", id)
-				case err == nil && r.State != Dead && r.State != Retrying && r.State != InProgress:
+				case err == nil && r.State != Dead && r.State != Retrying && r.State != InProgress && !r.Closed():
 					add("details: record %d is %s and keeps a detail", id, r.State)
 				}
 				return nil

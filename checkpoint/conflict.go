@@ -24,6 +24,7 @@ type ConflictEntry struct {
 	// kept (sealed when a key is configured) for `log show --reveal`.
 	PayloadLen int
 	sealed     bool
+	keyed      bool // Hash is keyed (see Record.Hash)
 }
 
 type storedConflict struct {
@@ -72,7 +73,7 @@ func decodeConflict(id uint64, v []byte) (*ConflictEntry, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: conflict %d: %v", errCorrupt, id, err)
 	}
 	c := &ConflictEntry{ID: id, RecordID: s.RecordID, Key: s.Key, Source: s.Source, Type: s.Type,
-		Received: time.Unix(0, s.Received), PayloadLen: s.Len, sealed: s.Sealed}
+		Received: time.Unix(0, s.Received), PayloadLen: s.Len, sealed: s.Sealed, keyed: s.Keyed}
 	copy(c.Hash[:], s.Hash)
 	return c, s.Payload, nil
 }

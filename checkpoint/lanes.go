@@ -160,6 +160,17 @@ type Settlement struct {
 	// mapping left out): kept as its reason (WarningsReason). Free of
 	// patient data.
 	Warnings []string
+	// Code is the CRM's error code when it gave one (Salesforce's
+	// errorCode, Dataverse's error code), and Op, Object, Action and
+	// Mapping the op the failure concerns: its 1-based number among the
+	// record's ops, the CRM object ("Contact"), what it did ("upsert by
+	// MRN__c") and the mapping that made it. All free of patient data;
+	// kept in the record's history (Event).
+	Code    string
+	Op      int
+	Object  string
+	Action  string
+	Mapping string
 }
 
 // Settle records the settlements of in-progress records in one transaction:
@@ -236,6 +247,17 @@ func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	ev := Event{At: now, Kind: EventSettled, State: o.State, Reason: o.Reason, Code: o.Code, Op: o.Op, Object: o.Object,
+		Action: o.Action, Mapping: o.Mapping, Targets: o.Targets}
+	switch o.State {
+	case Done:
+		ev.Reason = WarningsReason(o.Warnings)
+	case Retrying:
+		ev.RetryAt = o.RetryAt
+	}
+	if err := addHistory(tx, id, ev); err != nil {
+		return err
+	}
 	// The detail goes with the reason: replaced, or removed with it.
 	return l.putDetail(tx, id, o.Detail)
 }
@@ -245,19 +267,28 @@ func (l *Log) settleTx(tx *bolt.Tx, o Settlement, now time.Time) error {
 // runs as soon as the record now in progress there finishes, ahead of
 // newer ones. A skipped record whose payload retention dropped cannot be
 // requeued (ErrPayloadGone): there is nothing left to map.
-func (l *Log) Requeue(id uint64) error {
+func (l *Log) Requeue(id uint64) error { return l.RequeueBy(id, "") }
+
+// RequeueBy is Requeue on behalf of actor (the admin's name), whom the
+// record's history names.
+func (l *Log) RequeueBy(id uint64, actor string) error {
 	now := l.opts.Now()
-	return l.update(func(tx *bolt.Tx) error { return requeueTx(tx, id, now) })
+	return l.update(func(tx *bolt.Tx) error { return requeueTx(tx, id, now, actor) })
 }
 
 // ErrPayloadGone is returned for a skipped record that cannot be requeued
 // because retention dropped its payload.
 var ErrPayloadGone = errors.New("checkpoint: the record's payload was dropped by retention")
 
-func requeueTx(tx *bolt.Tx, id uint64, now time.Time) error {
+func requeueTx(tx *bolt.Tx, id uint64, now time.Time, actor string) error {
 	r, _, err := getRecord(tx, id)
 	if err != nil {
 		return err
+	}
+	if r.State == Dead || r.State == Skipped && !r.PayloadDropped {
+		if err := addHistory(tx, id, Event{At: now, Kind: EventRequeued, State: Received, Actor: actor}); err != nil {
+			return err
+		}
 	}
 	switch r.State {
 	case Dead:
@@ -290,8 +321,11 @@ func requeueTx(tx *bolt.Tx, id uint64, now time.Time) error {
 }
 
 // RequeueAllDead requeues every dead record and returns how many.
-func (l *Log) RequeueAllDead() (int, error) {
-	n, _, err := l.requeueAll(Dead, nil)
+func (l *Log) RequeueAllDead() (int, error) { return l.RequeueAllDeadBy("") }
+
+// RequeueAllDeadBy is RequeueAllDead on behalf of actor.
+func (l *Log) RequeueAllDeadBy(actor string) (int, error) {
+	n, _, err := l.requeueAll(Dead, nil, actor)
 	return n, err
 }
 
@@ -300,13 +334,13 @@ func (l *Log) RequeueAllDead() (int, error) {
 // how many it requeued and how many matched but could not be, their
 // payloads dropped by retention.
 func (l *Log) RequeueSkipped(match func(*Record) bool) (requeued, gone int, err error) {
-	return l.requeueAll(Skipped, match)
+	return l.requeueAll(Skipped, match, "")
 }
 
 // requeueAll requeues the records in state (Dead or Skipped) for which
 // match holds (all when match is nil), a batch per transaction; those
 // whose payloads retention dropped are counted as gone instead.
-func (l *Log) requeueAll(state State, match func(*Record) bool) (requeued, gone int, err error) {
+func (l *Log) requeueAll(state State, match func(*Record) bool, actor string) (requeued, gone int, err error) {
 	var ids []uint64
 	err = l.view(func(tx *bolt.Tx) error {
 		b, idOf := tx.Bucket(bDead), btoi // id → ∅
@@ -334,14 +368,14 @@ func (l *Log) requeueAll(state State, match func(*Record) bool) (requeued, gone 
 	if err != nil {
 		return 0, gone, err
 	}
-	requeued, err = l.requeueIDs(state, ids)
+	requeued, err = l.requeueIDs(state, ids, actor)
 	return requeued, gone, err
 }
 
 // requeueIDs requeues the records of ids still in state, a batch per
 // transaction, and says how many it requeued. One requeued meanwhile by
 // someone else, or swept, is left alone.
-func (l *Log) requeueIDs(state State, ids []uint64) (requeued int, err error) {
+func (l *Log) requeueIDs(state State, ids []uint64, actor string) (requeued int, err error) {
 	// Lanes take requeued records in id order whatever order they come
 	// back in (joinLane); ids sorted keep the batches' work local.
 	slices.Sort(ids)
@@ -360,7 +394,7 @@ func (l *Log) requeueIDs(state State, ids []uint64) (requeued int, err error) {
 				if err != nil {
 					return err
 				}
-				if err := requeueTx(tx, id, now); err != nil {
+				if err := requeueTx(tx, id, now, actor); err != nil {
 					return err
 				}
 				n++
@@ -540,6 +574,9 @@ func (l *Log) Hasten(match func(*Record) bool) (int, error) {
 			}
 			m.r.ReadyAt, m.r.Updated = now, now
 			if err := putRecord(tx, m.r, m.p); err != nil {
+				return err
+			}
+			if err := addHistory(tx, m.r.ID, Event{At: now, Kind: EventHastened, State: Retrying, Reason: m.r.Reason}); err != nil {
 				return err
 			}
 			if err := ready.Put(timeKey(now, m.r.ID), nil); err != nil {

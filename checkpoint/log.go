@@ -166,8 +166,14 @@ var (
 	// bSkipped indexes skipped records as bDone does done ones. A log
 	// last written by an ehrbridge without the skipped state lacks it
 	// until it is next opened for writing (read-only opens find nil).
-	bSkipped   = []byte("skipped") // skippedAt | id → ∅
-	allBuckets = [][]byte{bMeta, bRecords, bKeys, bPending, bLanes, bReady, bInflight, bDone, bDead, bConflicts, bSources, bSkipped}
+	bSkipped = []byte("skipped") // skippedAt | id → ∅
+	// bPatients indexes every record by its lane (the patient), whatever
+	// its state, from schema 4 (patients.go); bHistory keeps each record's
+	// history (history.go).
+	bPatients  = []byte("patients") // lane hash | id → ∅
+	bHistory   = []byte("history")  // id → events
+	allBuckets = [][]byte{bMeta, bRecords, bKeys, bPending, bLanes, bReady, bInflight, bDone, bDead, bConflicts, bSources, bSkipped,
+		bPatients, bHistory}
 
 	metaSchema      = []byte("schema")
 	metaWrittenBy   = []byte("written_by") // schema 2: the last program that opened the log for writing
@@ -182,7 +188,7 @@ var (
 // Read-only opens accept every version from minReadableSchema up to this
 // one without migrating.
 const (
-	schemaVersion     = 3
+	schemaVersion     = 4
 	minReadableSchema = 1
 )
 
@@ -209,6 +215,10 @@ var migrations = map[uint64]func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// 3 → 4: every record is indexed by its patient (lane), whatever its
+	// state, and keeps a history; the index is built here from the
+	// records, the history starts empty.
+	3: rebuildPatients,
 }
 
 // pendingByPosition says whether new records (after the lane cursor) are
@@ -654,6 +664,9 @@ func (l *Log) recoverInflight() (int, error) {
 				return err
 			}
 			if err := tx.Bucket(bReady).Put(timeKey(r.ReadyAt, id), nil); err != nil {
+				return err
+			}
+			if err := addHistory(tx, id, Event{At: now, Kind: EventInterrupted, State: Retrying, Reason: r.Reason}); err != nil {
 				return err
 			}
 			if err := addCount(tx, InProgress, -1); err != nil {

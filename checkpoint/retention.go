@@ -93,6 +93,12 @@ func (l *Log) sweepDeletes(bucket []byte, state State, t time.Time) (int, error)
 			if err := deleteDetail(tx, id); err != nil {
 				return err
 			}
+			if err := tx.Bucket(bPatients).Delete(patientKey(r.Lane, id)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bHistory).Delete(itob(id)); err != nil {
+				return err
+			}
 			if err := done.Delete(k); err != nil {
 				return err
 			}

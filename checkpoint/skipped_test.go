@@ -361,7 +361,7 @@ func TestRequeueAllDeadTakesOthersRequeues(t *testing.T) {
 	if err := l.Requeue(2); err != nil { // an admin, between the listing and the requeue
 		t.Fatal(err)
 	}
-	if n, err := l.requeueIDs(Dead, []uint64{3, 2, 1}); err != nil || n != 2 {
+	if n, err := l.requeueIDs(Dead, []uint64{3, 2, 1}, ""); err != nil || n != 2 {
 		t.Fatalf("requeueIDs = %d, %v; want 2 requeued, record 2 left alone", n, err)
 	}
 	if st, _ := l.Stats(); st.States[Dead] != 0 || st.States[Received] != 3 {

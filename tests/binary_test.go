@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ehrbridge/ehrbridge/internal/browsertest"
 	"github.com/ehrbridge/ehrbridge/internal/shared"
 )
 
@@ -21,9 +22,10 @@ var (
 	buildErr  error
 )
 
-// TestMain removes the binary built for the end-to-end tests.
+// TestMain removes the binary built for the end-to-end tests and stops
+// the browser the console's tests started.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := browsertest.Main(m)
 	if binPath != "" && buildErr == nil {
 		os.RemoveAll(filepath.Dir(binPath))
 	}

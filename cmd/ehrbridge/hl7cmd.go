@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
+	"github.com/ehrbridge/ehrbridge/internal/workbench"
 )
 
 func cmdHL7(args []string, stdout, stderr io.Writer) int {
@@ -78,32 +79,28 @@ func cmdHL7Show(args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintf(tw, "# message %d of %d\n", i+1, len(msgs))
 		}
-		version := m.Header().Version
-		if named := namesVersion(version); named != version {
+		t := workbench.HL7Tree(m)
+		if t.NamesNote != "" {
 			// Not the message's own version: say whose names these are.
-			was := "no MSH-12"
-			if version != "" {
-				was = fmt.Sprintf("MSH-12 is %q", version)
-			}
-			fmt.Fprintf(tw, "# names from HL7 %s definitions (%s)\n", named, was)
+			fmt.Fprintf(tw, "# %s\n", t.NamesNote)
 		}
-		m.Walk(func(path string, v hl7.Value) bool {
-			s := v.String()
+		for _, n := range t.Leaves() {
+			s := n.Value
 			if *text {
-				s = strings.ReplaceAll(v.Text(), "\n", `\n`)
+				if n.Text != nil {
+					s = *n.Text
+				}
+				s = strings.ReplaceAll(s, "\n", `\n`)
 			}
-			if v.IsNull() {
+			if n.Null {
 				s = `"" (explicit null)`
 			}
 			name := "-"
-			if p, err := hl7.ParsePath(path); err == nil {
-				if n := hl7.PathName(version, p); n != "" {
-					name = shorten(n, maxNameWidth)
-				}
+			if n.Name != "" {
+				name = shorten(n.Name, maxNameWidth)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", path, name, s)
-			return true
-		})
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Path, name, s)
+		}
 	}
 	tw.Flush()
 	return exitOK
@@ -120,15 +117,6 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return string(r[:n-3]) + "..."
-}
-
-// namesVersion is the version whose definitions name the fields of a
-// message of version v: v itself, or the nearest defined one.
-func namesVersion(v string) string {
-	if s, ok := hl7.LookupSegment(v, "MSH"); ok {
-		return s.Version
-	}
-	return v
 }
 
 func cmdHL7Get(args []string, stdout, stderr io.Writer) int {

@@ -31,9 +31,23 @@ commands:
                                                S: received, in_progress, done, retrying, dead, skipped,
                                                warned (done with warnings), held, conflict, all
   show ID [--conflict] [--reveal] [--json]     one record's metadata; --reveal adds the payload (audited)
-  retry ID | --all-dead | --all-skipped [--type T]
+  find [--mrn AUTHORITY|MRN] [--state S[,S]] [--type T] [--source NAME] [--control-id C]
+       [--from TIME] [--to TIME] [--limit N] [--before ID] [--json]
+                                               records by patient (matched through the log's keyed
+                                               hashes), state, message type (ADT^A01, or ADT for all
+                                               ADT events), source, MSH-10, arrival (RFC 3339); newest
+                                               first, a page at a time (--before: the id it names)
+  trace ID [--json]                            one record's metadata, ACK, every attempt and admin
+                                               action, next retry, and its patient's records in
+                                               lane order with what holds the lane
+  retry ID [ID...] | --all-dead | --all-skipped [--type T]
                                                put dead or skipped records back in their lane
                                                (skipped: after adding a mapping for them; T: VXU^V04)
+  close ID --reason TEXT                       end a dead record that will not be retried: it becomes
+                                               skipped, "closed by" you; TEXT is kept sealed (audited)
+  resolve CONFLICT-ID --keep | --accept        keep the stored message, or accept the conflicting one
+                                               in its place (the record is requeued in its lane)
+  release ID                                   retry a held note (a retrying record) now
   backup FILE                                  a consistent copy of the log, also while the daemon runs
   compact                                      rewrite the file to reclaim space (daemon stopped)
   reseal                                       seal every payload with the active key, then compact
@@ -41,7 +55,9 @@ commands:
   check                                        verify the file and the log's invariants (daemon stopped)
 
 With the daemon stopped the log file is opened directly; while it runs,
-stats, list, show and retry are answered by the daemon's admin endpoint.`
+stats, list, show, find, trace, retry, close, resolve and release are
+answered by the daemon's admin endpoint. Every find, trace and action is
+written to the audit log with who made it.`
 
 func cmdLog(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
@@ -62,7 +78,16 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 	conflict := fs.Bool("conflict", false, "ID names a conflict entry")
 	allDead := fs.Bool("all-dead", false, "retry every dead record")
 	allSkipped := fs.Bool("all-skipped", false, "retry every skipped record (of --type)")
-	typ := fs.String("type", "", "with --all-skipped: only records of this message type (VXU^V04) or FHIR resource type")
+	typ := fs.String("type", "", "find: message type (ADT^A01, or ADT); with --all-skipped: only records of this message type (VXU^V04) or FHIR resource type")
+	mrn := fs.String("mrn", "", "find: the patient, as AUTHORITY|MRN")
+	source := fs.String("source", "", "find: the source's name")
+	controlID := fs.String("control-id", "", "find: the HL7 control id (MSH-10), or SENDER-APP|SENDER-FACILITY|MSH-10")
+	from := fs.String("from", "", "find: received at or after this time (RFC 3339)")
+	to := fs.String("to", "", "find: received before this time (RFC 3339)")
+	before := fs.Uint64("before", 0, "find: records with smaller ids (the next page)")
+	reason := fs.String("reason", "", "close: why the record is closed (kept sealed, shown only by show --reveal)")
+	keep := fs.Bool("keep", false, "resolve: keep the stored message")
+	accept := fs.Bool("accept", false, "resolve: accept the conflicting message in its place")
 	// Flags may come before or after the positional ID.
 	var pos []string
 	for {
@@ -78,7 +103,7 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 	t, err := resolveLogTarget(*cfgFile, *dataDir)
 	if err != nil && os.Getenv(adminURLEnv) != "" && *cfgFile == "" && *dataDir == "" {
 		switch sub {
-		case "stats", "list", "show", "retry", "backup":
+		case "stats", "list", "show", "retry", "backup", "find", "trace", "close", "resolve", "release":
 			// A remote tool: the daemon is asked at EHRBRIDGE_ADMIN_URL.
 			t, err = &logTarget{}, nil
 		}
@@ -100,17 +125,19 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 		return logReseal(t, stdout, stderr)
 	case "check":
 		return logCheck(t, stdout, stderr)
-	case "stats", "list", "show", "retry":
+	case "stats", "list", "show", "retry", "find", "trace", "close", "resolve", "release":
 	default:
 		fmt.Fprintf(stderr, "ehrbridge log: unknown command %q\n\n%s\n", sub, logUsage)
 		return exitUsage
 	}
-	svc, closeFn, err := t.service(sub == "retry")
+	write := sub == "retry" || sub == "close" || sub == "resolve" || sub == "release"
+	svc, closeFn, err := t.service(write)
 	if err != nil {
 		fmt.Fprintf(stderr, "ehrbridge log %s: %v\n", sub, err)
 		return exitFailure
 	}
 	defer closeFn()
+	me := logadmin.LocalCaller() // a daemon asked names its caller itself
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "ehrbridge log %s: %v\n", sub, err)
 		if errors.Is(err, logadmin.ErrUnauthorized) {
@@ -196,6 +223,19 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "requeued %d dead record(s)\n", n)
 			return exitOK
 		}
+		if len(pos) > 1 {
+			ids, ok := recordIDs(sub, pos, stderr)
+			if !ok {
+				return exitUsage
+			}
+			v, err := svc.RetryIDs(me, ids)
+			if err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stdout, "requeued %d of %d record(s)%s; the others are not dead or skipped (log trace ID)\n",
+				len(v.Requeued), len(ids), idList(v.Requeued))
+			return exitOK
+		}
 		id, ok := recordID(sub, pos, stderr)
 		if !ok {
 			return exitUsage
@@ -204,8 +244,127 @@ func cmdLog(args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "requeued record %d\n", id)
+	case "find":
+		q := logadmin.FindRequest{Type: *typ, Source: *source, ControlID: *controlID, Before: *before, Limit: *limit}
+		if *mrn != "" {
+			if q.Authority, q.MRN, err = logadmin.ParsePatient(*mrn); err != nil {
+				fmt.Fprintf(stderr, "ehrbridge log find: --mrn: %v\n", err)
+				return exitUsage
+			}
+		}
+		if *state != "" {
+			q.States = strings.Split(*state, ",")
+		}
+		for _, tm := range []struct {
+			flag, v string
+			to      *time.Time
+		}{{"--from", *from, &q.From}, {"--to", *to, &q.To}} {
+			if tm.v == "" {
+				continue
+			}
+			if *tm.to, err = time.Parse(time.RFC3339, tm.v); err != nil {
+				fmt.Fprintf(stderr, "ehrbridge log find: %s: give a time as 2026-01-02T15:04:05Z (RFC 3339)\n", tm.flag)
+				return exitUsage
+			}
+		}
+		if len(pos) > 0 {
+			fmt.Fprintln(stderr, "ehrbridge log find: takes flags only (--mrn AUTHORITY|MRN, --state, --type, ...)")
+			return exitUsage
+		}
+		v, err := svc.Find(me, q)
+		if err != nil {
+			return fail(err)
+		}
+		if *asJSON {
+			v.Records = nonNil(v.Records)
+			return printJSON(stdout, v)
+		}
+		printList(stdout, v.Records, nil)
+		switch {
+		case v.Partial:
+			fmt.Fprintf(stdout, "read %d records without filling the page; more may match: --before %d\n", v.Examined, v.Next)
+		case v.Next != 0:
+			fmt.Fprintf(stdout, "more: --before %d\n", v.Next)
+		}
+	case "trace":
+		id, ok := recordID(sub, pos, stderr)
+		if !ok {
+			return exitUsage
+		}
+		v, err := svc.Trace(me, id)
+		if err != nil {
+			return fail(err)
+		}
+		if *asJSON {
+			return printJSON(stdout, v)
+		}
+		printTrace(stdout, v)
+	case "close":
+		id, ok := recordID(sub, pos, stderr)
+		if !ok {
+			return exitUsage
+		}
+		if strings.TrimSpace(*reason) == "" {
+			fmt.Fprintln(stderr, "ehrbridge log close: give --reason TEXT (why the record will not be retried)")
+			return exitUsage
+		}
+		if err := svc.CloseRecord(me, id, *reason); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "closed record %d: it is skipped now (log retry %d puts it back)\n", id, id)
+	case "resolve":
+		id, ok := recordID(sub, pos, stderr)
+		if !ok {
+			return exitUsage
+		}
+		if *keep == *accept {
+			fmt.Fprintln(stderr, "ehrbridge log resolve: give --keep (the stored message stands) or --accept (the conflicting one replaces it)")
+			return exitUsage
+		}
+		c, err := svc.ResolveConflict(me, id, *accept)
+		if err != nil {
+			return fail(err)
+		}
+		if *accept {
+			fmt.Fprintf(stdout, "conflict %d resolved: record %d now holds the conflicting message and is queued in its lane\n", id, c.RecordID)
+		} else {
+			fmt.Fprintf(stdout, "conflict %d resolved: record %d keeps the stored message\n", id, c.RecordID)
+		}
+	case "release":
+		id, ok := recordID(sub, pos, stderr)
+		if !ok {
+			return exitUsage
+		}
+		if err := svc.Release(me, id); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "record %d is ready to be retried now\n", id)
 	}
 	return exitOK
+}
+
+// recordIDs reads the record ids a retry of a selection takes.
+func recordIDs(sub string, pos []string, stderr io.Writer) ([]uint64, bool) {
+	var out []uint64
+	for _, p := range pos {
+		id, ok := recordID(sub, []string{p}, stderr)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, id)
+	}
+	return out, true
+}
+
+func idList(ids []uint64) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(id, 10)
+	}
+	return " (" + strings.Join(s, ", ") + ")"
 }
 
 // recordID reads the one record id a subcommand takes.
@@ -597,6 +756,68 @@ func printRecord(w io.Writer, r logadmin.RecordView, reveal bool) {
 			fmt.Fprintf(w, "the CRM's message (revealed, audited):\n  %s\n", r.Detail)
 		}
 		fmt.Fprintf(w, "payload (revealed, audited):\n%s\n", indentSegments(r.Payload))
+	}
+}
+
+// printTrace prints `log trace`: the record, its history, its patient's
+// records in lane order.
+func printTrace(w io.Writer, v logadmin.TraceView) {
+	printRecord(w, v.Record, false)
+	if v.NextRetry != nil && v.Record.State == checkpoint.Retrying.String() {
+		fmt.Fprintf(w, "next retry: %s\n", v.NextRetry.Format(time.RFC3339))
+	}
+	fmt.Fprintln(w, "history:")
+	if len(v.History) == 0 {
+		fmt.Fprintln(w, "  none yet (never tried)")
+	}
+	for _, e := range v.History {
+		line := e.At.Format(time.RFC3339) + "  " + e.Kind
+		if e.State != "" {
+			line += " → " + e.State
+		}
+		if e.Actor != "" {
+			line += " by " + e.Actor
+		}
+		if e.Conflict != 0 {
+			line += fmt.Sprintf(" (conflict %d)", e.Conflict)
+		}
+		if e.Reason != "" {
+			line += ": " + e.Reason
+		}
+		if e.Code != "" && !strings.Contains(e.Reason, e.Code) {
+			line += " [code " + e.Code + "]"
+		}
+		if e.Object != "" && !strings.Contains(e.Reason, e.Object) {
+			line += fmt.Sprintf(" [op %d on %s]", e.Op, e.Object)
+		}
+		if len(e.Targets) > 0 {
+			line += "; ids " + strings.Join(e.Targets, ", ")
+		}
+		if e.RetryAt != nil {
+			line += "; next try " + e.RetryAt.Format(time.RFC3339)
+		}
+		fmt.Fprintln(w, "  "+line)
+	}
+	fmt.Fprintln(w, "the patient's records, in lane order:")
+	if v.Lane.Truncated {
+		fmt.Fprintf(w, "  (the newest %d)\n", len(v.Lane.Records))
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range v.Lane.Records {
+		mark := ""
+		if r.ID == v.Record.ID {
+			mark = "*"
+		}
+		holds := ""
+		if r.Holds {
+			holds = "holds the lane"
+		}
+		fmt.Fprintf(tw, "  %s%d\t%s\t%s\t%s\t%s\t%s\t%s\n", mark, r.ID, r.Received.Format(time.RFC3339), r.Type, r.State, holds,
+			strings.Join(r.Targets, ","), r.Reason)
+	}
+	tw.Flush()
+	if v.Lane.Holder == 0 {
+		fmt.Fprintln(w, "nothing holds the lane")
 	}
 }
 

@@ -35,7 +35,7 @@ func commands() []command {
 		{"test", "run mapping tests: ehrbridge test [--config FILE] [DIR...]", cmdTest},
 		{"hl7", "inspect HL7 v2 files: ehrbridge hl7 show FILE | hl7 get FILE PATH...", cmdHL7},
 		{"send", "send HL7 v2 files over MLLP: ehrbridge send --to HOST:PORT FILE...", cmdSend},
-		{"log", "inspect and act on the checkpoint log: ehrbridge log stats|list|show|retry|backup|compact|reseal|check", cmdLog},
+		{"log", "inspect and act on the checkpoint log: ehrbridge log stats|list|show|find|trace|retry|close|resolve|release|backup|compact|reseal|check", cmdLog},
 		{"backfill", "load what a FHIR source holds, then let the daemon follow changes: ehrbridge backfill --config F --source NAME", cmdBackfill},
 		{"service", "install and control the system service: ehrbridge service install|uninstall|start|stop|restart|status [--name N] [--config F]", cmdService},
 		{"bench", "measure durable ingest, CRM sending, restart time and FHIR backfill: ehrbridge bench ingest|crm|open|fhir", cmdBench},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/daemon"
+	"github.com/ehrbridge/ehrbridge/internal/workbench"
 	"github.com/ehrbridge/ehrbridge/internal/writeback"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
@@ -111,7 +112,7 @@ func cmdLint(args []string, stdout, stderr io.Writer) int {
 	}
 	// Warnings do not fail lint: the mappings load and run, but a key
 	// can collide or run its parts together (see docs/mappings.md).
-	warns := set.Lint()
+	warns := workbench.Lint(set, nil)
 	for _, p := range warns {
 		fmt.Fprintln(stdout, p.String())
 	}
@@ -289,7 +290,7 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	var results []mappings.TestResult
+	var results []workbench.TestCaseResult
 	for _, dir := range dirs {
 		dc := *cfg
 		dc.Mappings.Paths = []string{dir}
@@ -308,49 +309,42 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 			bad = true
 			continue
 		}
-		results = append(results, mappings.RunTests(set, byDir[dir])...)
+		results = append(results, workbench.TestResults(mappings.RunTests(set, byDir[dir]))...)
 	}
-	failed := mappings.WriteReport(stdout, results, *verbose)
+	failed := workbench.WriteTestReport(stdout, results, *verbose)
 	if failed > 0 || bad {
 		return exitFailure
 	}
 	return exitOK
 }
 
-// explainInput prints how each accepting mapping maps the input. Each op
+// explainInput prints how each accepting mapping maps the input, from
+// the workbench's explanation (the console shows the same). Each op
 // written carries its number among the input's ops, the number a
 // dead-letter reason names ("on Contact (op 2: upsert by ...)").
 func explainInput(w io.Writer, set *mappings.Set, in mappings.Input, where string) {
-	n := 0
-	for _, m := range set.Mappings {
-		if !m.Accepts(in) {
-			continue
-		}
+	x := workbench.ExplainInput(set, in)
+	for _, m := range x.Mappings {
 		fmt.Fprintf(w, "== %s: mapping %s (%s)\n", where, m.Name, m.File)
-		exps, _ := m.Explain(in)
-		for _, x := range exps {
+		for _, op := range m.Ops {
 			rep := ""
-			if x.Repeat > 0 {
-				rep = fmt.Sprintf(" [repeat %d]", x.Repeat)
+			if op.Repeat > 0 {
+				rep = fmt.Sprintf(" [repeat %d]", op.Repeat)
 			}
-			if x.Skipped {
-				fmt.Fprintf(w, "-- op %s%s skipped: if %s is false\n", x.OpID, rep, x.If)
+			if op.Skipped {
+				fmt.Fprintf(w, "-- op %s%s skipped: if %s is false\n", op.ID, rep, op.If)
 				continue
 			}
-			n++
-			if x.Op.Action == mappings.Segment {
-				fmt.Fprintf(w, "op %s%s: segment %s (op %d)\n", x.OpID, rep, x.Op.Object, n)
+			if op.Action == mappings.Segment {
+				fmt.Fprintf(w, "op %s%s: segment %s (op %d)\n", op.ID, rep, op.Object, op.Number)
 			} else {
-				fmt.Fprintf(w, "op %s%s: %s %s %s=%q (op %d)\n", x.OpID, rep, x.Op.Action, x.Op.Object, x.Op.KeyField, x.Op.Key, n)
-				fmt.Fprintf(w, "    %-28s <- %s\n", "(key)", x.Key)
+				fmt.Fprintf(w, "op %s%s: %s %s %s=%q (op %d)\n", op.ID, rep, op.Action, op.Object, op.KeyField, op.Key, op.Number)
+				fmt.Fprintf(w, "    %-28s <- %s\n", "(key)", op.KeyExpr)
 			}
-			for _, f := range x.Fields {
-				val := f.Value.String()
-				switch {
-				case f.Warning != "":
-					val = "(left out: " + f.Warning + ")"
-				case !f.Value.IsSet():
-					val = "(left out: no value)"
+			for _, f := range op.Fields {
+				val := f.Value
+				if f.LeftOut != "" {
+					val = "(left out: " + f.LeftOut + ")"
 				}
 				fmt.Fprintf(w, "    %-28s <- %s\n", f.Name+" = "+val, f.Expr)
 			}

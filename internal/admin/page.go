@@ -17,6 +17,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}
 .dead{color:#b00}.retrying{color:#a60}.done{color:#070}.skipped{color:#666}.warned{color:#870}</style></head><body>
 <h1>ehrbridge {{.Version}}</h1>
+<p><a href="/ui/">Open the admin console</a>: dashboard, message browser, patient timeline, actions, mapping workbench.</p>
 <p>CRM: {{.Forwarding}}</p>
 <p>Records: {{range .States}}{{.Name}} {{.Count}} · {{end}}conflicts {{.Conflicts}}</p>
 <p>Done with warnings (applied, fields left out): {{.DoneWithWarnings}} since the start (<code>ehrbridge log list --state warned</code>). Skipped: stored and acknowledged, no mapping accepts them (<code>ehrbridge log list --state skipped</code>).</p>

@@ -13,8 +13,10 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/config"
+	"github.com/ehrbridge/ehrbridge/internal/console"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 // Status is what the admin endpoint reports on: the daemon implements it
@@ -37,6 +39,20 @@ type Status interface {
 	CRM() *CRM
 	// Insecure lists the plaintext opt-outs in use (insecure_plaintext).
 	Insecure() []config.InsecureSetting
+	// Writeback is the write-back of notes, nil when it is off.
+	Writeback() *Writeback
+}
+
+// Writeback is the write-back's status: its poller of CRM notes and the
+// EHR target it files them in. Counts, times and addresses only.
+type Writeback struct {
+	Schedule string
+	// Target names the EHR target: "MLLP host:port", "file drop DIR" or
+	// "FHIR URL" (URL credentials are redacted by the admin endpoint).
+	Target                    string
+	Polls, PollsFailed, Found int64
+	LastPoll, LastPollOK      time.Time
+	LastError                 string
 }
 
 // Mappings is the mapping set's status.
@@ -116,6 +132,12 @@ type Options struct {
 	Harden func(srv *http.Server, log *slog.Logger, component string)
 	// ConnState logs the TLS client of each connection when TLS is on.
 	ConnState func(log *slog.Logger) func(net.Conn, http.ConnState)
+	// Mappings is the running mapping set (the console's patient search
+	// and workbench); nil: none.
+	Mappings func() *mappings.Set
+	// MappingOptions load the set's files for the console's lint and
+	// tests.
+	MappingOptions mappings.Options
 }
 
 // Server serves /healthz, /readyz and /status on loopback by default, and
@@ -129,6 +151,7 @@ type Server struct {
 	cp      *checkpoint.Log
 	version string
 	access  *logadmin.Access
+	console *console.Console
 }
 
 // newServer listens on addr (TCP, "" for none; over TLS only when tc is
@@ -165,6 +188,17 @@ func newServer(addr string, tc *tls.Config, sock net.Listener, opts Options, acc
 	mux.HandleFunc("GET /metrics", a.gate("metrics", metrics, metrics)) // counts only
 	mux.HandleFunc("GET /{$}", a.gate("page", a.page, a.pageCounts))
 	mux.Handle("/api/v1/log/", logAPI)
+	con, err := console.New(console.Options{Log: opts.Log, Access: access, Overview: a.overview, Version: opts.Version,
+		TLS: a.tls, Logger: log.With("component", "console"), Mappings: opts.Mappings, MappingPaths: opts.Config.Mappings.Paths,
+		MappingOptions: opts.MappingOptions})
+	if err != nil {
+		if a.l != nil {
+			a.l.Close()
+		}
+		return nil, err
+	}
+	a.console = con
+	mux.Handle(console.Prefix, con)
 	a.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -182,6 +216,9 @@ func newServer(addr string, tc *tls.Config, sock net.Listener, opts Options, acc
 
 // Serve serves the socket and the TCP listener until shutdown.
 func (a *Server) Serve() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	go a.console.Run(ctx) // samples the dashboard's rates until Serve returns
+	defer cancel()
 	errc := make(chan error, 2)
 	n := 0
 	for _, l := range []net.Listener{a.l, a.sock} {

@@ -1,28 +1,28 @@
 package daemon
 
 import (
-	"encoding/csv"
-	"io"
-	"path/filepath"
-	"strings"
-	"time"
-
 	"context"
+	"encoding/csv"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/ehrbridge/ehrbridge/connectors"
-	"github.com/ehrbridge/ehrbridge/internal/writeback"
-
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors"
 	"github.com/ehrbridge/ehrbridge/connectors/ehr"
+	"github.com/ehrbridge/ehrbridge/internal/admin"
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/crms"
 	"github.com/ehrbridge/ehrbridge/internal/pipeline"
+	"github.com/ehrbridge/ehrbridge/internal/writeback"
 	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
@@ -36,6 +36,53 @@ type crm struct {
 	cancel  context.CancelFunc
 	stopped chan struct{}
 	failed  atomic.Bool // the pipeline panicked: nothing is sent on stop
+	wb      *wbStatus   // nil without write-back
+}
+
+// wbStatus counts the write-back's polls for the admin console.
+type wbStatus struct {
+	schedule, target          string
+	polls, pollsFailed, found atomic.Int64
+	mu                        sync.Mutex
+	lastPoll, lastOK          time.Time
+	lastErr                   string
+}
+
+// polled records a poll's outcome; err's text names no patient (the
+// note reader's errors carry CRM codes and object names).
+func (w *wbStatus) polled(n int, err error) {
+	w.polls.Add(1)
+	w.found.Add(int64(n))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lastPoll = time.Now()
+	if err != nil {
+		w.pollsFailed.Add(1)
+		w.lastErr = err.Error()
+		return
+	}
+	w.lastOK = w.lastPoll
+}
+
+func (w *wbStatus) status() *admin.Writeback {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return &admin.Writeback{Schedule: w.schedule, Target: w.target, Polls: w.polls.Load(), PollsFailed: w.pollsFailed.Load(),
+		Found: w.found.Load(), LastPoll: w.lastPoll, LastPollOK: w.lastOK, LastError: w.lastErr}
+}
+
+// writebackTargetName names the write-back's EHR target for the console.
+func writebackTargetName(t config.WritebackTarget) string {
+	switch {
+	case t.FHIR != nil:
+		return "FHIR " + t.FHIR.BaseURL
+	case t.MLLP != "":
+		return "MLLP " + t.MLLP
+	}
+	return "file drop " + t.Dir
 }
 
 // startCRM builds the connector (and sandbox) and starts the pipeline;
@@ -92,6 +139,7 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 			c.close()
 			return nil, fmt.Errorf("writeback.schedule: %w", err)
 		}
+		c.wb = &wbStatus{schedule: cfg.Writeback.Schedule, target: writebackTargetName(cfg.Writeback.Target)}
 		c.cron.Schedule(sched, cron.FuncJob(func() {
 			guard(wbLog, errc, "write-back poll", func() {
 				if cp.StorageProblem() != nil {
@@ -101,7 +149,11 @@ func startCRM(cfg *config.Config, cp *checkpoint.Log, maps func() *mappings.Set,
 					// ends catches up.
 					return
 				}
-				if n, err := source.Poll(ctx); err != nil && ctx.Err() == nil {
+				n, err := source.Poll(ctx)
+				if ctx.Err() == nil {
+					c.wb.polled(n, err)
+				}
+				if err != nil && ctx.Err() == nil {
 					wbLog.Warn("polling the CRM for notes failed; will try again", "err", err)
 				} else if n > 0 {
 					wbLog.Info("notes to file in the EHR", "versions", n)

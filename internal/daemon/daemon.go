@@ -278,8 +278,12 @@ func (d *Daemon) newAdmin(cfg *config.Config) (*admin.Server, error) {
 			return nil, fmt.Errorf("admin.tls: %w", err)
 		}
 	}
+	mopts, err := MappingOptions(cfg) // the set loaded with them: no error now
+	if err != nil {
+		return nil, err
+	}
 	return admin.New(admin.Options{Config: cfg, TLS: tc, Log: d.cp, Status: statusView{d}, Version: Version, Logger: d.log,
-		Harden: harden, ConnState: logTLSClient})
+		Harden: harden, ConnState: logTLSClient, Mappings: d.maps.Current, MappingOptions: mopts})
 }
 
 // Version is reported by /status and recorded in the checkpoint log as

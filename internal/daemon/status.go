@@ -41,6 +41,13 @@ func (v statusView) CRM() *admin.CRM { return v.d.crm.status() }
 
 func (v statusView) Insecure() []config.InsecureSetting { return v.d.insecure }
 
+func (v statusView) Writeback() *admin.Writeback {
+	if v.d.crm == nil {
+		return nil
+	}
+	return v.d.crm.wb.status()
+}
+
 // status is the mapping set's: its mappings and reloads.
 func (ms *mappingSet) status() admin.Mappings {
 	out := admin.Mappings{Loaded: ms.loaded.Load(), Refused: ms.refused.Load(), LastOK: ms.lastOK.Load(),

@@ -32,10 +32,15 @@ func API(log *checkpoint.Log, access *Access) http.Handler {
 	svc := func(r *http.Request) *Local {
 		l := &Local{Log: log, Audit: access.Audit, Via: "api", Remote: r.RemoteAddr, Audited: true}
 		if c, ok := CallerOf(r); ok {
-			l.Via = c.Via
+			l.Via, l.Caller = c.Via, c
 		}
 		return l
 	}
+	caller := func(r *http.Request) Caller {
+		c, _ := CallerOf(r)
+		return c
+	}
+	recordObject := func(r *http.Request) string { return "record " + r.PathValue("id") }
 	guard := func(pattern, action string, need Perm, object func(*http.Request) string, h http.HandlerFunc) {
 		mux.Handle(pattern, access.Guard(action, need, object, h))
 	}
@@ -84,7 +89,7 @@ func API(log *checkpoint.Log, access *Access) http.Handler {
 		func(w http.ResponseWriter, r *http.Request) {
 			id, ok := pathID(w, r)
 			if ok {
-				reply(w, map[string]uint64{"requeued": id}, svc(r).Retry(id))
+				reply(w, map[string]uint64{"requeued": id}, svc(r).RetryBy(caller(r), id))
 			}
 		})
 	// The copy holds every payload (as stored): a reveal's permission.
@@ -99,7 +104,7 @@ func API(log *checkpoint.Log, access *Access) http.Handler {
 		})
 	guard("POST /api/v1/log/retry-dead", "retry-dead", PermOperate, func(*http.Request) string { return "dead records" },
 		func(w http.ResponseWriter, r *http.Request) {
-			n, err := svc(r).RetryAllDead()
+			n, err := svc(r).RetryAllDeadBy(caller(r))
 			reply(w, map[string]int{"requeued": n}, err)
 		})
 	guard("POST /api/v1/log/retry-skipped", "retry-skipped", PermOperate,
@@ -108,6 +113,78 @@ func API(log *checkpoint.Log, access *Access) http.Handler {
 			n, gone, err := svc(r).RetrySkipped(r.URL.Query().Get("type"))
 			reply(w, map[string]int{"requeued": n, "payload_gone": gone}, err)
 		})
+	// The message browser (browse.go). A find's patient goes in the body,
+	// never in the URL; its audit line names the filters, not the patient.
+	guard("POST /api/v1/log/find", "find", PermView, func(r *http.Request) string {
+		q, _ := peekFind(r)
+		return q.object()
+	}, func(w http.ResponseWriter, r *http.Request) {
+		q, err := peekFind(r)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorReply{Error: err.Error()})
+			return
+		}
+		v, err := svc(r).Find(caller(r), q)
+		reply(w, v, err)
+	})
+	guard("GET /api/v1/log/records/{id}/trace", "trace", PermView, recordObject, func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := pathID(w, r); ok {
+			v, err := svc(r).Trace(caller(r), id)
+			reply(w, v, err)
+		}
+	})
+	guard("POST /api/v1/log/retry", "retry", PermOperate, func(r *http.Request) string {
+		var b retryBody
+		_ = peekJSON(r, &b)
+		return idsObject(b.IDs)
+	}, func(w http.ResponseWriter, r *http.Request) {
+		var b retryBody
+		if err := peekJSON(r, &b); err != nil {
+			writeJSON(w, http.StatusBadRequest, errorReply{Error: err.Error()})
+			return
+		}
+		v, err := svc(r).RetryIDs(caller(r), b.IDs)
+		reply(w, v, err)
+	})
+	guard("POST /api/v1/log/records/{id}/close", "close", PermOperate, recordObject, func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		var b closeBody
+		if err := peekJSON(r, &b); err != nil {
+			writeJSON(w, http.StatusBadRequest, errorReply{Error: err.Error()})
+			return
+		}
+		reply(w, map[string]uint64{"closed": id}, svc(r).CloseRecord(caller(r), id, b.Reason))
+	})
+	guard("POST /api/v1/log/records/{id}/release", "release", PermOperate, recordObject, func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := pathID(w, r); ok {
+			reply(w, map[string]uint64{"released": id}, svc(r).Release(caller(r), id))
+		}
+	})
+	guard("POST /api/v1/log/conflicts/{id}/resolve", "resolve", PermOperate,
+		func(r *http.Request) string {
+			var b resolveBody
+			_ = peekJSON(r, &b)
+			return "conflict " + r.PathValue("id") + " " + b.Resolution
+		}, func(w http.ResponseWriter, r *http.Request) {
+			id, ok := pathID(w, r)
+			if !ok {
+				return
+			}
+			var b resolveBody
+			if err := peekJSON(r, &b); err != nil {
+				writeJSON(w, http.StatusBadRequest, errorReply{Error: err.Error()})
+				return
+			}
+			if b.Resolution != "keep" && b.Resolution != "accept" {
+				writeJSON(w, http.StatusBadRequest, errorReply{Error: `resolution must be "keep" or "accept"`})
+				return
+			}
+			v, err := svc(r).ResolveConflict(caller(r), id, b.Resolution == "accept")
+			reply(w, v, err)
+		})
 	// Anything else under the prefix: still audited, as a refusal when
 	// the caller holds no role, else as the 404 it is.
 	mux.Handle("/api/v1/log/", access.Guard("unknown", PermView, func(r *http.Request) string { return r.Method + " " + r.URL.Path },
@@ -115,6 +192,47 @@ func API(log *checkpoint.Log, access *Access) http.Handler {
 			writeJSON(w, http.StatusNotFound, errorReply{Error: "no such call", Kind: "not_found"})
 		})))
 	return mux
+}
+
+type retryBody struct {
+	IDs []uint64 `json:"ids"`
+}
+
+type closeBody struct {
+	Reason string `json:"reason"`
+}
+
+type resolveBody struct {
+	Resolution string `json:"resolution"` // keep, accept
+}
+
+// maxBody bounds a request body of the log API.
+const maxBody = 1 << 20
+
+// peekJSON decodes a request's JSON body and leaves it in place, so that
+// the guard (naming the call's object) and the handler both read it.
+func peekJSON(r *http.Request, v any) error {
+	if r.Body == nil {
+		return errors.New("the call needs a JSON body")
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxBody {
+		return errors.New("request body too large")
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	if err := json.Unmarshal(b, v); err != nil {
+		return errors.New("the body is not the JSON this call takes")
+	}
+	return nil
+}
+
+func peekFind(r *http.Request) (FindRequest, error) {
+	var q FindRequest
+	err := peekJSON(r, &q)
+	return q, err
 }
 
 type listReply struct {
@@ -146,6 +264,10 @@ func reply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusConflict, errorReply{Error: err.Error(), Kind: "transition"})
 	case errors.Is(err, checkpoint.ErrPayloadGone):
 		writeJSON(w, http.StatusConflict, errorReply{Error: err.Error(), Kind: "payload_gone"})
+	case errors.Is(err, ErrBadRequest):
+		writeJSON(w, http.StatusBadRequest, errorReply{Error: err.Error(), Kind: "bad_request"})
+	case errors.Is(err, ErrForbidden):
+		writeJSON(w, http.StatusForbidden, errorReply{Error: err.Error(), Kind: "forbidden"})
 	default:
 		writeJSON(w, http.StatusInternalServerError, errorReply{Error: err.Error()})
 	}
@@ -165,6 +287,9 @@ var (
 	ErrUnauthorized = errors.New("the daemon does not know the caller")
 	// ErrForbidden: the caller holds no role for the call.
 	ErrForbidden = errors.New("the daemon refused")
+	// ErrBadRequest: the call's arguments are wrong (an unknown state, no
+	// reason to close a record with).
+	ErrBadRequest = errors.New("bad request")
 )
 
 // Client calls a running daemon's log API.
@@ -208,13 +333,33 @@ func (c *Client) authorize(req *http.Request) {
 var _ Service = (*Client)(nil)
 
 func (c *Client) do(method, path string, q url.Values, out any) error {
+	return c.send(method, path, q, nil, out)
+}
+
+// doBody sends body as JSON.
+func (c *Client) doBody(method, path string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return c.send(method, path, nil, b, out)
+}
+
+func (c *Client) send(method, path string, q url.Values, body []byte, out any) error {
 	u := strings.TrimSuffix(c.BaseURL, "/") + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequest(method, u, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	c.authorize(req)
 	hc := c.httpClient(30 * time.Second)
@@ -223,7 +368,7 @@ func (c *Client) do(method, path string, q url.Values, out any) error {
 		return fmt.Errorf("asking the running daemon: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return err
 	}
@@ -241,6 +386,8 @@ func (c *Client) do(method, path string, q url.Values, out any) error {
 			return fmt.Errorf("%w (%s)", checkpoint.ErrTransition, msg)
 		case "payload_gone":
 			return fmt.Errorf("%w (%s)", checkpoint.ErrPayloadGone, msg)
+		case "bad_request":
+			return fmt.Errorf("%w: %s", ErrBadRequest, msg)
 		case "unauthorized":
 			return fmt.Errorf("%w: %s", ErrUnauthorized, msg)
 		case "forbidden":
@@ -323,6 +470,46 @@ func (c *Client) RetrySkipped(typ string) (int, int, error) {
 	}
 	err := c.do("POST", "/api/v1/log/retry-skipped", q, &v)
 	return v["requeued"], v["payload_gone"], err
+}
+
+// Find implements Service.
+func (c *Client) Find(_ Caller, q FindRequest) (FindView, error) {
+	var v FindView
+	return v, c.doBody("POST", "/api/v1/log/find", q, &v)
+}
+
+// Trace implements Service.
+func (c *Client) Trace(_ Caller, id uint64) (TraceView, error) {
+	var v TraceView
+	return v, c.do("GET", fmt.Sprintf("/api/v1/log/records/%d/trace", id), nil, &v)
+}
+
+// RetryIDs implements Service.
+func (c *Client) RetryIDs(_ Caller, ids []uint64) (RetryView, error) {
+	var v RetryView
+	return v, c.doBody("POST", "/api/v1/log/retry", retryBody{IDs: ids}, &v)
+}
+
+// CloseRecord implements Service.
+func (c *Client) CloseRecord(_ Caller, id uint64, reason string) error {
+	var v map[string]uint64
+	return c.doBody("POST", fmt.Sprintf("/api/v1/log/records/%d/close", id), closeBody{Reason: reason}, &v)
+}
+
+// ResolveConflict implements Service.
+func (c *Client) ResolveConflict(_ Caller, id uint64, accept bool) (ConflictView, error) {
+	b := resolveBody{Resolution: "keep"}
+	if accept {
+		b.Resolution = "accept"
+	}
+	var v ConflictView
+	return v, c.doBody("POST", fmt.Sprintf("/api/v1/log/conflicts/%d/resolve", id), b, &v)
+}
+
+// Release implements Service.
+func (c *Client) Release(_ Caller, id uint64) error {
+	var v map[string]uint64
+	return c.doBody("POST", fmt.Sprintf("/api/v1/log/records/%d/release", id), struct{}{}, &v)
 }
 
 func revealQuery(reveal bool) url.Values {

@@ -30,6 +30,15 @@ type Service interface {
 	// typ is empty) back in their lanes, after a mapping for them was
 	// added. gone counts those retention left without a payload.
 	RetrySkipped(typ string) (requeued, gone int, err error)
+
+	// The message browser's calls (browse.go), made for caller c: a
+	// Client's daemon knows its caller itself and ignores c.
+	Find(c Caller, q FindRequest) (FindView, error)
+	Trace(c Caller, id uint64) (TraceView, error)
+	RetryIDs(c Caller, ids []uint64) (RetryView, error)
+	CloseRecord(c Caller, id uint64, reason string) error
+	ResolveConflict(c Caller, id uint64, accept bool) (ConflictView, error)
+	Release(c Caller, id uint64) error
 }
 
 // Local serves the admin operations from an open log, auditing reveals.
@@ -44,6 +53,10 @@ type Local struct {
 	// Audited says the caller already wrote this call's audit line,
 	// naming who made it (the API's guard does, before the call).
 	Audited bool
+	// Caller is who the calls that take no Caller (Retry, RetryAllDead)
+	// are made for, named in the records' history; zero: the OS user for
+	// Via "cli".
+	Caller Caller
 }
 
 // auditReveal writes a reveal's audit line unless the API wrote it.
@@ -160,10 +173,10 @@ func (s *Local) ShowConflict(id uint64, reveal bool) (ConflictView, error) {
 }
 
 // Retry implements Service.
-func (s *Local) Retry(id uint64) error { return s.Log.Requeue(id) }
+func (s *Local) Retry(id uint64) error { return s.RetryBy(s.who(), id) }
 
 // RetryAllDead implements Service.
-func (s *Local) RetryAllDead() (int, error) { return s.Log.RequeueAllDead() }
+func (s *Local) RetryAllDead() (int, error) { return s.RetryAllDeadBy(s.who()) }
 
 // RetrySkipped implements Service.
 func (s *Local) RetrySkipped(typ string) (int, int, error) {

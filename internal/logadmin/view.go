@@ -87,6 +87,9 @@ type ConflictView struct {
 	ContentHash  string    `json:"content_hash"`
 	PayloadBytes int       `json:"payload_bytes"`
 	Payload      string    `json:"payload,omitempty"`
+	// Resolution is how an admin resolved it ("keep", "accept"), in the
+	// answer to the resolution.
+	Resolution string `json:"resolution,omitempty"`
 }
 
 // ConflictViewOf converts a conflict entry.

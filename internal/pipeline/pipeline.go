@@ -548,12 +548,15 @@ func (p *Pipeline) judge(it *item, ops []connectors.Op, results []connectors.Res
 			*pause = at
 		}
 		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, at, crmReason(throttled, nil, 0)
+		settlementOp(s, throttled, nil, 0)
 	case permanent != nil:
 		s.State, s.Reason, s.Detail = checkpoint.Dead, crmReason(permanent, permanentOp, permanentNo), permanent.Message
+		settlementOp(s, permanent, permanentOp, permanentNo)
 	case transient != nil || other != nil:
 		reason := "CRM unreachable"
 		if transient != nil {
 			reason, s.Detail = crmReason(transient, transientOp, transientNo), transient.Message
+			settlementOp(s, transient, transientOp, transientNo)
 		}
 		wait := p.Backoff(it.rec.Attempts)
 		if transient != nil && transient.RetryAfter > wait {
@@ -697,6 +700,26 @@ func (p *Pipeline) Backoff(attempts int) time.Duration {
 // the payload and shown only by an audited reveal. Code and field names
 // come from the CRM too: anything that does not look like a code or an
 // API name is left out, so a CRM that puts a value there cannot leak it.
+// settlementOp fills a settlement's code and op (for the record's
+// history) from the CRM's error and the op it concerns (n: 1-based among
+// the record's ops; nil and 0 when unknown), with what crmReason shows:
+// the code only when it looks like one, never the CRM's message.
+func settlementOp(s *checkpoint.Settlement, e *connectors.Error, op *connectors.Op, n int) {
+	if isCode(e.Code) {
+		s.Code = e.Code
+	}
+	if op == nil {
+		return
+	}
+	s.Op, s.Object, s.Mapping = n, op.Object, op.Mapping
+	if op.Action != "" {
+		s.Action = op.Action
+		if op.KeyField != "" {
+			s.Action += " by " + op.KeyField
+		}
+	}
+}
+
 func crmReason(e *connectors.Error, op *connectors.Op, n int) string {
 	var b strings.Builder
 	b.WriteString("crm ")

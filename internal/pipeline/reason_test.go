@@ -66,6 +66,16 @@ func TestDeadReasonHoldsCodeAndFieldsNotTheCRMsMessage(t *testing.T) {
 			t.Errorf("reason %q holds %q", reason, v)
 		}
 	}
+	// The record's history names the code and the op, not the message.
+	h, err := l.History(rec.ID)
+	if err != nil || len(h) == 0 {
+		t.Fatalf("history: %v %v", h, err)
+	}
+	last := h[len(h)-1]
+	if last.Kind != checkpoint.EventSettled || last.State != checkpoint.Dead || last.Code != "DUPLICATE_VALUE" || last.Op < 1 ||
+		last.Object == "" || last.Mapping == "" || !strings.HasPrefix(last.Action, "upsert") || last.Reason != reason {
+		t.Errorf("history event %+v", last)
+	}
 	got, _ := l.Get(rec.ID)
 	if got.Detail != "" {
 		t.Errorf("Get returns the detail: %q", got.Detail)

@@ -403,6 +403,9 @@ func (s *store) dvCreate(t *objectStore, fields Record) (string, *dvError) {
 	if err != nil {
 		return "", err
 	}
+	if derr := s.dvRule(t); derr != nil {
+		return "", derr
+	}
 	pk := primaryKey(t)
 	id := ""
 	if v, ok := cols[pk]; ok {
@@ -447,6 +450,9 @@ func (s *store) dvUpdate(t *objectStore, id string, fields Record) *dvError {
 	pk := primaryKey(t)
 	if v, ok := cols[pk]; ok && !dvEqual(r[pk], v) {
 		return dverr(400, dvBadRequest, "The primary key %s cannot be changed.", pk)
+	}
+	if derr := s.dvRule(t); derr != nil {
+		return derr
 	}
 	merged := copyRecord(r)
 	for k, v := range cols {

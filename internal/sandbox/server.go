@@ -329,6 +329,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /sandbox/v1/stats", s.stats)
 	mux.HandleFunc("POST /sandbox/v1/faults", s.addFault)
 	mux.HandleFunc("DELETE /sandbox/v1/faults", s.clearFaults)
+	mux.HandleFunc("DELETE /sandbox/v1/faults/validation_rule", s.clearRules)
 	mux.HandleFunc("POST /sandbox/v1/journal", s.journalOn)
 	mux.HandleFunc("GET /sandbox/v1/journal", s.journalGet)
 	mux.HandleFunc("POST /sandbox/v1/expire-sessions", func(w http.ResponseWriter, r *http.Request) {
@@ -551,6 +552,8 @@ type faultRequest struct {
 	// writes whose answers are dropped, so that a test run can be
 	// replayed.
 	Seed uint64 `json:"seed"`
+	// ValidationRule refuses every write of one object (rulefault.go).
+	ValidationRule *ruleRequest `json:"validation_rule"`
 }
 
 func (s *Server) addFault(w http.ResponseWriter, r *http.Request) {
@@ -558,7 +561,11 @@ func (s *Server) addFault(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		http.Error(w, "body must be a fault: {\"status\":503,\"count\":N} | {\"status\":503,\"seconds\":S} | {\"request_limit_exceeded\":true,\"seconds\":S} | {\"latency_ms\":M} | {\"drop_after_commit_ratio\":R[,\"seed\":N]}", http.StatusBadRequest)
+		http.Error(w, faultUsage, http.StatusBadRequest)
+		return
+	}
+	if req.ValidationRule != nil {
+		s.addRule(w, req.ValidationRule)
 		return
 	}
 	s.mu.Lock()
@@ -594,7 +601,7 @@ func (s *Server) clearFaults(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.faults, s.latency, s.dropP = nil, 0, 0
 	s.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
+	s.clearRules(w, r)
 }
 
 // Stats is what GET /sandbox/v1/stats returns.
@@ -643,7 +650,12 @@ func (s *Server) Records(object string) []Record {
 // exists, else a new Dataverse table. ?crm=salesforce|dataverse decides.
 // The caller holds the store lock.
 func (s *Server) dataverseName(r *http.Request, name string, create bool) (*objectStore, bool) {
-	switch r.URL.Query().Get("crm") {
+	return s.dataverseSide(r.URL.Query().Get("crm"), name, create)
+}
+
+// dataverseSide is dataverseName with ?crm= given as crm.
+func (s *Server) dataverseSide(crm, name string, create bool) (*objectStore, bool) {
+	switch crm {
 	case "salesforce":
 		return nil, false
 	case "dataverse":

@@ -52,6 +52,9 @@ type store struct {
 	// dvSchema is the Dataverse schema (dv_schema.go); nil is the
 	// published one.
 	dvSchema *dvSchemaSet
+	// rules are the injected validation rules by side and object
+	// (rulefault.go).
+	rules map[string]ruleFault
 }
 
 // undo restores one record: to before (nil: it did not exist).
@@ -368,6 +371,9 @@ func (s *store) create(object string, fields Record) (string, *apiError) {
 	if err := schema.checkUnique(s.object(object, false), resolved, ""); err != nil {
 		return "", err
 	}
+	if err := s.sfRule(object); err != nil {
+		return "", err
+	}
 	o := s.object(object, true)
 	id := s.newID(o.Prefix)
 	now := s.stamp()
@@ -403,6 +409,9 @@ func (s *store) update(object, id string, fields Record) *apiError {
 		return err
 	}
 	if err := schema.checkUnique(o, resolved, id); err != nil {
+		return err
+	}
+	if err := s.sfRule(object); err != nil {
 		return err
 	}
 	r := o.Records[id]

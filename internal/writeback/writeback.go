@@ -462,11 +462,12 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 	case errors.As(err, &rej):
 		h.notFiled(note.ID, note.Version)
 		h.status(ctx, note.ID, "Error", "", truncate(rej.Text, 250))
-		s.State, s.Reason = checkpoint.Dead, "the EHR rejected the document"
+		s.State, s.Reason, s.Code, s.Object = checkpoint.Dead, "the EHR rejected the document", "AR", "EHR document"
 	case errors.As(err, &def) && rec.Attempts+1 >= h.Cfg.AEMaxAttempts:
 		h.notFiled(note.ID, note.Version)
 		h.status(ctx, note.ID, "Error", "", truncate(string(def.Code)+" "+def.Text, 250))
 		s.State, s.Reason = checkpoint.Dead, fmt.Sprintf("the EHR answered %s %d times (writeback.target.ae_max_attempts)", def.Code, rec.Attempts+1)
+		s.Code, s.Object = string(def.Code), "EHR document"
 	case errors.Is(err, connectors.ErrUnconfirmable):
 		h.status(ctx, note.ID, "Error", "", "the MDM mapping asks the EHR for no acknowledgment")
 		s.State, s.Reason = checkpoint.Dead, err.Error()
@@ -486,6 +487,12 @@ func (h *Handler) one(ctx context.Context, rec *checkpoint.Record) checkpoint.Se
 			wait = ce.RetryAfter
 		}
 		s.State, s.RetryAt, s.Reason = checkpoint.Retrying, now().Add(wait), err.Error()
+		if errors.As(err, &def) {
+			s.Code, s.Object = string(def.Code), "EHR document"
+		}
+	}
+	if ce := (*connectors.Error)(nil); s.Code == "" && errors.As(err, &ce) && ce.Code != "" && !strings.ContainsAny(ce.Code, " :") {
+		s.Code = ce.Code // the CRM's code (the note's status update); never its message
 	}
 	return s
 }
