@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -169,6 +170,26 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("timeline:\n%s", txt)
 	}
 	b.Screenshot("08-timeline")
+
+	// The command line gives the same answers: the patient's records and
+	// the record's history (through the daemon's admin socket).
+	out, errOut, code := runBin(t, bin, "log", "find", "--mrn", "test1^2.16.1^HCD|PATID1234", "--json", "--data-dir", dataDir)
+	var found struct {
+		Records []struct {
+			ID    uint64 `json:"id"`
+			State string `json:"state"`
+		} `json:"records"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &found) != nil || len(found.Records) != 1 || fmt.Sprint(found.Records[0].ID) != id ||
+		found.Records[0].State != "done" {
+		t.Errorf("log find --mrn: exit %d, %s %s; want record %s, done, as the browser showed", code, out, errOut, id)
+	}
+	out, _, code = runBin(t, bin, "log", "trace", id, "--data-dir", dataDir)
+	for _, want := range []string{"FIELD_CUSTOM_VALIDATION_EXCEPTION", "requeued", "otto"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("log trace %s lacks %q (exit %d):\n%s", id, want, code, out)
+		}
+	}
 
 	// The workbench maps a pasted message with the running set.
 	msg, err := os.ReadFile(filepath.Join(shared.ModuleRoot(t), "configs", "samples", "hl7v2", "ADT-A08-01.hl7"))

@@ -388,6 +388,23 @@ type logTarget struct {
 	adminTLS      bool   // admin.tls is set: the endpoint speaks https
 	socket        string // the admin socket; "" when off
 	enc           *config.EncryptionConfig
+	cfg           *config.Config // nil with --data-dir
+}
+
+// laneKeys gives a patient search on the log file the lane keys the
+// config's mapping set makes of an identifier, as the daemon's own search
+// does; nil with --data-dir alone (the fixed forms only).
+func (t *logTarget) laneKeys() func(authority, mrn string) []string {
+	if t.cfg == nil {
+		return nil
+	}
+	return func(authority, mrn string) []string {
+		set, err := daemon.LoadMappings(t.cfg)
+		if err != nil {
+			return nil
+		}
+		return set.PatientLaneKeys(authority, mrn)
+	}
 }
 
 func resolveLogTarget(cfgFile, dataDir string) (*logTarget, error) {
@@ -400,7 +417,8 @@ func resolveLogTarget(cfgFile, dataDir string) (*logTarget, error) {
 			return nil, fmt.Errorf("%s does not lint:\n%v", cfgFile, err)
 		}
 		return &logTarget{dataDir: cfg.DataDir, path: filepath.Join(cfg.DataDir, checkpoint.FileName),
-			adminAddr: cfg.Admin.Listen, adminTLS: cfg.Admin.TLS != nil, socket: cfg.Admin.SocketPath(cfg.DataDir), enc: cfg.Checkpoint.Encryption}, nil
+			adminAddr: cfg.Admin.Listen, adminTLS: cfg.Admin.TLS != nil, socket: cfg.Admin.SocketPath(cfg.DataDir), enc: cfg.Checkpoint.Encryption,
+			cfg: cfg}, nil
 	case dataDir != "":
 		return &logTarget{dataDir: dataDir, path: filepath.Join(dataDir, checkpoint.FileName),
 			socket: (&config.AdminConfig{}).SocketPath(dataDir)}, nil
@@ -430,7 +448,7 @@ func (t *logTarget) service(write bool) (logadmin.Service, func(), error) {
 	l, err := checkpoint.Open(t.path, checkpoint.Options{ReadOnly: !write, LockTimeout: 300 * time.Millisecond,
 		Keyring: keyring, Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
-		return &logadmin.Local{Log: l, Audit: logadmin.NewAudit(t.dataDir), Via: "cli"}, func() { l.Close() }, nil
+		return &logadmin.Local{Log: l, Audit: logadmin.NewAudit(t.dataDir), Via: "cli", LaneKeys: t.laneKeys()}, func() { l.Close() }, nil
 	}
 	if !errors.Is(err, checkpoint.ErrLocked) {
 		return nil, nil, err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ehrbridge/ehrbridge/internal/config"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
+	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 // newAccess builds the admin endpoint's access policy from the config:
@@ -178,7 +179,7 @@ func New(opts Options) (*Server, error) {
 	if cfg.Admin.Listen != "" {
 		tc = opts.TLS
 	}
-	a, err := newServer(cfg.Admin.Listen, tc, sock, opts, access, logadmin.API(opts.Log, access))
+	a, err := newServer(cfg.Admin.Listen, tc, sock, opts, access, logadmin.APIWithLaneKeys(opts.Log, access, laneKeys(opts.Mappings)))
 	if err != nil {
 		if sock != nil {
 			sock.Close()
@@ -198,4 +199,13 @@ func (a *Server) LogListening(log *slog.Logger) {
 		attrs = append(attrs, "socket", a.sock.Addr().String())
 	}
 	log.Info("admin endpoint listening", attrs...)
+}
+
+// laneKeys gives the log API the running set's forms of a patient's lane
+// key, nil without a set.
+func laneKeys(set func() *mappings.Set) func(authority, mrn string) []string {
+	if set == nil {
+		return nil
+	}
+	return func(authority, mrn string) []string { return set().PatientLaneKeys(authority, mrn) }
 }

@@ -111,7 +111,7 @@ func TestOperatorRetriesADeadRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if last := h[len(h)-1]; last.Kind != checkpoint.EventRequeued || last.Actor != "otto (console)" {
+	if last := h[len(h)-1]; last.Kind != checkpoint.EventRequeued || last.Actor != "otto" {
 		t.Errorf("history's last event: %+v", last)
 	}
 	if !strings.Contains(f.audit(), fmt.Sprintf(`"action":"retry","object":"record %d","outcome":"allowed","user":"otto"`, id)) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,11 +14,33 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
-// consoleQuery is a browser filter ready for checkpoint.Find, with the
+// The console reads and acts through logadmin.Local, the calls behind the
+// log API and the `log` commands, so that the browser and the command line
+// give the same answers. The console writes its own audit lines (page and
+// act, before each call), so Local does not write them again.
+
+// local is the log as logadmin serves it, for a signed-in user.
+func (c *Console) local(s *session) *logadmin.Local {
+	l := &logadmin.Local{Log: c.opts.Log, Audit: c.opts.Access.Audit, Via: "console", Audited: true, LaneKeys: c.setLaneKeys}
+	if s != nil {
+		l.Caller, l.Remote = s.caller, s.caller.Remote
+	}
+	return l
+}
+
+// setLaneKeys are the running set's lane keys of an identifier.
+func (c *Console) setLaneKeys(authority, mrn string) []string {
+	if set := c.set(); set != nil {
+		return set.PatientLaneKeys(authority, mrn)
+	}
+	return nil
+}
+
+// consoleQuery is a browser filter as a logadmin FindRequest, with the
 // console's own states: held (retrying notes waiting for CRM data) and
 // warned (done with warnings).
 type consoleQuery struct {
-	q       checkpoint.Query
+	q       logadmin.FindRequest
 	held    bool
 	warned  bool
 	patient bool
@@ -25,19 +48,18 @@ type consoleQuery struct {
 }
 
 func (c *Console) findQuery(f filterForm) (consoleQuery, error) {
-	cq := consoleQuery{q: checkpoint.Query{Type: f.Type, Source: f.Source, ControlID: f.ControlID, Before: f.Before, Limit: f.Limit}}
+	cq := consoleQuery{q: logadmin.FindRequest{Type: f.Type, Source: f.Source, ControlID: f.ControlID, Before: f.Before, Limit: f.Limit}}
 	switch f.State {
 	case "":
 	case "held":
-		cq.q.States, cq.held = []checkpoint.State{checkpoint.Retrying}, true
+		cq.q.States, cq.held = []string{checkpoint.Retrying.String()}, true
 	case "warned":
-		cq.q.States, cq.warned = []checkpoint.State{checkpoint.Done}, true
+		cq.q.States, cq.warned = []string{checkpoint.Done.String()}, true
 	default:
-		st, err := checkpoint.ParseState(f.State)
-		if err != nil {
+		if _, err := checkpoint.ParseState(f.State); err != nil {
 			return cq, fmt.Errorf("no state %q", f.State)
 		}
-		cq.q.States = []checkpoint.State{st}
+		cq.q.States = []string{f.State}
 	}
 	var err error
 	if cq.q.From, err = parseLocal(f.From); err != nil {
@@ -50,16 +72,20 @@ func (c *Console) findQuery(f filterForm) (consoleQuery, error) {
 		if f.MRN == "" || f.Authority == "" {
 			return cq, errors.New("a patient is searched by assigning authority and MRN together: an MRN alone can name two patients")
 		}
-		lanes, err := c.opts.Log.PatientLanes(c.patientLaneKeys(f.Authority, f.MRN)...)
-		if err != nil {
-			return cq, err
-		}
-		cq.q.Lanes, cq.patient = lanes, true
-		if len(lanes) > 0 {
-			cq.laneRef = hex.EncodeToString(lanes[0][:6])
-		}
+		cq.q.Authority, cq.q.MRN, cq.patient = f.Authority, f.MRN, true
+		cq.laneRef = c.laneRef(f.Authority, f.MRN)
 	}
 	return cq, nil
+}
+
+// laneRef names a patient in audit lines: the hash prefix of the first
+// lane its identifier gives, never the MRN.
+func (c *Console) laneRef(authority, mrn string) string {
+	lanes, err := c.opts.Log.PatientLanes(append(c.setLaneKeys(authority, mrn), logadmin.PatientLaneKeys(authority, mrn)...)...)
+	if err != nil || len(lanes) == 0 {
+		return "(none)"
+	}
+	return hex.EncodeToString(lanes[0][:6])
 }
 
 type findResult struct {
@@ -69,123 +95,111 @@ type findResult struct {
 	Examined int
 }
 
-func (c *Console) find(cq consoleQuery) (findResult, error) {
-	page, err := c.opts.Log.Find(cq.q)
+func (c *Console) find(s *session, cq consoleQuery) (findResult, error) {
+	v, err := c.local(s).Find(s.caller, cq.q)
 	if err != nil {
 		return findResult{}, err
 	}
-	res := findResult{Next: page.Next, Partial: page.Partial, Examined: page.Examined}
-	for _, r := range page.Records {
-		if cq.held && !strings.HasPrefix(r.Reason, connectors.HeldPrefix) || cq.warned && !r.Warned() {
+	res := findResult{Next: v.Next, Partial: v.Partial, Examined: v.Examined}
+	for _, r := range v.Records {
+		if cq.held && !strings.HasPrefix(r.Reason, connectors.HeldPrefix) || cq.warned && !r.Warned {
 			continue
 		}
-		res.Rows = append(res.Rows, logadmin.ViewOf(r))
+		res.Rows = append(res.Rows, r)
 	}
 	return res, nil
 }
 
 // laneRow is one record of a patient's lane.
 type laneRow struct {
-	logadmin.RecordView
-	// Holder: the record the lane waits on (the oldest unfinished one);
-	// Waiting: an unfinished record behind it.
-	Holder, Waiting, Current bool
+	logadmin.LaneRecordView
+	// Waiting: an unfinished record behind the one that holds the lane;
+	// Current: the record the page is about.
+	Waiting, Current bool
 }
 
 // traceData is the record view's: the record, its history, its lane.
 type traceData struct {
 	Record    logadmin.RecordView
-	History   []checkpoint.Event
-	NextRetry time.Time
+	History   []logadmin.EventView
+	NextRetry *time.Time
 	Lane      []laneRow
 	LaneMore  bool // the lane has more records than shown
 	Holder    uint64
 	Held      bool // a held note
 }
 
-// maxLaneRows bounds the records a lane shows (the newest).
-const maxLaneRows = 200
-
-func (c *Console) trace(id uint64) (traceData, error) {
-	r, err := c.opts.Log.Get(id)
+func (c *Console) trace(s *session, id uint64) (traceData, error) {
+	v, err := c.local(s).Trace(s.caller, id)
 	if err != nil {
 		return traceData{}, err
 	}
-	t := traceData{Record: logadmin.ViewOf(r), Held: r.State == checkpoint.Retrying && strings.HasPrefix(r.Reason, connectors.HeldPrefix)}
-	if r.State == checkpoint.Retrying || r.State == checkpoint.Received {
-		t.NextRetry = r.ReadyAt
+	t := traceData{Record: v.Record, History: v.History, NextRetry: v.NextRetry, LaneMore: v.Lane.Truncated, Holder: v.Lane.Holder,
+		Held: v.Record.State == checkpoint.Retrying.String() && strings.HasPrefix(v.Record.Reason, connectors.HeldPrefix)}
+	t.Lane = laneRows(v.Lane.Records, v.Lane.Holder)
+	for i := range t.Lane {
+		t.Lane[i].Current = t.Lane[i].ID == id
 	}
-	if t.History, err = c.opts.Log.History(id); err != nil {
-		return t, err
-	}
-	rows, more, holder, err := c.lane([][16]byte{r.Lane})
-	if err != nil {
-		return t, err
-	}
-	for i := range rows {
-		rows[i].Current = rows[i].ID == id
-	}
-	t.Lane, t.LaneMore, t.Holder = rows, more, holder
 	return t, nil
 }
 
-// lane returns the records of lanes in lane order (oldest first, the
-// newest maxLaneRows), and the record that holds the lane.
-func (c *Console) lane(lanes [][16]byte) ([]laneRow, bool, uint64, error) {
-	page, err := c.opts.Log.Find(checkpoint.Query{Lanes: lanes, Limit: maxLaneRows, MaxExamined: 10 * maxLaneRows})
-	if err != nil {
-		return nil, false, 0, err
-	}
-	rows := make([]laneRow, len(page.Records))
-	for i, r := range page.Records {
-		rows[len(rows)-1-i] = laneRow{RecordView: logadmin.ViewOf(r)}
-	}
-	var holder uint64
-	for i := range rows {
-		switch rows[i].State {
-		case "received", "in_progress", "retrying":
-			if holder == 0 {
-				holder, rows[i].Holder = rows[i].ID, true
-			} else {
-				rows[i].Waiting = true
-			}
+// laneRows marks the records waiting behind the holder.
+func laneRows(recs []logadmin.LaneRecordView, holder uint64) []laneRow {
+	rows := make([]laneRow, len(recs))
+	behind := false
+	for i, r := range recs {
+		rows[i] = laneRow{LaneRecordView: r}
+		switch {
+		case r.ID == holder:
+			behind = true
+		case behind && (r.State == "received" || r.State == "retrying" || r.State == "in_progress"):
+			rows[i].Waiting = true
 		}
 	}
-	return rows, page.Next != 0, holder, nil
+	return rows
 }
 
 // timelineData is a patient's timeline.
 type timelineData struct {
-	LaneRef  string
-	Rows     []laneRow
-	More     bool
-	Holder   *laneRow
-	Targets  []string // the CRM ids its records created or updated
-	Counts   map[string]int
-	Patients int // lane keys that matched (forms of the identifier)
+	LaneRef string
+	Rows    []laneRow
+	More    bool
+	Holder  *laneRow
+	Targets []string // the CRM ids its records created or updated
+	Counts  map[string]int
 }
 
-func (c *Console) timeline(authority, mrn string) (*timelineData, error) {
-	lanes, err := c.opts.Log.PatientLanes(c.patientLaneKeys(authority, mrn)...)
+// timeline is every record of a patient, oldest first: the message
+// browser's patient search (the newest logadmin.MaxLaneRecords), in lane
+// order, with the record that holds each of the patient's lanes.
+func (c *Console) timeline(s *session, authority, mrn string) (*timelineData, error) {
+	v, err := c.local(s).Find(s.caller, logadmin.FindRequest{Authority: authority, MRN: mrn, Limit: logadmin.MaxLaneRecords})
 	if err != nil {
 		return nil, err
 	}
-	tl := &timelineData{Counts: map[string]int{}}
-	if len(lanes) > 0 {
-		tl.LaneRef = hex.EncodeToString(lanes[0][:6])
+	tl := &timelineData{Counts: map[string]int{}, More: v.Next != 0, LaneRef: c.laneRef(authority, mrn)}
+	recs := make([]logadmin.LaneRecordView, 0, len(v.Records))
+	var holder uint64
+	for _, r := range slices.Backward(v.Records) {
+		recs = append(recs, logadmin.LaneRecordView{ID: r.ID, Type: r.Type, Source: r.Source, Received: r.Received, State: r.State,
+			Reason: r.Reason, Targets: r.Targets})
 	}
-	rows, more, _, err := c.lane(lanes)
-	if err != nil {
-		return nil, err
-	}
-	tl.Rows, tl.More = rows, more
-	seen := map[string]bool{}
-	for i := range rows {
-		tl.Counts[rows[i].State]++
-		if rows[i].Holder {
-			tl.Holder = &rows[i]
+	// The oldest unfinished record holds the lane (a patient's records
+	// share one lane unless their sources key them differently).
+	for i := range recs {
+		if st := recs[i].State; holder == 0 && (st == "received" || st == "retrying" || st == "in_progress") {
+			holder = recs[i].ID
+			recs[i].Holds = true
 		}
-		for _, id := range rows[i].Targets {
+	}
+	tl.Rows = laneRows(recs, holder)
+	seen := map[string]bool{}
+	for i := range tl.Rows {
+		tl.Counts[tl.Rows[i].State]++
+		if tl.Rows[i].Holds {
+			tl.Holder = &tl.Rows[i]
+		}
+		for _, id := range tl.Rows[i].Targets {
 			if !seen[id] {
 				seen[id] = true
 				tl.Targets = append(tl.Targets, id)
@@ -195,32 +209,24 @@ func (c *Console) timeline(authority, mrn string) (*timelineData, error) {
 	return tl, nil
 }
 
-// actor names the signed-in user in the log's history of a record.
-func actor(s *session) string { return s.caller.Name + " (console)" }
-
-func (c *Console) doRetry(s *session, ids []uint64) error {
-	if len(ids) != 1 {
-		_, err := c.opts.Log.RequeueSelection(actor(s), ids)
-		return err
-	}
-	return c.opts.Log.RequeueBy(ids[0], actor(s))
-}
+func (c *Console) doRetry(s *session, id uint64) error { return c.local(s).RetryBy(s.caller, id) }
 
 func (c *Console) doRetrySelection(s *session, ids []uint64) (int, error) {
-	got, err := c.opts.Log.RequeueSelection(actor(s), ids)
-	return len(got), err
+	v, err := c.local(s).RetryIDs(s.caller, ids)
+	return len(v.Requeued), err
 }
 
-func (c *Console) doRetryDead(s *session) (int, error) { return c.opts.Log.RequeueAllDeadBy(actor(s)) }
+func (c *Console) doRetryDead(s *session) (int, error) { return c.local(s).RetryAllDeadBy(s.caller) }
 
 func (c *Console) doClose(s *session, id uint64, reason string) error {
-	return c.opts.Log.CloseRecord(id, actor(s), reason)
+	return c.local(s).CloseRecord(s.caller, id, reason)
 }
 
-func (c *Console) doRelease(s *session, id uint64) error { return c.opts.Log.Release(id, actor(s)) }
+func (c *Console) doRelease(s *session, id uint64) error { return c.local(s).Release(s.caller, id) }
 
 func (c *Console) doResolve(s *session, id uint64, accept bool) error {
-	return c.opts.Log.ResolveConflict(id, actor(s), accept)
+	_, err := c.local(s).ResolveConflict(s.caller, id, accept)
+	return err
 }
 
 // statusOf is the HTTP status of a log error.
@@ -230,25 +236,10 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, checkpoint.ErrTransition), errors.Is(err, checkpoint.ErrPayloadGone):
 		return http.StatusConflict
+	case errors.Is(err, logadmin.ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, logadmin.ErrForbidden):
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
-}
-
-// patientLaneKeys are the lane keys a patient's records may carry: those
-// the running set's lane: gives the identifier, and the default lane key
-// of a set without one.
-func (c *Console) patientLaneKeys(authority, mrn string) []string {
-	keys := defaultLaneKeys(authority, mrn)
-	if c.opts.Mappings != nil {
-		keys = append(c.opts.Mappings().PatientLaneKeys(authority, mrn), keys...)
-	}
-	return keys
-}
-
-// defaultLaneKeys: TEMPORARY until logadmin's lands.
-func defaultLaneKeys(authority, mrn string) []string {
-	if authority == "" || mrn == "" {
-		return nil
-	}
-	return []string{authority + "|" + mrn, mrn + "^" + authority}
 }

@@ -22,9 +22,18 @@ var funcs = template.FuncMap{
 	"dict": func(dash, item any) map[string]any { return map[string]any{"Dash": dash, "Item": item} },
 }
 
-// formatTime is a time in UTC to the second, as the CLI prints it; "" for
-// the zero time.
-func formatTime(t time.Time) string {
+// formatTime is a time (or a *time.Time) in UTC to the second, as the CLI
+// prints it; "" for the zero time or nil.
+func formatTime(v any) string {
+	var t time.Time
+	switch x := v.(type) {
+	case time.Time:
+		t = x
+	case *time.Time:
+		if x != nil {
+			t = *x
+		}
+	}
 	if t.IsZero() {
 		return ""
 	}

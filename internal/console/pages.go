@@ -158,7 +158,7 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	if err == nil {
 		var res findResult
-		res, err = c.find(q)
+		res, err = c.find(s, q)
 		d.Rows, d.Partial, d.Examined = res.Rows, res.Partial, res.Examined
 		if res.Next != 0 {
 			d.Next = f.query(res.Next)
@@ -191,7 +191,7 @@ func (c *Console) record(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, http.StatusBadRequest, "A record id is a positive number.")
 		return
 	}
-	tr, err := c.trace(id)
+	tr, err := c.trace(s, id)
 	if err != nil {
 		c.fail(w, r, s, statusOf(err), err.Error())
 		return
@@ -208,7 +208,7 @@ func (c *Console) reveal(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, http.StatusBadRequest, "A record id is a positive number.")
 		return
 	}
-	tr, err := c.trace(id)
+	tr, err := c.trace(s, id)
 	if err != nil {
 		c.fail(w, r, s, statusOf(err), err.Error())
 		return
@@ -243,7 +243,7 @@ func (c *Console) patient(w http.ResponseWriter, r *http.Request, s *session) {
 		if d.MRN == "" || d.Authority == "" {
 			d.Problem = "Give both the assigning authority and the MRN: an MRN alone can name two patients."
 		} else {
-			tl, err := c.timeline(d.Authority, d.MRN)
+			tl, err := c.timeline(s, d.Authority, d.MRN)
 			if err == nil {
 				err = c.opts.Access.Audit.Call(s.caller, "patient timeline", "patient "+tl.LaneRef, "allowed")
 			}
@@ -388,7 +388,7 @@ func (c *Console) confirmSelection(w http.ResponseWriter, r *http.Request, s *se
 
 func (c *Console) retry(w http.ResponseWriter, r *http.Request, s *session) {
 	id, _ := pathID(r)
-	if err := c.doRetry(s, []uint64{id}); err != nil {
+	if err := c.doRetry(s, id); err != nil {
 		c.fail(w, r, s, statusOf(err), "Not retried: "+err.Error())
 		return
 	}

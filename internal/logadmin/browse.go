@@ -248,7 +248,7 @@ func (s *Local) Find(c Caller, q FindRequest) (FindView, error) {
 		cq.States = append(cq.States, st)
 	}
 	if q.patient() {
-		lanes, err := s.Log.PatientLanes(PatientLaneKeys(q.Authority, q.MRN)...)
+		lanes, err := s.Log.PatientLanes(s.patientKeys(q.Authority, q.MRN)...)
 		if err != nil {
 			return FindView{}, err
 		}

@@ -27,10 +27,14 @@ const TokenFileName = "admin.token"
 // audited with its caller, refusals included; each needs a permission:
 // reading (stats, list, show) PermView, retrying PermOperate, revealing a
 // payload or taking a backup PermReveal.
-func API(log *checkpoint.Log, access *Access) http.Handler {
+func API(log *checkpoint.Log, access *Access) http.Handler { return APIWithLaneKeys(log, access, nil) }
+
+// APIWithLaneKeys is API whose patient searches also try the lane keys
+// laneKeys gives (the running mapping set's: Local.LaneKeys).
+func APIWithLaneKeys(log *checkpoint.Log, access *Access, laneKeys func(authority, mrn string) []string) http.Handler {
 	mux := http.NewServeMux()
 	svc := func(r *http.Request) *Local {
-		l := &Local{Log: log, Audit: access.Audit, Via: "api", Remote: r.RemoteAddr, Audited: true}
+		l := &Local{Log: log, Audit: access.Audit, Via: "api", Remote: r.RemoteAddr, Audited: true, LaneKeys: laneKeys}
 		if c, ok := CallerOf(r); ok {
 			l.Via, l.Caller = c.Via, c
 		}

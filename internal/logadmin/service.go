@@ -57,6 +57,20 @@ type Local struct {
 	// are made for, named in the records' history; zero: the OS user for
 	// Via "cli".
 	Caller Caller
+	// LaneKeys, when set, gives the lane keys the running mapping set
+	// makes of a patient's identifier (mappings.Set.PatientLaneKeys): a
+	// patient search tries them before PatientLaneKeys' fixed forms, so
+	// that an identifier is normalised as the messages' own were.
+	LaneKeys func(authority, mrn string) []string
+}
+
+// patientKeys are the lane keys a patient search looks up.
+func (s *Local) patientKeys(authority, mrn string) []string {
+	keys := PatientLaneKeys(authority, mrn)
+	if s.LaneKeys != nil && len(keys) > 0 {
+		keys = append(s.LaneKeys(authority, mrn), keys...)
+	}
+	return keys
 }
 
 // auditReveal writes a reveal's audit line unless the API wrote it.
