@@ -140,7 +140,9 @@ func Trees(raw []byte) ([]*MessageTree, error) {
 		}
 		return []*MessageTree{t}, nil
 	}
-	parts, err := hl7.Split(trimmed)
+	// Split gets the bytes as they are: trimming would cut trailing
+	// spaces off the last field.
+	parts, err := hl7.Split(raw)
 	if err != nil {
 		return nil, err
 	}
