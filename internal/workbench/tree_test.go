@@ -37,6 +37,8 @@ func TestTreeCorpusMatchesWalk(t *testing.T) {
 		if perr != nil || len(parts) == 0 {
 			if err == nil {
 				t.Errorf("%s: hl7 refuses it (%v) but Trees did not", f.Rel, perr)
+			} else if tok := quotedPIDValue(f.Data, err.Error()); tok != "" {
+				t.Errorf("%s: the error quotes the PID value %q: %v", f.Rel, tok, err)
 			}
 			refused++
 			continue
@@ -162,6 +164,22 @@ func TestTreeNamesPerVersion(t *testing.T) {
 	}
 }
 
+// quotedPIDValue returns a PID value (a token of five characters or
+// more: names, ids, birth dates) that text quotes, or "".
+func quotedPIDValue(data []byte, text string) string {
+	for _, line := range strings.FieldsFunc(string(data), func(r rune) bool { return r == '\r' || r == '\n' }) {
+		if !strings.HasPrefix(line, "PID|") {
+			continue
+		}
+		for _, tok := range strings.FieldsFunc(line, func(r rune) bool { return strings.ContainsRune("|^~&", r) }) {
+			if len(tok) >= 5 && strings.Contains(text, tok) {
+				return tok
+			}
+		}
+	}
+	return ""
+}
+
 func hasPID5(tr *workbench.MessageTree) bool {
 	for _, n := range tr.Leaves() {
 		if strings.HasPrefix(n.Path, "PID-5") {
@@ -248,10 +266,12 @@ func TestTreeErrors(t *testing.T) {
 		"empty":           "  \n",
 		"not hl7":         "hello",
 		"two messages":    "MSH|^~\\&|A\rPID|1\rMSH|^~\\&|B\rPID|2\r",
+		"bad hl7":         "MSH|^~\\&|A\rP\x00D|VIP\r",
 		"bad json":        `{"resourceType": "Patient", "id": }`,
 		"no resourceType": `{"id": "1"}`,
 		"trailing data":   `{"resourceType": "Patient"} {}`,
 		"deep json":       `{"resourceType":"Patient","x":` + strings.Repeat("[", 300) + strings.Repeat("]", 300) + `}`,
+		"json type":       `{"resourceType": ["SECRETNAME"]}`,
 		"json array":      `[1]`,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -259,7 +279,10 @@ func TestTreeErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; tree %+v", tr)
 			}
-			if strings.Contains(err.Error(), "VIP") {
+			if name == "deep json" && !strings.Contains(err.Error(), "256 levels deep") {
+				t.Errorf("deep JSON: %v", err)
+			}
+			if strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "VIP") {
 				t.Errorf("error quotes the input: %v", err)
 			}
 		})
