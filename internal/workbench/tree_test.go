@@ -332,3 +332,21 @@ func TestTreeFHIR(t *testing.T) {
 		t.Errorf("only %d FHIR corpus files", count)
 	}
 }
+
+// BenchmarkTree builds the tree of an ADT^A01 of about 1 KB, the record
+// view's work per revealed message.
+func BenchmarkTree(b *testing.B) {
+	msg := []byte("MSH|^~\\&|EPIC|HOSP|CRM|HOSP|20240101120000||ADT^A01^ADT_A01|M1|P|2.5.1\r" +
+		"EVN|A01|20240101120000\r" +
+		"PID|1||123^^^HOSP&1.2.3&ISO^MR~456^^^SSA^SS||DOE^JOHN^Q^JR^^^L~DOE^JACK^^^^^A||19800101|M|||1 MAIN ST^APT 2^SPRINGFIELD^IL^62701^USA^H||555-0101^PRN^PH~^NET^Internet^john@example.org|||M||ACCT1|\r" +
+		"PV1|1|I|WARD^101^A^HOSP||||1234^SMITH^ANNA^^^DR|||MED||||1|||1234^SMITH^ANNA^^^DR|IN||||||||||||||||||||||||20240101120000\r" +
+		"AL1|1|DA|1545^PENICILLIN^RXNORM|SV|RASH\r" +
+		"DG1|1||I10^Hypertension^I10|||A\r" +
+		"OBX|1|NM|8867-4^Heart rate^LN||72|/min|60-100|N|||F\r")
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := workbench.Tree(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
