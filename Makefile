@@ -114,7 +114,7 @@ unit:
 # each on the CI machine).
 FUZZ_TARGETS := ./hl7:FuzzParse:30000 ./hl7/mllp:FuzzReadFrame:40000 ./internal/config:FuzzParse:30000 \
 	./mappings:FuzzCompile:20000 ./mappings:FuzzMap:80000 ./mappings:FuzzMapFHIR:80000 \
-	./internal/sandbox:FuzzParseSOQL:40000 ./internal/sandbox:FuzzOData:60000
+	./internal/sandbox:FuzzParseSOQL:40000 ./internal/sandbox:FuzzOData:60000 ./internal/workbench:FuzzTree:40000
 
 # fuzz-short gives each target a number of executions, not a time: with a
 # time budget, Go 1.26's fuzzing coordinator can fail a target whose worker

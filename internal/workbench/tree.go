@@ -140,7 +140,9 @@ func Trees(raw []byte) ([]*MessageTree, error) {
 		}
 		return []*MessageTree{t}, nil
 	}
-	parts, err := hl7.Split(trimmed)
+	// Split gets the bytes as they are: trimming would cut trailing
+	// spaces off the last field.
+	parts, err := hl7.Split(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -387,13 +389,24 @@ func jsonErrText(err error) string {
 	if errors.As(err, &te) {
 		return fmt.Sprintf("%s at byte %d is a JSON %s", te.Field, te.Offset, te.Value)
 	}
+	var de depthError
+	if errors.As(err, &de) {
+		return de.Error()
+	}
 	return "malformed JSON"
+}
+
+// depthError is FHIR JSON nested deeper than maxJSONDepth.
+type depthError struct{}
+
+func (depthError) Error() string {
+	return fmt.Sprintf("nested more than %d levels deep", maxJSONDepth)
 }
 
 // jsonNode reads one JSON value from dec.
 func jsonNode(dec *json.Decoder, path, name string, depth int) (*Node, error) {
 	if depth > maxJSONDepth {
-		return nil, fmt.Errorf("nested more than %d levels deep", maxJSONDepth)
+		return nil, depthError{}
 	}
 	tok, err := dec.Token()
 	if err != nil {
