@@ -373,7 +373,10 @@ func (l *Log) appendTx(tx *bolt.Tx, op *appendOp) (Result, error) {
 	// what makes it pending. Lane indexes are keyed by patient, so writing
 	// them here would dirty a random page per record on the path the
 	// sender waits on, and the pending index costs this commit a fifth of
-	// its CPU; Claim writes both for thousands of records at once.
+	// its CPU; Claim writes both for thousands of records at once. The
+	// patient index (patients.go) is the exception, paid here so that an
+	// admin finds a record by patient as soon as it is acknowledged, even
+	// while nothing claims (a CRM outage).
 	records := tx.Bucket(bRecords)
 	id, err = records.NextSequence()
 	if err != nil {

@@ -96,10 +96,30 @@
 // Append retries the whole opening (create, migrate, return records in
 // progress); without it (the offline commands) Open returns the error.
 //
+// # Finding records, their history, admin actions
+//
+// Schema 4 indexes every record by its lane (the patient's keyed hash),
+// whatever its state, in the append's transaction (patients.go), and keeps
+// each record's history: every settlement (the CRM's code, the op and
+// object it concerns, ids returned, next retry) and every admin action
+// with its actor, the newest MaxHistory (history.go). Find selects records
+// by state, type, source, arrival, control id and lanes, newest first,
+// paged, from metadata only and with a bound on the records one call reads
+// (find.go); PatientLanes hashes the lane keys a patient may have. The
+// admin actions (actions.go) record their actor: RequeueBy,
+// RequeueSelection, CloseRecord (a dead record becomes skipped, "closed
+// by" the admin, the admin's words sealed as its detail), Release (a
+// retrying record ready now) and ResolveConflict (keep the stored message,
+// or accept the conflicting one and requeue the record). An ehrbridge of
+// schema 3 refuses a schema 4 log; this one migrates a schema 3 log at
+// its first writable open, building the index from the records.
+//
 // # Retention
 //
 // Sweep drops the payloads of done and skipped records after
-// PayloadRetention and deletes them, keys included, after DedupeWindow;
+// PayloadRetention (their metadata, patient index entry and history stay)
+// and deletes them, keys, index entries and history included, after
+// DedupeWindow;
 // unfinished and dead records are never removed. bbolt files do not shrink: Compact
 // rewrites a log that is not open elsewhere.
 package checkpoint

@@ -11,10 +11,13 @@ import (
 // lane index (bLanes) holds only pending records, for ordering work; this
 // one answers "every record of this patient" for admins (Find, the patient
 // timeline) without storing an identifier in clear. It is written in the
-// append's own transaction (one more put, on a page picked by the lane, so
-// a random one: measured in BenchmarkAppend), removed with the record by
-// retention, and built from the records when a log of schema 3 or older is
-// migrated.
+// append's own transaction, so a record is found from the moment it is
+// acknowledged; that is one more put on a page picked by the lane, so a
+// random one: BenchmarkAppend measured the bytes written per append up
+// from 34.5 to 42.7 KB with one writer and from 2.7 to 4.5 KB with 64
+// (ns/op within this machine's noise either way). It is removed with the
+// record by retention, and built from the records when a log of schema 3
+// or older is migrated.
 
 // patientKey is a patient index key.
 func patientKey(lane [16]byte, id uint64) []byte { return laneKey(lane, id) }

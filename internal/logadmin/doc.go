@@ -9,4 +9,13 @@
 // group or by a named account ([Access]); every call, refusals included,
 // is an audit line naming the caller ([Audit.Call]), written before the
 // call runs and copied to the system journal or the Windows Event Log.
+//
+// The message browser's calls (browse.go: Find, Trace, RetryIDs,
+// CloseRecord, ResolveConflict, Release) take the Caller they are made
+// for, so that the admin console can call a Local in process with its
+// signed-in user: Local checks that caller's permission, audits the call
+// with it and names it in the records' history. Their views (FindView,
+// TraceView) are what the CLI prints with --json and the console shows.
+// A patient is found by authority and MRN hashed with the log's key
+// (PatientLaneKeys), never stored in clear nor written to the audit log.
 package logadmin
