@@ -89,7 +89,7 @@ func cmdBackfill(args []string, stdout, stderr io.Writer) int {
 	if *typesFlag != "" {
 		types = strings.Split(*typesFlag, ",")
 	}
-	keyring, err := daemon.Keyring(cfg.Checkpoint.Encryption)
+	keyring, err := cfg.Checkpoint.Encryption.Keyring()
 	if err != nil {
 		return fail(err)
 	}

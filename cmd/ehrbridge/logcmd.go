@@ -441,7 +441,7 @@ func (t *logTarget) service(write bool) (logadmin.Service, func(), error) {
 	if c := t.socketClient(); c != nil {
 		return c, func() {}, nil
 	}
-	keyring, err := daemon.Keyring(t.enc)
+	keyring, err := t.enc.Keyring()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
-	"github.com/ehrbridge/ehrbridge/internal/daemon"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
@@ -19,7 +18,7 @@ func logReseal(t *logTarget, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ehrbridge log reseal: %v\n", err)
 		return exitFailure
 	}
-	keyring, err := daemon.Keyring(t.enc)
+	keyring, err := t.enc.Keyring()
 	if err != nil {
 		return fail(err)
 	}

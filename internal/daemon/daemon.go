@@ -290,10 +290,6 @@ func (d *Daemon) newAdmin(cfg *config.Config) (*admin.Server, error) {
 // the program that last wrote it; the command sets it at start.
 var Version = "dev"
 
-// Keyring is [checkpoint.EncryptionSettings.Keyring], for the commands
-// that open the log (nil config gives nil).
-func Keyring(e *config.EncryptionConfig) (*checkpoint.Keyring, error) { return e.Keyring() }
-
 // sweepLoop applies retention at start and then every interval. A
 // storage problem is storageLoop's to report: a sweep it refuses is not
 // logged again.
