@@ -12,6 +12,19 @@ import (
 // addresses (URL credentials redacted), never message data.
 func (a *Server) overview() console.Overview {
 	o := console.Overview{Ready: a.st.Ready(), StorageProblem: a.st.StorageProblem()}
+	crm := a.st.CRM()
+	// settled adds what the pipeline settled of a source's records since
+	// start to its counters.
+	settled := func(e *console.Endpoint) {
+		if crm == nil {
+			return
+		}
+		s := crm.BySource[e.LogSource]
+		e.Counters = append(e.Counters, console.Counter{Name: "done", Value: s.Done, Rate: true},
+			console.Counter{Name: "skipped (no mapping)", Value: s.Skipped, Rate: true},
+			console.Counter{Name: "retries", Value: s.Retried, Rate: true},
+			console.Counter{Name: "dead", Value: s.Dead, Rate: true})
+	}
 	for _, s := range a.st.Insecure() {
 		o.Insecure = append(o.Insecure, s.Key)
 	}
@@ -29,6 +42,7 @@ func (a *Server) overview() console.Overview {
 				{Name: "frames too large", Value: s.FramesTooLarge},
 				{Name: "connections open", Value: s.ConnectionsOpen},
 				{Name: "connections", Value: s.ConnectionsTotal}}}
+		settled(&e)
 		if s.Errored > 0 || s.Rejected > 0 {
 			e.Notes = append(e.Notes, "Messages were answered AE or AR since the start: their senders have them; see the daemon's log for why.")
 		}
@@ -44,6 +58,7 @@ func (a *Server) overview() console.Overview {
 				{Name: "deletes stored", Value: s.DeletesStored, Rate: true},
 				{Name: "notifications", Value: s.Notifications, Rate: true},
 				{Name: "notifications refused", Value: s.NotificationsRefused, Rate: true}}}
+		settled(&e)
 		if s.LastPollOK != nil {
 			e.Notes = append(e.Notes, "Last good poll "+s.LastPollOK.UTC().Format(time.RFC3339)+".")
 		}
@@ -62,6 +77,7 @@ func (a *Server) overview() console.Overview {
 				{Name: "polls", Value: wb.Polls, Rate: true},
 				{Name: "polls failed", Value: wb.PollsFailed, Rate: true},
 				{Name: "note versions found", Value: wb.Found, Rate: true}}}
+		settled(&e)
 		if !wb.LastPollOK.IsZero() {
 			e.Notes = append(e.Notes, "Last good poll "+wb.LastPollOK.UTC().Format(time.RFC3339)+".")
 		}
@@ -70,7 +86,7 @@ func (a *Server) overview() console.Overview {
 		}
 		o.Sources = append(o.Sources, e)
 	}
-	if c := a.st.CRM(); c != nil {
+	if c := crm; c != nil {
 		e := console.Endpoint{ID: "crm", Name: c.Kind, Kind: "CRM", Address: c.SandboxAddr, Counters: []console.Counter{
 			{Name: "API requests", Value: c.Requests, Rate: true},
 			{Name: "records done", Value: c.Done, Rate: true},

@@ -116,6 +116,9 @@ type CRM struct {
 	APIUsed, APILimit int
 	// What the pipeline settled since start.
 	Done, Retried, Dead, Skipped, Echoes, Warned int64
+	// BySource is the same per record source (a source's name; "crm" for
+	// notes).
+	BySource map[string]pipeline.Settled
 }
 
 // Options configure the admin endpoint.

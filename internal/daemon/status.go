@@ -121,7 +121,7 @@ func (c *crm) status() *admin.CRM {
 	p := c.pipe
 	out := &admin.CRM{Kind: c.conn.Kind, SandboxAddr: c.conn.SandboxAddr, Breaker: p.Breaker(), PausedUntil: p.PausedUntil(),
 		Requests: c.conn.Requests(), Done: p.Done.Load(), Retried: p.Retried.Load(), Dead: p.Dead.Load(),
-		Skipped: p.Skipped.Load(), Echoes: p.Echoes.Load(), Warned: p.Warned.Load()}
+		Skipped: p.Skipped.Load(), Echoes: p.Echoes.Load(), Warned: p.Warned.Load(), BySource: p.BySource()}
 	out.APIUsed, out.APILimit = c.conn.Usage()
 	return out
 }

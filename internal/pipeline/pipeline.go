@@ -91,6 +91,8 @@ type NoteHandler interface {
 type Pipeline struct {
 	opts Options
 	wake chan struct{}
+	// bySource counts settlements per record source (BySource).
+	bySource sourceCounts
 
 	// Counters, for /metrics and /status: records settled done (echoes
 	// included), retrying, dead and skipped; done ones applied with
@@ -450,6 +452,9 @@ func (p *Pipeline) round(ctx context.Context, log *slog.Logger, recs []*checkpoi
 		log.Error("settling a batch failed; its records return to retrying at the next start", "err", err, "records", len(settlements))
 		return
 	}
+	for i := range items {
+		p.bySource.add(items[i].rec.Source, items[i].settlement.State)
+	}
 	p.Done.Add(int64(done))
 	p.Retried.Add(int64(retried))
 	p.Dead.Add(int64(dead))
@@ -481,6 +486,7 @@ func (p *Pipeline) settleNote(ctx context.Context, log *slog.Logger, s checkpoin
 		log.Error("settling a note failed; it returns to retrying at the next start", "err", err)
 		return
 	}
+	p.bySource.add(noteSource, s.State)
 	switch s.State {
 	case checkpoint.Done:
 		p.Done.Add(1)

@@ -48,4 +48,9 @@ func TestValidationRuleDeadThenRequeued(t *testing.T) {
 	if accts := r.sb.Records("Account"); len(accts) != 1 || accts[0]["LastName"] != "RULEREFUSED" {
 		t.Errorf("accounts after the requeue: %v", accts)
 	}
+	// The console's per-source counts: one death, then one done.
+	src := dead[0].Source
+	if got := r.p.BySource()[src]; got != (Settled{Done: 1, Dead: 1}) {
+		t.Errorf("settled for source %q: %+v, want 1 dead then 1 done", src, got)
+	}
 }
