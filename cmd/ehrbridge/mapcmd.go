@@ -171,7 +171,7 @@ func cmdMap(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		for i, in := range inputs {
-			where := fmt.Sprintf("%s message %d (%s)", file, i+1, describeInput(in))
+			where := fmt.Sprintf("%s message %d (%s)", file, i+1, workbench.InputType(in))
 			res, err := set.Map(in)
 			if err != nil {
 				fmt.Fprintf(stderr, "%s: %v\n", where, err)
@@ -203,21 +203,6 @@ func cmdMap(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
-}
-
-func describeInput(in mappings.Input) string {
-	if in.HL7 != nil {
-		h := in.HL7.Header()
-		if h.Trigger != "" {
-			return h.Type + "^" + h.Trigger
-		}
-		return h.Type
-	}
-	var r struct {
-		ResourceType string `json:"resourceType"`
-	}
-	_ = json.Unmarshal(in.FHIR, &r)
-	return r.ResourceType
 }
 
 func errorsText(err error) string {

@@ -185,32 +185,34 @@ type recordData struct {
 	Problem  string
 }
 
-func (c *Console) record(w http.ResponseWriter, r *http.Request, s *session) {
+// traced is the record a record page is about, or false after answering
+// the problem.
+func (c *Console) traced(w http.ResponseWriter, r *http.Request, s *session) (uint64, traceData, bool) {
 	id, ok := pathID(r)
 	if !ok {
 		c.fail(w, r, s, http.StatusBadRequest, "A record id is a positive number.")
-		return
+		return 0, traceData{}, false
 	}
 	tr, err := c.trace(s, id)
 	if err != nil {
 		c.fail(w, r, s, statusOf(err), err.Error())
-		return
+		return 0, traceData{}, false
 	}
-	c.render(w, r, s, "record", fmt.Sprintf("Record %d", id), "messages", recordData{Trace: tr})
+	return id, tr, true
+}
+
+func (c *Console) record(w http.ResponseWriter, r *http.Request, s *session) {
+	if id, tr, ok := c.traced(w, r, s); ok {
+		c.render(w, r, s, "record", fmt.Sprintf("Record %d", id), "messages", recordData{Trace: tr})
+	}
 }
 
 // reveal shows a record with its payload: a POST (audited before it is
 // read), answered with the page itself, so that the message never sits in
 // a URL, the browser's history or a cache.
 func (c *Console) reveal(w http.ResponseWriter, r *http.Request, s *session) {
-	id, ok := pathID(r)
+	id, tr, ok := c.traced(w, r, s)
 	if !ok {
-		c.fail(w, r, s, http.StatusBadRequest, "A record id is a positive number.")
-		return
-	}
-	tr, err := c.trace(s, id)
-	if err != nil {
-		c.fail(w, r, s, statusOf(err), err.Error())
 		return
 	}
 	d := recordData{Trace: tr, Revealed: true}
