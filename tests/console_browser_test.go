@@ -73,6 +73,34 @@ func sandboxFault(t *testing.T, sandbox, method, body string) {
 	}
 }
 
+// crmWrites counts the sandbox's requests that can write (every endpoint
+// but reads, tokens and limits).
+func crmWrites(t *testing.T, sandbox string) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + sandbox + "/sandbox/v1/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		ByEndpoint map[string]int64 `json:"by_endpoint"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for ep, c := range st.ByEndpoint {
+		if !strings.Contains(ep, "query") && !strings.Contains(ep, "get") && !strings.Contains(ep, "token") && ep != "limits" &&
+			ep != "describe" && !strings.Contains(ep, "metadata") && ep != "dv_whoami" && ep != "dv_service" {
+			n += c
+		}
+	}
+	if n == 0 {
+		t.Fatalf("the sandbox counted no write at all: %v", st.ByEndpoint)
+	}
+	return n
+}
+
 // The issue's browser flow, on the real binary: a CRM admin's validation
 // rule kills a patient's admission; an operator signs in, finds the patient
 // by MRN, opens the dead record and sees why, and once the rule is fixed
@@ -196,10 +224,14 @@ func TestConsoleInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	writes := crmWrites(t, sandbox)
 	b.Navigate(base + "/ui/workbench")
 	b.SetValue("#message", string(msg))
 	b.Click("#map")
 	b.WaitText("#h-ops", "What the running mappings make of it")
+	if after := crmWrites(t, sandbox); after != writes {
+		t.Errorf("the workbench wrote to the CRM: %d write requests before, %d after", writes, after)
+	}
 	if txt := b.Text("main"); !strings.Contains(txt, "upsert Account") {
 		t.Errorf("workbench:\n%s", txt)
 	}
