@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -202,7 +203,18 @@ func (c *Console) dashboardData() dashData {
 
 func (c *Console) endpointView(e Endpoint) endpointView {
 	ev := endpointView{Endpoint: e}
-	for _, ctr := range e.Counters {
+	// Counts with rates first, then the gauges (connections open).
+	counters := slices.Clone(e.Counters)
+	slices.SortStableFunc(counters, func(a, b Counter) int {
+		switch {
+		case a.Rate == b.Rate:
+			return 0
+		case a.Rate:
+			return -1
+		}
+		return 1
+	})
+	for _, ctr := range counters {
 		row := counterRow{Name: ctr.Name, Value: ctr.Value}
 		if ctr.Rate {
 			for _, w := range rateWindows {
