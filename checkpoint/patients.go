@@ -1,7 +1,9 @@
 package checkpoint
 
 import (
+	"bytes"
 	"errors"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -34,13 +36,28 @@ func rebuildPatients(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bRecords).ForEach(func(k, v []byte) error {
+	// Put in key order: bbolt splits nodes only at commit, so keys put
+	// in random (lane) order into one transaction each shift a growing
+	// node, quadratic in the records (a log of 100,000 took 6.8 s).
+	keys := make([][24]byte, 0, tx.Bucket(bRecords).Stats().KeyN)
+	err = tx.Bucket(bRecords).ForEach(func(k, v []byte) error {
 		r, _, err := decodeRecord(btoi(k), v)
 		if err != nil {
 			return err
 		}
-		return b.Put(patientKey(r.Lane, r.ID), nil)
+		keys = append(keys, [24]byte(patientKey(r.Lane, r.ID)))
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(keys, func(a, b [24]byte) int { return bytes.Compare(a[:], b[:]) })
+	for i := range keys {
+		if err := b.Put(keys[i][:], nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ErrNoLaneKey is returned when lanes are asked for on a log whose lane

@@ -1,0 +1,8 @@
+package checkpoint
+
+import "testing"
+
+func BenchmarkMigrateSmall(b *testing.B) {
+	migrateBenchRecords = 100001
+	BenchmarkMigratePatientIndex(b)
+}
