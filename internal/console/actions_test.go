@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/mappings"
 )
 
 // add stores a message of patient lane (an "AUTHORITY|MRN" lane key, as
@@ -323,5 +325,105 @@ func TestRetrySelectionConfirmsThenRequeues(t *testing.T) {
 	}
 	if f.state(a) != checkpoint.Received || f.state(b) != checkpoint.Received || f.state(keep) != checkpoint.Dead {
 		t.Errorf("states after: %s %s %s", f.state(a), f.state(b), f.state(keep))
+	}
+}
+
+// conflict stores a message under key, then another under the same key
+// with other content: a conflict entry for the first's record.
+func (f *fixture) conflict(key, lane string) (record, conflict uint64) {
+	f.t.Helper()
+	record = f.add(key, lane, "ADT^A08", checkpoint.Done, "")
+	other := "MSH|^~\\&|ADT|HOSP|CRM|X|20250101||ADT^A08|" + key + "|P|2.5.1\rPID|1||SECRET-MRN^^^HOSP^MR||DOE^JANET\r"
+	res, err := f.log.Append(context.Background(), checkpoint.Entry{Key: "ehr|ADT|HOSP|" + key, Source: "ehr", Kind: checkpoint.KindHL7v2, Type: "ADT^A08",
+		Hash: sha256.Sum256([]byte(other)), Lane: lane, Payload: []byte(other), Ack: []byte("MSA|AR"), Received: f.clock()})
+	if err != nil || res.Outcome != checkpoint.Conflict {
+		f.t.Fatalf("conflict: %+v %v", res, err)
+	}
+	cs, err := f.log.Conflicts(0, 10)
+	if err != nil || len(cs) == 0 {
+		f.t.Fatalf("no conflict entry: %v", err)
+	}
+	return record, cs[len(cs)-1].ID
+}
+
+func TestOperatorResolvesConflicts(t *testing.T) {
+	f := newFixture(t)
+	keepRec, keep := f.conflict("K1", "HOSP|M1")
+	acceptRec, accept := f.conflict("K2", "HOSP|M2")
+	c := f.client()
+	csrf := f.signIn(c, "otto", operatorToken)
+	_, list := f.get(c, Prefix+"conflicts")
+	for _, id := range []uint64{keep, accept} {
+		if !strings.Contains(list, fmt.Sprintf("/ui/confirm?do=keep&amp;id=%d", id)) {
+			t.Fatalf("conflict %d is not listed with its actions:\n%s", id, list)
+		}
+	}
+	if strings.Contains(list, "DOE^JANET") {
+		t.Error("the conflicts page shows a payload without a reveal")
+	}
+	if status, body := f.get(c, fmt.Sprintf("%sconfirm?do=accept&id=%d", Prefix, accept)); status != 200 || !strings.Contains(body, "Confirm: Accept the new message") {
+		t.Fatalf("confirm accept: %d", status)
+	}
+	if status, body := f.post(c, fmt.Sprintf("%sconflicts/%d/resolve", Prefix, keep), url.Values{"csrf": {csrf}, "do": {"keep"}}); status != 200 ||
+		!strings.Contains(body, "dismissed") {
+		t.Fatalf("keep: %d\n%s", status, body)
+	}
+	if status, body := f.post(c, fmt.Sprintf("%sconflicts/%d/resolve", Prefix, accept), url.Values{"csrf": {csrf}, "do": {"accept"}}); status != 200 ||
+		!strings.Contains(body, "replaces the stored one") {
+		t.Fatalf("accept: %d\n%s", status, body)
+	}
+	if st := f.state(keepRec); st != checkpoint.Done {
+		t.Errorf("the kept record is %s", st)
+	}
+	if st := f.state(acceptRec); st != checkpoint.Received {
+		t.Errorf("the accepted record is %s, want received (sent again)", st)
+	}
+	r, err := f.log.Reveal(acceptRec)
+	if err != nil || !strings.Contains(string(r.Payload), "DOE^JANET") {
+		t.Errorf("the accepted record's payload is not the new message: %v", err)
+	}
+	if cs, _ := f.log.Conflicts(0, 10); len(cs) != 0 {
+		t.Errorf("%d conflicts left", len(cs))
+	}
+	for _, want := range []string{fmt.Sprintf(`"action":"resolve","object":"conflict %d","outcome":"allowed","user":"otto"`, keep),
+		fmt.Sprintf(`"action":"resolve","object":"conflict %d","outcome":"allowed","user":"otto"`, accept)} {
+		if !strings.Contains(f.audit(), want) {
+			t.Errorf("audit lacks %s", want)
+		}
+	}
+}
+
+func TestWorkbenchPicksAStoredMessageOnlyForAnAuditor(t *testing.T) {
+	f := newFixture(t)
+	set, err := mappings.Load([]string{"../../configs/mappings/healthcloud"}, mappings.Options{Zone: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.con.opts.Mappings = func() *mappings.Set { return set }
+	msg, err := os.ReadFile("../../configs/samples/hl7v2/ADT-A01-01.hl7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := f.addPayload("MSG00001", "test1^2.16.1^HCD|PATID1234", "ADT^A01", string(msg), checkpoint.Done, "")
+	c := f.client()
+	csrf := f.signIn(c, "otto", operatorToken)
+	if status, body := f.post(c, Prefix+"workbench", url.Values{"csrf": {csrf}, "record": {fmt.Sprint(id)}}); status != http.StatusForbidden ||
+		strings.Contains(body, "EVERYMAN") {
+		t.Errorf("an operator picked a stored message: %d", status)
+	}
+	a := f.client()
+	csrf = f.signIn(a, "aude", auditorToken)
+	status, body := f.post(a, Prefix+"workbench", url.Values{"csrf": {csrf}, "record": {fmt.Sprint(id)}})
+	if status != 200 || !strings.Contains(body, "upsert Account") || !strings.Contains(body, "EVERYMAN") {
+		t.Fatalf("auditor's pick: %d", status)
+	}
+	if !strings.Contains(f.audit(), fmt.Sprintf(`"action":"reveal","object":"record %d","outcome":"allowed","user":"aude"`, id)) {
+		t.Error("the pick is not audited as a reveal")
+	}
+	// A viewer maps a pasted message (it changes nothing).
+	v := f.client()
+	csrf = f.signIn(v, "vera", viewerToken)
+	if status, body := f.post(v, Prefix+"workbench", url.Values{"csrf": {csrf}, "message": {string(msg)}}); status != 200 || !strings.Contains(body, "upsert Account") {
+		t.Errorf("viewer's paste: %d", status)
 	}
 }

@@ -193,6 +193,12 @@ func (c *Console) traced(w http.ResponseWriter, r *http.Request, s *session) (ui
 		c.fail(w, r, s, http.StatusBadRequest, "A record id is a positive number.")
 		return 0, traceData{}, false
 	}
+	// Opening a record is audited as the log API's trace is (the page
+	// shows metadata, no message content).
+	if err := c.opts.Access.Audit.Call(s.caller, "trace", fmt.Sprintf("record %d", id), "allowed"); err != nil {
+		c.fail(w, r, s, http.StatusInternalServerError, "The audit log cannot be written, so the record is not shown.")
+		return 0, traceData{}, false
+	}
 	tr, err := c.trace(s, id)
 	if err != nil {
 		c.fail(w, r, s, statusOf(err), err.Error())
