@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
 )
@@ -48,9 +49,14 @@ func TestValidationRuleDeadThenRequeued(t *testing.T) {
 	if accts := r.sb.Records("Account"); len(accts) != 1 || accts[0]["LastName"] != "RULEREFUSED" {
 		t.Errorf("accounts after the requeue: %v", accts)
 	}
-	// The console's per-source counts: one death, then one done.
+	// The console's per-source counts: one death, then one done (counted
+	// just after the log settles them).
 	src := dead[0].Source
-	if got := r.p.BySource()[src]; got != (Settled{Done: 1, Dead: 1}) {
+	want := Settled{Done: 1, Dead: 1}
+	for deadline := time.Now().Add(5 * time.Second); r.p.BySource()[src] != want && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := r.p.BySource()[src]; got != want {
 		t.Errorf("settled for source %q: %+v, want 1 dead then 1 done", src, got)
 	}
 }
