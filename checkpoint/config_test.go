@@ -12,21 +12,12 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
-// settingsProblems is a [configvalue.Reporter] that keeps "key: message".
-type settingsProblems []string
-
-func (p *settingsProblems) Add(key, format string, args ...any) {
-	*p = append(*p, key+": "+fmt.Sprintf(format, args...))
-}
-func (p *settingsProblems) Show(_, text string) string { return text }
-func (p *settingsProblems) Readable(string, string)    {}
-
 // TestSettingsValidate checks the section's defaults pass and each of its
 // rules.
 func TestSettingsValidate(t *testing.T) {
 	var s Settings
 	s.SetDefaults()
-	var got settingsProblems
+	var got configvalue.Problems
 	s.Validate(&got)
 	if len(got) != 0 || s.DedupeWindow.Std() != DefaultDedupeWindow || s.PayloadRetention.Std() != DefaultPayloadRetention || s.SweepInterval.Std() != time.Hour {
 		t.Errorf("defaults %+v reported %q", s, got)
@@ -34,7 +25,7 @@ func TestSettingsValidate(t *testing.T) {
 	s = Settings{DedupeWindow: configvalue.Duration(time.Hour), PayloadRetention: configvalue.Duration(2 * time.Hour), Encryption: &EncryptionSettings{}}
 	got = nil
 	s.Validate(&got)
-	want := settingsProblems{"sweep_interval: must be greater than 0, got 0s",
+	want := configvalue.Problems{"sweep_interval: must be greater than 0, got 0s",
 		"payload_retention: must not be longer than checkpoint.dedupe_window (1h0m0s)", "encryption: key_env or key_file is required"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("problems:\n%q\nwant\n%q", got, want)

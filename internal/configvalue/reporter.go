@@ -1,6 +1,9 @@
 package configvalue
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+)
 
 // Reporter receives the problems a settings type finds in its own values
 // (a Validate method). Keys are relative to the section being validated:
@@ -29,3 +32,19 @@ func Quote(s string) string {
 	}
 	return strconv.Quote(s)
 }
+
+// Problems is a Reporter that keeps each problem as "key: message", shows
+// values as given and reads no file: for tests of a component's settings
+// and for tools that only collect what is wrong.
+type Problems []string
+
+// Add implements Reporter.
+func (p *Problems) Add(key, format string, args ...any) {
+	*p = append(*p, key+": "+fmt.Sprintf(format, args...))
+}
+
+// Show implements Reporter: text as given.
+func (p *Problems) Show(_, text string) string { return text }
+
+// Readable implements Reporter: files are not checked.
+func (p *Problems) Readable(string, string) {}

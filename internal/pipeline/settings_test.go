@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -9,20 +8,11 @@ import (
 	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
 
-// problemList is a [configvalue.Reporter] that keeps "key: message".
-type problemList []string
-
-func (p *problemList) Add(key, format string, args ...any) {
-	*p = append(*p, key+": "+fmt.Sprintf(format, args...))
-}
-func (p *problemList) Show(_, text string) string { return text }
-func (p *problemList) Readable(string, string)    {}
-
 // TestSettingsValidate checks the defaults crm.pipeline gets, also for a
 // value written as 0, and the ranges it is held to.
 func TestSettingsValidate(t *testing.T) {
 	var s Settings
-	var got problemList
+	var got configvalue.Problems
 	s.Validate(&got)
 	if len(got) != 0 || s.DrainTimeout != DefaultDrainTimeout || s.ProbeMax != DefaultProbeMax || s.BatchSize != 0 || s.Linger != 0 {
 		t.Errorf("empty section: %+v, problems %q; want the drain and probe defaults, batch size and linger left to New", s, got)
@@ -30,7 +20,7 @@ func TestSettingsValidate(t *testing.T) {
 	s = Settings{BatchSize: 2001, Linger: configvalue.Duration(-time.Second), DrainTimeout: configvalue.Duration(11 * time.Minute), ProbeMax: configvalue.Duration(time.Millisecond)}
 	got = nil
 	s.Validate(&got)
-	want := problemList{"batch_size: must be between 1 and 2000", "linger: must be between 0s and 1m",
+	want := configvalue.Problems{"batch_size: must be between 1 and 2000", "linger: must be between 0s and 1m",
 		"drain_timeout: must be between 0s and 10m", "probe_max: must be between 1s and 10m"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("problems:\n%q\nwant\n%q", got, want)

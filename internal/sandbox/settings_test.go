@@ -1,25 +1,17 @@
 package sandbox
 
 import (
-	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/ehrbridge/ehrbridge/internal/configvalue"
 )
-
-// settingsProblems is a configvalue.Reporter that keeps "key: message".
-type settingsProblems []string
-
-func (p *settingsProblems) Add(key, format string, args ...any) {
-	*p = append(*p, key+": "+fmt.Sprintf(format, args...))
-}
-func (p *settingsProblems) Show(_, text string) string { return text }
-func (p *settingsProblems) Readable(string, string)    {}
 
 // TestSettingsValidate checks the defaults crm.sandbox gets and that a
 // flavor the sandbox lacks is reported, quoted.
 func TestSettingsValidate(t *testing.T) {
 	var s Settings
-	var got settingsProblems
+	var got configvalue.Problems
 	s.Validate(&got)
 	want := Settings{Flavor: FlavorSalesforce, Listen: DefaultListen, TLSListen: DefaultTLSListen}
 	if len(got) != 0 || !reflect.DeepEqual(s, want) {
@@ -32,7 +24,7 @@ func TestSettingsValidate(t *testing.T) {
 	}
 	s = Settings{Flavor: "Dataverse"}
 	s.Validate(&got)
-	if want := (settingsProblems{`flavor: "Dataverse": use salesforce (the default) or dataverse`}); !reflect.DeepEqual(got, want) {
+	if want := (configvalue.Problems{`flavor: "Dataverse": use salesforce (the default) or dataverse`}); !reflect.DeepEqual(got, want) {
 		t.Errorf("problems %q, want %q", got, want)
 	}
 }
