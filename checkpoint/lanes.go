@@ -334,7 +334,13 @@ func (l *Log) RequeueAllDeadBy(actor string) (int, error) {
 // how many it requeued and how many matched but could not be, their
 // payloads dropped by retention.
 func (l *Log) RequeueSkipped(match func(*Record) bool) (requeued, gone int, err error) {
-	return l.requeueAll(Skipped, match, "")
+	return l.RequeueSkippedBy(match, "")
+}
+
+// RequeueSkippedBy is RequeueSkipped on behalf of actor, named in each
+// record's history.
+func (l *Log) RequeueSkippedBy(match func(*Record) bool, actor string) (requeued, gone int, err error) {
+	return l.requeueAll(Skipped, match, actor)
 }
 
 // requeueAll requeues the records in state (Dead or Skipped) for which

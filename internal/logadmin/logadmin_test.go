@@ -395,6 +395,10 @@ func TestSkippedAndWarned(t *testing.T) {
 			if r, _ := l.Get(2); r.State != checkpoint.Received {
 				t.Errorf("record 2 is %s after retry", r.State)
 			}
+			if h, err := l.History(2); err != nil || len(h) == 0 || h[len(h)-1].Kind != checkpoint.EventRequeued || h[len(h)-1].Actor == "" ||
+				h[len(h)-1].Actor == "unknown" {
+				t.Errorf("record 2's history does not name who retried it: %+v %v", h, err)
+			}
 			if r, _ := l.Get(1); r.State != checkpoint.Skipped {
 				t.Errorf("record 1 (another type) is %s", r.State)
 			}

@@ -198,7 +198,7 @@ func (s *Local) RetrySkipped(typ string) (int, int, error) {
 	if typ != "" {
 		match = func(r *checkpoint.Record) bool { return r.Type == typ }
 	}
-	return s.Log.RequeueSkipped(match)
+	return s.Log.RequeueSkippedBy(match, actor(s.who()))
 }
 
 // AuditFileName is the audit trail inside the data directory.
