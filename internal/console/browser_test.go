@@ -39,9 +39,13 @@ func TestScreensInABrowser(t *testing.T) {
 	b := browsertest.New(t)
 	b.Navigate(f.srv.URL + Prefix)
 	b.WaitVisible("#signin-form")
-	b.SetValue("#account", "aude")
-	b.SetValue("#token", auditorToken)
-	b.Click("#signin")
+	// With the keyboard only: type the account, Tab to the token, Enter.
+	b.Type("#account", "aude")
+	b.Press("\t")
+	if f := b.Focused(); f.ID != "token" {
+		t.Fatalf("Tab from the account goes to %+v, not the token", f)
+	}
+	b.Type("#token", auditorToken+"\r")
 	b.WaitText("h1", "Dashboard")
 	b.WaitText("#live-state", "updated") // console.js refreshed the live part
 	b.Screenshot("dashboard")
