@@ -197,6 +197,13 @@ func TestCloseNeedsAReasonAndKeepsItSealed(t *testing.T) {
 	if strings.Contains(body, "M901") {
 		t.Error("the typed reason is shown without a reveal")
 	}
+	// An auditor's reveal shows it, as the reason it was closed.
+	a := f.client()
+	acsrf := f.signIn(a, "aude", auditorToken)
+	if _, rev := f.post(a, fmt.Sprintf("%srecords/%d/reveal", Prefix, id), url.Values{"csrf": {acsrf}}); !strings.Contains(rev, "Why it was closed") ||
+		!strings.Contains(rev, "duplicate of MRN M901") {
+		t.Error("the reveal of a closed record does not show why it was closed")
+	}
 }
 
 func TestAuditorRevealsWithAuditLine(t *testing.T) {

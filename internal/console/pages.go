@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ehrbridge/ehrbridge/checkpoint"
 	"github.com/ehrbridge/ehrbridge/internal/logadmin"
 )
 
@@ -183,6 +184,8 @@ type recordData struct {
 	Tree     any // *workbench.Tree of a revealed HL7 message
 	Explain  any // *workbench.Explanation of a revealed message
 	Problem  string
+	// Closed: an operator closed the record; Detail is their reason.
+	Closed bool
 }
 
 // traced is the record a record page is about, or false after answering
@@ -221,7 +224,7 @@ func (c *Console) reveal(w http.ResponseWriter, r *http.Request, s *session) {
 	if !ok {
 		return
 	}
-	d := recordData{Trace: tr, Revealed: true}
+	d := recordData{Trace: tr, Revealed: true, Closed: strings.HasPrefix(tr.Record.Reason, checkpoint.ClosedPrefix)}
 	rec, err := c.opts.Log.Reveal(id)
 	switch {
 	case err != nil:
