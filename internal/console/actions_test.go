@@ -148,6 +148,17 @@ func TestViewerCannotActOrReveal(t *testing.T) {
 	if n := strings.Count(f.audit(), `"outcome":"refused","user":"vera"`); n != 4 {
 		t.Errorf("%d refusals audited, want 4:\n%s", n, f.audit())
 	}
+	if !strings.Contains(f.audit(), fmt.Sprintf(`"action":"retry","object":"record %d","outcome":"refused","user":"vera"`, id)) {
+		t.Errorf("a refused retry does not name its record:\n%s", f.audit())
+	}
+	resp, err := c.Get(f.srv.URL + fmt.Sprintf("%sconfirm?do=retry&id=%d", Prefix, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusForbidden || ct != "text/html; charset=utf-8" {
+		t.Errorf("refusal page: %d, Content-Type %q", resp.StatusCode, ct)
+	}
 }
 
 func TestActionWithoutCSRFTokenRefused(t *testing.T) {

@@ -181,7 +181,7 @@ func (c *Console) act(need logadmin.Perm, action string, object func(*http.Reque
 			obj = object(r)
 		}
 		if s.caller.Perm&need != need {
-			c.refuse(w, r, s, action, need)
+			c.refuseObject(w, r, s, action, obj, need)
 			return
 		}
 		if err := c.opts.Access.Audit.Call(s.caller, action, obj, "allowed"); err != nil {
@@ -234,16 +234,23 @@ func loopbackHost(r *http.Request) bool {
 }
 
 func (c *Console) refuse(w http.ResponseWriter, r *http.Request, s *session, action string, need logadmin.Perm) {
+	c.refuseObject(w, r, s, action, "", need)
+}
+
+// refuseObject audits and answers a refusal of action on object ("record
+// 12"; "" for a page).
+func (c *Console) refuseObject(w http.ResponseWriter, r *http.Request, s *session, action, object string, need logadmin.Perm) {
 	if action == "" {
 		action = "console " + r.URL.Path
 	}
-	_ = c.opts.Access.Audit.Call(s.caller, action, "", "refused")
+	_ = c.opts.Access.Audit.Call(s.caller, action, object, "refused")
 	c.fail(w, r, s, http.StatusForbidden, fmt.Sprintf("Your role (%s) does not allow this: it needs %s. An administrator gives roles in admin.accounts or admin.roles.",
 		s.caller.Perm, need))
 }
 
 // fail shows an error page.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, status int, msg string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	c.render(w, r, s, "error", "Problem", "", struct{ Message string }{msg})
 }
@@ -316,6 +323,7 @@ func (c *Console) showSignin(w http.ResponseWriter, r *http.Request, status int,
 	if oc, ok := c.opts.Access.OSCaller(r); ok && loopbackHost(r) && oc.Perm != 0 {
 		d.OSUser = oc.Name
 	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	c.render(w, r, nil, "signin", "Sign in", "", d)
 }
