@@ -68,12 +68,8 @@ func writeDVJSON(w http.ResponseWriter, status int, v any) {
 func (s *Server) dvAPI(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
-		if d := s.currentLatency(); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-r.Context().Done():
-				return
-			}
+		if !s.waitLatency(r) {
+			return
 		}
 		if f := s.takeFault(); f != nil {
 			s.count("fault")

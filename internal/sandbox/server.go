@@ -356,6 +356,17 @@ func (s *Server) count(endpoint string) {
 	s.statsMu.Unlock()
 }
 
+// writeRecordError answers a single-record call refused with apiErr: 404
+// for NOT_FOUND (an unknown sObject or record), else 400, as the REST API
+// does.
+func writeRecordError(w http.ResponseWriter, apiErr *apiError) {
+	status := http.StatusBadRequest
+	if apiErr.Code == "NOT_FOUND" {
+		status = http.StatusNotFound
+	}
+	writeErrors(w, status, apiErr)
+}
+
 // writeErrors writes a REST error body: a JSON array of errors.
 func writeErrors(w http.ResponseWriter, status int, errs ...*apiError) {
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
@@ -387,12 +398,8 @@ func (s *Server) api(next http.Handler) http.Handler {
 			limitInfo += fmt.Sprintf("; per-app-api-usage=%d/%d(appName=%s)", n+int64(s.opts.AppUsedAtStart), s.opts.AppLimit, s.opts.AppName)
 		}
 		w.Header().Set("Sforce-Limit-Info", limitInfo)
-		if d := s.currentLatency(); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-r.Context().Done():
-				return
-			}
+		if !s.waitLatency(r) {
+			return
 		}
 		if f := s.takeFault(); f != nil {
 			s.count("fault")
@@ -424,6 +431,21 @@ func (s *Server) currentLatency() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.latency
+}
+
+// waitLatency holds a request for the injected latency; false when the
+// client went away meanwhile.
+func (s *Server) waitLatency(r *http.Request) bool {
+	d := s.currentLatency()
+	if d <= 0 {
+		return true
+	}
+	select {
+	case <-time.After(d):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // takeFault returns the fault that answers this request, if any, using up
@@ -763,11 +785,7 @@ func (s *Server) userUpdate(w http.ResponseWriter, r *http.Request) {
 	apiErr = s.st.update(r.PathValue("object"), r.PathValue("id"), rec)
 	s.st.mu.Unlock()
 	if apiErr != nil {
-		status := http.StatusBadRequest
-		if apiErr.Code == "NOT_FOUND" {
-			status = http.StatusNotFound
-		}
-		writeErrors(w, status, apiErr)
+		writeRecordError(w, apiErr)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -84,11 +84,7 @@ func (s *Server) createOne(w http.ResponseWriter, r *http.Request, object string
 	id, apiErr := s.st.create(object, rec)
 	s.st.mu.Unlock()
 	if apiErr != nil {
-		status := http.StatusBadRequest
-		if apiErr.Code == "NOT_FOUND" {
-			status = http.StatusNotFound // unknown sObject
-		}
-		writeErrors(w, status, apiErr)
+		writeRecordError(w, apiErr)
 		return
 	}
 	s.reply(w, http.StatusCreated, saveResult{ID: id, Success: true, Errors: []*apiError{}})
@@ -96,11 +92,7 @@ func (s *Server) createOne(w http.ResponseWriter, r *http.Request, object string
 
 func (s *Server) getOne(w http.ResponseWriter, r *http.Request, version, object, id, keyField string) {
 	if apiErr := s.st.schema.checkGet(object, keyField, r.URL.Query().Get("fields")); apiErr != nil {
-		status := http.StatusBadRequest
-		if apiErr.Code == "NOT_FOUND" {
-			status = http.StatusNotFound
-		}
-		writeErrors(w, status, apiErr)
+		writeRecordError(w, apiErr)
 		return
 	}
 	s.st.mu.Lock()
@@ -160,11 +152,7 @@ func (s *Server) updateOne(w http.ResponseWriter, r *http.Request, object, id st
 	apiErr = s.st.update(object, id, rec)
 	s.st.mu.Unlock()
 	if apiErr != nil {
-		status := http.StatusBadRequest
-		if apiErr.Code == "NOT_FOUND" {
-			status = http.StatusNotFound
-		}
-		writeErrors(w, status, apiErr)
+		writeRecordError(w, apiErr)
 		return
 	}
 	s.reply(w, http.StatusNoContent, nil)
