@@ -151,7 +151,9 @@ func (s *store) sfRule(object string) *apiError {
 	if rule.field != "" {
 		fields = []string{rule.field}
 	}
-	return errf("FIELD_CUSTOM_VALIDATION_EXCEPTION", fields, "%s", rule.message)
+	e := errf("FIELD_CUSTOM_VALIDATION_EXCEPTION", fields, "%s", rule.message)
+	e.saveError = true
+	return e
 }
 
 // dvRule is the error of a plug-in refusing writes of a Dataverse

@@ -19,6 +19,24 @@ type apiError struct {
 	Code    string   `json:"errorCode"`
 	Message string   `json:"message"`
 	Fields  []string `json:"fields,omitempty"`
+	// saveError marks the error of a record's save (a validation rule):
+	// Salesforce's error envelope then always carries "fields", [] when
+	// the error names none (the error shows at the top of the page).
+	saveError bool
+}
+
+// MarshalJSON writes "fields" always for a save error, else only when it
+// names fields.
+func (e *apiError) MarshalJSON() ([]byte, error) {
+	type plain apiError
+	if !e.saveError {
+		return json.Marshal((*plain)(e))
+	}
+	return json.Marshal(struct {
+		Code    string   `json:"errorCode"`
+		Message string   `json:"message"`
+		Fields  []string `json:"fields"`
+	}{e.Code, e.Message, orEmpty(e.Fields)})
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
