@@ -3,6 +3,7 @@ package connectors
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/hl7"
@@ -62,6 +63,10 @@ func (e *Held) Error() string { return HeldPrefix + " " + e.Reason }
 
 // HeldPrefix starts the checkpoint reason of a held note.
 const HeldPrefix = "held:"
+
+// HeldReason says whether a record's reason is a held note's: the one
+// test of "held" for the write-back, the log commands and the console.
+func HeldReason(reason string) bool { return strings.HasPrefix(reason, HeldPrefix) }
 
 // Unreachable is a send to the EHR that got no answer: the connection was
 // refused or lost, or no acknowledgment came in time. The note is retried,

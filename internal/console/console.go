@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	texttemplate "text/template"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
@@ -281,7 +283,13 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, pag
 		name = "fragment"
 	}
 	if err := t.ExecuteTemplate(w, name, v); err != nil {
-		c.opts.Logger.Warn("console page failed", "page", page, "error", err.Error())
+		// A template's own error names a template position, never a value;
+		// anything else is the browser gone away, not worth a line (and
+		// its text is not ours to vouch for).
+		var te texttemplate.ExecError
+		if errors.As(err, &te) {
+			c.opts.Logger.Warn("console page failed", "page", page, "template", te.Name)
+		}
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
@@ -102,7 +101,7 @@ func (c *Console) find(s *session, cq consoleQuery) (findResult, error) {
 	}
 	res := findResult{Next: v.Next, Partial: v.Partial, Examined: v.Examined}
 	for _, r := range v.Records {
-		if cq.held && !strings.HasPrefix(r.Reason, connectors.HeldPrefix) || cq.warned && !r.Warned {
+		if cq.held && !connectors.HeldReason(r.Reason) || cq.warned && !r.Warned {
 			continue
 		}
 		res.Rows = append(res.Rows, r)
@@ -135,7 +134,7 @@ func (c *Console) trace(s *session, id uint64) (traceData, error) {
 		return traceData{}, err
 	}
 	t := traceData{Record: v.Record, History: v.History, NextRetry: v.NextRetry, LaneMore: v.Lane.Truncated, Holder: v.Lane.Holder,
-		Held: v.Record.State == checkpoint.Retrying.String() && strings.HasPrefix(v.Record.Reason, connectors.HeldPrefix)}
+		Held: v.Record.State == checkpoint.Retrying.String() && connectors.HeldReason(v.Record.Reason)}
 	t.Lane = laneRows(v.Lane.Records, v.Lane.Holder)
 	for i := range t.Lane {
 		t.Lane[i].Current = t.Lane[i].ID == id

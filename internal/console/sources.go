@@ -1,7 +1,6 @@
 package console
 
 import (
-	"strings"
 	"sync"
 	"time"
 
@@ -67,7 +66,7 @@ func (c *Console) sourceStates() map[string]*sourceLog {
 					n.Dead++
 				case r.State == checkpoint.InProgress:
 					n.InProgress++
-				case r.State == checkpoint.Retrying && strings.HasPrefix(r.Reason, connectors.HeldPrefix):
+				case r.State == checkpoint.Retrying && connectors.HeldReason(r.Reason):
 					n.Held++
 				case r.State == checkpoint.Retrying:
 					n.Retrying++

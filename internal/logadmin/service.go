@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os/user"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/ehrbridge/ehrbridge/checkpoint"
+	"github.com/ehrbridge/ehrbridge/connectors"
 )
 
 // Service is what the admin tools do with a log, whether it is opened
@@ -129,7 +129,7 @@ func (s *Local) List(state string, after uint64, limit int) ([]RecordView, []Con
 				return out, nil, err
 			}
 			for _, r := range rs {
-				if strings.HasPrefix(r.Reason, "held:") && len(out) < limit {
+				if connectors.HeldReason(r.Reason) && len(out) < limit {
 					out = append(out, ViewOf(r))
 				}
 				after = r.ID

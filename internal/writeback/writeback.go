@@ -814,7 +814,7 @@ func (w *HeldWaker) Applied() {
 	w.last, w.pending = time.Now(), false
 	w.mu.Unlock()
 	n, err := w.Log.Hasten(func(r *checkpoint.Record) bool {
-		return r.Kind == checkpoint.KindNote && strings.HasPrefix(r.Reason, connectors.HeldPrefix)
+		return r.Kind == checkpoint.KindNote && connectors.HeldReason(r.Reason)
 	})
 	if err != nil {
 		if w.Logger != nil && !errors.Is(err, checkpoint.ErrClosed) {
