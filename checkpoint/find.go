@@ -200,6 +200,10 @@ func (l *Log) findIter(tx *bolt.Tx, q Query) idIter {
 			for _, lane := range q.Lanes {
 				its = append(its, &prefixIter{c: b.Cursor(), prefix: append([]byte(nil), lane[:]...), before: before})
 			}
+			// Records after the lane cursor are indexed when Claim reaches
+			// them (lanes.go): read them in id order (the matcher keeps
+			// the patient's).
+			its = append(its, &prefixIter{c: tx.Bucket(bRecords).Cursor(), before: before, floor: laneCursor(tx)})
 			return union(its)
 		}
 		// A log of schema 3 opened read-only: no patient index.

@@ -48,7 +48,7 @@ func TestFindByPatient(t *testing.T) {
 	mustAppend(t, l, entry("s|A|F|3", "HOSP_A|1234", "thr")) // 3
 	mustAppend(t, l, entry("s|A|F|4", "123^HOSP_A", "fou"))  // 4: connectors/ehr.LaneKey's form
 	mustAppend(t, l, entry("s|A|F|5", "HOSP_A|123", "fiv"))  // 5
-	for _, c := range []struct {
+	cases := []struct {
 		keys []string
 		want []uint64
 	}{
@@ -58,11 +58,27 @@ func TestFindByPatient(t *testing.T) {
 		{[]string{"HOSP_A|1234"}, []uint64{3}},
 		{[]string{"HOSP_A|12"}, nil},
 		{[]string{""}, nil},
-	} {
-		p := mustFind(t, l, Query{Lanes: lanesOf(t, l, c.keys...)})
-		if got := ids(p.Records); !slices.Equal(got, c.want) && !(len(got) == 0 && len(c.want) == 0) {
-			t.Errorf("patient %q: %v, want %v", c.keys, got, c.want)
+	}
+	search := func(when string) {
+		t.Helper()
+		for _, c := range cases {
+			p := mustFind(t, l, Query{Lanes: lanesOf(t, l, c.keys...)})
+			if got := ids(p.Records); !slices.Equal(got, c.want) && !(len(got) == 0 && len(c.want) == 0) {
+				t.Errorf("%s: patient %q: %v, want %v", when, c.keys, got, c.want)
+			}
 		}
+	}
+	// Appended, not yet claimed: the records after the lane cursor, read
+	// in id order (appending writes no index).
+	search("before any claim")
+	// Claimed: the patient index, written with the lanes' (and check
+	// agrees); the records stay found.
+	if _, err := l.Claim(100); err != nil {
+		t.Fatal(err)
+	}
+	search("after a claim")
+	if problems, err := l.Check(); err != nil || len(problems) != 0 {
+		t.Errorf("check after a claim: %v %v", problems, err)
 	}
 	// Paged: one record a page, the cursor walking down.
 	q := Query{Lanes: lanesOf(t, l, "HOSP_A|123", "123^HOSP_A"), Limit: 1}

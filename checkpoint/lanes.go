@@ -99,6 +99,11 @@ func indexLanes(tx *bolt.Tx, max int) error {
 		if err := tx.Bucket(bLanes).Put(laneKey(r.Lane, id), nil); err != nil {
 			return err
 		}
+		if patients := tx.Bucket(bPatients); patients != nil {
+			if err := patients.Put(patientKey(r.Lane, id), nil); err != nil {
+				return err
+			}
+		}
 		if head && (r.State == Received || r.State == Retrying) {
 			if err := tx.Bucket(bReady).Put(timeKey(r.ReadyAt, id), nil); err != nil {
 				return err
