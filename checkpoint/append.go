@@ -80,8 +80,8 @@ type appendOp struct {
 	// keyed is the entry's content hash as the log stores it (keyedHash
 	// with a key configured, else the entry's own).
 	keyed [32]byte
-	res Result
-	err error
+	res   Result
+	err   error
 	// signal tells a waiting appender its outcome: false when another
 	// appender committed it, true when it is to lead the next commit.
 	signal chan bool
